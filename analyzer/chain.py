@@ -1,0 +1,377 @@
+"""The chain: anvil processes, RPC helpers and the "is this anvil" guard.
+
+Every chain this tool touches is either a node the user names (read-only use) or an anvil
+process started here: a devnet, or a fork of another node pinned to a block. Transactions are
+only ever sent to anvil; :func:`require_anvil` is the guard every sending path calls first.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from web3 import HTTPProvider, Web3
+
+from analyzer.errors import ContagionError, NotAnvilError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ANVIL_MISSING = "anvil not found: run `make setup`, or install Foundry, or set ANVIL_BIN"
+
+# anvil's default mnemonic accounts (public test keys, funded by anvil itself): keepers and
+# deployers on a devnet or fork are these accounts, never a key read from the environment.
+DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+# --- finding the binary -------------------------------------------------------------------------
+
+def _npm_platform_dir() -> str:
+    system = {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}.get(platform.system(), "")
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    return f"anvil-{system}-{arch}"
+
+
+def find_anvil() -> str:
+    """Path of the anvil binary: ``$ANVIL_BIN``, then ``anvil`` on PATH, then the npm package.
+
+    The npm package ``@foundry-rs/anvil`` ships the native binary in a per-platform package;
+    we run that binary directly rather than its node wrapper, so that stopping the process
+    stops anvil itself.
+    """
+    env_bin = os.environ.get("ANVIL_BIN")
+    if env_bin:
+        if Path(env_bin).is_file() and os.access(env_bin, os.X_OK):
+            return env_bin
+        raise ContagionError(f"ANVIL_BIN={env_bin} is not an executable file; {ANVIL_MISSING}")
+    on_path = shutil.which("anvil")
+    if on_path:
+        return on_path
+    modules = REPO_ROOT / "node_modules"
+    for candidate in (
+        modules / "@foundry-rs" / _npm_platform_dir() / "bin" / "anvil",
+        modules / ".bin" / "anvil",
+    ):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise ContagionError(ANVIL_MISSING)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- URLs and raw RPC ---------------------------------------------------------------------------
+
+def redact_url(url: str | None) -> str:
+    """An RPC URL safe to print or store: no user info, no query, no key-like path segment.
+
+    >>> redact_url("https://user:pw@eth.example.com/v2/abcdef0123456789abcdef?key=1")
+    'https://eth.example.com/v2/***'
+    """
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    segments = ["***" if len(s) >= 16 or any(c.isdigit() for c in s) and len(s) >= 8 else s
+                for s in parts.path.split("/")]
+    return urlunsplit((parts.scheme, host, "/".join(segments), "", ""))
+
+
+def raw_rpc(url: str, method: str, params: Sequence[Any] = (), timeout: float = 10.0) -> Any:
+    """One JSON-RPC call over HTTP without web3; raises ContagionError with the URL redacted."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = json.loads(response.read())
+    except (urllib.error.URLError, OSError, TimeoutError, json.JSONDecodeError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ContagionError(f"RPC {redact_url(url)} does not answer {method}: {reason}") from None
+    if not isinstance(payload, dict):
+        raise ContagionError(f"RPC {redact_url(url)} answered {method} with something that is not JSON-RPC")
+    if payload.get("error"):
+        message = payload["error"].get("message", payload["error"]) if isinstance(payload["error"], dict) else payload["error"]
+        raise ContagionError(f"RPC {redact_url(url)} refused {method}: {message}")
+    return payload.get("result")
+
+
+def connect(url: str, timeout: float = 30.0) -> Web3:
+    """A Web3 client for ``url`` that has answered ``eth_chainId``."""
+    raw_rpc(url, "eth_chainId", timeout=min(timeout, 10.0))
+    return Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+
+
+def rpc(w3: Web3, method: str, params: Sequence[Any] = ()) -> Any:
+    """A JSON-RPC call through ``w3`` that raises ContagionError on an error answer."""
+    answer = w3.provider.make_request(method, list(params))
+    if answer.get("error"):
+        error = answer["error"]
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise ContagionError(f"RPC refused {method}: {message}")
+    return answer.get("result")
+
+
+# --- the guard ----------------------------------------------------------------------------------
+
+def client_version(w3: Web3) -> str:
+    try:
+        return str(w3.provider.make_request("web3_clientVersion", []).get("result") or "")
+    except Exception:  # an unreachable or broken node is simply not anvil
+        return ""
+
+
+def is_anvil(w3: Web3) -> bool:
+    """True when the node answers ``web3_clientVersion`` as anvil does (``anvil/v...``)."""
+    return client_version(w3).lower().startswith("anvil/")
+
+
+def require_anvil(w3: Web3) -> None:
+    """Refuse, with NotAnvilError, any chain whose client is not anvil.
+
+    Every code path that sends a transaction or a cheat call calls this first: liquidations,
+    swaps and oracle moves are for forks and devnets, never for a chain that holds real money.
+    """
+    version = client_version(w3)
+    if not version.lower().startswith("anvil/"):
+        shown = version or "no answer to web3_clientVersion"
+        raise NotAnvilError(f"refusing to send transactions: the chain's client is not anvil ({shown})")
+
+
+# --- the anvil process --------------------------------------------------------------------------
+
+_LIVE: dict[int, subprocess.Popen] = {}
+
+
+def _stop_all_live() -> None:
+    for proc in list(_LIVE.values()):
+        _terminate(proc)
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=5)
+    _LIVE.pop(proc.pid, None)
+
+
+atexit.register(_stop_all_live)
+
+
+class Anvil:
+    """An anvil process on loopback, as a context manager that always stops it.
+
+    Parameters
+    ----------
+    chain_id, accounts, balance_eth : the devnet's identity and funded accounts.
+    block_time : seconds between blocks; None mines one block per transaction.
+    fork_url, fork_block : fork another node (pinned to ``fork_block``); the fork URL must answer.
+    load_state, dump_state : anvil state files to start from / write on exit.
+    port : a loopback port; a free one is picked when None.
+    code_size_limit : raise the contract size limit (some protocol bytecode exceeds EIP-170).
+
+    Examples
+    --------
+    >>> with Anvil() as node:               # doctest: +SKIP
+    ...     node.w3.eth.block_number
+    0
+    """
+
+    def __init__(
+        self,
+        *,
+        chain_id: int = 31337,
+        accounts: int = 10,
+        balance_eth: int = 10_000,
+        block_time: float | None = None,
+        fork_url: str | None = None,
+        fork_block: int | None = None,
+        load_state: str | os.PathLike | None = None,
+        dump_state: str | os.PathLike | None = None,
+        port: int | None = None,
+        code_size_limit: int | None = None,
+        gas_limit: int | None = None,
+        startup_timeout: float = 30.0,
+        extra_args: Sequence[str] = (),
+    ):
+        self.chain_id = chain_id
+        self.accounts = accounts
+        self.balance_eth = balance_eth
+        self.block_time = block_time
+        self.fork_url = fork_url
+        self.fork_block = fork_block
+        self.load_state = Path(load_state) if load_state else None
+        self.dump_state = Path(dump_state) if dump_state else None
+        self.port = port
+        self.code_size_limit = code_size_limit
+        self.gas_limit = gas_limit
+        self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args)
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+        self._w3: Web3 | None = None
+
+    # ---- lifecycle ----
+    def command(self, binary: str) -> list[str]:
+        cmd = [binary, "--host", "127.0.0.1", "--port", str(self.port), "--accounts", str(self.accounts),
+               "--balance", str(self.balance_eth), "--mnemonic", DEFAULT_MNEMONIC]
+        if self.fork_url:
+            cmd += ["--fork-url", self.fork_url]
+            if self.fork_block is not None:
+                cmd += ["--fork-block-number", str(self.fork_block)]
+            cmd += ["--no-rate-limit"]
+            # a fork keeps its source's chain id unless told otherwise
+            if self.chain_id != 31337:
+                cmd += ["--chain-id", str(self.chain_id)]
+        else:
+            cmd += ["--chain-id", str(self.chain_id)]
+        if self.block_time is not None:
+            cmd += ["--block-time", str(self.block_time)]
+        if self.load_state is not None:
+            cmd += ["--load-state", str(self.load_state)]
+        if self.code_size_limit is not None:
+            cmd += ["--code-size-limit", str(self.code_size_limit)]
+        if self.gas_limit is not None:
+            cmd += ["--gas-limit", str(self.gas_limit)]
+        return cmd + self.extra_args
+
+    def start(self) -> Anvil:
+        if self.proc is not None:
+            return self
+        binary = find_anvil()
+        if self.load_state is not None and not self.load_state.is_file():
+            raise ContagionError(f"anvil state file {self.load_state} does not exist")
+        if self.fork_url:
+            raw_rpc(self.fork_url, "eth_chainId", timeout=10.0)  # clear error before anvil's own
+        if self.port is None:
+            self.port = free_port()
+        fd, log = tempfile.mkstemp(prefix=f"anvil-{self.port}-", suffix=".log")
+        self.log_path = Path(log)
+        with os.fdopen(fd, "wb") as log_file:
+            self.proc = subprocess.Popen(
+                self.command(binary), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: we stop it and any child together
+            )
+        _LIVE[self.proc.pid] = self.proc
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_tail()
+                _LIVE.pop(self.proc.pid, None)
+                self.proc = None
+                raise ContagionError(f"anvil exited at start (status {self.exit_status}): {tail}")
+            try:
+                raw_rpc(self.url, "web3_clientVersion", timeout=1.0)
+                return
+            except ContagionError:
+                time.sleep(0.05)
+        self.stop()
+        raise ContagionError(f"anvil did not answer within {self.startup_timeout:.0f}s: {self.log_tail()}")
+
+    @property
+    def exit_status(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
+    def stop(self) -> None:
+        """Stop anvil (dumping its state first when ``dump_state`` is set)."""
+        if self.proc is None:
+            return
+        try:
+            if self.dump_state is not None and self.proc.poll() is None:
+                self.save_state(self.dump_state)
+        finally:
+            _terminate(self.proc)
+            self.proc = None
+            self._w3 = None
+
+    def __enter__(self) -> Anvil:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- access ----
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def w3(self) -> Web3:
+        if self._w3 is None:
+            self._w3 = Web3(HTTPProvider(self.url, request_kwargs={"timeout": 120}))
+        return self._w3
+
+    def log_tail(self, lines: int = 5) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        text = self.log_path.read_text(errors="replace").strip().splitlines()
+        tail = " | ".join(line.strip() for line in text[-lines:] if line.strip())
+        return redact_secrets(tail, self.fork_url)
+
+    # ---- state ----
+    def save_state(self, path: str | os.PathLike) -> Path:
+        """Write anvil's whole state (``anvil_dumpState``) to ``path`` atomically."""
+        from analyzer.atomic import atomic_write_text
+
+        state = rpc(self.w3, "anvil_dumpState")
+        data = bytes.fromhex(state[2:] if state.startswith("0x") else state)
+        # anvil_dumpState answers gzip-compressed JSON; --load-state reads the plain JSON
+        import gzip
+
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        return atomic_write_text(path, data.decode())
+
+    def snapshot(self) -> str:
+        return rpc(self.w3, "evm_snapshot")
+
+    def revert(self, snapshot_id: str) -> None:
+        if not rpc(self.w3, "evm_revert", [snapshot_id]):
+            raise ContagionError(f"evm_revert to {snapshot_id} failed")
+
+
+def redact_secrets(text: str, *urls: str | None) -> str:
+    """``text`` with every given URL replaced by its redacted form."""
+    for url in urls:
+        if url:
+            text = text.replace(url, redact_url(url))
+    return text

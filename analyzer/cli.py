@@ -1,0 +1,116 @@
+"""The ``contagion`` command: thin over the library functions.
+
+Every user-caused failure is a ContagionError: printed as one ``error: ...`` line on stderr, exit
+status 2, no traceback and no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from analyzer import __version__
+from analyzer.errors import ContagionError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="On-chain DeFi contagion analysis: scan protocols, build the collateral graph, "
+                       "propagate shocks, replay them on an anvil fork, report.")
+devnet_app = typer.Typer(no_args_is_help=True, help="A local chain with the real protocol contracts.")
+app.add_typer(devnet_app, name="devnet")
+err = Console(stderr=True, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"contagion {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """defi-contagion."""
+
+
+@devnet_app.command("up")
+def devnet_up(
+    scenario: Annotated[str, typer.Option(help="Scenario name (fixtures/scenarios) or TOML path.")] = "mainnet-like",
+    port: Annotated[int | None, typer.Option(help="Loopback port for the RPC (default: a free one).")] = None,
+    protocols: Annotated[str | None, typer.Option(help="Comma list of protocols (default: all).")] = None,
+    state_out: Annotated[Path | None, typer.Option("--state-out", help="Write the devnet's anvil state here on exit.")] = None,
+    book_out: Annotated[Path | None, typer.Option("--book-out", help="Write the address book JSON here.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild instead of loading a cached devnet.")] = False,
+    exit_after_start: Annotated[bool, typer.Option("--exit", help="Stop as soon as the devnet is up (for checks).")] = False,
+) -> None:
+    """Start a devnet, print its RPC URL and address book as JSON, run until interrupted."""
+    from analyzer.devnet import scenario as scenario_mod
+    from analyzer.devnet.build import start_devnet, write_address_book
+    from protocols import parse_protocols
+
+    if port is not None and not 1024 <= port <= 65535:
+        raise ContagionError(f"--port must be within 1024..65535, got {port}")
+    spec = scenario_mod.load(scenario)
+    plugins = parse_protocols(protocols)
+    devnet = start_devnet(spec, plugins, port=port, use_cache=not no_cache,
+                          progress=lambda message: err.print(f"[dim]{message}[/dim]"))
+    with devnet:
+        if state_out is not None:
+            devnet.anvil.dump_state = state_out
+        if book_out is not None:
+            write_address_book(devnet.book, book_out)
+        typer.echo(json.dumps({"rpc_url": devnet.url, "address_book": devnet.book}, indent=2, sort_keys=True))
+        sys.stdout.flush()
+        if exit_after_start:
+            return
+        err.print(f"devnet up at {devnet.url} (pid {devnet.anvil.pid}); Ctrl-C stops it")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                if devnet.anvil.proc is None or devnet.anvil.proc.poll() is not None:
+                    raise ContagionError(f"anvil exited: {devnet.anvil.log_tail()}")
+        except KeyboardInterrupt:
+            pass
+    err.print("devnet stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ContagionError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err.print("aborted", markup=False)
+        return 130
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        return 130
+    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+def run() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

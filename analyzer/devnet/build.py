@@ -1,0 +1,137 @@
+"""Stand up a devnet: anvil, Multicall3, the scenario's tokens and price feeds, every protocol.
+
+Deploying and seeding real protocols takes many transactions, so a finished devnet is cached as
+an anvil state file keyed by everything that shapes it (npm lock file, our artifacts, the
+scenario, the devnet code of the core and of each plugin). The next start with the same key
+loads the state in seconds; any change of a key part rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analyzer.atomic import atomic_write_text
+from analyzer.chain import REPO_ROOT, Anvil
+from analyzer.devnet.context import DevnetContext, npm_artifact
+from analyzer.devnet.scenario import DevnetScenario
+from analyzer.devnet.solc import ARTIFACTS_DIR, fixture_artifact
+from analyzer.errors import ContagionError
+from analyzer.multicall import MULTICALL3_ADDRESS, ensure_multicall3
+from protocols.base import Plugin
+
+CACHE_DIR = REPO_ROOT / ".cache" / "devnet"
+CHAIN_ID = 31337
+# anvil needs more than EIP-170's 24 KiB for some protocol bytecode (Lyra's OptionMarket)
+CODE_SIZE_LIMIT = 0x30000
+
+
+def cache_key(scenario: DevnetScenario, plugins: list[Plugin]) -> str:
+    """A digest of every input that shapes the devnet's state."""
+    digest = hashlib.sha256()
+    lock = REPO_ROOT / "package-lock.json"
+    digest.update(lock.read_bytes() if lock.is_file() else b"no-lock")
+    for artifact in sorted(ARTIFACTS_DIR.glob("*.json")):
+        digest.update(artifact.name.encode() + artifact.read_bytes())
+    digest.update(scenario.text.encode())
+    for module in (sys.modules[__name__], sys.modules["analyzer.devnet.context"]):
+        digest.update(inspect.getsource(module).encode())
+    for plugin in plugins:
+        digest.update(plugin.name.encode())
+        if plugin.devnet is not None:
+            digest.update(inspect.getsource(sys.modules[plugin.devnet.__module__]).encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class RunningDevnet:
+    """A devnet that is up: its anvil process and its address book."""
+
+    anvil: Anvil
+    book: dict[str, Any]
+    scenario: DevnetScenario
+    from_cache: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.anvil.url
+
+    @property
+    def w3(self):
+        return self.anvil.w3
+
+    def __enter__(self) -> RunningDevnet:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.anvil.stop()
+
+
+def deploy_assets(ctx: DevnetContext) -> None:
+    """One MintableERC20 (Aave's mock, from ``@aave/core-v3``) and one PriceFeed per asset."""
+    token_artifact = npm_artifact("@aave/core-v3", "MintableERC20")
+    feed_artifact = fixture_artifact("oracles", "PriceFeed")
+    tokens, feeds = {}, {}
+    for symbol, spec in ctx.scenario.assets.items():
+        token = ctx.deploy(token_artifact, f"{symbol} (devnet)", symbol, spec.decimals)
+        feed = ctx.deploy(feed_artifact, f"{symbol} / USD", round(spec.price_usd * 10**8))
+        tokens[symbol], feeds[symbol] = token.address, feed.address
+    ctx.book.update(tokens=tokens, feeds=feeds, feed_owner=ctx.deployer,
+                    decimals={s: a.decimals for s, a in ctx.scenario.assets.items()})
+
+
+def start_devnet(
+    scenario: DevnetScenario,
+    plugins: list[Plugin],
+    *,
+    port: int | None = None,
+    use_cache: bool = True,
+    progress: Callable[[str], None] = lambda message: None,
+) -> RunningDevnet:
+    """Start a devnet with ``plugins`` deployed and ``scenario`` seeded (from cache when possible)."""
+    key = cache_key(scenario, plugins)
+    state_file, book_file = CACHE_DIR / key / "state.json", CACHE_DIR / key / "book.json"
+    if use_cache and state_file.is_file() and book_file.is_file():
+        progress(f"devnet: loading cached state {key}")
+        anvil = Anvil(chain_id=CHAIN_ID, port=port, load_state=state_file, code_size_limit=CODE_SIZE_LIMIT).start()
+        return RunningDevnet(anvil, json.loads(book_file.read_text()), scenario, from_cache=True)
+
+    anvil = Anvil(chain_id=CHAIN_ID, port=port, code_size_limit=CODE_SIZE_LIMIT).start()
+    try:
+        w3 = anvil.w3
+        ctx = DevnetContext(w3=w3, deployer=w3.eth.accounts[0], scenario=scenario,
+                            book={"chain_id": CHAIN_ID, "scenario": scenario.name, "multicall3": MULTICALL3_ADDRESS,
+                                  "protocols": {}})
+        ensure_multicall3(w3)
+        progress(f"devnet: deploying {len(scenario.assets)} assets and price feeds")
+        deploy_assets(ctx)
+        for plugin in plugins:
+            if plugin.devnet is None:
+                continue
+            progress(f"devnet: deploying {plugin.name}")
+            part = plugin.devnet()
+            deployment = part.deploy(ctx)
+            ctx.book["protocols"][plugin.name] = deployment
+            progress(f"devnet: seeding {plugin.name}")
+            part.seed(ctx, deployment)
+        ctx.book["block"] = w3.eth.block_number
+        if use_cache:
+            anvil.save_state(state_file)
+            atomic_write_text(book_file, json.dumps(ctx.book, indent=2, sort_keys=True) + "\n")
+        return RunningDevnet(anvil, ctx.book, scenario)
+    except BaseException:
+        anvil.stop()
+        raise
+
+
+def write_address_book(book: dict[str, Any], path: str | Path) -> Path:
+    if not isinstance(book, dict):
+        raise ContagionError("address book must be a JSON object")
+    return atomic_write_text(path, json.dumps(book, indent=2, sort_keys=True) + "\n")

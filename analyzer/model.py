@@ -1,0 +1,250 @@
+"""The snapshot: the one hand-off point between the chain and everything offline.
+
+A snapshot is a folder of Parquet tables plus ``meta.json`` (see DESIGN.md). Amounts are
+float64 in token units for analysis, with the exact on-chain integer kept beside them as a
+decimal string (``raw``), so a reader can be checked to the wei. Addresses are checksummed.
+
+Tables and units
+----------------
+assets     address, symbol, decimals, price_usd (USD per whole token), receipt_of
+           ("<protocol>:<underlying address>" for aTokens, cTokens, LP tokens; "" otherwise),
+           iv (implied volatility as a fraction, NaN when not an option underlying)
+markets    protocol, market (the protocol's market contract: Aave pool, comptroller, comet, option
+           market), asset, oracle_price_usd (the protocol's own oracle), ltv, liquidation_threshold
+           (fractions), liquidation_bonus (fraction: 0.05 = 5%), close_factor, protocol_fee
+           (fraction of the bonus or of seized collateral, as the protocol defines it),
+           supply_cap, borrow_cap (token units, 0 = none), category (Aave e-mode category),
+           isolated, borrowable, collateral_enabled, params (JSON: protocol-specific extras)
+accounts   protocol, market, account, category (account mode: Aave e-mode id, else 0), params (JSON)
+positions  protocol, market, account, asset, side ("collateral" | "debt"), amount (token units of
+           ``asset``), raw (exact integer as the protocol stores it, decimal string)
+options    protocol, market, account, position_id, kind ("call" | "put"), strike (USD), expiry
+           (unix s), size (contracts), side ("long" | "short"), collateral_asset, collateral
+           (units of collateral_asset), raw_size, raw_collateral
+hedgers    protocol, market, asset, net_delta, net_gamma, net_vega, hedge_position (base units)
+venues     protocol, venue (pool address), asset, quote_asset, model ("uniswap_v3",
+           "constant_product", "sqrt_law", "linear"), params (JSON: the model's parameters)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from fractions import Fraction
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analyzer.atomic import atomic_directory, atomic_write_text
+from analyzer.errors import ContagionError
+
+SCHEMA_VERSION = 1
+
+# column -> pandas dtype; "string" columns hold text (raw integers included), never floats
+TABLES: dict[str, dict[str, str]] = {
+    "assets": {"address": "string", "symbol": "string", "decimals": "int64", "price_usd": "float64",
+               "receipt_of": "string", "iv": "float64"},
+    "markets": {"protocol": "string", "market": "string", "asset": "string", "oracle_price_usd": "float64",
+                "ltv": "float64", "liquidation_threshold": "float64", "liquidation_bonus": "float64",
+                "close_factor": "float64", "protocol_fee": "float64", "supply_cap": "float64",
+                "borrow_cap": "float64", "category": "int64", "isolated": "bool", "borrowable": "bool",
+                "collateral_enabled": "bool", "params": "string"},
+    "accounts": {"protocol": "string", "market": "string", "account": "string", "category": "int64",
+                 "params": "string"},
+    "positions": {"protocol": "string", "market": "string", "account": "string", "asset": "string",
+                  "side": "string", "amount": "float64", "raw": "string"},
+    "options": {"protocol": "string", "market": "string", "account": "string", "position_id": "int64",
+                "kind": "string", "strike": "float64", "expiry": "int64", "size": "float64",
+                "side": "string", "collateral_asset": "string", "collateral": "float64",
+                "raw_size": "string", "raw_collateral": "string"},
+    "hedgers": {"protocol": "string", "market": "string", "asset": "string", "net_delta": "float64",
+                "net_gamma": "float64", "net_vega": "float64", "hedge_position": "float64"},
+    "venues": {"protocol": "string", "venue": "string", "asset": "string", "quote_asset": "string",
+               "model": "string", "params": "string"},
+}
+KEYS: dict[str, tuple[str, ...]] = {
+    "assets": ("address",),
+    "markets": ("protocol", "market", "asset"),
+    "accounts": ("protocol", "market", "account"),
+    "positions": ("protocol", "market", "account", "asset", "side"),
+    "options": ("protocol", "market", "position_id"),
+    "hedgers": ("protocol", "market", "asset"),
+    "venues": ("protocol", "venue", "asset"),
+}
+SIDES = ("collateral", "debt")
+OPTION_KINDS = ("call", "put")
+OPTION_SIDES = ("long", "short")
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    return pd.DataFrame({col: pd.Series(dtype=dtype) for col, dtype in TABLES[name].items()})
+
+
+def to_table(name: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Rows (dicts or a frame) as a typed table; unknown columns are an error, missing ones default."""
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    schema = TABLES[name]
+    extra = set(frame.columns) - set(schema)
+    if extra:
+        raise ContagionError(f"table {name}: unknown columns {sorted(extra)} (known: {', '.join(schema)})")
+    defaults = {"string": "", "float64": np.nan, "int64": 0, "bool": False}
+    for col, dtype in schema.items():
+        if col not in frame.columns:
+            frame[col] = defaults[dtype] if len(frame) else pd.Series(dtype=dtype)
+    frame = frame[list(schema)]
+    try:
+        for col, dtype in schema.items():
+            if dtype == "string":
+                frame[col] = frame[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).astype("string")
+            else:
+                frame[col] = frame[col].astype(dtype)
+    except (ValueError, TypeError) as exc:
+        raise ContagionError(f"table {name}: column {col} is not {dtype} ({exc})") from None
+    return frame.reset_index(drop=True)
+
+
+@dataclass
+class Snapshot:
+    """The state of the protocols at one block, as typed tables plus metadata."""
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    assets: pd.DataFrame = field(default_factory=lambda: empty_table("assets"))
+    markets: pd.DataFrame = field(default_factory=lambda: empty_table("markets"))
+    accounts: pd.DataFrame = field(default_factory=lambda: empty_table("accounts"))
+    positions: pd.DataFrame = field(default_factory=lambda: empty_table("positions"))
+    options: pd.DataFrame = field(default_factory=lambda: empty_table("options"))
+    hedgers: pd.DataFrame = field(default_factory=lambda: empty_table("hedgers"))
+    venues: pd.DataFrame = field(default_factory=lambda: empty_table("venues"))
+
+    def __post_init__(self) -> None:
+        for name in TABLES:
+            setattr(self, name, to_table(name, getattr(self, name)))
+
+    def table(self, name: str) -> pd.DataFrame:
+        return getattr(self, name)
+
+    # ---- lookups used everywhere ----
+    def price_of(self) -> dict[str, float]:
+        return dict(zip(self.assets["address"], self.assets["price_usd"], strict=True))
+
+    def symbol_of(self) -> dict[str, str]:
+        return dict(zip(self.assets["address"], self.assets["symbol"], strict=True))
+
+    def address_of(self, symbol: str) -> str:
+        """The address of the asset named ``symbol`` (or ``symbol`` itself if it is an address)."""
+        hits = self.assets.loc[(self.assets["symbol"] == symbol) | (self.assets["address"] == symbol), "address"]
+        if hits.empty:
+            known = ", ".join(sorted(self.assets["symbol"].tolist())[:12])
+            raise ContagionError(f'asset "{symbol}" is not in the snapshot (known: {known})')
+        return str(hits.iloc[0])
+
+    # ---- validation ----
+    def validate(self) -> Snapshot:
+        """Raise ContagionError naming the first problem found; return self when sound."""
+        for name, keys in KEYS.items():
+            frame = self.table(name)
+            dup = frame.duplicated(list(keys), keep=False)
+            if dup.any():
+                row = frame.loc[dup].iloc[0]
+                raise ContagionError(f"{name}: duplicate key {', '.join(f'{k}={row[k]}' for k in keys)}")
+        assets = set(self.assets["address"])
+        prices = self.assets.set_index("address")["price_usd"]
+        bad_price = prices[~np.isfinite(prices) | (prices < 0)]
+        if len(bad_price):
+            raise ContagionError(f"assets: missing or negative price_usd for {bad_price.index[0]}")
+        if (self.assets["decimals"] < 0).any() or (self.assets["decimals"] > 77).any():
+            raise ContagionError("assets: decimals must be within 0..77")
+        for name, col in (("markets", "asset"), ("positions", "asset"), ("venues", "asset"),
+                          ("hedgers", "asset"), ("options", "collateral_asset")):
+            frame = self.table(name)
+            values = frame[col][frame[col] != ""] if name == "options" else frame[col]
+            unknown = set(values) - assets
+            if unknown:
+                raise ContagionError(f"{name}: {col} {sorted(unknown)[0]} is not in the assets table")
+        pos = self.positions
+        if (~pos["side"].isin(SIDES)).any():
+            raise ContagionError(f"positions: side must be one of {SIDES}, got {pos.loc[~pos['side'].isin(SIDES), 'side'].iloc[0]!r}")
+        for name, cols in (("positions", ("amount",)), ("options", ("size", "collateral", "strike"))):
+            for col in cols:
+                values = self.table(name)[col]
+                if (~np.isfinite(values) | (values < 0)).any():
+                    raise ContagionError(f"{name}: {col} must be finite and non-negative")
+        for col in ("raw",):
+            bad = ~pos[col].str.fullmatch(r"\d+").fillna(False)
+            if bad.any():
+                raise ContagionError(f"positions: raw must be a non-negative integer string, got {pos.loc[bad, col].iloc[0]!r}")
+        opts = self.options
+        if (~opts["kind"].isin(OPTION_KINDS)).any() or (~opts["side"].isin(OPTION_SIDES)).any():
+            raise ContagionError("options: kind must be call|put and side long|short")
+        for required in ("chain_id", "block_number"):
+            if required not in self.meta:
+                raise ContagionError(f"meta.json: missing {required}")
+        return self
+
+    # ---- persistence ----
+    def write(self, path: str | Path) -> Path:
+        """Write the snapshot folder atomically (validated first)."""
+        self.validate()
+        path = Path(path)
+        with atomic_directory(path) as tmp:
+            for name in TABLES:
+                frame = self.table(name)
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                pq.write_table(table, tmp / f"{name}.parquet")
+            meta = dict(self.meta, schema_version=SCHEMA_VERSION)
+            atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path, *, expect_chain_id: int | None = None,
+             expect_block: int | None = None) -> Snapshot:
+        """Read and validate a snapshot folder; refuse one of another chain or block than expected."""
+        path = Path(path)
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            raise ContagionError(f"{path}: not a snapshot (no meta.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ContagionError(f"{meta_path}: not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise ContagionError(f"{meta_path}: expected a JSON object")
+        if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise ContagionError(f"{meta_path}: schema_version {meta.get('schema_version')} (this tool reads {SCHEMA_VERSION})")
+        if expect_chain_id is not None and meta.get("chain_id") != expect_chain_id:
+            raise ContagionError(f"{path}: snapshot of chain {meta.get('chain_id')}, expected chain {expect_chain_id}")
+        if expect_block is not None and meta.get("block_number") != expect_block:
+            raise ContagionError(f"{path}: snapshot at block {meta.get('block_number')}, expected block {expect_block}")
+        tables = {}
+        for name in TABLES:
+            file = path / f"{name}.parquet"
+            if not file.is_file():
+                raise ContagionError(f"{path}: missing {name}.parquet")
+            try:
+                tables[name] = pq.read_table(file).to_pandas()
+            except (pa.ArrowException, OSError) as exc:
+                raise ContagionError(f"{file}: unreadable Parquet ({' '.join(str(exc).split())[:200]})") from None
+        return cls(meta=meta, **tables).validate()
+
+    def merge(self, other: Snapshot) -> Snapshot:
+        """Tables of both snapshots (same chain and block); assets deduplicated by address."""
+        for key in ("chain_id", "block_number"):
+            if key in self.meta and key in other.meta and self.meta[key] != other.meta[key]:
+                raise ContagionError(f"cannot merge snapshots with different {key}: {self.meta[key]} vs {other.meta[key]}")
+        meta = {**other.meta, **self.meta}
+        meta["protocols"] = {**other.meta.get("protocols", {}), **self.meta.get("protocols", {})}
+        tables = {}
+        for name, keys in KEYS.items():
+            frame = pd.concat([self.table(name), other.table(name)], ignore_index=True)
+            tables[name] = frame.drop_duplicates(list(keys), keep="first")
+        return Snapshot(meta=meta, **tables)
+
+
+def raw_to_amount(raw: int, decimals: int) -> float:
+    """An exact integer of token wei as float64 token units, correctly rounded."""
+    return float(Fraction(int(raw), 10**int(decimals)))

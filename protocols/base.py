@@ -1,0 +1,227 @@
+"""The protocol plugin interface: reader, rules, executor, devnet.
+
+A protocol is a folder ``protocols/<name>/`` whose ``__init__.py`` defines ``PLUGIN``, a
+:class:`Plugin` naming its parts. The core finds plugins through :mod:`protocols` (the registry)
+and never imports a protocol by name; a protocol never imports another protocol.
+
+Units everywhere: token amounts are float64 in whole-token units (``raw`` integers beside them in
+the snapshot), prices are USD per whole token, ratios are fractions (0.825, not 8250 bps).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from web3 import Web3
+
+    from analyzer.devnet.context import DevnetContext
+    from analyzer.model import Snapshot
+    from analyzer.multicall import Call, CallResult
+
+Rows = dict[str, list[dict]]
+"""Snapshot rows by table name, e.g. ``{"positions": [{...}, ...], "markets": [...]}``."""
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+@dataclass
+class ReadContext:
+    """What a reader may use: every read is pinned to ``block``.
+
+    ``multicall(calls)`` batches through Multicall3 at ``block`` (with the scan's retries);
+    ``get_logs(address, topics, from_block, to_block)`` returns raw logs, chunked to the node's
+    range limit. Readers return rows; they never print.
+    """
+
+    w3: Web3
+    chain_id: int
+    block: int
+    multicall: Callable[[Sequence[Call]], list[CallResult]]
+    get_logs: Callable[..., list[dict]]
+
+
+class Reader(ABC):
+    """Reads one deployment of a protocol (its address book entry) at one block."""
+
+    protocol: ClassVar[str]
+
+    def __init__(self, ctx: ReadContext, deployment: dict[str, Any]):
+        self.ctx = ctx
+        self.deployment = deployment
+
+    @abstractmethod
+    def read_markets(self) -> Rows:
+        """Markets, their assets and risk parameters, oracle prices: ``assets``, ``markets`` (and
+        ``venues`` / ``hedgers`` where the protocol has them) rows."""
+
+    @abstractmethod
+    def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
+        """Every account that may hold a position, from the protocol's events in the block range
+        (inclusive). Checksummed, sorted, without duplicates."""
+
+    @abstractmethod
+    def read_accounts(self, accounts: Sequence[str]) -> Rows:
+        """Positions of ``accounts`` at the context's block: ``positions`` and ``accounts`` rows
+        (``options`` for option protocols). Accounts with nothing open yield no rows."""
+
+
+# --- liquidation rules --------------------------------------------------------------------------
+
+@dataclass
+class LendingBook:
+    """One lending market as arrays: ``n`` accounts × ``m`` assets, in token units.
+
+    ``params`` holds per-asset arrays of length ``m`` (``liquidation_threshold``, ``ltv``,
+    ``liquidation_bonus``, ``protocol_fee``, ``collateral_enabled``, ...), ``extra`` anything
+    else the protocol's rule needs (e-mode categories, exchange rates, reserves).
+    """
+
+    protocol: str
+    market: str
+    accounts: np.ndarray            # (n,) account addresses
+    assets: np.ndarray              # (m,) asset addresses (columns)
+    collateral: np.ndarray          # (n, m) float64, token units
+    debt: np.ndarray                # (n, m) float64, token units
+    category: np.ndarray            # (n,) int64 account mode (Aave e-mode), 0 when none
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def copy(self) -> LendingBook:
+        return LendingBook(self.protocol, self.market, self.accounts, self.assets, self.collateral.copy(),
+                           self.debt.copy(), self.category, self.params, dict(self.extra))
+
+
+@dataclass
+class Liquidation:
+    """One keeper step on ``k`` accounts at once (rows of the book, ``rows``), per asset column.
+
+    ``repaid[i, j]``: debt of asset j repaid for account rows[i] (token units);
+    ``seized[i, j]``: collateral of asset j taken from it, all of it (liquidator's share + fee);
+    ``fee[i, j]``: the part of ``seized`` that goes to the protocol, not the liquidator.
+    For protocols where the protocol itself absorbs the account (Comet), ``absorbed_by_protocol``
+    is True and ``seized`` goes to the protocol's balance sheet to be sold later.
+    """
+
+    rows: np.ndarray                # (k,) int indices into the book's accounts
+    repaid: np.ndarray              # (k, m)
+    seized: np.ndarray              # (k, m)
+    fee: np.ndarray                 # (k, m)
+    absorbed_by_protocol: bool = False
+    reserves_change_usd: float = 0.0  # for absorbing protocols: change of the protocol's reserves
+
+
+class Rules(ABC):
+    """A protocol's own liquidation rule, vectorised over a :class:`LendingBook`.
+
+    Each method documents the contract function whose math it mirrors. Prices are the protocol
+    oracle's USD prices, one per asset column (``(m,)`` float64).
+    """
+
+    protocol: ClassVar[str]
+
+    @abstractmethod
+    def books(self, snapshot: Snapshot) -> list[LendingBook]:
+        """One book per market of this protocol in the snapshot."""
+
+    @abstractmethod
+    def health_factor(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """``(n,)`` health factor (liquidation-threshold-weighted collateral / debt; inf without debt)."""
+
+    @abstractmethod
+    def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """``(n,)`` bool: the protocol would accept a liquidation of this account now."""
+
+    @abstractmethod
+    def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:
+        """The largest liquidation a keeper may make now on every liquidatable account (restricted
+        to ``mask`` when given), as one step; the engine repeats while the rule allows."""
+
+    @abstractmethod
+    def apply(self, book: LendingBook, liquidation: Liquidation) -> LendingBook:
+        """The book after ``liquidation`` (a new book; the input is not modified)."""
+
+    def bad_debt_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """``(n,)`` USD of debt that no collateral backs: debt value beyond all collateral value."""
+        return np.maximum(book.debt @ prices - book.collateral @ prices, 0.0)
+
+
+# --- executing on anvil -------------------------------------------------------------------------
+
+@dataclass
+class ExecutedLiquidation:
+    """What a real liquidation transaction did, read from its receipt and balances."""
+
+    account: str
+    success: bool
+    tx_hash: str = ""
+    repaid: dict[str, int] = field(default_factory=dict)    # asset -> raw amount
+    seized: dict[str, int] = field(default_factory=dict)    # asset -> raw amount (liquidator + fee)
+    fee: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+
+class Executor(ABC):
+    """Sends real transactions to an anvil chain: liquidations and oracle moves.
+
+    Implementations call :func:`analyzer.chain.require_anvil` in ``__init__`` (and so refuse
+    any other client); keepers are anvil accounts or impersonated addresses, never a key read
+    from the environment.
+    """
+
+    protocol: ClassVar[str]
+
+    def __init__(self, w3: Web3, deployment: dict[str, Any], keeper: str):
+        from analyzer.chain import require_anvil
+
+        require_anvil(w3)
+        self.w3 = w3
+        self.deployment = deployment
+        self.keeper = keeper
+
+    @abstractmethod
+    def set_price(self, asset: str, price_usd: float) -> None:
+        """Make the protocol's oracle report ``price_usd`` for ``asset``."""
+
+    @abstractmethod
+    def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
+                  amount_raw: int | None = None) -> ExecutedLiquidation:
+        """Liquidate ``account`` as a keeper would (``amount_raw`` None = as much as allowed)."""
+
+
+# --- devnet -------------------------------------------------------------------------------------
+
+class Devnet(ABC):
+    """Deploys the protocol on a fresh anvil from real artifacts (or our fixtures) and seeds it."""
+
+    protocol: ClassVar[str]
+
+    @abstractmethod
+    def deploy(self, ctx: DevnetContext) -> dict[str, Any]:
+        """Deploy and configure the protocol for ``ctx.scenario``'s assets; return its address book
+        entry (the same shape as the mainnet address book, so readers work on both)."""
+
+    @abstractmethod
+    def seed(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
+        """Open the scenario's positions on this protocol with real transactions."""
+
+
+# --- the plugin ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plugin:
+    """A protocol's parts. ``devnet_order``: lower deploys first (lending before venues before
+    options); ``mainnet``: address book entries by chain id, each citing its source."""
+
+    name: str
+    reader: type[Reader] | None = None
+    rules: type[Rules] | None = None
+    executor: type[Executor] | None = None
+    devnet: type[Devnet] | None = None
+    devnet_order: int = 50
+    mainnet: dict[int, dict[str, Any]] = field(default_factory=dict)
