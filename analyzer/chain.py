@@ -8,6 +8,7 @@ only ever sent to anvil; :func:`require_anvil` is the guard every sending path c
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import platform
@@ -15,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -178,15 +180,25 @@ def _terminate(proc: subprocess.Popen) -> None:
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(timeout=5)
     _LIVE.pop(proc.pid, None)
 
 
 atexit.register(_stop_all_live)
+
+
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C (finally blocks and atexit run, so anvil is stopped).
+
+    Python's default SIGTERM ends the process at once; anvil runs in its own process group and
+    would be left behind. Only installed when nothing else handles SIGTERM, from the main thread.
+    """
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 class Anvil:
@@ -270,6 +282,7 @@ class Anvil:
         if self.proc is not None:
             return self
         binary = find_anvil()
+        _exit_on_sigterm()
         if self.load_state is not None and not self.load_state.is_file():
             raise ContagionError(f"anvil state file {self.load_state} does not exist")
         if self.fork_url:

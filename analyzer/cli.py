@@ -83,28 +83,42 @@ def devnet_up(
     err.print("devnet stopped")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except ContagionError as exc:
-        err.print(f"error: {exc}", markup=False)
-        return exc.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        err.print("aborted", markup=False)
-        return 130
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        return 130
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
+@app.command("scan")
+def scan_command(
+    rpc: Annotated[str | None, typer.Option("--rpc", help="An existing node to read (read-only).")] = None,
+    fork_url: Annotated[str | None, typer.Option("--fork-url", help="Start an anvil fork of this node and read it.")] = None,
+    block: Annotated[int | None, typer.Option(help="Block to read (default: the latest).")] = None,
+    protocols: Annotated[str | None, typer.Option(help="Comma list (default: all with an address book).")] = None,
+    book: Annotated[Path | None, typer.Option(help="Address book JSON (a devnet's, from `devnet up --book-out`).")] = None,
+    accounts: Annotated[Path | None, typer.Option(help="Account list (one address a line): skip event enumeration.")] = None,
+    from_block: Annotated[int, typer.Option("--from-block", help="First block of event enumeration.")] = 0,
+    out: Annotated[Path, typer.Option(help="Snapshot folder to write.")] = Path("graphs/scan/snapshot"),
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Read everything again.")] = False,
+) -> None:
+    """Read protocols at one block into a snapshot (Parquet + meta.json)."""
+    from analyzer.scanning import run_scan
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    path = run_scan(rpc=rpc, fork_url=fork_url, block=block, protocols=protocols, book=book, accounts=accounts,
+                    from_block=from_block, out=out, use_cache=not no_cache, console=err)
+    typer.echo(str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status.
+
+    Usage errors are click's (exit 2, its message); a ContagionError from a command is one
+    ``error: ...`` line and exit 2; anything else is a bug and keeps its traceback.
+    """
+    try:
+        app(args=argv, prog_name="contagion")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except ContagionError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # plain: one line, never wrapped
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import json
 import math
-from fractions import Fraction
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 

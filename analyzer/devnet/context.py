@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from analyzer.errors import ContagionError
 NODE_MODULES = REPO_ROOT / "node_modules"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _artifact_index(package: str) -> dict[str, list[Path]]:
     root = NODE_MODULES / package
     if not root.is_dir():
@@ -35,7 +35,7 @@ def _artifact_index(package: str) -> dict[str, list[Path]]:
     return index
 
 
-@lru_cache(maxsize=None)
+@cache
 def npm_artifact(package: str, name: str, hint: str = "") -> dict:
     """The hardhat artifact of contract ``name`` shipped in npm ``package``.
 

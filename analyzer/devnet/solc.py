@@ -17,6 +17,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from analyzer.atomic import atomic_write_text
@@ -62,12 +63,18 @@ def compile_sources(sources: dict[str, str]) -> dict[str, dict]:
         raise ContagionError("solc not found in node_modules: run `make setup`")
     request = {"language": "Solidity", "sources": {n: {"content": s} for n, s in sources.items()},
                "settings": SETTINGS}
-    proc = subprocess.run(["node", str(SOLCJS), "--standard-json", "--base-path", str(CONTRACTS_DIR)],
-                          input=json.dumps(request), capture_output=True, text=True, check=False)
-    start = proc.stdout.find("{")
+    # stdout to a file, not a pipe: solc.js calls process.exit() right after console.log, which
+    # cuts piped output at 128 KiB (large groups such as compound_v2 produce more)
+    with tempfile.TemporaryFile(mode="w+") as out:
+        proc = subprocess.run(["node", str(SOLCJS), "--standard-json", "--base-path", str(CONTRACTS_DIR)],
+                              input=json.dumps(request), stdout=out, stderr=subprocess.PIPE, text=True,
+                              check=False)
+        out.seek(0)
+        stdout = out.read()
+    start = stdout.find("{")
     if proc.returncode != 0 or start < 0:
-        raise ContagionError(f"solc failed: {(proc.stderr or proc.stdout).strip()[:500]}")
-    output = json.loads(proc.stdout[start:])
+        raise ContagionError(f"solc failed: {(proc.stderr or stdout).strip()[:500]}")
+    output = json.loads(stdout[start:])
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise ContagionError(f"solc: {errors[0].get('formattedMessage', errors[0]).strip()}")

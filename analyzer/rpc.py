@@ -1,0 +1,142 @@
+"""A JSON-RPC client that survives a flaky node: retries with backoff, adaptive log ranges.
+
+Hosted nodes time out, rate-limit (HTTP 429), fail (5xx), drop connections, answer with
+truncated or non-JSON bodies, and refuse ``eth_getLogs`` over too wide a block range. Readers
+should not care: :class:`RpcClient` retries transient failures with exponential backoff (and
+jitter from a seeded RNG), and :meth:`RpcClient.get_logs` splits a range that the node refuses
+until each part is accepted. Every request is counted by method, so callers and tests can tell
+what was read. URLs are redacted in every error.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import requests
+
+from analyzer.chain import redact_url
+from analyzer.errors import ContagionError
+
+# JSON-RPC error messages that mean "ask for a smaller block range"
+RANGE_ERRORS = ("range", "too many", "more than", "limit exceeded", "query returned", "too large",
+                "block range", "exceed")
+TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
+
+
+class RpcRangeError(Exception):
+    """The node refused an eth_getLogs range as too large."""
+
+
+class RpcClient:
+    """JSON-RPC over HTTP with retries. ``max_retries`` bounds attempts per request."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0, max_retries: int = 8, backoff_s: float = 0.05,
+                 max_backoff_s: float = 2.0, seed: int = 0):
+        self.url = url
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.calls: Counter = Counter()
+        self.retries: Counter = Counter()
+        self._random = random.Random(seed)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._id = 0
+
+    def _session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def _next_id(self) -> int:
+        with self._lock:
+            self._id += 1
+            return self._id
+
+    def request(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """One JSON-RPC call; transient failures are retried, a JSON-RPC error raises."""
+        last = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.retries[method] += 1
+                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+                with self._lock:
+                    delay *= 0.5 + self._random.random()
+                time.sleep(delay)
+            with self._lock:
+                self.calls[method] += 1
+            body = {"jsonrpc": "2.0", "id": self._next_id(), "method": method, "params": list(params)}
+            try:
+                response = self._session().post(self.url, json=body, timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = type(exc).__name__
+                self._local.__dict__.pop("session", None)  # a dropped connection poisons the pool
+                continue
+            if response.status_code in TRANSIENT_HTTP:
+                last = f"HTTP {response.status_code}"
+                continue
+            if response.status_code != 200:
+                raise ContagionError(f"RPC {redact_url(self.url)} answered {method} with HTTP {response.status_code}")
+            try:
+                payload = response.json()
+            except (ValueError, json.JSONDecodeError):
+                last = "a body that is not JSON"
+                continue
+            if not isinstance(payload, dict) or ("result" not in payload and "error" not in payload):
+                last = "a JSON body that is not a JSON-RPC answer"
+                continue
+            error = payload.get("error")
+            if error:
+                message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+                if method == "eth_getLogs" and any(k in message.lower() for k in RANGE_ERRORS):
+                    raise RpcRangeError(message)
+                if isinstance(error, dict) and error.get("code") in (-32005, 429) or "rate" in message.lower():
+                    last = message
+                    continue
+                raise ContagionError(f"RPC {redact_url(self.url)} refused {method}: {message}")
+            return payload["result"]
+        raise ContagionError(f"RPC {redact_url(self.url)} kept failing {method} after "
+                             f"{self.max_retries + 1} attempts (last: {last})")
+
+    # ---- the calls readers need ----
+    def chain_id(self) -> int:
+        return int(self.request("eth_chainId"), 16)
+
+    def block_number(self) -> int:
+        return int(self.request("eth_blockNumber"), 16)
+
+    def block(self, number: int) -> dict:
+        block = self.request("eth_getBlockByNumber", [hex(number), False])
+        if not block:
+            raise ContagionError(f"RPC {redact_url(self.url)} has no block {number}")
+        return block
+
+    def eth_call(self, tx: dict, block: int) -> bytes:
+        result = self.request("eth_call", [tx, hex(block)])
+        if not isinstance(result, str) or not result.startswith("0x"):
+            raise ContagionError(f"RPC {redact_url(self.url)} answered eth_call with {result!r}")
+        return bytes.fromhex(result[2:])
+
+    def get_logs(self, address: str | list[str], topics: list, from_block: int, to_block: int,
+                 *, max_range: int = 50_000) -> list[dict]:
+        """All logs in ``[from_block, to_block]``, splitting ranges the node refuses."""
+        logs: list[dict] = []
+        pending = [(lo, min(lo + max_range - 1, to_block)) for lo in range(from_block, to_block + 1, max_range)]
+        while pending:
+            lo, hi = pending.pop(0)
+            try:
+                logs.extend(self.request("eth_getLogs", [{"address": address, "topics": topics,
+                                                          "fromBlock": hex(lo), "toBlock": hex(hi)}]))
+            except RpcRangeError:
+                if lo == hi:
+                    raise ContagionError(f"RPC {redact_url(self.url)} refuses eth_getLogs even for one block ({lo})") from None
+                mid = (lo + hi) // 2
+                pending[:0] = [(lo, mid), (mid + 1, hi)]
+        return logs

@@ -1,0 +1,239 @@
+"""Scan: run protocol readers against a chain at one block into one Snapshot.
+
+Shaped like cryo: work is cut into chunks (log ranges for account discovery, account batches
+for positions), each finished chunk is cached on disk under a key of (chain id, block, protocol,
+deployment, inputs), so a rerun or a resumed scan reads nothing twice. Requests go through
+:class:`analyzer.rpc.RpcClient` (retries, backoff, adaptive log ranges); account chunks run with
+bounded concurrency; a progress bar per protocol goes to stderr. The snapshot is written
+atomically. RPC URLs appear only redacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from hexbytes import HexBytes
+from web3 import HTTPProvider, Web3
+
+from analyzer import __version__
+from analyzer.atomic import atomic_write_text
+from analyzer.chain import REPO_ROOT, redact_url
+from analyzer.errors import ContagionError
+from analyzer.model import Snapshot, to_table
+from analyzer.multicall import Call, CallResult, multicall
+from analyzer.rpc import RpcClient
+from protocols.base import Plugin, ReadContext, Rows
+
+DEFAULT_CACHE = REPO_ROOT / ".cache" / "scan"
+
+
+@dataclass
+class ScanStats:
+    """What a scan did: chunks read vs taken from the cache, and requests by method."""
+
+    chunks_read: int = 0
+    chunks_cached: int = 0
+    accounts: dict[str, int] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+
+
+def _normalise_log(log: dict) -> dict:
+    """A raw JSON-RPC log in the shape web3's ``get_logs`` returns (bytes, ints)."""
+    return {
+        "address": to_checksum_address(log["address"]),
+        "topics": [HexBytes(t) for t in log.get("topics", [])],
+        "data": HexBytes(log.get("data", "0x")),
+        "blockNumber": int(log["blockNumber"], 16),
+        "transactionHash": HexBytes(log.get("transactionHash") or "0x"),
+        "logIndex": int(log.get("logIndex") or "0x0", 16),
+    }
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class ChunkCache:
+    """Finished chunks as JSON files; each written atomically once complete."""
+
+    def __init__(self, root: Path | None):
+        self.root = root
+
+    def get(self, name: str) -> Any | None:
+        if self.root is None:
+            return None
+        path = self.root / f"{name}.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # a damaged chunk is simply read again
+
+    def put(self, name: str, value: Any) -> None:
+        if self.root is not None:
+            atomic_write_text(self.root / f"{name}.json", json.dumps(value, sort_keys=True, default=str))
+
+
+def read_accounts_file(path: str | Path) -> list[str]:
+    """An account list: one address a line (or a JSON array); errors name the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ContagionError(f"accounts file {path} does not exist")
+    text = path.read_text(errors="replace").strip()
+    try:
+        entries = json.loads(text) if text.startswith("[") else [ln.strip() for ln in text.splitlines()]
+    except json.JSONDecodeError as exc:
+        raise ContagionError(f"{path}: not a JSON array ({exc})") from None
+    accounts = []
+    for number, entry in enumerate(entries, start=1):
+        if not entry or (isinstance(entry, str) and entry.startswith("#")):
+            continue
+        if not isinstance(entry, str) or not is_address(entry):
+            raise ContagionError(f"{path}: line {number}: {str(entry)[:60]!r} is not an address")
+        accounts.append(to_checksum_address(entry))
+    if not accounts:
+        raise ContagionError(f"{path}: no accounts")
+    return sorted(set(accounts))
+
+
+def deployments_for(plugins: Sequence[Plugin], chain_id: int, book: dict | None) -> dict[str, dict]:
+    """Each plugin's address book entry: from ``book`` (a devnet's) or the plugin's mainnet book."""
+    found = {}
+    for plugin in plugins:
+        if book is not None and plugin.name in book.get("protocols", {}):
+            found[plugin.name] = book["protocols"][plugin.name]
+        elif chain_id in plugin.mainnet:
+            found[plugin.name] = plugin.mainnet[chain_id]
+    return found
+
+
+def scan(
+    url: str,
+    plugins: Sequence[Plugin],
+    *,
+    block: int | None = None,
+    book: dict | None = None,
+    accounts: Sequence[str] | None = None,
+    from_block: int = 0,
+    cache_dir: Path | None = DEFAULT_CACHE,
+    chunk_accounts: int = 200,
+    log_range: int = 50_000,
+    workers: int = 4,
+    client: RpcClient | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    stats: ScanStats | None = None,
+) -> Snapshot:
+    """Read ``plugins`` at ``block`` (default: the latest at start) into one Snapshot.
+
+    Parameters
+    ----------
+    url : the node (an anvil devnet or fork, or any node: scanning only reads).
+    book : a devnet address book; otherwise each plugin's mainnet address book for the chain.
+    accounts : skip event enumeration and read these accounts.
+    progress : ``progress(label, done, total)`` after each chunk.
+    """
+    client = client or RpcClient(url)
+    stats = stats if stats is not None else ScanStats()
+    chain_id = client.chain_id()
+    block = client.block_number() if block is None else int(block)
+    if block < 0 or from_block < 0 or from_block > block:
+        raise ContagionError(f"--from-block {from_block} must be within 0..{block}")
+    header = client.block(block)
+    deployments = deployments_for(plugins, chain_id, book)
+    if not deployments:
+        names = ", ".join(p.name for p in plugins)
+        raise ContagionError(f"none of the protocols ({names}) has an address book for chain {chain_id}; "
+                             "pass the devnet's address book with --book")
+    w3 = Web3(HTTPProvider(url))
+
+    def send(tx: dict, blk: int) -> bytes:
+        return client.eth_call(tx, blk)
+
+    def batched(calls: Sequence[Call]) -> list[CallResult]:
+        return multicall(w3, calls, block=block, send=send)
+
+    def get_logs(address, topics, start: int, end: int) -> list[dict]:
+        return [_normalise_log(log) for log in client.get_logs(address, topics, start, end, max_range=log_range)]
+
+    ctx = ReadContext(w3=w3, chain_id=chain_id, block=block, multicall=batched, get_logs=get_logs)
+    snapshot = Snapshot(meta={"chain_id": chain_id, "block_number": block,
+                              "block_timestamp": int(header["timestamp"], 16)})
+    for plugin in plugins:
+        if plugin.name not in deployments or plugin.reader is None:
+            continue
+        deployment = deployments[plugin.name]
+        cache = ChunkCache(None if cache_dir is None else
+                           Path(cache_dir) / str(chain_id) / str(block) / plugin.name / _digest(deployment))
+        part = _scan_protocol(plugin, plugin.reader(ctx, deployment), cache, accounts, from_block, block,
+                              chunk_accounts, workers, progress, stats)
+        part.meta = {"chain_id": chain_id, "block_number": block,
+                     "protocols": {plugin.name: deployment}}
+        snapshot = snapshot.merge(part)
+    snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block,
+                         block_timestamp=int(header["timestamp"], 16))
+    stats.requests = dict(client.calls)
+    return snapshot.validate()
+
+
+def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
+    tables: dict[str, list[dict]] = {}
+    for part in rows:
+        for name, table_rows in part.items():
+            tables.setdefault(name, []).extend(table_rows)
+    return Snapshot(meta={}, **{name: to_table(name, r) for name, r in tables.items()})
+
+
+def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, from_block, block, chunk_accounts, workers,
+                   progress, stats: ScanStats) -> Snapshot:
+    report = progress or (lambda label, done, total: None)
+    markets = cache.get("markets")
+    if markets is None:
+        markets = reader.read_markets()
+        cache.put("markets", markets)
+        stats.chunks_read += 1
+    else:
+        stats.chunks_cached += 1
+    if accounts is None:
+        found = cache.get(f"accounts-{from_block}-{block}")
+        if found is None:
+            found = reader.discover_accounts(from_block, block)
+            cache.put(f"accounts-{from_block}-{block}", found)
+            stats.chunks_read += 1
+        else:
+            stats.chunks_cached += 1
+        targets = sorted(set(found))
+    else:
+        targets = sorted(set(accounts))
+    stats.accounts[plugin.name] = len(targets)
+    chunks = [targets[i:i + chunk_accounts] for i in range(0, len(targets), chunk_accounts)]
+    results: list[Rows | None] = [None] * len(chunks)
+    todo = []
+    for index, chunk in enumerate(chunks):
+        cached = cache.get(f"positions-{_digest(chunk)}")
+        if cached is None:
+            todo.append(index)
+        else:
+            results[index] = cached
+            stats.chunks_cached += 1
+    done = len(chunks) - len(todo)
+    report(plugin.name, done, len(chunks))
+
+    def read(index: int) -> tuple[int, Rows]:
+        return index, reader.read_accounts(chunks[index])
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for index, rows in pool.map(read, todo):
+            cache.put(f"positions-{_digest(chunks[index])}", rows)
+            results[index] = rows
+            stats.chunks_read += 1
+            done += 1
+            report(plugin.name, done, len(chunks))
+    return _rows_to_snapshot([markets, *[r for r in results if r is not None]])

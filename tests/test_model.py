@@ -1,0 +1,118 @@
+"""The snapshot: exact Parquet round trip, validation with clear errors, atomic writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analyzer.atomic import atomic_directory
+from analyzer.errors import ContagionError
+from analyzer.model import TABLES, Snapshot, raw_to_amount
+
+WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
+USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
+POOL = "0x87870Bca3F3fD6335C3F4ce8392D69350B4fA4E2"
+
+
+def small_snapshot(raws=(10**18, 2**256 - 1)) -> Snapshot:
+    positions = [
+        {"protocol": "aave-v3", "market": POOL, "account": f"0x{i:040x}", "asset": WETH, "side": "collateral",
+         "amount": raw_to_amount(raw, 18), "raw": str(raw)} for i, raw in enumerate(raws)
+    ]
+    return Snapshot(
+        meta={"chain_id": 1, "block_number": 19_000_000, "protocols": {"aave-v3": {"pool": POOL}}},
+        assets=[{"address": WETH, "symbol": "WETH", "decimals": 18, "price_usd": 3000.0},
+                {"address": USDC, "symbol": "USDC", "decimals": 6, "price_usd": 1.0}],
+        markets=[{"protocol": "aave-v3", "market": POOL, "asset": WETH, "liquidation_threshold": 0.83,
+                  "liquidation_bonus": 0.05, "params": json.dumps({"id": 0})}],
+        positions=positions,
+    )
+
+
+def test_round_trip_is_exact_up_to_uint256_max(tmp_path):
+    snap = small_snapshot()
+    snap.write(tmp_path / "snap")
+    back = Snapshot.read(tmp_path / "snap")
+    assert back.positions["raw"].tolist() == ["1000000000000000000", str(2**256 - 1)]
+    assert int(back.positions["raw"].iloc[1]) == 2**256 - 1
+    for name in TABLES:
+        pd.testing.assert_frame_equal(back.table(name), snap.table(name))
+    assert back.meta["block_number"] == 19_000_000
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2**256 - 1), min_size=1, max_size=20, unique=True))
+def test_any_uint256_survives_the_round_trip(tmp_path_factory, raws):
+    path = tmp_path_factory.mktemp("snap") / "s"
+    small_snapshot(raws).write(path)
+    assert [int(r) for r in Snapshot.read(path).positions["raw"]] == raws
+
+
+def test_raw_to_amount_is_correctly_rounded():
+    assert raw_to_amount(1, 18) == 1e-18
+    assert raw_to_amount(123456789, 6) == 123.456789
+    assert raw_to_amount(2**256 - 1, 18) == float(2**256 - 1) / 1e18
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda s: s.positions.__setitem__("asset", "0x" + "ab" * 20), "not in the assets table"),
+    (lambda s: s.positions.__setitem__("amount", -1.0), "amount must be finite and non-negative"),
+    (lambda s: s.assets.__setitem__("price_usd", float("nan")), "missing or negative price_usd"),
+    (lambda s: s.positions.__setitem__("side", "loan"), "side must be one of"),
+    (lambda s: s.positions.__setitem__("raw", "12.5"), "raw must be a non-negative integer string"),
+    (lambda s: s.positions.__setitem__("account", "0x1"), "duplicate key"),
+    (lambda s: s.meta.pop("block_number"), "missing block_number"),
+])
+def test_validation_names_the_problem(mutate, message):
+    snap = small_snapshot()
+    mutate(snap)
+    with pytest.raises(ContagionError, match=message):
+        snap.validate()
+
+
+def test_unknown_column_is_refused():
+    with pytest.raises(ContagionError, match="unknown columns"):
+        Snapshot(assets=[{"address": WETH, "symbol": "WETH", "decimals": 18, "price_usd": 1.0, "colour": "red"}])
+
+
+def test_read_refuses_another_chain_or_block(tmp_path):
+    small_snapshot().write(tmp_path / "s")
+    with pytest.raises(ContagionError, match="snapshot of chain 1, expected chain 10"):
+        Snapshot.read(tmp_path / "s", expect_chain_id=10)
+    with pytest.raises(ContagionError, match="expected block 5"):
+        Snapshot.read(tmp_path / "s", expect_block=5)
+
+
+def test_read_of_a_corrupt_table_is_a_clear_error(tmp_path):
+    small_snapshot().write(tmp_path / "s")
+    (tmp_path / "s" / "positions.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(ContagionError, match="positions.parquet: unreadable Parquet"):
+        Snapshot.read(tmp_path / "s")
+
+
+def test_a_failed_write_leaves_the_previous_snapshot_whole(tmp_path):
+    target = tmp_path / "s"
+    small_snapshot().write(target)
+    before = sorted(p.name for p in target.iterdir())
+    broken = small_snapshot()
+    broken.positions.loc[0, "amount"] = -5.0
+    with pytest.raises(ContagionError):
+        broken.write(target)
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        (Path(tmp) / "meta.json").write_text("{}")
+        raise RuntimeError("crash in the middle of a write")
+    assert sorted(p.name for p in target.iterdir()) == before
+    assert Snapshot.read(target).meta["chain_id"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".s.tmp")]
+
+
+def test_merge_refuses_different_blocks():
+    a, b = small_snapshot(), small_snapshot()
+    b.meta["block_number"] = 1
+    with pytest.raises(ContagionError, match="different block_number"):
+        a.merge(b)

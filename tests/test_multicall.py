@@ -1,0 +1,102 @@
+"""Multicall3 batching returns exactly what single eth_calls return, failures included."""
+
+from __future__ import annotations
+
+import pytest
+from eth_utils import function_signature_to_4byte_selector
+
+from analyzer.devnet.context import DevnetContext, npm_artifact
+from analyzer.devnet.solc import fixture_artifact
+from analyzer.multicall import (
+    AGGREGATE3,
+    MULTICALL3_ADDRESS,
+    Call,
+    ensure_multicall3,
+    multicall,
+    parse_signature,
+    single_call,
+    split_types,
+)
+from tests.conftest import requires_anvil
+
+pytestmark = requires_anvil
+
+
+def test_aggregate3_selector_is_the_canonical_one():
+    # Multicall3's aggregate3 selector on every chain is 0x82ad56cb
+    assert parse_signature(AGGREGATE3)[0].hex() == "82ad56cb"
+    assert parse_signature(AGGREGATE3)[0] == function_signature_to_4byte_selector("aggregate3((address,bool,bytes)[])")
+
+
+def test_split_types_keeps_tuples_whole():
+    assert split_types("(address,bool,bytes)[],uint256,(uint8,(int24,int24))") == (
+        "(address,bool,bytes)[]", "uint256", "(uint8,(int24,int24))")
+
+
+@pytest.fixture
+def contracts(anvil):
+    w3 = anvil.w3
+    ensure_multicall3(w3)
+    ctx = DevnetContext(w3=w3, deployer=w3.eth.accounts[0], scenario=None)
+    token = ctx.deploy(npm_artifact("@aave/core-v3", "MintableERC20"), "Wrapped Ether", "WETH", 18)
+    feed = ctx.deploy(fixture_artifact("oracles", "PriceFeed"), "WETH / USD", 3000 * 10**8)
+    holders = [w3.eth.accounts[i] for i in range(1, 6)]
+    for i, holder in enumerate(holders):
+        ctx.transact(token.functions.mint(holder, (i + 1) * 10**18 + i))
+    return anvil, token, feed, holders
+
+
+def mixed_calls(token, feed, holders):
+    calls = [Call(token.address, "balanceOf(address)(uint256)", (h,)) for h in holders]
+    calls += [
+        Call(token.address, "symbol()(string)"),
+        Call(token.address, "decimals()(uint8)"),
+        Call(feed.address, "latestRoundData()(uint80,int256,uint256,uint256,uint80)"),
+        # reverts: only the owner may set the answer, and Multicall3 is not the owner
+        Call(feed.address, "setAnswer(int256)()", (1,)),
+        # no code at this address: the call "succeeds" with empty data, which cannot decode
+        Call("0x000000000000000000000000000000000000dEaD", "balanceOf(address)(uint256)", (holders[0],)),
+        Call(MULTICALL3_ADDRESS, "getEthBalance(address)(uint256)", (holders[0],)),
+    ]
+    return calls
+
+
+def test_multicall_equals_single_calls_including_failures(contracts):
+    anvil, token, feed, holders = contracts
+    w3 = anvil.w3
+    block = w3.eth.block_number
+    calls = mixed_calls(token, feed, holders)
+    batched = multicall(w3, calls, block=block, chunk_size=4)
+    singles = [single_call(w3, c, block=block) for c in calls]
+    assert batched == singles
+    assert [r.success for r in batched[-3:]] == [False, False, True]
+    assert batched[0].value == 10**18 and batched[4].value == 5 * 10**18 + 4
+    assert batched[5].value == "WETH"
+
+
+def test_multicall_reads_the_block_it_is_given(contracts):
+    anvil, token, _feed, holders = contracts
+    w3 = anvil.w3
+    before = w3.eth.block_number
+    ctx = DevnetContext(w3=w3, deployer=w3.eth.accounts[0], scenario=None)
+    ctx.transact(token.functions.mint(holders[0], 7))
+    call = Call(token.address, "balanceOf(address)(uint256)", (holders[0],))
+    assert multicall(w3, [call], block=before)[0].value == 10**18
+    assert multicall(w3, [call], block=w3.eth.block_number)[0].value == 10**18 + 7
+
+
+def test_multicall_chunking_does_not_change_results(contracts):
+    anvil, token, feed, holders = contracts
+    w3 = anvil.w3
+    block = w3.eth.block_number
+    calls = mixed_calls(token, feed, holders) * 7
+    assert multicall(w3, calls, block=block, chunk_size=5) == multicall(w3, calls, block=block, chunk_size=1000)
+
+
+def test_ensure_multicall3_installs_our_runtime_code(anvil):
+    w3 = anvil.w3
+    assert len(w3.eth.get_code(MULTICALL3_ADDRESS)) == 0
+    ensure_multicall3(w3)
+    code = w3.eth.get_code(MULTICALL3_ADDRESS)
+    assert "0x" + code.hex().removeprefix("0x") == fixture_artifact("multicall", "Multicall3")["deployedBytecode"]
+    assert multicall(w3, [Call(MULTICALL3_ADDRESS, "getChainId()(uint256)")], block=w3.eth.block_number)[0].value == 31337
