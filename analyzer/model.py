@@ -184,6 +184,9 @@ class Snapshot:
         for required in ("chain_id", "block_number"):
             if required not in self.meta:
                 raise ContagionError(f"meta.json: missing {required}")
+            value = self.meta[required]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ContagionError(f"meta.json: {required} must be a non-negative integer, got {value!r}")
         return self
 
     # ---- persistence ----
@@ -227,9 +230,16 @@ class Snapshot:
                 raise ContagionError(f"{path}: missing {name}.parquet")
             try:
                 tables[name] = pq.read_table(file).to_pandas()
-            except (pa.ArrowException, OSError) as exc:
-                raise ContagionError(f"{file}: unreadable Parquet ({' '.join(str(exc).split())[:200]})") from None
-        return cls(meta=meta, **tables).validate()
+            except Exception as exc:  # a damaged file fails in many ways (Arrow, Thrift, UTF-8, ...)
+                raise ContagionError(f"{file}: unreadable Parquet ({type(exc).__name__}: "
+                                     f"{' '.join(str(exc).split())[:160]})") from None
+        try:
+            snapshot = cls(meta=meta, **tables)
+        except ContagionError as exc:
+            raise ContagionError(f"{path}: {exc}") from None
+        except Exception as exc:  # columns of the wrong kind inside a readable file
+            raise ContagionError(f"{path}: malformed table ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+        return snapshot.validate()
 
     def merge(self, other: Snapshot) -> Snapshot:
         """Tables of both snapshots (same chain and block); assets deduplicated by address."""
