@@ -1,0 +1,146 @@
+"""Deploy our interface-exact Comet (fixtures/contracts/comet) on the devnet and seed it.
+
+The scenario's ``[protocols.comet]`` table names the base asset, the collaterals with their
+factors, the lenders, the reserves and the borrowers. A borrower is given by its collateral
+(whole tokens) and its *liquidation health* ``h = Σ collateral × price × liquidateCF / debt`` at
+the scenario's prices. Comet refuses a borrow above ``borrowCollateralFactor`` (h ≥ LCF/BCF ≈ 1.08),
+so accounts closer to liquidation are opened as they are on mainnet, at higher prices: their
+collateral feeds are raised just enough for the borrow, then restored to the exact scenario answer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from analyzer.devnet.context import DevnetContext
+from analyzer.devnet.scenario import account_address
+from analyzer.devnet.solc import fixture_artifact
+from analyzer.errors import ContagionError
+from protocols.base import Devnet
+
+PROTOCOL = "comet"
+WAD = 10**18
+ABI = json.loads((Path(__file__).resolve().parents[2] / "abis" / "comet" / "Comet.json").read_text())
+MINT = "mint(address,uint256)"
+RATE_KEYS = ("supply_kink", "supply_slope_low", "supply_slope_high", "supply_base",
+             "borrow_kink", "borrow_slope_low", "borrow_slope_high", "borrow_base")
+
+
+def _wad(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e6:
+        raise ContagionError(f"mainnet-like.toml: protocols.comet.{where}: expected a number, got {value!r}")
+    return round(value * WAD)
+
+
+def _raw(amount: float, decimals: int) -> int:
+    return int(round(amount * 10**6)) * 10 ** decimals // 10**6
+
+
+class CometDevnet(Devnet):
+    protocol = PROTOCOL
+
+    def config(self, ctx: DevnetContext) -> dict[str, Any]:
+        config = ctx.scenario.protocol(PROTOCOL)
+        if not config:
+            raise ContagionError(f"{ctx.scenario.path.name}: no [protocols.comet] table")
+        for key in ("base", "collaterals", "rates"):
+            if key not in config:
+                raise ContagionError(f"{ctx.scenario.path.name}: protocols.comet.{key} is missing")
+        return config
+
+    def deploy(self, ctx: DevnetContext) -> dict[str, Any]:
+        config = self.config(ctx)
+        base = config["base"]
+        base_spec = ctx.scenario.asset(base, "protocols.comet.base")
+        asset_configs = []
+        for symbol, spec in config["collaterals"].items():
+            where = f"collaterals.{symbol}"
+            decimals = ctx.scenario.asset(symbol, f"protocols.comet.{where}").decimals
+            asset_configs.append((
+                ctx.book["tokens"][symbol], ctx.book["feeds"][symbol], decimals,
+                _wad(spec["borrow_collateral_factor"], f"{where}.borrow_collateral_factor"),
+                _wad(spec["liquidate_collateral_factor"], f"{where}.liquidate_collateral_factor"),
+                _wad(spec["liquidation_factor"], f"{where}.liquidation_factor"),
+                _raw(spec["supply_cap"], decimals)))
+        rates = config["rates"]
+        missing = [k for k in RATE_KEYS if k not in rates]
+        if missing:
+            raise ContagionError(f"{ctx.scenario.path.name}: protocols.comet.rates: missing {', '.join(missing)}")
+        comet = ctx.deploy(
+            fixture_artifact("comet", "Comet"), ctx.deployer, ctx.book["tokens"][base], ctx.book["feeds"][base],
+            _wad(config["store_front_price_factor"], "store_front_price_factor"),
+            _raw(config["base_borrow_min"], base_spec.decimals), _raw(config["target_reserves"], base_spec.decimals),
+            tuple(_wad(rates[k], f"rates.{k}") for k in RATE_KEYS), asset_configs)
+        return {"comet": comet.address, "base": ctx.book["tokens"][base], "governor": ctx.deployer,
+                "source": "devnet: fixtures/contracts/comet/Comet.sol (interface of compound-finance/comet)"}
+
+    def seed(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
+        config = self.config(ctx)
+        comet = ctx.contract(deployment["comet"], ABI)
+        tokens, base = ctx.book["tokens"], config["base"]
+        me = ctx.deployer
+        token = lambda symbol: ctx.contract(tokens[symbol], devnet_token_abi())  # noqa: E731
+        decimals = {s: a.decimals for s, a in ctx.scenario.assets.items()}
+
+        def fund_and_supply(dst: str, symbol: str, amount: float) -> None:
+            raw = _raw(amount, decimals[symbol])
+            ctx.transact(token(symbol).get_function_by_signature(MINT)(me, raw), what=f"mint {symbol}")
+            ctx.transact(token(symbol).functions.approve(comet.address, raw), what=f"approve {symbol}")
+            ctx.transact(comet.functions.supplyTo(dst, tokens[symbol], raw), what=f"comet supplyTo {symbol}")
+
+        for lender in config.get("lenders", []):
+            fund_and_supply(account_address(lender["label"]), base, float(lender["amount"]))
+        reserves = _raw(float(config.get("reserves", 0)), decimals[base])
+        if reserves:  # reserves are base held beyond what lenders supplied
+            ctx.transact(token(base).get_function_by_signature(MINT)(comet.address, reserves), what="comet reserves")
+        for n, borrower in enumerate(config.get("borrowers", [])):
+            self._open_borrow(ctx, comet, borrower, n, fund_and_supply)
+
+    def _open_borrow(self, ctx: DevnetContext, comet, borrower: dict, n: int, fund_and_supply) -> None:
+        where = f"protocols.comet.borrowers[{n}]"
+        config = self.config(ctx)
+        account = account_address(borrower["label"])
+        health = float(borrower["health"])
+        if health <= 1.0:
+            raise ContagionError(f"{ctx.scenario.path.name}: {where}.health: must be above 1 (got {health})")
+        covered_usd = capacity_usd = 0.0
+        for symbol, amount in borrower["collateral"].items():
+            spec = config["collaterals"].get(symbol)
+            if spec is None:
+                raise ContagionError(f"{ctx.scenario.path.name}: {where}: {symbol} is not a comet collateral")
+            fund_and_supply(account, symbol, float(amount))
+            value = float(amount) * ctx.scenario.assets[symbol].price_usd
+            covered_usd += value * spec["liquidate_collateral_factor"]
+            capacity_usd += value * spec["borrow_collateral_factor"]
+        base = config["base"]
+        debt_raw = _raw(covered_usd / health / ctx.scenario.assets[base].price_usd, ctx.scenario.assets[base].decimals)
+        ctx.fund_eth(account, 10**19)
+        ctx.impersonate(account)
+        raise_by = (covered_usd / health) / capacity_usd * 1.002
+        feeds = {s: ctx.contract(ctx.book["feeds"][s], FEED_ABI) for s in borrower["collateral"]}
+        answers = {s: f.functions.latestRoundData().call()[1] for s, f in feeds.items()}
+        if raise_by > 1.0:
+            for s, feed in feeds.items():
+                ctx.transact(feed.functions.setAnswer(int(answers[s] * raise_by) + 1), sender=ctx.book["feed_owner"])
+        ctx.transact(comet.functions.withdraw(ctx.book["tokens"][base], debt_raw), sender=account,
+                     what=f"comet borrow for {borrower['label']}")
+        if raise_by > 1.0:
+            for s, feed in feeds.items():
+                ctx.transact(feed.functions.setAnswer(answers[s]), sender=ctx.book["feed_owner"])
+
+
+FEED_ABI = [
+    {"type": "function", "name": "latestRoundData", "stateMutability": "view", "inputs": [],
+     "outputs": [{"type": "uint80"}, {"type": "int256"}, {"type": "uint256"}, {"type": "uint256"}, {"type": "uint80"}]},
+    {"type": "function", "name": "setAnswer", "stateMutability": "nonpayable", "inputs": [{"type": "int256", "name": "a"}],
+     "outputs": []},
+]
+
+
+def devnet_token_abi() -> list:
+    """The devnet tokens' ABI (Aave's MintableERC20, as deployed by analyzer.devnet.build)."""
+    from analyzer.devnet.context import npm_artifact
+
+    return npm_artifact("@aave/core-v3", "MintableERC20")["abi"]

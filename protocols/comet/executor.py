@@ -1,0 +1,147 @@
+"""Real Comet liquidations on anvil: ``absorb`` by a keeper, then ``buyCollateral`` of what it took.
+
+Comet.absorb(absorber, accounts) needs no funds: the protocol takes the account on its balance
+sheet. The keeper then buys the absorbed collateral with base at the store-front price
+(Comet.buyCollateral, allowed only while getReserves() < targetReserves), which is how the
+collateral reaches the market in a cascade.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from eth_utils import event_signature_to_log_topic, to_checksum_address
+
+from analyzer.chain import rpc
+from analyzer.errors import ContagionError
+from protocols.base import ExecutedLiquidation, Executor
+
+ABI = json.loads((Path(__file__).resolve().parents[2] / "abis" / "comet" / "Comet.json").read_text())
+ERC20_ABI = [
+    {"type": "function", "name": n, "stateMutability": m, "inputs": i, "outputs": [{"type": o}]}
+    for n, m, i, o in (
+        ("balanceOf", "view", [{"type": "address", "name": "a"}], "uint256"),
+        ("approve", "nonpayable", [{"type": "address", "name": "s"}, {"type": "uint256", "name": "v"}], "bool"),
+    )
+]
+FEED_ABI = [
+    {"type": "function", "name": "owner", "stateMutability": "view", "inputs": [], "outputs": [{"type": "address"}]},
+    {"type": "function", "name": "setAnswer", "stateMutability": "nonpayable",
+     "inputs": [{"type": "int256", "name": "a"}], "outputs": []},
+]
+ABSORB_COLLATERAL = "0x" + event_signature_to_log_topic(
+    "AbsorbCollateral(address,address,address,uint256,uint256)").hex()
+TRANSFER = "0x" + event_signature_to_log_topic("Transfer(address,address,uint256)").hex()
+ABSORB_DEBT = "0x" + event_signature_to_log_topic("AbsorbDebt(address,address,uint256,uint256)").hex()
+
+
+class CometExecutor(Executor):
+    """Keeper actions on one Comet (``deployment["comet"]``); devnet feeds are our PriceFeed."""
+
+    protocol = "comet"
+
+    def __init__(self, w3, deployment: dict[str, Any], keeper: str):
+        super().__init__(w3, deployment, keeper)
+        self.comet = w3.eth.contract(address=to_checksum_address(deployment["comet"]), abi=ABI)
+        self.base = self.comet.functions.baseToken().call()
+
+    def _send(self, call, sender: str, what: str) -> dict:
+        try:
+            tx_hash = call.transact({"from": sender})
+        except Exception as exc:  # a revert at estimation: say which step, keep the reason
+            raise ContagionError(f"comet {what} reverted: {exc}") from None
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+        if receipt["status"] != 1:
+            raise ContagionError(f"comet {what} failed (tx {tx_hash.hex()})")
+        return receipt
+
+    def feed_of(self, asset: str) -> str:
+        asset = to_checksum_address(asset)
+        if asset == self.base:
+            return self.comet.functions.baseTokenPriceFeed().call()
+        return self.comet.functions.getAssetInfoByAddress(asset).call()[2]
+
+    def set_price(self, asset: str, price_usd: float) -> None:
+        """Make Comet's feed of ``asset`` answer ``price_usd`` (8 decimals).
+
+        A devnet PriceFeed is set by its owner (impersonated). Any other feed (a Chainlink
+        aggregator or Comet's wrapper feeds on a mainnet fork) is replaced in place by our PriceFeed
+        runtime with the keeper as owner: Comet only calls ``latestRoundData`` and ``decimals``."""
+        feed = self.w3.eth.contract(address=self.feed_of(asset), abi=FEED_ABI)
+        try:
+            owner = feed.functions.owner().call()
+        except Exception:  # not our PriceFeed: install it at the feed's address
+            owner = self._install_price_feed(feed.address)
+        rpc(self.w3, "anvil_impersonateAccount", [owner])
+        try:
+            self._send(feed.functions.setAnswer(round(price_usd * 10**8)), owner, f"setAnswer for {asset}")
+        finally:
+            rpc(self.w3, "anvil_stopImpersonatingAccount", [owner])
+
+    def _install_price_feed(self, address: str) -> str:
+        from analyzer.devnet.solc import fixture_artifact
+
+        rpc(self.w3, "anvil_setCode", [address, fixture_artifact("oracles", "PriceFeed")["deployedBytecode"]])
+        # PriceFeed storage: slot 0 description, 1 owner, 2 answer, 3 round, 4 updatedAt
+        owner_word = "0x" + bytes.fromhex(self.keeper[2:]).rjust(32, b"\0").hex()
+        rpc(self.w3, "anvil_setStorageAt", [address, "0x1", owner_word])
+        return self.keeper
+
+    def absorb(self, accounts: list[str]) -> dict:
+        """One ``absorb(keeper, accounts)`` transaction; returns its receipt."""
+        accounts = [to_checksum_address(a) for a in accounts]
+        return self._send(self.comet.functions.absorb(self.keeper, accounts), self.keeper, "absorb")
+
+    def buy_collateral(self, asset: str, base_amount: int | None = None) -> int:
+        """Buy ``asset`` from the protocol with ``base_amount`` base wei (None: as much as the
+        protocol holds, bounded by the keeper's base balance); returns the collateral wei received."""
+        asset = to_checksum_address(asset)
+        held = self.comet.functions.getCollateralReserves(asset).call()
+        if held == 0:
+            return 0
+        base_token = self.w3.eth.contract(address=self.base, abi=ERC20_ABI)
+        if base_amount is None:
+            one_base = 10 ** self.comet.functions.decimals().call()
+            per_base = self.comet.functions.quoteCollateral(asset, one_base).call()
+            base_amount = held * one_base // max(per_base, 1)
+            while base_amount and self.comet.functions.quoteCollateral(asset, base_amount).call() > held:
+                base_amount -= max(base_amount // 10**6, 1)
+            base_amount = min(base_amount, base_token.functions.balanceOf(self.keeper).call())
+        if base_amount == 0:
+            return 0
+        quote = self.comet.functions.quoteCollateral(asset, base_amount).call()
+        self._send(base_token.functions.approve(self.comet.address, base_amount), self.keeper, "approve base")
+        self._send(self.comet.functions.buyCollateral(asset, quote, base_amount, self.keeper), self.keeper,
+                   f"buyCollateral {asset}")
+        return quote
+
+    def liquidate(self, account: str, debt_asset: str | None = None, collateral_asset: str | None = None,
+                  amount_raw: int | None = None) -> ExecutedLiquidation:
+        """Absorb ``account`` (all of it: Comet has no partial liquidation), then buy back every
+        collateral it held (or only ``collateral_asset``) with the keeper's base, if for sale."""
+        account = to_checksum_address(account)
+        try:
+            receipt = self.absorb([account])
+        except ContagionError as exc:
+            return ExecutedLiquidation(account=account, success=False, error=str(exc))
+        seized: dict[str, int] = {}
+        repaid: dict[str, int] = {}
+        for log in receipt["logs"]:
+            topic0 = "0x" + bytes(log["topics"][0]).hex()
+            data = bytes(log["data"])
+            if topic0 == ABSORB_COLLATERAL:
+                asset = to_checksum_address(bytes(log["topics"][3])[-20:])
+                seized[asset] = int.from_bytes(data[:32], "big")
+            elif topic0 == ABSORB_DEBT:
+                repaid[self.base] = repaid.get(self.base, 0) + int.from_bytes(data[:32], "big")
+            elif topic0 == TRANSFER and int.from_bytes(bytes(log["topics"][1]), "big") == 0:
+                # credit beyond the debt, minted to the account as a base supply: not a repayment
+                repaid[self.base] = repaid.get(self.base, 0) - int.from_bytes(data[:32], "big")
+        reserves = self.comet.functions.getReserves().call()
+        if reserves < self.comet.functions.targetReserves().call():
+            for asset in seized if collateral_asset is None else [to_checksum_address(collateral_asset)]:
+                self.buy_collateral(asset, amount_raw)
+        return ExecutedLiquidation(account=account, success=True, tx_hash=receipt["transactionHash"].hex(),
+                                   repaid=repaid, seized=seized, fee={})

@@ -1,0 +1,196 @@
+"""Reads a Compound III (Comet) market: its base asset, collaterals, prices and accounts.
+
+Every read goes through Multicall3 at the context's block. Sources of truth (compound-finance/comet
+``contracts/Comet.sol`` and ``CometExt.sol``): ``getAssetInfo``, ``getPrice`` (8 decimals),
+``userBasic`` (signed principal, ``assetsIn`` bitmap), ``borrowBalanceOf`` / ``balanceOf`` (present
+value with indices accrued to the block's timestamp), ``collateralBalanceOf``, ``totalsBasic``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from eth_utils import event_signature_to_log_topic, to_checksum_address
+
+from analyzer.errors import ContagionError
+from analyzer.model import raw_to_amount
+from analyzer.multicall import Call
+from protocols.base import Reader, Rows
+from protocols.comet import exact
+
+PROTOCOL = "comet"
+ASSET_INFO = "(uint8,address,address,uint64,uint64,uint64,uint64,uint128)"
+TOTALS_BASIC = "(uint64,uint64,uint64,uint64,uint104,uint104,uint40,uint8)"
+USER_BASIC = "(int104,uint64,uint64,uint16,uint8)"
+ENUMERATION_EVENTS = (
+    "Supply(address,address,uint256)",               # dst: topic 2
+    "Withdraw(address,address,uint256)",             # src: topic 1
+    "SupplyCollateral(address,address,address,uint256)",  # dst: topic 2
+    "WithdrawCollateral(address,address,address,uint256)",  # src: topic 1
+)
+ACCOUNT_TOPIC = {0: 2, 1: 1, 2: 2, 3: 1}
+
+GLOBAL_READS = (
+    ("base_token", "baseToken()(address)"),
+    ("base_feed", "baseTokenPriceFeed()(address)"),
+    ("num_assets", "numAssets()(uint8)"),
+    ("store_front_price_factor", "storeFrontPriceFactor()(uint256)"),
+    ("target_reserves", "targetReserves()(uint256)"),
+    ("base_scale", "baseScale()(uint256)"),
+    ("base_borrow_min", "baseBorrowMin()(uint256)"),
+    ("reserves", "getReserves()(int256)"),
+    ("totals", f"totalsBasic()({TOTALS_BASIC})"),
+    ("utilization", "getUtilization()(uint256)"),
+    ("total_supply", "totalSupply()(uint256)"),
+    ("total_borrow", "totalBorrow()(uint256)"),
+)
+
+
+class CometReader(Reader):
+    """One Comet deployment: ``deployment["comet"]`` is its address (cUSDCv3 on Ethereum)."""
+
+    protocol = PROTOCOL
+
+    @property
+    def comet(self) -> str:
+        address = self.deployment.get("comet")
+        if not address:
+            raise ContagionError("comet address book entry: missing \"comet\" (the Comet proxy address)")
+        return to_checksum_address(address)
+
+    def _read(self, calls: Sequence[Call], what: str) -> list:
+        return [r.unwrap(f"{what}: {c.signature.split('(')[0]} on {c.target}")
+                for c, r in zip(calls, self.ctx.multicall(calls), strict=True)]
+
+    def market_state(self) -> dict:
+        """Global parameters, totals with indices accrued to the block, and every asset's info."""
+        comet = self.comet
+        values = self._read([Call(comet, sig) for _, sig in GLOBAL_READS], "comet market")
+        state = dict(zip([name for name, _ in GLOBAL_READS], values, strict=True))
+        state["base_token"], state["base_feed"] = map(to_checksum_address, (state["base_token"], state["base_feed"]))
+        infos = self._read([Call(comet, f"getAssetInfo(uint8)({ASSET_INFO})", (i,))
+                            for i in range(state["num_assets"])], "comet assets") if state["num_assets"] else []
+        state["assets"] = [dict(zip(("offset", "asset", "feed", "scale", "borrow_collateral_factor",
+                                     "liquidate_collateral_factor", "liquidation_factor", "supply_cap"), info,
+                                    strict=True)) for info in infos]
+        for info in state["assets"]:  # eth-abi decodes addresses in lower case; the snapshot checksums
+            info["asset"], info["feed"] = to_checksum_address(info["asset"]), to_checksum_address(info["feed"])
+        tokens = [state["base_token"]] + [a["asset"] for a in state["assets"]]
+        feeds = [state["base_feed"]] + [a["feed"] for a in state["assets"]]
+        reads = ([Call(comet, "getPrice(address)(uint256)", (f,)) for f in feeds]
+                 + [Call(t, "decimals()(uint8)") for t in tokens]
+                 + [Call(comet, "getCollateralReserves(address)(uint256)", (t,)) for t in tokens[1:]]
+                 + [Call(state["base_token"], "balanceOf(address)(uint256)", (comet,)),
+                    Call(comet, "getSupplyRate(uint256)(uint64)", (state["utilization"],)),
+                    Call(comet, "getBorrowRate(uint256)(uint64)", (state["utilization"],))])
+        values = self._read(reads, "comet prices")
+        k = len(tokens)
+        state["prices"], state["decimals"] = values[:k], values[k:2 * k]
+        state["collateral_reserves"] = values[2 * k:3 * k - 1]
+        state["base_balance"], supply_rate, borrow_rate = values[3 * k - 1:]
+        # symbol() is optional in ERC20 (and bytes32 in some old tokens): a failure leaves it blank
+        symbols = self.ctx.multicall([Call(t, "symbol()(string)") for t in tokens])
+        state["symbols"] = [r.value if r.success else "" for r in symbols]
+        supply_index, borrow_index, _, _, total_supply_base, total_borrow_base, last_accrual, _ = state["totals"]
+        elapsed = self.ctx.w3.eth.get_block(self.ctx.block)["timestamp"] - last_accrual
+        state["supply_index"] = exact.accrued_index(supply_index, supply_rate, max(elapsed, 0))
+        state["borrow_index"] = exact.accrued_index(borrow_index, borrow_rate, max(elapsed, 0))
+        state["total_supply_base"], state["total_borrow_base"] = total_supply_base, total_borrow_base
+        return state
+
+    def read_markets(self) -> Rows:
+        state = self.market_state()
+        comet, base = self.comet, state["base_token"]
+        assets, markets = [], []
+        for i, token in enumerate([base] + [a["asset"] for a in state["assets"]]):
+            assets.append({"address": token, "symbol": state["symbols"][i], "decimals": state["decimals"][i],
+                           "price_usd": state["prices"][i] / 1e8, "receipt_of": "", "iv": float("nan")})
+        base_params = {
+            "role": "base", "price_raw": str(state["prices"][0]), "base_scale": str(state["base_scale"]),
+            "store_front_price_factor": str(state["store_front_price_factor"]),
+            "target_reserves": str(state["target_reserves"]), "reserves": str(state["reserves"]),
+            "base_balance": str(state["base_balance"]), "base_borrow_min": str(state["base_borrow_min"]),
+            "supply_index": str(state["supply_index"]), "borrow_index": str(state["borrow_index"]),
+            "total_supply_base": str(state["total_supply_base"]),
+            "total_borrow_base": str(state["total_borrow_base"]),
+        }
+        markets.append({"protocol": PROTOCOL, "market": comet, "asset": base, "oracle_price_usd": state["prices"][0] / 1e8,
+                        "ltv": 0.0, "liquidation_threshold": 0.0, "liquidation_bonus": 0.0, "close_factor": 1.0,
+                        "protocol_fee": 0.0, "supply_cap": 0.0, "borrow_cap": 0.0, "category": 0, "isolated": False,
+                        "borrowable": True, "collateral_enabled": False, "params": json.dumps(base_params)})
+        for info, price, held in zip(state["assets"], state["prices"][1:], state["collateral_reserves"], strict=True):
+            params = {"role": "collateral", "offset": info["offset"], "price_raw": str(price),
+                      "collateral_reserves": str(held),  # absorbed collateral the protocol holds for sale
+                      "scale": str(info["scale"]), "price_feed": info["feed"],
+                      "borrow_collateral_factor": str(info["borrow_collateral_factor"]),
+                      "liquidate_collateral_factor": str(info["liquidate_collateral_factor"]),
+                      "liquidation_factor": str(info["liquidation_factor"])}
+            markets.append({
+                "protocol": PROTOCOL, "market": comet, "asset": info["asset"], "oracle_price_usd": price / 1e8,
+                "ltv": info["borrow_collateral_factor"] / 1e18,
+                "liquidation_threshold": info["liquidate_collateral_factor"] / 1e18,
+                # the account's penalty: it is credited only liquidationFactor of its collateral's value
+                "liquidation_bonus": 1.0 - info["liquidation_factor"] / 1e18,
+                "close_factor": 1.0, "protocol_fee": 0.0,
+                "supply_cap": raw_to_amount(info["supply_cap"], len(str(info["scale"])) - 1),
+                "borrow_cap": 0.0, "category": 0, "isolated": False, "borrowable": False,
+                "collateral_enabled": True, "params": json.dumps(params)})
+        return {"assets": assets, "markets": markets}
+
+    def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
+        """Accounts named by Supply / Withdraw / SupplyCollateral / WithdrawCollateral events."""
+        topics = [event_signature_to_log_topic(sig) for sig in ENUMERATION_EVENTS]
+        logs = self.ctx.get_logs(self.comet, [["0x" + t.hex() for t in topics]], from_block, to_block)
+        found = set()
+        index_of = {bytes(t): i for i, t in enumerate(topics)}
+        for log in logs:
+            first = bytes(log["topics"][0]) if not isinstance(log["topics"][0], str) else bytes.fromhex(log["topics"][0][2:])
+            which = index_of.get(first)
+            if which is None:
+                continue
+            topic = log["topics"][ACCOUNT_TOPIC[which]]
+            raw = bytes.fromhex(topic[2:]) if isinstance(topic, str) else bytes(topic)
+            found.add(to_checksum_address(raw[-20:]))
+        found.discard(self.comet)
+        return sorted(found)
+
+    def read_accounts(self, accounts: Sequence[str]) -> Rows:
+        comet = self.comet
+        state = self.market_state()
+        base, decimals = state["base_token"], state["decimals"]
+        collaterals = [a["asset"] for a in state["assets"]]
+        per_account = 4 + len(collaterals)
+        calls = []
+        for account in accounts:
+            calls += [Call(comet, f"userBasic(address){USER_BASIC}", (account,)),
+                      Call(comet, "borrowBalanceOf(address)(uint256)", (account,)),
+                      Call(comet, "balanceOf(address)(uint256)", (account,)),
+                      Call(comet, "isLiquidatable(address)(bool)", (account,))]
+            calls += [Call(comet, "collateralBalanceOf(address,address)(uint128)", (account, a)) for a in collaterals]
+        values = self._read(calls, "comet accounts")
+        positions, account_rows = [], []
+        for n, account in enumerate(accounts):
+            row = values[n * per_account:(n + 1) * per_account]
+            (principal, _, _, assets_in, _), borrowed, supplied, liquidatable = row[:4]
+            held = row[4:]
+            if principal == 0 and not any(held):
+                continue
+            account = to_checksum_address(account)
+            account_rows.append({"protocol": PROTOCOL, "market": comet, "account": account, "category": 0,
+                                 "params": json.dumps({"principal": str(principal), "assets_in": assets_in,
+                                                       "is_liquidatable": bool(liquidatable)})})
+            if borrowed:
+                positions.append(self._position(comet, account, base, "debt", borrowed, decimals[0]))
+            if supplied:  # a base supply: Comet's lenders, who bear the reserves' losses
+                positions.append(self._position(comet, account, base, "collateral", supplied, decimals[0]))
+            for i, amount in enumerate(held):
+                if amount:
+                    positions.append(self._position(comet, account, collaterals[i], "collateral", amount,
+                                                    decimals[i + 1]))
+        return {"positions": positions, "accounts": account_rows}
+
+    @staticmethod
+    def _position(market: str, account: str, asset: str, side: str, raw: int, decimals: int) -> dict:
+        return {"protocol": PROTOCOL, "market": market, "account": account, "asset": asset, "side": side,
+                "amount": raw_to_amount(raw, decimals), "raw": str(raw)}
