@@ -91,7 +91,7 @@ def scan_command(
     protocols: Annotated[str | None, typer.Option(help="Comma list (default: all with an address book).")] = None,
     book: Annotated[Path | None, typer.Option(help="Address book JSON (a devnet's, from `devnet up --book-out`).")] = None,
     accounts: Annotated[Path | None, typer.Option(help="Account list (one address a line): skip event enumeration.")] = None,
-    from_block: Annotated[int, typer.Option("--from-block", help="First block of event enumeration.")] = 0,
+    from_block: Annotated[int | None, typer.Option("--from-block", help="First block of event enumeration (default: each protocol's deployment block).")] = None,
     out: Annotated[Path, typer.Option(help="Snapshot folder to write.")] = Path("graphs/scan/snapshot"),
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Read everything again.")] = False,
 ) -> None:

@@ -122,7 +122,7 @@ def scan(
     block: int | None = None,
     book: dict | None = None,
     accounts: Sequence[str] | None = None,
-    from_block: int = 0,
+    from_block: int | None = None,
     cache_dir: Path | None = DEFAULT_CACHE,
     chunk_accounts: int = 200,
     log_range: int = 50_000,
@@ -144,7 +144,7 @@ def scan(
     stats = stats if stats is not None else ScanStats()
     chain_id = client.chain_id()
     block = client.block_number() if block is None else int(block)
-    if block < 0 or from_block < 0 or from_block > block:
+    if from_block is not None and not 0 <= from_block <= block:
         raise ContagionError(f"--from-block {from_block} must be within 0..{block}")
     header = client.block(block)
     deployments = deployments_for(plugins, chain_id, book)
@@ -170,14 +170,16 @@ def scan(
         if plugin.name not in deployments or plugin.reader is None:
             continue
         deployment = deployments[plugin.name]
+        # event enumeration starts at the deployment's first block unless the user says otherwise
+        start = from_block if from_block is not None else min(int(deployment.get("start_block", 0) or 0), block)
         cache = ChunkCache(None if cache_dir is None else
                            Path(cache_dir) / str(chain_id) / str(block) / plugin.name / _digest(deployment))
-        part = _scan_protocol(plugin, plugin.reader(ctx, deployment), cache, accounts, from_block, block,
+        part = _scan_protocol(plugin, plugin.reader(ctx, deployment), cache, accounts, start, block,
                               chunk_accounts, workers, progress, stats)
         part.meta = {"chain_id": chain_id, "block_number": block,
                      "protocols": {plugin.name: deployment}}
         snapshot = snapshot.merge(part)
-    snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block,
+    snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
     stats.requests = dict(client.calls)
     return snapshot.validate()

@@ -29,7 +29,7 @@ def load_book(path: Path | None) -> dict | None:
 
 
 def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protocols: str | None,
-             book: Path | None, accounts: Path | None, from_block: int, out: Path, use_cache: bool = True,
+             book: Path | None, accounts: Path | None, from_block: int | None, out: Path, use_cache: bool = True,
              console: Console | None = None) -> Path:
     """Scan ``rpc`` (or an anvil fork of ``fork_url``) and write the snapshot to ``out``."""
     if (rpc is None) == (fork_url is None):

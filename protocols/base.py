@@ -194,6 +194,35 @@ class Executor(ABC):
         """Liquidate ``account`` as a keeper would (``amount_raw`` None = as much as allowed)."""
 
 
+class VenueExecutor(ABC):
+    """Moves and trades a venue protocol's pools on an anvil chain (replay): the market side of a
+    cascade, as :class:`Executor` is the protocol side. Implementations call require_anvil."""
+
+    @abstractmethod
+    def __init__(self, w3: Web3, deployment: dict[str, Any], decimals: dict[str, int], symbols: dict[str, str]):
+        """``decimals`` and ``symbols`` by asset address, from the snapshot."""
+
+    @abstractmethod
+    def market_prices(self, stable_usd: dict[str, float]) -> dict[str, float]:
+        """USD per asset from each asset's primary pool (against a stablecoin at ``stable_usd``)."""
+
+    @abstractmethod
+    def move_to(self, entry: dict, target_ratio: float, trader: str) -> None:
+        """Trade in the pool ``entry`` until its price is ``target_ratio`` (quote per asset)."""
+
+    @abstractmethod
+    def sell(self, asset: str, amount_raw: int, trader: str) -> None:
+        """Sell ``amount_raw`` of ``asset`` for its stablecoin."""
+
+    @abstractmethod
+    def buy(self, asset: str, amount_raw: int, trader: str) -> None:
+        """Buy exactly ``amount_raw`` of ``asset`` with its stablecoin."""
+
+
+STABLE_SYMBOLS = ("USDC", "USDT", "DAI")
+"""Symbols treated as the USD numeraire of venue prices (quoted at their own oracle price)."""
+
+
 # --- devnet -------------------------------------------------------------------------------------
 
 class Devnet(ABC):
@@ -223,5 +252,6 @@ class Plugin:
     rules: type[Rules] | None = None
     executor: type[Executor] | None = None
     devnet: type[Devnet] | None = None
+    venue_executor: type[VenueExecutor] | None = None
     devnet_order: int = 50
     mainnet: dict[int, dict[str, Any]] = field(default_factory=dict)

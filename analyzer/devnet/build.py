@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,14 @@ CACHE_DIR = REPO_ROOT / ".cache" / "devnet"
 CHAIN_ID = 31337
 # anvil needs more than EIP-170's 24 KiB for some protocol bytecode (Lyra's OptionMarket)
 CODE_SIZE_LIMIT = 0x30000
+KEEP_STATES = 6  # cached devnet states (tens of MB each) kept; older keys are removed
+
+
+def prune_cache(keep: int) -> None:
+    """Remove all but the ``keep`` most recently written devnet states."""
+    states = sorted((p for p in CACHE_DIR.glob("*/state.json")), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in states[keep:]:
+        shutil.rmtree(stale.parent, ignore_errors=True)
 
 
 def cache_key(scenario: DevnetScenario, plugins: list[Plugin]) -> str:
@@ -45,7 +54,10 @@ def cache_key(scenario: DevnetScenario, plugins: list[Plugin]) -> str:
     for plugin in plugins:
         digest.update(plugin.name.encode())
         if plugin.devnet is not None:
-            digest.update(inspect.getsource(sys.modules[plugin.devnet.__module__]).encode())
+            # every source of the plugin's folder: seeding and parameters live beside devnet.py
+            folder = Path(inspect.getfile(sys.modules[plugin.devnet.__module__])).parent
+            for source in sorted(folder.rglob("*.py")):
+                digest.update(source.name.encode() + source.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -125,6 +137,7 @@ def start_devnet(
         if use_cache:
             anvil.save_state(state_file)
             atomic_write_text(book_file, json.dumps(ctx.book, indent=2, sort_keys=True) + "\n")
+            prune_cache(keep=KEEP_STATES)
         return RunningDevnet(anvil, ctx.book, scenario)
     except BaseException:
         anvil.stop()

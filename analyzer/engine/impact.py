@@ -1,0 +1,221 @@
+"""Where flows hit prices: each asset's venues, built from the snapshot, and how a net flow is routed.
+
+The models (constant product, square-root law, linear depth, exact Uniswap V3) live in
+:mod:`analyzer.engine.venues` and are re-exported here. The engine calls, once per asset and
+round, ``venues[asset].trade(net_asset_amount)`` (> 0 sells, < 0 buys, whole tokens) and reads
+the new mid price from the result.
+
+``venues`` rows and their ``params`` JSON (numbers; big integers as decimal strings)
+------------------------------------------------------------------------------------
+model="uniswap_v3"        token0, token1, decimals0, decimals1, fee (pips), tick_spacing, sqrt_price_x96, tick,
+                          liquidity, ticks ([[tick, liquidity_net], ...])  -- written by protocols/uniswap_v3/reader
+model="constant_product"  reserve_asset, reserve_quote (whole tokens), fee (fraction, default 0.003)
+model="sqrt_law"          sigma (daily vol, fraction), daily_volume (asset units/day), y (default 1.0),
+                          price_usd (optional: p0, default the snapshot's asset price)
+model="linear"            depth_1pct (asset units that move the price 1%), price_usd (optional, as above)
+Every model also accepts quote_price_usd (default: the snapshot's price of quote_asset, or 1.0
+when the quote is not an asset of the snapshot, i.e. USD itself).
+
+Routing (the split rule)
+------------------------
+An asset with several venues splits a flow across them in proportion to each venue's depth
+within 2% of its mid price on the side the flow pushes (asset units that move that venue's price
+2% down for a sale, 2% up for a purchase), re-measured at every call. Arbitrageurs keep venues
+near one price, and a keeper splitting an order to equalise marginal price would fill each venue
+roughly in proportion to its near-mid depth; this is that first-order rule (no routing through
+intermediate pools, no arbitrage between venues after the trade).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from analyzer.engine.venues import (
+    ConstantProduct,
+    LinearDepth,
+    SqrtLaw,
+    TradeResult,
+    UniswapV3Venue,
+    VenueModel,
+)
+from analyzer.errors import ContagionError
+
+__all__ = ["AssetVenues", "ConstantProduct", "LinearDepth", "SqrtLaw", "TradeResult", "UniswapV3Venue",
+           "VenueModel", "ROUTING_DEPTH_FRACTION", "build_venues", "make_venue", "venue_row"]
+
+ROUTING_DEPTH_FRACTION = 0.02   # the ±2% band whose depth sets each venue's share of a flow
+MODELS = ("uniswap_v3", "constant_product", "sqrt_law", "linear")
+
+
+class AssetVenues:
+    """All venues of one asset. ``trade`` routes a net flow across them (see the module's split rule)
+    and returns the aggregate: asset units on the asset side, **USD** on the quote side (venues may
+    quote in different tokens, e.g. USDC and WETH)."""
+
+    def __init__(self, asset: str, venues: list[VenueModel]):
+        if not venues:
+            raise ContagionError(f"asset {asset}: AssetVenues needs at least one venue")
+        self.asset = asset
+        self.venues = venues
+
+    def weights(self, sell: bool = True) -> np.ndarray:
+        """Each venue's share of a flow: depth within ROUTING_DEPTH_FRACTION on that side, normalised."""
+        depth = np.array([v.depth(ROUTING_DEPTH_FRACTION, sell) for v in self.venues], dtype=np.float64)
+        depth[~np.isfinite(depth) | (depth < 0)] = 0.0
+        total = depth.sum()
+        if total <= 0:
+            return np.full(len(self.venues), 1.0 / len(self.venues))
+        return depth / total
+
+    def mid_price(self) -> float:
+        """USD per asset: the venues' mids weighted by their two-sided depth within ±2%."""
+        if len(self.venues) == 1:
+            return self.venues[0].mid_price()
+        mids = np.array([v.mid_price() for v in self.venues])
+        return float(mids @ ((self.weights(True) + self.weights(False)) / 2.0))
+
+    def trade(self, asset_amount: float) -> TradeResult:
+        if not math.isfinite(asset_amount):
+            raise ContagionError(f"asset {self.asset}: flow must be finite, got {asset_amount!r}")
+        if len(self.venues) == 1:
+            venue = self.venues[0]
+            result = venue.trade(asset_amount)
+            if asset_amount >= 0:
+                return TradeResult(result.amount_in, result.amount_out * venue.quote_price_usd,
+                                   result.price_before, result.price_after)
+            return TradeResult(result.amount_in * venue.quote_price_usd, result.amount_out,
+                               result.price_before, result.price_after)
+        sell = asset_amount >= 0
+        weights = self.weights(sell)
+        before = np.array([v.mid_price() for v in self.venues])
+        asset_side = quote_usd = 0.0
+        for venue, share in zip(self.venues, weights, strict=True):   # a handful of venues per asset
+            if share == 0:
+                continue
+            result = venue.trade(asset_amount * share)
+            if sell:
+                asset_side += result.amount_in
+                quote_usd += result.amount_out * venue.quote_price_usd
+            else:
+                asset_side += result.amount_out
+                quote_usd += result.amount_in * venue.quote_price_usd
+        after = np.array([v.mid_price() for v in self.venues])
+        price_before, price_after = float(before @ weights), float(after @ weights)
+        if sell:
+            return TradeResult(asset_side, quote_usd, price_before, price_after)
+        return TradeResult(quote_usd, asset_side, price_before, price_after)
+
+    def set_quote_prices(self, prices_usd: Mapping[str, float]) -> None:
+        """Update the USD price of each venue's quote token (e.g. WETH moved during a cascade)."""
+        for venue in self.venues:
+            if venue.quote in prices_usd:
+                venue.quote_price_usd = float(prices_usd[venue.quote])
+
+    def copy(self) -> AssetVenues:
+        return AssetVenues(self.asset, [v.copy() for v in self.venues])
+
+    def __repr__(self) -> str:
+        return f"AssetVenues({self.asset}, {self.venues!r})"
+
+
+def venue_row(protocol: str, venue: str, asset: str, quote_asset: str, model: str,
+              params: Mapping[str, Any]) -> dict[str, str]:
+    """One ``venues`` table row; ``params`` is stored as JSON (ints beyond 2**53 should be strings)."""
+    if model not in MODELS:
+        raise ContagionError(f"venue {venue}: model {model!r} is not one of {', '.join(MODELS)}")
+    return {"protocol": protocol, "venue": venue, "asset": asset, "quote_asset": quote_asset, "model": model,
+            "params": json.dumps(dict(params), sort_keys=True)}
+
+
+def _param(params: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
+    value = params.get(key, default)
+    if value is None:
+        raise ContagionError(f"{where}: missing parameter {key!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ContagionError(f"{where}: parameter {key!r} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ContagionError(f"{where}: parameter {key!r} must be finite, got {value!r}")
+    return number
+
+
+def make_venue(model: str, asset: str, quote: str, params: Mapping[str, Any], *, asset_price_usd: float | None,
+               quote_price_usd: float = 1.0, venue: str = "", where: str = "") -> VenueModel:
+    """A venue model from its name and params (the ``venues.params`` format of this module)."""
+    where = where or f"venue {venue or asset}"
+    quote_price_usd = _param(params, "quote_price_usd", where, quote_price_usd)
+    if model == "uniswap_v3":
+        return UniswapV3Venue(asset, quote, dict(params), quote_price_usd, venue)
+    if model == "constant_product":
+        return ConstantProduct(asset, quote, _param(params, "reserve_asset", where),
+                               _param(params, "reserve_quote", where), _param(params, "fee", where, 0.003),
+                               quote_price_usd, venue)
+    price = _param(params, "price_usd", where, asset_price_usd)
+    if model == "sqrt_law":
+        return SqrtLaw(asset, quote, price, _param(params, "sigma", where), _param(params, "daily_volume", where),
+                       _param(params, "y", where, 1.0), quote_price_usd, venue)
+    if model == "linear":
+        return LinearDepth(asset, quote, price, _param(params, "depth_1pct", where), quote_price_usd, venue)
+    raise ContagionError(f"{where}: model {model!r} is not one of {', '.join(MODELS)}")
+
+
+def _params_json(text: str, where: str) -> dict:
+    try:
+        params = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise ContagionError(f"{where}: params is not valid JSON ({exc})") from None
+    if not isinstance(params, dict):
+        raise ContagionError(f"{where}: params must be a JSON object")
+    return params
+
+
+def build_venues(snapshot, models_from_scenario: Mapping[str, Mapping[str, Any]] | None = None
+                 ) -> dict[str, AssetVenues]:
+    """Every asset's venues by asset address, from ``snapshot.venues`` plus scenario models.
+
+    ``models_from_scenario``: by asset symbol or address, ``{"model": "sqrt_law", "sigma": ..., ...}``
+    (optionally ``"quote"``: a quote asset symbol/address, default USD); it supplies a venue for an
+    asset that has none in the snapshot (snapshot venues win when both exist).
+
+    Assets that must have a venue: those held as collateral, hedged by an option pool, or posted as
+    option collateral (the ones a cascade sells), except the quote assets of venues (the numeraire
+    the flows settle in). One of them with no venue and no scenario model is an error naming it:
+    there is no silent zero impact.
+    """
+    prices = snapshot.price_of()
+    symbols = snapshot.symbol_of()
+    by_asset: dict[str, list[VenueModel]] = {}
+    for row in snapshot.venues.itertuples(index=False):
+        where = f"venues: {row.protocol} {row.venue} ({symbols.get(row.asset, row.asset)})"
+        params = _params_json(row.params, where)
+        venue = make_venue(row.model, row.asset, row.quote_asset, params, asset_price_usd=prices.get(row.asset),
+                           quote_price_usd=prices.get(row.quote_asset, 1.0), venue=row.venue, where=where)
+        by_asset.setdefault(row.asset, []).append(venue)
+    for key, spec in (models_from_scenario or {}).items():
+        asset = snapshot.address_of(key)
+        if asset in by_asset:
+            continue
+        where = f"scenario venue model for {symbols.get(asset, key)}"
+        if not isinstance(spec, Mapping) or "model" not in spec:
+            raise ContagionError(f"{where}: expected a table with a 'model' key (one of {', '.join(MODELS)})")
+        params = {k: v for k, v in spec.items() if k not in ("model", "quote")}
+        quote = snapshot.address_of(spec["quote"]) if spec.get("quote") else ""
+        by_asset[asset] = [make_venue(str(spec["model"]), asset, quote, params, asset_price_usd=prices.get(asset),
+                                      quote_price_usd=prices.get(quote, 1.0), venue=f"scenario:{spec['model']}",
+                                      where=where)]
+    numeraires = set(snapshot.venues["quote_asset"])
+    needed = set(snapshot.positions.loc[snapshot.positions["side"] == "collateral", "asset"])
+    needed |= set(snapshot.hedgers["asset"]) | set(snapshot.options["collateral_asset"])
+    needed -= numeraires | {""}
+    missing = sorted(symbols.get(a, a) for a in needed - set(by_asset))
+    if missing:
+        raise ContagionError(f"no price-impact venue for {', '.join(missing)}: the snapshot has no venues row for "
+                             f"it and the scenario gives no model (add e.g. {{model = \"sqrt_law\", sigma = 0.04, "
+                             f"daily_volume = ...}} for it)")
+    return {asset: AssetVenues(asset, venues) for asset, venues in by_asset.items()}

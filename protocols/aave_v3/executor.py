@@ -1,0 +1,195 @@
+"""Real Aave V3 transactions on anvil: oracle moves and ``Pool.liquidationCall`` by a keeper.
+
+Oracle moves: on the devnet the asset's ``AaveOracle`` source is one of our PriceFeeds, moved with
+``setAnswer`` by its owner (impersonated). Anywhere else (a mainnet fork) the source is replaced:
+a PriceFeed is deployed at the price and installed with ``AaveOracle.setAssetSources`` by the ACL
+admin (impersonated; made pool admin first if it is not), after which the devnet path applies.
+
+Keepers are funded by cheats: ``MintableERC20.mint`` on the devnet, else the token's balance
+storage slot is found (Solidity mapping at slots 0..50) and written with ``anvil_setStorageAt``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_abi import encode as abi_encode
+from eth_utils import event_abi_to_log_topic, keccak, to_checksum_address
+
+from analyzer.chain import rpc
+from analyzer.devnet.solc import fixture_artifact
+from analyzer.errors import ContagionError
+from analyzer.multicall import Call, multicall, single_call
+from protocols.aave_v3 import abi
+from protocols.base import ExecutedLiquidation, Executor
+
+MAX_UINT = 2**256 - 1
+ETH_FOR_GAS = 10**20
+
+
+def _topic_address(topic) -> str:
+    raw = topic.hex() if isinstance(topic, bytes | bytearray) else str(topic)
+    return to_checksum_address("0x" + raw.removeprefix("0x")[-40:])
+
+
+class AaveV3Executor(Executor):
+    protocol = "aave-v3"
+
+    def __init__(self, w3, deployment: dict[str, Any], keeper: str):
+        super().__init__(w3, deployment, keeper)
+        self.keeper = to_checksum_address(keeper)
+        self.pool = to_checksum_address(deployment["pool"])
+        self.oracle = to_checksum_address(deployment["oracle"])
+        self.symbols = {s: to_checksum_address(r["asset"]) for s, r in deployment.get("reserves", {}).items()}
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def asset(self, asset_or_symbol: str) -> str:
+        if asset_or_symbol in self.symbols:
+            return self.symbols[asset_or_symbol]
+        try:
+            return to_checksum_address(asset_or_symbol)
+        except ValueError:
+            raise ContagionError(f'aave-v3: "{asset_or_symbol}" is neither a reserve symbol '
+                                 f'({", ".join(self.symbols)}) nor an address') from None
+
+    def read(self, target: str, signature: str, *args) -> Any:
+        return single_call(self.w3, Call(target, signature, tuple(args)), block="latest").unwrap(
+            f"{signature.split('(')[0]} on {target}")
+
+    def send(self, sender: str, target: str, signature: str, *args, what: str = "") -> dict:
+        """Send as ``sender`` (impersonated); raise ContagionError with the revert reason."""
+        sender = to_checksum_address(sender)
+        if sender not in self.w3.eth.accounts:
+            rpc(self.w3, "anvil_impersonateAccount", [sender])
+            if self.w3.eth.get_balance(sender) < ETH_FOR_GAS // 10:
+                rpc(self.w3, "anvil_setBalance", [sender, hex(ETH_FOR_GAS)])
+        tx = {"from": sender, "to": to_checksum_address(target), "data": "0x" + Call(target, signature, args).calldata.hex()}
+        try:
+            tx["gas"] = int(self.w3.eth.estimate_gas(tx) * 1.2) + 50_000
+        except Exception as exc:  # web3 raises several types for a revert
+            raise ContagionError(f"{what or signature} would revert: {exc}") from None
+        receipt = self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx), timeout=120)
+        if receipt["status"] != 1:
+            raise ContagionError(f"{what or signature} failed (tx {receipt['transactionHash'].hex()})")
+        return receipt
+
+    # ---- oracle -----------------------------------------------------------------------------
+    def set_price(self, asset: str, price_usd: float) -> None:
+        asset = self.asset(asset)
+        source = to_checksum_address(self.read(self.oracle, "getSourceOfAsset(address)(address)", asset))
+        owner = single_call(self.w3, Call(source, "owner()(address)"), block="latest")
+        decimals = single_call(self.w3, Call(source, "decimals()(uint8)"), block="latest")
+        if not (owner.success and decimals.success and self._is_price_feed(source)):
+            self.replace_source(asset, price_usd)
+            return
+        answer = round(price_usd * 10 ** decimals.value)
+        self.send(owner.value, source, "setAnswer(int256)", answer, what=f"PriceFeed.setAnswer on {source}")
+
+    def _is_price_feed(self, source: str) -> bool:
+        deployed = fixture_artifact("oracles", "PriceFeed")["deployedBytecode"].lower().removeprefix("0x")
+        return self.w3.eth.get_code(source).hex().removeprefix("0x") == deployed
+
+    def replace_source(self, asset: str, price_usd: float) -> str:
+        """Install a new PriceFeed at ``price_usd`` as ``asset``'s AaveOracle source (fork path)."""
+        asset = self.asset(asset)
+        feed = fixture_artifact("oracles", "PriceFeed")
+        data = feed["bytecode"] + abi_encode(["string", "int256"], ["defi-contagion replay", round(price_usd * 1e8)]).hex()
+        tx_hash = self.w3.eth.send_transaction({"from": self.keeper, "data": data, "gas": 2_000_000})
+        address = self.w3.eth.wait_for_transaction_receipt(tx_hash)["contractAddress"]
+        provider = self.read(self.pool, "ADDRESSES_PROVIDER()(address)")
+        admin = self.read(provider, "getACLAdmin()(address)")
+        acl = self.read(provider, "getACLManager()(address)")
+        if not self.read(acl, "isPoolAdmin(address)(bool)", admin):
+            self.send(admin, acl, "addPoolAdmin(address)", admin, what="ACLManager.addPoolAdmin")
+        self.send(admin, self.oracle, "setAssetSources(address[],address[])", [asset], [address],
+                  what="AaveOracle.setAssetSources")
+        return address
+
+    # ---- keeper funding ---------------------------------------------------------------------
+    def fund_keeper(self, token: str, amount: int) -> None:
+        """Give the keeper ``amount`` more of ``token`` and approve the pool for it."""
+        token = to_checksum_address(token)
+        balance = self.read(token, "balanceOf(address)(uint256)", self.keeper)
+        try:
+            self.send(self.keeper, token, "mint(address,uint256)", self.keeper, amount, what="mint")
+        except ContagionError:
+            self.set_token_balance(token, balance + amount)
+        if self.read(token, "allowance(address,address)(uint256)", self.keeper, self.pool) < MAX_UINT // 2:
+            self.send(self.keeper, token, "approve(address,uint256)", self.pool, MAX_UINT, what="approve")
+
+    def set_token_balance(self, token: str, amount: int) -> None:
+        """Write the keeper's balance of ``token`` in storage (a fork's tokens have no open mint)."""
+        before = self.read(token, "balanceOf(address)(uint256)", self.keeper)
+        for slot in range(51):
+            key = "0x" + keccak(abi_encode(["address", "uint256"], [self.keeper, slot])).hex()
+            old = rpc(self.w3, "eth_getStorageAt", [token, key, "latest"])
+            rpc(self.w3, "anvil_setStorageAt", [token, key, "0x" + amount.to_bytes(32, "big").hex()])
+            if self.read(token, "balanceOf(address)(uint256)", self.keeper) == amount:
+                return
+            rpc(self.w3, "anvil_setStorageAt", [token, key, "0x" + int(old, 16).to_bytes(32, "big").hex()])
+        raise ContagionError(f"cannot fund the keeper with {token}: no balance slot found (balance {before})")
+
+    # ---- liquidation ------------------------------------------------------------------------
+    def largest_positions(self, account: str) -> tuple[str | None, str | None]:
+        """(largest debt asset, largest collateral asset) of ``account`` by oracle value."""
+        reserves = list(self.deployment["reserves"].values())
+        block = self.w3.eth.block_number
+        calls = []
+        for r in reserves:
+            calls += [Call(r["variableDebtToken"], "balanceOf(address)(uint256)", (account,)),
+                      Call(r["aToken"], "balanceOf(address)(uint256)", (account,)),
+                      Call(self.oracle, "getAssetPrice(address)(uint256)", (r["asset"],)),
+                      Call(r["asset"], "decimals()(uint8)")]
+        out = [c.unwrap("aave-v3 position read") for c in multicall(self.w3, calls, block=block)]
+        debts = [(out[4 * k] * out[4 * k + 2] / 10 ** out[4 * k + 3], r["asset"]) for k, r in enumerate(reserves)]
+        colls = [(out[4 * k + 1] * out[4 * k + 2] / 10 ** out[4 * k + 3], r["asset"]) for k, r in enumerate(reserves)]
+        debt, coll = max(debts), max(colls)
+        return (debt[1] if debt[0] > 0 else None), (coll[1] if coll[0] > 0 else None)
+
+    def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
+                  amount_raw: int | None = None) -> ExecutedLiquidation:
+        """``Pool.liquidationCall(collateral, debt, account, amount or max, false)`` by the keeper."""
+        account = to_checksum_address(account)
+        if debt_asset is None or collateral_asset is None:
+            largest_debt, largest_coll = self.largest_positions(account)
+            debt_asset, collateral_asset = debt_asset or largest_debt, collateral_asset or largest_coll
+            if debt_asset is None or collateral_asset is None:
+                return ExecutedLiquidation(account, False, error="no debt or no collateral")
+        debt_asset, collateral_asset = self.asset(debt_asset), self.asset(collateral_asset)
+        reserve = self.read(self.pool, abi.GET_RESERVE_DATA, debt_asset)
+        owed = sum(self.read(token, "balanceOf(address)(uint256)", account) for token in (reserve[9], reserve[10]))
+        need = (amount_raw if amount_raw is not None else owed) + owed // 100 + 1
+        if self.read(debt_asset, "balanceOf(address)(uint256)", self.keeper) < need:
+            self.fund_keeper(debt_asset, need)
+        # the keeper may hold the debt asset already (from an earlier sale): approve regardless
+        if self.read(debt_asset, "allowance(address,address)(uint256)", self.keeper, self.pool) < need:
+            self.send(self.keeper, debt_asset, "approve(address,uint256)", self.pool, MAX_UINT, what="approve")
+        try:
+            receipt = self.send(self.keeper, self.pool, "liquidationCall(address,address,address,uint256,bool)",
+                                collateral_asset, debt_asset, account,
+                                MAX_UINT if amount_raw is None else amount_raw, False, what="Pool.liquidationCall")
+        except ContagionError as exc:
+            return ExecutedLiquidation(account, False, error=str(exc))
+        return self._parse(account, receipt, debt_asset, collateral_asset)
+
+    def _parse(self, account: str, receipt: dict, debt_asset: str, collateral_asset: str) -> ExecutedLiquidation:
+        liq_topic = event_abi_to_log_topic(abi.LIQUIDATION_CALL_EVENT)
+        transfer_topic = event_abi_to_log_topic(abi.TRANSFER_EVENT)
+        a_token = to_checksum_address(self.read(self.pool, abi.GET_RESERVE_DATA, collateral_asset)[8])
+        treasury = to_checksum_address(self.read(a_token, "RESERVE_TREASURY_ADDRESS()(address)"))
+        repaid = liquidated = fee = None
+        for log in receipt["logs"]:
+            topics = [bytes(t) for t in log["topics"]]
+            data = bytes(log["data"])
+            if to_checksum_address(log["address"]) == self.pool and topics and topics[0] == liq_topic:
+                repaid = int.from_bytes(data[0:32], "big")
+                liquidated = int.from_bytes(data[32:64], "big")
+            elif (to_checksum_address(log["address"]) == a_token and topics and topics[0] == transfer_topic
+                  and _topic_address(topics[1]) == account and _topic_address(topics[2]) == treasury):
+                fee = int.from_bytes(data[0:32], "big")
+        if repaid is None:
+            raise ContagionError(f"liquidationCall of {account} succeeded without a LiquidationCall event")
+        fee = fee or 0
+        return ExecutedLiquidation(account, True, tx_hash="0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x"),
+                                   repaid={debt_asset: repaid}, seized={collateral_asset: liquidated + fee},
+                                   fee={collateral_asset: fee})

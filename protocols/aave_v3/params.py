@@ -1,0 +1,89 @@
+"""Aave V3 Ethereum risk parameters used to configure the devnet, and the mainnet address book.
+
+Risk parameters are those of the Aave V3 Ethereum market as listed by Aave governance (the
+``AaveV3Ethereum`` payloads of the BGD config engine; values as of 2024). They were typed from
+that record, not read from a chain here: the devnet applies them through ``PoolConfigurator``
+and the reader reads them back from the chain, so every check runs against what is deployed.
+
+Units: ``ltv``, ``liquidation_threshold``, ``liquidation_bonus`` (10500 = +5%), ``reserve_factor``,
+``liquidation_protocol_fee`` (share of the bonus) in basis points; caps in whole tokens (0 = none);
+``debt_ceiling_usd`` in whole USD (the configurator takes it with 2 decimals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RAY = 10**27
+
+
+@dataclass(frozen=True)
+class ReserveParams:
+    ltv: int
+    liquidation_threshold: int
+    liquidation_bonus: int
+    reserve_factor: int
+    liquidation_protocol_fee: int
+    supply_cap: int
+    borrow_cap: int
+    borrowable: bool = True
+    emode_category: int = 0
+    debt_ceiling_usd: int = 0          # > 0: an isolated asset
+    borrowable_in_isolation: bool = False
+    rate_strategy: str = "volatile"
+
+
+# Aave V3 Ethereum (main market) listings.
+RESERVES: dict[str, ReserveParams] = {
+    "WETH": ReserveParams(8050, 8300, 10500, 1500, 1000, 1_800_000, 1_400_000, emode_category=1,
+                          rate_strategy="weth"),
+    "wstETH": ReserveParams(7850, 8100, 10600, 500, 1000, 1_100_000, 12_000, emode_category=1,
+                            rate_strategy="lst"),
+    "WBTC": ReserveParams(7300, 7800, 10500, 2000, 1000, 43_000, 28_000),
+    "USDC": ReserveParams(7500, 7800, 10450, 1000, 1000, 2_000_000_000, 1_400_000_000,
+                          borrowable_in_isolation=True, rate_strategy="stable"),
+    "USDT": ReserveParams(7400, 7600, 10450, 1000, 1000, 1_000_000_000, 900_000_000,
+                          borrowable_in_isolation=True, rate_strategy="stable"),
+    "DAI": ReserveParams(6300, 7700, 10500, 2500, 1000, 338_000_000, 271_000_000,
+                         borrowable_in_isolation=True, rate_strategy="stable"),
+    "LINK": ReserveParams(5300, 6800, 10700, 2000, 1000, 15_000_000, 13_000_000),
+    "CRV": ReserveParams(3500, 4100, 10830, 3500, 1000, 62_500_000, 7_700_000, borrowable=False,
+                         debt_ceiling_usd=5_000_000),
+}
+
+
+@dataclass(frozen=True)
+class EModeParams:
+    ltv: int
+    liquidation_threshold: int
+    liquidation_bonus: int
+    label: str
+
+
+# E-mode category 1 on Aave V3 Ethereum: "ETH correlated" (WETH, wstETH), no category oracle.
+EMODE_CATEGORIES: dict[int, EModeParams] = {1: EModeParams(9300, 9500, 10100, "ETH correlated")}
+
+
+@dataclass(frozen=True)
+class RateStrategy:
+    """``DefaultReserveInterestRateStrategy`` constructor arguments, as fractions (scaled to ray)."""
+
+    optimal_usage_ratio: float
+    base_variable_borrow_rate: float
+    variable_rate_slope1: float
+    variable_rate_slope2: float
+
+    def constructor_args(self, provider: str) -> tuple:
+        ray = lambda fraction: round(fraction * 10**6) * 10**21  # noqa: E731 -- fractions to 6 places
+        # stable borrowing is disabled on every reserve: its slopes and offsets are zero
+        return (provider, ray(self.optimal_usage_ratio), ray(self.base_variable_borrow_rate),
+                ray(self.variable_rate_slope1), ray(self.variable_rate_slope2), 0, 0, 0, 0,
+                ray(0.2))
+
+
+RATE_STRATEGIES: dict[str, RateStrategy] = {
+    "weth": RateStrategy(0.90, 0.0, 0.027, 0.80),
+    "lst": RateStrategy(0.45, 0.0, 0.07, 3.00),
+    "stable": RateStrategy(0.90, 0.0, 0.055, 0.60),
+    "volatile": RateStrategy(0.45, 0.0, 0.07, 3.00),
+}

@@ -1,0 +1,127 @@
+"""The Aave V3 rule against real liquidationCall transactions after WETH oracle drops.
+
+For each drop, the set of accounts the rule calls liquidatable must be exactly the set for which
+``Pool.liquidationCall`` succeeds (simulated at the snapshot's block for every account), and for
+each of them the collateral the rule seizes (liquidator's part + protocol fee) and the debt it
+repays must equal what the real transaction moved.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analyzer.model import raw_to_amount
+from analyzer.multicall import Call
+from protocols.aave_v3.executor import MAX_UINT, AaveV3Executor
+from protocols.aave_v3.reader import read_snapshot
+from protocols.aave_v3.rules import AaveV3Rules
+from tests.conftest import requires_anvil
+
+pytestmark = requires_anvil
+LIQUIDATION_CALL = "liquidationCall(address,address,address,uint256,bool)()"
+
+
+def simulate_liquidation(w3, pool, keeper, collateral, debt, account, block) -> bool:
+    """``eth_call`` of the keeper's liquidationCall at ``block``: True when it would not revert."""
+    data = "0x" + Call(pool, LIQUIDATION_CALL, (collateral, debt, account, MAX_UINT, False)).calldata.hex()
+    answer = w3.provider.make_request("eth_call", [{"from": keeper, "to": pool, "data": data, "gas": hex(5_000_000)},
+                                                   hex(block)])
+    return "error" not in answer
+
+
+@pytest.mark.parametrize("drop", [0.05, 0.15, 0.30, -0.10])
+def test_rule_matches_real_liquidations_after_a_weth_drop(chain_checkpoint, drop):
+    """drop -0.10 is a 10% WETH *rise*: it puts e-mode accounts (wstETH against WETH debt) under
+    water, so the e-mode threshold and bonus are checked against the chain too."""
+    devnet = chain_checkpoint
+    w3, book_json = devnet.w3, devnet.book
+    deployment = book_json["protocols"]["aave-v3"]
+    tokens, decimals = book_json["tokens"], book_json["decimals"]
+    keeper = w3.eth.accounts[1]
+    executor = AaveV3Executor(w3, deployment, keeper)
+    for symbol in ("USDC", "USDT", "DAI", "WETH"):
+        executor.fund_keeper(tokens[symbol], 10**9 * 10 ** decimals[symbol])
+
+    new_price = devnet.scenario.assets["WETH"].price_usd * (1 - drop)
+    executor.set_price("WETH", new_price)
+    block = w3.eth.block_number
+    snap = read_snapshot(w3, deployment, block)
+    rules = AaveV3Rules()
+    (book,) = rules.books(snap)
+    prices = book.extra["oracle_prices"]
+    assert prices[list(book.assets).index(tokens["WETH"])] == pytest.approx(new_price, rel=1e-12)
+
+    plan = rules.liquidate(book, prices)
+    liquidatable = rules.liquidatable(book, prices)
+    assert set(plan.rows) == set(np.flatnonzero(liquidatable))
+    j_debt = np.where((book.debt > 0).any(axis=1), (book.debt * prices).argmax(axis=1), 0)
+    j_coll = (book.collateral * prices).argmax(axis=1)
+    by_chain = np.array([simulate_liquidation(w3, deployment["pool"], keeper, book.assets[j_coll[i]],
+                                              book.assets[j_debt[i]], account, block)
+                         for i, account in enumerate(book.accounts)])
+    rule_set, chain_set = set(book.accounts[liquidatable]), set(book.accounts[by_chain])
+    assert rule_set == chain_set, (sorted(rule_set - chain_set), sorted(chain_set - rule_set))
+    assert len(rule_set) >= {0.05: 3, 0.15: 10, 0.30: 30, -0.10: 3}[drop]  # many accounts, not one
+
+    hf = rules.health_factor(book, prices)[plan.rows]
+    capped = in_emode = 0
+    for k, row in enumerate(plan.rows):
+        jd, jc = int(plan.repaid[k].argmax()), int(plan.seized[k].argmax())
+        debt_asset, coll_asset = book.assets[jd], book.assets[jc]
+        keeper_before = executor.read(coll_asset, "balanceOf(address)(uint256)", keeper)
+        done = executor.liquidate(book.accounts[row], debt_asset, coll_asset)
+        assert done.success, done.error
+        received = executor.read(coll_asset, "balanceOf(address)(uint256)", keeper) - keeper_before
+        assert received == done.seized[coll_asset] - done.fee[coll_asset]  # the event agrees with the balances
+        coll_decimals = int(snap.assets.set_index("address").loc[coll_asset, "decimals"])
+        debt_decimals = int(snap.assets.set_index("address").loc[debt_asset, "decimals"])
+        seized = raw_to_amount(done.seized[coll_asset], coll_decimals)
+        fee = raw_to_amount(done.fee[coll_asset], coll_decimals)
+        repaid = raw_to_amount(done.repaid[debt_asset], debt_decimals)
+        assert seized == pytest.approx(plan.seized[k, jc], rel=1e-6), book.accounts[row]
+        assert fee == pytest.approx(plan.fee[k, jc], rel=1e-6, abs=1e-12), book.accounts[row]
+        assert repaid == pytest.approx(plan.repaid[k, jd], rel=1e-6), book.accounts[row]
+        capped += plan.seized[k, jc] >= book.collateral[row, jc] * (1 - 1e-12)
+        in_emode += int(book.category[row] != 0)
+    print(f"drop {drop:.0%}: {len(rule_set)} liquidatable, {int((hf <= 0.95).sum())} at full close factor, "
+          f"{capped} with all collateral seized, {in_emode} in e-mode")
+    if drop < 0:
+        assert in_emode == len(plan.rows)
+    if drop == 0.30:  # the hard branches were exercised: full close factor and collateral run out
+        assert (hf <= 0.95).sum() >= 5 and capped >= 3
+
+
+def test_executor_refuses_a_non_liquidatable_account(chain_checkpoint):
+    devnet = chain_checkpoint
+    deployment = devnet.book["protocols"]["aave-v3"]
+    from analyzer.devnet.scenario import account_address
+
+    executor = AaveV3Executor(devnet.w3, deployment, devnet.w3.eth.accounts[1])
+    done = executor.liquidate(account_address("whale-1"), None, None)
+    assert not done.success and "revert" in done.error
+
+
+def test_oracle_source_replacement_path_moves_the_price(chain_checkpoint):
+    """The mainnet-fork path: a new PriceFeed installed through the ACL admin, then moved again."""
+    devnet = chain_checkpoint
+    deployment, w3 = devnet.book["protocols"]["aave-v3"], devnet.w3
+    weth = devnet.book["tokens"]["WETH"]
+    executor = AaveV3Executor(w3, deployment, w3.eth.accounts[1])
+    price = lambda: executor.read(deployment["oracle"], "getAssetPrice(address)(uint256)", weth)  # noqa: E731
+    new_source = executor.replace_source(weth, 2500.0)
+    installed = executor.read(deployment["oracle"], "getSourceOfAsset(address)(address)", weth)
+    assert installed.lower() == new_source.lower() != devnet.book["feeds"]["WETH"].lower()
+    assert price() == 2500 * 10**8
+    executor.set_price("WETH", 2400.5)
+    assert price() == 240050000000
+
+
+def test_keeper_balance_can_be_written_in_storage(chain_checkpoint):
+    """The fork path of keeper funding: find the balance slot of an OpenZeppelin-style token."""
+    devnet = chain_checkpoint
+    w3 = devnet.w3
+    executor = AaveV3Executor(w3, devnet.book["protocols"]["aave-v3"], w3.eth.accounts[2])
+    usdc = devnet.book["tokens"]["USDC"]
+    executor.set_token_balance(usdc, 123_456_789)
+    assert executor.read(usdc, "balanceOf(address)(uint256)", w3.eth.accounts[2]) == 123_456_789
