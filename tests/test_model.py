@@ -116,3 +116,19 @@ def test_merge_refuses_different_blocks():
     b.meta["block_number"] = 1
     with pytest.raises(ContagionError, match="different block_number"):
         a.merge(b)
+
+
+def test_outputs_get_ordinary_permissions_not_mkstemps(tmp_path):
+    import os
+
+    from analyzer.atomic import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "report.html", "<html></html>")
+        snap = small_snapshot().write(tmp_path / "snap")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert snap.stat().st_mode & 0o777 == 0o755
+    assert (snap / "meta.json").stat().st_mode & 0o777 == 0o644

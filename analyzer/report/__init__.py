@@ -1,0 +1,45 @@
+"""The contagion report: ``report.html`` (self-contained, offline), ``figures/*.png`` and ``summary.md``.
+
+``write_report(run_dir)`` reads what a run directory holds (layout in analyzer/report/inputs.py)
+and writes the three outputs into it, each atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from analyzer.atomic import atomic_directory, atomic_write_text
+from analyzer.errors import ContagionError
+from analyzer.report.data import report_data
+from analyzer.report.figures import all_figures
+from analyzer.report.graphview import cytoscape_elements
+from analyzer.report.html import render_html
+from analyzer.report.inputs import read_run
+from analyzer.report.summary import render_summary
+
+__all__ = ["write_report", "write_run_index"]
+
+
+def write_run_index(run_dir: str | Path, *, headline: str, scenarios: list[str], title: str | None = None) -> Path:
+    """Write ``run.json`` (the headline scenario and the order of ``scenarios/<name>/``) atomically."""
+    if headline not in scenarios:
+        raise ContagionError(f"run.json: headline {headline} is not among the scenarios ({', '.join(scenarios)})")
+    index = {"headline": headline, "scenarios": list(scenarios), **({"title": title} if title else {})}
+    return atomic_write_text(Path(run_dir) / "run.json", json.dumps(index, indent=2) + "\n")
+
+
+def write_report(run_dir: str | Path, *, snapshot_dir: str | Path | None = None, title: str | None = None) -> Path:
+    """Write ``report.html``, ``figures/*.png`` and ``summary.md`` into ``run_dir``; return the
+    path of ``report.html``. Raises ContagionError naming the file and field of a malformed input."""
+    run_dir = Path(run_dir)
+    inputs = read_run(run_dir, snapshot_dir=Path(snapshot_dir) if snapshot_dir is not None else None, title=title)
+    data = report_data(inputs)
+    graph = cytoscape_elements(inputs)
+    figures = all_figures(data, graph)
+    html = render_html(data, graph, figures)
+    with atomic_directory(run_dir / "figures") as tmp:
+        for name, png in figures.items():
+            (tmp / name).write_bytes(png)
+    atomic_write_text(run_dir / "summary.md", render_summary(data, sorted(figures)))
+    return atomic_write_text(run_dir / "report.html", html)

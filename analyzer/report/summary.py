@@ -1,0 +1,47 @@
+"""summary.md: the headline numbers as Markdown, to paste into a forum post."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analyzer.report.html import health_factor, pct, shock_text, usd
+
+
+def render_summary(data: dict[str, Any], figure_names: list[str]) -> str:
+    pv = data["provenance"]
+    headline = next(s for s in data["scenarios"] if s["headline"])
+    lines = [f"# {data['title']}", "",
+             f"Chain {pv['chain_id']}, block {pv['block_number']}; protocols: "
+             f"{', '.join(sorted(pv['protocols'])) or 'not recorded'}; defi-contagion {pv['report_tool_version']}.", "",
+             f"**Headline: {data['headline']}** ({shock_text(headline)}): {usd(data['totals']['liquidated_usd'])} "
+             f"liquidated, {usd(data['totals']['bad_debt_usd'])} bad debt, "
+             f"{usd(data['totals']['receipt_writedown_usd'])} receipt write-down over {len(data['timeline']['rounds'])} rounds.",
+             "", "## Scenarios", "", "| scenario | shock | liquidated | bad debt | rounds |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {s['name']} | {shock_text(s)} | {usd(s['liquidated_usd'])} | {usd(s['bad_debt_usd'])} | {s['rounds']} |"
+              for s in data["scenarios"]]
+    lines += ["", f"## Per protocol ({data['headline']})", "",
+              "| protocol | liquidated | bad debt | receipt write-down |", "|---|---:|---:|---:|"]
+    lines += [f"| {p['protocol']} | {usd(p['liquidated_usd'])} | {usd(p['bad_debt_usd'])} | "
+              f"{usd(p['receipt_writedown_usd'])} |" for p in data["protocols"]]
+    matrix = data["matrix_view"]
+    if matrix and matrix["sources"]:
+        lines += ["", "## Contagion matrix (USD liquidated in column caused by row; all-zero rows and columns left out)", "",
+                  "| source \\ target | " + " | ".join(matrix["targets"]) + " |",
+                  "|---|" + "---:|" * len(matrix["targets"])]
+        lines += [f"| {s} | " + " | ".join(usd(v) for v in row) + " |"
+                  for s, row in zip(matrix["sources"], matrix["usd"], strict=True)]
+    if data["amplification"]:
+        lines += ["", "Amplification (final move / shock): "
+                  + ", ".join(f"{a} {v:.3f}" for a, v in sorted(data["amplification"].items())) + "."]
+    if data["accounts"]:
+        lines += ["", "## Top accounts at risk", "", "| protocol | account | debt | health factor | liquidated |",
+                  "|---|---|---:|---:|---:|"]
+        lines += [f"| {a['protocol']} | `{a['account']}` | {usd(a['debt_usd'])} | {health_factor(a['health_factor'])} | "
+                  f"{usd(a['liquidated_usd'])} |" for a in data["accounts"][:10]]
+    if data["fidelity_rows"]:
+        lines += ["", "## Fidelity (engine vs replay on an anvil fork)", "", "| metric | engine | replay | gap |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {r['metric']} | {r['engine']:,.6g} | {r['replay']:,.6g} | "
+                  f"{pct(r['relative_gap']) if r['relative_gap'] is not None else '–'} |" for r in data["fidelity_rows"]]
+    lines += ["", "Figures: " + ", ".join(f"`figures/{n}`" for n in figure_names) + "; full report: `report.html`.", ""]
+    return "\n".join(lines)
