@@ -1,0 +1,220 @@
+"""Real Compound V2 liquidations and oracle moves on an anvil chain.
+
+``liquidate`` sends ``liquidateBorrow`` from the keeper (an anvil account or an impersonated
+address) and reads what happened from the receipt: ``LiquidateBorrow`` gives the repaid amount
+and the seized cTokens, the collateral cToken's ``Transfer`` to itself the protocol's share.
+Raw amounts: repaid in underlying units of the debt asset, seized and fee in cTokens (8 decimals)
+of the collateral market. ``set_price`` moves the devnet PriceFeed behind the oracle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_utils import keccak, to_checksum_address
+
+from analyzer.chain import rpc
+from analyzer.cheats import deal
+from analyzer.devnet.solc import fixture_artifact
+from analyzer.errors import ContagionError
+from analyzer.multicall import Call, single_call
+from protocols.base import ExecutedLiquidation, Executor
+from protocols.compound_v2 import exact
+from protocols.compound_v2.constants import NATIVE_ASSET, PROTOCOL
+from protocols.compound_v2.profiles import profile
+
+TRANSFER_TOPIC = keccak(text="Transfer(address,address,uint256)")
+FEED_ABI = [{"type": "function", "name": "setAnswer", "stateMutability": "nonpayable",
+             "inputs": [{"name": "a", "type": "int256"}], "outputs": []},
+            {"type": "function", "name": "owner", "stateMutability": "view", "inputs": [],
+             "outputs": [{"name": "", "type": "address"}]}]
+ERC20_ABI = [
+    {"type": "function", "name": "approve", "stateMutability": "nonpayable",
+     "inputs": [{"name": "s", "type": "address"}, {"name": "v", "type": "uint256"}],
+     "outputs": [{"name": "", "type": "bool"}]},
+    {"type": "function", "name": "mint", "stateMutability": "nonpayable",
+     "inputs": [{"name": "a", "type": "address"}, {"name": "v", "type": "uint256"}],
+     "outputs": [{"name": "", "type": "bool"}]},
+    {"type": "function", "name": "balanceOf", "stateMutability": "view",
+     "inputs": [{"name": "a", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
+    {"type": "function", "name": "allowance", "stateMutability": "view",
+     "inputs": [{"name": "o", "type": "address"}, {"name": "s", "type": "address"}],
+     "outputs": [{"name": "", "type": "uint256"}]},
+]
+
+
+def _words(data: Any) -> list[bytes]:
+    raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
+    return [raw[i:i + 32] for i in range(0, len(raw), 32)]
+
+
+class CompoundV2Executor(Executor):
+    """Liquidations through a deployment's cTokens (``deployment["markets"]``: symbol -> cToken,
+    underlying, decimals, feed) and price moves through its feeds."""
+
+    protocol = PROTOCOL
+
+    def __init__(self, w3, deployment: dict[str, Any], keeper: str):
+        super().__init__(w3, deployment, keeper)
+        self.keeper = to_checksum_address(keeper)
+        self.profile = profile(deployment.get("profile"))
+        self.liquidate_topic = keccak(text=self.profile.liquidate_event)
+        self.ctoken_abi = fixture_artifact("compound_v2", "CErc20")["abi"]
+        self.ether_abi = fixture_artifact("compound_v2", "CEther")["abi"]
+        self.comptroller = w3.eth.contract(address=to_checksum_address(deployment["comptroller"]),
+                                           abi=fixture_artifact("compound_v2", "Comptroller")["abi"])
+        markets = deployment.get("markets") or self._markets_from_chain()
+        self.by_underlying = {to_checksum_address(m["underlying"]): dict(m) for m in markets.values()}
+
+    def _markets_from_chain(self) -> dict[str, dict[str, Any]]:
+        """The markets of a deployment known only by its Comptroller (a mainnet fork)."""
+        block = self.w3.eth.block_number
+        markets = {}
+        for ctoken in self.comptroller.functions.getAllMarkets().call():
+            result = single_call(self.w3, Call(ctoken, "underlying()(address)"), block=block)
+            underlying = to_checksum_address(result.value) if result.success else NATIVE_ASSET
+            markets[ctoken] = {"cToken": to_checksum_address(ctoken), "underlying": underlying}
+        return markets
+
+    def _market(self, asset: str) -> dict[str, Any]:
+        key = to_checksum_address(asset)
+        if key not in self.by_underlying:
+            raise ContagionError(f"compound-v2: no market for asset {asset} in the deployment")
+        return self.by_underlying[key]
+
+    def _send(self, call, sender: str, what: str) -> None:
+        receipt = self.w3.eth.wait_for_transaction_receipt(call.transact({"from": sender}))
+        if receipt["status"] != 1:
+            raise ContagionError(f"compound-v2: {what} failed")
+
+    def set_price(self, asset: str, price_usd: float) -> None:
+        """Set the USD feed behind ``asset``'s market. A deployment without feeds (a mainnet fork)
+        first gets our FeedPriceOracle, seeded at the current oracle prices and installed through
+        the Comptroller's own admin setter by impersonating its admin."""
+        market = self._market(asset)
+        if not market.get("feed"):
+            self.install_feed_oracle()
+        feed = self.w3.eth.contract(address=to_checksum_address(market["feed"]), abi=FEED_ABI)
+        owner = feed.functions.owner().call()
+        rpc(self.w3, "anvil_impersonateAccount", [owner])
+        rpc(self.w3, "anvil_setBalance", [owner, hex(10**21)])
+        self._send(feed.functions.setAnswer(round(price_usd * 10**8)), owner, f"setAnswer on feed {market['feed']}")
+
+    def install_feed_oracle(self) -> None:
+        """Replace the Comptroller's oracle by FeedPriceOracle over one PriceFeed per market (8-decimal
+        USD, so current prices are kept to 1e-8 USD)."""
+        oracle_artifact = fixture_artifact("compound_v2", "FeedPriceOracle")
+        feed_artifact = fixture_artifact("oracles", "PriceFeed")
+        old_oracle = self.comptroller.functions.oracle().call()
+        oracle = self._deploy(oracle_artifact)
+        for market in self.by_underlying.values():
+            price = single_call(self.w3, Call(old_oracle, "getUnderlyingPrice(address)(uint256)", (market["cToken"],)),
+                                block=self.w3.eth.block_number).unwrap("getUnderlyingPrice")
+            if market["underlying"] == NATIVE_ASSET:
+                decimals = 18
+            else:
+                decimals = single_call(self.w3, Call(market["underlying"], "decimals()(uint8)"),
+                                       block=self.w3.eth.block_number).unwrap("decimals")
+            answer = max(int(price) * 10**decimals // 10**28, 1)
+            feed = self._deploy(feed_artifact, "compound-v2 replay feed", answer)
+            self._send(oracle.functions.setFeed(market["cToken"], feed.address, decimals), self.keeper, "setFeed")
+            market["feed"], market["decimals"] = feed.address, decimals
+        admin_getter, setter = self.profile.oracle_admin
+        admin = to_checksum_address(single_call(self.w3, Call(self.comptroller.address, f"{admin_getter}()(address)"),
+                                                block=self.w3.eth.block_number).unwrap(admin_getter))
+        rpc(self.w3, "anvil_impersonateAccount", [admin])
+        rpc(self.w3, "anvil_setBalance", [admin, hex(10**21)])
+        install = self.w3.eth.contract(address=self.comptroller.address, abi=[
+            {"type": "function", "name": setter, "stateMutability": "nonpayable",
+             "inputs": [{"name": "o", "type": "address"}], "outputs": []}])
+        self._send(install.functions[setter](oracle.address), admin, f"{setter} by the admin")
+
+    def _deploy(self, artifact: dict, *args: Any):
+        factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        receipt = self.w3.eth.wait_for_transaction_receipt(factory.constructor(*args).transact({"from": self.keeper}))
+        if receipt["status"] != 1:
+            raise ContagionError("compound-v2: deploying the replay oracle failed")
+        return self.w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
+
+    def fund_keeper(self, asset: str, amount_raw: int) -> None:
+        """Give the keeper ``amount_raw`` more of the debt asset (ETH balance, or the ERC-20's balance slot)."""
+        market = self._market(asset)
+        if to_checksum_address(market["underlying"]) == to_checksum_address(NATIVE_ASSET):
+            balance = self.w3.eth.get_balance(self.keeper)
+            rpc(self.w3, "anvil_setBalance", [self.keeper, hex(balance + amount_raw)])
+            return
+        token = self.w3.eth.contract(address=to_checksum_address(market["underlying"]), abi=ERC20_ABI)
+        deal(self.w3, token.address, self.keeper, token.functions.balanceOf(self.keeper).call() + amount_raw)
+
+    def max_repay(self, account: str, debt_asset: str, collateral_asset: str) -> int:
+        """close factor × borrowBalanceStored, capped so that the seize fits the cToken balance."""
+        debt, coll = self._market(debt_asset), self._market(collateral_asset)
+        debt_token = self.w3.eth.contract(address=debt["cToken"], abi=self.ctoken_abi)
+        coll_token = self.w3.eth.contract(address=coll["cToken"], abi=self.ctoken_abi)
+        close = exact.max_close(self.comptroller.functions.closeFactorMantissa().call(),
+                                debt_token.functions.borrowBalanceStored(account).call())
+        balance = coll_token.functions.balanceOf(account).call()
+        _, seize_for_close = self.comptroller.functions.liquidateCalculateSeizeTokens(
+            debt["cToken"], coll["cToken"], close).call()
+        if seize_for_close <= balance:
+            return close
+        return close * balance // max(seize_for_close, 1)
+
+    def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
+                  amount_raw: int | None = None, dry_run: bool = False) -> ExecutedLiquidation:
+        """``liquidateBorrow`` on ``debt_asset``'s cToken seizing ``collateral_asset``'s; ``dry_run``
+        only asks the chain whether it would succeed (an eth_call, nothing sent but the keeper's
+        funding and approval)."""
+        account = to_checksum_address(account)
+        if debt_asset is None or collateral_asset is None:
+            raise ContagionError("compound-v2: liquidate needs the debt and the collateral asset")
+        debt, coll = self._market(debt_asset), self._market(collateral_asset)
+        repay = self.max_repay(account, debt_asset, collateral_asset) if amount_raw is None else int(amount_raw)
+        native = to_checksum_address(debt["underlying"]) == to_checksum_address(NATIVE_ASSET)
+        tx: dict[str, Any] = {"from": self.keeper}
+        if native:
+            if self.w3.eth.get_balance(self.keeper) < repay + 10**20:  # what it repays, plus gas money
+                self.fund_keeper(debt_asset, repay + 10**20)
+            call = self.w3.eth.contract(address=debt["cToken"], abi=self.ether_abi).functions.liquidateBorrow(
+                account, coll["cToken"])
+            tx["value"] = repay
+        else:
+            token = self.w3.eth.contract(address=to_checksum_address(debt["underlying"]), abi=ERC20_ABI)
+            held = token.functions.balanceOf(self.keeper).call()
+            if held < repay:  # a keeper on anvil is topped up with what it repays
+                self.fund_keeper(debt_asset, repay - held)
+            if token.functions.allowance(self.keeper, debt["cToken"]).call() < repay:
+                self._send(token.functions.approve(debt["cToken"], 2**256 - 1), self.keeper, "approve")
+            call = self.w3.eth.contract(address=debt["cToken"], abi=self.ctoken_abi).functions.liquidateBorrow(
+                account, repay, coll["cToken"])
+        try:
+            if dry_run:
+                call.call(tx)
+                return ExecutedLiquidation(account, True)
+            tx["gas"] = int(call.estimate_gas(tx) * 1.3) + 50_000
+            receipt = self.w3.eth.wait_for_transaction_receipt(call.transact(tx))
+        except Exception as exc:  # a revert: the protocol refused the liquidation
+            return ExecutedLiquidation(account, False, error=str(exc)[:300])
+        if receipt["status"] != 1:
+            return ExecutedLiquidation(account, False, tx_hash=receipt["transactionHash"].hex(), error="reverted")
+        return self._outcome(account, receipt, debt_asset, collateral_asset, coll["cToken"])
+
+    def _outcome(self, account: str, receipt, debt_asset: str, collateral_asset: str, coll_ctoken: str):
+        """Repaid and seized from ``LiquidateBorrow`` (layout per fork profile); the protocol's share
+        is what the borrower lost beyond the liquidator's ``Transfer`` (burned to reserves in
+        Compound, sent to the protocol share reserve in Venus isolated pools)."""
+        repaid = seized = to_liquidator = 0
+        for log in receipt["logs"]:
+            topics = [bytes(t) for t in log["topics"]]
+            if topics and topics[0] == self.liquidate_topic:
+                words = _words(log["data"])
+                repaid = int.from_bytes(words[self.profile.liquidate_repay_word], "big")
+                seized = int.from_bytes(words[self.profile.liquidate_seize_word], "big")
+            elif (topics and topics[0] == TRANSFER_TOPIC and to_checksum_address(log["address"]) == coll_ctoken
+                  and len(topics) == 3 and to_checksum_address(topics[1][12:]) == account
+                  and to_checksum_address(topics[2][12:]) == self.keeper):
+                to_liquidator += int.from_bytes(_words(log["data"])[0], "big")
+        return ExecutedLiquidation(account, True, tx_hash=receipt["transactionHash"].hex(),
+                                   repaid={to_checksum_address(debt_asset): repaid},
+                                   seized={to_checksum_address(collateral_asset): seized},
+                                   fee={to_checksum_address(collateral_asset): seized - to_liquidator})

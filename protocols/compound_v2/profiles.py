@@ -1,0 +1,90 @@
+"""Per-fork profiles: where Compound V2 forks differ in what the reader calls and the rule applies.
+
+A profile names the signatures of the reads and events that differ and the switches of the rule.
+The reader, the rules and the executor are the same code for every fork; a deployment's
+``profile`` picks one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analyzer.errors import ContagionError
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """An event that names an account: its signature and where the account is (a 32-byte word of
+    the data, or an indexed topic)."""
+
+    signature: str
+    on: str                     # "ctoken" or "comptroller"
+    data_word: int | None = None
+    topic_index: int | None = None
+
+
+@dataclass(frozen=True)
+class ForkProfile:
+    name: str
+    # Comptroller.markets(cToken): the output layout and which fields hold what
+    markets_signature: str
+    collateral_factor_index: int
+    liquidation_threshold_index: int | None   # None: liquidity uses the collateral factor (Compound)
+    account_events: tuple[EventSpec, ...]
+    # LiquidateBorrow: its signature and the data words of repayAmount and seizeTokens
+    liquidate_event: str
+    liquidate_repay_word: int
+    liquidate_seize_word: int
+    # Comptroller.minLiquidatableCollateral() (Venus isolated pools): liquidateBorrow is refused
+    # unless the account's total (unweighted) collateral in USD mantissa exceeds it
+    min_liquidatable_collateral_signature: str | None = None
+    # liquidity term: "factor_first" = mul_(mul_(factor, exchangeRate), price) (Compound),
+    # "price_first" = mul_(factor, mul_(exchangeRate, price)) (Venus isolated pools)
+    weight_order: str = "factor_first"
+    # protocol's seized cTokens: seize × share (Compound) or seize × share / incentive (Venus IL)
+    seize_share_over_incentive: bool = False
+    # seize only from markets the borrower entered (Venus IL preSeizeHook: MarketNotCollateral);
+    # Compound's seizeAllowed does not check membership
+    seize_requires_membership: bool = False
+    # who may replace the Comptroller's oracle, and with which setter (replay on a fork)
+    oracle_admin: tuple[str, str] = ("admin", "_setPriceOracle")
+
+
+COMPOUND = ForkProfile(
+    # compound-finance/compound-protocol contracts/Comptroller.sol: struct Market {bool isListed;
+    # uint collateralFactorMantissa; mapping accountMembership; bool isComped}; events without indexed fields
+    name="compound", markets_signature="markets(address)(bool,uint256,bool)", collateral_factor_index=1,
+    liquidation_threshold_index=None,
+    account_events=(EventSpec("Mint(address,uint256,uint256)", "ctoken", data_word=0),
+                    EventSpec("Borrow(address,uint256,uint256,uint256)", "ctoken", data_word=0),
+                    EventSpec("MarketEntered(address,address)", "comptroller", data_word=1)),
+    liquidate_event="LiquidateBorrow(address,address,uint256,address,uint256)",
+    liquidate_repay_word=2, liquidate_seize_word=4,
+)
+
+VENUS_ISOLATED = ForkProfile(
+    # @venusprotocol/isolated-pools 4.4.0: ComptrollerStorage.sol struct Market {bool isListed;
+    # uint256 collateralFactorMantissa; uint256 liquidationThresholdMantissa; mapping ...};
+    # VTokenInterfaces.sol events with indexed accounts; Comptroller.sol getAccountLiquidity uses the
+    # liquidation threshold, _getHypotheticalLiquiditySnapshot weights mul_(weight, mul_(er, price));
+    # VToken._seize: protocolSeizeTokens = div_(mul_(seizeTokens, share), incentive)
+    name="venus-isolated", markets_signature="markets(address)(bool,uint256,uint256)", collateral_factor_index=1,
+    liquidation_threshold_index=2,
+    account_events=(EventSpec("Mint(address,uint256,uint256,uint256)", "ctoken", topic_index=1),
+                    EventSpec("Borrow(address,uint256,uint256,uint256)", "ctoken", topic_index=1),
+                    EventSpec("MarketEntered(address,address)", "comptroller", topic_index=2)),
+    liquidate_event="LiquidateBorrow(address,address,uint256,address,uint256)",
+    liquidate_repay_word=0, liquidate_seize_word=1,
+    min_liquidatable_collateral_signature="minLiquidatableCollateral()(uint256)",
+    weight_order="price_first", seize_share_over_incentive=True, oracle_admin=("owner", "setPriceOracle"),
+    seize_requires_membership=True,
+)
+
+PROFILES: dict[str, ForkProfile] = {p.name: p for p in (COMPOUND, VENUS_ISOLATED)}
+
+
+def profile(name: str | None) -> ForkProfile:
+    key = name or "compound"
+    if key not in PROFILES:
+        raise ContagionError(f'compound-v2 deployment: unknown fork profile "{key}" (known: {", ".join(PROFILES)})')
+    return PROFILES[key]

@@ -1,0 +1,229 @@
+"""Reads a Compound V2 (or fork) Comptroller: markets, risk parameters, prices and accounts.
+
+Every read goes through Multicall3 at the context's block. Units (see analyzer/model.py):
+positions are in UNDERLYING token units, ``raw`` keeps the exact integer the protocol stores
+(collateral: cToken balance, 8 decimals; debt: ``borrowBalanceStored``); the exact mantissas
+the rule needs to reproduce Compound's integer math (exchange rate, oracle price, factors) are in
+``markets.params``; the account's entered markets (``getAssetsIn``) in ``accounts.params``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from eth_utils import keccak, to_checksum_address
+
+from analyzer.errors import ContagionError
+from analyzer.multicall import Call
+from protocols.base import Reader, Rows
+from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
+from protocols.compound_v2.profiles import profile
+
+
+def topic(signature: str) -> str:
+    return "0x" + keccak(text=signature).hex()
+
+
+def _word_address(data: Any, index: int) -> str:
+    raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
+    return to_checksum_address(raw[32 * index + 12:32 * index + 32])
+
+
+class CompoundV2Reader(Reader):
+    """Reader of one Comptroller (``deployment["comptroller"]``, ``deployment["profile"]``)."""
+
+    protocol = PROTOCOL
+
+    def __init__(self, ctx, deployment: dict[str, Any]):
+        super().__init__(ctx, deployment)
+        if "comptroller" not in deployment:
+            raise ContagionError("compound-v2 deployment: expected a comptroller address")
+        self.comptroller = to_checksum_address(deployment["comptroller"])
+        self.profile = profile(deployment.get("profile"))
+        self._markets: list[dict[str, Any]] | None = None
+
+    def _read(self, calls: Sequence[Call]) -> list[Any]:
+        return [r.value if r.success else None for r in self.ctx.multicall(list(calls))]
+
+    # ---- markets ----
+    def markets(self) -> list[dict[str, Any]]:
+        """One dict per listed cToken with its exact mantissas (cached per reader)."""
+        if self._markets is not None:
+            return self._markets
+        c = self.comptroller
+        head = [Call(c, "getAllMarkets()(address[])"), Call(c, "oracle()(address)"),
+                Call(c, "closeFactorMantissa()(uint256)"), Call(c, "liquidationIncentiveMantissa()(uint256)")]
+        if self.profile.min_liquidatable_collateral_signature:
+            head.append(Call(c, self.profile.min_liquidatable_collateral_signature))
+        values = self._read(head)
+        if values[0] is None or values[1] is None:
+            raise ContagionError(f"compound-v2: {c} does not answer getAllMarkets()/oracle(): not a Comptroller?")
+        ctokens, oracle, close_factor, incentive = values[:4]
+        min_liquidatable = values[4] if len(values) > 4 else None
+        per = ["underlying()(address)", "exchangeRateStored()(uint256)", "protocolSeizeShareMantissa()(uint256)",
+               "symbol()(string)", "decimals()(uint8)", "totalSupply()(uint256)", "totalBorrows()(uint256)",
+               "totalReserves()(uint256)", "getCash()(uint256)"]
+        calls = []
+        for ctoken in ctokens:
+            calls += [Call(ctoken, sig) for sig in per]
+            calls += [Call(c, self.profile.markets_signature, (ctoken,)),
+                      Call(oracle, "getUnderlyingPrice(address)(uint256)", (ctoken,))]
+        width = len(per) + 2
+        answers = self._read(calls)
+        rows = []
+        for k, ctoken in enumerate(ctokens):
+            a = answers[k * width:(k + 1) * width]
+            listing = a[len(per)]
+            if not listing or not listing[0]:
+                continue
+            cf = int(listing[self.profile.collateral_factor_index])
+            lt_index = self.profile.liquidation_threshold_index
+            rows.append({
+                "ctoken": to_checksum_address(ctoken), "underlying": to_checksum_address(a[0] or NATIVE_ASSET),
+                "exchange_rate_mantissa": int(a[1]), "protocol_seize_share_mantissa": int(a[2] or 0),
+                "symbol": a[3] or "", "ctoken_decimals": int(a[4] if a[4] is not None else 8),
+                "total_supply": int(a[5] or 0), "total_borrows": int(a[6] or 0), "total_reserves": int(a[7] or 0),
+                "cash": int(a[8] or 0), "collateral_factor_mantissa": cf,
+                "liquidation_threshold_mantissa": cf if lt_index is None else int(listing[lt_index]),
+                "price_mantissa": int(a[len(per) + 1] or 0),
+                "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(incentive),
+                "min_liquidatable_collateral_mantissa": None if min_liquidatable is None else int(min_liquidatable),
+            })
+        rows = self._one_market_per_underlying(rows)
+        self._underlying_meta(rows)
+        self._markets = rows
+        return rows
+
+    @staticmethod
+    def _one_market_per_underlying(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Snapshot rows are keyed by underlying asset, so of two listed cTokens over one underlying
+        (mainnet's legacy cWBTC beside cWBTC2) the larger (cash + borrows) is kept; the other is
+        named in the kept market's params as ``shadowed_ctokens`` (its positions are not read)."""
+        best: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            size = r["cash"] + r["total_borrows"]
+            other = best.get(r["underlying"])
+            if other is None:
+                best[r["underlying"]] = {**r, "shadowed_ctokens": []}
+            elif size > other["cash"] + other["total_borrows"]:
+                best[r["underlying"]] = {**r, "shadowed_ctokens": [*other["shadowed_ctokens"], other["ctoken"]]}
+            else:
+                other["shadowed_ctokens"].append(r["ctoken"])
+        return list(best.values())
+
+    def _underlying_meta(self, rows: list[dict[str, Any]]) -> None:
+        tokens = [r["underlying"] for r in rows if r["underlying"] != NATIVE_ASSET]
+        answers = self._read([Call(t, s) for t in tokens for s in ("symbol()(string)", "decimals()(uint8)")])
+        meta = {t: (answers[2 * i], answers[2 * i + 1]) for i, t in enumerate(tokens)}
+        for r in rows:
+            symbol, decimals = meta.get(r["underlying"], ("ETH", 18))
+            if decimals is None:
+                raise ContagionError(f"compound-v2: underlying {r['underlying']} of {r['ctoken']} has no decimals()")
+            r["underlying_symbol"] = symbol or ""
+            r["underlying_decimals"] = int(decimals)
+            # oracle price is USD mantissa per smallest unit × 1e18: 1e(36 - decimals) per whole token
+            r["price_usd"] = r["price_mantissa"] / 10 ** (36 - r["underlying_decimals"])
+
+    def read_markets(self) -> Rows:
+        assets, markets = [], []
+        for r in self.markets():
+            dec = r["underlying_decimals"]
+            assets.append({"address": r["underlying"], "symbol": r["underlying_symbol"], "decimals": dec,
+                           "price_usd": r["price_usd"], "receipt_of": ""})
+            # one whole cToken = 1e8 cToken units × exchangeRate / 1e18 underlying units
+            ctoken_price = r["price_usd"] * r["exchange_rate_mantissa"] * 10 ** r["ctoken_decimals"] / MANTISSA / 10**dec
+            assets.append({"address": r["ctoken"], "symbol": r["symbol"], "decimals": r["ctoken_decimals"],
+                           "price_usd": ctoken_price, "receipt_of": f"{PROTOCOL}:{r['underlying']}"})
+            params = {k: (str(v) if isinstance(v, int) else v) for k, v in r.items()
+                      if k.endswith("_mantissa") or k in ("ctoken", "ctoken_decimals", "total_supply",
+                                                          "total_borrows", "total_reserves", "cash")}
+            params["profile"] = self.profile.name
+            if r["shadowed_ctokens"]:
+                params["shadowed_ctokens"] = r["shadowed_ctokens"]
+            markets.append({
+                "protocol": PROTOCOL, "market": self.comptroller, "asset": r["underlying"],
+                "oracle_price_usd": r["price_usd"], "ltv": r["collateral_factor_mantissa"] / MANTISSA,
+                "liquidation_threshold": r["liquidation_threshold_mantissa"] / MANTISSA,
+                "liquidation_bonus": r["liquidation_incentive_mantissa"] / MANTISSA - 1.0,
+                "close_factor": r["close_factor_mantissa"] / MANTISSA,
+                "protocol_fee": r["protocol_seize_share_mantissa"] / MANTISSA,
+                "borrowable": True, "collateral_enabled": r["collateral_factor_mantissa"] > 0,
+                "params": json.dumps(params, sort_keys=True),
+            })
+        return {"assets": assets, "markets": markets}
+
+    # ---- accounts ----
+    def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
+        """Accounts named by the profile's events: minters and borrowers on every cToken, and
+        ``MarketEntered`` on the Comptroller."""
+        found: set[str] = set()
+        for spec in self.profile.account_events:
+            targets = [r["ctoken"] for r in self.markets()] if spec.on == "ctoken" else [self.comptroller]
+            for target in targets:
+                for log in self.ctx.get_logs(target, [topic(spec.signature)], from_block, to_block):
+                    if spec.topic_index is not None:
+                        found.add(to_checksum_address(bytes(log["topics"][spec.topic_index])[12:]))
+                    else:
+                        found.add(_word_address(log["data"], spec.data_word))
+        return sorted(found)
+
+    def read_accounts(self, accounts: Sequence[str]) -> Rows:
+        markets = self.markets()
+        accounts = [to_checksum_address(a) for a in accounts]
+        calls = [Call(self.comptroller, "getAssetsIn(address)(address[])", (a,)) for a in accounts]
+        calls += [Call(m["ctoken"], "getAccountSnapshot(address)(uint256,uint256,uint256,uint256)", (a,))
+                  for a in accounts for m in markets]
+        answers = self._read(calls)
+        n, width = len(accounts), len(markets)
+        by_ctoken = {m["ctoken"]: m for m in markets}
+        positions, account_rows = [], []
+        for i, account in enumerate(accounts):
+            entered = [to_checksum_address(x) for x in (answers[i] or [])]
+            opened = False
+            for j, m in enumerate(markets):
+                snap = answers[n + i * width + j]
+                if snap is None or snap[0] != 0:
+                    raise ContagionError(f"compound-v2: getAccountSnapshot({account}) failed on {m['ctoken']}")
+                _, ctoken_balance, borrow_balance, exchange_rate = (int(x) for x in snap)
+                scale = 10 ** m["underlying_decimals"]
+                base = {"protocol": PROTOCOL, "market": self.comptroller, "account": account, "asset": m["underlying"]}
+                if ctoken_balance:
+                    positions.append({**base, "side": "collateral", "raw": str(ctoken_balance),
+                                      "amount": ctoken_balance * exchange_rate / MANTISSA / scale})
+                if borrow_balance:
+                    positions.append({**base, "side": "debt", "raw": str(borrow_balance),
+                                      "amount": borrow_balance / scale})
+                opened = opened or bool(ctoken_balance or borrow_balance)
+            if opened:
+                params = {"entered": [by_ctoken[c]["underlying"] for c in entered if c in by_ctoken]}
+                account_rows.append({"protocol": PROTOCOL, "market": self.comptroller, "account": account,
+                                     "category": 0, "params": json.dumps(params)})
+        return {"positions": positions, "accounts": account_rows}
+
+
+def read_snapshot(w3, deployment: dict[str, Any], block: int | None = None, accounts: Sequence[str] | None = None):
+    """This protocol alone as a :class:`~analyzer.model.Snapshot` at ``block`` (latest when None).
+
+    Accounts come from the events since ``deployment["start_block"]`` unless given. Used by the
+    tests and by tools that check one protocol; the scan combines every protocol's rows.
+    """
+    from analyzer.model import Snapshot
+    from analyzer.multicall import multicall
+    from protocols.base import ReadContext
+
+    block = w3.eth.block_number if block is None else int(block)
+
+    def get_logs(address: str, topics: list, from_block: int, to_block: int) -> list[dict]:
+        return list(w3.eth.get_logs({"address": to_checksum_address(address), "topics": topics,
+                                     "fromBlock": from_block, "toBlock": to_block}))
+
+    ctx = ReadContext(w3, w3.eth.chain_id, block, lambda calls: multicall(w3, calls, block=block), get_logs)
+    reader = CompoundV2Reader(ctx, deployment)
+    rows = reader.read_markets()
+    if accounts is None:
+        accounts = reader.discover_accounts(int(deployment.get("start_block", 0)), block)
+    rows.update(reader.read_accounts(accounts))
+    meta = {"chain_id": ctx.chain_id, "block": block, "protocols": {PROTOCOL: deployment}}
+    return Snapshot(meta=meta, **rows)

@@ -1,0 +1,214 @@
+"""Compound V2's liquidation rule (and its forks' through profiles), vectorised over a LendingBook.
+
+Mirrors compound-finance/compound-protocol contracts/Comptroller.sol and CToken.sol:
+- liquidity (``getHypotheticalAccountLiquidityInternal``): Σ entered collateral × price × factor
+  against Σ entered borrows × price, in USD; the factor is the collateral factor (Compound) or the
+  liquidation threshold (Venus isolated pools' ``getAccountLiquidity``);
+- liquidatable (``liquidateBorrowAllowed``): shortfall > 0, and for Venus isolated pools total
+  collateral ≥ ``minLiquidatableCollateral`` (below it only ``liquidateAccount`` applies);
+- repay at most ``closeFactor × borrowBalance`` of one borrowed market;
+- seized collateral (``liquidateCalculateSeizeTokens``) = repay × incentive × priceBorrowed /
+  priceCollateral in underlying units; the protocol keeps ``protocolSeizeShare`` of it
+  (``seizeInternal``).
+The float64 path is what the engine uses; :mod:`protocols.compound_v2.exact` is the integer path
+that the tests compare with the chain to the wei (``liquidity_exact`` wires it to a book).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from analyzer.model import Snapshot
+from protocols.base import LendingBook, Liquidation, Rules
+from protocols.compound_v2 import exact
+from protocols.compound_v2.constants import MANTISSA, PROTOCOL
+from protocols.compound_v2.profiles import profile
+
+INT_PARAMS = ("exchange_rate_mantissa", "collateral_factor_mantissa", "liquidation_threshold_mantissa",
+              "price_mantissa", "protocol_seize_share_mantissa")
+
+
+class CompoundV2Rules(Rules):
+    protocol = PROTOCOL
+
+    # ---- books ----
+    def books(self, snapshot: Snapshot) -> list[LendingBook]:
+        markets = snapshot.markets[snapshot.markets["protocol"] == PROTOCOL]
+        out = []
+        for comptroller, rows in markets.groupby("market", sort=True):
+            out.append(self._book(snapshot, str(comptroller), rows.reset_index(drop=True)))
+        return out
+
+    def _book(self, snapshot: Snapshot, comptroller: str, rows) -> LendingBook:
+        params = [json.loads(p) for p in rows["params"]]
+        assets = rows["asset"].astype(str).to_numpy()
+        column = {a: j for j, a in enumerate(assets)}
+        pos = snapshot.positions[(snapshot.positions["protocol"] == PROTOCOL)
+                                 & (snapshot.positions["market"] == comptroller)]
+        acc = snapshot.accounts[(snapshot.accounts["protocol"] == PROTOCOL)
+                                & (snapshot.accounts["market"] == comptroller)]
+        accounts = np.array(sorted(set(pos["account"].astype(str)) | set(acc["account"].astype(str))), dtype=object)
+        row_of = {a: i for i, a in enumerate(accounts)}
+        n, m = len(accounts), len(assets)
+        collateral, debt = np.zeros((n, m)), np.zeros((n, m))
+        collateral_raw = np.zeros((n, m), dtype=object)
+        debt_raw = np.zeros((n, m), dtype=object)
+        r = pos["account"].astype(str).map(row_of).to_numpy(dtype=np.int64)
+        c = pos["asset"].astype(str).map(column).to_numpy(dtype=np.int64)
+        is_coll = (pos["side"] == "collateral").to_numpy()
+        amount = pos["amount"].to_numpy(dtype=float)
+        raw = np.array([int(x) for x in pos["raw"]], dtype=object)
+        collateral[r[is_coll], c[is_coll]] = amount[is_coll]
+        debt[r[~is_coll], c[~is_coll]] = amount[~is_coll]
+        collateral_raw[r[is_coll], c[is_coll]] = raw[is_coll]
+        debt_raw[r[~is_coll], c[~is_coll]] = raw[~is_coll]
+        entered = np.zeros((n, m), dtype=bool)
+        for account, text in zip(acc["account"].astype(str), acc["params"], strict=True):
+            for asset in json.loads(text or "{}").get("entered", []):
+                if asset in column:
+                    entered[row_of[account], column[asset]] = True
+        first = params[0] if params else {}
+        profile = first.get("profile", "compound")
+        extra = {
+            **{k: np.array([int(p[k]) for p in params], dtype=object) for k in INT_PARAMS},
+            "ctoken": np.array([p["ctoken"] for p in params], dtype=object),
+            "close_factor_mantissa": int(first.get("close_factor_mantissa", 0)),
+            "liquidation_incentive_mantissa": int(first.get("liquidation_incentive_mantissa", 0)),
+            "min_liquidatable_collateral_usd": (int(first["min_liquidatable_collateral_mantissa"]) / MANTISSA
+                                                if first.get("min_liquidatable_collateral_mantissa") else 0.0),
+            "min_liquidatable_collateral_mantissa": (int(first["min_liquidatable_collateral_mantissa"])
+                                                     if first.get("min_liquidatable_collateral_mantissa") else None),
+            "profile": profile, "entered": entered, "collateral_raw": collateral_raw, "debt_raw": debt_raw,
+        }
+        book_params = {
+            "collateral_factor": rows["ltv"].to_numpy(dtype=float),
+            "liquidation_threshold": rows["liquidation_threshold"].to_numpy(dtype=float),
+            "liquidation_bonus": rows["liquidation_bonus"].to_numpy(dtype=float),
+            "close_factor": rows["close_factor"].to_numpy(dtype=float),
+            "protocol_fee": rows["protocol_fee"].to_numpy(dtype=float),
+            "collateral_enabled": rows["collateral_enabled"].to_numpy(dtype=bool),
+            "oracle_price_usd": rows["oracle_price_usd"].to_numpy(dtype=float),
+        }
+        return LendingBook(PROTOCOL, comptroller, accounts, assets, collateral, debt, np.zeros(n, dtype=np.int64),
+                           book_params, extra)
+
+    def _profile(self, book: LendingBook):
+        return profile(book.extra.get("profile"))
+
+    # ---- float64 path ----
+    def _entered(self, book: LendingBook) -> np.ndarray:
+        entered = book.extra.get("entered")
+        return np.ones(book.collateral.shape, dtype=bool) if entered is None else entered
+
+    def weighted_collateral_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """``(n,)`` Σ entered collateral × price × factor (USD): the liquidity check's collateral side."""
+        factor = book.params["liquidation_threshold"]
+        return (book.collateral * self._entered(book)) @ (np.asarray(prices, dtype=float) * factor)
+
+    def borrows_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        return (book.debt * self._entered(book)) @ np.asarray(prices, dtype=float)
+
+    def shortfall_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """``(n,)`` getAccountLiquidity's shortfall in USD (0 when the account has liquidity)."""
+        return np.maximum(self.borrows_usd(book, prices) - self.weighted_collateral_usd(book, prices), 0.0)
+
+    def health_factor(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        borrows = self.borrows_usd(book, prices)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hf = self.weighted_collateral_usd(book, prices) / borrows
+        return np.where(borrows > 0, hf, np.inf)
+
+    def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        ok = self.borrows_usd(book, prices) > self.weighted_collateral_usd(book, prices)
+        floor = float(book.extra.get("min_liquidatable_collateral_usd", 0.0))
+        if floor > 0:
+            # Venus IL preLiquidateHook: MinimalCollateralViolated unless totalCollateral > floor
+            total = (book.collateral * self._entered(book)) @ np.asarray(prices, dtype=float)
+            ok &= total > floor
+        return ok
+
+    def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:
+        """One ``liquidateBorrow`` per liquidatable account: its largest debt (USD) repaid up to the
+        close factor against its largest collateral, capped so the seize fits the balance."""
+        prices = np.asarray(prices, dtype=float)
+        ok = self.liquidatable(book, prices)
+        if mask is not None:
+            ok &= np.asarray(mask, dtype=bool)
+        rows = np.flatnonzero(ok)
+        m = len(book.assets)
+        repaid, seized, fee = (np.zeros((len(rows), m)) for _ in range(3))
+        if len(rows) == 0:
+            return Liquidation(rows, repaid, seized, fee)
+        debt_usd = book.debt[rows] * prices
+        seizable = book.collateral[rows]
+        if self._profile(book).seize_requires_membership:
+            seizable = seizable * self._entered(book)[rows]
+        coll_usd = seizable * prices
+        j = np.argmax(debt_usd, axis=1)
+        k = np.argmax(coll_usd, axis=1)
+        idx = np.arange(len(rows))
+        incentive = 1.0 + book.params["liquidation_bonus"]
+        close = book.params["close_factor"][j] * book.debt[rows, j]
+        seize = close * incentive[k] * prices[j] / prices[k]
+        available = seizable[idx, k]
+        capped = seize > available
+        repay = np.where(capped, available * prices[k] / (incentive[k] * prices[j]), close)
+        seize = np.where(capped, available, seize)
+        repaid[idx, j] = repay
+        seized[idx, k] = seize
+        share = book.params["protocol_fee"][k]
+        fee[idx, k] = seize * (share / incentive[k] if self._profile(book).seize_share_over_incentive else share)
+        return Liquidation(rows, repaid, seized, fee)
+
+    def apply(self, book: LendingBook, liquidation: Liquidation) -> LendingBook:
+        out = book.copy()
+        out.collateral[liquidation.rows] = np.maximum(out.collateral[liquidation.rows] - liquidation.seized, 0.0)
+        out.debt[liquidation.rows] = np.maximum(out.debt[liquidation.rows] - liquidation.repaid, 0.0)
+        return out
+
+    # ---- exact integer path (checks against the chain) ----
+    def liquidity_exact(self, book: LendingBook,
+                        price_mantissa: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(liquidity, shortfall)`` per account, USD mantissa, exactly as ``getAccountLiquidity``."""
+        prices = book.extra["price_mantissa"] if price_mantissa is None else price_mantissa
+        factor = book.extra["liquidation_threshold_mantissa"]
+        return exact.account_liquidity(book.extra["collateral_raw"], book.extra["debt_raw"], self._entered(book),
+                                       factor, book.extra["exchange_rate_mantissa"], prices,
+                                       self._profile(book).weight_order)
+
+    def liquidatable_exact(self, book: LendingBook, price_mantissa: np.ndarray | None = None) -> np.ndarray:
+        """``(n,)`` bool, exactly as the Comptroller decides: shortfall > 0 (and, with a minimum
+        liquidatable collateral, total collateral above it)."""
+        prices = book.extra["price_mantissa"] if price_mantissa is None else price_mantissa
+        _, shortfall = self.liquidity_exact(book, prices)
+        ok = np.array([s > 0 for s in shortfall], dtype=bool)
+        floor = book.extra.get("min_liquidatable_collateral_mantissa")
+        if floor is not None:
+            total = exact.total_collateral(book.extra["collateral_raw"], self._entered(book),
+                                           book.extra["exchange_rate_mantissa"], prices)
+            ok &= np.array([t > floor for t in total], dtype=bool)
+        return ok
+
+    def seize_exact(self, book: LendingBook, debt_column: int, collateral_column: int, repay_raw: int,
+                    price_mantissa: np.ndarray | None = None) -> tuple[int, int]:
+        """(seized cTokens, of which the protocol's share) for one ``liquidateBorrow``."""
+        prices = book.extra["price_mantissa"] if price_mantissa is None else price_mantissa
+        seize = exact.seize_tokens(repay_raw, book.extra["liquidation_incentive_mantissa"],
+                                   int(prices[debt_column]), int(prices[collateral_column]),
+                                   int(book.extra["exchange_rate_mantissa"][collateral_column]))
+        share = int(book.extra["protocol_seize_share_mantissa"][collateral_column])
+        incentive = book.extra["liquidation_incentive_mantissa"] if self._profile(book).seize_share_over_incentive else None
+        return seize, exact.protocol_seize_tokens(seize, share, incentive)
+
+    def max_repay_exact(self, book: LendingBook, row: int, debt_column: int, collateral_column: int,
+                        price_mantissa: np.ndarray | None = None) -> int:
+        """The largest repay ``liquidateBorrow`` accepts: close factor × borrow, capped by the balance."""
+        prices = book.extra["price_mantissa"] if price_mantissa is None else price_mantissa
+        by_close = exact.max_close(book.extra["close_factor_mantissa"], int(book.extra["debt_raw"][row, debt_column]))
+        by_balance = exact.max_repay_for_balance(
+            int(book.extra["collateral_raw"][row, collateral_column]), book.extra["liquidation_incentive_mantissa"],
+            int(prices[debt_column]), int(prices[collateral_column]),
+            int(book.extra["exchange_rate_mantissa"][collateral_column]))
+        return min(by_close, by_balance)
