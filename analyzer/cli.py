@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from analyzer import __version__
 from analyzer.errors import ContagionError
@@ -61,7 +62,7 @@ def devnet_up(
     spec = scenario_mod.load(scenario)
     plugins = parse_protocols(protocols)
     devnet = start_devnet(spec, plugins, port=port, use_cache=not no_cache,
-                          progress=lambda message: err.print(f"[dim]{message}[/dim]"))
+                          progress=lambda message: err.print(f"[dim]{escape(message)}[/dim]"))
     with devnet:
         if state_out is not None:
             devnet.anvil.dump_state = state_out
@@ -101,6 +102,85 @@ def scan_command(
     path = run_scan(rpc=rpc, fork_url=fork_url, block=block, protocols=protocols, book=book, accounts=accounts,
                     from_block=from_block, out=out, use_cache=not no_cache, console=err)
     typer.echo(str(path))
+
+
+@app.command("graph")
+def graph_command(
+    snapshot: Annotated[Path, typer.Argument(help="A snapshot folder (from `contagion scan`).")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: beside the snapshot).")] = None,
+    fold_below_usd: Annotated[float | None, typer.Option(help="Fold accounts under this USD size into one node.")] = None,
+) -> None:
+    """Build the cross-protocol collateral graph: GraphML, GEXF, node-link JSON, Parquet, metrics."""
+    from analyzer.graph import graph_to_dir
+
+    if fold_below_usd is not None and fold_below_usd < 0:
+        raise ContagionError(f"--fold-below-usd must be non-negative, got {fold_below_usd}")
+    paths = graph_to_dir(snapshot, out or Path(snapshot).parent, fold_below_usd=fold_below_usd)
+    typer.echo("\n".join(str(p) for p in paths.values()))
+
+
+@app.command("simulate")
+def simulate_command(
+    snapshot: Annotated[Path, typer.Argument(help="A snapshot folder.")],
+    shock: Annotated[list[str] | None, typer.Option(help="A price shock, e.g. WETH=-30% (repeatable).")] = None,
+    iv: Annotated[list[str] | None, typer.Option(help="An IV shock in vol points, e.g. sETH=+25 (repeatable).")] = None,
+    scenario: Annotated[Path | None, typer.Option(help="A shock scenario TOML.")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder for cascade.json and Parquet.")] = Path("graphs/simulate"),
+    report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
+) -> None:
+    """Propagate a shock through the snapshot to a fixed point; write cascade.json + Parquet."""
+    from analyzer.engine import simulate_to_dir
+    from analyzer.scenarios import scenario_from_cli
+
+    if not shock and not iv and scenario is None:
+        raise ContagionError("give a shock: --shock WETH=-30%, --iv ASSET=+25, or --scenario FILE")
+    path = simulate_to_dir(snapshot, scenario_from_cli(shock, iv, scenario), out)
+    if report:
+        from analyzer.report import write_report
+
+        path = write_report(out, snapshot_dir=snapshot)
+    typer.echo(str(path))
+
+
+@app.command("replay")
+def replay_command(
+    scenario: Annotated[Path, typer.Option(help="The shock scenario TOML to execute.")],
+    rpc: Annotated[str, typer.Option("--rpc", "--fork-url", help="The chain to fork (it is only read).")],
+    book: Annotated[Path | None, typer.Option(help="Address book JSON (a devnet's).")] = None,
+    protocols: Annotated[str | None, typer.Option(help="Comma list (default: all).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder for fidelity.json and replay.json.")] = Path("graphs/replay"),
+) -> None:
+    """Execute the scenario with real liquidations and swaps on a fresh anvil fork; compare with the engine."""
+    from analyzer.replaying import run_replay
+
+    typer.echo(str(run_replay(rpc, scenario, book=book, protocols=protocols, out=out, console=err)))
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (cascade.json, snapshot/, graph.json, ...).")],
+    snapshot: Annotated[Path | None, typer.Option(help="Snapshot folder, when not run_dir/snapshot.")] = None,
+) -> None:
+    """Write report.html, figures/*.png and summary.md for a run folder."""
+    from analyzer.report import write_report
+
+    if not Path(run_dir).is_dir():
+        raise ContagionError(f"{run_dir} is not a folder")
+    typer.echo(str(write_report(run_dir, snapshot_dir=snapshot)))
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("graphs/demo"),
+    scenario: Annotated[str, typer.Option(help="Devnet scenario name or TOML path.")] = "mainnet-like",
+    no_replay: Annotated[bool, typer.Option("--no-replay", help="Skip the fork replay.")] = False,
+) -> None:
+    """The whole job on the embedded devnet: deploy, scan, graph, simulate, replay, report."""
+    from analyzer.demo import run_demo
+
+    report = run_demo(out, scenario, replay_shock=not no_replay,
+                      progress=lambda message: err.print(f"[dim]{escape(message)}[/dim]"))
+    typer.echo(f"report: {report}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -251,6 +251,19 @@ class Snapshot:
         tables = {}
         for name, keys in KEYS.items():
             frame = pd.concat([self.table(name), other.table(name)], ignore_index=True)
+            if name == "assets" and len(frame):
+                # one protocol may know more of an asset than another (Lyra its IV, Aave that a
+                # token is its receipt): the first row wins, its gaps filled from later ones
+                known_iv: dict[str, float] = {}
+                receipts: dict[str, str] = {}
+                for address, iv, receipt_of in zip(frame["address"], frame["iv"], frame["receipt_of"], strict=True):
+                    if pd.notna(iv):
+                        known_iv.setdefault(address, float(iv))
+                    if receipt_of:
+                        receipts.setdefault(address, str(receipt_of))
+                frame = frame.drop_duplicates("address", keep="first").copy()
+                frame["iv"] = [known_iv.get(a, np.nan) for a in frame["address"]]
+                frame["receipt_of"] = [receipts.get(a, "") for a in frame["address"]]
             tables[name] = frame.drop_duplicates(list(keys), keep="first")
         return Snapshot(meta=meta, **tables)
 

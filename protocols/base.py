@@ -211,12 +211,12 @@ class VenueExecutor(ABC):
         """Trade in the pool ``entry`` until its price is ``target_ratio`` (quote per asset)."""
 
     @abstractmethod
-    def sell(self, asset: str, amount_raw: int, trader: str) -> None:
-        """Sell ``amount_raw`` of ``asset`` for its stablecoin."""
+    def sell(self, asset: str, amount_raw: int, trader: str, pool: str | None = None) -> None:
+        """Sell ``amount_raw`` of ``asset`` in ``pool`` (default: its pool against a stablecoin)."""
 
     @abstractmethod
-    def buy(self, asset: str, amount_raw: int, trader: str) -> None:
-        """Buy exactly ``amount_raw`` of ``asset`` with its stablecoin."""
+    def buy(self, asset: str, amount_raw: int, trader: str, pool: str | None = None) -> None:
+        """Buy exactly ``amount_raw`` of ``asset`` in ``pool`` (default: its stablecoin pool)."""
 
 
 STABLE_SYMBOLS = ("USDC", "USDT", "DAI")

@@ -86,13 +86,15 @@ def test_comet_weth_curve_matches_the_scenario_healths(devnet, scanned):
     snapshot, _ = scanned
     need(snapshot, "comet")
     comet = devnet.scenario.protocol("comet")
-    prices = {s: a.price_usd for s, a in devnet.scenario.assets.items()}
+    # a receipt collateral (aWETH, receipt_of = "aave-v3:WETH") is priced, and shocked, as its underlying
+    underlying = {s: (c.get("receipt_of") or s).split(":")[-1] for s, c in comet["collaterals"].items()}
+    prices = {s: devnet.scenario.assets[u].price_usd for s, u in underlying.items()}
     factor = {s: c["liquidate_collateral_factor"] for s, c in comet["collaterals"].items()}
     expected_accounts, expected_usd = [], []
     for drop in DEFAULT_DROPS:
         count, usd = 0, 0.0
         for b in comet["borrowers"]:
-            shocked = {s: prices[s] * (1 - drop if s == "WETH" else 1) for s in b["collateral"]}
+            shocked = {s: prices[s] * (1 - drop if underlying[s] == "WETH" else 1) for s in b["collateral"]}
             weighted_now = sum(x * prices[s] * factor[s] for s, x in b["collateral"].items())
             debt = weighted_now / b["health"]
             health = sum(x * shocked[s] * factor[s] for s, x in b["collateral"].items()) / debt
@@ -160,17 +162,19 @@ def test_aave_comet_overlap_follows_from_the_scenario_file(devnet, scanned):
     snapshot, graph = scanned
     need(snapshot, "aave-v3", "comet")
     spec = devnet.scenario
-    price = {s: a.price_usd for s, a in spec.assets.items()}
     comet = spec.protocol("comet")
+    # overlap is by root asset: Comet's aWETH (receipt_of = "aave-v3:WETH") is WETH there
+    root = {s: (c.get("receipt_of") or s).split(":")[-1] for s, c in comet["collaterals"].items()}
+    price = {s: a.price_usd for s, a in spec.assets.items()}
     factor = {s: c["liquidate_collateral_factor"] for s, c in comet["collaterals"].items()}
     comet_usd, debt_total, debt_on_link = defaultdict(float), 0.0, 0.0
     for b in comet["borrowers"]:
-        value = {s: x * price[s] for s, x in b["collateral"].items()}
+        value = {s: x * price[root[s]] for s, x in b["collateral"].items()}
         debt = sum(v * factor[s] for s, v in value.items()) / b["health"]
         debt_total += debt
         debt_on_link += debt * value.get("LINK", 0.0) / sum(value.values())
         for s, v in value.items():
-            comet_usd[s] += v
+            comet_usd[root[s]] += v
     aave_whales = defaultdict(float)
     for account in spec.protocol("aave-v3")["accounts"]:
         if account.get("borrow"):

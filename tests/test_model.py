@@ -132,3 +132,15 @@ def test_outputs_get_ordinary_permissions_not_mkstemps(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
     assert snap.stat().st_mode & 0o777 == 0o755
     assert (snap / "meta.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_merge_keeps_what_each_protocol_knows_of_a_shared_asset():
+    lending = small_snapshot()
+    options = small_snapshot()
+    options.assets.loc[options.assets["symbol"] == "WETH", "iv"] = 0.78
+    lending.assets.loc[lending.assets["symbol"] == "USDC", "receipt_of"] = ""
+    options.assets.loc[options.assets["symbol"] == "USDC", "receipt_of"] = "aave-v3:" + WETH
+    merged = lending.merge(options).assets.set_index("symbol")
+    assert len(merged) == 2
+    assert merged.loc["WETH", "iv"] == 0.78
+    assert merged.loc["USDC", "receipt_of"] == "aave-v3:" + WETH

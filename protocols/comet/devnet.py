@@ -38,6 +38,28 @@ def _raw(amount: float, decimals: int) -> int:
     return int(round(amount * 10**6)) * 10 ** decimals // 10**6
 
 
+def collateral_asset(ctx: DevnetContext, symbol: str, spec: dict) -> tuple[str, str, int, float, str]:
+    """(token address, price feed, decimals, USD price, underlying symbol) of a collateral.
+
+    A collateral with ``receipt_of = "<protocol>:<SYMBOL>"`` is that protocol's receipt token for
+    SYMBOL (so far: Aave V3's aToken, 1:1 with its underlying), priced by the underlying's feed:
+    the composability channel, where one protocol's receipt backs debt in another.
+    """
+    receipt_of = spec.get("receipt_of")
+    if not receipt_of:
+        asset = ctx.scenario.asset(symbol, f"protocols.comet.collaterals.{symbol}")
+        return ctx.book["tokens"][symbol], ctx.book["feeds"][symbol], asset.decimals, asset.price_usd, symbol
+    protocol, _, underlying = str(receipt_of).partition(":")
+    where = f"protocols.comet.collaterals.{symbol}.receipt_of"
+    if protocol != "aave-v3":
+        raise ContagionError(f"{ctx.scenario.path.name}: {where}: only aave-v3 receipt tokens are supported, got {protocol!r}")
+    reserves = ctx.book["protocols"].get("aave-v3", {}).get("reserves", {})
+    if underlying not in reserves:
+        raise ContagionError(f"{ctx.scenario.path.name}: {where}: aave-v3 has no {underlying} reserve on this devnet")
+    asset = ctx.scenario.asset(underlying, where)
+    return reserves[underlying]["aToken"], ctx.book["feeds"][underlying], asset.decimals, asset.price_usd, underlying
+
+
 class CometDevnet(Devnet):
     protocol = PROTOCOL
 
@@ -57,9 +79,9 @@ class CometDevnet(Devnet):
         asset_configs = []
         for symbol, spec in config["collaterals"].items():
             where = f"collaterals.{symbol}"
-            decimals = ctx.scenario.asset(symbol, f"protocols.comet.{where}").decimals
+            token_address, feed, decimals, _price, _underlying = collateral_asset(ctx, symbol, spec)
             asset_configs.append((
-                ctx.book["tokens"][symbol], ctx.book["feeds"][symbol], decimals,
+                token_address, feed, decimals,
                 _wad(spec["borrow_collateral_factor"], f"{where}.borrow_collateral_factor"),
                 _wad(spec["liquidate_collateral_factor"], f"{where}.liquidate_collateral_factor"),
                 _wad(spec["liquidation_factor"], f"{where}.liquidation_factor"),
@@ -85,10 +107,26 @@ class CometDevnet(Devnet):
         decimals = {s: a.decimals for s, a in ctx.scenario.assets.items()}
 
         def fund_and_supply(dst: str, symbol: str, amount: float) -> None:
+            spec = config["collaterals"].get(symbol, {})
+            if spec.get("receipt_of"):
+                return supply_receipt(dst, symbol, spec, amount)
             raw = _raw(amount, decimals[symbol])
             ctx.transact(token(symbol).get_function_by_signature(MINT)(me, raw), what=f"mint {symbol}")
             ctx.transact(token(symbol).functions.approve(comet.address, raw), what=f"approve {symbol}")
             ctx.transact(comet.functions.supplyTo(dst, tokens[symbol], raw), what=f"comet supplyTo {symbol}")
+
+        def supply_receipt(dst: str, symbol: str, spec: dict, amount: float) -> None:
+            """Supply the underlying to Aave for its aToken, then the aToken to Comet."""
+            receipt, _feed, receipt_decimals, _price, underlying = collateral_asset(ctx, symbol, spec)
+            pool = ctx.contract(ctx.book["protocols"]["aave-v3"]["pool"], AAVE_SUPPLY_ABI)
+            raw = _raw(amount, receipt_decimals)
+            ctx.transact(token(underlying).get_function_by_signature(MINT)(me, raw), what=f"mint {underlying}")
+            ctx.transact(token(underlying).functions.approve(pool.address, raw), what=f"approve {underlying}")
+            ctx.transact(pool.functions.supply(tokens[underlying], raw, me, 0), what=f"aave supply {underlying}")
+            a_token = ctx.contract(receipt, devnet_token_abi())
+            held = min(raw, a_token.functions.balanceOf(me).call())  # ray rounding may leave 1 wei less
+            ctx.transact(a_token.functions.approve(comet.address, held), what=f"approve {symbol}")
+            ctx.transact(comet.functions.supplyTo(dst, receipt, held), what=f"comet supplyTo {symbol}")
 
         for lender in config.get("lenders", []):
             fund_and_supply(account_address(lender["label"]), base, float(lender["amount"]))
@@ -111,7 +149,7 @@ class CometDevnet(Devnet):
             if spec is None:
                 raise ContagionError(f"{ctx.scenario.path.name}: {where}: {symbol} is not a comet collateral")
             fund_and_supply(account, symbol, float(amount))
-            value = float(amount) * ctx.scenario.assets[symbol].price_usd
+            value = float(amount) * collateral_asset(ctx, symbol, spec)[3]
             covered_usd += value * spec["liquidate_collateral_factor"]
             capacity_usd += value * spec["borrow_collateral_factor"]
         base = config["base"]
@@ -119,7 +157,9 @@ class CometDevnet(Devnet):
         ctx.fund_eth(account, 10**19)
         ctx.impersonate(account)
         raise_by = (covered_usd / health) / capacity_usd * 1.002
-        feeds = {s: ctx.contract(ctx.book["feeds"][s], FEED_ABI) for s in borrower["collateral"]}
+        # a receipt collateral is priced by its underlying's feed: raise that one
+        feed_of = {s: collateral_asset(ctx, s, config["collaterals"][s])[1] for s in borrower["collateral"]}
+        feeds = {address: ctx.contract(address, FEED_ABI) for address in set(feed_of.values())}
         answers = {s: f.functions.latestRoundData().call()[1] for s, f in feeds.items()}
         if raise_by > 1.0:
             for s, feed in feeds.items():
@@ -130,6 +170,12 @@ class CometDevnet(Devnet):
             for s, feed in feeds.items():
                 ctx.transact(feed.functions.setAnswer(answers[s]), sender=ctx.book["feed_owner"])
 
+
+AAVE_SUPPLY_ABI = [
+    {"type": "function", "name": "supply", "stateMutability": "nonpayable", "outputs": [],
+     "inputs": [{"type": "address", "name": "asset"}, {"type": "uint256", "name": "amount"},
+                {"type": "address", "name": "onBehalfOf"}, {"type": "uint16", "name": "referralCode"}]},
+]
 
 FEED_ABI = [
     {"type": "function", "name": "latestRoundData", "stateMutability": "view", "inputs": [],

@@ -157,17 +157,24 @@ class UniswapV3VenueExecutor(VenueExecutor):
         deal(self.w3, token_in, keeper, huge)
         swap(self.w3, self.router, entry["pool"], token_in, huge, keeper, sqrt_price_limit_x96=limit)
 
-    def sell(self, asset: str, amount_raw: int, keeper: str) -> None:
-        """Sell ``amount_raw`` of ``asset`` for its stablecoin through its primary pool."""
-        entry = self.primary(asset)
+    def entry(self, pool: str):
+        """The address book entry of the pool at ``pool``."""
+        for entry in self.entries:
+            if entry["pool"].lower() == pool.lower():
+                return entry
+        raise ContagionError(f"uniswap-v3: pool {pool} is not in the address book")
+
+    def sell(self, asset: str, amount_raw: int, keeper: str, pool: str | None = None) -> None:
+        """Sell ``amount_raw`` of ``asset`` in ``pool`` (default: its primary, stablecoin pool)."""
+        entry = self.entry(pool) if pool else self.primary(asset)
         if entry is None or amount_raw <= 0:
             return
         deal(self.w3, asset, keeper, amount_raw)
         swap(self.w3, self.router, entry["pool"], asset, amount_raw, keeper)
 
-    def buy(self, asset: str, amount_raw: int, keeper: str) -> None:
-        """Buy exactly ``amount_raw`` of ``asset`` with its stablecoin through its primary pool."""
-        entry = self.primary(asset)
+    def buy(self, asset: str, amount_raw: int, keeper: str, pool: str | None = None) -> None:
+        """Buy exactly ``amount_raw`` of ``asset`` in ``pool`` (default: its primary pool)."""
+        entry = self.entry(pool) if pool else self.primary(asset)
         if entry is None or amount_raw <= 0:
             return
         deal(self.w3, entry["quote"], keeper, 10 ** (self.decimals[entry["quote"]] + 15))

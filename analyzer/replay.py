@@ -1,0 +1,304 @@
+"""Replay: run a shock scenario for real on a fresh anvil fork, with real liquidations and swaps.
+
+The engine's claim is tested against the chain itself (DESIGN.md, "Proving it: replay"):
+
+1. fork the source chain at its current block (the source is only read: its block number and
+   state root are checked unchanged at the end);
+2. shock: move every Uniswap V3 pool of a shocked asset to the shocked price with real swaps
+   (``sqrtPriceLimitX96`` = the target), and set every protocol's oracle to it;
+3. rounds: read the fork with the protocol readers; for every account a protocol's own rule calls
+   liquidatable, send the real liquidation with a keeper (an anvil account funded by cheats),
+   choosing the debt and collateral assets the rule's keeper step chooses; repeat while any is
+   left at this round's prices; sell what the keeper received through the real pools, buy back
+   the debt it repaid; set every oracle to the new pool prices; mine;
+4. until nothing is liquidatable or the round limit.
+
+What each round did is kept in :class:`ReplayRound`; :func:`analyzer.fidelity.compare` sets it
+beside the engine's cascade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analyzer.chain import Anvil, redact_url, require_anvil
+from analyzer.cheats import mine, state_root
+from analyzer.errors import ContagionError
+from analyzer.model import Snapshot
+from analyzer.scan import scan
+from analyzer.scenarios import ShockScenario
+from protocols.base import Plugin
+
+
+@dataclass
+class ReplayLiquidation:
+    round: int
+    protocol: str
+    account: str
+    debt_asset: str
+    collateral_asset: str
+    repaid_usd: float
+    seized_usd: float
+    tx_hash: str
+
+
+@dataclass
+class ReplayRound:
+    round: int
+    prices_usd: dict[str, float]                       # oracle prices the round liquidated at
+    liquidations: list[ReplayLiquidation] = field(default_factory=list)
+    pool_prices_after: dict[str, float] = field(default_factory=dict)
+    sold_raw: dict[str, int] = field(default_factory=dict)      # collateral the keeper sold
+    bought_raw: dict[str, int] = field(default_factory=dict)    # debt assets bought back
+
+
+@dataclass
+class ReplayResult:
+    source_block: int
+    fork_block_end: int
+    rounds: list[ReplayRound]
+    reached_fixed_point: bool
+    liquidated_usd: dict[str, float]                   # per protocol: debt repaid, oracle USD
+    bad_debt_usd: dict[str, float]                     # per protocol, at final oracle prices
+    final_prices: dict[str, float]                     # by asset address: final pool (market) price
+    accounts_liquidated: dict[str, list[str]]          # per protocol
+    source_unchanged: bool
+    snapshot_before: Snapshot | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source_block": self.source_block, "fork_block_end": self.fork_block_end,
+            "reached_fixed_point": self.reached_fixed_point, "source_unchanged": self.source_unchanged,
+            "liquidated_usd": self.liquidated_usd, "bad_debt_usd": self.bad_debt_usd,
+            "final_prices": self.final_prices, "accounts_liquidated": self.accounts_liquidated,
+            "rounds": [{"round": r.round, "prices_usd": r.prices_usd, "pool_prices_after": r.pool_prices_after,
+                        "sold_raw": {a: str(v) for a, v in r.sold_raw.items()},
+                        "bought_raw": {a: str(v) for a, v in r.bought_raw.items()},
+                        "liquidations": [vars(x) for x in r.liquidations]} for r in self.rounds],
+        }
+
+
+# --- the replay ----------------------------------------------------------------------------------
+
+def oracle_prices(snapshot: Snapshot, protocol: str, assets: np.ndarray) -> np.ndarray:
+    """The protocol's own oracle price for each asset column of one of its books."""
+    markets = snapshot.markets[snapshot.markets["protocol"] == protocol]
+    by_asset = dict(zip(markets["asset"], markets["oracle_price_usd"], strict=True))
+    fallback = snapshot.price_of()
+    return np.array([by_asset.get(a, fallback.get(a, np.nan)) for a in assets], dtype=float)
+
+
+@dataclass
+class _Lender:
+    plugin: Plugin
+    rules: Any
+    executor: Any
+    assets: set[str]
+
+
+def market_view(snapshot: Snapshot, numeraire_usd: dict[str, float]) -> tuple[dict, dict[str, float]]:
+    """The engine's own view of the venues in ``snapshot``: AssetVenues by asset, and USD prices.
+
+    Prices are :meth:`AssetVenues.mid_price` (depth-weighted across an asset's venues), with each
+    venue's quote token valued at its own mid (stablecoins at ``numeraire_usd``): so the replay
+    prices assets exactly as the engine does, not by a second definition.
+    """
+    from analyzer.engine.impact import build_venues
+
+    venues = build_venues(snapshot)
+    prices = dict(numeraire_usd)
+    for _ in range(3):   # quotes first (WETH), then what they quote (wstETH/WETH)
+        for asset, asset_venues in venues.items():
+            if asset in numeraire_usd:
+                continue
+            asset_venues.set_quote_prices(prices)
+            prices[asset] = asset_venues.mid_price()
+    return venues, prices
+
+
+def _set_oracles(lenders: Sequence[_Lender], prices: dict[str, float]) -> None:
+    for lender in lenders:
+        for asset, price in prices.items():
+            if asset in lender.assets:
+                lender.executor.set_price(asset, price)
+
+
+def replay(
+    source_url: str,
+    book: dict,
+    scenario: ShockScenario,
+    plugins: Sequence[Plugin],
+    *,
+    max_rounds: int | None = None,
+    max_keeper_steps: int = 16,
+    progress: Callable[[str], None] = lambda message: None,
+) -> ReplayResult:
+    """Execute ``scenario`` on a fresh anvil fork of ``source_url`` (see the module docstring)."""
+    from analyzer.rpc import RpcClient
+
+    source = RpcClient(source_url)
+    source_block = source.block_number()
+    root_before = source.block(source_block)["stateRoot"]
+    max_rounds = scenario.max_rounds if max_rounds is None else max_rounds
+    with Anvil(fork_url=source_url, fork_block=source_block) as fork:
+        w3 = fork.w3
+        require_anvil(w3)
+        keeper = w3.eth.accounts[1]        # sends the liquidations
+        trader = w3.eth.accounts[2]        # moves pools and sells what the keeper received
+
+        def read(accounts=None, only=None) -> Snapshot:
+            return scan(fork.url, only or plugins, book=book, accounts=accounts, cache_dir=None)
+
+        progress(f"replay: reading the fork of {redact_url(source_url)} at block {source_block}")
+        before = read()
+        accounts = sorted(set(before.positions["account"]) | set(before.accounts["account"])) or None
+        symbols = before.symbol_of()
+        decimals = dict(zip(before.assets["address"], before.assets["decimals"].astype(int), strict=True))
+        lenders = []
+        for plugin in plugins:
+            deployment = book.get("protocols", {}).get(plugin.name)
+            if plugin.rules is None or plugin.executor is None or deployment is None:
+                continue
+            assets = set(before.markets.loc[before.markets["protocol"] == plugin.name, "asset"])
+            lenders.append(_Lender(plugin, plugin.rules(), plugin.executor(w3, deployment, keeper), assets))
+        pools = None   # the venue executor of the first plugin that has one and a deployment
+        venue_plugins = []
+        for plugin in plugins:
+            deployment = book.get("protocols", {}).get(plugin.name)
+            if plugin.venue_executor is not None and deployment is not None and pools is None:
+                pools = plugin.venue_executor(w3, deployment, decimals, symbols)
+                venue_plugins.append(plugin)
+
+        def market() -> tuple[dict, dict[str, float]]:
+            return market_view(read(None, venue_plugins), stable_usd)
+        # the numeraire: quote tokens that are not themselves traded on a venue (USDC), at their
+        # snapshot price; every other asset is priced from its venues, as in the engine
+        venue_assets, venue_quotes = set(before.venues["asset"]), set(before.venues["quote_asset"])
+        stable_usd = {a: p for a, p in before.price_of().items() if a in venue_quotes - venue_assets}
+
+        # the shock: pools first (arbitrage), then the oracles. A CEX (price) shock moves every
+        # oracle; a DEX-only (venue) shock moves only the oracles that follow the venue.
+        market_before = before.price_of()
+        targets, oracle_targets = {}, {}
+        for shocks, exogenous in ((scenario.price_shocks, True), (scenario.venue_shocks, False)):
+            for name, move in shocks.items():
+                asset = before.address_of(name)
+                targets[asset] = market_before[asset] * (1.0 + move)
+                follows_venue = scenario.oracle_sources.get(name, scenario.oracle_sources.get(
+                    symbols.get(asset, ""), "venue")) == "venue"
+                if exogenous or follows_venue:
+                    oracle_targets[asset] = targets[asset]
+        if pools is not None:
+            usd_after = {**market_before, **targets}
+            for entry in pools.entries:
+                # the shocked asset's own pools; a pool that only quotes in it (wstETH/WETH) is
+                # left to arbitrage, as in the engine
+                if entry["asset"] in targets:
+                    pools.move_to(entry, usd_after[entry["asset"]] / usd_after[entry["quote"]], trader)
+        _set_oracles(lenders, oracle_targets)
+        exogenous_oracles = {before.address_of(name) for name, source in scenario.oracle_sources.items()
+                             if source == "exogenous"}
+        mine(w3)
+
+        rounds: list[ReplayRound] = []
+        liquidated = dict.fromkeys((lender.plugin.name for lender in lenders), 0.0)
+        liquidated_accounts: dict[str, set[str]] = {lender.plugin.name: set() for lender in lenders}
+        fixed_point = False
+        for round_index in range(max_rounds):
+            record = ReplayRound(round_index, {})
+            received: dict[str, int] = {}
+            repaid: dict[str, int] = {}
+            lending_plugins = [lender.plugin for lender in lenders]
+            step_accounts = accounts
+            for _step in range(max_keeper_steps):
+                # a keeper step needs only the lenders' books (venues and options are read below);
+                # oracles do not move within a round, so after the first step only the accounts
+                # just liquidated can still be liquidatable
+                if not step_accounts:
+                    break
+                snap = read(step_accounts, lending_plugins)
+                just_liquidated: set[str] = set()
+                record.prices_usd = record.prices_usd or {a: float(p) for a, p in snap.price_of().items()}
+                executed = 0
+                for lender in lenders:
+                    for lending_book in lender.rules.books(snap):
+                        prices = oracle_prices(snap, lender.plugin.name, lending_book.assets)
+                        step = lender.rules.liquidate(lending_book, prices)
+                        for i, row in enumerate(step.rows):
+                            debt_col = int(np.argmax(step.repaid[i] * prices))
+                            coll_col = int(np.argmax(step.seized[i] * prices))
+                            account = str(lending_book.accounts[row])
+                            outcome = lender.executor.liquidate(account, str(lending_book.assets[debt_col]),
+                                                                str(lending_book.assets[coll_col]), None)
+                            if not outcome.success:
+                                progress(f"replay: {lender.plugin.name} refused to liquidate {account}: {outcome.error}")
+                                continue
+                            executed += 1
+                            just_liquidated.add(account)
+                            usd = _usd(outcome.repaid, prices, lending_book.assets, decimals)
+                            seized_usd = _usd(outcome.seized, prices, lending_book.assets, decimals)
+                            liquidated[lender.plugin.name] += usd
+                            liquidated_accounts[lender.plugin.name].add(account)
+                            record.liquidations.append(ReplayLiquidation(
+                                round_index, lender.plugin.name, account, str(lending_book.assets[debt_col]),
+                                str(lending_book.assets[coll_col]), usd, seized_usd, outcome.tx_hash))
+                            for asset, raw in outcome.seized.items():
+                                received[asset] = received.get(asset, 0) + raw - outcome.fee.get(asset, 0)
+                            for asset, raw in outcome.repaid.items():
+                                repaid[asset] = repaid.get(asset, 0) + raw
+                if not executed:
+                    break
+                step_accounts = sorted(just_liquidated)
+            if not record.liquidations:
+                rounds.append(record)
+                fixed_point = True
+                break
+            record.sold_raw = {a: int(raw * scenario.sell_through) for a, raw in sorted(received.items())}
+            record.bought_raw = dict(sorted(repaid.items()))
+            if pools is not None:
+                venues, _ = market()
+                # split each flow across the asset's pools as the engine's router does
+                for flows, trade, sell in ((record.sold_raw, pools.sell, True), (record.bought_raw, pools.buy, False)):
+                    for asset, raw in flows.items():
+                        if asset not in venues:
+                            continue
+                        weights = venues[asset].weights(sell)
+                        for venue, weight in zip(venues[asset].venues, weights, strict=True):
+                            trade(asset, int(raw * float(weight)), trader, pool=venue.venue)
+                _, record.pool_prices_after = market()
+                _set_oracles(lenders, {a: p for a, p in record.pool_prices_after.items()
+                                       if a not in exogenous_oracles})
+            mine(w3)
+            rounds.append(record)
+            sold = ", ".join(f"{raw / 10 ** decimals[a]:,.1f} {symbols.get(a, a)}" for a, raw in record.sold_raw.items())
+            progress(f"replay: round {round_index}: {len(record.liquidations)} liquidations; sold {sold or 'nothing'}")
+
+        end = read(accounts, [lender.plugin for lender in lenders])
+        bad_debt = dict.fromkeys(liquidated, 0.0)
+        for lender in lenders:
+            for lending_book in lender.rules.books(end):
+                prices = oracle_prices(end, lender.plugin.name, lending_book.assets)
+                bad_debt[lender.plugin.name] += float(lender.rules.bad_debt_usd(lending_book, prices).sum())
+        final_prices = market()[1] if pools is not None else {}
+        fork_block_end = w3.eth.block_number
+    unchanged = source.block_number() == source_block and source.block(source_block)["stateRoot"] == root_before
+    return ReplayResult(source_block, fork_block_end, rounds, fixed_point, liquidated, bad_debt, final_prices,
+                        {k: sorted(v) for k, v in liquidated_accounts.items()}, unchanged, before)
+
+
+def _usd(amounts: dict[str, int], prices: np.ndarray, assets: np.ndarray, decimals: dict[str, int]) -> float:
+    index = {str(a): i for i, a in enumerate(assets)}
+    total = 0.0
+    for asset, raw in amounts.items():
+        if asset in index:
+            total += raw / 10 ** decimals[asset] * float(prices[index[asset]])
+    return total
+
+
+def check_source_untouched(w3, block: int, root: str) -> None:
+    if w3.eth.block_number != block or state_root(w3, block) != root:
+        raise ContagionError("the source chain changed during the replay")

@@ -1,0 +1,55 @@
+"""The fidelity suite: the engine against real liquidations and swaps on an anvil fork.
+
+The mainnet-like devnet at WETH shocks of -10/-20/-30/-40% and a joint ETH + WBTC shock: each is
+replayed on a fresh fork (analyzer/replay.py) and simulated by the engine from the same
+pre-shock snapshot; prints the errors per shock as one JSON object (analyzer/fidelity.py).
+
+    .venv/bin/python -m benchmarks.fidelity [--protocols aave-v3,uniswap-v3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from analyzer.demo import fallback_venue_models
+from analyzer.devnet import scenario as scenario_mod
+from analyzer.devnet.build import start_devnet
+from analyzer.engine import simulate
+from analyzer.fidelity import compare
+from analyzer.replay import replay
+from analyzer.scenarios import ShockScenario
+from protocols import parse_protocols
+
+SHOCKS = [ShockScenario(name=f"weth-{p}", price_shocks={"WETH": -p / 100}) for p in (10, 20, 30, 40)] + [
+    ShockScenario(name="eth-wbtc", price_shocks={"WETH": -0.30, "wstETH": -0.30, "WBTC": -0.25})]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocols", default="aave-v3,compound-v2,comet,uniswap-v3")
+    args = parser.parse_args()
+    plugins = parse_protocols(args.protocols)
+    out = {"protocols": [p.name for p in plugins], "shocks": {}}
+    with start_devnet(scenario_mod.load("mainnet-like"), plugins) as devnet:
+        for shock in SHOCKS:
+            started = time.perf_counter()
+            replayed = replay(devnet.url, devnet.book, shock, plugins)
+            before = replayed.snapshot_before
+            engine = simulate(before, shock, venue_models=fallback_venue_models(before))
+            liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
+            accounts = {p: set(g["account"]) for p, g in liquidated.groupby("protocol")}
+            fidelity = compare(engine.to_json(), accounts, replayed.to_json())
+            out["shocks"][shock.name] = {
+                "passed": fidelity["passed"], "seconds": round(time.perf_counter() - started, 1),
+                "protocols": {name: {k: v for k, v in p.items() if k not in ("only_in_engine", "only_in_replay")}
+                              | {"only_in_engine": len(p["only_in_engine"]), "only_in_replay": len(p["only_in_replay"])}
+                              for name, p in fidelity["protocols"].items()},
+                "final_prices": fidelity["final_prices"], "replay_rounds": fidelity["replay"]["rounds"],
+                "engine_rounds": fidelity["engine"]["rounds_run"]}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

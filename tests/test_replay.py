@@ -1,0 +1,80 @@
+"""Replay: real liquidations and swaps on a fork, the source left untouched; senders refuse non-anvil."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from web3 import HTTPProvider, Web3
+
+from analyzer.cheats import deal, mine
+from analyzer.errors import NotAnvilError
+from analyzer.replay import oracle_prices, replay
+from analyzer.scan import scan
+from analyzer.scenarios import ShockScenario
+from protocols import plugins
+from tests.conftest import requires_anvil
+from tests.rpcserver import FakeNode
+
+pytestmark = requires_anvil
+
+
+@pytest.fixture(scope="module")
+def replayed(devnet):
+    chosen = [plugins()[name] for name in ("aave-v3", "uniswap-v3")]
+    w3 = devnet.w3
+    block = w3.eth.block_number
+    root = w3.eth.get_block(block)["stateRoot"]
+    before = scan(devnet.url, chosen, book=devnet.book, cache_dir=None)
+    result = replay(devnet.url, devnet.book, ShockScenario(name="weth-20", price_shocks={"WETH": -0.20}), chosen,
+                    max_rounds=3)
+    return {"result": result, "before": before, "block": block, "root": root, "w3": w3}
+
+
+def test_replay_never_changes_the_source_chain(replayed):
+    w3 = replayed["w3"]
+    assert replayed["result"].source_unchanged
+    assert w3.eth.block_number == replayed["block"]
+    assert w3.eth.get_block(replayed["block"])["stateRoot"] == replayed["root"]
+    assert replayed["result"].fork_block_end > replayed["block"]
+
+
+def test_round_zero_liquidates_every_account_the_aave_rule_flags_at_the_shock(replayed):
+    before, result = replayed["before"], replayed["result"]
+    rules = plugins()["aave-v3"].rules()
+    weth = before.address_of("WETH")
+    expected = set()
+    for book in rules.books(before):
+        prices = oracle_prices(before, "aave-v3", book.assets)
+        prices = np.where(book.assets == weth, prices * 0.80, prices)
+        expected |= {str(a) for a in book.accounts[rules.liquidatable(book, prices)]}
+    assert expected, "a 20% WETH fall must make some seeded Aave accounts liquidatable"
+    round_zero = {x.account for x in result.rounds[0].liquidations if x.protocol == "aave-v3"}
+    assert round_zero == expected
+
+
+def test_selling_seized_collateral_pushes_the_weth_pool_below_the_shock(replayed):
+    before, result = replayed["before"], replayed["result"]
+    weth = before.address_of("WETH")
+    shocked = before.price_of()[weth] * 0.80
+    assert result.rounds[0].pool_prices_after[weth] < shocked * (1 - 1e-6)
+    assert result.liquidated_usd["aave-v3"] > 0
+
+
+@pytest.mark.parametrize("claim", ["Geth/v1.13.14-stable", "Nethermind/v1.25.4"])
+def test_every_sending_path_refuses_a_node_that_is_not_anvil(claim):
+    with FakeNode({"web3_clientVersion": claim, "eth_chainId": "0x1", "eth_blockNumber": "0x10"}) as node:
+        w3 = Web3(HTTPProvider(node.url))
+        token, account = "0x" + "11" * 20, "0x" + "22" * 20
+        with pytest.raises(NotAnvilError):
+            deal(w3, token, account, 1)
+        with pytest.raises(NotAnvilError):
+            mine(w3)
+        for plugin in plugins().values():
+            if plugin.executor is not None:
+                with pytest.raises(NotAnvilError):
+                    plugin.executor(w3, {}, account)
+            if plugin.venue_executor is not None:
+                with pytest.raises(NotAnvilError):
+                    plugin.venue_executor(w3, {"router": token, "pools": []}, {}, {})
+        # nothing was ever sent: the fake node saw no transaction
+        assert not {m for m in node.calls if m.startswith(("eth_send", "anvil_", "evm_"))}
