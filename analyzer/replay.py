@@ -229,6 +229,8 @@ def replay(
                         prices = oracle_prices(snap, lender.plugin.name, lending_book.assets)
                         step = lender.rules.liquidate(lending_book, prices)
                         for i, row in enumerate(step.rows):
+                            if not (step.repaid[i] > 0).any() or not (step.seized[i] > 0).any():
+                                continue  # in shortfall with nothing left to seize: bad debt, no keeper
                             debt_col = int(np.argmax(step.repaid[i] * prices))
                             coll_col = int(np.argmax(step.seized[i] * prices))
                             account = str(lending_book.accounts[row])

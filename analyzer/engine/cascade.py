@@ -1,0 +1,415 @@
+"""The cascade: protocol liquidations, receipt write-downs, options and price impact, to a fixed point.
+
+One round (DESIGN.md, "The engine"), vectorised over accounts × assets:
+
+1. each protocol's oracle reads the source price of each asset: the venue (market) price, or an
+   exogenous (CEX) path, ``oracle_lag`` rounds late;
+2. each protocol's own :class:`~protocols.base.Rules` finds the liquidatable accounts and a keeper
+   liquidates them step by step while the rule allows and the bonus pays for slippage and gas
+   (:mod:`analyzer.engine.market`); uncovered debt becomes that protocol's bad debt;
+3. bad debt writes the protocol's receipt tokens down pro rata (bad debt / the USD its books
+   supplied), which lowers every position that holds them;
+4. option margin rules close undercollateralised shorts, pools re-hedge (:mod:`.options`);
+5. all flows are netted per asset and traded through its venues, giving next round's prices; the
+   vol spiral moves IVs; every price change is attributed (:mod:`.attribution`).
+
+Repeated until a fixed point (no liquidation and every market and oracle price change below
+``tolerance``) or ``max_rounds``. Units: token amounts in whole tokens, prices USD per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analyzer.engine import attribution as attr
+from analyzer.engine.market import SlippageCurve, keeper_fraction, safe_trade
+from analyzer.engine.options import OptionBook, bs_delta, option_margin_liquidations, vol_spiral
+from analyzer.engine.prepare import Prepared, sub_book
+from analyzer.scenarios import ShockScenario
+from protocols.base import Liquidation
+
+HEALTH_MARGIN = 1e-3   # screening slack: Aave floors the weighted threshold to whole bp (< 1.3e-4 relative)
+
+
+@dataclass
+class CascadeState:
+    """Everything that changes from round to round (engine-owned copies of books and venues)."""
+
+    round: int
+    price: np.ndarray                # (A,) market price entering the round, USD
+    exogenous: np.ndarray            # (A,) exogenous (CEX) path, USD
+    iv: np.ndarray                   # (A,)
+    writedown: np.ndarray            # (P,) fraction of each protocol's receipts written down
+    books: list                      # LendingBook per slot
+    venues: dict                     # asset index -> AssetVenues
+    venue_mid_pre: dict              # asset index -> mid before the shock
+    oracle_from_venue: np.ndarray    # (A,) bool
+    source_history: list             # per round index: (A,) price the oracles read
+    source_attr_history: list        # per round index: (A, S) its change since before the shock, by source
+    market_attr: np.ndarray          # (A, S)
+    exogenous_attr: np.ndarray       # (A, S)
+    pending_flows: np.ndarray        # (A, S) flows entering round 0 (forced sales)
+    option_alive: np.ndarray         # (r,)
+    hedge_spot: np.ndarray           # (A,) spot at the pools' last hedge
+    hedge_iv: np.ndarray
+    hedge_alive: np.ndarray
+    account_events: list = field(default_factory=list)   # (slot, rows, round, repaid, seized, fee usd, causes)
+    contracts_bought: np.ndarray | None = None            # (A,) option contracts bought back this round
+    committed_sell: np.ndarray | None = None              # (A,) sold by keepers so far this round
+    committed_buy: np.ndarray | None = None               # (A,) bought by keepers so far this round
+    curve_cache: dict = field(default_factory=dict)       # asset -> SlippageCurve while its venues are unchanged
+    owned: list = field(default_factory=list)             # per slot: books[s] is the state's own copy
+    last_oracle: list = field(default_factory=list)       # per slot: (m,) oracle prices last evaluated
+    watch: list = field(default_factory=list)             # per slot: (n,) liquidatable when last evaluated
+    bad_debt: list = field(default_factory=list)          # per slot: (n,) bad debt USD when last evaluated
+    health_bound: list = field(default_factory=list)      # per slot: (n,) lower bound of the health factor
+
+
+@dataclass
+class RoundRecord:
+    """What one round did. ``P`` = prepared.protocols, ``S`` = prepared.sources, ``A`` = assets."""
+
+    round: int
+    price: np.ndarray                # (A,) market price entering the round
+    oracle_source: np.ndarray        # (A,) the price oracles read this round
+    price_after: np.ndarray          # (A,) next round's market price
+    iv_after: np.ndarray
+    flows: np.ndarray                # (A, S) asset units sold (> 0) / bought (< 0)
+    liquidations: np.ndarray         # (P,) accounts liquidated (lending) or option rows closed
+    liquidation_steps: np.ndarray    # (P,) keeper transactions
+    liquidated_usd: np.ndarray       # (P,) debt repaid (lending) or buy-back value (options), oracle USD
+    seized_usd: np.ndarray           # (P,)
+    bad_debt_usd: np.ndarray         # (P,) after the round (a level, not a flow)
+    writedown: np.ndarray            # (P,)
+    repaid_tokens: np.ndarray        # (P, A)
+    seized_tokens: np.ndarray        # (P, A) all collateral taken (liquidator + protocol fee)
+    fee_tokens: np.ndarray           # (P, A)
+    contagion: np.ndarray            # (S, P) liquidated USD of this round by cause
+    gamma_feedback: np.ndarray       # (A,) impact × dealer short gamma (linearised loop gain)
+    quiet: bool = False
+
+
+def _oracle_view(prep: Prepared, state: CascadeState, lag: int, round_index: int):
+    k = round_index - lag
+    if k < 0:
+        return prep.price_pre, np.zeros((len(prep.assets), len(prep.sources)))
+    return state.source_history[k], state.source_attr_history[k]
+
+
+def redeemable_units(prep: Prepared, writedown: np.ndarray) -> np.ndarray:
+    """(A,) underlying units one unit of each asset redeems for (1 for plain assets)."""
+    wd = np.where(prep.receipt_protocol_index >= 0, writedown[np.maximum(prep.receipt_protocol_index, 0)], 0.0)
+    return prep.receipt_ratio * (1.0 - wd)
+
+
+def _curve_source(state: CascadeState, scenario: ShockScenario, cache: dict):
+    """``curve(a)``: the slippage curve of asset a at the round's start, sampled on first use and
+    shared by all books of the round (only assets a keeper trades are sampled)."""
+
+    def curve(a: int) -> SlippageCurve:
+        a = int(a)
+        if a not in cache:
+            venues = state.venues.get(a)
+            cache[a] = SlippageCurve.sample(venues) if (venues is not None and scenario.price_impact) \
+                else SlippageCurve.flat()
+        return cache[a]
+
+    return curve
+
+
+def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario, slot_index: int,
+                   oracle_source: np.ndarray, source_attr: np.ndarray, curves, unit_value: np.ndarray):
+    """Run keepers on one book at this round's oracle prices. Returns the steps taken as
+    ``(rows, Liquidation, net asset units sold (A,))`` (rows index ``candidates``), the candidates
+    (rows of the book liquidatable at the round's start) and their causes ``(k, S)``."""
+    slot = prep.slots[slot_index]
+    book = state.books[slot_index]
+    oracle = oracle_source[slot.cols] * slot.oracle_scale
+    # Screening, exact for health factors that are a ratio of two price-linear sums (collateral ×
+    # threshold over debt: Aave, Compound, Comet): a column whose price moves by a factor r moves a
+    # holder's health factor by at least min(r, 1/r). Only accounts whose bound falls under 1 (plus a
+    # margin for Aave's whole-bp threshold floor), that have bad debt to reprice, or that were left
+    # liquidatable last round are handed to the protocol's rule.
+    bound, last = state.health_bound[slot_index], state.last_oracle[slot_index]
+    touched = np.zeros(len(book.accounts), dtype=bool)
+    for j in np.flatnonzero(oracle != last):    # columns (tens)
+        ratio = oracle[j] / last[j] if last[j] > 0 else 0.0
+        bound[slot.holders[j]] *= min(ratio, 1.0 / ratio) if ratio > 0 else 0.0
+        touched[slot.holders[j]] = True
+    state.last_oracle[slot_index] = oracle
+    screened = state.watch[slot_index] | (touched & ((bound < 1.0 + HEALTH_MARGIN)
+                                                      | (state.bad_debt[slot_index] > 0)))
+    rows = np.flatnonzero(screened)
+    if len(rows) == 0:
+        return [], rows, np.zeros((0, len(prep.sources)))
+    view = book if len(rows) == len(book.accounts) else sub_book(book, rows)
+    candidates = rows[np.asarray(slot.rules.liquidatable(view, oracle), dtype=bool)]
+    # bad debt needs debt beyond *all* collateral, so health factor < 1 (thresholds are <= 1): only
+    # candidates and accounts that already had bad debt (no collateral left) need a new figure
+    indebted = rows[state.bad_debt[slot_index][rows] > 0]
+    if len(candidates) == 0:
+        state.watch[slot_index][:] = False
+        state.bad_debt[slot_index][rows] = 0.0
+        if len(indebted):
+            state.bad_debt[slot_index][indebted] = slot.rules.bad_debt_usd(sub_book(book, indebted), oracle)
+        bound[rows] = slot.rules.health_factor(view, oracle)
+        return [], candidates, np.zeros((0, len(prep.sources)))
+    sub = sub_book(book, candidates)
+    exposure = sub.collateral * slot.threshold - sub.debt
+    causes = attr.account_causes(exposure, source_attr[slot.cols] * slot.oracle_scale[:, None],
+                                 slot.initially_liquidatable[candidates])
+    sale_idx = prep.receipt_underlying[slot.cols]
+    sale_units = unit_value[slot.cols]
+    n_assets = len(prep.assets)
+    active = np.ones(len(candidates), dtype=bool)
+    steps: list[tuple[np.ndarray, Liquidation, np.ndarray]] = []
+    for _ in range(scenario.max_keeper_steps):
+        act = np.flatnonzero(active)
+        if len(act) == 0:
+            break
+        # the rule runs on the accounts still in play only: prices are fixed within a round, so an
+        # account that was not liquidated in a step will not be in a later one
+        work = sub if len(act) == len(candidates) else sub_book(sub, act)
+        liq = slot.rules.liquidate(work, oracle)
+        if len(liq.rows) == 0:
+            break
+        left_out = np.ones(len(act), dtype=bool)
+        left_out[liq.rows] = False
+        active[act[left_out]] = False
+        sold = (liq.seized if liq.absorbed_by_protocol else liq.seized - liq.fee) * sale_units
+        sell_units = np.zeros((len(liq.rows), n_assets))
+        buy_units = np.zeros((len(liq.rows), n_assets))
+        for j in range(len(slot.cols)):            # columns (tens), not accounts
+            sell_units[:, sale_idx[j]] += scenario.sell_through * sold[:, j]
+            if not liq.absorbed_by_protocol:
+                buy_units[:, slot.cols[j]] += liq.repaid[:, j]
+        if liq.absorbed_by_protocol:
+            # the protocol sells what it absorbed to buyers at its own price (Comet.buyCollateral at
+            # quoteCollateral's discount); a buyer takes only what it can resell on the venues at a profit
+            store_front = getattr(slot.rules, "store_front_price", None)
+            unit_cost = store_front(work, oracle) if store_front is not None else oracle
+            cost_usd = -(scenario.sell_through * liq.seized) @ unit_cost
+            share = keeper_fraction(sell_units, cost_usd, buy_units, state.price, curves, state.committed_sell,
+                                    state.committed_buy, scenario.keeper_gas_usd)
+            sell_units = sell_units * share[:, None]
+        else:
+            held_usd = (1.0 - scenario.sell_through) * (sold @ state.price[sale_idx])
+            share = keeper_fraction(sell_units, held_usd, buy_units, state.price, curves, state.committed_sell,
+                                    state.committed_buy, scenario.keeper_gas_usd)
+            # a keeper that declines, or takes only the part that pays, is done with the account this round
+            active[act[liq.rows[share < 1.0]]] = False
+            take = share > 0
+            liq = Liquidation(liq.rows[take], liq.repaid[take] * share[take, None],
+                              liq.seized[take] * share[take, None], liq.fee[take] * share[take, None],
+                              liq.absorbed_by_protocol, liq.reserves_change_usd)
+            sell_units, buy_units = sell_units[take] * share[take, None], buy_units[take] * share[take, None]
+            if len(liq.rows) == 0:
+                continue
+        state.committed_sell += sell_units.sum(0)
+        state.committed_buy += buy_units.sum(0)
+        work = slot.rules.apply(work, liq)
+        if len(act) == len(candidates):
+            sub = work
+        else:
+            sub.collateral[act] = work.collateral
+            sub.debt[act] = work.debt
+        steps.append((act[liq.rows], liq, sell_units.sum(0) - buy_units.sum(0)))
+    if steps:
+        if not state.owned[slot_index]:     # copy on first write: untouched books stay shared with prep
+            book = state.books[slot_index] = book.copy()
+            state.owned[slot_index] = True
+        book.collateral[candidates] = sub.collateral
+        book.debt[candidates] = sub.debt
+    state.watch[slot_index][:] = False
+    state.watch[slot_index][candidates[np.asarray(slot.rules.liquidatable(sub, oracle), dtype=bool)]] = True
+    state.bad_debt[slot_index][rows] = 0.0
+    indebted = np.setdiff1d(indebted, candidates, assume_unique=True)
+    if len(indebted):
+        state.bad_debt[slot_index][indebted] = slot.rules.bad_debt_usd(sub_book(book, indebted), oracle)
+    state.bad_debt[slot_index][candidates] = slot.rules.bad_debt_usd(sub, oracle)
+    bound[rows] = slot.rules.health_factor(book if len(rows) == len(book.accounts) else sub_book(book, rows), oracle)
+    return steps, candidates, causes
+
+
+def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> RoundRecord:
+    """One round of the cascade (module docstring); advances ``state`` in place."""
+    n_assets, n_sources, n_protocols = len(prep.assets), len(prep.sources), len(prep.protocols)
+    t = state.round
+    oracle_source, source_attr = _oracle_view(prep, state, scenario.oracle_lag, t)
+    flows = state.pending_flows.copy()
+    state.pending_flows[:] = 0.0
+    record = RoundRecord(
+        round=t, price=state.price.copy(), oracle_source=oracle_source.copy(), price_after=state.price,
+        iv_after=state.iv, flows=flows, liquidations=np.zeros(n_protocols, np.int64),
+        liquidation_steps=np.zeros(n_protocols, np.int64), liquidated_usd=np.zeros(n_protocols),
+        seized_usd=np.zeros(n_protocols), bad_debt_usd=np.zeros(n_protocols), writedown=state.writedown.copy(),
+        repaid_tokens=np.zeros((n_protocols, n_assets)), seized_tokens=np.zeros((n_protocols, n_assets)),
+        fee_tokens=np.zeros((n_protocols, n_assets)), contagion=np.zeros((n_sources, n_protocols)),
+        gamma_feedback=np.zeros(n_assets))
+    unit_value = redeemable_units(prep, state.writedown)
+    curves = _curve_source(state, scenario, state.curve_cache)
+    state.committed_sell, state.committed_buy = np.zeros(n_assets), np.zeros(n_assets)
+    deposits_usd = np.zeros(n_protocols)
+    for s, slot in enumerate(prep.slots):
+        p = prep.protocol_index[slot.protocol]
+        steps, candidates, causes = liquidate_slot(prep, state, scenario, s, oracle_source, source_attr, curves,
+                                                   unit_value)
+        oracle = oracle_source[slot.cols] * slot.oracle_scale
+        source = prep.source_index[attr.liquidation_source(slot.protocol)]
+        touched = []
+        for local, liq, net_sold in steps:   # keeper steps (a handful per round), each vectorised over accounts
+            rows = candidates[local]
+            repaid, seized, fee = liq.repaid.sum(0), liq.seized.sum(0), liq.fee.sum(0)
+            np.add.at(record.repaid_tokens[p], slot.cols, repaid)
+            np.add.at(record.seized_tokens[p], slot.cols, seized)
+            np.add.at(record.fee_tokens[p], slot.cols, fee)
+            flows[:, source] += net_sold
+            repaid_usd, seized_usd, fee_usd = liq.repaid @ oracle, liq.seized @ oracle, liq.fee @ oracle
+            step_causes = causes[local]
+            record.liquidated_usd[p] += repaid_usd.sum()
+            record.seized_usd[p] += seized_usd.sum()
+            record.liquidation_steps[p] += len(rows)
+            record.contagion[:, p] += repaid_usd @ step_causes
+            state.account_events.append((s, rows, t, repaid_usd, seized_usd, fee_usd, step_causes))
+            touched.append(rows)
+        if touched:
+            record.liquidations[p] += len(np.unique(np.concatenate(touched)))
+        record.bad_debt_usd[p] += state.bad_debt[s].sum()
+        deposits_usd[p] += slot.collateral_total @ oracle
+    writedown = np.where(deposits_usd > 0, np.minimum(np.divide(record.bad_debt_usd, deposits_usd,
+                                                                out=np.zeros(n_protocols),
+                                                                where=deposits_usd > 0), 1.0), 0.0)
+    writedown = np.maximum(writedown, state.writedown)   # a write-down is not reversed within a cascade
+    _options_round(prep, state, scenario, record, flows, oracle_source, source_attr)
+    _move_prices(prep, state, scenario, record, flows, writedown)
+    return record
+
+
+def _options_round(prep: Prepared, state: CascadeState, scenario: ShockScenario, record: RoundRecord,
+                   flows: np.ndarray, oracle_source: np.ndarray, source_attr: np.ndarray) -> None:
+    book: OptionBook = prep.options
+    n_assets = len(prep.assets)
+    state.contracts_bought = np.zeros(n_assets)
+    if book.empty:
+        return
+    closed, answers = option_margin_liquidations(prep.option_rules, book, state.option_alive, oracle_source,
+                                                 state.iv, n_assets)
+    for protocol, answer in answers.items():
+        p, source = prep.protocol_index[protocol], prep.source_index[attr.option_source(protocol)]
+        rows = np.flatnonzero(answer.liquidated)
+        record.liquidations[p] += len(rows)
+        record.liquidation_steps[p] += len(rows)
+        record.liquidated_usd[p] += answer.value_usd[rows].sum()
+        ok = rows[book.collateral_asset[rows] >= 0]
+        np.add.at(flows[:, source], book.collateral_asset[ok], answer.collateral_sold[ok])
+        np.add.at(state.contracts_bought, book.underlying[rows], np.abs(book.user_sign_size[rows]))
+        exposure = book.user_sign_size[rows] * bs_delta(book.is_call[rows], oracle_source[book.underlying[rows]],
+                                                         book.strike[rows], book.years[rows],
+                                                         state.iv[book.underlying[rows]])
+        contribution = exposure[:, None] * source_attr[book.underlying[rows]]
+        causes = attr.causes_from_contribution(contribution, np.zeros(len(rows), dtype=bool))
+        record.contagion[:, p] += answer.value_usd[rows] @ causes
+    alive_after = state.option_alive & ~closed
+    flows[:, prep.source_index[attr.SOURCE_HEDGING]] += book.hedge_sales(
+        state.hedge_spot, state.price, state.hedge_iv, state.iv, state.hedge_alive, alive_after, n_assets)
+    state.hedge_spot, state.hedge_iv, state.hedge_alive = state.price.copy(), state.iv.copy(), alive_after
+    state.option_alive = alive_after
+
+
+def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, record: RoundRecord,
+                 flows: np.ndarray, writedown: np.ndarray) -> None:
+    """Net flows through the venues, receipts repriced, attribution, IV; the fixed-point test."""
+    net = flows.sum(axis=1)
+    new_price = state.price.copy()
+    if scenario.price_impact:
+        for a in np.flatnonzero(net):          # assets (tens), not accounts
+            if int(a) in state.venues:
+                safe_trade(state.venues[int(a)], float(net[a]))
+                state.curve_cache.pop(int(a), None)
+        quotes = dict(zip(prep.assets, new_price, strict=True))
+        for a, venues in state.venues.items():
+            venues.set_quote_prices(quotes)
+            new_price[a] = prep.price_pre[a] * (venues.mid_price() / state.venue_mid_pre[a])
+        moved = set(prep.assets[new_price != state.price])
+        for a, venues in state.venues.items():   # a curve is relative to the mid; a moved quote re-weights routes
+            if len(venues.venues) > 1 and any(v.quote in moved for v in venues.venues):
+                state.curve_cache.pop(a, None)
+    change = attr.split_price_change(new_price - state.price, flows)
+    change[prep.is_receipt] = 0.0
+    exo_change = np.zeros_like(change)
+    old_unit, new_unit = redeemable_units(prep, state.writedown), redeemable_units(prep, writedown)
+    receipts = np.flatnonzero(prep.is_receipt)
+    under = prep.receipt_underlying[receipts]
+    new_price[receipts] = new_unit[receipts] * new_price[under]
+    exogenous = state.exogenous.copy()
+    exogenous[receipts] = new_unit[receipts] * exogenous[under]
+    change[receipts] = new_unit[receipts, None] * change[under]
+    wd_cols = np.array([prep.source_index[attr.writedown_source(prep.protocols[p])]
+                        for p in prep.receipt_protocol_index[receipts]], dtype=np.int64)
+    lost = (old_unit[receipts] - new_unit[receipts])
+    np.add.at(change, (receipts, wd_cols), -lost * state.price[under])
+    np.add.at(exo_change, (receipts, wd_cols), -lost * state.exogenous[under])
+    state.market_attr += change
+    state.exogenous_attr += exo_change
+    iv_after = vol_spiral(state.iv, state.price, new_price, scenario.spot_vol_beta, state.contracts_bought,
+                          scenario.iv_per_contract)
+    short_gamma = prep.options.short_gamma(new_price, iv_after, state.option_alive, len(prep.assets)) \
+        if not prep.options.empty else np.zeros(len(prep.assets))
+    for a, venues in state.venues.items():
+        if short_gamma[a] > 0:
+            depth = sum(v.depth(0.01, True) for v in venues.venues)
+            record.gamma_feedback[a] = 0.01 * new_price[a] / depth * short_gamma[a] if depth > 0 else np.inf
+    source = np.where(state.oracle_from_venue, new_price, exogenous)
+    source_attr = np.where(state.oracle_from_venue[:, None], state.market_attr, state.exogenous_attr)
+    state.source_history.append(source)
+    state.source_attr_history.append(source_attr.copy())
+    next_oracle, _ = _oracle_view(prep, state, scenario.oracle_lag, state.round + 1)
+    tol = scenario.tolerance
+    price_quiet = np.all(np.abs(new_price - state.price) <= tol * np.maximum(np.abs(state.price), 1e-300))
+    oracle_quiet = np.all(np.abs(next_oracle - record.oracle_source) <= tol * np.maximum(record.oracle_source,
+                                                                                          1e-300))
+    record.quiet = bool(record.liquidation_steps.sum() == 0 and price_quiet and oracle_quiet)
+    record.price_after, record.iv_after, record.writedown = new_price, iv_after, writedown
+    state.price, state.exogenous, state.iv, state.writedown = new_price, exogenous, iv_after, writedown
+    state.round += 1
+
+
+def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
+    """Run ``scenario`` on a snapshot (or a :class:`Prepared` one) to a fixed point or the round limit.
+
+    Returns a :class:`~analyzer.engine.result.CascadeResult`. ``prepare_kwargs`` go to
+    :func:`~analyzer.engine.prepare.prepare` (``rules``, ``venues``, ``venue_models``).
+    """
+    from analyzer.engine.prepare import prepare, start_state
+    from analyzer.engine.result import (
+        CascadeResult,
+        accounts_frame,
+        left_liquidatable_usd,
+        receipt_losses_usd,
+    )
+
+    if not isinstance(snapshot_or_prepared, Prepared) and scenario.venue_models:
+        prepare_kwargs.setdefault("venue_models", scenario.venue_models)
+    prep = snapshot_or_prepared if isinstance(snapshot_or_prepared, Prepared) else \
+        prepare(snapshot_or_prepared, **prepare_kwargs)
+    state = start_state(prep, scenario)
+    price_after_shock = state.price.copy()
+    records, stop = [], "round_limit"
+    for _ in range(scenario.max_rounds):
+        records.append(run_round(prep, state, scenario))
+        if records[-1].quiet:
+            stop = "fixed_point"
+            break
+    shocks = {}
+    for table in ("price_shocks", "venue_shocks"):
+        for name, move in getattr(scenario, table).items():
+            shocks[prep.asset(name, f"scenario {scenario.name}: {table}")] = float(move)
+    final_oracle = state.source_history[-1]
+    return CascadeResult(
+        scenario=scenario.to_dict(), snapshot_meta=dict(getattr(prep.snapshot, "meta", {})), assets=prep.assets,
+        symbols=prep.symbols, protocols=prep.protocols, sources=prep.sources, rounds=records, stop_reason=stop,
+        price_before=prep.price_pre, price_after_shock=price_after_shock, iv_before=prep.iv_pre, shocks=shocks,
+        accounts=accounts_frame(prep, state, final_oracle), receipt_writedown_usd=receipt_losses_usd(prep, state),
+        unliquidated_usd=left_liquidatable_usd(prep, state, final_oracle))

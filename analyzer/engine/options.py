@@ -1,0 +1,195 @@
+"""The options channel of the cascade: dealer re-hedging, the vol spiral, and option-margin liquidations.
+
+Hedging (DESIGN.md engine step 4): an option market maker (an AMM pool such as Lyra's) keeps its
+net delta hedged on the underlying's venues. Its delta is the negative of the users' net option
+delta; when spot moves, a short-gamma pool's delta rises into a fall and it *sells* the
+underlying to re-hedge. Where the ``options`` table lists the market's positions the pool's delta
+is revalued with Black-Scholes (Black & Scholes 1973) at each round's spot and IV; otherwise the
+``hedgers`` table's ``net_gamma`` (pool delta per USD of spot, base units / USD) is used
+linearly: ``sold = net_gamma × ΔS``.
+
+Vol spiral: ``iv_{t+1} = max(iv_t − β · (S_{t+1}/S_t − 1) + κ · contracts_bought_back, 0.01)``, with β
+(``spot_vol_beta``, vol points per unit of return: β = 1 makes a −10% move add 10 vol points) and κ
+(``iv_per_contract``, vol points per contract, the way Lyra's ``OptionMarketPricer`` moves the
+board's base IV by ``amount / standardSize``).
+
+Option-margin liquidations: a plugin's rules class may implement :class:`OptionMarginRule` (Lyra's
+``OptionGreekCache.getMinCollateral``); the engine calls it each round and closes the shorts it
+returns. Without such a plugin, this part is a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr
+
+SECONDS_PER_YEAR = 365.0 * 86400.0
+MIN_IV = 0.01
+MIN_YEARS = 1.0 / 365.0
+
+
+def bs_delta(is_call: np.ndarray, spot: np.ndarray, strike: np.ndarray, years: np.ndarray,
+             iv: np.ndarray, rate: float = 0.0) -> np.ndarray:
+    """Black-Scholes delta per contract (calls N(d1), puts N(d1) − 1), vectorised; no dividend."""
+    spot = np.maximum(spot, 1e-12)
+    years = np.maximum(years, MIN_YEARS)
+    vol = np.maximum(iv, MIN_IV)
+    d1 = (np.log(spot / strike) + (rate + 0.5 * vol * vol) * years) / (vol * np.sqrt(years))
+    nd1 = ndtr(d1)
+    return np.where(is_call, nd1, nd1 - 1.0)
+
+
+@dataclass
+class OptionLiquidation:
+    """What an option protocol's margin rule does this round, per ``options`` row.
+
+    ``liquidated``: bool; ``collateral_sold``: units of the row's collateral asset sold on venues
+    to buy the option back; ``value_usd``: the USD value the liquidation moved (buy-back cost).
+    """
+
+    liquidated: np.ndarray
+    collateral_sold: np.ndarray
+    value_usd: np.ndarray
+
+
+@runtime_checkable
+class OptionMarginRule(Protocol):
+    """Hook for an option plugin's rules (e.g. Lyra ``OptionGreekCache.getMinCollateral``)."""
+
+    def option_liquidations(self, options: pd.DataFrame, spot_usd: np.ndarray, iv: np.ndarray,
+                            now: int) -> OptionLiquidation:
+        """Rows of ``options`` (this protocol's, open) liquidated at per-row ``spot_usd`` and ``iv``."""
+
+
+@dataclass
+class OptionBook:
+    """Options and hedgers as arrays over the snapshot's asset index ``A``.
+
+    ``row_hedger``: per option row, the hedger (pool) that is its counterparty, −1 when none.
+    """
+
+    frame: pd.DataFrame             # the snapshot's options table (row order of the arrays)
+    protocol: np.ndarray
+    underlying: np.ndarray          # (r,) asset index
+    is_call: np.ndarray
+    strike: np.ndarray
+    years: np.ndarray
+    user_sign_size: np.ndarray      # (r,) +size for user longs, −size for user shorts
+    collateral_asset: np.ndarray    # (r,) asset index, −1 when none
+    row_hedger: np.ndarray          # (r,)
+    hedger_protocol: np.ndarray     # (h,)
+    hedger_asset: np.ndarray        # (h,) asset index
+    hedger_gamma: np.ndarray        # (h,) pool gamma, base units per USD
+    hedger_revalued: np.ndarray     # (h,) bool: delta from the options rows, not from net_gamma
+    now: int
+
+    @classmethod
+    def from_snapshot(cls, snapshot, asset_index: dict[str, int]) -> OptionBook:
+        meta = snapshot.meta
+        now = int(meta.get("block_timestamp", meta.get("timestamp", 0)) or 0)
+        hedgers = snapshot.hedgers
+        keys = list(zip(hedgers["protocol"], hedgers["market"], strict=True))
+        hedger_of = {key: i for i, key in enumerate(keys)}
+        opts = snapshot.options.reset_index(drop=True)
+        market_asset = {(p, m): a for p, m, a in zip(snapshot.markets["protocol"], snapshot.markets["market"],
+                                                     snapshot.markets["asset"], strict=True)}
+        market_asset.update({k: a for k, a in zip(keys, hedgers["asset"], strict=True)})
+        opt_keys = list(zip(opts["protocol"], opts["market"], strict=True))
+        underlying = np.array([asset_index.get(market_asset.get(k, ""), -1) for k in opt_keys], dtype=np.int64)
+        live = underlying >= 0
+        opts, underlying = opts.loc[live].reset_index(drop=True), underlying[live]
+        opt_keys = [k for k, ok in zip(opt_keys, live, strict=True) if ok]
+        row_hedger = np.array([hedger_of.get(k, -1) for k in opt_keys], dtype=np.int64)
+        revalued = np.zeros(len(hedgers), dtype=bool)
+        revalued[row_hedger[row_hedger >= 0]] = True
+        size = opts["size"].to_numpy(float)
+        expiry = opts["expiry"].to_numpy(np.int64)
+        return cls(
+            frame=opts, protocol=opts["protocol"].to_numpy(object), underlying=underlying,
+            is_call=(opts["kind"] == "call").to_numpy(bool), strike=opts["strike"].to_numpy(float),
+            years=np.maximum((expiry - now) / SECONDS_PER_YEAR, MIN_YEARS),
+            user_sign_size=np.where(opts["side"].to_numpy(object) == "long", size, -size),
+            collateral_asset=np.array([asset_index.get(a, -1) for a in opts["collateral_asset"]], dtype=np.int64),
+            row_hedger=row_hedger, hedger_protocol=hedgers["protocol"].to_numpy(object),
+            hedger_asset=np.array([asset_index.get(a, -1) for a in hedgers["asset"]], dtype=np.int64),
+            hedger_gamma=hedgers["net_gamma"].to_numpy(float), hedger_revalued=revalued, now=now)
+
+    @property
+    def empty(self) -> bool:
+        return len(self.frame) == 0 and len(self.hedger_asset) == 0
+
+    def pool_delta(self, spot: np.ndarray, iv: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """``(h,)`` pool delta from the open option rows it is counterparty to (base units)."""
+        out = np.zeros(len(self.hedger_asset))
+        rows = alive & (self.row_hedger >= 0)
+        if rows.any():
+            u = self.underlying[rows]
+            delta = bs_delta(self.is_call[rows], spot[u], self.strike[rows], self.years[rows], iv[u])
+            np.add.at(out, self.row_hedger[rows], -self.user_sign_size[rows] * delta)
+        return out
+
+    def hedge_sales(self, spot_before: np.ndarray, spot_after: np.ndarray, iv_before: np.ndarray,
+                    iv_after: np.ndarray, alive_before: np.ndarray, alive_after: np.ndarray,
+                    n_assets: int) -> np.ndarray:
+        """``(A,)`` underlying sold (> 0) or bought by the pools to stay delta-neutral after a move."""
+        out = np.zeros(n_assets)
+        if len(self.hedger_asset) == 0:
+            return out
+        change = self.pool_delta(spot_after, iv_after, alive_after) - self.pool_delta(spot_before, iv_before,
+                                                                                     alive_before)
+        linear = self.hedger_gamma * (spot_after[self.hedger_asset] - spot_before[self.hedger_asset])
+        sold = np.where(self.hedger_revalued, change, linear)
+        ok = self.hedger_asset >= 0
+        np.add.at(out, self.hedger_asset[ok], sold[ok])
+        return out
+
+    def short_gamma(self, spot: np.ndarray, iv: np.ndarray, alive: np.ndarray, n_assets: int) -> np.ndarray:
+        """``(A,)`` the pools' short gamma (≥ 0, base units per USD): the hedging flow per USD of move."""
+        gamma = self.hedger_gamma.copy()
+        if self.hedger_revalued.any():
+            bump = np.maximum(spot * 1e-4, 1e-12)
+            up = self.pool_delta(spot + bump, iv, alive)
+            down = self.pool_delta(spot - bump, iv, alive)
+            numeric = (up - down) / (2 * bump[np.maximum(self.hedger_asset, 0)])
+            gamma = np.where(self.hedger_revalued, numeric, gamma)
+        out = np.zeros(n_assets)
+        ok = self.hedger_asset >= 0
+        np.add.at(out, self.hedger_asset[ok], np.maximum(-gamma[ok], 0.0))
+        return out
+
+
+def vol_spiral(iv: np.ndarray, spot_before: np.ndarray, spot_after: np.ndarray, beta: float,
+               contracts_bought: np.ndarray, iv_per_contract: float) -> np.ndarray:
+    """Next IV per asset (NaN where the asset has no IV): see the module docstring."""
+    ret = np.divide(spot_after, spot_before, out=np.ones_like(spot_after), where=spot_before > 0) - 1.0
+    moved = iv - beta * ret + iv_per_contract * contracts_bought
+    return np.where(np.isnan(iv), iv, np.maximum(moved, MIN_IV))
+
+
+def option_margin_liquidations(rules_by_protocol: dict, book: OptionBook, alive: np.ndarray, spot: np.ndarray,
+                               iv: np.ndarray, n_assets: int) -> tuple[np.ndarray, dict[str, OptionLiquidation]]:
+    """Ask every option plugin's margin rule which of its open shorts it liquidates now.
+
+    Returns the rows liquidated (bool, over all option rows) and each protocol's answer."""
+    closed = np.zeros(len(book.frame), dtype=bool)
+    answers: dict[str, OptionLiquidation] = {}
+    for protocol, rules in rules_by_protocol.items():
+        if not isinstance(rules, OptionMarginRule):
+            continue
+        full = OptionLiquidation(np.zeros(len(book.frame), dtype=bool), np.zeros(len(book.frame)),
+                                 np.zeros(len(book.frame)))
+        mine = alive & (book.protocol == protocol)
+        for market in sorted(set(book.frame["market"][mine])):      # option markets: a handful
+            rows = np.flatnonzero(mine & (book.frame["market"] == market).to_numpy())
+            u = book.underlying[rows]
+            answer = rules.option_liquidations(book.frame.iloc[rows].reset_index(drop=True), spot[u], iv[u], book.now)
+            full.liquidated[rows] = np.asarray(answer.liquidated, dtype=bool)
+            full.collateral_sold[rows] = np.asarray(answer.collateral_sold, dtype=float)
+            full.value_usd[rows] = np.asarray(answer.value_usd, dtype=float)
+        answers[protocol] = full
+        closed |= full.liquidated
+    return closed, answers

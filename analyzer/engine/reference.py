@@ -1,0 +1,276 @@
+"""A plain reference implementation of one cascade round, for tests (as networkx keeps a plain and a
+scipy version of an algorithm side by side).
+
+Same model as :func:`analyzer.engine.cascade.run_round`, written the obvious way: a Python loop over
+every account of every book (no screening of accounts whose prices did not move, no sub-books),
+each account liquidated on a one-row book by the protocol's own rule, step after step; keeper
+slippage interpolated by hand; flows, attribution and receipts in loops. Slow, and meant to be.
+Covers lending books, receipts, the linear (``net_gamma``) hedging of option pools and the vol
+spiral; option-margin liquidations and Black-Scholes revaluation are not in it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+
+from analyzer.engine import attribution as attr
+from analyzer.engine.cascade import CascadeState, RoundRecord
+from analyzer.engine.market import KEEPER_FRACTIONS, SlippageCurve, safe_trade
+from analyzer.engine.prepare import Prepared
+from analyzer.scenarios import ShockScenario
+from protocols.base import LendingBook, Liquidation
+
+
+def _interp(x: float, xs, ys) -> float:
+    if x <= xs[0]:
+        return float(ys[0])
+    if x >= xs[-1]:
+        return float(ys[-1])
+    i = bisect_right(list(xs), x) - 1
+    return float(ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i]))
+
+
+def _sell_fraction(curve: SlippageCurve, q: float) -> float:
+    if q > curve.sizes[-1]:
+        return float(curve.sell[-1] * curve.sizes[-1] / q)
+    return _interp(q, curve.sizes, curve.sell)
+
+
+def _buy_fraction(curve: SlippageCurve, q: float) -> float:
+    if q > curve.buy_limit * (1 + 1e-12):
+        return float("inf")
+    xs = [x for x, y in zip(curve.sizes, curve.buy, strict=True) if np.isfinite(y)]
+    ys = [y for y in curve.buy if np.isfinite(y)]
+    return _interp(q, xs, ys)
+
+
+def _row(book: LendingBook, i: int) -> LendingBook:
+    n = len(book.accounts)
+    named = set(book.extra.get("per_account", ()))
+    extra = {}
+    for key, value in book.extra.items():
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n and (value.ndim >= 2 or key in named):
+            extra[key] = value[i:i + 1].copy()
+        else:
+            extra[key] = value
+    return LendingBook(book.protocol, book.market, book.accounts[i:i + 1], book.assets, book.collateral[i:i + 1].copy(),
+                       book.debt[i:i + 1].copy(), book.category[i:i + 1], book.params, extra)
+
+
+def _queue(sells, buys, held, state, curve, committed_sell, committed_buy, gas_usd) -> list[float]:
+    """Keepers in a queue, largest first: each trades over its own segment after those ahead."""
+    sizes = [sum(u * state.price[a] for a, u in sell.items()) + sum(u * state.price[a] for a, u in buy.items())
+             for sell, buy in zip(sells, buys, strict=True)]
+    order = sorted(range(len(sizes)), key=lambda q: -sizes[q])
+    chosen = [1.0] * len(sizes)
+    for _ in range(2):
+        before_sell, before_buy = {}, {}
+        sold_so_far = dict(enumerate(committed_sell))
+        bought_so_far = dict(enumerate(committed_buy))
+        for q in order:
+            before_sell[q] = {a: sold_so_far[a] for a in sells[q]}
+            before_buy[q] = {a: bought_so_far[a] for a in buys[q]}
+            for a, units in sells[q].items():
+                sold_so_far[a] += units * chosen[q]
+            for a, units in buys[q].items():
+                bought_so_far[a] += units * chosen[q]
+        best = [0.0] * len(sizes)
+        for q in range(len(sizes)):
+            for f in KEEPER_FRACTIONS:
+                profit = f * held[q] - gas_usd
+                for a, units in sells[q].items():
+                    c, b = curve(a), before_sell[q][a]
+                    end = b + f * units
+                    profit += state.price[a] * (end * _sell_fraction(c, end) - b * _sell_fraction(c, b))
+                for a, units in buys[q].items():
+                    c, b = curve(a), before_buy[q][a]
+                    end = b + f * units
+                    cost = state.price[a] * (end * _buy_fraction(c, end) - b * _buy_fraction(c, b))
+                    profit -= cost if np.isfinite(cost) else float("inf")
+                if profit > 0:
+                    best[q] = f
+                    break
+        chosen = best
+    return best
+
+
+def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> RoundRecord:
+    """One round, the slow way; advances ``state`` in place like ``run_round``."""
+    A, S, P = len(prep.assets), len(prep.sources), len(prep.protocols)
+    t = state.round
+    k = t - scenario.oracle_lag
+    source_price = state.source_history[k] if k >= 0 else prep.price_pre
+    source_attr = state.source_attr_history[k] if k >= 0 else np.zeros((A, S))
+    flows = state.pending_flows.copy()
+    state.pending_flows[:] = 0.0
+    rec = RoundRecord(t, state.price.copy(), np.array(source_price, dtype=float), state.price, state.iv, flows,
+                      np.zeros(P, np.int64), np.zeros(P, np.int64), np.zeros(P), np.zeros(P), np.zeros(P),
+                      state.writedown.copy(), np.zeros((P, A)), np.zeros((P, A)), np.zeros((P, A)), np.zeros((S, P)),
+                      np.zeros(A))
+    unit = np.ones(A)
+    for a in range(A):
+        if prep.is_receipt[a]:
+            unit[a] = prep.receipt_ratio[a] * (1.0 - state.writedown[prep.receipt_protocol_index[a]])
+    curves: dict[int, SlippageCurve] = {}
+
+    def curve(a: int) -> SlippageCurve:
+        if a not in curves:
+            curves[a] = SlippageCurve.sample(state.venues[a]) if (a in state.venues and scenario.price_impact) \
+                else SlippageCurve.flat()
+        return curves[a]
+
+    deposits = np.zeros(P)
+    committed_sell, committed_buy = np.zeros(A), np.zeros(A)
+    for s, slot in enumerate(prep.slots):
+        p = prep.protocol_index[slot.protocol]
+        src = prep.source_index[attr.liquidation_source(slot.protocol)]
+        book = state.books[s].copy()
+        m = len(slot.cols)
+        oracle = np.array([source_price[slot.cols[j]] * slot.oracle_scale[j] for j in range(m)])
+        for j in range(m):
+            deposits[p] += slot.book.collateral[:, j].sum() * oracle[j]
+        ones = {i: _row(book, i) for i in range(len(book.accounts))}
+        candidates = [i for i in range(len(book.accounts)) if slot.rules.liquidatable(ones[i], oracle)[0]]
+        causes = {}
+        for i in candidates:
+            one = ones[i]
+            harm = np.zeros(S)
+            for src_j in range(S):
+                change = sum((one.collateral[0, j] * slot.threshold[j] - one.debt[0, j])
+                             * source_attr[slot.cols[j], src_j] * slot.oracle_scale[j] for j in range(m))
+                harm[src_j] = max(-change, 0.0)
+            causes[i] = np.zeros(S)
+            if harm.sum() > 0 and not slot.initially_liquidatable[i]:
+                causes[i] = harm / harm.sum()
+            else:
+                causes[i][0] = 1.0
+        active = dict.fromkeys(candidates, True)
+        liquidated = set()
+        for _ in range(scenario.max_keeper_steps):
+            proposals = []
+            for i in candidates:
+                if not active[i]:
+                    continue
+                liq = slot.rules.liquidate(ones[i], oracle)
+                if len(liq.rows) == 0:
+                    active[i] = False
+                else:
+                    proposals.append((i, liq))
+            if not proposals:
+                break
+            sells, buys, held = [], [], []
+            for _, liq in proposals:
+                sell, buy, keep = {}, {}, 0.0
+                for j in range(m):
+                    a = int(slot.cols[j])
+                    got = liq.seized[0, j] if liq.absorbed_by_protocol else liq.seized[0, j] - liq.fee[0, j]
+                    units = got * unit[a]
+                    if units != 0:
+                        sale = int(prep.receipt_underlying[a])
+                        sell[sale] = sell.get(sale, 0.0) + scenario.sell_through * units
+                        keep += (1 - scenario.sell_through) * units * state.price[sale]
+                    if liq.repaid[0, j] != 0 and not liq.absorbed_by_protocol:
+                        buy[a] = buy.get(a, 0.0) + liq.repaid[0, j]
+                sells.append(sell)
+                buys.append(buy)
+                held.append(keep)
+            absorbed = proposals[0][1].absorbed_by_protocol
+            if absorbed:
+                store_front = getattr(slot.rules, "store_front_price", None)
+                for q, (i, liq) in enumerate(proposals):
+                    unit_cost = store_front(ones[i], oracle) if store_front is not None else oracle
+                    held[q] = -sum(scenario.sell_through * liq.seized[0, j] * unit_cost[j] for j in range(m))
+            shares = _queue(sells, buys, held, state, curve, committed_sell, committed_buy, scenario.keeper_gas_usd)
+            for (i, liq), share, sell, buy in zip(proposals, shares, sells, buys, strict=True):
+                if absorbed:
+                    sold_share, share = share, 1.0
+                else:
+                    sold_share = share
+                    if share < 1.0:
+                        active[i] = False
+                    if share == 0.0:
+                        continue
+                    liq = Liquidation(liq.rows, liq.repaid * share, liq.seized * share, liq.fee * share)
+                for a, units in sell.items():
+                    committed_sell[a] += units * sold_share
+                    flows[a, src] += units * sold_share
+                for a, units in buy.items():
+                    committed_buy[a] += units * share
+                    flows[a, src] -= units * share
+                ones[i] = slot.rules.apply(ones[i], liq)
+                liquidated.add(i)
+                repaid_usd = float(liq.repaid[0] @ oracle)
+                rec.liquidated_usd[p] += repaid_usd
+                rec.seized_usd[p] += float(liq.seized[0] @ oracle)
+                rec.liquidation_steps[p] += 1
+                rec.contagion[:, p] += repaid_usd * causes[i]
+                for j in range(m):
+                    a = int(slot.cols[j])
+                    rec.repaid_tokens[p, a] += liq.repaid[0, j]
+                    rec.seized_tokens[p, a] += liq.seized[0, j]
+                    rec.fee_tokens[p, a] += liq.fee[0, j]
+        rec.liquidations[p] += len(liquidated)
+        for i in range(len(book.accounts)):
+            book.collateral[i], book.debt[i] = ones[i].collateral[0], ones[i].debt[0]
+            rec.bad_debt_usd[p] += float(slot.rules.bad_debt_usd(ones[i], oracle)[0])
+        state.books[s] = book
+    writedown = np.zeros(P)
+    for p in range(P):
+        if deposits[p] > 0:
+            writedown[p] = max(min(rec.bad_debt_usd[p] / deposits[p], 1.0), state.writedown[p])
+        else:
+            writedown[p] = state.writedown[p]
+    hedge = prep.source_index[attr.SOURCE_HEDGING]
+    for h in range(len(prep.options.hedger_asset)):
+        a = int(prep.options.hedger_asset[h])
+        flows[a, hedge] += prep.options.hedger_gamma[h] * (state.price[a] - state.hedge_spot[a])
+    state.hedge_spot, state.hedge_iv = state.price.copy(), state.iv.copy()
+    new_price = state.price.copy()
+    if scenario.price_impact:
+        for a in range(A):
+            net = float(flows[a].sum())
+            if net != 0 and a in state.venues:
+                safe_trade(state.venues[a], net)
+        for a in sorted(state.venues):
+            state.venues[a].set_quote_prices(dict(zip(prep.assets, new_price, strict=True)))
+            new_price[a] = prep.price_pre[a] * (state.venues[a].mid_price() / state.venue_mid_pre[a])
+    change = np.zeros((A, S))
+    exo_change = np.zeros((A, S))
+    for a in range(A):
+        if prep.is_receipt[a]:
+            continue
+        net = flows[a].sum()
+        pushing = [abs(f) if np.sign(f) == np.sign(net) else 0.0 for f in flows[a]]
+        if sum(pushing) > 0:
+            for src_j in range(S):
+                change[a, src_j] = (new_price[a] - state.price[a]) * pushing[src_j] / sum(pushing)
+    exogenous = state.exogenous.copy()
+    for a in range(A):
+        if not prep.is_receipt[a]:
+            continue
+        u, p = int(prep.receipt_underlying[a]), int(prep.receipt_protocol_index[a])
+        old_unit = prep.receipt_ratio[a] * (1 - state.writedown[p])
+        new_unit = prep.receipt_ratio[a] * (1 - writedown[p])
+        new_price[a] = new_unit * new_price[u]
+        exogenous[a] = new_unit * exogenous[u]
+        wd = prep.source_index[attr.writedown_source(prep.protocols[p])]
+        change[a] = new_unit * change[u]
+        change[a, wd] -= (old_unit - new_unit) * state.price[u]
+        exo_change[a, wd] -= (old_unit - new_unit) * state.exogenous[u]
+    state.market_attr = state.market_attr + change
+    state.exogenous_attr = state.exogenous_attr + exo_change
+    iv_after = state.iv.copy()
+    for a in range(A):
+        if not np.isnan(iv_after[a]):
+            ret = new_price[a] / state.price[a] - 1.0 if state.price[a] > 0 else 0.0
+            iv_after[a] = max(state.iv[a] - scenario.spot_vol_beta * ret, 0.01)
+    source = np.where(state.oracle_from_venue, new_price, exogenous)
+    state.source_history.append(source)
+    state.source_attr_history.append(np.where(state.oracle_from_venue[:, None], state.market_attr,
+                                              state.exogenous_attr))
+    rec.price_after, rec.iv_after, rec.writedown = new_price, iv_after, writedown
+    state.price, state.exogenous, state.iv, state.writedown = new_price, exogenous, iv_after, writedown
+    state.round += 1
+    return rec

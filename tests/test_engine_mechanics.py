@@ -1,0 +1,195 @@
+"""Mechanisms real cascades showed, each pinned down on a small Aave V3 book (the real rule)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from analyzer.engine import simulate
+from analyzer.engine.options import OptionLiquidation
+from analyzer.engine.synthetic import synthetic_snapshot
+from analyzer.model import Snapshot
+from analyzer.scenarios import ForcedSale, ShockScenario
+from tests.test_engine_closed_form import RULES, USDC, WETH, aave_snapshot
+
+CRV = {"price": 0.50, "lt": 0.55, "bonus": 0.085, "fee_bps": 1000}
+
+
+def weth_book(pool_weth=1_000.0, **extra_accounts):
+    accounts = {"alice": [("WETH", "collateral", 100.0), ("USDC", "debt", 150_000.0)],
+                "bob": [("WETH", "collateral", 200.0), ("USDC", "debt", 270_000.0)]}
+    accounts.update(extra_accounts)
+    return aave_snapshot({"USDC": USDC, "WETH": WETH}, accounts,
+                         pools={"WETH": (pool_weth, pool_weth * 2000.0, 0.003)})
+
+
+def test_debt_squeeze_creates_bad_debt():
+    # a CRV short (USDC collateral, CRV debt): keepers must buy CRV in a thin pool to repay it
+    snapshot = aave_snapshot({"USDC": USDC, "CRV": CRV},
+                             {"short": [("USDC", "collateral", 60e6), ("CRV", "debt", 80e6)]},
+                             pools={"CRV": (200e6, 100e6, 0.003)})
+    result = simulate(snapshot, ShockScenario(price_shocks={"CRV": 0.40}, max_rounds=100), rules=RULES)
+    crv = list(result.symbols).index("CRV")
+    assert result.total_liquidated_usd > 0
+    assert result.price_final[crv] > result.price_after_shock[crv] * 1.05      # the keepers' buying moved it
+    assert result.bad_debt_usd["aave-v3"] > 0
+    bought = sum(r.flows[crv, result.sources.index("liquidation:aave-v3")] for r in result.rounds)
+    assert bought < 0
+
+
+def test_keeper_needs_the_bonus_to_cover_gas():
+    snapshot = weth_book()
+    cheap = simulate(snapshot, ShockScenario(price_shocks={"WETH": -0.10}), rules=RULES)
+    dear = simulate(snapshot, ShockScenario(price_shocks={"WETH": -0.10}, keeper_gas_usd=1e7), rules=RULES)
+    assert cheap.total_liquidated_usd > 0
+    assert dear.total_liquidated_usd == 0.0
+
+
+def test_thin_pool_gives_partial_liquidations():
+    deep = simulate(weth_book(pool_weth=100_000.0), ShockScenario(price_shocks={"WETH": -0.10}, max_rounds=1),
+                    rules=RULES)
+    thin = simulate(weth_book(pool_weth=300.0), ShockScenario(price_shocks={"WETH": -0.10}, max_rounds=1),
+                    rules=RULES)
+    assert 0 < thin.rounds[0].liquidated_usd[0] < deep.rounds[0].liquidated_usd[0]
+
+
+def test_dex_only_crash_with_a_cex_oracle_liquidates_nothing():
+    snapshot = weth_book()
+    cex = simulate(snapshot, ShockScenario(venue_shocks={"WETH": -0.30}, oracle_sources={"WETH": "exogenous"}),
+                   rules=RULES)
+    dex = simulate(snapshot, ShockScenario(venue_shocks={"WETH": -0.30}), rules=RULES)
+    weth = list(cex.symbols).index("WETH")
+    assert cex.price_after_shock[weth] == pytest.approx(1400.0, rel=1e-9)
+    assert cex.total_liquidated_usd == 0.0
+    assert dex.total_liquidated_usd > 0
+
+
+def test_oracle_lag_delays_liquidations_by_a_round():
+    snapshot = weth_book()
+    lagged = simulate(snapshot, ShockScenario(price_shocks={"WETH": -0.10}, oracle_lag=1), rules=RULES)
+    assert lagged.rounds[0].liquidation_steps.sum() == 0
+    assert lagged.rounds[1].liquidation_steps.sum() > 0
+    np.testing.assert_allclose(lagged.rounds[0].oracle_source, lagged.price_before)
+
+
+def test_attribution_shares_add_to_one_and_the_matrix_adds_to_the_liquidated_value():
+    snapshot = weth_book(pool_weth=400.0, carol=[("WETH", "collateral", 50.0), ("USDC", "debt", 80_000.0)])
+    result = simulate(snapshot, ShockScenario(price_shocks={"WETH": -0.15}), rules=RULES)
+    causes = result.accounts[[c for c in result.accounts.columns if c.startswith("cause:")]].to_numpy()
+    liquidated = result.accounts["liquidated_usd"].to_numpy() > 0
+    np.testing.assert_allclose(causes[liquidated].sum(1), 1.0, rtol=1e-12)
+    matrix = result.contagion_matrix
+    assert matrix["aave-v3"].sum() == pytest.approx(result.liquidated_usd["aave-v3"], rel=1e-12)
+    # the first round's liquidations are the shock's; later ones owe part of it to the keepers' sales
+    assert matrix.loc["shock", "aave-v3"] > 0 and matrix.loc["liquidation:aave-v3", "aave-v3"] > 0
+
+
+def test_receipt_write_down_reaches_the_holders():
+    # alice's WETH crashes to bad debt; dave holds the market's aUSDC as collateral elsewhere
+    assets = {"USDC": USDC, "WETH": WETH, "aUSDC": dict(USDC, lt=0.80)}
+    snapshot = aave_snapshot(assets, {"alice": [("WETH", "collateral", 100.0), ("USDC", "debt", 150_000.0)],
+                                      "lender": [("USDC", "collateral", 300_000.0)],
+                                      "dave": [("aUSDC", "collateral", 100_000.0), ("WETH", "debt", 39.0)]},
+                             pools={"WETH": (5_000.0, 10_000_000.0, 0.003)}, receipts={"aUSDC": "USDC"})
+    result = simulate(snapshot, ShockScenario(price_shocks={"WETH": -0.45}, keeper_gas_usd=1e9), rules=RULES)
+    assert result.writedown["aave-v3"] > 0
+    a_usdc = list(result.symbols).index("aUSDC")
+    assert result.price_final[a_usdc] < 1.0
+    assert result.receipt_writedown_usd[0] > 0
+
+
+def test_short_gamma_hedging_sells_into_the_fall_and_flags_divergence():
+    calm = synthetic_snapshot(300, n_markets=1, n_assets=3, seed=3, hedger_gamma=-1e-6)
+    pool = json.loads(calm.venues["params"][0])
+    # impact of a constant-product pool near the mid: dp/dq ≈ 2p/x; a short gamma of 3x/p is a loop gain ~6
+    wild = synthetic_snapshot(300, n_markets=1, n_assets=3, seed=3, hedger_gamma=-3 * pool["reserve_asset"]
+                              / (pool["reserve_quote"] / pool["reserve_asset"]))
+    scenario = ShockScenario(price_shocks={"TKN1": -0.2}, max_rounds=8)
+    calm_result = simulate(calm, scenario, rules=RULES)
+    wild_result = simulate(wild, scenario, rules=RULES)
+    hedging = wild_result.sources.index("hedging")
+    assert wild_result.rounds[0].flows[1, hedging] > 0            # a short-gamma pool sells into a fall
+    assert not calm_result.diverging and wild_result.diverging
+    assert wild_result.price_final[1] < calm_result.price_final[1]
+
+
+class ShortPutMargin:
+    """Test fixture for the option-margin hook: a short put is liquidated below 1.5 × its intrinsic value."""
+
+    def books(self, snapshot):
+        return []
+
+    def option_liquidations(self, options, spot_usd, iv, now):
+        intrinsic = np.maximum(options["strike"].to_numpy() - spot_usd, 0.0) * options["size"].to_numpy()
+        short_put = (options["side"] == "short").to_numpy() & (options["kind"] == "put").to_numpy()
+        liquidated = short_put & (options["collateral"].to_numpy() < 1.5 * intrinsic)
+        return OptionLiquidation(liquidated, np.where(liquidated, options["collateral"].to_numpy(), 0.0),
+                                 np.where(liquidated, intrinsic, 0.0))
+
+
+def test_option_margin_hook_and_black_scholes_rehedging():
+    base = synthetic_snapshot(30, n_markets=1, n_assets=3, seed=5, hedger_gamma=-1.0)
+    tkn1 = base.assets["address"][1]
+    spot = float(base.assets["price_usd"][1])
+    options = pd.DataFrame({"protocol": "opt", "market": "0xoptions", "account": ["u1", "u2"], "position_id": [1, 2],
+                            "kind": "put", "strike": spot, "expiry": 1_700_000_000 + 30 * 86400, "size": [10.0, 10.0],
+                            "side": "short", "collateral_asset": tkn1, "collateral": [2.0, 10.0 * spot]})
+    hedgers = pd.DataFrame({"protocol": "opt", "market": "0xoptions", "asset": [tkn1], "net_delta": 0.0,
+                            "net_gamma": 0.0, "net_vega": 0.0, "hedge_position": 0.0})
+    snapshot = Snapshot(meta=base.meta, assets=base.assets, markets=base.markets, accounts=base.accounts,
+                        positions=base.positions, venues=base.venues, options=options, hedgers=hedgers)
+    result = simulate(snapshot, ShockScenario(price_shocks={"TKN1": -0.2}, iv_per_contract=0.01),
+                      rules={**RULES, "opt": ShortPutMargin()})
+    assert result.liquidations["opt"] == 1                       # u1's thin collateral, not u2's
+    first = result.rounds[0]
+    hedging = result.sources.index("hedging")
+    # the pool is long both puts (delta < 0) before; after the fall it holds only u2's (u1's was bought
+    # back), revalued at the new spot and the spiralled IV (0.6 + 0.2): it trades the delta difference
+    years, strike = 30 / 365, spot
+    def put_delta(s, vol):
+        return norm.cdf((np.log(s / strike) + 0.5 * vol ** 2 * years) / (vol * np.sqrt(years))) - 1.0
+    pool_before = 2 * 10.0 * put_delta(spot, 0.6)
+    pool_after = 10.0 * put_delta(result.price_after_shock[1], 0.6 + 0.2)
+    assert first.flows[1, hedging] == pytest.approx(pool_after - pool_before, rel=1e-9)
+    assert first.iv_after[1] > base.assets["iv"][1]
+    assert result.contagion_matrix["opt"].sum() == pytest.approx(result.liquidated_usd["opt"], rel=1e-12)
+
+
+def test_forced_sale_and_unknown_names_are_errors_for_people():
+    snapshot = weth_book()
+    sold = simulate(snapshot, ShockScenario(forced_sales=[ForcedSale("bob")]), rules=RULES)
+    weth = list(sold.symbols).index("WETH")
+    assert sold.rounds[0].flows[weth, sold.sources.index("forced_sale")] == pytest.approx(200.0)
+    assert sold.price_final[weth] < 2000.0
+    from analyzer.errors import ContagionError
+    with pytest.raises(ContagionError, match='price_shocks: asset "WETHH" is not in the snapshot'):
+        simulate(snapshot, ShockScenario(price_shocks={"WETHH": -0.1}), rules=RULES)
+    with pytest.raises(ContagionError, match="forced_sale: account nobody has no position"):
+        simulate(snapshot, ShockScenario(forced_sales=[ForcedSale("nobody")]), rules=RULES)
+
+
+def test_cascade_files_are_deterministic_and_follow_the_schema(tmp_path):
+    snapshot = weth_book(pool_weth=400.0)
+    scenario = ShockScenario(price_shocks={"WETH": -0.15}, seed=11)
+    first = simulate(snapshot, scenario, rules=RULES).write(tmp_path / "a")
+    second = simulate(snapshot, scenario, rules=RULES).write(tmp_path / "b")
+    assert first.read_bytes() == second.read_bytes()
+    doc = json.loads(first.read_text())
+    assert doc["schema"] == "defi-contagion/cascade" and doc["scenario"]["seed"] == 11
+    assert doc["stop_reason"] in ("fixed_point", "round_limit")
+    assert set(doc["files"]) == {"prices.parquet", "flows.parquet", "liquidations.parquet", "accounts.parquet",
+                                 "contagion.parquet"}
+    for name in doc["files"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert doc["totals"]["liquidated_usd"] == pytest.approx(
+        sum(p["liquidated_usd"] for p in doc["protocols"].values()))
+    weth = next(a for a in doc["assets"] if a["symbol"] == "WETH")
+    assert weth["amplification"] > 1.0 and weth["shock"] == pytest.approx(-0.15)
+    usd = np.array(doc["contagion"]["usd"])
+    assert usd.sum() == pytest.approx(doc["totals"]["liquidated_usd"], rel=1e-12)
+    accounts = pd.read_parquet(tmp_path / "a" / "accounts.parquet")
+    assert set(accounts["account"]) == {"alice", "bob"}
