@@ -200,6 +200,8 @@ def replay(
                 if entry["asset"] in targets:
                     pools.move_to(entry, usd_after[entry["asset"]] / usd_after[entry["quote"]], trader)
         _set_oracles(lenders, oracle_targets)
+        receipt_underlying = {a: o.split(":", 1)[1] for a, o in zip(before.assets["address"], before.assets["receipt_of"],
+                                                                    strict=True) if o and o.split(":", 1)[1] in market_before}
         exogenous_oracles = {before.address_of(name) for name, source in scenario.oracle_sources.items()
                              if source == "exogenous"}
         mine(w3)
@@ -259,7 +261,14 @@ def replay(
                 rounds.append(record)
                 fixed_point = True
                 break
-            record.sold_raw = {a: int(raw * scenario.sell_through) for a, raw in sorted(received.items())}
+            # a seized receipt token (aWETH) is redeemed and its underlying sold, as in the engine:
+            # converted at the snapshot's price ratio (1:1 for aTokens)
+            sold: dict[str, int] = {}
+            for asset, raw in sorted(received.items()):
+                underlying = receipt_underlying.get(asset, asset)
+                units = raw / 10 ** decimals[asset] * market_before[asset] / market_before[underlying]
+                sold[underlying] = sold.get(underlying, 0) + int(units * 10 ** decimals[underlying] * scenario.sell_through)
+            record.sold_raw = sold
             record.bought_raw = dict(sorted(repaid.items()))
             if pools is not None:
                 venues, _ = market()
