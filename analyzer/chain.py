@@ -164,11 +164,25 @@ def require_anvil(w3: Web3) -> None:
 # --- the anvil process --------------------------------------------------------------------------
 
 _LIVE: dict[int, subprocess.Popen] = {}
+_SCRATCH: set[Path] = set()   # logs and state caches of anvils started here, removed at stop/exit
+MAX_PERSISTED_STATES = 64
+
+
+def _remove(path: Path | None) -> None:
+    if path is None:
+        return
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    _SCRATCH.discard(path)
 
 
 def _stop_all_live() -> None:
     for proc in list(_LIVE.values()):
         _terminate(proc)
+    for path in list(_SCRATCH):
+        _remove(path)
 
 
 def _terminate(proc: subprocess.Popen) -> None:
@@ -252,6 +266,7 @@ class Anvil:
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
+        self.cache_dir: Path | None = None
         self._w3: Web3 | None = None
 
     # ---- lifecycle ----
@@ -276,6 +291,10 @@ class Anvil:
             cmd += ["--code-size-limit", str(self.code_size_limit)]
         if self.gas_limit is not None:
             cmd += ["--gas-limit", str(self.gas_limit)]
+        if self.cache_dir is not None:
+            # anvil persists old states to disk (by default under ~/.foundry/anvil/tmp, never removed:
+            # tens of GB over a test session); ours go to a private folder removed at stop
+            cmd += ["--cache-path", str(self.cache_dir), "--max-persisted-states", str(MAX_PERSISTED_STATES)]
         return cmd + self.extra_args
 
     def start(self) -> Anvil:
@@ -291,6 +310,8 @@ class Anvil:
             self.port = free_port()
         fd, log = tempfile.mkstemp(prefix=f"anvil-{self.port}-", suffix=".log")
         self.log_path = Path(log)
+        self.cache_dir = Path(tempfile.mkdtemp(prefix=f"anvil-{self.port}-states-"))
+        _SCRATCH.update({self.log_path, self.cache_dir})
         with os.fdopen(fd, "wb") as log_file:
             self.proc = subprocess.Popen(
                 self.command(binary), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -307,14 +328,16 @@ class Anvil:
                 tail = self.log_tail()
                 _LIVE.pop(self.proc.pid, None)
                 self.proc = None
+                _remove(self.cache_dir)
                 raise ContagionError(f"anvil exited at start (status {self.exit_status}): {tail}")
             try:
                 raw_rpc(self.url, "web3_clientVersion", timeout=1.0)
                 return
             except ContagionError:
                 time.sleep(0.05)
+        tail = self.log_tail()
         self.stop()
-        raise ContagionError(f"anvil did not answer within {self.startup_timeout:.0f}s: {self.log_tail()}")
+        raise ContagionError(f"anvil did not answer within {self.startup_timeout:.0f}s: {tail}")
 
     @property
     def exit_status(self) -> int | None:
@@ -331,6 +354,8 @@ class Anvil:
             _terminate(self.proc)
             self.proc = None
             self._w3 = None
+            for scratch in (self.cache_dir, self.log_path):
+                _remove(scratch)
 
     def __enter__(self) -> Anvil:
         return self.start()

@@ -25,6 +25,7 @@ from analyzer.errors import ContagionError
 
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 AGGREGATE3 = "aggregate3((address,bool,bytes)[])((bool,bytes)[])"
+BLOCK_RETRIES = 8
 
 
 def split_types(text: str) -> tuple[str, ...]:
@@ -127,18 +128,27 @@ def multicall(
     send = send or (lambda tx, blk: bytes(w3.eth.call(tx, block_identifier=blk)))
     results: list[CallResult] = []
     target = to_checksum_address(address)
+    # every batch also asks Multicall3 its block number: a node (or a proxy, a load balancer)
+    # that answers from another block than the one asked is caught and asked again
+    block_check = Call(target, "getBlockNumber()(uint256)")
     for start in range(0, len(calls), chunk_size):
-        chunk = calls[start:start + chunk_size]
+        chunk = [block_check, *calls[start:start + chunk_size]]
         payload = [(to_checksum_address(c.target), True, c.calldata) for c in chunk]
         data = selector + abi_encode(list(inputs), [payload])
-        raw = send({"to": target, "data": "0x" + data.hex()}, block)
-        try:
-            (answers,) = abi_decode(list(outputs), raw)
-        except (DecodingError, ValueError) as exc:
-            raise ContagionError(f"Multicall3 at {address} answered something undecodable ({exc})") from None
-        if len(answers) != len(chunk):
-            raise ContagionError(f"Multicall3 returned {len(answers)} results for {len(chunk)} calls")
-        results.extend(_decode_result(c, ok, bytes(ret)) for c, (ok, ret) in zip(chunk, answers, strict=True))
+        for _attempt in range(BLOCK_RETRIES):
+            raw = send({"to": target, "data": "0x" + data.hex()}, block)
+            try:
+                (answers,) = abi_decode(list(outputs), raw)
+            except (DecodingError, ValueError) as exc:
+                raise ContagionError(f"Multicall3 at {address} answered something undecodable ({exc})") from None
+            if len(answers) != len(chunk):
+                raise ContagionError(f"Multicall3 returned {len(answers)} results for {len(chunk)} calls")
+            answered = _decode_result(block_check, *answers[0][:1], bytes(answers[0][1]))
+            if answered.success and answered.value == block:
+                break
+        else:
+            raise ContagionError(f"the node keeps answering for block {answered.value}, not the block asked ({block})")
+        results.extend(_decode_result(c, ok, bytes(ret)) for c, (ok, ret) in zip(chunk[1:], answers[1:], strict=True))
     return results
 
 

@@ -70,7 +70,7 @@ class FakeNode(_Server):
         super().__init__(factory)
 
 
-FAULTS = ("delay", "http429", "http503", "drop", "truncate", "malformed", "logs_range")
+FAULTS = ("delay", "http429", "http503", "drop", "truncate", "malformed", "logs_range", "wrong_block")
 
 
 class FaultProxy(_Server):
@@ -141,6 +141,13 @@ class FaultProxy(_Server):
             error = {"jsonrpc": "2.0", "id": first.get("id"),
                      "error": {"code": -32005, "message": "query returned more than 10000 results"}}
             return _reply(handler, 200, json.dumps(error).encode())
+        if fault == "wrong_block":
+            # answer an eth_call from the block before the one asked, as a lagging replica would
+            if first.get("method") == "eth_call" and isinstance(first["params"][1], str) and first["params"][1].startswith("0x"):
+                first["params"][1] = hex(max(int(first["params"][1], 16) - 1, 0))
+                body = json.dumps(request).encode()
+            else:
+                fault = None
         upstream = urllib.request.Request(self.upstream, data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(upstream, timeout=60) as response:
             answer = response.read()

@@ -35,7 +35,11 @@ def test_anvil_stops_and_leaves_no_process():
         pid = node.pid
         assert process_alive(pid)
         assert node.w3.eth.chain_id == 31337
+        scratch = [node.cache_dir, node.log_path]
+        assert all(p.exists() for p in scratch)
     assert not process_alive(pid)
+    # nor files: its log and the states anvil persists to disk (tens of GB over a session if kept)
+    assert not any(p.exists() for p in scratch)
 
 
 @requires_anvil
