@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import requests
+from web3.providers.base import JSONBaseProvider
 
 from analyzer.chain import redact_url
 from analyzer.errors import ContagionError
@@ -27,6 +28,7 @@ from analyzer.errors import ContagionError
 RANGE_ERRORS = ("range", "too many", "more than", "limit exceeded", "query returned", "too large",
                 "block range", "exceed")
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
+LAGGING_NODE = ("header not found", "unknown block", "blockoutofrange", "block out of range", "missing trie node")
 
 
 class RpcRangeError(Exception):
@@ -62,6 +64,18 @@ class RpcClient:
 
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         """One JSON-RPC call; transient failures are retried, a JSON-RPC error raises."""
+        payload = self.payload(method, params)
+        error = payload.get("error")
+        if error:
+            message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+            if method == "eth_getLogs" and any(k in message.lower() for k in RANGE_ERRORS):
+                raise RpcRangeError(message)
+            raise ContagionError(f"RPC {redact_url(self.url)} refused {method}: {message}")
+        return payload["result"]
+
+    def payload(self, method: str, params: Sequence[Any] = ()) -> dict:
+        """The node's JSON-RPC answer (result or error) after retrying every transient failure:
+        connection errors, timeouts, HTTP 429/5xx, bodies that are not JSON-RPC, rate limits."""
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -95,13 +109,14 @@ class RpcClient:
             error = payload.get("error")
             if error:
                 message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
-                if method == "eth_getLogs" and any(k in message.lower() for k in RANGE_ERRORS):
-                    raise RpcRangeError(message)
-                if isinstance(error, dict) and error.get("code") in (-32005, 429) or "rate" in message.lower():
+                rate_limited = isinstance(error, dict) and error.get("code") in (-32005, 429) or "rate" in message.lower()
+                # a replica behind a load balancer that lags or leads the block asked
+                rate_limited = rate_limited or any(k in message.lower() for k in LAGGING_NODE)
+                range_error = method == "eth_getLogs" and any(k in message.lower() for k in RANGE_ERRORS)
+                if rate_limited and not range_error:
                     last = message
                     continue
-                raise ContagionError(f"RPC {redact_url(self.url)} refused {method}: {message}")
-            return payload["result"]
+            return payload
         raise ContagionError(f"RPC {redact_url(self.url)} kept failing {method} after "
                              f"{self.max_retries + 1} attempts (last: {last})")
 
@@ -129,6 +144,7 @@ class RpcClient:
         """All logs in ``[from_block, to_block]``, splitting ranges the node refuses."""
         logs: list[dict] = []
         pending = [(lo, min(lo + max_range - 1, to_block)) for lo in range(from_block, to_block + 1, max_range)]
+        refusals: Counter = Counter()   # per single block
         while pending:
             lo, hi = pending.pop(0)
             try:
@@ -136,7 +152,35 @@ class RpcClient:
                                                           "fromBlock": hex(lo), "toBlock": hex(hi)}]))
             except RpcRangeError:
                 if lo == hi:
-                    raise ContagionError(f"RPC {redact_url(self.url)} refuses eth_getLogs even for one block ({lo})") from None
+                    # one block cannot be split: a load balancer's passing refusal is retried, a
+                    # node that really cannot serve one block is an error
+                    refusals[lo] += 1
+                    if refusals[lo] > self.max_retries:
+                        raise ContagionError(f"RPC {redact_url(self.url)} refuses eth_getLogs even for one block ({lo})") from None
+                    time.sleep(min(self.max_backoff_s, self.backoff_s * 2 ** refusals[lo]))
+                    pending.insert(0, (lo, hi))
+                    continue
                 mid = (lo + hi) // 2
                 pending[:0] = [(lo, mid), (mid + 1, hi)]
         return logs
+
+
+class RetryingProvider(JSONBaseProvider):
+    """A web3 provider over :class:`RpcClient`: every call a reader makes through ``w3`` (not only
+    its Multicall3 batches) gets the same retries. JSON-RPC errors (reverts) pass through as web3
+    expects them."""
+
+    def __init__(self, client: RpcClient):
+        super().__init__()
+        self.client = client
+
+    def make_request(self, method, params) -> dict:
+        payload = self.client.payload(method, params)
+        return {"jsonrpc": "2.0", "id": payload.get("id", 0), **{k: payload[k] for k in ("result", "error") if k in payload}}
+
+    def is_connected(self, show_traceback: bool = False) -> bool:
+        try:
+            self.client.chain_id()
+            return True
+        except ContagionError:
+            return False

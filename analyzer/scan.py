@@ -20,7 +20,7 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 from hexbytes import HexBytes
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 
 from analyzer import __version__
 from analyzer.atomic import atomic_write_text
@@ -28,7 +28,7 @@ from analyzer.chain import REPO_ROOT, redact_url
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot, to_table
 from analyzer.multicall import Call, CallResult, multicall
-from analyzer.rpc import RpcClient
+from analyzer.rpc import RetryingProvider, RpcClient
 from protocols.base import Plugin, ReadContext, Rows
 
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "scan"
@@ -152,7 +152,7 @@ def scan(
         names = ", ".join(p.name for p in plugins)
         raise ContagionError(f"none of the protocols ({names}) has an address book for chain {chain_id}; "
                              "pass the devnet's address book with --book")
-    w3 = Web3(HTTPProvider(url))
+    w3 = Web3(RetryingProvider(client))   # readers' direct calls get the scan's retries too
 
     def send(tx: dict, blk: int) -> bytes:
         return client.eth_call(tx, blk)
