@@ -22,7 +22,7 @@ from analyzer.scanning import load_book
 from tests.test_model import small_snapshot
 
 SCENARIO_TEXT = (SCENARIOS_DIR / "mainnet-like.toml").read_bytes()
-FUZZ = settings(max_examples=300, print_blob=False, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+FUZZ = settings(max_examples=500, print_blob=False, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                           HealthCheck.too_slow])
 
 
@@ -113,3 +113,69 @@ def test_address_books(tmp_path_factory, payload):
     path = tmp_path_factory.mktemp("fuzz") / "book.json"
     path.write_text(json.dumps(payload))
     accepts_or_refuses_cleanly(lambda: load_book(path))
+
+
+SHOCK_TEXT = b'''name = "weth-crash"
+max_rounds = 20
+tolerance = 1e-6
+oracle_lag = 0
+sell_through = 1.0
+keeper_gas_usd = 5.0
+[price]
+A1 = "-30%"
+[iv]
+A1 = 0.25
+[oracle]
+A2 = "exogenous"
+[[forced_sale]]
+account = "0x00000000000000000000000000000000000000aa"
+'''
+
+
+@FUZZ
+@given(data=mutated(SHOCK_TEXT))
+def test_mutated_shock_scenarios(tmp_path_factory, data):
+    from analyzer.scenarios import load_scenario
+
+    path = tmp_path_factory.mktemp("fuzz") / "shock.toml"
+    path.write_bytes(data)
+    accepts_or_refuses_cleanly(lambda: load_scenario(path))
+
+
+def test_the_cli_refuses_mutated_inputs_with_exit_2_and_writes_nothing(tmp_path):
+    """Through the real command: a mutated scenario or snapshot gives exit 2, one line, no output."""
+    import random
+    import subprocess
+    import sys
+
+    from analyzer.engine.synthetic import synthetic_snapshot
+
+    snapshot = synthetic_snapshot(300, n_markets=1, n_assets=4, seed=3).write(tmp_path / "snap")
+    rng = random.Random(11)
+    cases = []
+    for i in range(8):
+        bad = bytearray(SHOCK_TEXT)
+        for _ in range(3):
+            at = rng.randrange(len(bad))
+            bad[at] = rng.choice(b'"=[]#x\\x00-9')
+        (tmp_path / f"s{i}.toml").write_bytes(bytes(bad))
+        cases.append(["simulate", str(snapshot), "--scenario", str(tmp_path / f"s{i}.toml"), "--out", str(tmp_path / f"o{i}")])
+    broken = tmp_path / "broken"
+    shutil.copytree(snapshot, broken)
+    (broken / "positions.parquet").write_bytes((broken / "positions.parquet").read_bytes()[:200])
+    cases.append(["simulate", str(broken), "--shock", "A1=-30%", "--out", str(tmp_path / "o-broken")])
+    cases.append(["graph", str(broken), "--out", str(tmp_path / "o-graph")])
+    cases.append(["simulate", str(snapshot), "--shock", "NOPE=-30%", "--out", str(tmp_path / "o-nope")])
+    refused = 0
+    for args in cases:
+        proc = subprocess.run([sys.executable, "-m", "analyzer.cli", *args], capture_output=True, text=True, timeout=300)
+        out = Path(args[args.index("--out") + 1])
+        assert "Traceback" not in proc.stderr, proc.stderr
+        if proc.returncode != 0:
+            refused += 1
+            assert proc.returncode == 2
+            assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")
+            assert not out.exists(), f"{out} written although the input was refused"
+        else:
+            assert (out / "cascade.json").is_file()
+    assert refused >= 3
