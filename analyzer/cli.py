@@ -142,6 +142,30 @@ def simulate_command(
     typer.echo(str(path))
 
 
+@app.command("sweep")
+def sweep_command(
+    snapshot: Annotated[Path, typer.Argument(help="A snapshot folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder (results.parquet, distance.parquet, summary.json).")] = Path("graphs/sweep"),
+    spec: Annotated[Path | None, typer.Option(help="A sweep spec TOML (see analyzer/sweep/grid.py).")] = None,
+    assets: Annotated[str | None, typer.Option(help="Comma list of assets to shock one at a time.")] = None,
+    shocks: Annotated[str | None, typer.Option(help="START:STOP:STEP, e.g. --shocks=-10%:-50%:5%.")] = None,
+    paths: Annotated[int | None, typer.Option(help="Monte Carlo paths.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Monte Carlo seed.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Run on a local Dask cluster of N worker processes.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Run on an existing Dask scheduler (tcp://HOST:PORT).")] = None,
+) -> None:
+    """Stress surface: grids, joint moves, Monte Carlo, systemic importance, distance to cascade."""
+    from analyzer.sweep import sweep_to_dir
+    from analyzer.sweep.grid import spec_from_cli
+
+    if workers is not None and scheduler is not None:
+        raise ContagionError("give --workers N or --scheduler ADDRESS, not both")
+    if workers is not None and workers < 1:
+        raise ContagionError(f"--workers must be at least 1, got {workers}")
+    typer.echo(str(sweep_to_dir(snapshot, spec_from_cli(spec, assets, shocks, paths, seed), out,
+                                workers=workers, scheduler=scheduler)))
+
+
 @app.command("replay")
 def replay_command(
     scenario: Annotated[Path, typer.Option(help="The shock scenario TOML to execute.")],

@@ -100,11 +100,13 @@ def run_demo(out: str | Path = "graphs/demo", scenario: str = "mainnet-like", *,
         progress(f"scan: reading {', '.join(p.name for p in chosen)} at block {devnet.w3.eth.block_number}")
         snapshot = scan(devnet.url, chosen, book=devnet.book, cache_dir=None)
         snapshot.meta["devnet_scenario"] = spec.name
-        snapshot.meta["fallback_venue"] = FALLBACK_VENUE
+        # the devnet's pool-less assets (Lyra's synths) trade on declared square-root-law venues;
+        # recorded in the snapshot so that every later command (simulate, sweep) uses them too
+        snapshot.meta["venue_models"] = fallback_venue_models(snapshot)
         snapshot.write(out / "snapshot")
         progress(f"scan: {len(snapshot.positions)} positions, {len(snapshot.options)} options")
         graph_to_dir(out / "snapshot", out)
-        venue_models = fallback_venue_models(snapshot)
+        venue_models = snapshot.meta["venue_models"]
         names = []
         for shock in default_scenarios(snapshot):
             result = simulate(snapshot, shock, venue_models=venue_models)

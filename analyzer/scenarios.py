@@ -110,7 +110,7 @@ class ShockScenario:
         return out
 
 
-def _relative(value: Any, where: str) -> float:
+def parse_relative(value: Any, where: str) -> float:
     """``"-30%"`` or ``-0.3`` -> -0.3."""
     if isinstance(value, bool):
         raise ContagionError(f"{where}: expected a number or a percentage like \"-30%\", got {value!r}")
@@ -171,10 +171,10 @@ def scenario_from_dict(raw: dict[str, Any], where: str = "scenario") -> ShockSce
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise ContagionError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
             kwargs[key] = value
-    kwargs["price_shocks"] = {k: _relative(v, f"{where}: price.{k}") for k, v in _table(raw, "price", where).items()}
-    kwargs["venue_shocks"] = {k: _relative(v, f"{where}: venue_price.{k}")
+    kwargs["price_shocks"] = {k: parse_relative(v, f"{where}: price.{k}") for k, v in _table(raw, "price", where).items()}
+    kwargs["venue_shocks"] = {k: parse_relative(v, f"{where}: venue_price.{k}")
                               for k, v in _table(raw, "venue_price", where).items()}
-    kwargs["iv_shocks"] = {k: _relative(v, f"{where}: iv.{k}") for k, v in _table(raw, "iv", where).items()}
+    kwargs["iv_shocks"] = {k: parse_relative(v, f"{where}: iv.{k}") for k, v in _table(raw, "iv", where).items()}
     kwargs["oracle_sources"] = {k: str(v) for k, v in _table(raw, "oracle", where).items()}
     models = _table(raw, "venues", where)
     if not all(isinstance(m, dict) and "model" in m for m in models.values()):

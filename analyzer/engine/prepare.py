@@ -151,7 +151,11 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
     if venues is None:
         from analyzer.engine.impact import build_venues
 
-        venues = build_venues(_VenueView(snapshot, set(assets[is_receipt])), venue_models)
+        # models the snapshot declares for its assets without an on-chain venue (a devnet's
+        # synthetic assets), overridden by the caller's (a scenario's [venue_model] tables)
+        declared = snapshot.meta.get("venue_models") or {}
+        models = {**declared, **(venue_models or {})} or None
+        venues = build_venues(_VenueView(snapshot, set(assets[is_receipt])), models)
     sources = attr.source_names(lending, option_protocols)
     options = OptionBook.from_snapshot(snapshot, index)
     return Prepared(snapshot, assets, assets_t["symbol"].to_numpy(object), price_pre,
