@@ -38,12 +38,12 @@ the scenario field in its error when one is unknown.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from analyzer.errors import ContagionError
+from analyzer.inputs import read_toml
 
 ORACLE_SOURCES = ("venue", "exogenous")
 _SHOCK = re.compile(r"^\s*([^=\s]+)\s*=\s*([+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*(%?)\s*$")
@@ -194,12 +194,7 @@ def scenario_from_dict(raw: dict[str, Any], where: str = "scenario") -> ShockSce
 def load_scenario(path: str | Path) -> ShockScenario:
     """Read a shock scenario TOML file (see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise ContagionError(f"{path}: scenario file not found")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ContagionError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, "scenario file")
     raw.setdefault("name", path.stem)
     return scenario_from_dict(raw, where=path.name)
 

@@ -43,7 +43,6 @@ the order in which workers finish.
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from analyzer.errors import ContagionError
+from analyzer.inputs import read_toml
 from analyzer.scenarios import parse_relative, scenario_from_dict
 
 KINDS = ("baseline", "grid", "static", "joint", "montecarlo", "systemic_asset", "systemic_protocol",
@@ -151,12 +151,7 @@ def spec_from_dict(raw: dict[str, Any], where: str = "sweep spec") -> SweepSpec:
 
 def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
-    if not path.is_file():
-        raise ContagionError(f"{path}: sweep spec not found")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ContagionError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, "sweep spec")
     raw.setdefault("name", path.stem)
     spec = spec_from_dict(raw, where=path.name)
     # a relative history file is relative to the spec
