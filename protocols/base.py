@@ -121,6 +121,15 @@ class Rules(ABC):
 
     Each method documents the contract function whose math it mirrors. Prices are the protocol
     oracle's USD prices, one per asset column (``(m,)`` float64).
+
+    Optional hooks the engine looks for (``getattr(rules, name, None)``), defined only by protocols
+    that have the mechanism:
+
+    - ``store_front_price(book, prices) -> (m,)``: the discounted price at which the protocol sells
+      collateral it absorbed (Comet's ``quoteCollateral``);
+    - ``option_liquidations(options, spot_usd, iv, now)``: which short options the protocol's
+      margin rule liquidates and at what buy-back cost (Lyra's ``getMinCollateral`` and
+      ``liquidatePosition``), for option protocols, whose ``books`` are empty.
     """
 
     protocol: ClassVar[str]
