@@ -184,13 +184,17 @@ def replay_command(
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (cascade.json, snapshot/, graph.json, ...).")],
     snapshot: Annotated[Path | None, typer.Option(help="Snapshot folder, when not run_dir/snapshot.")] = None,
+    sweep: Annotated[Path | None, typer.Option(help="A `contagion sweep` output folder to include "
+                                                    "(default: run_dir/sweep when it has a summary.json).")] = None,
 ) -> None:
     """Write report.html, figures/*.png and summary.md for a run folder."""
     from analyzer.report import write_report
 
     if not Path(run_dir).is_dir():
         raise ContagionError(f"{run_dir} is not a folder")
-    typer.echo(str(write_report(run_dir, snapshot_dir=snapshot)))
+    if sweep is not None and not sweep.is_dir():
+        raise ContagionError(f"--sweep {sweep}: not a folder (give the --out folder of contagion sweep)")
+    typer.echo(str(write_report(run_dir, snapshot_dir=snapshot, sweep_dir=sweep)))
 
 
 @app.command("demo")

@@ -11,6 +11,7 @@ replayed on an anvil fork for fidelity -> the report. Layout of the run folder (
     <out>/scenarios/<name>/         one cascade per shock (cascade.json + Parquet)
     <out>/cascade.json (+ Parquet)  the headline shock's cascade, copied up
     <out>/fidelity.json             engine vs replay for the replayed shock
+    <out>/sweep/                    a small stress sweep (results.parquet, distance.parquet, summary.json)
     <out>/report.html, figures/, summary.md, run.json
 """
 
@@ -29,6 +30,10 @@ from analyzer.model import Snapshot
 from analyzer.scenarios import ForcedSale, ShockScenario
 
 HEADLINE = "weth-30"
+# the demo's stress sweep: about 7 s on the devnet (grid, static grid, systemic, distance to cascade)
+SWEEP_ASSETS = ("WETH", "WBTC", "wstETH")
+SWEEP_SPEC = {"name": "demo", "shocks": "-10%:-40%:10%", "systemic": {"shock": "-30%", "accounts": 3},
+              "distance": {"tolerance": 0.01}}
 REPLAYED = "weth-20"
 # An asset that a cascade may sell but that has no pool on the devnet (Lyra's synths) trades on a
 # square-root-law venue: 4% daily volatility, $50M daily volume (Tóth et al. 2011; see
@@ -120,9 +125,30 @@ def run_demo(out: str | Path = "graphs/demo", scenario: str = "mainnet-like", *,
         write_run_index(out, headline=headline, scenarios=names)
         if replay_shock and REPLAYED in names:
             _replay_into(out, devnet, snapshot, REPLAYED, chosen, venue_models, progress)
+    _sweep_into(out, progress)  # offline, on the written snapshot: the devnet is already stopped
     report = write_report(out)
     progress(f"demo finished in {time.monotonic() - started:.0f}s")
     return report
+
+
+def _sweep_into(out: Path, progress: Callable[[str], None]) -> None:
+    """The demo's sweep on the written snapshot (what `contagion sweep` would read) into ``out/sweep``;
+    its batch cache is temporary, so a rerun never shows results of an older engine."""
+    import tempfile
+
+    from analyzer.sweep import spec_from_dict, sweep
+
+    snapshot = Snapshot.read(out / "snapshot")
+    assets = [a for a in SWEEP_ASSETS if a in set(snapshot.assets["symbol"])]
+    if not assets:
+        shutil.rmtree(out / "sweep", ignore_errors=True)  # the report must not show an older run's sweep
+        return
+    spec = spec_from_dict({**SWEEP_SPEC, "assets": assets})
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="contagion-demo-sweep-") as cache:
+        sweep(snapshot, spec, out / "sweep", cache_dir=cache, progress=False)
+    progress(f"sweep: {', '.join(assets)} × {len(spec.shocks)} shocks, systemic and distance to cascade "
+             f"in {time.monotonic() - started:.1f}s (sweep/summary.json)")
 
 
 def _replay_into(out: Path, devnet, snapshot: Snapshot, name: str, chosen, venue_models, progress) -> None:

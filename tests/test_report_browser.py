@@ -7,6 +7,7 @@ Outside CI (``CI`` unset) the test skips when /usr/bin/chromium is absent; in CI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -37,15 +38,17 @@ def report(tmp_path_factory) -> Path:
     return write_report(run_dir)
 
 
-@pytest.fixture
-def page(report, tmp_path):
+@contextlib.contextmanager
+def open_in_chromium(path: Path, profile: Path):
+    """``(tab, problems)``: ``path`` loaded in headless Chromium, offline; ``problems`` collects
+    console errors, page errors, failed requests and any request that is not file: or data:."""
     chromium = chromium_or_skip()
     from playwright import sync_api  # a dev dependency (pyproject [dev]); never downloads a browser
 
     problems: list[str] = []
     with sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS,
+            str(profile), executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS,
             viewport={"width": 1400, "height": 1000}, offline=True)
         try:
             tab = context.new_page()
@@ -55,11 +58,17 @@ def page(report, tmp_path):
             tab.on("requestfailed", lambda req: problems.append(f"request failed: {req.url} {req.failure}"))
             tab.on("request", lambda req: None if req.url.startswith(("file:", "data:"))
                    else problems.append(f"network request: {req.url}"))
-            tab.goto(report.as_uri(), wait_until="load")
-            tab.wait_for_selector("body[data-graph-ready]", timeout=30_000)
+            tab.goto(path.as_uri(), wait_until="load")
             yield tab, problems
         finally:
             context.close()
+
+
+@pytest.fixture
+def page(report, tmp_path):
+    with open_in_chromium(report, tmp_path / "profile") as (tab, problems):
+        tab.wait_for_selector("body[data-graph-ready]", timeout=30_000)
+        yield tab, problems
 
 
 def node_on_screen(tab, node_id: str) -> tuple[float, float]:

@@ -29,11 +29,15 @@ def write_run_index(run_dir: str | Path, *, headline: str, scenarios: list[str],
     return atomic_write_text(Path(run_dir) / "run.json", json.dumps(index, indent=2) + "\n")
 
 
-def write_report(run_dir: str | Path, *, snapshot_dir: str | Path | None = None, title: str | None = None) -> Path:
+def write_report(run_dir: str | Path, *, snapshot_dir: str | Path | None = None, sweep_dir: str | Path | None = None,
+                 title: str | None = None) -> Path:
     """Write ``report.html``, ``figures/*.png`` and ``summary.md`` into ``run_dir``; return the
-    path of ``report.html``. Raises ContagionError naming the file and field of a malformed input."""
+    path of ``report.html``. ``sweep_dir``: a ``contagion sweep`` output folder to show (default:
+    ``run_dir/sweep`` when it holds a summary.json). Raises ContagionError naming the file and
+    field of a malformed input."""
     run_dir = Path(run_dir)
-    inputs = read_run(run_dir, snapshot_dir=Path(snapshot_dir) if snapshot_dir is not None else None, title=title)
+    inputs = read_run(run_dir, snapshot_dir=Path(snapshot_dir) if snapshot_dir is not None else None,
+                      sweep_dir=Path(sweep_dir) if sweep_dir is not None else None, title=title)
     data = report_data(inputs)
     graph = cytoscape_elements(inputs)
     figures = all_figures(data, graph)

@@ -261,6 +261,41 @@ def fidelity_rows(fidelity: dict[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
+def _top(matrix: list[list[float]]) -> float:
+    return max((v for line in matrix for v in line if v == v), default=0.0)
+
+
+def sweep_view(inputs: RunInputs) -> dict[str, Any] | None:
+    """The stress sweep (a sweep's summary.json, analyzer.sweep.results) as report rows: the heat
+    maps of cascaded liquidated USD and bad debt USD by asset × shock (``top_*``: their largest
+    cell, the colour scale), the systemic-importance ranking (largest losses caused first), the
+    distance to cascade (nearest first; not found last), the Monte Carlo quantiles, and per asset
+    the static (no price impact) against the cascaded liquidation curve. ``same_snapshot``: whether
+    the sweep ran on this run's snapshot (None without a snapshot to compare)."""
+    sweep = inputs.sweep
+    if sweep is None:
+        return None
+    heat = sweep["heatmap"]
+    distance = sorted(sweep["distance"], key=lambda d: (not d["found"], -(d["shock"] or 0.0), d["asset"]))
+    same = None
+    if inputs.snapshot is not None and sweep["snapshot_key"]:
+        from analyzer.sweep.run import snapshot_key
+
+        same = snapshot_key(inputs.snapshot) == sweep["snapshot_key"]
+    montecarlo = sweep["montecarlo"]
+    return {"name": sweep["name"], "file": sweep["file"], "scenarios": sweep["scenarios"],
+            "protocols": sweep["protocols"], "snapshot_key": sweep["snapshot_key"], "same_snapshot": same,
+            "heatmap": {**heat, "top_liquidated_usd": _top(heat["liquidated_usd"]),
+                        "top_bad_debt_usd": _top(heat["bad_debt_usd"])},
+            "ranking": sorted(sweep["systemic"], key=lambda r: r["rank"]),
+            "distance": [{**d, "safe": d["bracket"][0], "failing": d["bracket"][1]} for d in distance],
+            "montecarlo": None if montecarlo is None else
+            {"paths": montecarlo["paths"],
+             "rows": [{"metric": label, "key": key, **montecarlo[key]}
+                      for key, label in (("liquidated_usd", "liquidated"), ("bad_debt_usd", "bad debt"))]},
+            "curves": [c for c in sweep["curves"] if c["shocks"]]}
+
+
 def provenance(inputs: RunInputs) -> dict[str, Any]:
     meta = inputs.snapshot.meta if inputs.snapshot is not None else inputs.cascade["snapshot"]
     return {"chain_id": meta.get("chain_id"), "block_number": meta.get("block_number"),
@@ -283,4 +318,5 @@ def report_data(inputs: RunInputs) -> dict[str, Any]:
             "matrix": cascade["matrix"], "matrix_view": contagion_view(cascade["matrix"]),
             "curves": liquidation_curves(inputs), "gamma": gamma_by_strike(inputs),
             "accounts": top_accounts(inputs), "fidelity": inputs.fidelity,
-            "fidelity_rows": fidelity_rows(inputs.fidelity), "provenance": provenance(inputs)}
+            "fidelity_rows": fidelity_rows(inputs.fidelity), "sweep": sweep_view(inputs),
+            "provenance": provenance(inputs)}

@@ -203,6 +203,32 @@ def fidelity_figure(rows: list[dict[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
+def sweep_curves_figure(sweep: dict[str, Any] | None) -> bytes | None:
+    """Per swept asset: liquidated USD against its fall, static (no price impact) and cascaded."""
+    curves = (sweep or {}).get("curves") or []
+    if not curves:
+        return None
+    ncols = min(3, len(curves))
+    nrows = -(-len(curves) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, layout="constrained", figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(curves):]:
+        ax.axis("off")
+    for ax, curve in zip(axes.flat, curves, strict=False):
+        drops = -100 * np.asarray(curve["shocks"], dtype=float)
+        order = np.argsort(drops, kind="stable")
+        cascaded = np.asarray(curve["cascaded_liquidated_usd"], dtype=float)
+        ax.plot(drops[order], cascaded[order], "o-", color="#d95f02", label="cascaded")
+        if curve["static_liquidated_usd"] is not None:
+            static = np.asarray(curve["static_liquidated_usd"], dtype=float)
+            ax.plot(drops[order], static[order], "s--", color="#7570b3", label="static (no price impact)")
+        ax.set_title(f"Sweep: liquidated USD vs {curve['asset']} drop")
+        ax.set_xlabel(f"{curve['asset']} price drop (%)")
+        ax.yaxis.set_major_formatter(usd_axis)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def all_figures(data: dict[str, Any], elements: dict[str, Any]) -> dict[str, bytes]:
     """``{file name: PNG bytes}`` for every figure that has something to show."""
     figures = {"contagion_graph.png": graph_figure(elements["protocol"]),
@@ -212,5 +238,6 @@ def all_figures(data: dict[str, Any], elements: dict[str, Any]) -> dict[str, byt
                "gamma_by_strike.png": gamma_figure(data["gamma"]),
                "top_accounts.png": accounts_figure(data["accounts"]),
                "bad_debt.png": bad_debt_figure(data["protocols"]),
-               "fidelity.png": fidelity_figure(data["fidelity_rows"])}
+               "fidelity.png": fidelity_figure(data["fidelity_rows"]),
+               "sweep_curves.png": sweep_curves_figure(data["sweep"])}
     return {name: png for name, png in figures.items() if png is not None}

@@ -16,7 +16,7 @@ from analyzer.errors import ContagionError
 TEMPLATES = Path(__file__).with_name("templates")
 CYTOSCAPE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "cytoscape" / "dist" / "cytoscape.min.js"
 SECTIONS = (("graph", "Graph"), ("scenarios", "Scenarios"), ("curves", "Liquidation curves"),
-            ("timeline", "Timeline"), ("matrix", "Contagion matrix"), ("gamma", "Gamma by strike"),
+            ("sweep", "Stress sweep"), ("timeline", "Timeline"), ("matrix", "Contagion matrix"), ("gamma", "Gamma by strike"),
             ("accounts", "Accounts at risk"), ("bad-debt", "Bad debt"), ("fidelity", "Fidelity"),
             ("provenance", "Provenance"))
 
@@ -31,6 +31,11 @@ def usd(value: Any) -> str:
 
 def pct(value: Any) -> str:
     return "–" if value is None else f"{100 * float(value):.1f}%"
+
+
+def pct_fine(value: Any) -> str:
+    """A relative move to a hundredth of a percent (a distance-to-cascade bracket is narrower than 0.1%)."""
+    return "–" if value is None or not math.isfinite(float(value)) else f"{100 * float(value):.2f}%"
 
 
 def price(value: Any) -> str:
@@ -54,9 +59,12 @@ def embed_json(value: Any) -> Markup:
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
-def heat(value: float, top: float) -> str:
+def heat(value: float, top: float, rgb: str = "220, 38, 38") -> str:
+    """A cell's background: transparent at zero (or unknown), deeper with ``value / top``."""
+    if not value > 0:  # also NaN
+        return "transparent"
     alpha = 0.0 if top <= 0 else min(1.0, max(0.0, value / top))
-    return f"rgba(220, 38, 38, {0.08 + 0.7 * alpha:.3f})" if value > 0 else "transparent"
+    return f"rgba({rgb}, {0.08 + 0.7 * alpha:.3f})"
 
 
 def shock_text(scenario: dict[str, Any] | None) -> str:
@@ -91,7 +99,7 @@ def _clean(value: Any) -> Any:
 def render_html(data: dict[str, Any], graph: dict[str, Any], figures: dict[str, bytes]) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(usd=usd, pct=pct, price=price, hf=health_factor, jsonnum=jsonnum,
+    env.filters.update(usd=usd, pct=pct, pct_fine=pct_fine, price=price, hf=health_factor, jsonnum=jsonnum,
                        embedjson=lambda v: embed_json(_clean(v)))
     matrix = data.get("matrix_view") or {}
     top = max((v for row in matrix.get("usd", []) for v in row), default=0.0)
@@ -109,5 +117,5 @@ def render_html(data: dict[str, Any], graph: dict[str, Any], figures: dict[str, 
 
     template = env.get_template("report.html.j2")
     return template.render(data=data, graph=graph, sections=SECTIONS, figure=figure, shock_text=shock_text,
-                           heat=lambda v: heat(v, top), css=source("report.css.j2"), app_js=source("report.js.j2"),
+                           heat=lambda v: heat(v, top), heat_scaled=heat, css=source("report.css.j2"), app_js=source("report.js.j2"),
                            cytoscape_js=cytoscape_source())

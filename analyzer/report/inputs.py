@@ -10,6 +10,9 @@ Run directory layout (every part but one cascade is optional)::
     exposure.json             exposure metrics of analyzer.graph (static liquidation curves); metrics.json
                               is read under the same schema when exposure.json is absent
     fidelity.json             replay against engine (analyzer.replay)
+    sweep/summary.json        a stress sweep (``contagion sweep SNAPSHOT --out <run>/sweep``), or the
+                              ``summary.json`` of any sweep output folder given as ``sweep_dir=``
+                              (``contagion report RUN --sweep DIR``); results.parquet beside it is not read
 
 The headline is the top-level ``cascade.json`` when present, else ``run.json``'s ``headline``,
 else the first scenario by name. Missing optional parts are reported as absent; a part that is
@@ -23,6 +26,13 @@ iv{symbol}), ``assets[]`` (symbol, amplification), ``contagion`` (sources, proto
 usd[source][protocol]), ``divergence``, ``snapshot`` (chain_id, block_number), and, beside it,
 ``accounts.parquet`` (protocol, account, liquidated_usd, bad_debt_usd, first_round, cause:<source>
 shares) when present. ``null`` (a non-finite number) reads as NaN and shows as "–".
+
+sweep summary.json is analyzer.sweep.results' (schema ``defi-contagion/sweep-summary`` version 1);
+read: ``name``, ``scenarios``, ``protocols``, ``snapshot_key``, ``heatmap`` (assets, shocks,
+liquidated_usd / bad_debt_usd / static_liquidated_usd as asset × shock lists), ``curves[]``,
+``systemic[]`` (rank, kind, name, losses_usd, liquidated_usd, bad_debt_usd, scenario_id),
+``distance[]`` (asset, shock or null, bracket [safe, failing], bad_debt_usd, evaluations, found) and
+``montecarlo`` (paths; mean, p50, p95, p99 of liquidated_usd and bad_debt_usd; or null).
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ import pyarrow.parquet as pq
 from analyzer.engine.result import SCHEMA, SCHEMA_VERSION
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
+from analyzer.sweep.results import RESULTS_VERSION as SWEEP_VERSION
+from analyzer.sweep.results import SUMMARY_SCHEMA as SWEEP_SCHEMA
 
 
 @dataclass
@@ -52,6 +64,7 @@ class RunInputs:
     graph: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     fidelity: dict[str, Any] | None = None
+    sweep: dict[str, Any] | None = None
     present: dict[str, bool] = field(default_factory=dict)
 
     @property
@@ -170,11 +183,128 @@ def read_cascade(path: Path, names: dict[str, str], default_name: str) -> dict[s
             "rounds_run": raw.get("rounds_run", len(rounds)), "file": str(path)}
 
 
-def read_run(run_dir: Path, *, snapshot_dir: Path | None = None, title: str | None = None) -> RunInputs:
+def _field(raw: dict, key: str, path: Path, where: str) -> Any:
+    if key not in raw:
+        raise ContagionError(f"{path}: missing field {where}{key}")
+    return raw[key]
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], path: Path, where: str, what: str) -> Any:
+    if isinstance(value, bool) and kind is not bool:
+        raise ContagionError(f"{path}: {where} must be {what}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ContagionError(f"{path}: {where} must be {what}, got {value!r}"[:300])
+    return value
+
+
+def _nums(value: Any, path: Path, where: str, length: int | None = None) -> list[float]:
+    """A list of numbers (null reads as NaN), of ``length`` when given."""
+    values = _typed(value, list, path, where, "a list of numbers")
+    if length is not None and len(values) != length:
+        raise ContagionError(f"{path}: {where} must have {length} entries, got {len(values)}")
+    return [_num(v, path, f"{where}[{i}]") for i, v in enumerate(values)]
+
+
+def _matrix(value: Any, path: Path, where: str, rows: int, cols: int) -> list[list[float]]:
+    lines = _typed(value, list, path, where, f"a list of {rows} rows")
+    if len(lines) != rows:
+        raise ContagionError(f"{path}: {where} must have {rows} rows (one per asset), got {len(lines)}")
+    return [_nums(line, path, f"{where}[{i}]", cols) for i, line in enumerate(lines)]
+
+
+def _sweep_entry(raw: Any, path: Path, where: str, fields: dict[str, str]) -> dict[str, Any]:
+    """One object of a summary.json list; ``fields``: name -> str | int | num | num? | bool | bracket."""
+    raw = _obj(raw, path, where)
+    out: dict[str, Any] = {}
+    for key, kind in fields.items():
+        value, at = _field(raw, key, path, f"{where}."), f"{where}.{key}"
+        if kind == "str":
+            out[key] = _typed(value, str, path, at, "a string")
+        elif kind == "int":
+            out[key] = _typed(value, int, path, at, "an integer")
+        elif kind == "bool":
+            out[key] = _typed(value, bool, path, at, "true or false")
+        elif kind == "num?":
+            out[key] = None if value is None else _num(value, path, at)
+        elif kind == "bracket":
+            out[key] = _nums(value, path, at, 2)
+        else:
+            out[key] = _num(value, path, at)
+    return out
+
+
+def read_sweep(path: Path) -> dict[str, Any]:
+    """A sweep's ``summary.json`` (schema in the module docstring), checked field by field."""
+    raw = _obj(read_json(path), path, "the top level")
+    if raw.get("schema") != SWEEP_SCHEMA or raw.get("schema_version") != SWEEP_VERSION:
+        raise ContagionError(f"{path}: schema {raw.get('schema')!r} version {raw.get('schema_version')!r} "
+                             f"(this report reads {SWEEP_SCHEMA} version {SWEEP_VERSION})")
+    heat = _obj(_field(raw, "heatmap", path, ""), path, "heatmap")
+    assets = _typed(_field(heat, "assets", path, "heatmap."), list, path, "heatmap.assets", "a list of symbols")
+    for i, asset in enumerate(assets):
+        _typed(asset, str, path, f"heatmap.assets[{i}]", "a string")
+    shocks = _nums(_field(heat, "shocks", path, "heatmap."), path, "heatmap.shocks")
+    shape = (len(assets), len(shocks)) if assets else (0, 0)  # no grid: the sweep writes [] for each matrix
+    static = heat.get("static_liquidated_usd")
+    heatmap = {"assets": assets, "shocks": shocks,
+               **{key: _matrix(_field(heat, key, path, "heatmap."), path, f"heatmap.{key}", *shape)
+                  for key in ("liquidated_usd", "bad_debt_usd")},
+               "static_liquidated_usd": None if static is None else
+               _matrix(static, path, "heatmap.static_liquidated_usd", *shape)}
+    curves = []
+    for i, curve in enumerate(_typed(_field(raw, "curves", path, ""), list, path, "curves", "a list")):
+        curve, where = _obj(curve, path, f"curves[{i}]"), f"curves[{i}]"
+        drops = _nums(_field(curve, "shocks", path, f"{where}."), path, f"{where}.shocks")
+        static_curve = _field(curve, "static_liquidated_usd", path, f"{where}.")
+        curves.append({"asset": _typed(_field(curve, "asset", path, f"{where}."), str, path, f"{where}.asset",
+                                       "a string"), "shocks": drops,
+                       "cascaded_liquidated_usd": _nums(_field(curve, "cascaded_liquidated_usd", path, f"{where}."),
+                                                        path, f"{where}.cascaded_liquidated_usd", len(drops)),
+                       "static_liquidated_usd": None if static_curve is None else
+                       _nums(static_curve, path, f"{where}.static_liquidated_usd", len(drops))})
+    systemic = [_sweep_entry(r, path, f"systemic[{i}]", {
+        "rank": "int", "kind": "str", "name": "str", "losses_usd": "num", "liquidated_usd": "num",
+        "bad_debt_usd": "num", "scenario_id": "int"})
+        for i, r in enumerate(_typed(_field(raw, "systemic", path, ""), list, path, "systemic", "a list"))]
+    distance = [_sweep_entry(r, path, f"distance[{i}]", {
+        "asset": "str", "shock": "num?", "bracket": "bracket", "bad_debt_usd": "num", "evaluations": "int",
+        "found": "bool"})
+        for i, r in enumerate(_typed(_field(raw, "distance", path, ""), list, path, "distance", "a list"))]
+    montecarlo = raw.get("montecarlo")
+    if montecarlo is not None:
+        montecarlo = _obj(montecarlo, path, "montecarlo")
+        montecarlo = {"paths": _typed(_field(montecarlo, "paths", path, "montecarlo."), int, path,
+                                      "montecarlo.paths", "an integer"),
+                      **{key: _sweep_entry(_field(montecarlo, key, path, "montecarlo."), path, f"montecarlo.{key}",
+                                           dict.fromkeys(("mean", "p50", "p95", "p99"), "num"))
+                         for key in ("liquidated_usd", "bad_debt_usd")}}
+    protocols = _typed(raw.get("protocols", []), list, path, "protocols", "a list of names")
+    return {"file": str(path), "name": str(raw.get("name") or path.parent.name),
+            "scenarios": _typed(raw.get("scenarios", 0), int, path, "scenarios", "an integer"),
+            "protocols": [str(p) for p in protocols], "snapshot_key": str(raw.get("snapshot_key") or ""),
+            "heatmap": heatmap, "curves": curves, "systemic": systemic, "distance": distance,
+            "montecarlo": montecarlo}
+
+
+def _sweep_file(run_dir: Path, sweep_dir: Path | None) -> Path | None:
+    """``sweep_dir``/summary.json (which must exist), else ``run_dir``/sweep/summary.json if present."""
+    if sweep_dir is None:
+        path = run_dir / "sweep" / "summary.json"
+        return path if path.is_file() else None
+    if not sweep_dir.is_dir():
+        raise ContagionError(f"{sweep_dir}: not a folder (the --out folder of contagion sweep)")
+    if not (sweep_dir / "summary.json").is_file():
+        raise ContagionError(f"{sweep_dir}: no summary.json (the --out folder of contagion sweep holds one)")
+    return sweep_dir / "summary.json"
+
+
+def read_run(run_dir: Path, *, snapshot_dir: Path | None = None, sweep_dir: Path | None = None,
+             title: str | None = None) -> RunInputs:
     """Everything the report needs from ``run_dir`` (see the module docstring for the layout)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ContagionError(f"{run_dir}: not a directory")
+    sweep_file = _sweep_file(run_dir, Path(sweep_dir) if sweep_dir is not None else None)
     run_meta = _obj(read_json(run_dir / "run.json"), run_dir / "run.json", "the top level") \
         if (run_dir / "run.json").is_file() else {}
     snap_path = Path(snapshot_dir) if snapshot_dir is not None else run_dir / "snapshot"
@@ -219,4 +349,6 @@ def read_run(run_dir: Path, *, snapshot_dir: Path | None = None, title: str | No
     return RunInputs(run_dir=run_dir, title=title or str(run_meta.get("title") or f"Contagion report: {headline}"),
                      headline=headline, scenarios=scenarios, snapshot=snapshot, graph=graph,
                      metrics=optional("exposure.json") or optional("metrics.json"), fidelity=optional("fidelity.json"),
-                     present={"snapshot": snapshot is not None, "graph": graph is not None})
+                     sweep=read_sweep(sweep_file) if sweep_file is not None else None,
+                     present={"snapshot": snapshot is not None, "graph": graph is not None,
+                              "sweep": sweep_file is not None})

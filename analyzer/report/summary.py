@@ -4,7 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from analyzer.report.html import health_factor, pct, shock_text, usd
+from analyzer.report.html import health_factor, pct, pct_fine, shock_text, usd
+
+TOP_SYSTEMIC = 5
+
+
+def sweep_lines(sweep: dict[str, Any] | None) -> list[str]:
+    """The sweep's top systemic ranking and its distance-to-cascade table (nothing without a sweep)."""
+    if not sweep:
+        return []
+    lines = ["", f"## Stress sweep ({sweep['name']}, {sweep['scenarios']} scenarios)"]
+    if sweep["same_snapshot"] is False:
+        lines += ["", "**Warning: this sweep ran on another snapshot than this run's.**"]
+    if sweep["ranking"]:
+        lines += ["", f"Systemic importance, top {min(TOP_SYSTEMIC, len(sweep['ranking']))} "
+                  "(losses caused above the unshocked baseline):", "",
+                  "| rank | kind | name | losses caused | liquidated | bad debt |", "|---:|---|---|---:|---:|---:|"]
+        lines += [f"| {r['rank']} | {r['kind']} | {r['name']} | {usd(r['losses_usd'])} | {usd(r['liquidated_usd'])} | "
+                  f"{usd(r['bad_debt_usd'])} |" for r in sweep["ranking"][:TOP_SYSTEMIC]]
+    if sweep["distance"]:
+        lines += ["", "Distance to cascade (smallest fall of each asset alone that leaves bad debt):", "",
+                  "| asset | smallest shock | bracket | evaluations |", "|---|---:|---|---:|"]
+        lines += [f"| {d['asset']} | {pct_fine(d['shock']) if d['found'] else 'none within bracket'} | "
+                  f"{pct_fine(d['safe'])} to {pct_fine(d['failing'])} | {d['evaluations']} |" for d in sweep["distance"]]
+    if sweep["montecarlo"]:
+        mc = sweep["montecarlo"]
+        lines += ["", f"Monte Carlo ({mc['paths']} paths): " + "; ".join(
+            f"{r['metric']} mean {usd(r['mean'])}, p95 {usd(r['p95'])}, p99 {usd(r['p99'])}" for r in mc["rows"]) + "."]
+    return lines
 
 
 def render_summary(data: dict[str, Any], figure_names: list[str]) -> str:
@@ -43,5 +70,6 @@ def render_summary(data: dict[str, Any], figure_names: list[str]) -> str:
                   "|---|---:|---:|---:|"]
         lines += [f"| {r['metric']} | {r['engine']:,.6g} | {r['replay']:,.6g} | "
                   f"{pct(r['relative_gap']) if r['relative_gap'] is not None else '–'} |" for r in data["fidelity_rows"]]
+    lines += sweep_lines(data["sweep"])
     lines += ["", "Figures: " + ", ".join(f"`figures/{n}`" for n in figure_names) + "; full report: `report.html`.", ""]
     return "\n".join(lines)
