@@ -27,11 +27,13 @@ import numpy as np
 
 from analyzer.chain import Anvil, redact_url, require_anvil
 from analyzer.cheats import mine, state_root
+from analyzer.engine.keeper import keeper_take
+from analyzer.engine.market import SlippageCurve
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
 from analyzer.scan import scan
 from analyzer.scenarios import ShockScenario
-from protocols.base import Plugin
+from protocols.base import Liquidation, Plugin
 
 
 @dataclass
@@ -173,24 +175,34 @@ def replay(
                 pools = plugin.venue_executor(w3, deployment, decimals, symbols)
                 venue_plugins.append(plugin)
 
-        def market() -> tuple[dict, dict[str, float]]:
-            return market_view(read(None, venue_plugins), stable_usd)
         # the numeraire: quote tokens that are not themselves traded on a venue (USDC), at their
         # snapshot price; every other asset is priced from its venues, as in the engine
         venue_assets, venue_quotes = set(before.venues["asset"]), set(before.venues["quote_asset"])
-        stable_usd = {a: p for a, p in before.price_of().items() if a in venue_quotes - venue_assets}
+        market_before = before.price_of()
+        stable_usd = {a: p for a, p in market_before.items() if a in venue_quotes - venue_assets}
+        mid_pre = market_view(read(None, venue_plugins), stable_usd)[1] if pools is not None else {}
+
+        def market() -> tuple[dict, dict[str, float]]:
+            """The fork's venues, and USD prices as the engine moves them: the snapshot's price times
+            the venues' mid over their mid before the shock."""
+            venues, mids = market_view(read(None, venue_plugins), stable_usd)
+            return venues, {a: market_before[a] * mid / mid_pre[a] if mid_pre.get(a, 0) > 0 else mid
+                            for a, mid in mids.items()}
 
         # the shock: pools first (arbitrage), then the oracles. A CEX (price) shock moves every
-        # oracle; a DEX-only (venue) shock moves only the oracles that follow the venue.
-        market_before = before.price_of()
+        # oracle; a DEX-only (venue) shock moves only the oracles that follow the venue. As in the
+        # engine, an oracle that follows the venue reads the market after the move: assets quoted
+        # in a shocked asset (wstETH in WETH) move with it.
+        def follows_venue(asset: str) -> bool:
+            return scenario.oracle_sources.get(symbols.get(asset, ""), scenario.oracle_sources.get(asset, "venue")) \
+                == "venue"
+
         targets, oracle_targets = {}, {}
         for shocks, exogenous in ((scenario.price_shocks, True), (scenario.venue_shocks, False)):
             for name, move in shocks.items():
                 asset = before.address_of(name)
                 targets[asset] = market_before[asset] * (1.0 + move)
-                follows_venue = scenario.oracle_sources.get(name, scenario.oracle_sources.get(
-                    symbols.get(asset, ""), "venue")) == "venue"
-                if exogenous or follows_venue:
+                if exogenous or follows_venue(asset):
                     oracle_targets[asset] = targets[asset]
         if pools is not None:
             usd_after = {**market_before, **targets}
@@ -199,22 +211,37 @@ def replay(
                 # left to arbitrage, as in the engine
                 if entry["asset"] in targets:
                     pools.move_to(entry, usd_after[entry["asset"]] / usd_after[entry["quote"]], trader)
+            oracle_targets |= {a: p for a, p in market()[1].items()
+                               if follows_venue(a) and a not in stable_usd}
         _set_oracles(lenders, oracle_targets)
         receipt_underlying = {a: o.split(":", 1)[1] for a, o in zip(before.assets["address"], before.assets["receipt_of"],
                                                                     strict=True) if o and o.split(":", 1)[1] in market_before}
-        exogenous_oracles = {before.address_of(name) for name, source in scenario.oracle_sources.items()
-                             if source == "exogenous"}
+        exogenous_oracles = {a for a in market_before if not follows_venue(a)}
         mine(w3)
 
         rounds: list[ReplayRound] = []
         liquidated = dict.fromkeys((lender.plugin.name for lender in lenders), 0.0)
         liquidated_accounts: dict[str, set[str]] = {lender.plugin.name: set() for lender in lenders}
+        asset_list = [str(a) for a in before.assets["address"]]
+        asset_index = {a: i for i, a in enumerate(asset_list)}
+        sale_asset = np.array([asset_index.get(receipt_underlying.get(a, a), i) for i, a in enumerate(asset_list)])
+        sale_ratio = np.array([market_before[a] / market_before[asset_list[sale_asset[i]]]
+                               if market_before[asset_list[sale_asset[i]]] > 0 else 0.0
+                               for i, a in enumerate(asset_list)])
         fixed_point = False
         for round_index in range(max_rounds):
             record = ReplayRound(round_index, {})
             received: dict[str, int] = {}
             repaid: dict[str, int] = {}
-            lending_plugins = [lender.plugin for lender in lenders]
+            # the keeper's view of the market at the round's start, as the engine's: USD mids and
+            # slippage curves sampled on the fork's own pools
+            venues_now, mids = market() if pools is not None else ({}, {})
+            price = np.array([mids.get(a, market_before.get(a, 0.0)) for a in asset_list], dtype=float)
+            price = np.where(sale_asset != np.arange(len(asset_list)), sale_ratio * price[sale_asset], price)
+            curves = _curves(venues_now, asset_list, scenario.price_impact)
+            committed_sell, committed_buy = np.zeros(len(asset_list)), np.zeros(len(asset_list))
+            # an account a keeper declined (or took only part of) is done for the round, as in the engine
+            active: dict[tuple[str, str], set[str]] = {}
             step_accounts = accounts
             for _step in range(max_keeper_steps):
                 # a keeper step needs only the lenders' books (venues and options are read below);
@@ -222,38 +249,74 @@ def replay(
                 # just liquidated can still be liquidatable
                 if not step_accounts:
                     break
-                snap = read(step_accounts, lending_plugins)
+                snap = read(step_accounts, [lender.plugin for lender in lenders])
                 just_liquidated: set[str] = set()
                 record.prices_usd = record.prices_usd or {a: float(p) for a, p in snap.price_of().items()}
                 executed = 0
                 for lender in lenders:
+                    name = lender.plugin.name
                     for lending_book in lender.rules.books(snap):
-                        prices = oracle_prices(snap, lender.plugin.name, lending_book.assets)
-                        step = lender.rules.liquidate(lending_book, prices)
+                        prices = oracle_prices(snap, name, lending_book.assets)
+                        proposed = lender.rules.liquidate(lending_book, prices)
+                        key = (name, lending_book.market)
+                        in_play = np.array([key not in active or str(a) in active[key]
+                                            for a in lending_book.accounts[proposed.rows]], dtype=bool)
+                        step = Liquidation(proposed.rows[in_play], proposed.repaid[in_play], proposed.seized[in_play],
+                                           proposed.fee[in_play], proposed.absorbed_by_protocol,
+                                           proposed.reserves_change_usd)
+                        # an account the rule no longer proposes is done for the round
+                        active[key] = set(map(str, lending_book.accounts[step.rows])) | (
+                            active.get(key, set()) - set(map(str, lending_book.accounts)))
+                        if len(step.rows) == 0:
+                            continue
+                        cols = np.array([asset_index[str(a)] for a in lending_book.assets])
+                        take = keeper_take(lender.rules, lending_book, step, prices, cols=cols,
+                                           sale_index=sale_asset[cols], sale_units=sale_ratio[cols], price=price,
+                                           curves=curves, committed_sell=committed_sell,
+                                           committed_buy=committed_buy, sell_through=scenario.sell_through,
+                                           gas_usd=scenario.keeper_gas_usd)
+                        committed_sell += take.sell_units.sum(0)
+                        committed_buy += take.buy_units.sum(0)
                         for i, row in enumerate(step.rows):
+                            account = str(lending_book.accounts[row])
+                            share = float(take.share[i])
+                            if share < 1.0 and not step.absorbed_by_protocol:
+                                active[key].discard(account)
+                            if share <= 0.0 and not step.absorbed_by_protocol:
+                                progress(f"replay: no keeper for {name} {account}: the bonus does not pay "
+                                         "for the slippage and gas")
+                                continue
                             if not (step.repaid[i] > 0).any() or not (step.seized[i] > 0).any():
-                                continue  # in shortfall with nothing left to seize: bad debt, no keeper
+                                continue   # in shortfall with nothing left to seize: bad debt, no keeper
                             debt_col = int(np.argmax(step.repaid[i] * prices))
                             coll_col = int(np.argmax(step.seized[i] * prices))
-                            account = str(lending_book.accounts[row])
-                            outcome = lender.executor.liquidate(account, str(lending_book.assets[debt_col]),
-                                                                str(lending_book.assets[coll_col]), None)
+                            debt_asset = str(lending_book.assets[debt_col])
+                            if step.absorbed_by_protocol:
+                                outcome = lender.executor.liquidate(account, None, None, collateral_share=share)
+                            else:
+                                amount = None if share >= 1.0 else \
+                                    int(share * step.repaid[i, debt_col] * 10 ** decimals[debt_asset])
+                                if amount == 0:
+                                    continue   # the share the keeper would take is below one base unit
+                                outcome = lender.executor.liquidate(account, debt_asset,
+                                                                    str(lending_book.assets[coll_col]), amount)
                             if not outcome.success:
-                                progress(f"replay: {lender.plugin.name} refused to liquidate {account}: {outcome.error}")
+                                progress(f"replay: {name} refused to liquidate {account}: {outcome.error}")
                                 continue
                             executed += 1
                             just_liquidated.add(account)
                             usd = _usd(outcome.repaid, prices, lending_book.assets, decimals)
                             seized_usd = _usd(outcome.seized, prices, lending_book.assets, decimals)
-                            liquidated[lender.plugin.name] += usd
-                            liquidated_accounts[lender.plugin.name].add(account)
+                            liquidated[name] += usd
+                            liquidated_accounts[name].add(account)
                             record.liquidations.append(ReplayLiquidation(
-                                round_index, lender.plugin.name, account, str(lending_book.assets[debt_col]),
-                                str(lending_book.assets[coll_col]), usd, seized_usd, outcome.tx_hash))
+                                round_index, name, account, debt_asset, str(lending_book.assets[coll_col]), usd,
+                                seized_usd, outcome.tx_hash))
                             for asset, raw in outcome.seized.items():
                                 received[asset] = received.get(asset, 0) + raw - outcome.fee.get(asset, 0)
-                            for asset, raw in outcome.repaid.items():
-                                repaid[asset] = repaid.get(asset, 0) + raw
+                            if not step.absorbed_by_protocol:
+                                for asset, raw in outcome.repaid.items():
+                                    repaid[asset] = repaid.get(asset, 0) + raw
                 if not executed:
                     break
                 step_accounts = sorted(just_liquidated)
@@ -271,22 +334,23 @@ def replay(
             record.sold_raw = sold
             record.bought_raw = dict(sorted(repaid.items()))
             if pools is not None:
-                venues, _ = market()
-                # split each flow across the asset's pools as the engine's router does
-                for flows, trade, sell in ((record.sold_raw, pools.sell, True), (record.bought_raw, pools.buy, False)):
-                    for asset, raw in flows.items():
-                        if asset not in venues:
-                            continue
-                        weights = venues[asset].weights(sell)
-                        for venue, weight in zip(venues[asset].venues, weights, strict=True):
-                            trade(asset, int(raw * float(weight)), trader, pool=venue.venue)
+                # the keepers' sales and purchases netted per asset, as the engine trades them, and
+                # split across the asset's pools as the engine's router splits them
+                net = {a: sold.get(a, 0) - repaid.get(a, 0) for a in sorted(set(sold) | set(repaid))}
+                for asset, raw in net.items():
+                    if asset not in venues_now or raw == 0:
+                        continue
+                    weights = venues_now[asset].weights(raw > 0)
+                    for venue, weight in zip(venues_now[asset].venues, weights, strict=True):
+                        (pools.sell if raw > 0 else pools.buy)(asset, int(abs(raw) * float(weight)), trader,
+                                                               pool=venue.venue)
                 _, record.pool_prices_after = market()
                 _set_oracles(lenders, {a: p for a, p in record.pool_prices_after.items()
                                        if a not in exogenous_oracles})
             mine(w3)
             rounds.append(record)
-            sold = ", ".join(f"{raw / 10 ** decimals[a]:,.1f} {symbols.get(a, a)}" for a, raw in record.sold_raw.items())
-            progress(f"replay: round {round_index}: {len(record.liquidations)} liquidations; sold {sold or 'nothing'}")
+            sold_text = ", ".join(f"{raw / 10 ** decimals[a]:,.1f} {symbols.get(a, a)}" for a, raw in sold.items())
+            progress(f"replay: round {round_index}: {len(record.liquidations)} liquidations; sold {sold_text or 'nothing'}")
 
         end = read(accounts, [lender.plugin for lender in lenders])
         bad_debt = dict.fromkeys(liquidated, 0.0)
@@ -299,6 +363,21 @@ def replay(
     unchanged = source.block_number() == source_block and source.block(source_block)["stateRoot"] == root_before
     return ReplayResult(source_block, fork_block_end, rounds, fixed_point, liquidated, bad_debt, final_prices,
                         {k: sorted(v) for k, v in liquidated_accounts.items()}, unchanged, before)
+
+
+def _curves(venues: dict, assets: list[str], price_impact: bool):
+    """``curve(a)`` by asset index: the engine's slippage curve of the fork's pools at the round's start."""
+    cache: dict[int, SlippageCurve] = {}
+
+    def curve(a: int) -> SlippageCurve:
+        a = int(a)
+        if a not in cache:
+            asset_venues = venues.get(assets[a])
+            cache[a] = SlippageCurve.sample(asset_venues) if (asset_venues is not None and price_impact) \
+                else SlippageCurve.flat()
+        return cache[a]
+
+    return curve
 
 
 def _usd(amounts: dict[str, int], prices: np.ndarray, assets: np.ndarray, decimals: dict[str, int]) -> float:

@@ -4,7 +4,7 @@ The mainnet-like devnet at WETH shocks of -10/-20/-30/-40% and a joint ETH + WBT
 replayed on a fresh fork (analyzer/replay.py) and simulated by the engine from the same
 pre-shock snapshot; prints the errors per shock as one JSON object (analyzer/fidelity.py).
 
-    .venv/bin/python -m benchmarks.fidelity [--protocols aave-v3,uniswap-v3]
+    .venv/bin/python -m benchmarks.fidelity [--protocols aave-v3,uniswap-v3] [--shocks weth-10,eth-wbtc]
 """
 
 from __future__ import annotations
@@ -29,11 +29,17 @@ SHOCKS = [ShockScenario(name=f"weth-{p}", price_shocks={"WETH": -p / 100}) for p
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocols", default="aave-v3,compound-v2,comet,uniswap-v3")
+    parser.add_argument("--shocks", default=",".join(s.name for s in SHOCKS),
+                        help="comma-separated names among " + ", ".join(s.name for s in SHOCKS))
     args = parser.parse_args()
+    wanted = [name.strip() for name in args.shocks.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - {s.name for s in SHOCKS})
+    if unknown:
+        parser.error(f"unknown shock {unknown[0]!r}")
     plugins = parse_protocols(args.protocols)
     out = {"protocols": [p.name for p in plugins], "shocks": {}}
     with start_devnet(scenario_mod.load("mainnet-like"), plugins) as devnet:
-        for shock in SHOCKS:
+        for shock in [s for s in SHOCKS if s.name in wanted]:
             started = time.perf_counter()
             replayed = replay(devnet.url, devnet.book, shock, plugins)
             before = replayed.snapshot_before

@@ -197,6 +197,7 @@ def test_executor_absorbs_then_buys_the_collateral(devnet, comet, chain_checkpoi
     assert 0 < bought <= held
     # the keeper bought at the store-front price: 0.6 × (1 − 0.95) = 3% under the oracle
     assert comet.functions.getCollateralReserves(weth).call() == held - bought
+    assert result.fee == {weth: held - bought}     # what the protocol still holds is not the keeper's
     # pop-1: 10 WBTC at 51,000 × 0.95 = 484,500 of credit against ≈ 446k of debt: the excess is
     # left to the account as a base supply and is not counted as repaid
     account = account_address("pop-1")

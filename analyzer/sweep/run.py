@@ -5,7 +5,8 @@ prepares it once (:func:`analyzer.engine.prepare.prepare`, cached by the snapsho
 and then runs batches of scenarios against that :class:`Prepared`. A batch is the unit of work, of
 caching and of resumption: each finished batch is written atomically to
 ``<cache>/<snapshot key>-<spec key>/batch-NNNNNN.parquet`` as it arrives, and a rerun of the same
-sweep on the same snapshot skips the batches already there. Rows are sorted by ``scenario_id`` at
+sweep on the same snapshot, by the same model code, skips the batches already there (the spec key
+includes :func:`code_key`: after a change to the engine or a rule, nothing old is reused). Rows are sorted by ``scenario_id`` at
 the end, so the table does not depend on which worker finished first.
 
 Outputs in ``out_dir`` (each atomic): ``results.parquet`` (analyzer/sweep/results.py),
@@ -45,6 +46,18 @@ def snapshot_key(snapshot) -> str:
         table = snapshot.table(name)
         digest.update(name.encode() + b"|" + ",".join(map(str, table.columns)).encode())
         digest.update(pd.util.hash_pandas_object(table.astype(str), index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def code_key() -> str:
+    """SHA-256 of the model's source: the engine, the sweep, the scenarios and every plugin's rules."""
+    root = Path(__file__).resolve().parents[2]
+    files = sorted([*(root / "analyzer" / "engine").glob("*.py"), *(root / "analyzer" / "sweep").glob("*.py"),
+                    root / "analyzer" / "scenarios.py", *(root / "protocols").glob("*/rules.py"),
+                    root / "protocols" / "base.py"])
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"|" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -158,7 +171,8 @@ def sweep(snapshot, spec: grid.SweepSpec, out_dir: str | Path, *, workers: int |
     assets = spec.assets or grid.default_assets(snapshot)
     dconf = systemic.distance_config(spec.distance, assets, f"{spec.where}: [distance]") if spec.distance else None
     skey = snapshot_key(snapshot)
-    spec_key = hashlib.sha256(f"v{results.RESULTS_VERSION}|{grid.spec_fingerprint(spec, rows)}".encode()).hexdigest()
+    spec_key = hashlib.sha256(f"v{results.RESULTS_VERSION}|{code_key()}|{grid.spec_fingerprint(spec, rows)}"
+                              .encode()).hexdigest()
     cache = Path(cache_dir or out_dir / ".sweep-cache") / f"{skey[:16]}-{spec_key[:16]}"
     cache.mkdir(parents=True, exist_ok=True)
     batches = [rows[i:i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]

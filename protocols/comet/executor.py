@@ -94,19 +94,21 @@ class CometExecutor(Executor):
         accounts = [to_checksum_address(a) for a in accounts]
         return self._send(self.comet.functions.absorb(self.keeper, accounts), self.keeper, "absorb")
 
-    def buy_collateral(self, asset: str, base_amount: int | None = None) -> int:
-        """Buy ``asset`` from the protocol with ``base_amount`` base wei (None: as much as the
-        protocol holds, bounded by the keeper's base balance); returns the collateral wei received."""
+    def buy_collateral(self, asset: str, base_amount: int | None = None, collateral_raw: int | None = None) -> int:
+        """Buy ``asset`` from the protocol with ``base_amount`` base wei, or (None) as much base as
+        buys ``collateral_raw`` of it (None: all the protocol holds), bounded by what it holds and
+        by the keeper's base balance; returns the collateral wei received."""
         asset = to_checksum_address(asset)
         held = self.comet.functions.getCollateralReserves(asset).call()
         if held == 0:
             return 0
         base_token = self.w3.eth.contract(address=self.base, abi=ERC20_ABI)
         if base_amount is None:
+            wanted = held if collateral_raw is None else min(collateral_raw, held)
             one_base = 10 ** self.comet.functions.decimals().call()
             per_base = self.comet.functions.quoteCollateral(asset, one_base).call()
-            base_amount = held * one_base // max(per_base, 1)
-            while base_amount and self.comet.functions.quoteCollateral(asset, base_amount).call() > held:
+            base_amount = wanted * one_base // max(per_base, 1)
+            while base_amount and self.comet.functions.quoteCollateral(asset, base_amount).call() > wanted:
                 base_amount -= max(base_amount // 10**6, 1)
             base_amount = min(base_amount, base_token.functions.balanceOf(self.keeper).call())
         if base_amount == 0:
@@ -118,9 +120,13 @@ class CometExecutor(Executor):
         return quote
 
     def liquidate(self, account: str, debt_asset: str | None = None, collateral_asset: str | None = None,
-                  amount_raw: int | None = None) -> ExecutedLiquidation:
-        """Absorb ``account`` (all of it: Comet has no partial liquidation), then buy back every
-        collateral it held (or only ``collateral_asset``) with the keeper's base, if for sale."""
+                  amount_raw: int | None = None, *, collateral_share: float = 1.0) -> ExecutedLiquidation:
+        """Absorb ``account`` (all of it: Comet has no partial liquidation), then buy
+        ``collateral_share`` of every collateral it held (or only ``collateral_asset``) with the
+        keeper's base (``amount_raw`` base wei per asset when given), if the protocol sells.
+
+        ``seized`` is what was absorbed; ``fee`` the part of it the protocol still holds after the
+        purchase (as Aave's protocol fee, it is not the keeper's to sell)."""
         account = to_checksum_address(account)
         try:
             receipt = self.absorb([account])
@@ -139,9 +145,25 @@ class CometExecutor(Executor):
             elif topic0 == TRANSFER and int.from_bytes(bytes(log["topics"][1]), "big") == 0:
                 # credit beyond the debt, minted to the account as a base supply: not a repayment
                 repaid[self.base] = repaid.get(self.base, 0) - int.from_bytes(data[:32], "big")
+        bought: dict[str, int] = {}
         reserves = self.comet.functions.getReserves().call()
-        if reserves < self.comet.functions.targetReserves().call():
+        if reserves < self.comet.functions.targetReserves().call() and collateral_share > 0:
             for asset in seized if collateral_asset is None else [to_checksum_address(collateral_asset)]:
-                self.buy_collateral(asset, amount_raw)
+                wanted = int(seized.get(asset, 0) * min(collateral_share, 1.0))
+                self.fund_base(asset, wanted)
+                bought[asset] = self.buy_collateral(asset, amount_raw, None if amount_raw is not None else wanted)
+        fee = {asset: raw - bought.get(asset, 0) for asset, raw in seized.items()}
         return ExecutedLiquidation(account=account, success=True, tx_hash=receipt["transactionHash"].hex(),
-                                   repaid=repaid, seized=seized, fee={})
+                                   repaid=repaid, seized=seized, fee=fee)
+
+    def fund_base(self, asset: str, collateral_raw: int) -> None:
+        """Top the keeper's base up (anvil cheat) to what ``collateral_raw`` of ``asset`` costs."""
+        from analyzer.cheats import deal
+
+        one_base = 10 ** self.comet.functions.decimals().call()
+        per_base = max(self.comet.functions.quoteCollateral(to_checksum_address(asset), one_base).call(), 1)
+        need = collateral_raw * one_base // per_base + one_base
+        base_token = self.w3.eth.contract(address=self.base, abi=ERC20_ABI)
+        have = base_token.functions.balanceOf(self.keeper).call()
+        if have < need:
+            deal(self.w3, self.base, self.keeper, need)
