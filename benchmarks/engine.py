@@ -2,7 +2,9 @@
 
     .venv/bin/python benchmarks/engine.py [--sizes 10000,100000,1000000] [--seed 0] [--markets 4] [--assets 50]
 
-Each size runs in its own process so that its peak memory (ru_maxrss) is its own. Reported per size:
+Each size runs in its own process so that its peak memory (ru_maxrss) is its own, on one core: the
+BLAS thread pools are held to one thread (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS), as
+a sweep worker runs. Reported per size:
 seconds to generate and to prepare the snapshot (once per snapshot), seconds per scenario (mean of
 the scenarios below, each to its fixed point or round limit), rounds, and peak RSS in MB. At the
 smallest size it also times one round of the plain reference implementation against the fast
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -23,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+ONE_CORE = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SCENARIOS = ({"TKN1": -0.30, "TKN2": -0.30, "TKN3": -0.30}, {"TKN1": -0.15, "TKN4": -0.25, "TKN5": -0.40})
 
 
@@ -83,7 +87,7 @@ def main() -> None:
     for i, size in enumerate(sizes):
         command = [sys.executable, __file__, "--one", str(size), "--seed", str(args.seed), "--markets",
                    str(args.markets), "--assets", str(args.assets)] + (["--reference"] if i == 0 else [])
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, **ONE_CORE})
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     print(json.dumps({"benchmark": "engine", "seed": args.seed, "results": results}, indent=2, sort_keys=True))
 

@@ -136,7 +136,11 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     touched = np.zeros(len(book.accounts), dtype=bool)
     for j in np.flatnonzero(oracle != last):    # columns (tens)
         ratio = oracle[j] / last[j] if last[j] > 0 else 0.0
-        bound[slot.holders[j]] *= min(ratio, 1.0 / ratio) if ratio > 0 else 0.0
+        if ratio > 0:
+            bound[slot.holders[j]] *= min(ratio, 1.0 / ratio)
+        else:       # a price at 0: every holder's bound is 0, but a debt-free account's stays infinite
+            holders = slot.holders[j]
+            bound[holders[np.isfinite(bound[holders])]] = 0.0
         touched[slot.holders[j]] = True
     state.last_oracle[slot_index] = oracle
     screened = state.watch[slot_index] | (touched & ((bound < 1.0 + HEALTH_MARGIN)
@@ -145,7 +149,8 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     if len(rows) == 0:
         return [], rows, np.zeros((0, len(prep.sources)))
     view = book if len(rows) == len(book.accounts) else sub_book(book, rows)
-    candidates = rows[np.asarray(slot.rules.liquidatable(view, oracle), dtype=bool)]
+    in_view = np.flatnonzero(np.asarray(slot.rules.liquidatable(view, oracle), dtype=bool))
+    candidates = rows[in_view]
     # bad debt needs debt beyond *all* collateral, so health factor < 1 (thresholds are <= 1): only
     # candidates and accounts that already had bad debt (no collateral left) need a new figure
     indebted = rows[state.bad_debt[slot_index][rows] > 0]
@@ -222,6 +227,11 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
             state.owned[slot_index] = True
         book.collateral[candidates] = sub.collateral
         book.debt[candidates] = sub.debt
+        if len(rows) == len(book.accounts):
+            view = book
+        else:       # the screened accounts as they are now, for their new health factors below
+            view.collateral[in_view] = sub.collateral
+            view.debt[in_view] = sub.debt
     state.watch[slot_index][:] = False
     state.watch[slot_index][candidates[np.asarray(slot.rules.liquidatable(sub, oracle), dtype=bool)]] = True
     state.bad_debt[slot_index][rows] = 0.0
@@ -229,7 +239,7 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     if len(indebted):
         state.bad_debt[slot_index][indebted] = slot.rules.bad_debt_usd(sub_book(book, indebted), oracle)
     state.bad_debt[slot_index][candidates] = slot.rules.bad_debt_usd(sub, oracle)
-    bound[rows] = slot.rules.health_factor(book if len(rows) == len(book.accounts) else sub_book(book, rows), oracle)
+    bound[rows] = slot.rules.health_factor(view, oracle)
     return steps, candidates, causes
 
 

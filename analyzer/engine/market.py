@@ -21,11 +21,12 @@ import math
 
 import numpy as np
 
-from analyzer.engine.impact import AssetVenues
+from analyzer.engine.impact import AssetVenues, ConstantProduct
 from analyzer.errors import ContagionError
 
 KEEPER_FRACTIONS = tuple(0.5 ** i for i in range(7))
 CURVE_POINTS = 24
+_GRID = np.geomspace(1e-10, 1.0, CURVE_POINTS)   # curve sizes as fractions of the largest
 
 
 class SlippageCurve:
@@ -48,32 +49,119 @@ class SlippageCurve:
             top = max(x for x in (sell_max, buy_max, 0.0) if math.isfinite(x))
         if not (top > 0 and math.isfinite(top) and mid > 0):
             return cls.flat()
-        sizes = np.concatenate([[0.0], top * np.geomspace(1e-10, 1.0, CURVE_POINTS)])
+        sizes = np.concatenate([[0.0], top * _GRID])
         sell = np.ones(len(sizes))
         buy = np.full(len(sizes), np.inf)
         buy[0] = 1.0
-        for i, q in enumerate(sizes[1:], start=1):   # a fixed grid per asset, not per account
-            # beyond the venues' liquidity a sale fills at the pool's extreme: proceeds stop growing
-            sell[i] = venues.copy().trade(q).amount_out / (q * mid)
-            if q <= buy_max:
-                try:
-                    buy[i] = venues.copy().trade(-q).amount_in / (q * mid)
-                except ContagionError:
-                    break
+        if len(venues.venues) == 1 and type(venues.venues[0]) is ConstantProduct:
+            # the same trades in closed form, all sizes at once (ConstantProduct.quotes)
+            proceeds, cost = venues.venues[0].quotes(sizes[1:])
+            sell[1:] = proceeds * venues.venues[0].quote_price_usd / (sizes[1:] * mid)
+            fills = sizes[1:] <= buy_max
+            failed = np.flatnonzero(fills & ~np.isfinite(cost))
+            if len(failed):
+                fills[failed[0]:] = False
+            buy[1:][fills] = cost[fills] * venues.venues[0].quote_price_usd / (sizes[1:][fills] * mid)
+        else:
+            for i, q in enumerate(sizes[1:], start=1):   # a fixed grid per asset, not per account
+                # beyond the venues' liquidity a sale fills at the pool's extreme: proceeds stop growing
+                sell[i] = venues.copy().trade(q).amount_out / (q * mid)
+                if q <= buy_max:
+                    try:
+                        buy[i] = venues.copy().trade(-q).amount_in / (q * mid)
+                    except ContagionError:
+                        break
         return cls(sizes, sell, buy, float(sizes[np.isfinite(buy)][-1]))
 
     def sell_fraction(self, q: np.ndarray) -> np.ndarray:
         """Beyond the sampled grid, proceeds stay at those of the largest sampled sale."""
+        q = np.asarray(q, dtype=float)
         top = self.sizes[-1]
-        inside = np.interp(q, self.sizes, self.sell)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.where(q > top, self.sell[-1] * top / np.maximum(q, 1e-300), inside)
+        out = np.asarray(np.interp(q, self.sizes, self.sell), dtype=float).copy()
+        # divided only where it applies: q <= top may be 0 (and top may be 1e300 for a flat curve)
+        np.divide(self.sell[-1] * top, q, out=out, where=q > top)
+        return out if out.ndim else out[()]
 
     def buy_fraction(self, q: np.ndarray) -> np.ndarray:
         """Beyond the largest purchase the venues can fill (``buy_limit``) the cost is infinite."""
         finite = np.isfinite(self.buy)
         out = np.interp(q, self.sizes[finite], self.buy[finite])
         return np.where(q > self.buy_limit * (1 + 1e-12), np.inf, out)
+
+
+class _CurveTable:
+    """The curves of the assets a keeper step trades, stacked so that one pass evaluates every
+    (keeper, asset) pair: :meth:`SlippageCurve.sell_fraction` and :meth:`SlippageCurve.buy_fraction`,
+    row ``c`` of the table being the curve of ``assets[c]``."""
+
+    def __init__(self, curves: list[SlippageCurve]):
+        width = max(len(c.sizes) for c in curves)
+        rows = [_table_row(c, width) for c in curves]      # assets (tens), not accounts
+        self.sell = _Piecewise(*(np.stack([r[i] for r in rows]) for i in range(3)),
+                               np.array([r[3] for r in rows], dtype=np.intp))
+        self.buy = _Piecewise(*(np.stack([r[i] for r in rows]) for i in range(4, 7)),
+                              np.array([r[7] for r in rows], dtype=np.intp))
+        self.top, self.sell_last, self.buy_limit = (np.array([r[i] for r in rows]) for i in (8, 9, 10))
+
+    def proceeds(self, q: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """``q · sell_fraction(q)`` of curve ``c`` (broadcast against ``q``)."""
+        out = self.sell(q, c)
+        np.divide(self.sell_last[c] * self.top[c], q, out=out, where=q > self.top[c])
+        return q * out
+
+    def cost(self, q: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """``q · buy_fraction(q)`` of curve ``c``: infinite beyond what the venues can fill."""
+        out = self.buy(q, c)
+        out[q > self.buy_limit[c] * (1 + 1e-12)] = np.inf
+        return q * out
+
+
+class _Piecewise:
+    """Rows of ``np.interp`` tables: ``xp`` (C, W) increasing, ``fp``, ``slope`` (C, W) numpy's
+    ``(fp[j+1] − fp[j]) / (xp[j+1] − xp[j])``, and ``last`` (C,) the index of each row's last point
+    (rows are padded after it)."""
+
+    def __init__(self, xp: np.ndarray, fp: np.ndarray, slope: np.ndarray, last: np.ndarray):
+        self.width = xp.shape[1]
+        self.xp, self.fp, self.slope = xp.ravel(), fp.ravel(), slope.ravel()
+        self.first, self.last = xp[:, 0], last
+
+    def __call__(self, x: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """``np.interp(x, xp[c], fp[c])`` elementwise with the row ``c`` per element (broadcast
+        against ``x``): the same search (the last point at or below x) and the same arithmetic
+        (``slope · (x − xp[j]) + fp[j]``), so the same floats."""
+        start, last = c * self.width, self.last[c]
+        j = np.zeros(x.shape, dtype=np.intp)
+        step = 1 << max(self.width - 1, 1).bit_length() - 1
+        while step:                                     # branch-free binary search, log2(W) steps
+            candidate = np.minimum(j + step, last)
+            j = np.where(self.xp[start + candidate] <= x, candidate, j)
+            step >>= 1
+        at = start + j
+        x0, f0 = self.xp[at], self.fp[at]
+        between = (j < last) & (x != x0) & (x >= self.first[c])
+        return np.where(between, self.slope[at] * (x - x0) + f0, f0)
+
+
+def _table_row(curve: SlippageCurve, width: int) -> tuple:
+    """One curve's rows of a :class:`_CurveTable`, padded to ``width`` (kept on the curve, which is
+    shared by every keeper step until its venues trade): sale sizes, fractions, slopes, last index;
+    the same for purchases (finite points only); then top size, last sale fraction, buy limit."""
+    cached = getattr(curve, "_table_row", None)
+    if cached is not None and len(cached[0]) == width:
+        return cached
+    finite = np.isfinite(curve.buy)
+    row = []
+    for xp, fp in ((curve.sizes, curve.sell), (curve.sizes[finite], curve.buy[finite])):
+        slope = np.zeros(width)
+        rise, run = np.diff(fp), np.diff(xp)
+        np.divide(rise, run, out=slope[:len(xp) - 1], where=run != 0)
+        pad = width - len(xp)
+        row += [np.concatenate([xp, np.full(pad, xp[-1])]), np.concatenate([fp, np.full(pad, fp[-1])]), slope,
+                len(xp) - 1]
+    row += [float(curve.sizes[-1]), float(curve.sell[-1]), float(curve.buy_limit)]
+    curve._table_row = tuple(row)
+    return curve._table_row
 
 
 def keeper_fraction(sell_units: np.ndarray, held_usd: np.ndarray, buy_units: np.ndarray, price: np.ndarray,
@@ -90,49 +178,94 @@ def keeper_fraction(sell_units: np.ndarray, held_usd: np.ndarray, buy_units: np.
     earlier trades and the keepers ahead of it, at the venues' prices over its own segment of the
     queue (proceeds ``P(Q + q) − P(Q)``, ``P(q) = q · mid · sell_fraction(q)``). A first pass queues
     every proposal at full size; a second queues what the first pass chose.
+
+    Every (keeper, asset, side) trade is one entry of flat arrays, ordered by side, asset and queue
+    position, so that both passes are a handful of array operations whatever the number of assets.
     """
     k = sell_units.shape[0]
+    fractions = np.array(KEEPER_FRACTIONS)
     size_usd = (sell_units + buy_units) @ price
     order = np.argsort(-size_usd, kind="stable")
-    sells, buys = _by_column(sell_units), _by_column(buy_units)
+    queue = _Queue(sell_units[order], buy_units[order], order, price, curve, committed_sell, committed_buy)
     chosen = np.ones(k)
+    best = np.zeros(k)
     for _ in range(2):
-        ahead = np.empty(k)
-        ahead[order] = np.arange(k)
-        segments = []
-        for groups, committed, sign in ((sells, committed_sell, 1.0), (buys, committed_buy, -1.0)):
-            for a, rows, units in groups:
-                queued = units * chosen[rows]
-                rank = np.argsort(ahead[rows], kind="stable")
-                before = np.empty(len(rows))
-                before[rank] = np.cumsum(queued[rank]) - queued[rank]
-                segments.append((a, rows, units, committed[a] + before, sign))
-        fractions = np.array(KEEPER_FRACTIONS)
-        profit = held_usd[:, None] * fractions[None, :] - gas_usd          # (k, F): every fraction at once
-        for a, rows, units, before, sign in segments:
-            c = curve(a)
-            end = before[:, None] + units[:, None] * fractions[None, :]
-            if sign > 0:
-                value = price[a] * (end * c.sell_fraction(end) - (before * c.sell_fraction(before))[:, None])
-            else:
-                with np.errstate(invalid="ignore"):
-                    value = -price[a] * (end * c.buy_fraction(end) - (before * c.buy_fraction(before))[:, None])
-                value = np.where(np.isnan(value), -np.inf, value)
-            np.add.at(profit, rows, value)
+        base = held_usd[:, None] * fractions[None, :] - gas_usd          # (k, F): the keeper's own terms
+        if not queue.size:
+            profit = base
+        else:
+            before = queue.starts(chosen)
+            # most keepers take the whole liquidation: the smaller fractions only for those it does not pay
+            profit = base.copy()
+            profit[:, :1] = queue.profit(base[:, :1], before, fractions[:1], np.arange(queue.size))
+            short = ~(profit[:, 0] > 0)
+            if short.any():
+                entries = np.flatnonzero(short[queue.rows])
+                profit[:, 1:] = queue.profit(base[:, 1:], before, fractions[1:], entries)
         pays = profit > 0
         best = np.where(pays.any(axis=1), fractions[np.argmax(pays, axis=1)], 0.0)
         chosen = best
     return best
 
 
-def _by_column(amounts: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """The non-zero entries of a (k, m) array grouped by column: [(j, rows, values)]."""
-    rows, cols = np.nonzero(amounts.T)
-    # nonzero of the transpose is sorted by column already
-    values = amounts.T[rows, cols]
-    bounds = np.flatnonzero(np.diff(rows)) + 1
-    return [(int(r[0]), c, v) for r, c, v in zip(np.split(rows, bounds), np.split(cols, bounds),
-                                                   np.split(values, bounds), strict=True) if len(r)]
+class _Queue:
+    """Every (keeper, side, asset) trade of a keeper step as one entry of flat arrays, ordered by
+    side (sales, then purchases), asset and place in the queue, so that a pass of
+    :func:`keeper_fraction` is a handful of array operations whatever the number of assets."""
+
+    def __init__(self, sell_queued: np.ndarray, buy_queued: np.ndarray, order: np.ndarray, price: np.ndarray,
+                 curve, committed_sell: np.ndarray, committed_buy: np.ndarray):
+        sell_pos, sell_asset, sell_amount = _by_column_flat(sell_queued)
+        buy_pos, buy_asset, buy_amount = _by_column_flat(buy_queued)
+        self.n_sell = len(sell_pos)
+        asset = np.concatenate([sell_asset, buy_asset])
+        self.size = len(asset)
+        self.rows = order[np.concatenate([sell_pos, buy_pos])]      # the keeper (row) of each entry
+        self.units = np.concatenate([sell_amount, buy_amount])
+        self.committed = np.concatenate([committed_sell[sell_asset], committed_buy[buy_asset]])
+        self.signed_price = np.concatenate([price[sell_asset], -price[buy_asset]])
+        new_group = np.ones(self.size, dtype=bool)
+        new_group[1:] = asset[1:] != asset[:-1]
+        if self.n_sell < self.size:
+            new_group[self.n_sell] = True
+        self.bounds = np.r_[np.flatnonzero(new_group), self.size]
+        used, self.table_row = np.unique(asset, return_inverse=True)
+        self.table = _CurveTable([curve(int(a)) for a in used]) if len(used) else None
+
+    def starts(self, chosen: np.ndarray) -> np.ndarray:
+        """Where each entry's trade starts: the round's earlier trades plus the keepers ahead of it."""
+        queued = self.units * chosen[self.rows]
+        ahead = np.empty(self.size)
+        for s, e in zip(self.bounds[:-1], self.bounds[1:], strict=True):   # (side, asset) groups (tens)
+            np.add.accumulate(queued[s:e], out=ahead[s:e])                  # each queue's running total
+        return self.committed + (ahead - queued)
+
+    def profit(self, base: np.ndarray, before: np.ndarray, fractions: np.ndarray, entries: np.ndarray) -> np.ndarray:
+        """``base`` (k, f) plus the value of the trades ``entries`` (sorted) at each fraction: each
+        keeper's own terms first, then its trades in (side, asset) order (np.add.at's sums)."""
+        k, width = base.shape
+        start = before[entries]
+        ends = np.empty((len(entries), width + 1))           # [before, before + f · units ...]
+        ends[:, 0] = start
+        ends[:, 1:] = start[:, None] + self.units[entries, None] * fractions[None, :]
+        value = np.empty_like(ends)
+        split = np.searchsorted(entries, self.n_sell)
+        c = self.table_row[entries, None]
+        value[:split] = self.table.proceeds(ends[:split], c[:split])
+        with np.errstate(invalid="ignore"):    # a purchase beyond the venues: inf - inf
+            value[split:] = self.table.cost(ends[split:], c[split:])
+            value = self.signed_price[entries, None] * (value[:, 1:] - value[:, :1])
+        value[np.isnan(value)] = -np.inf
+        bins = (self.rows[entries, None] * width + np.arange(width)).ravel()
+        return np.bincount(np.concatenate([np.arange(k * width), bins]),
+                           weights=np.concatenate([base.ravel(), value.ravel()]),
+                           minlength=k * width).reshape(k, width)
+
+
+def _by_column_flat(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-zero entries of a (k, m) array as (row, column, value), sorted by column then row."""
+    cols, rows = np.nonzero(amounts.T)
+    return rows, cols, amounts[rows, cols]
 
 
 def venue_depth(venues: AssetVenues, fraction: float, sell: bool = True) -> float:

@@ -87,7 +87,9 @@ def _queue(sells, buys, held, state, curve, committed_sell, committed_buy, gas_u
                 for a, units in buys[q].items():
                     c, b = curve(a), before_buy[q][a]
                     end = b + f * units
-                    cost = state.price[a] * (end * _buy_fraction(c, end) - b * _buy_fraction(c, b))
+                    spent_end, spent_before = end * _buy_fraction(c, end), b * _buy_fraction(c, b)
+                    # a purchase beyond what the venues can fill costs infinitely (inf - inf included)
+                    cost = state.price[a] * (spent_end - spent_before) if np.isfinite(spent_before) else np.inf
                     profit -= cost if np.isfinite(cost) else float("inf")
                 if profit > 0:
                     best[q] = f

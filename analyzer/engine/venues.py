@@ -20,6 +20,8 @@ from abc import ABC, abstractmethod
 from bisect import bisect_right
 from dataclasses import dataclass
 
+import numpy as np
+
 from analyzer.engine import uniswap_v3_math as v3
 from analyzer.errors import ContagionError
 
@@ -110,6 +112,18 @@ class ConstantProduct(VenueModel):
         paid = y * want / ((x - want) * keep)
         self.reserve_asset, self.reserve_quote = x - want, y + paid
         return self._result(paid, want, before)
+
+    def quotes(self, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each size q (> 0) a trade from the current state, which is not moved: the quote
+        units a sale of q returns and those a purchase of q costs (inf where the pool cannot fill
+        it). The arithmetic of :meth:`trade`, so the same floats, for every size at once."""
+        x, y, keep = self.reserve_asset, self.reserve_quote, 1.0 - self.fee
+        sizes = np.asarray(sizes, dtype=float)
+        proceeds = y * sizes * keep / (x + sizes * keep)
+        fills = sizes < x
+        cost = np.full(sizes.shape, np.inf)
+        cost[fills] = y * sizes[fills] / ((x - sizes[fills]) * keep)
+        return proceeds, cost
 
     def depth(self, fraction: float, sell: bool = True) -> float:
         # y/x falls to (1-f)·p when x grows by 1/sqrt(1-f) (k constant, fee ignored)
