@@ -56,6 +56,7 @@ class ReplayRound:
     pool_prices_after: dict[str, float] = field(default_factory=dict)
     sold_raw: dict[str, int] = field(default_factory=dict)      # collateral the keeper sold
     bought_raw: dict[str, int] = field(default_factory=dict)    # debt assets bought back
+    hedge_units: dict[str, float] = field(default_factory=dict)  # option pools' hedge sales (> 0) / buys
 
 
 @dataclass
@@ -79,7 +80,7 @@ class ReplayResult:
             "final_prices": self.final_prices, "accounts_liquidated": self.accounts_liquidated,
             "rounds": [{"round": r.round, "prices_usd": r.prices_usd, "pool_prices_after": r.pool_prices_after,
                         "sold_raw": {a: str(v) for a, v in r.sold_raw.items()},
-                        "bought_raw": {a: str(v) for a, v in r.bought_raw.items()},
+                        "bought_raw": {a: str(v) for a, v in r.bought_raw.items()}, "hedge_units": r.hedge_units,
                         "liquidations": [vars(x) for x in r.liquidations]} for r in self.rounds],
         }
 
@@ -127,6 +128,94 @@ def _set_oracles(lenders: Sequence[_Lender], prices: dict[str, float]) -> None:
         for asset, price in prices.items():
             if asset in lender.assets:
                 lender.executor.set_price(asset, price)
+
+
+class _OptionMarkets:
+    """The option side of a replay, as the engine models it (analyzer/engine/options.py).
+
+    Each round: the fork's open shorts are read and every one the protocol's own margin rule flags
+    at the round's spot is liquidated by its executor (``OptionMarket.liquidatePosition``); then the
+    option pools re-hedge the change of their net delta (the engine's ``OptionBook.hedge_sales``,
+    at the round's market prices and the vol-spiral IV) with real swaps on the underlying's pools.
+    The IV path is the engine's rule, imposed like the price shock (it is a market-maker
+    assumption, not a chain state); collateral on an asset with no pool cannot be sold for real.
+    """
+
+    def __init__(self, before: Snapshot, lenders: Sequence[_Lender], scenario: ShockScenario):
+        from analyzer.engine.options import OptionMarginRule
+        from analyzer.engine.prepare import prepare
+
+        self.lenders = [lender for lender in lenders if isinstance(lender.rules, OptionMarginRule)]
+        self.scenario = scenario
+        self.prep = prepare(before, rules={lender.plugin.name: lender.rules for lender in self.lenders}, venues={})
+        book = self.prep.options
+        self.active = bool(self.lenders) and not book.empty
+        n = len(book.frame)
+        self.row_of = {(str(p), str(m), int(i)): r for r, (p, m, i) in enumerate(zip(
+            book.frame["protocol"], book.frame["market"], book.frame["position_id"], strict=True))} if n else {}
+        self.alive, self.hedge_alive = np.ones(n, dtype=bool), np.ones(n, dtype=bool)
+        self.hedge_spot, self.hedge_iv = self.prep.price_pre.copy(), self.prep.iv_pre.copy()
+        self.iv = self.prep.iv_pre.copy()
+        for name, points in scenario.iv_shocks.items():
+            self.iv[self.prep.asset(name, f"scenario {scenario.name}: iv")] += points
+        self.started = False
+
+    def round(self, snap: Snapshot, price: np.ndarray, now: int, round_index: int,
+              progress: Callable[[str], None]) -> tuple[list[ReplayLiquidation], np.ndarray, np.ndarray]:
+        """Liquidate the flagged shorts of ``snap`` (the fork now) at ``price`` (A,); returns the
+        liquidations, the pools' hedge sales (A,) in asset units and the contracts bought back (A,)."""
+        from analyzer.engine.options import vol_spiral
+
+        book, n_assets = self.prep.options, len(price)
+        if not self.started:   # the shock's own IV move, as the engine's start state
+            self.iv = vol_spiral(self.iv, self.prep.price_pre, price, self.scenario.spot_vol_beta,
+                                 np.zeros(n_assets), 0.0)
+            self.started = True
+        index = {a: i for i, a in enumerate(self.prep.assets)}
+        underlying_of = {(p, m): a for p, m, a in zip(snap.markets["protocol"], snap.markets["market"],
+                                                      snap.markets["asset"], strict=True)}
+        closed = np.zeros(len(book.frame), dtype=bool)
+        bought = np.zeros(n_assets)
+        records = []
+        for lender in self.lenders:
+            options = snap.options[snap.options["protocol"] == lender.plugin.name]
+            for market in sorted(set(options["market"])):
+                frame = options[(options["market"] == market) & (options["side"] == "short")].reset_index(drop=True)
+                if frame.empty:
+                    continue
+                u = index[underlying_of[(lender.plugin.name, market)]]
+                answer = lender.rules.option_liquidations(frame, np.full(len(frame), price[u]),
+                                                          np.full(len(frame), self.iv[u]), now)
+                for row in np.flatnonzero(np.asarray(answer.liquidated, dtype=bool)):
+                    position = int(frame["position_id"][row])
+                    outcome = lender.executor.liquidate_position(position)
+                    if not outcome.success:
+                        progress(f"replay: {lender.plugin.name} refused to liquidate position {position}: "
+                                 f"{outcome.error}")
+                        continue
+                    # the buy-back: the premium the pool was paid, in collateral units (Lyra's event)
+                    premium = outcome.seized.get("lp_premiums", 0) / 1e18
+                    in_base = frame["collateral_asset"][row] == self.prep.assets[u]
+                    value = premium * (price[u] if in_base else 1.0)
+                    records.append(ReplayLiquidation(round_index, lender.plugin.name, outcome.account, "",
+                                                     str(frame["collateral_asset"][row]), value, value,
+                                                     outcome.tx_hash))
+                    key = (lender.plugin.name, str(market), position)
+                    if key in self.row_of:
+                        closed[self.row_of[key]] = True
+                    bought[u] += float(frame["size"][row])
+        alive_after = self.alive & ~closed
+        hedge = book.hedge_sales(self.hedge_spot, price, self.hedge_iv, self.iv, self.hedge_alive, alive_after,
+                                 n_assets)
+        self.hedge_spot, self.hedge_iv, self.hedge_alive = price.copy(), self.iv.copy(), alive_after
+        self.alive = alive_after
+        return records, hedge, bought
+
+    def after_trades(self, price: np.ndarray, new_price: np.ndarray, bought: np.ndarray) -> None:
+        from analyzer.engine.options import vol_spiral
+
+        self.iv = vol_spiral(self.iv, price, new_price, self.scenario.spot_vol_beta, bought,
+                             self.scenario.iv_per_contract)
 
 
 def replay(
@@ -228,6 +317,8 @@ def replay(
         sale_ratio = np.array([market_before[a] / market_before[asset_list[sale_asset[i]]]
                                if market_before[asset_list[sale_asset[i]]] > 0 else 0.0
                                for i, a in enumerate(asset_list)])
+        option_markets = _OptionMarkets(before, lenders, scenario)
+        lending = [lender for lender in lenders if lender not in option_markets.lenders]
         fixed_point = False
         for round_index in range(max_rounds):
             record = ReplayRound(round_index, {})
@@ -249,11 +340,11 @@ def replay(
                 # just liquidated can still be liquidatable
                 if not step_accounts:
                     break
-                snap = read(step_accounts, [lender.plugin for lender in lenders])
+                snap = read(step_accounts, [lender.plugin for lender in lending])
                 just_liquidated: set[str] = set()
                 record.prices_usd = record.prices_usd or {a: float(p) for a, p in snap.price_of().items()}
                 executed = 0
-                for lender in lenders:
+                for lender in lending:
                     name = lender.plugin.name
                     for lending_book in lender.rules.books(snap):
                         prices = oracle_prices(snap, name, lending_book.assets)
@@ -320,7 +411,17 @@ def replay(
                 if not executed:
                     break
                 step_accounts = sorted(just_liquidated)
-            if not record.liquidations:
+            hedge = np.zeros(len(asset_list))
+            if option_markets.active:
+                option_snap = read(None, [lender.plugin for lender in option_markets.lenders])
+                now = int(w3.eth.get_block("latest")["timestamp"])
+                closed, hedge, contracts = option_markets.round(option_snap, price, now, round_index, progress)
+                for liquidation in closed:
+                    liquidated[liquidation.protocol] += liquidation.repaid_usd
+                    liquidated_accounts[liquidation.protocol].add(liquidation.account)
+                record.liquidations += closed
+                record.hedge_units = {asset_list[a]: float(hedge[a]) for a in np.flatnonzero(hedge)}
+            if not record.liquidations and float(np.abs(hedge) @ price) < 1.0:
                 rounds.append(record)
                 fixed_point = True
                 break
@@ -337,6 +438,9 @@ def replay(
                 # the keepers' sales and purchases netted per asset, as the engine trades them, and
                 # split across the asset's pools as the engine's router splits them
                 net = {a: sold.get(a, 0) - repaid.get(a, 0) for a in sorted(set(sold) | set(repaid))}
+                for a in np.flatnonzero(hedge):        # the option pools' re-hedge, as the engine's
+                    asset = asset_list[a]
+                    net[asset] = net.get(asset, 0) + int(hedge[a] * 10 ** decimals[asset])
                 for asset, raw in net.items():
                     if asset not in venues_now or raw == 0:
                         continue
@@ -345,6 +449,9 @@ def replay(
                         (pools.sell if raw > 0 else pools.buy)(asset, int(abs(raw) * float(weight)), trader,
                                                                pool=venue.venue)
                 _, record.pool_prices_after = market()
+                if option_markets.active:
+                    after = np.array([record.pool_prices_after.get(a, price[i]) for i, a in enumerate(asset_list)])
+                    option_markets.after_trades(price, after, contracts)
                 _set_oracles(lenders, {a: p for a, p in record.pool_prices_after.items()
                                        if a not in exogenous_oracles})
             mine(w3)

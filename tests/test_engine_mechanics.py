@@ -157,6 +157,12 @@ def test_option_margin_hook_and_black_scholes_rehedging():
     assert first.flows[1, hedging] == pytest.approx(pool_after - pool_before, rel=1e-9)
     assert first.iv_after[1] > base.assets["iv"][1]
     assert result.contagion_matrix["opt"].sum() == pytest.approx(result.liquidated_usd["opt"], rel=1e-12)
+    # the owner of the liquidated short is an account outcome: its buy-back at the round-0 spot
+    shorts = result.accounts[result.accounts["protocol"] == "opt"]
+    assert list(shorts["account"]) == ["u1"] and shorts["first_round"].iloc[0] == 0
+    intrinsic = 10.0 * (strike - result.price_after_shock[1])
+    assert shorts["liquidated_usd"].iloc[0] == pytest.approx(intrinsic, rel=1e-12)
+    assert shorts[[c for c in shorts if c.startswith("cause:")]].sum(axis=1).iloc[0] == pytest.approx(1.0)
 
 
 def test_forced_sale_and_unknown_names_are_errors_for_people():
@@ -193,3 +199,27 @@ def test_cascade_files_are_deterministic_and_follow_the_schema(tmp_path):
     assert usd.sum() == pytest.approx(doc["totals"]["liquidated_usd"], rel=1e-12)
     accounts = pd.read_parquet(tmp_path / "a" / "accounts.parquet")
     assert set(accounts["account"]) == {"alice", "bob"}
+
+
+def test_an_asset_quoted_in_a_shocked_asset_moves_with_it_in_the_same_round():
+    """wstETH trades only against WETH: after a WETH shock its USD price is the pool's wstETH/WETH
+    ratio times WETH's *new* price at once, so its holders are liquidated in round 0."""
+    wsteth = {"price": 2400.0, "lt": 0.80, "bonus": 0.06, "fee_bps": 1000}
+    base = aave_snapshot({"USDC": USDC, "WETH": WETH, "wstETH": wsteth},
+                         {"carol": [("wstETH", "collateral", 100.0), ("USDC", "debt", 170_000.0)]},
+                         pools={"WETH": (50_000.0, 100_000_000.0, 0.003)})
+    addr = dict(zip(base.assets["symbol"], base.assets["address"], strict=True))
+    # 500 wstETH against 600 WETH: 1.2 WETH (2,400 USD) per wstETH, deep enough to stay put
+    quoted = pd.DataFrame([{"protocol": "test", "venue": "pool-wstETH-WETH", "asset": addr["wstETH"],
+                            "quote_asset": addr["WETH"], "model": "constant_product",
+                            "params": json.dumps({"reserve_asset": 50_000.0, "reserve_quote": 60_000.0, "fee": 0.003})}])
+    snap = Snapshot(meta=base.meta, assets=base.assets, markets=base.markets, accounts=base.accounts,
+                    positions=base.positions, venues=pd.concat([base.venues, quoted], ignore_index=True))
+    result = simulate(snap, ShockScenario(name="weth-20", price_shocks={"WETH": -0.20}, max_rounds=1), rules=RULES)
+    index = {a: i for i, a in enumerate(result.assets)}
+    oracle = result.rounds[0].oracle_source
+    assert oracle[index[addr["WETH"]]] == pytest.approx(1600.0, rel=1e-9)
+    assert oracle[index[addr["wstETH"]]] == pytest.approx(1.2 * 1600.0, rel=1e-9)
+    # 100 × 1,920 × 0.80 = 153,600 < 170,000 of debt: liquidatable now, not a round later
+    carol = result.accounts[result.accounts["account"] == "carol"]
+    assert len(carol) == 1 and carol["first_round"].iloc[0] == 0 and carol["liquidated_usd"].iloc[0] > 0

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analyzer.engine import attribution as attr
-from analyzer.engine.market import SlippageCurve, keeper_fraction, safe_trade
+from analyzer.engine.impact import reprice
+from analyzer.engine.keeper import keeper_take
+from analyzer.engine.market import SlippageCurve, safe_trade
 from analyzer.engine.options import OptionBook, bs_delta, option_margin_liquidations, vol_spiral
 from analyzer.engine.prepare import Prepared, sub_book
 from analyzer.scenarios import ShockScenario
@@ -56,6 +58,7 @@ class CascadeState:
     hedge_iv: np.ndarray
     hedge_alive: np.ndarray
     account_events: list = field(default_factory=list)   # (slot, rows, round, repaid, seized, fee usd, causes)
+    option_events: list = field(default_factory=list)    # (option rows, round, buy-back usd, causes)
     contracts_bought: np.ndarray | None = None            # (A,) option contracts bought back this round
     committed_sell: np.ndarray | None = None              # (A,) sold by keepers so far this round
     committed_buy: np.ndarray | None = None               # (A,) bought by keepers so far this round
@@ -167,7 +170,6 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
                                  slot.initially_liquidatable[candidates])
     sale_idx = prep.receipt_underlying[slot.cols]
     sale_units = unit_value[slot.cols]
-    n_assets = len(prep.assets)
     active = np.ones(len(candidates), dtype=bool)
     steps: list[tuple[np.ndarray, Liquidation, np.ndarray]] = []
     for _ in range(scenario.max_keeper_steps):
@@ -183,33 +185,20 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
         left_out = np.ones(len(act), dtype=bool)
         left_out[liq.rows] = False
         active[act[left_out]] = False
-        sold = (liq.seized if liq.absorbed_by_protocol else liq.seized - liq.fee) * sale_units
-        sell_units = np.zeros((len(liq.rows), n_assets))
-        buy_units = np.zeros((len(liq.rows), n_assets))
-        for j in range(len(slot.cols)):            # columns (tens), not accounts
-            sell_units[:, sale_idx[j]] += scenario.sell_through * sold[:, j]
-            if not liq.absorbed_by_protocol:
-                buy_units[:, slot.cols[j]] += liq.repaid[:, j]
-        if liq.absorbed_by_protocol:
-            # the protocol sells what it absorbed to buyers at its own price (Comet.buyCollateral at
-            # quoteCollateral's discount); a buyer takes only what it can resell on the venues at a profit
-            store_front = getattr(slot.rules, "store_front_price", None)
-            unit_cost = store_front(work, oracle) if store_front is not None else oracle
-            cost_usd = -(scenario.sell_through * liq.seized) @ unit_cost
-            share = keeper_fraction(sell_units, cost_usd, buy_units, state.price, curves, state.committed_sell,
-                                    state.committed_buy, scenario.keeper_gas_usd)
-            sell_units = sell_units * share[:, None]
-        else:
-            held_usd = (1.0 - scenario.sell_through) * (sold @ state.price[sale_idx])
-            share = keeper_fraction(sell_units, held_usd, buy_units, state.price, curves, state.committed_sell,
-                                    state.committed_buy, scenario.keeper_gas_usd)
-            # a keeper that declines, or takes only the part that pays, is done with the account this round
+        take = keeper_take(slot.rules, work, liq, oracle, cols=slot.cols, sale_index=sale_idx, sale_units=sale_units,
+                           price=state.price, curves=curves, committed_sell=state.committed_sell,
+                           committed_buy=state.committed_buy, sell_through=scenario.sell_through,
+                           gas_usd=scenario.keeper_gas_usd)
+        share, sell_units, buy_units = take.share, take.sell_units, take.buy_units
+        if not liq.absorbed_by_protocol:
+            # the protocol absorbs the whole account whatever a buyer takes (Comet); otherwise a
+            # keeper that declines, or takes only the part that pays, is done with the account this round
             active[act[liq.rows[share < 1.0]]] = False
-            take = share > 0
-            liq = Liquidation(liq.rows[take], liq.repaid[take] * share[take, None],
-                              liq.seized[take] * share[take, None], liq.fee[take] * share[take, None],
+            taken = share > 0
+            liq = Liquidation(liq.rows[taken], liq.repaid[taken] * share[taken, None],
+                              liq.seized[taken] * share[taken, None], liq.fee[taken] * share[taken, None],
                               liq.absorbed_by_protocol, liq.reserves_change_usd)
-            sell_units, buy_units = sell_units[take] * share[take, None], buy_units[take] * share[take, None]
+            sell_units, buy_units = sell_units[taken], buy_units[taken]
             if len(liq.rows) == 0:
                 continue
         state.committed_sell += sell_units.sum(0)
@@ -321,6 +310,7 @@ def _options_round(prep: Prepared, state: CascadeState, scenario: ShockScenario,
         contribution = exposure[:, None] * source_attr[book.underlying[rows]]
         causes = attr.causes_from_contribution(contribution, np.zeros(len(rows), dtype=bool))
         record.contagion[:, p] += answer.value_usd[rows] @ causes
+        state.option_events.append((rows, state.round, answer.value_usd[rows], causes))
     alive_after = state.option_alive & ~closed
     flows[:, prep.source_index[attr.SOURCE_HEDGING]] += book.hedge_sales(
         state.hedge_spot, state.price, state.hedge_iv, state.iv, state.hedge_alive, alive_after, n_assets)
@@ -338,10 +328,7 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
             if int(a) in state.venues:
                 safe_trade(state.venues[int(a)], float(net[a]))
                 state.curve_cache.pop(int(a), None)
-        quotes = dict(zip(prep.assets, new_price, strict=True))
-        for a, venues in state.venues.items():
-            venues.set_quote_prices(quotes)
-            new_price[a] = prep.price_pre[a] * (venues.mid_price() / state.venue_mid_pre[a])
+        reprice(state.venues, new_price, prep.price_pre, state.venue_mid_pre, prep.assets)
         moved = set(prep.assets[new_price != state.price])
         for a, venues in state.venues.items():   # a curve is relative to the mid; a moved quote re-weights routes
             if len(venues.venues) > 1 and any(v.quote in moved for v in venues.venues):

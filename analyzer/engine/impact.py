@@ -175,6 +175,31 @@ def _params_json(text: str, where: str) -> dict:
     return params
 
 
+def reprice(venues: Mapping[int, AssetVenues], price: np.ndarray, price_pre: np.ndarray,
+            mid_pre: Mapping[int, float], assets: np.ndarray, max_passes: int = 8) -> None:
+    """Set ``price[a]`` (USD) of every venue asset ``a`` from its venues, in place.
+
+    ``price_pre[a] * mid / mid_pre[a]``: the snapshot's price moved as the venues' mid moved. Each
+    venue's quote token is valued at its *current* price, so quotes are priced first (WETH from
+    WETH/USDC) and then what trades against them (wstETH/WETH): a later pass reprices only the
+    assets one of whose quotes moved in the pass before, until none did.
+    """
+    todo = list(venues)
+    for _ in range(max_passes):
+        quotes = dict(zip(assets, price, strict=True))
+        moved = set()
+        for a in todo:
+            asset_venues = venues[a]
+            asset_venues.set_quote_prices(quotes)
+            new = price_pre[a] * (asset_venues.mid_price() / mid_pre[a])
+            if new != price[a]:
+                moved.add(assets[a])
+            price[a] = new
+        todo = [a for a, asset_venues in venues.items() if any(v.quote in moved for v in asset_venues.venues)]
+        if not todo:
+            return
+
+
 def build_venues(snapshot, models_from_scenario: Mapping[str, Mapping[str, Any]] | None = None
                  ) -> dict[str, AssetVenues]:
     """Every asset's venues by asset address, from ``snapshot.venues`` plus scenario models.

@@ -216,10 +216,9 @@ def start_state(prep: Prepared, scenario: ShockScenario):
             else:
                 price[a] = target
     if scenario.price_impact:
-        quotes = dict(zip(prep.assets, price, strict=True))
-        for a, v in venues.items():
-            v.set_quote_prices(quotes)
-            price[a] = prep.price_pre[a] * (v.mid_price() / mid_pre[a])
+        from analyzer.engine.impact import reprice
+
+        reprice(venues, price, prep.price_pre, mid_pre, prep.assets)
     receipts = np.flatnonzero(prep.is_receipt)
     price[receipts] = prep.receipt_ratio[receipts] * price[prep.receipt_underlying[receipts]]
     exogenous[receipts] = prep.receipt_ratio[receipts] * exogenous[prep.receipt_underlying[receipts]]

@@ -17,6 +17,7 @@ import numpy as np
 
 from analyzer.engine import attribution as attr
 from analyzer.engine.cascade import CascadeState, RoundRecord
+from analyzer.engine.impact import reprice
 from analyzer.engine.market import KEEPER_FRACTIONS, SlippageCurve, safe_trade
 from analyzer.engine.prepare import Prepared
 from analyzer.scenarios import ShockScenario
@@ -235,9 +236,7 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
             net = float(flows[a].sum())
             if net != 0 and a in state.venues:
                 safe_trade(state.venues[a], net)
-        for a in sorted(state.venues):
-            state.venues[a].set_quote_prices(dict(zip(prep.assets, new_price, strict=True)))
-            new_price[a] = prep.price_pre[a] * (state.venues[a].mid_price() / state.venue_mid_pre[a])
+        reprice(state.venues, new_price, prep.price_pre, state.venue_mid_pre, prep.assets)
     change = np.zeros((A, S))
     exo_change = np.zeros((A, S))
     for a in range(A):

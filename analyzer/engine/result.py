@@ -239,6 +239,32 @@ def receipt_losses_usd(prep, state) -> np.ndarray:
     return out
 
 
+def _option_accounts(prep, state) -> pd.DataFrame:
+    """Accounts whose option shorts were liquidated: buy-back USD as ``liquidated_usd``, by owner."""
+    rows = np.concatenate([e[0] for e in state.option_events])
+    value = np.concatenate([e[2] for e in state.option_events])
+    first = np.concatenate([np.full(len(e[0]), e[1]) for e in state.option_events])
+    causes = np.concatenate([e[3] for e in state.option_events]) * value[:, None]
+    frame = prep.options.frame.iloc[rows]
+    events = pd.DataFrame({"protocol": frame["protocol"].to_numpy(object), "market": frame["market"].to_numpy(object),
+                           "account": frame["account"].to_numpy(object), "liquidated_usd": value,
+                           "first_round": first, **{f"cause:{n}": causes[:, j] for j, n in enumerate(prep.sources)}})
+    out = events.groupby(["protocol", "market", "account"], as_index=False, sort=True).agg(
+        {"liquidated_usd": "sum", "first_round": "min", **{f"cause:{n}": "sum" for n in prep.sources}})
+    out["rounds"] = events.groupby(["protocol", "market", "account"], sort=True)["first_round"].nunique().to_numpy()
+    shares = out[[f"cause:{n}" for n in prep.sources]].to_numpy()
+    total = shares.sum(1, keepdims=True)
+    shares = np.divide(shares, total, out=np.zeros_like(shares), where=total > 0)
+    for j, name in enumerate(prep.sources):
+        out[f"cause:{name}"] = shares[:, j]
+    out["seized_usd"], out["fee_usd"], out["bad_debt_usd"] = 0.0, 0.0, 0.0
+    out["health_before"], out["health_after"] = np.nan, np.nan
+    out["cause"] = np.where(total[:, 0] > 0, np.array(prep.sources, dtype=object)[shares.argmax(1)], "")
+    return out[["protocol", "market", "account", "liquidated_usd", "seized_usd", "fee_usd", "bad_debt_usd",
+                "first_round", "rounds", "health_before", "health_after", "cause",
+                *[f"cause:{n}" for n in prep.sources]]]
+
+
 def accounts_frame(prep, state, oracle_source: np.ndarray) -> pd.DataFrame:
     """Per-account outcomes: every account liquidated or left with bad debt, with its causes."""
     frames = []
@@ -280,6 +306,8 @@ def accounts_frame(prep, state, oracle_source: np.ndarray) -> pd.DataFrame:
             frame[f"cause:{name}"] = causes[:, j]
         frames.append(frame)
         del n
+    if state.option_events:
+        frames.append(_option_accounts(prep, state))
     if not frames:
         columns = ["protocol", "market", "account", "liquidated_usd", "seized_usd", "fee_usd", "bad_debt_usd",
                    "first_round", "rounds", "health_before", "health_after", "cause"]
