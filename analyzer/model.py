@@ -79,6 +79,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 SIDES = ("collateral", "debt")
 OPTION_KINDS = ("call", "put")
 OPTION_SIDES = ("long", "short")
+# how protocols list a chain's native coin as an asset (Compound's CEther: 0xEeee…)
+NATIVE_PLACEHOLDERS = ("0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "0x0000000000000000000000000000000000000000")
 
 
 def empty_table(name: str) -> pd.DataFrame:
@@ -134,6 +136,17 @@ class Snapshot:
 
     def symbol_of(self) -> dict[str, str]:
         return dict(zip(self.assets["address"], self.assets["symbol"], strict=True))
+
+    def wrapped_native_of(self) -> dict[str, str]:
+        """{native coin placeholder: its wrapped token}: ETH (``0xEeee…`` or the zero address, as
+        Compound's CEther market lists it) and WETH are one asset, priced by the same feed and sold
+        by wrapping, when the snapshot holds both (the wrapped one named "W" + the coin's symbol)."""
+        by_symbol = dict(zip(self.assets["symbol"], self.assets["address"], strict=True))
+        out = {}
+        for address, symbol in zip(self.assets["address"], self.assets["symbol"], strict=True):
+            if str(address).lower() in NATIVE_PLACEHOLDERS and f"W{symbol}" in by_symbol:
+                out[str(address)] = str(by_symbol[f"W{symbol}"])
+        return out
 
     def address_of(self, symbol: str) -> str:
         """The address of the asset named ``symbol`` (or ``symbol`` itself if it is an address)."""

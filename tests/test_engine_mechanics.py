@@ -223,3 +223,66 @@ def test_an_asset_quoted_in_a_shocked_asset_moves_with_it_in_the_same_round():
     # 100 × 1,920 × 0.80 = 153,600 < 170,000 of debt: liquidatable now, not a round later
     carol = result.accounts[result.accounts["account"] == "carol"]
     assert len(carol) == 1 and carol["first_round"].iloc[0] == 0 and carol["liquidated_usd"].iloc[0] > 0
+
+
+def _wsteth_two_pools():
+    """wstETH on two pools, one against WETH (1.2 WETH each) and one against USDC ($2,400); WETH on
+    one pool against USDC. Depths: wstETH/WETH 50,000 wstETH, wstETH/USDC 20,000 wstETH."""
+    wsteth = {"price": 2400.0, "lt": 0.80, "bonus": 0.06, "fee_bps": 1000}
+    base = aave_snapshot({"USDC": USDC, "WETH": WETH, "wstETH": wsteth},
+                         {"dave": [("wstETH", "collateral", 10.0), ("USDC", "debt", 1_000.0)]},
+                         pools={"WETH": (50_000.0, 100_000_000.0, 0.003),
+                                "wstETH": (20_000.0, 48_000_000.0, 0.003)})
+    addr = dict(zip(base.assets["symbol"], base.assets["address"], strict=True))
+    quoted = pd.DataFrame([{"protocol": "test", "venue": "pool-wstETH-WETH", "asset": addr["wstETH"],
+                            "quote_asset": addr["WETH"], "model": "constant_product",
+                            "params": json.dumps({"reserve_asset": 50_000.0, "reserve_quote": 60_000.0, "fee": 0.003})}])
+    snap = Snapshot(meta=base.meta, assets=base.assets, markets=base.markets, accounts=base.accounts,
+                    positions=base.positions, venues=pd.concat([base.venues, quoted], ignore_index=True))
+    return snap, addr
+
+
+def test_a_joint_shock_takes_every_pool_of_an_asset_to_its_target_once():
+    """WETH and wstETH both fall 30% (a CEX-wide move): arbitrage leaves wstETH/USDC at $1,680 and
+    wstETH/WETH at the ratio of the two targets (1,680 / 1,400 = 1.2 WETH, unchanged), not moved
+    30% itself and then 30% more through its WETH quote."""
+    from analyzer.engine.prepare import prepare, start_state
+
+    snap, addr = _wsteth_two_pools()
+    prep = prepare(snap, rules=RULES)
+    state = start_state(prep, ShockScenario(price_shocks={"WETH": -0.30, "wstETH": -0.30}))
+    index = {a: i for i, a in enumerate(prep.assets)}
+    assert state.price[index[addr["WETH"]]] == pytest.approx(1400.0, rel=1e-9)
+    assert state.price[index[addr["wstETH"]]] == pytest.approx(1680.0, rel=1e-9)
+    pools = {v.quote: v for v in state.venues[index[addr["wstETH"]]].venues}
+    # each pool's own mid, from its reserves: quote units per wstETH
+    weth_pool, usdc_pool = pools[addr["WETH"]], pools[addr["USDC"]]
+    assert weth_pool.reserve_quote / weth_pool.reserve_asset == pytest.approx(1.2, rel=1e-9)
+    assert usdc_pool.reserve_quote / usdc_pool.reserve_asset == pytest.approx(1680.0, rel=1e-9)
+
+
+def test_native_eth_is_priced_and_sold_as_weth():
+    """Compound's CEther lists ETH (0xEeee…), which the same feed prices as WETH and a keeper
+    wraps and sells as WETH: an ETH-collateral account is liquidated by a WETH shock, and what is
+    seized from it is sold on the WETH pool."""
+    native = "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE"
+    eth = {"price": 2000.0, "lt": 0.80, "bonus": 0.05, "fee_bps": 1000}
+    base = aave_snapshot({"USDC": USDC, "WETH": WETH, "ETH": eth},
+                         {"erin": [("ETH", "collateral", 100.0), ("USDC", "debt", 150_000.0)]},
+                         pools={"WETH": (50_000.0, 100_000_000.0, 0.003)})
+    eth_address = base.assets.loc[base.assets["symbol"] == "ETH", "address"].iloc[0]
+    swap = {eth_address: native}
+    snap = Snapshot(meta=base.meta, assets=base.assets.replace({"address": swap}),
+                    markets=base.markets.replace({"asset": swap}), accounts=base.accounts,
+                    positions=base.positions.replace({"asset": swap}), venues=base.venues)
+    assert snap.wrapped_native_of() == {native: snap.address_of("WETH")}
+    result = simulate(snap, ShockScenario(price_shocks={"WETH": -0.10}, max_rounds=3), rules=RULES)
+    index = {a: i for i, a in enumerate(result.assets)}
+    weth = index[snap.address_of("WETH")]
+    for record in result.rounds:
+        assert record.price[index[native]] == pytest.approx(record.price[weth], rel=1e-12)
+    # 100 × 1,800 × 0.80 = 144,000 < 150,000: liquidated in round 0, its ETH sold as WETH
+    erin = result.accounts[result.accounts["account"] == "erin"]
+    assert erin["first_round"].iloc[0] == 0 and erin["liquidated_usd"].iloc[0] > 0
+    assert result.rounds[0].flows[weth].sum() > 0
+    assert result.rounds[0].flows[index[native]].sum() == 0

@@ -343,11 +343,12 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
     exogenous = state.exogenous.copy()
     exogenous[receipts] = new_unit[receipts] * exogenous[under]
     change[receipts] = new_unit[receipts, None] * change[under]
+    issued = prep.receipt_protocol_index[receipts] >= 0      # a native coin has no issuer to write it down
     wd_cols = np.array([prep.source_index[attr.writedown_source(prep.protocols[p])]
-                        for p in prep.receipt_protocol_index[receipts]], dtype=np.int64)
-    lost = (old_unit[receipts] - new_unit[receipts])
-    np.add.at(change, (receipts, wd_cols), -lost * state.price[under])
-    np.add.at(exo_change, (receipts, wd_cols), -lost * state.exogenous[under])
+                        for p in prep.receipt_protocol_index[receipts][issued]], dtype=np.int64)
+    lost = (old_unit[receipts] - new_unit[receipts])[issued]
+    np.add.at(change, (receipts[issued], wd_cols), -lost * state.price[under[issued]])
+    np.add.at(exo_change, (receipts[issued], wd_cols), -lost * state.exogenous[under[issued]])
     state.market_attr += change
     state.exogenous_attr += exo_change
     iv_after = vol_spiral(state.iv, state.price, new_price, scenario.spot_vol_beta, state.contracts_bought,

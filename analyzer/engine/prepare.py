@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analyzer.engine import attribution as attr
+from analyzer.engine.impact import AssetVenues
 from analyzer.engine.market import move_to_price
 from analyzer.engine.options import OptionBook, OptionMarginRule, vol_spiral
 from analyzer.errors import ContagionError
@@ -51,7 +52,7 @@ class Prepared:
     is_receipt: np.ndarray
     receipt_underlying: np.ndarray    # (A,) asset index of the underlying (itself when not a receipt)
     receipt_ratio: np.ndarray         # (A,) underlying units per receipt unit (1 when not a receipt)
-    receipt_protocol_index: np.ndarray  # (A,) protocol index, -1 when not a receipt
+    receipt_protocol_index: np.ndarray  # (A,) issuing protocol's index; -1 when none (not a receipt, a native coin)
     slots: list[BookSlot]
     venues: dict                      # asset index -> AssetVenues (pre-shock; copied per scenario)
     options: OptionBook
@@ -148,6 +149,11 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
             continue
         underlying[i], receipt_protocol[i] = index[under], protocol_index[protocol]
         ratio[i] = price_pre[i] / price_pre[index[under]] if price_pre[index[under]] > 0 else 0.0
+    for native, wrapped in snapshot.wrapped_native_of().items():
+        # the native coin moves and is sold as its wrapped token: a receipt that no protocol issues
+        i = index[native]
+        is_receipt[i], underlying[i], ratio[i] = True, index[wrapped], 1.0
+        underlying[(underlying == i) & is_receipt] = index[wrapped]    # cETH: redeemed for ETH, sold as WETH
     if venues is None:
         from analyzer.engine.impact import build_venues
 
@@ -205,16 +211,26 @@ def start_state(prep: Prepared, scenario: ShockScenario):
     venues = {a: v.copy() for a, v in prep.venues.items()}
     mid_pre = {a: v.mid_price() for a, v in venues.items()}
     price, exogenous = prep.price_pre.copy(), prep.price_pre.copy()
+    targets = {}
     for table, exogenous_too in (("price_shocks", True), ("venue_shocks", False)):
         for name, move in getattr(scenario, table).items():
             a = prep.asset(name, f"scenario {scenario.name}: {table}")
-            target = prep.price_pre[a] * (1.0 + move)
+            targets[a] = prep.price_pre[a] * (1.0 + move)
             if exogenous_too:
-                exogenous[a] = target
-            if a in venues and scenario.price_impact:
-                move_to_price(venues[a], target)
-            else:
-                price[a] = target
+                exogenous[a] = targets[a]
+    # arbitrage takes every venue of a shocked asset to the target, each in its own quote valued at
+    # the quote's shocked price: a joint WETH and wstETH move leaves the wstETH/WETH pool at the
+    # ratio of the two targets, not moved twice (once itself, once through its WETH quote)
+    shocked_usd = prep.price_pre.copy()
+    shocked_usd[list(targets)] = list(targets.values())
+    quote_usd = dict(zip(prep.assets, shocked_usd, strict=True))
+    for a, target in targets.items():
+        if a in venues and scenario.price_impact:
+            venues[a].set_quote_prices(quote_usd)
+            for venue in venues[a].venues:
+                move_to_price(AssetVenues(venues[a].asset, [venue]), target)
+        else:
+            price[a] = target
     if scenario.price_impact:
         from analyzer.engine.impact import reprice
 

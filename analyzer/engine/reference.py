@@ -115,7 +115,8 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
     unit = np.ones(A)
     for a in range(A):
         if prep.is_receipt[a]:
-            unit[a] = prep.receipt_ratio[a] * (1.0 - state.writedown[prep.receipt_protocol_index[a]])
+            p = prep.receipt_protocol_index[a]
+            unit[a] = prep.receipt_ratio[a] * (1.0 - (state.writedown[p] if p >= 0 else 0.0))
     curves: dict[int, SlippageCurve] = {}
 
     def curve(a: int) -> SlippageCurve:
@@ -252,14 +253,15 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         if not prep.is_receipt[a]:
             continue
         u, p = int(prep.receipt_underlying[a]), int(prep.receipt_protocol_index[a])
-        old_unit = prep.receipt_ratio[a] * (1 - state.writedown[p])
-        new_unit = prep.receipt_ratio[a] * (1 - writedown[p])
+        old_unit = prep.receipt_ratio[a] * (1 - (state.writedown[p] if p >= 0 else 0.0))
+        new_unit = prep.receipt_ratio[a] * (1 - (writedown[p] if p >= 0 else 0.0))
         new_price[a] = new_unit * new_price[u]
         exogenous[a] = new_unit * exogenous[u]
-        wd = prep.source_index[attr.writedown_source(prep.protocols[p])]
         change[a] = new_unit * change[u]
-        change[a, wd] -= (old_unit - new_unit) * state.price[u]
-        exo_change[a, wd] -= (old_unit - new_unit) * state.exogenous[u]
+        if p >= 0:
+            wd = prep.source_index[attr.writedown_source(prep.protocols[p])]
+            change[a, wd] -= (old_unit - new_unit) * state.price[u]
+            exo_change[a, wd] -= (old_unit - new_unit) * state.exogenous[u]
     state.market_attr = state.market_attr + change
     state.exogenous_attr = state.exogenous_attr + exo_change
     iv_after = state.iv.copy()
