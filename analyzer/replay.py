@@ -33,6 +33,7 @@ from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
 from analyzer.scan import scan
 from analyzer.scenarios import ShockScenario
+from protocols import plugins as registered_plugins
 from protocols.base import Liquidation, Plugin
 
 
@@ -305,6 +306,7 @@ def replay(
         _set_oracles(lenders, oracle_targets)
         receipt_underlying = {a: o.split(":", 1)[1] for a, o in zip(before.assets["address"], before.assets["receipt_of"],
                                                                     strict=True) if o and o.split(":", 1)[1] in market_before}
+        receipt_underlying |= before.wrapped_native_of()     # seized ETH is wrapped and sold as WETH, as in the engine
         exogenous_oracles = {a for a in market_before if not follows_venue(a)}
         mine(w3)
 
@@ -318,7 +320,10 @@ def replay(
                                if market_before[asset_list[sale_asset[i]]] > 0 else 0.0
                                for i, a in enumerate(asset_list)])
         option_markets = _OptionMarkets(before, lenders, scenario)
-        lending = [lender for lender in lenders if lender not in option_markets.lenders]
+        # in the engine's order of protocols (the registry's), so that each keeper sells behind the same queue
+        registry_order = {name: i for i, name in enumerate(registered_plugins())}
+        lending = sorted((lender for lender in lenders if lender not in option_markets.lenders),
+                         key=lambda lender: registry_order.get(lender.plugin.name, len(registry_order)))
         fixed_point = False
         for round_index in range(max_rounds):
             record = ReplayRound(round_index, {})
@@ -333,19 +338,20 @@ def replay(
             committed_sell, committed_buy = np.zeros(len(asset_list)), np.zeros(len(asset_list))
             # an account a keeper declined (or took only part of) is done for the round, as in the engine
             active: dict[tuple[str, str], set[str]] = {}
-            step_accounts = accounts
-            for _step in range(max_keeper_steps):
-                # a keeper step needs only the lenders' books (venues and options are read below);
-                # oracles do not move within a round, so after the first step only the accounts
-                # just liquidated can still be liquidatable
-                if not step_accounts:
-                    break
-                snap = read(step_accounts, [lender.plugin for lender in lending])
-                just_liquidated: set[str] = set()
-                record.prices_usd = record.prices_usd or {a: float(p) for a, p in snap.price_of().items()}
-                executed = 0
-                for lender in lending:
-                    name = lender.plugin.name
+            # keepers work through one protocol's books before the next, as the engine's slots run
+            for lender in lending:
+                name = lender.plugin.name
+                step_accounts = accounts
+                for _step in range(max_keeper_steps):
+                    # a keeper step needs only this lender's books (venues and options are read below);
+                    # oracles do not move within a round, so after the first step only the accounts
+                    # just liquidated can still be liquidatable
+                    if not step_accounts:
+                        break
+                    snap = read(step_accounts, [lender.plugin])
+                    just_liquidated: set[str] = set()
+                    record.prices_usd = {a: float(p) for a, p in snap.price_of().items()} | record.prices_usd
+                    executed = 0
                     for lending_book in lender.rules.books(snap):
                         prices = oracle_prices(snap, name, lending_book.assets)
                         proposed = lender.rules.liquidate(lending_book, prices)
@@ -408,9 +414,9 @@ def replay(
                             if not step.absorbed_by_protocol:
                                 for asset, raw in outcome.repaid.items():
                                     repaid[asset] = repaid.get(asset, 0) + raw
-                if not executed:
-                    break
-                step_accounts = sorted(just_liquidated)
+                    if not executed:
+                        break
+                    step_accounts = sorted(just_liquidated)
             hedge = np.zeros(len(asset_list))
             if option_markets.active:
                 option_snap = read(None, [lender.plugin for lender in option_markets.lenders])

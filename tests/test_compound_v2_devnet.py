@@ -153,8 +153,11 @@ def check_rule_against_chain(devnet, deployment: dict, drop: float, symbols: tup
         assert result.success, result.error
         seize, protocol_share = rules.seize_exact(book, j, k, repay)
         assert result.repaid[book.assets[j]] == repay
-        assert result.seized[book.assets[k]] == seize
-        assert result.fee[book.assets[k]] == protocol_share
+        assert result.seized_ctokens[book.assets[k]] == seize
+        assert result.fee_ctokens[book.assets[k]] == protocol_share
+        # reported in the underlying, as every executor reports collateral: what redeem would pay
+        rate = int(book.extra["exchange_rate_mantissa"][k])
+        assert result.seized[book.assets[k]] == pytest.approx(seize * rate // 10**18, rel=1e-6)
         # the engine's float64 step makes the same liquidation, in token units, within the integer
         # path's truncation: one raw unit repaid; seized within the truncation of the seize ratio
         # (cTokens per raw repay unit × 1e18, as low as ~1e5 for an 18-decimal debt against an

@@ -9,6 +9,7 @@ of the collateral market. ``set_price`` moves the devnet PriceFeed behind the or
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import keccak, to_checksum_address
@@ -20,7 +21,7 @@ from analyzer.errors import ContagionError
 from analyzer.multicall import Call, single_call
 from protocols.base import ExecutedLiquidation, Executor
 from protocols.compound_v2 import exact
-from protocols.compound_v2.constants import NATIVE_ASSET, PROTOCOL
+from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
 from protocols.compound_v2.profiles import profile
 
 TRANSFER_TOPIC = keccak(text="Transfer(address,address,uint256)")
@@ -47,6 +48,14 @@ def _words(data: Any) -> list[bytes]:
     raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
     return [raw[i:i + 32] for i in range(0, len(raw), 32)]
 
+
+
+@dataclass
+class CTokenLiquidation(ExecutedLiquidation):
+    """A ``liquidateBorrow``: ``seized``/``fee`` in the underlying, and the cTokens behind them."""
+
+    seized_ctokens: dict[str, int] = field(default_factory=dict)   # asset -> cTokens (liquidator + protocol)
+    fee_ctokens: dict[str, int] = field(default_factory=dict)
 
 class CompoundV2Executor(Executor):
     """Liquidations through a deployment's cTokens (``deployment["markets"]``: symbol -> cToken,
@@ -202,7 +211,11 @@ class CompoundV2Executor(Executor):
     def _outcome(self, account: str, receipt, debt_asset: str, collateral_asset: str, coll_ctoken: str):
         """Repaid and seized from ``LiquidateBorrow`` (layout per fork profile); the protocol's share
         is what the borrower lost beyond the liquidator's ``Transfer`` (burned to reserves in
-        Compound, sent to the protocol share reserve in Venus isolated pools)."""
+        Compound, sent to the protocol share reserve in Venus isolated pools).
+
+        Seized cTokens are reported as the underlying they redeem for (``cTokens ×
+        exchangeRateStored / 1e18``, truncated as ``redeem`` does, at the liquidation's block), the
+        unit every executor reports collateral in; the cToken amounts are ``seized_ctokens``."""
         repaid = seized = to_liquidator = 0
         for log in receipt["logs"]:
             topics = [bytes(t) for t in log["topics"]]
@@ -214,7 +227,11 @@ class CompoundV2Executor(Executor):
                   and len(topics) == 3 and to_checksum_address(topics[1][12:]) == account
                   and to_checksum_address(topics[2][12:]) == self.keeper):
                 to_liquidator += int.from_bytes(_words(log["data"])[0], "big")
-        return ExecutedLiquidation(account, True, tx_hash=receipt["transactionHash"].hex(),
-                                   repaid={to_checksum_address(debt_asset): repaid},
-                                   seized={to_checksum_address(collateral_asset): seized},
-                                   fee={to_checksum_address(collateral_asset): seized - to_liquidator})
+        rate = self.w3.eth.contract(address=coll_ctoken, abi=self.ctoken_abi).functions.exchangeRateStored().call(
+            block_identifier=receipt["blockNumber"])
+        collateral = to_checksum_address(collateral_asset)
+        return CTokenLiquidation(account, True, tx_hash=receipt["transactionHash"].hex(),
+                                 repaid={to_checksum_address(debt_asset): repaid},
+                                 seized={collateral: seized * rate // MANTISSA},
+                                 fee={collateral: (seized - to_liquidator) * rate // MANTISSA},
+                                 seized_ctokens={collateral: seized}, fee_ctokens={collateral: seized - to_liquidator})
