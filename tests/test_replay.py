@@ -95,3 +95,30 @@ def test_every_sending_path_refuses_a_node_that_is_not_anvil(claim):
                     plugin.venue_executor(w3, {"router": token, "pools": []}, {}, {})
         # nothing was ever sent: the fake node saw no transaction
         assert not {m for m in node.calls if m.startswith(("eth_send", "anvil_", "evm_"))}
+
+
+def test_the_engine_matches_real_liquidations_and_swaps_at_weth_minus_20(devnet):
+    """Issue 7's criteria on the devnet's lending protocols and pools: the engine, run on the
+    fork's own pre-shock read, liquidates the same accounts as the real transactions, the same
+    value per protocol within 1%, leaves bad debt within 1% (or $1) and pool prices within 0.5%."""
+    from analyzer.demo import fallback_venue_models
+    from analyzer.engine import simulate
+    from analyzer.fidelity import compare
+
+    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3")
+    chosen = [plugins()[name] for name in names if name in devnet.book.get("protocols", {})]
+    shock = ShockScenario(name="weth-20", price_shocks={"WETH": -0.20})
+    replayed = replay(devnet.url, devnet.book, shock, chosen)
+    before = replayed.snapshot_before
+    engine = simulate(before, shock, venue_models=fallback_venue_models(before))
+    liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
+    fidelity = compare(engine.to_json(), {p: set(g["account"]) for p, g in liquidated.groupby("protocol")},
+                       replayed.to_json())
+    assert replayed.reached_fixed_point and replayed.source_unchanged
+    lending = [name for name in names[:3] if name in fidelity["protocols"]]
+    assert lending and all(fidelity["protocols"][name]["replay_liquidated_usd"] > 0 for name in lending)
+    for name, gap in fidelity["protocols"].items():
+        assert gap["accounts_ok"], (name, gap["only_in_engine"], gap["only_in_replay"])
+        assert gap["value_ok"], (name, gap["engine_liquidated_usd"], gap["replay_liquidated_usd"])
+        assert gap["bad_debt_ok"], (name, gap["engine_bad_debt_usd"], gap["replay_bad_debt_usd"])
+    assert fidelity["final_prices"] and all(p["ok"] for p in fidelity["final_prices"].values()), fidelity["final_prices"]
