@@ -138,9 +138,15 @@ class AaveV3Rules(Rules):
     def _threshold_bps(book: LendingBook, rows=slice(None)) -> np.ndarray:
         """(k, m) liquidation threshold in bps per account and reserve, e-mode applied."""
         category = book.category[rows]
-        in_emode = (category[:, None] != 0) & (book.params["emode_category"][None, :] == category[:, None])
-        return np.where(in_emode, book.extra["emode_lt_bps"][category][:, None],
-                        book.params["liquidation_threshold_bps"][None, :])
+        base = book.params["liquidation_threshold_bps"]
+        out = np.broadcast_to(base, (len(category), len(base)))
+        emode = np.flatnonzero(category)
+        if len(emode) == 0:       # most accounts use no e-mode: the reserves' thresholds, not copied
+            return out
+        out = out.copy()
+        in_emode = book.params["emode_category"][None, :] == category[emode][:, None]
+        out[emode] = np.where(in_emode, book.extra["emode_lt_bps"][category[emode]][:, None], base[None, :])
+        return out
 
     @staticmethod
     def _counted_collateral_usd(book: LendingBook, prices: np.ndarray, rows=slice(None)) -> np.ndarray:
@@ -164,19 +170,23 @@ class AaveV3Rules(Rules):
     def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
         """HF < 1 (``HEALTH_FACTOR_LIQUIDATION_THRESHOLD``), some debt, and some collateral the
         liquidator can take (``ValidationLogic.validateLiquidationCall``)."""
-        total_coll, total_debt, hf = self.account_data(book, prices)
+        return self._liquidatable(*self.account_data(book, prices))
+
+    @staticmethod
+    def _liquidatable(total_coll: np.ndarray, total_debt: np.ndarray, hf: np.ndarray) -> np.ndarray:
         return (hf < 1.0) & (total_debt > 0) & (total_coll > 0)
 
     def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:
         """One ``liquidationCall(collateral, debt, user, type(uint256).max, false)`` per liquidatable
         account: its largest debt (USD) against its largest counted collateral (USD)."""
         profile: Profile = book.extra["profile"]
-        ok = self.liquidatable(book, prices)
+        total_coll, total_debt, health_factor = self.account_data(book, prices)   # once for both uses
+        ok = self._liquidatable(total_coll, total_debt, health_factor)
         if mask is not None:
             ok &= mask
         rows = np.flatnonzero(ok)
         k, m = len(rows), len(book.assets)
-        hf = self.health_factor(book, prices)[rows]
+        hf = health_factor[rows]
         debt_usd = book.debt[rows] * prices[None, :]
         coll_usd = self._counted_collateral_usd(book, prices, rows)
         j_debt, j_coll = debt_usd.argmax(axis=1), coll_usd.argmax(axis=1)

@@ -179,6 +179,8 @@ class CompoundV2Executor(Executor):
             raise ContagionError("compound-v2: liquidate needs the debt and the collateral asset")
         debt, coll = self._market(debt_asset), self._market(collateral_asset)
         repay = self.max_repay(account, debt_asset, collateral_asset) if amount_raw is None else int(amount_raw)
+        if repay <= 0:     # LiquidateCloseAmountIsZero: the collateral left is dust worth under one repay unit
+            return ExecutedLiquidation(account, False, error="collateral left is dust: the close amount rounds to 0")
         native = to_checksum_address(debt["underlying"]) == to_checksum_address(NATIVE_ASSET)
         tx: dict[str, Any] = {"from": self.keeper}
         if native:
