@@ -125,3 +125,30 @@ def test_contagion_matrix_adds_up_and_crosses_protocols(feedback, prepared):
     if len(prep.options.hedger_asset):
         assert matrix.loc["hedging"].sum() > 0                 # hedging flows moved prices that mattered
     assert np.isfinite(feedback.price_final).all()
+
+
+@pytest.fixture(scope="module")
+def feedback_sweep(prepared):
+    """WETH -5% … -50% with every oracle reading the devnet's pools (the default)."""
+    _, prep = prepared
+    return [simulate(prep, ShockScenario(price_shocks={"WETH": shock}, max_rounds=60)) for shock in SHOCKS]
+
+
+def test_with_oracles_on_the_pools_deeper_shocks_liquidate_no_less_collateral(feedback_sweep, prepared):
+    """The collateral taken from borrowers, counted at the prices before the shock, grows with the
+    shock. The debt repaid for it (the liquidated value, USD at the oracle price of its round) grows
+    too until the cascade spirals through the pools' depth; beyond that a deeper first move has the
+    same collateral seized at lower prices, so each liquidation repays less and more debt is left
+    bad: wherever the liquidated value falls, the final WETH price is lower and bad debt higher."""
+    _, prep = prepared
+    seized_at_pre_shock = [sum(float(record.seized_tokens.sum(0) @ prep.price_pre) for record in result.rounds)
+                           for result in feedback_sweep]
+    print("collateral seized at pre-shock prices by shock:", [round(v) for v in seized_at_pre_shock])
+    print("liquidated USD by shock:", [round(r.total_liquidated_usd) for r in feedback_sweep])
+    assert seized_at_pre_shock[0] > 0
+    assert all(b >= a * (1 - 1e-9) for a, b in zip(seized_at_pre_shock, seized_at_pre_shock[1:], strict=False))
+    weth = prep.asset("WETH", "test")
+    for shallow, deep in zip(feedback_sweep, feedback_sweep[1:], strict=False):
+        if deep.total_liquidated_usd < shallow.total_liquidated_usd * (1 - 1e-9):
+            assert deep.price_final[weth] < shallow.price_final[weth]
+            assert sum(deep.bad_debt_usd.values()) > sum(shallow.bad_debt_usd.values())
