@@ -209,12 +209,8 @@ def test_an_asset_quoted_in_a_shocked_asset_moves_with_it_in_the_same_round():
                          {"carol": [("wstETH", "collateral", 100.0), ("USDC", "debt", 170_000.0)]},
                          pools={"WETH": (50_000.0, 100_000_000.0, 0.003)})
     addr = dict(zip(base.assets["symbol"], base.assets["address"], strict=True))
-    # 500 wstETH against 600 WETH: 1.2 WETH (2,400 USD) per wstETH, deep enough to stay put
-    quoted = pd.DataFrame([{"protocol": "test", "venue": "pool-wstETH-WETH", "asset": addr["wstETH"],
-                            "quote_asset": addr["WETH"], "model": "constant_product",
-                            "params": json.dumps({"reserve_asset": 50_000.0, "reserve_quote": 60_000.0, "fee": 0.003})}])
-    snap = Snapshot(meta=base.meta, assets=base.assets, markets=base.markets, accounts=base.accounts,
-                    positions=base.positions, venues=pd.concat([base.venues, quoted], ignore_index=True))
+    # 50,000 wstETH against 60,000 WETH: 1.2 WETH (2,400 USD) per wstETH, deep enough to stay put
+    snap = with_wsteth_weth_pool(base, addr)
     result = simulate(snap, ShockScenario(name="weth-20", price_shocks={"WETH": -0.20}, max_rounds=1), rules=RULES)
     index = {a: i for i, a in enumerate(result.assets)}
     oracle = result.rounds[0].oracle_source
@@ -234,12 +230,16 @@ def _wsteth_two_pools():
                          pools={"WETH": (50_000.0, 100_000_000.0, 0.003),
                                 "wstETH": (20_000.0, 48_000_000.0, 0.003)})
     addr = dict(zip(base.assets["symbol"], base.assets["address"], strict=True))
+    return with_wsteth_weth_pool(base, addr), addr
+
+
+def with_wsteth_weth_pool(base: Snapshot, addr: dict[str, str]) -> Snapshot:
+    """``base`` plus a constant-product wstETH/WETH pool: 50,000 wstETH against 60,000 WETH."""
     quoted = pd.DataFrame([{"protocol": "test", "venue": "pool-wstETH-WETH", "asset": addr["wstETH"],
                             "quote_asset": addr["WETH"], "model": "constant_product",
                             "params": json.dumps({"reserve_asset": 50_000.0, "reserve_quote": 60_000.0, "fee": 0.003})}])
-    snap = Snapshot(meta=base.meta, assets=base.assets, markets=base.markets, accounts=base.accounts,
+    return Snapshot(meta=base.meta, assets=base.assets, markets=base.markets, accounts=base.accounts,
                     positions=base.positions, venues=pd.concat([base.venues, quoted], ignore_index=True))
-    return snap, addr
 
 
 def test_a_joint_shock_takes_every_pool_of_an_asset_to_its_target_once():
