@@ -125,9 +125,11 @@ def _client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
         with client:
             yield client
         return
-    # loopback only, no dashboard: a sweep must not open ports beyond this machine
+    # loopback only, no dashboard: a sweep must not open ports beyond this machine. A failed task is
+    # raised here, on the client, as one error line: the workers' own logging of it (a traceback
+    # per task) and their teardown heartbeats are silenced
     with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield client
 
 
