@@ -325,6 +325,16 @@ def replay(
         lending = sorted((lender for lender in lenders if lender not in option_markets.lenders),
                          key=lambda lender: registry_order.get(lender.plugin.name, len(registry_order)))
         fixed_point = False
+
+        def books_in_order():
+            """(lender, market, its read) in the engine's slot order: protocols in the registry's
+            order, then their books. Read lazily: a protocol is read after the ones before it
+            liquidated; its books are independent of each other, so one read serves each first step."""
+            for lender in lending:
+                first = read(accounts, [lender.plugin])
+                for lending_book in lender.rules.books(first):
+                    yield lender, lending_book.market, first
+
         for round_index in range(max_rounds):
             record = ReplayRound(round_index, {})
             received: dict[str, int] = {}
@@ -338,21 +348,24 @@ def replay(
             committed_sell, committed_buy = np.zeros(len(asset_list)), np.zeros(len(asset_list))
             # an account a keeper declined (or took only part of) is done for the round, as in the engine
             active: dict[tuple[str, str], set[str]] = {}
-            # keepers work through one protocol's books before the next, as the engine's slots run
-            for lender in lending:
+            # keepers work through one book at a time, each to its last step, as the engine's slots run
+            for lender, book_market, first in books_in_order():
                 name = lender.plugin.name
-                step_accounts = accounts
+                step_accounts, snap = accounts, first
                 for _step in range(max_keeper_steps):
                     # a keeper step needs only this lender's books (venues and options are read below);
                     # oracles do not move within a round, so after the first step only the accounts
                     # just liquidated can still be liquidatable
                     if not step_accounts:
                         break
-                    snap = read(step_accounts, [lender.plugin])
+                    if snap is None:
+                        snap = read(step_accounts, [lender.plugin])
                     just_liquidated: set[str] = set()
                     record.prices_usd = {a: float(p) for a, p in snap.price_of().items()} | record.prices_usd
                     executed = 0
                     for lending_book in lender.rules.books(snap):
+                        if lending_book.market != book_market:
+                            continue
                         prices = oracle_prices(snap, name, lending_book.assets)
                         proposed = lender.rules.liquidate(lending_book, prices)
                         key = (name, lending_book.market)
@@ -416,7 +429,7 @@ def replay(
                                     repaid[asset] = repaid.get(asset, 0) + raw
                     if not executed:
                         break
-                    step_accounts = sorted(just_liquidated)
+                    step_accounts, snap = sorted(just_liquidated), None
             hedge = np.zeros(len(asset_list))
             if option_markets.active:
                 option_snap = read(None, [lender.plugin for lender in option_markets.lenders])
