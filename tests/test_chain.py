@@ -88,12 +88,13 @@ def test_fork_sees_the_source_at_the_fork_block_and_not_later_writes():
         w3 = source.w3
         # not one of anvil's dev accounts: a fork re-funds those with its own --balance
         alice, bob = w3.eth.accounts[0], "0x000000000000000000000000000000000000bEEF"
-        w3.eth.send_transaction({"from": alice, "to": bob, "value": 10**18})
-        fork_block = w3.eth.block_number
+        # anvil answers eth_sendTransaction before the block is committed: read the block from the receipt
+        sent = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": alice, "to": bob, "value": 10**18}))
+        fork_block = sent["blockNumber"]
         balance_at_fork = w3.eth.get_balance(bob, block_identifier=fork_block)
         with Anvil(fork_url=source.url, fork_block=fork_block) as fork:
             # a write on the source after the fork point
-            w3.eth.send_transaction({"from": alice, "to": bob, "value": 5 * 10**18})
+            w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": alice, "to": bob, "value": 5 * 10**18}))
             assert w3.eth.get_balance(bob) == balance_at_fork + 5 * 10**18
             assert fork.w3.eth.get_balance(bob) == balance_at_fork
             assert fork.w3.eth.block_number == fork_block
@@ -137,7 +138,8 @@ def test_state_dump_and_load_round_trip(tmp_path):
     state = tmp_path / "state.json"
     with Anvil(dump_state=state) as node:
         w3 = node.w3
-        w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": w3.eth.accounts[2], "value": 123})
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": w3.eth.accounts[2],
+                                                                     "value": 123}))
         expected = w3.eth.get_balance(w3.eth.accounts[2])
     assert state.is_file()
     with Anvil(load_state=state) as node:

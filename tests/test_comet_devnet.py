@@ -177,7 +177,7 @@ def test_executor_absorbs_then_buys_the_collateral(devnet, comet, chain_checkpoi
     usdc = w3.eth.contract(address=devnet.book["tokens"]["USDC"], abi=[{
         "type": "function", "name": "mint", "stateMutability": "nonpayable", "outputs": [{"type": "bool"}],
         "inputs": [{"type": "address", "name": "a"}, {"type": "uint256", "name": "v"}]}])
-    usdc.functions.mint(keeper, 50_000_000 * 10**6).transact({"from": keeper})
+    w3.eth.wait_for_transaction_receipt(usdc.functions.mint(keeper, 50_000_000 * 10**6).transact({"from": keeper}))
     account = account_address("pop-0")     # WETH 300 at health 1.02: liquidatable after 15%
     weth = devnet.book["tokens"]["WETH"]
     held = comet.functions.collateralBalanceOf(account, weth).call()

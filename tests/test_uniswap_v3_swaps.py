@@ -40,7 +40,8 @@ def pool_state(raw: dict) -> v3.PoolState:
 
 def fund(w3, token: str, account: str, amount: int) -> None:
     erc20 = w3.eth.contract(address=token, abi=npm_artifact("@aave/core-v3", "MintableERC20")["abi"])
-    erc20.functions.mint(account, amount).transact({"from": account})
+    # waited for: anvil answers eth_sendTransaction before the block is committed
+    w3.eth.wait_for_transaction_receipt(erc20.functions.mint(account, amount).transact({"from": account}))
 
 
 def balance(w3, token: str, holder: str) -> int:
@@ -66,8 +67,8 @@ def compare_random_swaps(devnet, deployment, pool: str, count: int, seed: int,
             # exact-output swaps near the whole pool push the price toward the tick extremes, where
             # the input owed is astronomical: fund far beyond it (uint256 holds ~1.2e77)
             fund(w3, token, trader, 10**70)
-            w3.eth.contract(address=token, abi=abi("ERC20")).functions.approve(
-                deployment["router"], MAX_UINT256).transact({"from": trader})
+            w3.eth.wait_for_transaction_receipt(w3.eth.contract(address=token, abi=abi("ERC20")).functions.approve(
+                deployment["router"], MAX_UINT256).transact({"from": trader}))
         for i in range(count):
             crossings.append(_compare_one(devnet, deployment, pool, state, trader, rng, reserves, i, count, smallest))
     finally:
