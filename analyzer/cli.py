@@ -90,7 +90,10 @@ def scan_command(
     fork_url: Annotated[str | None, typer.Option("--fork-url", help="Start an anvil fork of this node and read it.")] = None,
     block: Annotated[int | None, typer.Option(help="Block to read (default: the latest).")] = None,
     protocols: Annotated[str | None, typer.Option(help="Comma list (default: all with an address book).")] = None,
-    book: Annotated[Path | None, typer.Option(help="Address book JSON (a devnet's, from `devnet up --book-out`).")] = None,
+    book: Annotated[Path | None, typer.Option(help="Address book JSON (a devnet's, from `devnet up --book-out`; "
+                                                   "default: the built-in books of the chain).")] = None,
+    markets: Annotated[str | None, typer.Option(help="Comma list of market names to read (default: every market "
+                                                     "of the book; `contagion markets` lists them).")] = None,
     accounts: Annotated[Path | None, typer.Option(help="Account list (one address a line): skip event enumeration.")] = None,
     from_block: Annotated[int | None, typer.Option("--from-block", help="First block of event enumeration (default: each protocol's deployment block).")] = None,
     out: Annotated[Path, typer.Option(help="Snapshot folder to write.")] = Path("graphs/scan/snapshot"),
@@ -100,8 +103,29 @@ def scan_command(
     from analyzer.scanning import run_scan
 
     path = run_scan(rpc=rpc, fork_url=fork_url, block=block, protocols=protocols, book=book, accounts=accounts,
-                    from_block=from_block, out=out, use_cache=not no_cache, console=err)
+                    from_block=from_block, out=out, use_cache=not no_cache, console=err,
+                    markets=markets.split(",") if markets else None)
     typer.echo(str(path))
+
+
+@app.command("markets")
+def markets_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
+) -> None:
+    """List every built-in market: protocol, chain, market name, main address, source."""
+    from analyzer.books import market_rows
+    from protocols import plugins
+
+    rows = market_rows(list(plugins().values()))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    columns = ("protocol", "chain_id", "chain", "market", "address", "source")
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns[:-1]]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(columns, widths, strict=False)), "source"])]
+    lines += ["  ".join([*(str(r[c]).ljust(w) for c, w in zip(columns, widths, strict=False)), r["source"]])
+              for r in rows]
+    typer.echo("\n".join(lines))
 
 
 @app.command("graph")

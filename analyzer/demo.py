@@ -17,14 +17,12 @@ replayed on an anvil fork for fidelity -> the report. Layout of the run folder (
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from analyzer.atomic import atomic_write_text
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
 from analyzer.scenarios import ForcedSale, ShockScenario
@@ -88,7 +86,7 @@ def run_demo(out: str | Path = "graphs/demo", scenario: str = "mainnet-like", *,
              progress: Callable[[str], None] = print) -> Path:
     """Run the whole job on the devnet into ``out``; return the path of report.html."""
     from analyzer.devnet import scenario as scenario_mod
-    from analyzer.devnet.build import start_devnet
+    from analyzer.devnet.build import start_devnet, write_address_book
     from analyzer.engine import simulate
     from analyzer.graph import graph_to_dir
     from analyzer.report import write_report, write_run_index
@@ -101,7 +99,7 @@ def run_demo(out: str | Path = "graphs/demo", scenario: str = "mainnet-like", *,
     chosen = list(plugins().values())
     out.mkdir(parents=True, exist_ok=True)
     with start_devnet(spec, chosen, progress=progress) as devnet:
-        atomic_write_text(out / "book.json", json.dumps(devnet.book, indent=2, sort_keys=True) + "\n")
+        write_address_book(devnet.book, out / "book.json")
         progress(f"scan: reading {', '.join(p.name for p in chosen)} at block {devnet.w3.eth.block_number}")
         snapshot = scan(devnet.url, chosen, book=devnet.book, cache_dir=None)
         snapshot.meta["devnet_scenario"] = spec.name

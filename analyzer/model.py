@@ -260,7 +260,11 @@ class Snapshot:
             if key in self.meta and key in other.meta and self.meta[key] != other.meta[key]:
                 raise ContagionError(f"cannot merge snapshots with different {key}: {self.meta[key]} vs {other.meta[key]}")
         meta = {**other.meta, **self.meta}
-        meta["protocols"] = {**other.meta.get("protocols", {}), **self.meta.get("protocols", {})}
+        # protocols: {plugin: {market: deployment}}; two markets of one plugin both stay
+        meta["protocols"] = {name: {**other.meta.get("protocols", {}).get(name, {}), **markets}
+                             for name, markets in self.meta.get("protocols", {}).items()}
+        meta["protocols"] |= {name: markets for name, markets in other.meta.get("protocols", {}).items()
+                              if name not in meta["protocols"]}
         tables = {}
         for name, keys in KEYS.items():
             frame = pd.concat([self.table(name), other.table(name)], ignore_index=True)

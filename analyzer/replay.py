@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.books import deployments_for
 from analyzer.chain import Anvil, redact_url, require_anvil
 from analyzer.cheats import mine, state_root
 from analyzer.engine.keeper import keeper_take
@@ -98,10 +99,25 @@ def oracle_prices(snapshot: Snapshot, protocol: str, assets: np.ndarray) -> np.n
 
 @dataclass
 class _Lender:
+    """A protocol's rule and one executor per market of the book (keyed by the snapshot's market)."""
+
     plugin: Plugin
     rules: Any
-    executor: Any
+    executors: dict[str, Any]
     assets: set[str]
+
+    @property
+    def executor(self) -> Any:
+        """The executor of a protocol with one market (option markets)."""
+        return next(iter(self.executors.values()))
+
+    def executor_for(self, market: str) -> Any:
+        """The executor of the snapshot market ``market`` (its main contract address)."""
+        if market in self.executors:
+            return self.executors[market]
+        if len(self.executors) == 1:
+            return self.executor
+        raise ContagionError(f"replay: {self.plugin.name} has no market {market} in the address book")
 
 
 def market_view(snapshot: Snapshot, numeraire_usd: dict[str, float]) -> tuple[dict, dict[str, float]]:
@@ -128,7 +144,8 @@ def _set_oracles(lenders: Sequence[_Lender], prices: dict[str, float]) -> None:
     for lender in lenders:
         for asset, price in prices.items():
             if asset in lender.assets:
-                lender.executor.set_price(asset, price)
+                for executor in lender.executors.values():
+                    executor.set_price(asset, price)
 
 
 class _OptionMarkets:
@@ -251,19 +268,20 @@ def replay(
         symbols = before.symbol_of()
         decimals = dict(zip(before.assets["address"], before.assets["decimals"].astype(int), strict=True))
         lenders = []
+        chain_markets = deployments_for(plugins, before.meta["chain_id"], book)
         for plugin in plugins:
-            deployment = book.get("protocols", {}).get(plugin.name)
-            if plugin.rules is None or plugin.executor is None or deployment is None:
+            markets = [m for m in chain_markets if m.plugin is plugin]
+            if plugin.rules is None or plugin.executor is None or not markets:
                 continue
             assets = set(before.markets.loc[before.markets["protocol"] == plugin.name, "asset"])
-            lenders.append(_Lender(plugin, plugin.rules(), plugin.executor(w3, deployment, keeper), assets))
-        pools = None   # the venue executor of the first plugin that has one and a deployment
+            executors = {m.main_address or m.name: plugin.executor(w3, m.deployment, keeper) for m in markets}
+            lenders.append(_Lender(plugin, plugin.rules(), executors, assets))
+        pools = None   # the venue executor of the first market of a venue plugin
         venue_plugins = []
-        for plugin in plugins:
-            deployment = book.get("protocols", {}).get(plugin.name)
-            if plugin.venue_executor is not None and deployment is not None and pools is None:
-                pools = plugin.venue_executor(w3, deployment, decimals, symbols)
-                venue_plugins.append(plugin)
+        for market in chain_markets:
+            if market.plugin.venue_executor is not None and pools is None:
+                pools = market.plugin.venue_executor(w3, market.deployment, decimals, symbols)
+                venue_plugins.append(market.plugin)
 
         # the numeraire: quote tokens that are not themselves traded on a venue (USDC), at their
         # snapshot price; every other asset is priced from its venues, as in the engine
@@ -402,13 +420,14 @@ def replay(
                             coll_col = int(np.argmax(step.seized[i] * prices))
                             debt_asset = str(lending_book.assets[debt_col])
                             if step.absorbed_by_protocol:
-                                outcome = lender.executor.liquidate(account, None, None, collateral_share=share)
+                                outcome = lender.executor_for(book_market).liquidate(account, None, None,
+                                                                                     collateral_share=share)
                             else:
                                 amount = None if share >= 1.0 else \
                                     int(share * step.repaid[i, debt_col] * 10 ** decimals[debt_asset])
                                 if amount == 0:
                                     continue   # the share the keeper would take is below one base unit
-                                outcome = lender.executor.liquidate(account, debt_asset,
+                                outcome = lender.executor_for(book_market).liquidate(account, debt_asset,
                                                                     str(lending_book.assets[coll_col]), amount)
                             if not outcome.success:
                                 progress(f"replay: {name} refused to liquidate {account}: {outcome.error}")

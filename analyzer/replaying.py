@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from analyzer.atomic import atomic_write_text
+from analyzer.books import load_book
 from analyzer.errors import ContagionError
 from analyzer.fidelity import compare, write_fidelity
-from analyzer.scanning import load_book
 from analyzer.scenarios import load_scenario
 from protocols import parse_protocols
 

@@ -24,6 +24,7 @@ from web3 import Web3
 
 from analyzer import __version__
 from analyzer.atomic import atomic_write_text
+from analyzer.books import deployments_for
 from analyzer.chain import REPO_ROOT, redact_url
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot, to_table
@@ -104,23 +105,13 @@ def read_accounts_file(path: str | Path) -> list[str]:
     return sorted(set(accounts))
 
 
-def deployments_for(plugins: Sequence[Plugin], chain_id: int, book: dict | None) -> dict[str, dict]:
-    """Each plugin's address book entry: from ``book`` (a devnet's) or the plugin's mainnet book."""
-    found = {}
-    for plugin in plugins:
-        if book is not None and plugin.name in book.get("protocols", {}):
-            found[plugin.name] = book["protocols"][plugin.name]
-        elif chain_id in plugin.mainnet:
-            found[plugin.name] = plugin.mainnet[chain_id]
-    return found
-
-
 def scan(
     url: str,
     plugins: Sequence[Plugin],
     *,
     block: int | None = None,
     book: dict | None = None,
+    markets: Sequence[str] | None = None,
     accounts: Sequence[str] | None = None,
     from_block: int | None = None,
     cache_dir: Path | None = DEFAULT_CACHE,
@@ -136,7 +127,9 @@ def scan(
     Parameters
     ----------
     url : the node (an anvil devnet or fork, or any node: scanning only reads).
-    book : a devnet address book; otherwise each plugin's mainnet address book for the chain.
+    book : an address book (:mod:`analyzer.books`: a devnet's, or the user's); otherwise the
+        plugins' built-in books for the chain. One reader per market of the book.
+    markets : read only the markets of these names (``--markets``).
     accounts : skip event enumeration and read these accounts.
     progress : ``progress(label, done, total)`` after each chunk.
     """
@@ -147,8 +140,8 @@ def scan(
     if from_block is not None and not 0 <= from_block <= block:
         raise ContagionError(f"--from-block {from_block} must be within 0..{block}")
     header = client.block(block)
-    deployments = deployments_for(plugins, chain_id, book)
-    if not deployments:
+    found = deployments_for(plugins, chain_id, book, markets)
+    if not found:
         names = ", ".join(p.name for p in plugins)
         raise ContagionError(f"none of the protocols ({names}) has an address book for chain {chain_id}; "
                              "pass the devnet's address book with --book")
@@ -166,19 +159,22 @@ def scan(
     ctx = ReadContext(w3=w3, chain_id=chain_id, block=block, multicall=batched, get_logs=get_logs)
     snapshot = Snapshot(meta={"chain_id": chain_id, "block_number": block,
                               "block_timestamp": int(header["timestamp"], 16)})
-    for plugin in plugins:
-        if plugin.name not in deployments or plugin.reader is None:
+    read_markets: dict[str, dict[str, dict]] = {}
+    for market in found:
+        plugin, deployment = market.plugin, market.deployment
+        if plugin.reader is None:
             continue
-        deployment = deployments[plugin.name]
         # event enumeration starts at the deployment's first block unless the user says otherwise
         start = from_block if from_block is not None else min(int(deployment.get("start_block", 0) or 0), block)
         cache = ChunkCache(None if cache_dir is None else
                            Path(cache_dir) / str(chain_id) / str(block) / plugin.name / _digest(deployment))
-        part = _scan_protocol(plugin, plugin.reader(ctx, deployment), cache, accounts, start, block,
+        label = plugin.name if len([m for m in found if m.plugin is plugin]) == 1 else f"{plugin.name} {market.name}"
+        part = _scan_protocol(label, plugin.reader(ctx, deployment), cache, accounts, start, block,
                               chunk_accounts, workers, progress, stats)
-        part.meta = {"chain_id": chain_id, "block_number": block,
-                     "protocols": {plugin.name: deployment}}
+        part.meta = {"chain_id": chain_id, "block_number": block}
         snapshot = snapshot.merge(part)
+        read_markets.setdefault(plugin.name, {})[market.name] = deployment
+    snapshot.meta["protocols"] = read_markets
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
     stats.requests = dict(client.calls)
@@ -193,7 +189,7 @@ def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
     return Snapshot(meta={}, **{name: to_table(name, r) for name, r in tables.items()})
 
 
-def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, from_block, block, chunk_accounts, workers,
+def _scan_protocol(label: str, reader, cache: ChunkCache, accounts, from_block, block, chunk_accounts, workers,
                    progress, stats: ScanStats) -> Snapshot:
     report = progress or (lambda label, done, total: None)
     markets = cache.get("markets")
@@ -214,7 +210,7 @@ def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, from_block, bloc
         targets = sorted(set(found))
     else:
         targets = sorted(set(accounts))
-    stats.accounts[plugin.name] = len(targets)
+    stats.accounts[label] = len(targets)
     chunks = [targets[i:i + chunk_accounts] for i in range(0, len(targets), chunk_accounts)]
     results: list[Rows | None] = [None] * len(chunks)
     todo = []
@@ -226,7 +222,7 @@ def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, from_block, bloc
             results[index] = cached
             stats.chunks_cached += 1
     done = len(chunks) - len(todo)
-    report(plugin.name, done, len(chunks))
+    report(label, done, len(chunks))
 
     def read(index: int) -> tuple[int, Rows]:
         return index, reader.read_accounts(chunks[index])
@@ -237,5 +233,5 @@ def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, from_block, bloc
             results[index] = rows
             stats.chunks_read += 1
             done += 1
-            report(plugin.name, done, len(chunks))
+            report(label, done, len(chunks))
     return _rows_to_snapshot([markets, *[r for r in results if r is not None]])

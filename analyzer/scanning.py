@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from analyzer.books import load_book
 from analyzer.chain import Anvil, redact_url
 from analyzer.errors import ContagionError
 from analyzer.scan import DEFAULT_CACHE, read_accounts_file, scan
 from protocols import parse_protocols
 
 
-def load_book(path: Path | None) -> dict | None:
-    if path is None:
-        return None
-    try:
-        book = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ContagionError(f"address book {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ContagionError(f"address book {path}: not valid JSON ({exc})") from None
-    if not isinstance(book, dict) or not isinstance(book.get("protocols", {}), dict):
-        raise ContagionError(f"address book {path}: expected an object with a 'protocols' object")
-    return book
-
-
 def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protocols: str | None,
              book: Path | None, accounts: Path | None, from_block: int | None, out: Path, use_cache: bool = True,
-             console: Console | None = None) -> Path:
+             console: Console | None = None, markets: list[str] | None = None) -> Path:
     """Scan ``rpc`` (or an anvil fork of ``fork_url``) and write the snapshot to ``out``."""
     if (rpc is None) == (fork_url is None):
         raise ContagionError("give exactly one of --rpc URL or --fork-url URL")
@@ -50,7 +36,7 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
             bar.update(tasks[label], completed=done, total=total)
 
         def run(url: str, at_block: int | None):
-            return scan(url, plugins, block=at_block, book=address_book, accounts=account_list,
+            return scan(url, plugins, block=at_block, book=address_book, markets=markets, accounts=account_list,
                         from_block=from_block, cache_dir=DEFAULT_CACHE if use_cache else None, progress=progress)
 
         if fork_url:

@@ -11,6 +11,7 @@ import json
 import time
 from functools import partial
 
+from analyzer.books import market_of
 from analyzer.devnet import scenario as scenario_mod
 from analyzer.devnet.build import start_devnet
 from analyzer.multicall import Call, multicall, single_call
@@ -35,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     spec = scenario_mod.load("mainnet-like")
     with start_devnet(spec, [get("aave-v3")]) as devnet:
-        w3, deployment = devnet.w3, devnet.book["protocols"]["aave-v3"]
+        w3, deployment = devnet.w3, market_of(devnet.book, "aave-v3")
         block = w3.eth.block_number
         def get_logs(address, topics, from_block, to_block):
             return [dict(log) for log in w3.eth.get_logs({"address": address, "topics": topics,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -47,9 +48,14 @@ class ReadContext:
 
 
 class Reader(ABC):
-    """Reads one deployment of a protocol (its address book entry) at one block."""
+    """Reads one market of a protocol (its address book entry, ``deployment``) at one block.
+
+    ``book_keys``: the deployment keys the reader reads; the address-book loader
+    (:mod:`analyzer.books`) refuses a market without them.
+    """
 
     protocol: ClassVar[str]
+    book_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: ReadContext, deployment: dict[str, Any]):
         self.ctx = ctx
@@ -240,13 +246,14 @@ class Devnet(ABC):
     protocol: ClassVar[str]
 
     @abstractmethod
-    def deploy(self, ctx: DevnetContext) -> dict[str, Any]:
-        """Deploy and configure the protocol for ``ctx.scenario``'s assets; return its address book
-        entry (the same shape as the mainnet address book, so readers work on both)."""
+    def deploy(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
+        """Deploy and configure the protocol for ``ctx.scenario``'s assets; return its markets by
+        name, each an address book entry of the same shape as the built-in books' (``analyzer.books``),
+        so readers work on both."""
 
     @abstractmethod
-    def seed(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
-        """Open the scenario's positions on this protocol with real transactions."""
+    def seed(self, ctx: DevnetContext, markets: dict[str, dict[str, Any]]) -> None:
+        """Open the scenario's positions on this protocol's ``markets`` with real transactions."""
 
 
 # --- the plugin ---------------------------------------------------------------------------------
@@ -254,7 +261,10 @@ class Devnet(ABC):
 @dataclass(frozen=True)
 class Plugin:
     """A protocol's parts. ``devnet_order``: lower deploys first (lending before venues before
-    options); ``mainnet``: address book entries by chain id, each citing its source."""
+    options); ``books``: the folder of the plugin's built-in address books (one ``<chain>.json``
+    per chain, the shape :mod:`analyzer.books` reads, each market citing its source);
+    ``market_key``: the deployment key of the contract that names a market in the snapshot's
+    ``market`` column (Comet's ``comet``, Aave's ``pool``)."""
 
     name: str
     reader: type[Reader] | None = None
@@ -263,4 +273,5 @@ class Plugin:
     devnet: type[Devnet] | None = None
     venue_executor: type[VenueExecutor] | None = None
     devnet_order: int = 50
-    mainnet: dict[int, dict[str, Any]] = field(default_factory=dict)
+    books: Path | None = None
+    market_key: str = ""

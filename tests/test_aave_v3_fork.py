@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analyzer.books import market_of
 from analyzer.chain import Anvil
 from analyzer.model import TABLES
 from protocols.aave_v3.reader import read_snapshot
@@ -13,7 +14,7 @@ pytestmark = requires_anvil
 
 
 def test_fork_of_the_devnet_reads_identically(devnet):
-    deployment = devnet.book["protocols"]["aave-v3"]
+    deployment = market_of(devnet.book, "aave-v3")
     block = devnet.w3.eth.block_number
     direct = read_snapshot(devnet.w3, deployment, block)
     with Anvil(fork_url=devnet.url, fork_block=block) as fork:
@@ -29,7 +30,7 @@ def test_the_scan_path_reads_the_same_aave_rows(devnet):
     from analyzer.scan import scan
     from protocols import get
 
-    deployment = devnet.book["protocols"]["aave-v3"]
+    deployment = market_of(devnet.book, "aave-v3")
     block = devnet.w3.eth.block_number
     direct = read_snapshot(devnet.w3, deployment, block)
     scanned = scan(devnet.url, [get("aave-v3")], block=block, book=devnet.book, cache_dir=None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analyzer.books import market_of
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
 from protocols.aave_v3.executor import MAX_UINT, AaveV3Executor
@@ -36,7 +37,7 @@ def test_rule_matches_real_liquidations_after_a_weth_drop(chain_checkpoint, drop
     water, so the e-mode threshold and bonus are checked against the chain too."""
     devnet = chain_checkpoint
     w3, book_json = devnet.w3, devnet.book
-    deployment = book_json["protocols"]["aave-v3"]
+    deployment = market_of(book_json, "aave-v3")
     tokens, decimals = book_json["tokens"], book_json["decimals"]
     keeper = w3.eth.accounts[1]
     executor = AaveV3Executor(w3, deployment, keeper)
@@ -94,7 +95,7 @@ def test_rule_matches_real_liquidations_after_a_weth_drop(chain_checkpoint, drop
 
 def test_executor_refuses_a_non_liquidatable_account(chain_checkpoint):
     devnet = chain_checkpoint
-    deployment = devnet.book["protocols"]["aave-v3"]
+    deployment = market_of(devnet.book, "aave-v3")
     from analyzer.devnet.scenario import account_address
 
     executor = AaveV3Executor(devnet.w3, deployment, devnet.w3.eth.accounts[1])
@@ -105,7 +106,7 @@ def test_executor_refuses_a_non_liquidatable_account(chain_checkpoint):
 def test_oracle_source_replacement_path_moves_the_price(chain_checkpoint):
     """The mainnet-fork path: a new PriceFeed installed through the ACL admin, then moved again."""
     devnet = chain_checkpoint
-    deployment, w3 = devnet.book["protocols"]["aave-v3"], devnet.w3
+    deployment, w3 = market_of(devnet.book, "aave-v3"), devnet.w3
     weth = devnet.book["tokens"]["WETH"]
     executor = AaveV3Executor(w3, deployment, w3.eth.accounts[1])
     price = lambda: executor.read(deployment["oracle"], "getAssetPrice(address)(uint256)", weth)  # noqa: E731
@@ -121,7 +122,7 @@ def test_keeper_balance_can_be_written_in_storage(chain_checkpoint):
     """The fork path of keeper funding: find the balance slot of an OpenZeppelin-style token."""
     devnet = chain_checkpoint
     w3 = devnet.w3
-    executor = AaveV3Executor(w3, devnet.book["protocols"]["aave-v3"], w3.eth.accounts[2])
+    executor = AaveV3Executor(w3, market_of(devnet.book, "aave-v3"), w3.eth.accounts[2])
     usdc = devnet.book["tokens"]["USDC"]
     executor.set_token_balance(usdc, 123_456_789)
     assert executor.read(usdc, "balanceOf(address)(uint256)", w3.eth.accounts[2]) == 123_456_789

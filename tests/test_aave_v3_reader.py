@@ -10,6 +10,7 @@ from eth_utils import (
     function_signature_to_4byte_selector,
 )
 
+from analyzer.books import market_of
 from analyzer.multicall import Call, multicall, single_call
 from protocols.aave_v3 import abi
 from protocols.aave_v3 import params as P
@@ -22,7 +23,7 @@ pytestmark = requires_anvil
 
 @pytest.fixture(scope="module")
 def aave(devnet):
-    deployment = devnet.book["protocols"]["aave-v3"]
+    deployment = market_of(devnet.book, "aave-v3")
     block = devnet.w3.eth.block_number
     return deployment, block, read_snapshot(devnet.w3, deployment, block)
 

@@ -107,9 +107,10 @@ def test_abi_file_is_the_artifact_abi():
 def test_mainnet_address_book_names_cusdcv3():
     from eth_utils import is_checksum_address
 
+    from analyzer.books import builtin_markets
     from protocols import get
 
-    entry = get("comet").mainnet[1]["cUSDCv3"]
+    entry = {m.name: m.deployment for m in builtin_markets([get("comet")], 1)}["cUSDCv3"]
     # compound-finance/comet deployments/mainnet/usdc/roots.json: "comet"
     assert entry["comet"] == "0xc3d688B66703497DAA19211EEdff47f25384cdc3" and is_checksum_address(entry["comet"])
     assert "roots.json" in entry["source"]

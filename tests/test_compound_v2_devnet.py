@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from eth_utils import to_checksum_address
 
+from analyzer.books import market_of
 from analyzer.chain import Anvil
 from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
@@ -26,7 +27,7 @@ pytestmark = requires_anvil
 def _deployment(devnet) -> dict:
     if PROTOCOL not in devnet.book["protocols"]:
         pytest.skip("compound-v2 is not in this devnet (CONTAGION_TEST_PROTOCOLS)")
-    return devnet.book["protocols"][PROTOCOL]
+    return market_of(devnet.book, PROTOCOL)
 
 
 def _comptroller(w3, deployment):
@@ -97,7 +98,7 @@ def test_population_follows_scenario(devnet):
 def test_shared_collateral_with_aave(devnet):
     """pop-<i> accounts that hold an Aave aToken post the same asset as collateral on Compound."""
     deployment = _deployment(devnet)
-    reserves = devnet.book["protocols"].get("aave-v3", {}).get("reserves")
+    reserves = (market_of(devnet.book, "aave-v3") or {}).get("reserves")
     if not reserves:
         pytest.skip("aave-v3 is not in this devnet")
     snap = read_snapshot(devnet.w3, deployment)

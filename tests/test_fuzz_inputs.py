@@ -13,12 +13,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analyzer.books import load_book
 from analyzer.devnet.scenario import SCENARIOS_DIR
 from analyzer.devnet.scenario import load as load_scenario
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
 from analyzer.scan import read_accounts_file
-from analyzer.scanning import load_book
 from tests.test_model import small_snapshot
 
 SCENARIO_TEXT = (SCENARIOS_DIR / "mainnet-like.toml").read_bytes()

@@ -11,6 +11,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
+from analyzer.books import market_of
 from analyzer.model import to_table
 from analyzer.multicall import multicall
 from protocols.base import ReadContext
@@ -27,7 +28,7 @@ WAD = 10**18
 def lyra(devnet):
     if "lyra-v1" not in devnet.book["protocols"]:
         pytest.skip("lyra-v1 is not in this devnet (CONTAGION_TEST_PROTOCOLS)")
-    return devnet.book["protocols"]["lyra-v1"]
+    return market_of(devnet.book, "lyra-v1")
 
 
 def contract(w3, address, name):

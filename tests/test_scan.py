@@ -14,6 +14,7 @@ import sys
 import pandas as pd
 import pytest
 
+from analyzer.books import market_of
 from analyzer.errors import ContagionError
 from analyzer.model import TABLES
 from analyzer.multicall import Call, multicall
@@ -61,7 +62,7 @@ def test_per_protocol_totals_equal_the_chain(devnet, clean):
             assert sum(int(r) for r in held["raw"]) == total, row.asset
             checked += 1
     if "aave-v3" in book["protocols"]:
-        for symbol, reserve in book["protocols"]["aave-v3"]["reserves"].items():
+        for symbol, reserve in market_of(book, "aave-v3")["reserves"].items():
             total = multicall(w3, [Call(reserve["variableDebtToken"], "totalSupply()(uint256)")], block=block)[0].unwrap()
             owed = pos[(pos["protocol"] == "aave-v3") & (pos["asset"] == reserve["asset"]) & (pos["side"] == "debt")]
             accounts = len(owed)

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from analyzer.books import market_of
 from analyzer.chain import REPO_ROOT
 from analyzer.devnet.context import npm_artifact
 from analyzer.devnet.solc import fixture_artifact
@@ -16,7 +17,7 @@ from analyzer.engine.impact import build_venues
 from analyzer.model import Snapshot
 from analyzer.multicall import multicall
 from protocols.base import ReadContext
-from protocols.uniswap_v3 import MAINNET, POOL_INIT_CODE_HASH, pool_address
+from protocols.uniswap_v3 import POOL_INIT_CODE_HASH, pool_address
 from protocols.uniswap_v3.executor import abi
 from protocols.uniswap_v3.reader import UniswapV3Reader, initialised_ticks
 from tests.conftest import requires_anvil
@@ -32,12 +33,17 @@ def test_pool_init_code_hash_matches_the_core_bytecode_and_the_periphery_constan
 
 
 def test_mainnet_pool_addresses_are_the_published_ones():
-    by_name = {p["name"]: p["pool"] for p in MAINNET["pools"]}
+    from analyzer.books import builtin_markets
+    from protocols import get
+
+    (mainnet,) = builtin_markets([get("uniswap-v3")], 1)
+    book = mainnet.deployment
+    by_name = {p["name"]: p["pool"] for p in book["pools"]}
     # published on info.uniswap.org / etherscan
     assert by_name["WETH/USDC 0.05%"] == "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
     assert by_name["WBTC/WETH 0.3%"] == "0xCBCdF9626bC03E24f779434178A73a0B4bad62eD"
-    assert pool_address(MAINNET["factory"], MAINNET["pools"][0]["quote"], MAINNET["pools"][0]["asset"], 500) \
-        == by_name["WETH/USDC 0.05%"]
+    for pool in book["pools"]:   # every pool of the book is the factory's CREATE2 address of its tokens and fee
+        assert pool_address(book["factory"], pool["quote"], pool["asset"], pool["fee"]) == pool["pool"], pool["name"]
 
 
 def test_tick_math_bounds_and_inverse():
@@ -60,7 +66,7 @@ def test_bitmap_words_decode_to_ticks():
 def test_reader_rows_agree_with_the_chain_and_the_oracles(devnet):
     w3 = devnet.w3
     book = devnet.book
-    deployment = book["protocols"]["uniswap-v3"]
+    deployment = market_of(book, "uniswap-v3")
     block = w3.eth.block_number
     ctx = ReadContext(w3, 31337, block, lambda calls: multicall(w3, calls, block=block), lambda *a, **k: [])
     rows = UniswapV3Reader(ctx, deployment).read_markets()
@@ -102,7 +108,7 @@ def test_engine_venues_from_the_devnet_snapshot_route_wsteth_across_two_pools(de
     w3 = devnet.w3
     block = w3.eth.block_number
     ctx = ReadContext(w3, 31337, block, lambda calls: multicall(w3, calls, block=block), lambda *a, **k: [])
-    rows = UniswapV3Reader(ctx, devnet.book["protocols"]["uniswap-v3"]).read_markets()
+    rows = UniswapV3Reader(ctx, market_of(devnet.book, "uniswap-v3")).read_markets()
     snapshot = Snapshot(meta={"chain_id": 31337, "block_number": block}, assets=rows["assets"],
                         venues=rows["venues"]).validate()
     venues = build_venues(snapshot)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analyzer.books import market_of
 from analyzer.devnet.context import DevnetContext, npm_artifact
 from analyzer.engine import uniswap_v3_math as v3
 from analyzer.engine.venues import UniswapV3Venue
@@ -110,7 +111,7 @@ def _compare_one(devnet, deployment, pool, state, trader, rng, reserves, i, coun
 
 
 def test_simulated_swaps_equal_real_swaps_in_the_devnet_pools(devnet):
-    deployment = devnet.book["protocols"]["uniswap-v3"]
+    deployment = market_of(devnet.book, "uniswap-v3")
     pools = {p["name"]: p["pool"] for p in deployment["pools"]}
     crossed = compare_random_swaps(devnet, deployment, pools["WETH/USDC 0.05%"], 24, seed=1)
     crossed += compare_random_swaps(devnet, deployment, pools["WBTC/USDC 0.3%"], 10, seed=2)
@@ -124,7 +125,7 @@ def test_simulation_equals_chain_across_a_hundred_initialised_ticks(devnet, chai
     """A pool with 60 random positions (120 initialised ticks): big swaps cross most of them."""
     w3 = devnet.w3
     book = devnet.book
-    deployment = book["protocols"]["uniswap-v3"]
+    deployment = market_of(book, "uniswap-v3")
     ctx = DevnetContext(w3=w3, deployer=w3.eth.accounts[0], scenario=devnet.scenario, book=book)
     manager = ctx.contract(deployment["position_manager"], npm_artifact("@uniswap/v3-periphery",
                                                                         "NonfungiblePositionManager")["abi"])
@@ -156,7 +157,7 @@ def test_simulation_equals_chain_across_a_hundred_initialised_ticks(devnet, chai
 
 def test_venue_trade_matches_a_real_sale_in_token_units(devnet, chain_checkpoint):
     w3 = devnet.w3
-    deployment = devnet.book["protocols"]["uniswap-v3"]
+    deployment = market_of(devnet.book, "uniswap-v3")
     entry = next(p for p in deployment["pools"] if p["name"] == "WETH/USDC 0.05%")
     raw = read_states(devnet, deployment)[entry["pool"]]
     params = {"token0": raw["token0"], "token1": raw["token1"], "decimals0": 18 if raw["token0"] == entry["asset"] else 6,

@@ -23,7 +23,6 @@ from analyzer.chain import REPO_ROOT, Anvil
 from analyzer.devnet.context import DevnetContext, npm_artifact
 from analyzer.devnet.scenario import DevnetScenario
 from analyzer.devnet.solc import ARTIFACTS_DIR, fixture_artifact
-from analyzer.errors import ContagionError
 from analyzer.multicall import MULTICALL3_ADDRESS, ensure_multicall3
 from protocols.base import Plugin
 
@@ -119,8 +118,8 @@ def start_devnet(
     try:
         w3 = anvil.w3
         ctx = DevnetContext(w3=w3, deployer=w3.eth.accounts[0], scenario=scenario,
-                            book={"chain_id": CHAIN_ID, "scenario": scenario.name, "multicall3": MULTICALL3_ADDRESS,
-                                  "protocols": {}})
+                            book={"chain_id": CHAIN_ID, "chain": "devnet", "scenario": scenario.name,
+                                  "multicall3": MULTICALL3_ADDRESS, "protocols": {}})
         ensure_multicall3(w3)
         progress(f"devnet: deploying {len(scenario.assets)} assets and price feeds")
         deploy_assets(ctx)
@@ -129,10 +128,10 @@ def start_devnet(
                 continue
             progress(f"devnet: deploying {plugin.name}")
             part = plugin.devnet()
-            deployment = part.deploy(ctx)
-            ctx.book["protocols"][plugin.name] = deployment
+            markets = part.deploy(ctx)
+            ctx.book["protocols"][plugin.name] = markets
             progress(f"devnet: seeding {plugin.name}")
-            part.seed(ctx, deployment)
+            part.seed(ctx, markets)
         ctx.book["block"] = w3.eth.block_number
         if use_cache:
             anvil.save_state(state_file)
@@ -145,6 +144,9 @@ def start_devnet(
 
 
 def write_address_book(book: dict[str, Any], path: str | Path) -> Path:
-    if not isinstance(book, dict):
-        raise ContagionError("address book must be a JSON object")
+    """Write ``book`` in the one address-book shape (checked by the loader that reads it back)."""
+    from analyzer.books import parse_book
+    from protocols import plugins
+
+    parse_book(book, "devnet address book", plugins())
     return atomic_write_text(path, json.dumps(book, indent=2, sort_keys=True) + "\n")

@@ -29,7 +29,15 @@ def artifact(name: str) -> dict:
 class AaveV3Devnet(Devnet):
     protocol = "aave-v3"
 
-    def deploy(self, ctx: DevnetContext) -> dict[str, Any]:
+    MARKET = "Core"   # the devnet's one market of this protocol
+
+    def deploy(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
+        return {self.MARKET: self._deploy_market(ctx)}
+
+    def seed(self, ctx: DevnetContext, markets: dict[str, dict[str, Any]]) -> None:
+        self._seed_market(ctx, markets[self.MARKET])
+
+    def _deploy_market(self, ctx: DevnetContext) -> dict[str, Any]:
         me = ctx.deployer
         provider = ctx.deploy(artifact("PoolAddressesProvider"), "Aave V3 devnet", me)
         ctx.transact(provider.functions.setACLAdmin(me))
@@ -120,5 +128,5 @@ class AaveV3Devnet(Devnet):
             if P.RESERVES[s].emode_category:
                 ctx.transact(f.setAssetEModeCategory(tokens[s], P.RESERVES[s].emode_category))
 
-    def seed(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
+    def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
         seed_population(ctx, deployment)

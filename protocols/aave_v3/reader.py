@@ -51,6 +51,7 @@ def user_flags(data: int, reserve_id: int) -> tuple[bool, bool]:
 
 class AaveV3Reader(Reader):
     protocol = PROTOCOL
+    book_keys = ("pool", "pool_addresses_provider")
 
     def __init__(self, ctx, deployment: dict[str, Any]):
         super().__init__(ctx, deployment)
@@ -236,5 +237,5 @@ def read_snapshot(w3, deployment: dict[str, Any], block: int, accounts: Sequence
     if accounts is None:
         accounts = reader.discover_accounts(int(deployment.get("start_block", 0)), block)
     rows.update(reader.read_accounts(accounts))
-    meta = {"chain_id": ctx.chain_id, "block_number": block, "protocols": {PROTOCOL: deployment}}
+    meta = {"chain_id": ctx.chain_id, "block_number": block, "protocols": {PROTOCOL: {reader.pool: deployment}}}
     return Snapshot(meta=meta, **rows).validate()

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from analyzer.books import market_of
 from analyzer.devnet.context import DevnetContext
 from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
@@ -53,7 +54,7 @@ def collateral_asset(ctx: DevnetContext, symbol: str, spec: dict) -> tuple[str, 
     where = f"protocols.comet.collaterals.{symbol}.receipt_of"
     if protocol != "aave-v3":
         raise ContagionError(f"{ctx.scenario.path.name}: {where}: only aave-v3 receipt tokens are supported, got {protocol!r}")
-    reserves = ctx.book["protocols"].get("aave-v3", {}).get("reserves", {})
+    reserves = (market_of(ctx.book, "aave-v3") or {}).get("reserves", {})
     if underlying not in reserves:
         raise ContagionError(f"{ctx.scenario.path.name}: {where}: aave-v3 has no {underlying} reserve on this devnet")
     asset = ctx.scenario.asset(underlying, where)
@@ -72,7 +73,15 @@ class CometDevnet(Devnet):
                 raise ContagionError(f"{ctx.scenario.path.name}: protocols.comet.{key} is missing")
         return config
 
-    def deploy(self, ctx: DevnetContext) -> dict[str, Any]:
+    MARKET = "cUSDCv3"   # the devnet's one market of this protocol
+
+    def deploy(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
+        return {self.MARKET: self._deploy_market(ctx)}
+
+    def seed(self, ctx: DevnetContext, markets: dict[str, dict[str, Any]]) -> None:
+        self._seed_market(ctx, markets[self.MARKET])
+
+    def _deploy_market(self, ctx: DevnetContext) -> dict[str, Any]:
         config = self.config(ctx)
         base = config["base"]
         base_spec = ctx.scenario.asset(base, "protocols.comet.base")
@@ -98,7 +107,7 @@ class CometDevnet(Devnet):
         return {"comet": comet.address, "base": ctx.book["tokens"][base], "governor": ctx.deployer,
                 "source": "devnet: fixtures/contracts/comet/Comet.sol (interface of compound-finance/comet)"}
 
-    def seed(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
+    def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
         config = self.config(ctx)
         comet = ctx.contract(deployment["comet"], ABI)
         tokens, base = ctx.book["tokens"], config["base"]
@@ -118,7 +127,7 @@ class CometDevnet(Devnet):
         def supply_receipt(dst: str, symbol: str, spec: dict, amount: float) -> None:
             """Supply the underlying to Aave for its aToken, then the aToken to Comet."""
             receipt, _feed, receipt_decimals, _price, underlying = collateral_asset(ctx, symbol, spec)
-            pool = ctx.contract(ctx.book["protocols"]["aave-v3"]["pool"], AAVE_SUPPLY_ABI)
+            pool = ctx.contract(market_of(ctx.book, "aave-v3")["pool"], AAVE_SUPPLY_ABI)
             raw = _raw(amount, receipt_decimals)
             ctx.transact(token(underlying).get_function_by_signature(MINT)(me, raw), what=f"mint {underlying}")
             ctx.transact(token(underlying).functions.approve(pool.address, raw), what=f"approve {underlying}")

@@ -51,6 +51,7 @@ class CometReader(Reader):
     """One Comet deployment: ``deployment["comet"]`` is its address (cUSDCv3 on Ethereum)."""
 
     protocol = PROTOCOL
+    book_keys = ("comet",)
 
     @property
     def comet(self) -> str:

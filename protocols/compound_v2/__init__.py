@@ -1,9 +1,10 @@
 """Compound V2 and its forks: interface-exact devnet contracts, reader, rule, executor.
 
-Mainnet: the Comptroller (Unitroller proxy) of Compound V2 on Ethereum,
-0x3d9819210A31b4961b30EF54bE2aeD79B9c9Cd3B, as published in compound-finance/compound-protocol
-networks/mainnet.json ("Comptroller") and https://docs.compound.finance/v2/#networks.
+Built-in books ``books/<chain>.json``: one market per Comptroller (Unitroller proxy), with the fork
+profile its rule follows (:mod:`protocols.compound_v2.profiles`) and the source of the address.
 """
+
+from pathlib import Path
 
 from protocols.base import Plugin
 from protocols.compound_v2.constants import PROTOCOL
@@ -12,8 +13,6 @@ from protocols.compound_v2.executor import CompoundV2Executor
 from protocols.compound_v2.reader import CompoundV2Reader
 from protocols.compound_v2.rules import CompoundV2Rules
 
-MAINNET_COMPTROLLER = "0x3d9819210A31b4961b30EF54bE2aeD79B9c9Cd3B"
-
 PLUGIN = Plugin(
     name=PROTOCOL,
     reader=CompoundV2Reader,
@@ -21,7 +20,6 @@ PLUGIN = Plugin(
     executor=CompoundV2Executor,
     devnet=CompoundV2Devnet,
     devnet_order=20,
-    mainnet={1: {"comptroller": MAINNET_COMPTROLLER, "profile": "compound", "start_block": 7710671,
-                 "source": "compound-finance/compound-protocol networks/mainnet.json (Comptroller); "
-                           "docs.compound.finance/v2 (Networks)"}},
+    books=Path(__file__).parent / "books",
+    market_key="comptroller",
 )

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.books import market_of
 from analyzer.devnet.context import DevnetContext
 from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
@@ -138,7 +139,15 @@ class CompoundV2Devnet(Devnet):
 
     protocol = PROTOCOL
 
-    def deploy(self, ctx: DevnetContext) -> dict[str, Any]:
+    MARKET = "Compound V2"   # the devnet's one market of this protocol
+
+    def deploy(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
+        return {self.MARKET: self._deploy_market(ctx)}
+
+    def seed(self, ctx: DevnetContext, markets: dict[str, dict[str, Any]]) -> None:
+        self._seed_market(ctx, markets[self.MARKET])
+
+    def _deploy_market(self, ctx: DevnetContext) -> dict[str, Any]:
         spec = _table(ctx.scenario)
         markets = market_specs(ctx.scenario)
         where = f"{ctx.scenario.path.name}: protocols.{PROTOCOL}"
@@ -179,7 +188,7 @@ class CompoundV2Devnet(Devnet):
                 "admin": ctx.deployer, "profile": "compound", "start_block": 0, "markets": book_markets}
 
     # ---- seeding ----
-    def seed(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
+    def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
         spec = _table(ctx.scenario)
         lenders = Position("compound-lender", {s: float(v) for s, v in spec.get("liquidity", {}).items()})
         positions = [lenders, *explicit_accounts(ctx.scenario),
@@ -189,7 +198,7 @@ class CompoundV2Devnet(Devnet):
 
     def _aave_collateral(self, ctx: DevnetContext) -> dict[str, str]:
         """label -> the first reserve symbol whose aToken the account holds on Aave (if Aave is deployed)."""
-        reserves = ctx.book.get("protocols", {}).get("aave-v3", {}).get("reserves", {})
+        reserves = (market_of(ctx.book, "aave-v3") or {}).get("reserves", {})
         spec = _table(ctx.scenario).get("population") or {}
         found: dict[str, str] = {}
         for i in range(int(spec.get("accounts", 0))):

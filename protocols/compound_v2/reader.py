@@ -35,6 +35,7 @@ class CompoundV2Reader(Reader):
     """Reader of one Comptroller (``deployment["comptroller"]``, ``deployment["profile"]``)."""
 
     protocol = PROTOCOL
+    book_keys = ("comptroller",)
 
     def __init__(self, ctx, deployment: dict[str, Any]):
         super().__init__(ctx, deployment)
@@ -225,5 +226,5 @@ def read_snapshot(w3, deployment: dict[str, Any], block: int | None = None, acco
     if accounts is None:
         accounts = reader.discover_accounts(int(deployment.get("start_block", 0)), block)
     rows.update(reader.read_accounts(accounts))
-    meta = {"chain_id": ctx.chain_id, "block": block, "protocols": {PROTOCOL: deployment}}
+    meta = {"chain_id": ctx.chain_id, "block": block, "protocols": {PROTOCOL: {reader.comptroller: deployment}}}
     return Snapshot(meta=meta, **rows)

@@ -66,7 +66,15 @@ class LyraDevnet(Devnet):
 
     protocol = "lyra-v1"
 
-    def deploy(self, ctx: DevnetContext) -> dict[str, Any]:
+    MARKET = "Avalon"   # the devnet's one market of this protocol
+
+    def deploy(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
+        return {self.MARKET: self._deploy_market(ctx)}
+
+    def seed(self, ctx: DevnetContext, markets: dict[str, dict[str, Any]]) -> None:
+        self._seed_market(ctx, markets[self.MARKET])
+
+    def _deploy_market(self, ctx: DevnetContext) -> dict[str, Any]:
         spec = ctx.scenario.protocol(self.protocol)
         underlying = str(spec.get("underlying", "WETH"))
         if underlying not in ctx.book.get("feeds", {}):
@@ -171,7 +179,7 @@ class LyraDevnet(Devnet):
             "delegateApprovals": delegate_approvals.address,
         }
 
-    def seed(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
+    def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
         """LP deposits, the hedger's short account, the boards, then random trades (seeded by the scenario)
         with short collateral a chosen margin above ``getMinCollateral``; finally a cache update and a hedge."""
         spec = ctx.scenario.protocol(self.protocol)

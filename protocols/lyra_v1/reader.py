@@ -44,6 +44,7 @@ def _wad(value: int) -> float:
 
 class LyraReader(Reader):
     protocol = "lyra-v1"
+    book_keys = ("synthetixAdapter", "markets")
 
     def _read(self, calls: Sequence[Call], what: str) -> list[Any]:
         results = self.ctx.multicall(list(calls))

@@ -107,7 +107,15 @@ def pool_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], list[tuple[flo
 class UniswapV3Devnet(Devnet):
     protocol = "uniswap-v3"
 
-    def deploy(self, ctx: DevnetContext) -> dict[str, Any]:
+    MARKET = "Uniswap V3"   # the devnet's one market of this protocol
+
+    def deploy(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
+        return {self.MARKET: self._deploy_market(ctx)}
+
+    def seed(self, ctx: DevnetContext, markets: dict[str, dict[str, Any]]) -> None:
+        self._seed_market(ctx, markets[self.MARKET])
+
+    def _deploy_market(self, ctx: DevnetContext) -> dict[str, Any]:
         pools, _, _ = pool_specs(ctx)
         factory = ctx.deploy(npm_artifact("@uniswap/v3-core", "UniswapV3Factory"))
         # the 0.01% tier exists on mainnet since governance enabled it; the bytecode starts with 3 tiers
@@ -144,7 +152,7 @@ class UniswapV3Devnet(Devnet):
         return sqrt_price_x96_of(self._feed_price(ctx, spec["asset"]), self._feed_price(ctx, spec["quote"]),
                                  decimals[spec["asset"]], decimals[spec["quote"]], asset_is_token0)
 
-    def seed(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
+    def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
         pools, ranges, lp_label = pool_specs(ctx)
         lp = account_address(lp_label)
         ctx.impersonate(lp)

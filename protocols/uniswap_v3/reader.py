@@ -49,6 +49,7 @@ def initialised_ticks(word_pos: int, word: int, tick_spacing: int) -> list[int]:
 
 class UniswapV3Reader(Reader):
     protocol = "uniswap-v3"
+    book_keys = ("pools",)
 
     def _read(self, calls: Sequence[Call], what: str) -> list:
         return [r.unwrap(f"uniswap-v3 {what} {c.target}") for c, r in zip(calls, self.ctx.multicall(calls), strict=True)]
