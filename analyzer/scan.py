@@ -155,7 +155,7 @@ def scan(
     client = client or RpcClient(url)
     stats = stats if stats is not None else ScanStats()
     chain_id = client.chain_id()
-    block = client.block_number() if block is None else int(block)
+    block = client.head_block() if block is None else int(block)
     if from_block is not None and not 0 <= from_block <= block:
         raise ContagionError(f"--from-block {from_block} must be within 0..{block}")
     header = client.block(block)
