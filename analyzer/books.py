@@ -155,7 +155,8 @@ def deployments_for(plugins: Sequence[Plugin], chain_id: int, book: dict[str, An
                     markets: Sequence[str] | None = None) -> list[Market]:
     """Every market of ``plugins`` to read on ``chain_id``: from ``book`` when given (a devnet's or
     the user's; a plugin it does not name is not read), else the plugins' built-in books;
-    narrowed to the market names in ``markets`` (``scan --markets``)."""
+    narrowed to the market names in ``markets`` (``scan --markets``; a venue plugin's markets, the
+    pools that price the assets, stay)."""
     if book is not None:
         if book.get("chain_id") != chain_id:
             raise ContagionError(f"the address book is for chain {book.get('chain_id')}, the node is chain {chain_id}")
@@ -164,12 +165,12 @@ def deployments_for(plugins: Sequence[Plugin], chain_id: int, book: dict[str, An
         found = builtin_markets(plugins, chain_id)
     if markets:
         wanted = [m.strip() for m in markets if m.strip()]
-        known = sorted({m.name for m in found})
+        known = sorted({m.name for m in found if m.plugin.venue_executor is None})
         unknown = [m for m in wanted if m not in known]
         if unknown:
             raise ContagionError(f"--markets: no market named {', '.join(unknown)} on chain {chain_id} "
                                  f"(known: {', '.join(known) or 'none'})")
-        found = [m for m in found if m.name in wanted]
+        found = [m for m in found if m.name in wanted or m.plugin.venue_executor is not None]
     return found
 
 

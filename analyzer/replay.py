@@ -35,7 +35,7 @@ from analyzer.model import Snapshot
 from analyzer.scan import scan
 from analyzer.scenarios import ShockScenario
 from protocols import plugins as registered_plugins
-from protocols.base import Liquidation, Plugin
+from protocols.base import OptionExecutor, OptionMarginRules, PartialCollateralExecutor, Plugin
 
 
 @dataclass
@@ -160,10 +160,10 @@ class _OptionMarkets:
     """
 
     def __init__(self, before: Snapshot, lenders: Sequence[_Lender], scenario: ShockScenario):
-        from analyzer.engine.options import OptionMarginRule
         from analyzer.engine.prepare import prepare
 
-        self.lenders = [lender for lender in lenders if isinstance(lender.rules, OptionMarginRule)]
+        self.lenders = [lender for lender in lenders if isinstance(lender.rules, OptionMarginRules)
+                        and isinstance(lender.executor, OptionExecutor)]
         self.scenario = scenario
         self.prep = prepare(before, rules={lender.plugin.name: lender.rules for lender in self.lenders}, venues={})
         book = self.prep.options
@@ -223,8 +223,9 @@ class _OptionMarkets:
                         closed[self.row_of[key]] = True
                     bought[u] += float(frame["size"][row])
         alive_after = self.alive & ~closed
-        hedge = book.hedge_sales(self.hedge_spot, price, self.hedge_iv, self.iv, self.hedge_alive, alive_after,
-                                 n_assets)
+        hedged = book.hedge_sales(self.hedge_spot, price, self.hedge_iv, self.iv, self.hedge_alive, alive_after,
+                                  n_assets)
+        hedge = sum(hedged.values(), np.zeros(n_assets))
         self.hedge_spot, self.hedge_iv, self.hedge_alive = price.copy(), self.iv.copy(), alive_after
         self.alive = alive_after
         return records, hedge, bought
@@ -250,7 +251,7 @@ def replay(
     from analyzer.rpc import RpcClient
 
     source = RpcClient(source_url)
-    source_block = source.block_number()
+    source_block = source.head_block()
     root_before = source.block(source_block)["stateRoot"]
     max_rounds = scenario.max_rounds if max_rounds is None else max_rounds
     with Anvil(fork_url=source_url, fork_block=source_block) as fork:
@@ -389,9 +390,7 @@ def replay(
                         key = (name, lending_book.market)
                         in_play = np.array([key not in active or str(a) in active[key]
                                             for a in lending_book.accounts[proposed.rows]], dtype=bool)
-                        step = Liquidation(proposed.rows[in_play], proposed.repaid[in_play], proposed.seized[in_play],
-                                           proposed.fee[in_play], proposed.absorbed_by_protocol,
-                                           proposed.reserves_change_usd)
+                        step = proposed.select(in_play)
                         # an account the rule no longer proposes is done for the round
                         active[key] = set(map(str, lending_book.accounts[step.rows])) | (
                             active.get(key, set()) - set(map(str, lending_book.accounts)))
@@ -419,15 +418,17 @@ def replay(
                             debt_col = int(np.argmax(step.repaid[i] * prices))
                             coll_col = int(np.argmax(step.seized[i] * prices))
                             debt_asset = str(lending_book.assets[debt_col])
-                            if step.absorbed_by_protocol:
-                                outcome = lender.executor_for(book_market).liquidate(account, None, None,
-                                                                                     collateral_share=share)
+                            executor = lender.executor_for(book_market)
+                            if step.absorbed_by_protocol and isinstance(executor, PartialCollateralExecutor):
+                                outcome = executor.liquidate(account, None, None, collateral_share=share)
+                            elif step.absorbed_by_protocol:
+                                outcome = executor.liquidate(account, None, None)
                             else:
                                 amount = None if share >= 1.0 else \
                                     int(share * step.repaid[i, debt_col] * 10 ** decimals[debt_asset])
                                 if amount == 0:
                                     continue   # the share the keeper would take is below one base unit
-                                outcome = lender.executor_for(book_market).liquidate(account, debt_asset,
+                                outcome = executor.liquidate(account, debt_asset,
                                                                     str(lending_book.assets[coll_col]), amount)
                             if not outcome.success:
                                 progress(f"replay: {name} refused to liquidate {account}: {outcome.error}")

@@ -10,10 +10,10 @@ import pytest
 from scipy.stats import norm
 
 from analyzer.engine import simulate
-from analyzer.engine.options import OptionLiquidation
 from analyzer.engine.synthetic import synthetic_snapshot
 from analyzer.model import Snapshot
 from analyzer.scenarios import ForcedSale, ShockScenario
+from protocols.base import OptionLiquidation, OptionMarginRules
 from tests.test_engine_closed_form import RULES, USDC, WETH, aave_snapshot
 
 CRV = {"price": 0.50, "lt": 0.55, "bonus": 0.085, "fee_bps": 1000}
@@ -111,17 +111,16 @@ def test_short_gamma_hedging_sells_into_the_fall_and_flags_divergence():
     scenario = ShockScenario(price_shocks={"TKN1": -0.2}, max_rounds=8)
     calm_result = simulate(calm, scenario, rules=RULES)
     wild_result = simulate(wild, scenario, rules=RULES)
-    hedging = wild_result.sources.index("hedging")
+    hedging = wild_result.sources.index("hedging:synthetic-options")
     assert wild_result.rounds[0].flows[1, hedging] > 0            # a short-gamma pool sells into a fall
     assert not calm_result.diverging and wild_result.diverging
     assert wild_result.price_final[1] < calm_result.price_final[1]
 
 
-class ShortPutMargin:
+class ShortPutMargin(OptionMarginRules):
     """Test fixture for the option-margin hook: a short put is liquidated below 1.5 × its intrinsic value."""
 
-    def books(self, snapshot):
-        return []
+    protocol = "opt"
 
     def option_liquidations(self, options, spot_usd, iv, now):
         intrinsic = np.maximum(options["strike"].to_numpy() - spot_usd, 0.0) * options["size"].to_numpy()
@@ -146,7 +145,7 @@ def test_option_margin_hook_and_black_scholes_rehedging():
                       rules={**RULES, "opt": ShortPutMargin()})
     assert result.liquidations["opt"] == 1                       # u1's thin collateral, not u2's
     first = result.rounds[0]
-    hedging = result.sources.index("hedging")
+    hedging = result.sources.index("hedging:opt")
     # the pool is long both puts (delta < 0) before; after the fall it holds only u2's (u1's was bought
     # back), revalued at the new spot and the spiralled IV (0.6 + 0.2): it trades the delta difference
     years, strike = 30 / 365, spot

@@ -195,9 +195,7 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
             # keeper that declines, or takes only the part that pays, is done with the account this round
             active[act[liq.rows[share < 1.0]]] = False
             taken = share > 0
-            liq = Liquidation(liq.rows[taken], liq.repaid[taken] * share[taken, None],
-                              liq.seized[taken] * share[taken, None], liq.fee[taken] * share[taken, None],
-                              liq.absorbed_by_protocol, liq.reserves_change_usd)
+            liq = liq.select(taken).scaled(share[taken])
             sell_units, buy_units = sell_units[taken], buy_units[taken]
             if len(liq.rows) == 0:
                 continue
@@ -312,8 +310,10 @@ def _options_round(prep: Prepared, state: CascadeState, scenario: ShockScenario,
         record.contagion[:, p] += answer.value_usd[rows] @ causes
         state.option_events.append((rows, state.round, answer.value_usd[rows], causes))
     alive_after = state.option_alive & ~closed
-    flows[:, prep.source_index[attr.SOURCE_HEDGING]] += book.hedge_sales(
-        state.hedge_spot, state.price, state.hedge_iv, state.iv, state.hedge_alive, alive_after, n_assets)
+    hedged = book.hedge_sales(state.hedge_spot, state.price, state.hedge_iv, state.iv, state.hedge_alive,
+                              alive_after, n_assets)
+    for protocol, sold in hedged.items():
+        flows[:, prep.source_index[attr.hedging_source(protocol)]] += sold
     state.hedge_spot, state.hedge_iv, state.hedge_alive = state.price.copy(), state.iv.copy(), alive_after
     state.option_alive = alive_after
 
