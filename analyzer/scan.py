@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from analyzer.rpc import RetryingProvider, RpcClient
 from protocols.base import Plugin, ReadContext, Rows
 
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "scan"
+EXCLUDED = "excluded"   # the rows a reader adds for markets it read but left out (see protocols.base.Rows)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -177,6 +180,7 @@ def scan(
     client.log_span = client.log_span or load_log_span(span_file)
     report = progress or (lambda label, done, total: None)
     read_markets: dict[str, dict[str, dict]] = {}
+    excluded_markets: list[dict] = []
     for market in found:
         plugin, deployment = market.plugin, market.deployment
         if plugin.reader is None:
@@ -204,10 +208,15 @@ def scan(
 
         part = _scan_protocol(label, reader, cache, accounts, discovered, start, block,
                               chunk_accounts, workers, progress, stats)
+        for row in part.meta.get(EXCLUDED, []):
+            log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
+            excluded_markets.append(row)
         part.meta = {"chain_id": chain_id, "block_number": block}
         snapshot = snapshot.merge(part)
         read_markets.setdefault(plugin.name, {})[market.name] = deployment
     snapshot.meta["protocols"] = read_markets
+    if excluded_markets:   # read, left out of every table, named here (never priced at 0)
+        snapshot.meta["excluded_markets"] = excluded_markets
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
     stats.requests = dict(client.calls)
@@ -216,11 +225,14 @@ def scan(
 
 
 def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
+    """Readers' rows as a Snapshot; their ``excluded`` rows (markets read but left out) go to the meta."""
     tables: dict[str, list[dict]] = {}
     for part in rows:
         for name, table_rows in part.items():
             tables.setdefault(name, []).extend(table_rows)
-    return Snapshot(meta={}, **{name: to_table(name, r) for name, r in tables.items()})
+    excluded = tables.pop(EXCLUDED, [])
+    return Snapshot(meta={EXCLUDED: excluded} if excluded else {},
+                    **{name: to_table(name, r) for name, r in tables.items()})
 
 
 def _scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, from_block, block, chunk_accounts,

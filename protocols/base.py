@@ -34,7 +34,10 @@ if TYPE_CHECKING:
     from analyzer.multicall import Call, CallResult
 
 Rows = dict[str, list[dict]]
-"""Snapshot rows by table name, e.g. ``{"positions": [{...}, ...], "markets": [...]}``."""
+"""Snapshot rows by table name, e.g. ``{"positions": [{...}, ...], "markets": [...]}``. A reader
+may add ``"excluded"``: ``{protocol, market, asset, reason}`` rows for markets it read but left out
+of every table (an oracle that reverts): the scan warns and lists them in the snapshot's meta
+(``excluded_markets``), so a market is never silently priced at 0 or dropped."""
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -232,6 +235,12 @@ class AbsorbingRules(Rules):
     def store_front_price(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
         """``(m,)`` USD per token at which the protocol sells collateral it absorbed, at oracle
         ``prices`` (Comet's ``quoteCollateral``)."""
+
+    def for_sale(self, book: LendingBook, step: Liquidation) -> np.ndarray:
+        """``(k,)`` bool per row of the absorb ``step``: whether the protocol sells what it absorbed
+        from that account right after absorbing it (Comet sells only while its reserves are below
+        ``targetReserves``; ``buyCollateral`` reverts ``NotForSale`` otherwise). Default: always."""
+        return np.ones(len(step.rows), dtype=bool)
 
 
 @dataclass

@@ -57,6 +57,14 @@ def test_book_keys_are_addresses_in_every_builtin_market():
         assert market.main_address, (market.plugin.name, market.name)
 
 
+def test_every_builtin_market_makes_its_reader():
+    """A reader takes its market as the book gives it (fork profiles and the like resolve), before
+    any chain is asked."""
+    ctx = ReadContext(w3=None, chain_id=1, block=0, multicall=None, get_logs=None)
+    for market in builtin_markets(list(plugins().values())):
+        assert market.plugin.reader(ctx, market.deployment).deployment is market.deployment
+
+
 @requires_anvil
 def test_builtin_markets_name_every_contract_the_readers_read(devnet):
     """Run each reader on the devnet's markets, recording the deployment keys it indexes; the

@@ -21,7 +21,9 @@ MAINNET_FUNCTIONS = [
     "totalsCollateral(address)", "getCollateralReserves(address)", "getUtilization()", "getSupplyRate(uint256)",
     "getBorrowRate(uint256)", "baseScale()", "baseBorrowMin()", "totalSupply()", "totalBorrow()",
     "accrueAccount(address)", "allow(address,bool)", "hasPermission(address,address)", "isAllowed(address,address)",
-    "withdrawReserves(address,uint256)", "decimals()", "governor()",
+    "withdrawReserves(address,uint256)", "decimals()", "governor()", "transfer(address,uint256)",
+    "transferFrom(address,address,uint256)", "transferAsset(address,address,uint256)",
+    "transferAssetFrom(address,address,address,uint256)",
 ]
 # event signature -> which parameters are indexed (mainnet CometMainInterface)
 MAINNET_EVENTS = {

@@ -34,7 +34,7 @@ ABSORB_DEBT = event_signature_to_log_topic("AbsorbDebt(address,address,uint256,u
 def comet(devnet):
     if "comet" not in devnet.book["protocols"]:
         pytest.skip("comet is not in this devnet (CONTAGION_TEST_PROTOCOLS)")
-    return devnet.w3.eth.contract(address=market_of(devnet.book, "comet")["comet"], abi=ABI)
+    return devnet.w3.eth.contract(address=market_of(devnet.book, "comet", "cUSDCv3")["comet"], abi=ABI)
 
 
 def read_snapshot(devnet) -> tuple[Snapshot, int]:
@@ -44,15 +44,15 @@ def read_snapshot(devnet) -> tuple[Snapshot, int]:
                       multicall=lambda calls: multicall(w3, calls, block=block),
                       get_logs=lambda address, topics, start, end: w3.eth.get_logs(
                           {"address": address, "topics": topics, "fromBlock": start, "toBlock": end}))
-    reader = CometReader(ctx, market_of(devnet.book, "comet"))
+    reader = CometReader(ctx, market_of(devnet.book, "comet", "cUSDCv3"))
     rows = reader.read_markets()
     rows.update(reader.read_accounts(reader.discover_accounts(0, block)))
     return Snapshot(meta={"chain_id": ctx.chain_id, "block_number": block}, **rows).validate(), block
 
 
 def seeded_labels(devnet) -> dict[str, float]:
-    """Scenario borrowers (label -> liquidation health at scenario prices) and lenders (inf)."""
-    config = devnet.scenario.protocol("comet")
+    """cUSDCv3's scenario borrowers (label -> liquidation health at scenario prices) and lenders (inf)."""
+    config = devnet.scenario.protocol("comet")["markets"]["cUSDCv3"]
     out = {b["label"]: float(b["health"]) for b in config["borrowers"]}
     out.update({lender["label"]: float("inf") for lender in config["lenders"]})
     return out
@@ -96,7 +96,7 @@ def test_reader_matches_chain_for_every_seeded_account(devnet, comet):
 def test_absorb_rule_matches_chain_after_price_drop(devnet, comet, chain_checkpoint, drop):
     w3 = devnet.w3
     keeper = w3.eth.accounts[1]
-    executor = CometExecutor(w3, market_of(devnet.book, "comet"), keeper)
+    executor = CometExecutor(w3, market_of(devnet.book, "comet", "cUSDCv3"), keeper)
     shock(devnet, executor, drop)
     snapshot, block = read_snapshot(devnet)
     rules = CometRules()
@@ -147,7 +147,7 @@ def test_absorb_rule_matches_chain_after_price_drop(devnet, comet, chain_checkpo
 
 
 def test_quote_collateral_is_the_rules_store_front_price(devnet, comet, chain_checkpoint):
-    executor = CometExecutor(devnet.w3, market_of(devnet.book, "comet"), devnet.w3.eth.accounts[1])
+    executor = CometExecutor(devnet.w3, market_of(devnet.book, "comet", "cUSDCv3"), devnet.w3.eth.accounts[1])
     shock(devnet, executor, 0.15)
     snapshot, block = read_snapshot(devnet)
     rules = CometRules()
@@ -173,7 +173,7 @@ def test_quote_collateral_is_the_rules_store_front_price(devnet, comet, chain_ch
 def test_executor_absorbs_then_buys_the_collateral(devnet, comet, chain_checkpoint):
     w3 = devnet.w3
     keeper = w3.eth.accounts[2]
-    executor = CometExecutor(w3, market_of(devnet.book, "comet"), keeper)
+    executor = CometExecutor(w3, market_of(devnet.book, "comet", "cUSDCv3"), keeper)
     shock(devnet, executor, 0.15)
     usdc = w3.eth.contract(address=devnet.book["tokens"]["USDC"], abi=[{
         "type": "function", "name": "mint", "stateMutability": "nonpayable", "outputs": [{"type": "bool"}],
@@ -216,7 +216,7 @@ def test_set_price_replaces_a_foreign_feed(devnet, comet, chain_checkpoint):
     w3 = devnet.w3
     feed = devnet.book["feeds"]["LINK"]
     rpc(w3, "anvil_setCode", [feed, "0x" + bytes(w3.eth.get_code(devnet.book["multicall3"])).hex()])  # no owner()
-    executor = CometExecutor(w3, market_of(devnet.book, "comet"), w3.eth.accounts[3])
+    executor = CometExecutor(w3, market_of(devnet.book, "comet", "cUSDCv3"), w3.eth.accounts[3])
     executor.set_price(devnet.book["tokens"]["LINK"], 12.34)
     assert comet.functions.getPrice(feed).call() == 1_234_000_000
 

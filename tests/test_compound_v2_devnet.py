@@ -36,7 +36,8 @@ def _comptroller(w3, deployment):
 
 def _seeded_labels(devnet) -> list[str]:
     scenario = devnet.scenario
-    labels = ["compound-lender"] + [p.label for p in cdev.explicit_accounts(scenario)]
+    # an account that only holds a market whose oracle was dropped has no position that is read
+    labels = ["compound-lender"] + [p.label for p in cdev.explicit_accounts(scenario) if p.supply or p.borrow]
     return labels + [f"pop-{i}" for i in range(int(scenario.protocol(PROTOCOL)["population"]["accounts"]))]
 
 
@@ -92,7 +93,7 @@ def test_population_follows_scenario(devnet):
     rows = [list(book.accounts).index(account_address(f"pop-{i}")) for i in range(40)]
     hf = rules.health_factor(book, prices)[rows]
     assert np.all(hf >= lo * 0.999) and np.all(hf <= hi * 1.001)
-    assert not rules.liquidatable(book, prices).any()
+    assert not rules.liquidatable(book, prices)[rows].any()
 
 
 def test_shared_collateral_with_aave(devnet):
@@ -139,13 +140,21 @@ def check_rule_against_chain(devnet, deployment: dict, drop: float, symbols: tup
     decimals = snap.assets.set_index("address")["decimals"]
     checked = 0
     for i in np.flatnonzero((book.debt > 0).any(axis=1)):
-        j = int(np.argmax(book.debt[i] * prices))
         k = int(np.argmax(book.collateral[i] * prices))
-        repay = max(rules.max_repay_exact(book, i, j, k), 1)
-        # ask the chain first (eth_call); send for real, from the same state, where it would succeed
-        succeeded[i] = executor.liquidate(book.accounts[i], book.assets[j], book.assets[k], repay, dry_run=True).success
+        # ask the chain (eth_call) about every borrow of the account: a deprecated market's borrow
+        # may be repaid when the account has no shortfall, another one only in shortfall
+        allowed = {}
+        for j in np.flatnonzero(book.debt[i] > 0):
+            repay = max(rules.max_repay_exact(book, i, int(j), k), 1)
+            allowed[int(j)] = executor.liquidate(book.accounts[i], book.assets[j], book.assets[k], repay,
+                                                 dry_run=True).success
+        succeeded[i] = any(allowed.values())
         if not succeeded[i]:
             continue
+        # the float step's choice is one the chain accepts; send it for real, from the same state
+        j = int(np.argmax(float_step.repaid[step_row[int(i)]] * prices))
+        assert allowed[j], (book.accounts[i], book.assets[j])
+        repay = max(rules.max_repay_exact(book, i, j, k), 1)
         mark = devnet.anvil.snapshot()
         try:
             result = executor.liquidate(book.accounts[i], book.assets[j], book.assets[k], repay)

@@ -30,7 +30,7 @@ from analyzer.engine.market import SlippageCurve, safe_trade
 from analyzer.engine.options import OptionBook, bs_delta, option_margin_liquidations, vol_spiral
 from analyzer.engine.prepare import Prepared, sub_book
 from analyzer.scenarios import ShockScenario
-from protocols.base import Liquidation
+from protocols.base import LendingBook, Liquidation
 
 HEALTH_MARGIN = 1e-3   # screening slack: Aave floors the weighted threshold to whole bp (< 1.3e-4 relative)
 
@@ -207,6 +207,7 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
         else:
             sub.collateral[act] = work.collateral
             sub.debt[act] = work.debt
+            sub.extra.update(_book_wide(work))
         steps.append((act[liq.rows], liq, sell_units.sum(0) - buy_units.sum(0)))
     if steps:
         if not state.owned[slot_index]:     # copy on first write: untouched books stay shared with prep
@@ -214,6 +215,7 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
             state.owned[slot_index] = True
         book.collateral[candidates] = sub.collateral
         book.debt[candidates] = sub.debt
+        book.extra.update(_book_wide(sub))    # the protocol's own state (Comet's reserves) carries on
         if len(rows) == len(book.accounts):
             view = book
         else:       # the screened accounts as they are now, for their new health factors below
@@ -228,6 +230,11 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     state.bad_debt[slot_index][candidates] = slot.rules.bad_debt_usd(sub, oracle)
     bound[rows] = slot.rules.health_factor(view, oracle)
     return steps, candidates, causes
+
+
+def _book_wide(book: LendingBook) -> dict:
+    """The entries of ``book.extra`` that are not per account (a protocol's reserves, inventories)."""
+    return {k: v for k, v in book.extra.items() if k not in book.per_account}
 
 
 def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> RoundRecord:

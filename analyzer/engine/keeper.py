@@ -41,7 +41,11 @@ def keeper_take(rules: Rules, book: LendingBook, step: Liquidation, oracle: np.n
     round's earlier keepers already sold and bought (not modified here).
     """
     k, n_assets = len(step.rows), len(price)
-    sold = (step.seized if step.absorbed_by_protocol else step.seized - step.fee) * sale_units
+    seized = step.seized
+    if step.absorbed_by_protocol and isinstance(rules, AbsorbingRules):
+        # what the protocol does not sell now (Comet at or above targetReserves) no buyer can take
+        seized = seized * rules.for_sale(book, step)[:, None]
+    sold = (seized if step.absorbed_by_protocol else seized - step.fee) * sale_units
     sell_units = np.zeros((k, n_assets))
     buy_units = np.zeros((k, n_assets))
     for j in range(len(cols)):            # columns (tens), not accounts
@@ -52,7 +56,7 @@ def keeper_take(rules: Rules, book: LendingBook, step: Liquidation, oracle: np.n
         # the protocol sells what it absorbed at its own price (Comet.buyCollateral at
         # quoteCollateral's discount); a buyer takes only what it can resell on the venues at a profit
         unit_cost = rules.store_front_price(book, oracle) if isinstance(rules, AbsorbingRules) else oracle
-        held_usd = -(sell_through * step.seized) @ unit_cost
+        held_usd = -(sell_through * seized) @ unit_cost
     else:
         held_usd = (1.0 - sell_through) * (sold @ price[sale_index])
     share = keeper_fraction(sell_units, held_usd, buy_units, price, curves, committed_sell, committed_buy, gas_usd)

@@ -156,11 +156,13 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
             if not proposals:
                 break
             sells, buys, held = [], [], []
-            for _, liq in proposals:
+            for i, liq in proposals:
                 sell, buy, keep = {}, {}, 0.0
+                on_sale = bool(slot.rules.for_sale(ones[i], liq)[0]) \
+                    if liq.absorbed_by_protocol and isinstance(slot.rules, AbsorbingRules) else True
                 for j in range(m):
                     a = int(slot.cols[j])
-                    got = liq.seized[0, j] if liq.absorbed_by_protocol else liq.seized[0, j] - liq.fee[0, j]
+                    got = liq.seized[0, j] * on_sale if liq.absorbed_by_protocol else liq.seized[0, j] - liq.fee[0, j]
                     units = got * unit[a]
                     if units != 0:
                         sale = int(prep.receipt_underlying[a])
@@ -176,7 +178,9 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
                 for q, (i, liq) in enumerate(proposals):
                     unit_cost = slot.rules.store_front_price(ones[i], oracle) \
                         if isinstance(slot.rules, AbsorbingRules) else oracle
-                    held[q] = -sum(scenario.sell_through * liq.seized[0, j] * unit_cost[j] for j in range(m))
+                    on_sale = bool(slot.rules.for_sale(ones[i], liq)[0]) \
+                        if isinstance(slot.rules, AbsorbingRules) else True
+                    held[q] = -sum(scenario.sell_through * liq.seized[0, j] * on_sale * unit_cost[j] for j in range(m))
             shares = _queue(sells, buys, held, state, curve, committed_sell, committed_buy, scenario.keeper_gas_usd)
             for (i, liq), share, sell, buy in zip(proposals, shares, sells, buys, strict=True):
                 if absorbed:

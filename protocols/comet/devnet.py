@@ -1,7 +1,8 @@
 """Deploy our interface-exact Comet (fixtures/contracts/comet) on the devnet and seed it.
 
-The scenario's ``[protocols.comet]`` table names the base asset, the collaterals with their
-factors, the lenders, the reserves and the borrowers. A borrower is given by its collateral
+The scenario's ``[protocols.comet.markets.<name>]`` tables each name one Comet (one market of the
+address book, e.g. cUSDCv3 and cWETHv3): its base asset, the collaterals with their factors, the
+lenders, the reserves and the borrowers. A borrower is given by its collateral
 (whole tokens) and its *liquidation health* ``h = Σ collateral × price × liquidateCF / debt`` at
 the scenario's prices. Comet refuses a borrow above ``borrowCollateralFactor`` (h ≥ LCF/BCF ≈ 1.08),
 so accounts closer to liquidation are opened as they are on mainnet, at higher prices: their
@@ -31,7 +32,7 @@ RATE_KEYS = ("supply_kink", "supply_slope_low", "supply_slope_high", "supply_bas
 
 def _wad(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e6:
-        raise ContagionError(f"mainnet-like.toml: protocols.comet.{where}: expected a number, got {value!r}")
+        raise ContagionError(f"protocols.comet.{where}: expected a number, got {value!r}")
     return round(value * WAD)
 
 
@@ -39,7 +40,8 @@ def _raw(amount: float, decimals: int) -> int:
     return int(round(amount * 10**6)) * 10 ** decimals // 10**6
 
 
-def collateral_asset(ctx: DevnetContext, symbol: str, spec: dict) -> tuple[str, str, int, float, str]:
+def collateral_asset(ctx: DevnetContext, symbol: str, spec: dict, where: str = "protocols.comet"
+                     ) -> tuple[str, str, int, float, str]:
     """(token address, price feed, decimals, USD price, underlying symbol) of a collateral.
 
     A collateral with ``receipt_of = "<protocol>:<SYMBOL>"`` is that protocol's receipt token for
@@ -48,10 +50,10 @@ def collateral_asset(ctx: DevnetContext, symbol: str, spec: dict) -> tuple[str, 
     """
     receipt_of = spec.get("receipt_of")
     if not receipt_of:
-        asset = ctx.scenario.asset(symbol, f"protocols.comet.collaterals.{symbol}")
+        asset = ctx.scenario.asset(symbol, f"{where}.collaterals.{symbol}")
         return ctx.book["tokens"][symbol], ctx.book["feeds"][symbol], asset.decimals, asset.price_usd, symbol
     protocol, _, underlying = str(receipt_of).partition(":")
-    where = f"protocols.comet.collaterals.{symbol}.receipt_of"
+    where = f"{where}.collaterals.{symbol}.receipt_of"
     if protocol != "aave-v3":
         raise ContagionError(f"{ctx.scenario.path.name}: {where}: only aave-v3 receipt tokens are supported, got {protocol!r}")
     reserves = (market_of(ctx.book, "aave-v3") or {}).get("reserves", {})
@@ -64,31 +66,32 @@ def collateral_asset(ctx: DevnetContext, symbol: str, spec: dict) -> tuple[str, 
 class CometDevnet(Devnet):
     protocol = PROTOCOL
 
-    def config(self, ctx: DevnetContext) -> dict[str, Any]:
-        config = ctx.scenario.protocol(PROTOCOL)
-        if not config:
-            raise ContagionError(f"{ctx.scenario.path.name}: no [protocols.comet] table")
-        for key in ("base", "collaterals", "rates"):
-            if key not in config:
-                raise ContagionError(f"{ctx.scenario.path.name}: protocols.comet.{key} is missing")
-        return config
-
-    MARKET = "cUSDCv3"   # the devnet's one market of this protocol
+    def markets(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
+        """The scenario's Comet markets by name, each checked for the keys a deployment needs."""
+        markets = (ctx.scenario.protocol(PROTOCOL) or {}).get("markets")
+        if not isinstance(markets, dict) or not markets:
+            raise ContagionError(f"{ctx.scenario.path.name}: no [protocols.comet.markets.<name>] table")
+        for name, config in markets.items():
+            for key in ("base", "collaterals", "rates"):
+                if key not in config:
+                    raise ContagionError(f"{ctx.scenario.path.name}: protocols.comet.markets.{name}.{key} is missing")
+        return markets
 
     def deploy(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
-        return {self.MARKET: self._deploy_market(ctx)}
+        return {name: self._deploy_market(ctx, name, config) for name, config in self.markets(ctx).items()}
 
     def seed(self, ctx: DevnetContext, markets: dict[str, dict[str, Any]]) -> None:
-        self._seed_market(ctx, markets[self.MARKET])
+        for name, config in self.markets(ctx).items():
+            self._seed_market(ctx, name, config, markets[name])
 
-    def _deploy_market(self, ctx: DevnetContext) -> dict[str, Any]:
-        config = self.config(ctx)
+    def _deploy_market(self, ctx: DevnetContext, name: str, config: dict[str, Any]) -> dict[str, Any]:
         base = config["base"]
-        base_spec = ctx.scenario.asset(base, "protocols.comet.base")
+        base_spec = ctx.scenario.asset(base, f"protocols.comet.markets.{name}.base")
         asset_configs = []
         for symbol, spec in config["collaterals"].items():
-            where = f"collaterals.{symbol}"
-            token_address, feed, decimals, _price, _underlying = collateral_asset(ctx, symbol, spec)
+            where = f"markets.{name}.collaterals.{symbol}"
+            token_address, feed, decimals, _price, _underlying = collateral_asset(
+                ctx, symbol, spec, f"protocols.comet.markets.{name}")
             asset_configs.append((
                 token_address, feed, decimals,
                 _wad(spec["borrow_collateral_factor"], f"{where}.borrow_collateral_factor"),
@@ -98,7 +101,8 @@ class CometDevnet(Devnet):
         rates = config["rates"]
         missing = [k for k in RATE_KEYS if k not in rates]
         if missing:
-            raise ContagionError(f"{ctx.scenario.path.name}: protocols.comet.rates: missing {', '.join(missing)}")
+            raise ContagionError(f"{ctx.scenario.path.name}: protocols.comet.markets.{name}.rates: "
+                                 f"missing {', '.join(missing)}")
         comet = ctx.deploy(
             fixture_artifact("comet", "Comet"), ctx.deployer, ctx.book["tokens"][base], ctx.book["feeds"][base],
             _wad(config["store_front_price_factor"], "store_front_price_factor"),
@@ -107,10 +111,10 @@ class CometDevnet(Devnet):
         return {"comet": comet.address, "base": ctx.book["tokens"][base], "governor": ctx.deployer,
                 "source": "devnet: fixtures/contracts/comet/Comet.sol (interface of compound-finance/comet)"}
 
-    def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
-        config = self.config(ctx)
+    def _seed_market(self, ctx: DevnetContext, name: str, config: dict[str, Any], deployment: dict[str, Any]) -> None:
         comet = ctx.contract(deployment["comet"], ABI)
         tokens, base = ctx.book["tokens"], config["base"]
+        where = f"protocols.comet.markets.{name}"
         me = ctx.deployer
         token = lambda symbol: ctx.contract(tokens[symbol], devnet_token_abi())  # noqa: E731
         decimals = {s: a.decimals for s, a in ctx.scenario.assets.items()}
@@ -126,7 +130,7 @@ class CometDevnet(Devnet):
 
         def supply_receipt(dst: str, symbol: str, spec: dict, amount: float) -> None:
             """Supply the underlying to Aave for its aToken, then the aToken to Comet."""
-            receipt, _feed, receipt_decimals, _price, underlying = collateral_asset(ctx, symbol, spec)
+            receipt, _feed, receipt_decimals, _price, underlying = collateral_asset(ctx, symbol, spec, where)
             pool = ctx.contract(market_of(ctx.book, "aave-v3")["pool"], AAVE_SUPPLY_ABI)
             raw = _raw(amount, receipt_decimals)
             ctx.transact(token(underlying).get_function_by_signature(MINT)(me, raw), what=f"mint {underlying}")
@@ -143,11 +147,10 @@ class CometDevnet(Devnet):
         if reserves:  # reserves are base held beyond what lenders supplied
             ctx.transact(token(base).get_function_by_signature(MINT)(comet.address, reserves), what="comet reserves")
         for n, borrower in enumerate(config.get("borrowers", [])):
-            self._open_borrow(ctx, comet, borrower, n, fund_and_supply)
+            self._open_borrow(ctx, comet, config, f"{where}.borrowers[{n}]", borrower, fund_and_supply)
 
-    def _open_borrow(self, ctx: DevnetContext, comet, borrower: dict, n: int, fund_and_supply) -> None:
-        where = f"protocols.comet.borrowers[{n}]"
-        config = self.config(ctx)
+    def _open_borrow(self, ctx: DevnetContext, comet, config: dict, where: str, borrower: dict,
+                     fund_and_supply) -> None:
         account = account_address(borrower["label"])
         health = float(borrower["health"])
         if health <= 1.0:
@@ -158,7 +161,7 @@ class CometDevnet(Devnet):
             if spec is None:
                 raise ContagionError(f"{ctx.scenario.path.name}: {where}: {symbol} is not a comet collateral")
             fund_and_supply(account, symbol, float(amount))
-            value = float(amount) * collateral_asset(ctx, symbol, spec)[3]
+            value = float(amount) * collateral_asset(ctx, symbol, spec, where)[3]
             covered_usd += value * spec["liquidate_collateral_factor"]
             capacity_usd += value * spec["borrow_collateral_factor"]
         base = config["base"]
@@ -167,7 +170,7 @@ class CometDevnet(Devnet):
         ctx.impersonate(account)
         raise_by = (covered_usd / health) / capacity_usd * 1.002
         # a receipt collateral is priced by its underlying's feed: raise that one
-        feed_of = {s: collateral_asset(ctx, s, config["collaterals"][s])[1] for s in borrower["collateral"]}
+        feed_of = {s: collateral_asset(ctx, s, config["collaterals"][s], where)[1] for s in borrower["collateral"]}
         feeds = {address: ctx.contract(address, FEED_ABI) for address in set(feed_of.values())}
         answers = {s: f.functions.latestRoundData().call()[1] for s, f in feeds.items()}
         if raise_by > 1.0:

@@ -146,12 +146,14 @@ class CometExecutor(PartialCollateralExecutor):
                 # credit beyond the debt, minted to the account as a base supply: not a repayment
                 repaid[self.base] = repaid.get(self.base, 0) - int.from_bytes(data[:32], "big")
         bought: dict[str, int] = {}
-        reserves = self.comet.functions.getReserves().call()
-        if reserves < self.comet.functions.targetReserves().call() and collateral_share > 0:
-            for asset in seized if collateral_asset is None else [to_checksum_address(collateral_asset)]:
-                wanted = int(seized.get(asset, 0) * min(collateral_share, 1.0))
-                self.fund_base(asset, wanted)
-                bought[asset] = self.buy_collateral(asset, amount_raw, None if amount_raw is not None else wanted)
+        target = self.comet.functions.targetReserves().call()
+        for asset in seized if collateral_asset is None else [to_checksum_address(collateral_asset)]:
+            # checked before every purchase, as buyCollateral does (NotForSale at or above the target)
+            if collateral_share <= 0 or self.comet.functions.getReserves().call() >= target:
+                break
+            wanted = int(seized.get(asset, 0) * min(collateral_share, 1.0))
+            self.fund_base(asset, wanted)
+            bought[asset] = self.buy_collateral(asset, amount_raw, None if amount_raw is not None else wanted)
         fee = {asset: raw - bought.get(asset, 0) for asset, raw in seized.items()}
         return ExecutedLiquidation(account=account, success=True, tx_hash=receipt["transactionHash"].hex(),
                                    repaid=repaid, seized=seized, fee=fee)

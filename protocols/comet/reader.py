@@ -23,13 +23,18 @@ PROTOCOL = "comet"
 ASSET_INFO = "(uint8,address,address,uint64,uint64,uint64,uint64,uint128)"
 TOTALS_BASIC = "(uint64,uint64,uint64,uint64,uint104,uint104,uint40,uint8)"
 USER_BASIC = "(int104,uint64,uint64,uint16,uint8)"
-ENUMERATION_EVENTS = (
-    "Supply(address,address,uint256)",               # dst: topic 2
-    "Withdraw(address,address,uint256)",             # src: topic 1
-    "SupplyCollateral(address,address,address,uint256)",  # dst: topic 2
-    "WithdrawCollateral(address,address,address,uint256)",  # src: topic 1
-)
-ACCOUNT_TOPIC = {0: 2, 1: 1, 2: 2, 3: 1}
+# Events that name an account, with the topics (indexed parameters) that hold accounts. A borrow can
+# open through a base transfer (Comet.transferBase: no Withdraw, a Transfer(src, 0) when the sender
+# gives up supply) and collateral can arrive by TransferCollateral, so both are read too.
+ENUMERATION_EVENTS = {
+    "Supply(address,address,uint256)": (2,),                                 # dst
+    "Withdraw(address,address,uint256)": (1,),                               # src
+    "SupplyCollateral(address,address,address,uint256)": (2,),               # dst
+    "WithdrawCollateral(address,address,address,uint256)": (1,),             # src
+    "Transfer(address,address,uint256)": (1, 2),                             # from, to (0 = mint/burn)
+    "TransferCollateral(address,address,address,uint256)": (1, 2),           # from, to
+}
+ZERO_ADDRESS = "0x" + "00" * 20
 
 GLOBAL_READS = (
     ("base_token", "baseToken()(address)"),
@@ -140,18 +145,17 @@ class CometReader(Reader):
         return {"assets": assets, "markets": markets}
 
     def account_events(self) -> AccountEvents:
-        """Accounts named by Supply / Withdraw / SupplyCollateral / WithdrawCollateral events."""
+        """Accounts named by Supply / Withdraw / SupplyCollateral / WithdrawCollateral / Transfer /
+        TransferCollateral events (the zero address of a mint or burn and the Comet itself excluded)."""
         comet = self.comet
         topics = tuple(bytes(event_signature_to_log_topic(sig)) for sig in ENUMERATION_EVENTS)
-        index_of = {t: i for i, t in enumerate(topics)}
+        account_topics = dict(zip(topics, ENUMERATION_EVENTS.values(), strict=True))
 
         def accounts(log: dict) -> list[str]:
             raw = [bytes.fromhex(t[2:]) if isinstance(t, str) else bytes(t) for t in log["topics"]]
-            which = index_of.get(raw[0]) if raw else None
-            if which is None or len(raw) <= ACCOUNT_TOPIC[which]:
-                return []
-            account = to_checksum_address(raw[ACCOUNT_TOPIC[which]][-20:])
-            return [] if account == comet else [account]
+            positions = account_topics.get(raw[0], ()) if raw else ()
+            named = {to_checksum_address(raw[k][-20:]) for k in positions if k < len(raw)}
+            return sorted(named - {comet, to_checksum_address(ZERO_ADDRESS)})
 
         return AccountEvents((comet,), tuple("0x" + t.hex() for t in topics), accounts)
 

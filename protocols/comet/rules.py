@@ -37,11 +37,12 @@ class CometAbsorb(Liquidation):
     price used, so :meth:`CometRules.apply` can leave the excess credit to the account and move
     the reserves in base units."""
 
-    ROW_FIELDS = (*Liquidation.ROW_FIELDS, "base_credit", "base_paid_out")
-    AMOUNT_FIELDS = (*Liquidation.AMOUNT_FIELDS, "base_credit", "base_paid_out")
+    ROW_FIELDS = (*Liquidation.ROW_FIELDS, "base_credit", "base_paid_out", "sale_base")
+    AMOUNT_FIELDS = (*Liquidation.AMOUNT_FIELDS, "base_credit", "base_paid_out", "sale_base")
 
     base_credit: np.ndarray = field(default_factory=lambda: np.zeros(0))
     base_paid_out: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sale_base: np.ndarray = field(default_factory=lambda: np.zeros(0))   # base a buyer pays for all of it
     base_price_usd: float = 1.0
 
     def select(self, keep: np.ndarray) -> CometAbsorb:
@@ -143,9 +144,11 @@ class CometRules(AbsorbingRules):
         base_price = float(prices[book.extra["base_column"]])
         credit = self.absorb_credit(book, prices, rows)
         paid_out = np.maximum(credit, repaid[:, book.extra["base_column"]])
+        sale_base = seized @ self.store_front_price(book, prices) / base_price
         return CometAbsorb(rows=rows, repaid=repaid, seized=seized, fee=np.zeros_like(seized),
                            absorbed_by_protocol=True, reserves_change_usd=-float(paid_out.sum() * base_price),
-                           base_credit=credit, base_paid_out=paid_out, base_price_usd=base_price)
+                           base_credit=credit, base_paid_out=paid_out, base_price_usd=base_price,
+                           sale_base=sale_base)
 
     def absorb_credit(self, book: LendingBook, prices: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``(k,)`` base units credited to each absorbed account: collateral value × liquidationFactor."""
@@ -187,6 +190,23 @@ class CometRules(AbsorbingRules):
         """``(m,)`` USD per token at which Comet sells collateral (Comet.quoteCollateral)."""
         discount = book.extra["store_front_price_factor"] * (1.0 - book.params["liquidation_factor"])
         return prices * (1.0 - discount)
+
+    def for_sale(self, book: LendingBook, step: Liquidation) -> np.ndarray:
+        """``(k,)`` bool: Comet.buyCollateral sells only while ``getReserves() < targetReserves``
+        (else it reverts ``NotForSale``). A keeper absorbs one account, then buys: so each row is
+        checked at the reserves after the absorbs before it and its own (``base_paid_out``), plus
+        what the purchases before it paid in (the absorbed collateral's credit at the store front,
+        whose base the buyer pays into the reserves)."""
+        if not isinstance(step, CometAbsorb) or len(step.rows) == 0:
+            return np.ones(len(step.rows), dtype=bool)
+        reserves, target = float(book.extra["reserves"]), float(book.extra["target_reserves"])
+        out = np.zeros(len(step.rows), dtype=bool)
+        for i, (paid, proceeds) in enumerate(zip(step.base_paid_out, step.sale_base, strict=True)):
+            reserves -= paid              # k absorbed accounts, in the keeper's order
+            out[i] = reserves < target
+            if out[i]:
+                reserves += proceeds
+        return out
 
     def quote_collateral(self, book: LendingBook, prices: np.ndarray, column: int, base_amount: float) -> float:
         """Tokens of collateral ``column`` that ``base_amount`` base tokens buy (Comet.quoteCollateral)."""

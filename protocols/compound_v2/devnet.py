@@ -36,8 +36,9 @@ ERC20_BALANCE_ABI = [{"type": "function", "name": "balanceOf", "stateMutability"
 @dataclass
 class Position:
     label: str
-    supply: dict[str, float] = field(default_factory=dict)   # symbol -> whole tokens
+    supply: dict[str, float] = field(default_factory=dict)   # symbol -> whole tokens, market entered
     borrow: dict[str, float] = field(default_factory=dict)
+    hold: dict[str, float] = field(default_factory=dict)     # supplied without entering the market
 
 
 def _table(scenario) -> dict[str, Any]:
@@ -104,6 +105,8 @@ def population(scenario, aave_collateral: dict[str, str] | None = None) -> list[
     usd_lo, usd_hi = (float(x) for x in spec.get("collateral_usd", [2000, 1_000_000]))
     if not (1.0 < hf_lo < hf_hi and 0 < usd_lo < usd_hi):
         raise ContagionError(f"{where}: health_factor must be 1 < lo < hi and collateral_usd 0 < lo < hi")
+    # markets retired after seeding (deprecated, oracle dropped) are not shared collateral
+    retired = {*_table(scenario).get("deprecated", []), *_table(scenario).get("oracle_removed", [])}
     coll_syms, coll_w = _weights(spec.get("collateral"), f"{where}.collateral", markets)
     debt_syms, debt_w = _weights(spec.get("debt"), f"{where}.debt", markets)
     hf = hf_lo + (hf_hi - hf_lo) * rng.random(n) ** float(spec.get("hf_power", 2.0))
@@ -115,7 +118,7 @@ def population(scenario, aave_collateral: dict[str, str] | None = None) -> list[
         label = f"pop-{i}"
         collateral = coll_syms[coll_pick[i]]
         shared = (aave_collateral or {}).get(label)
-        if shared in markets and markets[shared]["collateral_factor"] > 0:
+        if shared in markets and markets[shared]["collateral_factor"] > 0 and shared not in retired:
             collateral = shared
         debt = debt_syms[debt_pick[i]]
         amount = value[i] / _price(scenario, collateral)
@@ -130,7 +133,8 @@ def explicit_accounts(scenario) -> list[Position]:
         where = f"{scenario.path.name}: protocols.{PROTOCOL}.accounts[{k}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
             raise ContagionError(f"{where}: expected a table with a label")
-        out.append(Position(entry["label"], dict(entry.get("supply", {})), dict(entry.get("borrow", {}))))
+        out.append(Position(entry["label"], dict(entry.get("supply", {})), dict(entry.get("borrow", {})),
+                            dict(entry.get("hold", {}))))
     return out
 
 
@@ -195,6 +199,29 @@ class CompoundV2Devnet(Devnet):
                      *population(ctx.scenario, self._aave_collateral(ctx))]
         for position in positions:
             self._open(ctx, deployment, position)
+        self._retire(ctx, deployment, spec)
+
+    def _retire(self, ctx: DevnetContext, deployment: dict[str, Any], spec: dict[str, Any]) -> None:
+        """After seeding, as mainnet retired markets: ``deprecated`` ones get collateral factor 0,
+        borrowing paused and reserve factor 1e18 (Comptroller.isDeprecated); ``oracle_removed`` ones
+        lose their oracle configuration (getUnderlyingPrice reverts ConfigNotFound)."""
+        markets, where = deployment["markets"], f"{ctx.scenario.path.name}: protocols.{PROTOCOL}"
+        comptroller = ctx.contract(deployment["comptroller"], fixture_artifact("compound_v2", "Comptroller")["abi"])
+        oracle = ctx.contract(deployment["oracle"], fixture_artifact("compound_v2", "FeedPriceOracle")["abi"])
+        ctoken_abi = fixture_artifact("compound_v2", "CErc20")["abi"]
+        for key in ("deprecated", "oracle_removed"):
+            for symbol in spec.get(key, []):
+                if symbol not in markets:
+                    raise ContagionError(f'{where}.{key}: "{symbol}" is not a market (known: {", ".join(markets)})')
+        for symbol in spec.get("deprecated", []):
+            ctoken = markets[symbol]["cToken"]
+            ctx.transact(comptroller.functions._setCollateralFactor(ctoken, 0))
+            ctx.transact(comptroller.functions._setBorrowPaused(ctoken, True))
+            ctx.transact(ctx.contract(ctoken, ctoken_abi).functions._setReserveFactor(MANTISSA))
+            if not comptroller.functions.isDeprecated(ctoken).call():
+                raise ContagionError(f"{where}.deprecated: {symbol} is not deprecated after retiring it")
+        for symbol in spec.get("oracle_removed", []):
+            ctx.transact(oracle.functions.removeConfig(markets[symbol]["cToken"]))
 
     def _aave_collateral(self, ctx: DevnetContext) -> dict[str, str]:
         """label -> the first reserve symbol whose aToken the account holds on Aave (if Aave is deployed)."""
@@ -219,13 +246,13 @@ class CompoundV2Devnet(Devnet):
         token_abi = fixture_artifact("compound_v2", "CErc20")["abi"]
         comptroller = ctx.contract(deployment["comptroller"], fixture_artifact("compound_v2", "Comptroller")["abi"])
         where = f"{ctx.scenario.path.name}: protocols.{PROTOCOL} account {position.label}"
-        for symbol in [*position.supply, *position.borrow]:
+        for symbol in [*position.supply, *position.borrow, *position.hold]:
             if symbol not in markets:
                 raise ContagionError(f'{where}: "{symbol}" is not a market (known: {", ".join(markets)})')
         entered = [markets[s]["cToken"] for s in position.supply]
         if entered:
             ctx.transact(comptroller.functions.enterMarkets(entered), sender=account)
-        for symbol, whole in position.supply.items():
+        for symbol, whole in [*position.supply.items(), *position.hold.items()]:
             raw = int(whole * 10 ** markets[symbol]["decimals"])
             if symbol == NATIVE_SYMBOL:
                 ether = ctx.contract(markets[symbol]["cToken"], fixture_artifact("compound_v2", "CEther")["abi"])

@@ -117,8 +117,11 @@ class CompoundV2Executor(Executor):
         old_oracle = self.comptroller.functions.oracle().call()
         oracle = self._deploy(oracle_artifact)
         for market in self.by_underlying.values():
-            price = single_call(self.w3, Call(old_oracle, "getUnderlyingPrice(address)(uint256)", (market["cToken"],)),
-                                block=self.w3.eth.block_number).unwrap("getUnderlyingPrice")
+            answer = single_call(self.w3, Call(old_oracle, "getUnderlyingPrice(address)(uint256)", (market["cToken"],)),
+                                 block=self.w3.eth.block_number)
+            if not answer.success or not answer.value:
+                continue    # a market the oracle no longer prices (ConfigNotFound): the reader left it out
+            price = answer.value
             if market["underlying"] == NATIVE_ASSET:
                 decimals = 18
             else:
@@ -156,18 +159,29 @@ class CompoundV2Executor(Executor):
         deal(self.w3, token.address, self.keeper, token.functions.balanceOf(self.keeper).call() + amount_raw)
 
     def max_repay(self, account: str, debt_asset: str, collateral_asset: str) -> int:
-        """close factor × borrowBalanceStored, capped so that the seize fits the cToken balance."""
+        """close factor × borrowBalanceStored (all of it in a deprecated market), capped so that the
+        seize fits the cToken balance."""
         debt, coll = self._market(debt_asset), self._market(collateral_asset)
         debt_token = self.w3.eth.contract(address=debt["cToken"], abi=self.ctoken_abi)
         coll_token = self.w3.eth.contract(address=coll["cToken"], abi=self.ctoken_abi)
-        close = exact.max_close(self.comptroller.functions.closeFactorMantissa().call(),
-                                debt_token.functions.borrowBalanceStored(account).call())
+        borrowed = debt_token.functions.borrowBalanceStored(account).call()
+        close = borrowed if self.is_deprecated(debt["cToken"]) else \
+            exact.max_close(self.comptroller.functions.closeFactorMantissa().call(), borrowed)
         balance = coll_token.functions.balanceOf(account).call()
         _, seize_for_close = self.comptroller.functions.liquidateCalculateSeizeTokens(
             debt["cToken"], coll["cToken"], close).call()
         if seize_for_close <= balance:
             return close
         return close * balance // max(seize_for_close, 1)
+
+    def is_deprecated(self, ctoken: str) -> bool:
+        """The profile's forced-liquidation view (Compound's isDeprecated) for ``ctoken``: anyone may
+        repay all of a borrow there (False for a fork without one)."""
+        if not self.profile.forced_liquidation_signature:
+            return False
+        answer = single_call(self.w3, Call(self.comptroller.address, self.profile.forced_liquidation_signature,
+                                           (ctoken,)), block=self.w3.eth.block_number)
+        return bool(answer.success and answer.value)
 
     def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
                   amount_raw: int | None = None, dry_run: bool = False) -> ExecutedLiquidation:

@@ -48,6 +48,13 @@ class ForkProfile:
     seize_requires_membership: bool = False
     # who may replace the Comptroller's oracle, and with which setter (replay on a fork)
     oracle_admin: tuple[str, str] = ("admin", "_setPriceOracle")
+    # a Comptroller view(address market) -> bool: True lets anyone repay up to all of a borrow in
+    # that market, with no shortfall (Compound's isDeprecated: collateral factor 0, borrowing
+    # paused, reserve factor 1e18; Venus core's isForcedLiquidationEnabled); None: no such markets
+    forced_liquidation_signature: str | None = None
+    # markets(address)'s field holding the market's own liquidation incentive (Venus core, per
+    # collateral market); None: the Comptroller's liquidationIncentiveMantissa() for every market
+    liquidation_incentive_index: int | None = None
 
 
 COMPOUND = ForkProfile(
@@ -59,7 +66,7 @@ COMPOUND = ForkProfile(
                     EventSpec("Borrow(address,uint256,uint256,uint256)", "ctoken", data_word=0),
                     EventSpec("MarketEntered(address,address)", "comptroller", data_word=1)),
     liquidate_event="LiquidateBorrow(address,address,uint256,address,uint256)",
-    liquidate_repay_word=2, liquidate_seize_word=4,
+    liquidate_repay_word=2, liquidate_seize_word=4, forced_liquidation_signature="isDeprecated(address)(bool)",
 )
 
 VENUS_ISOLATED = ForkProfile(
@@ -80,7 +87,53 @@ VENUS_ISOLATED = ForkProfile(
     seize_requires_membership=True,
 )
 
-PROFILES: dict[str, ForkProfile] = {p.name: p for p in (COMPOUND, VENUS_ISOLATED)}
+# Events of forks that kept Compound's (no indexed fields; MarketEntered's account in data word 1)
+COMPOUND_EVENTS = COMPOUND.account_events
+
+VENUS_CORE = ForkProfile(
+    # VenusProtocol/venus-protocol (commit ce5c8beb, 2025-09): the BNB chain core pool, a Diamond.
+    # MarketFacet.markets(vToken) -> (isListed, collateralFactorMantissa, isVenus,
+    # liquidationThresholdMantissa, liquidationIncentiveMantissa, poolId, isBorrowAllowed);
+    # VTokenInterfaces: Mint/MintBehalf/Borrow with the account in data, FacetBase
+    # MarketEntered(VToken indexed, address indexed); ComptrollerLens weights
+    # mul_(mul_(factor, exchangeRate), price) with the liquidation threshold for liquidations;
+    # PolicyFacet.liquidateBorrowAllowed: isForcedLiquidationEnabled lets anyone repay up to all of a
+    # borrow. Not modelled here: VAI debt in the liquidity sum, and liquidations through the
+    # Liquidator contract (liquidatorContract) with its treasury share.
+    name="venus-core", markets_signature="markets(address)(bool,uint256,bool,uint256,uint256,uint96,bool)",
+    collateral_factor_index=1, liquidation_threshold_index=3, liquidation_incentive_index=4,
+    account_events=(EventSpec("Mint(address,uint256,uint256,uint256)", "ctoken", data_word=0),
+                    EventSpec("MintBehalf(address,address,uint256,uint256,uint256)", "ctoken", data_word=1),
+                    EventSpec("Borrow(address,uint256,uint256,uint256)", "ctoken", data_word=0),
+                    EventSpec("MarketEntered(address,address)", "comptroller", topic_index=2)),
+    liquidate_event="LiquidateBorrow(address,address,uint256,address,uint256)",
+    liquidate_repay_word=2, liquidate_seize_word=4,
+    forced_liquidation_signature="isForcedLiquidationEnabled(address)(bool)",
+)
+
+BENQI = ForkProfile(
+    # Benqi-fi/BENQI-Smart-Contracts (commit e0cfd244) lending/: ComptrollerStorage struct Market
+    # {isListed; collateralFactorMantissa; accountMembership; isQied} (Compound's layout),
+    # QiTokenInterfaces events as Compound's, Comptroller liquidity mul_(mul_(cf, er), price),
+    # QiToken seize share seize × protocolSeizeShare; no isDeprecated
+    name="benqi", markets_signature="markets(address)(bool,uint256,bool)", collateral_factor_index=1,
+    liquidation_threshold_index=None, account_events=COMPOUND_EVENTS,
+    liquidate_event="LiquidateBorrow(address,address,uint256,address,uint256)",
+    liquidate_repay_word=2, liquidate_seize_word=4,
+)
+
+MOONWELL = ForkProfile(
+    # moonwell-fi/moonwell-contracts-v2 (commit 45866f4c) src/: ComptrollerStorage struct Market
+    # {isListed; collateralFactorMantissa; accountMembership}: markets() returns two fields;
+    # MTokenInterfaces events as Compound's; liquidity mul_(mul_(cf, er), price); MToken seize share
+    # seize × protocolSeizeShare; liquidateBorrowAllowed without isDeprecated
+    name="moonwell", markets_signature="markets(address)(bool,uint256)", collateral_factor_index=1,
+    liquidation_threshold_index=None, account_events=COMPOUND_EVENTS,
+    liquidate_event="LiquidateBorrow(address,address,uint256,address,uint256)",
+    liquidate_repay_word=2, liquidate_seize_word=4,
+)
+
+PROFILES: dict[str, ForkProfile] = {p.name: p for p in (COMPOUND, VENUS_ISOLATED, VENUS_CORE, BENQI, MOONWELL)}
 
 
 def profile(name: str | None) -> ForkProfile:

@@ -44,6 +44,7 @@ class CompoundV2Reader(Reader):
         self.comptroller = to_checksum_address(deployment["comptroller"])
         self.profile = profile(deployment.get("profile"))
         self._markets: list[dict[str, Any]] | None = None
+        self.excluded: list[dict[str, str]] = []   # markets read but left out, with the reason
 
     def _read(self, calls: Sequence[Call]) -> list[Any]:
         return [r.value if r.success else None for r in self.ctx.multicall(list(calls))]
@@ -65,34 +66,61 @@ class CompoundV2Reader(Reader):
         min_liquidatable = values[4] if len(values) > 4 else None
         per = ["underlying()(address)", "exchangeRateStored()(uint256)", "protocolSeizeShareMantissa()(uint256)",
                "symbol()(string)", "decimals()(uint8)", "totalSupply()(uint256)", "totalBorrows()(uint256)",
-               "totalReserves()(uint256)", "getCash()(uint256)"]
+               "totalReserves()(uint256)", "getCash()(uint256)", "reserveFactorMantissa()(uint256)"]
         calls = []
+        forced_signature = self.profile.forced_liquidation_signature
         for ctoken in ctokens:
             calls += [Call(ctoken, sig) for sig in per]
             calls += [Call(c, self.profile.markets_signature, (ctoken,)),
-                      Call(oracle, "getUnderlyingPrice(address)(uint256)", (ctoken,))]
-        width = len(per) + 2
+                      Call(oracle, "getUnderlyingPrice(address)(uint256)", (ctoken,)),
+                      Call(c, "borrowGuardianPaused(address)(bool)", (ctoken,))]
+            if forced_signature:
+                calls.append(Call(c, forced_signature, (ctoken,)))
+        width = len(per) + 3 + bool(forced_signature)
         answers = self._read(calls)
-        rows = []
+        rows, self.excluded = [], []
         for k, ctoken in enumerate(ctokens):
             a = answers[k * width:(k + 1) * width]
-            listing = a[len(per)]
+            listing, price, paused, *forced = a[len(per):]
             if not listing or not listing[0]:
+                continue
+            if not price:
+                # mainnet's PriceOracle reverts ConfigNotFound for the markets it dropped (legacy
+                # WBTC, FEI, REP, SAI); a price of 0 is Compound's "unavailable". Never priced at 0:
+                # the market is left out and named (the scan warns and records it in the meta)
+                self.excluded.append({
+                    "protocol": PROTOCOL, "market": self.comptroller, "asset": to_checksum_address(ctoken),
+                    "reason": f"oracle getUnderlyingPrice({to_checksum_address(ctoken)}) "
+                              + ("reverted" if price is None else "returned 0")})
                 continue
             cf = int(listing[self.profile.collateral_factor_index])
             lt_index = self.profile.liquidation_threshold_index
+            reserve_factor = int(a[9] or 0)
+            li_index = self.profile.liquidation_incentive_index
+            market_incentive = incentive if li_index is None else listing[li_index]
+            if market_incentive is None:
+                raise ContagionError(f"compound-v2: {c} has no liquidation incentive for {ctoken} "
+                                     f"(profile {self.profile.name})")
             rows.append({
+                # the profile's forced-liquidation view (Compound: isDeprecated): anyone may repay
+                # up to all of a borrow in this market, healthy or not
+                "deprecated": bool(forced and forced[0]),
+                "borrow_paused": bool(paused), "reserve_factor_mantissa": reserve_factor,
                 "ctoken": to_checksum_address(ctoken), "underlying": to_checksum_address(a[0] or NATIVE_ASSET),
                 "exchange_rate_mantissa": int(a[1]), "protocol_seize_share_mantissa": int(a[2] or 0),
                 "symbol": a[3] or "", "ctoken_decimals": int(a[4] if a[4] is not None else 8),
                 "total_supply": int(a[5] or 0), "total_borrows": int(a[6] or 0), "total_reserves": int(a[7] or 0),
                 "cash": int(a[8] or 0), "collateral_factor_mantissa": cf,
                 "liquidation_threshold_mantissa": cf if lt_index is None else int(listing[lt_index]),
-                "price_mantissa": int(a[len(per) + 1] or 0),
-                "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(incentive),
+                "price_mantissa": int(price),
+                "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(market_incentive),
                 "min_liquidatable_collateral_mantissa": None if min_liquidatable is None else int(min_liquidatable),
             })
         rows = self._one_market_per_underlying(rows)
+        self.excluded += [{"protocol": PROTOCOL, "market": self.comptroller, "asset": shadowed,
+                           "reason": f"a second market of underlying {r['underlying']} (snapshot rows are keyed by "
+                                     f"underlying; {r['ctoken']} is read)"}
+                          for r in rows for shadowed in r["shadowed_ctokens"]]
         self._underlying_meta(rows)
         self._markets = rows
         return rows
@@ -141,6 +169,7 @@ class CompoundV2Reader(Reader):
                       if k.endswith("_mantissa") or k in ("ctoken", "ctoken_decimals", "total_supply",
                                                           "total_borrows", "total_reserves", "cash")}
             params["profile"] = self.profile.name
+            params["deprecated"] = r["deprecated"]
             if r["shadowed_ctokens"]:
                 params["shadowed_ctokens"] = r["shadowed_ctokens"]
             markets.append({
@@ -150,10 +179,10 @@ class CompoundV2Reader(Reader):
                 "liquidation_bonus": r["liquidation_incentive_mantissa"] / MANTISSA - 1.0,
                 "close_factor": r["close_factor_mantissa"] / MANTISSA,
                 "protocol_fee": r["protocol_seize_share_mantissa"] / MANTISSA,
-                "borrowable": True, "collateral_enabled": r["collateral_factor_mantissa"] > 0,
+                "borrowable": not r["borrow_paused"], "collateral_enabled": r["collateral_factor_mantissa"] > 0,
                 "params": json.dumps(params, sort_keys=True),
             })
-        return {"assets": assets, "markets": markets}
+        return {"assets": assets, "markets": markets, "excluded": list(self.excluded)}
 
     # ---- accounts ----
     def account_events(self) -> AccountEvents:
@@ -234,4 +263,7 @@ def read_snapshot(w3, deployment: dict[str, Any], block: int | None = None, acco
         accounts = reader.discover_accounts(int(deployment.get("start_block", 0)), block)
     rows.update(reader.read_accounts(accounts))
     meta = {"chain_id": ctx.chain_id, "block": block, "protocols": {PROTOCOL: {reader.comptroller: deployment}}}
+    excluded = rows.pop("excluded", [])
+    if excluded:
+        meta["excluded_markets"] = excluded
     return Snapshot(meta=meta, **rows)

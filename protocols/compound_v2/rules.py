@@ -5,8 +5,10 @@ Mirrors compound-finance/compound-protocol contracts/Comptroller.sol and CToken.
   against Σ entered borrows × price, in USD; the factor is the collateral factor (Compound) or the
   liquidation threshold (Venus isolated pools' ``getAccountLiquidity``);
 - liquidatable (``liquidateBorrowAllowed``): shortfall > 0, and for Venus isolated pools total
-  collateral ≥ ``minLiquidatableCollateral`` (below it only ``liquidateAccount`` applies);
-- repay at most ``closeFactor × borrowBalance`` of one borrowed market;
+  collateral ≥ ``minLiquidatableCollateral`` (below it only ``liquidateAccount`` applies); or a
+  borrow in a deprecated market (``isDeprecated``: collateral factor 0, borrowing paused, reserve
+  factor 1e18), which anyone may repay whatever the account's liquidity;
+- repay at most ``closeFactor × borrowBalance`` of one borrowed market (all of it in a deprecated one);
 - seized collateral (``liquidateCalculateSeizeTokens``) = repay × incentive × priceBorrowed /
   priceCollateral in underlying units; the protocol keeps ``protocolSeizeShare`` of it
   (``seizeInternal``).
@@ -27,7 +29,7 @@ from protocols.compound_v2.constants import MANTISSA, PROTOCOL
 from protocols.compound_v2.profiles import profile
 
 INT_PARAMS = ("exchange_rate_mantissa", "collateral_factor_mantissa", "liquidation_threshold_mantissa",
-              "price_mantissa", "protocol_seize_share_mantissa")
+              "price_mantissa", "protocol_seize_share_mantissa", "liquidation_incentive_mantissa")
 
 
 class CompoundV2Rules(Rules):
@@ -75,7 +77,6 @@ class CompoundV2Rules(Rules):
             **{k: np.array([int(p[k]) for p in params], dtype=object) for k in INT_PARAMS},
             "ctoken": np.array([p["ctoken"] for p in params], dtype=object),
             "close_factor_mantissa": int(first.get("close_factor_mantissa", 0)),
-            "liquidation_incentive_mantissa": int(first.get("liquidation_incentive_mantissa", 0)),
             "min_liquidatable_collateral_usd": (int(first["min_liquidatable_collateral_mantissa"]) / MANTISSA
                                                 if first.get("min_liquidatable_collateral_mantissa") else 0.0),
             "min_liquidatable_collateral_mantissa": (int(first["min_liquidatable_collateral_mantissa"])
@@ -90,6 +91,7 @@ class CompoundV2Rules(Rules):
             "protocol_fee": rows["protocol_fee"].to_numpy(dtype=float),
             "collateral_enabled": rows["collateral_enabled"].to_numpy(dtype=bool),
             "oracle_price_usd": rows["oracle_price_usd"].to_numpy(dtype=float),
+            "deprecated": np.array([bool(p.get("deprecated", False)) for p in params], dtype=bool),
         }
         return LendingBook(PROTOCOL, comptroller, accounts, assets, collateral, debt, np.zeros(n, dtype=np.int64),
                            book_params, extra, per_account=("entered", "collateral_raw", "debt_raw"))
@@ -115,12 +117,18 @@ class CompoundV2Rules(Rules):
         return np.maximum(self.borrows_usd(book, prices) - self.weighted_collateral_usd(book, prices), 0.0)
 
     def health_factor(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """Weighted collateral / borrows; 0 for an account with a borrow in a deprecated market,
+        which is liquidatable at any price (so that liquidatable ⇔ health factor < 1 holds)."""
         borrows = self.borrows_usd(book, prices)
         with np.errstate(divide="ignore", invalid="ignore"):
             hf = self.weighted_collateral_usd(book, prices) / borrows
-        return np.where(borrows > 0, hf, np.inf)
+        hf = np.where(borrows > 0, hf, np.inf)
+        return np.where((book.debt[:, self._deprecated(book)] > 0).any(axis=1), 0.0, hf)
 
-    def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+    def _deprecated(self, book: LendingBook) -> np.ndarray:
+        return book.params.get("deprecated", np.zeros(len(book.assets), dtype=bool))
+
+    def _in_shortfall(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
         ok = self.borrows_usd(book, prices) > self.weighted_collateral_usd(book, prices)
         floor = float(book.extra.get("min_liquidatable_collateral_usd", 0.0))
         if floor > 0:
@@ -129,11 +137,22 @@ class CompoundV2Rules(Rules):
             ok &= total > floor
         return ok
 
+    def _repayable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """``(n, m)`` bool: the borrows liquidateBorrowAllowed lets a keeper repay now: every borrow
+        of an account in shortfall, and any borrow in a deprecated market."""
+        borrowed = book.debt > 0
+        return borrowed & (self._in_shortfall(book, prices)[:, None] | self._deprecated(book)[None, :])
+
+    def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        return self._repayable(book, prices).any(axis=1)
+
     def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:
-        """One ``liquidateBorrow`` per liquidatable account: its largest debt (USD) repaid up to the
-        close factor against its largest collateral, capped so the seize fits the balance."""
+        """One ``liquidateBorrow`` per liquidatable account: its largest repayable debt (USD) repaid up
+        to the close factor (all of it in a deprecated market) against its largest collateral, capped
+        so the seize fits the balance."""
         prices = np.asarray(prices, dtype=float)
-        ok = self.liquidatable(book, prices)
+        repayable = self._repayable(book, prices)
+        ok = repayable.any(axis=1)
         if mask is not None:
             ok &= np.asarray(mask, dtype=bool)
         rows = np.flatnonzero(ok)
@@ -141,7 +160,7 @@ class CompoundV2Rules(Rules):
         repaid, seized, fee = (np.zeros((len(rows), m)) for _ in range(3))
         if len(rows) == 0:
             return Liquidation(rows, repaid, seized, fee)
-        debt_usd = book.debt[rows] * prices
+        debt_usd = book.debt[rows] * prices * repayable[rows]
         seizable = book.collateral[rows]
         if self._profile(book).seize_requires_membership:
             seizable = seizable * self._entered(book)[rows]
@@ -150,7 +169,8 @@ class CompoundV2Rules(Rules):
         k = np.argmax(coll_usd, axis=1)
         idx = np.arange(len(rows))
         incentive = 1.0 + book.params["liquidation_bonus"]
-        close = book.params["close_factor"][j] * book.debt[rows, j]
+        close_factor = np.where(self._deprecated(book)[j], 1.0, book.params["close_factor"][j])
+        close = close_factor * book.debt[rows, j]
         seize = close * incentive[k] * prices[j] / prices[k]
         available = seizable[idx, k]
         capped = seize > available
@@ -189,26 +209,32 @@ class CompoundV2Rules(Rules):
             total = exact.total_collateral(book.extra["collateral_raw"], self._entered(book),
                                            book.extra["exchange_rate_mantissa"], prices)
             ok &= np.array([t > floor for t in total], dtype=bool)
-        return ok
+        return ok | (book.debt > 0)[:, self._deprecated(book)].any(axis=1)
 
     def seize_exact(self, book: LendingBook, debt_column: int, collateral_column: int, repay_raw: int,
                     price_mantissa: np.ndarray | None = None) -> tuple[int, int]:
         """(seized cTokens, of which the protocol's share) for one ``liquidateBorrow``."""
         prices = book.extra["price_mantissa"] if price_mantissa is None else price_mantissa
-        seize = exact.seize_tokens(repay_raw, book.extra["liquidation_incentive_mantissa"],
+        # the collateral market's incentive (one for every market but in Venus core)
+        incentive_mantissa = int(book.extra["liquidation_incentive_mantissa"][collateral_column])
+        seize = exact.seize_tokens(repay_raw, incentive_mantissa,
                                    int(prices[debt_column]), int(prices[collateral_column]),
                                    int(book.extra["exchange_rate_mantissa"][collateral_column]))
         share = int(book.extra["protocol_seize_share_mantissa"][collateral_column])
-        incentive = book.extra["liquidation_incentive_mantissa"] if self._profile(book).seize_share_over_incentive else None
+        incentive = incentive_mantissa if self._profile(book).seize_share_over_incentive else None
         return seize, exact.protocol_seize_tokens(seize, share, incentive)
 
     def max_repay_exact(self, book: LendingBook, row: int, debt_column: int, collateral_column: int,
                         price_mantissa: np.ndarray | None = None) -> int:
-        """The largest repay ``liquidateBorrow`` accepts: close factor × borrow, capped by the balance."""
+        """The largest repay ``liquidateBorrow`` accepts: close factor × borrow (all of a borrow in a
+        deprecated market), capped by the collateral balance."""
         prices = book.extra["price_mantissa"] if price_mantissa is None else price_mantissa
-        by_close = exact.max_close(book.extra["close_factor_mantissa"], int(book.extra["debt_raw"][row, debt_column]))
+        borrowed = int(book.extra["debt_raw"][row, debt_column])
+        by_close = borrowed if self._deprecated(book)[debt_column] else \
+            exact.max_close(book.extra["close_factor_mantissa"], borrowed)
         by_balance = exact.max_repay_for_balance(
-            int(book.extra["collateral_raw"][row, collateral_column]), book.extra["liquidation_incentive_mantissa"],
+            int(book.extra["collateral_raw"][row, collateral_column]),
+            int(book.extra["liquidation_incentive_mantissa"][collateral_column]),
             int(prices[debt_column]), int(prices[collateral_column]),
             int(book.extra["exchange_rate_mantissa"][collateral_column]))
         return min(by_close, by_balance)
