@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from web3 import Web3
 
     from analyzer.devnet.context import DevnetContext
+    from analyzer.engine.venues import VenueModel
     from analyzer.model import Snapshot
     from analyzer.multicall import Call, CallResult
 
@@ -382,7 +383,9 @@ class Devnet(ABC):
 @dataclass(frozen=True)
 class Plugin:
     """A protocol's parts. ``devnet_order``: lower deploys first (lending before venues before
-    options); ``mainnet``: address book entries by chain id, each citing its source."""
+    options); ``mainnet``: address book entries by chain id, each citing its source;
+    ``venue_models``: the :class:`analyzer.engine.venues.VenueModel` subclasses that simulate the
+    ``venues`` rows its reader writes (each names its ``model``)."""
 
     name: str
     reader: type[Reader] | None = None
@@ -390,5 +393,6 @@ class Plugin:
     executor: type[Executor] | None = None
     devnet: type[Devnet] | None = None
     venue_executor: type[VenueExecutor] | None = None
+    venue_models: tuple[type[VenueModel], ...] = ()
     devnet_order: int = 50
     mainnet: dict[int, dict[str, Any]] = field(default_factory=dict)
