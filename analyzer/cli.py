@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from analyzer import __version__
+from analyzer.cli_options import options_app
 from analyzer.errors import ContagionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,6 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "propagate shocks, replay them on an anvil fork, report.")
 devnet_app = typer.Typer(no_args_is_help=True, help="A local chain with the real protocol contracts.")
 app.add_typer(devnet_app, name="devnet")
+app.add_typer(options_app, name="options")
 err = Console(stderr=True, highlight=False)
 
 
