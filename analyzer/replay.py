@@ -233,7 +233,7 @@ def replay(
     from analyzer.rpc import RpcClient
 
     source = RpcClient(source_url)
-    source_block = source.block_number()
+    source_block = source.head_block()
     root_before = source.block(source_block)["stateRoot"]
     max_rounds = scenario.max_rounds if max_rounds is None else max_rounds
     with Anvil(fork_url=source_url, fork_block=source_block) as fork:

@@ -54,6 +54,19 @@ class ReadContext:
     get_logs: Callable[..., list[dict]]
 
 
+@dataclass(frozen=True)
+class AccountEvents:
+    """The logs that name a protocol's accounts, declared so that the scan fetches them in one
+    ``eth_getLogs`` per block range (every address, topic0 of any of ``topics``) and caches them.
+
+    ``accounts(log)`` gives the accounts one log names (a log of another address or topic names none).
+    """
+
+    addresses: tuple[str, ...]
+    topics: tuple[str, ...]                       # 0x-prefixed topic0 hashes
+    accounts: Callable[[dict], Sequence[str]]
+
+
 class Reader(ABC):
     """Reads one deployment of a protocol (its address book entry) at one block."""
 
@@ -68,10 +81,19 @@ class Reader(ABC):
         """Markets, their assets and risk parameters, oracle prices: ``assets``, ``markets`` (and
         ``venues`` / ``hedgers`` where the protocol has them) rows."""
 
-    @abstractmethod
+    def account_events(self) -> AccountEvents | None:
+        """The events that name accounts (the scan's cached discovery); None: see discover_accounts."""
+        return None
+
     def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
         """Every account that may hold a position, from the protocol's events in the block range
-        (inclusive). Checksummed, sorted, without duplicates."""
+        (inclusive). Checksummed, sorted, without duplicates. Readers that declare
+        :meth:`account_events` need not override it."""
+        events = self.account_events()
+        if events is None:
+            raise NotImplementedError(f"{type(self).__name__} declares neither account_events nor discover_accounts")
+        logs = self.ctx.get_logs(list(events.addresses), [list(events.topics)], from_block, to_block)
+        return sorted({a for log in logs for a in events.accounts(log)})
 
     @abstractmethod
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
