@@ -25,7 +25,7 @@ from eth_utils import to_checksum_address
 from analyzer.errors import ContagionError
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
-from protocols.base import Reader, Rows
+from protocols.base import AccountEvents, Reader, Rows
 from protocols.morpho_blue import exact
 from protocols.morpho_blue.contracts import (
     ACCOUNT_EVENTS,
@@ -204,15 +204,17 @@ class MorphoBlueReader(Reader):
 
     # ---- accounts ----
 
-    def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
+    def account_events(self) -> AccountEvents:
         """Accounts named (onBehalf) by Supply, Borrow and SupplyCollateral events."""
-        logs = self.ctx.get_logs(self.morpho, [list(ACCOUNT_TOPIC)], from_block, to_block)
-        found = set()
-        for log in logs:
-            index = ACCOUNT_TOPIC.get(_hex(log["topics"][0]).lower())
-            if index is not None:
-                found.add(to_checksum_address(bytes.fromhex(_hex(log["topics"][index])[2:])[-20:]))
-        return sorted(found)
+
+        def accounts(log: dict) -> list[str]:
+            topics = [_hex(t).lower() for t in log["topics"]]
+            index = ACCOUNT_TOPIC.get(topics[0]) if topics else None
+            if index is None or len(topics) <= index:
+                return []
+            return [to_checksum_address(bytes.fromhex(topics[index][2:])[-20:])]
+
+        return AccountEvents((self.morpho,), tuple(ACCOUNT_TOPIC), accounts)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         state = self.market_state()
