@@ -69,6 +69,7 @@ class RpcClient:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._id = 0
+        self.log_span: int | None = None   # the widest eth_getLogs range the node is known to accept
 
     def _session(self) -> requests.Session:
         if not hasattr(self._local, "session"):
@@ -225,16 +226,22 @@ class RpcClient:
         return bytes.fromhex(result[2:])
 
     def get_logs(self, address: str | list[str], topics: list, from_block: int, to_block: int,
-                 *, max_range: int = 50_000) -> list[dict]:
-        """All logs in ``[from_block, to_block]``, splitting ranges the node refuses."""
+                 *, max_range: int = 50_000, on_range=None) -> list[dict]:
+        """All logs in ``[from_block, to_block]``, in ranges the node accepts.
+
+        A refused range is halved, and the accepted width is remembered (``log_span``) for every
+        later request, so a node's limit is learnt once. ``on_range(lo, hi, logs)`` is called after
+        each accepted range, in block order (the scan caches them as they complete).
+        """
         logs: list[dict] = []
-        pending = [(lo, min(lo + max_range - 1, to_block)) for lo in range(from_block, to_block + 1, max_range)]
         refusals: Counter = Counter()   # per single block
-        while pending:
-            lo, hi = pending.pop(0)
+        lo = from_block
+        while lo <= to_block:
+            span = max(1, min(max_range, self.log_span or max_range))
+            hi = min(lo + span - 1, to_block)
             try:
-                logs.extend(self.request("eth_getLogs", [{"address": address, "topics": topics,
-                                                          "fromBlock": hex(lo), "toBlock": hex(hi)}]))
+                found = self.request("eth_getLogs", [{"address": address, "topics": topics,
+                                                      "fromBlock": hex(lo), "toBlock": hex(hi)}])
             except RpcRangeError:
                 if lo == hi:
                     # one block cannot be split: a load balancer's passing refusal is retried, a
@@ -243,10 +250,13 @@ class RpcClient:
                     if refusals[lo] > self.max_retries:
                         raise ContagionError(f"RPC {redact_url(self.url)} refuses eth_getLogs even for one block ({lo})") from None
                     time.sleep(min(self.max_backoff_s, self.backoff_s * 2 ** refusals[lo]))
-                    pending.insert(0, (lo, hi))
                     continue
-                mid = (lo + hi) // 2
-                pending[:0] = [(lo, mid), (mid + 1, hi)]
+                self.log_span = max(1, (hi - lo + 1) // 2)
+                continue
+            if on_range is not None:
+                on_range(lo, hi, found)
+            logs.extend(found)
+            lo = hi + 1
         return logs
 
 
