@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from web3 import Web3
 
     from analyzer.devnet.context import DevnetContext
+    from analyzer.engine.venues import VenueModel
     from analyzer.model import Snapshot
     from analyzer.multicall import Call, CallResult
 
@@ -423,7 +424,9 @@ class Plugin:
     options); ``books``: the folder of the plugin's built-in address books (one ``<chain>.json``
     per chain, the shape :mod:`analyzer.books` reads, each market citing its source);
     ``market_key``: the deployment key of the contract that names a market in the snapshot's
-    ``market`` column (Comet's ``comet``, Aave's ``pool``)."""
+    ``market`` column (Comet's ``comet``, Aave's ``pool``);
+    ``venue_models``: the :class:`analyzer.engine.venues.VenueModel` subclasses that simulate the
+    ``venues`` rows its reader writes (each names its ``model``)."""
 
     name: str
     reader: type[Reader] | None = None
@@ -431,6 +434,7 @@ class Plugin:
     executor: type[Executor] | None = None
     devnet: type[Devnet] | None = None
     venue_executor: type[VenueExecutor] | None = None
+    venue_models: tuple[type[VenueModel], ...] = ()
     options_source: type[OptionsSource] | None = None
     devnet_order: int = 50
     books: Path | None = None
