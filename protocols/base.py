@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from web3 import Web3
 
     from analyzer.devnet.context import DevnetContext
+    from analyzer.engine.venues import VenueModel
     from analyzer.model import Snapshot
     from analyzer.multicall import Call, CallResult
 
@@ -424,7 +425,9 @@ class OptionsSource(ABC):
 @dataclass(frozen=True)
 class Plugin:
     """A protocol's parts. ``devnet_order``: lower deploys first (lending before venues before
-    options); ``mainnet``: address book entries by chain id, each citing its source."""
+    options); ``mainnet``: address book entries by chain id, each citing its source;
+    ``venue_models``: the :class:`analyzer.engine.venues.VenueModel` subclasses that simulate the
+    ``venues`` rows its reader writes (each names its ``model``)."""
 
     name: str
     reader: type[Reader] | None = None
@@ -432,6 +435,7 @@ class Plugin:
     executor: type[Executor] | None = None
     devnet: type[Devnet] | None = None
     venue_executor: type[VenueExecutor] | None = None
+    venue_models: tuple[type[VenueModel], ...] = ()
     options_source: type[OptionsSource] | None = None
     devnet_order: int = 50
     mainnet: dict[int, dict[str, Any]] = field(default_factory=dict)
