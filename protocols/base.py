@@ -46,7 +46,9 @@ class ReadContext:
 
     ``multicall(calls)`` batches through Multicall3 at ``block`` (with the scan's retries);
     ``get_logs(address, topics, from_block, to_block)`` returns raw logs, chunked to the node's
-    range limit. Readers return rows; they never print.
+    range limit. Readers return rows; they never print. ``assets``: the asset addresses the
+    scan's earlier readers found (lending protocols read first), so that a venue reader can look
+    up the pools of the assets a cascade trades.
     """
 
     w3: Web3
@@ -54,6 +56,7 @@ class ReadContext:
     block: int
     multicall: Callable[[Sequence[Call]], list[CallResult]]
     get_logs: Callable[..., list[dict]]
+    assets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,17 @@ class OptionMarginRules(Rules):
 
     def apply(self, book: LendingBook, liquidation: Liquidation) -> LendingBook:
         return book.copy()
+
+
+class ReceiptWritedownRules(Rules):
+    """Rules of a protocol whose receipt tokens are written down by the losses of particular books,
+    not pro rata to all of its books (Morpho's vaults: a vault share falls by the realised bad
+    debt of the markets that vault supplies, and no other)."""
+
+    @abstractmethod
+    def receipt_writedowns(self, snapshot: Snapshot, books: list[LendingBook]) -> dict[str, float]:
+        """Fraction (0..1) of each of the protocol's receipt tokens (by asset address) written down
+        when its books are ``books`` (this protocol's books as the engine holds them now)."""
 
 
 # --- executing on anvil -------------------------------------------------------------------------
