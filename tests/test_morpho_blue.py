@@ -244,7 +244,7 @@ def test_the_graph_traces_a_market_loss_to_the_vaults_supplying_it_and_their_sha
     from analyzer.graph import build_graph
     from analyzer.graph.metrics import loss_reach
 
-    w3, book = morpho_devnet.w3, morpho_devnet.book["protocols"]["morpho-blue"]
+    w3, book = morpho_devnet.w3, market_of(morpho_devnet.book, "morpho-blue")
     morpho = w3.eth.contract(address=book["morpho"], abi=morpho_abi())
     reach = {m["market"]: m for m in loss_reach(build_graph(scan(morpho_devnet)))}
     vault_market = book["markets"]["vault:mvUSDC/USDT"]["id"]

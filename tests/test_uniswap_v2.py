@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from analyzer.books import market_of
 from analyzer.cheats import deal
 from analyzer.devnet.context import npm_artifact
 from analyzer.errors import ContagionError
@@ -42,7 +43,7 @@ def test_amount_out_is_the_largest_output_the_k_check_accepts():
 @pytest.fixture
 def v2_devnet(chain_checkpoint):
     """The session devnet (reverted afterwards) with a real UniswapV2Factory, as the plugin's devnet
-    deploys it, in ``devnet.book["protocols"]["uniswap-v2"]``."""
+    deploys it, in ``market_of(devnet.book, "uniswap-v2")``."""
     devnet = chain_checkpoint
     w3, tokens = devnet.w3, devnet.book["tokens"]
     artifact = npm_artifact("@uniswap/v2-core", "UniswapV2Factory")
@@ -57,7 +58,7 @@ def v2_devnet(chain_checkpoint):
 
 def make_pair(devnet, asset: str, quote: str, asset_raw: int, quote_raw: int) -> str:
     """A new pair of the V2 factory holding these reserves (minted as a router's addLiquidity)."""
-    w3, deployment = devnet.w3, devnet.book["protocols"]["uniswap-v2"]
+    w3, deployment = devnet.w3, market_of(devnet.book, "uniswap-v2")
     factory = w3.eth.contract(address=deployment["factory"], abi=npm_artifact("@uniswap/v2-core", "UniswapV2Factory")["abi"])
     lp = w3.eth.accounts[4]
     w3.eth.wait_for_transaction_receipt(factory.functions.createPair(asset, quote).transact({"from": lp}))
@@ -74,7 +75,7 @@ def read_rows(devnet, assets: tuple[str, ...]) -> list[dict]:
     block = w3.eth.block_number
     ctx = ReadContext(w3, 31337, block, lambda calls: multicall(w3, calls, block=block), lambda *a, **k: [],
                       assets=assets)
-    return UniswapV2Reader(ctx, devnet.book["protocols"]["uniswap-v2"]).read_markets()["venues"]
+    return UniswapV2Reader(ctx, market_of(devnet.book, "uniswap-v2")).read_markets()["venues"]
 
 
 @pytest.mark.slow
@@ -142,7 +143,7 @@ def test_the_executor_moves_a_pair_to_a_target_price(v2_devnet):
     devnet = v2_devnet
     w3, tokens = devnet.w3, devnet.book["tokens"]
     make_pair(devnet, tokens["WETH"], tokens["USDC"], 1_000 * 10**18, 3_000_000 * 10**6)
-    deployment = {**devnet.book["protocols"]["uniswap-v2"]}
+    deployment = {**market_of(devnet.book, "uniswap-v2")}
     deployment["pairs"] = [{"asset": r["asset"], "quote": r["quote_asset"], "pair": r["venue"]}
                            for r in read_rows(devnet, (tokens["WETH"],))]
     decimals = {tokens[s]: devnet.book["decimals"][s] for s in ("WETH", "USDC")}

@@ -56,7 +56,15 @@ def feed_price(ctx: DevnetContext, symbol: str) -> Fraction:
 class UniswapV2Devnet(Devnet):
     protocol = "uniswap-v2"
 
-    def deploy(self, ctx: DevnetContext) -> dict[str, Any]:
+    MARKET = "Uniswap V2"   # the devnet's one market of this protocol
+
+    def deploy(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
+        return {self.MARKET: self._deploy_market(ctx)}
+
+    def seed(self, ctx: DevnetContext, markets: dict[str, dict[str, Any]]) -> None:
+        self._seed_market(ctx, markets[self.MARKET])
+
+    def _deploy_market(self, ctx: DevnetContext) -> dict[str, Any]:
         pairs, _ = pair_specs(ctx)
         factory = ctx.deploy(npm_artifact("@uniswap/v2-core", "UniswapV2Factory"), ctx.deployer)
         tokens = ctx.book["tokens"]
@@ -69,7 +77,7 @@ class UniswapV2Devnet(Devnet):
         return {"factory": factory.address, "pairs": entries,
                 "quotes": [tokens[s] for s in QUOTE_SYMBOLS if s in tokens]}
 
-    def seed(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
+    def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
         pairs, lp_label = pair_specs(ctx)
         lp = account_address(lp_label)
         token_abi = npm_artifact("@aave/core-v3", "MintableERC20")["abi"]

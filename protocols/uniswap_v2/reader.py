@@ -29,6 +29,7 @@ PAIR_STATE = {"token0": "token0()(address)", "token1": "token1()(address)",
 
 class UniswapV2Reader(Reader):
     protocol = "uniswap-v2"
+    book_keys = ("factory",)
 
     def _read(self, calls: Sequence[Call], what: str) -> list:
         return [r.unwrap(f"uniswap-v2 {what} {c.target}") for c, r in zip(calls, self.ctx.multicall(calls), strict=True)]
