@@ -51,8 +51,8 @@ def v2_devnet(chain_checkpoint):
     tx = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"]).constructor(deployer).transact(
         {"from": deployer})
     factory = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
-    book = {**devnet.book, "protocols": {**devnet.book["protocols"], "uniswap-v2": {
-        "factory": factory, "pairs": [], "quotes": [tokens[s] for s in ("USDC", "USDT", "DAI", "WETH")]}}}
+    book = {**devnet.book, "protocols": {**devnet.book["protocols"], "uniswap-v2": {"Uniswap V2": {
+        "factory": factory, "pairs": [], "quotes": [tokens[s] for s in ("USDC", "USDT", "DAI", "WETH")]}}}}
     return SimpleNamespace(w3=w3, book=book)
 
 
