@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from analyzer.cli import main
-from analyzer.engine.venues import UniswapV3Venue
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
+from protocols.uniswap_v3.venue import UniswapV3Venue
 from tests.test_model import USDC, WETH, small_snapshot
 
 

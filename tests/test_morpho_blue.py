@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from analyzer.chain import rpc
+from analyzer.engine.cascade import simulate
+from analyzer.scenarios import ShockScenario
 from protocols import get
 from protocols.morpho_blue import exact
 from protocols.morpho_blue.contracts import MARKET_PARAMS, morpho_abi, vault_abi
@@ -201,10 +203,25 @@ def test_the_rule_agrees_with_real_liquidations_and_losses_reach_vaults_and_thei
     prices = np.array([oracle[(b.market, b.assets[0])], oracle[(b.market, share)] * predicted[share]])
     engine = rules.liquidatable(b, prices)
     assert engine.any() and not engine.all()
+    chain_vault_market = set()
     for row, account in enumerate(b.accounts):
         if b.debt[row, 0] > 0:
             outcome = executor.liquidate(str(account), None, None, market=b.market)
             assert outcome.success == bool(engine[row]), (account, outcome.error)
+            chain_vault_market |= {str(account)} if outcome.success else set()
+    # the engine's cascade from the pre-shock read: the same liquidations, the vaults written down
+    # as the chain wrote them, and the vault-share borrowers liquidated in the round after
+    cascade = simulate(before, ShockScenario(price_shocks=SHOCK, price_impact=False))
+    liquidated = cascade.accounts[cascade.accounts["liquidated_usd"] > 0]
+    assert set(liquidated.loc[liquidated["market"] == vault_market, "account"]) == chain_vault_market
+    assert (liquidated.loc[liquidated["market"] == vault_market, "first_round"] >= 1).all()
+    assert len(liquidated) == proposed_total + len(chain_vault_market)
+    index = {a: i for i, a in enumerate(cascade.assets)}
+    for v in vaults:
+        asset = index[v.functions.asset().call()]
+        engine_unit = (cascade.price_final[index[v.address]] / cascade.price_final[asset]) / (
+            cascade.price_before[index[v.address]] / cascade.price_before[asset])
+        assert engine_unit == pytest.approx(v.functions.convertToAssets(10**18).call() / unit[v.address], rel=1e-6)
 
 
 def _decimals(snapshot, asset: str) -> int:
@@ -219,3 +236,28 @@ def test_market_ids_are_the_hash_of_their_params(morpho_devnet):
         assert [str(x) for x in on_chain] == [market[k] for k in ("loan", "collateral", "oracle", "irm", "lltv")]
     assert MARKET_PARAMS.count("address") == 4
     assert exact.liquidation_incentive_factor(86 * 10**16) == 10**36 // (10**18 - 3 * 10**17 * 14 // 100)
+
+
+def test_the_graph_traces_a_market_loss_to_the_vaults_supplying_it_and_their_share_holders(morpho_devnet):
+    from analyzer.devnet.scenario import account_address
+    from analyzer.graph import build_graph
+    from analyzer.graph.metrics import loss_reach
+
+    w3, book = morpho_devnet.w3, morpho_devnet.book["protocols"]["morpho-blue"]
+    morpho = w3.eth.contract(address=book["morpho"], abi=morpho_abi())
+    reach = {m["market"]: m for m in loss_reach(build_graph(scan(morpho_devnet)))}
+    vault_market = book["markets"]["vault:mvUSDC/USDT"]["id"]
+    for name, market in book["markets"].items():
+        supplying = {v: morpho.functions.position(bytes.fromhex(market["id"][2:]), v).call()[0]
+                     for v in book["vaults"].values()}
+        found = {v["address"]: v for v in reach.get(f"market:morpho-blue:{market['id']}", {"vaults": []})["vaults"]}
+        assert set(found) == {v for v, shares in supplying.items() if shares > 0}, name
+        for address, v in found.items():
+            held = [f"account:{account_address(label)}" for label in ("vault-loop-1", "vault-loop-2", "vault-loop-3")]
+            if address == book["vaults"]["mvUSDC"]:
+                assert [c["market"] for c in v["consumers"]] == [f"market:morpho-blue:{vault_market}"]
+                assert v["holders"] == sorted(held)
+            else:
+                assert v["consumers"] == [] and v["holders"] == []
+    shared = reach[f"market:morpho-blue:{book['markets']['WETH/USDC']['id']}"]
+    assert {v["address"] for v in shared["vaults"]} == {book["vaults"]["mvUSDC"], book["vaults"]["ppUSDC"]}
