@@ -45,7 +45,9 @@ class ReadContext:
 
     ``multicall(calls)`` batches through Multicall3 at ``block`` (with the scan's retries);
     ``get_logs(address, topics, from_block, to_block)`` returns raw logs, chunked to the node's
-    range limit. Readers return rows; they never print.
+    range limit. Readers return rows; they never print. ``assets``: the asset addresses the
+    scan's earlier readers found (lending protocols read first), so that a venue reader can look
+    up the pools of the assets a cascade trades.
     """
 
     w3: Web3
@@ -53,6 +55,7 @@ class ReadContext:
     block: int
     multicall: Callable[[Sequence[Call]], list[CallResult]]
     get_logs: Callable[..., list[dict]]
+    assets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
