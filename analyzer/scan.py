@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,12 +35,14 @@ from analyzer.discovery import (
     save_log_span,
 )
 from analyzer.errors import ContagionError
+from analyzer.lens import lens_caller
 from analyzer.model import Snapshot, to_table
 from analyzer.multicall import Call, CallResult, multicall
 from analyzer.rpc import RetryingProvider, RpcClient
 from protocols.base import Plugin, ReadContext, Rows
 
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "scan"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,10 +136,11 @@ def scan(
     accounts: Sequence[str] | None = None,
     from_block: int | None = None,
     cache_dir: Path | None = DEFAULT_CACHE,
-    chunk_accounts: int = 200,
+    chunk_accounts: int | None = None,
     log_range: int = CHUNK_BLOCKS,
     chunk_blocks: int = CHUNK_BLOCKS,
     workers: int = 4,
+    use_lens: bool = True,
     client: RpcClient | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     stats: ScanStats | None = None,
@@ -150,6 +154,9 @@ def scan(
     accounts : skip event enumeration and read these accounts.
     log_range : the widest ``eth_getLogs`` range asked (narrowed, and remembered, where the node refuses).
     chunk_blocks : the block chunks in which discovered accounts are cached.
+    chunk_accounts : accounts per cached chunk of positions (default 2,000 with the lens, else 200).
+    use_lens : read accounts through our lens contract in an ``eth_call`` state override where the
+        node takes overrides (False: Multicall3 only).
     progress : ``progress(label, done, total)`` after each chunk.
     """
     client = client or RpcClient(url)
@@ -175,7 +182,14 @@ def scan(
     def get_logs(address, topics, start: int, end: int) -> list[dict]:
         return [_normalise_log(log) for log in client.get_logs(address, topics, start, end, max_range=log_range)]
 
-    ctx = ReadContext(w3=w3, chain_id=chain_id, block=block, multicall=batched, get_logs=get_logs)
+
+    def refused() -> None:
+        log.warning("%s does not run eth_call with a state override: reading accounts through Multicall3 "
+                    "(many times slower)", redact_url(url))
+
+    lens = lens_caller(client, block, on_refusal=refused) if use_lens else None
+    chunk_accounts = chunk_accounts or (2000 if lens else 200)
+    ctx = ReadContext(w3=w3, chain_id=chain_id, block=block, multicall=batched, get_logs=get_logs, lens=lens)
     snapshot = Snapshot(meta={"chain_id": chain_id, "block_number": block,
                               "block_timestamp": int(header["timestamp"], 16)})
     chain_cache = None if cache_dir is None else Path(cache_dir) / str(chain_id)
@@ -262,11 +276,18 @@ def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, discovered, from
     def read(index: int) -> tuple[int, Rows]:
         return index, reader.read_accounts(chunks[index])
 
+    def keep(index: int, rows: Rows) -> None:
+        nonlocal done
+        cache.put(f"positions-{_digest(chunks[index])}", rows)
+        results[index] = rows
+        stats.chunks_read += 1
+        done += 1
+        report(plugin.name, done, len(chunks))
+
+    # the first chunk alone: the reader learns its markets once, not once per worker
+    for index, rows in map(read, todo[:1]):
+        keep(index, rows)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for index, rows in pool.map(read, todo):
-            cache.put(f"positions-{_digest(chunks[index])}", rows)
-            results[index] = rows
-            stats.chunks_read += 1
-            done += 1
-            report(plugin.name, done, len(chunks))
+        for index, rows in pool.map(read, todo[1:]):
+            keep(index, rows)
     return _rows_to_snapshot([markets, *[r for r in results if r is not None]])

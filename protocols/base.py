@@ -44,7 +44,9 @@ class ReadContext:
 
     ``multicall(calls)`` batches through Multicall3 at ``block`` (with the scan's retries);
     ``get_logs(address, topics, from_block, to_block)`` returns raw logs, chunked to the node's
-    range limit. Readers return rows; they never print.
+    range limit. ``lens(runtime_code, calldata)``, when the node takes state overrides, runs our
+    read-only lens code in one ``eth_call`` at ``block`` (see :mod:`analyzer.lens`); None otherwise,
+    and readers use ``multicall``. Readers return rows; they never print.
     """
 
     w3: Web3
@@ -52,6 +54,7 @@ class ReadContext:
     block: int
     multicall: Callable[[Sequence[Call]], list[CallResult]]
     get_logs: Callable[..., list[dict]]
+    lens: Callable[[str, bytes], bytes] | None = None
 
 
 @dataclass(frozen=True)
