@@ -34,6 +34,7 @@ from analyzer.discovery import (
     load_log_span,
     save_log_span,
 )
+from analyzer.engine.centralised import with_default_depth
 from analyzer.errors import ContagionError
 from analyzer.lens import lens_caller
 from analyzer.model import Snapshot, to_table
@@ -227,7 +228,8 @@ def scan(
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
     stats.requests = dict(client.calls)
-    return snapshot.validate()
+    # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
+    return with_default_depth(snapshot).validate()
 
 
 def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:

@@ -380,6 +380,37 @@ class Devnet(ABC):
         """Open the scenario's positions on this protocol with real transactions."""
 
 
+# --- off-chain option venues ---------------------------------------------------------------------
+
+class OptionsSource(ABC):
+    """An options venue's public market data (open interest, mark IV) as the venue's own API serves
+    it: :func:`analyzer.options.imports.import_options` reads saved responses, and ``fetch`` asks the
+    venue (or a server speaking its format) for the same responses.
+
+    Normalised instrument rows carry: ``instrument``, ``currency`` (the underlying's ticker, e.g.
+    "ETH"), ``kind`` ("call" | "put"), ``strike`` (USD), ``expiry`` (unix s), ``as_of`` (unix s of
+    the data), ``open_interest`` (underlying units), ``mark_iv`` (fraction: 0.65 = 65 vol points),
+    ``underlying_price`` (USD, the forward the venue marks the option against).
+    """
+
+    venue: ClassVar[str]
+    default_url: ClassVar[str]
+
+    @abstractmethod
+    def requests(self, currency: str) -> list[tuple[str, dict[str, str]]]:
+        """The GET requests (path, query) whose responses :meth:`instruments` needs for ``currency``."""
+
+    @abstractmethod
+    def response_kind(self, payload: Any) -> str | None:
+        """Which of this venue's responses ``payload`` is (e.g. "instruments", "summary"), or None
+        when it is not one of this venue's."""
+
+    @abstractmethod
+    def instruments(self, responses: dict[str, list[Any]]) -> list[dict]:
+        """Normalised option rows (see the class docstring) from this venue's responses, grouped by
+        :meth:`response_kind`. Raises ContagionError naming what is missing or malformed."""
+
+
 # --- the plugin ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -393,5 +424,6 @@ class Plugin:
     executor: type[Executor] | None = None
     devnet: type[Devnet] | None = None
     venue_executor: type[VenueExecutor] | None = None
+    options_source: type[OptionsSource] | None = None
     devnet_order: int = 50
     mainnet: dict[int, dict[str, Any]] = field(default_factory=dict)
