@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from eth_utils import keccak, to_checksum_address
 
 from analyzer.errors import ContagionError
-from analyzer.rpc import RpcClient
+from analyzer.rpc import PrunedStateError, RpcClient
 
 LENS_ADDRESS = to_checksum_address(keccak(text="defi-contagion/scan-lens")[-20:])
 # NUMBER PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN: answers the block number it runs at
@@ -35,6 +35,8 @@ def probe(client: RpcClient, block: int) -> bool:
     try:
         answer = client.request("eth_call", [{"to": LENS_ADDRESS, "data": "0x"}, hex(block),
                                              {LENS_ADDRESS: {"code": PROBE_CODE}}])
+    except PrunedStateError:
+        raise
     except ContagionError:
         return False
     return isinstance(answer, str) and answer.startswith("0x") and len(answer) > 2 and int(answer, 16) == block

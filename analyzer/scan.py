@@ -158,7 +158,8 @@ def scan(
     chunk_accounts : accounts per cached chunk of positions (default 2,000 with the lens, else 200).
     use_lens : read accounts through our lens contract in an ``eth_call`` state override where the
         node takes overrides (False: Multicall3 only).
-    progress : ``progress(label, done, total)`` after each chunk.
+    progress : ``progress(label, done, total)`` after each chunk: discovery in block chunks
+        (``"<protocol> discovery"``), positions in accounts (``"<protocol> accounts"``).
     """
     client = client or RpcClient(url)
     stats = stats if stats is not None else ScanStats()
@@ -272,8 +273,9 @@ def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, discovered, from
         else:
             results[index] = cached
             stats.chunks_cached += 1
-    done = len(chunks) - len(todo)
-    report(plugin.name, done, len(chunks))
+    label = f"{plugin.name} accounts"
+    done = sum(len(chunks[i]) for i in range(len(chunks)) if results[i] is not None)
+    report(label, done, len(targets))
 
     def read(index: int) -> tuple[int, Rows]:
         return index, reader.read_accounts(chunks[index])
@@ -283,8 +285,8 @@ def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, discovered, from
         cache.put(f"positions-{_digest(chunks[index])}", rows)
         results[index] = rows
         stats.chunks_read += 1
-        done += 1
-        report(plugin.name, done, len(chunks))
+        done += len(chunks[index])
+        report(label, done, len(targets))
 
     # the first chunk alone: the reader learns its markets once, not once per worker
     for index, rows in map(read, todo[:1]):
