@@ -10,6 +10,7 @@ atomically. RPC URLs appear only redacted.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -184,7 +185,6 @@ def scan(
     def get_logs(address, topics, start: int, end: int) -> list[dict]:
         return [_normalise_log(log) for log in client.get_logs(address, topics, start, end, max_range=log_range)]
 
-
     def refused() -> None:
         log.warning("%s does not run eth_call with a state override: reading accounts through Multicall3 "
                     "(many times slower)", redact_url(url))
@@ -204,9 +204,11 @@ def scan(
         deployment = deployments[plugin.name]
         # event enumeration starts at the deployment's first block unless the user says otherwise
         start = from_block if from_block is not None else min(int(deployment.get("start_block", 0) or 0), block)
+        # a venue reader reads the pools of the assets found so far: they are part of its cache key
+        known = tuple(snapshot.assets["address"]) if plugin.venue_executor is not None else ()
         cache = ChunkCache(None if chain_cache is None else
-                           chain_cache / str(block) / plugin.name / _digest(deployment))
-        reader = plugin.reader(ctx, deployment)
+                           chain_cache / str(block) / plugin.name / _digest([deployment, *known]))
+        reader = plugin.reader(dataclasses.replace(ctx, assets=known), deployment)
 
         def discovered(reader=reader, plugin=plugin, start=start) -> list[str]:
             events = reader.account_events()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from web3 import Web3
 
     from analyzer.devnet.context import DevnetContext
+    from analyzer.engine.venues import VenueModel
     from analyzer.model import Snapshot
     from analyzer.multicall import Call, CallResult
 
@@ -46,7 +47,9 @@ class ReadContext:
     ``get_logs(address, topics, from_block, to_block)`` returns raw logs, chunked to the node's
     range limit. ``lens(runtime_code, calldata)``, when the node takes state overrides, runs our
     read-only lens code in one ``eth_call`` at ``block`` (see :mod:`analyzer.lens`); None otherwise,
-    and readers use ``multicall``. Readers return rows; they never print.
+    and readers use ``multicall``. Readers return rows; they never print. ``assets``: the asset
+    addresses the scan's earlier readers found (lending protocols read first), so that a venue
+    reader can look up the pools of the assets a cascade trades.
     """
 
     w3: Web3
@@ -54,6 +57,7 @@ class ReadContext:
     block: int
     multicall: Callable[[Sequence[Call]], list[CallResult]]
     get_logs: Callable[..., list[dict]]
+    assets: tuple[str, ...] = ()
     lens: Callable[[str, bytes], bytes] | None = None
 
 
@@ -272,6 +276,17 @@ class OptionMarginRules(Rules):
         return book.copy()
 
 
+class ReceiptWritedownRules(Rules):
+    """Rules of a protocol whose receipt tokens are written down by the losses of particular books,
+    not pro rata to all of its books (Morpho's vaults: a vault share falls by the realised bad
+    debt of the markets that vault supplies, and no other)."""
+
+    @abstractmethod
+    def receipt_writedowns(self, snapshot: Snapshot, books: list[LendingBook]) -> dict[str, float]:
+        """Fraction (0..1) of each of the protocol's receipt tokens (by asset address) written down
+        when its books are ``books`` (this protocol's books as the engine holds them now)."""
+
+
 # --- executing on anvil -------------------------------------------------------------------------
 
 @dataclass
@@ -416,7 +431,9 @@ class OptionsSource(ABC):
 @dataclass(frozen=True)
 class Plugin:
     """A protocol's parts. ``devnet_order``: lower deploys first (lending before venues before
-    options); ``mainnet``: address book entries by chain id, each citing its source."""
+    options); ``mainnet``: address book entries by chain id, each citing its source;
+    ``venue_models``: the :class:`analyzer.engine.venues.VenueModel` subclasses that simulate the
+    ``venues`` rows its reader writes (each names its ``model``)."""
 
     name: str
     reader: type[Reader] | None = None
@@ -424,6 +441,7 @@ class Plugin:
     executor: type[Executor] | None = None
     devnet: type[Devnet] | None = None
     venue_executor: type[VenueExecutor] | None = None
+    venue_models: tuple[type[VenueModel], ...] = ()
     options_source: type[OptionsSource] | None = None
     devnet_order: int = 50
     mainnet: dict[int, dict[str, Any]] = field(default_factory=dict)
