@@ -102,6 +102,18 @@ class Reader(ABC):
         logs = self.ctx.get_logs(list(events.addresses), [list(events.topics)], from_block, to_block)
         return sorted({a for log in logs for a in events.accounts(log)})
 
+    def change_events(self) -> AccountEvents | None:
+        """Incremental rescans: the events that name an account whenever its state changes (every
+        balance, flag and mode); None (default): the protocol does not declare them."""
+        return None
+
+    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+        """Incremental rescans: ``previous`` maps accounts that no :meth:`change_events` event named
+        since an earlier scan to the state that scan kept (``Rows["_state"]``). Returns their rows at
+        this block computed from that state and this block's market data, and the accounts that
+        must be read again. Default: every one is read again."""
+        return {}, list(previous)
+
     @abstractmethod
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         """Positions of ``accounts`` at the context's block: ``positions`` and ``accounts`` rows

@@ -171,6 +171,12 @@ class AaveV3Reader(Reader):
 
         return AccountEvents((self.pool,), topics, accounts)
 
+    def change_events(self) -> AccountEvents:
+        return lens.change_events(self)
+
+    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+        return lens.refresh_accounts(self, previous)
+
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         """Per account: e-mode, user configuration, and aToken / debt-token ``balanceOf`` of every
         reserve the configuration flags (amounts in underlying units; raw = exact integers)."""
