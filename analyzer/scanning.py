@@ -16,8 +16,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from analyzer.atomic import check_output_dir
 from analyzer.chain import Anvil, redact_url
 from analyzer.errors import ContagionError
+from analyzer.rpcurl import check_rpc_url
 from analyzer.scan import DEFAULT_CACHE, read_accounts_file, scan
 from protocols import parse_protocols, with_venues
 
@@ -57,6 +59,8 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
         raise ContagionError("give exactly one of --rpc URL or --fork-url URL")
     if block is not None and block < 0:
         raise ContagionError(f"--block must be non-negative, got {block}")
+    check_rpc_url(rpc, "--rpc") if rpc is not None else check_rpc_url(fork_url, "--fork-url")
+    check_output_dir(out)
     plugins = parse_protocols(protocols)
     if venues:
         plugins = with_venues(plugins)

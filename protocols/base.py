@@ -236,6 +236,12 @@ class Rules(ABC):
         """``(n,)`` USD of debt that no collateral backs: debt value beyond all collateral value."""
         return np.maximum(book.debt @ prices - book.collateral @ prices, 0.0)
 
+    def written_off_usd(self, book: LendingBook, prices: np.ndarray) -> float:
+        """USD of bad debt this market has already written off, cumulative, as its contracts record
+        it, and which no position shows any more (Morpho Blue's ``Liquidate.badDebtAssets``). 0
+        for protocols that leave bad debt on the account. A replay counts the growth of it."""
+        return 0.0
+
 
 class AbsorbingRules(Rules):
     """Rules of a protocol that absorbs a liquidated account itself (its steps have
