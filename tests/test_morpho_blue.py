@@ -262,6 +262,12 @@ def test_the_graph_traces_a_market_loss_to_the_vaults_supplying_it_and_their_sha
                 assert v["consumers"] == [] and v["holders"] == []
     shared = reach[f"market:morpho-blue:{book['markets']['WETH/USDC']['id']}"]
     assert {v["address"] for v in shared["vaults"]} == {book["vaults"]["mvUSDC"], book["vaults"]["ppUSDC"]}
+    # the report's rows: one per (market, vault), the mvUSDC rows naming its share market and 3 holders
+    from analyzer.report.vaults import vault_reach_view
+
+    rows = vault_reach_view(scan(morpho_devnet), None)
+    assert len(rows) == sum(len(m["vaults"]) for m in reach.values())
+    assert {(r["consumer_markets"], r["holders"]) for r in rows if r["vault"] == "mvUSDC"} == {(1, 3)}
 
 
 def test_replay_fidelity_through_markets_and_a_vault_share_collateral_chain(morpho_devnet):
