@@ -18,6 +18,7 @@ from protocols.base import Plugin
 from protocols.uniswap_v3.devnet import UniswapV3Devnet
 from protocols.uniswap_v3.executor import UniswapV3VenueExecutor
 from protocols.uniswap_v3.reader import UniswapV3Reader
+from protocols.uniswap_v3.venue import UniswapV3Venue
 
 POOL_INIT_CODE_HASH = bytes.fromhex("e34f199b19b2b4f47f68442619d555527d244f78a3297ea89325f843f87b8b54")
 
@@ -31,5 +32,5 @@ def pool_address(factory: str, token_a: str, token_b: str, fee: int) -> str:
 
 
 PLUGIN = Plugin(name="uniswap-v3", reader=UniswapV3Reader, devnet=UniswapV3Devnet,
-                venue_executor=UniswapV3VenueExecutor, devnet_order=40, books=Path(__file__).parent / "books",
-                market_key="factory")
+                venue_executor=UniswapV3VenueExecutor, venue_models=(UniswapV3Venue,), devnet_order=40,
+                books=Path(__file__).parent / "books", market_key="factory")
