@@ -482,9 +482,14 @@ def replay(
         end = read(accounts, [lender.plugin for lender in lenders])
         bad_debt = dict.fromkeys(liquidated, 0.0)
         for lender in lenders:
+            # bad debt a protocol wrote off during the replay has left the positions: counted apart
+            written_off_before = {b.market: b for b in lender.rules.books(before)}
             for lending_book in lender.rules.books(end):
                 prices = oracle_prices(end, lender.plugin.name, lending_book.assets)
-                bad_debt[lender.plugin.name] += float(lender.rules.bad_debt_usd(lending_book, prices).sum())
+                start = written_off_before.get(lending_book.market)
+                written_off = lender.rules.written_off_usd(lending_book, prices) - (
+                    lender.rules.written_off_usd(start, prices) if start is not None else 0.0)
+                bad_debt[lender.plugin.name] += float(lender.rules.bad_debt_usd(lending_book, prices).sum()) + written_off
         final_prices = market()[1] if pools is not None else {}
         fork_block_end = w3.eth.block_number
     unchanged = source.block_number() == source_block and source.block(source_block)["stateRoot"] == root_before

@@ -261,3 +261,31 @@ def test_the_graph_traces_a_market_loss_to_the_vaults_supplying_it_and_their_sha
                 assert v["consumers"] == [] and v["holders"] == []
     shared = reach[f"market:morpho-blue:{book['markets']['WETH/USDC']['id']}"]
     assert {v["address"] for v in shared["vaults"]} == {book["vaults"]["mvUSDC"], book["vaults"]["ppUSDC"]}
+    # the report's rows: one per (market, vault), the mvUSDC rows naming its share market and 3 holders
+    from analyzer.report.vaults import vault_reach_view
+
+    rows = vault_reach_view(scan(morpho_devnet), None)
+    assert len(rows) == sum(len(m["vaults"]) for m in reach.values())
+    assert {(r["consumer_markets"], r["holders"]) for r in rows if r["vault"] == "mvUSDC"} == {(1, 3)}
+
+
+def test_replay_fidelity_through_markets_and_a_vault_share_collateral_chain(morpho_devnet):
+    """The fidelity criteria on a replay of the shock: the same accounts liquidated (the vault-share
+    borrower among them, a round later), value within 1%, realised bad debt within 1%."""
+    from analyzer.fidelity import compare
+    from analyzer.replay import replay
+
+    shock = ShockScenario(name="morpho", price_shocks=SHOCK)
+    replayed = replay(morpho_devnet.url, morpho_devnet.book, shock, [get("morpho-blue")])
+    engine = simulate(replayed.snapshot_before, shock)
+    liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
+    fidelity = compare(engine.to_json(), {p: set(g["account"]) for p, g in liquidated.groupby("protocol")},
+                       replayed.to_json())
+    gap = fidelity["protocols"]["morpho-blue"]
+    assert replayed.reached_fixed_point and replayed.source_unchanged
+    assert gap["accounts_ok"] and gap["value_ok"] and gap["bad_debt_ok"], gap
+    assert gap["replay_bad_debt_usd"] > 0 and len(replayed.rounds) >= 2
+    vault_market = morpho_devnet.book["protocols"]["morpho-blue"]["markets"]["vault:mvUSDC/USDT"]["id"]
+    late = liquidated[(liquidated["market"] == vault_market)]
+    assert len(late) and (late["first_round"] >= 1).all()
+    assert {x.account for r in replayed.rounds[1:] for x in r.liquidations} >= set(late["account"])

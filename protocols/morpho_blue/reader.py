@@ -30,6 +30,7 @@ from protocols.morpho_blue import exact
 from protocols.morpho_blue.contracts import (
     ACCOUNT_EVENTS,
     CREATE_MARKET,
+    LIQUIDATE,
     MARKET,
     MARKET_PARAMS,
     ORACLE_PRICE_SCALE,
@@ -95,14 +96,27 @@ class MorphoBlueReader(Reader):
                                (params[i], tuple(t)))) for i, t in zip(ids, totals, strict=True) if params[i][3] != ZERO]
         rates = dict(zip([i for i, _ in rate_calls], self._read([c for _, c in rate_calls], "morpho irm"), strict=True))
         timestamp = self.ctx.w3.eth.get_block(self.ctx.block)["timestamp"]
+        written_off = self.written_off()
         state = {}
         for i, raw_totals, price in zip(ids, totals, prices, strict=True):
             market = exact.MarketTotals(*raw_totals)
             rate = rates.get(i, 0)
             state[i] = {"params": params[i], "raw": market, "accrued": market.accrued(rate, timestamp),
-                        "borrow_rate": rate, "price": price.value if price.success else None, "timestamp": timestamp}
+                        "borrow_rate": rate, "price": price.value if price.success else None, "timestamp": timestamp,
+                        "written_off": written_off.get(i, 0)}
         self._state = state
         return state
+
+    def written_off(self) -> dict[str, int]:
+        """Per market id: bad debt realised so far (raw loan units), the sum of ``Liquidate``'s
+        ``badDebtAssets``: what the market's suppliers have lost, gone from every position."""
+        start = int(self.deployment.get("start_block", 0) or 0)
+        out: dict[str, int] = {}
+        for log in self.ctx.get_logs(self.morpho, [[topic(LIQUIDATE)]], start, self.ctx.block):
+            market_id = _hex(log["topics"][1]).lower()
+            bad_debt_assets = decode(["uint256"] * 5, bytes.fromhex(_hex(log["data"])[2:]))[3]
+            out[market_id] = out.get(market_id, 0) + bad_debt_assets
+        return out
 
     def token_info(self, tokens: Sequence[str]) -> dict[str, dict]:
         decimals = self._read([Call(t, "decimals()(uint8)") for t in tokens], "token decimals")
@@ -185,7 +199,7 @@ class MorphoBlueReader(Reader):
                   "price_raw": str(m["price"] or 0), "borrow_rate": str(m["borrow_rate"]), "timestamp": m["timestamp"],
                   "total_supply_assets": str(acc.total_supply_assets), "total_supply_shares": str(acc.total_supply_shares),
                   "total_borrow_assets": str(acc.total_borrow_assets), "total_borrow_shares": str(acc.total_borrow_shares),
-                  "last_update": str(m["raw"].last_update), "fee": str(acc.fee),
+                  "last_update": str(m["raw"].last_update), "fee": str(acc.fee), "written_off": str(m["written_off"]),
                   "loan_decimals": info[loan]["decimals"], "collateral_decimals": info[collateral]["decimals"]}
         bonus = exact.liquidation_incentive_factor(lltv) / 1e18 - 1.0
         row = {"protocol": PROTOCOL, "market": market_id, "close_factor": 1.0, "protocol_fee": 0.0, "supply_cap": 0.0,
