@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from analyzer.books import market_of
 from analyzer.cheats import deal
 from analyzer.model import Snapshot
 from analyzer.multicall import multicall
@@ -20,7 +21,7 @@ pytestmark = [requires_anvil, pytest.mark.slow]
 
 def test_a_routed_sale_equals_its_real_swaps_and_beats_each_pool_alone(chain_checkpoint):
     devnet = chain_checkpoint
-    w3, tokens, deployment = devnet.w3, devnet.book["tokens"], devnet.book["protocols"]["uniswap-v3"]
+    w3, tokens, deployment = devnet.w3, devnet.book["tokens"], market_of(devnet.book, "uniswap-v3")
     block = w3.eth.block_number
     ctx = ReadContext(w3, 31337, block, lambda calls: multicall(w3, calls, block=block), lambda *a, **k: [])
     rows = UniswapV3Reader(ctx, deployment).read_markets()
