@@ -203,6 +203,32 @@ class Executor(ABC):
         """Liquidate ``account`` as a keeper would (``amount_raw`` None = as much as allowed)."""
 
 
+@dataclass(frozen=True)
+class PriceSource:
+    """Where a protocol's oracle reads one asset's USD price: ``feed`` (a Chainlink-style feed, an
+    adapter or a wrapper; the core follows it to the root), or, when the oracle reverts for the
+    asset (a market without a config), ``feed`` None and ``error`` saying so."""
+
+    asset: str
+    feed: str | None
+    error: str = ""
+
+
+class PriceSources(ABC):
+    """Optional capability: where the protocol's oracle gets each asset's price, read from the
+    chain through the protocol's own getters (Aave ``getSourceOfAsset``, Comet ``getAssetInfo``'s
+    ``priceFeed``, a Compound V2 oracle's per-market config). The price mover of
+    :mod:`analyzer.oracles` moves the root feed behind each source."""
+
+    def __init__(self, w3: Web3, deployment: dict[str, Any]):
+        self.w3 = w3
+        self.deployment = deployment
+
+    @abstractmethod
+    def price_sources(self) -> list[PriceSource]:
+        """One entry per asset the protocol prices (asset addresses as in the snapshot)."""
+
+
 class VenueExecutor(ABC):
     """Moves and trades a venue protocol's pools on an anvil chain (replay): the market side of a
     cascade, as :class:`Executor` is the protocol side. Implementations call require_anvil."""
@@ -262,5 +288,6 @@ class Plugin:
     executor: type[Executor] | None = None
     devnet: type[Devnet] | None = None
     venue_executor: type[VenueExecutor] | None = None
+    price_sources: type[PriceSources] | None = None
     devnet_order: int = 50
     mainnet: dict[int, dict[str, Any]] = field(default_factory=dict)

@@ -102,21 +102,6 @@ def test_executor_refuses_a_non_liquidatable_account(chain_checkpoint):
     assert not done.success and "revert" in done.error
 
 
-def test_oracle_source_replacement_path_moves_the_price(chain_checkpoint):
-    """The mainnet-fork path: a new PriceFeed installed through the ACL admin, then moved again."""
-    devnet = chain_checkpoint
-    deployment, w3 = devnet.book["protocols"]["aave-v3"], devnet.w3
-    weth = devnet.book["tokens"]["WETH"]
-    executor = AaveV3Executor(w3, deployment, w3.eth.accounts[1])
-    price = lambda: executor.read(deployment["oracle"], "getAssetPrice(address)(uint256)", weth)  # noqa: E731
-    new_source = executor.replace_source(weth, 2500.0)
-    installed = executor.read(deployment["oracle"], "getSourceOfAsset(address)(address)", weth)
-    assert installed.lower() == new_source.lower() != devnet.book["feeds"]["WETH"].lower()
-    assert price() == 2500 * 10**8
-    executor.set_price("WETH", 2400.5)
-    assert price() == 240050000000
-
-
 def test_keeper_balance_can_be_written_in_storage(chain_checkpoint):
     """The fork path of keeper funding: find the balance slot of an OpenZeppelin-style token."""
     devnet = chain_checkpoint
