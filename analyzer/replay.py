@@ -36,7 +36,7 @@ from analyzer.replay_oracles import ForkOracles
 from analyzer.scan import scan
 from analyzer.scenarios import ShockScenario
 from protocols import plugins as registered_plugins
-from protocols.base import Liquidation, Plugin
+from protocols.base import OptionExecutor, OptionMarginRules, PartialCollateralExecutor, Plugin
 
 
 @dataclass
@@ -141,10 +141,10 @@ class _OptionMarkets:
     """
 
     def __init__(self, before: Snapshot, lenders: Sequence[_Lender], scenario: ShockScenario):
-        from analyzer.engine.options import OptionMarginRule
         from analyzer.engine.prepare import prepare
 
-        self.lenders = [lender for lender in lenders if isinstance(lender.rules, OptionMarginRule)]
+        self.lenders = [lender for lender in lenders if isinstance(lender.rules, OptionMarginRules)
+                        and isinstance(lender.executor, OptionExecutor)]
         self.scenario = scenario
         self.prep = prepare(before, rules={lender.plugin.name: lender.rules for lender in self.lenders}, venues={})
         book = self.prep.options
@@ -372,9 +372,7 @@ def replay(
                         key = (name, lending_book.market)
                         in_play = np.array([key not in active or str(a) in active[key]
                                             for a in lending_book.accounts[proposed.rows]], dtype=bool)
-                        step = Liquidation(proposed.rows[in_play], proposed.repaid[in_play], proposed.seized[in_play],
-                                           proposed.fee[in_play], proposed.absorbed_by_protocol,
-                                           proposed.reserves_change_usd)
+                        step = proposed.select(in_play)
                         # an account the rule no longer proposes is done for the round
                         active[key] = set(map(str, lending_book.accounts[step.rows])) | (
                             active.get(key, set()) - set(map(str, lending_book.accounts)))
@@ -402,8 +400,10 @@ def replay(
                             debt_col = int(np.argmax(step.repaid[i] * prices))
                             coll_col = int(np.argmax(step.seized[i] * prices))
                             debt_asset = str(lending_book.assets[debt_col])
-                            if step.absorbed_by_protocol:
+                            if step.absorbed_by_protocol and isinstance(lender.executor, PartialCollateralExecutor):
                                 outcome = lender.executor.liquidate(account, None, None, collateral_share=share)
+                            elif step.absorbed_by_protocol:
+                                outcome = lender.executor.liquidate(account, None, None)
                             else:
                                 amount = None if share >= 1.0 else \
                                     int(share * step.repaid[i, debt_col] * 10 ** decimals[debt_asset])

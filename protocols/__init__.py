@@ -1,30 +1,70 @@
-"""The protocol registry: every folder under ``protocols/`` whose ``__init__`` defines ``PLUGIN``.
+"""The protocol registry: every plugin installed under the entry-point group ``defi_contagion.plugins``.
 
-Adding a protocol means adding a folder; nothing here names one.
+Each entry point names a :class:`~protocols.base.Plugin` object (``name = "package.module:PLUGIN"``);
+the built-in ones are registered in this distribution's ``pyproject.toml``, and a protocol shipped
+as its own package registers itself the same way. Nothing here names a protocol.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 from functools import lru_cache
+from importlib.metadata import entry_points
 
 from analyzer.errors import ContagionError
 from protocols.base import Plugin
 
+ENTRY_POINT_GROUP = "defi_contagion.plugins"
+
+log = logging.getLogger(__name__)
+
+
+def _from_entry_points() -> list[tuple[str, object]]:
+    found = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found.append((f"entry point {entry.name} ({entry.value})", entry.load()))
+        except Exception as exc:  # a broken third-party plugin is named, not a traceback
+            raise ContagionError(f"protocol plugin {entry.name} ({entry.value}) failed to load: {exc}") from exc
+    return found
+
+
+def _from_this_checkout() -> list[tuple[str, object]]:
+    """The built-in plugins of a checkout whose install predates the entry points (its metadata
+    lists none): every sub-package of ``protocols`` that defines ``PLUGIN``."""
+    log.warning("no %s entry points installed: using the built-in protocols of this checkout "
+                "(reinstall the package, e.g. `make setup`, to register them)", ENTRY_POINT_GROUP)
+    found = []
+    for module in pkgutil.iter_modules(__path__):
+        if module.ispkg:
+            found.append((f"protocols.{module.name}",
+                          getattr(importlib.import_module(f"{__name__}.{module.name}"), "PLUGIN", None)))
+    return [(where, plugin) for where, plugin in found if plugin is not None]
+
 
 @lru_cache(maxsize=1)
 def plugins() -> dict[str, Plugin]:
-    """All plugins by name (e.g. ``"aave-v3"``), in devnet order."""
+    """All plugins by name (e.g. ``"aave-v3"``), in devnet order.
+
+    Returns
+    -------
+    dict[str, Plugin]
+        Plugins sorted by ``(devnet_order, name)``.
+
+    Raises
+    ------
+    ContagionError
+        Two plugins share a name, an entry point does not load, or does not name a ``Plugin``.
+    """
     found: dict[str, Plugin] = {}
-    for module in pkgutil.iter_modules(__path__):
-        if not module.ispkg:
-            continue
-        plugin = getattr(importlib.import_module(f"{__name__}.{module.name}"), "PLUGIN", None)
-        if isinstance(plugin, Plugin):
-            if plugin.name in found:
-                raise ContagionError(f"two protocol plugins are named {plugin.name}")
-            found[plugin.name] = plugin
+    for where, plugin in _from_entry_points() or _from_this_checkout():
+        if not isinstance(plugin, Plugin):
+            raise ContagionError(f"protocol plugin {where} is not a protocols.base.Plugin")
+        if plugin.name in found:
+            raise ContagionError(f"two protocol plugins are named {plugin.name}")
+        found[plugin.name] = plugin
     return dict(sorted(found.items(), key=lambda item: (item[1].devnet_order, item[0])))
 
 

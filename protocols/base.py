@@ -1,8 +1,15 @@
 """The protocol plugin interface: reader, rules, executor, devnet.
 
-A protocol is a folder ``protocols/<name>/`` whose ``__init__.py`` defines ``PLUGIN``, a
-:class:`Plugin` naming its parts. The core finds plugins through :mod:`protocols` (the registry)
-and never imports a protocol by name; a protocol never imports another protocol.
+A protocol is a package (a folder ``protocols/<name>/`` here, or a distribution of its own) that
+defines a :class:`Plugin` naming its parts and registers it under the entry-point group
+``defi_contagion.plugins``. The core finds plugins through :mod:`protocols` (the registry) and never
+imports a protocol by name; a protocol never imports another protocol.
+
+Every capability the core uses is declared here: the four parts (:class:`Reader`, :class:`Rules`,
+:class:`Executor`, :class:`Devnet`, plus :class:`VenueExecutor`) and the optional capability classes
+a part derives from when the protocol has the mechanism (:class:`AbsorbingRules`,
+:class:`OptionMarginRules`, :class:`PartialCollateralExecutor`, :class:`OptionExecutor`). The core
+asks ``isinstance``, never ``getattr``.
 
 Units everywhere: token amounts are float64 in whole-token units (``raw`` integers beside them in
 the snapshot), prices are USD per whole token, ratios are fractions (0.825, not 8250 bps).
@@ -12,10 +19,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 if TYPE_CHECKING:
     from web3 import Web3
@@ -80,6 +88,8 @@ class LendingBook:
     ``params`` holds per-asset arrays of length ``m`` (``liquidation_threshold``, ``ltv``,
     ``liquidation_bonus``, ``protocol_fee``, ``collateral_enabled``, ...), ``extra`` anything
     else the protocol's rule needs (e-mode categories, exchange rates, reserves).
+    ``per_account`` names the entries of ``extra`` that have one row per account (first axis
+    ``n``): :meth:`take` selects their rows with the book's, every other entry is shared.
     """
 
     protocol: str
@@ -91,10 +101,19 @@ class LendingBook:
     category: np.ndarray            # (n,) int64 account mode (Aave e-mode), 0 when none
     params: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    per_account: tuple[str, ...] = ()
 
     def copy(self) -> LendingBook:
+        """A book whose collateral, debt and per-account extras may be changed without touching this one."""
+        extra = {k: (np.array(v, copy=True) if k in self.per_account else v) for k, v in self.extra.items()}
         return LendingBook(self.protocol, self.market, self.accounts, self.assets, self.collateral.copy(),
-                           self.debt.copy(), self.category, self.params, dict(self.extra))
+                           self.debt.copy(), self.category, self.params, extra, self.per_account)
+
+    def take(self, rows: np.ndarray) -> LendingBook:
+        """The accounts ``rows`` (indices into ``accounts``) as a book of their own (copies of the rows)."""
+        extra = {k: (np.asarray(v)[rows] if k in self.per_account else v) for k, v in self.extra.items()}
+        return LendingBook(self.protocol, self.market, self.accounts[rows], self.assets, self.collateral[rows],
+                           self.debt[rows], self.category[rows], self.params, extra, self.per_account)
 
 
 @dataclass
@@ -106,7 +125,15 @@ class Liquidation:
     ``fee[i, j]``: the part of ``seized`` that goes to the protocol, not the liquidator.
     For protocols where the protocol itself absorbs the account (Comet), ``absorbed_by_protocol``
     is True and ``seized`` goes to the protocol's balance sheet to be sold later.
+
+    A protocol may subclass it to carry what its own :meth:`Rules.apply` needs; the engine and the
+    replay keep the subclass (they only call :meth:`select` and :meth:`scaled`). A subclass names
+    its fields with a row per account in ``ROW_FIELDS`` and the amounts that scale with the part of
+    the step a keeper takes in ``AMOUNT_FIELDS``.
     """
+
+    ROW_FIELDS: ClassVar[tuple[str, ...]] = ("rows", "repaid", "seized", "fee")
+    AMOUNT_FIELDS: ClassVar[tuple[str, ...]] = ("repaid", "seized", "fee")
 
     rows: np.ndarray                # (k,) int indices into the book's accounts
     repaid: np.ndarray              # (k, m)
@@ -115,21 +142,30 @@ class Liquidation:
     absorbed_by_protocol: bool = False
     reserves_change_usd: float = 0.0  # for absorbing protocols: change of the protocol's reserves
 
+    def select(self, keep: np.ndarray) -> Liquidation:
+        """The same step on the rows ``keep`` (a bool mask or indices over the step's rows) only."""
+        return replace(self, **{name: getattr(self, name)[keep] for name in self.ROW_FIELDS
+                                if getattr(self, name) is not None})
+
+    def scaled(self, share: np.ndarray) -> Liquidation:
+        """The step with every row's amounts times ``share`` (k,): the part a keeper takes."""
+        share = np.asarray(share, dtype=float)
+        changes = {}
+        for name in self.AMOUNT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                changes[name] = value * share.reshape((-1,) + (1,) * (np.ndim(value) - 1))
+        return replace(self, **changes)
+
 
 class Rules(ABC):
     """A protocol's own liquidation rule, vectorised over a :class:`LendingBook`.
 
     Each method documents the contract function whose math it mirrors. Prices are the protocol
-    oracle's USD prices, one per asset column (``(m,)`` float64).
-
-    Optional hooks the engine looks for (``getattr(rules, name, None)``), defined only by protocols
-    that have the mechanism:
-
-    - ``store_front_price(book, prices) -> (m,)``: the discounted price at which the protocol sells
-      collateral it absorbed (Comet's ``quoteCollateral``);
-    - ``option_liquidations(options, spot_usd, iv, now)``: which short options the protocol's
-      margin rule liquidates and at what buy-back cost (Lyra's ``getMinCollateral`` and
-      ``liquidatePosition``), for option protocols, whose ``books`` are empty.
+    oracle's USD prices, one per asset column (``(m,)`` float64). A protocol with a mechanism the
+    core models separately says so by also deriving from its capability class:
+    :class:`AbsorbingRules` (the protocol absorbs accounts and sells their collateral itself) or
+    :class:`OptionMarginRules` (short options liquidated under a margin rule).
     """
 
     protocol: ClassVar[str]
@@ -158,6 +194,57 @@ class Rules(ABC):
     def bad_debt_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
         """``(n,)`` USD of debt that no collateral backs: debt value beyond all collateral value."""
         return np.maximum(book.debt @ prices - book.collateral @ prices, 0.0)
+
+
+class AbsorbingRules(Rules):
+    """Rules of a protocol that absorbs a liquidated account itself (its steps have
+    ``absorbed_by_protocol``) and sells the absorbed collateral at a discount (Comet)."""
+
+    @abstractmethod
+    def store_front_price(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """``(m,)`` USD per token at which the protocol sells collateral it absorbed, at oracle
+        ``prices`` (Comet's ``quoteCollateral``)."""
+
+
+@dataclass
+class OptionLiquidation:
+    """What an option protocol's margin rule does now, per row of the options it was given.
+
+    ``liquidated``: bool; ``collateral_sold``: units of the row's collateral asset sold on venues
+    to buy the option back; ``value_usd``: the USD value the liquidation moved (buy-back cost).
+    """
+
+    liquidated: np.ndarray
+    collateral_sold: np.ndarray
+    value_usd: np.ndarray
+
+
+class OptionMarginRules(Rules):
+    """Rules of an option protocol: short options are liquidated when their collateral falls under
+    the protocol's own minimum (Lyra's ``OptionGreekCache.getMinCollateral``). Such a protocol has
+    no lending books; the lending methods below are those of an empty book."""
+
+    @abstractmethod
+    def option_liquidations(self, options: pd.DataFrame, spot_usd: np.ndarray, iv: np.ndarray,
+                            now: int) -> OptionLiquidation:
+        """Which rows of ``options`` (this protocol's open positions in one market) the margin
+        rule liquidates at per-row ``spot_usd`` (USD) and ``iv`` (fraction) at unix time ``now``."""
+
+    def books(self, snapshot: Snapshot) -> list[LendingBook]:
+        return []
+
+    def health_factor(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        return np.full(len(book.accounts), np.inf)
+
+    def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        return np.zeros(len(book.accounts), dtype=bool)
+
+    def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:
+        empty = np.zeros((0, len(book.assets)))
+        return Liquidation(np.zeros(0, dtype=np.int64), empty, empty, empty)
+
+    def apply(self, book: LendingBook, liquidation: Liquidation) -> LendingBook:
+        return book.copy()
 
 
 # --- executing on anvil -------------------------------------------------------------------------
@@ -201,6 +288,25 @@ class Executor(ABC):
     def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
                   amount_raw: int | None = None) -> ExecutedLiquidation:
         """Liquidate ``account`` as a keeper would (``amount_raw`` None = as much as allowed)."""
+
+
+class PartialCollateralExecutor(Executor):
+    """An executor for an absorbing protocol whose keeper buys only part of what the protocol
+    absorbed (Comet: ``absorb`` then ``buyCollateral`` for a share of each collateral)."""
+
+    @abstractmethod
+    def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
+                  amount_raw: int | None = None, *, collateral_share: float = 1.0) -> ExecutedLiquidation:
+        """Liquidate ``account``; the keeper then buys ``collateral_share`` (0..1) of the collateral
+        the protocol absorbed from it (only ``collateral_asset`` when given)."""
+
+
+class OptionExecutor(Executor):
+    """An executor for an option protocol: liquidates one option position by its id."""
+
+    @abstractmethod
+    def liquidate_position(self, position_id: int) -> ExecutedLiquidation:
+        """Liquidate the short option ``position_id`` as a keeper would (``OptionMarket.liquidatePosition``)."""
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ import pytest
 from scipy.stats import norm
 
 from analyzer.engine import simulate
-from analyzer.engine.options import OptionLiquidation
 from analyzer.engine.synthetic import synthetic_snapshot
 from analyzer.model import Snapshot
 from analyzer.scenarios import ForcedSale, ShockScenario
+from protocols.base import OptionLiquidation, OptionMarginRules
 from tests.test_engine_closed_form import RULES, USDC, WETH, aave_snapshot
 
 CRV = {"price": 0.50, "lt": 0.55, "bonus": 0.085, "fee_bps": 1000}
@@ -117,11 +117,10 @@ def test_short_gamma_hedging_sells_into_the_fall_and_flags_divergence():
     assert wild_result.price_final[1] < calm_result.price_final[1]
 
 
-class ShortPutMargin:
+class ShortPutMargin(OptionMarginRules):
     """Test fixture for the option-margin hook: a short put is liquidated below 1.5 × its intrinsic value."""
 
-    def books(self, snapshot):
-        return []
+    protocol = "opt"
 
     def option_liquidations(self, options, spot_usd, iv, now):
         intrinsic = np.maximum(options["strike"].to_numpy() - spot_usd, 0.0) * options["size"].to_numpy()

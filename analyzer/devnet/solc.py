@@ -7,11 +7,13 @@ settings, so a test can tell when an artifact is stale. Regenerate them with::
     python -m analyzer.devnet.solc            # every group
     python -m analyzer.devnet.solc compound_v2
 
-A group may also be a set of contracts shipped as source in an npm package (:data:`NPM_GROUPS`):
-Chainlink's ``EACAggregatorProxy`` and ``FluxAggregator`` from ``@chainlink/contracts`` 0.8.0
-(``src/v0.6/``), compiled with ``solc-0.6`` (solc 0.6.12). Their files pin ``pragma solidity
-0.6.6``, a compiler npm does not ship for this round; the only change made to the package's text
-is that pragma, widened to ``^0.6.6`` (the sources hash covers the text as compiled).
+A protocol that ships only Solidity source in its npm package (Morpho Blue) is an *npm group*
+(:data:`NPM_GROUPS`): its sources are read from ``node_modules`` and compiled the same way, with
+the settings its authors build with; an exact ``pragma solidity`` pin older than our compiler is
+relaxed to a caret range in memory (the only change to the source), and the artifact records it.
+A group may name its own compiler package and only some entry files (with their import closure):
+Chainlink's ``EACAggregatorProxy`` and ``FluxAggregator`` (``@chainlink/contracts`` 0.8.0,
+``src/v0.6``, pinned to solc 0.6.6) are compiled with ``solc-0.6`` (solc 0.6.12).
 
 Artifacts hold, per contract: ``abi``, ``bytecode`` (creation) and ``deployedBytecode``
 (runtime, used with ``anvil_setCode``), as 0x-prefixed hex.
@@ -36,7 +38,6 @@ from analyzer.errors import ContagionError
 CONTRACTS_DIR = REPO_ROOT / "fixtures" / "contracts"
 ARTIFACTS_DIR = REPO_ROOT / "fixtures" / "artifacts"
 SOLCJS = REPO_ROOT / "node_modules" / "solc" / "solc.js"
-NODE_MODULES = REPO_ROOT / "node_modules"
 
 # paris: no PUSH0/MCOPY, so the runtime code also runs on forks of older mainnet blocks
 SETTINGS = {
@@ -48,56 +49,85 @@ SETTINGS = {
 
 @dataclass(frozen=True)
 class NpmGroup:
-    """Contracts compiled from an npm package's own sources: ``entries`` (paths inside the package)
-    and every file they import, relative to them."""
+    """Solidity source shipped in an npm package: ``package``/``root``, minus ``exclude`` prefixes."""
 
     package: str
-    compiler: str                 # the npm package of the compiler (solc-js)
-    entries: tuple[str, ...]
-    evm_version: str
-    pragma: tuple[str, str] = ("", "")   # (pinned pragma, the one we compile under)
+    root: str
+    exclude: tuple[str, ...]
+    settings: dict
+    pragma_pins: tuple[str, ...] = ()    # exact versions relaxed to ``^version`` for the pinned solc
+    compiler: str = "solc"               # the solc-js npm package that compiles the group
+    entries: tuple[str, ...] = ()        # only these files (under root) and what they import
 
 
 NPM_GROUPS = {
-    "chainlink": NpmGroup("@chainlink/contracts", "solc-0.6",
-                          ("src/v0.6/EACAggregatorProxy.sol", "src/v0.6/FluxAggregator.sol"), "istanbul",
-                          ("pragma solidity 0.6.6;", "pragma solidity ^0.6.6;")),
+    # Morpho Blue 1.0.0 pins solc 0.8.19 and builds with via-IR at 999,999 optimizer runs
+    "morpho_blue": NpmGroup(
+        package="@morpho-org/morpho-blue", root="src", exclude=("mocks/",), pragma_pins=("0.8.19",),
+        settings={**SETTINGS, "viaIR": True, "optimizer": {"enabled": True, "runs": 999999},
+                  "outputSelection": {"Morpho.sol": {"Morpho": ["abi", "evm.bytecode.object",
+                                                                "evm.deployedBytecode.object"]}}}),
+    # Chainlink's proxy and aggregator as mainnet's USD feeds run them (istanbul: solc 0.6's newest)
+    "chainlink": NpmGroup(
+        package="@chainlink/contracts", root="src/v0.6", exclude=(), pragma_pins=("0.6.6",), compiler="solc-0.6",
+        entries=("EACAggregatorProxy.sol", "FluxAggregator.sol"),
+        settings={**SETTINGS, "evmVersion": "istanbul",
+                  "outputSelection": {f: {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+                                      for f in ("EACAggregatorProxy.sol", "FluxAggregator.sol")}}),
 }
 
 
-def solc_version(group: str | None = None) -> str:
-    compiler = NPM_GROUPS[group].compiler if group in NPM_GROUPS else "solc"
-    package = json.loads((NODE_MODULES / compiler / "package.json").read_text())
-    return package["version"]
-
-
 def group_settings(group: str) -> dict:
-    if group not in NPM_GROUPS:
-        return SETTINGS
-    return {**SETTINGS, "evmVersion": NPM_GROUPS[group].evm_version}
+    return NPM_GROUPS[group].settings if group in NPM_GROUPS else SETTINGS
 
 
-def _npm_sources(spec: NpmGroup) -> dict[str, str]:
-    root = NODE_MODULES / spec.package
-    sources: dict[str, str] = {}
-    pending = list(spec.entries)
+def _import_closure(folder: Path, entries: tuple[str, ...]) -> list[Path]:
+    """``entries`` and every file they import (relative imports), transitively."""
+    found: set[str] = set()
+    pending = list(entries)
     while pending:
         name = pending.pop()
-        if name in sources:
+        if name in found or not (folder / name).is_file():
             continue
-        path = root / name
-        if not path.is_file():
-            raise ContagionError(f"{spec.package}/{name} is missing: run `make setup`")
-        text = path.read_text().replace(*spec.pragma) if spec.pragma[0] else path.read_text()
-        sources[name] = text
-        for imported in re.findall(r'^import\s+"([^"]+)";', text, flags=re.MULTILINE):
+        found.add(name)
+        for imported in re.findall(r'^import\s+"([^"]+)";', (folder / name).read_text(), flags=re.MULTILINE):
             pending.append(posixpath.normpath(posixpath.join(posixpath.dirname(name), imported)))
+    return sorted(folder / name for name in found)
+
+
+def npm_group_sources(group: str) -> dict[str, str]:
+    spec = NPM_GROUPS[group]
+    folder = REPO_ROOT / "node_modules" / spec.package / spec.root
+    if spec.entries:
+        files = _import_closure(folder, spec.entries)
+    else:
+        files = sorted(folder.rglob("*.sol")) if folder.is_dir() else []
+    if not files:
+        raise ContagionError(f"no Solidity sources in {folder}: run `make setup`")
+    sources = {}
+    for path in files:
+        name = str(path.relative_to(folder))
+        if name.startswith(spec.exclude):
+            continue
+        text = path.read_text()
+        for pin in spec.pragma_pins:
+            text = text.replace(f"pragma solidity {pin};", f"pragma solidity ^{pin};")
+        sources[name] = text
     return sources
+
+
+def group_compiler(group: str) -> str:
+    return NPM_GROUPS[group].compiler if group in NPM_GROUPS else "solc"
+
+
+def solc_version(compiler: str = "solc") -> str:
+    package = json.loads((REPO_ROOT / "node_modules" / compiler / "package.json").read_text())
+    return package["version"]
 
 
 def group_sources(group: str) -> dict[str, str]:
     if group in NPM_GROUPS:
-        return _npm_sources(NPM_GROUPS[group])
+        return npm_group_sources(group)
     folder = CONTRACTS_DIR / group
     files = sorted(folder.rglob("*.sol"))
     if not files:
@@ -114,36 +144,40 @@ def sources_hash(sources: dict[str, str], settings: dict | None = None) -> str:
 
 
 def _compile_with_module(compiler: str, request: dict) -> str:
-    """Standard-JSON output of an older solc-js (``require(compiler).compile``), through a file."""
-    module = NODE_MODULES / compiler
+    """Standard-JSON output of a solc-js package's ``compile`` (older solc-js has no CLI mode for it),
+    request and answer through files."""
+    module = REPO_ROOT / "node_modules" / compiler
     if not module.is_dir():
         raise ContagionError(f"{compiler} not found in node_modules: run `make setup`")
     script = ("const fs=require('fs');const solc=require(process.argv[1]);"
               "fs.writeFileSync(process.argv[3],solc.compile(fs.readFileSync(process.argv[2],'utf8')));")
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "in.json").write_text(json.dumps(request))
-        proc = subprocess.run(["node", "-e", script, str(module), str(Path(tmp, "in.json")), str(Path(tmp, "out.json"))],
+        request_file, answer_file = Path(tmp, "in.json"), Path(tmp, "out.json")
+        request_file.write_text(json.dumps(request))
+        proc = subprocess.run(["node", "-e", script, str(module), str(request_file), str(answer_file)],
                               capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not Path(tmp, "out.json").is_file():
+        if proc.returncode != 0 or not answer_file.is_file():
             raise ContagionError(f"{compiler} failed: {proc.stderr.strip()[:500]}")
-        return Path(tmp, "out.json").read_text()
+        return answer_file.read_text()
 
 
-def compile_sources(sources: dict[str, str], group: str | None = None) -> dict[str, dict]:
-    """Compile with ``solc --standard-json``; returns {contract name: artifact}."""
+def compile_sources(sources: dict[str, str], settings: dict | None = None, compiler: str = "solc") -> dict[str, dict]:
+    """Compile with ``solc --standard-json`` (or ``compiler``'s solc-js); returns {contract name: artifact}."""
     if not SOLCJS.is_file():
         raise ContagionError("solc not found in node_modules: run `make setup`")
     request = {"language": "Solidity", "sources": {n: {"content": s} for n, s in sources.items()},
-               "settings": group_settings(group) if group else SETTINGS}
-    if group in NPM_GROUPS:
-        return _contracts(json.loads(_compile_with_module(NPM_GROUPS[group].compiler, request)),
-                          only=set(NPM_GROUPS[group].entries))
+               "settings": settings or SETTINGS}
+    if compiler != "solc":
+        return _contracts(json.loads(_compile_with_module(compiler, request)))
     # stdout to a file, not a pipe: solc.js calls process.exit() right after console.log, which
     # cuts piped output at 128 KiB (large groups such as compound_v2 produce more)
-    with tempfile.TemporaryFile(mode="w+") as out:
+    # stdin from a file too: solc.js reads it with one readFileSync, which fails with EAGAIN when a
+    # large request arrives through a pipe faster than node reads it
+    with tempfile.TemporaryFile(mode="w+") as out, tempfile.TemporaryFile(mode="w+") as stdin:
+        stdin.write(json.dumps(request))
+        stdin.seek(0)
         proc = subprocess.run(["node", str(SOLCJS), "--standard-json", "--base-path", str(CONTRACTS_DIR)],
-                              input=json.dumps(request), stdout=out, stderr=subprocess.PIPE, text=True,
-                              check=False)
+                              stdin=stdin, stdout=out, stderr=subprocess.PIPE, text=True, check=False)
         out.seek(0)
         stdout = out.read()
     start = stdout.find("{")
@@ -152,14 +186,12 @@ def compile_sources(sources: dict[str, str], group: str | None = None) -> dict[s
     return _contracts(json.loads(stdout[start:]))
 
 
-def _contracts(output: dict, only: set[str] | None = None) -> dict[str, dict]:
+def _contracts(output: dict) -> dict[str, dict]:
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise ContagionError(f"solc: {errors[0].get('formattedMessage', errors[0]).strip()}")
     contracts: dict[str, dict] = {}
     for source_name, by_name in output.get("contracts", {}).items():
-        if only is not None and source_name not in only:
-            continue
         for name, compiled in by_name.items():
             if name in contracts:
                 raise ContagionError(f"two contracts named {name} ({source_name}); names must be unique per group")
@@ -173,10 +205,9 @@ def _contracts(output: dict, only: set[str] | None = None) -> dict[str, dict]:
 
 
 def build_group(group: str) -> Path:
-    sources = group_sources(group)
-    settings = group_settings(group)
-    artifact = {"solc": solc_version(group), "settings": settings, "sources_sha256": sources_hash(sources, settings),
-                "contracts": compile_sources(sources, group)}
+    sources, settings, compiler = group_sources(group), group_settings(group), group_compiler(group)
+    artifact = {"solc": solc_version(compiler), "settings": settings, "sources_sha256": sources_hash(sources, settings),
+                "contracts": compile_sources(sources, settings, compiler)}
     return atomic_write_text(ARTIFACTS_DIR / f"{group}.json", json.dumps(artifact, indent=1, sort_keys=True) + "\n")
 
 

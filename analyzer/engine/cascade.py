@@ -195,9 +195,7 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
             # keeper that declines, or takes only the part that pays, is done with the account this round
             active[act[liq.rows[share < 1.0]]] = False
             taken = share > 0
-            liq = Liquidation(liq.rows[taken], liq.repaid[taken] * share[taken, None],
-                              liq.seized[taken] * share[taken, None], liq.fee[taken] * share[taken, None],
-                              liq.absorbed_by_protocol, liq.reserves_change_usd)
+            liq = liq.select(taken).scaled(share[taken])
             sell_units, buy_units = sell_units[taken], buy_units[taken]
             if len(liq.rows) == 0:
                 continue

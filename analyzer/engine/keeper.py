@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analyzer.engine.market import keeper_fraction
-from protocols.base import LendingBook, Liquidation, Rules
+from protocols.base import AbsorbingRules, LendingBook, Liquidation, Rules
 
 
 @dataclass
@@ -51,8 +51,7 @@ def keeper_take(rules: Rules, book: LendingBook, step: Liquidation, oracle: np.n
     if step.absorbed_by_protocol:
         # the protocol sells what it absorbed at its own price (Comet.buyCollateral at
         # quoteCollateral's discount); a buyer takes only what it can resell on the venues at a profit
-        store_front = getattr(rules, "store_front_price", None)
-        unit_cost = store_front(book, oracle) if store_front is not None else oracle
+        unit_cost = rules.store_front_price(book, oracle) if isinstance(rules, AbsorbingRules) else oracle
         held_usd = -(sell_through * step.seized) @ unit_cost
     else:
         held_usd = (1.0 - sell_through) * (sold @ price[sale_index])

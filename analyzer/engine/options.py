@@ -13,19 +13,20 @@ Vol spiral: ``iv_{t+1} = max(iv_t − β · (S_{t+1}/S_t − 1) + κ · contract
 (``iv_per_contract``, vol points per contract, the way Lyra's ``OptionMarketPricer`` moves the
 board's base IV by ``amount / standardSize``).
 
-Option-margin liquidations: a plugin's rules class may implement :class:`OptionMarginRule` (Lyra's
-``OptionGreekCache.getMinCollateral``); the engine calls it each round and closes the shorts it
-returns. Without such a plugin, this part is a no-op.
+Option-margin liquidations: a plugin's rules may derive from
+:class:`protocols.base.OptionMarginRules` (Lyra's ``OptionGreekCache.getMinCollateral``); the engine
+calls it each round and closes the shorts it returns. Without such a plugin, this part is a no-op.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr
+
+from protocols.base import OptionLiquidation, OptionMarginRules
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
 MIN_IV = 0.01
@@ -41,28 +42,6 @@ def bs_delta(is_call: np.ndarray, spot: np.ndarray, strike: np.ndarray, years: n
     d1 = (np.log(spot / strike) + (rate + 0.5 * vol * vol) * years) / (vol * np.sqrt(years))
     nd1 = ndtr(d1)
     return np.where(is_call, nd1, nd1 - 1.0)
-
-
-@dataclass
-class OptionLiquidation:
-    """What an option protocol's margin rule does this round, per ``options`` row.
-
-    ``liquidated``: bool; ``collateral_sold``: units of the row's collateral asset sold on venues
-    to buy the option back; ``value_usd``: the USD value the liquidation moved (buy-back cost).
-    """
-
-    liquidated: np.ndarray
-    collateral_sold: np.ndarray
-    value_usd: np.ndarray
-
-
-@runtime_checkable
-class OptionMarginRule(Protocol):
-    """Hook for an option plugin's rules (e.g. Lyra ``OptionGreekCache.getMinCollateral``)."""
-
-    def option_liquidations(self, options: pd.DataFrame, spot_usd: np.ndarray, iv: np.ndarray,
-                            now: int) -> OptionLiquidation:
-        """Rows of ``options`` (this protocol's, open) liquidated at per-row ``spot_usd`` and ``iv``."""
 
 
 @dataclass
@@ -178,7 +157,7 @@ def option_margin_liquidations(rules_by_protocol: dict, book: OptionBook, alive:
     closed = np.zeros(len(book.frame), dtype=bool)
     answers: dict[str, OptionLiquidation] = {}
     for protocol, rules in rules_by_protocol.items():
-        if not isinstance(rules, OptionMarginRule):
+        if not isinstance(rules, OptionMarginRules):
             continue
         full = OptionLiquidation(np.zeros(len(book.frame), dtype=bool), np.zeros(len(book.frame)),
                                  np.zeros(len(book.frame)))

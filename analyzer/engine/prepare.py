@@ -17,10 +17,10 @@ import numpy as np
 from analyzer.engine import attribution as attr
 from analyzer.engine.impact import AssetVenues
 from analyzer.engine.market import move_to_price
-from analyzer.engine.options import OptionBook, OptionMarginRule, vol_spiral
+from analyzer.engine.options import OptionBook, vol_spiral
 from analyzer.errors import ContagionError
 from analyzer.scenarios import ShockScenario
-from protocols.base import LendingBook, Rules
+from protocols.base import LendingBook, OptionMarginRules, Rules
 
 
 @dataclass
@@ -132,7 +132,7 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
                                   np.asarray(rule.bad_debt_usd(book, oracle), dtype=float),
                                   np.asarray(rule.health_factor(book, oracle), dtype=float),
                                   [np.flatnonzero(held[:, j]) for j in range(len(cols))], book.collateral.sum(0)))
-    margin = {n for n, r in rules.items() if isinstance(r, OptionMarginRule)}
+    margin = {n for n, r in rules.items() if isinstance(r, OptionMarginRules)}
     option_protocols = sorted((set(snapshot.options["protocol"]) | set(snapshot.hedgers["protocol"]) | margin)
                               - (set(rules) - margin))
     lending = [n for n in rules if n not in option_protocols]
@@ -187,20 +187,9 @@ def _option_ivs(iv: np.ndarray, options: OptionBook) -> np.ndarray:
 
 
 def sub_book(book: LendingBook, rows: np.ndarray) -> LendingBook:
-    """The accounts ``rows`` of ``book`` as a book of their own, so that keeper steps cost what the
-    liquidatable accounts cost, not the whole book. Per-account arrays in ``extra`` are the 2-D ones
-    with a row per account, and 1-D ones named in ``extra["per_account"]`` (see the report: the
-    interface should say which entries are per account)."""
-    n = len(book.accounts)
-    named = set(book.extra.get("per_account", ()))
-
-    def per_account(key, value) -> bool:
-        return isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n and \
-            (value.ndim >= 2 or key in named)
-
-    extra = {k: (v[rows] if per_account(k, v) else v) for k, v in book.extra.items()}
-    return LendingBook(book.protocol, book.market, book.accounts[rows], book.assets, book.collateral[rows],
-                       book.debt[rows], book.category[rows], book.params, extra)
+    """The accounts ``rows`` of ``book`` as a book of their own (:meth:`LendingBook.take`), so that
+    keeper steps cost what the liquidatable accounts cost, not the whole book."""
+    return book.take(rows)
 
 
 def start_state(prep: Prepared, scenario: ShockScenario):

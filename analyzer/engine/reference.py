@@ -21,7 +21,7 @@ from analyzer.engine.impact import reprice
 from analyzer.engine.market import KEEPER_FRACTIONS, SlippageCurve, safe_trade
 from analyzer.engine.prepare import Prepared
 from analyzer.scenarios import ShockScenario
-from protocols.base import LendingBook, Liquidation
+from protocols.base import AbsorbingRules, LendingBook
 
 
 def _interp(x: float, xs, ys) -> float:
@@ -48,16 +48,7 @@ def _buy_fraction(curve: SlippageCurve, q: float) -> float:
 
 
 def _row(book: LendingBook, i: int) -> LendingBook:
-    n = len(book.accounts)
-    named = set(book.extra.get("per_account", ()))
-    extra = {}
-    for key, value in book.extra.items():
-        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n and (value.ndim >= 2 or key in named):
-            extra[key] = value[i:i + 1].copy()
-        else:
-            extra[key] = value
-    return LendingBook(book.protocol, book.market, book.accounts[i:i + 1], book.assets, book.collateral[i:i + 1].copy(),
-                       book.debt[i:i + 1].copy(), book.category[i:i + 1], book.params, extra)
+    return book.take(np.array([i]))
 
 
 def _queue(sells, buys, held, state, curve, committed_sell, committed_buy, gas_usd) -> list[float]:
@@ -182,9 +173,9 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
                 held.append(keep)
             absorbed = proposals[0][1].absorbed_by_protocol
             if absorbed:
-                store_front = getattr(slot.rules, "store_front_price", None)
                 for q, (i, liq) in enumerate(proposals):
-                    unit_cost = store_front(ones[i], oracle) if store_front is not None else oracle
+                    unit_cost = slot.rules.store_front_price(ones[i], oracle) \
+                        if isinstance(slot.rules, AbsorbingRules) else oracle
                     held[q] = -sum(scenario.sell_through * liq.seized[0, j] * unit_cost[j] for j in range(m))
             shares = _queue(sells, buys, held, state, curve, committed_sell, committed_buy, scenario.keeper_gas_usd)
             for (i, liq), share, sell, buy in zip(proposals, shares, sells, buys, strict=True):
@@ -196,7 +187,7 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
                         active[i] = False
                     if share == 0.0:
                         continue
-                    liq = Liquidation(liq.rows, liq.repaid * share, liq.seized * share, liq.fee * share)
+                    liq = liq.scaled(np.array([share]))
                 for a, units in sell.items():
                     committed_sell[a] += units * sold_share
                     flows[a, src] += units * sold_share

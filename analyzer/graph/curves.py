@@ -12,7 +12,7 @@ Prices are each market's ``oracle_price_usd`` when it is set, else the asset's `
 Protocols whose plugin has no rules are listed in ``without_rules``.
 
 Option protocols: where a plugin's rules implement the engine's option-margin hook
-(:class:`analyzer.engine.options.OptionMarginRule`, e.g. Lyra's ``OptionGreekCache.getMinCollateral``),
+(:class:`protocols.base.OptionMarginRules`, e.g. Lyra's ``OptionGreekCache.getMinCollateral``),
 ``option_curves`` gives, per option market and drop of its underlying's spot (the market's oracle
 price × (1 − d), IV held at the snapshot's), the short positions the rule liquidates: their
 count, their collateral in USD at the shocked prices and the buy-back cost (``buyback_usd``), at
@@ -28,7 +28,7 @@ import pandas as pd
 from analyzer.graph.build import option_values, position_values
 from analyzer.graph.metrics import root_assets
 from analyzer.model import Snapshot
-from protocols.base import LendingBook, Rules
+from protocols.base import LendingBook, OptionMarginRules, Rules
 
 DEFAULT_DROPS = tuple(round(0.05 * i, 2) for i in range(19))  # 0 %, 5 %, ..., 90 %
 
@@ -99,8 +99,6 @@ def liquidation_curves(snapshot: Snapshot, drops: tuple[float, ...] = DEFAULT_DR
 
 def option_curves(snapshot: Snapshot, drops: tuple[float, ...], rules: dict[str, Rules]) -> list[dict]:
     """Short options liquidated per drop of the underlying (see the module docstring)."""
-    from analyzer.engine.options import OptionMarginRule
-
     opts = option_values(snapshot)
     roots = root_assets(snapshot)
     symbols, price = snapshot.symbol_of(), snapshot.price_of()
@@ -109,7 +107,7 @@ def option_curves(snapshot: Snapshot, drops: tuple[float, ...], rules: dict[str,
     markets = snapshot.markets.set_index(["protocol", "market", "asset"])["oracle_price_usd"]
     out = []
     for name, rule in rules.items():
-        if not isinstance(rule, OptionMarginRule):
+        if not isinstance(rule, OptionMarginRules):
             continue
         rule.books(snapshot)  # an option plugin loads its markets here (it has no lending books)
         shorts = opts[(opts["protocol"] == name) & (opts["side"] == "short")]

@@ -131,7 +131,8 @@ class AaveV3Rules(Rules):
                  "emode_bonus_bps": emode_bonus, "oracle_prices": mk["oracle_price_usd"].to_numpy(dtype=float),
                  "profile": profile}
         return LendingBook(PROTOCOL, market, accounts, assets, collateral, debt,
-                           accounts_t["category"].to_numpy(dtype=np.int64), params, extra)
+                           accounts_t["category"].to_numpy(dtype=np.int64), params, extra,
+                           per_account=("collateral_on",))
 
     # ---- the rule ---------------------------------------------------------------------------
     @staticmethod

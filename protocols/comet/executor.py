@@ -15,7 +15,7 @@ from typing import Any
 from eth_utils import event_signature_to_log_topic, to_checksum_address
 
 from analyzer.errors import ContagionError
-from protocols.base import ExecutedLiquidation, Executor
+from protocols.base import ExecutedLiquidation, PartialCollateralExecutor
 
 ABI = json.loads((Path(__file__).resolve().parents[2] / "abis" / "comet" / "Comet.json").read_text())
 ERC20_ABI = [
@@ -31,7 +31,7 @@ TRANSFER = "0x" + event_signature_to_log_topic("Transfer(address,address,uint256
 ABSORB_DEBT = "0x" + event_signature_to_log_topic("AbsorbDebt(address,address,uint256,uint256)").hex()
 
 
-class CometExecutor(Executor):
+class CometExecutor(PartialCollateralExecutor):
     """Keeper actions on one Comet (``deployment["comet"]``)."""
 
     protocol = "comet"

@@ -18,13 +18,13 @@ The exact integer path is :mod:`protocols.comet.exact` (:func:`exact_state`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from analyzer.model import Snapshot
-from protocols.base import LendingBook, Liquidation, Rules
+from protocols.base import AbsorbingRules, LendingBook, Liquidation
 from protocols.comet import exact
 
 PROTOCOL = "comet"
@@ -33,11 +33,28 @@ PROTOCOL = "comet"
 @dataclass
 class CometAbsorb(Liquidation):
     """An absorb step: also the base credit of each account (collateral value × liquidationFactor,
-    base units) and the base price used, so :meth:`CometRules.apply` can leave the excess credit
-    to the account and move the reserves in base units."""
+    base units), what the reserves pay for it (``max(credit, debt)``, base units) and the base
+    price used, so :meth:`CometRules.apply` can leave the excess credit to the account and move
+    the reserves in base units."""
 
-    base_credit: np.ndarray | None = None
+    ROW_FIELDS = (*Liquidation.ROW_FIELDS, "base_credit", "base_paid_out")
+    AMOUNT_FIELDS = (*Liquidation.AMOUNT_FIELDS, "base_credit", "base_paid_out")
+
+    base_credit: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    base_paid_out: np.ndarray = field(default_factory=lambda: np.zeros(0))
     base_price_usd: float = 1.0
+
+    def select(self, keep: np.ndarray) -> CometAbsorb:
+        out = super().select(keep)
+        assert isinstance(out, CometAbsorb)
+        out.reserves_change_usd = -float(out.base_paid_out.sum() * out.base_price_usd)
+        return out
+
+    def scaled(self, share: np.ndarray) -> CometAbsorb:
+        out = super().scaled(share)
+        assert isinstance(out, CometAbsorb)
+        out.reserves_change_usd = -float(out.base_paid_out.sum() * out.base_price_usd)
+        return out
 
 
 def _factor(params: list[dict], key: str) -> np.ndarray:
@@ -45,7 +62,7 @@ def _factor(params: list[dict], key: str) -> np.ndarray:
     return np.array([int(p.get(key, 0)) / 1e18 for p in params])
 
 
-class CometRules(Rules):
+class CometRules(AbsorbingRules):
     protocol = PROTOCOL
 
     def books(self, snapshot: Snapshot) -> list[LendingBook]:
@@ -128,7 +145,7 @@ class CometRules(Rules):
         paid_out = np.maximum(credit, repaid[:, book.extra["base_column"]])
         return CometAbsorb(rows=rows, repaid=repaid, seized=seized, fee=np.zeros_like(seized),
                            absorbed_by_protocol=True, reserves_change_usd=-float(paid_out.sum() * base_price),
-                           base_credit=credit, base_price_usd=base_price)
+                           base_credit=credit, base_paid_out=paid_out, base_price_usd=base_price)
 
     def absorb_credit(self, book: LendingBook, prices: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``(k,)`` base units credited to each absorbed account: collateral value × liquidationFactor."""
@@ -150,6 +167,8 @@ class CometRules(Rules):
     def apply(self, book: LendingBook, liquidation: Liquidation) -> LendingBook:
         """The book after absorb: collateral and debt gone, excess credit left as a base supply,
         the protocol's reserves reduced and its collateral inventory grown."""
+        if not isinstance(liquidation, CometAbsorb):
+            raise TypeError(f"comet rules apply a CometAbsorb step, not a {type(liquidation).__name__}")
         out = book.copy()
         rows, base = liquidation.rows, book.extra["base_column"]
         if len(rows) == 0:
@@ -157,11 +176,8 @@ class CometRules(Rules):
         debt_before = book.debt[rows, base]
         out.collateral[rows] -= liquidation.seized
         out.debt[rows] -= liquidation.repaid
-        credit = getattr(liquidation, "base_credit", None)
-        if credit is not None:
-            out.collateral[rows, base] += np.maximum(credit - debt_before, 0.0)
-        base_price = getattr(liquidation, "base_price_usd", 1.0)
-        out.extra["reserves"] = book.extra["reserves"] + liquidation.reserves_change_usd / base_price
+        out.collateral[rows, base] += np.maximum(liquidation.base_credit - debt_before, 0.0)
+        out.extra["reserves"] = book.extra["reserves"] - float(liquidation.base_paid_out.sum())
         out.extra["protocol_collateral"] = book.extra["protocol_collateral"] + liquidation.seized.sum(axis=0)
         return out
 

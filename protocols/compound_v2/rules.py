@@ -92,7 +92,7 @@ class CompoundV2Rules(Rules):
             "oracle_price_usd": rows["oracle_price_usd"].to_numpy(dtype=float),
         }
         return LendingBook(PROTOCOL, comptroller, accounts, assets, collateral, debt, np.zeros(n, dtype=np.int64),
-                           book_params, extra)
+                           book_params, extra, per_account=("entered", "collateral_raw", "debt_raw"))
 
     def _profile(self, book: LendingBook):
         return profile(book.extra.get("profile"))

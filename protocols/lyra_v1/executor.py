@@ -16,12 +16,12 @@ from web3.logs import DISCARD
 
 from analyzer.chain import rpc
 from analyzer.errors import ContagionError
-from protocols.base import ExecutedLiquidation, Executor
+from protocols.base import ExecutedLiquidation, OptionExecutor
 from protocols.lyra_v1.devnet import artifact, bytes32
 from protocols.lyra_v1.params import UNIT, wad
 
 
-class LyraExecutor(Executor):
+class LyraExecutor(OptionExecutor):
     protocol = "lyra-v1"
 
     def __init__(self, w3: Web3, deployment: dict[str, Any], keeper: str, feed_owner: str | None = None):

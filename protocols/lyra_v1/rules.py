@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.errors import ContagionError
-from protocols.base import LendingBook, Liquidation, Rules
+from protocols.base import LendingBook, OptionLiquidation, OptionMarginRules
 from protocols.lyra_v1 import blackscholes as bs
 from protocols.lyra_v1 import params as P
 
@@ -237,17 +237,8 @@ class VolSpiral:
 
 
 @dataclass
-class OptionLiquidationResult:
-    """Per ``options`` row: liquidated, collateral sold to buy back (collateral units), USD moved."""
-
-    liquidated: np.ndarray
-    collateral_sold: np.ndarray
-    value_usd: np.ndarray
-
-
-@dataclass
-class LyraOptionRules(Rules):
-    """The option rules over a snapshot: the engine's option-margin hook (``OptionMarginRule``).
+class LyraOptionRules(OptionMarginRules):
+    """The option rules over a snapshot: the engine's option-margin capability (:class:`OptionMarginRules`).
 
     Build with ``LyraOptionRules.from_snapshot(snapshot)`` (or call ``books(snapshot)``, which loads the Lyra
     markets and returns no lending books, so code that walks every plugin's lending rules passes over it).
@@ -306,8 +297,8 @@ class LyraOptionRules(Rules):
                             options["size"].to_numpy(float), options["collateral"].to_numpy(float), p)
 
     def option_liquidations(self, options: pd.DataFrame, spot_usd: np.ndarray, iv: np.ndarray,
-                            now: int) -> OptionLiquidationResult:
-        """The engine hook (``analyzer.engine.options.OptionMarginRule``): shorts liquidated at per-row spot and
+                            now: int) -> OptionLiquidation:
+        """The engine hook (:meth:`OptionMarginRules.option_liquidations`): shorts liquidated at per-row spot and
         IV (the IV stands in for the GWAV vol of the buy-back); collateral sold = the buy-back cost plus the
         penalty, in collateral units; value_usd = the buy-back cost in USD."""
         p = self._params(options)
@@ -323,22 +314,9 @@ class LyraOptionRules(Rules):
                                 np.where(base, p.min_liquidation_fee / spot, p.min_liquidation_fee),
                                 np.where(base, spot, 1.0), p)
         sold = np.where(hit, fees["lp_premiums"] + fees["lp_fee"] + fees["liquidator_fee"] + fees["sm_fee"], 0.0)
-        return OptionLiquidationResult(hit, sold, np.where(hit, cost_quote, 0.0))
+        return OptionLiquidation(hit, sold, np.where(hit, cost_quote, 0.0))
 
-    # ---- lending interface: Lyra has no lending books ----
+    # ---- Lyra has no lending books (the other lending methods are the empty book's) ----
     def books(self, snapshot: Any) -> list[LendingBook]:
         self.load(snapshot)
         return []
-
-    def health_factor(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        return np.full(len(book.accounts), np.inf)
-
-    def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        return np.zeros(len(book.accounts), dtype=bool)
-
-    def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:
-        empty = np.zeros((0, len(book.assets)))
-        return Liquidation(np.zeros(0, dtype=np.int64), empty, empty, empty)
-
-    def apply(self, book: LendingBook, liquidation: Liquidation) -> LendingBook:
-        return book.copy()
