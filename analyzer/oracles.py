@@ -54,7 +54,7 @@ class FeedPath:
 
     asset: str
     protocol: str
-    hops: tuple[tuple[str, str], ...]     # (address, kind), from the source to the root
+    hops: tuple[tuple[str, str], ...]     # (address, what it is), from the source to the "root"
     source_usd: float                     # the source's answer now, USD per token
     root_answer: int                      # the root's answer now, raw
     root_decimals: int
@@ -91,42 +91,44 @@ class MoveReport:
     not_moved: list[tuple[str, str]] = field(default_factory=list)   # derived, and their root kept
 
 
-def _read(w3: Web3, call: Call) -> object | None:
-    result = single_call(w3, call, block=w3.eth.block_number)
+def _read(w3: Web3, call: Call, block: int | None = None) -> object | None:
+    result = single_call(w3, call, block=w3.eth.block_number if block is None else block)
     return result.value if result.success else None
 
 
-def feed_usd(w3: Web3, feed: str) -> float | None:
-    """USD per token a Chainlink-style feed answers now (``latestAnswer`` or ``latestRoundData``)."""
-    decimals = _read(w3, Call(feed, "decimals()(uint8)"))
-    answer = _read(w3, Call(feed, "latestAnswer()(int256)"))
+def feed_usd(w3: Web3, feed: str, block: int | None = None) -> float | None:
+    """USD per token a Chainlink-style feed answers at ``block`` (default: now), from
+    ``latestAnswer`` or ``latestRoundData``."""
+    decimals = _read(w3, Call(feed, "decimals()(uint8)"), block)
+    answer = _read(w3, Call(feed, "latestAnswer()(int256)"), block)
     if answer is None:
-        round_data = _read(w3, Call(feed, "latestRoundData()(uint80,int256,uint256,uint256,uint80)"))
+        round_data = _read(w3, Call(feed, "latestRoundData()(uint80,int256,uint256,uint256,uint80)"), block)
         answer = None if round_data is None else round_data[1]
     if decimals is None or answer is None:
         return None
     return int(answer) / 10 ** int(decimals)
 
 
-def resolve(w3: Web3, asset: str, protocol: str, source: str) -> FeedPath:
+def resolve(w3: Web3, asset: str, protocol: str, source: str, block: int | None = None) -> FeedPath:
     """Follow ``source`` (where ``protocol``'s oracle reads ``asset``) to its root feed.
 
     Raises ContagionError naming the asset, the protocol and the address it stopped at when an
     address is neither a known wrapper nor a feed that answers ``latestRoundData``.
     """
     hops: list[tuple[str, str]] = []
-    address, kind = to_checksum_address(source), "source"
+    address = to_checksum_address(source)
     for _ in range(MAX_HOPS):
-        hops.append((address, kind))
-        for getter, next_kind in NEXT_FEED_GETTERS:
-            following = _read(w3, Call(address, getter))
+        for getter, kind in NEXT_FEED_GETTERS:
+            following = _read(w3, Call(address, getter), block)
             if following and int(following, 16) != 0 and to_checksum_address(following) != address:
-                address, kind = to_checksum_address(following), next_kind
+                hops.append((address, kind))
+                address = to_checksum_address(following)
                 break
         else:
-            round_data = _read(w3, Call(address, "latestRoundData()(uint80,int256,uint256,uint256,uint80)"))
-            decimals = _read(w3, Call(address, "decimals()(uint8)"))
-            source_usd = feed_usd(w3, hops[0][0])
+            hops.append((address, "root"))
+            round_data = _read(w3, Call(address, "latestRoundData()(uint80,int256,uint256,uint256,uint80)"), block)
+            decimals = _read(w3, Call(address, "decimals()(uint8)"), block)
+            source_usd = feed_usd(w3, hops[0][0], block)
             if round_data is None or decimals is None or source_usd is None:
                 raise ContagionError(f"{protocol}: cannot find the root feed of {asset}'s price: it stopped at "
                                      f"{address}, which is no feed (no latestRoundData/decimals) and no known "
@@ -273,7 +275,7 @@ def move_prices(w3: Web3, sources: Sequence[tuple[str, str, str]], targets_usd: 
 
 
 def protocol_paths(w3: Web3, protocol: str, sources: Iterable, assets: Iterable[str] | None = None,
-                   ) -> tuple[list[FeedPath], dict[str, str]]:
+                   block: int | None = None) -> tuple[list[FeedPath], dict[str, str]]:
     """The root paths of ``protocol``'s price sources (``protocols.base.PriceSource``), restricted
     to ``assets`` when given, and the assets it cannot price (asset -> reason: the oracle reverts)."""
     wanted = None if assets is None else {to_checksum_address(a) for a in assets}
@@ -285,8 +287,31 @@ def protocol_paths(w3: Web3, protocol: str, sources: Iterable, assets: Iterable[
         if source.feed is None:
             unpriced[asset] = source.error or "no price source"
             continue
-        paths.append(resolve(w3, asset, protocol, source.feed))
+        paths.append(resolve(w3, asset, protocol, source.feed, block))
     return paths, unpriced
+
+
+def derived_prices(paths: Sequence[FeedPath]) -> dict[str, dict[str, float | str]]:
+    """Assets whose every oracle path is derived from a root that another asset reads directly:
+    ``{asset: {"base": base asset, "ratio": price / base price}}`` (wstETH: base WETH, ratio the
+    stETH per wstETH). The engine prices such an asset's oracle as ratio × its base's oracle."""
+    direct: dict[str, FeedPath] = {}
+    for path in sorted(paths, key=lambda p: (p.asset, p.protocol)):
+        if not path.derived:
+            direct.setdefault(path.root, path)
+    found: dict[str, dict[str, float | str]] = {}
+    blocked: set[str] = set()
+    for path in paths:
+        base = direct.get(path.root)
+        if not path.derived or base is None or base.source_usd <= 0:
+            blocked.add(path.asset)
+            continue
+        entry = {"base": base.asset, "ratio": path.source_usd / base.source_usd}
+        if path.asset in found and (found[path.asset]["base"] != entry["base"]
+                                    or abs(float(found[path.asset]["ratio"]) / float(entry["ratio"]) - 1) > 1e-9):
+            blocked.add(path.asset)
+        found.setdefault(path.asset, entry)
+    return {asset: entry for asset, entry in sorted(found.items()) if asset not in blocked}
 
 
 def set_protocol_price(w3: Web3, protocol: str, sources: Iterable, asset: str, price_usd: float,
@@ -304,6 +329,7 @@ def set_protocol_price(w3: Web3, protocol: str, sources: Iterable, asset: str, p
         raise ContagionError(f"{protocol}: its oracle has no price source for {asset}")
     mover = mover or PriceMover(w3)
     report = mover.move(paths, {asset: price_usd})
+    rpc(w3, "anvil_mine", ["0x1"])    # the move lands in a block, as an oracle's report would
     derived_now = [feed_usd(w3, path.source) for path in paths if path.derived]
     if any(now is None or abs(now / price_usd - 1.0) > FOLLOW_TOLERANCE for now in derived_now):
         root = paths[0].root

@@ -240,11 +240,12 @@ def replay(
         keeper = w3.eth.accounts[1]        # sends the liquidations
         trader = w3.eth.accounts[2]        # moves pools and sells what the keeper received
 
-        def read(accounts=None, only=None) -> Snapshot:
-            return scan(fork.url, only or plugins, book=book, accounts=accounts, cache_dir=None)
+        def read(accounts=None, only=None, oracle_paths=False) -> Snapshot:
+            return scan(fork.url, only or plugins, book=book, accounts=accounts, cache_dir=None,
+                        oracle_paths=oracle_paths)
 
         progress(f"replay: reading the fork of {redact_url(source_url)} at block {source_block}")
-        before = read()
+        before = read(oracle_paths=True)
         accounts = sorted(set(before.positions["account"]) | set(before.accounts["account"])) or None
         symbols = before.symbol_of()
         decimals = dict(zip(before.assets["address"], before.assets["decimals"].astype(int), strict=True))

@@ -17,7 +17,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 from web3 import Web3
 
-from analyzer.oracles import FeedPath, PriceMover, protocol_paths
+from analyzer.oracles import FOLLOW_TOLERANCE, FeedPath, PriceMover, protocol_paths
 
 
 class ForkOracles:
@@ -47,8 +47,11 @@ class ForkOracles:
         """Every protocol's oracle to ``prices_usd`` (USD by asset address), where its stack allows."""
         priced = {path.asset for path in self.paths}
         report = self.mover.move(self.paths, {a: p for a, p in prices_usd.items() if to_checksum_address(a) in priced})
-        for note in report.conflicts + [f"{protocol} {asset} follows its base feed (a derived price)"
-                                        for protocol, asset in report.not_moved]:
+        off_target = [key for key, usd in report.followed.items()
+                      if abs(usd / prices_usd.get(key[1], usd) - 1.0) > FOLLOW_TOLERANCE]
+        for note in report.conflicts + [f"{protocol} {asset}: a derived price (a ratio × its base feed): it "
+                                        "follows its base, not a target of its own"
+                                        for protocol, asset in report.not_moved + off_target]:
             if note not in self.notes:
                 self.notes.append(note)
                 self.progress(f"replay: {note}")

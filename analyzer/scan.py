@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from analyzer.model import Snapshot, to_table
 from analyzer.multicall import Call, CallResult, multicall
 from analyzer.rpc import RetryingProvider, RpcClient
 from protocols.base import Plugin, ReadContext, Rows
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "scan"
 
@@ -130,6 +133,7 @@ def scan(
     client: RpcClient | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     stats: ScanStats | None = None,
+    oracle_paths: bool = True,
 ) -> Snapshot:
     """Read ``plugins`` at ``block`` (default: the latest at start) into one Snapshot.
 
@@ -139,6 +143,8 @@ def scan(
     book : a devnet address book; otherwise each plugin's mainnet address book for the chain.
     accounts : skip event enumeration and read these accounts.
     progress : ``progress(label, done, total)`` after each chunk.
+    oracle_paths : follow each protocol's price sources to their root feeds and record the prices
+        derived from another asset's (``meta["derived_prices"]``, :func:`analyzer.oracles.derived_prices`).
     """
     client = client or RpcClient(url)
     stats = stats if stats is not None else ScanStats()
@@ -181,8 +187,27 @@ def scan(
         snapshot = snapshot.merge(part)
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
+    if oracle_paths:
+        snapshot.meta["derived_prices"] = read_derived_prices(w3, plugins, deployments, block)
     stats.requests = dict(client.calls)
     return snapshot.validate()
+
+
+def read_derived_prices(w3, plugins: Sequence[Plugin], deployments: dict, block: int) -> dict:
+    """``derived_prices`` over every protocol that declares its price sources; a stack that cannot
+    be followed is logged and left out (the scan's positions do not depend on it)."""
+    from analyzer.oracles import derived_prices, protocol_paths
+
+    paths = []
+    for plugin in plugins:
+        if plugin.price_sources is None or plugin.name not in deployments:
+            continue
+        try:
+            sources = plugin.price_sources(w3, deployments[plugin.name], block).price_sources()
+            paths += protocol_paths(w3, plugin.name, sources, block=block)[0]
+        except ContagionError as exc:
+            log.warning("scan: %s's price sources not followed: %s", plugin.name, exc)
+    return derived_prices(paths)
 
 
 def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:

@@ -326,9 +326,13 @@ class PriceSources(ABC):
     ``priceFeed``, a Compound V2 oracle's per-market config). The price mover of
     :mod:`analyzer.oracles` moves the root feed behind each source."""
 
-    def __init__(self, w3: Web3, deployment: dict[str, Any]):
+    def __init__(self, w3: Web3, deployment: dict[str, Any], block: int | None = None):
         self.w3 = w3
         self.deployment = deployment
+        self.block = block        # read at this block (None: the latest)
+
+    def read_block(self) -> int:
+        return self.w3.eth.block_number if self.block is None else self.block
 
     @abstractmethod
     def price_sources(self) -> list[PriceSource]:

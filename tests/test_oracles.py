@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from eth_abi import encode as abi_encode
+from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from analyzer.chain import Anvil, rpc
@@ -23,19 +24,28 @@ from protocols import parse_protocols
 from tests.conftest import requires_anvil
 
 pytestmark = requires_anvil
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 SET_ANSWER = function_signature_to_4byte_selector("setAnswer(int256)")
 PRICED_BY_FEEDS = ("aave-v3", "comet", "compound-v2")
 
 
+def anvil_keyed_accounts(count: int = 20) -> set[str]:
+    """The accounts whose keys exist on a devnet: anvil's default mnemonic's first ``count``."""
+    Account.enable_unaudited_hdwallet_features()
+    return {Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").address for i in range(count)}
+
+
 def read(w3, target, signature, *args):
-    return single_call(w3, Call(target, signature, args), block=w3.eth.block_number).unwrap(signature)
+    value = single_call(w3, Call(target, signature, args), block=w3.eth.block_number).unwrap(signature)
+    return to_checksum_address(value) if signature.endswith("(address)") else value
 
 
 def test_every_feed_is_a_chainlink_proxy_nobody_holds_a_key_for(devnet):
     w3, book = devnet.w3, devnet.book
     assert book["oracle_stack"] == "chainlink"
     proxy_code = fixture_artifact("chainlink", "EACAggregatorProxy")["deployedBytecode"].lower()
-    keyed = {to_checksum_address(a) for a in w3.eth.accounts}
+    keyed = anvil_keyed_accounts()
+    assert set(keyed) >= {to_checksum_address(a) for a in w3.eth.accounts[:10]}
     for admin in (FEED_ADMIN, ORACLE_NODE):
         assert admin not in keyed and w3.eth.get_code(admin) == b""
     for symbol, feed in book["feeds"].items():
@@ -77,9 +87,10 @@ def _oracle_prices(w3, book, symbol) -> dict[str, float]:
     if info.success:
         prices["comet"] = read(w3, comet["comet"], "getPrice(address)(uint256)", info.value[2]) / 1e8
     market = compound["markets"].get(symbol)
-    if market:
-        prices["compound-v2"] = read(w3, compound["oracle"], "getUnderlyingPrice(address)(uint256)",
-                                     market["cToken"]) / 10 ** (36 - book["decimals"][symbol])
+    price = single_call(w3, Call(compound["oracle"], "getUnderlyingPrice(address)(uint256)",
+                                 (market["cToken"],)), block=w3.eth.block_number) if market else None
+    if price is not None and price.success:   # a market whose oracle reverts has no price
+        prices["compound-v2"] = price.value / 10 ** (36 - book["decimals"][symbol])
     return prices
 
 
@@ -167,3 +178,46 @@ def test_a_derived_price_alone_is_refused_not_moved_silently(devnet):
         executor.set_price(book["tokens"]["WETH"], 2000.0)
         mover = PriceMover(fork.w3)
         assert feed_usd(fork.w3, book["feeds"]["WETH"]) == 2000.0 and not mover.rounds
+
+
+TINY_SCENARIO = """
+name = "tiny-{stack}"
+oracles = "{stack}"
+[assets.WETH]
+decimals = 18
+price_usd = 2000.0
+[assets.wstETH]
+decimals = 18
+price_usd = 2400.0
+ratio_to = "WETH"
+[assets.USDC]
+decimals = 6
+price_usd = 1.0
+"""
+
+
+@pytest.mark.parametrize("stack", ["chainlink", "plain"])
+def test_both_stacks_price_the_scenario_and_raise_prices_for_seeding(tmp_path, stack):
+    """The plain PriceFeed stack stays a scenario option; on both, ``prices_raised`` raises a price
+    at its root (wstETH with ETH on the chainlink stack) and restores the exact answers after."""
+    from analyzer.devnet import scenario as scenario_mod
+    from analyzer.devnet.build import start_devnet
+    from analyzer.devnet.context import DevnetContext
+    from analyzer.devnet.feeds import prices_raised
+
+    path = tmp_path / f"tiny-{stack}.toml"
+    path.write_text(TINY_SCENARIO.format(stack=stack))
+    with start_devnet(scenario_mod.load(path), [], use_cache=False) as devnet:
+        w3, feeds = devnet.w3, devnet.book["feeds"]
+        assert devnet.book["oracle_stack"] == stack
+        prices = {s: feed_usd(w3, f) for s, f in feeds.items()}
+        assert prices["WETH"] == 2000.0 and prices["USDC"] == 1.0
+        assert prices["wstETH"] == pytest.approx(2400.0, rel=1e-12)
+        ctx = DevnetContext(w3=w3, deployer=w3.eth.accounts[0], scenario=devnet.scenario, book=devnet.book)
+        with prices_raised(ctx, [feeds["WETH"]], 1.1):
+            assert feed_usd(w3, feeds["WETH"]) == pytest.approx(2200.0, rel=1e-9)
+            raised_wsteth = feed_usd(w3, feeds["wstETH"])
+        assert raised_wsteth == pytest.approx(2640.0 if stack == "chainlink" else 2400.0, rel=1e-9)
+        assert {s: feed_usd(w3, f) for s, f in feeds.items()} == prices
+        if stack == "plain":
+            assert SET_ANSWER.hex() in w3.eth.get_code(feeds["WETH"]).hex()

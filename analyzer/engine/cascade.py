@@ -357,8 +357,9 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
         if short_gamma[a] > 0:
             depth = sum(v.depth(0.01, True) for v in venues.venues)
             record.gamma_feedback[a] = 0.01 * new_price[a] / depth * short_gamma[a] if depth > 0 else np.inf
-    source = np.where(state.oracle_from_venue, new_price, exogenous)
-    source_attr = np.where(state.oracle_from_venue[:, None], state.market_attr, state.exogenous_attr)
+    source, source_attr = prep.derive_oracles(
+        np.where(state.oracle_from_venue, new_price, exogenous),
+        np.where(state.oracle_from_venue[:, None], state.market_attr, state.exogenous_attr))
     state.source_history.append(source)
     state.source_attr_history.append(source_attr.copy())
     next_oracle, _ = _oracle_view(prep, state, scenario.oracle_lag, state.round + 1)

@@ -15,7 +15,7 @@ from protocols.base import PriceSource, PriceSources
 
 class AaveV3PriceSources(PriceSources):
     def price_sources(self) -> list[PriceSource]:
-        block = self.w3.eth.block_number
+        block = self.read_block()
         pool = to_checksum_address(self.deployment["pool"])
         provider = single_call(self.w3, Call(pool, "ADDRESSES_PROVIDER()(address)"), block=block).unwrap(
             "Pool.ADDRESSES_PROVIDER")

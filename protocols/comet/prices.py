@@ -14,7 +14,7 @@ ASSET_INFO = "getAssetInfo(uint8)((uint8,address,address,uint64,uint64,uint64,ui
 
 class CometPriceSources(PriceSources):
     def price_sources(self) -> list[PriceSource]:
-        block = self.w3.eth.block_number
+        block = self.read_block()
         comet = to_checksum_address(self.deployment["comet"])
 
         def read(signature: str, *args):

@@ -19,7 +19,7 @@ from protocols.compound_v2.constants import NATIVE_ASSET
 
 class CompoundV2PriceSources(PriceSources):
     def price_sources(self) -> list[PriceSource]:
-        block = self.w3.eth.block_number
+        block = self.read_block()
         comptroller = to_checksum_address(self.deployment["comptroller"])
 
         def read(target: str, signature: str, *args):
