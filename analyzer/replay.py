@@ -76,6 +76,8 @@ class ReplayResult:
     snapshot_before: Snapshot | None = None
     unpriced_markets: list[dict[str, str]] = field(default_factory=list)   # oracle reverts: left out
     oracle_notes: list[str] = field(default_factory=list)                   # derived prices, conflicts
+    seconds_per_round: float = 0.0     # the fork's time from the snapshot to the end, per round
+    blocks_per_round: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class ReplayResult:
             "liquidated_usd": self.liquidated_usd, "bad_debt_usd": self.bad_debt_usd,
             "final_prices": self.final_prices, "accounts_liquidated": self.accounts_liquidated,
             "unpriced_markets": self.unpriced_markets, "oracle_notes": self.oracle_notes,
+            "seconds_per_round": self.seconds_per_round, "blocks_per_round": self.blocks_per_round,
             "rounds": [{"round": r.round, "prices_usd": r.prices_usd, "pool_prices_after": r.pool_prices_after,
                         "sold_raw": {a: str(v) for a, v in r.sold_raw.items()},
                         "bought_raw": {a: str(v) for a, v in r.bought_raw.items()}, "hedge_units": r.hedge_units,
@@ -488,10 +491,12 @@ def replay(
                 bad_debt[lender.plugin.name] += float(lender.rules.bad_debt_usd(lending_book, prices).sum())
         final_prices = market()[1] if pools is not None else {}
         fork_block_end = w3.eth.block_number
+        elapsed = int(w3.eth.get_block(fork_block_end)["timestamp"]) - int(before.meta["block_timestamp"])
+        per_round = (elapsed / len(rounds), (fork_block_end - source_block) / len(rounds)) if rounds else (0.0, 0.0)
     unchanged = source.block_number() == source_block and source.block(source_block)["stateRoot"] == root_before
     return ReplayResult(source_block, fork_block_end, rounds, fixed_point, liquidated, bad_debt, final_prices,
                         {k: sorted(v) for k, v in liquidated_accounts.items()}, unchanged, before,
-                        oracles.unpriced, oracles.notes)
+                        oracles.unpriced, oracles.notes, *per_round)
 
 
 def _curves(venues: dict, assets: list[str], price_impact: bool):

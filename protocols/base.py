@@ -206,6 +206,25 @@ class AbsorbingRules(Rules):
         ``prices`` (Comet's ``quoteCollateral``)."""
 
 
+class InterestAccrual(ABC):
+    """Optional capability of a rule: the protocol's own interest accrual, so that the engine lets
+    debts and deposits grow while the rounds of a cascade pass, as they do on chain."""
+
+    @abstractmethod
+    def accrue(self, book: LendingBook, seconds: float, blocks: float) -> LendingBook:
+        """The book after ``seconds`` (and ``blocks``, for per-block protocols) of interest at the
+        rates it was read with: a new book, the input is not modified."""
+
+    def max_debt_growth(self, book: LendingBook, seconds: float, blocks: float) -> float:
+        """An upper bound of any account's debt growth factor over the same time (health screening);
+        by default the largest column growth of a unit debt."""
+        if len(book.accounts) == 0:
+            return 1.0
+        probe = book.take(np.array([0]))
+        probe.collateral, probe.debt = np.zeros_like(probe.collateral), np.ones_like(probe.debt)
+        return float(max(self.accrue(probe, seconds, blocks).debt.max(), 1.0))
+
+
 @dataclass
 class OptionLiquidation:
     """What an option protocol's margin rule does now, per row of the options it was given.

@@ -103,14 +103,14 @@ def test_the_engine_matches_real_liquidations_and_swaps_at_weth_minus_20(devnet)
     value per protocol within 1%, leaves bad debt within 1% (or $1) and pool prices within 0.5%."""
     from analyzer.demo import fallback_venue_models
     from analyzer.engine import simulate
-    from analyzer.fidelity import compare
+    from analyzer.fidelity import compare, engine_scenario
 
     names = ("aave-v3", "compound-v2", "comet", "uniswap-v3")
     chosen = [plugins()[name] for name in names if name in devnet.book.get("protocols", {})]
     shock = ShockScenario(name="weth-20", price_shocks={"WETH": -0.20})
     replayed = replay(devnet.url, devnet.book, shock, chosen)
     before = replayed.snapshot_before
-    engine = simulate(before, shock, venue_models=fallback_venue_models(before))
+    engine = simulate(before, engine_scenario(shock, replayed), venue_models=fallback_venue_models(before))
     liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
     fidelity = compare(engine.to_json(), {p: set(g["account"]) for p, g in liquidated.groupby("protocol")},
                        replayed.to_json())
