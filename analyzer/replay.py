@@ -207,8 +207,9 @@ class _OptionMarkets:
                         closed[self.row_of[key]] = True
                     bought[u] += float(frame["size"][row])
         alive_after = self.alive & ~closed
-        hedge = book.hedge_sales(self.hedge_spot, price, self.hedge_iv, self.iv, self.hedge_alive, alive_after,
-                                 n_assets)
+        hedged = book.hedge_sales(self.hedge_spot, price, self.hedge_iv, self.iv, self.hedge_alive, alive_after,
+                                  n_assets)
+        hedge = sum(hedged.values(), np.zeros(n_assets))
         self.hedge_spot, self.hedge_iv, self.hedge_alive = price.copy(), self.iv.copy(), alive_after
         self.alive = alive_after
         return records, hedge, bought
@@ -234,7 +235,7 @@ def replay(
     from analyzer.rpc import RpcClient
 
     source = RpcClient(source_url)
-    source_block = source.block_number()
+    source_block = source.head_block()
     root_before = source.block(source_block)["stateRoot"]
     max_rounds = scenario.max_rounds if max_rounds is None else max_rounds
     with Anvil(fork_url=source_url, fork_block=source_block) as fork:
@@ -486,9 +487,14 @@ def replay(
         end = read(accounts, [lender.plugin for lender in lenders])
         bad_debt = dict.fromkeys(liquidated, 0.0)
         for lender in lenders:
+            # bad debt a protocol wrote off during the replay has left the positions: counted apart
+            written_off_before = {b.market: b for b in lender.rules.books(before)}
             for lending_book in lender.rules.books(end):
                 prices = oracle_prices(end, lender.plugin.name, lending_book.assets)
-                bad_debt[lender.plugin.name] += float(lender.rules.bad_debt_usd(lending_book, prices).sum())
+                start = written_off_before.get(lending_book.market)
+                written_off = lender.rules.written_off_usd(lending_book, prices) - (
+                    lender.rules.written_off_usd(start, prices) if start is not None else 0.0)
+                bad_debt[lender.plugin.name] += float(lender.rules.bad_debt_usd(lending_book, prices).sum()) + written_off
         final_prices = market()[1] if pools is not None else {}
         fork_block_end = w3.eth.block_number
         elapsed = int(w3.eth.get_block(fork_block_end)["timestamp"]) - int(before.meta["block_timestamp"])

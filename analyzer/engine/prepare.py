@@ -180,8 +180,8 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
         declared = snapshot.meta.get("venue_models") or {}
         models = {**declared, **(venue_models or {})} or None
         venues = build_venues(_VenueView(snapshot, set(assets[is_receipt])), models)
-    sources = attr.source_names(lending, option_protocols)
     options = OptionBook.from_snapshot(snapshot, index)
+    sources = attr.source_names(lending, option_protocols, options.hedging_protocols)
     oracle_base, oracle_ratio = np.arange(len(assets)), np.ones(len(assets))
     for asset, derived in (snapshot.meta.get("derived_prices") or {}).items():
         if asset in index and derived.get("base") in index:

@@ -54,6 +54,7 @@ def code_key() -> str:
     root = Path(__file__).resolve().parents[2]
     files = sorted([*(root / "analyzer" / "engine").glob("*.py"), *(root / "analyzer" / "sweep").glob("*.py"),
                     root / "analyzer" / "scenarios.py", *(root / "protocols").glob("*/rules.py"),
+                    *(root / "protocols").glob("*/venue.py"), *(root / "protocols").glob("*/swap_math.py"),
                     root / "protocols" / "base.py"])
     digest = hashlib.sha256()
     for path in files:

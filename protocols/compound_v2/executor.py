@@ -25,10 +25,6 @@ from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
 from protocols.compound_v2.profiles import profile
 
 TRANSFER_TOPIC = keccak(text="Transfer(address,address,uint256)")
-FEED_ABI = [{"type": "function", "name": "setAnswer", "stateMutability": "nonpayable",
-             "inputs": [{"name": "a", "type": "int256"}], "outputs": []},
-            {"type": "function", "name": "owner", "stateMutability": "view", "inputs": [],
-             "outputs": [{"name": "", "type": "address"}]}]
 ERC20_ABI = [
     {"type": "function", "name": "approve", "stateMutability": "nonpayable",
      "inputs": [{"name": "s", "type": "address"}, {"name": "v", "type": "uint256"}],
