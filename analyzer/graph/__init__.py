@@ -63,10 +63,13 @@ def graph_to_dir(snapshot_dir: str | Path, out_dir: str | Path, fold_below_usd: 
     """Read the snapshot at ``snapshot_dir``, build its graph and metrics, write every export and
     ``exposure.json`` into ``out_dir``; return the written paths by name. ``fold_below_usd=None``
     keeps the ``max_accounts`` largest accounts as nodes and folds the rest (see build.py)."""
+    from analyzer.atomic import check_output_dir, final_path, staged_folder
+
+    check_output_dir(out_dir)
     snapshot = Snapshot.read(snapshot_dir)
     graph = build_graph(snapshot, fold_below_usd=fold_below_usd, max_accounts=max_accounts)
-    paths = write_graph_outputs(graph, out_dir)
-    metrics = exposure_metrics(snapshot, graph)
-    paths["exposure"] = atomic_write_text(Path(out_dir) / EXPOSURE,
-                                          json.dumps(metrics, indent=1, allow_nan=False) + "\n")
-    return paths
+    metrics = json.dumps(exposure_metrics(snapshot, graph), indent=1, allow_nan=False) + "\n"
+    with staged_folder(out_dir) as stage:   # every export or none (a refused graph leaves nothing)
+        paths = write_graph_outputs(graph, stage)
+        paths["exposure"] = atomic_write_text(stage / EXPOSURE, metrics)
+    return {name: final_path(path, stage, Path(out_dir)) for name, path in paths.items()}

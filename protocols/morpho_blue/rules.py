@@ -29,6 +29,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
 from protocols.base import LendingBook, Liquidation, ReceiptWritedownRules
 from protocols.morpho_blue.contracts import PROTOCOL
@@ -55,6 +56,9 @@ class MorphoBlueRules(ReceiptWritedownRules):
         books = []
         for market_id, rows in markets.groupby("market", sort=True):
             params = [json.loads(text) for text in rows["params"]]
+            if not all("role" in p for p in params):
+                raise ContagionError(f"snapshot: morpho-blue market {market_id}: its rows were not written by the "
+                                     "morpho-blue reader (no role in params)")
             roles = {p["role"]: (asset, p) for p, asset in zip(params, rows["asset"], strict=True)}
             if "loan" not in roles:
                 continue    # a vault's row
