@@ -464,10 +464,12 @@ def replay(
                 for asset, raw in net.items():
                     if asset not in venues_now or raw == 0:
                         continue
-                    weights = venues_now[asset].weights(raw > 0)
-                    for venue, weight in zip(venues_now[asset].venues, weights, strict=True):
-                        (pools.sell if raw > 0 else pools.buy)(asset, int(abs(raw) * float(weight)), trader,
-                                                               pool=venue.venue)
+                    venues_now[asset].swap_gas_usd = scenario.swap_gas_usd
+                    split = venues_now[asset].split(raw / 10 ** decimals[asset])   # the engine's router
+                    for venue, units in zip(venues_now[asset].venues, split, strict=True):
+                        if units != 0:
+                            (pools.sell if raw > 0 else pools.buy)(asset, int(abs(units) * 10 ** decimals[asset]),
+                                                                   trader, pool=venue.venue)
                 _, record.pool_prices_after = market()
                 if option_markets.active:
                     after = np.array([record.pool_prices_after.get(a, price[i]) for i, a in enumerate(asset_list)])

@@ -11,6 +11,7 @@ assembled from CLI arguments (:func:`parse_price_shock`, :func:`parse_iv_shock`,
     oracle_lag = 0                    # rounds: 1 means oracles see last round's prices
     sell_through = 1.0                # fraction of seized collateral liquidators sell on venues
     keeper_gas_usd = 0.0              # gas cost of one liquidation step, USD
+    swap_gas_usd = 0.0                # gas cost of one swap, USD: a routed sale uses a venue only if it pays
     price_impact = true               # false: flows do not move prices (static liquidation pass)
     spot_vol_beta = 1.0               # vol spiral: dIV = -beta * dS/S (vol points per unit return)
     iv_per_contract = 0.0             # vol points added per option contract bought back
@@ -78,6 +79,7 @@ class ShockScenario:
     oracle_lag: int = 0
     sell_through: float = 1.0
     keeper_gas_usd: float = 0.0
+    swap_gas_usd: float = 0.0
     price_impact: bool = True
     spot_vol_beta: float = 1.0
     iv_per_contract: float = 0.0
@@ -105,7 +107,8 @@ class ShockScenario:
             if source not in ORACLE_SOURCES:
                 raise ContagionError(f'{where}: oracle.{asset} = "{source}": expected one of {", ".join(ORACLE_SOURCES)}')
         checks = (("oracle_lag", self.oracle_lag >= 0), ("sell_through", 0.0 <= self.sell_through <= 1.0),
-                  ("keeper_gas_usd", self.keeper_gas_usd >= 0), ("max_rounds", 1 <= self.max_rounds <= MAX_ROUNDS),
+                  ("keeper_gas_usd", self.keeper_gas_usd >= 0), ("swap_gas_usd", self.swap_gas_usd >= 0),
+                  ("max_rounds", 1 <= self.max_rounds <= MAX_ROUNDS),
                   ("tolerance", self.tolerance >= 0), ("spot_vol_beta", self.spot_vol_beta >= 0),
                   ("iv_per_contract", self.iv_per_contract >= 0), ("max_keeper_steps", 1 <= self.max_keeper_steps <= MAX_ROUNDS),
                   ("seed", self.seed >= 0))
@@ -175,6 +178,7 @@ def _table(raw: dict, key: str, where: str) -> dict:
 
 
 _SCALARS: dict[str, type] = {"name": str, "oracle_lag": int, "sell_through": float, "keeper_gas_usd": float,
+                             "swap_gas_usd": float,
                              "price_impact": bool, "spot_vol_beta": float, "iv_per_contract": float,
                              "max_rounds": int, "tolerance": float, "max_keeper_steps": int, "seed": int}
 _TABLES = {"price", "venue_price", "iv", "oracle", "forced_sale", "venues", "description"}

@@ -208,6 +208,8 @@ def start_state(prep: Prepared, scenario: ShockScenario):
 
     n_assets, n_sources = len(prep.assets), len(prep.sources)
     venues = {a: v.copy() for a, v in prep.venues.items()}
+    for asset_venues in venues.values():     # a routed order pays each swap's gas (analyzer/engine/routing.py)
+        asset_venues.swap_gas_usd = scenario.swap_gas_usd
     mid_pre = {a: v.mid_price() for a, v in venues.items()}
     price, exogenous = prep.price_pre.copy(), prep.price_pre.copy()
     targets = {}
