@@ -154,6 +154,7 @@ def scan(
     client: RpcClient | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     stats: ScanStats | None = None,
+    oracle_paths: bool = True,
 ) -> Snapshot:
     """Read ``plugins`` at ``block`` (default: the latest at start) into one Snapshot.
 
@@ -172,6 +173,8 @@ def scan(
         node takes overrides (False: Multicall3 only).
     progress : ``progress(label, done, total)`` after each chunk: discovery in block chunks
         (``"<protocol> discovery"``), positions in accounts (``"<protocol> accounts"``).
+    oracle_paths : follow each protocol's price sources to their root feeds and record the prices
+        derived from another asset's (``meta["derived_prices"]``, :func:`analyzer.oracles.derived_prices`).
     """
     client = client or RpcClient(url)
     stats = stats if stats is not None else ScanStats()
@@ -251,9 +254,28 @@ def scan(
         snapshot = snapshot.merge(part)
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
+    if oracle_paths:
+        snapshot.meta["derived_prices"] = read_derived_prices(w3, plugins, deployments, block)
     stats.requests = dict(client.calls)
     # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
     return with_default_depth(snapshot).validate()
+
+
+def read_derived_prices(w3, plugins: Sequence[Plugin], deployments: dict, block: int) -> dict:
+    """``derived_prices`` over every protocol that declares its price sources; a stack that cannot
+    be followed is logged and left out (the scan's positions do not depend on it)."""
+    from analyzer.oracles import derived_prices, protocol_paths
+
+    paths = []
+    for plugin in plugins:
+        if plugin.price_sources is None or plugin.name not in deployments:
+            continue
+        try:
+            sources = plugin.price_sources(w3, deployments[plugin.name], block).price_sources()
+            paths += protocol_paths(w3, plugin.name, sources, block=block)[0]
+        except ContagionError as exc:
+            log.warning("scan: %s's price sources not followed: %s", plugin.name, exc)
+    return derived_prices(paths)
 
 
 def _incremental(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
