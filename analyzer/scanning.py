@@ -71,7 +71,7 @@ def _check_book_values(value, where: str) -> None:
 
 def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protocols: str | None,
              book: Path | None, accounts: Path | None, from_block: int | None, out: Path, use_cache: bool = True,
-             venues: bool = True, console: Console | None = None) -> Path:
+             venues: bool = True, console: Console | None = None, since_block: int | None = None) -> Path:
     """Scan ``rpc`` (or an anvil fork of ``fork_url``) and write the snapshot to ``out``.
 
     ``venues``: also read every venue plugin (the pools of the assets found), whatever ``protocols``
@@ -81,6 +81,8 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
         raise ContagionError("give exactly one of --rpc URL or --fork-url URL")
     if block is not None and block < 0:
         raise ContagionError(f"--block must be non-negative, got {block}")
+    if since_block is not None and (since_block < 0 or block is not None and since_block > block):
+        raise ContagionError(f"--since-block must be within 0..--block, got {since_block}")
     check_rpc_url(rpc, "--rpc") if rpc is not None else check_rpc_url(fork_url, "--fork-url")
     check_output_dir(out)
     plugins = parse_protocols(protocols)
@@ -104,7 +106,8 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
 
         def run(url: str, at_block: int | None):
             return scan(url, plugins, block=at_block, book=address_book, accounts=account_list,
-                        from_block=from_block, cache_dir=DEFAULT_CACHE if use_cache else None, progress=progress)
+                        from_block=from_block, cache_dir=DEFAULT_CACHE if use_cache else None, progress=progress,
+                        since_block=since_block)
 
         try:
             if fork_url:
