@@ -35,7 +35,8 @@ class RateColumn(ProgressColumn):
 
 def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protocols: str | None,
              book: Path | None, accounts: Path | None, from_block: int | None, out: Path, use_cache: bool = True,
-             venues: bool = True, console: Console | None = None, markets: list[str] | None = None) -> Path:
+             venues: bool = True, console: Console | None = None, since_block: int | None = None,
+             markets: list[str] | None = None) -> Path:
     """Scan ``rpc`` (or an anvil fork of ``fork_url``) and write the snapshot to ``out``.
 
     ``venues``: also read every venue plugin (the pools of the assets found), whatever ``protocols``
@@ -46,6 +47,8 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
         raise ContagionError("give exactly one of --rpc URL or --fork-url URL")
     if block is not None and block < 0:
         raise ContagionError(f"--block must be non-negative, got {block}")
+    if since_block is not None and (since_block < 0 or block is not None and since_block > block):
+        raise ContagionError(f"--since-block must be within 0..--block, got {since_block}")
     check_rpc_url(rpc, "--rpc") if rpc is not None else check_rpc_url(fork_url, "--fork-url")
     check_output_dir(out)
     plugins = parse_protocols(protocols)
@@ -69,13 +72,21 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
 
         def run(url: str, at_block: int | None):
             return scan(url, plugins, block=at_block, book=address_book, markets=markets, accounts=account_list,
-                        from_block=from_block, cache_dir=DEFAULT_CACHE if use_cache else None, progress=progress)
+                        from_block=from_block, cache_dir=DEFAULT_CACHE if use_cache else None, progress=progress,
+                        since_block=since_block)
 
-        if fork_url:
-            with Anvil(fork_url=fork_url, fork_block=block) as fork:
-                snapshot = run(fork.url, None)
-            # the node the user named, redacted; not the throwaway loopback fork
-            snapshot.meta.update(rpc=redact_url(fork_url), fork_block=snapshot.meta["block_number"])
-        else:
-            snapshot = run(rpc, block)
+        try:
+            if fork_url:
+                with Anvil(fork_url=fork_url, fork_block=block) as fork:
+                    snapshot = run(fork.url, None)
+                # the node the user named, redacted; not the throwaway loopback fork
+                snapshot.meta.update(rpc=redact_url(fork_url), fork_block=snapshot.meta["block_number"])
+            else:
+                snapshot = run(rpc, block)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            if address_book is None:
+                raise
+            # a book entry of the right shape but the wrong content for its protocol's reader
+            raise ContagionError(f"address book {book}: an entry is not what its protocol's reader needs "
+                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
     return snapshot.write(out)

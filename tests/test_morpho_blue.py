@@ -290,3 +290,17 @@ def test_replay_fidelity_through_markets_and_a_vault_share_collateral_chain(morp
     late = liquidated[(liquidated["market"] == vault_market)]
     assert len(late) and (late["first_round"] >= 1).all()
     assert {x.account for r in replayed.rounds[1:] for x in r.liquidations} >= set(late["account"])
+
+
+def test_reading_only_the_markets_an_accounts_events_name_gives_the_same_positions(morpho_devnet, monkeypatch):
+    """Ethereum has thousands of markets: beyond a few dozen the reader asks each account's own
+    events where it has positions instead of reading it in every market. Same snapshot."""
+    from protocols.morpho_blue.reader import MorphoBlueReader
+
+    every = scan(morpho_devnet)
+    monkeypatch.setattr(MorphoBlueReader, "ALL_MARKETS_UP_TO", 0)
+    named = scan(morpho_devnet)
+    key = ["market", "account", "asset", "side"]
+    assert len(every.positions) > 100
+    assert every.positions.sort_values(key).reset_index(drop=True)[key + ["raw"]].equals(
+        named.positions.sort_values(key).reset_index(drop=True)[key + ["raw"]])

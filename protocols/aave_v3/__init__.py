@@ -11,6 +11,7 @@ from pathlib import Path
 
 from protocols.aave_v3.devnet import AaveV3Devnet
 from protocols.aave_v3.executor import AaveV3Executor
+from protocols.aave_v3.prices import AaveV3PriceSources
 from protocols.aave_v3.reader import AaveV3Reader
 from protocols.aave_v3.rules import AaveV3Rules
 from protocols.base import Plugin
@@ -21,6 +22,7 @@ PLUGIN = Plugin(
     rules=AaveV3Rules,
     executor=AaveV3Executor,
     devnet=AaveV3Devnet,
+    price_sources=AaveV3PriceSources,
     devnet_order=10,
     books=Path(__file__).parent / "books", market_key="pool",
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 from protocols.base import Plugin
 from protocols.comet.devnet import CometDevnet
 from protocols.comet.executor import CometExecutor
+from protocols.comet.prices import CometPriceSources
 from protocols.comet.reader import CometReader
 from protocols.comet.rules import CometRules
 
@@ -19,6 +20,7 @@ PLUGIN = Plugin(
     rules=CometRules,
     executor=CometExecutor,
     devnet=CometDevnet,
+    price_sources=CometPriceSources,
     devnet_order=30,
     books=Path(__file__).parent / "books",
     market_key="comet",

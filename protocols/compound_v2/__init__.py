@@ -10,6 +10,7 @@ from protocols.base import Plugin
 from protocols.compound_v2.constants import PROTOCOL
 from protocols.compound_v2.devnet import CompoundV2Devnet
 from protocols.compound_v2.executor import CompoundV2Executor
+from protocols.compound_v2.prices import CompoundV2PriceSources
 from protocols.compound_v2.reader import CompoundV2Reader
 from protocols.compound_v2.rules import CompoundV2Rules
 
@@ -19,6 +20,7 @@ PLUGIN = Plugin(
     rules=CompoundV2Rules,
     executor=CompoundV2Executor,
     devnet=CompoundV2Devnet,
+    price_sources=CompoundV2PriceSources,
     devnet_order=20,
     books=Path(__file__).parent / "books",
     market_key="comptroller",

@@ -67,7 +67,8 @@ class CompoundV2Reader(Reader):
         min_liquidatable = values[4] if len(values) > 4 else None
         per = ["underlying()(address)", "exchangeRateStored()(uint256)", "protocolSeizeShareMantissa()(uint256)",
                "symbol()(string)", "decimals()(uint8)", "totalSupply()(uint256)", "totalBorrows()(uint256)",
-               "totalReserves()(uint256)", "getCash()(uint256)", "reserveFactorMantissa()(uint256)"]
+               "totalReserves()(uint256)", "getCash()(uint256)", "borrowRatePerBlock()(uint256)",
+               "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)"]
         calls = []
         forced_signature = self.profile.forced_liquidation_signature
         for ctoken in ctokens:
@@ -96,7 +97,7 @@ class CompoundV2Reader(Reader):
                 continue
             cf = int(listing[self.profile.collateral_factor_index])
             lt_index = self.profile.liquidation_threshold_index
-            reserve_factor = int(a[9] or 0)
+            reserve_factor = int(a[11] or 0)
             li_index = self.profile.liquidation_incentive_index
             market_incentive = incentive if li_index is None else listing[li_index]
             if market_incentive is None:
@@ -112,6 +113,7 @@ class CompoundV2Reader(Reader):
                 "symbol": a[3] or "", "ctoken_decimals": int(a[4] if a[4] is not None else 8),
                 "total_supply": int(a[5] or 0), "total_borrows": int(a[6] or 0), "total_reserves": int(a[7] or 0),
                 "cash": int(a[8] or 0), "collateral_factor_mantissa": cf,
+                "borrow_rate_per_block_mantissa": int(a[9] or 0), "supply_rate_per_block_mantissa": int(a[10] or 0),
                 "liquidation_threshold_mantissa": cf if lt_index is None else int(listing[lt_index]),
                 "price_mantissa": int(price),
                 "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(market_incentive),

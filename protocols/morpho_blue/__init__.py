@@ -21,6 +21,7 @@ from pathlib import Path
 from protocols.base import Plugin
 from protocols.morpho_blue.devnet import MorphoBlueDevnet
 from protocols.morpho_blue.executor import MorphoBlueExecutor
+from protocols.morpho_blue.prices import MorphoBluePriceSources
 from protocols.morpho_blue.reader import MorphoBlueReader
 from protocols.morpho_blue.rules import MorphoBlueRules
 
@@ -30,6 +31,7 @@ PLUGIN = Plugin(
     rules=MorphoBlueRules,
     executor=MorphoBlueExecutor,
     devnet=MorphoBlueDevnet,
+    price_sources=MorphoBluePriceSources,
     devnet_order=35,
     books=Path(__file__).parent / "books",
     market_key="morpho",

@@ -134,6 +134,9 @@ class MorphoBlueReader(Reader):
         head = self._read([Call(v, sig) for v in vaults for sig in
                            ("asset()(address)", "totalAssets()(uint256)", "totalSupply()(uint256)",
                             "decimals()(uint8)", "withdrawQueueLength()(uint256)")], "morpho vaults")
+        # MetaMorpho v1.1 keeps realised bad debt aside (lostAssets) instead of lowering the share
+        # price; v1.0 (and our devnet vaults) has no lostAssets() and realises it at once
+        lost = self.ctx.multicall([Call(v, "lostAssets()(uint256)") for v in vaults])
         out = {}
         for n, vault in enumerate(vaults):
             asset, total_assets, total_supply, decimals, length = head[5 * n:5 * n + 5]
@@ -142,7 +145,7 @@ class MorphoBlueReader(Reader):
             shares = self._read([Call(self.morpho, "position(bytes32,address)(uint256,uint128,uint128)",
                                       (bytes.fromhex(i[2:]), vault)) for i in ids], "vault positions")
             out[vault] = {"asset": to_checksum_address(asset), "total_assets": total_assets,
-                          "total_supply": total_supply, "decimals": decimals,
+                          "total_supply": total_supply, "decimals": decimals, "realises_bad_debt": not lost[n].success,
                           "supply_shares": {i: s[0] for i, s in zip(ids, shares, strict=True)}}
         return out
 
@@ -214,6 +217,7 @@ class MorphoBlueReader(Reader):
     def _vault_row(self, vault: str, v: dict, usd: dict) -> dict:
         """A vault as a market row of its own (role "vault"): what its share price is made of."""
         params = {"role": "vault", "total_assets": str(v["total_assets"]), "total_supply": str(v["total_supply"]),
+                  "realises_bad_debt": v["realises_bad_debt"],
                   "decimals": v["decimals"], "supply_shares": {i: str(s) for i, s in v["supply_shares"].items()}}
         return {"protocol": PROTOCOL, "market": vault, "asset": v["asset"], "oracle_price_usd": usd.get(v["asset"], float("nan")),
                 "ltv": 0.0, "liquidation_threshold": 0.0, "liquidation_bonus": 0.0, "close_factor": 0.0,
@@ -234,39 +238,62 @@ class MorphoBlueReader(Reader):
 
         return AccountEvents((self.morpho,), tuple(ACCOUNT_TOPIC), accounts)
 
+    # up to this many markets, every account is read in every market; beyond (Ethereum has thousands),
+    # only in the markets its own events name
+    ALL_MARKETS_UP_TO = 64
+
+    def markets_of(self, accounts: Sequence[str]) -> dict[str, list[str]]:
+        """Per account: the ids of the markets whose Supply / Borrow / SupplyCollateral events name it
+        as ``onBehalf`` (two log queries filtered by the accounts, whatever their number of markets)."""
+        start = int(self.deployment.get("start_block", 0) or 0)
+        padded = ["0x" + bytes.fromhex(to_checksum_address(a)[2:]).rjust(32, b"\0").hex() for a in accounts]
+        supply = [topic(ACCOUNT_EVENTS[0]), topic(ACCOUNT_EVENTS[2])]
+        logs = (self.ctx.get_logs(self.morpho, [supply, None, None, padded], start, self.ctx.block)
+                + self.ctx.get_logs(self.morpho, [[topic(ACCOUNT_EVENTS[1])], None, padded], start, self.ctx.block))
+        out: dict[str, set[str]] = {to_checksum_address(a): set() for a in accounts}
+        for log in logs:
+            topics = [_hex(t).lower() for t in log["topics"]]
+            account = to_checksum_address(bytes.fromhex(topics[ACCOUNT_TOPIC[topics[0]]][2:])[-20:])
+            if account in out:
+                out[account].add(topics[1])
+        return {a: sorted(ids) for a, ids in out.items()}
+
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         state = self.market_state()
-        ids = sorted(state)
+        accounts = [to_checksum_address(a) for a in accounts]
+        if len(state) <= self.ALL_MARKETS_UP_TO:
+            pairs = [(a, i) for a in accounts for i in sorted(state)]
+        else:
+            named = self.markets_of(accounts)
+            pairs = [(a, i) for a in accounts for i in named[a] if i in state]
         calls = [Call(self.morpho, "position(bytes32,address)(uint256,uint128,uint128)", (bytes.fromhex(i[2:]), a))
-                 for a in accounts for i in ids]
+                 for a, i in pairs]
         values = self._read(calls, "morpho positions")
         info = self.token_info(sorted({t for m in state.values() for t in m["params"][:2]}))
         positions, rows = [], []
-        for n, account in enumerate(accounts):
-            account = to_checksum_address(account)
-            for k, market_id in enumerate(ids):
-                supply_shares, borrow_shares, collateral = values[n * len(ids) + k]
-                if not (supply_shares or borrow_shares or collateral):
-                    continue
-                m = state[market_id]
-                loan, collateral_token = m["params"][:2]
-                lltv, price = m["params"][4], m["price"] or 0
-                # Morpho._isHealthy's two sides, exact: what may be borrowed and what is
-                max_borrow = exact.max_borrow(collateral, price, lltv)
-                borrowed = exact.borrowed_assets(borrow_shares, m["accrued"])
-                rows.append({"protocol": PROTOCOL, "market": market_id, "account": account, "category": 0,
-                             "params": json.dumps({"supply_shares": str(supply_shares), "borrow_shares": str(borrow_shares),
-                                                   "collateral": str(collateral), "max_borrow": str(max_borrow),
-                                                   "healthy": borrow_shares == 0 or max_borrow >= borrowed})})
-                if borrow_shares:
-                    positions.append(self._position(market_id, account, loan, "debt", borrowed, info[loan]["decimals"]))
-                if supply_shares:   # a lender's claim: bears the market's bad debt, backs no borrow
-                    supplied = exact.supplied_assets(supply_shares, m["accrued"])
-                    positions.append(self._position(market_id, account, loan, "collateral", supplied,
-                                                    info[loan]["decimals"]))
-                if collateral:
-                    positions.append(self._position(market_id, account, collateral_token, "collateral", collateral,
-                                                    info[collateral_token]["decimals"]))
+        for (account, market_id), value in zip(pairs, values, strict=True):
+            supply_shares, borrow_shares, collateral = value
+            if not (supply_shares or borrow_shares or collateral):
+                continue
+            m = state[market_id]
+            loan, collateral_token = m["params"][:2]
+            lltv, price = m["params"][4], m["price"] or 0
+            # Morpho._isHealthy's two sides, exact: what may be borrowed and what is
+            max_borrow = exact.max_borrow(collateral, price, lltv)
+            borrowed = exact.borrowed_assets(borrow_shares, m["accrued"])
+            rows.append({"protocol": PROTOCOL, "market": market_id, "account": account, "category": 0,
+                         "params": json.dumps({"supply_shares": str(supply_shares), "borrow_shares": str(borrow_shares),
+                                               "collateral": str(collateral), "max_borrow": str(max_borrow),
+                                               "healthy": borrow_shares == 0 or max_borrow >= borrowed})})
+            if borrow_shares:
+                positions.append(self._position(market_id, account, loan, "debt", borrowed, info[loan]["decimals"]))
+            if supply_shares:   # a lender's claim: bears the market's bad debt, backs no borrow
+                supplied = exact.supplied_assets(supply_shares, m["accrued"])
+                positions.append(self._position(market_id, account, loan, "collateral", supplied,
+                                                info[loan]["decimals"]))
+            if collateral:
+                positions.append(self._position(market_id, account, collateral_token, "collateral", collateral,
+                                                info[collateral_token]["decimals"]))
         return {"positions": positions, "accounts": rows}
 
     @staticmethod

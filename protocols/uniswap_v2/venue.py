@@ -50,6 +50,10 @@ class UniswapV2Venue(VenueModel):
         return (self.reserve_asset, self.reserve_quote) if self.asset_is_token0 else (self.reserve_quote,
                                                                                      self.reserve_asset)
 
+    @property
+    def fee_fraction(self) -> float:
+        return 1.0 - v2.FEE_KEEP / v2.FEE_BASE
+
     def mid_price(self) -> float:
         quote_per_asset = (self.reserve_quote / 10 ** self.quote_decimals) / (self.reserve_asset / 10 ** self.asset_decimals)
         return quote_per_asset * self.quote_price_usd

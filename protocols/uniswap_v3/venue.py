@@ -80,6 +80,10 @@ class UniswapV3Venue(VenueModel):
             return raw * 10.0 ** (self.decimals0 - self.decimals1) * self.quote_price_usd
         return (10.0 ** (self.decimals1 - self.decimals0) / raw if raw > 0 else math.inf) * self.quote_price_usd
 
+    @property
+    def fee_fraction(self) -> float:
+        return self.state.fee_pips / 1e6
+
     def mid_price(self) -> float:
         return self._price_of_sqrt(float(self.state.sqrt_price_x96))
 
