@@ -43,6 +43,10 @@ class CometAbsorb(Liquidation):
     base_credit: np.ndarray = field(default_factory=lambda: np.zeros(0))
     base_paid_out: np.ndarray = field(default_factory=lambda: np.zeros(0))
     sale_base: np.ndarray = field(default_factory=lambda: np.zeros(0))   # base a buyer pays for all of it
+
+    def __post_init__(self) -> None:
+        if len(self.sale_base) != len(self.rows):     # not given: nothing known of the sale
+            self.sale_base = np.zeros(len(self.rows))
     base_price_usd: float = 1.0
 
     def select(self, keep: np.ndarray) -> CometAbsorb:
