@@ -29,8 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 from web3 import HTTPProvider, Web3
 
 from analyzer.errors import ContagionError, NotAnvilError
+from analyzer.paths import DATA_ROOT, node_modules
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = DATA_ROOT   # the folder holding abis/ and fixtures/ (a checkout, or site-packages)
 ANVIL_MISSING = "anvil not found: run `make setup`, or install Foundry, or set ANVIL_BIN"
 
 # anvil's default mnemonic accounts (public test keys, funded by anvil itself): keepers and
@@ -62,7 +63,7 @@ def find_anvil() -> str:
     on_path = shutil.which("anvil")
     if on_path:
         return on_path
-    modules = REPO_ROOT / "node_modules"
+    modules = node_modules()
     for candidate in (
         modules / "@foundry-rs" / _npm_platform_dir() / "bin" / "anvil",
         modules / ".bin" / "anvil",

@@ -30,7 +30,7 @@ from analyzer.cheats import mine, state_root
 from analyzer.engine.keeper import keeper_take
 from analyzer.engine.market import SlippageCurve
 from analyzer.errors import ContagionError
-from analyzer.model import Snapshot
+from analyzer.model import Snapshot, receipt_claim
 from analyzer.scan import scan
 from analyzer.scenarios import ShockScenario
 from protocols import plugins as registered_plugins
@@ -304,8 +304,8 @@ def replay(
             oracle_targets |= {a: p for a, p in market()[1].items()
                                if follows_venue(a) and a not in stable_usd}
         _set_oracles(lenders, oracle_targets)
-        receipt_underlying = {a: o.split(":", 1)[1] for a, o in zip(before.assets["address"], before.assets["receipt_of"],
-                                                                    strict=True) if o and o.split(":", 1)[1] in market_before}
+        claims = {a: receipt_claim(o) for a, o in zip(before.assets["address"], before.assets["receipt_of"], strict=True)}
+        receipt_underlying = {a: c.underlying for a, c in claims.items() if c is not None and c.underlying in market_before}
         receipt_underlying |= before.wrapped_native_of()     # seized ETH is wrapped and sold as WETH, as in the engine
         exogenous_oracles = {a for a in market_before if not follows_venue(a)}
         mine(w3)

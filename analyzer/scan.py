@@ -24,14 +24,15 @@ from web3 import Web3
 
 from analyzer import __version__
 from analyzer.atomic import atomic_write_text
-from analyzer.chain import REPO_ROOT, redact_url
+from analyzer.chain import redact_url
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot, to_table
 from analyzer.multicall import Call, CallResult, multicall
+from analyzer.paths import cache_dir, plugin_packages, source_digest
 from analyzer.rpc import RetryingProvider, RpcClient
 from protocols.base import Plugin, ReadContext, Rows
 
-DEFAULT_CACHE = REPO_ROOT / ".cache" / "scan"
+DEFAULT_CACHE = cache_dir("scan")
 
 
 @dataclass
@@ -54,6 +55,12 @@ def _normalise_log(log: dict) -> dict:
         "transactionHash": HexBytes(log.get("transactionHash") or "0x"),
         "logIndex": int(log.get("logIndex") or "0x0", 16),
     }
+
+
+def reader_digest(plugin) -> str:
+    """What a cached chunk of ``plugin`` depends on besides the chain: the tool version and the
+    source of the plugin's package (its reader and the helpers it imports)."""
+    return source_digest(plugin_packages([plugin]))
 
 
 def _digest(value: Any) -> str:
@@ -173,7 +180,8 @@ def scan(
         # event enumeration starts at the deployment's first block unless the user says otherwise
         start = from_block if from_block is not None else min(int(deployment.get("start_block", 0) or 0), block)
         cache = ChunkCache(None if cache_dir is None else
-                           Path(cache_dir) / str(chain_id) / str(block) / plugin.name / _digest(deployment))
+                           Path(cache_dir) / str(chain_id) / str(block) / plugin.name
+                           / _digest([deployment, reader_digest(plugin)]))
         part = _scan_protocol(plugin, plugin.reader(ctx, deployment), cache, accounts, start, block,
                               chunk_accounts, workers, progress, stats)
         part.meta = {"chain_id": chain_id, "block_number": block,

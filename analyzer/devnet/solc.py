@@ -21,12 +21,11 @@ import tempfile
 from pathlib import Path
 
 from analyzer.atomic import atomic_write_text
-from analyzer.chain import REPO_ROOT
 from analyzer.errors import ContagionError
+from analyzer.paths import data_path, node_modules
 
-CONTRACTS_DIR = REPO_ROOT / "fixtures" / "contracts"
-ARTIFACTS_DIR = REPO_ROOT / "fixtures" / "artifacts"
-SOLCJS = REPO_ROOT / "node_modules" / "solc" / "solc.js"
+CONTRACTS_DIR = data_path("fixtures", "contracts")
+ARTIFACTS_DIR = data_path("fixtures", "artifacts")
 
 # paris: no PUSH0/MCOPY, so the runtime code also runs on forks of older mainnet blocks
 SETTINGS = {
@@ -37,7 +36,7 @@ SETTINGS = {
 
 
 def solc_version() -> str:
-    package = json.loads((REPO_ROOT / "node_modules" / "solc" / "package.json").read_text())
+    package = json.loads((node_modules() / "solc" / "package.json").read_text())
     return package["version"]
 
 
@@ -59,14 +58,15 @@ def sources_hash(sources: dict[str, str]) -> str:
 
 def compile_sources(sources: dict[str, str]) -> dict[str, dict]:
     """Compile with ``solc --standard-json``; returns {contract name: artifact}."""
-    if not SOLCJS.is_file():
+    solcjs = node_modules() / "solc" / "solc.js"
+    if not solcjs.is_file():
         raise ContagionError("solc not found in node_modules: run `make setup`")
     request = {"language": "Solidity", "sources": {n: {"content": s} for n, s in sources.items()},
                "settings": SETTINGS}
     # stdout to a file, not a pipe: solc.js calls process.exit() right after console.log, which
     # cuts piped output at 128 KiB (large groups such as compound_v2 produce more)
     with tempfile.TemporaryFile(mode="w+") as out:
-        proc = subprocess.run(["node", str(SOLCJS), "--standard-json", "--base-path", str(CONTRACTS_DIR)],
+        proc = subprocess.run(["node", str(solcjs), "--standard-json", "--base-path", str(CONTRACTS_DIR)],
                               input=json.dumps(request), stdout=out, stderr=subprocess.PIPE, text=True,
                               check=False)
         out.seek(0)

@@ -7,8 +7,9 @@ One round (DESIGN.md, "The engine"), vectorised over accounts × assets:
 2. each protocol's own :class:`~protocols.base.Rules` finds the liquidatable accounts and a keeper
    liquidates them step by step while the rule allows and the bonus pays for slippage and gas
    (:mod:`analyzer.engine.market`); uncovered debt becomes that protocol's bad debt;
-3. bad debt writes the protocol's receipt tokens down pro rata (bad debt / the USD its books
-   supplied), which lowers every position that holds them;
+3. bad debt stays in the market (protocol, market) where it arose and writes down the receipt
+   tokens that claim on that market pro rata (the market's bad debt / the USD its book supplied),
+   which lowers every position that holds them; an isolated market's loss stays in that market;
 4. option margin rules close undercollateralised shorts, pools re-hedge (:mod:`.options`);
 5. all flows are netted per asset and traded through its venues, giving next round's prices; the
    vol spiral moves IVs; every price change is attributed (:mod:`.attribution`).
@@ -43,7 +44,7 @@ class CascadeState:
     price: np.ndarray                # (A,) market price entering the round, USD
     exogenous: np.ndarray            # (A,) exogenous (CEX) path, USD
     iv: np.ndarray                   # (A,)
-    writedown: np.ndarray            # (P,) fraction of each protocol's receipts written down
+    writedown: np.ndarray            # (A,) fraction of each asset's redemption value written down (receipts)
     books: list                      # LendingBook per slot
     venues: dict                     # asset index -> AssetVenues
     venue_mid_pre: dict              # asset index -> mid before the shock
@@ -85,12 +86,13 @@ class RoundRecord:
     liquidated_usd: np.ndarray       # (P,) debt repaid (lending) or buy-back value (options), oracle USD
     seized_usd: np.ndarray           # (P,)
     bad_debt_usd: np.ndarray         # (P,) after the round (a level, not a flow)
-    writedown: np.ndarray            # (P,)
+    writedown: np.ndarray            # (A,) receipt write-down fraction after the round
     repaid_tokens: np.ndarray        # (P, A)
     seized_tokens: np.ndarray        # (P, A) all collateral taken (liquidator + protocol fee)
     fee_tokens: np.ndarray           # (P, A)
     contagion: np.ndarray            # (S, P) liquidated USD of this round by cause
     gamma_feedback: np.ndarray       # (A,) impact × dealer short gamma (linearised loop gain)
+    market_bad_debt_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) by (protocol, market)
     quiet: bool = False
 
 
@@ -102,9 +104,18 @@ def _oracle_view(prep: Prepared, state: CascadeState, lag: int, round_index: int
 
 
 def redeemable_units(prep: Prepared, writedown: np.ndarray) -> np.ndarray:
-    """(A,) underlying units one unit of each asset redeems for (1 for plain assets)."""
-    wd = np.where(prep.receipt_protocol_index >= 0, writedown[np.maximum(prep.receipt_protocol_index, 0)], 0.0)
-    return prep.receipt_ratio * (1.0 - wd)
+    """(A,) underlying units one unit of each asset redeems for (1 for plain assets), after the
+    write-down ``writedown`` (A,) of each receipt."""
+    return prep.receipt_ratio * (1.0 - writedown)
+
+
+def receipt_writedown(prep: Prepared, market_bad_debt_usd: np.ndarray, market_deposits_usd: np.ndarray,
+                      before: np.ndarray) -> np.ndarray:
+    """(A,) write-down fraction of each receipt: the bad debt of the markets it claims on over the
+    USD their books supplied, at most 1, never below ``before`` (not reversed within a cascade)."""
+    bad, deposits = prep.receipt_claims @ market_bad_debt_usd, prep.receipt_claims @ market_deposits_usd
+    fraction = np.minimum(np.divide(bad, deposits, out=np.zeros(len(bad)), where=deposits > 0), 1.0)
+    return np.maximum(fraction, before)
 
 
 def _curve_source(state: CascadeState, scenario: ShockScenario, cache: dict):
@@ -244,11 +255,11 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
         seized_usd=np.zeros(n_protocols), bad_debt_usd=np.zeros(n_protocols), writedown=state.writedown.copy(),
         repaid_tokens=np.zeros((n_protocols, n_assets)), seized_tokens=np.zeros((n_protocols, n_assets)),
         fee_tokens=np.zeros((n_protocols, n_assets)), contagion=np.zeros((n_sources, n_protocols)),
-        gamma_feedback=np.zeros(n_assets))
+        gamma_feedback=np.zeros(n_assets), market_bad_debt_usd=np.zeros(len(prep.markets)))
     unit_value = redeemable_units(prep, state.writedown)
     curves = _curve_source(state, scenario, state.curve_cache)
     state.committed_sell, state.committed_buy = np.zeros(n_assets), np.zeros(n_assets)
-    deposits_usd = np.zeros(n_protocols)
+    deposits_usd = np.zeros(len(prep.markets))
     for s, slot in enumerate(prep.slots):
         p = prep.protocol_index[slot.protocol]
         steps, candidates, causes = liquidate_slot(prep, state, scenario, s, oracle_source, source_attr, curves,
@@ -274,11 +285,9 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
         if touched:
             record.liquidations[p] += len(np.unique(np.concatenate(touched)))
         record.bad_debt_usd[p] += state.bad_debt[s].sum()
-        deposits_usd[p] += slot.collateral_total @ oracle
-    writedown = np.where(deposits_usd > 0, np.minimum(np.divide(record.bad_debt_usd, deposits_usd,
-                                                                out=np.zeros(n_protocols),
-                                                                where=deposits_usd > 0), 1.0), 0.0)
-    writedown = np.maximum(writedown, state.writedown)   # a write-down is not reversed within a cascade
+        record.market_bad_debt_usd[slot.market_index] += state.bad_debt[s].sum()
+        deposits_usd[slot.market_index] += slot.collateral_total @ oracle
+    writedown = receipt_writedown(prep, record.market_bad_debt_usd, deposits_usd, state.writedown)
     _options_round(prep, state, scenario, record, flows, oracle_source, source_attr)
     _move_prices(prep, state, scenario, record, flows, writedown)
     return record
@@ -408,4 +417,5 @@ def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
         symbols=prep.symbols, protocols=prep.protocols, sources=prep.sources, rounds=records, stop_reason=stop,
         price_before=prep.price_pre, price_after_shock=price_after_shock, iv_before=prep.iv_pre, shocks=shocks,
         accounts=accounts_frame(prep, state, final_oracle), receipt_writedown_usd=receipt_losses_usd(prep, state),
-        unliquidated_usd=left_liquidatable_usd(prep, state, final_oracle))
+        unliquidated_usd=left_liquidatable_usd(prep, state, final_oracle), markets=list(prep.markets),
+        receipt_protocol=prep.receipt_protocol_index)

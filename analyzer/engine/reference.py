@@ -102,12 +102,11 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
     rec = RoundRecord(t, state.price.copy(), np.array(source_price, dtype=float), state.price, state.iv, flows,
                       np.zeros(P, np.int64), np.zeros(P, np.int64), np.zeros(P), np.zeros(P), np.zeros(P),
                       state.writedown.copy(), np.zeros((P, A)), np.zeros((P, A)), np.zeros((P, A)), np.zeros((S, P)),
-                      np.zeros(A))
+                      np.zeros(A), np.zeros(len(prep.markets)))
     unit = np.ones(A)
     for a in range(A):
         if prep.is_receipt[a]:
-            p = prep.receipt_protocol_index[a]
-            unit[a] = prep.receipt_ratio[a] * (1.0 - (state.writedown[p] if p >= 0 else 0.0))
+            unit[a] = prep.receipt_ratio[a] * (1.0 - state.writedown[a])
     curves: dict[int, SlippageCurve] = {}
 
     def curve(a: int) -> SlippageCurve:
@@ -116,7 +115,7 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
                 else SlippageCurve.flat()
         return curves[a]
 
-    deposits = np.zeros(P)
+    deposits = np.zeros(len(prep.markets))
     committed_sell, committed_buy = np.zeros(A), np.zeros(A)
     for s, slot in enumerate(prep.slots):
         p = prep.protocol_index[slot.protocol]
@@ -125,7 +124,7 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         m = len(slot.cols)
         oracle = np.array([source_price[slot.cols[j]] * slot.oracle_scale[j] for j in range(m)])
         for j in range(m):
-            deposits[p] += slot.book.collateral[:, j].sum() * oracle[j]
+            deposits[slot.market_index] += slot.book.collateral[:, j].sum() * oracle[j]
         ones = {i: _row(book, i) for i in range(len(book.accounts))}
         candidates = [i for i in range(len(book.accounts)) if slot.rules.liquidatable(ones[i], oracle)[0]]
         causes = {}
@@ -209,14 +208,17 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         rec.liquidations[p] += len(liquidated)
         for i in range(len(book.accounts)):
             book.collateral[i], book.debt[i] = ones[i].collateral[0], ones[i].debt[0]
-            rec.bad_debt_usd[p] += float(slot.rules.bad_debt_usd(ones[i], oracle)[0])
+            bad = float(slot.rules.bad_debt_usd(ones[i], oracle)[0])
+            rec.bad_debt_usd[p] += bad
+            rec.market_bad_debt_usd[slot.market_index] += bad
         state.books[s] = book
-    writedown = np.zeros(P)
-    for p in range(P):
-        if deposits[p] > 0:
-            writedown[p] = max(min(rec.bad_debt_usd[p] / deposits[p], 1.0), state.writedown[p])
-        else:
-            writedown[p] = state.writedown[p]
+    writedown = state.writedown.copy()
+    for a in range(A):       # a receipt is written down by the losses of the markets it claims on
+        claimed = [k for k in range(len(prep.markets)) if prep.receipt_claims[a, k]]
+        bad = sum(rec.market_bad_debt_usd[k] for k in claimed)
+        supplied = sum(deposits[k] for k in claimed)
+        if supplied > 0:
+            writedown[a] = max(min(bad / supplied, 1.0), state.writedown[a])
     hedge = prep.source_index[attr.SOURCE_HEDGING]
     for h in range(len(prep.options.hedger_asset)):
         a = int(prep.options.hedger_asset[h])
@@ -244,8 +246,8 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         if not prep.is_receipt[a]:
             continue
         u, p = int(prep.receipt_underlying[a]), int(prep.receipt_protocol_index[a])
-        old_unit = prep.receipt_ratio[a] * (1 - (state.writedown[p] if p >= 0 else 0.0))
-        new_unit = prep.receipt_ratio[a] * (1 - (writedown[p] if p >= 0 else 0.0))
+        old_unit = prep.receipt_ratio[a] * (1 - state.writedown[a])
+        new_unit = prep.receipt_ratio[a] * (1 - writedown[a])
         new_price[a] = new_unit * new_price[u]
         exogenous[a] = new_unit * exogenous[u]
         change[a] = new_unit * change[u]

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from analyzer.atomic import atomic_write_bytes, atomic_write_text
 from analyzer.errors import ContagionError
+from analyzer.paths import plugin_packages, source_digest
 from analyzer.scenarios import ForcedSale, ShockScenario, scenario_from_dict
 from analyzer.sweep import grid, results, systemic
 
@@ -50,15 +51,14 @@ def snapshot_key(snapshot) -> str:
 
 
 def code_key() -> str:
-    """SHA-256 of the model's source: the engine, the sweep, the scenarios and every plugin's rules."""
-    root = Path(__file__).resolve().parents[2]
-    files = sorted([*(root / "analyzer" / "engine").glob("*.py"), *(root / "analyzer" / "sweep").glob("*.py"),
-                    root / "analyzer" / "scenarios.py", *(root / "protocols").glob("*/rules.py"),
-                    root / "protocols" / "base.py"])
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(root).as_posix().encode() + b"|" + path.read_bytes())
-    return digest.hexdigest()
+    """SHA-256 of everything a sweep result depends on besides its inputs: the tool version and the
+    source of the engine, the sweep, the scenarios, the snapshot model, the plugin contract and the
+    whole package of every registered plugin (its rules and every module they import: exact
+    integer math, profiles, parameters, pricing)."""
+    from protocols import plugins
+
+    return source_digest(["analyzer.engine", "analyzer.sweep", "analyzer.scenarios", "analyzer.model",
+                          "protocols.base", *plugin_packages(plugins().values())])
 
 
 def _prepared(snapshot, key: str):

@@ -5,7 +5,7 @@ Oracle moves: on the devnet the asset's ``AaveOracle`` source is one of our Pric
 a PriceFeed is deployed at the price and installed with ``AaveOracle.setAssetSources`` by the ACL
 admin (impersonated; made pool admin first if it is not), after which the devnet path applies.
 
-Keepers are funded by cheats: ``MintableERC20.mint`` on the devnet, else the token's balance
+Keepers are funded by cheats: the devnet token's open ``mint`` on the devnet, else the token's balance
 storage slot is found (Solidity mapping at slots 0..50) and written with ``anvil_setStorageAt``.
 """
 

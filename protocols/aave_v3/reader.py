@@ -131,7 +131,7 @@ class AaveV3Reader(Reader):
             assets.append({"address": r["asset"], "symbol": r["symbol"], "decimals": c["decimals"],
                            "price_usd": price, "receipt_of": ""})
             assets.append({"address": r["aToken"], "symbol": f"a{r['symbol']}", "decimals": c["decimals"],
-                           "price_usd": price, "receipt_of": f"{PROTOCOL}:{r['asset']}"})
+                           "price_usd": price, "receipt_of": f"{PROTOCOL}:{self.pool}:{r['asset']}"})
             params = {"reserve_id": r["id"], "configuration": str(r["configuration"]), "decimals": c["decimals"],
                       "price_raw": str(r["price_raw"]), "base_currency_unit": str(r["base_unit"]),
                       "aToken": r["aToken"], "variableDebtToken": r["variableDebtToken"],
