@@ -7,6 +7,7 @@ status 2, no traceback and no partial output.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from analyzer import __version__
+from analyzer.cli_options import options_app
 from analyzer.errors import ContagionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,7 +27,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "propagate shocks, replay them on an anvil fork, report.")
 devnet_app = typer.Typer(no_args_is_help=True, help="A local chain with the real protocol contracts.")
 app.add_typer(devnet_app, name="devnet")
+app.add_typer(options_app, name="options")
 err = Console(stderr=True, highlight=False)
+# RPC URLs may come from the environment, out of every process's arguments (`ps` shows those)
+RPC_ENV, FORK_ENV = "CONTAGION_RPC_URL", "CONTAGION_FORK_URL"
+URL_OPTIONS = ("--rpc", "--fork-url")
 
 
 def _version(value: bool) -> None:
@@ -84,10 +90,25 @@ def devnet_up(
     err.print("devnet stopped")
 
 
+def _say_assumed_depth(snapshot_dir: Path) -> None:
+    """Name, on stderr, the centralised depth the snapshot assumed for assets without a pool."""
+    from analyzer.engine.centralised import describe
+
+    meta_path = Path(snapshot_dir) / "meta.json"
+    try:
+        line = describe(json.loads(meta_path.read_text()).get("assumed_depth") or {})
+    except (OSError, ValueError):
+        return   # the command itself already read (and validated) the snapshot
+    if line:
+        err.print(escape(line), soft_wrap=True)
+
+
 @app.command("scan")
 def scan_command(
-    rpc: Annotated[str | None, typer.Option("--rpc", help="An existing node to read (read-only).")] = None,
-    fork_url: Annotated[str | None, typer.Option("--fork-url", help="Start an anvil fork of this node and read it.")] = None,
+    rpc: Annotated[str | None, typer.Option("--rpc", envvar=RPC_ENV, show_envvar=False,
+                                            help=f"An existing node to read (read-only); or ${RPC_ENV}.")] = None,
+    fork_url: Annotated[str | None, typer.Option("--fork-url", envvar=FORK_ENV, show_envvar=False,
+                                                 help=f"Start an anvil fork of this node and read it; or ${FORK_ENV}.")] = None,
     block: Annotated[int | None, typer.Option(help="Block to read (default: the latest).")] = None,
     protocols: Annotated[str | None, typer.Option(help="Comma list (default: all with an address book).")] = None,
     book: Annotated[Path | None, typer.Option(help="Address book JSON (a devnet's, from `devnet up --book-out`).")] = None,
@@ -95,12 +116,13 @@ def scan_command(
     from_block: Annotated[int | None, typer.Option("--from-block", help="First block of event enumeration (default: each protocol's deployment block).")] = None,
     out: Annotated[Path, typer.Option(help="Snapshot folder to write.")] = Path("graphs/scan/snapshot"),
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Read everything again.")] = False,
+    no_venues: Annotated[bool, typer.Option("--no-venues", help="Read no venue plugin (pools) beyond --protocols: assets get the centralised-depth default.")] = False,
 ) -> None:
-    """Read protocols at one block into a snapshot (Parquet + meta.json)."""
+    """Read protocols at one block into a snapshot (Parquet + meta.json), with the venues of its assets."""
     from analyzer.scanning import run_scan
 
     path = run_scan(rpc=rpc, fork_url=fork_url, block=block, protocols=protocols, book=book, accounts=accounts,
-                    from_block=from_block, out=out, use_cache=not no_cache, console=err)
+                    from_block=from_block, out=out, use_cache=not no_cache, venues=not no_venues, console=err)
     typer.echo(str(path))
 
 
@@ -117,6 +139,7 @@ def graph_command(
         raise ContagionError(f"--fold-below-usd must be non-negative, got {fold_below_usd}")
     paths = graph_to_dir(snapshot, out or Path(snapshot).parent, fold_below_usd=fold_below_usd)
     typer.echo("\n".join(str(p) for p in paths.values()))
+    _say_assumed_depth(snapshot)
 
 
 @app.command("simulate")
@@ -135,6 +158,7 @@ def simulate_command(
     if not shock and not iv and scenario is None:
         raise ContagionError("give a shock: --shock WETH=-30%, --iv ASSET=+25, or --scenario FILE")
     path = simulate_to_dir(snapshot, scenario_from_cli(shock, iv, scenario), out)
+    _say_assumed_depth(snapshot)
     if report:
         from analyzer.report import write_report
 
@@ -164,12 +188,14 @@ def sweep_command(
         raise ContagionError(f"--workers must be at least 1, got {workers}")
     typer.echo(str(sweep_to_dir(snapshot, spec_from_cli(spec, assets, shocks, paths, seed), out,
                                 workers=workers, scheduler=scheduler)))
+    _say_assumed_depth(snapshot)
 
 
 @app.command("replay")
 def replay_command(
     scenario: Annotated[Path, typer.Option(help="The shock scenario TOML to execute.")],
-    rpc: Annotated[str, typer.Option("--rpc", "--fork-url", help="The chain to fork (it is only read).")],
+    rpc: Annotated[str, typer.Option("--rpc", "--fork-url", envvar=FORK_ENV, show_envvar=False,
+                                     help=f"The chain to fork (it is only read); or ${FORK_ENV}.")],
     book: Annotated[Path | None, typer.Option(help="Address book JSON (a devnet's).")] = None,
     protocols: Annotated[str | None, typer.Option(help="Comma list (default: all).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder for fidelity.json and replay.json.")] = Path("graphs/replay"),
@@ -217,17 +243,36 @@ def main(argv: list[str] | None = None) -> int:
     Usage errors are click's (exit 2, its message); a ContagionError from a command is one
     ``error: ...`` line and exit 2; anything else is a bug and keeps its traceback.
     """
+    from analyzer.rpcurl import redact_secrets
+
+    urls = _rpc_urls(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, prog_name="contagion")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ContagionError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # plain: one line, never wrapped
+        # plain: one line, never wrapped; redacted again, whoever built the message
+        print(f"error: {redact_secrets(str(exc), *urls)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: its traceback, without the RPC secrets a library put in it
+        import traceback
+
+        print(redact_secrets(traceback.format_exc(), *urls), file=sys.stderr, end="")
+        return 1
     return 0
+
+
+def _rpc_urls(argv: list[str]) -> list[str]:
+    """The RPC URLs given on the command line or in the environment (to redact from errors)."""
+    urls = [os.environ.get(name) for name in (RPC_ENV, FORK_ENV)]
+    for i, arg in enumerate(argv):
+        name, equals, value = arg.partition("=")
+        if name in URL_OPTIONS:
+            urls.append(value if equals else (argv[i + 1] if i + 1 < len(argv) else None))
+    return [url for url in urls if url]
 
 
 def run() -> None:  # pragma: no cover - console script shim

@@ -156,7 +156,7 @@ def test_venue_row_params_round_trip_and_bad_model():
 
 def _v3_params(asset_is_token0: bool, full_range: bool = True) -> dict:
     """A WETH/USDC-like pool at 3000 USD: one position ±10% around the price (+ a thin full range)."""
-    from analyzer.engine import uniswap_v3_math as v3
+    from protocols.uniswap_v3 import swap_math as v3
 
     token0, token1 = (WETH, USDC) if asset_is_token0 else (USDC, WETH)
     decimals0, decimals1 = (18, 6) if asset_is_token0 else (6, 18)
@@ -174,7 +174,7 @@ def _v3_params(asset_is_token0: bool, full_range: bool = True) -> dict:
 
 @pytest.mark.parametrize("asset_is_token0", [True, False])
 def test_v3_venue_price_and_depth_in_both_token_orders(asset_is_token0):
-    from analyzer.engine.impact import UniswapV3Venue
+    from protocols.uniswap_v3.venue import UniswapV3Venue
 
     venue = UniswapV3Venue(WETH, USDC, _v3_params(asset_is_token0))
     assert venue.mid_price() == pytest.approx(3000.0, rel=1e-4)        # tick rounding: 1 bp
@@ -189,7 +189,7 @@ def test_v3_venue_price_and_depth_in_both_token_orders(asset_is_token0):
 
 
 def test_v3_venue_refuses_an_unfillable_purchase_and_keeps_its_state():
-    from analyzer.engine.impact import UniswapV3Venue
+    from protocols.uniswap_v3.venue import UniswapV3Venue
 
     venue = UniswapV3Venue(WETH, USDC, _v3_params(True, full_range=False))
     before = venue.state.sqrt_price_x96
@@ -201,7 +201,7 @@ def test_v3_venue_refuses_an_unfillable_purchase_and_keeps_its_state():
 
 
 def test_routing_across_a_v3_pool_and_a_constant_product_pool():
-    from analyzer.engine.impact import UniswapV3Venue
+    from protocols.uniswap_v3.venue import UniswapV3Venue
 
     v3_venue = UniswapV3Venue(WETH, USDC, _v3_params(True))
     mid = v3_venue.mid_price()

@@ -20,6 +20,8 @@ from analyzer.chain import require_anvil, rpc
 from analyzer.errors import ContagionError
 from analyzer.paths import node_modules
 
+NODE_MODULES = node_modules()   # the npm folder found at import (analyzer.paths.node_modules)
+
 
 @cache
 def _artifact_index(package: str) -> dict[str, list[Path]]:

@@ -1,19 +1,19 @@
 """Where flows hit prices: each asset's venues, built from the snapshot, and how a net flow is routed.
 
-The models (constant product, square-root law, linear depth, exact Uniswap V3) live in
-:mod:`analyzer.engine.venues` and are re-exported here. The engine calls, once per asset and
+The generic models (constant product, square-root law, linear depth) live in
+:mod:`analyzer.engine.venues` and are re-exported here; venue plugins add exact pool models
+(``Plugin.venue_models``, e.g. Uniswap V3 in ``protocols/uniswap_v3/venue.py``), found through the
+registry by :func:`venue_model_classes`. The engine calls, once per asset and
 round, ``venues[asset].trade(net_asset_amount)`` (> 0 sells, < 0 buys, whole tokens) and reads
 the new mid price from the result.
 
 ``venues`` rows and their ``params`` JSON (numbers; big integers as decimal strings)
 ------------------------------------------------------------------------------------
-model="uniswap_v3"        token0, token1, decimals0, decimals1, fee (pips), tick_spacing, sqrt_price_x96, tick,
-                          liquidity, ticks ([[tick, liquidity_net], ...])  -- written by protocols/uniswap_v3/reader
 model="constant_product"  reserve_asset, reserve_quote (whole tokens), fee (fraction, default 0.003)
 model="sqrt_law"          sigma (daily vol, fraction), daily_volume (asset units/day), y (default 1.0),
                           price_usd (optional: p0, default the snapshot's asset price)
 model="linear"            depth_1pct (asset units that move the price 1%), price_usd (optional, as above)
-Every model also accepts quote_price_usd (default: the snapshot's price of quote_asset, or 1.0
+(a plugin's model documents its own params beside its class). Every model also accepts quote_price_usd (default: the snapshot's price of quote_asset, or 1.0
 when the quote is not an asset of the snapshot, i.e. USD itself).
 
 Routing (the split rule)
@@ -40,16 +40,17 @@ from analyzer.engine.venues import (
     LinearDepth,
     SqrtLaw,
     TradeResult,
-    UniswapV3Venue,
     VenueModel,
+    number_param,
 )
 from analyzer.errors import ContagionError
 
-__all__ = ["AssetVenues", "ConstantProduct", "LinearDepth", "SqrtLaw", "TradeResult", "UniswapV3Venue",
-           "VenueModel", "ROUTING_DEPTH_FRACTION", "build_venues", "make_venue", "venue_row"]
+__all__ = ["AssetVenues", "ConstantProduct", "LinearDepth", "SqrtLaw", "TradeResult", "VenueModel",
+           "ROUTING_DEPTH_FRACTION", "assets_needing_venue", "build_venues", "make_venue", "venue_model_classes",
+           "venue_row"]
 
 ROUTING_DEPTH_FRACTION = 0.02   # the ±2% band whose depth sets each venue's share of a flow
-MODELS = ("uniswap_v3", "constant_product", "sqrt_law", "linear")
+GENERIC_MODELS = (ConstantProduct, SqrtLaw, LinearDepth)
 
 
 class AssetVenues:
@@ -126,43 +127,38 @@ class AssetVenues:
 def venue_row(protocol: str, venue: str, asset: str, quote_asset: str, model: str,
               params: Mapping[str, Any]) -> dict[str, str]:
     """One ``venues`` table row; ``params`` is stored as JSON (ints beyond 2**53 should be strings)."""
-    if model not in MODELS:
-        raise ContagionError(f"venue {venue}: model {model!r} is not one of {', '.join(MODELS)}")
+    known = venue_model_classes()
+    if model not in known:
+        raise ContagionError(f"venue {venue}: model {model!r} is not one of {', '.join(sorted(known))}")
     return {"protocol": protocol, "venue": venue, "asset": asset, "quote_asset": quote_asset, "model": model,
             "params": json.dumps(dict(params), sort_keys=True)}
 
 
-def _param(params: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
-    value = params.get(key, default)
-    if value is None:
-        raise ContagionError(f"{where}: missing parameter {key!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ContagionError(f"{where}: parameter {key!r} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ContagionError(f"{where}: parameter {key!r} must be finite, got {value!r}")
-    return number
+def venue_model_classes() -> dict[str, type[VenueModel]]:
+    """Every venue model by its ``model`` name: the generic ones of :mod:`analyzer.engine.venues`
+    and those the plugins declare (``Plugin.venue_models``), found through the registry."""
+    from protocols import plugins
+
+    found: dict[str, type[VenueModel]] = {cls.model: cls for cls in GENERIC_MODELS}
+    for plugin in plugins().values():
+        for cls in plugin.venue_models:
+            if found.get(cls.model, cls) is not cls:
+                raise ContagionError(f"venue model {cls.model!r} of plugin {plugin.name} is already defined by "
+                                     f"{found[cls.model].__module__}")
+            found[cls.model] = cls
+    return found
 
 
 def make_venue(model: str, asset: str, quote: str, params: Mapping[str, Any], *, asset_price_usd: float | None,
                quote_price_usd: float = 1.0, venue: str = "", where: str = "") -> VenueModel:
-    """A venue model from its name and params (the ``venues.params`` format of this module)."""
+    """A venue model from its name and params (the ``venues.params`` format of the model's class)."""
     where = where or f"venue {venue or asset}"
-    quote_price_usd = _param(params, "quote_price_usd", where, quote_price_usd)
-    if model == "uniswap_v3":
-        return UniswapV3Venue(asset, quote, dict(params), quote_price_usd, venue)
-    if model == "constant_product":
-        return ConstantProduct(asset, quote, _param(params, "reserve_asset", where),
-                               _param(params, "reserve_quote", where), _param(params, "fee", where, 0.003),
-                               quote_price_usd, venue)
-    price = _param(params, "price_usd", where, asset_price_usd)
-    if model == "sqrt_law":
-        return SqrtLaw(asset, quote, price, _param(params, "sigma", where), _param(params, "daily_volume", where),
-                       _param(params, "y", where, 1.0), quote_price_usd, venue)
-    if model == "linear":
-        return LinearDepth(asset, quote, price, _param(params, "depth_1pct", where), quote_price_usd, venue)
-    raise ContagionError(f"{where}: model {model!r} is not one of {', '.join(MODELS)}")
+    classes = venue_model_classes()
+    if model not in classes:
+        raise ContagionError(f"{where}: model {model!r} is not one of {', '.join(sorted(classes))}")
+    return classes[model].from_params(asset, quote, params, asset_price_usd=asset_price_usd,
+                                      quote_price_usd=number_param(params, "quote_price_usd", where, quote_price_usd),
+                                      venue=venue, where=where)
 
 
 def _params_json(text: str, where: str) -> dict:
@@ -200,6 +196,15 @@ def reprice(venues: Mapping[int, AssetVenues], price: np.ndarray, price_pre: np.
             return
 
 
+def assets_needing_venue(snapshot, exclude: set[str] | frozenset[str] = frozenset()) -> set[str]:
+    """Assets a cascade may sell, so that must have a venue: those held as collateral, hedged by an
+    option pool, or posted as option collateral, except the quote assets of venues (the numeraire
+    the flows settle in) and ``exclude`` (receipts, which are redeemed and their underlying sold)."""
+    needed = set(snapshot.positions.loc[snapshot.positions["side"] == "collateral", "asset"])
+    needed |= set(snapshot.hedgers["asset"]) | set(snapshot.options["collateral_asset"])
+    return needed - set(snapshot.venues["quote_asset"]) - {""} - set(exclude)
+
+
 def build_venues(snapshot, models_from_scenario: Mapping[str, Mapping[str, Any]] | None = None
                  ) -> dict[str, AssetVenues]:
     """Every asset's venues by asset address, from ``snapshot.venues`` plus scenario models.
@@ -208,10 +213,8 @@ def build_venues(snapshot, models_from_scenario: Mapping[str, Mapping[str, Any]]
     (optionally ``"quote"``: a quote asset symbol/address, default USD); it supplies a venue for an
     asset that has none in the snapshot (snapshot venues win when both exist).
 
-    Assets that must have a venue: those held as collateral, hedged by an option pool, or posted as
-    option collateral (the ones a cascade sells), except the quote assets of venues (the numeraire
-    the flows settle in). One of them with no venue and no scenario model is an error naming it:
-    there is no silent zero impact.
+    Assets that must have a venue: :func:`assets_needing_venue`. One of them with no venue and no
+    scenario model is an error naming it: there is no silent zero impact.
     """
     prices = snapshot.price_of()
     symbols = snapshot.symbol_of()
@@ -228,19 +231,15 @@ def build_venues(snapshot, models_from_scenario: Mapping[str, Mapping[str, Any]]
             continue
         where = f"scenario venue model for {symbols.get(asset, key)}"
         if not isinstance(spec, Mapping) or "model" not in spec:
-            raise ContagionError(f"{where}: expected a table with a 'model' key (one of {', '.join(MODELS)})")
+            raise ContagionError(f"{where}: expected a table with a 'model' key (one of {', '.join(sorted(venue_model_classes()))})")
         params = {k: v for k, v in spec.items() if k not in ("model", "quote")}
         quote = snapshot.address_of(spec["quote"]) if spec.get("quote") else ""
         by_asset[asset] = [make_venue(str(spec["model"]), asset, quote, params, asset_price_usd=prices.get(asset),
                                       quote_price_usd=prices.get(quote, 1.0), venue=f"scenario:{spec['model']}",
                                       where=where)]
-    numeraires = set(snapshot.venues["quote_asset"])
-    needed = set(snapshot.positions.loc[snapshot.positions["side"] == "collateral", "asset"])
-    needed |= set(snapshot.hedgers["asset"]) | set(snapshot.options["collateral_asset"])
-    needed -= numeraires | {""}
-    missing = sorted(symbols.get(a, a) for a in needed - set(by_asset))
+    missing = sorted(symbols.get(a, a) for a in assets_needing_venue(snapshot) - set(by_asset))
     if missing:
         raise ContagionError(f"no price-impact venue for {', '.join(missing)}: the snapshot has no venues row for "
-                             f"it and the scenario gives no model (add e.g. {{model = \"sqrt_law\", sigma = 0.04, "
-                             f"daily_volume = ...}} for it)")
+                             f"it and the scenario gives no model (a snapshot `contagion scan` writes has one for "
+                             f"every asset; or add e.g. {{model = \"sqrt_law\", sigma = 0.04, daily_volume = ...}})")
     return {asset: AssetVenues(asset, venues) for asset, venues in by_asset.items()}
