@@ -270,6 +270,17 @@ class OptionMarginRules(Rules):
         return book.copy()
 
 
+class ReceiptWritedownRules(Rules):
+    """Rules of a protocol whose receipt tokens are written down by the losses of particular books,
+    not pro rata to all of its books (Morpho's vaults: a vault share falls by the realised bad
+    debt of the markets that vault supplies, and no other)."""
+
+    @abstractmethod
+    def receipt_writedowns(self, snapshot: Snapshot, books: list[LendingBook]) -> dict[str, float]:
+        """Fraction (0..1) of each of the protocol's receipt tokens (by asset address) written down
+        when its books are ``books`` (this protocol's books as the engine holds them now)."""
+
+
 # --- executing on anvil -------------------------------------------------------------------------
 
 @dataclass

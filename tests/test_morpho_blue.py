@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from analyzer.chain import rpc
+from analyzer.engine.cascade import simulate
+from analyzer.scenarios import ShockScenario
 from protocols import get
 from protocols.morpho_blue import exact
 from protocols.morpho_blue.contracts import MARKET_PARAMS, morpho_abi, vault_abi
@@ -201,10 +203,25 @@ def test_the_rule_agrees_with_real_liquidations_and_losses_reach_vaults_and_thei
     prices = np.array([oracle[(b.market, b.assets[0])], oracle[(b.market, share)] * predicted[share]])
     engine = rules.liquidatable(b, prices)
     assert engine.any() and not engine.all()
+    chain_vault_market = set()
     for row, account in enumerate(b.accounts):
         if b.debt[row, 0] > 0:
             outcome = executor.liquidate(str(account), None, None, market=b.market)
             assert outcome.success == bool(engine[row]), (account, outcome.error)
+            chain_vault_market |= {str(account)} if outcome.success else set()
+    # the engine's cascade from the pre-shock read: the same liquidations, the vaults written down
+    # as the chain wrote them, and the vault-share borrowers liquidated in the round after
+    cascade = simulate(before, ShockScenario(price_shocks=SHOCK, price_impact=False))
+    liquidated = cascade.accounts[cascade.accounts["liquidated_usd"] > 0]
+    assert set(liquidated.loc[liquidated["market"] == vault_market, "account"]) == chain_vault_market
+    assert (liquidated.loc[liquidated["market"] == vault_market, "first_round"] >= 1).all()
+    assert len(liquidated) == proposed_total + len(chain_vault_market)
+    index = {a: i for i, a in enumerate(cascade.assets)}
+    for v in vaults:
+        asset = index[v.functions.asset().call()]
+        engine_unit = (cascade.price_final[index[v.address]] / cascade.price_final[asset]) / (
+            cascade.price_before[index[v.address]] / cascade.price_before[asset])
+        assert engine_unit == pytest.approx(v.functions.convertToAssets(10**18).call() / unit[v.address], rel=1e-6)
 
 
 def _decimals(snapshot, asset: str) -> int:

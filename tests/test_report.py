@@ -173,7 +173,7 @@ def test_write_report_writes_html_figures_and_summary(run):
     assert (run / "report.html").stat().st_size > 100_000  # cytoscape is inlined
     names = sorted(p.name for p in (run / "figures").glob("*.png"))
     assert names == sorted(["contagion_graph.png", "liquidation_curves.png", "cascade_timeline.png",
-                            "contagion_matrix.png", "gamma_by_strike.png", "top_accounts.png", "bad_debt.png",
+                            "contagion_matrix.png", "gamma_by_strike.png", "gamma_map.png", "top_accounts.png", "bad_debt.png",
                             "fidelity.png"])
     for name in names:
         head = (run / "figures" / name).read_bytes()[:24]

@@ -32,6 +32,7 @@ from analyzer.paths import data_path, node_modules
 
 CONTRACTS_DIR = data_path("fixtures", "contracts")
 ARTIFACTS_DIR = data_path("fixtures", "artifacts")
+SOLCJS = node_modules() / "solc" / "solc.js"   # the npm folder as found at import (analyzer.paths.node_modules)
 
 # paris: no PUSH0/MCOPY, so the runtime code also runs on forks of older mainnet blocks
 SETTINGS = {

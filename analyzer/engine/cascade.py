@@ -31,7 +31,7 @@ from analyzer.engine.market import SlippageCurve, safe_trade
 from analyzer.engine.options import OptionBook, bs_delta, option_margin_liquidations, vol_spiral
 from analyzer.engine.prepare import Prepared, sub_book
 from analyzer.scenarios import ShockScenario
-from protocols.base import Liquidation
+from protocols.base import Liquidation, ReceiptWritedownRules
 
 HEALTH_MARGIN = 1e-3   # screening slack: Aave floors the weighted threshold to whole bp (< 1.3e-4 relative)
 
@@ -69,6 +69,7 @@ class CascadeState:
     watch: list = field(default_factory=list)             # per slot: (n,) liquidatable when last evaluated
     bad_debt: list = field(default_factory=list)          # per slot: (n,) bad debt USD when last evaluated
     health_bound: list = field(default_factory=list)      # per slot: (n,) lower bound of the health factor
+    asset_writedown: np.ndarray | None = None             # (A,) a receipt's own write-down; NaN: its issuer's
 
 
 @dataclass
@@ -103,10 +104,17 @@ def _oracle_view(prep: Prepared, state: CascadeState, lag: int, round_index: int
     return state.source_history[k], state.source_attr_history[k]
 
 
-def redeemable_units(prep: Prepared, writedown: np.ndarray) -> np.ndarray:
+def redeemable_units(prep: Prepared, writedown: np.ndarray, asset_writedown: np.ndarray | None = None) -> np.ndarray:
     """(A,) underlying units one unit of each asset redeems for (1 for plain assets), after the
-    write-down ``writedown`` (A,) of each receipt."""
-    return prep.receipt_ratio * (1.0 - writedown)
+    write-down ``writedown`` (A,) of each receipt by the markets it claims on, or the receipt's own
+    (``asset_writedown``, NaN where none) when its issuer declares one."""
+    return prep.receipt_ratio * (1.0 - effective_writedown(writedown, asset_writedown))
+
+
+def effective_writedown(writedown: np.ndarray, asset_writedown: np.ndarray | None) -> np.ndarray:
+    """(A,) the write-down that applies to each asset: the issuer's own account where it gives one."""
+    return writedown if asset_writedown is None else np.where(np.isfinite(asset_writedown), asset_writedown,
+                                                              writedown)
 
 
 def receipt_writedown(prep: Prepared, market_bad_debt_usd: np.ndarray, market_deposits_usd: np.ndarray,
@@ -116,6 +124,24 @@ def receipt_writedown(prep: Prepared, market_bad_debt_usd: np.ndarray, market_de
     bad, deposits = prep.receipt_claims @ market_bad_debt_usd, prep.receipt_claims @ market_deposits_usd
     fraction = np.minimum(np.divide(bad, deposits, out=np.zeros(len(bad)), where=deposits > 0), 1.0)
     return np.maximum(fraction, before)
+
+
+def receipt_writedowns(prep: Prepared, books: list, previous: np.ndarray | None) -> np.ndarray | None:
+    """(A,) write-down of each receipt whose issuer's rules say which of its books' losses reach it
+    (:class:`~protocols.base.ReceiptWritedownRules`: a Morpho vault over the markets it supplies),
+    NaN for the others; None when no issuer declares one. Never reversed within a cascade."""
+    issuers = {slot.protocol: slot.rules for slot in prep.slots if isinstance(slot.rules, ReceiptWritedownRules)}
+    if not issuers:
+        return previous
+    out = np.full(len(prep.assets), np.nan) if previous is None else previous.copy()
+    index = {a: i for i, a in enumerate(prep.assets)}
+    for name, rules in issuers.items():
+        own = [books[s] for s, slot in enumerate(prep.slots) if slot.protocol == name]
+        for asset, fraction in rules.receipt_writedowns(prep.snapshot, own).items():
+            a = index.get(asset)
+            if a is not None and prep.is_receipt[a]:
+                out[a] = max(float(fraction), out[a]) if np.isfinite(out[a]) else float(fraction)
+    return out
 
 
 def _curve_source(state: CascadeState, scenario: ShockScenario, cache: dict):
@@ -256,7 +282,7 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
         repaid_tokens=np.zeros((n_protocols, n_assets)), seized_tokens=np.zeros((n_protocols, n_assets)),
         fee_tokens=np.zeros((n_protocols, n_assets)), contagion=np.zeros((n_sources, n_protocols)),
         gamma_feedback=np.zeros(n_assets), market_bad_debt_usd=np.zeros(len(prep.markets)))
-    unit_value = redeemable_units(prep, state.writedown)
+    unit_value = redeemable_units(prep, state.writedown, state.asset_writedown)
     curves = _curve_source(state, scenario, state.curve_cache)
     state.committed_sell, state.committed_buy = np.zeros(n_assets), np.zeros(n_assets)
     deposits_usd = np.zeros(len(prep.markets))
@@ -288,8 +314,9 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
         record.market_bad_debt_usd[slot.market_index] += state.bad_debt[s].sum()
         deposits_usd[slot.market_index] += slot.collateral_total @ oracle
     writedown = receipt_writedown(prep, record.market_bad_debt_usd, deposits_usd, state.writedown)
+    asset_writedown = receipt_writedowns(prep, state.books, state.asset_writedown)
     _options_round(prep, state, scenario, record, flows, oracle_source, source_attr)
-    _move_prices(prep, state, scenario, record, flows, writedown)
+    _move_prices(prep, state, scenario, record, flows, writedown, asset_writedown)
     return record
 
 
@@ -328,7 +355,7 @@ def _options_round(prep: Prepared, state: CascadeState, scenario: ShockScenario,
 
 
 def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, record: RoundRecord,
-                 flows: np.ndarray, writedown: np.ndarray) -> None:
+                 flows: np.ndarray, writedown: np.ndarray, asset_writedown: np.ndarray | None = None) -> None:
     """Net flows through the venues, receipts repriced, attribution, IV; the fixed-point test."""
     net = flows.sum(axis=1)
     new_price = state.price.copy()
@@ -345,7 +372,8 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
     change = attr.split_price_change(new_price - state.price, flows)
     change[prep.is_receipt] = 0.0
     exo_change = np.zeros_like(change)
-    old_unit, new_unit = redeemable_units(prep, state.writedown), redeemable_units(prep, writedown)
+    old_unit = redeemable_units(prep, state.writedown, state.asset_writedown)
+    new_unit = redeemable_units(prep, writedown, asset_writedown)
     receipts = np.flatnonzero(prep.is_receipt)
     under = prep.receipt_underlying[receipts]
     new_price[receipts] = new_unit[receipts] * new_price[under]
@@ -378,8 +406,10 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
     oracle_quiet = np.all(np.abs(next_oracle - record.oracle_source) <= tol * np.maximum(record.oracle_source,
                                                                                           1e-300))
     record.quiet = bool(record.liquidation_steps.sum() == 0 and price_quiet and oracle_quiet)
-    record.price_after, record.iv_after, record.writedown = new_price, iv_after, writedown
+    record.price_after, record.iv_after = new_price, iv_after
+    record.writedown = effective_writedown(writedown, asset_writedown)
     state.price, state.exogenous, state.iv, state.writedown = new_price, exogenous, iv_after, writedown
+    state.asset_writedown = asset_writedown
     state.round += 1
 
 

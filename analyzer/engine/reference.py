@@ -16,7 +16,7 @@ from bisect import bisect_right
 import numpy as np
 
 from analyzer.engine import attribution as attr
-from analyzer.engine.cascade import CascadeState, RoundRecord
+from analyzer.engine.cascade import CascadeState, RoundRecord, receipt_writedowns
 from analyzer.engine.impact import reprice
 from analyzer.engine.market import KEEPER_FRACTIONS, SlippageCurve, safe_trade
 from analyzer.engine.prepare import Prepared
@@ -103,10 +103,16 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
                       np.zeros(P, np.int64), np.zeros(P, np.int64), np.zeros(P), np.zeros(P), np.zeros(P),
                       state.writedown.copy(), np.zeros((P, A)), np.zeros((P, A)), np.zeros((P, A)), np.zeros((S, P)),
                       np.zeros(A), np.zeros(len(prep.markets)))
+
+    def receipt_unit(a: int, writedown: np.ndarray, own: np.ndarray | None) -> float:
+        """Underlying units a receipt redeems for: its own write-down when its issuer declares one."""
+        wd = own[a] if own is not None and np.isfinite(own[a]) else writedown[a]
+        return prep.receipt_ratio[a] * (1.0 - wd)
+
     unit = np.ones(A)
     for a in range(A):
         if prep.is_receipt[a]:
-            unit[a] = prep.receipt_ratio[a] * (1.0 - state.writedown[a])
+            unit[a] = receipt_unit(a, state.writedown, state.asset_writedown)
     curves: dict[int, SlippageCurve] = {}
 
     def curve(a: int) -> SlippageCurve:
@@ -219,6 +225,7 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         supplied = sum(deposits[k] for k in claimed)
         if supplied > 0:
             writedown[a] = max(min(bad / supplied, 1.0), state.writedown[a])
+    asset_writedown = receipt_writedowns(prep, state.books, state.asset_writedown)
     for h in range(len(prep.options.hedger_asset)):
         a = int(prep.options.hedger_asset[h])
         hedge = prep.source_index[attr.hedging_source(str(prep.options.hedger_protocol[h]))]
@@ -246,8 +253,8 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         if not prep.is_receipt[a]:
             continue
         u, p = int(prep.receipt_underlying[a]), int(prep.receipt_protocol_index[a])
-        old_unit = prep.receipt_ratio[a] * (1 - state.writedown[a])
-        new_unit = prep.receipt_ratio[a] * (1 - writedown[a])
+        old_unit = receipt_unit(a, state.writedown, state.asset_writedown)
+        new_unit = receipt_unit(a, writedown, asset_writedown)
         new_price[a] = new_unit * new_price[u]
         exogenous[a] = new_unit * exogenous[u]
         change[a] = new_unit * change[u]
@@ -266,7 +273,10 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
     state.source_history.append(source)
     state.source_attr_history.append(np.where(state.oracle_from_venue[:, None], state.market_attr,
                                               state.exogenous_attr))
-    rec.price_after, rec.iv_after, rec.writedown = new_price, iv_after, writedown
+    rec.price_after, rec.iv_after = new_price, iv_after
+    rec.writedown = writedown if asset_writedown is None else np.where(np.isfinite(asset_writedown), asset_writedown,
+                                                                       writedown)
     state.price, state.exogenous, state.iv, state.writedown = new_price, exogenous, iv_after, writedown
+    state.asset_writedown = asset_writedown
     state.round += 1
     return rec

@@ -20,6 +20,7 @@ from analyzer.atomic import atomic_write_text
 from analyzer.graph.build import DEFAULT_MAX_ACCOUNTS, build_graph
 from analyzer.graph.curves import DEFAULT_DROPS, liquidation_curves, protocol_rules, rule_health
 from analyzer.graph.export import json_safe, write_graph_outputs
+from analyzer.graph.feedback import feedback_curves
 from analyzer.graph.metrics import (
     collateral_composition,
     graph_summary,
@@ -38,7 +39,7 @@ def exposure_metrics(snapshot: Snapshot, graph: nx.MultiDiGraph, drops: tuple[fl
                      top_accounts: int = 100) -> dict:
     """Every exposure metric of ``snapshot`` (and its ``graph``) as a JSON-serialisable dict (NaN and
     inf as null): ``composition``, ``overlap``, ``receipt_chains``, ``multi_protocol_accounts``,
-    ``liquidation_curves``, ``graph``. USD at the snapshot's prices."""
+    ``liquidation_curves``, ``feedback`` (:mod:`analyzer.graph.feedback`: where the loop ignites), ``graph``. USD at the snapshot's prices."""
     protocols = sorted(set(snapshot.positions["protocol"]) | set(snapshot.options["protocol"]))
     rules, _ = protocol_rules(protocols)
     metrics = {
@@ -49,6 +50,7 @@ def exposure_metrics(snapshot: Snapshot, graph: nx.MultiDiGraph, drops: tuple[fl
         "receipt_chains": receipt_chains(snapshot, graph),
         "multi_protocol_accounts": multi_protocol_accounts(snapshot, rule_health(snapshot, rules), top=top_accounts),
         "liquidation_curves": liquidation_curves(snapshot, drops, rules),
+        "feedback": feedback_curves(snapshot, rules),
         "graph": graph_summary(graph),
     }
     return json_safe(metrics)

@@ -156,7 +156,10 @@ class MorphoBlueReader(Reader):
 
     def read_markets(self) -> Rows:
         state, vaults = self.market_state(), self.vault_state()
-        tokens = sorted({t for m in state.values() for t in m["params"][:2]} | {v["asset"] for v in vaults.values()})
+        # every vault's share is a receipt token (usable as collateral anywhere), not only those a
+        # Morpho market takes
+        tokens = sorted({t for m in state.values() for t in m["params"][:2]} | {v["asset"] for v in vaults.values()}
+                        | set(vaults))
         info = self.token_info(tokens)
         usd = self.usd_prices(state, info, vaults)
         assets = []

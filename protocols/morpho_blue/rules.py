@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.model import Snapshot
-from protocols.base import LendingBook, Liquidation, Rules
+from protocols.base import LendingBook, Liquidation, ReceiptWritedownRules
 from protocols.morpho_blue.contracts import PROTOCOL
 
 LOAN, COLLATERAL = 0, 1
@@ -41,8 +41,12 @@ def incentive_factor(lltv: float) -> float:
     return min(1.15, 1.0 / (1.0 - 0.3 * (1.0 - lltv)))
 
 
-class MorphoBlueRules(Rules):
+class MorphoBlueRules(ReceiptWritedownRules):
     protocol = PROTOCOL
+
+    def receipt_writedowns(self, snapshot: Snapshot, books: list[LendingBook]) -> dict[str, float]:
+        """Each vault share written down by its markets' realised bad debt (:func:`vault_share_values`)."""
+        return {vault: 1.0 - value for vault, value in vault_share_values(snapshot, books, self).items()}
 
     def books(self, snapshot: Snapshot) -> list[LendingBook]:
         markets = snapshot.markets[snapshot.markets["protocol"] == PROTOCOL]
