@@ -254,7 +254,7 @@ class Anvil:
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
         self.watchdog: subprocess.Popen | None = None
-        self.relay = None   # the loopback RpcRelay a fork reads its upstream through
+        self.relay: Any = None   # the loopback RpcRelay a fork reads its upstream through
         self.log_path: Path | None = None
         self.cache_dir: Path | None = None
         self._w3: Web3 | None = None
@@ -329,6 +329,7 @@ class Anvil:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
+            assert self.proc is not None        # started by start() before it waits
             if self.proc.poll() is not None:
                 tail = self.log_tail()
                 _LIVE.pop(self.proc.pid, None)

@@ -240,8 +240,9 @@ def replay(
     with Anvil(fork_url=source_url, fork_block=source_block) as fork:
         w3 = fork.w3
         require_anvil(w3)
-        keeper = w3.eth.accounts[1]        # sends the liquidations
-        trader = w3.eth.accounts[2]        # moves pools and sells what the keeper received
+        accounts_of_anvil = list(w3.eth.accounts)
+        keeper = accounts_of_anvil[1]      # sends the liquidations
+        trader = accounts_of_anvil[2]      # moves pools and sells what the keeper received
 
         def read(accounts=None, only=None) -> Snapshot:
             return scan(fork.url, only or plugins, book=book, accounts=accounts, cache_dir=None)

@@ -269,7 +269,7 @@ class RetryingProvider(JSONBaseProvider):
         super().__init__()
         self.client = client
 
-    def make_request(self, method, params) -> dict:
+    def make_request(self, method, params) -> Any:
         payload = self.client.payload(method, params)
         return {"jsonrpc": "2.0", "id": payload.get("id", 0), **{k: payload[k] for k in ("result", "error") if k in payload}}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -48,7 +49,7 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
     console = console or Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False, disable=not console.is_terminal) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, Any] = {}
 
         def progress(label: str, done: int, total: int) -> None:
             if label not in tasks:
@@ -65,5 +66,6 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
             # the node the user named, redacted; not the throwaway loopback fork
             snapshot.meta.update(rpc=redact_url(fork_url), fork_block=snapshot.meta["block_number"])
         else:
+            assert rpc is not None      # one of --rpc / --fork-url, checked above
             snapshot = run(rpc, block)
     return snapshot.write(out)

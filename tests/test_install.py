@@ -36,6 +36,7 @@ def installed(tmp_path_factory):
     """A fresh venv outside the checkout with the wheel of this checkout and the toy plugin."""
     tmp = tmp_path_factory.mktemp("installed")
     source = tmp / "source"
+    source.mkdir()
     for name in SHIPPED:      # a copy, so that building leaves nothing in the checkout
         src = ROOT / name
         ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
@@ -43,12 +44,12 @@ def installed(tmp_path_factory):
     shutil.copytree(FIXTURE, tmp / "plugin", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    pip = [str(venv / "bin" / "python"), "-m", "pip"]
     wheels = tmp / "wheels"
-    subprocess.run([*pip[:-2], "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(source)], check=True,
-                   cwd=tmp)
+    subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(source)], check=True, cwd=tmp)
     (wheel,) = wheels.glob("defi_contagion-*.whl")
-    subprocess.run([*pip, str(wheel), str(tmp / "plugin")], check=True, cwd=tmp)
+    subprocess.run([*pip, "install", "--quiet", "--disable-pip-version-check", str(wheel), str(tmp / "plugin")],
+                   check=True, cwd=tmp)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(ANVIL_BIN=find_anvil(), XDG_CACHE_HOME=str(tmp / "cache"), PATH=f"{venv / 'bin'}:{env['PATH']}")
     run_dir = tmp / "run"

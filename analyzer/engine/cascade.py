@@ -60,9 +60,9 @@ class CascadeState:
     hedge_alive: np.ndarray
     account_events: list = field(default_factory=list)   # (slot, rows, round, repaid, seized, fee usd, causes)
     option_events: list = field(default_factory=list)    # (option rows, round, buy-back usd, causes)
-    contracts_bought: np.ndarray | None = None            # (A,) option contracts bought back this round
-    committed_sell: np.ndarray | None = None              # (A,) sold by keepers so far this round
-    committed_buy: np.ndarray | None = None               # (A,) bought by keepers so far this round
+    contracts_bought: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (A,) bought back this round
+    committed_sell: np.ndarray = field(default_factory=lambda: np.zeros(0))    # (A,) sold by keepers so far this round
+    committed_buy: np.ndarray = field(default_factory=lambda: np.zeros(0))     # (A,) bought by keepers so far
     curve_cache: dict = field(default_factory=dict)       # asset -> SlippageCurve while its venues are unchanged
     owned: list = field(default_factory=list)             # per slot: books[s] is the state's own copy
     last_oracle: list = field(default_factory=list)       # per slot: (m,) oracle prices last evaluated

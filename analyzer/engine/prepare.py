@@ -19,7 +19,7 @@ from analyzer.engine.impact import AssetVenues
 from analyzer.engine.market import move_to_price
 from analyzer.engine.options import OptionBook, vol_spiral
 from analyzer.errors import ContagionError
-from analyzer.model import receipt_claim
+from analyzer.model import Snapshot, receipt_claim
 from analyzer.scenarios import ShockScenario
 from protocols.base import LendingBook, OptionMarginRules, Rules
 
@@ -46,7 +46,7 @@ class BookSlot:
 class Prepared:
     """A snapshot as arrays: assets ``A``, protocols ``P``, sources ``S``, books per market."""
 
-    snapshot: object
+    snapshot: Snapshot
     assets: np.ndarray
     symbols: np.ndarray
     price_pre: np.ndarray
@@ -163,9 +163,9 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
         claims[i] = _claimed_markets(claim, market_of, slots)
     for native, wrapped in snapshot.wrapped_native_of().items():
         # the native coin moves and is sold as its wrapped token: a receipt that no protocol issues
-        i = index[native]
-        is_receipt[i], underlying[i], ratio[i] = True, index[wrapped], 1.0
-        underlying[(underlying == i) & is_receipt] = index[wrapped]    # cETH: redeemed for ETH, sold as WETH
+        coin = index[native]
+        is_receipt[coin], underlying[coin], ratio[coin] = True, index[wrapped], 1.0
+        underlying[(underlying == coin) & is_receipt] = index[wrapped]    # cETH: redeemed for ETH, sold as WETH
     if venues is None:
         from analyzer.engine.impact import build_venues
 

@@ -162,7 +162,9 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
                 break
             sells, buys, held = [], [], []
             for _, liq in proposals:
-                sell, buy, keep = {}, {}, 0.0
+                sell: dict[int, float] = {}
+                buy: dict[int, float] = {}
+                keep = 0.0
                 for j in range(m):
                     a = int(slot.cols[j])
                     got = liq.seized[0, j] if liq.absorbed_by_protocol else liq.seized[0, j] - liq.fee[0, j]

@@ -128,7 +128,7 @@ def _client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
     # loopback only, no dashboard: a sweep must not open ports beyond this machine. A failed task is
     # raised here, on the client, as one error line: the workers' own logging of it (a traceback
     # per task) and their teardown heartbeats are silenced
-    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
+    with LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield client
 
@@ -179,7 +179,8 @@ def sweep(snapshot, spec: grid.SweepSpec, out_dir: str | Path, *, workers: int |
     cache.mkdir(parents=True, exist_ok=True)
     batches = [rows[i:i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]
     files = [cache / f"batch-{i:06d}.parquet" for i in range(len(batches))]
-    tasks, targets = [], []
+    tasks: list[tuple] = []
+    targets: list[Path] = []
     distance_assets = dconf["assets"] if dconf else []
     distance_files = [cache / f"distance-{j:04d}.json" for j in range(len(distance_assets))]
     # bisections first: each is a dozen sequential engine runs, the longest tasks of a sweep

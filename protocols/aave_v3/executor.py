@@ -187,7 +187,7 @@ class AaveV3Executor(Executor):
             elif (to_checksum_address(log["address"]) == a_token and topics and topics[0] == transfer_topic
                   and _topic_address(topics[1]) == account and _topic_address(topics[2]) == treasury):
                 fee = int.from_bytes(data[0:32], "big")
-        if repaid is None:
+        if repaid is None or liquidated is None:
             raise ContagionError(f"liquidationCall of {account} succeeded without a LiquidationCall event")
         fee = fee or 0
         return ExecutedLiquidation(account, True, tx_hash="0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x"),

@@ -195,7 +195,8 @@ class AaveV3Reader(Reader):
                     calls += [Call(token, "balanceOf(address)(uint256)", (account,)) for token in debt_tokens[r["id"]]]
                 slots.append((i, r, borrowing))
         balances = iter(mc(calls))
-        positions, rows, held, collateral_off = [], [], set(), {}
+        positions, rows, held = [], [], set()
+        collateral_off: dict[str, list] = {}
         for i, r, borrowing in slots:
             account = accounts[i]
             what = f"balanceOf({account}) on {r['symbol']}"
