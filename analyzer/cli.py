@@ -157,12 +157,8 @@ def simulate_command(
 
     if not shock and not iv and scenario is None:
         raise ContagionError("give a shock: --shock WETH=-30%, --iv ASSET=+25, or --scenario FILE")
-    path = simulate_to_dir(snapshot, scenario_from_cli(shock, iv, scenario), out)
+    path = simulate_to_dir(snapshot, scenario_from_cli(shock, iv, scenario), out, report=report)
     _say_assumed_depth(snapshot)
-    if report:
-        from analyzer.report import write_report
-
-        path = write_report(out, snapshot_dir=snapshot)
     typer.echo(str(path))
 
 

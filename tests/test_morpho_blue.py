@@ -236,3 +236,70 @@ def test_market_ids_are_the_hash_of_their_params(morpho_devnet):
         assert [str(x) for x in on_chain] == [market[k] for k in ("loan", "collateral", "oracle", "irm", "lltv")]
     assert MARKET_PARAMS.count("address") == 4
     assert exact.liquidation_incentive_factor(86 * 10**16) == 10**36 // (10**18 - 3 * 10**17 * 14 // 100)
+
+
+def test_the_graph_traces_a_market_loss_to_the_vaults_supplying_it_and_their_share_holders(morpho_devnet):
+    from analyzer.devnet.scenario import account_address
+    from analyzer.graph import build_graph
+    from analyzer.graph.metrics import loss_reach
+
+    w3, book = morpho_devnet.w3, morpho_devnet.book["protocols"]["morpho-blue"]
+    morpho = w3.eth.contract(address=book["morpho"], abi=morpho_abi())
+    reach = {m["market"]: m for m in loss_reach(build_graph(scan(morpho_devnet)))}
+    vault_market = book["markets"]["vault:mvUSDC/USDT"]["id"]
+    for name, market in book["markets"].items():
+        supplying = {v: morpho.functions.position(bytes.fromhex(market["id"][2:]), v).call()[0]
+                     for v in book["vaults"].values()}
+        found = {v["address"]: v for v in reach.get(f"market:morpho-blue:{market['id']}", {"vaults": []})["vaults"]}
+        assert set(found) == {v for v, shares in supplying.items() if shares > 0}, name
+        for address, v in found.items():
+            held = [f"account:{account_address(label)}" for label in ("vault-loop-1", "vault-loop-2", "vault-loop-3")]
+            if address == book["vaults"]["mvUSDC"]:
+                assert [c["market"] for c in v["consumers"]] == [f"market:morpho-blue:{vault_market}"]
+                assert v["holders"] == sorted(held)
+            else:
+                assert v["consumers"] == [] and v["holders"] == []
+    shared = reach[f"market:morpho-blue:{book['markets']['WETH/USDC']['id']}"]
+    assert {v["address"] for v in shared["vaults"]} == {book["vaults"]["mvUSDC"], book["vaults"]["ppUSDC"]}
+    # the report's rows: one per (market, vault), the mvUSDC rows naming its share market and 3 holders
+    from analyzer.report.vaults import vault_reach_view
+
+    rows = vault_reach_view(scan(morpho_devnet), None)
+    assert len(rows) == sum(len(m["vaults"]) for m in reach.values())
+    assert {(r["consumer_markets"], r["holders"]) for r in rows if r["vault"] == "mvUSDC"} == {(1, 3)}
+
+
+def test_replay_fidelity_through_markets_and_a_vault_share_collateral_chain(morpho_devnet):
+    """The fidelity criteria on a replay of the shock: the same accounts liquidated (the vault-share
+    borrower among them, a round later), value within 1%, realised bad debt within 1%."""
+    from analyzer.fidelity import compare
+    from analyzer.replay import replay
+
+    shock = ShockScenario(name="morpho", price_shocks=SHOCK)
+    replayed = replay(morpho_devnet.url, morpho_devnet.book, shock, [get("morpho-blue")])
+    engine = simulate(replayed.snapshot_before, shock)
+    liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
+    fidelity = compare(engine.to_json(), {p: set(g["account"]) for p, g in liquidated.groupby("protocol")},
+                       replayed.to_json())
+    gap = fidelity["protocols"]["morpho-blue"]
+    assert replayed.reached_fixed_point and replayed.source_unchanged
+    assert gap["accounts_ok"] and gap["value_ok"] and gap["bad_debt_ok"], gap
+    assert gap["replay_bad_debt_usd"] > 0 and len(replayed.rounds) >= 2
+    vault_market = morpho_devnet.book["protocols"]["morpho-blue"]["markets"]["vault:mvUSDC/USDT"]["id"]
+    late = liquidated[(liquidated["market"] == vault_market)]
+    assert len(late) and (late["first_round"] >= 1).all()
+    assert {x.account for r in replayed.rounds[1:] for x in r.liquidations} >= set(late["account"])
+
+
+def test_reading_only_the_markets_an_accounts_events_name_gives_the_same_positions(morpho_devnet, monkeypatch):
+    """Ethereum has thousands of markets: beyond a few dozen the reader asks each account's own
+    events where it has positions instead of reading it in every market. Same snapshot."""
+    from protocols.morpho_blue.reader import MorphoBlueReader
+
+    every = scan(morpho_devnet)
+    monkeypatch.setattr(MorphoBlueReader, "ALL_MARKETS_UP_TO", 0)
+    named = scan(morpho_devnet)
+    key = ["market", "account", "asset", "side"]
+    assert len(every.positions) > 100
+    assert every.positions.sort_values(key).reset_index(drop=True)[key + ["raw"]].equals(
+        named.positions.sort_values(key).reset_index(drop=True)[key + ["raw"]])

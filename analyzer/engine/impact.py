@@ -18,12 +18,12 @@ when the quote is not an asset of the snapshot, i.e. USD itself).
 
 Routing (the split rule)
 ------------------------
-An asset with several venues splits a flow across them in proportion to each venue's depth
-within 2% of its mid price on the side the flow pushes (asset units that move that venue's price
-2% down for a sale, 2% up for a purchase), re-measured at every call. Arbitrageurs keep venues
-near one price, and a keeper splitting an order to equalise marginal price would fill each venue
-roughly in proportion to its near-mid depth; this is that first-order rule (no routing through
-intermediate pools, no arbitrage between venues after the trade).
+An asset with several venues splits a flow as an aggregator does: fee-adjusted marginal prices
+equalised across the venues used, a venue used only when its share pays its swap's gas
+(``AssetVenues.swap_gas_usd``), never worse than the best single venue
+(:func:`analyzer.engine.routing.route`). No routing through intermediate pools; arbitrage between
+venues after the trade is not modelled here. ``weights`` (each venue's depth within ±2% of its
+mid) weighs the venues' mids into the asset's one price.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.engine.routing import route
 from analyzer.engine.venues import (
     ConstantProduct,
     LinearDepth,
@@ -58,11 +59,16 @@ class AssetVenues:
     and returns the aggregate: asset units on the asset side, **USD** on the quote side (venues may
     quote in different tokens, e.g. USDC and WETH)."""
 
-    def __init__(self, asset: str, venues: list[VenueModel]):
+    def __init__(self, asset: str, venues: list[VenueModel], swap_gas_usd: float = 0.0):
         if not venues:
             raise ContagionError(f"asset {asset}: AssetVenues needs at least one venue")
         self.asset = asset
         self.venues = venues
+        self.swap_gas_usd = float(swap_gas_usd)   # gas of one swap, USD: a venue's share must pay it
+
+    def split(self, asset_amount: float) -> np.ndarray:
+        """Signed asset units per venue for a net flow: :func:`analyzer.engine.routing.route`."""
+        return route(self.venues, asset_amount, self.swap_gas_usd)
 
     def weights(self, sell: bool = True) -> np.ndarray:
         """Each venue's share of a flow: depth within ROUTING_DEPTH_FRACTION on that side, normalised."""
@@ -92,13 +98,14 @@ class AssetVenues:
             return TradeResult(result.amount_in * venue.quote_price_usd, result.amount_out,
                                result.price_before, result.price_after)
         sell = asset_amount >= 0
-        weights = self.weights(sell)
+        amounts = self.split(asset_amount)
+        weights = amounts / asset_amount if asset_amount != 0 else self.weights(sell)
         before = np.array([v.mid_price() for v in self.venues])
         asset_side = quote_usd = 0.0
-        for venue, share in zip(self.venues, weights, strict=True):   # a handful of venues per asset
-            if share == 0:
+        for venue, amount in zip(self.venues, amounts, strict=True):   # a handful of venues per asset
+            if amount == 0:
                 continue
-            result = venue.trade(asset_amount * share)
+            result = venue.trade(float(amount))
             if sell:
                 asset_side += result.amount_in
                 quote_usd += result.amount_out * venue.quote_price_usd
@@ -118,7 +125,7 @@ class AssetVenues:
                 venue.quote_price_usd = float(prices_usd[venue.quote])
 
     def copy(self) -> AssetVenues:
-        return AssetVenues(self.asset, [v.copy() for v in self.venues])
+        return AssetVenues(self.asset, [v.copy() for v in self.venues], self.swap_gas_usd)
 
     def __repr__(self) -> str:
         return f"AssetVenues({self.asset}, {self.venues!r})"

@@ -89,6 +89,12 @@ class VenueModel(ABC):
     def mid_price(self) -> float:
         """USD per whole asset token at the current state."""
 
+    @property
+    def fee_fraction(self) -> float:
+        """The share of a trade's input the venue keeps as its fee (0 for models without one):
+        a marginal sale earns mid × (1 − fee), a marginal purchase costs mid / (1 − fee)."""
+        return 0.0
+
     @abstractmethod
     def trade(self, asset_amount: float) -> TradeResult:
         """Sell ``asset_amount`` (> 0) or buy ``-asset_amount`` (< 0) whole asset tokens."""
@@ -132,6 +138,10 @@ class ConstantProduct(VenueModel):
 
     def mid_price(self) -> float:
         return self.reserve_quote / self.reserve_asset * self.quote_price_usd
+
+    @property
+    def fee_fraction(self) -> float:
+        return self.fee
 
     def trade(self, asset_amount: float) -> TradeResult:
         before = self.mid_price()

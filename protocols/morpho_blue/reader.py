@@ -30,6 +30,7 @@ from protocols.morpho_blue import exact
 from protocols.morpho_blue.contracts import (
     ACCOUNT_EVENTS,
     CREATE_MARKET,
+    LIQUIDATE,
     MARKET,
     MARKET_PARAMS,
     ORACLE_PRICE_SCALE,
@@ -96,14 +97,27 @@ class MorphoBlueReader(Reader):
                                (params[i], tuple(t)))) for i, t in zip(ids, totals, strict=True) if params[i][3] != ZERO]
         rates = dict(zip([i for i, _ in rate_calls], self._read([c for _, c in rate_calls], "morpho irm"), strict=True))
         timestamp = self.ctx.w3.eth.get_block(self.ctx.block)["timestamp"]
+        written_off = self.written_off()
         state = {}
         for i, raw_totals, price in zip(ids, totals, prices, strict=True):
             market = exact.MarketTotals(*raw_totals)
             rate = rates.get(i, 0)
             state[i] = {"params": params[i], "raw": market, "accrued": market.accrued(rate, timestamp),
-                        "borrow_rate": rate, "price": price.value if price.success else None, "timestamp": timestamp}
+                        "borrow_rate": rate, "price": price.value if price.success else None, "timestamp": timestamp,
+                        "written_off": written_off.get(i, 0)}
         self._state = state
         return state
+
+    def written_off(self) -> dict[str, int]:
+        """Per market id: bad debt realised so far (raw loan units), the sum of ``Liquidate``'s
+        ``badDebtAssets``: what the market's suppliers have lost, gone from every position."""
+        start = int(self.deployment.get("start_block", 0) or 0)
+        out: dict[str, int] = {}
+        for log in self.ctx.get_logs(self.morpho, [[topic(LIQUIDATE)]], start, self.ctx.block):
+            market_id = _hex(log["topics"][1]).lower()
+            bad_debt_assets = decode(["uint256"] * 5, bytes.fromhex(_hex(log["data"])[2:]))[3]
+            out[market_id] = out.get(market_id, 0) + bad_debt_assets
+        return out
 
     def token_info(self, tokens: Sequence[str]) -> dict[str, dict]:
         decimals = self._read([Call(t, "decimals()(uint8)") for t in tokens], "token decimals")
@@ -186,7 +200,7 @@ class MorphoBlueReader(Reader):
                   "price_raw": str(m["price"] or 0), "borrow_rate": str(m["borrow_rate"]), "timestamp": m["timestamp"],
                   "total_supply_assets": str(acc.total_supply_assets), "total_supply_shares": str(acc.total_supply_shares),
                   "total_borrow_assets": str(acc.total_borrow_assets), "total_borrow_shares": str(acc.total_borrow_shares),
-                  "last_update": str(m["raw"].last_update), "fee": str(acc.fee),
+                  "last_update": str(m["raw"].last_update), "fee": str(acc.fee), "written_off": str(m["written_off"]),
                   "loan_decimals": info[loan]["decimals"], "collateral_decimals": info[collateral]["decimals"]}
         bonus = exact.liquidation_incentive_factor(lltv) / 1e18 - 1.0
         row = {"protocol": PROTOCOL, "market": market_id, "close_factor": 1.0, "protocol_fee": 0.0, "supply_cap": 0.0,
@@ -220,39 +234,62 @@ class MorphoBlueReader(Reader):
 
         return AccountEvents((self.morpho,), tuple(ACCOUNT_TOPIC), accounts)
 
+    # up to this many markets, every account is read in every market; beyond (Ethereum has thousands),
+    # only in the markets its own events name
+    ALL_MARKETS_UP_TO = 64
+
+    def markets_of(self, accounts: Sequence[str]) -> dict[str, list[str]]:
+        """Per account: the ids of the markets whose Supply / Borrow / SupplyCollateral events name it
+        as ``onBehalf`` (two log queries filtered by the accounts, whatever their number of markets)."""
+        start = int(self.deployment.get("start_block", 0) or 0)
+        padded = ["0x" + bytes.fromhex(to_checksum_address(a)[2:]).rjust(32, b"\0").hex() for a in accounts]
+        supply = [topic(ACCOUNT_EVENTS[0]), topic(ACCOUNT_EVENTS[2])]
+        logs = (self.ctx.get_logs(self.morpho, [supply, None, None, padded], start, self.ctx.block)
+                + self.ctx.get_logs(self.morpho, [[topic(ACCOUNT_EVENTS[1])], None, padded], start, self.ctx.block))
+        out: dict[str, set[str]] = {to_checksum_address(a): set() for a in accounts}
+        for log in logs:
+            topics = [_hex(t).lower() for t in log["topics"]]
+            account = to_checksum_address(bytes.fromhex(topics[ACCOUNT_TOPIC[topics[0]]][2:])[-20:])
+            if account in out:
+                out[account].add(topics[1])
+        return {a: sorted(ids) for a, ids in out.items()}
+
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         state = self.market_state()
-        ids = sorted(state)
+        accounts = [to_checksum_address(a) for a in accounts]
+        if len(state) <= self.ALL_MARKETS_UP_TO:
+            pairs = [(a, i) for a in accounts for i in sorted(state)]
+        else:
+            named = self.markets_of(accounts)
+            pairs = [(a, i) for a in accounts for i in named[a] if i in state]
         calls = [Call(self.morpho, "position(bytes32,address)(uint256,uint128,uint128)", (bytes.fromhex(i[2:]), a))
-                 for a in accounts for i in ids]
+                 for a, i in pairs]
         values = self._read(calls, "morpho positions")
         info = self.token_info(sorted({t for m in state.values() for t in m["params"][:2]}))
         positions, rows = [], []
-        for n, account in enumerate(accounts):
-            account = to_checksum_address(account)
-            for k, market_id in enumerate(ids):
-                supply_shares, borrow_shares, collateral = values[n * len(ids) + k]
-                if not (supply_shares or borrow_shares or collateral):
-                    continue
-                m = state[market_id]
-                loan, collateral_token = m["params"][:2]
-                lltv, price = m["params"][4], m["price"] or 0
-                # Morpho._isHealthy's two sides, exact: what may be borrowed and what is
-                max_borrow = exact.max_borrow(collateral, price, lltv)
-                borrowed = exact.borrowed_assets(borrow_shares, m["accrued"])
-                rows.append({"protocol": PROTOCOL, "market": market_id, "account": account, "category": 0,
-                             "params": json.dumps({"supply_shares": str(supply_shares), "borrow_shares": str(borrow_shares),
-                                                   "collateral": str(collateral), "max_borrow": str(max_borrow),
-                                                   "healthy": borrow_shares == 0 or max_borrow >= borrowed})})
-                if borrow_shares:
-                    positions.append(self._position(market_id, account, loan, "debt", borrowed, info[loan]["decimals"]))
-                if supply_shares:   # a lender's claim: bears the market's bad debt, backs no borrow
-                    supplied = exact.supplied_assets(supply_shares, m["accrued"])
-                    positions.append(self._position(market_id, account, loan, "collateral", supplied,
-                                                    info[loan]["decimals"]))
-                if collateral:
-                    positions.append(self._position(market_id, account, collateral_token, "collateral", collateral,
-                                                    info[collateral_token]["decimals"]))
+        for (account, market_id), value in zip(pairs, values, strict=True):
+            supply_shares, borrow_shares, collateral = value
+            if not (supply_shares or borrow_shares or collateral):
+                continue
+            m = state[market_id]
+            loan, collateral_token = m["params"][:2]
+            lltv, price = m["params"][4], m["price"] or 0
+            # Morpho._isHealthy's two sides, exact: what may be borrowed and what is
+            max_borrow = exact.max_borrow(collateral, price, lltv)
+            borrowed = exact.borrowed_assets(borrow_shares, m["accrued"])
+            rows.append({"protocol": PROTOCOL, "market": market_id, "account": account, "category": 0,
+                         "params": json.dumps({"supply_shares": str(supply_shares), "borrow_shares": str(borrow_shares),
+                                               "collateral": str(collateral), "max_borrow": str(max_borrow),
+                                               "healthy": borrow_shares == 0 or max_borrow >= borrowed})})
+            if borrow_shares:
+                positions.append(self._position(market_id, account, loan, "debt", borrowed, info[loan]["decimals"]))
+            if supply_shares:   # a lender's claim: bears the market's bad debt, backs no borrow
+                supplied = exact.supplied_assets(supply_shares, m["accrued"])
+                positions.append(self._position(market_id, account, loan, "collateral", supplied,
+                                                info[loan]["decimals"]))
+            if collateral:
+                positions.append(self._position(market_id, account, collateral_token, "collateral", collateral,
+                                                info[collateral_token]["decimals"]))
         return {"positions": positions, "accounts": rows}
 
     @staticmethod

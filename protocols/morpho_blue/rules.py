@@ -29,6 +29,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
 from protocols.base import LendingBook, Liquidation, ReceiptWritedownRules
 from protocols.morpho_blue.contracts import PROTOCOL
@@ -55,6 +56,9 @@ class MorphoBlueRules(ReceiptWritedownRules):
         books = []
         for market_id, rows in markets.groupby("market", sort=True):
             params = [json.loads(text) for text in rows["params"]]
+            if not all("role" in p for p in params):
+                raise ContagionError(f"snapshot: morpho-blue market {market_id}: its rows were not written by the "
+                                     "morpho-blue reader (no role in params)")
             roles = {p["role"]: (asset, p) for p, asset in zip(params, rows["asset"], strict=True)}
             if "loan" not in roles:
                 continue    # a vault's row
@@ -72,7 +76,8 @@ class MorphoBlueRules(ReceiptWritedownRules):
                         "collateral_enabled": np.array([False, True])},
                 extra={"lltv": lltv, "incentive_factor": incentive_factor(lltv), "name": info.get("name", ""),
                        "total_supply_assets": int(info["total_supply_assets"]) / 10 ** int(info["loan_decimals"]),
-                       "total_borrow_assets": int(info["total_borrow_assets"]) / 10 ** int(info["loan_decimals"])}))
+                       "total_borrow_assets": int(info["total_borrow_assets"]) / 10 ** int(info["loan_decimals"]),
+                       "written_off": int(info.get("written_off", 0)) / 10 ** int(info["loan_decimals"])}))
         return books
 
     # ---- the rule ----
@@ -121,6 +126,10 @@ class MorphoBlueRules(ReceiptWritedownRules):
     def bad_debt_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
         """``(n,)`` borrowed value beyond the collateral's (realised when the collateral is gone)."""
         return np.maximum(book.debt[:, LOAN] * prices[LOAN] - book.collateral[:, COLLATERAL] * prices[COLLATERAL], 0.0)
+
+    def written_off_usd(self, book: LendingBook, prices: np.ndarray) -> float:
+        """Bad debt Morpho has realised in this market before the snapshot (``Liquidate.badDebtAssets``)."""
+        return float(book.extra["written_off"] * prices[LOAN])
 
     def realised_bad_debt(self, book: LendingBook) -> float:
         """Loan units of debt left on positions without collateral: what Morpho has taken from the

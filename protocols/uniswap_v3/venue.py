@@ -16,6 +16,25 @@ from analyzer.errors import ContagionError
 from protocols.uniswap_v3 import swap_math as v3
 
 
+def _check_pool_state(where: str, state: v3.PoolState, decimals0: int, decimals1: int) -> None:
+    """Refuse what no UniswapV3Pool can hold (UniswapV3Factory.enableFeeAmount: 0 < tickSpacing <
+    16384, fee < 1e6; TickMath's tick and price bounds; uint128 liquidity): the swap loop would
+    divide by zero or never end on such a pool."""
+    checks = (
+        (0 < state.tick_spacing < 16384, f"tick_spacing must be within 1..16383, got {state.tick_spacing}"),
+        (0 <= state.fee_pips < 1_000_000, f"fee must be within 0..999999 pips, got {state.fee_pips}"),
+        (v3.MIN_SQRT_RATIO <= state.sqrt_price_x96 < v3.MAX_SQRT_RATIO, "sqrt_price_x96 is outside TickMath's range"),
+        (v3.MIN_TICK <= state.tick <= v3.MAX_TICK, f"tick {state.tick} is outside {v3.MIN_TICK}..{v3.MAX_TICK}"),
+        (0 <= state.liquidity < 2 ** 128, "liquidity must be a uint128"),
+        (all(v3.MIN_TICK <= t <= v3.MAX_TICK for t in state.ticks), "an initialised tick is outside the tick range"),
+        (all(abs(n) < 2 ** 128 for n in state.liquidity_net.values()), "a tick's liquidity_net is not an int128"),
+        (0 <= decimals0 <= 77 and 0 <= decimals1 <= 77, "decimals must be within 0..77"),
+    )
+    for ok, problem in checks:
+        if not ok:
+            raise ContagionError(f"{where}: {problem}")
+
+
 class UniswapV3Venue(VenueModel):
     """A Uniswap V3 pool, simulated exactly: :func:`protocols.uniswap_v3.swap_math.swap` (the integer loop of
     ``UniswapV3Pool.swap`` across initialised ticks), so a simulated trade returns the wei a real
@@ -43,6 +62,7 @@ class UniswapV3Venue(VenueModel):
         except (KeyError, TypeError, ValueError) as exc:
             raise ContagionError(f"{where}: params need token0, token1, decimals0, decimals1, fee, tick_spacing, "
                                  f"sqrt_price_x96, tick, liquidity, ticks ({exc!r})") from None
+        _check_pool_state(where, self.state, self.decimals0, self.decimals1)
         if asset.lower() not in (self.token0.lower(), self.token1.lower()):
             raise ContagionError(f"{where}: asset {asset} is neither token0 {self.token0} nor token1 {self.token1}")
         self.asset_is_token0 = asset.lower() == self.token0.lower()
@@ -59,6 +79,10 @@ class UniswapV3Venue(VenueModel):
         if self.asset_is_token0:
             return raw * 10.0 ** (self.decimals0 - self.decimals1) * self.quote_price_usd
         return (10.0 ** (self.decimals1 - self.decimals0) / raw if raw > 0 else math.inf) * self.quote_price_usd
+
+    @property
+    def fee_fraction(self) -> float:
+        return self.state.fee_pips / 1e6
 
     def mid_price(self) -> float:
         return self._price_of_sqrt(float(self.state.sqrt_price_x96))
