@@ -134,6 +134,9 @@ class MorphoBlueReader(Reader):
         head = self._read([Call(v, sig) for v in vaults for sig in
                            ("asset()(address)", "totalAssets()(uint256)", "totalSupply()(uint256)",
                             "decimals()(uint8)", "withdrawQueueLength()(uint256)")], "morpho vaults")
+        # MetaMorpho v1.1 keeps realised bad debt aside (lostAssets) instead of lowering the share
+        # price; v1.0 (and our devnet vaults) has no lostAssets() and realises it at once
+        lost = self.ctx.multicall([Call(v, "lostAssets()(uint256)") for v in vaults])
         out = {}
         for n, vault in enumerate(vaults):
             asset, total_assets, total_supply, decimals, length = head[5 * n:5 * n + 5]
@@ -142,7 +145,7 @@ class MorphoBlueReader(Reader):
             shares = self._read([Call(self.morpho, "position(bytes32,address)(uint256,uint128,uint128)",
                                       (bytes.fromhex(i[2:]), vault)) for i in ids], "vault positions")
             out[vault] = {"asset": to_checksum_address(asset), "total_assets": total_assets,
-                          "total_supply": total_supply, "decimals": decimals,
+                          "total_supply": total_supply, "decimals": decimals, "realises_bad_debt": not lost[n].success,
                           "supply_shares": {i: s[0] for i, s in zip(ids, shares, strict=True)}}
         return out
 
@@ -214,6 +217,7 @@ class MorphoBlueReader(Reader):
     def _vault_row(self, vault: str, v: dict, usd: dict) -> dict:
         """A vault as a market row of its own (role "vault"): what its share price is made of."""
         params = {"role": "vault", "total_assets": str(v["total_assets"]), "total_supply": str(v["total_supply"]),
+                  "realises_bad_debt": v["realises_bad_debt"],
                   "decimals": v["decimals"], "supply_shares": {i: str(s) for i, s in v["supply_shares"].items()}}
         return {"protocol": PROTOCOL, "market": vault, "asset": v["asset"], "oracle_price_usd": usd.get(v["asset"], float("nan")),
                 "ltv": 0.0, "liquidation_threshold": 0.0, "liquidation_bonus": 0.0, "close_factor": 0.0,

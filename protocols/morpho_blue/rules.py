@@ -164,6 +164,8 @@ def vault_share_values(snapshot: Snapshot, books: list[LendingBook], rules: Morp
     """Per vault address: the fraction of its total assets left after its markets' realised bad
     debt in ``books`` (1.0 = untouched): MetaMorpho v1.0's ``totalAssets`` is the sum of its
     supply in each market, and a market's loss takes from each supplier pro rata to its shares.
+    A v1.1 vault (it answers ``lostAssets()``) counts the loss as lost assets and keeps its share
+    price: 1.0, the loss falls on whoever withdraws last.
     The share price (``convertToAssets``) scales by the same fraction (up to OpenZeppelin's one
     virtual asset)."""
     markets = snapshot.markets[snapshot.markets["protocol"] == PROTOCOL]
@@ -172,6 +174,9 @@ def vault_share_values(snapshot: Snapshot, books: list[LendingBook], rules: Morp
     for vault, text in zip(markets["market"], markets["params"], strict=True):
         params = json.loads(text)
         if params.get("role") != "vault":
+            continue
+        if not params.get("realises_bad_debt", True):
+            out[vault] = 1.0    # MetaMorpho v1.1: the loss goes to lostAssets, the share price holds
             continue
         total = int(params["total_assets"])
         lost = 0.0
