@@ -19,6 +19,7 @@ from typing import Any
 from analyzer.atomic import atomic_write_text
 from analyzer.chain import Anvil
 from analyzer.devnet.context import DevnetContext
+from analyzer.devnet.feeds import deploy_feeds
 from analyzer.devnet.scenario import DevnetScenario
 from analyzer.devnet.solc import ARTIFACTS_DIR, fixture_artifact
 from analyzer.errors import ContagionError
@@ -47,7 +48,8 @@ def cache_key(scenario: DevnetScenario, plugins: list[Plugin]) -> str:
     every plugin's package."""
     lock = node_modules() / ".package-lock.json"
     artifacts = [artifact.name + artifact.read_text() for artifact in sorted(ARTIFACTS_DIR.glob("*.json"))]
-    modules = [sys.modules[__name__], sys.modules["analyzer.devnet.context"], *plugin_packages(plugins)]
+    modules = [sys.modules[__name__], sys.modules["analyzer.devnet.context"], sys.modules["analyzer.devnet.feeds"],
+               sys.modules["analyzer.devnet.scenario"], *plugin_packages(plugins)]
     extra = [lock.read_text() if lock.is_file() else "no-lock", *artifacts, scenario.text,
              ",".join(plugin.name for plugin in plugins)]
     return source_digest(modules, extra=extra)[:16]
@@ -79,17 +81,13 @@ class RunningDevnet:
 
 
 def deploy_assets(ctx: DevnetContext) -> None:
-    """One :data:`TOKEN` (our openly mintable ERC-20, ``fixtures/contracts/tokens``) and one
-    PriceFeed per asset."""
+    """One :data:`TOKEN` (our openly mintable ERC-20, ``fixtures/contracts/tokens``) per asset, and
+    the scenario's price feeds (:mod:`analyzer.devnet.feeds`)."""
     token_artifact = fixture_artifact(*TOKEN)
-    feed_artifact = fixture_artifact("oracles", "PriceFeed")
-    tokens, feeds = {}, {}
-    for symbol, spec in ctx.scenario.assets.items():
-        token = ctx.deploy(token_artifact, f"{symbol} (devnet)", symbol, spec.decimals)
-        feed = ctx.deploy(feed_artifact, f"{symbol} / USD", round(spec.price_usd * 10**8))
-        tokens[symbol], feeds[symbol] = token.address, feed.address
-    ctx.book.update(tokens=tokens, feeds=feeds, feed_owner=ctx.deployer,
-                    decimals={s: a.decimals for s, a in ctx.scenario.assets.items()})
+    tokens = {symbol: ctx.deploy(token_artifact, f"{symbol} (devnet)", symbol, spec.decimals).address
+              for symbol, spec in ctx.scenario.assets.items()}
+    ctx.book.update(tokens=tokens, decimals={s: a.decimals for s, a in ctx.scenario.assets.items()})
+    deploy_feeds(ctx)
 
 
 def start_devnet(
