@@ -22,6 +22,25 @@ pytestmark = requires_anvil
 LIQUIDATION_CALL = "liquidationCall(address,address,address,uint256,bool)()"
 
 
+def slash_wsteth(w3, feeds: dict, factor: float) -> None:
+    """wstETH's stETH ratio times ``factor`` (a slashing): the devnet's ratio provider is given the
+    code of a fresh StETHShares whose pooled ether is ``factor`` × the original's (its immutables)."""
+    from eth_utils import to_checksum_address
+
+    from analyzer.chain import rpc
+    from analyzer.devnet.solc import fixture_artifact
+
+    provider = to_checksum_address(Call(feeds["wstETH"], "RATIO_PROVIDER()(address)").decode(
+        w3.eth.call({"to": feeds["wstETH"], "data": "0x" + Call(feeds["wstETH"], "RATIO_PROVIDER()(address)").calldata.hex()})))
+    contract = w3.eth.contract(address=provider, abi=fixture_artifact("oracles", "StETHShares")["abi"])
+    pooled, shares = contract.functions.getTotalPooledEther().call(), contract.functions.getTotalShares().call()
+    artifact = fixture_artifact("oracles", "StETHShares")
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor(int(pooled * factor), shares).transact(
+        {"from": w3.eth.accounts[0]}))
+    rpc(w3, "anvil_setCode", [provider, "0x" + bytes(w3.eth.get_code(receipt["contractAddress"])).hex()])
+
+
 def simulate_liquidation(w3, pool, keeper, collateral, debt, account, block) -> bool:
     """``eth_call`` of the keeper's liquidationCall at ``block``: True when it would not revert."""
     data = "0x" + Call(pool, LIQUIDATION_CALL, (collateral, debt, account, MAX_UINT, False)).calldata.hex()
@@ -32,8 +51,9 @@ def simulate_liquidation(w3, pool, keeper, collateral, debt, account, block) -> 
 
 @pytest.mark.parametrize("drop", [0.05, 0.15, 0.30, -0.10])
 def test_rule_matches_real_liquidations_after_a_weth_drop(chain_checkpoint, drop):
-    """drop -0.10 is a 10% WETH *rise*: it puts e-mode accounts (wstETH against WETH debt) under
-    water, so the e-mode threshold and bonus are checked against the chain too."""
+    """drop -0.10 is a 10% WETH *rise* with wstETH's stETH ratio slashed by 10%: wstETH's price is
+    that ratio × ETH / USD (a CAPO adapter), so this puts e-mode accounts (wstETH against WETH debt)
+    under water, and the e-mode threshold and bonus are checked against the chain too."""
     devnet = chain_checkpoint
     w3, book_json = devnet.w3, devnet.book
     deployment = book_json["protocols"]["aave-v3"]
@@ -45,6 +65,8 @@ def test_rule_matches_real_liquidations_after_a_weth_drop(chain_checkpoint, drop
 
     new_price = devnet.scenario.assets["WETH"].price_usd * (1 - drop)
     executor.set_price("WETH", new_price)
+    if drop < 0:
+        slash_wsteth(w3, book_json["feeds"], 0.9)
     block = w3.eth.block_number
     snap = read_snapshot(w3, deployment, block)
     rules = AaveV3Rules()
@@ -100,21 +122,6 @@ def test_executor_refuses_a_non_liquidatable_account(chain_checkpoint):
     executor = AaveV3Executor(devnet.w3, deployment, devnet.w3.eth.accounts[1])
     done = executor.liquidate(account_address("whale-1"), None, None)
     assert not done.success and "revert" in done.error
-
-
-def test_oracle_source_replacement_path_moves_the_price(chain_checkpoint):
-    """The mainnet-fork path: a new PriceFeed installed through the ACL admin, then moved again."""
-    devnet = chain_checkpoint
-    deployment, w3 = devnet.book["protocols"]["aave-v3"], devnet.w3
-    weth = devnet.book["tokens"]["WETH"]
-    executor = AaveV3Executor(w3, deployment, w3.eth.accounts[1])
-    price = lambda: executor.read(deployment["oracle"], "getAssetPrice(address)(uint256)", weth)  # noqa: E731
-    new_source = executor.replace_source(weth, 2500.0)
-    installed = executor.read(deployment["oracle"], "getSourceOfAsset(address)(address)", weth)
-    assert installed.lower() == new_source.lower() != devnet.book["feeds"]["WETH"].lower()
-    assert price() == 2500 * 10**8
-    executor.set_price("WETH", 2400.5)
-    assert price() == 240050000000
 
 
 def test_keeper_balance_can_be_written_in_storage(chain_checkpoint):

@@ -9,6 +9,7 @@ of those (the data provider moved with 3.1) does not make a scan read a stale co
 
 from protocols.aave_v3.devnet import AaveV3Devnet
 from protocols.aave_v3.executor import AaveV3Executor
+from protocols.aave_v3.prices import AaveV3PriceSources
 from protocols.aave_v3.reader import AaveV3Reader
 from protocols.aave_v3.rules import AaveV3Rules
 from protocols.base import Plugin
@@ -35,6 +36,7 @@ PLUGIN = Plugin(
     rules=AaveV3Rules,
     executor=AaveV3Executor,
     devnet=AaveV3Devnet,
+    price_sources=AaveV3PriceSources,
     devnet_order=10,
     mainnet={1: MAINNET_ETHEREUM},
 )

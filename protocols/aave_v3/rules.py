@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from analyzer.errors import ContagionError
-from protocols.base import LendingBook, Liquidation, Rules
+from protocols.aave_v3 import interest
+from protocols.base import InterestAccrual, LendingBook, Liquidation, Rules
 
 PROTOCOL = "aave-v3"
 # the floor of the weighted threshold must not drop a whole bp for float noise on an exact integer
@@ -68,16 +69,21 @@ PROFILES = {
 
 def _param_frame(markets: pd.DataFrame) -> pd.DataFrame:
     parsed = pd.DataFrame([json.loads(p) for p in markets["params"]], index=markets.index)
-    return markets.join(parsed[["reserve_id", "liquidation_protocol_fee_bps", "emode_categories", "version"]])
+    rates = [c for c in ("liquidity_rate_ray", "variable_borrow_rate_ray") if c in parsed]
+    return markets.join(parsed[["reserve_id", "liquidation_protocol_fee_bps", "emode_categories", "version", *rates]])
 
 
-class AaveV3Rules(Rules):
+class AaveV3Rules(Rules, InterestAccrual):
     protocol = PROTOCOL
 
     def __init__(self, profile: str | None = None):
         if profile is not None and profile not in PROFILES:
             raise ContagionError(f'aave-v3 rules: unknown profile "{profile}" (known: {", ".join(PROFILES)})')
         self.profile_name = profile
+
+    def accrue(self, book: LendingBook, seconds: float, blocks: float) -> LendingBook:
+        """Aave accrues per second (``MathUtils``, protocols/aave_v3/interest.py); blocks do not count."""
+        return interest.accrue(book, seconds)
 
     # ---- building the arrays ----------------------------------------------------------------
     def books(self, snapshot) -> list[LendingBook]:
@@ -130,6 +136,9 @@ class AaveV3Rules(Rules):
         extra = {"collateral_on": collateral_on, "emode_lt_bps": emode_lt, "emode_ltv_bps": emode_ltv,
                  "emode_bonus_bps": emode_bonus, "oracle_prices": mk["oracle_price_usd"].to_numpy(dtype=float),
                  "profile": profile}
+        for rate in ("liquidity_rate", "variable_borrow_rate"):   # ray a year -> fraction a year
+            if f"{rate}_ray" in mk:
+                extra[rate] = mk[f"{rate}_ray"].astype(float).to_numpy() / 1e27
         return LendingBook(PROTOCOL, market, accounts, assets, collateral, debt,
                            accounts_t["category"].to_numpy(dtype=np.int64), params, extra,
                            per_account=("collateral_on",))
