@@ -95,10 +95,7 @@ def test_mask_restricts_the_step(book):
     assert list(rules.liquidate(book, prices, mask).rows) == [2]
 
 
-def test_mainnet_profile_caps_at_half_of_total_debt_and_is_marked_unverified(book):
-    from protocols.aave_v3.rules import PROFILES
-
-    assert PROFILES["3.0"].verified and not PROFILES["3.3"].verified
+def test_from_3_3_a_partial_step_caps_at_half_of_the_total_debt(book):
     liq = AaveV3Rules("3.3").liquidate(book, np.array([2000.0, 2000.0, 1.0]))
     k = list(liq.rows).index(0)
     assert liq.repaid[k, 2] == pytest.approx(8500.0)   # the single debt: 50% of total = 50% of it
