@@ -19,16 +19,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+import requests
 from web3 import HTTPProvider, Web3
 
+from analyzer.children import spawn_tied, stop_watchdog
 from analyzer.errors import ContagionError, NotAnvilError
+from analyzer.rpcurl import check_rpc_url, redact_secrets, redact_url
+
+__all__ = ["redact_secrets", "redact_url"]   # their home is analyzer.rpcurl; kept importable here
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ANVIL_MISSING = "anvil not found: run `make setup`, or install Foundry, or set ANVIL_BIN"
@@ -81,35 +83,20 @@ def free_port() -> int:
 
 # --- URLs and raw RPC ---------------------------------------------------------------------------
 
-def redact_url(url: str | None) -> str:
-    """An RPC URL safe to print or store: no user info, no query, no key-like path segment.
-
-    >>> redact_url("https://user:pw@eth.example.com/v2/abcdef0123456789abcdef?key=1")
-    'https://eth.example.com/v2/***'
-    """
-    if not url:
-        return ""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    segments = ["***" if len(s) >= 16 or any(c.isdigit() for c in s) and len(s) >= 8 else s
-                for s in parts.path.split("/")]
-    return urlunsplit((parts.scheme, host, "/".join(segments), "", ""))
-
-
 def raw_rpc(url: str, method: str, params: Sequence[Any] = (), timeout: float = 10.0) -> Any:
-    """One JSON-RPC call over HTTP without web3; raises ContagionError with the URL redacted."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    """One JSON-RPC call without web3 and without retries (http(s) with any credentials the
+    URL carries, or ws); raises ContagionError with the URL redacted."""
+    check_rpc_url(url, "RPC")
+    if url.lower().startswith(("ws://", "wss://")):
+        from analyzer.rpc import RpcClient
+
+        return RpcClient(url, timeout=timeout, max_retries=0).request(method, params)
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = json.loads(response.read())
-    except (urllib.error.URLError, OSError, TimeoutError, json.JSONDecodeError) as exc:
-        reason = getattr(exc, "reason", exc)
+        with requests.post(url, json=body, timeout=timeout) as response:
+            payload = json.loads(response.content)
+    except (requests.RequestException, OSError, ValueError, RecursionError) as exc:
+        reason = redact_secrets(type(exc).__name__ if isinstance(exc, requests.RequestException) else str(exc), url)
         raise ContagionError(f"RPC {redact_url(url)} does not answer {method}: {reason}") from None
     if not isinstance(payload, dict):
         raise ContagionError(f"RPC {redact_url(url)} answered {method} with something that is not JSON-RPC")
@@ -265,6 +252,8 @@ class Anvil:
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
+        self.watchdog: subprocess.Popen | None = None
+        self.relay = None   # the loopback RpcRelay a fork reads its upstream through
         self.log_path: Path | None = None
         self.cache_dir: Path | None = None
         self._w3: Web3 | None = None
@@ -274,7 +263,8 @@ class Anvil:
         cmd = [binary, "--host", "127.0.0.1", "--port", str(self.port), "--accounts", str(self.accounts),
                "--balance", str(self.balance_eth), "--mnemonic", DEFAULT_MNEMONIC]
         if self.fork_url:
-            cmd += ["--fork-url", self.fork_url]
+            # never the user's URL: it would sit in anvil's arguments and log (see analyzer/relay.py)
+            cmd += ["--fork-url", self.relay.url if self.relay is not None else self.fork_url]
             if self.fork_block is not None:
                 cmd += ["--fork-block-number", str(self.fork_block)]
             cmd += ["--no-rate-limit"]
@@ -305,7 +295,10 @@ class Anvil:
         if self.load_state is not None and not self.load_state.is_file():
             raise ContagionError(f"anvil state file {self.load_state} does not exist")
         if self.fork_url:
+            from analyzer.relay import RpcRelay
+
             raw_rpc(self.fork_url, "eth_chainId", timeout=10.0)  # clear error before anvil's own
+            self.relay = RpcRelay(self.fork_url).start()
         if self.port is None:
             self.port = free_port()
         fd, log = tempfile.mkstemp(prefix=f"anvil-{self.port}-", suffix=".log")
@@ -313,13 +306,24 @@ class Anvil:
         self.cache_dir = Path(tempfile.mkdtemp(prefix=f"anvil-{self.port}-states-"))
         _SCRATCH.update({self.log_path, self.cache_dir})
         with os.fdopen(fd, "wb") as log_file:
-            self.proc = subprocess.Popen(
-                self.command(binary), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: we stop it and any child together
-            )
+            # its own process group (we stop it and any child together), killed if we die
+            self.proc, self.watchdog = spawn_tied(self.command(binary), stdout=log_file,
+                                                  scratch=[self.log_path, self.cache_dir])
         _LIVE[self.proc.pid] = self.proc
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self._release()
+            raise
         return self
+
+    def _release(self) -> None:
+        """Stop the watchdog and the relay (after anvil itself is gone)."""
+        stop_watchdog(self.watchdog)
+        self.watchdog = None
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -356,6 +360,7 @@ class Anvil:
             self._w3 = None
             for scratch in (self.cache_dir, self.log_path):
                 _remove(scratch)
+            self._release()
 
     def __enter__(self) -> Anvil:
         return self.start()
@@ -406,10 +411,3 @@ class Anvil:
         if not rpc(self.w3, "evm_revert", [snapshot_id]):
             raise ContagionError(f"evm_revert to {snapshot_id} failed")
 
-
-def redact_secrets(text: str, *urls: str | None) -> str:
-    """``text`` with every given URL replaced by its redacted form."""
-    for url in urls:
-        if url:
-            text = text.replace(url, redact_url(url))
-    return text

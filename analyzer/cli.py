@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from analyzer import __version__
+from analyzer.cli_options import options_app
 from analyzer.errors import ContagionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,6 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "propagate shocks, replay them on an anvil fork, report.")
 devnet_app = typer.Typer(no_args_is_help=True, help="A local chain with the real protocol contracts.")
 app.add_typer(devnet_app, name="devnet")
+app.add_typer(options_app, name="options")
 err = Console(stderr=True, highlight=False)
 
 
@@ -84,6 +86,19 @@ def devnet_up(
     err.print("devnet stopped")
 
 
+def _say_assumed_depth(snapshot_dir: Path) -> None:
+    """Name, on stderr, the centralised depth the snapshot assumed for assets without a pool."""
+    from analyzer.engine.centralised import describe
+
+    meta_path = Path(snapshot_dir) / "meta.json"
+    try:
+        line = describe(json.loads(meta_path.read_text()).get("assumed_depth") or {})
+    except (OSError, ValueError):
+        return   # the command itself already read (and validated) the snapshot
+    if line:
+        err.print(escape(line), soft_wrap=True)
+
+
 @app.command("scan")
 def scan_command(
     rpc: Annotated[str | None, typer.Option("--rpc", help="An existing node to read (read-only).")] = None,
@@ -95,12 +110,13 @@ def scan_command(
     from_block: Annotated[int | None, typer.Option("--from-block", help="First block of event enumeration (default: each protocol's deployment block).")] = None,
     out: Annotated[Path, typer.Option(help="Snapshot folder to write.")] = Path("graphs/scan/snapshot"),
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Read everything again.")] = False,
+    no_venues: Annotated[bool, typer.Option("--no-venues", help="Read no venue plugin (pools) beyond --protocols: assets get the centralised-depth default.")] = False,
 ) -> None:
-    """Read protocols at one block into a snapshot (Parquet + meta.json)."""
+    """Read protocols at one block into a snapshot (Parquet + meta.json), with the venues of its assets."""
     from analyzer.scanning import run_scan
 
     path = run_scan(rpc=rpc, fork_url=fork_url, block=block, protocols=protocols, book=book, accounts=accounts,
-                    from_block=from_block, out=out, use_cache=not no_cache, console=err)
+                    from_block=from_block, out=out, use_cache=not no_cache, venues=not no_venues, console=err)
     typer.echo(str(path))
 
 
@@ -117,6 +133,7 @@ def graph_command(
         raise ContagionError(f"--fold-below-usd must be non-negative, got {fold_below_usd}")
     paths = graph_to_dir(snapshot, out or Path(snapshot).parent, fold_below_usd=fold_below_usd)
     typer.echo("\n".join(str(p) for p in paths.values()))
+    _say_assumed_depth(snapshot)
 
 
 @app.command("simulate")
@@ -135,6 +152,7 @@ def simulate_command(
     if not shock and not iv and scenario is None:
         raise ContagionError("give a shock: --shock WETH=-30%, --iv ASSET=+25, or --scenario FILE")
     path = simulate_to_dir(snapshot, scenario_from_cli(shock, iv, scenario), out)
+    _say_assumed_depth(snapshot)
     if report:
         from analyzer.report import write_report
 
@@ -164,6 +182,7 @@ def sweep_command(
         raise ContagionError(f"--workers must be at least 1, got {workers}")
     typer.echo(str(sweep_to_dir(snapshot, spec_from_cli(spec, assets, shocks, paths, seed), out,
                                 workers=workers, scheduler=scheduler)))
+    _say_assumed_depth(snapshot)
 
 
 @app.command("replay")

@@ -35,21 +35,6 @@ SWEEP_ASSETS = ("WETH", "WBTC", "wstETH")
 SWEEP_SPEC = {"name": "demo", "shocks": "-10%:-40%:10%", "systemic": {"shock": "-30%", "accounts": 3},
               "distance": {"tolerance": 0.01}}
 REPLAYED = "weth-20"
-# An asset that a cascade may sell but that has no pool on the devnet (Lyra's synths) trades on a
-# square-root-law venue: 4% daily volatility, $50M daily volume (Tóth et al. 2011; see
-# analyzer/engine/venues.py SqrtLaw). Stated in the report's provenance, never silent.
-FALLBACK_VENUE = {"model": "sqrt_law", "sigma": 0.04, "daily_volume_usd": 5.0e7}
-
-
-def fallback_venue_models(snapshot: Snapshot) -> dict[str, dict]:
-    """A square-root-law venue for every priced asset without a venue row in the snapshot."""
-    with_venue = set(snapshot.venues["asset"]) | set(snapshot.venues["quote_asset"])
-    models = {}
-    for row in snapshot.assets.itertuples(index=False):
-        if row.address not in with_venue and row.price_usd > 0 and not row.receipt_of:
-            models[row.address] = {"model": "sqrt_law", "sigma": FALLBACK_VENUE["sigma"],
-                                   "daily_volume": FALLBACK_VENUE["daily_volume_usd"] / row.price_usd}
-    return models
 
 
 def largest_receipt_holder(snapshot: Snapshot) -> tuple[str, str] | None:
@@ -105,16 +90,14 @@ def run_demo(out: str | Path = "graphs/demo", scenario: str = "mainnet-like", *,
         progress(f"scan: reading {', '.join(p.name for p in chosen)} at block {devnet.w3.eth.block_number}")
         snapshot = scan(devnet.url, chosen, book=devnet.book, cache_dir=None)
         snapshot.meta["devnet_scenario"] = spec.name
-        # the devnet's pool-less assets (Lyra's synths) trade on declared square-root-law venues;
-        # recorded in the snapshot so that every later command (simulate, sweep) uses them too
-        snapshot.meta["venue_models"] = fallback_venue_models(snapshot)
+        # the devnet's pool-less assets (Lyra's synths) trade on the scan's centralised-depth default
+        # (snapshot.meta["assumed_depth"]), which every later command (simulate, sweep) reads too
         snapshot.write(out / "snapshot")
         progress(f"scan: {len(snapshot.positions)} positions, {len(snapshot.options)} options")
         graph_to_dir(out / "snapshot", out)
-        venue_models = snapshot.meta["venue_models"]
         names = []
         for shock in default_scenarios(snapshot):
-            result = simulate(snapshot, shock, venue_models=venue_models)
+            result = simulate(snapshot, shock)
             result.write(out / "scenarios" / shock.name)
             names.append(shock.name)
             progress(f"engine: {shock.name}: ${result.total_liquidated_usd:,.0f} liquidated, "
@@ -124,7 +107,7 @@ def run_demo(out: str | Path = "graphs/demo", scenario: str = "mainnet-like", *,
             shutil.copy2(item, out / item.name)
         write_run_index(out, headline=headline, scenarios=names)
         if replay_shock and REPLAYED in names:
-            _replay_into(out, devnet, snapshot, REPLAYED, chosen, venue_models, progress)
+            _replay_into(out, devnet, snapshot, REPLAYED, chosen, progress)
     _sweep_into(out, progress)  # offline, on the written snapshot: the devnet is already stopped
     report = write_report(out)
     progress(f"demo finished in {time.monotonic() - started:.0f}s")
@@ -151,7 +134,7 @@ def _sweep_into(out: Path, progress: Callable[[str], None]) -> None:
              f"in {time.monotonic() - started:.1f}s (sweep/summary.json)")
 
 
-def _replay_into(out: Path, devnet, snapshot: Snapshot, name: str, chosen, venue_models, progress) -> None:
+def _replay_into(out: Path, devnet, snapshot: Snapshot, name: str, chosen, progress) -> None:
     from analyzer.engine import simulate
     from analyzer.fidelity import compare, write_fidelity
     from analyzer.replay import replay
@@ -159,7 +142,7 @@ def _replay_into(out: Path, devnet, snapshot: Snapshot, name: str, chosen, venue
     shock = next(s for s in default_scenarios(snapshot) if s.name == name)
     progress(f"replay: executing {name} on an anvil fork of the devnet")
     replayed = replay(devnet.url, devnet.book, shock, chosen, progress=progress)
-    engine = simulate(snapshot, replace(shock), venue_models=venue_models)
+    engine = simulate(snapshot, replace(shock))
     liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
     by_protocol = {p: set(g["account"]) for p, g in liquidated.groupby("protocol")}
     fidelity = compare(engine.to_json(), by_protocol, replayed.to_json())

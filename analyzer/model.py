@@ -24,6 +24,13 @@ options    protocol, market, account, position_id, kind ("call" | "put"), strike
 hedgers    protocol, market, asset, net_delta, net_gamma, net_vega, hedge_position (base units)
 venues     protocol, venue (pool address), asset, quote_asset, model ("uniswap_v3",
            "constant_product", "sqrt_law", "linear"), params (JSON: the model's parameters)
+option_instruments
+           off-chain option open interest, one row per listed instrument (see analyzer/options):
+           venue, instrument (the venue's name), currency, asset (the snapshot asset it is on),
+           kind, strike (USD), expiry (unix s), as_of (unix s of the venue's data),
+           open_interest (underlying units), mark_iv (fraction), underlying_price (USD, the
+           forward the venue marks at), dealer_position (underlying units, + = dealers long),
+           positioning (where dealer_position came from: "convention:<name>" or "file:<name>")
 """
 
 from __future__ import annotations
@@ -66,7 +73,13 @@ TABLES: dict[str, dict[str, str]] = {
                 "net_gamma": "float64", "net_vega": "float64", "hedge_position": "float64"},
     "venues": {"protocol": "string", "venue": "string", "asset": "string", "quote_asset": "string",
                "model": "string", "params": "string"},
+    "option_instruments": {"venue": "string", "instrument": "string", "currency": "string", "asset": "string",
+                           "kind": "string", "strike": "float64", "expiry": "int64", "as_of": "int64",
+                           "open_interest": "float64", "mark_iv": "float64", "underlying_price": "float64",
+                           "dealer_position": "float64", "positioning": "string"},
 }
+OPTIONAL_TABLES = ("option_instruments",)
+"""Tables a snapshot written before they existed may lack (read as empty)."""
 KEYS: dict[str, tuple[str, ...]] = {
     "assets": ("address",),
     "markets": ("protocol", "market", "asset"),
@@ -75,6 +88,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "options": ("protocol", "market", "position_id"),
     "hedgers": ("protocol", "market", "asset"),
     "venues": ("protocol", "venue", "asset"),
+    "option_instruments": ("venue", "instrument"),
 }
 SIDES = ("collateral", "debt")
 OPTION_KINDS = ("call", "put")
@@ -122,6 +136,7 @@ class Snapshot:
     options: pd.DataFrame = field(default_factory=lambda: empty_table("options"))
     hedgers: pd.DataFrame = field(default_factory=lambda: empty_table("hedgers"))
     venues: pd.DataFrame = field(default_factory=lambda: empty_table("venues"))
+    option_instruments: pd.DataFrame = field(default_factory=lambda: empty_table("option_instruments"))
 
     def __post_init__(self) -> None:
         for name in TABLES:
@@ -194,6 +209,17 @@ class Snapshot:
         opts = self.options
         if (~opts["kind"].isin(OPTION_KINDS)).any() or (~opts["side"].isin(OPTION_SIDES)).any():
             raise ContagionError("options: kind must be call|put and side long|short")
+        inst = self.option_instruments
+        if (~inst["kind"].isin(OPTION_KINDS)).any():
+            raise ContagionError("option_instruments: kind must be call|put")
+        for col in ("strike", "open_interest", "mark_iv", "underlying_price", "dealer_position"):
+            values = inst[col].to_numpy(float)
+            if (~np.isfinite(values)).any() or (col != "dealer_position" and (values < 0).any()):
+                raise ContagionError(f"option_instruments: {col} must be finite" +
+                                     ("" if col == "dealer_position" else " and non-negative"))
+        unknown = set(inst["asset"]) - set(self.assets["address"])
+        if unknown:
+            raise ContagionError(f"option_instruments: asset {sorted(unknown)[0]} is not in the assets table")
         for required in ("chain_id", "block_number"):
             if required not in self.meta:
                 raise ContagionError(f"meta.json: missing {required}")
@@ -239,6 +265,8 @@ class Snapshot:
         tables = {}
         for name in TABLES:
             file = path / f"{name}.parquet"
+            if not file.is_file() and name in OPTIONAL_TABLES:
+                continue
             if not file.is_file():
                 raise ContagionError(f"{path}: missing {name}.parquet")
             try:

@@ -206,8 +206,9 @@ class _OptionMarkets:
                         closed[self.row_of[key]] = True
                     bought[u] += float(frame["size"][row])
         alive_after = self.alive & ~closed
-        hedge = book.hedge_sales(self.hedge_spot, price, self.hedge_iv, self.iv, self.hedge_alive, alive_after,
-                                 n_assets)
+        hedged = book.hedge_sales(self.hedge_spot, price, self.hedge_iv, self.iv, self.hedge_alive, alive_after,
+                                  n_assets)
+        hedge = sum(hedged.values(), np.zeros(n_assets))
         self.hedge_spot, self.hedge_iv, self.hedge_alive = price.copy(), self.iv.copy(), alive_after
         self.alive = alive_after
         return records, hedge, bought
@@ -233,7 +234,7 @@ def replay(
     from analyzer.rpc import RpcClient
 
     source = RpcClient(source_url)
-    source_block = source.block_number()
+    source_block = source.head_block()
     root_before = source.block(source_block)["stateRoot"]
     max_rounds = scenario.max_rounds if max_rounds is None else max_rounds
     with Anvil(fork_url=source_url, fork_block=source_block) as fork:

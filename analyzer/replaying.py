@@ -19,7 +19,6 @@ from protocols import parse_protocols
 def run_replay(rpc: str, scenario_path: Path, *, book: Path | None, protocols: str | None, out: Path,
                console: Console | None = None) -> Path:
     """Replay ``scenario_path`` on a fork of ``rpc``; write replay.json and fidelity.json into ``out``."""
-    from analyzer.demo import fallback_venue_models
     from analyzer.engine import simulate
     from analyzer.replay import replay
 
@@ -32,7 +31,7 @@ def run_replay(rpc: str, scenario_path: Path, *, book: Path | None, protocols: s
     result = replay(rpc, address_book, shock, plugins,
                     progress=lambda message: console.print(f"[dim]{escape(message)}[/dim]"))
     before = result.snapshot_before
-    engine = simulate(before, shock, venue_models=fallback_venue_models(before))
+    engine = simulate(before, shock)
     liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
     by_protocol = {p: set(g["account"]) for p, g in liquidated.groupby("protocol")}
     fidelity = compare(engine.to_json(), by_protocol, result.to_json())

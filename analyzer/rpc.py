@@ -1,15 +1,20 @@
 """A JSON-RPC client that survives a flaky node: retries with backoff, adaptive log ranges.
 
 Hosted nodes time out, rate-limit (HTTP 429), fail (5xx), drop connections, answer with
-truncated or non-JSON bodies, and refuse ``eth_getLogs`` over too wide a block range. Readers
-should not care: :class:`RpcClient` retries transient failures with exponential backoff (and
-jitter from a seeded RNG), and :meth:`RpcClient.get_logs` splits a range that the node refuses
-until each part is accepted. Every request is counted by method, so callers and tests can tell
+truncated or non-JSON bodies, and refuse ``eth_getLogs`` over too wide a block range. Connections
+also close in the middle of an answer (requests' ``ChunkedEncodingError``, urllib3's
+``ProtocolError``/``IncompleteRead``), and replicas behind one URL lag the head. Readers should
+not care: :class:`RpcClient` retries every transport fault with exponential backoff (and jitter
+from a seeded RNG), :meth:`RpcClient.get_logs` splits a range that the node refuses until each
+part is accepted, and :meth:`RpcClient.head_block` pins the head that a quorum of reads agrees
+on rather than the first replica's. Every request is counted by method, so callers and tests can tell
 what was read. URLs are redacted in every error.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import random
 import threading
@@ -19,16 +24,28 @@ from collections.abc import Sequence
 from typing import Any
 
 import requests
+import urllib3.exceptions
 from web3.providers.base import JSONBaseProvider
 
-from analyzer.chain import redact_url
 from analyzer.errors import ContagionError
+from analyzer.rpcurl import check_rpc_url, redact_url
 
 # JSON-RPC error messages that mean "ask for a smaller block range"
 RANGE_ERRORS = ("range", "too many", "more than", "limit exceeded", "query returned", "too large",
                 "block range", "exceed")
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 LAGGING_NODE = ("header not found", "unknown block", "blockoutofrange", "block out of range", "missing trie node")
+# JSON-RPC errors a load balancer or an overloaded node answers for a request that may succeed again
+BUSY_NODE = ("internal error", "timeout", "timed out", "temporarily", "try again", "busy", "overloaded",
+             "capacity", "unavailable")
+TRANSIENT_RPC_CODES = (-32005, -32603, 429)
+# a request the URL itself makes impossible: no retry can help
+URL_FAULTS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+              requests.exceptions.InvalidHeader)
+# everything that can go wrong on the way: refused or reset connections, timeouts, a connection
+# closed in the middle of the answer (chunked or Content-Length bodies), a bad status line
+TRANSPORT_FAULTS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
+                    ConnectionError, TimeoutError, OSError)
 
 
 class RpcRangeError(Exception):
@@ -40,7 +57,8 @@ class RpcClient:
 
     def __init__(self, url: str, *, timeout: float = 30.0, max_retries: int = 8, backoff_s: float = 0.05,
                  max_backoff_s: float = 2.0, seed: int = 0):
-        self.url = url
+        self.url = check_rpc_url(url)
+        self.websocket = url.lower().startswith(("ws://", "wss://"))
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_s = backoff_s
@@ -51,11 +69,44 @@ class RpcClient:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._id = 0
+        self.log_span: int | None = None   # the widest eth_getLogs range the node is known to accept
 
     def _session(self) -> requests.Session:
         if not hasattr(self._local, "session"):
             self._local.session = requests.Session()
         return self._local.session
+
+    def _forget_connection(self) -> None:
+        """Drop this thread's connection: one that failed mid-answer may be half-read."""
+        session = self._local.__dict__.pop("session", None)
+        if session is not None:
+            session.close()
+        socket = self._local.__dict__.pop("websocket", None)
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                socket.close()
+
+    def _post(self, body: dict) -> tuple[int, bytes]:
+        """Send one JSON-RPC body; (HTTP status, raw answer). Transport faults raise."""
+        if not self.websocket:
+            response = self._session().post(self.url, json=body, timeout=self.timeout)
+            return response.status_code, response.content
+        from websockets.sync.client import connect
+
+        if not hasattr(self._local, "websocket"):
+            self._local.websocket = connect(self.url, open_timeout=self.timeout, max_size=2 ** 28,
+                                            compression=None, proxy=None)
+        socket = self._local.websocket
+        socket.send(json.dumps(body))
+        while True:
+            answer = socket.recv(timeout=self.timeout)
+            try:
+                parsed = json.loads(answer)
+            except (ValueError, RecursionError):
+                return 200, answer.encode() if isinstance(answer, str) else answer
+            # a subscription notification or a late answer to an abandoned request is not ours
+            if not isinstance(parsed, dict) or parsed.get("id") == body["id"]:
+                return 200, answer.encode() if isinstance(answer, str) else answer
 
     def _next_id(self) -> int:
         with self._lock:
@@ -88,37 +139,72 @@ class RpcClient:
                 self.calls[method] += 1
             body = {"jsonrpc": "2.0", "id": self._next_id(), "method": method, "params": list(params)}
             try:
-                response = self._session().post(self.url, json=body, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                status, content = self._post(body)
+            except URL_FAULTS:
+                raise ContagionError(f"RPC {redact_url(self.url)}: not a URL this client can send to") from None
+            except TRANSPORT_FAULTS as exc:
                 last = type(exc).__name__
-                self._local.__dict__.pop("session", None)  # a dropped connection poisons the pool
+                self._forget_connection()
                 continue
-            if response.status_code in TRANSIENT_HTTP:
-                last = f"HTTP {response.status_code}"
+            except Exception as exc:  # a websocket closed mid-answer raises its library's own errors
+                if type(exc).__module__.split(".")[0] != "websockets":
+                    raise
+                last = type(exc).__name__
+                self._forget_connection()
                 continue
-            if response.status_code != 200:
-                raise ContagionError(f"RPC {redact_url(self.url)} answered {method} with HTTP {response.status_code}")
+            if status in TRANSIENT_HTTP:
+                last = f"HTTP {status}"
+                continue
+            if status in (401, 403):
+                raise ContagionError(f"RPC {redact_url(self.url)} refused the credentials (HTTP {status})")
+            if status != 200:
+                raise ContagionError(f"RPC {redact_url(self.url)} answered {method} with HTTP {status}")
             try:
-                payload = response.json()
-            except (ValueError, json.JSONDecodeError):
+                payload = json.loads(content)
+            except (ValueError, RecursionError):
                 last = "a body that is not JSON"
+                self._forget_connection()
                 continue
-            if not isinstance(payload, dict) or ("result" not in payload and "error" not in payload):
-                last = "a JSON body that is not a JSON-RPC answer"
+            if (not isinstance(payload, dict) or ("result" not in payload and "error" not in payload)
+                    or payload.get("id") != body["id"]):
+                last = "a JSON body that is not the JSON-RPC answer asked for"
                 continue
-            error = payload.get("error")
-            if error:
-                message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
-                rate_limited = isinstance(error, dict) and error.get("code") in (-32005, 429) or "rate" in message.lower()
-                # a replica behind a load balancer that lags or leads the block asked
-                rate_limited = rate_limited or any(k in message.lower() for k in LAGGING_NODE)
-                range_error = method == "eth_getLogs" and any(k in message.lower() for k in RANGE_ERRORS)
-                if rate_limited and not range_error:
-                    last = message
-                    continue
+            if payload.get("error") and self._transient(method, payload["error"]):
+                last = self._message(payload["error"])
+                continue
             return payload
         raise ContagionError(f"RPC {redact_url(self.url)} kept failing {method} after "
                              f"{self.max_retries + 1} attempts (last: {last})")
+
+    @staticmethod
+    def _message(error: Any) -> str:
+        return str(error.get("message", error)) if isinstance(error, dict) else str(error)
+
+    def _transient(self, method: str, error: Any) -> bool:
+        """A JSON-RPC error worth asking again: rate limits, a lagging replica, a busy node.
+        A range refusal of ``eth_getLogs`` is not (the range is split instead), nor a revert."""
+        message = self._message(error).lower()
+        if method == "eth_getLogs" and any(k in message for k in RANGE_ERRORS):
+            return False
+        code = error.get("code") if isinstance(error, dict) else None
+        return (code in TRANSIENT_RPC_CODES or "rate" in message or any(k in message for k in LAGGING_NODE)
+                or any(k in message for k in BUSY_NODE))
+
+    def head_block(self, *, quorum: int = 2, min_reads: int = 3, max_reads: int = 9) -> int:
+        """The head block that ``quorum`` reads of ``eth_blockNumber`` agree on.
+
+        Behind a load balancer one read may come from a replica that lags by a few blocks; the
+        highest number seen ``quorum`` times over at least ``min_reads`` reads is the head the
+        node's replicas share. A chain that moves between reads only raises the answer.
+        """
+        seen: Counter = Counter()
+        for read in range(max_reads):
+            seen[self.block_number()] += 1
+            top = max(seen)
+            if read + 1 >= min_reads and seen[top] >= quorum:
+                return top
+        agreed = [number for number, count in seen.items() if count >= quorum]
+        return max(agreed) if agreed else max(seen)
 
     # ---- the calls readers need ----
     def chain_id(self) -> int:
@@ -140,16 +226,22 @@ class RpcClient:
         return bytes.fromhex(result[2:])
 
     def get_logs(self, address: str | list[str], topics: list, from_block: int, to_block: int,
-                 *, max_range: int = 50_000) -> list[dict]:
-        """All logs in ``[from_block, to_block]``, splitting ranges the node refuses."""
+                 *, max_range: int = 50_000, on_range=None) -> list[dict]:
+        """All logs in ``[from_block, to_block]``, in ranges the node accepts.
+
+        A refused range is halved, and the accepted width is remembered (``log_span``) for every
+        later request, so a node's limit is learnt once. ``on_range(lo, hi, logs)`` is called after
+        each accepted range, in block order (the scan caches them as they complete).
+        """
         logs: list[dict] = []
-        pending = [(lo, min(lo + max_range - 1, to_block)) for lo in range(from_block, to_block + 1, max_range)]
         refusals: Counter = Counter()   # per single block
-        while pending:
-            lo, hi = pending.pop(0)
+        lo = from_block
+        while lo <= to_block:
+            span = max(1, min(max_range, self.log_span or max_range))
+            hi = min(lo + span - 1, to_block)
             try:
-                logs.extend(self.request("eth_getLogs", [{"address": address, "topics": topics,
-                                                          "fromBlock": hex(lo), "toBlock": hex(hi)}]))
+                found = self.request("eth_getLogs", [{"address": address, "topics": topics,
+                                                      "fromBlock": hex(lo), "toBlock": hex(hi)}])
             except RpcRangeError:
                 if lo == hi:
                     # one block cannot be split: a load balancer's passing refusal is retried, a
@@ -158,10 +250,13 @@ class RpcClient:
                     if refusals[lo] > self.max_retries:
                         raise ContagionError(f"RPC {redact_url(self.url)} refuses eth_getLogs even for one block ({lo})") from None
                     time.sleep(min(self.max_backoff_s, self.backoff_s * 2 ** refusals[lo]))
-                    pending.insert(0, (lo, hi))
                     continue
-                mid = (lo + hi) // 2
-                pending[:0] = [(lo, mid), (mid + 1, hi)]
+                self.log_span = max(1, (hi - lo + 1) // 2)
+                continue
+            if on_range is not None:
+                on_range(lo, hi, found)
+            logs.extend(found)
+            lo = hi + 1
         return logs
 
 

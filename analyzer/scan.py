@@ -25,6 +25,15 @@ from web3 import Web3
 from analyzer import __version__
 from analyzer.atomic import atomic_write_text
 from analyzer.chain import REPO_ROOT, redact_url
+from analyzer.discovery import (
+    CHUNK_BLOCKS,
+    ChunkFiles,
+    DiscoveryStats,
+    discover,
+    load_log_span,
+    save_log_span,
+)
+from analyzer.engine.centralised import with_default_depth
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot, to_table
 from analyzer.multicall import Call, CallResult, multicall
@@ -41,6 +50,7 @@ class ScanStats:
     chunks_read: int = 0
     chunks_cached: int = 0
     accounts: dict[str, int] = field(default_factory=dict)
+    discovery: DiscoveryStats = field(default_factory=DiscoveryStats)
     requests: dict[str, int] = field(default_factory=dict)
 
 
@@ -125,7 +135,8 @@ def scan(
     from_block: int | None = None,
     cache_dir: Path | None = DEFAULT_CACHE,
     chunk_accounts: int = 200,
-    log_range: int = 50_000,
+    log_range: int = CHUNK_BLOCKS,
+    chunk_blocks: int = CHUNK_BLOCKS,
     workers: int = 4,
     client: RpcClient | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -138,12 +149,14 @@ def scan(
     url : the node (an anvil devnet or fork, or any node: scanning only reads).
     book : a devnet address book; otherwise each plugin's mainnet address book for the chain.
     accounts : skip event enumeration and read these accounts.
+    log_range : the widest ``eth_getLogs`` range asked (narrowed, and remembered, where the node refuses).
+    chunk_blocks : the block chunks in which discovered accounts are cached.
     progress : ``progress(label, done, total)`` after each chunk.
     """
     client = client or RpcClient(url)
     stats = stats if stats is not None else ScanStats()
     chain_id = client.chain_id()
-    block = client.block_number() if block is None else int(block)
+    block = client.head_block() if block is None else int(block)
     if from_block is not None and not 0 <= from_block <= block:
         raise ContagionError(f"--from-block {from_block} must be within 0..{block}")
     header = client.block(block)
@@ -166,15 +179,34 @@ def scan(
     ctx = ReadContext(w3=w3, chain_id=chain_id, block=block, multicall=batched, get_logs=get_logs)
     snapshot = Snapshot(meta={"chain_id": chain_id, "block_number": block,
                               "block_timestamp": int(header["timestamp"], 16)})
+    chain_cache = None if cache_dir is None else Path(cache_dir) / str(chain_id)
+    span_file = None if chain_cache is None else chain_cache / f"log-span-{_digest(redact_url(url))}.json"
+    client.log_span = client.log_span or load_log_span(span_file)
+    report = progress or (lambda label, done, total: None)
     for plugin in plugins:
         if plugin.name not in deployments or plugin.reader is None:
             continue
         deployment = deployments[plugin.name]
         # event enumeration starts at the deployment's first block unless the user says otherwise
         start = from_block if from_block is not None else min(int(deployment.get("start_block", 0) or 0), block)
-        cache = ChunkCache(None if cache_dir is None else
-                           Path(cache_dir) / str(chain_id) / str(block) / plugin.name / _digest(deployment))
-        part = _scan_protocol(plugin, plugin.reader(ctx, deployment), cache, accounts, start, block,
+        cache = ChunkCache(None if chain_cache is None else
+                           chain_cache / str(block) / plugin.name / _digest(deployment))
+        reader = plugin.reader(ctx, deployment)
+
+        def discovered(reader=reader, plugin=plugin, start=start) -> list[str]:
+            events = reader.account_events()
+            if events is None:
+                return reader.discover_accounts(start, block)
+            # keyed by what is asked and by the chain's history (its first block's hash), not the scan block
+            key = _digest([sorted(events.addresses), sorted(events.topics), client.block(start)["hash"]])
+            files = ChunkFiles(None if chain_cache is None else chain_cache / "logs" / f"{plugin.name}-{key}")
+            found = discover(client, events, start, block, files, chunk_blocks=chunk_blocks, max_range=log_range,
+                             progress=lambda done, total: report(f"{plugin.name} discovery", done, total),
+                             stats=stats.discovery)
+            save_log_span(span_file, client.log_span)
+            return sorted(found)
+
+        part = _scan_protocol(plugin, reader, cache, accounts, discovered, start, block,
                               chunk_accounts, workers, progress, stats)
         part.meta = {"chain_id": chain_id, "block_number": block,
                      "protocols": {plugin.name: deployment}}
@@ -182,7 +214,8 @@ def scan(
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
     stats.requests = dict(client.calls)
-    return snapshot.validate()
+    # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
+    return with_default_depth(snapshot).validate()
 
 
 def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
@@ -193,8 +226,8 @@ def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
     return Snapshot(meta={}, **{name: to_table(name, r) for name, r in tables.items()})
 
 
-def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, from_block, block, chunk_accounts, workers,
-                   progress, stats: ScanStats) -> Snapshot:
+def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, discovered, from_block, block, chunk_accounts,
+                   workers, progress, stats: ScanStats) -> Snapshot:
     report = progress or (lambda label, done, total: None)
     markets = cache.get("markets")
     if markets is None:
@@ -206,7 +239,7 @@ def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, from_block, bloc
     if accounts is None:
         found = cache.get(f"accounts-{from_block}-{block}")
         if found is None:
-            found = reader.discover_accounts(from_block, block)
+            found = discovered()
             cache.put(f"accounts-{from_block}-{block}", found)
             stats.chunks_read += 1
         else:

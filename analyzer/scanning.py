@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from analyzer.chain import Anvil, redact_url
 from analyzer.errors import ContagionError
 from analyzer.scan import DEFAULT_CACHE, read_accounts_file, scan
-from protocols import parse_protocols
+from protocols import parse_protocols, with_venues
 
 
 def load_book(path: Path | None) -> dict | None:
@@ -30,13 +30,19 @@ def load_book(path: Path | None) -> dict | None:
 
 def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protocols: str | None,
              book: Path | None, accounts: Path | None, from_block: int | None, out: Path, use_cache: bool = True,
-             console: Console | None = None) -> Path:
-    """Scan ``rpc`` (or an anvil fork of ``fork_url``) and write the snapshot to ``out``."""
+             venues: bool = True, console: Console | None = None) -> Path:
+    """Scan ``rpc`` (or an anvil fork of ``fork_url``) and write the snapshot to ``out``.
+
+    ``venues``: also read every venue plugin (the pools of the assets found), whatever ``protocols``
+    names. Assets no venue trades get the centralised-depth default either way
+    (:func:`analyzer.engine.centralised.with_default_depth`), named in the snapshot's meta."""
     if (rpc is None) == (fork_url is None):
         raise ContagionError("give exactly one of --rpc URL or --fork-url URL")
     if block is not None and block < 0:
         raise ContagionError(f"--block must be non-negative, got {block}")
     plugins = parse_protocols(protocols)
+    if venues:
+        plugins = with_venues(plugins)
     address_book = load_book(book)
     account_list = read_accounts_file(accounts) if accounts is not None else None
     console = console or Console(stderr=True)

@@ -13,7 +13,6 @@ import argparse
 import json
 import time
 
-from analyzer.demo import fallback_venue_models
 from analyzer.devnet import scenario as scenario_mod
 from analyzer.devnet.build import start_devnet
 from analyzer.engine import simulate
@@ -43,7 +42,7 @@ def main() -> None:
             started = time.perf_counter()
             replayed = replay(devnet.url, devnet.book, shock, plugins)
             before = replayed.snapshot_before
-            engine = simulate(before, shock, venue_models=fallback_venue_models(before))
+            engine = simulate(before, shock)
             liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
             accounts = {p: set(g["account"]) for p, g in liquidated.groupby("protocol")}
             fidelity = compare(engine.to_json(), accounts, replayed.to_json())

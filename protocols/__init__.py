@@ -81,3 +81,15 @@ def parse_protocols(text: str | None) -> list[Plugin]:
     if not text:
         return list(plugins().values())
     return [get(name.strip()) for name in text.split(",") if name.strip()]
+
+
+def venue_plugins() -> list[Plugin]:
+    """The plugins that read and trade venues (they declare a venue executor), in devnet order."""
+    return [plugin for plugin in plugins().values() if plugin.venue_executor is not None]
+
+
+def with_venues(chosen: list[Plugin]) -> list[Plugin]:
+    """``chosen`` plus every venue plugin not already in it: a scan reads the pools of the assets it
+    finds whatever protocols it was asked for, so that a cascade has its market."""
+    names = {plugin.name for plugin in chosen}
+    return chosen + [plugin for plugin in venue_plugins() if plugin.name not in names]

@@ -54,6 +54,19 @@ class ReadContext:
     get_logs: Callable[..., list[dict]]
 
 
+@dataclass(frozen=True)
+class AccountEvents:
+    """The logs that name a protocol's accounts, declared so that the scan fetches them in one
+    ``eth_getLogs`` per block range (every address, topic0 of any of ``topics``) and caches them.
+
+    ``accounts(log)`` gives the accounts one log names (a log of another address or topic names none).
+    """
+
+    addresses: tuple[str, ...]
+    topics: tuple[str, ...]                       # 0x-prefixed topic0 hashes
+    accounts: Callable[[dict], Sequence[str]]
+
+
 class Reader(ABC):
     """Reads one deployment of a protocol (its address book entry) at one block."""
 
@@ -68,10 +81,19 @@ class Reader(ABC):
         """Markets, their assets and risk parameters, oracle prices: ``assets``, ``markets`` (and
         ``venues`` / ``hedgers`` where the protocol has them) rows."""
 
-    @abstractmethod
+    def account_events(self) -> AccountEvents | None:
+        """The events that name accounts (the scan's cached discovery); None: see discover_accounts."""
+        return None
+
     def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
         """Every account that may hold a position, from the protocol's events in the block range
-        (inclusive). Checksummed, sorted, without duplicates."""
+        (inclusive). Checksummed, sorted, without duplicates. Readers that declare
+        :meth:`account_events` need not override it."""
+        events = self.account_events()
+        if events is None:
+            raise NotImplementedError(f"{type(self).__name__} declares neither account_events nor discover_accounts")
+        logs = self.ctx.get_logs(list(events.addresses), [list(events.topics)], from_block, to_block)
+        return sorted({a for log in logs for a in events.accounts(log)})
 
     @abstractmethod
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
@@ -355,6 +377,37 @@ class Devnet(ABC):
         """Open the scenario's positions on this protocol with real transactions."""
 
 
+# --- off-chain option venues ---------------------------------------------------------------------
+
+class OptionsSource(ABC):
+    """An options venue's public market data (open interest, mark IV) as the venue's own API serves
+    it: :func:`analyzer.options.imports.import_options` reads saved responses, and ``fetch`` asks the
+    venue (or a server speaking its format) for the same responses.
+
+    Normalised instrument rows carry: ``instrument``, ``currency`` (the underlying's ticker, e.g.
+    "ETH"), ``kind`` ("call" | "put"), ``strike`` (USD), ``expiry`` (unix s), ``as_of`` (unix s of
+    the data), ``open_interest`` (underlying units), ``mark_iv`` (fraction: 0.65 = 65 vol points),
+    ``underlying_price`` (USD, the forward the venue marks the option against).
+    """
+
+    venue: ClassVar[str]
+    default_url: ClassVar[str]
+
+    @abstractmethod
+    def requests(self, currency: str) -> list[tuple[str, dict[str, str]]]:
+        """The GET requests (path, query) whose responses :meth:`instruments` needs for ``currency``."""
+
+    @abstractmethod
+    def response_kind(self, payload: Any) -> str | None:
+        """Which of this venue's responses ``payload`` is (e.g. "instruments", "summary"), or None
+        when it is not one of this venue's."""
+
+    @abstractmethod
+    def instruments(self, responses: dict[str, list[Any]]) -> list[dict]:
+        """Normalised option rows (see the class docstring) from this venue's responses, grouped by
+        :meth:`response_kind`. Raises ContagionError naming what is missing or malformed."""
+
+
 # --- the plugin ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -368,5 +421,6 @@ class Plugin:
     executor: type[Executor] | None = None
     devnet: type[Devnet] | None = None
     venue_executor: type[VenueExecutor] | None = None
+    options_source: type[OptionsSource] | None = None
     devnet_order: int = 50
     mainnet: dict[int, dict[str, Any]] = field(default_factory=dict)

@@ -43,13 +43,8 @@ def prepared(devnet):
     snapshot = scan(devnet.url, present, book=devnet.book, cache_dir=None)
     if os.environ.get("CONTAGION_ENGINE_SNAPSHOT_OUT"):     # keep the scan for ad-hoc runs
         snapshot.write(os.environ["CONTAGION_ENGINE_SNAPSHOT_OUT"])
-    # assets without a pool on the devnet trade on a square-root-law venue (Tóth et al. 2011)
-    # (not the numeraires the pools quote in, nor receipt tokens, which are redeemed, not sold)
-    skip = set(snapshot.venues["quote_asset"]) | set(snapshot.assets["address"][snapshot.assets["receipt_of"] != ""])
-    fallback = {a: {"model": "sqrt_law", "sigma": 0.05, "daily_volume": 2e6 / max(price, 1e-9)}
-                for a, price in zip(snapshot.assets["address"], snapshot.assets["price_usd"], strict=True)
-                if a not in skip}
-    return snapshot, prepare(snapshot, venue_models=fallback)
+    # assets without a pool on the devnet trade on the scan's centralised-depth default
+    return snapshot, prepare(snapshot)
 
 
 @pytest.fixture(scope="module")

@@ -111,7 +111,7 @@ def test_short_gamma_hedging_sells_into_the_fall_and_flags_divergence():
     scenario = ShockScenario(price_shocks={"TKN1": -0.2}, max_rounds=8)
     calm_result = simulate(calm, scenario, rules=RULES)
     wild_result = simulate(wild, scenario, rules=RULES)
-    hedging = wild_result.sources.index("hedging")
+    hedging = wild_result.sources.index("hedging:synthetic-options")
     assert wild_result.rounds[0].flows[1, hedging] > 0            # a short-gamma pool sells into a fall
     assert not calm_result.diverging and wild_result.diverging
     assert wild_result.price_final[1] < calm_result.price_final[1]
@@ -145,7 +145,7 @@ def test_option_margin_hook_and_black_scholes_rehedging():
                       rules={**RULES, "opt": ShortPutMargin()})
     assert result.liquidations["opt"] == 1                       # u1's thin collateral, not u2's
     first = result.rounds[0]
-    hedging = result.sources.index("hedging")
+    hedging = result.sources.index("hedging:opt")
     # the pool is long both puts (delta < 0) before; after the fall it holds only u2's (u1's was bought
     # back), revalued at the new spot and the spiralled IV (0.6 + 0.2): it trades the delta difference
     years, strike = 30 / 365, spot

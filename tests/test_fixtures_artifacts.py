@@ -13,7 +13,7 @@ GROUPS = solc.groups()
 def test_committed_artifacts_match_their_sources(group):
     committed = solc.load_group(group)
     sources = solc.group_sources(group)
-    assert committed["sources_sha256"] == solc.sources_hash(sources), (
+    assert committed["sources_sha256"] == solc.sources_hash(sources, solc.group_settings(group)), (
         f"fixtures/artifacts/{group}.json is stale: run `python -m analyzer.devnet.solc {group}`")
     assert committed["solc"] == solc.solc_version()
 

@@ -101,7 +101,6 @@ def test_the_engine_matches_real_liquidations_and_swaps_at_weth_minus_20(devnet)
     """Issue 7's criteria on the devnet's lending protocols and pools: the engine, run on the
     fork's own pre-shock read, liquidates the same accounts as the real transactions, the same
     value per protocol within 1%, leaves bad debt within 1% (or $1) and pool prices within 0.5%."""
-    from analyzer.demo import fallback_venue_models
     from analyzer.engine import simulate
     from analyzer.fidelity import compare
 
@@ -110,7 +109,7 @@ def test_the_engine_matches_real_liquidations_and_swaps_at_weth_minus_20(devnet)
     shock = ShockScenario(name="weth-20", price_shocks={"WETH": -0.20})
     replayed = replay(devnet.url, devnet.book, shock, chosen)
     before = replayed.snapshot_before
-    engine = simulate(before, shock, venue_models=fallback_venue_models(before))
+    engine = simulate(before, shock)
     liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
     fidelity = compare(engine.to_json(), {p: set(g["account"]) for p, g in liquidated.groupby("protocol")},
                        replayed.to_json())

@@ -125,8 +125,8 @@ def start_devnet(
         progress(f"devnet: deploying {len(scenario.assets)} assets and price feeds")
         deploy_assets(ctx)
         for plugin in plugins:
-            if plugin.devnet is None:
-                continue
+            if plugin.devnet is None or plugin.name not in scenario.protocols:
+                continue    # a scenario deploys the protocols it configures
             progress(f"devnet: deploying {plugin.name}")
             part = plugin.devnet()
             deployment = part.deploy(ctx)

@@ -1,8 +1,8 @@
 """Attribution: which flow moved each price, and which price moves pushed each account under.
 
 Sources are the channels a flow can come from: ``initial`` (accounts already liquidatable before
-the shock), ``shock`` (the scenario's exogenous move), ``forced_sale``, ``hedging`` (option pools
-re-hedging), ``liquidation:<protocol>`` (keepers selling seized collateral and buying the debt
+the shock), ``shock`` (the scenario's exogenous move), ``forced_sale``, ``hedging:<protocol>`` (an
+option market's pool, or an off-chain venue's dealers, re-hedging), ``liquidation:<protocol>`` (keepers selling seized collateral and buying the debt
 asset in that protocol), ``writedown:<protocol>`` (that protocol's bad debt writing its receipt
 tokens down) and ``option_liquidation:<protocol>``.
 
@@ -28,7 +28,10 @@ import numpy as np
 SOURCE_INITIAL = "initial"
 SOURCE_SHOCK = "shock"
 SOURCE_FORCED = "forced_sale"
-SOURCE_HEDGING = "hedging"
+
+
+def hedging_source(protocol: str) -> str:
+    return f"hedging:{protocol}"
 
 
 def liquidation_source(protocol: str) -> str:
@@ -43,9 +46,11 @@ def option_source(protocol: str) -> str:
     return f"option_liquidation:{protocol}"
 
 
-def source_names(lending_protocols: list[str], option_protocols: list[str]) -> list[str]:
+def source_names(lending_protocols: list[str], option_protocols: list[str],
+                 hedging_protocols: list[str] = ()) -> list[str]:
     """The fixed, ordered list of sources of one cascade (columns of every ``(…, S)`` array)."""
-    names = [SOURCE_INITIAL, SOURCE_SHOCK, SOURCE_FORCED, SOURCE_HEDGING]
+    names = [SOURCE_INITIAL, SOURCE_SHOCK, SOURCE_FORCED]
+    names += [hedging_source(p) for p in hedging_protocols]
     names += [liquidation_source(p) for p in lending_protocols]
     names += [writedown_source(p) for p in lending_protocols + option_protocols]
     names += [option_source(p) for p in option_protocols]

@@ -310,8 +310,10 @@ def _options_round(prep: Prepared, state: CascadeState, scenario: ShockScenario,
         record.contagion[:, p] += answer.value_usd[rows] @ causes
         state.option_events.append((rows, state.round, answer.value_usd[rows], causes))
     alive_after = state.option_alive & ~closed
-    flows[:, prep.source_index[attr.SOURCE_HEDGING]] += book.hedge_sales(
-        state.hedge_spot, state.price, state.hedge_iv, state.iv, state.hedge_alive, alive_after, n_assets)
+    hedged = book.hedge_sales(state.hedge_spot, state.price, state.hedge_iv, state.iv, state.hedge_alive,
+                              alive_after, n_assets)
+    for protocol, sold in hedged.items():
+        flows[:, prep.source_index[attr.hedging_source(protocol)]] += sold
     state.hedge_spot, state.hedge_iv, state.hedge_alive = state.price.copy(), state.iv.copy(), alive_after
     state.option_alive = alive_after
 

@@ -46,7 +46,7 @@ from analyzer.engine.venues import (
 from analyzer.errors import ContagionError
 
 __all__ = ["AssetVenues", "ConstantProduct", "LinearDepth", "SqrtLaw", "TradeResult", "UniswapV3Venue",
-           "VenueModel", "ROUTING_DEPTH_FRACTION", "build_venues", "make_venue", "venue_row"]
+           "VenueModel", "ROUTING_DEPTH_FRACTION", "assets_needing_venue", "build_venues", "make_venue", "venue_row"]
 
 ROUTING_DEPTH_FRACTION = 0.02   # the ±2% band whose depth sets each venue's share of a flow
 MODELS = ("uniswap_v3", "constant_product", "sqrt_law", "linear")
@@ -200,6 +200,15 @@ def reprice(venues: Mapping[int, AssetVenues], price: np.ndarray, price_pre: np.
             return
 
 
+def assets_needing_venue(snapshot, exclude: set[str] | frozenset[str] = frozenset()) -> set[str]:
+    """Assets a cascade may sell, so that must have a venue: those held as collateral, hedged by an
+    option pool, or posted as option collateral, except the quote assets of venues (the numeraire
+    the flows settle in) and ``exclude`` (receipts, which are redeemed and their underlying sold)."""
+    needed = set(snapshot.positions.loc[snapshot.positions["side"] == "collateral", "asset"])
+    needed |= set(snapshot.hedgers["asset"]) | set(snapshot.options["collateral_asset"])
+    return needed - set(snapshot.venues["quote_asset"]) - {""} - set(exclude)
+
+
 def build_venues(snapshot, models_from_scenario: Mapping[str, Mapping[str, Any]] | None = None
                  ) -> dict[str, AssetVenues]:
     """Every asset's venues by asset address, from ``snapshot.venues`` plus scenario models.
@@ -208,10 +217,8 @@ def build_venues(snapshot, models_from_scenario: Mapping[str, Mapping[str, Any]]
     (optionally ``"quote"``: a quote asset symbol/address, default USD); it supplies a venue for an
     asset that has none in the snapshot (snapshot venues win when both exist).
 
-    Assets that must have a venue: those held as collateral, hedged by an option pool, or posted as
-    option collateral (the ones a cascade sells), except the quote assets of venues (the numeraire
-    the flows settle in). One of them with no venue and no scenario model is an error naming it:
-    there is no silent zero impact.
+    Assets that must have a venue: :func:`assets_needing_venue`. One of them with no venue and no
+    scenario model is an error naming it: there is no silent zero impact.
     """
     prices = snapshot.price_of()
     symbols = snapshot.symbol_of()
@@ -234,13 +241,9 @@ def build_venues(snapshot, models_from_scenario: Mapping[str, Mapping[str, Any]]
         by_asset[asset] = [make_venue(str(spec["model"]), asset, quote, params, asset_price_usd=prices.get(asset),
                                       quote_price_usd=prices.get(quote, 1.0), venue=f"scenario:{spec['model']}",
                                       where=where)]
-    numeraires = set(snapshot.venues["quote_asset"])
-    needed = set(snapshot.positions.loc[snapshot.positions["side"] == "collateral", "asset"])
-    needed |= set(snapshot.hedgers["asset"]) | set(snapshot.options["collateral_asset"])
-    needed -= numeraires | {""}
-    missing = sorted(symbols.get(a, a) for a in needed - set(by_asset))
+    missing = sorted(symbols.get(a, a) for a in assets_needing_venue(snapshot) - set(by_asset))
     if missing:
         raise ContagionError(f"no price-impact venue for {', '.join(missing)}: the snapshot has no venues row for "
-                             f"it and the scenario gives no model (add e.g. {{model = \"sqrt_law\", sigma = 0.04, "
-                             f"daily_volume = ...}} for it)")
+                             f"it and the scenario gives no model (a snapshot `contagion scan` writes has one for "
+                             f"every asset; or add e.g. {{model = \"sqrt_law\", sigma = 0.04, daily_volume = ...}})")
     return {asset: AssetVenues(asset, venues) for asset, venues in by_asset.items()}

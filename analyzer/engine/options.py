@@ -65,15 +65,22 @@ class OptionBook:
     hedger_gamma: np.ndarray        # (h,) pool gamma, base units per USD
     hedger_revalued: np.ndarray     # (h,) bool: delta from the options rows, not from net_gamma
     now: int
+    iv_offset: np.ndarray | None = None   # (r,) the row's IV minus its underlying's (a venue's smile)
 
     @classmethod
     def from_snapshot(cls, snapshot, asset_index: dict[str, int]) -> OptionBook:
+        """Rows from the on-chain ``options`` table (counterparty: the market's pool in ``hedgers``)
+        and from off-chain ``option_instruments`` (counterparty: the venue's dealers, one hedger
+        per venue and underlying, each instrument at its own mark IV: ``iv_offset``)."""
         meta = snapshot.meta
         now = int(meta.get("block_timestamp", meta.get("timestamp", 0)) or 0)
-        hedgers = snapshot.hedgers
+        venue_opts, venue_hedgers, venue_offset, venue_as_of = _venue_rows(snapshot)
+        hedgers = pd.concat([snapshot.hedgers, venue_hedgers], ignore_index=True)
         keys = list(zip(hedgers["protocol"], hedgers["market"], strict=True))
         hedger_of = {key: i for i, key in enumerate(keys)}
-        opts = snapshot.options.reset_index(drop=True)
+        opts = pd.concat([snapshot.options, venue_opts], ignore_index=True)
+        iv_offset = np.concatenate([np.zeros(len(snapshot.options)), venue_offset])
+        as_of = np.concatenate([np.full(len(snapshot.options), now, dtype=np.int64), venue_as_of])
         market_asset = {(p, m): a for p, m, a in zip(snapshot.markets["protocol"], snapshot.markets["market"],
                                                      snapshot.markets["asset"], strict=True)}
         market_asset.update({k: a for k, a in zip(keys, hedgers["asset"], strict=True)})
@@ -81,6 +88,7 @@ class OptionBook:
         underlying = np.array([asset_index.get(market_asset.get(k, ""), -1) for k in opt_keys], dtype=np.int64)
         live = underlying >= 0
         opts, underlying = opts.loc[live].reset_index(drop=True), underlying[live]
+        iv_offset, as_of = iv_offset[live], as_of[live]
         opt_keys = [k for k, ok in zip(opt_keys, live, strict=True) if ok]
         row_hedger = np.array([hedger_of.get(k, -1) for k in opt_keys], dtype=np.int64)
         revalued = np.zeros(len(hedgers), dtype=bool)
@@ -90,12 +98,13 @@ class OptionBook:
         return cls(
             frame=opts, protocol=opts["protocol"].to_numpy(object), underlying=underlying,
             is_call=(opts["kind"] == "call").to_numpy(bool), strike=opts["strike"].to_numpy(float),
-            years=np.maximum((expiry - now) / SECONDS_PER_YEAR, MIN_YEARS),
+            years=np.maximum((expiry - as_of) / SECONDS_PER_YEAR, MIN_YEARS),
             user_sign_size=np.where(opts["side"].to_numpy(object) == "long", size, -size),
             collateral_asset=np.array([asset_index.get(a, -1) for a in opts["collateral_asset"]], dtype=np.int64),
             row_hedger=row_hedger, hedger_protocol=hedgers["protocol"].to_numpy(object),
             hedger_asset=np.array([asset_index.get(a, -1) for a in hedgers["asset"]], dtype=np.int64),
-            hedger_gamma=hedgers["net_gamma"].to_numpy(float), hedger_revalued=revalued, now=now)
+            hedger_gamma=hedgers["net_gamma"].to_numpy(float), hedger_revalued=revalued, now=now,
+            iv_offset=iv_offset)
 
     @property
     def empty(self) -> bool:
@@ -107,24 +116,31 @@ class OptionBook:
         rows = alive & (self.row_hedger >= 0)
         if rows.any():
             u = self.underlying[rows]
-            delta = bs_delta(self.is_call[rows], spot[u], self.strike[rows], self.years[rows], iv[u])
+            vol = iv[u] if self.iv_offset is None else iv[u] + self.iv_offset[rows]
+            delta = bs_delta(self.is_call[rows], spot[u], self.strike[rows], self.years[rows], vol)
             np.add.at(out, self.row_hedger[rows], -self.user_sign_size[rows] * delta)
         return out
 
     def hedge_sales(self, spot_before: np.ndarray, spot_after: np.ndarray, iv_before: np.ndarray,
                     iv_after: np.ndarray, alive_before: np.ndarray, alive_after: np.ndarray,
-                    n_assets: int) -> np.ndarray:
-        """``(A,)`` underlying sold (> 0) or bought by the pools to stay delta-neutral after a move."""
-        out = np.zeros(n_assets)
+                    n_assets: int) -> dict[str, np.ndarray]:
+        """``{hedger protocol: (A,)}`` underlying sold (> 0) or bought by each protocol's pools (or a
+        venue's dealers) to stay delta-neutral after a move of spot and IV (the IV part is vanna)."""
+        out: dict[str, np.ndarray] = {p: np.zeros(n_assets) for p in self.hedging_protocols}
         if len(self.hedger_asset) == 0:
             return out
         change = self.pool_delta(spot_after, iv_after, alive_after) - self.pool_delta(spot_before, iv_before,
                                                                                      alive_before)
         linear = self.hedger_gamma * (spot_after[self.hedger_asset] - spot_before[self.hedger_asset])
         sold = np.where(self.hedger_revalued, change, linear)
-        ok = self.hedger_asset >= 0
-        np.add.at(out, self.hedger_asset[ok], sold[ok])
+        for h in np.flatnonzero(self.hedger_asset >= 0):       # hedgers: one per option market
+            out[str(self.hedger_protocol[h])][self.hedger_asset[h]] += sold[h]
         return out
+
+    @property
+    def hedging_protocols(self) -> list[str]:
+        """Protocols (and off-chain venues) whose pools or dealers hedge, sorted."""
+        return sorted({str(p) for p in self.hedger_protocol})
 
     def short_gamma(self, spot: np.ndarray, iv: np.ndarray, alive: np.ndarray, n_assets: int) -> np.ndarray:
         """``(A,)`` the pools' short gamma (≥ 0, base units per USD): the hedging flow per USD of move."""
@@ -139,6 +155,31 @@ class OptionBook:
         ok = self.hedger_asset >= 0
         np.add.at(out, self.hedger_asset[ok], np.maximum(-gamma[ok], 0.0))
         return out
+
+
+def _venue_rows(snapshot) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """``option_instruments`` as options rows (customers' side: the opposite of the dealers'), one
+    hedger per (venue, currency), each row's IV offset from its underlying's, and its data time."""
+    inst = snapshot.table("option_instruments") if hasattr(snapshot, "option_instruments") else None
+    if inst is None or len(inst) == 0:
+        return (snapshot.options.iloc[0:0], snapshot.hedgers.iloc[0:0], np.zeros(0), np.zeros(0, dtype=np.int64))
+    inst = inst[inst["dealer_position"] != 0].reset_index(drop=True)
+    market = (inst["venue"] + ":" + inst["currency"]).to_numpy(object)
+    customers = -inst["dealer_position"].to_numpy(float)
+    opts = pd.DataFrame({
+        "protocol": inst["venue"], "market": market, "account": "customers", "position_id": np.arange(len(inst)),
+        "kind": inst["kind"], "strike": inst["strike"], "expiry": inst["expiry"], "size": np.abs(customers),
+        "side": np.where(customers > 0, "long", "short"), "collateral_asset": "", "collateral": 0.0,
+        "raw_size": "0", "raw_collateral": "0"})
+    firsts = inst.drop_duplicates(["venue", "currency"])
+    hedgers = pd.DataFrame({"protocol": firsts["venue"].to_numpy(object),
+                            "market": (firsts["venue"] + ":" + firsts["currency"]).to_numpy(object),
+                            "asset": firsts["asset"].to_numpy(object), "net_delta": 0.0, "net_gamma": 0.0,
+                            "net_vega": 0.0, "hedge_position": 0.0})
+    asset_iv = dict(zip(snapshot.assets["address"], snapshot.assets["iv"], strict=True))
+    base = np.array([asset_iv.get(a, np.nan) for a in inst["asset"]], dtype=float)
+    offset = np.where(np.isfinite(base), inst["mark_iv"].to_numpy(float) - base, 0.0)
+    return opts, hedgers, offset, inst["as_of"].to_numpy(np.int64)
 
 
 def vol_spiral(iv: np.ndarray, spot_before: np.ndarray, spot_after: np.ndarray, beta: float,

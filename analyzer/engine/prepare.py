@@ -162,8 +162,8 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
         declared = snapshot.meta.get("venue_models") or {}
         models = {**declared, **(venue_models or {})} or None
         venues = build_venues(_VenueView(snapshot, set(assets[is_receipt])), models)
-    sources = attr.source_names(lending, option_protocols)
     options = OptionBook.from_snapshot(snapshot, index)
+    sources = attr.source_names(lending, option_protocols, options.hedging_protocols)
     return Prepared(snapshot, assets, assets_t["symbol"].to_numpy(object), price_pre,
                     _option_ivs(assets_t["iv"].to_numpy(float), options), is_receipt, underlying, ratio, receipt_protocol, slots,
                     {index[a]: v for a, v in venues.items() if a in index}, options,

@@ -217,9 +217,9 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
             writedown[p] = max(min(rec.bad_debt_usd[p] / deposits[p], 1.0), state.writedown[p])
         else:
             writedown[p] = state.writedown[p]
-    hedge = prep.source_index[attr.SOURCE_HEDGING]
     for h in range(len(prep.options.hedger_asset)):
         a = int(prep.options.hedger_asset[h])
+        hedge = prep.source_index[attr.hedging_source(str(prep.options.hedger_protocol[h]))]
         flows[a, hedge] += prep.options.hedger_gamma[h] * (state.price[a] - state.hedge_spot[a])
     state.hedge_spot, state.hedge_iv = state.price.copy(), state.iv.copy()
     new_price = state.price.copy()

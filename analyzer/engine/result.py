@@ -166,7 +166,8 @@ class CascadeResult:
         worst = int(np.argmax(feedback)) if len(feedback) else 0
         return {
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "scenario": self.scenario,
-            "snapshot": {k: self.snapshot_meta.get(k) for k in ("chain_id", "block_number", "block_timestamp")},
+            "snapshot": {k: self.snapshot_meta.get(k) for k in ("chain_id", "block_number", "block_timestamp",
+                                                                  "assumed_depth")},
             "stop_reason": self.stop_reason, "converged": self.converged, "rounds_run": len(self.rounds),
             "assets": assets, "protocols": protocols, "rounds": rounds,
             "contagion": {"sources": self.sources, "protocols": self.protocols,

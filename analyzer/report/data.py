@@ -304,7 +304,21 @@ def provenance(inputs: RunInputs) -> dict[str, Any]:
             "snapshot_tool_version": meta.get("tool_version"), "report_tool_version": tool_version(),
             "headline": inputs.headline, "scenario": {"shocks": inputs.cascade["shocks"],
                                                        "iv_shocks": inputs.cascade["iv_shocks"]},
-            "cascade_file": inputs.cascade["file"], "run_dir": str(inputs.run_dir)}
+            "cascade_file": inputs.cascade["file"], "run_dir": str(inputs.run_dir),
+            "assumed_depth": meta.get("assumed_depth") or {}, "depth_by_asset": depth_by_asset(inputs)}
+
+
+def depth_by_asset(inputs: RunInputs) -> dict[str, str]:
+    """Which depth each asset of the snapshot trades on: its venues' protocols and pool counts
+    (e.g. "uniswap-v3 ×2, centralised-depth"), by symbol; empty without the snapshot."""
+    if inputs.snapshot is None or inputs.snapshot.venues.empty:
+        return {}
+    symbols = inputs.snapshot.symbol_of()
+    counts = inputs.snapshot.venues.groupby(["asset", "protocol"]).size()
+    out: dict[str, list[str]] = {}
+    for (asset, protocol), n in counts.items():
+        out.setdefault(symbols.get(asset, asset), []).append(f"{protocol} ×{n}" if n > 1 else str(protocol))
+    return {symbol: ", ".join(parts) for symbol, parts in sorted(out.items())}
 
 
 def report_data(inputs: RunInputs) -> dict[str, Any]:

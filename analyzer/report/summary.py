@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analyzer.engine.centralised import describe as describe_depth
 from analyzer.report.html import health_factor, pct, pct_fine, shock_text, usd
 
 TOP_SYSTEMIC = 5
@@ -40,6 +41,7 @@ def render_summary(data: dict[str, Any], figure_names: list[str]) -> str:
     lines = [f"# {data['title']}", "",
              f"Chain {pv['chain_id']}, block {pv['block_number']}; protocols: "
              f"{', '.join(sorted(pv['protocols'])) or 'not recorded'}; defi-contagion {pv['report_tool_version']}.", "",
+             *([describe_depth(pv["assumed_depth"]) + ".", ""] if pv.get("assumed_depth") else []),
              f"**Headline: {data['headline']}** ({shock_text(headline)}): {usd(data['totals']['liquidated_usd'])} "
              f"liquidated, {usd(data['totals']['bad_debt_usd'])} bad debt, "
              f"{usd(data['totals']['receipt_writedown_usd'])} receipt write-down over {len(data['timeline']['rounds'])} rounds.",

@@ -32,7 +32,7 @@ from protocols.aave_v3.versions import (
     has_stable_debt,
     version_of_revision,
 )
-from protocols.base import Reader, Rows
+from protocols.base import AccountEvents, Reader, Rows
 
 PROTOCOL = "aave-v3"
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -57,6 +57,11 @@ def decode_configuration(data: int) -> dict[str, int]:
 def user_flags(data: int, reserve_id: int) -> tuple[bool, bool]:
     """(borrowing, using as collateral) of ``UserConfiguration``: bits 2·id and 2·id + 1."""
     return bool(data >> (2 * reserve_id) & 1), bool(data >> (2 * reserve_id + 1) & 1)
+
+
+def _hex(value) -> str:
+    """A topic as 0x-prefixed lower-case hex, whether the log came as bytes or as text."""
+    return "0x" + (bytes(value).hex() if isinstance(value, bytes | bytearray) else str(value).removeprefix("0x").lower())
 
 
 class AaveV3Reader(Reader):
@@ -190,16 +195,16 @@ class AaveV3Reader(Reader):
         return {"assets": assets, "markets": markets}
 
     # ---- accounts ---------------------------------------------------------------------------
-    def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
+    def account_events(self) -> AccountEvents:
         """``onBehalfOf`` (topic 2) of every ``Supply`` and ``Borrow`` event of the pool."""
-        found: set[str] = set()
-        for event in (abi.SUPPLY_EVENT, abi.BORROW_EVENT):
-            topic = "0x" + event_abi_to_log_topic(event).hex()
-            for log in self.ctx.get_logs(self.pool, [topic], from_block, to_block):
-                raw = log["topics"][2]
-                raw = raw.hex() if isinstance(raw, bytes | bytearray) else str(raw)
-                found.add(to_checksum_address("0x" + raw.removeprefix("0x")[-40:]))
-        return sorted(found)
+        topics = tuple("0x" + event_abi_to_log_topic(e).hex() for e in (abi.SUPPLY_EVENT, abi.BORROW_EVENT))
+
+        def accounts(log: dict) -> list[str]:
+            if len(log["topics"]) < 3 or _hex(log["topics"][0]) not in topics:
+                return []
+            return [to_checksum_address("0x" + _hex(log["topics"][2])[-40:])]
+
+        return AccountEvents((self.pool,), topics, accounts)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         """Per account: e-mode, user configuration, and aToken / debt-token ``balanceOf`` of every

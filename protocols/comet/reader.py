@@ -16,7 +16,7 @@ from eth_utils import event_signature_to_log_topic, to_checksum_address
 from analyzer.errors import ContagionError
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
-from protocols.base import Reader, Rows
+from protocols.base import AccountEvents, Reader, Rows
 from protocols.comet import exact
 
 PROTOCOL = "comet"
@@ -138,22 +138,21 @@ class CometReader(Reader):
                 "collateral_enabled": True, "params": json.dumps(params)})
         return {"assets": assets, "markets": markets}
 
-    def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
+    def account_events(self) -> AccountEvents:
         """Accounts named by Supply / Withdraw / SupplyCollateral / WithdrawCollateral events."""
-        topics = [event_signature_to_log_topic(sig) for sig in ENUMERATION_EVENTS]
-        logs = self.ctx.get_logs(self.comet, [["0x" + t.hex() for t in topics]], from_block, to_block)
-        found = set()
-        index_of = {bytes(t): i for i, t in enumerate(topics)}
-        for log in logs:
-            first = bytes(log["topics"][0]) if not isinstance(log["topics"][0], str) else bytes.fromhex(log["topics"][0][2:])
-            which = index_of.get(first)
-            if which is None:
-                continue
-            topic = log["topics"][ACCOUNT_TOPIC[which]]
-            raw = bytes.fromhex(topic[2:]) if isinstance(topic, str) else bytes(topic)
-            found.add(to_checksum_address(raw[-20:]))
-        found.discard(self.comet)
-        return sorted(found)
+        comet = self.comet
+        topics = tuple(bytes(event_signature_to_log_topic(sig)) for sig in ENUMERATION_EVENTS)
+        index_of = {t: i for i, t in enumerate(topics)}
+
+        def accounts(log: dict) -> list[str]:
+            raw = [bytes.fromhex(t[2:]) if isinstance(t, str) else bytes(t) for t in log["topics"]]
+            which = index_of.get(raw[0]) if raw else None
+            if which is None or len(raw) <= ACCOUNT_TOPIC[which]:
+                return []
+            account = to_checksum_address(raw[ACCOUNT_TOPIC[which]][-20:])
+            return [] if account == comet else [account]
+
+        return AccountEvents((comet,), tuple("0x" + t.hex() for t in topics), accounts)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         comet = self.comet

@@ -17,7 +17,7 @@ from eth_utils import keccak, to_checksum_address
 
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call
-from protocols.base import Reader, Rows
+from protocols.base import AccountEvents, Reader, Rows
 from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
 from protocols.compound_v2.profiles import profile
 
@@ -155,19 +155,25 @@ class CompoundV2Reader(Reader):
         return {"assets": assets, "markets": markets}
 
     # ---- accounts ----
-    def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
+    def account_events(self) -> AccountEvents:
         """Accounts named by the profile's events: minters and borrowers on every cToken, and
         ``MarketEntered`` on the Comptroller."""
-        found: set[str] = set()
-        for spec in self.profile.account_events:
-            targets = [r["ctoken"] for r in self.markets()] if spec.on == "ctoken" else [self.comptroller]
-            for target in targets:
-                for log in self.ctx.get_logs(target, [topic(spec.signature)], from_block, to_block):
-                    if spec.topic_index is not None:
-                        found.add(to_checksum_address(bytes(log["topics"][spec.topic_index])[12:]))
-                    else:
-                        found.add(_word_address(log["data"], spec.data_word))
-        return sorted(found)
+        ctokens = tuple(r["ctoken"] for r in self.markets())
+        specs = {(topic(spec.signature), spec.on): spec for spec in self.profile.account_events}
+
+        def accounts(log: dict) -> list[str]:
+            topics = log["topics"]
+            first = topics[0] if isinstance(topics[0], str) else "0x" + bytes(topics[0]).hex()
+            on = "comptroller" if to_checksum_address(log["address"]) == self.comptroller else "ctoken"
+            spec = specs.get((first.lower(), on))
+            if spec is None:
+                return []
+            if spec.topic_index is not None:
+                word = topics[spec.topic_index]
+                return [to_checksum_address((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])]
+            return [_word_address(log["data"], spec.data_word)]
+
+        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs})), accounts)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         markets = self.markets()
@@ -216,7 +222,8 @@ def read_snapshot(w3, deployment: dict[str, Any], block: int | None = None, acco
     block = w3.eth.block_number if block is None else int(block)
 
     def get_logs(address: str, topics: list, from_block: int, to_block: int) -> list[dict]:
-        return list(w3.eth.get_logs({"address": to_checksum_address(address), "topics": topics,
+        where = [to_checksum_address(a) for a in address] if isinstance(address, list) else to_checksum_address(address)
+        return list(w3.eth.get_logs({"address": where, "topics": topics,
                                      "fromBlock": from_block, "toBlock": to_block}))
 
     ctx = ReadContext(w3, w3.eth.chain_id, block, lambda calls: multicall(w3, calls, block=block), get_logs)

@@ -1,0 +1,120 @@
+"""Centralised-exchange depth: the venue of an asset that no on-chain venue of a scan trades.
+
+A liquidator who cannot sell on a pool sells on a centralised exchange. Its depth follows the
+square-root law of market impact (Almgren et al. 2005; Tóth et al. 2011, "Anomalous price impact
+and the critical nature of liquidity", PRX 1, 021006): a sale of Q moves the price by
+``Y σ sqrt(Q / V)`` for daily volatility σ and daily volume V (:class:`analyzer.engine.venues.SqrtLaw`).
+σ, V and Y per asset symbol come from the shipped parameter file ``centralised_depth.toml``
+(beside this module, each entry with its source), with a generic default for unlisted assets.
+
+:func:`with_default_depth` is what ``scan`` applies: every asset a cascade may sell that has no
+venue row gets a ``sqrt_law`` row of protocol :data:`PROTOCOL`, and the snapshot's
+``meta["assumed_depth"]`` names each such asset with the parameters and source used, so that
+``simulate``, ``sweep``, ``graph`` and the report can say which depth was assumed.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import ContagionError
+
+PARAMETER_FILE = Path(__file__).with_name("centralised_depth.toml")
+PROTOCOL = "centralised-depth"
+
+
+@dataclass(frozen=True)
+class DepthParameters:
+    """Square-root-law parameters of one asset: ``sigma`` (daily volatility, fraction),
+    ``daily_volume_usd`` (USD per day), ``y`` (prefactor), ``source`` (where they come from)."""
+
+    sigma: float
+    daily_volume_usd: float
+    y: float
+    source: str
+
+
+def _entry(table: Any, where: str) -> DepthParameters:
+    if not isinstance(table, dict):
+        raise ContagionError(f"{where}: expected a table with sigma, daily_volume_usd, y, source")
+    values = {}
+    for key in ("sigma", "daily_volume_usd", "y"):
+        value = table.get(key, 1.0 if key == "y" else None)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+            raise ContagionError(f"{where}: {key} must be a positive number, got {value!r}")
+        values[key] = float(value)
+    source = table.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise ContagionError(f"{where}: every entry names its source")
+    return DepthParameters(values["sigma"], values["daily_volume_usd"], values["y"], source)
+
+
+def load_parameters(path: str | Path = PARAMETER_FILE) -> tuple[dict[str, DepthParameters], DepthParameters]:
+    """(parameters by asset symbol, the generic default) from a parameter file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ContagionError(f"centralised depth parameters {path} do not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ContagionError(f"{path}: not valid TOML ({exc})") from None
+    default = _entry(data.get("default"), f"{path}: [default]")
+    assets = data.get("assets", {})
+    if not isinstance(assets, dict):
+        raise ContagionError(f"{path}: [assets] must be a table of asset symbols")
+    return {symbol: _entry(table, f"{path}: [assets.{symbol}]") for symbol, table in assets.items()}, default
+
+
+def assumed_depth(snapshot) -> dict[str, dict]:
+    """What the snapshot says it assumed: ``{symbol: {model, sigma, daily_volume_usd, y, source}}``."""
+    return dict(snapshot.meta.get("assumed_depth") or {})
+
+
+def describe(assumed: dict[str, dict]) -> str:
+    """One line naming the assumed depth per asset, for the console and reports ("" when none)."""
+    if not assumed:
+        return ""
+    parts = [f"{symbol} (σ {entry['sigma']:g}/day, ${entry['daily_volume_usd']:,.0f}/day"
+             f"{', generic default' if entry.get('generic') else ''})" for symbol, entry in sorted(assumed.items())]
+    return "centralised depth assumed (square-root law, no on-chain venue): " + ", ".join(parts)
+
+
+def with_default_depth(snapshot, path: str | Path = PARAMETER_FILE):
+    """``snapshot`` with a square-root-law venue row for every asset that needs a venue and has
+    none (:func:`analyzer.engine.impact.assets_needing_venue`), recorded in ``meta["assumed_depth"]``.
+    An asset without a positive price cannot be given a depth in asset units and is left out (the
+    engine then names it)."""
+    import pandas as pd
+
+    from analyzer.engine.impact import assets_needing_venue, venue_row
+    from analyzer.model import to_table
+
+    listed = set(snapshot.assets["address"])
+    # a receipt is redeemed and its underlying sold; the native coin is sold as its wrapped token
+    redeemed = {a for a, claim in zip(snapshot.assets["address"], snapshot.assets["receipt_of"].fillna(""),
+                                      strict=True) if claim and str(claim).partition(":")[2] in listed}
+    redeemed |= set(snapshot.wrapped_native_of())
+    missing = assets_needing_venue(snapshot, redeemed) - set(snapshot.venues["asset"])
+    if not missing:
+        return snapshot
+    by_symbol, default = load_parameters(path)
+    symbols, prices = snapshot.symbol_of(), snapshot.price_of()
+    rows, assumed = [], dict(snapshot.meta.get("assumed_depth") or {})
+    for asset in sorted(missing):
+        price = prices.get(asset, 0.0)
+        if not (price > 0 and math.isfinite(price)):
+            continue
+        symbol = symbols.get(asset, asset)
+        entry = by_symbol.get(symbol, default)
+        rows.append(venue_row(PROTOCOL, f"centralised:{symbol}", asset, "", "sqrt_law",
+                              {"sigma": entry.sigma, "daily_volume": entry.daily_volume_usd / price, "y": entry.y,
+                               "daily_volume_usd": entry.daily_volume_usd, "source": entry.source}))
+        assumed[symbol] = {"model": "sqrt_law", **asdict(entry), "generic": symbol not in by_symbol,
+                           "parameters": PARAMETER_FILE.name if Path(path) == PARAMETER_FILE else str(path)}
+    snapshot.venues = to_table("venues", pd.concat([snapshot.venues, pd.DataFrame(rows)], ignore_index=True))
+    snapshot.meta["assumed_depth"] = assumed
+    return snapshot

@@ -1,0 +1,16 @@
+"""Morpho Blue: isolated markets (one collateral, one loan asset, one oracle, one LLTV each), whose
+bad debt is realised at liquidation and socialised to that market's suppliers, and MetaMorpho
+vaults (ERC-4626) allocating deposits across markets, whose share price carries the loss on.
+
+Address book entry: ``{"morpho": <singleton>, "start_block": <deployment block>, "vaults":
+{name: address}}`` (vaults optional).
+"""
+
+from protocols.base import Plugin
+from protocols.morpho_blue.devnet import MorphoBlueDevnet
+
+PLUGIN = Plugin(
+    name="morpho-blue",
+    devnet=MorphoBlueDevnet,
+    devnet_order=35,
+)

@@ -1,0 +1,104 @@
+"""Discovery: one eth_getLogs per range for all of a protocol's contracts, cached block chunks that
+a later scan and an interrupted scan reuse, a node's range limit learnt once."""
+
+from __future__ import annotations
+
+import pytest
+from eth_utils import to_checksum_address
+
+from analyzer.rpc import RpcClient
+from analyzer.scan import ScanStats, scan
+from protocols import plugins
+from protocols.aave_v3 import abi as aave_abi
+from tests.conftest import requires_anvil
+from tests.rpcserver import FaultProxy
+from tests.test_scan import tables_equal
+
+pytestmark = requires_anvil
+LENDERS = ("aave-v3", "compound-v2", "comet")
+
+
+def chosen(*names):
+    known = plugins()
+    return [known[n] for n in names if n in known]
+
+
+def supplied_or_borrowed_on_aave(w3, pool: str, block: int) -> set[str]:
+    """onBehalfOf of every Supply and Borrow, decoded by web3 from the event ABI."""
+    contract = w3.eth.contract(address=to_checksum_address(pool), abi=[aave_abi.SUPPLY_EVENT, aave_abi.BORROW_EVENT])
+    found = set()
+    for event in (contract.events.Supply, contract.events.Borrow):
+        found |= {e["args"]["onBehalfOf"] for e in event().get_logs(from_block=0, to_block=block)}
+    return found
+
+
+def test_one_log_request_per_range_finds_every_account(devnet, tmp_path):
+    block = devnet.w3.eth.block_number
+    stats = ScanStats()
+    snapshot = scan(devnet.url, chosen(*LENDERS), book=devnet.book, block=block, cache_dir=tmp_path, stats=stats,
+                    chunk_blocks=10**6)
+    protocols = [p for p in LENDERS if p in devnet.book["protocols"]]
+    # one chunk, one range, per protocol: every cToken, the Comptroller and all topics in one request
+    assert stats.requests["eth_getLogs"] == len(protocols)
+    if "aave-v3" in protocols:
+        expected = supplied_or_borrowed_on_aave(devnet.w3, devnet.book["protocols"]["aave-v3"]["pool"], block)
+        assert stats.accounts["aave-v3"] == len(expected) > 100
+        held = set(snapshot.positions[snapshot.positions["protocol"] == "aave-v3"]["account"])
+        assert held <= expected
+
+
+def test_a_later_scan_reads_only_the_blocks_it_has_not_seen(chain_checkpoint, tmp_path):
+    devnet = chain_checkpoint
+    lenders = chosen(*LENDERS)
+    first = devnet.w3.eth.block_number
+    scan(devnet.url, lenders, book=devnet.book, block=first, cache_dir=tmp_path, chunk_blocks=200)
+    devnet.w3.provider.make_request("anvil_mine", ["0x100"])  # past the next chunk boundary
+    later = devnet.w3.eth.block_number
+    stats = ScanStats()
+    again = scan(devnet.url, lenders, book=devnet.book, block=later, cache_dir=tmp_path, chunk_blocks=200, stats=stats)
+    protocols = len([p for p in LENDERS if p in devnet.book["protocols"]])
+    full_chunks = first // 200       # chunks the first scan completed
+    assert stats.discovery.chunks_cached == protocols * full_chunks
+    # per protocol: the tail of the partial chunk the first scan left, and the new chunk
+    new_chunks = later // 200 - first // 200 + 1
+    assert stats.requests["eth_getLogs"] == protocols * new_chunks
+    tables_equal(again, scan(devnet.url, lenders, book=devnet.book, block=later, cache_dir=None))
+
+
+def test_an_interrupted_discovery_resumes_without_reading_a_finished_range(devnet, tmp_path):
+    lenders = chosen("aave-v3", "comet")
+    block = devnet.w3.eth.block_number
+    chunk = 100
+    stop_after = 6
+
+    def crash(label, done, total):
+        if label.endswith("discovery") and done >= stop_after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan(devnet.url, lenders, book=devnet.book, block=block, cache_dir=tmp_path, chunk_blocks=chunk, progress=crash)
+    stats = ScanStats()
+    resumed = scan(devnet.url, lenders, book=devnet.book, block=block, cache_dir=tmp_path, chunk_blocks=chunk, stats=stats)
+    chunks = block // chunk + 1
+    # aave-v3 stopped after stop_after chunks; comet had not started
+    assert stats.discovery.chunks_cached == stop_after
+    assert stats.requests["eth_getLogs"] == (chunks - stop_after) + chunks
+    tables_equal(resumed, scan(devnet.url, lenders, book=devnet.book, block=block, cache_dir=None))
+
+
+def test_a_node_range_limit_is_learnt_once_and_remembered(devnet, tmp_path):
+    block = devnet.w3.eth.block_number
+    lenders = chosen(*LENDERS)
+    with FaultProxy(devnet.url, faults=(), rate=0.0, max_log_range=64) as proxy:
+        client = RpcClient(proxy.url)
+        scan(proxy.url, lenders, book=devnet.book, block=block, cache_dir=tmp_path / "a", client=client)
+        refused = proxy.injected["logs_range_limit"]
+        assert 0 < refused <= 12          # halvings from 100,000 blocks to 64, then never again
+        assert client.log_span <= 64
+        # a new process with only the remembered width in its cache: nothing is refused
+        (remembered,) = (tmp_path / "a").rglob("log-span-*.json")
+        target = tmp_path / "b" / remembered.relative_to(tmp_path / "a")
+        target.parent.mkdir(parents=True)
+        target.write_bytes(remembered.read_bytes())
+        scan(proxy.url, lenders, book=devnet.book, block=block, cache_dir=tmp_path / "b", client=RpcClient(proxy.url))
+        assert proxy.injected["logs_range_limit"] == refused
