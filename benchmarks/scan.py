@@ -3,7 +3,10 @@
 The devnet's own accounts (a few hundred) are padded with addresses that hold nothing, which cost
 the readers the same calls; every lending plugin is read, with no cache. Prints one JSON object.
 
-    .venv/bin/python -m benchmarks.scan [--sizes 1000,10000]
+    .venv/bin/python -m benchmarks.scan [--sizes 1000,10000] [--scenario mainnet-like]
+
+``--scenario`` takes a scenario name or path (e.g. a copy of mainnet-like with ``[protocols.aave-v3]
+version = "3.0"`` to compare Aave releases).
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--protocols", default="aave-v3,compound-v2,comet")
+    parser.add_argument("--scenario", default="mainnet-like")
     args = parser.parse_args()
     plugins = parse_protocols(args.protocols)
-    out = {"protocols": [p.name for p in plugins], "runs": []}
-    with start_devnet(scenario_mod.load("mainnet-like"), plugins) as devnet:
+    out = {"protocols": [p.name for p in plugins], "scenario": args.scenario, "runs": []}
+    with start_devnet(scenario_mod.load(args.scenario), plugins) as devnet:
         seeded = scan(devnet.url, plugins, book=devnet.book, cache_dir=None)
         real = sorted(set(seeded.positions["account"]))
         for size in (int(s) for s in args.sizes.split(",")):
