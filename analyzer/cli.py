@@ -7,6 +7,7 @@ status 2, no traceback and no partial output.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -28,6 +29,9 @@ devnet_app = typer.Typer(no_args_is_help=True, help="A local chain with the real
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(options_app, name="options")
 err = Console(stderr=True, highlight=False)
+# RPC URLs may come from the environment, out of every process's arguments (`ps` shows those)
+RPC_ENV, FORK_ENV = "CONTAGION_RPC_URL", "CONTAGION_FORK_URL"
+URL_OPTIONS = ("--rpc", "--fork-url")
 
 
 def _version(value: bool) -> None:
@@ -101,8 +105,10 @@ def _say_assumed_depth(snapshot_dir: Path) -> None:
 
 @app.command("scan")
 def scan_command(
-    rpc: Annotated[str | None, typer.Option("--rpc", help="An existing node to read (read-only).")] = None,
-    fork_url: Annotated[str | None, typer.Option("--fork-url", help="Start an anvil fork of this node and read it.")] = None,
+    rpc: Annotated[str | None, typer.Option("--rpc", envvar=RPC_ENV, show_envvar=False,
+                                            help=f"An existing node to read (read-only); or ${RPC_ENV}.")] = None,
+    fork_url: Annotated[str | None, typer.Option("--fork-url", envvar=FORK_ENV, show_envvar=False,
+                                                 help=f"Start an anvil fork of this node and read it; or ${FORK_ENV}.")] = None,
     block: Annotated[int | None, typer.Option(help="Block to read (default: the latest).")] = None,
     protocols: Annotated[str | None, typer.Option(help="Comma list (default: all with an address book).")] = None,
     book: Annotated[Path | None, typer.Option(help="Address book JSON (a devnet's, from `devnet up --book-out`).")] = None,
@@ -151,12 +157,8 @@ def simulate_command(
 
     if not shock and not iv and scenario is None:
         raise ContagionError("give a shock: --shock WETH=-30%, --iv ASSET=+25, or --scenario FILE")
-    path = simulate_to_dir(snapshot, scenario_from_cli(shock, iv, scenario), out)
+    path = simulate_to_dir(snapshot, scenario_from_cli(shock, iv, scenario), out, report=report)
     _say_assumed_depth(snapshot)
-    if report:
-        from analyzer.report import write_report
-
-        path = write_report(out, snapshot_dir=snapshot)
     typer.echo(str(path))
 
 
@@ -188,7 +190,8 @@ def sweep_command(
 @app.command("replay")
 def replay_command(
     scenario: Annotated[Path, typer.Option(help="The shock scenario TOML to execute.")],
-    rpc: Annotated[str, typer.Option("--rpc", "--fork-url", help="The chain to fork (it is only read).")],
+    rpc: Annotated[str, typer.Option("--rpc", "--fork-url", envvar=FORK_ENV, show_envvar=False,
+                                     help=f"The chain to fork (it is only read); or ${FORK_ENV}.")],
     book: Annotated[Path | None, typer.Option(help="Address book JSON (a devnet's).")] = None,
     protocols: Annotated[str | None, typer.Option(help="Comma list (default: all).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder for fidelity.json and replay.json.")] = Path("graphs/replay"),
@@ -236,17 +239,36 @@ def main(argv: list[str] | None = None) -> int:
     Usage errors are click's (exit 2, its message); a ContagionError from a command is one
     ``error: ...`` line and exit 2; anything else is a bug and keeps its traceback.
     """
+    from analyzer.rpcurl import redact_secrets
+
+    urls = _rpc_urls(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, prog_name="contagion")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ContagionError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # plain: one line, never wrapped
+        # plain: one line, never wrapped; redacted again, whoever built the message
+        print(f"error: {redact_secrets(str(exc), *urls)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: its traceback, without the RPC secrets a library put in it
+        import traceback
+
+        print(redact_secrets(traceback.format_exc(), *urls), file=sys.stderr, end="")
+        return 1
     return 0
+
+
+def _rpc_urls(argv: list[str]) -> list[str]:
+    """The RPC URLs given on the command line or in the environment (to redact from errors)."""
+    urls = [os.environ.get(name) for name in (RPC_ENV, FORK_ENV)]
+    for i, arg in enumerate(argv):
+        name, equals, value = arg.partition("=")
+        if name in URL_OPTIONS:
+            urls.append(value if equals else (argv[i + 1] if i + 1 < len(argv) else None))
+    return [url for url in urls if url]
 
 
 def run() -> None:  # pragma: no cover - console script shim

@@ -90,6 +90,11 @@ KEYS: dict[str, tuple[str, ...]] = {
     "venues": ("protocol", "venue", "asset"),
     "option_instruments": ("venue", "instrument"),
 }
+# columns holding a JSON object (or nothing) that plugins read back
+JSON_COLUMNS = (("markets", "params"), ("accounts", "params"), ("venues", "params"))
+MAX_CATEGORY = 2 ** 16 - 1   # a protocol's risk category id (Aave's e-mode is a uint8)
+META_INTEGERS = ("chain_id", "block_number")
+META_OPTIONAL_INTEGERS = ("block_timestamp", "from_block", "fork_block")
 SIDES = ("collateral", "debt")
 OPTION_KINDS = ("call", "put")
 OPTION_SIDES = ("long", "short")
@@ -220,13 +225,30 @@ class Snapshot:
         unknown = set(inst["asset"]) - set(self.assets["address"])
         if unknown:
             raise ContagionError(f"option_instruments: asset {sorted(unknown)[0]} is not in the assets table")
-        for required in ("chain_id", "block_number"):
-            if required not in self.meta:
-                raise ContagionError(f"meta.json: missing {required}")
-            value = self.meta[required]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ContagionError(f"meta.json: {required} must be a non-negative integer, got {value!r}")
+        for name in ("markets", "accounts"):
+            category = self.table(name)["category"]
+            if ((category < 0) | (category > MAX_CATEGORY)).any():
+                raise ContagionError(f"{name}: category must be within 0..{MAX_CATEGORY}, got "
+                                     f"{category[(category < 0) | (category > MAX_CATEGORY)].iloc[0]}")
+        if (opts["expiry"] < 0).any() or (opts["position_id"] < 0).any():
+            raise ContagionError("options: expiry (unix seconds) and position_id must be non-negative")
+        for name, col in JSON_COLUMNS:
+            _check_json_objects(name, col, self.table(name)[col])
+        self._validate_meta()
         return self
+
+    def _validate_meta(self) -> None:
+        for key in META_INTEGERS + META_OPTIONAL_INTEGERS:
+            if key not in self.meta:
+                if key in META_INTEGERS:
+                    raise ContagionError(f"meta.json: missing {key}")
+                continue
+            value = self.meta[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 63:
+                raise ContagionError(f"meta.json: {key} must be a non-negative integer, got {value!r}")
+        for key, kind in (("protocols", dict), ("rpc", str), ("tool_version", str), ("venue_models", dict)):
+            if key in self.meta and not isinstance(self.meta[key], kind):
+                raise ContagionError(f"meta.json: {key} must be a JSON {'object' if kind is dict else 'string'}")
 
     # ---- persistence ----
     def write(self, path: str | Path) -> Path:
@@ -307,6 +329,18 @@ class Snapshot:
                 frame["receipt_of"] = [receipts.get(a, "") for a in frame["address"]]
             tables[name] = frame.drop_duplicates(list(keys), keep="first")
         return Snapshot(meta=meta, **tables)
+
+
+def _check_json_objects(table: str, column: str, values: pd.Series) -> None:
+    for text in values.unique():
+        if text == "" or text is pd.NA:
+            continue
+        try:
+            parsed = json.loads(text)
+        except (ValueError, RecursionError):
+            raise ContagionError(f"{table}: {column} must be a JSON object, got {str(text)[:60]!r}") from None
+        if not isinstance(parsed, dict):
+            raise ContagionError(f"{table}: {column} must be a JSON object, got {str(text)[:60]!r}")
 
 
 def raw_to_amount(raw: int, decimals: int) -> float:

@@ -72,6 +72,7 @@ class RpcRelay:
 def _handler(relay: RpcRelay):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"   # keep-alive: anvil sends many small requests
+        disable_nagle_algorithm = True  # else each answer waits ~40 ms for a delayed ACK
 
         def log_message(self, *args) -> None:  # nothing on stderr, whatever the request
             pass

@@ -464,10 +464,12 @@ def replay(
                 for asset, raw in net.items():
                     if asset not in venues_now or raw == 0:
                         continue
-                    weights = venues_now[asset].weights(raw > 0)
-                    for venue, weight in zip(venues_now[asset].venues, weights, strict=True):
-                        (pools.sell if raw > 0 else pools.buy)(asset, int(abs(raw) * float(weight)), trader,
-                                                               pool=venue.venue)
+                    venues_now[asset].swap_gas_usd = scenario.swap_gas_usd
+                    split = venues_now[asset].split(raw / 10 ** decimals[asset])   # the engine's router
+                    for venue, units in zip(venues_now[asset].venues, split, strict=True):
+                        if units != 0:
+                            (pools.sell if raw > 0 else pools.buy)(asset, int(abs(units) * 10 ** decimals[asset]),
+                                                                   trader, pool=venue.venue)
                 _, record.pool_prices_after = market()
                 if option_markets.active:
                     after = np.array([record.pool_prices_after.get(a, price[i]) for i, a in enumerate(asset_list)])
@@ -482,9 +484,14 @@ def replay(
         end = read(accounts, [lender.plugin for lender in lenders])
         bad_debt = dict.fromkeys(liquidated, 0.0)
         for lender in lenders:
+            # bad debt a protocol wrote off during the replay has left the positions: counted apart
+            written_off_before = {b.market: b for b in lender.rules.books(before)}
             for lending_book in lender.rules.books(end):
                 prices = oracle_prices(end, lender.plugin.name, lending_book.assets)
-                bad_debt[lender.plugin.name] += float(lender.rules.bad_debt_usd(lending_book, prices).sum())
+                start = written_off_before.get(lending_book.market)
+                written_off = lender.rules.written_off_usd(lending_book, prices) - (
+                    lender.rules.written_off_usd(start, prices) if start is not None else 0.0)
+                bad_debt[lender.plugin.name] += float(lender.rules.bad_debt_usd(lending_book, prices).sum()) + written_off
         final_prices = market()[1] if pools is not None else {}
         fork_block_end = w3.eth.block_number
     unchanged = source.block_number() == source_block and source.block(source_block)["stateRoot"] == root_before

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from analyzer.atomic import atomic_write_text
+from analyzer.atomic import atomic_write_text, check_output_dir, final_path, staged_folder
 from analyzer.errors import ContagionError
 from analyzer.fidelity import compare, write_fidelity
 from analyzer.scanning import load_book
@@ -21,7 +21,10 @@ def run_replay(rpc: str, scenario_path: Path, *, book: Path | None, protocols: s
     """Replay ``scenario_path`` on a fork of ``rpc``; write replay.json and fidelity.json into ``out``."""
     from analyzer.engine import simulate
     from analyzer.replay import replay
+    from analyzer.rpcurl import check_rpc_url
 
+    check_rpc_url(rpc, "--rpc")
+    check_output_dir(out)
     console = console or Console(stderr=True)
     shock = load_scenario(scenario_path)
     plugins = parse_protocols(protocols)
@@ -37,5 +40,7 @@ def run_replay(rpc: str, scenario_path: Path, *, book: Path | None, protocols: s
     fidelity = compare(engine.to_json(), by_protocol, result.to_json())
     fidelity["scenario"] = shock.name
     out = Path(out)
-    atomic_write_text(out / "replay.json", json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
-    return write_fidelity(fidelity, out / "fidelity.json")
+    with staged_folder(out) as stage:
+        atomic_write_text(stage / "replay.json", json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+        written = write_fidelity(fidelity, stage / "fidelity.json")
+    return final_path(written, stage, out)

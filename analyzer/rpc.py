@@ -17,6 +17,7 @@ import contextlib
 import http.client
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -34,7 +35,11 @@ from analyzer.rpcurl import check_rpc_url, redact_url
 RANGE_ERRORS = ("range", "too many", "more than", "limit exceeded", "query returned", "too large",
                 "block range", "exceed")
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
-LAGGING_NODE = ("header not found", "unknown block", "blockoutofrange", "block out of range", "missing trie node")
+LAGGING_NODE = ("header not found", "unknown block", "blockoutofrange", "block out of range")
+# a full (non-archive) node that has dropped the state of the block asked: no retry can help
+# (geth/nethermind "missing trie node", erigon/reth/hosted "pruned", "historical state ... not available")
+PRUNED_STATE = ("missing trie node", "pruned", "historical state", "state not available", "state is not available",
+                "state histories", "archive node")
 # JSON-RPC errors a load balancer or an overloaded node answers for a request that may succeed again
 BUSY_NODE = ("internal error", "timeout", "timed out", "temporarily", "try again", "busy", "overloaded",
              "capacity", "unavailable")
@@ -50,6 +55,20 @@ TRANSPORT_FAULTS = (requests.exceptions.RequestException, urllib3.exceptions.HTT
 
 class RpcRangeError(Exception):
     """The node refused an eth_getLogs range as too large."""
+
+
+class PrunedStateError(ContagionError):
+    """The node has no state at the block asked (a full node past its pruning window)."""
+
+
+def pruned_state(message: str) -> bool:
+    """Whether a JSON-RPC error says the block's state is gone (also anvil's "block height is H
+    but requested was B" for B below H: a loaded state without its history)."""
+    message = message.lower()
+    if any(k in message for k in PRUNED_STATE):
+        return True
+    found = re.search(r"block height is (\d+) but requested was (\d+)", message)
+    return bool(found) and int(found[2]) < int(found[1])
 
 
 class RpcClient:
@@ -121,6 +140,9 @@ class RpcClient:
             message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
             if method == "eth_getLogs" and any(k in message.lower() for k in RANGE_ERRORS):
                 raise RpcRangeError(message)
+            if pruned_state(message):
+                raise PrunedStateError(f"RPC {redact_url(self.url)} has no state at the block asked ({message[:120]}): "
+                                       "reading a past block needs an archive node (or scan the latest block)")
             raise ContagionError(f"RPC {redact_url(self.url)} refused {method}: {message}")
         return payload["result"]
 
@@ -184,7 +206,7 @@ class RpcClient:
         """A JSON-RPC error worth asking again: rate limits, a lagging replica, a busy node.
         A range refusal of ``eth_getLogs`` is not (the range is split instead), nor a revert."""
         message = self._message(error).lower()
-        if method == "eth_getLogs" and any(k in message for k in RANGE_ERRORS):
+        if method == "eth_getLogs" and any(k in message for k in RANGE_ERRORS) or pruned_state(message):
             return False
         code = error.get("code") if isinstance(error, dict) else None
         return (code in TRANSIENT_RPC_CODES or "rate" in message or any(k in message for k in LAGGING_NODE)

@@ -10,8 +10,10 @@ atomically. RPC URLs appear only redacted.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,12 +37,14 @@ from analyzer.discovery import (
 )
 from analyzer.engine.centralised import with_default_depth
 from analyzer.errors import ContagionError
+from analyzer.lens import lens_caller
 from analyzer.model import Snapshot, to_table
 from analyzer.multicall import Call, CallResult, multicall
 from analyzer.rpc import RetryingProvider, RpcClient
 from protocols.base import Plugin, ReadContext, Rows
 
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "scan"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +55,7 @@ class ScanStats:
     chunks_cached: int = 0
     accounts: dict[str, int] = field(default_factory=dict)
     discovery: DiscoveryStats = field(default_factory=DiscoveryStats)
+    accounts_refreshed: dict[str, int] = field(default_factory=dict)   # computed from an earlier scan's state
     requests: dict[str, int] = field(default_factory=dict)
 
 
@@ -86,6 +91,12 @@ class ChunkCache:
             return json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None  # a damaged chunk is simply read again
+
+    def names(self, prefix: str) -> list[str]:
+        """The chunks whose name starts with ``prefix``."""
+        if self.root is None or not self.root.is_dir():
+            return []
+        return sorted(p.stem for p in self.root.glob(f"{prefix}*.json"))
 
     def put(self, name: str, value: Any) -> None:
         if self.root is not None:
@@ -134,10 +145,12 @@ def scan(
     accounts: Sequence[str] | None = None,
     from_block: int | None = None,
     cache_dir: Path | None = DEFAULT_CACHE,
-    chunk_accounts: int = 200,
+    chunk_accounts: int | None = None,
     log_range: int = CHUNK_BLOCKS,
     chunk_blocks: int = CHUNK_BLOCKS,
     workers: int = 4,
+    use_lens: bool = True,
+    since_block: int | None = None,
     client: RpcClient | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     stats: ScanStats | None = None,
@@ -151,7 +164,14 @@ def scan(
     accounts : skip event enumeration and read these accounts.
     log_range : the widest ``eth_getLogs`` range asked (narrowed, and remembered, where the node refuses).
     chunk_blocks : the block chunks in which discovered accounts are cached.
-    progress : ``progress(label, done, total)`` after each chunk.
+    chunk_accounts : accounts per cached chunk of positions (default 2,000 with the lens, else 200).
+    since_block : an earlier block scanned with this cache: protocols that declare their change
+        events read only the accounts those events named since, and compute the others from the
+        state that scan kept (the same snapshot as a full scan).
+    use_lens : read accounts through our lens contract in an ``eth_call`` state override where the
+        node takes overrides (False: Multicall3 only).
+    progress : ``progress(label, done, total)`` after each chunk: discovery in block chunks
+        (``"<protocol> discovery"``), positions in accounts (``"<protocol> accounts"``).
     """
     client = client or RpcClient(url)
     stats = stats if stats is not None else ScanStats()
@@ -176,7 +196,13 @@ def scan(
     def get_logs(address, topics, start: int, end: int) -> list[dict]:
         return [_normalise_log(log) for log in client.get_logs(address, topics, start, end, max_range=log_range)]
 
-    ctx = ReadContext(w3=w3, chain_id=chain_id, block=block, multicall=batched, get_logs=get_logs)
+    def refused() -> None:
+        log.warning("%s does not run eth_call with a state override: reading accounts through Multicall3 "
+                    "(many times slower)", redact_url(url))
+
+    lens = lens_caller(client, block, on_refusal=refused) if use_lens else None
+    chunk_accounts = chunk_accounts or (2000 if lens else 200)
+    ctx = ReadContext(w3=w3, chain_id=chain_id, block=block, multicall=batched, get_logs=get_logs, lens=lens)
     snapshot = Snapshot(meta={"chain_id": chain_id, "block_number": block,
                               "block_timestamp": int(header["timestamp"], 16)})
     chain_cache = None if cache_dir is None else Path(cache_dir) / str(chain_id)
@@ -189,9 +215,11 @@ def scan(
         deployment = deployments[plugin.name]
         # event enumeration starts at the deployment's first block unless the user says otherwise
         start = from_block if from_block is not None else min(int(deployment.get("start_block", 0) or 0), block)
+        # a venue reader reads the pools of the assets found so far: they are part of its cache key
+        known = tuple(snapshot.assets["address"]) if plugin.venue_executor is not None else ()
         cache = ChunkCache(None if chain_cache is None else
-                           chain_cache / str(block) / plugin.name / _digest(deployment))
-        reader = plugin.reader(ctx, deployment)
+                           chain_cache / str(block) / plugin.name / _digest([deployment, *known]))
+        reader = plugin.reader(dataclasses.replace(ctx, assets=known), deployment)
 
         def discovered(reader=reader, plugin=plugin, start=start) -> list[str]:
             events = reader.account_events()
@@ -206,8 +234,18 @@ def scan(
             save_log_span(span_file, client.log_span)
             return sorted(found)
 
-        part = _scan_protocol(plugin, reader, cache, accounts, discovered, start, block,
+        refreshed: Rows = {}
+        targets = accounts
+        if since_block is not None and chain_cache is not None and accounts is None:
+            earlier = ChunkCache(chain_cache / str(since_block) / plugin.name / _digest([deployment, *known]))
+            plan = _incremental(client, reader, earlier, cache, chain_cache, plugin.name, since_block, block,
+                                chunk_blocks, log_range, report, stats)
+            if plan is not None:
+                refreshed, targets = plan
+        part = _scan_protocol(plugin, reader, cache, targets, discovered, start, block,
                               chunk_accounts, workers, progress, stats)
+        if refreshed:
+            part = part.merge(_rows_to_snapshot([refreshed]))
         part.meta = {"chain_id": chain_id, "block_number": block,
                      "protocols": {plugin.name: deployment}}
         snapshot = snapshot.merge(part)
@@ -218,10 +256,35 @@ def scan(
     return with_default_depth(snapshot).validate()
 
 
+def _incremental(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
+                 since_block: int, block: int, chunk_blocks: int, log_range: int, report, stats: ScanStats):
+    """(rows computed without reading, accounts to read) for a rescan from ``since_block``; None
+    when the protocol declares no change events or the cache kept no state at that block."""
+    events = reader.change_events()
+    if events is None or not 0 <= since_block <= block:
+        return None
+    previous: dict[str, Any] = {}
+    for chunk in earlier.names("positions-"):
+        previous.update((earlier.get(chunk) or {}).get("_state", {}))
+    if not previous:
+        return None
+    key = _digest([sorted(events.addresses), sorted(events.topics), client.block(since_block)["hash"]])
+    files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}")
+    touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
+                           max_range=log_range, stats=stats.discovery,
+                           progress=lambda done, total: report(f"{name} changes", done, total)))
+    refreshed, again = reader.refresh_accounts({a: s for a, s in previous.items() if a not in touched})
+    cache.put(f"positions-refreshed-{since_block}", refreshed)
+    stats.accounts_refreshed[name] = len(previous) - len(again) - len(touched & set(previous))
+    return refreshed, sorted(touched | set(again))
+
+
 def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
     tables: dict[str, list[dict]] = {}
     for part in rows:
         for name, table_rows in part.items():
+            if name.startswith("_"):
+                continue    # a reader's own state for later rescans, not a snapshot table
             tables.setdefault(name, []).extend(table_rows)
     return Snapshot(meta={}, **{name: to_table(name, r) for name, r in tables.items()})
 
@@ -258,17 +321,25 @@ def _scan_protocol(plugin, reader, cache: ChunkCache, accounts, discovered, from
         else:
             results[index] = cached
             stats.chunks_cached += 1
-    done = len(chunks) - len(todo)
-    report(plugin.name, done, len(chunks))
+    label = f"{plugin.name} accounts"
+    done = sum(len(chunks[i]) for i in range(len(chunks)) if results[i] is not None)
+    report(label, done, len(targets))
 
     def read(index: int) -> tuple[int, Rows]:
         return index, reader.read_accounts(chunks[index])
 
+    def keep(index: int, rows: Rows) -> None:
+        nonlocal done
+        cache.put(f"positions-{_digest(chunks[index])}", rows)
+        results[index] = rows
+        stats.chunks_read += 1
+        done += len(chunks[index])
+        report(label, done, len(targets))
+
+    # the first chunk alone: the reader learns its markets once, not once per worker
+    for index, rows in map(read, todo[:1]):
+        keep(index, rows)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for index, rows in pool.map(read, todo):
-            cache.put(f"positions-{_digest(chunks[index])}", rows)
-            results[index] = rows
-            stats.chunks_read += 1
-            done += 1
-            report(plugin.name, done, len(chunks))
+        for index, rows in pool.map(read, todo[1:]):
+            keep(index, rows)
     return _rows_to_snapshot([markets, *[r for r in results if r is not None]])

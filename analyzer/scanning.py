@@ -6,12 +6,31 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
+from analyzer.atomic import check_output_dir
 from analyzer.chain import Anvil, redact_url
 from analyzer.errors import ContagionError
+from analyzer.rpcurl import check_rpc_url
 from analyzer.scan import DEFAULT_CACHE, read_accounts_file, scan
 from protocols import parse_protocols, with_venues
+
+LARGE_BOOK_ACCOUNTS = 5_000  # beyond this, a scan through a fork is told that --rpc is the scan path
+
+
+class RateColumn(ProgressColumn):
+    """Items per second (discovery chunks, accounts) as rich measures them."""
+
+    def render(self, task) -> Text:
+        return Text("" if task.speed is None else f"{task.speed:,.0f}/s", style="progress.data.speed")
 
 
 def load_book(path: Path | None) -> dict | None:
@@ -40,19 +59,25 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
         raise ContagionError("give exactly one of --rpc URL or --fork-url URL")
     if block is not None and block < 0:
         raise ContagionError(f"--block must be non-negative, got {block}")
+    check_rpc_url(rpc, "--rpc") if rpc is not None else check_rpc_url(fork_url, "--fork-url")
+    check_output_dir(out)
     plugins = parse_protocols(protocols)
     if venues:
         plugins = with_venues(plugins)
     address_book = load_book(book)
     account_list = read_accounts_file(accounts) if accounts is not None else None
     console = console or Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False, disable=not console.is_terminal) as bar:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                  TimeElapsedColumn(), console=console, transient=False, disable=not console.is_terminal) as bar:
         tasks: dict[str, int] = {}
 
         def progress(label: str, done: int, total: int) -> None:
             if label not in tasks:
                 tasks[label] = bar.add_task(f"scan {label}", total=total)
+                if fork_url and label.endswith("accounts") and total > LARGE_BOOK_ACCOUNTS:
+                    console.print(f"note: {total:,} accounts through --fork-url: the fork fetches every storage slot "
+                                  "from upstream one at a time; --rpc URL is the scan path (it only reads), "
+                                  "--fork-url is for replay")
             bar.update(tasks[label], completed=done, total=total)
 
         def run(url: str, at_block: int | None):

@@ -11,6 +11,7 @@ assembled from CLI arguments (:func:`parse_price_shock`, :func:`parse_iv_shock`,
     oracle_lag = 0                    # rounds: 1 means oracles see last round's prices
     sell_through = 1.0                # fraction of seized collateral liquidators sell on venues
     keeper_gas_usd = 0.0              # gas cost of one liquidation step, USD
+    swap_gas_usd = 0.0                # gas cost of one swap, USD: a routed sale uses a venue only if it pays
     price_impact = true               # false: flows do not move prices (static liquidation pass)
     spot_vol_beta = 1.0               # vol spiral: dIV = -beta * dS/S (vol points per unit return)
     iv_per_contract = 0.0             # vol points added per option contract bought back
@@ -37,6 +38,7 @@ the scenario field in its error when one is unknown.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +48,8 @@ from analyzer.errors import ContagionError
 from analyzer.inputs import read_toml
 
 ORACLE_SOURCES = ("venue", "exogenous")
+MAX_ROUNDS = 10_000        # a cascade that has not settled by then is a model error, not a result
+MAX_IV_SHOCK = 100.0       # vol points as a fraction: +10000 vol
 _SHOCK = re.compile(r"^\s*([^=\s]+)\s*=\s*([+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*(%?)\s*$")
 
 
@@ -75,6 +79,7 @@ class ShockScenario:
     oracle_lag: int = 0
     sell_through: float = 1.0
     keeper_gas_usd: float = 0.0
+    swap_gas_usd: float = 0.0
     price_impact: bool = True
     spot_vol_beta: float = 1.0
     iv_per_contract: float = 0.0
@@ -91,13 +96,22 @@ class ShockScenario:
             for asset, move in getattr(self, table).items():
                 if not (-1.0 < float(move) < 100.0):
                     raise ContagionError(f"{where}: {table}.{asset} = {move}: a relative move must be within (-100%, +10000%)")
+        for asset, points in self.iv_shocks.items():
+            if not abs(float(points)) <= MAX_IV_SHOCK:
+                raise ContagionError(f"{where}: iv.{asset} = {points}: an IV shock must be finite and within "
+                                     f"±{MAX_IV_SHOCK:g} (in vol as a fraction: 0.25 = +25 vol points)")
+        for name in ("sell_through", "keeper_gas_usd", "spot_vol_beta", "iv_per_contract", "tolerance"):
+            if not math.isfinite(float(getattr(self, name))):
+                raise ContagionError(f"{where}: {name} = {getattr(self, name)} must be a finite number")
         for asset, source in self.oracle_sources.items():
             if source not in ORACLE_SOURCES:
                 raise ContagionError(f'{where}: oracle.{asset} = "{source}": expected one of {", ".join(ORACLE_SOURCES)}')
         checks = (("oracle_lag", self.oracle_lag >= 0), ("sell_through", 0.0 <= self.sell_through <= 1.0),
-                  ("keeper_gas_usd", self.keeper_gas_usd >= 0), ("max_rounds", self.max_rounds >= 1),
+                  ("keeper_gas_usd", self.keeper_gas_usd >= 0), ("swap_gas_usd", self.swap_gas_usd >= 0),
+                  ("max_rounds", 1 <= self.max_rounds <= MAX_ROUNDS),
                   ("tolerance", self.tolerance >= 0), ("spot_vol_beta", self.spot_vol_beta >= 0),
-                  ("iv_per_contract", self.iv_per_contract >= 0), ("max_keeper_steps", self.max_keeper_steps >= 1))
+                  ("iv_per_contract", self.iv_per_contract >= 0), ("max_keeper_steps", 1 <= self.max_keeper_steps <= MAX_ROUNDS),
+                  ("seed", self.seed >= 0))
         for name, ok in checks:
             if not ok:
                 raise ContagionError(f"{where}: {name} = {getattr(self, name)} is out of range")
@@ -115,12 +129,17 @@ def parse_relative(value: Any, where: str) -> float:
     if isinstance(value, bool):
         raise ContagionError(f"{where}: expected a number or a percentage like \"-30%\", got {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ContagionError(f"{where}: {value!r} is not a finite number")
         return float(value)
     text = str(value).strip()
     try:
-        return float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+        number = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
     except ValueError:
         raise ContagionError(f"{where}: expected a number or a percentage like \"-30%\", got {value!r}") from None
+    if not math.isfinite(number):
+        raise ContagionError(f"{where}: {value!r} is not a finite number")
+    return number
 
 
 def parse_price_shock(text: str) -> tuple[str, float]:
@@ -130,8 +149,12 @@ def parse_price_shock(text: str) -> tuple[str, float]:
         raise ContagionError(f'--shock "{text}": expected ASSET=MOVE, e.g. WETH=-30% or WETH=-0.3')
     asset, number, percent = match.groups()
     move = float(number) / 100.0 if percent else float(number)
-    if not -1.0 < move < 100.0:
+    if not math.isfinite(move):
+        raise ContagionError(f'--shock "{text}": not a finite number')
+    if move <= -1.0:
         raise ContagionError(f'--shock "{text}": a price cannot fall by 100% or more')
+    if move >= 100.0:
+        raise ContagionError(f'--shock "{text}": a rise must stay below +10000% (x101)')
     return asset, move
 
 
@@ -141,7 +164,10 @@ def parse_iv_shock(text: str) -> tuple[str, float]:
     if not match:
         raise ContagionError(f'--iv "{text}": expected UNDERLYING=VOLPOINTS, e.g. ETH=+25')
     asset, number, _ = match.groups()
-    return asset, float(number) / 100.0
+    points = float(number) / 100.0
+    if not abs(points) <= MAX_IV_SHOCK:
+        raise ContagionError(f'--iv "{text}": an IV shock must be finite and within ±{MAX_IV_SHOCK * 100:g} vol points')
+    return asset, points
 
 
 def _table(raw: dict, key: str, where: str) -> dict:
@@ -152,6 +178,7 @@ def _table(raw: dict, key: str, where: str) -> dict:
 
 
 _SCALARS: dict[str, type] = {"name": str, "oracle_lag": int, "sell_through": float, "keeper_gas_usd": float,
+                             "swap_gas_usd": float,
                              "price_impact": bool, "spot_vol_beta": float, "iv_per_contract": float,
                              "max_rounds": int, "tolerance": float, "max_keeper_steps": int, "seed": int}
 _TABLES = {"price", "venue_price", "iv", "oracle", "forced_sale", "venues", "description"}

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from web3 import Web3
 
     from analyzer.devnet.context import DevnetContext
+    from analyzer.engine.venues import VenueModel
     from analyzer.model import Snapshot
     from analyzer.multicall import Call, CallResult
 
@@ -44,7 +45,11 @@ class ReadContext:
 
     ``multicall(calls)`` batches through Multicall3 at ``block`` (with the scan's retries);
     ``get_logs(address, topics, from_block, to_block)`` returns raw logs, chunked to the node's
-    range limit. Readers return rows; they never print.
+    range limit. ``lens(runtime_code, calldata)``, when the node takes state overrides, runs our
+    read-only lens code in one ``eth_call`` at ``block`` (see :mod:`analyzer.lens`); None otherwise,
+    and readers use ``multicall``. Readers return rows; they never print. ``assets``: the asset
+    addresses the scan's earlier readers found (lending protocols read first), so that a venue
+    reader can look up the pools of the assets a cascade trades.
     """
 
     w3: Web3
@@ -52,6 +57,8 @@ class ReadContext:
     block: int
     multicall: Callable[[Sequence[Call]], list[CallResult]]
     get_logs: Callable[..., list[dict]]
+    assets: tuple[str, ...] = ()
+    lens: Callable[[str, bytes], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,18 @@ class Reader(ABC):
             raise NotImplementedError(f"{type(self).__name__} declares neither account_events nor discover_accounts")
         logs = self.ctx.get_logs(list(events.addresses), [list(events.topics)], from_block, to_block)
         return sorted({a for log in logs for a in events.accounts(log)})
+
+    def change_events(self) -> AccountEvents | None:
+        """Incremental rescans: the events that name an account whenever its state changes (every
+        balance, flag and mode); None (default): the protocol does not declare them."""
+        return None
+
+    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+        """Incremental rescans: ``previous`` maps accounts that no :meth:`change_events` event named
+        since an earlier scan to the state that scan kept (``Rows["_state"]``). Returns their rows at
+        this block computed from that state and this block's market data, and the accounts that
+        must be read again. Default: every one is read again."""
+        return {}, list(previous)
 
     @abstractmethod
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
@@ -217,6 +236,12 @@ class Rules(ABC):
         """``(n,)`` USD of debt that no collateral backs: debt value beyond all collateral value."""
         return np.maximum(book.debt @ prices - book.collateral @ prices, 0.0)
 
+    def written_off_usd(self, book: LendingBook, prices: np.ndarray) -> float:
+        """USD of bad debt this market has already written off, cumulative, as its contracts record
+        it, and which no position shows any more (Morpho Blue's ``Liquidate.badDebtAssets``). 0
+        for protocols that leave bad debt on the account. A replay counts the growth of it."""
+        return 0.0
+
 
 class AbsorbingRules(Rules):
     """Rules of a protocol that absorbs a liquidated account itself (its steps have
@@ -267,6 +292,17 @@ class OptionMarginRules(Rules):
 
     def apply(self, book: LendingBook, liquidation: Liquidation) -> LendingBook:
         return book.copy()
+
+
+class ReceiptWritedownRules(Rules):
+    """Rules of a protocol whose receipt tokens are written down by the losses of particular books,
+    not pro rata to all of its books (Morpho's vaults: a vault share falls by the realised bad
+    debt of the markets that vault supplies, and no other)."""
+
+    @abstractmethod
+    def receipt_writedowns(self, snapshot: Snapshot, books: list[LendingBook]) -> dict[str, float]:
+        """Fraction (0..1) of each of the protocol's receipt tokens (by asset address) written down
+        when its books are ``books`` (this protocol's books as the engine holds them now)."""
 
 
 # --- executing on anvil -------------------------------------------------------------------------
@@ -413,7 +449,9 @@ class OptionsSource(ABC):
 @dataclass(frozen=True)
 class Plugin:
     """A protocol's parts. ``devnet_order``: lower deploys first (lending before venues before
-    options); ``mainnet``: address book entries by chain id, each citing its source."""
+    options); ``mainnet``: address book entries by chain id, each citing its source;
+    ``venue_models``: the :class:`analyzer.engine.venues.VenueModel` subclasses that simulate the
+    ``venues`` rows its reader writes (each names its ``model``)."""
 
     name: str
     reader: type[Reader] | None = None
@@ -421,6 +459,7 @@ class Plugin:
     executor: type[Executor] | None = None
     devnet: type[Devnet] | None = None
     venue_executor: type[VenueExecutor] | None = None
+    venue_models: tuple[type[VenueModel], ...] = ()
     options_source: type[OptionsSource] | None = None
     devnet_order: int = 50
     mainnet: dict[int, dict[str, Any]] = field(default_factory=dict)

@@ -56,6 +56,8 @@ class FakeNode(_Server):
 
         def factory(server):
             class Handler(BaseHTTPRequestHandler):
+                disable_nagle_algorithm = True
+
                 def log_message(self, *args):
                     pass
 
@@ -105,10 +107,13 @@ class FaultProxy(_Server):
         self.chunked: bool | None = None   # how mid_close cuts an answer (None: either, at random)
         self.forwarded: Counter = Counter()
         self.injected: Counter = Counter()
+        self.seen: Counter = Counter()   # (request path, Authorization header): what clients sent
         self.lock = threading.Lock()
 
         def factory(server):
             class Handler(BaseHTTPRequestHandler):
+                disable_nagle_algorithm = True
+
                 def log_message(self, *args):
                     pass
 
@@ -135,6 +140,7 @@ class FaultProxy(_Server):
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         body = handler.rfile.read(int(handler.headers["Content-Length"]))
         request = json.loads(body)
+        self.seen[(handler.path, handler.headers.get("Authorization"))] += 1
         batch = isinstance(request, list)
         first = request[0] if batch else request
         fault = self.choose(first)

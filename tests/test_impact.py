@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
+import numpy as np
 import pytest
 
 from analyzer.engine.impact import (
@@ -156,7 +158,7 @@ def test_venue_row_params_round_trip_and_bad_model():
 
 def _v3_params(asset_is_token0: bool, full_range: bool = True) -> dict:
     """A WETH/USDC-like pool at 3000 USD: one position ±10% around the price (+ a thin full range)."""
-    from analyzer.engine import uniswap_v3_math as v3
+    from protocols.uniswap_v3 import swap_math as v3
 
     token0, token1 = (WETH, USDC) if asset_is_token0 else (USDC, WETH)
     decimals0, decimals1 = (18, 6) if asset_is_token0 else (6, 18)
@@ -174,7 +176,7 @@ def _v3_params(asset_is_token0: bool, full_range: bool = True) -> dict:
 
 @pytest.mark.parametrize("asset_is_token0", [True, False])
 def test_v3_venue_price_and_depth_in_both_token_orders(asset_is_token0):
-    from analyzer.engine.impact import UniswapV3Venue
+    from protocols.uniswap_v3.venue import UniswapV3Venue
 
     venue = UniswapV3Venue(WETH, USDC, _v3_params(asset_is_token0))
     assert venue.mid_price() == pytest.approx(3000.0, rel=1e-4)        # tick rounding: 1 bp
@@ -189,7 +191,7 @@ def test_v3_venue_price_and_depth_in_both_token_orders(asset_is_token0):
 
 
 def test_v3_venue_refuses_an_unfillable_purchase_and_keeps_its_state():
-    from analyzer.engine.impact import UniswapV3Venue
+    from protocols.uniswap_v3.venue import UniswapV3Venue
 
     venue = UniswapV3Venue(WETH, USDC, _v3_params(True, full_range=False))
     before = venue.state.sqrt_price_x96
@@ -201,17 +203,71 @@ def test_v3_venue_refuses_an_unfillable_purchase_and_keeps_its_state():
 
 
 def test_routing_across_a_v3_pool_and_a_constant_product_pool():
-    from analyzer.engine.impact import UniswapV3Venue
+    from protocols.uniswap_v3.venue import UniswapV3Venue
 
     v3_venue = UniswapV3Venue(WETH, USDC, _v3_params(True))
     mid = v3_venue.mid_price()
     cp = ConstantProduct(WETH, USDC, 1000.0, 1000.0 * mid, fee=0.0)
     venues = AssetVenues(WETH, [v3_venue, cp])
-    weights = venues.weights(True)
-    depths = [v3_venue.depth(0.02), cp.depth(0.02)]
-    assert weights == pytest.approx([d / sum(depths) for d in depths], rel=1e-12)
-    result = venues.trade(sum(depths))
-    # each venue got its own 2% depth: both end near 2% down
-    assert v3_venue.mid_price() == pytest.approx(0.98 * mid, rel=1e-3)
-    assert cp.mid_price() == pytest.approx(0.98 * mid, rel=1e-12)
-    assert result.price_after == pytest.approx(0.98 * mid, rel=1e-3)
+    size = v3_venue.depth(0.02) + cp.depth(0.02)
+    singles = [AssetVenues(WETH, [v.copy()]).trade(size).amount_out for v in (v3_venue, cp)]
+    result = venues.trade(size)
+    # both venues end at one marginal sale price net of fee: the V3 pool's mid over (1 - 0.05%)
+    keep = 1 - v3_venue.fee_fraction
+    assert v3_venue.mid_price() * keep == pytest.approx(cp.mid_price(), rel=1e-6)
+    assert cp.mid_price() == pytest.approx(0.98 * mid, rel=2e-3)
+    assert result.amount_out > max(singles)
+
+
+def _proceeds_usd(venues, amounts) -> float:
+    return sum(v.copy().trade(q).amount_out * v.quote_price_usd for v, q in zip(venues, amounts, strict=True) if q > 0)
+
+
+def test_a_routed_sale_beats_every_other_split_of_two_pools():
+    """Independent check of the optimum: a fine grid of splits never earns more than the router."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        pools = [ConstantProduct(WETH, USDC, x, x * 3000.0 * rng.uniform(0.99, 1.01), fee=f)
+                 for x, f in ((rng.uniform(100, 5000), rng.choice([0.0005, 0.003, 0.01])) for _ in range(2))]
+        size = rng.uniform(1, 3000)
+        routed = AssetVenues(WETH, [p.copy() for p in pools]).trade(size).amount_out
+        grid = max(_proceeds_usd(pools, (t * size, (1 - t) * size)) for t in np.linspace(0, 1, 401))
+        assert routed >= grid * (1 - 1e-9)
+
+
+def test_a_routed_sale_is_never_worse_than_the_best_single_venue_and_pays_gas():
+    from protocols.uniswap_v3.venue import UniswapV3Venue
+
+    rng = np.random.default_rng(8)
+    for _ in range(15):
+        v3_venue = UniswapV3Venue(WETH, USDC, _v3_params(True))
+        reserve = rng.uniform(10, 3000)
+        others = [ConstantProduct(WETH, USDC, reserve, reserve * 3000.0 * rng.uniform(0.98, 1.02), fee=0.003),
+                  SqrtLaw(WETH, USDC, 3000.0, sigma=0.04, daily_volume=rng.uniform(1e3, 1e6))]
+        venues = [v3_venue, *others]
+        gas = float(rng.choice([0.0, 50.0]))
+        size = float(10 ** rng.uniform(-2, 3.5))
+        split = AssetVenues(WETH, [v.copy() for v in venues], swap_gas_usd=gas).split(size)
+        assert split.sum() == pytest.approx(size, rel=1e-12) and (split >= 0).all()
+        routed = _proceeds_usd(venues, split) - gas * np.count_nonzero(split)
+        best_single = max(_proceeds_usd([v], [size]) - gas for v in venues)
+        assert routed >= best_single * (1 - 1e-12)
+
+
+def test_a_dust_sale_goes_to_one_venue_when_each_swap_costs_gas():
+    deep = ConstantProduct(WETH, USDC, 3000.0, 9_000_000.0, fee=0.003)
+    other = ConstantProduct(WETH, USDC, 2000.0, 6_000_000.0, fee=0.003)
+    assert np.count_nonzero(AssetVenues(WETH, [deep, other], swap_gas_usd=5.0).split(0.01)) == 1
+    assert np.count_nonzero(AssetVenues(WETH, [deep, other]).split(0.01)) == 2
+
+
+def test_a_routed_purchase_costs_no_more_than_the_cheapest_single_venue():
+    pools = [ConstantProduct(WETH, USDC, 1000.0, 3_000_000.0, fee=0.003),
+             ConstantProduct(WETH, USDC, 400.0, 1_210_000.0, fee=0.0005)]
+    for size in (0.5, 50.0, 600.0):
+        routed = AssetVenues(WETH, [p.copy() for p in pools]).trade(-size).amount_in
+        singles = []
+        for pool in pools:
+            with contextlib.suppress(ContagionError):   # a purchase beyond the pool's reserve
+                singles.append(pool.copy().trade(-size).amount_in)
+        assert routed <= min(singles) * (1 + 1e-12)

@@ -370,3 +370,32 @@ def test_position_gammas_summed_by_strike_equal_the_short_gamma_clusters_of_the_
     np.add.at(by_strike, at, greeks["gamma"])
     np.testing.assert_allclose(by_strike, strikes["net_gamma"].to_numpy(), rtol=1e-9, atol=1e-15)
     assert rows["hedgers"][0]["net_gamma"] == pytest.approx(-by_strike.sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize("move", [-0.3, 0.25])
+def test_the_buyback_value_equals_the_liquidations_total_cost(chain_checkpoint, move):
+    """The engine's buy-back (per-strike GWAV vol × the liquidation vol shock, plus the AMM's fees,
+    liquidations in order) against each real liquidatePosition's Trade event totalCost."""
+    deployment = lyra(chain_checkpoint)
+    w3 = chain_checkpoint.w3
+    rows, options, _ = read(chain_checkpoint, deployment)
+    rules = _options_frame(options, rows["markets"])
+    executor = LyraExecutor(w3, deployment, keeper(chain_checkpoint))
+    executor.set_price(deployment["underlying"], json.loads(rows["markets"][0]["params"])["spot"] * (1 + move))
+    market = contract(w3, deployment["markets"][0]["optionMarket"], "OptionMarket")
+    liquidated, chain_cost, spots, times = [], [], [], []
+    for row in options[options["side"] == "short"].itertuples():
+        before = w3.eth.block_number
+        if not executor.liquidate_position(int(row.position_id)).success:
+            continue
+        (event,) = market.events.Trade().get_logs(from_block=before + 1)
+        liquidated.append(int(row.position_id))
+        chain_cost.append(event["args"]["trade"]["totalCost"] / WAD)
+        spots.append(event["args"]["trade"]["spotPrice"] / WAD)
+        times.append(w3.eth.get_block(event["blockNumber"])["timestamp"])
+    assert len(liquidated) >= 3
+    ordered = options.set_index("position_id").loc[liquidated].reset_index()
+    answer = rules.option_liquidations(ordered, np.array(spots), np.full(len(ordered), np.nan), times[0])
+    assert answer.liquidated.all()
+    assert answer.value_usd == pytest.approx(np.array(chain_cost), rel=1e-3)
+    assert answer.value_usd.sum() == pytest.approx(sum(chain_cost), rel=2e-4)

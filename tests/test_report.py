@@ -64,12 +64,12 @@ def replay_like(cascade: dict, accounts: pd.DataFrame) -> dict:
 
 def hand_snapshot() -> Snapshot:
     """Aave V3 (real rule; params as its reader writes them), a lending protocol without a plugin
-    (morpho-blue: shown, not simulated), a Lyra option market with per-strike greeks, two pools."""
+    (euler-v2: shown, not simulated), a Lyra option market with per-strike greeks, two pools."""
     assets = [{"address": a, "symbol": s, "decimals": 18, "price_usd": PRICES[a],
                "receipt_of": f"aave-v3:{WETH}" if a == AWETH else "", "iv": 0.65 if a == WETH else math.nan}
               for a, s in SYMBOLS.items()]
-    lend = [("aave-v3", POOL, WETH, 0.83), ("aave-v3", POOL, WBTC, 0.78), ("morpho-blue", MORPHO, AWETH, 0.75),
-            ("aave-v3", POOL, USDC, 0.0), ("morpho-blue", MORPHO, USDC, 0.0)]
+    lend = [("aave-v3", POOL, WETH, 0.83), ("aave-v3", POOL, WBTC, 0.78), ("euler-v2", MORPHO, AWETH, 0.75),
+            ("aave-v3", POOL, USDC, 0.0), ("euler-v2", MORPHO, USDC, 0.0)]
     markets = [{"protocol": p, "market": m, "asset": a, "oracle_price_usd": PRICES[a], "liquidation_threshold": lt,
                 "ltv": max(lt - 0.05, 0.0), "liquidation_bonus": 0.05, "close_factor": 0.5, "collateral_enabled": lt > 0,
                 "borrowable": lt == 0, "params": json.dumps({"reserve_id": i, "liquidation_protocol_fee_bps": 1000,
@@ -79,7 +79,7 @@ def hand_snapshot() -> Snapshot:
                     "params": json.dumps({"spot": 3000.0, "strikes": STRIKES})})
     rows = [("aave-v3", POOL, A, WETH, "collateral", 10.0), ("aave-v3", POOL, A, USDC, "debt", 20000.0),
             ("aave-v3", POOL, B, WBTC, "collateral", 1.0), ("aave-v3", POOL, B, USDC, "debt", 40000.0),
-            ("morpho-blue", MORPHO, C, AWETH, "collateral", 5.0), ("morpho-blue", MORPHO, C, USDC, "debt", 9000.0),
+            ("euler-v2", MORPHO, C, AWETH, "collateral", 5.0), ("euler-v2", MORPHO, C, USDC, "debt", 9000.0),
             ("aave-v3", POOL, D, WETH, "collateral", 100.0), ("aave-v3", POOL, D, USDC, "debt", 200000.0)]
     positions = [{"protocol": p, "market": m, "account": acct, "asset": a, "side": side, "amount": amount,
                   "raw": str(int(amount) * 10**18)} for p, m, acct, a, side, amount in rows]
@@ -91,7 +91,7 @@ def hand_snapshot() -> Snapshot:
                "model": "constant_product", "params": json.dumps({"reserve_asset": r, "reserve_quote": r * PRICES[a]})}
               for i, (a, r) in enumerate(((WETH, 300.0), (WBTC, 20.0)))]
     meta = {"chain_id": 31337, "block_number": 42, "block_timestamp": 1_700_000_000, "tool_version": "0.1.0",
-            "protocols": {"aave-v3": {"pool": POOL}, "morpho-blue": {"morpho": MORPHO}, "lyra-v1": {"optionMarket": LYRA}}}
+            "protocols": {"aave-v3": {"pool": POOL}, "euler-v2": {"evc": MORPHO}, "lyra-v1": {"optionMarket": LYRA}}}
     return Snapshot(meta=meta, assets=assets, markets=markets, accounts=accounts, positions=positions,
                     options=options, venues=venues).validate()
 
@@ -173,7 +173,7 @@ def test_write_report_writes_html_figures_and_summary(run):
     assert (run / "report.html").stat().st_size > 100_000  # cytoscape is inlined
     names = sorted(p.name for p in (run / "figures").glob("*.png"))
     assert names == sorted(["contagion_graph.png", "liquidation_curves.png", "cascade_timeline.png",
-                            "contagion_matrix.png", "gamma_by_strike.png", "top_accounts.png", "bad_debt.png",
+                            "contagion_matrix.png", "gamma_by_strike.png", "gamma_map.png", "top_accounts.png", "bad_debt.png",
                             "fidelity.png"])
     for name in names:
         head = (run / "figures" / name).read_bytes()[:24]

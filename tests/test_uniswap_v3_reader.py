@@ -11,12 +11,12 @@ import pytest
 from analyzer.chain import REPO_ROOT
 from analyzer.devnet.context import npm_artifact
 from analyzer.devnet.solc import fixture_artifact
-from analyzer.engine import uniswap_v3_math as v3
 from analyzer.engine.impact import build_venues
 from analyzer.model import Snapshot
 from analyzer.multicall import multicall
 from protocols.base import ReadContext
 from protocols.uniswap_v3 import MAINNET, POOL_INIT_CODE_HASH, pool_address
+from protocols.uniswap_v3 import swap_math as v3
 from protocols.uniswap_v3.executor import abi
 from protocols.uniswap_v3.reader import UniswapV3Reader, initialised_ticks
 from tests.conftest import requires_anvil

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from analyzer.devnet.context import DevnetContext, npm_artifact
-from analyzer.engine import uniswap_v3_math as v3
-from analyzer.engine.venues import UniswapV3Venue
 from analyzer.multicall import multicall
 from protocols.base import ReadContext
+from protocols.uniswap_v3 import swap_math as v3
 from protocols.uniswap_v3.devnet import MAX_UINT256, position_amounts
 from protocols.uniswap_v3.executor import abi, swap
 from protocols.uniswap_v3.reader import UniswapV3Reader
+from protocols.uniswap_v3.venue import UniswapV3Venue
 from tests.conftest import requires_anvil
 
 pytestmark = requires_anvil

@@ -30,7 +30,7 @@ from analyzer.engine.market import SlippageCurve, safe_trade
 from analyzer.engine.options import OptionBook, bs_delta, option_margin_liquidations, vol_spiral
 from analyzer.engine.prepare import Prepared, sub_book
 from analyzer.scenarios import ShockScenario
-from protocols.base import Liquidation
+from protocols.base import Liquidation, ReceiptWritedownRules
 
 HEALTH_MARGIN = 1e-3   # screening slack: Aave floors the weighted threshold to whole bp (< 1.3e-4 relative)
 
@@ -68,6 +68,7 @@ class CascadeState:
     watch: list = field(default_factory=list)             # per slot: (n,) liquidatable when last evaluated
     bad_debt: list = field(default_factory=list)          # per slot: (n,) bad debt USD when last evaluated
     health_bound: list = field(default_factory=list)      # per slot: (n,) lower bound of the health factor
+    asset_writedown: np.ndarray | None = None             # (A,) a receipt's own write-down; NaN: its issuer's
 
 
 @dataclass
@@ -101,10 +102,31 @@ def _oracle_view(prep: Prepared, state: CascadeState, lag: int, round_index: int
     return state.source_history[k], state.source_attr_history[k]
 
 
-def redeemable_units(prep: Prepared, writedown: np.ndarray) -> np.ndarray:
-    """(A,) underlying units one unit of each asset redeems for (1 for plain assets)."""
+def redeemable_units(prep: Prepared, writedown: np.ndarray, asset_writedown: np.ndarray | None = None) -> np.ndarray:
+    """(A,) underlying units one unit of each asset redeems for (1 for plain assets): the issuer's
+    write-down (P,), or the receipt's own (A,, NaN where none) when its issuer declares one."""
     wd = np.where(prep.receipt_protocol_index >= 0, writedown[np.maximum(prep.receipt_protocol_index, 0)], 0.0)
+    if asset_writedown is not None:
+        wd = np.where(np.isfinite(asset_writedown), asset_writedown, wd)
     return prep.receipt_ratio * (1.0 - wd)
+
+
+def receipt_writedowns(prep: Prepared, books: list, previous: np.ndarray | None) -> np.ndarray | None:
+    """(A,) write-down of each receipt whose issuer's rules say which of its books' losses reach it
+    (:class:`~protocols.base.ReceiptWritedownRules`: a Morpho vault over the markets it supplies),
+    NaN for the others; None when no issuer declares one. Never reversed within a cascade."""
+    issuers = {slot.protocol: slot.rules for slot in prep.slots if isinstance(slot.rules, ReceiptWritedownRules)}
+    if not issuers:
+        return previous
+    out = np.full(len(prep.assets), np.nan) if previous is None else previous.copy()
+    index = {a: i for i, a in enumerate(prep.assets)}
+    for name, rules in issuers.items():
+        own = [books[s] for s, slot in enumerate(prep.slots) if slot.protocol == name]
+        for asset, fraction in rules.receipt_writedowns(prep.snapshot, own).items():
+            a = index.get(asset)
+            if a is not None and prep.is_receipt[a]:
+                out[a] = max(float(fraction), out[a]) if np.isfinite(out[a]) else float(fraction)
+    return out
 
 
 def _curve_source(state: CascadeState, scenario: ShockScenario, cache: dict):
@@ -245,7 +267,7 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
         repaid_tokens=np.zeros((n_protocols, n_assets)), seized_tokens=np.zeros((n_protocols, n_assets)),
         fee_tokens=np.zeros((n_protocols, n_assets)), contagion=np.zeros((n_sources, n_protocols)),
         gamma_feedback=np.zeros(n_assets))
-    unit_value = redeemable_units(prep, state.writedown)
+    unit_value = redeemable_units(prep, state.writedown, state.asset_writedown)
     curves = _curve_source(state, scenario, state.curve_cache)
     state.committed_sell, state.committed_buy = np.zeros(n_assets), np.zeros(n_assets)
     deposits_usd = np.zeros(n_protocols)
@@ -279,8 +301,9 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
                                                                 out=np.zeros(n_protocols),
                                                                 where=deposits_usd > 0), 1.0), 0.0)
     writedown = np.maximum(writedown, state.writedown)   # a write-down is not reversed within a cascade
+    asset_writedown = receipt_writedowns(prep, state.books, state.asset_writedown)
     _options_round(prep, state, scenario, record, flows, oracle_source, source_attr)
-    _move_prices(prep, state, scenario, record, flows, writedown)
+    _move_prices(prep, state, scenario, record, flows, writedown, asset_writedown)
     return record
 
 
@@ -319,7 +342,7 @@ def _options_round(prep: Prepared, state: CascadeState, scenario: ShockScenario,
 
 
 def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, record: RoundRecord,
-                 flows: np.ndarray, writedown: np.ndarray) -> None:
+                 flows: np.ndarray, writedown: np.ndarray, asset_writedown: np.ndarray | None = None) -> None:
     """Net flows through the venues, receipts repriced, attribution, IV; the fixed-point test."""
     net = flows.sum(axis=1)
     new_price = state.price.copy()
@@ -336,7 +359,8 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
     change = attr.split_price_change(new_price - state.price, flows)
     change[prep.is_receipt] = 0.0
     exo_change = np.zeros_like(change)
-    old_unit, new_unit = redeemable_units(prep, state.writedown), redeemable_units(prep, writedown)
+    old_unit = redeemable_units(prep, state.writedown, state.asset_writedown)
+    new_unit = redeemable_units(prep, writedown, asset_writedown)
     receipts = np.flatnonzero(prep.is_receipt)
     under = prep.receipt_underlying[receipts]
     new_price[receipts] = new_unit[receipts] * new_price[under]
@@ -371,6 +395,7 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
     record.quiet = bool(record.liquidation_steps.sum() == 0 and price_quiet and oracle_quiet)
     record.price_after, record.iv_after, record.writedown = new_price, iv_after, writedown
     state.price, state.exogenous, state.iv, state.writedown = new_price, exogenous, iv_after, writedown
+    state.asset_writedown = asset_writedown
     state.round += 1
 
 

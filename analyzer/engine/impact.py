@@ -1,29 +1,29 @@
 """Where flows hit prices: each asset's venues, built from the snapshot, and how a net flow is routed.
 
-The models (constant product, square-root law, linear depth, exact Uniswap V3) live in
-:mod:`analyzer.engine.venues` and are re-exported here. The engine calls, once per asset and
+The generic models (constant product, square-root law, linear depth) live in
+:mod:`analyzer.engine.venues` and are re-exported here; venue plugins add exact pool models
+(``Plugin.venue_models``, e.g. Uniswap V3 in ``protocols/uniswap_v3/venue.py``), found through the
+registry by :func:`venue_model_classes`. The engine calls, once per asset and
 round, ``venues[asset].trade(net_asset_amount)`` (> 0 sells, < 0 buys, whole tokens) and reads
 the new mid price from the result.
 
 ``venues`` rows and their ``params`` JSON (numbers; big integers as decimal strings)
 ------------------------------------------------------------------------------------
-model="uniswap_v3"        token0, token1, decimals0, decimals1, fee (pips), tick_spacing, sqrt_price_x96, tick,
-                          liquidity, ticks ([[tick, liquidity_net], ...])  -- written by protocols/uniswap_v3/reader
 model="constant_product"  reserve_asset, reserve_quote (whole tokens), fee (fraction, default 0.003)
 model="sqrt_law"          sigma (daily vol, fraction), daily_volume (asset units/day), y (default 1.0),
                           price_usd (optional: p0, default the snapshot's asset price)
 model="linear"            depth_1pct (asset units that move the price 1%), price_usd (optional, as above)
-Every model also accepts quote_price_usd (default: the snapshot's price of quote_asset, or 1.0
+(a plugin's model documents its own params beside its class). Every model also accepts quote_price_usd (default: the snapshot's price of quote_asset, or 1.0
 when the quote is not an asset of the snapshot, i.e. USD itself).
 
 Routing (the split rule)
 ------------------------
-An asset with several venues splits a flow across them in proportion to each venue's depth
-within 2% of its mid price on the side the flow pushes (asset units that move that venue's price
-2% down for a sale, 2% up for a purchase), re-measured at every call. Arbitrageurs keep venues
-near one price, and a keeper splitting an order to equalise marginal price would fill each venue
-roughly in proportion to its near-mid depth; this is that first-order rule (no routing through
-intermediate pools, no arbitrage between venues after the trade).
+An asset with several venues splits a flow as an aggregator does: fee-adjusted marginal prices
+equalised across the venues used, a venue used only when its share pays its swap's gas
+(``AssetVenues.swap_gas_usd``), never worse than the best single venue
+(:func:`analyzer.engine.routing.route`). No routing through intermediate pools; arbitrage between
+venues after the trade is not modelled here. ``weights`` (each venue's depth within ±2% of its
+mid) weighs the venues' mids into the asset's one price.
 """
 
 from __future__ import annotations
@@ -35,21 +35,23 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.engine.routing import route
 from analyzer.engine.venues import (
     ConstantProduct,
     LinearDepth,
     SqrtLaw,
     TradeResult,
-    UniswapV3Venue,
     VenueModel,
+    number_param,
 )
 from analyzer.errors import ContagionError
 
-__all__ = ["AssetVenues", "ConstantProduct", "LinearDepth", "SqrtLaw", "TradeResult", "UniswapV3Venue",
-           "VenueModel", "ROUTING_DEPTH_FRACTION", "assets_needing_venue", "build_venues", "make_venue", "venue_row"]
+__all__ = ["AssetVenues", "ConstantProduct", "LinearDepth", "SqrtLaw", "TradeResult", "VenueModel",
+           "ROUTING_DEPTH_FRACTION", "assets_needing_venue", "build_venues", "make_venue", "venue_model_classes",
+           "venue_row"]
 
 ROUTING_DEPTH_FRACTION = 0.02   # the ±2% band whose depth sets each venue's share of a flow
-MODELS = ("uniswap_v3", "constant_product", "sqrt_law", "linear")
+GENERIC_MODELS = (ConstantProduct, SqrtLaw, LinearDepth)
 
 
 class AssetVenues:
@@ -57,11 +59,16 @@ class AssetVenues:
     and returns the aggregate: asset units on the asset side, **USD** on the quote side (venues may
     quote in different tokens, e.g. USDC and WETH)."""
 
-    def __init__(self, asset: str, venues: list[VenueModel]):
+    def __init__(self, asset: str, venues: list[VenueModel], swap_gas_usd: float = 0.0):
         if not venues:
             raise ContagionError(f"asset {asset}: AssetVenues needs at least one venue")
         self.asset = asset
         self.venues = venues
+        self.swap_gas_usd = float(swap_gas_usd)   # gas of one swap, USD: a venue's share must pay it
+
+    def split(self, asset_amount: float) -> np.ndarray:
+        """Signed asset units per venue for a net flow: :func:`analyzer.engine.routing.route`."""
+        return route(self.venues, asset_amount, self.swap_gas_usd)
 
     def weights(self, sell: bool = True) -> np.ndarray:
         """Each venue's share of a flow: depth within ROUTING_DEPTH_FRACTION on that side, normalised."""
@@ -91,13 +98,14 @@ class AssetVenues:
             return TradeResult(result.amount_in * venue.quote_price_usd, result.amount_out,
                                result.price_before, result.price_after)
         sell = asset_amount >= 0
-        weights = self.weights(sell)
+        amounts = self.split(asset_amount)
+        weights = amounts / asset_amount if asset_amount != 0 else self.weights(sell)
         before = np.array([v.mid_price() for v in self.venues])
         asset_side = quote_usd = 0.0
-        for venue, share in zip(self.venues, weights, strict=True):   # a handful of venues per asset
-            if share == 0:
+        for venue, amount in zip(self.venues, amounts, strict=True):   # a handful of venues per asset
+            if amount == 0:
                 continue
-            result = venue.trade(asset_amount * share)
+            result = venue.trade(float(amount))
             if sell:
                 asset_side += result.amount_in
                 quote_usd += result.amount_out * venue.quote_price_usd
@@ -117,7 +125,7 @@ class AssetVenues:
                 venue.quote_price_usd = float(prices_usd[venue.quote])
 
     def copy(self) -> AssetVenues:
-        return AssetVenues(self.asset, [v.copy() for v in self.venues])
+        return AssetVenues(self.asset, [v.copy() for v in self.venues], self.swap_gas_usd)
 
     def __repr__(self) -> str:
         return f"AssetVenues({self.asset}, {self.venues!r})"
@@ -126,43 +134,38 @@ class AssetVenues:
 def venue_row(protocol: str, venue: str, asset: str, quote_asset: str, model: str,
               params: Mapping[str, Any]) -> dict[str, str]:
     """One ``venues`` table row; ``params`` is stored as JSON (ints beyond 2**53 should be strings)."""
-    if model not in MODELS:
-        raise ContagionError(f"venue {venue}: model {model!r} is not one of {', '.join(MODELS)}")
+    known = venue_model_classes()
+    if model not in known:
+        raise ContagionError(f"venue {venue}: model {model!r} is not one of {', '.join(sorted(known))}")
     return {"protocol": protocol, "venue": venue, "asset": asset, "quote_asset": quote_asset, "model": model,
             "params": json.dumps(dict(params), sort_keys=True)}
 
 
-def _param(params: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
-    value = params.get(key, default)
-    if value is None:
-        raise ContagionError(f"{where}: missing parameter {key!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ContagionError(f"{where}: parameter {key!r} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ContagionError(f"{where}: parameter {key!r} must be finite, got {value!r}")
-    return number
+def venue_model_classes() -> dict[str, type[VenueModel]]:
+    """Every venue model by its ``model`` name: the generic ones of :mod:`analyzer.engine.venues`
+    and those the plugins declare (``Plugin.venue_models``), found through the registry."""
+    from protocols import plugins
+
+    found: dict[str, type[VenueModel]] = {cls.model: cls for cls in GENERIC_MODELS}
+    for plugin in plugins().values():
+        for cls in plugin.venue_models:
+            if found.get(cls.model, cls) is not cls:
+                raise ContagionError(f"venue model {cls.model!r} of plugin {plugin.name} is already defined by "
+                                     f"{found[cls.model].__module__}")
+            found[cls.model] = cls
+    return found
 
 
 def make_venue(model: str, asset: str, quote: str, params: Mapping[str, Any], *, asset_price_usd: float | None,
                quote_price_usd: float = 1.0, venue: str = "", where: str = "") -> VenueModel:
-    """A venue model from its name and params (the ``venues.params`` format of this module)."""
+    """A venue model from its name and params (the ``venues.params`` format of the model's class)."""
     where = where or f"venue {venue or asset}"
-    quote_price_usd = _param(params, "quote_price_usd", where, quote_price_usd)
-    if model == "uniswap_v3":
-        return UniswapV3Venue(asset, quote, dict(params), quote_price_usd, venue)
-    if model == "constant_product":
-        return ConstantProduct(asset, quote, _param(params, "reserve_asset", where),
-                               _param(params, "reserve_quote", where), _param(params, "fee", where, 0.003),
-                               quote_price_usd, venue)
-    price = _param(params, "price_usd", where, asset_price_usd)
-    if model == "sqrt_law":
-        return SqrtLaw(asset, quote, price, _param(params, "sigma", where), _param(params, "daily_volume", where),
-                       _param(params, "y", where, 1.0), quote_price_usd, venue)
-    if model == "linear":
-        return LinearDepth(asset, quote, price, _param(params, "depth_1pct", where), quote_price_usd, venue)
-    raise ContagionError(f"{where}: model {model!r} is not one of {', '.join(MODELS)}")
+    classes = venue_model_classes()
+    if model not in classes:
+        raise ContagionError(f"{where}: model {model!r} is not one of {', '.join(sorted(classes))}")
+    return classes[model].from_params(asset, quote, params, asset_price_usd=asset_price_usd,
+                                      quote_price_usd=number_param(params, "quote_price_usd", where, quote_price_usd),
+                                      venue=venue, where=where)
 
 
 def _params_json(text: str, where: str) -> dict:
@@ -235,7 +238,7 @@ def build_venues(snapshot, models_from_scenario: Mapping[str, Mapping[str, Any]]
             continue
         where = f"scenario venue model for {symbols.get(asset, key)}"
         if not isinstance(spec, Mapping) or "model" not in spec:
-            raise ContagionError(f"{where}: expected a table with a 'model' key (one of {', '.join(MODELS)})")
+            raise ContagionError(f"{where}: expected a table with a 'model' key (one of {', '.join(sorted(venue_model_classes()))})")
         params = {k: v for k, v in spec.items() if k not in ("model", "quote")}
         quote = snapshot.address_of(spec["quote"]) if spec.get("quote") else ""
         by_asset[asset] = [make_venue(str(spec["model"]), asset, quote, params, asset_price_usd=prices.get(asset),

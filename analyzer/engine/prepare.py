@@ -100,6 +100,16 @@ def default_rules() -> dict[str, Rules]:
     return {name: plugin.rules() for name, plugin in plugins().items() if plugin.rules is not None}
 
 
+def _books(name: str, rule: Rules, snapshot) -> list:
+    """``rule``'s books of ``snapshot``; a snapshot whose rows lack what the protocol's rules read
+    (params keys, numbers of the wrong kind: a hand-edited or foreign snapshot) is bad input."""
+    try:
+        return list(rule.books(snapshot))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError) as exc:
+        raise ContagionError(f"snapshot: the {name} rows are not what its rules read "
+                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+
+
 def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | None = None,
             venue_models: dict | None = None) -> Prepared:
     """Arrays of ``snapshot`` for the engine. ``rules``: protocol name -> Rules instance (default:
@@ -115,7 +125,7 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
                                                      snapshot.markets["asset"], snapshot.markets["oracle_price_usd"],
                                                      strict=True)}
     for name, rule in rules.items():
-        for book in rule.books(snapshot):
+        for book in _books(name, rule, snapshot):
             if len(book.accounts) == 0:
                 continue
             try:
@@ -198,6 +208,8 @@ def start_state(prep: Prepared, scenario: ShockScenario):
 
     n_assets, n_sources = len(prep.assets), len(prep.sources)
     venues = {a: v.copy() for a, v in prep.venues.items()}
+    for asset_venues in venues.values():     # a routed order pays each swap's gas (analyzer/engine/routing.py)
+        asset_venues.swap_gas_usd = scenario.swap_gas_usd
     mid_pre = {a: v.mid_price() for a, v in venues.items()}
     price, exogenous = prep.price_pre.copy(), prep.price_pre.copy()
     targets = {}

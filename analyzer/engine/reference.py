@@ -16,7 +16,7 @@ from bisect import bisect_right
 import numpy as np
 
 from analyzer.engine import attribution as attr
-from analyzer.engine.cascade import CascadeState, RoundRecord
+from analyzer.engine.cascade import CascadeState, RoundRecord, receipt_writedowns
 from analyzer.engine.impact import reprice
 from analyzer.engine.market import KEEPER_FRACTIONS, SlippageCurve, safe_trade
 from analyzer.engine.prepare import Prepared
@@ -103,11 +103,16 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
                       np.zeros(P, np.int64), np.zeros(P, np.int64), np.zeros(P), np.zeros(P), np.zeros(P),
                       state.writedown.copy(), np.zeros((P, A)), np.zeros((P, A)), np.zeros((P, A)), np.zeros((S, P)),
                       np.zeros(A))
+    def receipt_unit(a: int, writedown: np.ndarray, own: np.ndarray | None) -> float:
+        """Underlying units a receipt redeems for: its own write-down when its issuer declares one."""
+        p = prep.receipt_protocol_index[a]
+        wd = own[a] if own is not None and np.isfinite(own[a]) else (writedown[p] if p >= 0 else 0.0)
+        return prep.receipt_ratio[a] * (1.0 - wd)
+
     unit = np.ones(A)
     for a in range(A):
         if prep.is_receipt[a]:
-            p = prep.receipt_protocol_index[a]
-            unit[a] = prep.receipt_ratio[a] * (1.0 - (state.writedown[p] if p >= 0 else 0.0))
+            unit[a] = receipt_unit(a, state.writedown, state.asset_writedown)
     curves: dict[int, SlippageCurve] = {}
 
     def curve(a: int) -> SlippageCurve:
@@ -217,6 +222,7 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
             writedown[p] = max(min(rec.bad_debt_usd[p] / deposits[p], 1.0), state.writedown[p])
         else:
             writedown[p] = state.writedown[p]
+    asset_writedown = receipt_writedowns(prep, state.books, state.asset_writedown)
     for h in range(len(prep.options.hedger_asset)):
         a = int(prep.options.hedger_asset[h])
         hedge = prep.source_index[attr.hedging_source(str(prep.options.hedger_protocol[h]))]
@@ -244,8 +250,8 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         if not prep.is_receipt[a]:
             continue
         u, p = int(prep.receipt_underlying[a]), int(prep.receipt_protocol_index[a])
-        old_unit = prep.receipt_ratio[a] * (1 - (state.writedown[p] if p >= 0 else 0.0))
-        new_unit = prep.receipt_ratio[a] * (1 - (writedown[p] if p >= 0 else 0.0))
+        old_unit = receipt_unit(a, state.writedown, state.asset_writedown)
+        new_unit = receipt_unit(a, writedown, asset_writedown)
         new_price[a] = new_unit * new_price[u]
         exogenous[a] = new_unit * exogenous[u]
         change[a] = new_unit * change[u]
@@ -266,5 +272,6 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
                                               state.exogenous_attr))
     rec.price_after, rec.iv_after, rec.writedown = new_price, iv_after, writedown
     state.price, state.exogenous, state.iv, state.writedown = new_price, exogenous, iv_after, writedown
+    state.asset_writedown = asset_writedown
     state.round += 1
     return rec

@@ -231,7 +231,7 @@ def receipt_losses_usd(prep, state) -> np.ndarray:
     from analyzer.engine.cascade import redeemable_units as unit_value
 
     out = np.zeros(len(prep.protocols))
-    lost_per_unit = prep.receipt_ratio - unit_value(prep, state.writedown)
+    lost_per_unit = prep.receipt_ratio - unit_value(prep, state.writedown, state.asset_writedown)
     for s, slot in enumerate(prep.slots):
         held = state.books[s].collateral.sum(0)
         receipt = prep.receipt_protocol_index[slot.cols]

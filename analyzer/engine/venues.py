@@ -10,19 +10,22 @@ Models and their parameters (the ``params`` JSON of a ``venues`` row, see :mod:`
 - :class:`ConstantProduct` (Uniswap V2 ``getAmountOut``: ``x*y = k`` with the fee taken on input)
 - :class:`SqrtLaw` (square-root impact of Almgren et al. 2005 / Tóth et al. 2011)
 - :class:`LinearDepth` (price moves linearly with cumulative flow: Kyle's lambda)
-- :class:`UniswapV3Venue` (exact integer simulation of ``UniswapV3Pool.swap`` across initialised ticks)
+
+Venue plugins add their own models (exact pool simulations: Uniswap V3 in ``protocols/uniswap_v3``)
+by listing :class:`VenueModel` subclasses in their ``Plugin.venue_models``; each names its
+``model`` (the ``venues.model`` value) and builds itself from a row with :meth:`VenueModel.from_params`.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from bisect import bisect_right
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
-from analyzer.engine import uniswap_v3_math as v3
 from analyzer.errors import ContagionError
 
 
@@ -42,10 +45,37 @@ class TradeResult:
         return self.price_after / self.price_before - 1.0 if self.price_before else 0.0
 
 
-class VenueModel(ABC):
-    """A venue where ``asset`` trades against ``quote`` (addresses); mutable state, ``copy()`` for a fresh one."""
+def number_param(params: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
+    """``params[key]`` as a finite float (``default`` when absent); an error names ``where`` otherwise."""
+    value = params.get(key, default)
+    if value is None:
+        raise ContagionError(f"{where}: missing parameter {key!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ContagionError(f"{where}: parameter {key!r} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ContagionError(f"{where}: parameter {key!r} must be finite, got {value!r}")
+    return number
 
-    model: str = ""
+
+class VenueModel(ABC):
+    """A venue where ``asset`` trades against ``quote`` (addresses); mutable state, ``copy()`` for a fresh one.
+
+    A subclass names its ``model`` (the value of ``venues.model`` it simulates) and builds itself
+    from a ``venues`` row with :meth:`from_params`; the engine finds the generic models here and a
+    plugin's in its ``Plugin.venue_models``.
+    """
+
+    model: ClassVar[str] = ""
+
+    @classmethod
+    @abstractmethod
+    def from_params(cls, asset: str, quote: str, params: Mapping[str, Any], *, asset_price_usd: float | None,
+                    quote_price_usd: float, venue: str, where: str) -> VenueModel:
+        """The venue of one ``venues`` row: ``params`` is its JSON object, ``asset_price_usd`` the
+        snapshot's price of the asset (None when it has none), ``where`` names the row in errors
+        (raise :class:`~analyzer.errors.ContagionError` for bad params)."""
 
     def __init__(self, asset: str, quote: str, quote_price_usd: float = 1.0, venue: str = ""):
         if not (quote_price_usd > 0 and math.isfinite(quote_price_usd)):
@@ -58,6 +88,12 @@ class VenueModel(ABC):
     @abstractmethod
     def mid_price(self) -> float:
         """USD per whole asset token at the current state."""
+
+    @property
+    def fee_fraction(self) -> float:
+        """The share of a trade's input the venue keeps as its fee (0 for models without one):
+        a marginal sale earns mid × (1 − fee), a marginal purchase costs mid / (1 − fee)."""
+        return 0.0
 
     @abstractmethod
     def trade(self, asset_amount: float) -> TradeResult:
@@ -95,8 +131,17 @@ class ConstantProduct(VenueModel):
             raise ContagionError(f"venue {venue or asset}: constant_product needs positive reserves and 0 <= fee < 1")
         self.reserve_asset, self.reserve_quote, self.fee = float(reserve_asset), float(reserve_quote), float(fee)
 
+    @classmethod
+    def from_params(cls, asset, quote, params, *, asset_price_usd, quote_price_usd, venue, where):
+        return cls(asset, quote, number_param(params, "reserve_asset", where), number_param(params, "reserve_quote", where),
+                   number_param(params, "fee", where, 0.003), quote_price_usd, venue)
+
     def mid_price(self) -> float:
         return self.reserve_quote / self.reserve_asset * self.quote_price_usd
+
+    @property
+    def fee_fraction(self) -> float:
+        return self.fee
 
     def trade(self, asset_amount: float) -> TradeResult:
         before = self.mid_price()
@@ -193,6 +238,12 @@ class SqrtLaw(_CumulativeFlowModel):
         self.floor_flow = 1.0 / self.k ** 2   # sales beyond this leave the price at 0
         super().__init__(asset, quote, price_usd, quote_price_usd, venue, flow)
 
+    @classmethod
+    def from_params(cls, asset, quote, params, *, asset_price_usd, quote_price_usd, venue, where):
+        return cls(asset, quote, number_param(params, "price_usd", where, asset_price_usd),
+                   number_param(params, "sigma", where), number_param(params, "daily_volume", where),
+                   number_param(params, "y", where, 1.0), quote_price_usd, venue)
+
     def _fraction(self, flow: float) -> float:
         if flow >= 0:
             return max(1.0 - self.k * math.sqrt(flow), 0.0)
@@ -233,6 +284,11 @@ class LinearDepth(_CumulativeFlowModel):
         self.full_depth = 100.0 * self.depth_1pct
         super().__init__(asset, quote, price_usd, quote_price_usd, venue, flow)
 
+    @classmethod
+    def from_params(cls, asset, quote, params, *, asset_price_usd, quote_price_usd, venue, where):
+        return cls(asset, quote, number_param(params, "price_usd", where, asset_price_usd),
+                   number_param(params, "depth_1pct", where), quote_price_usd, venue)
+
     def _fraction(self, flow: float) -> float:
         return max(1.0 - flow / self.full_depth, 0.0)
 
@@ -246,105 +302,3 @@ class LinearDepth(_CumulativeFlowModel):
     def copy(self) -> LinearDepth:
         return LinearDepth(self.asset, self.quote, self.price0_usd, self.depth_1pct, self.quote_price_usd,
                            self.venue, self.flow)
-
-
-class UniswapV3Venue(VenueModel):
-    """A Uniswap V3 pool, simulated exactly: :func:`analyzer.engine.uniswap_v3_math.swap` (the integer loop of
-    ``UniswapV3Pool.swap`` across initialised ticks), so a simulated trade returns the wei a real
-    swap returns. Whole-token amounts are converted to wei by truncation.
-
-    Params (all integers as decimal strings where they may exceed 2**53): ``token0``, ``token1``,
-    ``decimals0``, ``decimals1``, ``fee`` (pips), ``tick_spacing``, ``sqrt_price_x96``, ``tick``,
-    ``liquidity``, ``ticks`` ([[tick, liquidity_net], ...] of every initialised tick). A sale larger
-    than the pool's liquidity fills partly (``amount_in`` says how much) and leaves the price at the
-    pool's extreme; a purchase larger than it raises ContagionError and leaves the state unchanged.
-    """
-
-    model = "uniswap_v3"
-
-    def __init__(self, asset: str, quote: str, params: dict, quote_price_usd: float = 1.0, venue: str = ""):
-        super().__init__(asset, quote, quote_price_usd, venue)
-        where = f"venue {venue or asset} (uniswap_v3)"
-        try:
-            self.token0, self.token1 = str(params["token0"]), str(params["token1"])
-            self.decimals0, self.decimals1 = int(params["decimals0"]), int(params["decimals1"])
-            ticks = sorted((int(t), int(net)) for t, net in params["ticks"])
-            self.state = v3.PoolState(int(params["sqrt_price_x96"]), int(params["tick"]), int(params["liquidity"]),
-                                      int(params["fee"]), int(params["tick_spacing"]), [t for t, _ in ticks],
-                                      dict(ticks))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ContagionError(f"{where}: params need token0, token1, decimals0, decimals1, fee, tick_spacing, "
-                                 f"sqrt_price_x96, tick, liquidity, ticks ({exc!r})") from None
-        if asset.lower() not in (self.token0.lower(), self.token1.lower()):
-            raise ContagionError(f"{where}: asset {asset} is neither token0 {self.token0} nor token1 {self.token1}")
-        self.asset_is_token0 = asset.lower() == self.token0.lower()
-        self.asset_decimals = self.decimals0 if self.asset_is_token0 else self.decimals1
-        self.quote_decimals = self.decimals1 if self.asset_is_token0 else self.decimals0
-        self.last_swap: v3.SwapResult | None = None
-
-    def _price_of_sqrt(self, sqrt_price_x96: float) -> float:
-        raw = (sqrt_price_x96 / v3.Q96) ** 2   # token1 wei per token0 wei
-        if self.asset_is_token0:
-            return raw * 10.0 ** (self.decimals0 - self.decimals1) * self.quote_price_usd
-        return (10.0 ** (self.decimals1 - self.decimals0) / raw if raw > 0 else math.inf) * self.quote_price_usd
-
-    def mid_price(self) -> float:
-        return self._price_of_sqrt(float(self.state.sqrt_price_x96))
-
-    def trade(self, asset_amount: float) -> TradeResult:
-        before = self.mid_price()
-        raw = int(abs(asset_amount) * 10 ** self.asset_decimals)
-        if raw == 0:
-            return TradeResult(0.0, 0.0, before, before)
-        sell = asset_amount > 0
-        # selling token0 or buying token1 moves the pool price down (zeroForOne)
-        zero_for_one = sell == self.asset_is_token0
-        try:
-            result = v3.swap(self.state, zero_for_one, raw if sell else -raw, update=False)
-        except v3.SwapMathError as exc:
-            raise ContagionError(f"venue {self.venue or self.asset}: swap of {asset_amount:g} failed ({exc})") from None
-        asset_raw = result.amount0 if self.asset_is_token0 else result.amount1
-        if not sell and -asset_raw < raw:
-            # like ConstantProduct: a purchase the pool cannot fill is an error, and the state is left as it was
-            raise ContagionError(f"venue {self.venue or self.asset}: cannot buy {-asset_amount:g}, the pool's "
-                                 f"liquidity holds {-asset_raw / 10 ** self.asset_decimals:g} of the asset")
-        self.state.sqrt_price_x96, self.state.tick, self.state.liquidity = (result.sqrt_price_x96, result.tick,
-                                                                            result.liquidity)
-        self.last_swap = result
-        quote_raw = result.amount1 if self.asset_is_token0 else result.amount0
-        asset_units = abs(asset_raw) / 10 ** self.asset_decimals
-        quote_units = abs(quote_raw) / 10 ** self.quote_decimals
-        return self._result(asset_units, quote_units, before) if sell else self._result(quote_units, asset_units, before)
-
-    def depth(self, fraction: float, sell: bool = True) -> float:
-        """Asset units (fees ignored) that move the price by ``fraction``, walking the initialised ticks."""
-        st = self.state
-        sqrt_now = st.sqrt_price_x96 / v3.Q96
-        ratio = (1.0 - fraction) if sell else (1.0 + fraction)
-        down = sell == self.asset_is_token0     # pool price (token1 per token0) falls
-        pool_ratio = ratio if self.asset_is_token0 else 1.0 / ratio
-        sqrt_target = sqrt_now * math.sqrt(pool_ratio)
-        liquidity, sqrt_cur, total = float(st.liquidity), sqrt_now, 0.0
-        ticks = st.ticks
-        i = bisect_right(ticks, st.tick) - 1 if down else bisect_right(ticks, st.tick)
-        while True:
-            edge = None
-            if 0 <= i < len(ticks):
-                edge = 1.0001 ** (ticks[i] / 2)
-            end = max(edge, sqrt_target) if down and edge is not None else (
-                min(edge, sqrt_target) if edge is not None else sqrt_target)
-            total += liquidity * (abs(1.0 / end - 1.0 / sqrt_cur) if self.asset_is_token0 else abs(end - sqrt_cur))
-            if end == sqrt_target or edge is None:
-                break
-            net = float(st.liquidity_net[ticks[i]])
-            liquidity += -net if down else net
-            sqrt_cur = end
-            i += -1 if down else 1
-        return total / 10 ** self.asset_decimals
-
-    def copy(self) -> UniswapV3Venue:
-        clone = object.__new__(UniswapV3Venue)
-        clone.__dict__.update(self.__dict__)
-        clone.state = self.state.copy()
-        clone.last_swap = None
-        return clone

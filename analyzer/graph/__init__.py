@@ -20,9 +20,11 @@ from analyzer.atomic import atomic_write_text
 from analyzer.graph.build import DEFAULT_MAX_ACCOUNTS, build_graph
 from analyzer.graph.curves import DEFAULT_DROPS, liquidation_curves, protocol_rules, rule_health
 from analyzer.graph.export import json_safe, write_graph_outputs
+from analyzer.graph.feedback import feedback_curves
 from analyzer.graph.metrics import (
     collateral_composition,
     graph_summary,
+    loss_reach,
     multi_protocol_accounts,
     receipt_chains,
     shared_collateral_overlap,
@@ -38,7 +40,7 @@ def exposure_metrics(snapshot: Snapshot, graph: nx.MultiDiGraph, drops: tuple[fl
                      top_accounts: int = 100) -> dict:
     """Every exposure metric of ``snapshot`` (and its ``graph``) as a JSON-serialisable dict (NaN and
     inf as null): ``composition``, ``overlap``, ``receipt_chains``, ``multi_protocol_accounts``,
-    ``liquidation_curves``, ``graph``. USD at the snapshot's prices."""
+    ``liquidation_curves``, ``loss_reach`` (where a market's loss reaches vault shares and their holders), ``feedback`` (:mod:`analyzer.graph.feedback`: where the loop ignites), ``graph``. USD at the snapshot's prices."""
     protocols = sorted(set(snapshot.positions["protocol"]) | set(snapshot.options["protocol"]))
     rules, _ = protocol_rules(protocols)
     metrics = {
@@ -47,8 +49,10 @@ def exposure_metrics(snapshot: Snapshot, graph: nx.MultiDiGraph, drops: tuple[fl
         "composition": collateral_composition(snapshot),
         "overlap": shared_collateral_overlap(snapshot),
         "receipt_chains": receipt_chains(snapshot, graph),
+        "loss_reach": loss_reach(graph),
         "multi_protocol_accounts": multi_protocol_accounts(snapshot, rule_health(snapshot, rules), top=top_accounts),
         "liquidation_curves": liquidation_curves(snapshot, drops, rules),
+        "feedback": feedback_curves(snapshot, rules),
         "graph": graph_summary(graph),
     }
     return json_safe(metrics)
@@ -59,10 +63,13 @@ def graph_to_dir(snapshot_dir: str | Path, out_dir: str | Path, fold_below_usd: 
     """Read the snapshot at ``snapshot_dir``, build its graph and metrics, write every export and
     ``exposure.json`` into ``out_dir``; return the written paths by name. ``fold_below_usd=None``
     keeps the ``max_accounts`` largest accounts as nodes and folds the rest (see build.py)."""
+    from analyzer.atomic import check_output_dir, final_path, staged_folder
+
+    check_output_dir(out_dir)
     snapshot = Snapshot.read(snapshot_dir)
     graph = build_graph(snapshot, fold_below_usd=fold_below_usd, max_accounts=max_accounts)
-    paths = write_graph_outputs(graph, out_dir)
-    metrics = exposure_metrics(snapshot, graph)
-    paths["exposure"] = atomic_write_text(Path(out_dir) / EXPOSURE,
-                                          json.dumps(metrics, indent=1, allow_nan=False) + "\n")
-    return paths
+    metrics = json.dumps(exposure_metrics(snapshot, graph), indent=1, allow_nan=False) + "\n"
+    with staged_folder(out_dir) as stage:   # every export or none (a refused graph leaves nothing)
+        paths = write_graph_outputs(graph, stage)
+        paths["exposure"] = atomic_write_text(stage / EXPOSURE, metrics)
+    return {name: final_path(path, stage, Path(out_dir)) for name, path in paths.items()}

@@ -32,6 +32,10 @@ Edges (``kind``: source → target); every edge has ``kind``, ``usd``, ``asset``
   collateral anywhere), and issuing market → consuming market (``usd`` = the issuer's receipt
   tokens posted as collateral in the consumer). This is the composability channel: an aToken,
   cToken or LP token used as collateral elsewhere links the two protocols.
+- ``allocates``: vault market → market, where a market of a protocol is itself a supplier of its
+  protocol's other markets (an ERC-4626 vault over lending markets: a MetaMorpho vault over Morpho
+  Blue markets), ``usd`` = its supply there. A loss in the supplied market reaches the vault's
+  share price, and through its ``receipt-of`` edges every market that takes the share as collateral.
 - ``writes-option``: account → option-market for short options (``usd`` = collateral posted,
   ``amount`` = contracts, ``asset`` = the underlying)
 - ``buys-option``: account → option-market for long options (``usd`` = size × underlying spot)
@@ -189,6 +193,7 @@ def build_graph(snapshot: Snapshot, fold_below_usd: float | None = 0.0,
 
     _add_positions(graph, pos, small, opt_protocols)
     _add_receipt_edges(graph, snapshot, pos, opt_protocols)
+    _add_allocations(graph, snapshot, pos, opt_protocols)
     _add_options(graph, opts, small, opt_protocols)
     _add_venues(graph, snapshot, opt_protocols)
     return graph
@@ -242,11 +247,15 @@ def _add_positions(graph: nx.MultiDiGraph, pos: pd.DataFrame, small: pd.Series, 
                 graph.nodes[node]["usd"] += float(row.usd)
 
 
-def receipt_issuer_node(graph: nx.MultiDiGraph, snapshot: Snapshot, receipt_of: str, opt_protocols: set[str]) -> str:
+def receipt_issuer_node(graph: nx.MultiDiGraph, snapshot: Snapshot, receipt_of: str, opt_protocols: set[str],
+                        receipt: str | None = None) -> str:
     """The node of the market that issues a receipt token (``receipt_of`` = "<protocol>:<underlying>"):
-    the issuing protocol's market listing the underlying, else its only market, else the protocol node."""
+    the issuing protocol's market at the token's own address (a vault), else its market listing the
+    underlying, else its only market, else the protocol node."""
     protocol, _, underlying = receipt_of.partition(":")
     own = snapshot.markets[snapshot.markets["protocol"] == protocol]
+    if receipt is not None and (own["market"] == receipt).any():   # a vault is its own share token
+        return market_node(protocol, receipt, opt_protocols)
     rows = own[own["asset"] == underlying]
     if len(rows):
         return market_node(protocol, str(rows["market"].iloc[0]), opt_protocols)
@@ -268,12 +277,23 @@ def _add_receipt_edges(graph: nx.MultiDiGraph, snapshot: Snapshot, pos: pd.DataF
         _edge(graph, f"asset:{receipt.address}", underlying_node, "receipt-of", kind="receipt-of",
               usd=float(used["usd"].sum()), asset=str(receipt.address), symbol=str(receipt.symbol),
               amount=float(used["amount"].sum()), protocol=issuer_protocol)
-        issuer = receipt_issuer_node(graph, snapshot, receipt.receipt_of, opt_protocols)
+        issuer = receipt_issuer_node(graph, snapshot, receipt.receipt_of, opt_protocols, str(receipt.address))
         for (protocol, market), rows in used.groupby(["protocol", "market"], sort=False):
             consumer = market_node(protocol, market, opt_protocols)
             _edge(graph, issuer, consumer, f"receipt-of:{receipt.address}", kind="receipt-of",
                   usd=float(rows["usd"].sum()), asset=str(receipt.address), symbol=str(receipt.symbol),
                   amount=float(rows["amount"].sum()), protocol=issuer_protocol)
+
+
+def _add_allocations(graph: nx.MultiDiGraph, snapshot: Snapshot, pos: pd.DataFrame, opt_protocols: set[str]) -> None:
+    """``allocates`` edges: a market that supplies its own protocol's other markets (a vault)."""
+    own_markets = set(zip(snapshot.markets["protocol"], snapshot.markets["market"], strict=True))
+    supplies = pos[(pos["side"] == "collateral") & (pos["account"] != pos["market"])]
+    vaults = supplies[[(p, a) in own_markets for p, a in zip(supplies["protocol"], supplies["account"], strict=True)]]
+    for (protocol, vault, market, asset), rows in vaults.groupby(["protocol", "account", "market", "asset"], sort=False):
+        _edge(graph, market_node(protocol, vault, opt_protocols), market_node(protocol, market, opt_protocols),
+              f"allocates:{asset}", kind="allocates", usd=float(rows["usd"].sum()), asset=str(asset),
+              symbol=str(rows["symbol"].iloc[0]), amount=float(rows["amount"].sum()), protocol=str(protocol))
 
 
 def _add_options(graph: nx.MultiDiGraph, opts: pd.DataFrame, small: pd.Series, opt_protocols: set[str]) -> None:

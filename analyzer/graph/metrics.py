@@ -182,6 +182,39 @@ def receipt_chains(snapshot: Snapshot, graph: nx.MultiDiGraph) -> dict:
     return {"chains": chains, "dependencies": dependencies}
 
 
+def loss_reach(graph: nx.MultiDiGraph) -> list[dict]:
+    """Where a market's loss travels beyond its own suppliers: per market that vaults supply
+    (``allocates`` edges into it), each vault with the USD it has there, the markets that take the
+    vault's share as collateral (its ``receipt-of`` edges) and the holders posting it (``supplies``
+    edges of the share token). Markets with the most vault money first.
+
+    A loss of L in a market whose suppliers hold S takes L × (vault's supply / S) from each vault,
+    which lowers its share price at once (MetaMorpho v1.0 realises it); a position posting that
+    share elsewhere loses the same fraction of that collateral.
+    """
+    holders: dict[str, set[str]] = {}
+    for source, _, data in graph.edges(data=True):
+        if data["kind"] == "supplies":
+            holders.setdefault(data["asset"], set()).add(source)
+    out = []
+    for market in sorted(n for n, d in graph.nodes(data=True) if d["kind"] == "market"):
+        vaults = []
+        for vault, _, data in graph.in_edges(market, data=True):
+            if data["kind"] != "allocates":
+                continue
+            address = graph.nodes[vault]["address"]
+            share = graph.nodes.get(f"asset:{address}", {})
+            consumers = [{"market": target, "protocol": graph.nodes[target]["protocol"], "usd": d["usd"]}
+                         for _, target, d in graph.out_edges(vault, data=True) if d["kind"] == "receipt-of"]
+            vaults.append({"vault": vault, "address": address, "symbol": share.get("symbol", ""), "usd": data["usd"],
+                           "consumers": consumers, "holders": sorted(holders.get(address, set()))})
+        if vaults:
+            vaults.sort(key=lambda v: -v["usd"])
+            out.append({"market": market, "protocol": graph.nodes[market]["protocol"], "vaults": vaults,
+                        "vault_usd": float(sum(v["usd"] for v in vaults))})
+    return sorted(out, key=lambda m: -m["vault_usd"])
+
+
 def multi_protocol_accounts(snapshot: Snapshot, rule_health: dict[tuple[str, str], float] | None = None,
                             top: int = 100) -> dict:
     """Accounts with positions in two or more protocols, largest combined debt first (``top`` of them).

@@ -15,6 +15,8 @@ import pandas as pd
 
 from analyzer.errors import ContagionError
 from analyzer.report.inputs import RunInputs
+from analyzer.report.options import feedback_view, gamma_map_view
+from analyzer.report.vaults import vault_reach_view
 
 TOP_ACCOUNTS = 20
 MAX_PRICE_COLUMNS = 4
@@ -333,4 +335,6 @@ def report_data(inputs: RunInputs) -> dict[str, Any]:
             "curves": liquidation_curves(inputs), "gamma": gamma_by_strike(inputs),
             "accounts": top_accounts(inputs), "fidelity": inputs.fidelity,
             "fidelity_rows": fidelity_rows(inputs.fidelity), "sweep": sweep_view(inputs),
-            "provenance": provenance(inputs)}
+            "provenance": provenance(inputs), "gamma_map": gamma_map_view(inputs.snapshot),
+            "feedback": feedback_view(inputs.snapshot, inputs.metrics),
+            "vault_reach": vault_reach_view(inputs.snapshot, inputs.metrics)}

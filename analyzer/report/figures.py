@@ -157,6 +157,53 @@ def gamma_figure(gamma: list[dict[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
+def gamma_map_figure(view: dict[str, Any] | None) -> bytes | None:
+    """Per underlying: dealer gamma by strike (bars) and the whole book's gamma against spot (flip)."""
+    if not view:
+        return None
+    rows = view["underlyings"]
+    fig, axes = plt.subplots(2, len(rows), layout="constrained", figsize=(6 * len(rows), 7), squeeze=False)
+    for k, row in enumerate(rows):
+        gex = np.asarray(row["all_gex"], dtype=float) / 1e6
+        ax = axes[0][k]
+        ax.bar(row["all_strikes"], gex, width=np.diff(row["all_strikes"]).min() * 0.8 if len(gex) > 1 else 1.0,
+               color=np.where(gex < 0, "#d95f02", "#1b9e77"))
+        ax.axvline(row["spot_usd"], color="black", ls=":", label="spot")
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_xlim(0.5 * row["spot_usd"], 1.6 * row["spot_usd"])
+        ax.set_xlabel("strike (USD)")
+        ax.set_ylabel("dealer gamma ($M per 1% move)")
+        ax.set_title(f"{row['symbol']}: dealer gamma by strike")
+        ax.legend(fontsize=7)
+        ax = axes[1][k]
+        ax.plot(row["profile_spot"], np.asarray(row["profile_gex"], dtype=float) / 1e6, color="#4c78a8")
+        ax.axhline(0, color="black", lw=0.5)
+        ax.axvline(row["spot_usd"], color="black", ls=":", label="spot")
+        if row.get("flip_usd"):
+            ax.axvline(row["flip_usd"], color="#d62728", ls="--", label=f"flip {row['flip_usd']:,.0f}")
+        ax.set_xlabel("spot (USD)")
+        ax.set_ylabel("total dealer gamma ($M per 1%)")
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def feedback_figure(view: dict[str, Any] | None) -> bytes | None:
+    """Forced flow over depth per 1% move against the fall, one line per asset; 1 = ignition."""
+    if not view:
+        return None
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 4))
+    falls = 100 * np.asarray(view["falls"], dtype=float)
+    for curve in view["curves"]:
+        ratio = np.array([np.nan if v is None else v for v in curve["ratio"]], dtype=float)
+        ax.plot(falls, ratio, label=curve["symbol"])
+    ax.axhline(1.0, color="#d62728", ls="--", lw=1, label="ignition (ratio 1)")
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_xlabel("fall of the asset's price (%)")
+    ax.set_ylabel("forced sales / depth, per 1% move")
+    ax.legend(fontsize=7, ncol=2)
+    return _png(fig)
+
+
 def accounts_figure(accounts: list[dict[str, Any]]) -> bytes | None:
     if not accounts:
         return None
@@ -236,6 +283,8 @@ def all_figures(data: dict[str, Any], elements: dict[str, Any]) -> dict[str, byt
                "cascade_timeline.png": timeline_figure(data["timeline"]),
                "contagion_matrix.png": matrix_figure(data["matrix_view"]),
                "gamma_by_strike.png": gamma_figure(data["gamma"]),
+               "gamma_map.png": gamma_map_figure(data.get("gamma_map")),
+               "feedback_curve.png": feedback_figure(data.get("feedback")),
                "top_accounts.png": accounts_figure(data["accounts"]),
                "bad_debt.png": bad_debt_figure(data["protocols"]),
                "fidelity.png": fidelity_figure(data["fidelity_rows"]),

@@ -17,6 +17,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 CYTOSCAPE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "cytoscape" / "dist" / "cytoscape.min.js"
 SECTIONS = (("graph", "Graph"), ("scenarios", "Scenarios"), ("curves", "Liquidation curves"),
             ("sweep", "Stress sweep"), ("timeline", "Timeline"), ("matrix", "Contagion matrix"), ("gamma", "Gamma by strike"),
+            ("gamma-map", "Dealer gamma map"), ("feedback", "Where the loop ignites"),
             ("accounts", "Accounts at risk"), ("bad-debt", "Bad debt"), ("fidelity", "Fidelity"),
             ("provenance", "Provenance"))
 
@@ -31,6 +32,13 @@ def usd(value: Any) -> str:
 
 def pct(value: Any) -> str:
     return "–" if value is None else f"{100 * float(value):.1f}%"
+
+
+def expiry(value: Any) -> str:
+    """A unix time as the UTC date and hour options venues list expiries by."""
+    from datetime import UTC, datetime
+
+    return "–" if value is None else datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def pct_fine(value: Any) -> str:
@@ -99,7 +107,7 @@ def _clean(value: Any) -> Any:
 def render_html(data: dict[str, Any], graph: dict[str, Any], figures: dict[str, bytes]) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(usd=usd, pct=pct, pct_fine=pct_fine, price=price, hf=health_factor, jsonnum=jsonnum,
+    env.filters.update(usd=usd, pct=pct, expiry=expiry, pct_fine=pct_fine, price=price, hf=health_factor, jsonnum=jsonnum,
                        embedjson=lambda v: embed_json(_clean(v)))
     matrix = data.get("matrix_view") or {}
     top = max((v for row in matrix.get("usd", []) for v in row), default=0.0)

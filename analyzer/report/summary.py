@@ -67,6 +67,12 @@ def render_summary(data: dict[str, Any], figure_names: list[str]) -> str:
                   "|---|---|---:|---:|---:|"]
         lines += [f"| {a['protocol']} | `{a['account']}` | {usd(a['debt_usd'])} | {health_factor(a['health_factor'])} | "
                   f"{usd(a['liquidated_usd'])} |" for a in data["accounts"][:10]]
+    if data.get("vault_reach"):
+        lines += ["", "## Losses through vaults (a market's bad debt lowers the share price of the vaults supplying it)",
+                  "", "| market | vault | vault's supply there | markets taking the share | share collateral | holders |",
+                  "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['protocol']} `{r['market'][:10]}…` | {r['vault']} | {usd(r['vault_usd'])} | {r['consumer_markets']} | "
+                  f"{usd(r['consumer_usd'])} | {r['holders']} |" for r in data["vault_reach"][:20]]
     if data["fidelity_rows"]:
         lines += ["", "## Fidelity (engine vs replay on an anvil fork)", "", "| metric | engine | replay | gap |",
                   "|---|---:|---:|---:|"]

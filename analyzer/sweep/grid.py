@@ -36,6 +36,10 @@ A sweep spec is TOML (every key optional; defaults in brackets)::
     min_bad_debt_usd = 1.0
 
 CLI shorthands (:func:`spec_from_cli`) overlay a spec file: ``--assets WETH,WBTC --shocks -10%:-50%:5%``.
+Size limits (the input controls the work, so it is bounded before anything runs): at most
+``MAX_SHOCK_SIZES`` shock sizes and ``MAX_SCENARIOS`` scenarios in one sweep (Monte Carlo paths
+included); a larger sweep is refused with the number it would have run. Split it into several.
+
 Every scenario gets a stable integer id (its position in the expansion), so results never depend on
 the order in which workers finish.
 """
@@ -55,6 +59,8 @@ from analyzer.scenarios import parse_relative, scenario_from_dict
 
 KINDS = ("baseline", "grid", "static", "joint", "montecarlo", "systemic_asset", "systemic_protocol",
          "systemic_account")
+MAX_SHOCK_SIZES = 10_000
+MAX_SCENARIOS = 200_000
 _KEYS = {"name", "assets", "shocks", "joint", "static", "batch_size", "scenario", "joint_move", "montecarlo",
          "systemic", "distance"}
 
@@ -88,6 +94,8 @@ def parse_shock_range(text: Any, where: str) -> list[float]:
     a list of numbers or percentages is taken as given. Values are rounded to 1e-12 so a grid
     computed anywhere gives the same floats."""
     if isinstance(text, list):
+        if len(text) > MAX_SHOCK_SIZES:
+            raise ContagionError(f"{where}: shocks lists {len(text):,} sizes; the limit is {MAX_SHOCK_SIZES:,}")
         values = [parse_relative(v, f"{where}: shocks") for v in text]
     else:
         parts = str(text).split(":")
@@ -96,7 +104,11 @@ def parse_shock_range(text: Any, where: str) -> list[float]:
         start, stop, step = (parse_relative(p, f"{where}: shocks") for p in parts)
         if step == 0:
             raise ContagionError(f'{where}: shocks = "{text}": the step must not be zero')
-        count = int(np.floor(abs(stop - start) / abs(step) + 1e-9)) + 1
+        count = np.floor(abs(stop - start) / abs(step) + 1e-9) + 1
+        if not count <= MAX_SHOCK_SIZES:
+            raise ContagionError(f'{where}: shocks = "{text}" is {count:,.0f} shock sizes; the limit is '
+                                 f"{MAX_SHOCK_SIZES:,} (use a larger step)")
+        count = int(count)
         step = abs(step) if stop >= start else -abs(step)
         values = [start + i * step for i in range(count)]
     values = [round(v, 12) for v in values]
@@ -114,7 +126,9 @@ def spec_from_dict(raw: dict[str, Any], where: str = "sweep spec") -> SweepSpec:
         raise ContagionError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(_KEYS))})")
     spec = SweepSpec(where=where)
     if "name" in raw:
-        spec.name = str(raw["name"])
+        if not isinstance(raw["name"], str):
+            raise ContagionError(f"{where}: name must be a string, got {raw['name']!r}")
+        spec.name = raw["name"]
     if "assets" in raw:
         if not isinstance(raw["assets"], list) or not all(isinstance(a, str) for a in raw["assets"]):
             raise ContagionError(f"{where}: assets must be a list of symbols or addresses")
@@ -130,12 +144,16 @@ def spec_from_dict(raw: dict[str, Any], where: str = "sweep spec") -> SweepSpec:
         if not isinstance(raw["batch_size"], int) or raw["batch_size"] < 1:
             raise ContagionError(f"{where}: batch_size must be a positive integer")
         spec.batch_size = raw["batch_size"]
+    if not isinstance(raw.get("scenario", {}), dict):
+        raise ContagionError(f"{where}: [scenario] must be a table")
     spec.base = dict(raw.get("scenario", {}))
     for key in ("price", "forced_sale"):
         if key in spec.base:
             raise ContagionError(f"{where}: [scenario] sets {key}, but each sweep scenario sets its own "
                                  "(use assets/shocks, [[joint_move]] or [systemic])")
     scenario_from_dict(spec.base, f"{where}: [scenario]")  # validate early, with the spec's name
+    if not isinstance(raw.get("joint_move", []), list):
+        raise ContagionError(f"{where}: joint_move must be an array of tables ([[joint_move]])")
     for entry in raw.get("joint_move", []):
         if not isinstance(entry, dict) or not isinstance(entry.get("price"), dict):
             raise ContagionError(f"{where}: [[joint_move]] entries need a price table, e.g. price = {{WETH = \"-30%\"}}")
@@ -174,7 +192,19 @@ def spec_from_cli(spec_file: str | Path | None = None, assets: str | None = None
         spec.montecarlo["paths"] = int(paths)
     if seed is not None:
         spec.montecarlo["seed"] = int(seed)
+    if spec.montecarlo:
+        from analyzer.sweep.montecarlo import check_config
+
+        check_config(spec.montecarlo, f"{spec.where}: [montecarlo]")
     return spec
+
+
+def scenario_count(spec: SweepSpec, assets: list[str]) -> int:
+    """How many scenarios :func:`expand` makes, without making them (systemic rows excluded:
+    they are bounded by the snapshot's assets, protocols and ``accounts``)."""
+    per_asset = len(spec.shocks) * (2 if spec.static else 1)
+    return (1 + len(assets) * per_asset + (len(spec.shocks) if spec.joint else 0) + len(spec.joint_moves)
+            + (int(spec.montecarlo.get("paths", 1000)) if spec.montecarlo else 0))
 
 
 def default_assets(snapshot) -> list[str]:
@@ -207,6 +237,10 @@ def expand(spec: SweepSpec, snapshot) -> list[dict[str, Any]]:
         if a not in known:
             raise ContagionError(f'{spec.where}: asset "{a}" is not in the snapshot '
                                  f'(known: {", ".join(sorted(map(str, snapshot.assets["symbol"]))[:12])})')
+    planned = scenario_count(spec, assets)
+    if planned > MAX_SCENARIOS:
+        raise ContagionError(f"{spec.where}: this sweep is {planned:,} scenarios; the limit is {MAX_SCENARIOS:,} "
+                             "(fewer assets, shock sizes or paths, or several sweeps)")
     rows = [_row("baseline", "baseline", {})]
     for asset in assets:
         rows += [_row("grid", f"{asset} {s:+.2%}", {asset: s}, assets=asset, shock=s) for s in spec.shocks]

@@ -26,6 +26,48 @@ import pandas as pd
 from analyzer.errors import ContagionError
 
 MAX_FALL = -0.99
+MAX_PATHS = 200_000     # the sweep's scenario limit (analyzer/sweep/grid.py) bounds them too
+MAX_ASSETS = 1_000
+KEYS = {"paths", "seed", "history", "horizon", "assets", "covariance", "scale"}
+
+
+def _positive_number(config: dict, key: str, where: str) -> float:
+    value = config.get(key, 1.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value <= 0:
+        raise ContagionError(f"{where}: {key} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_config(config: dict[str, Any], where: str) -> None:
+    """Refuse a [montecarlo] table of the wrong shape or size before any path is drawn."""
+    unknown = set(config) - KEYS
+    if unknown:
+        raise ContagionError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(KEYS))})")
+    paths = config.get("paths", 1000)
+    if isinstance(paths, bool) or not isinstance(paths, int) or paths < 1:
+        raise ContagionError(f"{where}: paths must be a positive integer, got {paths!r}")
+    if paths > MAX_PATHS:
+        raise ContagionError(f"{where}: {paths:,} paths; the limit is {MAX_PATHS:,}")
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise ContagionError(f"{where}: seed must be an integer within 0..2**63-1, got {seed!r}")
+    for key in ("horizon", "scale"):
+        _positive_number(config, key, where)
+    assets = config.get("assets")
+    if assets is not None and (not isinstance(assets, list) or not all(isinstance(a, str) for a in assets)
+                               or not 0 < len(assets) <= MAX_ASSETS):
+        raise ContagionError(f"{where}: assets must be a list of 1..{MAX_ASSETS} symbols")
+    if "history" in config and not isinstance(config["history"], str):
+        raise ContagionError(f"{where}: history must be a file name")
+    covariance = config.get("covariance")
+    if covariance is not None:
+        rows = covariance if isinstance(covariance, list) else []
+        size = len(assets or [])
+        if (len(rows) != size or not all(isinstance(r, list) and len(r) == size for r in rows)
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+                           for r in rows for v in r)):
+            raise ContagionError(f"{where}: covariance must be a {size}×{size} table of finite numbers "
+                                 "(one row per asset)")
 
 
 def estimate_covariance(history: str | Path, assets: list[str] | None = None,
@@ -70,7 +112,7 @@ def _factor(cov: np.ndarray, where: str) -> np.ndarray:
 def covariance_from_config(config: dict[str, Any], where: str) -> tuple[list[str], np.ndarray]:
     assets = config.get("assets")
     if config.get("history"):
-        symbols, cov = estimate_covariance(config["history"], assets, float(config.get("horizon", 1.0)))
+        symbols, cov = estimate_covariance(config["history"], assets, _positive_number(config, "horizon", where))
     elif assets is not None and config.get("covariance") is not None:
         cov = np.asarray(config["covariance"], dtype=float)
         symbols = [str(a) for a in assets]
@@ -79,17 +121,13 @@ def covariance_from_config(config: dict[str, Any], where: str) -> tuple[list[str
                                  f"got shape {cov.shape}")
     else:
         raise ContagionError(f'{where}: give history = "prices.csv", or assets = [...] and covariance = [[...]]')
-    return symbols, cov * float(config.get("scale", 1.0)) ** 2
+    return symbols, cov * _positive_number(config, "scale", where) ** 2
 
 
 def draw_shocks(config: dict[str, Any], where: str = "montecarlo") -> list[dict[str, float]]:
     """``paths`` seeded joint shocks ``{symbol: relative move}`` (see the module docstring)."""
-    unknown = set(config) - {"paths", "seed", "history", "horizon", "assets", "covariance", "scale"}
-    if unknown:
-        raise ContagionError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    check_config(config, where)
     paths = config.get("paths", 1000)
-    if not isinstance(paths, int) or paths < 1:
-        raise ContagionError(f"{where}: paths must be a positive integer, got {paths!r}")
     symbols, cov = covariance_from_config(config, where)
     rng = np.random.default_rng(int(config.get("seed", 0)))
     log_returns = rng.standard_normal((paths, len(symbols))) @ _factor(cov, where).T

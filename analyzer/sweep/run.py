@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analyzer.atomic import atomic_write_bytes, atomic_write_text
+from analyzer.atomic import atomic_write_bytes, atomic_write_text, check_output_dir, final_path, staged_folder
 from analyzer.errors import ContagionError
 from analyzer.scenarios import ForcedSale, ShockScenario, scenario_from_dict
 from analyzer.sweep import grid, results, systemic
@@ -54,6 +54,7 @@ def code_key() -> str:
     root = Path(__file__).resolve().parents[2]
     files = sorted([*(root / "analyzer" / "engine").glob("*.py"), *(root / "analyzer" / "sweep").glob("*.py"),
                     root / "analyzer" / "scenarios.py", *(root / "protocols").glob("*/rules.py"),
+                    *(root / "protocols").glob("*/venue.py"), *(root / "protocols").glob("*/swap_math.py"),
                     root / "protocols" / "base.py"])
     digest = hashlib.sha256()
     for path in files:
@@ -61,12 +62,15 @@ def code_key() -> str:
     return digest.hexdigest()
 
 
-def _prepared(snapshot, key: str):
+def _prepared(snapshot, key: str, base: dict):
+    """The engine's arrays of ``snapshot``, with the venue models of the spec's ``[scenario.venues.*]``."""
     from analyzer.engine.prepare import prepare
 
+    venue_models = scenario_from_dict(base, "sweep spec: [scenario]").venue_models
+    key = f"{key}|{json.dumps(venue_models, sort_keys=True, default=str)}"
     if key not in _PREPARED:
         _PREPARED.clear()       # one snapshot per worker at a time: a Prepared of 100k positions is ~60 MB
-        _PREPARED[key] = prepare(snapshot)
+        _PREPARED[key] = prepare(snapshot, venue_models=venue_models or None)
     return _PREPARED[key]
 
 
@@ -82,7 +86,7 @@ def run_batch(snapshot, key: str, base: dict, rows: list[dict]) -> tuple[list[st
     """Run ``rows`` on this process's Prepared; returns (protocols, result rows)."""
     from analyzer.engine import simulate
 
-    prep = _prepared(snapshot, key)
+    prep = _prepared(snapshot, key, base)
     return list(prep.protocols), [results.result_row(r, simulate(prep, build_scenario(base, r)), prep.protocols)
                                   for r in rows]
 
@@ -91,7 +95,7 @@ def run_distance(snapshot, key: str, base: dict, asset: str, config: dict) -> di
     """Distance to cascade of one asset (bisection on the engine, :mod:`analyzer.sweep.systemic`)."""
     from analyzer.engine import simulate
 
-    prep = _prepared(snapshot, key)
+    prep = _prepared(snapshot, key, base)
     scenario = scenario_from_dict(base, "sweep spec: [scenario]")
 
     def bad_debt_at(move: float) -> float:
@@ -165,7 +169,8 @@ def sweep(snapshot, spec: grid.SweepSpec, out_dir: str | Path, *, workers: int |
 
     ``workers``: a local Dask cluster of that many single-threaded worker processes (started and
     stopped here); ``scheduler``: the address of a running Dask scheduler; neither: in-process.
-    ``cache_dir``: root of the batch cache (default ``out_dir/.sweep-cache``). ``on_batch(n)`` is
+    ``cache_dir``: root of the batch cache (default ``.<out_dir name>.sweep-cache`` beside
+    ``out_dir``, so that the run folder itself appears complete or not at all). ``on_batch(n)`` is
     called after each task is stored (``n`` = tasks stored so far in this run).
     """
     out_dir = Path(out_dir)
@@ -175,8 +180,23 @@ def sweep(snapshot, spec: grid.SweepSpec, out_dir: str | Path, *, workers: int |
     skey = snapshot_key(snapshot)
     spec_key = hashlib.sha256(f"v{results.RESULTS_VERSION}|{code_key()}|{grid.spec_fingerprint(spec, rows)}"
                               .encode()).hexdigest()
-    cache = Path(cache_dir or out_dir / ".sweep-cache") / f"{skey[:16]}-{spec_key[:16]}"
+    check_output_dir(out_dir)
+    cache_root = Path(cache_dir or out_dir.parent / f".{out_dir.name}.sweep-cache")
+    cache = cache_root / f"{skey[:16]}-{spec_key[:16]}"
     cache.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_and_write(snapshot, spec, rows, dconf, skey, spec_key, cache, out_dir, workers, scheduler,
+                              progress, on_batch)
+    except BaseException:
+        # a refused or failed sweep leaves no empty cache behind (a partial one is kept: it resumes)
+        for folder in (cache, cache_root):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _run_and_write(snapshot, spec, rows, dconf, skey, spec_key, cache: Path, out_dir: Path, workers, scheduler,
+                   progress, on_batch) -> Path:
     batches = [rows[i:i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]
     files = [cache / f"batch-{i:06d}.parquet" for i in range(len(batches))]
     tasks, targets = [], []
@@ -212,12 +232,15 @@ def sweep(snapshot, spec: grid.SweepSpec, out_dir: str | Path, *, workers: int |
     table = results.results_frame(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True).to_dict("records"),
                                   protocols)
     distance = [json.loads(f.read_text()) for f in distance_files]
-    atomic_write_bytes(out_dir / "results.parquet", _parquet_bytes(table))
     dist_frame = systemic.distance_table(distance)
     dist_frame["bracket"] = dist_frame["bracket"].map(json.dumps)
-    atomic_write_bytes(out_dir / "distance.parquet", _parquet_bytes(dist_frame))
     doc = results.summary(table, distance, name=spec.name, snapshot_key=skey, spec_key=spec_key, protocols=protocols)
-    return atomic_write_text(out_dir / "summary.json", json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    with staged_folder(out_dir) as stage:   # the three files of this sweep, all at once
+        atomic_write_bytes(stage / "results.parquet", _parquet_bytes(table))
+        atomic_write_bytes(stage / "distance.parquet", _parquet_bytes(dist_frame))
+        written = atomic_write_text(stage / "summary.json",
+                                    json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return final_path(written, stage, out_dir)
 
 
 def sweep_to_dir(snapshot_dir: str | Path, spec: grid.SweepSpec | str | Path | dict, out_dir: str | Path,
@@ -231,6 +254,7 @@ def sweep_to_dir(snapshot_dir: str | Path, spec: grid.SweepSpec | str | Path | d
         raise ContagionError(f"--workers {workers}: expected a positive number of worker processes")
     if workers and scheduler:
         raise ContagionError("--workers and --scheduler: give one (local cluster) or the other (existing cluster)")
+    check_output_dir(out_dir)
     if isinstance(spec, dict):
         spec = grid.spec_from_dict(spec)
     elif not isinstance(spec, grid.SweepSpec):

@@ -22,7 +22,7 @@ from eth_utils import event_abi_to_log_topic, to_checksum_address
 from analyzer.errors import ContagionError
 from analyzer.model import raw_to_amount
 from analyzer.multicall import MULTICALL3_ADDRESS, Call
-from protocols.aave_v3 import abi
+from protocols.aave_v3 import abi, lens
 from protocols.aave_v3.emodes import in_bitmap, read_emode_categories
 from protocols.aave_v3.versions import (
     at_least,
@@ -206,9 +206,18 @@ class AaveV3Reader(Reader):
 
         return AccountEvents((self.pool,), topics, accounts)
 
+    def change_events(self) -> AccountEvents:
+        return lens.change_events(self)
+
+    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+        return lens.refresh_accounts(self, previous)
+
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         """Per account: e-mode, user configuration, and aToken / debt-token ``balanceOf`` of every
         reserve the configuration flags (amounts in underlying units; raw = exact integers)."""
+        through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts
+        if through_lens is not None:
+            return through_lens
         reserves = self.reserves()
         accounts = [to_checksum_address(a) for a in accounts]
         mc = self.ctx.multicall

@@ -17,7 +17,7 @@ from analyzer.errors import ContagionError
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, Reader, Rows
-from protocols.comet import exact
+from protocols.comet import exact, lens
 
 PROTOCOL = "comet"
 ASSET_INFO = "(uint8,address,address,uint64,uint64,uint64,uint64,uint128)"
@@ -155,6 +155,9 @@ class CometReader(Reader):
         return AccountEvents((comet,), tuple("0x" + t.hex() for t in topics), accounts)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
+        through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts
+        if through_lens is not None:
+            return through_lens
         comet = self.comet
         state = self.market_state()
         base, decimals = state["base_token"], state["decimals"]

@@ -18,6 +18,7 @@ from eth_utils import keccak, to_checksum_address
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, Reader, Rows
+from protocols.compound_v2 import lens
 from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
 from protocols.compound_v2.profiles import profile
 
@@ -176,6 +177,9 @@ class CompoundV2Reader(Reader):
         return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs})), accounts)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
+        through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts
+        if through_lens is not None:
+            return through_lens
         markets = self.markets()
         accounts = [to_checksum_address(a) for a in accounts]
         calls = [Call(self.comptroller, "getAssetsIn(address)(address[])", (a,)) for a in accounts]

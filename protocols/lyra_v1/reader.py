@@ -75,6 +75,9 @@ class LyraReader(Reader):
             Call(m["liquidityPool"], "getTokenPrice()(uint256)"),
             Call(m["liquidityPool"], "lockedCollateral()(uint256,uint256)"),
             Call(m["liquidityToken"], "totalSupply()(uint256)")], "market")
+        (variance,) = self._read([
+            Call(m["optionMarketPricer"], "getVarianceFeeParams()((uint256,uint256,uint256,uint256,uint256,uint256,"
+                                          "uint256,uint256,uint256))")], "market")
         pool_value = self._read([
             Call(m["quoteAsset"], "balanceOf(address)(uint256)", (m["liquidityPool"],)),
             Call(m["baseAsset"], "balanceOf(address)(uint256)", (m["liquidityPool"],)),
@@ -100,6 +103,7 @@ class LyraReader(Reader):
                                                          "uint256,(int256,int256,int256),uint256,uint256,uint256,"
                                                          "uint256))", (b,)) for b in boards], "board caches")
         cache_updated_at = {b: int(c[5]) for b, c in zip(boards, board_caches, strict=True)}
+        iv_variance = {b: _wad(c[8]) for b, c in zip(boards, board_caches, strict=True)}
         nb, ns = len(boards), len(flat)
         iv_gwav = dict(zip(boards, gwav[:nb], strict=True))
         nav_iv_gwav = dict(zip(boards, gwav[nb:2 * nb], strict=True))
@@ -111,7 +115,19 @@ class LyraReader(Reader):
                        "penalty_ratio": _wad(pcp[0]), "liquidator_fee_ratio": _wad(pcp[1]),
                        "sm_fee_ratio": _wad(pcp[2]), "min_liquidation_fee": _wad(pcp[3]),
                        "standard_size": _wad(pricing[7]), "skew_adjustment_factor": _wad(pricing[8]),
-                       "hedge_cap": _wad(hedger_params[1])}
+                       "hedge_cap": _wad(hedger_params[1]),
+                       # OptionMarketPricer.getTradeResult's fees on a liquidation's buy-back
+                       "option_price_fee_coefficient": _wad(pricing[0]), "option_price_fee_1x_point": int(pricing[1]),
+                       "option_price_fee_2x_point": int(pricing[2]), "spot_price_fee_coefficient": _wad(pricing[3]),
+                       "spot_price_fee_1x_point": int(pricing[4]), "spot_price_fee_2x_point": int(pricing[5]),
+                       "vega_fee_coefficient": _wad(pricing[6]),
+                       "force_close_variance_fee_coefficient": _wad(variance[1]),
+                       "variance_skew_adjustment_coefficient": _wad(variance[2]),
+                       "variance_reference_skew": _wad(variance[3]),
+                       "variance_minimum_static_skew_adjustment": _wad(variance[4]),
+                       "variance_vega_coefficient": _wad(variance[5]), "variance_minimum_static_vega": _wad(variance[6]),
+                       "variance_iv_variance_coefficient": _wad(variance[7]),
+                       "variance_minimum_static_iv_variance": _wad(variance[8])}
         strike_rows = []
         for sid, (strike, board), cache_row, skew_g, nav_skew_g in zip(flat, strikes, caches, skew_gwav, nav_skew_gwav,
                                                                         strict=True):
@@ -125,7 +141,8 @@ class LyraReader(Reader):
                 "cached_call_delta": _wad(greeks[0]), "cached_put_delta": _wad(greeks[1]),
                 "cached_std_vega": _wad(greeks[2]), "gwav_vol": _wad(iv_gwav[board[0]] * skew_g // WAD),
                 "nav_vol": _wad(nav_iv_gwav[board[0]] * nav_skew_g // WAD),
-                "cache_updated_at": cache_updated_at[board[0]]})
+                "cache_updated_at": cache_updated_at[board[0]],
+                "board_iv_variance": iv_variance[board[0]]})
         names = ("free", "burnable", "used_collat", "pending_delta", "used_delta", "nav")
         return {
             "spot": _wad(spot_raw), "spot_raw": str(spot_raw), "base_asset": to_checksum_address(m["baseAsset"]),

@@ -6,8 +6,9 @@ Mirrors, with units in quote (USD) per base unless said otherwise:
 - :func:`liquidatable`: ``OptionToken.canLiquidate`` (an ACTIVE short whose collateral < min collateral);
 - :func:`buyback_price`: ``OptionGreekCache.getPriceForForceClose`` for a liquidation (GWAV vol ×
   ``liquidateVolShock``, or ``liquidatePostCutoffVolShock`` after the trading cut-off; floored at parity +
-  ``liquidateSpotMin`` × spot). The AMM's fees on the buy-back (``OptionMarketPricer.getTradeResult``) are
-  not modelled: the cost here is the premium alone, a lower bound of ``totalCost``;
+  ``liquidateSpotMin`` × spot), at each strike's own GWAV vol;
+- :func:`buyback_total_cost`: ``OptionMarketPricer.getTradeResult`` on that price: the premium plus the
+  option-price, spot-price, vega-utilisation and variance fees (the liquidation's ``totalCost``);
 - :func:`liquidation_fees`: ``OptionToken.getLiquidationFees`` (penalty split: LPs, liquidator, security module);
 - :func:`gamma_by_strike`, :func:`rehedge_flow`: the pool's greeks from ``protocols.lyra_v1.blackscholes``
   (gamma is not cached on chain); the hedger targets ``getGlobalNetDelta() - lpLockedBase``
@@ -65,6 +66,21 @@ class LyraParams:
     standard_size: float = _f(P.PRICING_PARAMS["standardSize"])
     skew_adjustment_factor: float = _f(P.PRICING_PARAMS["skewAdjustmentFactor"])
     hedge_cap: float = float("inf")
+    option_price_fee_coefficient: float = _f(P.PRICING_PARAMS["optionPriceFeeCoefficient"])
+    option_price_fee_1x_point: float = float(P.PRICING_PARAMS["optionPriceFee1xPoint"])
+    option_price_fee_2x_point: float = float(P.PRICING_PARAMS["optionPriceFee2xPoint"])
+    spot_price_fee_coefficient: float = _f(P.PRICING_PARAMS["spotPriceFeeCoefficient"])
+    spot_price_fee_1x_point: float = float(P.PRICING_PARAMS["spotPriceFee1xPoint"])
+    spot_price_fee_2x_point: float = float(P.PRICING_PARAMS["spotPriceFee2xPoint"])
+    vega_fee_coefficient: float = _f(P.PRICING_PARAMS["vegaFeeCoefficient"])
+    force_close_variance_fee_coefficient: float = _f(P.VARIANCE_FEE_PARAMS["forceCloseVarianceFeeCoefficient"])
+    variance_skew_adjustment_coefficient: float = _f(P.VARIANCE_FEE_PARAMS["skewAdjustmentCoefficient"])
+    variance_reference_skew: float = _f(P.VARIANCE_FEE_PARAMS["referenceSkew"])
+    variance_minimum_static_skew_adjustment: float = _f(P.VARIANCE_FEE_PARAMS["minimumStaticSkewAdjustment"])
+    variance_vega_coefficient: float = _f(P.VARIANCE_FEE_PARAMS["vegaCoefficient"])
+    variance_minimum_static_vega: float = _f(P.VARIANCE_FEE_PARAMS["minimumStaticVega"])
+    variance_iv_variance_coefficient: float = _f(P.VARIANCE_FEE_PARAMS["ivVarianceCoefficient"])
+    variance_minimum_static_iv_variance: float = _f(P.VARIANCE_FEE_PARAMS["minimumStaticIvVariance"])
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LyraParams:
@@ -122,6 +138,53 @@ def buyback_price(option_type: np.ndarray, strike: np.ndarray, tte_sec: np.ndarr
     is_put = np.asarray(option_type) == SHORT_PUT_QUOTE
     parity = np.where(is_put, np.maximum(strike - spot, 0.0), np.maximum(spot - strike, 0.0))
     return np.maximum(np.where(is_put, put, call), parity + spot * p.liquidate_spot_min)
+
+
+def time_weighted_fee(tte_sec: np.ndarray, point_a: float, point_b: float, coefficient: float) -> np.ndarray:
+    """``OptionMarketPricer.getTimeWeightedFee``: the coefficient up to point A, rising linearly to 2× at B."""
+    t = np.asarray(tte_sec, dtype=np.float64)
+    return np.where(t <= point_a, coefficient, coefficient * (1.0 + (t - point_a) / (point_b - point_a)))
+
+
+@dataclass
+class BuybackState:
+    """What one liquidation's trade changes for the next (``OptionMarket._doTrade``): each strike's
+    skew (``ivImpactForTrade``: a buy moves it up by ``amount / standardSize / 100 × skewAdjustmentFactor``)
+    and the users' global net standard vega (``_updateStrikeExposureAndGetPrice``)."""
+
+    skew: dict[int, float]
+    users_net_std_vega: float
+
+
+def buyback_total_cost(premium: float, amount: float, spot: float, tte_sec: float, strike: dict[str, Any],
+                       force_close_vol: float, nav: float, state: BuybackState, p: LyraParams) -> float:
+    """``OptionMarketPricer.getTradeResult`` for a liquidation (the AMM sells the option back: a buy):
+    ``premium`` + option-price fee + spot-price fee + vega-utilisation fee + variance fee, in quote.
+    Updates ``state`` with the trade's skew and vega. ``strike``: the reader's strike row."""
+    sid = int(strike["strike_id"])
+    skew = state.skew.get(sid, float(strike["skew"])) + amount / p.standard_size / 100.0 * p.skew_adjustment_factor
+    state.skew[sid] = skew
+    option_fee = float(time_weighted_fee(tte_sec, p.option_price_fee_1x_point, p.option_price_fee_2x_point,
+                                         p.option_price_fee_coefficient)) * premium
+    spot_fee = float(time_weighted_fee(tte_sec, p.spot_price_fee_1x_point, p.spot_price_fee_2x_point,
+                                       p.spot_price_fee_coefficient)) * spot * amount
+    pre = state.users_net_std_vega
+    state.users_net_std_vega += amount * float(strike["cached_std_vega"])
+    vega_fee = 0.0
+    if abs(state.users_net_std_vega) > abs(pre) and nav > 0:      # the trade adds to the AMM's vega
+        vega_fee = p.vega_fee_coefficient * force_close_vol * abs(state.users_net_std_vega) / nav * amount
+    variance_fee = 0.0
+    if p.force_close_variance_fee_coefficient:
+        vega = float(bs.vega(tte_sec, float(strike["base_iv"]) * skew, spot, float(strike["strike"]),
+                             p.rate_and_carry))
+        variance_fee = (p.force_close_variance_fee_coefficient
+                        * (p.variance_minimum_static_vega + vega * p.variance_vega_coefficient)
+                        * (p.variance_minimum_static_skew_adjustment
+                           + abs(skew - p.variance_reference_skew) * p.variance_skew_adjustment_coefficient)
+                        * (p.variance_minimum_static_iv_variance
+                           + float(strike.get("board_iv_variance", 0.0)) * p.variance_iv_variance_coefficient)
+                        * amount)
+    return premium + option_fee + spot_fee + vega_fee + variance_fee
 
 
 def liquidation_fees(cost: np.ndarray, collateral: np.ndarray, min_fee: np.ndarray,
@@ -298,16 +361,36 @@ class LyraOptionRules(OptionMarginRules):
 
     def option_liquidations(self, options: pd.DataFrame, spot_usd: np.ndarray, iv: np.ndarray,
                             now: int) -> OptionLiquidation:
-        """The engine hook (:meth:`OptionMarginRules.option_liquidations`): shorts liquidated at per-row spot and
-        IV (the IV stands in for the GWAV vol of the buy-back); collateral sold = the buy-back cost plus the
-        penalty, in collateral units; value_usd = the buy-back cost in USD."""
+        """The engine hook (:meth:`OptionMarginRules.option_liquidations`): shorts liquidated at per-row spot;
+        the buy-back is ``liquidatePosition``'s total cost: ``getPriceForForceClose`` at the strike's own
+        GWAV vol (board IV GWAV × strike skew GWAV, as read: a cascade of minutes does not move a 12-hour
+        GWAV, so the engine's ``iv`` does not enter) times the liquidation vol shock, plus the AMM's fees
+        (:func:`buyback_total_cost`), liquidations applied in row order. Collateral sold = the buy-back
+        plus the penalty, in collateral units; value_usd = the buy-back in USD (``lpPremiums``)."""
         p = self._params(options)
         kind = self.option_type(options)
         spot = np.asarray(spot_usd, dtype=np.float64)
         tte = options["expiry"].to_numpy(np.int64) - now
         hit = self.liquidatable_rows(options, spot, now)
         size = options["size"].to_numpy(float)
-        cost_quote = buyback_price(kind, options["strike"].to_numpy(float), tte, spot, iv, p) * size
+        strike_rows = [self._strike(m, e, k) for m, e, k in zip(options["market"], options["expiry"],
+                                                                   options["strike"], strict=True)]
+        gwav = np.array([r["gwav_vol"] if r is not None else np.nan for r in strike_rows], dtype=float)
+        gwav = np.where(np.isfinite(gwav), gwav, np.asarray(iv, dtype=float))
+        price = buyback_price(kind, options["strike"].to_numpy(float), tte, spot, gwav, p)
+        post_cutoff = np.maximum(tte, 0) < p.trading_cutoff
+        vol_shock = np.where(post_cutoff, p.liquidate_post_cutoff_vol_shock, p.liquidate_vol_shock)
+        cost_quote = price * size
+        markets = list(options["market"])
+        states: dict[str, BuybackState] = {}
+        for i in np.flatnonzero(hit):         # liquidations this round: a handful, in order
+            if strike_rows[i] is None:
+                continue
+            market = self._market(markets[i])
+            state = states.setdefault(markets[i], BuybackState({}, float(market.get("net_std_vega", 0.0))))
+            nav = float((market.get("liquidity") or {}).get("nav", 0.0))
+            cost_quote[i] = buyback_total_cost(cost_quote[i], size[i], float(spot[i]), float(max(tte[i], 0)),
+                                               strike_rows[i], float(gwav[i] * vol_shock[i]), nav, state, p)
         base = kind == SHORT_CALL_BASE
         cost = np.where(base, cost_quote / spot, cost_quote)
         fees = liquidation_fees(cost, options["collateral"].to_numpy(float),
@@ -315,6 +398,13 @@ class LyraOptionRules(OptionMarginRules):
                                 np.where(base, spot, 1.0), p)
         sold = np.where(hit, fees["lp_premiums"] + fees["lp_fee"] + fees["liquidator_fee"] + fees["sm_fee"], 0.0)
         return OptionLiquidation(hit, sold, np.where(hit, cost_quote, 0.0))
+
+    def _strike(self, market: str, expiry: int, strike: float) -> dict[str, Any] | None:
+        """The reader's strike row of ``market`` with this expiry and strike price (None when not read)."""
+        for row in self._market(market).get("strikes", []):
+            if int(row["expiry"]) == int(expiry) and abs(float(row["strike"]) - float(strike)) <= 1e-9 * max(strike, 1):
+                return row
+        return None
 
     # ---- Lyra has no lending books (the other lending methods are the empty book's) ----
     def books(self, snapshot: Any) -> list[LendingBook]:

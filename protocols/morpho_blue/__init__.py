@@ -8,9 +8,17 @@ Address book entry: ``{"morpho": <singleton>, "start_block": <deployment block>,
 
 from protocols.base import Plugin
 from protocols.morpho_blue.devnet import MorphoBlueDevnet
+from protocols.morpho_blue.executor import MorphoBlueExecutor
+from protocols.morpho_blue.mainnet import MAINNET
+from protocols.morpho_blue.reader import MorphoBlueReader
+from protocols.morpho_blue.rules import MorphoBlueRules
 
 PLUGIN = Plugin(
     name="morpho-blue",
+    reader=MorphoBlueReader,
+    rules=MorphoBlueRules,
+    executor=MorphoBlueExecutor,
     devnet=MorphoBlueDevnet,
     devnet_order=35,
+    mainnet=MAINNET,
 )

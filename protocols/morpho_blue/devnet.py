@@ -60,8 +60,9 @@ class MorphoBlueDevnet(Devnet):
             ctx.transact(morpho.functions.createMarket(params), what=f"morpho createMarket {name}")
             markets[name] = {"id": market_id(*params), "loan": params[0], "collateral": params[1],
                              "oracle": params[2], "irm": params[3], "lltv": str(market.lltv_wad)}
+        usd_feeds = {ctx.book["tokens"][s]: ctx.book["feeds"][s] for s in ctx.book["tokens"]}
         return {"morpho": morpho.address, "irm": irm.address, "start_block": start_block, "owner": ctx.deployer,
-                "markets": markets, "vaults": vaults,
+                "markets": markets, "vaults": vaults, "usd_feeds": usd_feeds,
                 "source": "devnet: Morpho.sol from @morpho-org/morpho-blue 1.0.0 (fixtures/artifacts/morpho_blue.json); "
                           "IRM, oracles and vaults from fixtures/contracts/morpho"}
 

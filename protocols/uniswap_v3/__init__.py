@@ -16,6 +16,7 @@ from protocols.base import Plugin
 from protocols.uniswap_v3.devnet import UniswapV3Devnet
 from protocols.uniswap_v3.executor import UniswapV3VenueExecutor
 from protocols.uniswap_v3.reader import UniswapV3Reader
+from protocols.uniswap_v3.venue import UniswapV3Venue
 
 MAINNET_FACTORY = "0x1F98431c8aD98523631AE4a59f267346ea31F984"
 POOL_INIT_CODE_HASH = bytes.fromhex("e34f199b19b2b4f47f68442619d555527d244f78a3297ea89325f843f87b8b54")
@@ -51,4 +52,4 @@ MAINNET = {
 }
 
 PLUGIN = Plugin(name="uniswap-v3", reader=UniswapV3Reader, devnet=UniswapV3Devnet,
-                venue_executor=UniswapV3VenueExecutor, devnet_order=40, mainnet={1: MAINNET})
+                venue_executor=UniswapV3VenueExecutor, venue_models=(UniswapV3Venue,), devnet_order=40, mainnet={1: MAINNET})

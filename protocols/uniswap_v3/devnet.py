@@ -29,9 +29,9 @@ from typing import Any
 from analyzer.devnet.context import DevnetContext, npm_artifact
 from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
-from analyzer.engine import uniswap_v3_math as v3
 from analyzer.errors import ContagionError
 from protocols.base import Devnet
+from protocols.uniswap_v3 import swap_math as v3
 
 FEE_TICK_SPACING = {100: 1, 500: 10, 3000: 60, 10000: 200}   # UniswapV3Factory constructor + enableFeeAmount(100, 1)
 PRICE_DECIMALS = 8

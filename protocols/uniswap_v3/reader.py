@@ -4,7 +4,7 @@ Per pool (``IUniswapV3PoolState`` / ``IUniswapV3PoolImmutables`` of v3-core): ``
 tick), ``liquidity()``, ``fee()``, ``tickSpacing()``, ``token0()``, ``token1()``; every word of
 ``tickBitmap(int16)`` between the words of MIN_TICK and MAX_TICK, then ``ticks(int24)`` of every
 initialised tick for its ``liquidityNet``. Everything goes through Multicall3 at the context's block.
-The ``params`` written are those :class:`analyzer.engine.venues.UniswapV3Venue` simulates from.
+The ``params`` written are those :class:`protocols.uniswap_v3.venue.UniswapV3Venue` simulates from.
 
 ``assets`` rows: symbol and decimals from the tokens; price_usd implied by the pools (USD
 stablecoins quoted at 1.0, other quotes priced through their own pool against a stablecoin).
@@ -17,10 +17,11 @@ from collections.abc import Sequence
 
 from eth_utils import to_checksum_address
 
-from analyzer.engine import uniswap_v3_math as v3
+from analyzer.engine.impact import venue_row
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call
 from protocols.base import Reader, Rows
+from protocols.uniswap_v3 import swap_math as v3
 
 USD_STABLES = {"USDC", "USDT", "DAI"}
 POOL_STATE = {
@@ -89,9 +90,6 @@ class UniswapV3Reader(Reader):
         return {a: (values[2 * i], values[2 * i + 1]) for i, a in enumerate(addresses)}
 
     def read_markets(self) -> Rows:
-        # imported here: the engine imports this package's math, so a top-level import would be a cycle
-        from analyzer.engine.impact import venue_row
-
         states = self.read_pools()
         tokens = self._tokens(sorted({s[k] for s in states for k in ("token0", "token1")}))
         venues, mids = [], {}

@@ -281,7 +281,12 @@ def swap(state: PoolState, zero_for_one: bool, amount_specified: int, sqrt_price
     tick, liquidity, fee = state.tick, state.liquidity, state.fee_pips
     ticks, nets, spacing = state.ticks, state.liquidity_net, state.tick_spacing
     steps = crossed = 0
+    # each step reaches the next word boundary or initialised tick: a bound that only broken pool
+    # state (a tick spacing below 1) could exceed
+    max_steps = 2 * (MAX_TICK - MIN_TICK) // (256 * max(1, spacing)) + 2 * len(ticks) + 8
     while remaining != 0 and price != sqrt_price_limit_x96:
+        if spacing < 1 or steps > max_steps:
+            raise SwapMathError(f"the swap does not converge (tick spacing {spacing}, {steps} steps)")
         start = price
         tick_next, initialized = next_initialized_tick_within_one_word(ticks, tick, spacing, zero_for_one)
         tick_next = min(max(tick_next, MIN_TICK), MAX_TICK)

@@ -1,0 +1,107 @@
+"""Where the loop ignites: forced flow per 1% move against the depth that absorbs it.
+
+For each asset with a venue, on a grid of falls ``x`` = 0%, 1%, …, ``max_fall`` of its price:
+
+- **liquidation sales** ``liquidation_usd``: the collateral that the protocols' own rules make
+  seizable between ``x`` and ``x + 1%`` (first keeper step, USD at the shocked price), from the
+  static liquidation curves of the asset (:mod:`analyzer.graph.curves`), all protocols summed;
+- **dealer hedging** ``hedging_usd``: USD of the asset dealers sell per 1% move at that level, the
+  negative of their gamma exposure there (:mod:`analyzer.options.gammamap`; long-gamma dealers buy,
+  giving a negative sale);
+- **depth** ``depth_usd``: USD of the asset whose sale moves the asset's venues (all of them, as the
+  engine routes a flow) from ``x`` to ``x + 1%`` below today's price, by walking copies of the
+  venue models down the grid.
+
+``ratio = (liquidation_usd + hedging_usd) / depth_usd`` (``max_ratio`` its largest). Where it is at least 1, the selling a 1%
+move forces is larger than what moves the price by 1%: the loop accelerates by itself (the
+static, one-step reading of the cascade's gain; cf. Brunnermeier & Pedersen 2009, "Market
+Liquidity and Funding Liquidity", RFS 22(6), for the loss spiral, and the engine's
+``gamma_feedback`` for the dealer-only gain). ``ignition_fall`` is the smallest fall on the grid
+where the ratio reaches 1 (None when it never does).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analyzer.engine.impact import AssetVenues, build_venues
+from analyzer.errors import ContagionError
+from analyzer.graph.curves import liquidation_curves
+from analyzer.model import Snapshot
+from protocols.base import Rules
+
+STEP = 0.01
+
+
+def _units_to_fall(venues: AssetVenues, target: float) -> float:
+    """Asset units whose sale takes ``venues``' mid price to ``target`` (bisection on a copy)."""
+    if venues.mid_price() <= target:
+        return 0.0
+    hi = 1.0
+    while True:
+        trial = venues.copy()
+        trial.trade(hi)
+        if trial.mid_price() <= target or hi > 1e30:
+            break
+        hi *= 2.0
+    lo = 0.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        trial = venues.copy()
+        trial.trade(mid)
+        lo, hi = (mid, hi) if trial.mid_price() > target else (lo, mid)
+        if hi - lo <= 1e-12 * hi:
+            break
+    return hi
+
+
+def depth_profile(venues: AssetVenues, falls: np.ndarray) -> np.ndarray:
+    """USD that moves ``venues`` from each fall to the next one down the grid (last: NaN)."""
+    start = venues.mid_price()
+    walking = venues.copy()
+    out = np.full(len(falls), np.nan)
+    for k in range(len(falls) - 1):
+        target = start * (1.0 - falls[k + 1])
+        units = _units_to_fall(walking, target)
+        out[k] = float(walking.trade(units).amount_out) if units > 0 else 0.0   # USD proceeds of the sale
+    return out
+
+
+def feedback_curves(snapshot: Snapshot, rules: dict[str, Rules], max_fall: float = 0.5) -> dict:
+    """The feedback curve of every asset that has both a venue and forced flow (see the module
+    docstring), as JSON-ready records: ``{"falls": [...], "curves": [{"asset", "symbol",
+    "liquidation_usd", "hedging_usd", "depth_usd", "ratio", "ignition_fall"}]}``."""
+    if not 0 < max_fall < 1:
+        raise ContagionError(f"feedback curve: max_fall must be in (0, 1), got {max_fall}")
+    falls = np.round(np.arange(0.0, max_fall + STEP / 2, STEP), 10)
+    try:
+        venues = build_venues(snapshot)
+    except ContagionError:
+        venues = {}
+    curves_by_asset: dict[str, np.ndarray] = {}
+    static = liquidation_curves(snapshot, tuple(float(f) for f in falls), rules)
+    for curve in static["curves"]:
+        seizable = np.asarray(curve["seizable_usd"], dtype=float)
+        curves_by_asset[curve["asset"]] = curves_by_asset.get(curve["asset"], 0) + np.diff(seizable, append=np.nan)
+    from analyzer.options.gammamap import DealerBook
+
+    dealers = DealerBook.from_snapshot(snapshot)
+    symbols = snapshot.symbol_of()
+    out = []
+    for asset in sorted(set(curves_by_asset) | set(dealers.frame["asset"])):
+        if asset not in venues:
+            continue
+        mine = DealerBook(dealers.frame[dealers.frame["asset"] == asset].reset_index(drop=True))
+        hedging = np.array([-mine.exposures(-float(f))["gex_usd_per_pct"].sum() for f in falls]) \
+            if len(mine.frame) else np.zeros(len(falls))
+        liquidation = np.asarray(curves_by_asset.get(asset, np.zeros(len(falls))), dtype=float)
+        liquidation = np.where(np.isfinite(liquidation), np.maximum(liquidation, 0.0), np.nan)
+        depth = depth_profile(venues[asset], falls)
+        ratio = np.where(depth > 0, (liquidation + hedging) / depth, np.nan)
+        hits = np.flatnonzero(np.nan_to_num(ratio, nan=-1.0) >= 1.0)
+        out.append({"asset": asset, "symbol": symbols.get(asset, asset), "liquidation_usd": liquidation.tolist(),
+                    "hedging_usd": hedging.tolist(), "depth_usd": depth.tolist(), "ratio": ratio.tolist(),
+                    "ignition_fall": float(falls[hits[0]]) if len(hits) else None,
+                    "max_ratio": float(np.nanmax(ratio)) if np.isfinite(ratio).any() else None})
+    return {"falls": falls.tolist(), "curves": out}
+

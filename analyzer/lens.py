@@ -1,0 +1,119 @@
+"""Lens reads: our read-only contract placed for the duration of one ``eth_call`` (a state override).
+
+A protocol's lens (``fixtures/contracts/lens/``, one contract per protocol) returns
+``(uint256 blockNumber, uint256[][] rows)``: the block it ran at and one row of words per account.
+The runtime code is never deployed: each call carries it as a state override of
+:data:`LENS_ADDRESS` (geth, erigon, reth, nethermind and anvil take the override as the third
+``eth_call`` parameter). A node that refuses overrides is detected once by :func:`probe`, and the
+scan falls back to Multicall3. Calls are sized by a budget of reads per call and halved when the
+node runs out of gas; an answer for another block than the one asked is asked again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from eth_utils import keccak, to_checksum_address
+
+from analyzer.errors import ContagionError
+from analyzer.rpc import PrunedStateError, RpcClient
+
+LENS_ADDRESS = to_checksum_address(keccak(text="defi-contagion/scan-lens")[-20:])
+# NUMBER PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN: answers the block number it runs at
+PROBE_CODE = "0x4360005260206000f3"
+CALL_GAS = 45_000_000          # under geth's and erigon's default eth_call gas cap (50M)
+READS_PER_CALL = 9_000         # contract reads per eth_call to start from (a few thousand gas each)
+BLOCK_RETRIES = 8
+
+LensCall = Callable[[str, bytes], bytes]
+"""``lens(runtime_code, calldata) -> returned bytes`` at the scan's block."""
+
+
+def probe(client: RpcClient, block: int) -> bool:
+    """Whether the node runs an ``eth_call`` with a code override (answers the block it ran at)."""
+    try:
+        answer = client.request("eth_call", [{"to": LENS_ADDRESS, "data": "0x"}, hex(block),
+                                             {LENS_ADDRESS: {"code": PROBE_CODE}}])
+    except PrunedStateError:
+        raise
+    except ContagionError:
+        return False
+    return isinstance(answer, str) and answer.startswith("0x") and len(answer) > 2 and int(answer, 16) == block
+
+
+class LensUnavailable(Exception):
+    """The node does not run an eth_call with a state override."""
+
+
+def lens_caller(client: RpcClient, block: int, on_refusal: Callable[[], None] = lambda: None) -> LensCall:
+    """``lens(code, calldata)`` at ``block``; the node is probed at the first call (a scan that reads
+    everything from its cache asks nothing), and a refusal raises :class:`LensUnavailable`."""
+    state: dict[str, bool] = {}
+    lock = threading.Lock()
+
+    def call(code: str, calldata: bytes) -> bytes:
+        with lock:
+            if "ok" not in state:
+                state["ok"] = probe(client, block)
+                if not state["ok"]:
+                    on_refusal()
+        if not state["ok"]:
+            raise LensUnavailable
+        tx = {"to": LENS_ADDRESS, "data": "0x" + calldata.hex(), "gas": hex(CALL_GAS)}
+        for _attempt in range(BLOCK_RETRIES):
+            answer = client.request("eth_call", [tx, hex(block), {LENS_ADDRESS: {"code": code}}])
+            raw = bytes.fromhex(answer[2:]) if isinstance(answer, str) and answer.startswith("0x") else b""
+            if len(raw) < 64:
+                raise ContagionError(f"the scan lens answered {len(raw)} bytes, not a block and rows")
+            answered = int.from_bytes(raw[:32], "big")
+            if answered == block:
+                return raw
+        raise ContagionError(f"the node keeps answering for block {answered}, not the block asked ({block})")
+    return call
+
+
+def decode_rows(raw: bytes) -> list[list[int]]:
+    """``(uint256, uint256[][])`` ABI-decoded without eth-abi (which is too slow for 10^5 rows)."""
+    def word(offset: int) -> int:
+        return int.from_bytes(raw[offset:offset + 32], "big")
+
+    head = word(32)                 # offset of the outer array
+    count = word(head)
+    base = head + 32
+    rows = []
+    for i in range(count):
+        at = base + word(base + 32 * i)
+        length = word(at)
+        rows.append([word(at + 32 * (k + 1)) for k in range(length)])
+    return rows
+
+
+def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes], accounts: Sequence[str],
+              reads_per_account: int) -> list[list[int]] | None:
+    """One row per account, in as few calls as the node's gas cap allows; None when the node
+    refuses state overrides (the reader then reads through Multicall3)."""
+    size = max(1, READS_PER_CALL // max(1, reads_per_account))
+    rows: list[list[int]] = []
+    start = 0
+    while start < len(accounts):
+        batch = list(accounts[start:start + size])
+        try:
+            got = decode_rows(lens(code, encode(batch)))
+        except LensUnavailable:
+            return None
+        except ContagionError as exc:
+            if "gas" not in str(exc).lower() or size == 1:
+                raise
+            size = max(1, size // 2)
+            continue
+        if len(got) != len(batch):
+            raise ContagionError(f"the scan lens returned {len(got)} rows for {len(batch)} accounts")
+        rows.extend(got)
+        start += len(batch)
+    return rows
+
+
+def to_int256(word: int) -> int:
+    """A two's complement word as a signed integer."""
+    return word - (1 << 256) if word >> 255 else word

@@ -1,0 +1,155 @@
+"""Aave V3 accounts through our lens (fixtures/contracts/lens: ``AaveV3Lens``): one ``eth_call``
+reads the user configuration, e-mode and every non-zero aToken / debt-token balance of hundreds
+of accounts. The rows are the ones :meth:`AaveV3Reader.read_accounts` builds from Multicall3:
+the lens calls the same getters (``balanceOf`` where the scaled balance is not zero)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cache
+
+from eth_abi import encode as abi_encode
+from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+
+from analyzer.devnet.solc import fixture_artifact
+from analyzer.lens import read_rows
+from analyzer.multicall import Call
+from protocols.base import AccountEvents, Rows
+
+SELECTOR = function_signature_to_4byte_selector("accounts(address,uint256[],address[],address[])")
+ZERO = "0x" + "00" * 20
+RAY = 10**27
+
+
+@cache
+def lens_code() -> str:
+    return fixture_artifact("lens", "AaveV3Lens")["deployedBytecode"]
+
+
+def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
+    """The reader's rows for ``accounts`` through the lens; None when the node has no lens calls."""
+
+    if reader.ctx.lens is None:
+        return None
+    reserves = reader.reserves()
+    accounts = [to_checksum_address(a) for a in accounts]
+    ids = [r["id"] for r in reserves]
+    tokens = [t if int(t, 16) else ZERO for r in reserves
+              for t in (r["aToken"], r["variableDebtToken"], r["stableDebtToken"])]
+
+    def encode(batch: Sequence[str]) -> bytes:
+        return SELECTOR + abi_encode(["address", "uint256[]", "address[]", "address[]"],
+                                     [reader.pool, ids, tokens, list(batch)])
+
+    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=2 + len(reserves))
+    if rows is None:
+        return None
+    return rows_from_lens(reader, accounts, rows)
+
+
+def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -> Rows:
+    """Snapshot rows from lens rows, with the lens rows kept as ``_state`` (incremental rescans)."""
+    from protocols.aave_v3.reader import PROTOCOL, user_flags
+
+    reserves = reader.reserves()
+    positions, account_rows, state = [], [], {}
+    for account, row in zip(accounts, rows, strict=True):
+        if not row:
+            continue
+        state[account] = row
+        config, emode = row[0], row[1]
+        supplied: dict[int, int] = {}
+        owed: dict[int, int] = {}
+        for k in range(2, len(row), 3):
+            index, kind = divmod(row[k], 3)
+            target = supplied if kind == 0 else owed
+            target[index] = target.get(index, 0) + row[k + 2]
+        collateral_off, held = [], False
+        for index, r in enumerate(reserves):
+            decimals = r["config"]["decimals"]
+            if supplied.get(index):
+                positions.append(reader._position(account, r["asset"], "collateral", supplied[index], decimals))
+                if not user_flags(config, r["id"])[1]:
+                    collateral_off.append(r["asset"])
+                held = True
+            if owed.get(index):
+                positions.append(reader._position(account, r["asset"], "debt", owed[index], decimals))
+                held = True
+        if held:
+            params = {"user_configuration": str(config), "collateral_off": collateral_off}
+            account_rows.append({"protocol": PROTOCOL, "market": reader.pool, "account": account, "category": emode,
+                                 "params": json.dumps(params, sort_keys=True)})
+    return {"positions": positions, "accounts": account_rows, "_state": state}
+
+
+# Every event that changes what the lens reads of an account: the Pool's user events (topic of the
+# user) and the Transfer of every aToken and debt token (mints and burns included: from / to).
+POOL_EVENTS = {
+    "Supply(address,address,address,uint256,uint16)": (2,),
+    "Withdraw(address,address,address,uint256)": (2,),
+    "Borrow(address,address,address,uint256,uint8,uint256,uint16)": (2,),
+    "Repay(address,address,address,uint256,bool)": (2,),
+    "SwapBorrowRateMode(address,address,uint8)": (2,),
+    "RebalanceStableBorrowRate(address,address)": (2,),
+    "ReserveUsedAsCollateralEnabled(address,address)": (2,),
+    "ReserveUsedAsCollateralDisabled(address,address)": (2,),
+    "UserEModeSet(address,uint8)": (1,),
+    "LiquidationCall(address,address,address,uint256,uint256,address,bool)": (3,),
+    "DeficitCreated(address,address,uint256)": (1,),
+}
+TOKEN_EVENTS = {"Transfer(address,address,uint256)": (1, 2), "BalanceTransfer(address,address,uint256,uint256)": (1, 2)}
+
+
+def change_events(reader) -> AccountEvents:
+    pool = reader.pool
+    tokens = tuple(t for r in reader.reserves() for t in (r["aToken"], r["variableDebtToken"], r["stableDebtToken"])
+                   if int(t, 16))
+    where = {("0x" + keccak(text=sig).hex(), True): idx for sig, idx in POOL_EVENTS.items()}
+    where.update({("0x" + keccak(text=sig).hex(), False): idx for sig, idx in TOKEN_EVENTS.items()})
+
+    def accounts(log: dict) -> list[str]:
+        topics = [bytes(t) if not isinstance(t, str) else bytes.fromhex(t[2:]) for t in log["topics"]]
+        at_pool = to_checksum_address(log["address"]) == pool
+        indexes = where.get(("0x" + topics[0].hex(), at_pool), ()) if topics else ()
+        found = [to_checksum_address(topics[i][-20:]) for i in indexes if i < len(topics)]
+        return [a for a in found if int(a, 16)]
+
+    return AccountEvents((pool, *tokens), tuple(sorted({t for t, _ in where})), accounts)
+
+
+def _ray_mul(version: str):
+    """The aToken / debt-token balance rule of the deployment's version: WadRayMath.rayMul (half
+    up) before 3.5; TokenMath (aToken rayMulFloor, variable debt rayMulCeil) from 3.5 on."""
+    major, minor = (int(x) for x in (version.split(".") + ["0"])[:2])
+    if (major, minor) < (3, 5):
+        half_up = lambda a, b: (a * b + RAY // 2) // RAY  # noqa: E731
+        return half_up, half_up
+    return (lambda a, b: a * b // RAY), (lambda a, b: -(-(a * b) // RAY))
+
+
+def refresh_accounts(reader, previous: dict[str, list[int]]) -> tuple[Rows, list[str]]:
+    """Untouched accounts at this block: scaled balances times this block's normalized income and
+    variable debt (what ``balanceOf`` computes); an account with stable debt is read again (its
+    balance grows at its own rate)."""
+    reserves = reader.reserves()
+    indices = reader.ctx.multicall([Call(reader.pool, f"{name}(address)(uint256)", (r["asset"],)) for r in reserves
+                                    for name in ("getReserveNormalizedIncome", "getReserveNormalizedVariableDebt")])
+    income = [indices[2 * i].unwrap("Pool.getReserveNormalizedIncome") for i in range(len(reserves))]
+    variable = [indices[2 * i + 1].unwrap("Pool.getReserveNormalizedVariableDebt") for i in range(len(reserves))]
+    supply_rule, debt_rule = _ray_mul(str(reader.deployment.get("version", "3.0")))
+    accounts, rows, again = [], [], []
+    for account, row in previous.items():
+        fresh = list(row[:2])
+        for k in range(2, len(row), 3):
+            index, kind = divmod(row[k], 3)
+            if kind == 2:
+                break
+            rule, by = (supply_rule, income) if kind == 0 else (debt_rule, variable)
+            fresh += [row[k], row[k + 1], rule(row[k + 1], by[index])]
+        else:
+            accounts.append(account)
+            rows.append(fresh)
+            continue
+        again.append(account)
+    return rows_from_lens(reader, accounts, rows), again

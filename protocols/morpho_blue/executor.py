@@ -1,0 +1,162 @@
+"""Real Morpho Blue liquidations on anvil: ``Morpho.liquidate`` by a funded keeper.
+
+``liquidate(marketParams, borrower, seizedAssets, repaidShares, data)`` takes exactly one of the
+two amounts. The keeper repays every borrow share when the collateral covers ``debt × LIF``;
+otherwise it seizes all the collateral (the contract then realises the rest as bad debt). A
+partial liquidation (``amount_raw`` loan units) repays the shares those units buy, rounded down.
+Prices move at the assets' USD feeds (the oracles of every market read them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_abi import decode
+from eth_utils import to_checksum_address
+
+from analyzer.chain import rpc
+from analyzer.errors import ContagionError
+from protocols.base import ExecutedLiquidation, Executor
+from protocols.morpho_blue import exact
+from protocols.morpho_blue.contracts import CREATE_MARKET, LIQUIDATE, PROTOCOL, morpho_abi, topic
+
+ERC20_ABI = [
+    {"type": "function", "name": "approve", "stateMutability": "nonpayable",
+     "inputs": [{"type": "address", "name": "s"}, {"type": "uint256", "name": "v"}], "outputs": [{"type": "bool"}]},
+]
+FEED_ABI = [
+    {"type": "function", "name": "owner", "stateMutability": "view", "inputs": [], "outputs": [{"type": "address"}]},
+    {"type": "function", "name": "setAnswer", "stateMutability": "nonpayable",
+     "inputs": [{"type": "int256", "name": "a"}], "outputs": []},
+]
+IRM_ABI = [
+    {"type": "function", "name": "borrowRateView", "stateMutability": "view", "outputs": [{"type": "uint256"}],
+     "inputs": [{"type": "tuple", "name": "p", "components": [{"type": "address", "name": n} for n in "abcd"]
+                 + [{"type": "uint256", "name": "e"}]},
+                {"type": "tuple", "name": "m", "components": [{"type": "uint128", "name": n} for n in "abcdef"]}]},
+]
+ORACLE_ABI = [{"type": "function", "name": "price", "stateMutability": "view", "inputs": [],
+               "outputs": [{"type": "uint256"}]}]
+
+
+class MorphoBlueExecutor(Executor):
+    """Keeper actions on one Morpho singleton (``deployment["morpho"]``)."""
+
+    protocol = PROTOCOL
+
+    def __init__(self, w3, deployment: dict[str, Any], keeper: str):
+        super().__init__(w3, deployment, keeper)
+        self.morpho = w3.eth.contract(address=to_checksum_address(deployment["morpho"]), abi=morpho_abi())
+        self.last_event: dict[str, int] = {}
+
+    # ---- markets ----
+
+    def markets(self) -> dict[str, tuple]:
+        """Market id -> params, from CreateMarket events since the deployment block."""
+        if getattr(self, "_markets", None) is None:
+            logs = self.w3.eth.get_logs({"address": self.morpho.address, "topics": [topic(CREATE_MARKET)],
+                                         "fromBlock": int(self.deployment.get("start_block", 0) or 0),
+                                         "toBlock": "latest"})
+            self._markets = {}
+            for log in logs:
+                loan, collateral, oracle, irm, lltv = decode(["address", "address", "address", "address", "uint256"],
+                                                             bytes(log["data"]))
+                self._markets["0x" + bytes(log["topics"][1]).hex()] = (
+                    to_checksum_address(loan), to_checksum_address(collateral), to_checksum_address(oracle),
+                    to_checksum_address(irm), lltv)
+        return self._markets
+
+    def accrued_market(self, market_id: str, timestamp: int) -> exact.MarketTotals:
+        params = self.markets()[market_id]
+        raw = self.morpho.functions.market(bytes.fromhex(market_id[2:])).call()
+        rate = 0
+        if int(params[3], 16):
+            irm = self.w3.eth.contract(address=params[3], abi=IRM_ABI)
+            rate = irm.functions.borrowRateView(params, raw).call()
+        return exact.MarketTotals(*raw).accrued(rate, timestamp)
+
+    def find_market(self, account: str, debt_asset: str | None, collateral_asset: str | None) -> str:
+        """The market where ``account`` borrows ``debt_asset`` against ``collateral_asset`` (the
+        largest borrow when it has several such markets)."""
+        best, best_shares = None, 0
+        for market_id, params in self.markets().items():
+            if debt_asset and params[0] != to_checksum_address(debt_asset):
+                continue
+            if collateral_asset and params[1] != to_checksum_address(collateral_asset):
+                continue
+            shares = self.morpho.functions.position(bytes.fromhex(market_id[2:]), account).call()[1]
+            if shares > best_shares:
+                best, best_shares = market_id, shares
+        if best is None:
+            raise ContagionError(f"morpho-blue: {account} has no borrow of {debt_asset} against {collateral_asset}")
+        return best
+
+    # ---- keeper actions ----
+
+    def set_price(self, asset: str, price_usd: float) -> None:
+        """Make the USD feed of ``asset`` (address book ``usd_feeds``) answer ``price_usd`` (8
+        decimals). A devnet PriceFeed is set by its owner (impersonated); a vault share has no
+        feed of its own (its oracle reads the vault) and is left alone."""
+        feeds = {to_checksum_address(t): f for t, f in (self.deployment.get("usd_feeds") or {}).items()}
+        asset = to_checksum_address(asset)
+        if asset not in feeds:
+            return
+        feed = self.w3.eth.contract(address=to_checksum_address(feeds[asset]), abi=FEED_ABI)
+        owner = feed.functions.owner().call()
+        rpc(self.w3, "anvil_impersonateAccount", [owner])
+        try:
+            self._send(feed.functions.setAnswer(round(price_usd * 10**8)), owner, f"setAnswer for {asset}")
+        finally:
+            rpc(self.w3, "anvil_stopImpersonatingAccount", [owner])
+
+    def _send(self, call, sender: str, what: str) -> dict:
+        try:
+            tx_hash = call.transact({"from": sender})
+        except Exception as exc:
+            raise ContagionError(f"morpho-blue {what} reverted: {exc}") from None
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+        if receipt["status"] != 1:
+            raise ContagionError(f"morpho-blue {what} failed (tx {tx_hash.hex()})")
+        return receipt
+
+    def amounts(self, market_id: str, account: str, amount_raw: int | None) -> tuple[int, int]:
+        """``(seized_assets, repaid_shares)`` for the keeper's liquidation of ``account``."""
+        params = self.markets()[market_id]
+        _, borrow_shares, collateral = self.morpho.functions.position(bytes.fromhex(market_id[2:]), account).call()
+        timestamp = self.w3.eth.get_block("latest")["timestamp"] + 1
+        market = self.accrued_market(market_id, timestamp)
+        price = self.w3.eth.contract(address=params[2], abi=ORACLE_ABI).functions.price().call()
+        if amount_raw is not None:
+            shares = exact.to_shares_down(amount_raw, market.total_borrow_assets, market.total_borrow_shares)
+            return 0, min(shares, borrow_shares)
+        return exact.max_seizable(borrow_shares, collateral, market, price, params[4])
+
+    def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
+                  amount_raw: int | None = None, *, market: str | None = None) -> ExecutedLiquidation:
+        """Liquidate ``account`` in ``market`` (default: its market borrowing ``debt_asset`` against
+        ``collateral_asset``) as far as allowed, or repay ``amount_raw`` loan units."""
+        from analyzer.cheats import deal
+
+        account = to_checksum_address(account)
+        try:
+            market_id = market or self.find_market(account, debt_asset, collateral_asset)
+            params = self.markets()[market_id]
+            seized, repaid_shares = self.amounts(market_id, account, amount_raw)
+            if seized == 0 and repaid_shares == 0:
+                raise ContagionError("morpho-blue: nothing to liquidate")
+            state = self.accrued_market(market_id, self.w3.eth.get_block("latest")["timestamp"] + 3600)
+            need = exact.to_assets_up(repaid_shares, state.total_borrow_assets, state.total_borrow_shares) \
+                if repaid_shares else state.total_borrow_assets
+            deal(self.w3, params[0], self.keeper, need + 1)
+            self._send(self.w3.eth.contract(address=params[0], abi=ERC20_ABI).functions.approve(
+                self.morpho.address, 2**256 - 1), self.keeper, "approve loan token")
+            receipt = self._send(self.morpho.functions.liquidate(params, account, seized, repaid_shares, b""),
+                                 self.keeper, "liquidate")
+        except ContagionError as exc:
+            return ExecutedLiquidation(account=account, success=False, error=str(exc))
+        event = next(log for log in receipt["logs"] if "0x" + bytes(log["topics"][0]).hex() == topic(LIQUIDATE))
+        values = decode(["uint256"] * 5, bytes(event["data"]))
+        self.last_event = dict(zip(("repaid_assets", "repaid_shares", "seized_assets", "bad_debt_assets",
+                                    "bad_debt_shares"), values, strict=True)) | {"market": market_id}
+        return ExecutedLiquidation(account=account, success=True, tx_hash=receipt["transactionHash"].hex(),
+                                   repaid={params[0]: values[0]}, seized={params[1]: values[2]}, fee={})

@@ -1,0 +1,131 @@
+"""Bad input at every boundary: one ``error:`` line, exit status 2, nothing written, no hang.
+
+Each case below is one that ended in a traceback, a hang or an out-of-memory kill in round one
+(issue 26). The CLI runs in-process (``analyzer.cli.main``) so that the cases stay quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from analyzer.cli import main
+from analyzer.errors import ContagionError
+from analyzer.model import Snapshot
+from protocols.uniswap_v3.venue import UniswapV3Venue
+from tests.test_model import USDC, WETH, small_snapshot
+
+
+def run(capsys, *args: str) -> str:
+    """The CLI's stderr for a refused command (asserted: status 2, one error line, no traceback)."""
+    status = main(list(args))
+    err = capsys.readouterr().err
+    assert status == 2, (args, status, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    return lines[-1]
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+@pytest.fixture
+def snapshot_dir(tmp_path) -> Path:
+    return small_snapshot().write(tmp_path / "snapshot")
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("not a url", "spaces"), ("ftp://node.example", "unsupported scheme"), ("http://", "no host"),
+    ("http://127.0.0.1:99999", "port"), ("http://127.0.0.1:0", "port"), ("127.0.0.1:8545", "scheme"),
+    ("http://user:hunter2secret@[::1", "not a URL"),
+])
+def test_malformed_rpc_urls_are_one_line_and_redacted(capsys, tmp_path, url, says):
+    for option in ("--rpc", "--fork-url"):
+        line = run(capsys, "scan", option, url, "--out", str(tmp_path / "out"))
+        assert says in line and "hunter2secret" not in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("table", "column", "value", "says"), [
+    ("markets", "params", "{not json", "JSON object"),
+    ("markets", "params", "[1, 2]", "JSON object"),
+    ("accounts", "category", 2 ** 62, "category"),
+    ("markets", "category", -1, "category"),
+])
+def test_snapshot_columns_out_of_range_are_refused(tmp_path, table, column, value, says):
+    snap = small_snapshot()
+    if table == "accounts":
+        snap.accounts = snap.accounts.__class__([{"protocol": "aave-v3", "market": "0x1", "account": "0x2",
+                                                  "category": 0, "params": "{}"}])
+    frame = snap.table(table).copy()
+    frame[column] = [value] * len(frame)
+    setattr(snap, table, frame)
+    with pytest.raises(ContagionError, match=says):
+        snap.write(tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_timestamp_that_is_not_a_number_is_refused(tmp_path, snapshot_dir):
+    meta = json.loads((snapshot_dir / "meta.json").read_text())
+    (snapshot_dir / "meta.json").write_text(json.dumps(dict(meta, block_timestamp="yesterday")))
+    with pytest.raises(ContagionError, match="block_timestamp must be a non-negative integer"):
+        Snapshot.read(snapshot_dir)
+
+
+@pytest.mark.parametrize("spacing", [0, -1, 16384])
+def test_a_pool_with_an_impossible_tick_spacing_is_refused_not_looped_on(spacing):
+    params = {"token0": WETH, "token1": USDC, "decimals0": 18, "decimals1": 6, "fee": 500, "tick_spacing": spacing,
+              "sqrt_price_x96": str(2 ** 96 // 10 ** 6), "tick": -276325, "liquidity": str(10 ** 18), "ticks": []}
+    with pytest.raises(ContagionError, match="tick_spacing must be within 1..16383"):
+        UniswapV3Venue(WETH, USDC, params)
+
+
+def test_a_shock_grid_too_large_is_refused_with_its_size(capsys, tmp_path, snapshot_dir):
+    line = run(capsys, "sweep", str(snapshot_dir), "--shocks=1%:-99%:1e-10%", "--out", str(tmp_path / "sweep"))
+    assert "1,000,000,000,001 shock sizes" in line and "limit is 10,000" in line
+    assert not (tmp_path / "sweep").exists() and not list(tmp_path.glob(".sweep*"))
+
+
+def test_monte_carlo_beyond_the_limit_and_bad_seeds_are_refused(capsys, tmp_path, snapshot_dir):
+    spec = tmp_path / "spec.toml"
+    for body, says in [("paths = 10000000", "10,000,000 paths; the limit is"), ("seed = -1", "seed must be"),
+                       ('paths = "many"', "paths must be a positive integer"),
+                       ("covariance = [[1.0, 0.0], [0.0]]", "covariance must be a 2×2 table")]:
+        covariance = "" if "covariance" in body else "covariance = [[0.01, 0.0], [0.0, 0.01]]\n"
+        spec.write_text(f'[montecarlo]\nassets = ["WETH", "USDC"]\n{covariance}{body}\n')
+        assert says in run(capsys, "sweep", str(snapshot_dir), "--spec", str(spec), "--out", str(tmp_path / "sweep"))
+    assert not (tmp_path / "sweep").exists() and not list(tmp_path.glob(".sweep*"))
+
+
+@pytest.mark.parametrize(("shock", "says"), [
+    ("WETH=+1e6%", "a rise must stay below +10000%"), ("WETH=-100%", "cannot fall by 100%"),
+    ("WETH=1e400", "not a finite number"),
+])
+def test_price_shocks_get_the_message_of_their_direction(capsys, tmp_path, snapshot_dir, shock, says):
+    assert says in run(capsys, "simulate", str(snapshot_dir), "--shock", shock, "--out", str(tmp_path / "sim"))
+    assert not (tmp_path / "sim").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", '"-inf%"'])
+def test_non_finite_scenario_values_are_refused_before_anything_is_written(capsys, tmp_path, snapshot_dir, value):
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(f"[price]\nWETH = {value}\n")
+    assert "finite" in run(capsys, "simulate", str(snapshot_dir), "--scenario", str(scenario), "--out", str(tmp_path / "sim"))
+    assert not (tmp_path / "sim").exists()
+
+
+def test_output_paths_that_cannot_be_folders_are_refused(capsys, tmp_path, snapshot_dir):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    before = files_under(tmp_path)
+    assert "is not a folder" in run(capsys, "simulate", str(snapshot_dir), "--shock", "WETH=-20%", "--out", str(a_file))
+    assert "is not a folder" in run(capsys, "graph", str(snapshot_dir), "--out", str(a_file / "sub"))
+    if os.geteuid() != 0:   # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert "not writable" in run(capsys, "sweep", str(snapshot_dir), "--out", str(locked / "sweep"))
+    assert files_under(tmp_path) - before <= {tmp_path / "locked"}
