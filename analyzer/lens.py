@@ -103,7 +103,9 @@ def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes
         except LensUnavailable:
             return None
         except ContagionError as exc:
-            if "gas" not in str(exc).lower() or size == 1:
+            # out of gas inside a token's own nested call reaches us as a bare revert (63/64 rule)
+            message = str(exc).lower()
+            if ("gas" not in message and not message.endswith("execution reverted")) or size == 1:
                 raise
             size = max(1, size // 2)
             continue
