@@ -19,6 +19,19 @@ BAD_DEBT_TOLERANCE = 0.01
 BAD_DEBT_FLOOR_USD = 1.0
 
 
+def engine_scenario(scenario, replay_result):
+    """The scenario the engine runs beside a replay: interest accrues each round over the replay's
+    measured time and blocks per round, unless the scenario sets its own ``round_seconds`` /
+    ``round_blocks``."""
+    from dataclasses import replace
+
+    return replace(scenario,
+                   round_seconds=replay_result.seconds_per_round if scenario.round_seconds is None
+                   else scenario.round_seconds,
+                   round_blocks=replay_result.blocks_per_round if scenario.round_blocks is None
+                   else scenario.round_blocks)
+
+
 def _relative(a: float, b: float) -> float:
     scale = max(abs(a), abs(b))
     return 0.0 if scale == 0 else abs(a - b) / scale

@@ -5,7 +5,8 @@ The engine's claim is tested against the chain itself (DESIGN.md, "Proving it: r
 1. fork the source chain at its current block (the source is only read: its block number and
    state root are checked unchanged at the end);
 2. shock: move every Uniswap V3 pool of a shocked asset to the shocked price with real swaps
-   (``sqrtPriceLimitX96`` = the target), and set every protocol's oracle to it;
+   (``sqrtPriceLimitX96`` = the target), and set every protocol's oracle to it at the root feeds
+   (:mod:`analyzer.replay_oracles`);
 3. rounds: read the fork with the protocol readers; for every account a protocol's own rule calls
    liquidatable, send the real liquidation with a keeper (an anvil account funded by cheats),
    choosing the debt and collateral assets the rule's keeper step chooses; repeat while any is
@@ -31,6 +32,7 @@ from analyzer.engine.keeper import keeper_take
 from analyzer.engine.market import SlippageCurve
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
+from analyzer.replay_oracles import ForkOracles
 from analyzer.scan import scan
 from analyzer.scenarios import ShockScenario
 from protocols import plugins as registered_plugins
@@ -72,6 +74,10 @@ class ReplayResult:
     accounts_liquidated: dict[str, list[str]]          # per protocol
     source_unchanged: bool
     snapshot_before: Snapshot | None = None
+    unpriced_markets: list[dict[str, str]] = field(default_factory=list)   # oracle reverts: left out
+    oracle_notes: list[str] = field(default_factory=list)                   # derived prices, conflicts
+    seconds_per_round: float = 0.0     # the fork's time from the snapshot to the end, per round
+    blocks_per_round: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +85,8 @@ class ReplayResult:
             "reached_fixed_point": self.reached_fixed_point, "source_unchanged": self.source_unchanged,
             "liquidated_usd": self.liquidated_usd, "bad_debt_usd": self.bad_debt_usd,
             "final_prices": self.final_prices, "accounts_liquidated": self.accounts_liquidated,
+            "unpriced_markets": self.unpriced_markets, "oracle_notes": self.oracle_notes,
+            "seconds_per_round": self.seconds_per_round, "blocks_per_round": self.blocks_per_round,
             "rounds": [{"round": r.round, "prices_usd": r.prices_usd, "pool_prices_after": r.pool_prices_after,
                         "sold_raw": {a: str(v) for a, v in r.sold_raw.items()},
                         "bought_raw": {a: str(v) for a, v in r.bought_raw.items()}, "hedge_units": r.hedge_units,
@@ -122,13 +130,6 @@ def market_view(snapshot: Snapshot, numeraire_usd: dict[str, float]) -> tuple[di
             asset_venues.set_quote_prices(prices)
             prices[asset] = asset_venues.mid_price()
     return venues, prices
-
-
-def _set_oracles(lenders: Sequence[_Lender], prices: dict[str, float]) -> None:
-    for lender in lenders:
-        for asset, price in prices.items():
-            if asset in lender.assets:
-                lender.executor.set_price(asset, price)
 
 
 class _OptionMarkets:
@@ -243,11 +244,12 @@ def replay(
         keeper = w3.eth.accounts[1]        # sends the liquidations
         trader = w3.eth.accounts[2]        # moves pools and sells what the keeper received
 
-        def read(accounts=None, only=None) -> Snapshot:
-            return scan(fork.url, only or plugins, book=book, accounts=accounts, cache_dir=None)
+        def read(accounts=None, only=None, oracle_paths=False) -> Snapshot:
+            return scan(fork.url, only or plugins, book=book, accounts=accounts, cache_dir=None,
+                        oracle_paths=oracle_paths)
 
         progress(f"replay: reading the fork of {redact_url(source_url)} at block {source_block}")
-        before = read()
+        before = read(oracle_paths=True)
         accounts = sorted(set(before.positions["account"]) | set(before.accounts["account"])) or None
         symbols = before.symbol_of()
         decimals = dict(zip(before.assets["address"], before.assets["decimals"].astype(int), strict=True))
@@ -258,6 +260,8 @@ def replay(
                 continue
             assets = set(before.markets.loc[before.markets["protocol"] == plugin.name, "asset"])
             lenders.append(_Lender(plugin, plugin.rules(), plugin.executor(w3, deployment, keeper), assets))
+        oracles = ForkOracles(w3, [(lender.plugin, book["protocols"][lender.plugin.name], lender.executor,
+                                    lender.assets) for lender in lenders], progress)
         pools = None   # the venue executor of the first plugin that has one and a deployment
         venue_plugins = []
         for plugin in plugins:
@@ -304,12 +308,13 @@ def replay(
                     pools.move_to(entry, usd_after[entry["asset"]] / usd_after[entry["quote"]], trader)
             oracle_targets |= {a: p for a, p in market()[1].items()
                                if follows_venue(a) and a not in stable_usd}
-        _set_oracles(lenders, oracle_targets)
+        oracles.move(oracle_targets)
         receipt_underlying = {a: o.split(":", 1)[1] for a, o in zip(before.assets["address"], before.assets["receipt_of"],
                                                                     strict=True) if o and o.split(":", 1)[1] in market_before}
         receipt_underlying |= before.wrapped_native_of()     # seized ETH is wrapped and sold as WETH, as in the engine
         exogenous_oracles = {a for a in market_before if not follows_venue(a)}
         mine(w3)
+        oracles.refresh()
 
         rounds: list[ReplayRound] = []
         liquidated = dict.fromkeys((lender.plugin.name for lender in lenders), 0.0)
@@ -474,9 +479,9 @@ def replay(
                 if option_markets.active:
                     after = np.array([record.pool_prices_after.get(a, price[i]) for i, a in enumerate(asset_list)])
                     option_markets.after_trades(price, after, contracts)
-                _set_oracles(lenders, {a: p for a, p in record.pool_prices_after.items()
-                                       if a not in exogenous_oracles})
+                oracles.move({a: p for a, p in record.pool_prices_after.items() if a not in exogenous_oracles})
             mine(w3)
+            oracles.refresh()
             rounds.append(record)
             sold_text = ", ".join(f"{raw / 10 ** decimals[a]:,.1f} {symbols.get(a, a)}" for a, raw in sold.items())
             progress(f"replay: round {round_index}: {len(record.liquidations)} liquidations; sold {sold_text or 'nothing'}")
@@ -494,9 +499,12 @@ def replay(
                 bad_debt[lender.plugin.name] += float(lender.rules.bad_debt_usd(lending_book, prices).sum()) + written_off
         final_prices = market()[1] if pools is not None else {}
         fork_block_end = w3.eth.block_number
+        elapsed = int(w3.eth.get_block(fork_block_end)["timestamp"]) - int(before.meta["block_timestamp"])
+        per_round = (elapsed / len(rounds), (fork_block_end - source_block) / len(rounds)) if rounds else (0.0, 0.0)
     unchanged = source.block_number() == source_block and source.block(source_block)["stateRoot"] == root_before
     return ReplayResult(source_block, fork_block_end, rounds, fixed_point, liquidated, bad_debt, final_prices,
-                        {k: sorted(v) for k, v in liquidated_accounts.items()}, unchanged, before)
+                        {k: sorted(v) for k, v in liquidated_accounts.items()}, unchanged, before,
+                        oracles.unpriced, oracles.notes, *per_round)
 
 
 def _curves(venues: dict, assets: list[str], price_impact: bool):

@@ -154,6 +154,7 @@ def scan(
     client: RpcClient | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     stats: ScanStats | None = None,
+    oracle_paths: bool = True,
 ) -> Snapshot:
     """Read ``plugins`` at ``block`` (default: the latest at start) into one Snapshot.
 
@@ -172,6 +173,8 @@ def scan(
         node takes overrides (False: Multicall3 only).
     progress : ``progress(label, done, total)`` after each chunk: discovery in block chunks
         (``"<protocol> discovery"``), positions in accounts (``"<protocol> accounts"``).
+    oracle_paths : follow each protocol's price sources to their root feeds and record the prices
+        derived from another asset's (``meta["derived_prices"]``, :func:`analyzer.oracles.derived_prices`).
     """
     client = client or RpcClient(url)
     stats = stats if stats is not None else ScanStats()
@@ -236,10 +239,10 @@ def scan(
 
         refreshed: Rows = {}
         targets = accounts
-        if since_block is not None and chain_cache is not None and accounts is None:
+        if since_block is not None and chain_cache is not None:
             earlier = ChunkCache(chain_cache / str(since_block) / plugin.name / _digest([deployment, *known]))
             plan = _incremental(client, reader, earlier, cache, chain_cache, plugin.name, since_block, block,
-                                chunk_blocks, log_range, report, stats)
+                                chunk_blocks, log_range, report, stats, accounts)
             if plan is not None:
                 refreshed, targets = plan
         part = _scan_protocol(plugin, reader, cache, targets, discovered, start, block,
@@ -251,28 +254,54 @@ def scan(
         snapshot = snapshot.merge(part)
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
+    if oracle_paths:
+        snapshot.meta["derived_prices"] = read_derived_prices(w3, plugins, deployments, block)
     stats.requests = dict(client.calls)
     # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
     return with_default_depth(snapshot).validate()
 
 
+def read_derived_prices(w3, plugins: Sequence[Plugin], deployments: dict, block: int) -> dict:
+    """``derived_prices`` over every protocol that declares its price sources; a stack that cannot
+    be followed is logged and left out (the scan's positions do not depend on it)."""
+    from analyzer.oracles import derived_prices, protocol_paths
+
+    paths = []
+    for plugin in plugins:
+        if plugin.price_sources is None or plugin.name not in deployments:
+            continue
+        try:
+            sources = plugin.price_sources(w3, deployments[plugin.name], block).price_sources()
+            paths += protocol_paths(w3, plugin.name, sources, block=block)[0]
+        except ContagionError as exc:
+            log.warning("scan: %s's price sources not followed: %s", plugin.name, exc)
+    return derived_prices(paths)
+
+
 def _incremental(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
-                 since_block: int, block: int, chunk_blocks: int, log_range: int, report, stats: ScanStats):
+                 since_block: int, block: int, chunk_blocks: int, log_range: int, report, stats: ScanStats,
+                 accounts: Sequence[str] | None = None):
     """(rows computed without reading, accounts to read) for a rescan from ``since_block``; None
-    when the protocol declares no change events or the cache kept no state at that block."""
+    when the protocol declares no change events or the cache kept no state at that block. With an
+    account list, only those accounts are considered."""
     events = reader.change_events()
     if events is None or not 0 <= since_block <= block:
         return None
     previous: dict[str, Any] = {}
-    for chunk in earlier.names("positions-"):
-        previous.update((earlier.get(chunk) or {}).get("_state", {}))
-    if not previous:
-        return None
+    kept = [earlier.get(chunk) or {} for chunk in earlier.names("positions-")]
+    if not any("_state" in rows for rows in kept):
+        return None     # no earlier scan here, or one that kept no state (read without the lens)
+    for rows in kept:
+        previous.update(rows.get("_state", {}))
     key = _digest([sorted(events.addresses), sorted(events.topics), client.block(since_block)["hash"]])
     files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}")
     touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
                            max_range=log_range, stats=stats.discovery,
                            progress=lambda done, total: report(f"{name} changes", done, total)))
+    if accounts is not None:
+        wanted = set(accounts)      # as the readers name them: checksummed (discovery, account files)
+        touched &= wanted
+        previous = {a: s for a, s in previous.items() if a in wanted}
     refreshed, again = reader.refresh_accounts({a: s for a, s in previous.items() if a not in touched})
     cache.put(f"positions-refreshed-{since_block}", refreshed)
     stats.accounts_refreshed[name] = len(previous) - len(again) - len(touched & set(previous))

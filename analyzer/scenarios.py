@@ -15,6 +15,8 @@ assembled from CLI arguments (:func:`parse_price_shock`, :func:`parse_iv_shock`,
     price_impact = true               # false: flows do not move prices (static liquidation pass)
     spot_vol_beta = 1.0               # vol spiral: dIV = -beta * dS/S (vol points per unit return)
     iv_per_contract = 0.0             # vol points added per option contract bought back
+    round_seconds = 12.0              # interest accrued each round, seconds (default: none, or
+    round_blocks = 1.0                # beside a replay its measured time); blocks for per-block protocols
 
     [price]                           # exogenous (CEX) shock: venues are arbitraged to it too
     WETH = "-30%"                     # or -0.30
@@ -87,6 +89,10 @@ class ShockScenario:
     tolerance: float = 1e-6
     max_keeper_steps: int = 32
     seed: int = 0
+    # interest accrued per round, seconds and blocks (for per-block protocols: Compound V2); None:
+    # beside a replay, the replay's measured time per round (analyzer.fidelity.engine_scenario), else none
+    round_seconds: float | None = None
+    round_blocks: float | None = None
 
     def __post_init__(self) -> None:
         self.validate("scenario")
@@ -111,7 +117,8 @@ class ShockScenario:
                   ("max_rounds", 1 <= self.max_rounds <= MAX_ROUNDS),
                   ("tolerance", self.tolerance >= 0), ("spot_vol_beta", self.spot_vol_beta >= 0),
                   ("iv_per_contract", self.iv_per_contract >= 0), ("max_keeper_steps", 1 <= self.max_keeper_steps <= MAX_ROUNDS),
-                  ("seed", self.seed >= 0))
+                  ("seed", self.seed >= 0), ("round_seconds", (self.round_seconds or 0.0) >= 0),
+                  ("round_blocks", (self.round_blocks or 0.0) >= 0))
         for name, ok in checks:
             if not ok:
                 raise ContagionError(f"{where}: {name} = {getattr(self, name)} is out of range")
@@ -180,7 +187,8 @@ def _table(raw: dict, key: str, where: str) -> dict:
 _SCALARS: dict[str, type] = {"name": str, "oracle_lag": int, "sell_through": float, "keeper_gas_usd": float,
                              "swap_gas_usd": float,
                              "price_impact": bool, "spot_vol_beta": float, "iv_per_contract": float,
-                             "max_rounds": int, "tolerance": float, "max_keeper_steps": int, "seed": int}
+                             "max_rounds": int, "tolerance": float, "max_keeper_steps": int, "seed": int,
+                             "round_seconds": float, "round_blocks": float}
 _TABLES = {"price", "venue_price", "iv", "oracle", "forced_sale", "venues", "description"}
 
 

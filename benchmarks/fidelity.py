@@ -16,7 +16,7 @@ import time
 from analyzer.devnet import scenario as scenario_mod
 from analyzer.devnet.build import start_devnet
 from analyzer.engine import simulate
-from analyzer.fidelity import compare
+from analyzer.fidelity import compare, engine_scenario
 from analyzer.replay import replay
 from analyzer.scenarios import ShockScenario
 from protocols import parse_protocols
@@ -42,7 +42,7 @@ def main() -> None:
             started = time.perf_counter()
             replayed = replay(devnet.url, devnet.book, shock, plugins)
             before = replayed.snapshot_before
-            engine = simulate(before, shock)
+            engine = simulate(before, engine_scenario(shock, replayed))
             liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
             accounts = {p: set(g["account"]) for p, g in liquidated.groupby("protocol")}
             fidelity = compare(engine.to_json(), accounts, replayed.to_json())

@@ -253,6 +253,25 @@ class AbsorbingRules(Rules):
         ``prices`` (Comet's ``quoteCollateral``)."""
 
 
+class InterestAccrual(ABC):
+    """Optional capability of a rule: the protocol's own interest accrual, so that the engine lets
+    debts and deposits grow while the rounds of a cascade pass, as they do on chain."""
+
+    @abstractmethod
+    def accrue(self, book: LendingBook, seconds: float, blocks: float) -> LendingBook:
+        """The book after ``seconds`` (and ``blocks``, for per-block protocols) of interest at the
+        rates it was read with: a new book, the input is not modified."""
+
+    def max_debt_growth(self, book: LendingBook, seconds: float, blocks: float) -> float:
+        """An upper bound of any account's debt growth factor over the same time (health screening);
+        by default the largest column growth of a unit debt."""
+        if len(book.accounts) == 0:
+            return 1.0
+        probe = book.take(np.array([0]))
+        probe.collateral, probe.debt = np.zeros_like(probe.collateral), np.ones_like(probe.debt)
+        return float(max(self.accrue(probe, seconds, blocks).debt.max(), 1.0))
+
+
 @dataclass
 class OptionLiquidation:
     """What an option protocol's margin rule does now, per row of the options it was given.
@@ -367,6 +386,36 @@ class OptionExecutor(Executor):
         """Liquidate the short option ``position_id`` as a keeper would (``OptionMarket.liquidatePosition``)."""
 
 
+@dataclass(frozen=True)
+class PriceSource:
+    """Where a protocol's oracle reads one asset's USD price: ``feed`` (a Chainlink-style feed, an
+    adapter or a wrapper; the core follows it to the root), or, when the oracle reverts for the
+    asset (a market without a config), ``feed`` None and ``error`` saying so."""
+
+    asset: str
+    feed: str | None
+    error: str = ""
+
+
+class PriceSources(ABC):
+    """Optional capability: where the protocol's oracle gets each asset's price, read from the
+    chain through the protocol's own getters (Aave ``getSourceOfAsset``, Comet ``getAssetInfo``'s
+    ``priceFeed``, a Compound V2 oracle's per-market config). The price mover of
+    :mod:`analyzer.oracles` moves the root feed behind each source."""
+
+    def __init__(self, w3: Web3, deployment: dict[str, Any], block: int | None = None):
+        self.w3 = w3
+        self.deployment = deployment
+        self.block = block        # read at this block (None: the latest)
+
+    def read_block(self) -> int:
+        return self.w3.eth.block_number if self.block is None else self.block
+
+    @abstractmethod
+    def price_sources(self) -> list[PriceSource]:
+        """One entry per asset the protocol prices (asset addresses as in the snapshot)."""
+
+
 class VenueExecutor(ABC):
     """Moves and trades a venue protocol's pools on an anvil chain (replay): the market side of a
     cascade, as :class:`Executor` is the protocol side. Implementations call require_anvil."""
@@ -459,6 +508,7 @@ class Plugin:
     executor: type[Executor] | None = None
     devnet: type[Devnet] | None = None
     venue_executor: type[VenueExecutor] | None = None
+    price_sources: type[PriceSources] | None = None
     venue_models: tuple[type[VenueModel], ...] = ()
     options_source: type[OptionsSource] | None = None
     devnet_order: int = 50

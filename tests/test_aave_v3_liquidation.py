@@ -23,6 +23,25 @@ pytestmark = requires_anvil
 LIQUIDATION_CALL = "liquidationCall(address,address,address,uint256,bool)()"
 
 
+def slash_wsteth(w3, feeds: dict, factor: float) -> None:
+    """wstETH's stETH ratio times ``factor`` (a slashing): the devnet's ratio provider is given the
+    code of a fresh StETHShares whose pooled ether is ``factor`` × the original's (its immutables)."""
+    from eth_utils import to_checksum_address
+
+    from analyzer.chain import rpc
+    from analyzer.devnet.solc import fixture_artifact
+
+    provider = to_checksum_address(Call(feeds["wstETH"], "RATIO_PROVIDER()(address)").decode(
+        w3.eth.call({"to": feeds["wstETH"], "data": "0x" + Call(feeds["wstETH"], "RATIO_PROVIDER()(address)").calldata.hex()})))
+    contract = w3.eth.contract(address=provider, abi=fixture_artifact("oracles", "StETHShares")["abi"])
+    pooled, shares = contract.functions.getTotalPooledEther().call(), contract.functions.getTotalShares().call()
+    artifact = fixture_artifact("oracles", "StETHShares")
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor(int(pooled * factor), shares).transact(
+        {"from": w3.eth.accounts[0]}))
+    rpc(w3, "anvil_setCode", [provider, "0x" + bytes(w3.eth.get_code(receipt["contractAddress"])).hex()])
+
+
 def simulate_liquidation(w3, pool, keeper, collateral, debt, account, block) -> bool:
     """``eth_call`` of the keeper's liquidationCall at ``block``: True when it would not revert."""
     data = "0x" + Call(pool, LIQUIDATION_CALL, (collateral, debt, account, MAX_UINT, False)).calldata.hex()
@@ -37,8 +56,9 @@ MIN_LIQUIDATABLE = {("WETH", 0.05): 3, ("WETH", 0.15): 10, ("WETH", 0.30): 30, (
 
 @pytest.mark.parametrize("symbol,drop", MOVES)
 def test_rule_matches_real_liquidations_after_a_price_move(aave_checkpoint, symbol, drop):  # noqa: F811
-    """On both releases. WETH -10% is a 10% *rise*: it puts e-mode accounts (wstETH against WETH
-    debt) under water. LINK is collateral only inside an e-mode on 3.6 (reserve threshold 0) and
+    """On both releases. WETH -10% is a 10% *rise* with wstETH's stETH ratio slashed by 10%: wstETH's
+    price is that ratio × ETH / USD (a CAPO adapter), so this puts e-mode accounts (wstETH against
+    WETH debt) under water. LINK is collateral only inside an e-mode on 3.6 (reserve threshold 0) and
     nobody borrows it: a LINK drop is felt by e-mode accounts only (skipped on 3.0, where LINK is a
     plain collateral). The accounts the dust rule refuses must be exactly those the chain refuses."""
     devnet = aave_checkpoint
@@ -54,6 +74,8 @@ def test_rule_matches_real_liquidations_after_a_price_move(aave_checkpoint, symb
 
     new_price = devnet.scenario.assets[symbol].price_usd * (1 - drop)
     executor.set_price(symbol, new_price)
+    if symbol == "WETH" and drop < 0:
+        slash_wsteth(w3, book_json["feeds"], 0.9)
     block = w3.eth.block_number
     snap = read_snapshot(w3, deployment, block)
     rules = AaveV3Rules()
@@ -119,21 +141,6 @@ def test_executor_refuses_a_non_liquidatable_account(chain_checkpoint):
     executor = AaveV3Executor(devnet.w3, deployment, devnet.w3.eth.accounts[1])
     done = executor.liquidate(account_address("whale-1"), None, None)
     assert not done.success and "revert" in done.error
-
-
-def test_oracle_source_replacement_path_moves_the_price(chain_checkpoint):
-    """The mainnet-fork path: a new PriceFeed installed through the ACL admin, then moved again."""
-    devnet = chain_checkpoint
-    deployment, w3 = devnet.book["protocols"]["aave-v3"], devnet.w3
-    weth = devnet.book["tokens"]["WETH"]
-    executor = AaveV3Executor(w3, deployment, w3.eth.accounts[1])
-    price = lambda: executor.read(deployment["oracle"], "getAssetPrice(address)(uint256)", weth)  # noqa: E731
-    new_source = executor.replace_source(weth, 2500.0)
-    installed = executor.read(deployment["oracle"], "getSourceOfAsset(address)(address)", weth)
-    assert installed.lower() == new_source.lower() != devnet.book["feeds"]["WETH"].lower()
-    assert price() == 2500 * 10**8
-    executor.set_price("WETH", 2400.5)
-    assert price() == 240050000000
 
 
 def test_keeper_balance_can_be_written_in_storage(chain_checkpoint):

@@ -210,14 +210,20 @@ def test_executor_absorbs_then_buys_the_collateral(devnet, comet, chain_checkpoi
     assert not executor.liquidate(not_liquidatable).success
 
 
-def test_set_price_replaces_a_foreign_feed(devnet, comet, chain_checkpoint):
-    """On a fork the feeds are Chainlink's: the executor installs our PriceFeed in their place."""
+def test_set_price_moves_the_root_behind_the_chainlink_proxy(devnet, comet, chain_checkpoint):
+    """The feeds are Chainlink proxies, as on mainnet: set_price moves the aggregator behind one
+    (analyzer/oracles.py); the proxy keeps its code, its aggregator and its owner."""
     w3 = devnet.w3
     feed = devnet.book["feeds"]["LINK"]
-    rpc(w3, "anvil_setCode", [feed, "0x" + bytes(w3.eth.get_code(devnet.book["multicall3"])).hex()])  # no owner()
+    proxy_abi = [{"type": "function", "name": n, "stateMutability": "view", "inputs": [],
+                  "outputs": [{"type": "address", "name": ""}]} for n in ("aggregator", "owner")]
+    proxy = w3.eth.contract(address=feed, abi=proxy_abi)
+    code, aggregator, owner = w3.eth.get_code(feed), proxy.functions.aggregator().call(), proxy.functions.owner().call()
     executor = CometExecutor(w3, devnet.book["protocols"]["comet"], w3.eth.accounts[3])
     executor.set_price(devnet.book["tokens"]["LINK"], 12.34)
     assert comet.functions.getPrice(feed).call() == 1_234_000_000
+    assert (w3.eth.get_code(feed), proxy.functions.aggregator().call(), proxy.functions.owner().call()) == \
+        (code, aggregator, owner)
 
 
 def test_reader_accrues_indices_like_comet_after_a_month(devnet, comet, chain_checkpoint):

@@ -200,24 +200,23 @@ def test_fork_of_devnet_reads_identically(devnet):
 
 
 def test_executor_moves_prices_on_a_deployment_without_feeds(chain_checkpoint):
-    """As on a mainnet fork (only a Comptroller known): the executor finds the markets on chain,
-    installs a feed oracle through the Comptroller's admin setter, keeps the other prices, and
-    then moves one price; a liquidation through it succeeds."""
+    """As on a mainnet fork (only a Comptroller known): the executor finds each market's feed
+    through the Comptroller's oracle and moves the root feed behind it, leaving the oracle in place;
+    the native market reads the same feed as WETH and moves with it; a liquidation succeeds."""
     devnet = chain_checkpoint
     full = _deployment(devnet)
     w3 = devnet.w3
     executor = CompoundV2Executor(w3, {"comptroller": full["comptroller"], "profile": "compound"}, w3.eth.accounts[6])
     comptroller = _comptroller(w3, full)
     oracle_abi = fixture_artifact("compound_v2", "FeedPriceOracle")["abi"]
-    before = {s: w3.eth.contract(address=comptroller.functions.oracle().call(), abi=oracle_abi)
-              .functions.getUnderlyingPrice(m["cToken"]).call() for s, m in full["markets"].items()}
+    oracle = w3.eth.contract(address=comptroller.functions.oracle().call(), abi=oracle_abi)
+    before = {s: oracle.functions.getUnderlyingPrice(m["cToken"]).call() for s, m in full["markets"].items()}
     weth = full["markets"]["WETH"]
     executor.set_price(weth["underlying"], 1234.5)
-    oracle = w3.eth.contract(address=comptroller.functions.oracle().call(), abi=oracle_abi)
-    assert oracle.address != full["oracle"]
+    assert comptroller.functions.oracle().call() == oracle.address
     after = {s: oracle.functions.getUnderlyingPrice(m["cToken"]).call() for s, m in full["markets"].items()}
-    assert after["WETH"] == 123450000000 * 10**10 and after["ETH"] == before["ETH"]
-    assert all(after[s] == before[s] for s in before if s != "WETH")
+    assert after["WETH"] == 123450000000 * 10**10 and after["ETH"] == after["WETH"]
+    assert all(after[s] == before[s] for s in before if s not in ("WETH", "ETH", "wstETH"))
     snap = read_snapshot(w3, full)
     (book,) = CompoundV2Rules().books(snap)
     rows = np.flatnonzero(CompoundV2Rules().liquidatable(book, book.params["oracle_price_usd"]))

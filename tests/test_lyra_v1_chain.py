@@ -260,7 +260,9 @@ def test_penalty_split_equals_get_liquidation_fees_in_every_branch(devnet):
     assert len(branches) >= 3 and mine["sm_fee"].shape == (40,)
 
 
-def test_set_price_moves_the_lending_feed_and_the_option_market_together(chain_checkpoint):
+def test_set_price_moves_the_option_market_and_leaves_the_lending_feed_to_the_mover(chain_checkpoint):
+    """The market's spot is its Synthetix rate: set_price moves it; the lending protocols' WETH
+    feed is moved at its root by the core's price mover, never by an option executor."""
     deployment = lyra(chain_checkpoint)
     w3 = chain_checkpoint.w3
     adapter = contract(w3, deployment["synthetixAdapter"], "SynthetixAdapter")
@@ -268,10 +270,11 @@ def test_set_price_moves_the_lending_feed_and_the_option_market_together(chain_c
     feed_abi = [{"name": "latestAnswer", "type": "function", "stateMutability": "view", "inputs": [],
                  "outputs": [{"name": "", "type": "int256"}]}]
     feed = w3.eth.contract(address=chain_checkpoint.book["feeds"]["WETH"], abi=feed_abi)
-    assert adapter.functions.getSpotPriceForMarket(market).call() == feed.functions.latestAnswer().call() * 10**10
+    before = feed.functions.latestAnswer().call()
+    assert adapter.functions.getSpotPriceForMarket(market).call() == before * 10**10
     LyraExecutor(w3, deployment, keeper(chain_checkpoint)).set_price("WETH", 2345.67)
-    assert feed.functions.latestAnswer().call() == 234_567_000_000
     assert adapter.functions.getSpotPriceForMarket(market).call() == 2345_670_000_000_000_000_000
+    assert feed.functions.latestAnswer().call() == before
 
 
 @pytest.mark.parametrize("move", [-0.2, 0.1])

@@ -44,8 +44,8 @@ def test_round_zero_liquidates_every_account_the_aave_rule_flags_at_the_shock(re
     oracle = result.rounds[0].prices_usd      # what the fork's oracles answered after the shock
     weth, wsteth = before.address_of("WETH"), before.address_of("wstETH")
     assert oracle[weth] == pytest.approx(before.price_of()[weth] * 0.80, rel=1e-6)
-    # wstETH trades against WETH (and USDC): its market price, hence its oracle, falls with WETH's
-    assert 0.80 * before.price_of()[wsteth] < oracle[wsteth] < 0.99 * before.price_of()[wsteth]
+    # wstETH's oracle is the stETH ratio × ETH / USD (a CAPO adapter): it falls with ETH, by the ratio
+    assert oracle[wsteth] == pytest.approx(before.price_of()[wsteth] * 0.80, rel=1e-6)
     expected = set()
     for book in rules.books(before):
         prices = np.array([oracle[a] for a in book.assets])
@@ -102,14 +102,14 @@ def test_the_engine_matches_real_liquidations_and_swaps_at_weth_minus_20(devnet)
     fork's own pre-shock read, liquidates the same accounts as the real transactions, the same
     value per protocol within 1%, leaves bad debt within 1% (or $1) and pool prices within 0.5%."""
     from analyzer.engine import simulate
-    from analyzer.fidelity import compare
+    from analyzer.fidelity import compare, engine_scenario
 
     names = ("aave-v3", "compound-v2", "comet", "uniswap-v3")
     chosen = [plugins()[name] for name in names if name in devnet.book.get("protocols", {})]
     shock = ShockScenario(name="weth-20", price_shocks={"WETH": -0.20})
     replayed = replay(devnet.url, devnet.book, shock, chosen)
     before = replayed.snapshot_before
-    engine = simulate(before, shock)
+    engine = simulate(before, engine_scenario(shock, replayed))
     liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
     fidelity = compare(engine.to_json(), {p: set(g["account"]) for p, g in liquidated.groupby("protocol")},
                        replayed.to_json())

@@ -21,8 +21,9 @@ from typing import Any
 from analyzer.atomic import atomic_write_text
 from analyzer.chain import REPO_ROOT, Anvil
 from analyzer.devnet.context import DevnetContext, npm_artifact
+from analyzer.devnet.feeds import deploy_feeds
 from analyzer.devnet.scenario import DevnetScenario
-from analyzer.devnet.solc import ARTIFACTS_DIR, fixture_artifact
+from analyzer.devnet.solc import ARTIFACTS_DIR
 from analyzer.errors import ContagionError
 from analyzer.multicall import MULTICALL3_ADDRESS, ensure_multicall3
 from protocols.base import Plugin
@@ -49,7 +50,8 @@ def cache_key(scenario: DevnetScenario, plugins: list[Plugin]) -> str:
     for artifact in sorted(ARTIFACTS_DIR.glob("*.json")):
         digest.update(artifact.name.encode() + artifact.read_bytes())
     digest.update(scenario.text.encode())
-    for module in (sys.modules[__name__], sys.modules["analyzer.devnet.context"]):
+    for module in (sys.modules[__name__], sys.modules["analyzer.devnet.context"], sys.modules["analyzer.devnet.feeds"],
+                   sys.modules["analyzer.devnet.scenario"]):
         digest.update(inspect.getsource(module).encode())
     for plugin in plugins:
         digest.update(plugin.name.encode())
@@ -87,16 +89,13 @@ class RunningDevnet:
 
 
 def deploy_assets(ctx: DevnetContext) -> None:
-    """One MintableERC20 (Aave's mock, from ``@aave/core-v3``) and one PriceFeed per asset."""
+    """One MintableERC20 (Aave's mock, from ``@aave/core-v3``) per asset, and the scenario's price
+    feeds (:mod:`analyzer.devnet.feeds`)."""
     token_artifact = npm_artifact("@aave/core-v3", "MintableERC20")
-    feed_artifact = fixture_artifact("oracles", "PriceFeed")
-    tokens, feeds = {}, {}
-    for symbol, spec in ctx.scenario.assets.items():
-        token = ctx.deploy(token_artifact, f"{symbol} (devnet)", symbol, spec.decimals)
-        feed = ctx.deploy(feed_artifact, f"{symbol} / USD", round(spec.price_usd * 10**8))
-        tokens[symbol], feeds[symbol] = token.address, feed.address
-    ctx.book.update(tokens=tokens, feeds=feeds, feed_owner=ctx.deployer,
-                    decimals={s: a.decimals for s, a in ctx.scenario.assets.items()})
+    tokens = {symbol: ctx.deploy(token_artifact, f"{symbol} (devnet)", symbol, spec.decimals).address
+              for symbol, spec in ctx.scenario.assets.items()}
+    ctx.book.update(tokens=tokens, decimals={s: a.decimals for s, a in ctx.scenario.assets.items()})
+    deploy_feeds(ctx)
 
 
 def start_devnet(

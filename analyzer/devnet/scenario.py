@@ -8,8 +8,12 @@ A scenario is TOML under ``fixtures/scenarios/``::
 
     [assets.WETH]                    # every asset the devnet deploys (as a MintableERC20)
     decimals = 18
-    price_usd = 3000.0               # the asset's PriceFeed starts here (8 decimals)
+    price_usd = 3000.0               # the asset's price feed starts here (8 decimals)
     iv = 0.65                        # optional: implied volatility of an option underlying
+    # ratio_to = "WETH"              # optional: priced as a ratio × that asset's feed (an LST)
+
+    oracles = "chainlink"            # optional top-level key: "chainlink" (mainnet's shape,
+                                     # the default) or "plain" (settable PriceFeeds)
 
     [protocols.aave-v3]              # one table per protocol; each plugin validates its own
     ...
@@ -47,6 +51,10 @@ class AssetSpec:
     decimals: int
     price_usd: float
     iv: float | None = None
+    ratio_to: str | None = None      # an LST: priced as a fixed ratio × this asset's feed
+
+
+ORACLE_STACKS = ("chainlink", "plain")
 
 
 @dataclass
@@ -58,6 +66,7 @@ class DevnetScenario:
     assets: dict[str, AssetSpec]
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
+    oracle_stack: str = "chainlink"
 
     @property
     def digest(self) -> str:
@@ -120,13 +129,21 @@ def load(name_or_path: str | Path) -> DevnetScenario:
             raise ContagionError(f"{where}.decimals: expected an integer 0..36, got {decimals!r}")
         price = _number(spec.get("price_usd"), f"{where}.price_usd", positive=True)
         iv = spec.get("iv")
+        ratio_to = spec.get("ratio_to")
+        if ratio_to is not None and (ratio_to not in raw_assets or ratio_to == symbol
+                                     or raw_assets[ratio_to].get("ratio_to") is not None):
+            raise ContagionError(f"{where}.ratio_to: expected another asset with its own feed, got {ratio_to!r}")
         assets[symbol] = AssetSpec(symbol, decimals, price,
-                                   None if iv is None else _number(iv, f"{where}.iv", positive=True))
+                                   None if iv is None else _number(iv, f"{where}.iv", positive=True), ratio_to)
     protocols = data.get("protocols", {})
     if not isinstance(protocols, dict) or not all(isinstance(v, dict) for v in protocols.values()):
         raise ContagionError(f"{path.name}: [protocols]: expected one table per protocol")
-    unknown = set(data) - {"name", "seed", "description", "assets", "protocols"}
+    oracle_stack = data.get("oracles", "chainlink")
+    if oracle_stack not in ORACLE_STACKS:
+        raise ContagionError(f"{path.name}: oracles: expected one of {', '.join(ORACLE_STACKS)}, got {oracle_stack!r}")
+    unknown = set(data) - {"name", "seed", "description", "assets", "protocols", "oracles"}
     if unknown:
         raise ContagionError(f"{path.name}: unknown top-level keys {sorted(unknown)}")
     return DevnetScenario(name=name, seed=seed, path=path, text=text, assets=assets,
-                          protocols=protocols, description=str(data.get("description", "")))
+                          protocols=protocols, description=str(data.get("description", "")),
+                          oracle_stack=oracle_stack)

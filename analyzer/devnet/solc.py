@@ -11,6 +11,9 @@ A protocol that ships only Solidity source in its npm package (Morpho Blue) is a
 (:data:`NPM_GROUPS`): its sources are read from ``node_modules`` and compiled the same way, with
 the settings its authors build with; an exact ``pragma solidity`` pin older than our compiler is
 relaxed to a caret range in memory (the only change to the source), and the artifact records it.
+A group may name its own compiler package and only some entry files (with their import closure):
+Chainlink's ``EACAggregatorProxy`` and ``FluxAggregator`` (``@chainlink/contracts`` 0.8.0,
+``src/v0.6``, pinned to solc 0.6.6) are compiled with ``solc-0.6`` (solc 0.6.12).
 
 Artifacts hold, per contract: ``abi``, ``bytecode`` (creation) and ``deployedBytecode``
 (runtime, used with ``anvil_setCode``), as 0x-prefixed hex.
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,6 +56,8 @@ class NpmGroup:
     exclude: tuple[str, ...]
     settings: dict
     pragma_pins: tuple[str, ...] = ()    # exact versions relaxed to ``^version`` for the pinned solc
+    compiler: str = "solc"               # the solc-js npm package that compiles the group
+    entries: tuple[str, ...] = ()        # only these files (under root) and what they import
 
 
 NPM_GROUPS = {
@@ -60,6 +67,13 @@ NPM_GROUPS = {
         settings={**SETTINGS, "viaIR": True, "optimizer": {"enabled": True, "runs": 999999},
                   "outputSelection": {"Morpho.sol": {"Morpho": ["abi", "evm.bytecode.object",
                                                                 "evm.deployedBytecode.object"]}}}),
+    # Chainlink's proxy and aggregator as mainnet's USD feeds run them (istanbul: solc 0.6's newest)
+    "chainlink": NpmGroup(
+        package="@chainlink/contracts", root="src/v0.6", exclude=(), pragma_pins=("0.6.6",), compiler="solc-0.6",
+        entries=("EACAggregatorProxy.sol", "FluxAggregator.sol"),
+        settings={**SETTINGS, "evmVersion": "istanbul",
+                  "outputSelection": {f: {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+                                      for f in ("EACAggregatorProxy.sol", "FluxAggregator.sol")}}),
 }
 
 
@@ -67,10 +81,27 @@ def group_settings(group: str) -> dict:
     return NPM_GROUPS[group].settings if group in NPM_GROUPS else SETTINGS
 
 
+def _import_closure(folder: Path, entries: tuple[str, ...]) -> list[Path]:
+    """``entries`` and every file they import (relative imports), transitively."""
+    found: set[str] = set()
+    pending = list(entries)
+    while pending:
+        name = pending.pop()
+        if name in found or not (folder / name).is_file():
+            continue
+        found.add(name)
+        for imported in re.findall(r'^import\s+"([^"]+)";', (folder / name).read_text(), flags=re.MULTILINE):
+            pending.append(posixpath.normpath(posixpath.join(posixpath.dirname(name), imported)))
+    return sorted(folder / name for name in found)
+
+
 def npm_group_sources(group: str) -> dict[str, str]:
     spec = NPM_GROUPS[group]
     folder = REPO_ROOT / "node_modules" / spec.package / spec.root
-    files = sorted(folder.rglob("*.sol")) if folder.is_dir() else []
+    if spec.entries:
+        files = _import_closure(folder, spec.entries)
+    else:
+        files = sorted(folder.rglob("*.sol")) if folder.is_dir() else []
     if not files:
         raise ContagionError(f"no Solidity sources in {folder}: run `make setup`")
     sources = {}
@@ -85,8 +116,12 @@ def npm_group_sources(group: str) -> dict[str, str]:
     return sources
 
 
-def solc_version() -> str:
-    package = json.loads((REPO_ROOT / "node_modules" / "solc" / "package.json").read_text())
+def group_compiler(group: str) -> str:
+    return NPM_GROUPS[group].compiler if group in NPM_GROUPS else "solc"
+
+
+def solc_version(compiler: str = "solc") -> str:
+    package = json.loads((REPO_ROOT / "node_modules" / compiler / "package.json").read_text())
     return package["version"]
 
 
@@ -108,12 +143,32 @@ def sources_hash(sources: dict[str, str], settings: dict | None = None) -> str:
     return digest.hexdigest()
 
 
-def compile_sources(sources: dict[str, str], settings: dict | None = None) -> dict[str, dict]:
-    """Compile with ``solc --standard-json``; returns {contract name: artifact}."""
+def _compile_with_module(compiler: str, request: dict) -> str:
+    """Standard-JSON output of a solc-js package's ``compile`` (older solc-js has no CLI mode for it),
+    request and answer through files."""
+    module = REPO_ROOT / "node_modules" / compiler
+    if not module.is_dir():
+        raise ContagionError(f"{compiler} not found in node_modules: run `make setup`")
+    script = ("const fs=require('fs');const solc=require(process.argv[1]);"
+              "fs.writeFileSync(process.argv[3],solc.compile(fs.readFileSync(process.argv[2],'utf8')));")
+    with tempfile.TemporaryDirectory() as tmp:
+        request_file, answer_file = Path(tmp, "in.json"), Path(tmp, "out.json")
+        request_file.write_text(json.dumps(request))
+        proc = subprocess.run(["node", "-e", script, str(module), str(request_file), str(answer_file)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not answer_file.is_file():
+            raise ContagionError(f"{compiler} failed: {proc.stderr.strip()[:500]}")
+        return answer_file.read_text()
+
+
+def compile_sources(sources: dict[str, str], settings: dict | None = None, compiler: str = "solc") -> dict[str, dict]:
+    """Compile with ``solc --standard-json`` (or ``compiler``'s solc-js); returns {contract name: artifact}."""
     if not SOLCJS.is_file():
         raise ContagionError("solc not found in node_modules: run `make setup`")
     request = {"language": "Solidity", "sources": {n: {"content": s} for n, s in sources.items()},
                "settings": settings or SETTINGS}
+    if compiler != "solc":
+        return _contracts(json.loads(_compile_with_module(compiler, request)))
     # stdout to a file, not a pipe: solc.js calls process.exit() right after console.log, which
     # cuts piped output at 128 KiB (large groups such as compound_v2 produce more)
     # stdin from a file too: solc.js reads it with one readFileSync, which fails with EAGAIN when a
@@ -128,7 +183,10 @@ def compile_sources(sources: dict[str, str], settings: dict | None = None) -> di
     start = stdout.find("{")
     if proc.returncode != 0 or start < 0:
         raise ContagionError(f"solc failed: {(proc.stderr or stdout).strip()[:500]}")
-    output = json.loads(stdout[start:])
+    return _contracts(json.loads(stdout[start:]))
+
+
+def _contracts(output: dict) -> dict[str, dict]:
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise ContagionError(f"solc: {errors[0].get('formattedMessage', errors[0]).strip()}")
@@ -147,9 +205,9 @@ def compile_sources(sources: dict[str, str], settings: dict | None = None) -> di
 
 
 def build_group(group: str) -> Path:
-    sources, settings = group_sources(group), group_settings(group)
-    artifact = {"solc": solc_version(), "settings": settings, "sources_sha256": sources_hash(sources, settings),
-                "contracts": compile_sources(sources, settings)}
+    sources, settings, compiler = group_sources(group), group_settings(group), group_compiler(group)
+    artifact = {"solc": solc_version(compiler), "settings": settings, "sources_sha256": sources_hash(sources, settings),
+                "contracts": compile_sources(sources, settings, compiler)}
     return atomic_write_text(ARTIFACTS_DIR / f"{group}.json", json.dumps(artifact, indent=1, sort_keys=True) + "\n")
 
 

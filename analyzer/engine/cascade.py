@@ -25,6 +25,7 @@ import numpy as np
 
 from analyzer.engine import attribution as attr
 from analyzer.engine.impact import reprice
+from analyzer.engine.interest import accrue_round
 from analyzer.engine.keeper import keeper_take
 from analyzer.engine.market import SlippageCurve, safe_trade
 from analyzer.engine.options import OptionBook, bs_delta, option_margin_liquidations, vol_spiral
@@ -256,6 +257,7 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
     """One round of the cascade (module docstring); advances ``state`` in place."""
     n_assets, n_sources, n_protocols = len(prep.assets), len(prep.sources), len(prep.protocols)
     t = state.round
+    accrue_round(prep, state, scenario.round_seconds or 0.0, scenario.round_blocks or 0.0, HEALTH_MARGIN)
     oracle_source, source_attr = _oracle_view(prep, state, scenario.oracle_lag, t)
     flows = state.pending_flows.copy()
     state.pending_flows[:] = 0.0
@@ -383,8 +385,9 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
         if short_gamma[a] > 0:
             depth = sum(v.depth(0.01, True) for v in venues.venues)
             record.gamma_feedback[a] = 0.01 * new_price[a] / depth * short_gamma[a] if depth > 0 else np.inf
-    source = np.where(state.oracle_from_venue, new_price, exogenous)
-    source_attr = np.where(state.oracle_from_venue[:, None], state.market_attr, state.exogenous_attr)
+    source, source_attr = prep.derive_oracles(
+        np.where(state.oracle_from_venue, new_price, exogenous),
+        np.where(state.oracle_from_venue[:, None], state.market_attr, state.exogenous_attr))
     state.source_history.append(source)
     state.source_attr_history.append(source_attr.copy())
     next_oracle, _ = _oracle_view(prep, state, scenario.oracle_lag, state.round + 1)

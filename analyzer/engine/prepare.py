@@ -61,6 +61,24 @@ class Prepared:
     sources: list[str]
     protocol_index: dict = field(default_factory=dict)
     source_index: dict = field(default_factory=dict)
+    oracle_base: np.ndarray | None = None     # (A,) the asset whose oracle price a derived one follows
+    oracle_ratio: np.ndarray | None = None    # (A,) derived oracle price / its base's (1: not derived)
+
+    def derive_oracles(self, source: np.ndarray, source_attr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Oracle prices (A,) and their attribution (A, S) with every derived price (a ratio
+        adapter's: wstETH = stETH ratio × ETH / USD, ``meta["derived_prices"]`` of the snapshot)
+        set to its ratio × its base's, as the chain's adapter computes it: a derived price never
+        follows a venue of its own."""
+        if self.oracle_base is None:
+            return source, source_attr
+        derived = np.flatnonzero(self.oracle_base != np.arange(len(self.assets)))
+        if len(derived) == 0:
+            return source, source_attr
+        source, source_attr = source.copy(), source_attr.copy()
+        base, ratio = self.oracle_base[derived], self.oracle_ratio[derived]
+        source[derived] = ratio * source[base]
+        source_attr[derived] = ratio[:, None] * source_attr[base]
+        return source, source_attr
 
     def asset(self, name: str, where: str) -> int:
         """Index of the asset named by symbol or address; an error names ``where`` it was asked."""
@@ -100,7 +118,7 @@ def default_rules() -> dict[str, Rules]:
     return {name: plugin.rules() for name, plugin in plugins().items() if plugin.rules is not None}
 
 
-def _books(name: str, rule: Rules, snapshot) -> list:
+def books_of(name: str, rule: Rules, snapshot) -> list:
     """``rule``'s books of ``snapshot``; a snapshot whose rows lack what the protocol's rules read
     (params keys, numbers of the wrong kind: a hand-edited or foreign snapshot) is bad input."""
     try:
@@ -125,7 +143,7 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
                                                      snapshot.markets["asset"], snapshot.markets["oracle_price_usd"],
                                                      strict=True)}
     for name, rule in rules.items():
-        for book in _books(name, rule, snapshot):
+        for book in books_of(name, rule, snapshot):
             if len(book.accounts) == 0:
                 continue
             try:
@@ -174,11 +192,15 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
         venues = build_venues(_VenueView(snapshot, set(assets[is_receipt])), models)
     options = OptionBook.from_snapshot(snapshot, index)
     sources = attr.source_names(lending, option_protocols, options.hedging_protocols)
+    oracle_base, oracle_ratio = np.arange(len(assets)), np.ones(len(assets))
+    for asset, derived in (snapshot.meta.get("derived_prices") or {}).items():
+        if asset in index and derived.get("base") in index:
+            oracle_base[index[asset]], oracle_ratio[index[asset]] = index[derived["base"]], float(derived["ratio"])
     return Prepared(snapshot, assets, assets_t["symbol"].to_numpy(object), price_pre,
                     _option_ivs(assets_t["iv"].to_numpy(float), options), is_receipt, underlying, ratio, receipt_protocol, slots,
                     {index[a]: v for a, v in venues.items() if a in index}, options,
                     {n: rules[n] for n in sorted(margin)}, protocols, sources,
-                    protocol_index, {s: i for i, s in enumerate(sources)})
+                    protocol_index, {s: i for i, s in enumerate(sources)}, oracle_base, oracle_ratio)
 
 
 def _option_ivs(iv: np.ndarray, options: OptionBook) -> np.ndarray:
@@ -258,8 +280,8 @@ def start_state(prep: Prepared, scenario: ShockScenario):
     owned = [False] * len(books)
     pending = np.zeros((n_assets, n_sources))
     closed = _forced_sales(prep, scenario, books, owned, pending)
-    source_price = np.where(oracle_from_venue, price, exogenous)
-    source_attr = np.where(oracle_from_venue[:, None], market_attr, exogenous_attr)
+    source_price, source_attr = prep.derive_oracles(np.where(oracle_from_venue, price, exogenous),
+                                                    np.where(oracle_from_venue[:, None], market_attr, exogenous_attr))
     n_options = len(prep.options.frame)
     state = CascadeState(
         round=0, price=price, exogenous=exogenous, iv=iv, writedown=np.zeros(len(prep.protocols)), books=books,

@@ -183,12 +183,13 @@ def build_graph(snapshot: Snapshot, fold_below_usd: float | None = 0.0,
 
     markets = pd.concat([snapshot.markets[["protocol", "market"]], pos[["protocol", "market"]],
                          opts[["protocol", "market"]], snapshot.hedgers[["protocol", "market"]]]).drop_duplicates()
+    names = market_names(snapshot)
     for protocol, market in markets.itertuples(index=False):
         _node(graph, f"protocol:{protocol}", kind="protocol", label=str(protocol), protocol=str(protocol))
         node = market_node(protocol, market, opt_protocols)
         kind = "option-market" if protocol in opt_protocols else "market"
-        _node(graph, node, kind=kind, label=f"{protocol} {short(market)}", protocol=str(protocol),
-              address=str(market))
+        _node(graph, node, kind=kind, label=f"{protocol} {names.get((protocol, market)) or short(market)}",
+              protocol=str(protocol), address=str(market))
         _edge(graph, f"protocol:{protocol}", node, "runs", kind="runs", protocol=str(protocol))
 
     _add_positions(graph, pos, small, opt_protocols)
@@ -197,6 +198,21 @@ def build_graph(snapshot: Snapshot, fold_below_usd: float | None = 0.0,
     _add_options(graph, opts, small, opt_protocols)
     _add_venues(graph, snapshot, opt_protocols)
     return graph
+
+
+def market_names(snapshot: Snapshot) -> dict[tuple[str, str], str]:
+    """A market's human name where its reader gives one (``"name"`` in the markets rows' params,
+    e.g. Morpho's "wstETH/USDC 0.86": its markets are hashes, not contracts)."""
+    rows = snapshot.markets[snapshot.markets["params"].str.contains('"name"', regex=False, na=False)]
+    out = {}
+    for protocol, market, text in zip(rows["protocol"], rows["market"], rows["params"], strict=True):
+        try:
+            name = json.loads(text).get("name")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(name, str) and name:
+            out[(str(protocol), str(market))] = name
+    return out
 
 
 def _is_small(accounts: pd.Series, small: pd.Series) -> np.ndarray:

@@ -207,10 +207,12 @@ def loss_reach(graph: nx.MultiDiGraph) -> list[dict]:
             consumers = [{"market": target, "protocol": graph.nodes[target]["protocol"], "usd": d["usd"]}
                          for _, target, d in graph.out_edges(vault, data=True) if d["kind"] == "receipt-of"]
             vaults.append({"vault": vault, "address": address, "symbol": share.get("symbol", ""), "usd": data["usd"],
+                           "label": graph.nodes[vault]["label"],
                            "consumers": consumers, "holders": sorted(holders.get(address, set()))})
         if vaults:
             vaults.sort(key=lambda v: -v["usd"])
-            out.append({"market": market, "protocol": graph.nodes[market]["protocol"], "vaults": vaults,
+            out.append({"market": market, "label": graph.nodes[market]["label"],
+                        "protocol": graph.nodes[market]["protocol"], "vaults": vaults,
                         "vault_usd": float(sum(v["usd"] for v in vaults))})
     return sorted(out, key=lambda m: -m["vault_usd"])
 

@@ -71,7 +71,7 @@ def render_summary(data: dict[str, Any], figure_names: list[str]) -> str:
         lines += ["", "## Losses through vaults (a market's bad debt lowers the share price of the vaults supplying it)",
                   "", "| market | vault | vault's supply there | markets taking the share | share collateral | holders |",
                   "|---|---|---:|---:|---:|---:|"]
-        lines += [f"| {r['protocol']} `{r['market'][:10]}…` | {r['vault']} | {usd(r['vault_usd'])} | {r['consumer_markets']} | "
+        lines += [f"| {r['market']} | {r['vault']} | {usd(r['vault_usd'])} | {r['consumer_markets']} | "
                   f"{usd(r['consumer_usd'])} | {r['holders']} |" for r in data["vault_reach"][:20]]
     if data["fidelity_rows"]:
         lines += ["", "## Fidelity (engine vs replay on an anvil fork)", "", "| metric | engine | replay | gap |",

@@ -26,7 +26,8 @@ def vault_reach_view(snapshot, metrics: dict[str, Any] | None) -> list[dict[str,
     for market in found:
         for vault in market["vaults"]:
             consumers = vault.get("consumers") or []
-            rows.append({"market": str(market["market"]).split(":", 2)[-1], "protocol": market.get("protocol", ""),
+            rows.append({"market": str(market.get("label") or str(market["market"]).split(":", 2)[-1]),
+                         "protocol": market.get("protocol", ""),
                          "vault": vault.get("symbol") or vault.get("address", ""), "vault_usd": float(vault["usd"]),
                          "consumer_markets": len(consumers),
                          "consumer_usd": float(sum(float(c.get("usd", 0.0)) for c in consumers)),

@@ -10,6 +10,7 @@ upgrade does not make a scan read a stale contract or apply a stale rule.
 from protocols.aave_v3.books import primary_markets
 from protocols.aave_v3.devnet import AaveV3Devnet
 from protocols.aave_v3.executor import AaveV3Executor
+from protocols.aave_v3.prices import AaveV3PriceSources
 from protocols.aave_v3.reader import AaveV3Reader
 from protocols.aave_v3.rules import AaveV3Rules
 from protocols.base import Plugin
@@ -25,6 +26,7 @@ PLUGIN = Plugin(
     rules=AaveV3Rules,
     executor=AaveV3Executor,
     devnet=AaveV3Devnet,
+    price_sources=AaveV3PriceSources,
     devnet_order=10,
     mainnet=MAINNET,
 )

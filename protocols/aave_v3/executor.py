@@ -1,9 +1,7 @@
 """Real Aave V3 transactions on anvil: oracle moves and ``Pool.liquidationCall`` by a keeper.
 
-Oracle moves: on the devnet the asset's ``AaveOracle`` source is one of our PriceFeeds, moved with
-``setAnswer`` by its owner (impersonated). Anywhere else (a mainnet fork) the source is replaced:
-a PriceFeed is deployed at the price and installed with ``AaveOracle.setAssetSources`` by the ACL
-admin (impersonated; made pool admin first if it is not), after which the devnet path applies.
+Oracle moves: the root feed behind the asset's ``AaveOracle`` source is moved by the core's price
+mover (analyzer/oracles.py), on the devnet and on a fork alike; no admin or owner is impersonated.
 
 Keepers are funded by cheats: ``MintableERC20.mint`` on the devnet, else the token's balance
 storage slot is found (Solidity mapping at slots 0..50) and written with ``anvil_setStorageAt``.
@@ -17,7 +15,6 @@ from eth_abi import encode as abi_encode
 from eth_utils import event_abi_to_log_topic, keccak, to_checksum_address
 
 from analyzer.chain import rpc
-from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call, multicall, single_call
 from protocols.aave_v3 import abi
@@ -75,35 +72,13 @@ class AaveV3Executor(Executor):
 
     # ---- oracle -----------------------------------------------------------------------------
     def set_price(self, asset: str, price_usd: float) -> None:
-        asset = self.asset(asset)
-        source = to_checksum_address(self.read(self.oracle, "getSourceOfAsset(address)(address)", asset))
-        owner = single_call(self.w3, Call(source, "owner()(address)"), block="latest")
-        decimals = single_call(self.w3, Call(source, "decimals()(uint8)"), block="latest")
-        if not (owner.success and decimals.success and self._is_price_feed(source)):
-            self.replace_source(asset, price_usd)
-            return
-        answer = round(price_usd * 10 ** decimals.value)
-        self.send(owner.value, source, "setAnswer(int256)", answer, what=f"PriceFeed.setAnswer on {source}")
+        """Make ``AaveOracle.getAssetPrice(asset)`` answer ``price_usd``: the root feed behind the
+        asset's source is moved (analyzer/oracles.py), so every consumer of that feed sees it."""
+        from analyzer.oracles import set_protocol_price
+        from protocols.aave_v3.prices import AaveV3PriceSources
 
-    def _is_price_feed(self, source: str) -> bool:
-        deployed = fixture_artifact("oracles", "PriceFeed")["deployedBytecode"].lower().removeprefix("0x")
-        return self.w3.eth.get_code(source).hex().removeprefix("0x") == deployed
-
-    def replace_source(self, asset: str, price_usd: float) -> str:
-        """Install a new PriceFeed at ``price_usd`` as ``asset``'s AaveOracle source (fork path)."""
-        asset = self.asset(asset)
-        feed = fixture_artifact("oracles", "PriceFeed")
-        data = feed["bytecode"] + abi_encode(["string", "int256"], ["defi-contagion replay", round(price_usd * 1e8)]).hex()
-        tx_hash = self.w3.eth.send_transaction({"from": self.keeper, "data": data, "gas": 2_000_000})
-        address = self.w3.eth.wait_for_transaction_receipt(tx_hash)["contractAddress"]
-        provider = self.read(self.pool, "ADDRESSES_PROVIDER()(address)")
-        admin = self.read(provider, "getACLAdmin()(address)")
-        acl = self.read(provider, "getACLManager()(address)")
-        if not self.read(acl, "isPoolAdmin(address)(bool)", admin):
-            self.send(admin, acl, "addPoolAdmin(address)", admin, what="ACLManager.addPoolAdmin")
-        self.send(admin, self.oracle, "setAssetSources(address[],address[])", [asset], [address],
-                  what="AaveOracle.setAssetSources")
-        return address
+        set_protocol_price(self.w3, self.protocol, AaveV3PriceSources(self.w3, self.deployment).price_sources(),
+                           self.asset(asset), price_usd)
 
     # ---- keeper funding ---------------------------------------------------------------------
     def fund_keeper(self, token: str, amount: int) -> None:

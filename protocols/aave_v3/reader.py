@@ -116,6 +116,7 @@ class AaveV3Reader(Reader):
             reserves.append({
                 "asset": asset, "symbol": symbol, "id": data[7], "configuration": data[0][0], "config": config,
                 "liquidity_index": data[1], "variable_borrow_index": data[3], "aToken": to_checksum_address(data[8]),
+                "liquidity_rate": data[2], "variable_borrow_rate": data[4],     # ray a year
                 "stableDebtToken": to_checksum_address(data[9]) if has_stable_debt(self.version) else ZERO,
                 "variableDebtToken": to_checksum_address(data[10]),
                 "price_raw": chunk[1].unwrap(f"AaveOracle.getAssetPrice({asset})"), "base_unit": base_unit,
@@ -172,6 +173,8 @@ class AaveV3Reader(Reader):
                       "aToken": r["aToken"], "variableDebtToken": r["variableDebtToken"],
                       "stableDebtToken": r["stableDebtToken"], "liquidity_index": str(r["liquidity_index"]),
                       "variable_borrow_index": str(r["variable_borrow_index"]),
+                      "liquidity_rate_ray": str(r["liquidity_rate"]),
+                      "variable_borrow_rate_ray": str(r["variable_borrow_rate"]),
                       "liquidation_protocol_fee_bps": c["liquidation_protocol_fee"],
                       "reserve_factor_bps": c["reserve_factor"], "debt_ceiling_usd": c["debt_ceiling"] / 100,
                       "borrowable_in_isolation": bool(c["borrowable_in_isolation"]), "active": bool(c["active"]),

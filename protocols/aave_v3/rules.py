@@ -42,8 +42,9 @@ import numpy as np
 import pandas as pd
 
 from analyzer.errors import ContagionError
+from protocols.aave_v3 import interest
 from protocols.aave_v3.profiles import PROFILES, Profile, profile
-from protocols.base import LendingBook, Liquidation, Rules
+from protocols.base import InterestAccrual, LendingBook, Liquidation, Rules
 
 PROTOCOL = "aave-v3"
 PARAM_KEYS = ("reserve_id", "liquidation_protocol_fee_bps", "emode_categories", "version", "in_grace_period")
@@ -78,7 +79,8 @@ def _param_frame(markets: pd.DataFrame) -> pd.DataFrame:
     for key, default in (("in_grace_period", False),):
         if key not in parsed:
             parsed[key] = default
-    return markets.join(parsed[list(PARAM_KEYS)])
+    rates = [c for c in ("liquidity_rate_ray", "variable_borrow_rate_ray") if c in parsed]
+    return markets.join(parsed[[*PARAM_KEYS, *rates]])
 
 
 def _emode_tables(mk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,7 +99,7 @@ def _emode_tables(mk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return lt, bonus, member
 
 
-class AaveV3Rules(Rules):
+class AaveV3Rules(Rules, InterestAccrual):
     protocol = PROTOCOL
 
     def __init__(self, profile: str | None = None):
@@ -105,6 +107,10 @@ class AaveV3Rules(Rules):
         if profile is not None and profile not in PROFILES:
             raise ContagionError(f'aave-v3 rules: unknown profile "{profile}" (known: {", ".join(PROFILES)})')
         self.profile_name = profile
+
+    def accrue(self, book: LendingBook, seconds: float, blocks: float) -> LendingBook:
+        """Aave accrues per second (``MathUtils``, protocols/aave_v3/interest.py); blocks do not count."""
+        return interest.accrue(book, seconds)
 
     # ---- building the arrays ----------------------------------------------------------------
     def books(self, snapshot) -> list[LendingBook]:
@@ -151,6 +157,9 @@ class AaveV3Rules(Rules):
         extra = {"collateral_on": collateral_on, "emode_lt_bps": emode_lt, "emode_bonus_bps": emode_bonus,
                  "emode_collateral": emode_collateral, "oracle_prices": mk["oracle_price_usd"].to_numpy(dtype=float),
                  "profile": rule, "deficit": np.zeros((n, m))}
+        for rate in ("liquidity_rate", "variable_borrow_rate"):   # ray a year -> fraction a year
+            if f"{rate}_ray" in mk:
+                extra[rate] = mk[f"{rate}_ray"].astype(float).to_numpy() / 1e27
         return LendingBook(PROTOCOL, market, accounts, assets, collateral, debt,
                            accounts_t["category"].to_numpy(dtype=np.int64), params, extra,
                            per_account=("collateral_on", "deficit"))

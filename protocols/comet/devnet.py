@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.devnet.context import DevnetContext
+from analyzer.devnet.feeds import prices_raised
 from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
@@ -158,30 +159,16 @@ class CometDevnet(Devnet):
         ctx.impersonate(account)
         raise_by = (covered_usd / health) / capacity_usd * 1.002
         # a receipt collateral is priced by its underlying's feed: raise that one
-        feed_of = {s: collateral_asset(ctx, s, config["collaterals"][s])[1] for s in borrower["collateral"]}
-        feeds = {address: ctx.contract(address, FEED_ABI) for address in set(feed_of.values())}
-        answers = {s: f.functions.latestRoundData().call()[1] for s, f in feeds.items()}
-        if raise_by > 1.0:
-            for s, feed in feeds.items():
-                ctx.transact(feed.functions.setAnswer(int(answers[s] * raise_by) + 1), sender=ctx.book["feed_owner"])
-        ctx.transact(comet.functions.withdraw(ctx.book["tokens"][base], debt_raw), sender=account,
-                     what=f"comet borrow for {borrower['label']}")
-        if raise_by > 1.0:
-            for s, feed in feeds.items():
-                ctx.transact(feed.functions.setAnswer(answers[s]), sender=ctx.book["feed_owner"])
+        feeds = [collateral_asset(ctx, s, config["collaterals"][s])[1] for s in borrower["collateral"]]
+        with prices_raised(ctx, feeds, max(raise_by, 1.0)):
+            ctx.transact(comet.functions.withdraw(ctx.book["tokens"][base], debt_raw), sender=account,
+                         what=f"comet borrow for {borrower['label']}")
 
 
 AAVE_SUPPLY_ABI = [
     {"type": "function", "name": "supply", "stateMutability": "nonpayable", "outputs": [],
      "inputs": [{"type": "address", "name": "asset"}, {"type": "uint256", "name": "amount"},
                 {"type": "address", "name": "onBehalfOf"}, {"type": "uint16", "name": "referralCode"}]},
-]
-
-FEED_ABI = [
-    {"type": "function", "name": "latestRoundData", "stateMutability": "view", "inputs": [],
-     "outputs": [{"type": "uint80"}, {"type": "int256"}, {"type": "uint256"}, {"type": "uint256"}, {"type": "uint80"}]},
-    {"type": "function", "name": "setAnswer", "stateMutability": "nonpayable", "inputs": [{"type": "int256", "name": "a"}],
-     "outputs": []},
 ]
 
 

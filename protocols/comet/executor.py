@@ -14,7 +14,6 @@ from typing import Any
 
 from eth_utils import event_signature_to_log_topic, to_checksum_address
 
-from analyzer.chain import rpc
 from analyzer.errors import ContagionError
 from protocols.base import ExecutedLiquidation, PartialCollateralExecutor
 
@@ -26,11 +25,6 @@ ERC20_ABI = [
         ("approve", "nonpayable", [{"type": "address", "name": "s"}, {"type": "uint256", "name": "v"}], "bool"),
     )
 ]
-FEED_ABI = [
-    {"type": "function", "name": "owner", "stateMutability": "view", "inputs": [], "outputs": [{"type": "address"}]},
-    {"type": "function", "name": "setAnswer", "stateMutability": "nonpayable",
-     "inputs": [{"type": "int256", "name": "a"}], "outputs": []},
-]
 ABSORB_COLLATERAL = "0x" + event_signature_to_log_topic(
     "AbsorbCollateral(address,address,address,uint256,uint256)").hex()
 TRANSFER = "0x" + event_signature_to_log_topic("Transfer(address,address,uint256)").hex()
@@ -38,7 +32,7 @@ ABSORB_DEBT = "0x" + event_signature_to_log_topic("AbsorbDebt(address,address,ui
 
 
 class CometExecutor(PartialCollateralExecutor):
-    """Keeper actions on one Comet (``deployment["comet"]``); devnet feeds are our PriceFeed."""
+    """Keeper actions on one Comet (``deployment["comet"]``)."""
 
     protocol = "comet"
 
@@ -64,30 +58,13 @@ class CometExecutor(PartialCollateralExecutor):
         return self.comet.functions.getAssetInfoByAddress(asset).call()[2]
 
     def set_price(self, asset: str, price_usd: float) -> None:
-        """Make Comet's feed of ``asset`` answer ``price_usd`` (8 decimals).
+        """Make Comet's feed of ``asset`` answer ``price_usd``: the root feed behind it is moved
+        (analyzer/oracles.py), so every other consumer of that feed sees the move too."""
+        from analyzer.oracles import set_protocol_price
+        from protocols.comet.prices import CometPriceSources
 
-        A devnet PriceFeed is set by its owner (impersonated). Any other feed (a Chainlink
-        aggregator or Comet's wrapper feeds on a mainnet fork) is replaced in place by our PriceFeed
-        runtime with the keeper as owner: Comet only calls ``latestRoundData`` and ``decimals``."""
-        feed = self.w3.eth.contract(address=self.feed_of(asset), abi=FEED_ABI)
-        try:
-            owner = feed.functions.owner().call()
-        except Exception:  # not our PriceFeed: install it at the feed's address
-            owner = self._install_price_feed(feed.address)
-        rpc(self.w3, "anvil_impersonateAccount", [owner])
-        try:
-            self._send(feed.functions.setAnswer(round(price_usd * 10**8)), owner, f"setAnswer for {asset}")
-        finally:
-            rpc(self.w3, "anvil_stopImpersonatingAccount", [owner])
-
-    def _install_price_feed(self, address: str) -> str:
-        from analyzer.devnet.solc import fixture_artifact
-
-        rpc(self.w3, "anvil_setCode", [address, fixture_artifact("oracles", "PriceFeed")["deployedBytecode"]])
-        # PriceFeed storage: slot 0 description, 1 owner, 2 answer, 3 round, 4 updatedAt
-        owner_word = "0x" + bytes.fromhex(self.keeper[2:]).rjust(32, b"\0").hex()
-        rpc(self.w3, "anvil_setStorageAt", [address, "0x1", owner_word])
-        return self.keeper
+        set_protocol_price(self.w3, self.protocol, CometPriceSources(self.w3, self.deployment).price_sources(),
+                           asset, price_usd)
 
     def absorb(self, accounts: list[str]) -> dict:
         """One ``absorb(keeper, accounts)`` transaction; returns its receipt."""

@@ -97,6 +97,7 @@ class CometReader(Reader):
         state["supply_index"] = exact.accrued_index(supply_index, supply_rate, max(elapsed, 0))
         state["borrow_index"] = exact.accrued_index(borrow_index, borrow_rate, max(elapsed, 0))
         state["total_supply_base"], state["total_borrow_base"] = total_supply_base, total_borrow_base
+        state["supply_rate"], state["borrow_rate"] = supply_rate, borrow_rate   # 1e18 per second
         return state
 
     def read_markets(self) -> Rows:
@@ -114,6 +115,7 @@ class CometReader(Reader):
             "supply_index": str(state["supply_index"]), "borrow_index": str(state["borrow_index"]),
             "total_supply_base": str(state["total_supply_base"]),
             "total_borrow_base": str(state["total_borrow_base"]),
+            "supply_rate_per_second": str(state["supply_rate"]), "borrow_rate_per_second": str(state["borrow_rate"]),
         }
         markets.append({"protocol": PROTOCOL, "market": comet, "asset": base, "oracle_price_usd": state["prices"][0] / 1e8,
                         "ltv": 0.0, "liquidation_threshold": 0.0, "liquidation_bonus": 0.0, "close_factor": 1.0,

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.model import Snapshot
-from protocols.base import AbsorbingRules, LendingBook, Liquidation
+from protocols.base import AbsorbingRules, InterestAccrual, LendingBook, Liquidation
 from protocols.comet import exact
 
 PROTOCOL = "comet"
@@ -62,8 +62,18 @@ def _factor(params: list[dict], key: str) -> np.ndarray:
     return np.array([int(p.get(key, 0)) / 1e18 for p in params])
 
 
-class CometRules(AbsorbingRules):
+class CometRules(AbsorbingRules, InterestAccrual):
     protocol = PROTOCOL
+
+    def accrue(self, book: LendingBook, seconds: float, blocks: float) -> LendingBook:
+        """``Comet.accruedInterestIndices``: the base borrow and supply indices grow by
+        rate × elapsed seconds (1e18 per second, read at the snapshot's utilization); collateral
+        earns nothing."""
+        out = book.copy()
+        base = book.extra["base_column"]
+        out.debt[:, base] *= 1.0 + book.extra.get("borrow_rate_per_second", 0.0) * seconds
+        out.collateral[:, base] *= 1.0 + book.extra.get("supply_rate_per_second", 0.0) * seconds
+        return out
 
     def books(self, snapshot: Snapshot) -> list[LendingBook]:
         """One book per Comet: columns are the base asset (column 0) then the collaterals by offset."""
@@ -90,6 +100,8 @@ class CometRules(AbsorbingRules):
                            ("borrow_collateral_factor", "liquidate_collateral_factor", "liquidation_factor")},
                         "collateral_enabled": rows["collateral_enabled"].to_numpy(dtype=bool)},
                 extra={"base_column": 0,
+                       "supply_rate_per_second": int(base.get("supply_rate_per_second", 0)) / 1e18,
+                       "borrow_rate_per_second": int(base.get("borrow_rate_per_second", 0)) / 1e18,
                        "store_front_price_factor": int(base["store_front_price_factor"]) / 1e18,
                        "target_reserves": int(base["target_reserves"]) / int(base["base_scale"]),
                        "reserves": int(base["reserves"]) / int(base["base_scale"]),

@@ -9,6 +9,7 @@ from protocols.base import Plugin
 from protocols.compound_v2.constants import PROTOCOL
 from protocols.compound_v2.devnet import CompoundV2Devnet
 from protocols.compound_v2.executor import CompoundV2Executor
+from protocols.compound_v2.prices import CompoundV2PriceSources
 from protocols.compound_v2.reader import CompoundV2Reader
 from protocols.compound_v2.rules import CompoundV2Rules
 
@@ -20,6 +21,7 @@ PLUGIN = Plugin(
     rules=CompoundV2Rules,
     executor=CompoundV2Executor,
     devnet=CompoundV2Devnet,
+    price_sources=CompoundV2PriceSources,
     devnet_order=20,
     mainnet={1: {"comptroller": MAINNET_COMPTROLLER, "profile": "compound", "start_block": 7710671,
                  "source": "compound-finance/compound-protocol networks/mainnet.json (Comptroller); "

@@ -4,7 +4,7 @@
 address) and reads what happened from the receipt: ``LiquidateBorrow`` gives the repaid amount
 and the seized cTokens, the collateral cToken's ``Transfer`` to itself the protocol's share.
 Raw amounts: repaid in underlying units of the debt asset, seized and fee in cTokens (8 decimals)
-of the collateral market. ``set_price`` moves the devnet PriceFeed behind the oracle.
+of the collateral market. ``set_price`` moves the root feed behind the market's oracle source.
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
 from protocols.compound_v2.profiles import profile
 
 TRANSFER_TOPIC = keccak(text="Transfer(address,address,uint256)")
-FEED_ABI = [{"type": "function", "name": "setAnswer", "stateMutability": "nonpayable",
-             "inputs": [{"name": "a", "type": "int256"}], "outputs": []},
-            {"type": "function", "name": "owner", "stateMutability": "view", "inputs": [],
-             "outputs": [{"name": "", "type": "address"}]}]
 ERC20_ABI = [
     {"type": "function", "name": "approve", "stateMutability": "nonpayable",
      "inputs": [{"name": "s", "type": "address"}, {"name": "v", "type": "uint256"}],
@@ -97,46 +93,14 @@ class CompoundV2Executor(Executor):
             raise ContagionError(f"compound-v2: {what} failed")
 
     def set_price(self, asset: str, price_usd: float) -> None:
-        """Set the USD feed behind ``asset``'s market. A deployment without feeds (a mainnet fork)
-        first gets our FeedPriceOracle, seeded at the current oracle prices and installed through
-        the Comptroller's own admin setter by impersonating its admin."""
-        market = self._market(asset)
-        if not market.get("feed"):
-            self.install_feed_oracle()
-        feed = self.w3.eth.contract(address=to_checksum_address(market["feed"]), abi=FEED_ABI)
-        owner = feed.functions.owner().call()
-        rpc(self.w3, "anvil_impersonateAccount", [owner])
-        rpc(self.w3, "anvil_setBalance", [owner, hex(10**21)])
-        self._send(feed.functions.setAnswer(round(price_usd * 10**8)), owner, f"setAnswer on feed {market['feed']}")
+        """Make the Comptroller's oracle price ``asset`` at ``price_usd``: the root feed behind the
+        market's feed is moved (analyzer/oracles.py). A market whose oracle reverts is refused."""
+        from analyzer.oracles import set_protocol_price
+        from protocols.compound_v2.prices import CompoundV2PriceSources
 
-    def install_feed_oracle(self) -> None:
-        """Replace the Comptroller's oracle by FeedPriceOracle over one PriceFeed per market (8-decimal
-        USD, so current prices are kept to 1e-8 USD)."""
-        oracle_artifact = fixture_artifact("compound_v2", "FeedPriceOracle")
-        feed_artifact = fixture_artifact("oracles", "PriceFeed")
-        old_oracle = self.comptroller.functions.oracle().call()
-        oracle = self._deploy(oracle_artifact)
-        for market in self.by_underlying.values():
-            price = single_call(self.w3, Call(old_oracle, "getUnderlyingPrice(address)(uint256)", (market["cToken"],)),
-                                block=self.w3.eth.block_number).unwrap("getUnderlyingPrice")
-            if market["underlying"] == NATIVE_ASSET:
-                decimals = 18
-            else:
-                decimals = single_call(self.w3, Call(market["underlying"], "decimals()(uint8)"),
-                                       block=self.w3.eth.block_number).unwrap("decimals")
-            answer = max(int(price) * 10**decimals // 10**28, 1)
-            feed = self._deploy(feed_artifact, "compound-v2 replay feed", answer)
-            self._send(oracle.functions.setFeed(market["cToken"], feed.address, decimals), self.keeper, "setFeed")
-            market["feed"], market["decimals"] = feed.address, decimals
-        admin_getter, setter = self.profile.oracle_admin
-        admin = to_checksum_address(single_call(self.w3, Call(self.comptroller.address, f"{admin_getter}()(address)"),
-                                                block=self.w3.eth.block_number).unwrap(admin_getter))
-        rpc(self.w3, "anvil_impersonateAccount", [admin])
-        rpc(self.w3, "anvil_setBalance", [admin, hex(10**21)])
-        install = self.w3.eth.contract(address=self.comptroller.address, abi=[
-            {"type": "function", "name": setter, "stateMutability": "nonpayable",
-             "inputs": [{"name": "o", "type": "address"}], "outputs": []}])
-        self._send(install.functions[setter](oracle.address), admin, f"{setter} by the admin")
+        self._market(asset)
+        set_protocol_price(self.w3, self.protocol, CompoundV2PriceSources(self.w3, self.deployment).price_sources(),
+                           asset, price_usd)
 
     def _deploy(self, artifact: dict, *args: Any):
         factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])

@@ -65,7 +65,8 @@ class CompoundV2Reader(Reader):
         min_liquidatable = values[4] if len(values) > 4 else None
         per = ["underlying()(address)", "exchangeRateStored()(uint256)", "protocolSeizeShareMantissa()(uint256)",
                "symbol()(string)", "decimals()(uint8)", "totalSupply()(uint256)", "totalBorrows()(uint256)",
-               "totalReserves()(uint256)", "getCash()(uint256)"]
+               "totalReserves()(uint256)", "getCash()(uint256)", "borrowRatePerBlock()(uint256)",
+               "supplyRatePerBlock()(uint256)"]
         calls = []
         for ctoken in ctokens:
             calls += [Call(ctoken, sig) for sig in per]
@@ -87,6 +88,7 @@ class CompoundV2Reader(Reader):
                 "symbol": a[3] or "", "ctoken_decimals": int(a[4] if a[4] is not None else 8),
                 "total_supply": int(a[5] or 0), "total_borrows": int(a[6] or 0), "total_reserves": int(a[7] or 0),
                 "cash": int(a[8] or 0), "collateral_factor_mantissa": cf,
+                "borrow_rate_per_block_mantissa": int(a[9] or 0), "supply_rate_per_block_mantissa": int(a[10] or 0),
                 "liquidation_threshold_mantissa": cf if lt_index is None else int(listing[lt_index]),
                 "price_mantissa": int(a[len(per) + 1] or 0),
                 "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(incentive),

@@ -21,7 +21,7 @@ import json
 import numpy as np
 
 from analyzer.model import Snapshot
-from protocols.base import LendingBook, Liquidation, Rules
+from protocols.base import InterestAccrual, LendingBook, Liquidation, Rules
 from protocols.compound_v2 import exact
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
 from protocols.compound_v2.profiles import profile
@@ -30,8 +30,18 @@ INT_PARAMS = ("exchange_rate_mantissa", "collateral_factor_mantissa", "liquidati
               "price_mantissa", "protocol_seize_share_mantissa")
 
 
-class CompoundV2Rules(Rules):
+class CompoundV2Rules(Rules, InterestAccrual):
     protocol = PROTOCOL
+
+    def accrue(self, book: LendingBook, seconds: float, blocks: float) -> LendingBook:
+        """``CToken.accrueInterest`` over ``blocks``: borrow balances grow by borrowRatePerBlock ×
+        blocks, a cToken's underlying value (its exchange rate) by supplyRatePerBlock × blocks, at
+        the rates read with the snapshot. The float book only: the exact integer columns (raw
+        balances, exchange rates) stay at the snapshot's block."""
+        out = book.copy()
+        out.debt = book.debt * (1.0 + book.extra.get("borrow_rate_per_block", 0.0) * blocks)
+        out.collateral = book.collateral * (1.0 + book.extra.get("supply_rate_per_block", 0.0) * blocks)
+        return out
 
     # ---- books ----
     def books(self, snapshot: Snapshot) -> list[LendingBook]:
@@ -81,6 +91,11 @@ class CompoundV2Rules(Rules):
             "min_liquidatable_collateral_mantissa": (int(first["min_liquidatable_collateral_mantissa"])
                                                      if first.get("min_liquidatable_collateral_mantissa") else None),
             "profile": profile, "entered": entered, "collateral_raw": collateral_raw, "debt_raw": debt_raw,
+            # CToken.accrueInterest: per block, 1e18 mantissas as fractions (0 when not read)
+            "borrow_rate_per_block": np.array([int(p.get("borrow_rate_per_block_mantissa", 0)) / MANTISSA
+                                               for p in params]),
+            "supply_rate_per_block": np.array([int(p.get("supply_rate_per_block_mantissa", 0)) / MANTISSA
+                                               for p in params]),
         }
         book_params = {
             "collateral_factor": rows["ltv"].to_numpy(dtype=float),

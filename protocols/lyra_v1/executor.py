@@ -1,8 +1,9 @@
 """Real Lyra V1 transactions on anvil: liquidations (``OptionMarket.liquidatePosition``), spot and IV moves.
 
-The spot of the market is ``TestExchangeRates`` (the Synthetix double) and follows the devnet PriceFeed of
-the underlying: :meth:`LyraExecutor.set_price` moves both, so one shock moves the lending protocols and
-the option market. The owner of the feeds, of the rates and of the option market is impersonated (anvil).
+The spot of the market is ``TestExchangeRates`` (the Synthetix double): :meth:`LyraExecutor.set_price`
+moves it; the lending protocols' feeds are moved at their root by the core's price mover
+(analyzer/oracles.py), so one shock moves both. The owner of the rates and of the option market is
+impersonated (anvil).
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from analyzer.errors import ContagionError
 from protocols.base import ExecutedLiquidation, OptionExecutor
 from protocols.lyra_v1.devnet import artifact, bytes32
 from protocols.lyra_v1.params import UNIT, wad
-
-FEED_ABI = [{"name": "setAnswer", "type": "function", "stateMutability": "nonpayable",
-             "inputs": [{"name": "newAnswer", "type": "int256"}], "outputs": []}]
 
 
 class LyraExecutor(OptionExecutor):
@@ -53,7 +51,8 @@ class LyraExecutor(OptionExecutor):
 
     # ---- prices and vols ----
     def set_price(self, asset: str, price_usd: float) -> None:
-        """Move the underlying's devnet PriceFeed (8 decimals) and the market's Synthetix rate together."""
+        """Move the market's Synthetix rate (the spot Lyra prices at) to ``price_usd``, at the 8
+        decimals of a USD feed."""
         known = {self.deployment.get("underlying"), self.deployment.get("underlying_token"),
                  self.market["baseAsset"], self.deployment.get("market_key")}
         if asset not in known and to_checksum_address(asset) not in {to_checksum_address(a) for a in known
@@ -61,8 +60,6 @@ class LyraExecutor(OptionExecutor):
             raise ContagionError(f"lyra-v1 executor: {asset} is not this market's underlying "
                                  f"({self.deployment.get('underlying')})")
         feed_answer = round(price_usd * 10**8)
-        feed = self.w3.eth.contract(address=to_checksum_address(self.deployment["feed"]), abi=FEED_ABI)
-        self._send(feed.functions.setAnswer(feed_answer), self.feed_owner, "PriceFeed.setAnswer")
         self._send(self.rates.functions.setRateAndInvalid(bytes32(self.deployment["market_key"]),
                                                           feed_answer * 10**10, False),
                    self.owner, "TestExchangeRates.setRateAndInvalid")

@@ -10,6 +10,7 @@ from protocols.base import Plugin
 from protocols.morpho_blue.devnet import MorphoBlueDevnet
 from protocols.morpho_blue.executor import MorphoBlueExecutor
 from protocols.morpho_blue.mainnet import MAINNET
+from protocols.morpho_blue.prices import MorphoBluePriceSources
 from protocols.morpho_blue.reader import MorphoBlueReader
 from protocols.morpho_blue.rules import MorphoBlueRules
 
@@ -19,6 +20,7 @@ PLUGIN = Plugin(
     rules=MorphoBlueRules,
     executor=MorphoBlueExecutor,
     devnet=MorphoBlueDevnet,
+    price_sources=MorphoBluePriceSources,
     devnet_order=35,
     mainnet=MAINNET,
 )

@@ -14,7 +14,6 @@ from typing import Any
 from eth_abi import decode
 from eth_utils import to_checksum_address
 
-from analyzer.chain import rpc
 from analyzer.errors import ContagionError
 from protocols.base import ExecutedLiquidation, Executor
 from protocols.morpho_blue import exact
@@ -23,11 +22,6 @@ from protocols.morpho_blue.contracts import CREATE_MARKET, LIQUIDATE, PROTOCOL, 
 ERC20_ABI = [
     {"type": "function", "name": "approve", "stateMutability": "nonpayable",
      "inputs": [{"type": "address", "name": "s"}, {"type": "uint256", "name": "v"}], "outputs": [{"type": "bool"}]},
-]
-FEED_ABI = [
-    {"type": "function", "name": "owner", "stateMutability": "view", "inputs": [], "outputs": [{"type": "address"}]},
-    {"type": "function", "name": "setAnswer", "stateMutability": "nonpayable",
-     "inputs": [{"type": "int256", "name": "a"}], "outputs": []},
 ]
 IRM_ABI = [
     {"type": "function", "name": "borrowRateView", "stateMutability": "view", "outputs": [{"type": "uint256"}],
@@ -94,20 +88,17 @@ class MorphoBlueExecutor(Executor):
     # ---- keeper actions ----
 
     def set_price(self, asset: str, price_usd: float) -> None:
-        """Make the USD feed of ``asset`` (address book ``usd_feeds``) answer ``price_usd`` (8
-        decimals). A devnet PriceFeed is set by its owner (impersonated); a vault share has no
-        feed of its own (its oracle reads the vault) and is left alone."""
-        feeds = {to_checksum_address(t): f for t, f in (self.deployment.get("usd_feeds") or {}).items()}
-        asset = to_checksum_address(asset)
-        if asset not in feeds:
+        """Make the USD feed of ``asset`` (address book ``usd_feeds``) answer ``price_usd``: the root
+        feed behind it is moved (analyzer/oracles.py). A vault share has no feed of its own (its
+        oracle reads the vault) and is left alone."""
+        from analyzer.oracles import set_protocol_price
+        from protocols.morpho_blue.prices import MorphoBluePriceSources
+
+        feeds = {to_checksum_address(t) for t in (self.deployment.get("usd_feeds") or {})}
+        if to_checksum_address(asset) not in feeds:
             return
-        feed = self.w3.eth.contract(address=to_checksum_address(feeds[asset]), abi=FEED_ABI)
-        owner = feed.functions.owner().call()
-        rpc(self.w3, "anvil_impersonateAccount", [owner])
-        try:
-            self._send(feed.functions.setAnswer(round(price_usd * 10**8)), owner, f"setAnswer for {asset}")
-        finally:
-            rpc(self.w3, "anvil_stopImpersonatingAccount", [owner])
+        set_protocol_price(self.w3, PROTOCOL, MorphoBluePriceSources(self.w3, self.deployment).price_sources(),
+                           asset, price_usd)
 
     def _send(self, call, sender: str, what: str) -> dict:
         try:

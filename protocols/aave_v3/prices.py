@@ -1,0 +1,34 @@
+"""Where Aave V3's oracle reads each reserve's price: ``AaveOracle.getSourceOfAsset(asset)``.
+
+The oracle is the PoolAddressesProvider's ``getPriceOracle()`` (read now, as the reader does), the
+reserves the Pool's ``getReservesList()``. A source is a Chainlink proxy or a CAPO adapter; the
+core's price mover follows it to its root (analyzer/oracles.py).
+"""
+
+from __future__ import annotations
+
+from eth_utils import to_checksum_address
+
+from analyzer.multicall import Call, single_call
+from protocols.base import PriceSource, PriceSources
+
+
+class AaveV3PriceSources(PriceSources):
+    def price_sources(self) -> list[PriceSource]:
+        block = self.read_block()
+        pool = to_checksum_address(self.deployment["pool"])
+        provider = single_call(self.w3, Call(pool, "ADDRESSES_PROVIDER()(address)"), block=block).unwrap(
+            "Pool.ADDRESSES_PROVIDER")
+        oracle = single_call(self.w3, Call(provider, "getPriceOracle()(address)"), block=block).unwrap(
+            "PoolAddressesProvider.getPriceOracle")
+        reserves = single_call(self.w3, Call(pool, "getReservesList()(address[])"), block=block).unwrap(
+            "Pool.getReservesList")
+        sources = []
+        for asset in reserves:
+            source = single_call(self.w3, Call(oracle, "getSourceOfAsset(address)(address)", (asset,)), block=block)
+            if source.success and int(source.value, 16) != 0:
+                sources.append(PriceSource(to_checksum_address(asset), to_checksum_address(source.value)))
+            else:
+                sources.append(PriceSource(to_checksum_address(asset), None,
+                                           f"AaveOracle {oracle} has no source for {asset} (fallback oracle)"))
+        return sources

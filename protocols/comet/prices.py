@@ -1,0 +1,29 @@
+"""Where a Comet reads each asset's price: ``baseTokenPriceFeed()`` for the base token,
+``getAssetInfo(i).priceFeed`` for each collateral (Comet calls ``latestRoundData`` on it).
+"""
+
+from __future__ import annotations
+
+from eth_utils import to_checksum_address
+
+from analyzer.multicall import Call, single_call
+from protocols.base import PriceSource, PriceSources
+
+ASSET_INFO = "getAssetInfo(uint8)((uint8,address,address,uint64,uint64,uint64,uint64,uint128))"
+
+
+class CometPriceSources(PriceSources):
+    def price_sources(self) -> list[PriceSource]:
+        block = self.read_block()
+        comet = to_checksum_address(self.deployment["comet"])
+
+        def read(signature: str, *args):
+            return single_call(self.w3, Call(comet, signature, args), block=block).unwrap(
+                f"Comet.{signature.split('(')[0]}")
+
+        sources = [PriceSource(to_checksum_address(read("baseToken()(address)")),
+                               to_checksum_address(read("baseTokenPriceFeed()(address)")))]
+        for i in range(int(read("numAssets()(uint8)"))):
+            info = read(ASSET_INFO, i)
+            sources.append(PriceSource(to_checksum_address(info[1]), to_checksum_address(info[2])))
+        return sources

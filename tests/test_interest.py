@@ -1,0 +1,86 @@
+"""Each protocol's interest accrual in the engine against the chain's own accrual.
+
+A snapshot is read, time (and blocks) pass on the devnet, the protocol accrues on chain, and the
+snapshot is read again: the rule's ``accrue`` of the first book over the elapsed seconds / blocks
+must give the second book's debts and deposits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from eth_utils import function_signature_to_4byte_selector
+
+from analyzer.chain import rpc
+from analyzer.multicall import Call, single_call
+from analyzer.scan import scan
+from protocols import plugins
+from protocols.base import InterestAccrual
+from tests.conftest import requires_anvil
+
+pytestmark = requires_anvil
+MONTH = 30 * 86400
+ACCRUE_INTEREST = function_signature_to_4byte_selector("accrueInterest()")
+
+
+def _book(devnet, name: str):
+    plugin = plugins()[name]
+    snapshot = scan(devnet.url, [plugin], book=devnet.book, cache_dir=None, oracle_paths=False)
+    (book,) = plugin.rules().books(snapshot)
+    return book, snapshot.meta["block_number"], snapshot.meta["block_timestamp"]
+
+
+def _same_accounts(before, after):
+    index = {a: i for i, a in enumerate(after.accounts)}
+    rows = np.array([index[a] for a in before.accounts])
+    return after.debt[rows], after.collateral[rows]
+
+
+@pytest.mark.parametrize("name", ["aave-v3", "comet"])
+def test_per_second_accrual_matches_the_chain_after_a_month(chain_checkpoint, name):
+    devnet = chain_checkpoint
+    rules = plugins()[name].rules()
+    assert isinstance(rules, InterestAccrual)
+    before, _, t0 = _book(devnet, name)
+    rpc(devnet.w3, "evm_increaseTime", [MONTH])
+    rpc(devnet.w3, "evm_mine", [])
+    after, _, t1 = _book(devnet, name)
+    debt, collateral = _same_accounts(before, after)
+    grown = rules.accrue(before, float(t1 - t0), 0.0)
+    assert (debt > before.debt).any(), "a month of interest must move some debt"
+    np.testing.assert_allclose(grown.debt, debt, rtol=1e-6)
+    np.testing.assert_allclose(grown.collateral, collateral, rtol=1e-6)
+    bound = rules.max_debt_growth(before, float(t1 - t0), 0.0)
+    assert (debt <= before.debt * bound * (1 + 1e-6) + 1e-12).all()   # + a wei of rounding
+
+
+@pytest.mark.slow
+def test_per_block_accrual_matches_compound_v2_after_accrue_interest(chain_checkpoint):
+    devnet = chain_checkpoint
+    rules = plugins()["compound-v2"].rules()
+    deployment = devnet.book["protocols"]["compound-v2"]
+    w3 = devnet.w3
+    before, _, _ = _book(devnet, "compound-v2")
+    ctokens = [m["cToken"] for m in deployment["markets"].values()]
+    # a stored borrow balance is as of the market's last accrual, not the read's block
+    accrued_at = {c: single_call(w3, Call(c, "accrualBlockNumber()(uint256)"), block=w3.eth.block_number).value
+                  for c in ctokens}
+    rpc(w3, "anvil_mine", [hex(300)])
+    sender = w3.eth.accounts[0]
+    for ctoken in ctokens:   # one accrual each, as the first transaction touching the market would do
+        tx = w3.eth.send_transaction({"from": sender, "to": ctoken, "data": "0x" + ACCRUE_INTEREST.hex()})
+        assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+    after, _, _ = _book(devnet, "compound-v2")
+    debt, collateral = _same_accounts(before, after)
+    # every market accrued once, in its own block: the blocks since the read differ per market
+    first = w3.eth.block_number - len(ctokens) + 1
+    column = {c: j for j, c in enumerate(before.extra["ctoken"])}
+    per_column = np.zeros(len(before.assets))
+    for k, ctoken in enumerate(ctokens):
+        if ctoken in column:
+            per_column[column[ctoken]] = first + k - accrued_at[ctoken]
+    expected = before.debt * (1.0 + before.extra["borrow_rate_per_block"] * per_column)[None, :]
+    assert (debt > before.debt).any()
+    np.testing.assert_allclose(expected, debt, rtol=1e-9)
+    grown = rules.accrue(before, 0.0, float(per_column.max()))
+    assert (grown.debt >= expected * (1 - 1e-12)).all() and (grown.debt <= expected * (1 + 1e-5)).all()
