@@ -255,7 +255,14 @@ def scan(
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
     if oracle_paths:
-        snapshot.meta["derived_prices"] = read_derived_prices(w3, plugins, deployments, block)
+        # cached per block like every other read: a rerun of a finished scan asks the node nothing
+        prices_cache = ChunkCache(None if chain_cache is None else chain_cache / str(block))
+        name = f"derived-prices-{_digest([sorted(p.name for p in plugins), deployments])}"
+        derived = prices_cache.get(name)
+        if derived is None:
+            derived = read_derived_prices(w3, plugins, deployments, block)
+            prices_cache.put(name, derived)
+        snapshot.meta["derived_prices"] = derived
     stats.requests = dict(client.calls)
     # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
     return with_default_depth(snapshot).validate()

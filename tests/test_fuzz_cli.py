@@ -39,7 +39,7 @@ def node():
         yield running
 
 
-@settings(max_examples=60, deadline=None, database=None, print_blob=True,
+@settings(max_examples=60, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kind=st.sampled_from(KINDS), seed=st.integers(min_value=0, max_value=2 ** 32 - 1))
 def test_every_generated_input_is_accepted_or_refused_cleanly(tmp_path_factory, snapshot, node, kind, seed):
