@@ -87,6 +87,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if path.exists() and _exchange(tmp, path):   # one step: never a moment without the folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     old = None
     if path.exists():
         old = path.parent / f".{path.name}.tmp-old-{os.getpid()}"

@@ -335,10 +335,16 @@ class Anvil:
                 _remove(self.cache_dir)
                 raise ContagionError(f"anvil exited at start (status {self.exit_status}): {tail}")
             try:
-                raw_rpc(self.url, "web3_clientVersion", timeout=1.0)
-                return
+                version = str(raw_rpc(self.url, "web3_clientVersion", timeout=1.0) or "")
             except ContagionError:
                 time.sleep(0.05)
+                continue
+            if not version.lower().startswith("anvil/"):
+                # ANVIL_BIN (or PATH) named another client: nothing we send later is for it
+                self.stop()
+                raise NotAnvilError(f"the binary started as anvil answers as {version or 'an unknown client'}; "
+                                    "set ANVIL_BIN to Foundry's anvil")
+            return
         tail = self.log_tail()
         self.stop()
         raise ContagionError(f"anvil did not answer within {self.startup_timeout:.0f}s: {tail}")
@@ -395,6 +401,7 @@ class Anvil:
         """Write anvil's whole state (``anvil_dumpState``) to ``path`` atomically."""
         from analyzer.atomic import atomic_write_text
 
+        require_anvil(self.w3)
         state = rpc(self.w3, "anvil_dumpState")
         data = bytes.fromhex(state[2:] if state.startswith("0x") else state)
         # anvil_dumpState answers gzip-compressed JSON; --load-state reads the plain JSON

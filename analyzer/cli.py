@@ -117,12 +117,14 @@ def scan_command(
     out: Annotated[Path, typer.Option(help="Snapshot folder to write.")] = Path("graphs/scan/snapshot"),
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Read everything again.")] = False,
     no_venues: Annotated[bool, typer.Option("--no-venues", help="Read no venue plugin (pools) beyond --protocols: assets get the centralised-depth default.")] = False,
+    since_block: Annotated[int | None, typer.Option("--since-block", help="An earlier block scanned with this cache: read only the accounts events touched since.")] = None,
 ) -> None:
     """Read protocols at one block into a snapshot (Parquet + meta.json), with the venues of its assets."""
     from analyzer.scanning import run_scan
 
     path = run_scan(rpc=rpc, fork_url=fork_url, block=block, protocols=protocols, book=book, accounts=accounts,
-                    from_block=from_block, out=out, use_cache=not no_cache, venues=not no_venues, console=err)
+                    from_block=from_block, out=out, use_cache=not no_cache, venues=not no_venues, console=err,
+                    since_block=since_block)
     typer.echo(str(path))
 
 

@@ -23,7 +23,9 @@ LENS_ADDRESS = to_checksum_address(keccak(text="defi-contagion/scan-lens")[-20:]
 # NUMBER PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN: answers the block number it runs at
 PROBE_CODE = "0x4360005260206000f3"
 CALL_GAS = 45_000_000          # under geth's and erigon's default eth_call gas cap (50M)
-READS_PER_CALL = 9_000         # contract reads per eth_call to start from (a few thousand gas each)
+READS_PER_CALL = 4_000         # contract reads per eth_call to start from (a few thousand gas each)
+# out of gas in a sub-call shows as a plain revert of the lens: both mean "fewer accounts per call"
+SMALLER_CALL = ("gas", "revert")
 BLOCK_RETRIES = 8
 
 LensCall = Callable[[str, bytes], bytes]
@@ -70,6 +72,7 @@ def lens_caller(client: RpcClient, block: int, on_refusal: Callable[[], None] = 
             if answered == block:
                 return raw
         raise ContagionError(f"the node keeps answering for block {answered}, not the block asked ({block})")
+    call.accounts_per_call = {}   # by lens code: the batch size the node's gas cap was found to take
     return call
 
 
@@ -93,7 +96,8 @@ def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes
               reads_per_account: int) -> list[list[int]] | None:
     """One row per account, in as few calls as the node's gas cap allows; None when the node
     refuses state overrides (the reader then reads through Multicall3)."""
-    size = max(1, READS_PER_CALL // max(1, reads_per_account))
+    learnt = getattr(lens, "accounts_per_call", {})
+    size = learnt.get(code) or max(1, READS_PER_CALL // max(1, reads_per_account))
     rows: list[list[int]] = []
     start = 0
     while start < len(accounts):
@@ -103,9 +107,9 @@ def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes
         except LensUnavailable:
             return None
         except ContagionError as exc:
-            if "gas" not in str(exc).lower() or size == 1:
+            if not any(k in str(exc).lower() for k in SMALLER_CALL) or size == 1:
                 raise
-            size = max(1, size // 2)
+            size = learnt[code] = max(1, size // 2)
             continue
         if len(got) != len(batch):
             raise ContagionError(f"the scan lens returned {len(got)} rows for {len(batch)} accounts")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import random
 import re
 import threading
@@ -30,6 +31,10 @@ from web3.providers.base import JSONBaseProvider
 
 from analyzer.errors import ContagionError
 from analyzer.rpcurl import check_rpc_url, redact_url
+
+# urllib3 logs every request line (path and query included) at DEBUG: a key there would reach a
+# log file whenever a user turns on debug logging
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 # JSON-RPC error messages that mean "ask for a smaller block range"
 RANGE_ERRORS = ("range", "too many", "more than", "limit exceeded", "query returned", "too large",

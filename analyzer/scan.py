@@ -239,10 +239,10 @@ def scan(
 
         refreshed: Rows = {}
         targets = accounts
-        if since_block is not None and chain_cache is not None and accounts is None:
+        if since_block is not None and chain_cache is not None:
             earlier = ChunkCache(chain_cache / str(since_block) / plugin.name / _digest([deployment, *known]))
             plan = _incremental(client, reader, earlier, cache, chain_cache, plugin.name, since_block, block,
-                                chunk_blocks, log_range, report, stats)
+                                chunk_blocks, log_range, report, stats, accounts)
             if plan is not None:
                 refreshed, targets = plan
         part = _scan_protocol(plugin, reader, cache, targets, discovered, start, block,
@@ -255,7 +255,14 @@ def scan(
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
     if oracle_paths:
-        snapshot.meta["derived_prices"] = read_derived_prices(w3, plugins, deployments, block)
+        # cached per block like every other read: a rerun of a finished scan asks the node nothing
+        prices_cache = ChunkCache(None if chain_cache is None else chain_cache / str(block))
+        name = f"derived-prices-{_digest([sorted(p.name for p in plugins), deployments])}"
+        derived = prices_cache.get(name)
+        if derived is None:
+            derived = read_derived_prices(w3, plugins, deployments, block)
+            prices_cache.put(name, derived)
+        snapshot.meta["derived_prices"] = derived
     stats.requests = dict(client.calls)
     # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
     return with_default_depth(snapshot).validate()
@@ -279,22 +286,29 @@ def read_derived_prices(w3, plugins: Sequence[Plugin], deployments: dict, block:
 
 
 def _incremental(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
-                 since_block: int, block: int, chunk_blocks: int, log_range: int, report, stats: ScanStats):
+                 since_block: int, block: int, chunk_blocks: int, log_range: int, report, stats: ScanStats,
+                 accounts: Sequence[str] | None = None):
     """(rows computed without reading, accounts to read) for a rescan from ``since_block``; None
-    when the protocol declares no change events or the cache kept no state at that block."""
+    when the protocol declares no change events or the cache kept no state at that block. With an
+    account list, only those accounts are considered."""
     events = reader.change_events()
     if events is None or not 0 <= since_block <= block:
         return None
     previous: dict[str, Any] = {}
-    for chunk in earlier.names("positions-"):
-        previous.update((earlier.get(chunk) or {}).get("_state", {}))
-    if not previous:
-        return None
+    kept = [earlier.get(chunk) or {} for chunk in earlier.names("positions-")]
+    if not any("_state" in rows for rows in kept):
+        return None     # no earlier scan here, or one that kept no state (read without the lens)
+    for rows in kept:
+        previous.update(rows.get("_state", {}))
     key = _digest([sorted(events.addresses), sorted(events.topics), client.block(since_block)["hash"]])
     files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}")
     touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
                            max_range=log_range, stats=stats.discovery,
                            progress=lambda done, total: report(f"{name} changes", done, total)))
+    if accounts is not None:
+        wanted = set(accounts)      # as the readers name them: checksummed (discovery, account files)
+        touched &= wanted
+        previous = {a: s for a, s in previous.items() if a in wanted}
     refreshed, again = reader.refresh_accounts({a: s for a, s in previous.items() if a not in touched})
     cache.put(f"positions-refreshed-{since_block}", refreshed)
     stats.accounts_refreshed[name] = len(previous) - len(again) - len(touched & set(previous))

@@ -129,3 +129,65 @@ def test_output_paths_that_cannot_be_folders_are_refused(capsys, tmp_path, snaps
         locked.mkdir(mode=0o500)
         assert "not writable" in run(capsys, "sweep", str(snapshot_dir), "--out", str(locked / "sweep"))
     assert files_under(tmp_path) - before <= {tmp_path / "locked"}
+
+
+FAKE_NODE = """#!{python}
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with open({calls!r}, "a") as calls:
+            calls.write(request["method"] + "\\n")
+        result = "Geth/v1.13.14-stable/linux-amd64/go1.21.6" if request["method"] == "web3_clientVersion" else "0x1"
+        body = json.dumps({{"jsonrpc": "2.0", "id": request["id"], "result": result}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+@pytest.mark.parametrize("args", [["--exit"], ["--exit", "--state-out", "state.json"]])
+def test_devnet_up_refuses_a_binary_that_is_not_anvil_before_any_cheat(capsys, monkeypatch, tmp_path, args):
+    """Cached devnet or not, with --state-out or not: the client is checked before anything is sent."""
+    import sys
+
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "anvil"
+    fake.write_text(FAKE_NODE.format(python=sys.executable, calls=str(calls)))
+    fake.chmod(0o755)
+    monkeypatch.setenv("ANVIL_BIN", str(fake))
+    monkeypatch.chdir(tmp_path)
+    assert "answers as Geth" in run(capsys, "devnet", "up", *args)
+    sent = set(calls.read_text().split()) if calls.exists() else set()
+    assert sent <= {"web3_clientVersion"}, sent
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_sweep_uses_the_venue_models_of_its_spec_scenario(tmp_path):
+    """A snapshot without a venue for TKN1: the sweep runs only with [scenario.venues.TKN1], and a
+    shallower model there liquidates more (the spec's model is the one used)."""
+    import pandas as pd
+
+    from analyzer.engine.synthetic import synthetic_snapshot
+    from analyzer.sweep import sweep_to_dir
+
+    snap = synthetic_snapshot(n_positions=300, n_markets=2, n_assets=5, seed=3)
+    tkn1 = snap.address_of("TKN1")
+    snap.venues = snap.venues[snap.venues["asset"] != tkn1].reset_index(drop=True)
+    snapshot_dir = snap.write(tmp_path / "snapshot")
+    spec = {"assets": ["TKN1"], "shocks": ["-30%"], "static": False}
+    with pytest.raises(ContagionError, match="no price-impact venue for TKN1"):
+        sweep_to_dir(snapshot_dir, dict(spec), tmp_path / "none")
+    liquidated = {}
+    for depth in (1e9, 1e2):
+        venues = {"TKN1": {"model": "linear", "depth_1pct": depth}}
+        sweep_to_dir(snapshot_dir, dict(spec, scenario={"venues": venues}), tmp_path / f"d{depth:g}")
+        table = pd.read_parquet(tmp_path / f"d{depth:g}" / "results.parquet")
+        liquidated[depth] = float(table.filter(like="liquidated").select_dtypes("number").sum().sum())
+    assert liquidated[1e2] > liquidated[1e9] > 0

@@ -118,7 +118,7 @@ def default_rules() -> dict[str, Rules]:
     return {name: plugin.rules() for name, plugin in plugins().items() if plugin.rules is not None}
 
 
-def _books(name: str, rule: Rules, snapshot) -> list:
+def books_of(name: str, rule: Rules, snapshot) -> list:
     """``rule``'s books of ``snapshot``; a snapshot whose rows lack what the protocol's rules read
     (params keys, numbers of the wrong kind: a hand-edited or foreign snapshot) is bad input."""
     try:
@@ -143,7 +143,7 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
                                                      snapshot.markets["asset"], snapshot.markets["oracle_price_usd"],
                                                      strict=True)}
     for name, rule in rules.items():
-        for book in _books(name, rule, snapshot):
+        for book in books_of(name, rule, snapshot):
             if len(book.accounts) == 0:
                 continue
             try:

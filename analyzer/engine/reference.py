@@ -34,12 +34,18 @@ def _interp(x: float, xs, ys) -> float:
 
 
 def _sell_fraction(curve: SlippageCurve, q: float) -> float:
+    if curve.exact is not None and q > 0:    # a constant-product pool: getAmountOut, per unit sold
+        x, y, keep, scale = curve.exact
+        return y * keep / (x + q * keep) * scale
     if q > curve.sizes[-1]:
         return float(curve.sell[-1] * curve.sizes[-1] / q)
     return _interp(q, curve.sizes, curve.sell)
 
 
 def _buy_fraction(curve: SlippageCurve, q: float) -> float:
+    if curve.exact is not None and q > 0:    # a constant-product pool: getAmountIn, per unit bought
+        x, y, keep, scale = curve.exact
+        return y / ((x - q) * keep) * scale if q < x else float("inf")
     if q > curve.buy_limit * (1 + 1e-12):
         return float("inf")
     xs = [x for x, y in zip(curve.sizes, curve.buy, strict=True) if np.isfinite(y)]

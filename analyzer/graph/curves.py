@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analyzer.engine.prepare import books_of
 from analyzer.graph.build import option_values, position_values
 from analyzer.graph.metrics import root_assets
 from analyzer.model import Snapshot
@@ -56,7 +57,7 @@ def rule_health(snapshot: Snapshot, rules: dict[str, Rules]) -> dict[tuple[str, 
     """(protocol, account) → the protocol rule's health factor, lowest over its markets."""
     frames = [pd.DataFrame({"protocol": name, "account": book.accounts.astype(str),
                             "health": rule.health_factor(book, book_prices(snapshot, book))})
-              for name, rule in rules.items() for book in rule.books(snapshot)]
+              for name, rule in rules.items() for book in books_of(name, rule, snapshot)]
     if not frames:
         return {}
     return pd.concat(frames).groupby(["protocol", "account"])["health"].min().to_dict()
@@ -82,7 +83,7 @@ def liquidation_curves(snapshot: Snapshot, drops: tuple[float, ...] = DEFAULT_DR
     factors = 1.0 - np.asarray(drops, dtype="float64")
     curves = []
     for name, rule in rules.items():
-        books = [(book, book_prices(snapshot, book)) for book in rule.books(snapshot)]
+        books = [(book, book_prices(snapshot, book)) for book in books_of(name, rule, snapshot)]
         for root in sorted(set(held.loc[held["protocol"] == name, "root"])):
             totals = np.zeros((4, len(drops)))
             for book, prices in books:
@@ -109,7 +110,7 @@ def option_curves(snapshot: Snapshot, drops: tuple[float, ...], rules: dict[str,
     for name, rule in rules.items():
         if not isinstance(rule, OptionMarginRules):
             continue
-        rule.books(snapshot)  # an option plugin loads its markets here (it has no lending books)
+        books_of(name, rule, snapshot)  # an option plugin loads its markets here (it has no lending books)
         shorts = opts[(opts["protocol"] == name) & (opts["side"] == "short")]
         for (market, underlying), rows in shorts.groupby(["market", "underlying"], sort=True):
             spot = float(markets.get((name, market, underlying), np.nan))

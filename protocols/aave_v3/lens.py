@@ -33,7 +33,7 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     if reader.ctx.lens is None:
         return None
     reserves = reader.reserves()
-    accounts = [to_checksum_address(a) for a in accounts]
+    accounts = [a if a != a.lower() else to_checksum_address(a) for a in accounts]  # checksumming costs
     ids = [r["id"] for r in reserves]
     tokens = [t if int(t, 16) else ZERO for r in reserves
               for t in (r["aToken"], r["variableDebtToken"], r["stableDebtToken"])]

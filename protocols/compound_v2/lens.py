@@ -30,7 +30,7 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     if reader.ctx.lens is None:
         return None
     markets = reader.markets()
-    accounts = [to_checksum_address(a) for a in accounts]
+    accounts = [a if a != a.lower() else to_checksum_address(a) for a in accounts]  # checksumming costs
     ctokens = [m["ctoken"] for m in markets]
 
     def encode(batch: Sequence[str]) -> bytes:

@@ -146,6 +146,10 @@ def time_weighted_fee(tte_sec: np.ndarray, point_a: float, point_b: float, coeff
     return np.where(t <= point_a, coefficient, coefficient * (1.0 + (t - point_a) / (point_b - point_a)))
 
 
+FEE_INPUTS = frozenset({"strike_id", "skew", "base_iv", "strike", "cached_std_vega"})
+"""The reader's strike fields :func:`buyback_total_cost` needs."""
+
+
 @dataclass
 class BuybackState:
     """What one liquidation's trade changes for the next (``OptionMarket._doTrade``): each strike's
@@ -375,7 +379,7 @@ class LyraOptionRules(OptionMarginRules):
         size = options["size"].to_numpy(float)
         strike_rows = [self._strike(m, e, k) for m, e, k in zip(options["market"], options["expiry"],
                                                                    options["strike"], strict=True)]
-        gwav = np.array([r["gwav_vol"] if r is not None else np.nan for r in strike_rows], dtype=float)
+        gwav = np.array([r.get("gwav_vol", np.nan) if r is not None else np.nan for r in strike_rows], dtype=float)
         gwav = np.where(np.isfinite(gwav), gwav, np.asarray(iv, dtype=float))
         price = buyback_price(kind, options["strike"].to_numpy(float), tte, spot, gwav, p)
         post_cutoff = np.maximum(tte, 0) < p.trading_cutoff
@@ -384,8 +388,8 @@ class LyraOptionRules(OptionMarginRules):
         markets = list(options["market"])
         states: dict[str, BuybackState] = {}
         for i in np.flatnonzero(hit):         # liquidations this round: a handful, in order
-            if strike_rows[i] is None:
-                continue
+            if strike_rows[i] is None or not set(strike_rows[i]) >= FEE_INPUTS:
+                continue          # a strike the reader did not describe: the premium alone
             market = self._market(markets[i])
             state = states.setdefault(markets[i], BuybackState({}, float(market.get("net_std_vega", 0.0))))
             nav = float((market.get("liquidity") or {}).get("nav", 0.0))
