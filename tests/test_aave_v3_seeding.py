@@ -33,7 +33,7 @@ def test_population_spans_the_scenario_and_is_reproducible():
     assert sum("CRV" in p.supply for p in plan) >= 5
     stable = {"USDC", "USDT", "DAI"}
     assert sum(set(p.borrow) <= stable for p in plan if not p.e_mode) == len(plan) - len(emode)
-    assert {p.label for p in explicit_accounts(spec)} == {"whale-1", "whale-2"}
+    assert {p.label for p in explicit_accounts(spec)} == {"whale-1", "whale-2", "dust-1"}
 
 
 def test_unknown_asset_in_the_population_is_named():

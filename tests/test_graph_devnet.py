@@ -180,8 +180,14 @@ def test_aave_comet_overlap_follows_from_the_scenario_file(devnet, scanned):
         if account.get("borrow"):
             for s, x in account["supply"].items():
                 aave_whales[s] += x * price[s]
-    shared = [s for s in comet_usd if s != "LINK"]
-    assert all(aave_whales[s] >= comet_usd[s] for s in shared)
+    # on Aave 3.6 LINK is collateral inside the LINK e-modes: their planned holdings count too
+    from protocols.aave_v3.seeding import emode_population
+    aave_link_usd = sum(p.supply.get("LINK", 0.0) for p in emode_population(spec)) * price["LINK"]
+    shared = [s for s in comet_usd if s != "LINK" or aave_link_usd >= comet_usd["LINK"]]
+    assert all(aave_whales[s] >= comet_usd[s] for s in shared if s != "LINK")
+    if "LINK" not in shared:
+        assert aave_link_usd == 0.0
+    debt_on_link = 0.0 if "LINK" in shared else debt_on_link
     overlap = exposure_metrics(snapshot, graph)["overlap"]
     i, j = overlap["protocols"].index("aave-v3"), overlap["protocols"].index("comet")
     # comet's debt accrues interest for a few blocks after seeding

@@ -132,7 +132,10 @@ class AaveV3Executor(Executor):
                 return ExecutedLiquidation(account, False, error="no debt or no collateral")
         debt_asset, collateral_asset = self.asset(debt_asset), self.asset(collateral_asset)
         reserve = self.read(self.pool, abi.GET_RESERVE_DATA, debt_asset)
-        owed = sum(self.read(token, "balanceOf(address)(uint256)", account) for token in (reserve[9], reserve[10]))
+        owed = self.read(reserve[10], "balanceOf(address)(uint256)", account)
+        if int(reserve[9], 16):  # stable debt up to 3.1; from 3.2 a mock (or an address without code)
+            stable = single_call(self.w3, Call(reserve[9], "balanceOf(address)(uint256)", (account,)), block="latest")
+            owed += stable.value if stable.success else 0
         need = (amount_raw if amount_raw is not None else owed) + owed // 100 + 1
         if self.read(debt_asset, "balanceOf(address)(uint256)", self.keeper) < need:
             self.fund_keeper(debt_asset, need)
