@@ -42,7 +42,7 @@ def deploy_linked(ctx: DevnetContext, name: str, *args: Any, deployed: dict[str,
 
 
 def deploy_v36(ctx: DevnetContext, symbols: list[str], tokens: dict[str, str], feeds: list[str]) -> dict[str, Any]:
-    me, libraries = ctx.deployer, {}
+    me, libraries = ctx.deployer, dict[str, str]()
     provider = ctx.deploy(artifact("PoolAddressesProvider"), "Aave V3 devnet", me)
     ctx.transact(provider.functions.setACLAdmin(me))
     acl = ctx.deploy(artifact("ACLManager"), provider.address)

@@ -68,7 +68,7 @@ def user_account_data(snapshot, market: str) -> dict[str, tuple[int, int, int]]:
             member = e is not None and (in_bitmap(e["collateral_bitmap"], reserve_id) if "collateral_bitmap" in e
                                         else reserve_category == int(category))
             coll_total += value
-            weighted += value * (e["liquidation_threshold"] if member else reserve_lt)
+            weighted += value * (e["liquidation_threshold"] if member and e is not None else reserve_lt)
         if debt_total == 0:
             hf = MAX_UINT
         elif rule.floor_average_threshold:

@@ -60,6 +60,7 @@ class AaveLiquidation(Liquidation):
 
     def scaled(self, share: np.ndarray) -> AaveLiquidation:
         out = super().scaled(share)
+        assert isinstance(out, AaveLiquidation)
         if self.writes_off is not None:  # a partial step leaves collateral: nothing is written off
             out = replace(out, writes_off=self.writes_off & (np.asarray(share, dtype=float) >= 1.0))
         return out
