@@ -315,6 +315,7 @@ def replay(
         exogenous_oracles = {a for a in market_before if not follows_venue(a)}
         mine(w3)
         oracles.refresh()
+        oracles.check_sequencers()
 
         rounds: list[ReplayRound] = []
         liquidated = dict.fromkeys((lender.plugin.name for lender in lenders), 0.0)

@@ -415,6 +415,11 @@ class PriceSources(ABC):
     def price_sources(self) -> list[PriceSource]:
         """One entry per asset the protocol prices (asset addresses as in the snapshot)."""
 
+    def sequencer_uptime_feed(self) -> tuple[str, int] | None:
+        """On an L2: the sequencer-uptime feed the protocol checks before liquidations and its grace
+        period in seconds (Aave's PriceOracleSentinel); None where there is none."""
+        return None
+
 
 class VenueExecutor(ABC):
     """Moves and trades a venue protocol's pools on an anvil chain (replay): the market side of a
