@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import random
 import re
 import threading
@@ -30,6 +31,10 @@ from web3.providers.base import JSONBaseProvider
 
 from analyzer.errors import ContagionError
 from analyzer.rpcurl import check_rpc_url, redact_url
+
+# urllib3 logs every request line (path and query included) at DEBUG: a key there would reach a
+# log file whenever a user turns on debug logging
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 # JSON-RPC error messages that mean "ask for a smaller block range"
 RANGE_ERRORS = ("range", "too many", "more than", "limit exceeded", "query returned", "too large",
@@ -68,7 +73,7 @@ def pruned_state(message: str) -> bool:
     if any(k in message for k in PRUNED_STATE):
         return True
     found = re.search(r"block height is (\d+) but requested was (\d+)", message)
-    return bool(found) and int(found[2]) < int(found[1])
+    return found is not None and int(found[2]) < int(found[1])
 
 
 class RpcClient:
@@ -291,7 +296,7 @@ class RetryingProvider(JSONBaseProvider):
         super().__init__()
         self.client = client
 
-    def make_request(self, method, params) -> dict:
+    def make_request(self, method, params) -> Any:
         payload = self.client.payload(method, params)
         return {"jsonrpc": "2.0", "id": payload.get("id", 0), **{k: payload[k] for k in ("result", "error") if k in payload}}
 

@@ -27,7 +27,7 @@ from web3 import Web3
 from analyzer import __version__
 from analyzer.atomic import atomic_write_text
 from analyzer.books import Market, deployments_for
-from analyzer.chain import REPO_ROOT, redact_url
+from analyzer.chain import redact_url
 from analyzer.discovery import (
     CHUNK_BLOCKS,
     ChunkFiles,
@@ -41,10 +41,11 @@ from analyzer.errors import ContagionError
 from analyzer.lens import lens_caller
 from analyzer.model import Snapshot, to_table
 from analyzer.multicall import Call, CallResult, multicall
+from analyzer.paths import cache_dir, plugin_packages, source_digest
 from analyzer.rpc import RetryingProvider, RpcClient
 from protocols.base import Plugin, ReadContext, Rows
 
-DEFAULT_CACHE = REPO_ROOT / ".cache" / "scan"
+DEFAULT_CACHE = cache_dir("scan")
 EXCLUDED = "excluded"   # the rows a reader adds for markets it read but left out (see protocols.base.Rows)
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,12 @@ def _normalise_log(log: dict) -> dict:
         "transactionHash": HexBytes(log.get("transactionHash") or "0x"),
         "logIndex": int(log.get("logIndex") or "0x0", 16),
     }
+
+
+def reader_digest(plugin) -> str:
+    """What a cached chunk of ``plugin`` depends on besides the chain: the tool version and the
+    source of the plugin's package (its reader and the helpers it imports)."""
+    return source_digest(plugin_packages([plugin]))
 
 
 def _digest(value: Any) -> str:
@@ -217,7 +224,8 @@ def scan(
         # a venue reader reads the pools of the assets found so far: they are part of its cache key
         known = tuple(snapshot.assets["address"]) if plugin.venue_executor is not None else ()
         cache = ChunkCache(None if chain_cache is None else
-                           chain_cache / str(block) / plugin.name / _digest([deployment, *known]))
+                           chain_cache / str(block) / plugin.name
+                           / _digest([deployment, *known, reader_digest(plugin)]))
         reader = plugin.reader(dataclasses.replace(ctx, assets=known), deployment)
         # a plugin with one market keeps its plain name in progress and stats
         label = plugin.name if len([m for m in found if m.plugin is plugin]) == 1 else f"{plugin.name} {market.name}"
@@ -259,7 +267,14 @@ def scan(
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
     if oracle_paths:
-        snapshot.meta["derived_prices"] = read_derived_prices(w3, found, block)
+        # cached per block like every other read: a rerun of a finished scan asks the node nothing
+        prices_cache = ChunkCache(None if chain_cache is None else chain_cache / str(block))
+        name = f"derived-prices-{_digest([sorted(p.name for p in plugins), [m.deployment for m in found]])}"
+        derived = prices_cache.get(name)
+        if derived is None:
+            derived = read_derived_prices(w3, found, block)
+            prices_cache.put(name, derived)
+        snapshot.meta["derived_prices"] = derived
     stats.requests = dict(client.calls)
     # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
     return with_default_depth(snapshot).validate()

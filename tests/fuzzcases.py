@@ -77,9 +77,9 @@ def _scenario_toml(rng: random.Random) -> str:
     for table in rng.sample(["price", "venue_price", "iv", "oracle"], rng.randint(0, 3)):
         lines.append(f"[{table}]")
         for _ in range(rng.randint(0, 3)):
-            lines.append(f"{rng.choice(['WETH', 'USDC', 'A1', 'NOPE', '0xabc'])} = {_toml_value(_value(rng))}")
+            lines.append(f"{rng.choice(['WETH', 'USDC', 'TKN1', 'NOPE', '0xabc'])} = {_toml_value(_value(rng))}")
     if rng.random() < 0.3:
-        lines.append(f"[venues.{rng.choice(['WETH', 'A1'])}]")
+        lines.append(f"[venues.{rng.choice(['USDC', 'TKN1', 'NOPE'])}]")
         lines.append(f"model = {_toml_value(rng.choice(['sqrt_law', 'linear', 'uniswap_v3', 'nope', 3]))}")
         lines.append(f"{rng.choice(['depth_1pct', 'tick_spacing', 'k'])} = {_toml_value(_value(rng))}")
     if rng.random() < 0.2:
@@ -99,11 +99,11 @@ def _spec_toml(rng: random.Random) -> str:
     if rng.random() < 0.6:
         lines.append(f"shocks = {_toml_value(rng.choice([_value(rng), '-10%:-30%:10%', '1%:-99%:1e-10%', '-5%:-5%:0%']))}")
     for key in rng.sample(["assets", "joint", "static", "batch_size", "name", "extra"], rng.randint(0, 3)):
-        lines.append(f"{key} = {_toml_value(rng.choice([_value(rng), ['WETH'], ['A1', 'NOPE'], True, 4]))}")
+        lines.append(f"{key} = {_toml_value(rng.choice([_value(rng), ['TKN1'], ['TKN1', 'NOPE'], True, 4]))}")
     if rng.random() < 0.5:
         lines.append("[montecarlo]")
         for key in rng.sample(["paths", "seed", "assets", "covariance", "scale", "horizon", "history"], rng.randint(1, 5)):
-            good = {"paths": rng.choice([10, 10 ** 9]), "seed": rng.choice([0, -1]), "assets": ["A1", "A2"],
+            good = {"paths": rng.choice([10, 10 ** 9]), "seed": rng.choice([0, -1]), "assets": ["TKN1", "TKN2"],
                     "covariance": rng.choice([[[0.01, 0.0], [0.0, 0.01]], [[1.0], [0.0, 1.0]], [[-1.0, 0.0], [0.0, 1.0]]]),
                     "scale": rng.choice([1.0, 0.0, -1.0]), "horizon": 1, "history": "missing.csv"}[key]
             lines.append(f"{key} = {_toml_value(rng.choice([good, good, _value(rng)]))}")
@@ -168,10 +168,10 @@ def make_case(rng: random.Random, folder: Path, snapshot: Path, node_url: str, k
             return Case(kind, ["replay", "--scenario", str(folder / "s.toml"), "--rpc", url, "--out", out])
         return Case(kind, ["scan", "--rpc" if command == "scan-rpc" else "--fork-url", url, "--out", out])
     if kind == "shock":
-        flag = rng.choice(["WETH", "A1", "NOPE", "", "=", "A1=A1"]) + rng.choice(["=", "", "=="]) + str(rng.choice(JUNK))
+        flag = rng.choice(["TKN1", "TKN1", "USDC", "NOPE", "", "=", "TKN1=TKN1"]) + rng.choice(["=", "", "=="]) + str(rng.choice(JUNK))
         return Case(kind, ["simulate", snap, "--shock", flag, "--out", out])
     if kind == "iv":
-        return Case(kind, ["simulate", snap, "--iv", f"A1={rng.choice(JUNK)}", "--out", out])
+        return Case(kind, ["simulate", snap, "--iv", f"TKN1={rng.choice(JUNK)}", "--out", out])
     if kind == "sweep_flags":
         args = ["sweep", snap, "--out", out]
         if rng.random() < 0.8:
@@ -181,7 +181,7 @@ def make_case(rng: random.Random, folder: Path, snapshot: Path, node_url: str, k
         if rng.random() < 0.4:
             args += ["--seed", str(rng.choice([-1, 2 ** 64, 0]))]
         if rng.random() < 0.3:
-            args += ["--assets", rng.choice(["", ",", "NOPE", "A1,,A1", "é"])]
+            args += ["--assets", rng.choice(["", ",", "NOPE", "TKN1,,TKN1", "é"])]
         if rng.random() < 0.2:
             args += ["--workers", str(rng.choice([0, -3]))]
         return Case(kind, args)
@@ -195,7 +195,7 @@ def make_case(rng: random.Random, folder: Path, snapshot: Path, node_url: str, k
         _corrupt_snapshot(rng, snapshot, folder / "snap")
         command = rng.choice(["simulate", "graph", "sweep", "report"])
         if command == "simulate":
-            return Case(kind, ["simulate", str(folder / "snap"), "--shock", "A1=-30%", "--out", out])
+            return Case(kind, ["simulate", str(folder / "snap"), "--shock", "TKN1=-30%", "--out", out])
         if command == "graph":
             return Case(kind, ["graph", str(folder / "snap"), "--out", out])
         if command == "sweep":
@@ -216,7 +216,7 @@ def make_case(rng: random.Random, folder: Path, snapshot: Path, node_url: str, k
     # out: an output path that cannot be a folder
     (folder / "file").write_text("x")
     target = rng.choice([str(folder / "file"), str(folder / "file" / "sub"), "/proc/version/x", "/dev/null"])
-    command = rng.choice([["simulate", snap, "--shock", "A1=-20%", "--out", target], ["graph", snap, "--out", target],
+    command = rng.choice([["simulate", snap, "--shock", "TKN1=-20%", "--out", target], ["graph", snap, "--out", target],
                           ["sweep", snap, "--shocks=-10%:-20%:10%", "--out", target], ["report", target]])
     return Case(kind, command)
 

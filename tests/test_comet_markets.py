@@ -21,7 +21,7 @@ from analyzer.devnet.build import write_address_book
 from analyzer.devnet.scenario import account_address
 from analyzer.scan import scan
 from protocols import plugins
-from protocols.comet.executor import ABI, CometExecutor
+from protocols.comet.executor import CometExecutor, comet_abi
 from protocols.comet.rules import CometRules
 from tests.conftest import requires_anvil
 
@@ -37,7 +37,7 @@ MINT_ABI = [{"type": "function", "name": "mint", "stateMutability": "nonpayable"
 def comets(devnet):
     if "comet" not in devnet.book["protocols"]:
         pytest.skip("comet is not in this devnet (CONTAGION_TEST_PROTOCOLS)")
-    return {name: devnet.w3.eth.contract(address=d["comet"], abi=ABI)
+    return {name: devnet.w3.eth.contract(address=d["comet"], abi=comet_abi())
             for name, d in devnet.book["protocols"]["comet"].items()}
 
 

@@ -142,3 +142,65 @@ def test_the_engine_calls_each_registered_plugins_own_rule(monkeypatch):
                              pools={"WETH": (1_000.0, 2_000_000.0, 0.0)})
     result = simulate(snapshot, ShockScenario(price_shocks={"WETH": -0.10}))   # default: every plugin's rules
     assert calls and result.total_liquidated_usd > 0
+
+
+@pytest.mark.parametrize("pool_fee, shock", [(0.0, 0.0), (0.003, -0.02), (0.0, -0.05)])
+def test_thin_pool_keeper_takes_what_pays_round_by_round_by_the_exact_rule(pool_fee, shock):
+    """One account (1000 ETH against $1.5M, LT 0.8, bonus 5%, 10% protocol fee) in a thin
+    constant-product pool (2,000 ETH / 3.6M USDC; without and with a 0.3% fee): the keeper takes the largest of
+    1, 1/2, ..., 1/64 of each liquidation whose sale pays (x·y = k proceeds, exactly), queued behind
+    the round's earlier sales; followed here by hand, round by round."""
+    reserve_weth, reserve_usdc = 2_000.0, 3_600_000.0
+    weth_asset = {**WETH, "price": 1_800.0}
+    snapshot = aave_snapshot({"USDC": USDC, "WETH": weth_asset},
+                             {"alice": [("WETH", "collateral", 1_000.0), ("USDC", "debt", 1_500_000.0)]},
+                             pools={"WETH": (reserve_weth, reserve_usdc, pool_fee)})
+    result = simulate(snapshot, ShockScenario(price_shocks={"WETH": shock}), rules=RULES)
+
+    keep = 1.0 - pool_fee
+    # an arbitrageur sells WETH into the pool (paying its fee) until its mid is the shocked price
+    target, low, high = 1_800.0 * (1 + shock), 0.0, reserve_weth
+    for _ in range(200):
+        q = 0.5 * (low + high)
+        out = reserve_usdc * q * keep / (reserve_weth + q * keep)
+        low, high = (q, high) if (reserve_usdc - out) / (reserve_weth + q) > target else (low, q)
+    x, y = reserve_weth + q, reserve_usdc - reserve_usdc * q * keep / (reserve_weth + q * keep)
+    collateral, debt = 1_000.0, 1_500_000.0
+    fractions = [0.5 ** i for i in range(7)]
+    expected = []    # per round: (USDC repaid, WETH seized, price after)
+    for _ in range(40):
+        price = y / x                                     # the oracle follows the pool
+        proceeds = lambda q, x=x, y=y: y * q * keep / (x + q * keep)   # noqa: E731  USDC for q WETH
+        committed, repaid_round, seized_round = 0.0, 0.0, 0.0
+        for _ in range(32):
+            health = collateral * price * 0.80 / debt
+            if health >= 1.0:
+                break
+            close = 0.5 if health > 0.95 else 1.0
+            repaid = close * debt
+            seized = repaid / price * 1.05
+            if seized > collateral:
+                seized, repaid = collateral, collateral * price / 1.05
+            sold = seized - (seized - seized / 1.05) * 0.10
+            taken = next((f for f in fractions
+                          if proceeds(committed + f * sold) - proceeds(committed) - f * repaid > 0), 0.0)
+            if taken == 0.0:
+                break
+            collateral, debt = collateral - taken * seized, debt - taken * repaid
+            committed += taken * sold
+            repaid_round, seized_round = repaid_round + taken * repaid, seized_round + taken * seized
+            if taken < 1.0:
+                break
+        if committed == 0.0:
+            break
+        out = proceeds(committed)
+        x, y = x + committed, y - out
+        expected.append((repaid_round, seized_round, y / x))
+    assert len(expected) >= 3                             # a cascade of partial liquidations
+
+    weth = list(result.symbols).index("WETH")
+    got = [(r.repaid_tokens[0].sum(), r.seized_tokens[0, weth], r.price_after[weth]) for r in result.rounds
+           if r.seized_tokens[0, weth] > 0]
+    assert len(got) == len(expected)
+    for i, (have, want) in enumerate(zip(got, expected, strict=True)):
+        assert have == pytest.approx(want, rel=1e-9), f"round {i}"

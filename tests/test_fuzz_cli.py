@@ -27,7 +27,7 @@ NODE = {"eth_chainId": "0x7a69", "eth_blockNumber": "0x10", "web3_clientVersion"
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory) -> Path:
-    from analyzer.engine.synthetic import synthetic_snapshot
+    from benchmarks.synthetic import synthetic_snapshot
 
     return synthetic_snapshot(n_positions=300, n_markets=2, n_assets=5, seed=3).write(
         tmp_path_factory.mktemp("fuzz") / "snapshot")
@@ -39,7 +39,7 @@ def node():
         yield running
 
 
-@settings(max_examples=60, deadline=None, database=None, print_blob=True,
+@settings(max_examples=60, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kind=st.sampled_from(KINDS), seed=st.integers(min_value=0, max_value=2 ** 32 - 1))
 def test_every_generated_input_is_accepted_or_refused_cleanly(tmp_path_factory, snapshot, node, kind, seed):

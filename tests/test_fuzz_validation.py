@@ -167,3 +167,27 @@ def test_devnet_up_refuses_a_binary_that_is_not_anvil_before_any_cheat(capsys, m
     sent = set(calls.read_text().split()) if calls.exists() else set()
     assert sent <= {"web3_clientVersion"}, sent
     assert not (tmp_path / "state.json").exists()
+
+
+def test_sweep_uses_the_venue_models_of_its_spec_scenario(tmp_path):
+    """A snapshot without a venue for TKN1: the sweep runs only with [scenario.venues.TKN1], and a
+    shallower model there liquidates more (the spec's model is the one used)."""
+    import pandas as pd
+
+    from analyzer.sweep import sweep_to_dir
+    from benchmarks.synthetic import synthetic_snapshot
+
+    snap = synthetic_snapshot(n_positions=300, n_markets=2, n_assets=5, seed=3)
+    tkn1 = snap.address_of("TKN1")
+    snap.venues = snap.venues[snap.venues["asset"] != tkn1].reset_index(drop=True)
+    snapshot_dir = snap.write(tmp_path / "snapshot")
+    spec = {"assets": ["TKN1"], "shocks": ["-30%"], "static": False}
+    with pytest.raises(ContagionError, match="no price-impact venue for TKN1"):
+        sweep_to_dir(snapshot_dir, dict(spec), tmp_path / "none")
+    liquidated = {}
+    for depth in (1e9, 1e2):
+        venues = {"TKN1": {"model": "linear", "depth_1pct": depth}}
+        sweep_to_dir(snapshot_dir, dict(spec, scenario={"venues": venues}), tmp_path / f"d{depth:g}")
+        table = pd.read_parquet(tmp_path / f"d{depth:g}" / "results.parquet")
+        liquidated[depth] = float(table.filter(like="liquidated").select_dtypes("number").sum().sum())
+    assert liquidated[1e2] > liquidated[1e9] > 0

@@ -32,8 +32,12 @@ _GRID = np.geomspace(1e-10, 1.0, CURVE_POINTS)   # curve sizes as fractions of t
 class SlippageCurve:
     """Average execution price over mid for sales (``sell``) and purchases (``buy``) of size ``q``."""
 
-    def __init__(self, sizes: np.ndarray, sell: np.ndarray, buy: np.ndarray, buy_limit: float):
+    def __init__(self, sizes: np.ndarray, sell: np.ndarray, buy: np.ndarray, buy_limit: float,
+                 exact: tuple[float, float, float, float] | None = None):
         self.sizes, self.sell, self.buy, self.buy_limit = sizes, sell, buy, buy_limit
+        # a single constant-product venue: (reserve_asset, reserve_quote, 1 - fee, quote USD / mid),
+        # so keepers value their trades with the pool's own closed form, not the sampled grid
+        self.exact = exact
 
     @classmethod
     def flat(cls) -> SlippageCurve:
@@ -53,8 +57,11 @@ class SlippageCurve:
         sell = np.ones(len(sizes))
         buy = np.full(len(sizes), np.inf)
         buy[0] = 1.0
+        exact = None
         if len(venues.venues) == 1 and type(venues.venues[0]) is ConstantProduct:
             # the same trades in closed form, all sizes at once (ConstantProduct.quotes)
+            pool = venues.venues[0]
+            exact = (pool.reserve_asset, pool.reserve_quote, 1.0 - pool.fee, pool.quote_price_usd / mid)
             proceeds, cost = venues.venues[0].quotes(sizes[1:])
             sell[1:] = proceeds * venues.venues[0].quote_price_usd / (sizes[1:] * mid)
             fills = sizes[1:] <= buy_max
@@ -71,7 +78,7 @@ class SlippageCurve:
                         buy[i] = venues.copy().trade(-q).amount_in / (q * mid)
                     except ContagionError:
                         break
-        return cls(sizes, sell, buy, float(sizes[np.isfinite(buy)][-1]))
+        return cls(sizes, sell, buy, float(sizes[np.isfinite(buy)][-1]), exact)
 
     def sell_fraction(self, q: np.ndarray) -> np.ndarray:
         """Beyond the sampled grid, proceeds stay at those of the largest sampled sale."""
@@ -97,23 +104,37 @@ class _CurveTable:
     def __init__(self, curves: list[SlippageCurve]):
         width = max(len(c.sizes) for c in curves)
         rows = [_table_row(c, width) for c in curves]      # assets (tens), not accounts
-        self.sell = _Piecewise(*(np.stack([r[i] for r in rows]) for i in range(3)),
-                               np.array([r[3] for r in rows], dtype=np.intp))
-        self.buy = _Piecewise(*(np.stack([r[i] for r in rows]) for i in range(4, 7)),
-                              np.array([r[7] for r in rows], dtype=np.intp))
+        sell, buy = ([np.stack([r[i] for r in rows]) for i in columns] for columns in (range(3), range(4, 7)))
+        self.sell = _Piecewise(sell[0], sell[1], sell[2], np.array([r[3] for r in rows], dtype=np.intp))
+        self.buy = _Piecewise(buy[0], buy[1], buy[2], np.array([r[7] for r in rows], dtype=np.intp))
         self.top, self.sell_last, self.buy_limit = (np.array([r[i] for r in rows]) for i in (8, 9, 10))
+        exact = [c.exact or (1.0, 1.0, 1.0, 1.0) for c in curves]
+        self.is_exact = np.array([c.exact is not None for c in curves])
+        self.pool_x, self.pool_y, self.pool_keep, self.pool_scale = (np.array([e[i] for e in exact]) for i in range(4))
 
     def proceeds(self, q: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """``q · sell_fraction(q)`` of curve ``c`` (broadcast against ``q``)."""
+        """``q · sell_fraction(q)`` of curve ``c`` (broadcast against ``q``); for a constant-product
+        venue the pool's own ``getAmountOut`` (x·y = k, fee on input), in the units of the curve."""
         out = self.sell(q, c)
         np.divide(self.sell_last[c] * self.top[c], q, out=out, where=q > self.top[c])
-        return q * out
+        out = q * out
+        if self.is_exact.any():
+            x, y, keep = self.pool_x[c], self.pool_y[c], self.pool_keep[c]
+            out = np.where(self.is_exact[c], y * q * keep / (x + q * keep) * self.pool_scale[c], out)
+        return out
 
     def cost(self, q: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """``q · buy_fraction(q)`` of curve ``c``: infinite beyond what the venues can fill."""
+        """``q · buy_fraction(q)`` of curve ``c``: infinite beyond what the venues can fill; for a
+        constant-product venue its own ``getAmountIn`` (infinite from the whole reserve on)."""
         out = self.buy(q, c)
         out[q > self.buy_limit[c] * (1 + 1e-12)] = np.inf
-        return q * out
+        out = q * out
+        if self.is_exact.any():
+            x, y, keep = self.pool_x[c], self.pool_y[c], self.pool_keep[c]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pool = np.where(q < x, y * q / ((x - q) * keep), np.inf) * self.pool_scale[c]
+            out = np.where(self.is_exact[c], pool, out)
+        return out
 
 
 class _Piecewise:
@@ -160,8 +181,9 @@ def _table_row(curve: SlippageCurve, width: int) -> tuple:
         row += [np.concatenate([xp, np.full(pad, xp[-1])]), np.concatenate([fp, np.full(pad, fp[-1])]), slope,
                 len(xp) - 1]
     row += [float(curve.sizes[-1]), float(curve.sell[-1]), float(curve.buy_limit)]
-    curve._table_row = tuple(row)
-    return curve._table_row
+    cached = tuple(row)
+    setattr(curve, "_table_row", cached)    # noqa: B010 - a memo on the curve, not a declared field
+    return cached
 
 
 def keeper_fraction(sell_units: np.ndarray, held_usd: np.ndarray, buy_units: np.ndarray, price: np.ndarray,
@@ -251,6 +273,7 @@ class _Queue:
         value = np.empty_like(ends)
         split = np.searchsorted(entries, self.n_sell)
         c = self.table_row[entries, None]
+        assert self.table is not None      # entries are rows of used assets, which have a table
         value[:split] = self.table.proceeds(ends[:split], c[:split])
         with np.errstate(invalid="ignore"):    # a purchase beyond the venues: inf - inf
             value[split:] = self.table.cost(ends[split:], c[split:])

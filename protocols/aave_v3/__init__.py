@@ -1,20 +1,27 @@
-"""Aave V3: devnet from the real ``@aave/core-v3`` bytecode, reader, liquidation rule, executor.
+"""Aave V3 (3.0 to 3.6): devnet (v3.6 from ``@aave-dao/aave-v3-origin``, v3.0 from ``@aave/core-v3``),
+reader, liquidation rule per release, executor.
 
-Built-in book ``books/ethereum.json`` (Aave V3 Ethereum, main market). Source: ``@bgd-labs/aave-address-book``,
-``src/AaveV3Ethereum.sol`` (constants POOL_ADDRESSES_PROVIDER, POOL, POOL_CONFIGURATOR, ORACLE,
-AAVE_PROTOCOL_DATA_PROVIDER, ACL_MANAGER, ACL_ADMIN, COLLECTOR). The reader derives the oracle
-and the data provider from the PoolAddressesProvider at the scanned block, so a later upgrade
-of those (the data provider moved with 3.1) does not make a scan read a stale contract.
+Address books: every market on every chain, generated from ``@aave-dao/aave-address-book``
+(:mod:`protocols.aave_v3.books`, ``books/<chain>.json`` in the one address-book shape). The reader
+derives the oracle and the data provider from the PoolAddressesProvider at the scanned block, and
+the release from ``POOL_REVISION``, so a later upgrade does not make a scan read a stale contract
+or apply a stale rule.
 """
 
 from pathlib import Path
 
+from protocols.aave_v3.books import primary_markets
 from protocols.aave_v3.devnet import AaveV3Devnet
 from protocols.aave_v3.executor import AaveV3Executor
 from protocols.aave_v3.prices import AaveV3PriceSources
 from protocols.aave_v3.reader import AaveV3Reader
 from protocols.aave_v3.rules import AaveV3Rules
 from protocols.base import Plugin
+
+# every chain's main market (AaveV3Ethereum on chain 1, ...); every market of every chain is in
+# protocols/aave_v3/books/<chain>.json, generated from @aave-dao/aave-address-book
+MAINNET = primary_markets()
+MAINNET_ETHEREUM = MAINNET[1]
 
 PLUGIN = Plugin(
     name="aave-v3",
