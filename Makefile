@@ -29,10 +29,13 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check analyzer protocols tests benchmarks
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q tests
 
+# the type checker's settings (and the one relaxation, for web3's strict types) are in pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check analyzer protocols tests benchmarks
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) -m benchmarks.run

@@ -28,11 +28,12 @@ from web3 import HTTPProvider, Web3
 
 from analyzer.children import spawn_tied, stop_watchdog
 from analyzer.errors import ContagionError, NotAnvilError
+from analyzer.paths import DATA_ROOT, node_modules
 from analyzer.rpcurl import check_rpc_url, redact_secrets, redact_url
 
 __all__ = ["redact_secrets", "redact_url"]   # their home is analyzer.rpcurl; kept importable here
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = DATA_ROOT   # the folder holding abis/ and fixtures/ (a checkout, or site-packages)
 ANVIL_MISSING = "anvil not found: run `make setup`, or install Foundry, or set ANVIL_BIN"
 
 # anvil's default mnemonic accounts (public test keys, funded by anvil itself): keepers and
@@ -64,7 +65,7 @@ def find_anvil() -> str:
     on_path = shutil.which("anvil")
     if on_path:
         return on_path
-    modules = REPO_ROOT / "node_modules"
+    modules = node_modules()
     for candidate in (
         modules / "@foundry-rs" / _npm_platform_dir() / "bin" / "anvil",
         modules / ".bin" / "anvil",
@@ -253,7 +254,7 @@ class Anvil:
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
         self.watchdog: subprocess.Popen | None = None
-        self.relay = None   # the loopback RpcRelay a fork reads its upstream through
+        self.relay: Any = None   # the loopback RpcRelay a fork reads its upstream through
         self.log_path: Path | None = None
         self.cache_dir: Path | None = None
         self._w3: Web3 | None = None
@@ -328,6 +329,7 @@ class Anvil:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
+            assert self.proc is not None        # started by start() before it waits
             if self.proc.poll() is not None:
                 tail = self.log_tail()
                 _LIVE.pop(self.proc.pid, None)

@@ -71,7 +71,7 @@ def compare(engine_json: dict[str, Any], engine_accounts: dict[str, set[str]], r
                                              "relative_error": error, "ok": error <= PRICE_TOLERANCE}
     rounds = []
     for index, replay_round in enumerate(replay_json.get("rounds", [])):
-        engine_round = next((r for r in engine_json.get("rounds", []) if r.get("round") == index), {})
+        engine_round: dict = next((r for r in engine_json.get("rounds", []) if r.get("round") == index), {})
         replay_by_protocol: dict[str, float] = {}
         for liquidation in replay_round["liquidations"]:
             replay_by_protocol[liquidation["protocol"]] = replay_by_protocol.get(liquidation["protocol"], 0.0) + liquidation["repaid_usd"]

@@ -72,7 +72,7 @@ def lens_caller(client: RpcClient, block: int, on_refusal: Callable[[], None] = 
             if answered == block:
                 return raw
         raise ContagionError(f"the node keeps answering for block {answered}, not the block asked ({block})")
-    call.accounts_per_call = {}   # by lens code: the batch size the node's gas cap was found to take
+    call.accounts_per_call = {}  # type: ignore[attr-defined]  # by lens code: the batch size the node's gas cap was found to take
     return call
 
 

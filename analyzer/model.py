@@ -7,7 +7,9 @@ decimal string (``raw``), so a reader can be checked to the wei. Addresses are c
 Tables and units
 ----------------
 assets     address, symbol, decimals, price_usd (USD per whole token), receipt_of
-           ("<protocol>:<underlying address>" for aTokens, cTokens, LP tokens; "" otherwise),
+           ("<protocol>:<market>:<underlying address>" for aTokens, cTokens, LP tokens: the market
+           whose losses write it down; "<protocol>:<underlying address>" when the protocol's
+           markets that list the underlying share them; "" otherwise, see :func:`receipt_claim`),
            iv (implied volatility as a fraction, NaN when not an option underlying)
 markets    protocol, market (the protocol's market contract: Aave pool, comptroller, comet, option
            market), asset, oracle_price_usd (the protocol's own oracle), ltv, liquidation_threshold
@@ -100,6 +102,36 @@ OPTION_KINDS = ("call", "put")
 OPTION_SIDES = ("long", "short")
 # how protocols list a chain's native coin as an asset (Compound's CEther: 0xEeee…)
 NATIVE_PLACEHOLDERS = ("0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "0x0000000000000000000000000000000000000000")
+
+
+@dataclass(frozen=True)
+class ReceiptClaim:
+    """What a receipt token claims: ``underlying`` from ``protocol``'s ``market`` ("" = the
+    protocol's markets that list the underlying)."""
+
+    protocol: str
+    market: str
+    underlying: str
+
+
+def receipt_claim(receipt_of: str | None) -> ReceiptClaim | None:
+    """Parse an ``assets.receipt_of`` entry; None for a plain asset.
+
+    Examples
+    --------
+    >>> receipt_claim("aave-v3:0xPool:0xWETH")
+    ReceiptClaim(protocol='aave-v3', market='0xPool', underlying='0xWETH')
+    >>> receipt_claim("aave-v3:0xWETH").market
+    ''
+    """
+    if not receipt_of or (isinstance(receipt_of, float) and math.isnan(receipt_of)):
+        return None
+    parts = str(receipt_of).split(":")
+    if len(parts) == 2:
+        return ReceiptClaim(parts[0], "", parts[1])
+    if len(parts) == 3:
+        return ReceiptClaim(*parts)
+    raise ContagionError(f'assets: receipt_of "{receipt_of}" is not "<protocol>[:<market>]:<underlying>"')
 
 
 def empty_table(name: str) -> pd.DataFrame:

@@ -143,7 +143,7 @@ def multicall(
                 raise ContagionError(f"Multicall3 at {address} answered something undecodable ({exc})") from None
             if len(answers) != len(chunk):
                 raise ContagionError(f"Multicall3 returned {len(answers)} results for {len(chunk)} calls")
-            answered = _decode_result(block_check, *answers[0][:1], bytes(answers[0][1]))
+            answered = _decode_result(block_check, bool(answers[0][0]), bytes(answers[0][1]))
             if answered.success and answered.value == block:
                 break
         else:

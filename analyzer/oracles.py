@@ -274,6 +274,23 @@ def move_prices(w3: Web3, sources: Sequence[tuple[str, str, str]], targets_usd: 
     return mover.move(paths, targets_usd)
 
 
+def sequencer_down(w3: Web3, feed: str, grace_seconds: int) -> str | None:
+    """Why an L2 sequencer-uptime feed (Chainlink: answer 0 = up, 1 = down; ``startedAt`` = when the
+    status last changed) stops liquidations now: down, or up for less than the grace period; None
+    when liquidations are allowed (Aave's ``PriceOracleSentinel.isLiquidationAllowed``)."""
+    round_data = _read(w3, Call(feed, "latestRoundData()(uint80,int256,uint256,uint256,uint80)"))
+    if round_data is None:
+        return f"the sequencer-uptime feed {feed} does not answer latestRoundData"
+    _, answer, started_at, _, _ = round_data
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    if int(answer) != 0:
+        return f"the sequencer-uptime feed {feed} reports the sequencer down"
+    if now - int(started_at) <= grace_seconds:
+        return (f"the sequencer-uptime feed {feed} reports the sequencer up for {now - int(started_at)} s, "
+                f"within the grace period of {grace_seconds} s")
+    return None
+
+
 def protocol_paths(w3: Web3, protocol: str, sources: Iterable, assets: Iterable[str] | None = None,
                    block: int | None = None) -> tuple[list[FeedPath], dict[str, str]]:
     """The root paths of ``protocol``'s price sources (``protocols.base.PriceSource``), restricted

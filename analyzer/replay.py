@@ -31,7 +31,7 @@ from analyzer.cheats import mine, state_root
 from analyzer.engine.keeper import keeper_take
 from analyzer.engine.market import SlippageCurve
 from analyzer.errors import ContagionError
-from analyzer.model import Snapshot
+from analyzer.model import Snapshot, receipt_claim
 from analyzer.replay_oracles import ForkOracles
 from analyzer.scan import scan
 from analyzer.scenarios import ShockScenario
@@ -241,8 +241,9 @@ def replay(
     with Anvil(fork_url=source_url, fork_block=source_block) as fork:
         w3 = fork.w3
         require_anvil(w3)
-        keeper = w3.eth.accounts[1]        # sends the liquidations
-        trader = w3.eth.accounts[2]        # moves pools and sells what the keeper received
+        accounts_of_anvil = list(w3.eth.accounts)
+        keeper = accounts_of_anvil[1]      # sends the liquidations
+        trader = accounts_of_anvil[2]      # moves pools and sells what the keeper received
 
         def read(accounts=None, only=None, oracle_paths=False) -> Snapshot:
             return scan(fork.url, only or plugins, book=book, accounts=accounts, cache_dir=None,
@@ -309,12 +310,13 @@ def replay(
             oracle_targets |= {a: p for a, p in market()[1].items()
                                if follows_venue(a) and a not in stable_usd}
         oracles.move(oracle_targets)
-        receipt_underlying = {a: o.split(":", 1)[1] for a, o in zip(before.assets["address"], before.assets["receipt_of"],
-                                                                    strict=True) if o and o.split(":", 1)[1] in market_before}
+        claims = {a: receipt_claim(o) for a, o in zip(before.assets["address"], before.assets["receipt_of"], strict=True)}
+        receipt_underlying = {a: c.underlying for a, c in claims.items() if c is not None and c.underlying in market_before}
         receipt_underlying |= before.wrapped_native_of()     # seized ETH is wrapped and sold as WETH, as in the engine
         exogenous_oracles = {a for a in market_before if not follows_venue(a)}
         mine(w3)
         oracles.refresh()
+        oracles.check_sequencers()
 
         rounds: list[ReplayRound] = []
         liquidated = dict.fromkeys((lender.plugin.name for lender in lenders), 0.0)

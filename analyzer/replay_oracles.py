@@ -6,7 +6,9 @@ reverts, or has a fixed price) is named in ``unpriced`` and left out of every mo
 each root once for all protocols; derived prices (a ratio adapter's) follow their base. A
 protocol without declared sources (an option market's own spot) is moved by its executor's
 ``set_price``. After each mined round the roots taken over get a new round at the fork's time,
-so staleness checks see current feeds.
+so staleness checks see current feeds. An L2 protocol's sequencer-uptime feed (declared by its
+price sources) is checked before the rounds: down, or up within its grace period, stops the replay
+with the reason; the feed is never moved.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 from eth_utils import to_checksum_address
 from web3 import Web3
 
-from analyzer.oracles import FOLLOW_TOLERANCE, FeedPath, PriceMover, protocol_paths
+from analyzer.errors import ContagionError
+from analyzer.oracles import FOLLOW_TOLERANCE, FeedPath, PriceMover, protocol_paths, sequencer_down
 
 
 class ForkOracles:
@@ -30,12 +33,17 @@ class ForkOracles:
         self.by_executor: list[tuple[Any, set[str]]] = []
         self.unpriced: list[dict[str, str]] = []
         self.notes: list[str] = []
+        self.sequencers: dict[str, tuple[str, int]] = {}     # protocol -> (uptime feed, grace seconds)
         self.progress = progress
         for plugin, deployment, executor, assets in lenders:
             if plugin.price_sources is None:
                 self.by_executor.append((executor, assets))
                 continue
-            sources = plugin.price_sources(w3, deployment).price_sources()
+            declared = plugin.price_sources(w3, deployment)
+            sources = declared.price_sources()
+            sequencer = declared.sequencer_uptime_feed()
+            if sequencer is not None:
+                self.sequencers[plugin.name] = sequencer
             paths, unpriced = protocol_paths(w3, plugin.name, sources)
             self.paths += paths
             for asset, reason in sorted(unpriced.items()):
@@ -62,3 +70,11 @@ class ForkOracles:
 
     def refresh(self) -> None:
         self.mover.refresh()
+
+    def check_sequencers(self) -> None:
+        """Stop (ContagionError) when a protocol's L2 sequencer-uptime feed forbids liquidations
+        now: the protocol would refuse every one, so a replay would measure nothing."""
+        for protocol, (feed, grace) in self.sequencers.items():
+            reason = sequencer_down(self.mover.w3, feed, grace)
+            if reason is not None:
+                raise ContagionError(f"{protocol}: liquidations are paused: {reason}")

@@ -73,7 +73,7 @@ def pruned_state(message: str) -> bool:
     if any(k in message for k in PRUNED_STATE):
         return True
     found = re.search(r"block height is (\d+) but requested was (\d+)", message)
-    return bool(found) and int(found[2]) < int(found[1])
+    return found is not None and int(found[2]) < int(found[1])
 
 
 class RpcClient:
@@ -296,7 +296,7 @@ class RetryingProvider(JSONBaseProvider):
         super().__init__()
         self.client = client
 
-    def make_request(self, method, params) -> dict:
+    def make_request(self, method, params) -> Any:
         payload = self.client.payload(method, params)
         return {"jsonrpc": "2.0", "id": payload.get("id", 0), **{k: payload[k] for k in ("result", "error") if k in payload}}
 

@@ -26,7 +26,7 @@ from web3 import Web3
 
 from analyzer import __version__
 from analyzer.atomic import atomic_write_text
-from analyzer.chain import REPO_ROOT, redact_url
+from analyzer.chain import redact_url
 from analyzer.discovery import (
     CHUNK_BLOCKS,
     ChunkFiles,
@@ -40,10 +40,11 @@ from analyzer.errors import ContagionError
 from analyzer.lens import lens_caller
 from analyzer.model import Snapshot, to_table
 from analyzer.multicall import Call, CallResult, multicall
+from analyzer.paths import cache_dir, plugin_packages, source_digest
 from analyzer.rpc import RetryingProvider, RpcClient
 from protocols.base import Plugin, ReadContext, Rows
 
-DEFAULT_CACHE = REPO_ROOT / ".cache" / "scan"
+DEFAULT_CACHE = cache_dir("scan")
 log = logging.getLogger(__name__)
 
 
@@ -69,6 +70,12 @@ def _normalise_log(log: dict) -> dict:
         "transactionHash": HexBytes(log.get("transactionHash") or "0x"),
         "logIndex": int(log.get("logIndex") or "0x0", 16),
     }
+
+
+def reader_digest(plugin) -> str:
+    """What a cached chunk of ``plugin`` depends on besides the chain: the tool version and the
+    source of the plugin's package (its reader and the helpers it imports)."""
+    return source_digest(plugin_packages([plugin]))
 
 
 def _digest(value: Any) -> str:
@@ -221,7 +228,8 @@ def scan(
         # a venue reader reads the pools of the assets found so far: they are part of its cache key
         known = tuple(snapshot.assets["address"]) if plugin.venue_executor is not None else ()
         cache = ChunkCache(None if chain_cache is None else
-                           chain_cache / str(block) / plugin.name / _digest([deployment, *known]))
+                           chain_cache / str(block) / plugin.name
+                           / _digest([deployment, *known, reader_digest(plugin)]))
         reader = plugin.reader(dataclasses.replace(ctx, assets=known), deployment)
 
         def discovered(reader=reader, plugin=plugin, start=start) -> list[str]:
@@ -255,7 +263,14 @@ def scan(
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
                          block_timestamp=int(header["timestamp"], 16))
     if oracle_paths:
-        snapshot.meta["derived_prices"] = read_derived_prices(w3, plugins, deployments, block)
+        # cached per block like every other read: a rerun of a finished scan asks the node nothing
+        prices_cache = ChunkCache(None if chain_cache is None else chain_cache / str(block))
+        name = f"derived-prices-{_digest([sorted(p.name for p in plugins), deployments])}"
+        derived = prices_cache.get(name)
+        if derived is None:
+            derived = read_derived_prices(w3, plugins, deployments, block)
+            prices_cache.put(name, derived)
+        snapshot.meta["derived_prices"] = derived
     stats.requests = dict(client.calls)
     # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
     return with_default_depth(snapshot).validate()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -83,7 +84,7 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
         raise ContagionError(f"--block must be non-negative, got {block}")
     if since_block is not None and (since_block < 0 or block is not None and since_block > block):
         raise ContagionError(f"--since-block must be within 0..--block, got {since_block}")
-    check_rpc_url(rpc, "--rpc") if rpc is not None else check_rpc_url(fork_url, "--fork-url")
+    check_rpc_url(rpc, "--rpc") if rpc is not None else check_rpc_url(str(fork_url), "--fork-url")
     check_output_dir(out)
     plugins = parse_protocols(protocols)
     if venues:
@@ -93,7 +94,7 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
     console = console or Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                   TimeElapsedColumn(), console=console, transient=False, disable=not console.is_terminal) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, Any] = {}
 
         def progress(label: str, done: int, total: int) -> None:
             if label not in tasks:
@@ -116,6 +117,7 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
                 # the node the user named, redacted; not the throwaway loopback fork
                 snapshot.meta.update(rpc=redact_url(fork_url), fork_block=snapshot.meta["block_number"])
             else:
+                assert rpc is not None      # one of --rpc / --fork-url, checked above
                 snapshot = run(rpc, block)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             if address_book is None:

@@ -35,8 +35,8 @@ def run_one(n_positions: int, seed: int, markets: int, assets: int, reference: b
     from analyzer.engine.cascade import run_round
     from analyzer.engine.prepare import prepare, start_state
     from analyzer.engine.reference import reference_round
-    from analyzer.engine.synthetic import synthetic_snapshot
     from analyzer.scenarios import ShockScenario
+    from benchmarks.synthetic import synthetic_snapshot
     from protocols.aave_v3.rules import AaveV3Rules
 
     t0 = time.perf_counter()

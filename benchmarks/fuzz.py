@@ -28,7 +28,7 @@ MEMORY_LIMIT_BYTES = 4 * 2 ** 30   # a runaway case fails with MemoryError inste
 
 
 def _prepare(root: Path) -> Path:
-    from analyzer.engine.synthetic import synthetic_snapshot
+    from benchmarks.synthetic import synthetic_snapshot
 
     return synthetic_snapshot(n_positions=300, n_markets=2, n_assets=5, seed=3).write(root / "snapshot")
 

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from analyzer.engine.synthetic import synthetic_snapshot  # noqa: E402
 from analyzer.sweep import spec_from_dict, sweep  # noqa: E402
 from analyzer.sweep.grid import expand  # noqa: E402
+from benchmarks.synthetic import synthetic_snapshot  # noqa: E402
 
 N_ASSETS = 50
 SHOCKS = "-5%:-50%:5%"      # 10 sizes

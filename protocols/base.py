@@ -415,10 +415,21 @@ class PriceSources(ABC):
     def price_sources(self) -> list[PriceSource]:
         """One entry per asset the protocol prices (asset addresses as in the snapshot)."""
 
+    def sequencer_uptime_feed(self) -> tuple[str, int] | None:
+        """On an L2: the sequencer-uptime feed the protocol checks before liquidations and its grace
+        period in seconds (Aave's PriceOracleSentinel); None where there is none."""
+        return None
+
 
 class VenueExecutor(ABC):
     """Moves and trades a venue protocol's pools on an anvil chain (replay): the market side of a
-    cascade, as :class:`Executor` is the protocol side. Implementations call require_anvil."""
+    cascade, as :class:`Executor` is the protocol side. Implementations call require_anvil.
+
+    ``entries``: the pools it trades, each a dict with at least ``asset``, ``quote`` (addresses)
+    and ``pool`` (the venue address), as its address book lists them.
+    """
+
+    entries: list[dict[str, Any]]
 
     @abstractmethod
     def __init__(self, w3: Web3, deployment: dict[str, Any], decimals: dict[str, int], symbols: dict[str, str]):

@@ -52,10 +52,10 @@ def test_configuration_bitmap_decoding_of_a_hand_built_word():
 def test_markets_carry_the_listed_risk_parameters(aave, devnet):
     _, _, snap = aave
     markets = snap.markets.set_index("asset")
-    for symbol, listed in P.RESERVES.items():
+    for symbol, listed in P.reserves(devnet.book["protocols"]["aave-v3"]["version"]).items():
         row = markets.loc[devnet.book["tokens"][symbol]]
         assert row["ltv"] == listed.ltv / 1e4 and row["liquidation_threshold"] == listed.liquidation_threshold / 1e4
-        assert row["liquidation_bonus"] == pytest.approx(listed.liquidation_bonus / 1e4 - 1, abs=1e-12)
+        assert row["liquidation_bonus"] == pytest.approx(max(listed.liquidation_bonus / 1e4 - 1, 0), abs=1e-12)
         assert row["category"] == listed.emode_category and row["isolated"] == bool(listed.debt_ceiling_usd)
         assert row["oracle_price_usd"] == devnet.scenario.assets[symbol].price_usd
     receipts = snap.assets[snap.assets["receipt_of"] != ""]

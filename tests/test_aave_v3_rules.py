@@ -95,10 +95,7 @@ def test_mask_restricts_the_step(book):
     assert list(rules.liquidate(book, prices, mask).rows) == [2]
 
 
-def test_mainnet_profile_caps_at_half_of_total_debt_and_is_marked_unverified(book):
-    from protocols.aave_v3.rules import PROFILES
-
-    assert PROFILES["3.0"].verified and not PROFILES["3.3"].verified
+def test_from_3_3_a_partial_step_caps_at_half_of_the_total_debt(book):
     liq = AaveV3Rules("3.3").liquidate(book, np.array([2000.0, 2000.0, 1.0]))
     k = list(liq.rows).index(0)
     assert liq.repaid[k, 2] == pytest.approx(8500.0)   # the single debt: 50% of total = 50% of it
@@ -109,3 +106,100 @@ def test_no_liquidatable_account_gives_an_empty_step(book):
     liq = rules.liquidate(book, prices, np.zeros(len(book.accounts), dtype=bool))
     assert liq.rows.shape == (0,) and liq.seized.shape == (0, 3)
     assert (rules.apply(book, liq).collateral == book.collateral).all()
+
+
+# ---- what changed between releases, each on a small hand-built book --------------------------------
+
+LINK = "0x" + "dd" * 20
+BITMAP_EMODE = {"3": {"ltv": 6500, "liquidation_threshold": 7200, "liquidation_bonus": 10700, "label": "LINK/WETH",
+                      "price_source": "0x" + "00" * 20, "collateral_bitmap": str(1 << 3), "borrowable_bitmap": "1",
+                      "ltvzero_bitmap": "0"}}
+
+
+def versioned_book(version, accounts, grace=()):
+    """WETH (id 0, LT 83%), USDC (id 2, LT 78%), LINK (id 3, LT 0: collateral only in e-mode 3)."""
+    rows = []
+    for asset, rid, lt, bonus, price in ((WETH, 0, 0.83, 0.05, 2000.0), (USDC, 2, 0.78, 0.045, 1.0),
+                                         (LINK, 3, 0.0, 0.0, 10.0)):
+        params = {"reserve_id": rid, "liquidation_protocol_fee_bps": 1000, "emode_categories": BITMAP_EMODE,
+                  "version": version, "in_grace_period": asset in grace}
+        rows.append({"protocol": "aave-v3", "market": POOL, "asset": asset, "oracle_price_usd": price, "ltv": lt,
+                     "liquidation_threshold": lt, "liquidation_bonus": bonus, "close_factor": 0.5,
+                     "protocol_fee": 0.1, "category": 0, "collateral_enabled": True, "params": json.dumps(params)})
+    positions, accts = [], []
+    for i, (category, coll, debt) in enumerate(accounts):
+        account = "0x" + f"{i + 1:040x}"
+        accts.append({"protocol": "aave-v3", "market": POOL, "account": account, "category": category,
+                      "params": json.dumps({"collateral_off": [], "user_configuration": "0"})})
+        for side, holdings in (("collateral", coll), ("debt", debt)):
+            positions += [{"protocol": "aave-v3", "market": POOL, "account": account, "asset": a, "side": side,
+                           "amount": amt, "raw": "0"} for a, amt in holdings.items()]
+    snap = Snapshot(meta={"chain_id": 1, "block_number": 1},
+                    assets=[{"address": a, "symbol": s, "decimals": 18, "price_usd": p}
+                            for a, s, p in ((WETH, "WETH", 2000.0), (USDC, "USDC", 1.0), (LINK, "LINK", 10.0))],
+                    markets=rows, accounts=accts, positions=positions).validate()
+    (only,) = AaveV3Rules().books(snap)
+    return only
+
+
+PRICES = np.array([2000.0, 1.0, 10.0])  # columns ordered by reserve id: WETH, USDC, LINK
+
+
+def test_average_threshold_is_floored_up_to_3_4_and_not_from_3_5():
+    mixed = [(0, {WETH: 1.0, USDC: 1000.0}, {USDC: 2000.0})]  # (2000·8300 + 1000·7800) / 3000 = 8133.33 bps
+    floored = AaveV3Rules().health_factor(versioned_book("3.4", mixed), PRICES)[0]
+    exact = AaveV3Rules().health_factor(versioned_book("3.5", mixed), PRICES)[0]
+    assert floored == pytest.approx(3000 * 0.8133 / 2000, rel=1e-12)
+    assert exact == pytest.approx((2000 * 0.83 + 1000 * 0.78) / 2000, rel=1e-12)
+
+
+def test_collateral_only_inside_an_emode_counts_from_3_6():
+    link_in_emode = [(3, {LINK: 1000.0}, {WETH: 3.0})]  # $10,000 of LINK at the category's 72%
+    assert AaveV3Rules().health_factor(versioned_book("3.6", link_in_emode), PRICES)[0] == \
+        pytest.approx(10_000 * 0.72 / 6000, rel=1e-12)
+    assert AaveV3Rules().health_factor(versioned_book("3.5", link_in_emode), PRICES)[0] == 0.0
+    book = versioned_book("3.6", link_in_emode)
+    under = np.array([2000.0, 1.0, 8.0])  # LINK -20%: HF 0.96
+    liq = AaveV3Rules().liquidate(book, under)
+    # HF 0.96 > 0.95 and both legs >= $2,000: half of the $6,000 debt, LINK at the e-mode bonus (7%)
+    assert list(liq.rows) == [0] and liq.repaid[0, 0] == pytest.approx(1.5, rel=1e-12)
+    assert liq.seized[0, 2] == pytest.approx(3000 * 1.07 / 8.0, rel=1e-12)
+
+
+def test_dust_rule_refuses_a_partial_step_that_leaves_under_1000_usd_from_3_3():
+    # $2,280 of WETH and $2,300 of USDC against $3,750 of USDC (HF 0.983): half the debt ($1,875 × 1.045)
+    # takes all but $341 of the USDC collateral
+    dusty = [(0, {WETH: 1.2, USDC: 2300.0}, {USDC: 3750.0})]
+    prices = np.array([1900.0, 1.0, 10.0])
+    for version, refused in (("3.3", True), ("3.2", False)):
+        step = AaveV3Rules().step(versioned_book(version, dusty), prices)
+        hf = AaveV3Rules().health_factor(versioned_book(version, dusty), prices)[0]
+        assert 0.95 < hf < 1.0
+        assert (list(step.refused) == [0]) is refused, version
+        assert len(AaveV3Rules().liquidate(versioned_book(version, dusty), prices).rows) == (0 if refused else 1)
+
+
+def test_last_collateral_writes_the_remaining_debt_off_into_a_deficit_from_3_3():
+    underwater = [(0, {WETH: 1.0}, {USDC: 2500.0})]  # $2000 of collateral, $2500 of debt
+    for version, written_off in (("3.3", True), ("3.2", False)):
+        rules = AaveV3Rules()
+        book = versioned_book(version, underwater)
+        after = rules.apply(book, rules.liquidate(book, PRICES))
+        assert after.collateral[0, 0] == 0.0
+        left = 2500 - 2000 / 1.05
+        assert after.debt[0, 1] == pytest.approx(0.0 if written_off else left)
+        assert rules.bad_debt_usd(after, PRICES)[0] == pytest.approx(left)  # bad debt either way
+
+
+def test_no_liquidation_touches_a_reserve_in_its_grace_period_from_3_1():
+    under = [(0, {WETH: 1.0}, {USDC: 1900.0})]
+    assert AaveV3Rules().liquidatable(versioned_book("3.1", under, grace=(WETH,)), PRICES).sum() == 0
+    assert AaveV3Rules().liquidatable(versioned_book("3.0", under, grace=(WETH,)), PRICES).sum() == 1
+    assert AaveV3Rules().liquidatable(versioned_book("3.1", under), PRICES).sum() == 1
+
+
+def test_an_unknown_release_is_an_error_naming_it():
+    from analyzer.errors import ContagionError
+
+    with pytest.raises(ContagionError, match='"3.7"'):
+        versioned_book("3.7", [(0, {WETH: 1.0}, {USDC: 100.0})])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -34,7 +33,7 @@ def test_population_spans_the_scenario_and_is_reproducible():
     assert sum("CRV" in p.supply for p in plan) >= 5
     stable = {"USDC", "USDT", "DAI"}
     assert sum(set(p.borrow) <= stable for p in plan if not p.e_mode) == len(plan) - len(emode)
-    assert {p.label for p in explicit_accounts(spec)} == {"whale-1", "whale-2"}
+    assert {p.label for p in explicit_accounts(spec)} == {"whale-1", "whale-2", "dust-1"}
 
 
 def test_unknown_asset_in_the_population_is_named():
@@ -49,16 +48,17 @@ def test_unknown_asset_in_the_population_is_named():
 
 def test_devnet_cache_key_follows_params_and_seeding(tmp_path, monkeypatch):
     """Changing params.py or seeding.py (not only devnet.py) must rebuild the cached devnet."""
-    import shutil
-
     import protocols.aave_v3 as aave
+    from analyzer import paths
     from analyzer.devnet import build
     from analyzer.devnet.scenario import load
 
     spec = load("mainnet-like")
     before = build.cache_key(spec, [aave.PLUGIN])
-    folder = tmp_path / "aave_v3"
-    shutil.copytree(Path(aave.__file__).parent, folder)
-    (folder / "params.py").write_text((folder / "params.py").read_text() + "\n# changed\n")
-    monkeypatch.setattr(build.inspect, "getfile", lambda module: str(folder / "devnet.py"))
-    assert build.cache_key(spec, [aave.PLUGIN]) != before
+    source = paths.inspect.getsource
+    for changed in ("protocols.aave_v3.params", "protocols.aave_v3.seeding"):
+        monkeypatch.setattr(paths.inspect, "getsource", lambda module, changed=changed: source(module) + (
+            "\n# changed\n" if module.__name__ == changed else ""))
+        assert build.cache_key(spec, [aave.PLUGIN]) != before
+    monkeypatch.setattr(paths.inspect, "getsource", source)
+    assert build.cache_key(spec, [aave.PLUGIN]) == before

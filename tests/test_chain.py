@@ -54,7 +54,7 @@ def test_anvil_is_stopped_when_the_body_raises():
 def test_missing_binary_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("ANVIL_BIN", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(chain, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("DEFI_CONTAGION_NODE_MODULES", str(tmp_path))
     with pytest.raises(ContagionError, match=r"anvil not found: run `make setup`, or install Foundry, or set ANVIL_BIN"):
         find_anvil()
 

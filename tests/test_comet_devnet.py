@@ -19,7 +19,7 @@ from analyzer.model import Snapshot
 from analyzer.multicall import multicall
 from protocols.base import ReadContext
 from protocols.comet import exact
-from protocols.comet.executor import ABI, CometExecutor
+from protocols.comet.executor import CometExecutor, comet_abi
 from protocols.comet.reader import CometReader
 from protocols.comet.rules import CometRules, exact_state
 from tests.conftest import requires_anvil
@@ -33,7 +33,7 @@ ABSORB_DEBT = event_signature_to_log_topic("AbsorbDebt(address,address,uint256,u
 def comet(devnet):
     if "comet" not in devnet.book["protocols"]:
         pytest.skip("comet is not in this devnet (CONTAGION_TEST_PROTOCOLS)")
-    return devnet.w3.eth.contract(address=devnet.book["protocols"]["comet"]["comet"], abi=ABI)
+    return devnet.w3.eth.contract(address=devnet.book["protocols"]["comet"]["comet"], abi=comet_abi())
 
 
 def read_snapshot(devnet) -> tuple[Snapshot, int]:

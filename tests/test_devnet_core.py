@@ -27,3 +27,30 @@ def test_tokens_and_feeds_match_the_scenario(devnet):
 def test_account_labels_give_stable_distinct_addresses():
     assert account_address("pop-1") == account_address("pop-1")
     assert len({account_address(f"pop-{i}") for i in range(500)}) == 500
+
+
+def test_devnet_tokens_are_our_erc20_with_open_minting(devnet, chain_checkpoint):
+    from analyzer.devnet.build import TOKEN
+    from analyzer.devnet.solc import fixture_artifact
+
+    w3 = devnet.w3
+    token = w3.eth.contract(address=devnet.book["tokens"]["WETH"], abi=fixture_artifact(*TOKEN)["abi"])
+    alice, bob = w3.eth.accounts[5], w3.eth.accounts[6]
+
+    def send(call, sender):
+        receipt = w3.eth.wait_for_transaction_receipt(call.transact({"from": sender}))
+        assert receipt["status"] == 1
+        return receipt
+
+    supply = token.functions.totalSupply().call()
+    start = token.functions.balanceOf(bob).call()
+    send(token.functions.mint(alice, 10**18), alice)
+    assert token.functions.totalSupply().call() == supply + 10**18
+    send(token.functions.approve(bob, 4 * 10**17), alice)
+    send(token.functions.transferFrom(alice, bob, 3 * 10**17), bob)
+    assert token.functions.allowance(alice, bob).call() == 10**17
+    assert token.functions.balanceOf(bob).call() == start + 3 * 10**17
+    # over the allowance: reverts and moves nothing
+    tx = token.functions.transferFrom(alice, bob, 2 * 10**17).build_transaction({"from": bob, "gas": 200_000})
+    assert w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))["status"] == 0
+    assert token.functions.balanceOf(bob).call() == start + 3 * 10**17

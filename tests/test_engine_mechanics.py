@@ -10,9 +10,9 @@ import pytest
 from scipy.stats import norm
 
 from analyzer.engine import simulate
-from analyzer.engine.synthetic import synthetic_snapshot
 from analyzer.model import Snapshot
 from analyzer.scenarios import ForcedSale, ShockScenario
+from benchmarks.synthetic import synthetic_snapshot
 from protocols.base import OptionLiquidation, OptionMarginRules
 from tests.test_engine_closed_form import RULES, USDC, WETH, aave_snapshot
 
@@ -285,3 +285,45 @@ def test_native_eth_is_priced_and_sold_as_weth():
     assert erin["first_round"].iloc[0] == 0 and erin["liquidated_usd"].iloc[0] > 0
     assert result.rounds[0].flows[weth].sum() > 0
     assert result.rounds[0].flows[index[native]].sum() == 0
+
+
+def _two_markets(receipt_market: str):
+    """Two Aave markets over the same assets: alice's WETH position in MARKET turns to bad debt;
+    the other market is sound. dave posts an aUSDC of ``receipt_market`` in the sound market."""
+    other = "0x" + "b" * 40
+    assets = {"USDC": USDC, "WETH": WETH, "aUSDC": dict(USDC, lt=0.80)}
+    crashing = aave_snapshot(assets, {"alice": [("WETH", "collateral", 100.0), ("USDC", "debt", 150_000.0)],
+                                      "lender": [("USDC", "collateral", 300_000.0)]},
+                             pools={"WETH": (5_000.0, 10_000_000.0, 0.003)})
+    sound = aave_snapshot(assets, {"bob": [("USDC", "collateral", 400_000.0)],
+                                   "dave": [("aUSDC", "collateral", 100_000.0), ("WETH", "debt", 10.0)]},
+                          market=other)
+    assets_t = crashing.assets.copy()
+    usdc = assets_t.loc[assets_t["symbol"] == "USDC", "address"].iloc[0]
+    market = {"crashing": crashing.markets["market"].iloc[0], "sound": other}[receipt_market]
+    assets_t.loc[assets_t["symbol"] == "aUSDC", "receipt_of"] = f"aave-v3:{market}:{usdc}"
+    return Snapshot(meta=crashing.meta, assets=assets_t,
+                    markets=pd.concat([crashing.markets, sound.markets], ignore_index=True),
+                    accounts=pd.concat([crashing.accounts, sound.accounts], ignore_index=True),
+                    positions=pd.concat([crashing.positions, sound.positions], ignore_index=True),
+                    venues=crashing.venues)
+
+
+def test_bad_debt_stays_in_the_market_where_it_arose():
+    scenario = ShockScenario(price_shocks={"WETH": -0.45}, keeper_gas_usd=1e9)
+    results = {where: simulate(_two_markets(where), scenario, rules=RULES) for where in ("crashing", "sound")}
+    for result in results.values():
+        by_market = result.bad_debt_by_market
+        assert by_market[("aave-v3", "0x" + "a" * 40)] > 0
+        assert by_market[("aave-v3", "0x" + "b" * 40)] == 0.0
+        assert sum(by_market.values()) == pytest.approx(result.bad_debt_usd["aave-v3"], rel=1e-12)
+    a_usdc = list(results["sound"].symbols).index("aUSDC")
+    # a receipt of the sound market keeps its value; one of the crashing market is written down by
+    # that market's bad debt over what its book supplied, not diluted by the sound market's deposits
+    assert results["sound"].receipt_writedown == {}
+    assert results["sound"].price_final[a_usdc] == pytest.approx(1.0)
+    crashing = results["crashing"]
+    # no keeper pays 1e9 gas: alice's 150k USDC debt against 100 WETH at 1,100 is 40k of bad debt,
+    # over the 100 WETH and 300k USDC that market's book supplied
+    assert crashing.receipt_writedown["aUSDC"] == pytest.approx(40_000 / (100 * 1_100 + 300_000), rel=1e-12)
+    assert crashing.price_final[a_usdc] == pytest.approx(1.0 - crashing.receipt_writedown["aUSDC"])

@@ -17,13 +17,14 @@ from analyzer.engine import simulate
 from analyzer.engine.cascade import run_round
 from analyzer.engine.prepare import prepare, start_state
 from analyzer.engine.reference import reference_round
-from analyzer.engine.synthetic import synthetic_snapshot
 from analyzer.scenarios import ShockScenario
+from benchmarks.synthetic import synthetic_snapshot
 from protocols.aave_v3.rules import AaveV3Rules
 
 RULES = {"aave-v3": AaveV3Rules()}
 FIELDS = ("price_after", "iv_after", "flows", "liquidations", "liquidation_steps", "liquidated_usd", "seized_usd",
-          "bad_debt_usd", "writedown", "repaid_tokens", "seized_tokens", "fee_tokens", "contagion")
+          "bad_debt_usd", "market_bad_debt_usd", "writedown", "repaid_tokens", "seized_tokens", "fee_tokens",
+          "contagion")
 
 
 def _close(a, b):

@@ -18,7 +18,7 @@ def test_committed_artifacts_match_their_sources(group):
     assert committed["solc"] == solc.solc_version(solc.group_compiler(group))
 
 
-@pytest.mark.parametrize("group", [g for g in GROUPS if g in ("multicall", "oracles", "chainlink")])
+@pytest.mark.parametrize("group", [g for g in GROUPS if g in ("multicall", "oracles", "chainlink", "tokens")])
 def test_recompiling_gives_the_committed_bytecode(group):
     fresh = solc.compile_sources(solc.group_sources(group), solc.group_settings(group), solc.group_compiler(group))
     committed = solc.load_group(group)["contracts"]

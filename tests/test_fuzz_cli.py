@@ -27,7 +27,7 @@ NODE = {"eth_chainId": "0x7a69", "eth_blockNumber": "0x10", "web3_clientVersion"
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory) -> Path:
-    from analyzer.engine.synthetic import synthetic_snapshot
+    from benchmarks.synthetic import synthetic_snapshot
 
     return synthetic_snapshot(n_positions=300, n_markets=2, n_assets=5, seed=3).write(
         tmp_path_factory.mktemp("fuzz") / "snapshot")

@@ -148,7 +148,7 @@ def test_the_cli_refuses_mutated_inputs_with_exit_2_and_writes_nothing(tmp_path)
     import subprocess
     import sys
 
-    from analyzer.engine.synthetic import synthetic_snapshot
+    from benchmarks.synthetic import synthetic_snapshot
 
     snapshot = synthetic_snapshot(300, n_markets=1, n_assets=4, seed=3).write(tmp_path / "snap")
     rng = random.Random(11)

@@ -174,8 +174,8 @@ def test_sweep_uses_the_venue_models_of_its_spec_scenario(tmp_path):
     shallower model there liquidates more (the spec's model is the one used)."""
     import pandas as pd
 
-    from analyzer.engine.synthetic import synthetic_snapshot
     from analyzer.sweep import sweep_to_dir
+    from benchmarks.synthetic import synthetic_snapshot
 
     snap = synthetic_snapshot(n_positions=300, n_markets=2, n_assets=5, seed=3)
     tkn1 = snap.address_of("TKN1")

@@ -54,8 +54,8 @@ def test_one_short_call_on_a_linear_venue_matches_the_hand_computation():
 
 
 def test_the_report_shows_the_gamma_map_and_where_the_loop_ignites(tmp_path):
-    from analyzer.engine.synthetic import synthetic_snapshot
     from analyzer.options.imports import import_options
+    from benchmarks.synthetic import synthetic_snapshot
 
     base = synthetic_snapshot(300, n_markets=1, n_assets=3, seed=11)
     assets = base.assets.copy()

@@ -117,7 +117,7 @@ def test_a_positioning_file_overrides_the_convention_and_is_named(tmp_path):
 
 
 def test_import_joins_an_existing_snapshot_on_its_wrapped_asset(tmp_path, eth_snapshot):
-    from analyzer.engine.synthetic import synthetic_snapshot
+    from benchmarks.synthetic import synthetic_snapshot
 
     base = synthetic_snapshot(60, n_markets=1, n_assets=3, seed=1)
     assets = base.assets.copy()
@@ -201,7 +201,7 @@ def test_simulate_with_imported_dealers_names_them_in_the_contagion_matrix(tmp_p
     import subprocess
     import sys
 
-    from analyzer.engine.synthetic import synthetic_snapshot
+    from benchmarks.synthetic import synthetic_snapshot
 
     base = synthetic_snapshot(400, n_markets=1, n_assets=3, seed=7)
     assets = base.assets.copy()

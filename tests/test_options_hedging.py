@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyzer.engine.cascade import simulate
-from analyzer.engine.synthetic import PROTOCOL, synthetic_snapshot
 from analyzer.model import Snapshot
 from analyzer.scenarios import ShockScenario
+from benchmarks.synthetic import PROTOCOL, synthetic_snapshot
 from protocols.aave_v3.rules import AaveV3Rules
 
 USDC, X = to_checksum_address("0x" + "01" * 20), to_checksum_address("0x" + "02" * 20)

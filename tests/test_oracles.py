@@ -221,3 +221,22 @@ def test_both_stacks_price_the_scenario_and_raise_prices_for_seeding(tmp_path, s
         assert {s: feed_usd(w3, f) for s, f in feeds.items()} == prices
         if stack == "plain":
             assert SET_ANSWER.hex() in w3.eth.get_code(feeds["WETH"]).hex()
+
+
+def test_a_sequencer_feed_down_or_in_its_grace_period_pauses_liquidations(anvil):
+    """Chainlink's L2 sequencer-uptime convention (answer 0 = up, 1 = down, startedAt = the last
+    change), as Aave's PriceOracleSentinel reads it: down, or up within the grace period, pauses."""
+    from analyzer.oracles import sequencer_down
+
+    w3 = anvil.w3
+    artifact = fixture_artifact("oracles", "PriceFeed")
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor("L2 sequencer uptime", 1).transact(
+        {"from": w3.eth.accounts[0]}))
+    feed = receipt["contractAddress"]
+    assert "down" in sequencer_down(w3, feed, 3600)
+    PriceMover(w3).set_answer(feed, 0)          # back up, now
+    assert "grace period" in sequencer_down(w3, feed, 3600)
+    rpc(w3, "evm_increaseTime", [3601])
+    rpc(w3, "evm_mine", [])
+    assert sequencer_down(w3, feed, 3600) is None

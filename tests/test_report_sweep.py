@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 
 from analyzer.engine import simulate_to_dir
-from analyzer.engine.synthetic import synthetic_snapshot
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
 from analyzer.report import write_report
 from analyzer.scenarios import ShockScenario
 from analyzer.sweep import spec_from_dict, sweep
+from benchmarks.synthetic import synthetic_snapshot
 from tests.test_report import parse, usd_text
 
 SWEEP_SPEC = {"name": "report-test", "assets": ["TKN1", "TKN2"], "shocks": "-10%:-40%:15%", "batch_size": 8,

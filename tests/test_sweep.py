@@ -12,13 +12,13 @@ import pytest
 
 from analyzer.engine import simulate
 from analyzer.engine.prepare import prepare
-from analyzer.engine.synthetic import synthetic_snapshot
 from analyzer.errors import ContagionError
 from analyzer.scenarios import ForcedSale, ShockScenario
 from analyzer.sweep import parse_shock_range, spec_from_cli, spec_from_dict, sweep, sweep_to_dir
 from analyzer.sweep.grid import expand
 from analyzer.sweep.montecarlo import draw_shocks, estimate_covariance
 from analyzer.sweep.systemic import largest_borrowers
+from benchmarks.synthetic import synthetic_snapshot
 
 
 @pytest.fixture(scope="module")

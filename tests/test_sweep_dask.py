@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analyzer.engine.synthetic import synthetic_snapshot
 from analyzer.sweep import spec_from_dict, sweep
 from analyzer.sweep.run import snapshot_key
+from benchmarks.synthetic import synthetic_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 DASK = Path(sys.executable).parent / "dask"

@@ -8,8 +8,6 @@ loads the state in seconds; any change of a key part rebuilds it.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import shutil
 import sys
@@ -19,19 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.atomic import atomic_write_text
-from analyzer.chain import REPO_ROOT, Anvil
-from analyzer.devnet.context import DevnetContext, npm_artifact
+from analyzer.chain import Anvil
+from analyzer.devnet.context import DevnetContext
 from analyzer.devnet.feeds import deploy_feeds
 from analyzer.devnet.scenario import DevnetScenario
-from analyzer.devnet.solc import ARTIFACTS_DIR
+from analyzer.devnet.solc import ARTIFACTS_DIR, fixture_artifact
 from analyzer.errors import ContagionError
 from analyzer.multicall import MULTICALL3_ADDRESS, ensure_multicall3
+from analyzer.paths import cache_dir, node_modules, plugin_packages, source_digest
 from protocols.base import Plugin
 
-CACHE_DIR = REPO_ROOT / ".cache" / "devnet"
+CACHE_DIR = cache_dir("devnet")
 CHAIN_ID = 31337
 # anvil needs more than EIP-170's 24 KiB for some protocol bytecode (Lyra's OptionMarket)
 CODE_SIZE_LIMIT = 0x30000
+TOKEN = ("tokens", "DevnetERC20")  # (fixture group, contract) of every devnet asset: mint(address,uint256) is open
 KEEP_STATES = 6  # cached devnet states (tens of MB each) kept; older keys are removed
 
 
@@ -43,24 +43,16 @@ def prune_cache(keep: int) -> None:
 
 
 def cache_key(scenario: DevnetScenario, plugins: list[Plugin]) -> str:
-    """A digest of every input that shapes the devnet's state."""
-    digest = hashlib.sha256()
-    lock = REPO_ROOT / "package-lock.json"
-    digest.update(lock.read_bytes() if lock.is_file() else b"no-lock")
-    for artifact in sorted(ARTIFACTS_DIR.glob("*.json")):
-        digest.update(artifact.name.encode() + artifact.read_bytes())
-    digest.update(scenario.text.encode())
-    for module in (sys.modules[__name__], sys.modules["analyzer.devnet.context"], sys.modules["analyzer.devnet.feeds"],
-                   sys.modules["analyzer.devnet.scenario"]):
-        digest.update(inspect.getsource(module).encode())
-    for plugin in plugins:
-        digest.update(plugin.name.encode())
-        if plugin.devnet is not None:
-            # every source of the plugin's folder: seeding and parameters live beside devnet.py
-            folder = Path(inspect.getfile(sys.modules[plugin.devnet.__module__])).parent
-            for source in sorted(folder.rglob("*.py")):
-                digest.update(source.name.encode() + source.read_bytes())
-    return digest.hexdigest()[:16]
+    """A digest of every input that shapes the devnet's state: the installed npm packages, our
+    compiled fixtures, the scenario, the tool version and the source of the devnet core and of
+    every plugin's package."""
+    lock = node_modules() / ".package-lock.json"
+    artifacts = [artifact.name + artifact.read_text() for artifact in sorted(ARTIFACTS_DIR.glob("*.json"))]
+    modules = [sys.modules[__name__], sys.modules["analyzer.devnet.context"], sys.modules["analyzer.devnet.feeds"],
+               sys.modules["analyzer.devnet.scenario"], *plugin_packages(plugins)]
+    extra = [lock.read_text() if lock.is_file() else "no-lock", *artifacts, scenario.text,
+             ",".join(plugin.name for plugin in plugins)]
+    return source_digest(modules, extra=extra)[:16]
 
 
 @dataclass
@@ -89,9 +81,9 @@ class RunningDevnet:
 
 
 def deploy_assets(ctx: DevnetContext) -> None:
-    """One MintableERC20 (Aave's mock, from ``@aave/core-v3``) per asset, and the scenario's price
-    feeds (:mod:`analyzer.devnet.feeds`)."""
-    token_artifact = npm_artifact("@aave/core-v3", "MintableERC20")
+    """One :data:`TOKEN` (our openly mintable ERC-20, ``fixtures/contracts/tokens``) per asset, and
+    the scenario's price feeds (:mod:`analyzer.devnet.feeds`)."""
+    token_artifact = fixture_artifact(*TOKEN)
     tokens = {symbol: ctx.deploy(token_artifact, f"{symbol} (devnet)", symbol, spec.decimals).address
               for symbol, spec in ctx.scenario.assets.items()}
     ctx.book.update(tokens=tokens, decimals={s: a.decimals for s, a in ctx.scenario.assets.items()})

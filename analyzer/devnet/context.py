@@ -16,15 +16,16 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 
-from analyzer.chain import REPO_ROOT, require_anvil, rpc
+from analyzer.chain import require_anvil, rpc
 from analyzer.errors import ContagionError
+from analyzer.paths import node_modules
 
-NODE_MODULES = REPO_ROOT / "node_modules"
+NODE_MODULES = node_modules()   # the npm folder found at import (analyzer.paths.node_modules)
 
 
 @cache
 def _artifact_index(package: str) -> dict[str, list[Path]]:
-    root = NODE_MODULES / package
+    root = node_modules() / package
     if not root.is_dir():
         raise ContagionError(f"npm package {package} is not installed: run `make setup`")
     index: dict[str, list[Path]] = {}

@@ -6,7 +6,7 @@ A scenario is TOML under ``fixtures/scenarios/``::
     seed = 7                         # every random population derives from it
     description = "..."
 
-    [assets.WETH]                    # every asset the devnet deploys (as a MintableERC20)
+    [assets.WETH]                    # every asset the devnet deploys (a DevnetERC20 with a feed)
     decimals = 18
     price_usd = 3000.0               # the asset's price feed starts here (8 decimals)
     iv = 0.65                        # optional: implied volatility of an option underlying
@@ -34,10 +34,10 @@ from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 
-from analyzer.chain import REPO_ROOT
 from analyzer.errors import ContagionError
+from analyzer.paths import data_path
 
-SCENARIOS_DIR = REPO_ROOT / "fixtures" / "scenarios"
+SCENARIOS_DIR = data_path("fixtures", "scenarios")
 
 
 def account_address(label: str) -> str:

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analyzer.atomic import atomic_write_text
-from analyzer.chain import REPO_ROOT
 from analyzer.errors import ContagionError
+from analyzer.paths import data_path, node_modules
 
-CONTRACTS_DIR = REPO_ROOT / "fixtures" / "contracts"
-ARTIFACTS_DIR = REPO_ROOT / "fixtures" / "artifacts"
-SOLCJS = REPO_ROOT / "node_modules" / "solc" / "solc.js"
+CONTRACTS_DIR = data_path("fixtures", "contracts")
+ARTIFACTS_DIR = data_path("fixtures", "artifacts")
+SOLCJS = node_modules() / "solc" / "solc.js"   # the npm folder as found at import (analyzer.paths.node_modules)
 
 # paris: no PUSH0/MCOPY, so the runtime code also runs on forks of older mainnet blocks
 SETTINGS = {
@@ -97,7 +97,7 @@ def _import_closure(folder: Path, entries: tuple[str, ...]) -> list[Path]:
 
 def npm_group_sources(group: str) -> dict[str, str]:
     spec = NPM_GROUPS[group]
-    folder = REPO_ROOT / "node_modules" / spec.package / spec.root
+    folder = node_modules() / spec.package / spec.root
     if spec.entries:
         files = _import_closure(folder, spec.entries)
     else:
@@ -121,7 +121,7 @@ def group_compiler(group: str) -> str:
 
 
 def solc_version(compiler: str = "solc") -> str:
-    package = json.loads((REPO_ROOT / "node_modules" / compiler / "package.json").read_text())
+    package = json.loads((node_modules() / compiler / "package.json").read_text())
     return package["version"]
 
 
@@ -146,7 +146,7 @@ def sources_hash(sources: dict[str, str], settings: dict | None = None) -> str:
 def _compile_with_module(compiler: str, request: dict) -> str:
     """Standard-JSON output of a solc-js package's ``compile`` (older solc-js has no CLI mode for it),
     request and answer through files."""
-    module = REPO_ROOT / "node_modules" / compiler
+    module = node_modules() / compiler
     if not module.is_dir():
         raise ContagionError(f"{compiler} not found in node_modules: run `make setup`")
     script = ("const fs=require('fs');const solc=require(process.argv[1]);"
@@ -163,7 +163,8 @@ def _compile_with_module(compiler: str, request: dict) -> str:
 
 def compile_sources(sources: dict[str, str], settings: dict | None = None, compiler: str = "solc") -> dict[str, dict]:
     """Compile with ``solc --standard-json`` (or ``compiler``'s solc-js); returns {contract name: artifact}."""
-    if not SOLCJS.is_file():
+    solcjs = node_modules() / "solc" / "solc.js"
+    if not solcjs.is_file():
         raise ContagionError("solc not found in node_modules: run `make setup`")
     request = {"language": "Solidity", "sources": {n: {"content": s} for n, s in sources.items()},
                "settings": settings or SETTINGS}
@@ -176,7 +177,7 @@ def compile_sources(sources: dict[str, str], settings: dict | None = None, compi
     with tempfile.TemporaryFile(mode="w+") as out, tempfile.TemporaryFile(mode="w+") as stdin:
         stdin.write(json.dumps(request))
         stdin.seek(0)
-        proc = subprocess.run(["node", str(SOLCJS), "--standard-json", "--base-path", str(CONTRACTS_DIR)],
+        proc = subprocess.run(["node", str(solcjs), "--standard-json", "--base-path", str(CONTRACTS_DIR)],
                               stdin=stdin, stdout=out, stderr=subprocess.PIPE, text=True, check=False)
         out.seek(0)
         stdout = out.read()

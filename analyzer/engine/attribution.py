@@ -23,6 +23,8 @@ Sci. Rep. 2, 541, restricted to one step per round):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 SOURCE_INITIAL = "initial"
@@ -47,7 +49,7 @@ def option_source(protocol: str) -> str:
 
 
 def source_names(lending_protocols: list[str], option_protocols: list[str],
-                 hedging_protocols: list[str] = ()) -> list[str]:
+                 hedging_protocols: Sequence[str] = ()) -> list[str]:
     """The fixed, ordered list of sources of one cascade (columns of every ``(…, S)`` array)."""
     names = [SOURCE_INITIAL, SOURCE_SHOCK, SOURCE_FORCED]
     names += [hedging_source(p) for p in hedging_protocols]

@@ -7,8 +7,9 @@ One round (DESIGN.md, "The engine"), vectorised over accounts × assets:
 2. each protocol's own :class:`~protocols.base.Rules` finds the liquidatable accounts and a keeper
    liquidates them step by step while the rule allows and the bonus pays for slippage and gas
    (:mod:`analyzer.engine.market`); uncovered debt becomes that protocol's bad debt;
-3. bad debt writes the protocol's receipt tokens down pro rata (bad debt / the USD its books
-   supplied), which lowers every position that holds them;
+3. bad debt stays in the market (protocol, market) where it arose and writes down the receipt
+   tokens that claim on that market pro rata (the market's bad debt / the USD its book supplied),
+   which lowers every position that holds them; an isolated market's loss stays in that market;
 4. option margin rules close undercollateralised shorts, pools re-hedge (:mod:`.options`);
 5. all flows are netted per asset and traded through its venues, giving next round's prices; the
    vol spiral moves IVs; every price change is attributed (:mod:`.attribution`).
@@ -44,7 +45,7 @@ class CascadeState:
     price: np.ndarray                # (A,) market price entering the round, USD
     exogenous: np.ndarray            # (A,) exogenous (CEX) path, USD
     iv: np.ndarray                   # (A,)
-    writedown: np.ndarray            # (P,) fraction of each protocol's receipts written down
+    writedown: np.ndarray            # (A,) fraction of each asset's redemption value written down (receipts)
     books: list                      # LendingBook per slot
     venues: dict                     # asset index -> AssetVenues
     venue_mid_pre: dict              # asset index -> mid before the shock
@@ -60,9 +61,9 @@ class CascadeState:
     hedge_alive: np.ndarray
     account_events: list = field(default_factory=list)   # (slot, rows, round, repaid, seized, fee usd, causes)
     option_events: list = field(default_factory=list)    # (option rows, round, buy-back usd, causes)
-    contracts_bought: np.ndarray | None = None            # (A,) option contracts bought back this round
-    committed_sell: np.ndarray | None = None              # (A,) sold by keepers so far this round
-    committed_buy: np.ndarray | None = None               # (A,) bought by keepers so far this round
+    contracts_bought: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (A,) bought back this round
+    committed_sell: np.ndarray = field(default_factory=lambda: np.zeros(0))    # (A,) sold by keepers so far this round
+    committed_buy: np.ndarray = field(default_factory=lambda: np.zeros(0))     # (A,) bought by keepers so far
     curve_cache: dict = field(default_factory=dict)       # asset -> SlippageCurve while its venues are unchanged
     owned: list = field(default_factory=list)             # per slot: books[s] is the state's own copy
     last_oracle: list = field(default_factory=list)       # per slot: (m,) oracle prices last evaluated
@@ -87,12 +88,13 @@ class RoundRecord:
     liquidated_usd: np.ndarray       # (P,) debt repaid (lending) or buy-back value (options), oracle USD
     seized_usd: np.ndarray           # (P,)
     bad_debt_usd: np.ndarray         # (P,) after the round (a level, not a flow)
-    writedown: np.ndarray            # (P,)
+    writedown: np.ndarray            # (A,) receipt write-down fraction after the round
     repaid_tokens: np.ndarray        # (P, A)
     seized_tokens: np.ndarray        # (P, A) all collateral taken (liquidator + protocol fee)
     fee_tokens: np.ndarray           # (P, A)
     contagion: np.ndarray            # (S, P) liquidated USD of this round by cause
     gamma_feedback: np.ndarray       # (A,) impact × dealer short gamma (linearised loop gain)
+    market_bad_debt_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) by (protocol, market)
     quiet: bool = False
 
 
@@ -104,12 +106,25 @@ def _oracle_view(prep: Prepared, state: CascadeState, lag: int, round_index: int
 
 
 def redeemable_units(prep: Prepared, writedown: np.ndarray, asset_writedown: np.ndarray | None = None) -> np.ndarray:
-    """(A,) underlying units one unit of each asset redeems for (1 for plain assets): the issuer's
-    write-down (P,), or the receipt's own (A,, NaN where none) when its issuer declares one."""
-    wd = np.where(prep.receipt_protocol_index >= 0, writedown[np.maximum(prep.receipt_protocol_index, 0)], 0.0)
-    if asset_writedown is not None:
-        wd = np.where(np.isfinite(asset_writedown), asset_writedown, wd)
-    return prep.receipt_ratio * (1.0 - wd)
+    """(A,) underlying units one unit of each asset redeems for (1 for plain assets), after the
+    write-down ``writedown`` (A,) of each receipt by the markets it claims on, or the receipt's own
+    (``asset_writedown``, NaN where none) when its issuer declares one."""
+    return prep.receipt_ratio * (1.0 - effective_writedown(writedown, asset_writedown))
+
+
+def effective_writedown(writedown: np.ndarray, asset_writedown: np.ndarray | None) -> np.ndarray:
+    """(A,) the write-down that applies to each asset: the issuer's own account where it gives one."""
+    return writedown if asset_writedown is None else np.where(np.isfinite(asset_writedown), asset_writedown,
+                                                              writedown)
+
+
+def receipt_writedown(prep: Prepared, market_bad_debt_usd: np.ndarray, market_deposits_usd: np.ndarray,
+                      before: np.ndarray) -> np.ndarray:
+    """(A,) write-down fraction of each receipt: the bad debt of the markets it claims on over the
+    USD their books supplied, at most 1, never below ``before`` (not reversed within a cascade)."""
+    bad, deposits = prep.receipt_claims @ market_bad_debt_usd, prep.receipt_claims @ market_deposits_usd
+    fraction = np.minimum(np.divide(bad, deposits, out=np.zeros(len(bad)), where=deposits > 0), 1.0)
+    return np.maximum(fraction, before)
 
 
 def receipt_writedowns(prep: Prepared, books: list, previous: np.ndarray | None) -> np.ndarray | None:
@@ -268,11 +283,11 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
         seized_usd=np.zeros(n_protocols), bad_debt_usd=np.zeros(n_protocols), writedown=state.writedown.copy(),
         repaid_tokens=np.zeros((n_protocols, n_assets)), seized_tokens=np.zeros((n_protocols, n_assets)),
         fee_tokens=np.zeros((n_protocols, n_assets)), contagion=np.zeros((n_sources, n_protocols)),
-        gamma_feedback=np.zeros(n_assets))
+        gamma_feedback=np.zeros(n_assets), market_bad_debt_usd=np.zeros(len(prep.markets)))
     unit_value = redeemable_units(prep, state.writedown, state.asset_writedown)
     curves = _curve_source(state, scenario, state.curve_cache)
     state.committed_sell, state.committed_buy = np.zeros(n_assets), np.zeros(n_assets)
-    deposits_usd = np.zeros(n_protocols)
+    deposits_usd = np.zeros(len(prep.markets))
     for s, slot in enumerate(prep.slots):
         p = prep.protocol_index[slot.protocol]
         steps, candidates, causes = liquidate_slot(prep, state, scenario, s, oracle_source, source_attr, curves,
@@ -298,11 +313,9 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
         if touched:
             record.liquidations[p] += len(np.unique(np.concatenate(touched)))
         record.bad_debt_usd[p] += state.bad_debt[s].sum()
-        deposits_usd[p] += slot.collateral_total @ oracle
-    writedown = np.where(deposits_usd > 0, np.minimum(np.divide(record.bad_debt_usd, deposits_usd,
-                                                                out=np.zeros(n_protocols),
-                                                                where=deposits_usd > 0), 1.0), 0.0)
-    writedown = np.maximum(writedown, state.writedown)   # a write-down is not reversed within a cascade
+        record.market_bad_debt_usd[slot.market_index] += state.bad_debt[s].sum()
+        deposits_usd[slot.market_index] += slot.collateral_total @ oracle
+    writedown = receipt_writedown(prep, record.market_bad_debt_usd, deposits_usd, state.writedown)
     asset_writedown = receipt_writedowns(prep, state.books, state.asset_writedown)
     _options_round(prep, state, scenario, record, flows, oracle_source, source_attr)
     _move_prices(prep, state, scenario, record, flows, writedown, asset_writedown)
@@ -396,7 +409,8 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
     oracle_quiet = np.all(np.abs(next_oracle - record.oracle_source) <= tol * np.maximum(record.oracle_source,
                                                                                           1e-300))
     record.quiet = bool(record.liquidation_steps.sum() == 0 and price_quiet and oracle_quiet)
-    record.price_after, record.iv_after, record.writedown = new_price, iv_after, writedown
+    record.price_after, record.iv_after = new_price, iv_after
+    record.writedown = effective_writedown(writedown, asset_writedown)
     state.price, state.exogenous, state.iv, state.writedown = new_price, exogenous, iv_after, writedown
     state.asset_writedown = asset_writedown
     state.round += 1
@@ -438,4 +452,5 @@ def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
         symbols=prep.symbols, protocols=prep.protocols, sources=prep.sources, rounds=records, stop_reason=stop,
         price_before=prep.price_pre, price_after_shock=price_after_shock, iv_before=prep.iv_pre, shocks=shocks,
         accounts=accounts_frame(prep, state, final_oracle), receipt_writedown_usd=receipt_losses_usd(prep, state),
-        unliquidated_usd=left_liquidatable_usd(prep, state, final_oracle))
+        unliquidated_usd=left_liquidatable_usd(prep, state, final_oracle), markets=list(prep.markets),
+        receipt_protocol=prep.receipt_protocol_index)

@@ -91,12 +91,12 @@ def with_default_depth(snapshot, path: str | Path = PARAMETER_FILE):
     import pandas as pd
 
     from analyzer.engine.impact import assets_needing_venue, venue_row
-    from analyzer.model import to_table
+    from analyzer.model import receipt_claim, to_table
 
     listed = set(snapshot.assets["address"])
     # a receipt is redeemed and its underlying sold; the native coin is sold as its wrapped token
-    redeemed = {a for a, claim in zip(snapshot.assets["address"], snapshot.assets["receipt_of"].fillna(""),
-                                      strict=True) if claim and str(claim).partition(":")[2] in listed}
+    redeemed = {a for a, text in zip(snapshot.assets["address"], snapshot.assets["receipt_of"].fillna(""),
+                                     strict=True) if (claim := receipt_claim(text)) and claim.underlying in listed}
     redeemed |= set(snapshot.wrapped_native_of())
     missing = assets_needing_venue(snapshot, redeemed) - set(snapshot.venues["asset"])
     if not missing:

@@ -104,10 +104,9 @@ class _CurveTable:
     def __init__(self, curves: list[SlippageCurve]):
         width = max(len(c.sizes) for c in curves)
         rows = [_table_row(c, width) for c in curves]      # assets (tens), not accounts
-        self.sell = _Piecewise(*(np.stack([r[i] for r in rows]) for i in range(3)),
-                               np.array([r[3] for r in rows], dtype=np.intp))
-        self.buy = _Piecewise(*(np.stack([r[i] for r in rows]) for i in range(4, 7)),
-                              np.array([r[7] for r in rows], dtype=np.intp))
+        sell, buy = ([np.stack([r[i] for r in rows]) for i in columns] for columns in (range(3), range(4, 7)))
+        self.sell = _Piecewise(sell[0], sell[1], sell[2], np.array([r[3] for r in rows], dtype=np.intp))
+        self.buy = _Piecewise(buy[0], buy[1], buy[2], np.array([r[7] for r in rows], dtype=np.intp))
         self.top, self.sell_last, self.buy_limit = (np.array([r[i] for r in rows]) for i in (8, 9, 10))
         exact = [c.exact or (1.0, 1.0, 1.0, 1.0) for c in curves]
         self.is_exact = np.array([c.exact is not None for c in curves])
@@ -182,8 +181,9 @@ def _table_row(curve: SlippageCurve, width: int) -> tuple:
         row += [np.concatenate([xp, np.full(pad, xp[-1])]), np.concatenate([fp, np.full(pad, fp[-1])]), slope,
                 len(xp) - 1]
     row += [float(curve.sizes[-1]), float(curve.sell[-1]), float(curve.buy_limit)]
-    curve._table_row = tuple(row)
-    return curve._table_row
+    cached = tuple(row)
+    setattr(curve, "_table_row", cached)    # noqa: B010 - a memo on the curve, not a declared field
+    return cached
 
 
 def keeper_fraction(sell_units: np.ndarray, held_usd: np.ndarray, buy_units: np.ndarray, price: np.ndarray,
@@ -273,6 +273,7 @@ class _Queue:
         value = np.empty_like(ends)
         split = np.searchsorted(entries, self.n_sell)
         c = self.table_row[entries, None]
+        assert self.table is not None      # entries are rows of used assets, which have a table
         value[:split] = self.table.proceeds(ends[:split], c[:split])
         with np.errstate(invalid="ignore"):    # a purchase beyond the venues: inf - inf
             value[split:] = self.table.cost(ends[split:], c[split:])

@@ -19,6 +19,7 @@ from analyzer.engine.impact import AssetVenues
 from analyzer.engine.market import move_to_price
 from analyzer.engine.options import OptionBook, vol_spiral
 from analyzer.errors import ContagionError
+from analyzer.model import Snapshot, receipt_claim
 from analyzer.scenarios import ShockScenario
 from protocols.base import LendingBook, OptionMarginRules, Rules
 
@@ -38,13 +39,14 @@ class BookSlot:
     health_pre: np.ndarray            # (n,) health factor at the pre-shock oracle prices
     holders: list                     # per column: rows with collateral or debt in it
     collateral_total: np.ndarray      # (m,) tokens supplied as collateral (write-down denominator)
+    market_index: int = -1            # index into Prepared.markets
 
 
 @dataclass
 class Prepared:
     """A snapshot as arrays: assets ``A``, protocols ``P``, sources ``S``, books per market."""
 
-    snapshot: object
+    snapshot: Snapshot
     assets: np.ndarray
     symbols: np.ndarray
     price_pre: np.ndarray
@@ -53,6 +55,8 @@ class Prepared:
     receipt_underlying: np.ndarray    # (A,) asset index of the underlying (itself when not a receipt)
     receipt_ratio: np.ndarray         # (A,) underlying units per receipt unit (1 when not a receipt)
     receipt_protocol_index: np.ndarray  # (A,) issuing protocol's index; -1 when none (not a receipt, a native coin)
+    receipt_claims: np.ndarray        # (A, K) 1 where receipt a is written down by the losses of market k
+    markets: list[tuple[str, str]]    # (K,) (protocol, market) of the books: where losses are kept
     slots: list[BookSlot]
     venues: dict                      # asset index -> AssetVenues (pre-shock; copied per scenario)
     options: OptionBook
@@ -75,6 +79,7 @@ class Prepared:
         if len(derived) == 0:
             return source, source_attr
         source, source_attr = source.copy(), source_attr.copy()
+        assert self.oracle_ratio is not None
         base, ratio = self.oracle_base[derived], self.oracle_ratio[derived]
         source[derived] = ratio * source[base]
         source_attr[derived] = ratio[:, None] * source_attr[base]
@@ -139,6 +144,7 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
     price_pre = assets_t["price_usd"].to_numpy(float)
     receipt_of = assets_t["receipt_of"].fillna("").to_numpy(object)
     slots: list[BookSlot] = []
+    market_of: dict[tuple[str, str], int] = {}
     oracle_of = {(p, m, a): o for p, m, a, o in zip(snapshot.markets["protocol"], snapshot.markets["market"],
                                                      snapshot.markets["asset"], snapshot.markets["oracle_price_usd"],
                                                      strict=True)}
@@ -155,11 +161,15 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
             scale = np.divide(oracle, price_pre[cols], out=np.ones(len(cols)), where=price_pre[cols] > 0)
             threshold = np.asarray(book.params.get("liquidation_threshold", np.ones(len(cols))), dtype=float)
             held = (book.collateral != 0) | (book.debt != 0)
+            key = (name, str(book.market))
+            if key not in market_of:
+                market_of[key] = len(market_of)
             slots.append(BookSlot(name, rule, book, cols, scale, threshold,
                                   np.asarray(rule.liquidatable(book, oracle), dtype=bool),
                                   np.asarray(rule.bad_debt_usd(book, oracle), dtype=float),
                                   np.asarray(rule.health_factor(book, oracle), dtype=float),
-                                  [np.flatnonzero(held[:, j]) for j in range(len(cols))], book.collateral.sum(0)))
+                                  [np.flatnonzero(held[:, j]) for j in range(len(cols))], book.collateral.sum(0),
+                                  market_of[key]))
     margin = {n for n, r in rules.items() if isinstance(r, OptionMarginRules)}
     option_protocols = sorted((set(snapshot.options["protocol"]) | set(snapshot.hedgers["protocol"]) | margin)
                               - (set(rules) - margin))
@@ -170,18 +180,21 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
     underlying = np.arange(len(assets))
     ratio = np.ones(len(assets))
     receipt_protocol = np.full(len(assets), -1, dtype=np.int64)
+    claims = np.zeros((len(assets), len(market_of)))
     for i in np.flatnonzero(is_receipt):      # receipt tokens: a handful per protocol
-        protocol, _, under = str(receipt_of[i]).partition(":")
-        if under not in index or protocol not in protocol_index:
+        claim = receipt_claim(receipt_of[i])
+        if claim is None or claim.underlying not in index or claim.protocol not in protocol_index:
             is_receipt[i] = False
             continue
-        underlying[i], receipt_protocol[i] = index[under], protocol_index[protocol]
+        under = claim.underlying
+        underlying[i], receipt_protocol[i] = index[under], protocol_index[claim.protocol]
         ratio[i] = price_pre[i] / price_pre[index[under]] if price_pre[index[under]] > 0 else 0.0
+        claims[i] = _claimed_markets(claim, market_of, slots)
     for native, wrapped in snapshot.wrapped_native_of().items():
         # the native coin moves and is sold as its wrapped token: a receipt that no protocol issues
-        i = index[native]
-        is_receipt[i], underlying[i], ratio[i] = True, index[wrapped], 1.0
-        underlying[(underlying == i) & is_receipt] = index[wrapped]    # cETH: redeemed for ETH, sold as WETH
+        coin = index[native]
+        is_receipt[coin], underlying[coin], ratio[coin] = True, index[wrapped], 1.0
+        underlying[(underlying == coin) & is_receipt] = index[wrapped]    # cETH: redeemed for ETH, sold as WETH
     if venues is None:
         from analyzer.engine.impact import build_venues
 
@@ -197,10 +210,26 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
         if asset in index and derived.get("base") in index:
             oracle_base[index[asset]], oracle_ratio[index[asset]] = index[derived["base"]], float(derived["ratio"])
     return Prepared(snapshot, assets, assets_t["symbol"].to_numpy(object), price_pre,
-                    _option_ivs(assets_t["iv"].to_numpy(float), options), is_receipt, underlying, ratio, receipt_protocol, slots,
+                    _option_ivs(assets_t["iv"].to_numpy(float), options), is_receipt, underlying, ratio, receipt_protocol,
+                    claims, list(market_of), slots,
                     {index[a]: v for a, v in venues.items() if a in index}, options,
                     {n: rules[n] for n in sorted(margin)}, protocols, sources,
                     protocol_index, {s: i for i, s in enumerate(sources)}, oracle_base, oracle_ratio)
+
+
+def _claimed_markets(claim, market_of: dict[tuple[str, str], int], slots: list[BookSlot]) -> np.ndarray:
+    """(K,) 1 for the markets whose losses write the receipt down: the market it names, else every
+    market of its protocol whose book lists the underlying."""
+    out = np.zeros(len(market_of))
+    if claim.market:
+        k = market_of.get((claim.protocol, claim.market))
+        if k is not None:
+            out[k] = 1.0
+        return out
+    for slot in slots:
+        if slot.protocol == claim.protocol and claim.underlying in set(slot.book.assets):
+            out[slot.market_index] = 1.0
+    return out
 
 
 def _option_ivs(iv: np.ndarray, options: OptionBook) -> np.ndarray:
@@ -284,7 +313,7 @@ def start_state(prep: Prepared, scenario: ShockScenario):
                                                     np.where(oracle_from_venue[:, None], market_attr, exogenous_attr))
     n_options = len(prep.options.frame)
     state = CascadeState(
-        round=0, price=price, exogenous=exogenous, iv=iv, writedown=np.zeros(len(prep.protocols)), books=books,
+        round=0, price=price, exogenous=exogenous, iv=iv, writedown=np.zeros(n_assets), books=books,
         venues=venues, venue_mid_pre=mid_pre, oracle_from_venue=oracle_from_venue, source_history=[source_price],
         source_attr_history=[source_attr], market_attr=market_attr, exogenous_attr=exogenous_attr,
         pending_flows=pending, option_alive=np.ones(n_options, dtype=bool), hedge_spot=prep.price_pre.copy(),

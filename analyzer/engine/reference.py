@@ -108,11 +108,11 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
     rec = RoundRecord(t, state.price.copy(), np.array(source_price, dtype=float), state.price, state.iv, flows,
                       np.zeros(P, np.int64), np.zeros(P, np.int64), np.zeros(P), np.zeros(P), np.zeros(P),
                       state.writedown.copy(), np.zeros((P, A)), np.zeros((P, A)), np.zeros((P, A)), np.zeros((S, P)),
-                      np.zeros(A))
+                      np.zeros(A), np.zeros(len(prep.markets)))
+
     def receipt_unit(a: int, writedown: np.ndarray, own: np.ndarray | None) -> float:
         """Underlying units a receipt redeems for: its own write-down when its issuer declares one."""
-        p = prep.receipt_protocol_index[a]
-        wd = own[a] if own is not None and np.isfinite(own[a]) else (writedown[p] if p >= 0 else 0.0)
+        wd = own[a] if own is not None and np.isfinite(own[a]) else writedown[a]
         return prep.receipt_ratio[a] * (1.0 - wd)
 
     unit = np.ones(A)
@@ -127,7 +127,7 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
                 else SlippageCurve.flat()
         return curves[a]
 
-    deposits = np.zeros(P)
+    deposits = np.zeros(len(prep.markets))
     committed_sell, committed_buy = np.zeros(A), np.zeros(A)
     for s, slot in enumerate(prep.slots):
         p = prep.protocol_index[slot.protocol]
@@ -136,7 +136,7 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         m = len(slot.cols)
         oracle = np.array([source_price[slot.cols[j]] * slot.oracle_scale[j] for j in range(m)])
         for j in range(m):
-            deposits[p] += slot.book.collateral[:, j].sum() * oracle[j]
+            deposits[slot.market_index] += slot.book.collateral[:, j].sum() * oracle[j]
         ones = {i: _row(book, i) for i in range(len(book.accounts))}
         candidates = [i for i in range(len(book.accounts)) if slot.rules.liquidatable(ones[i], oracle)[0]]
         causes = {}
@@ -168,7 +168,9 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
                 break
             sells, buys, held = [], [], []
             for _, liq in proposals:
-                sell, buy, keep = {}, {}, 0.0
+                sell: dict[int, float] = {}
+                buy: dict[int, float] = {}
+                keep = 0.0
                 for j in range(m):
                     a = int(slot.cols[j])
                     got = liq.seized[0, j] if liq.absorbed_by_protocol else liq.seized[0, j] - liq.fee[0, j]
@@ -220,14 +222,17 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         rec.liquidations[p] += len(liquidated)
         for i in range(len(book.accounts)):
             book.collateral[i], book.debt[i] = ones[i].collateral[0], ones[i].debt[0]
-            rec.bad_debt_usd[p] += float(slot.rules.bad_debt_usd(ones[i], oracle)[0])
+            bad = float(slot.rules.bad_debt_usd(ones[i], oracle)[0])
+            rec.bad_debt_usd[p] += bad
+            rec.market_bad_debt_usd[slot.market_index] += bad
         state.books[s] = book
-    writedown = np.zeros(P)
-    for p in range(P):
-        if deposits[p] > 0:
-            writedown[p] = max(min(rec.bad_debt_usd[p] / deposits[p], 1.0), state.writedown[p])
-        else:
-            writedown[p] = state.writedown[p]
+    writedown = state.writedown.copy()
+    for a in range(A):       # a receipt is written down by the losses of the markets it claims on
+        claimed = [k for k in range(len(prep.markets)) if prep.receipt_claims[a, k]]
+        bad = sum(rec.market_bad_debt_usd[k] for k in claimed)
+        supplied = sum(deposits[k] for k in claimed)
+        if supplied > 0:
+            writedown[a] = max(min(bad / supplied, 1.0), state.writedown[a])
     asset_writedown = receipt_writedowns(prep, state.books, state.asset_writedown)
     for h in range(len(prep.options.hedger_asset)):
         a = int(prep.options.hedger_asset[h])
@@ -276,7 +281,9 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
     state.source_history.append(source)
     state.source_attr_history.append(np.where(state.oracle_from_venue[:, None], state.market_attr,
                                               state.exogenous_attr))
-    rec.price_after, rec.iv_after, rec.writedown = new_price, iv_after, writedown
+    rec.price_after, rec.iv_after = new_price, iv_after
+    rec.writedown = writedown if asset_writedown is None else np.where(np.isfinite(asset_writedown), asset_writedown,
+                                                                       writedown)
     state.price, state.exogenous, state.iv, state.writedown = new_price, exogenous, iv_after, writedown
     state.asset_writedown = asset_writedown
     state.round += 1

@@ -76,6 +76,8 @@ class CascadeResult:
     receipt_writedown_usd: np.ndarray  # (P,)
     unliquidated_usd: np.ndarray       # (P,) debt of accounts left liquidatable that no keeper took
     tables: dict = field(default_factory=dict)
+    markets: list = field(default_factory=list)        # (K,) (protocol, market): where losses are kept
+    receipt_protocol: np.ndarray | None = None         # (A,) issuing protocol index of each receipt, -1 when none
 
     @property
     def converged(self) -> bool:
@@ -105,8 +107,28 @@ class CascadeResult:
         return dict(zip(self.protocols, self.rounds[-1].bad_debt_usd.tolist(), strict=True))
 
     @property
+    def bad_debt_by_market(self) -> dict[tuple[str, str], float]:
+        """Bad debt (USD, at the end) of each (protocol, market): an isolated market's loss stays there."""
+        return {key: float(v) for key, v in zip(self.markets, self.rounds[-1].market_bad_debt_usd, strict=True)}
+
+    def _protocol_writedown(self, writedown: np.ndarray) -> np.ndarray:
+        """(P,) the largest write-down fraction of a receipt each protocol issued."""
+        out = np.zeros(len(self.protocols))
+        issuer = self.receipt_protocol if self.receipt_protocol is not None else np.full(len(writedown), -1)
+        ok = issuer >= 0
+        np.maximum.at(out, issuer[ok], writedown[ok])
+        return out
+
+    @property
     def writedown(self) -> dict[str, float]:
-        return dict(zip(self.protocols, self.rounds[-1].writedown.tolist(), strict=True))
+        """Per protocol, the largest write-down fraction of its receipt tokens (by market: :attr:`receipt_writedown`)."""
+        return dict(zip(self.protocols, self._protocol_writedown(self.rounds[-1].writedown).tolist(), strict=True))
+
+    @property
+    def receipt_writedown(self) -> dict[str, float]:
+        """Write-down fraction of each receipt token that lost value, by symbol."""
+        final = self.rounds[-1].writedown
+        return {str(self.symbols[a]): float(final[a]) for a in np.flatnonzero(final > 0)}
 
     @property
     def total_liquidated_usd(self) -> float:
@@ -170,6 +192,9 @@ class CascadeResult:
                                                                   "assumed_depth")},
             "stop_reason": self.stop_reason, "converged": self.converged, "rounds_run": len(self.rounds),
             "assets": assets, "protocols": protocols, "rounds": rounds,
+            "markets": [{"protocol": p, "market": m, "bad_debt_usd": _num(v)}
+                        for (p, m), v in self.bad_debt_by_market.items()],
+            "receipt_writedown": {s: _num(v) for s, v in self.receipt_writedown.items()},
             "contagion": {"sources": self.sources, "protocols": self.protocols,
                           "usd": [[_num(v) for v in row] for row in matrix]},
             "divergence": {"flag": self.diverging, "max_gamma_feedback": _num(feedback[worst]) if len(feedback) else 0.0,
@@ -193,7 +218,7 @@ class CascadeResult:
             liqs.append(pd.DataFrame({"round": r.round, "protocol": self.protocols, "liquidations": r.liquidations,
                                       "steps": r.liquidation_steps, "liquidated_usd": r.liquidated_usd,
                                       "seized_usd": r.seized_usd, "bad_debt_usd": r.bad_debt_usd,
-                                      "writedown": r.writedown}))
+                                      "writedown": self._protocol_writedown(r.writedown)}))
         matrix = self._sum("contagion") if self.rounds else np.zeros((len(self.sources), len(self.protocols)))
         src, prot = np.meshgrid(np.arange(len(self.sources)), np.arange(len(self.protocols)), indexing="ij")
         contagion = pd.DataFrame({"source": np.array(self.sources)[src.ravel()],

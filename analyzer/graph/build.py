@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.errors import ContagionError
-from analyzer.model import Snapshot
+from analyzer.model import Snapshot, receipt_claim
 
 NODE_DEFAULTS = {"kind": "", "label": "", "usd": 0.0, "protocol": "", "address": "", "symbol": "",
                  "receipt_of": "", "collateral_usd": 0.0, "debt_usd": 0.0, "accounts": 0}
@@ -265,10 +265,14 @@ def _add_positions(graph: nx.MultiDiGraph, pos: pd.DataFrame, small: pd.Series, 
 
 def receipt_issuer_node(graph: nx.MultiDiGraph, snapshot: Snapshot, receipt_of: str, opt_protocols: set[str],
                         receipt: str | None = None) -> str:
-    """The node of the market that issues a receipt token (``receipt_of`` = "<protocol>:<underlying>"):
-    the issuing protocol's market at the token's own address (a vault), else its market listing the
-    underlying, else its only market, else the protocol node."""
-    protocol, _, underlying = receipt_of.partition(":")
+    """The node of the market that issues a receipt token (``receipt_of``, :func:`receipt_claim`): the
+    market it names, else the issuing protocol's market at the token's own address (a vault), else
+    its market listing the underlying, else its only market, else the protocol node."""
+    claim = receipt_claim(receipt_of)
+    assert claim is not None
+    protocol, underlying = claim.protocol, claim.underlying
+    if claim.market:
+        return market_node(protocol, claim.market, opt_protocols)
     own = snapshot.markets[snapshot.markets["protocol"] == protocol]
     if receipt is not None and (own["market"] == receipt).any():   # a vault is its own share token
         return market_node(protocol, receipt, opt_protocols)
@@ -285,7 +289,9 @@ def _add_receipt_edges(graph: nx.MultiDiGraph, snapshot: Snapshot, pos: pd.DataF
     receipts = snapshot.assets[snapshot.assets["receipt_of"] != ""]
     collateral = pos[pos["side"] == "collateral"]
     for receipt in receipts.itertuples(index=False):
-        issuer_protocol, _, underlying = receipt.receipt_of.partition(":")
+        claim = receipt_claim(receipt.receipt_of)
+        assert claim is not None
+        issuer_protocol, underlying = claim.protocol, claim.underlying
         used = collateral[collateral["asset"] == receipt.address]
         underlying_node = f"asset:{underlying}"
         if underlying_node not in graph:

@@ -39,7 +39,7 @@ def protocol_rules(names: list[str]) -> tuple[dict[str, Rules], list[str]]:
     from protocols import plugins
 
     found = plugins()
-    with_rules = {n: found[n].rules() for n in names if n in found and found[n].rules is not None}
+    with_rules = {n: rules() for n in names if n in found and (rules := found[n].rules) is not None}
     return with_rules, [n for n in names if n not in with_rules]
 
 

@@ -24,15 +24,15 @@ import pandas as pd
 
 from analyzer.errors import ContagionError
 from analyzer.graph.build import option_values, position_values
-from analyzer.model import Snapshot
+from analyzer.model import Snapshot, receipt_claim
 
 TOP_N_ACCOUNTS = 10
 
 
 def root_assets(snapshot: Snapshot) -> dict[str, str]:
     """Every asset address → its root asset (itself unless it is a receipt token)."""
-    underlying = {a: r.partition(":")[2] for a, r in zip(snapshot.assets["address"], snapshot.assets["receipt_of"],
-                                                         strict=True) if r}
+    underlying = {a: claim.underlying for a, r in zip(snapshot.assets["address"], snapshot.assets["receipt_of"],
+                                                      strict=True) if (claim := receipt_claim(r)) is not None}
     roots = {}
     for asset in snapshot.assets["address"]:
         seen, current = [asset], asset
@@ -163,8 +163,10 @@ def receipt_chains(snapshot: Snapshot, graph: nx.MultiDiGraph) -> dict:
     for token in sorted(a for a, r in receipt_of.items() if r):
         path, issuers, current = [token], [], token
         while receipt_of.get(current):
-            protocol, _, current = receipt_of[current].partition(":")
-            issuers.append(protocol)
+            claim = receipt_claim(receipt_of[current])
+            assert claim is not None
+            current = claim.underlying
+            issuers.append(claim.protocol)
             if current in path:
                 raise ContagionError(f"assets: receipt_of forms a cycle through {current}")
             path.append(current)

@@ -219,7 +219,7 @@ def top_accounts(inputs: RunInputs) -> list[dict[str, Any]]:
                      "health_factor": hf.get(key), "liquidated_usd": acc.get("liquidated_usd", 0.0),
                      "bad_debt_usd": acc.get("bad_debt_usd", 0.0), "first_round": acc.get("first_round"),
                      "causes": dict(sorted(((c, v) for c, v in acc.get("causes", {}).items() if v >= MIN_CAUSE_SHARE),
-                                           key=lambda item: -item[1])),
+                                           key=lambda item: -float(item[1]))),
                      "liquidated_in": liquidated_in.get(key, [])})
     rows = [r for r in rows if r["debt_usd"] > 0 or r["liquidated_usd"] > 0]
     rows.sort(key=lambda r: (-r["liquidated_usd"], -len(r["liquidated_in"]),

@@ -95,7 +95,8 @@ def cytoscape_elements(inputs: RunInputs) -> dict[str, Any]:
                                            "width": 1 + math.log10(1 + usd) / 2}}
 
     protocol_nodes = [node_el(n) for nid, n in nodes.items() if not is_account(nid)]
-    protocol_edges, account_edges = [], []
+    protocol_edges: list[dict] = []
+    account_edges: list[dict] = []
     for i, e in enumerate(raw_edges):
         src, dst = str(e["source"]), str(e["target"])
         if src not in nodes or dst not in nodes:

@@ -12,9 +12,10 @@ import jinja2
 from markupsafe import Markup
 
 from analyzer.errors import ContagionError
+from analyzer.paths import node_modules
 
 TEMPLATES = Path(__file__).with_name("templates")
-CYTOSCAPE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "cytoscape" / "dist" / "cytoscape.min.js"
+CYTOSCAPE_JS = node_modules() / "cytoscape" / "dist" / "cytoscape.min.js"
 SECTIONS = (("graph", "Graph"), ("scenarios", "Scenarios"), ("curves", "Liquidation curves"),
             ("sweep", "Stress sweep"), ("timeline", "Timeline"), ("matrix", "Contagion matrix"), ("gamma", "Gamma by strike"),
             ("gamma-map", "Dealer gamma map"), ("feedback", "Where the loop ignites"),

@@ -156,14 +156,14 @@ def read_cascade(path: Path, names: dict[str, str], default_name: str) -> dict[s
     matrix = None
     if raw.get("contagion") is not None:
         m = _obj(raw["contagion"], path, "contagion")
-        sources, targets, usd = m.get("sources"), m.get("protocols"), m.get("usd")
-        if not (isinstance(sources, list) and isinstance(targets, list) and isinstance(usd, list)):
+        sources, targets, cells = m.get("sources"), m.get("protocols"), m.get("usd")
+        if not (isinstance(sources, list) and isinstance(targets, list) and isinstance(cells, list)):
             raise ContagionError(f"{path}: contagion needs lists sources, protocols and usd")
-        if len(usd) != len(sources) or any(not isinstance(r, list) or len(r) != len(targets) for r in usd):
+        if len(cells) != len(sources) or any(not isinstance(r, list) or len(r) != len(targets) for r in cells):
             raise ContagionError(f"{path}: contagion.usd must be {len(sources)} rows of {len(targets)} numbers")
         matrix = {"sources": [str(s) for s in sources], "targets": [str(t) for t in targets],
                   "usd": [[_num(v, path, f"contagion.usd[{i}][{j}]") for j, v in enumerate(r)]
-                          for i, r in enumerate(usd)]}
+                          for i, r in enumerate(cells)]}
     amplification, price_before = {}, {}
     for i, asset in enumerate(raw.get("assets", []) or []):
         asset = _obj(asset, path, f"assets[{i}]")

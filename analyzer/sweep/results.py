@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,7 +109,7 @@ def montecarlo_stats(results: pd.DataFrame) -> dict | None:
     paths = results[results["kind"] == "montecarlo"]
     if paths.empty:
         return None
-    out = {"paths": len(paths)}
+    out: dict[str, Any] = {"paths": len(paths)}
     for col in ("liquidated_usd", "bad_debt_usd"):
         values = paths[col].to_numpy(float)
         out[col] = {"mean": _num(values.mean()), "p50": _num(np.quantile(values, 0.5)),

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from analyzer.atomic import atomic_write_bytes, atomic_write_text, check_output_dir, final_path, staged_folder
 from analyzer.errors import ContagionError
+from analyzer.paths import plugin_packages, source_digest
 from analyzer.scenarios import ForcedSale, ShockScenario, scenario_from_dict
 from analyzer.sweep import grid, results, systemic
 
@@ -50,16 +51,14 @@ def snapshot_key(snapshot) -> str:
 
 
 def code_key() -> str:
-    """SHA-256 of the model's source: the engine, the sweep, the scenarios and every plugin's rules."""
-    root = Path(__file__).resolve().parents[2]
-    files = sorted([*(root / "analyzer" / "engine").glob("*.py"), *(root / "analyzer" / "sweep").glob("*.py"),
-                    root / "analyzer" / "scenarios.py", *(root / "protocols").glob("*/rules.py"),
-                    *(root / "protocols").glob("*/venue.py"), *(root / "protocols").glob("*/swap_math.py"),
-                    root / "protocols" / "base.py"])
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(root).as_posix().encode() + b"|" + path.read_bytes())
-    return digest.hexdigest()
+    """SHA-256 of everything a sweep result depends on besides its inputs: the tool version and the
+    source of the engine, the sweep, the scenarios, the snapshot model, the plugin contract and the
+    whole package of every registered plugin (its rules and every module they import: exact
+    integer math, profiles, parameters, pricing)."""
+    from protocols import plugins
+
+    return source_digest(["analyzer.engine", "analyzer.sweep", "analyzer.scenarios", "analyzer.model",
+                          "protocols.base", *plugin_packages(plugins().values())])
 
 
 def _prepared(snapshot, key: str, base: dict):
@@ -132,7 +131,7 @@ def _client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
     # loopback only, no dashboard: a sweep must not open ports beyond this machine. A failed task is
     # raised here, on the client, as one error line: the workers' own logging of it (a traceback
     # per task) and their teardown heartbeats are silenced
-    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
+    with LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield client
 
@@ -199,7 +198,8 @@ def _run_and_write(snapshot, spec, rows, dconf, skey, spec_key, cache: Path, out
                    progress, on_batch) -> Path:
     batches = [rows[i:i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]
     files = [cache / f"batch-{i:06d}.parquet" for i in range(len(batches))]
-    tasks, targets = [], []
+    tasks: list[tuple] = []
+    targets: list[Path] = []
     distance_assets = dconf["assets"] if dconf else []
     distance_files = [cache / f"distance-{j:04d}.json" for j in range(len(distance_assets))]
     # bisections first: each is a dozen sequential engine runs, the longest tasks of a sweep

@@ -1,4 +1,7 @@
-"""Aave V3 on a devnet: the real ``@aave/core-v3`` bytecode, configured like Aave V3 Ethereum.
+"""Aave V3 on a devnet, configured like Aave V3 Ethereum, in the version the scenario names.
+
+``[protocols.aave-v3] version = "3.6"`` (the default) deploys v3.6 from ``@aave-dao/aave-v3-origin``
+(:mod:`.devnet_v36`); ``version = "3.0"`` deploys the real ``@aave/core-v3`` 1.19.3 bytecode below.
 
 Deploy order follows Aave's own deploy scripts (aave-v3-deploy): PoolAddressesProvider, ACL,
 the logic libraries linked into Pool, Pool and PoolConfigurator behind the provider's proxies,
@@ -13,9 +16,13 @@ from typing import Any
 from eth_utils import keccak, to_checksum_address
 
 from analyzer.devnet.context import DevnetContext, npm_artifact
+from analyzer.errors import ContagionError
 from protocols.aave_v3 import params as P
+from protocols.aave_v3.devnet_v36 import deploy_v36
 from protocols.aave_v3.seeding import seed_population
 from protocols.base import Devnet
+
+VERSIONS = ("3.0", "3.6")
 
 PACKAGE = "@aave/core-v3"
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -26,10 +33,25 @@ def artifact(name: str) -> dict:
     return npm_artifact(PACKAGE, name)
 
 
+def scenario_version(scenario) -> str:
+    version = str(scenario.protocol("aave-v3").get("version", "3.6"))
+    if version not in VERSIONS:
+        raise ContagionError(f'{scenario.path.name}: protocols.aave-v3.version: "{version}" is not a devnet version '
+                             f'(known: {", ".join(VERSIONS)})')
+    return version
+
+
 class AaveV3Devnet(Devnet):
     protocol = "aave-v3"
 
     def deploy(self, ctx: DevnetContext) -> dict[str, Any]:
+        if scenario_version(ctx.scenario) == "3.6":
+            symbols = [s for s in ctx.scenario.assets if s in P.RESERVES]
+            tokens = {s: to_checksum_address(ctx.book["tokens"][s]) for s in symbols}
+            return deploy_v36(ctx, symbols, tokens, [to_checksum_address(ctx.book["feeds"][s]) for s in symbols])
+        return self._deploy_v30(ctx)
+
+    def _deploy_v30(self, ctx: DevnetContext) -> dict[str, Any]:
         me = ctx.deployer
         provider = ctx.deploy(artifact("PoolAddressesProvider"), "Aave V3 devnet", me)
         ctx.transact(provider.functions.setACLAdmin(me))
@@ -69,7 +91,7 @@ class AaveV3Devnet(Devnet):
         reserves = self._init_reserves(ctx, pool, configurator, provider.address, symbols, tokens, treasury)
         self._configure(ctx, configurator, symbols, tokens)
         return {
-            "version": "3.0", "market": "Aave V3 devnet",
+            "version": "3.0", "market": "Aave V3 devnet", "source": f"{PACKAGE} (npm artifacts)",
             "pool_addresses_provider": provider.address, "pool": pool.address,
             "pool_configurator": configurator.address, "oracle": oracle.address,
             "data_provider": data_provider.address, "acl_manager": acl.address,

@@ -3,7 +3,7 @@
 Oracle moves: the root feed behind the asset's ``AaveOracle`` source is moved by the core's price
 mover (analyzer/oracles.py), on the devnet and on a fork alike; no admin or owner is impersonated.
 
-Keepers are funded by cheats: ``MintableERC20.mint`` on the devnet, else the token's balance
+Keepers are funded by cheats: the devnet token's open ``mint`` on the devnet, else the token's balance
 storage slot is found (Solidity mapping at slots 0..50) and written with ``anvil_setStorageAt``.
 """
 
@@ -132,7 +132,10 @@ class AaveV3Executor(Executor):
                 return ExecutedLiquidation(account, False, error="no debt or no collateral")
         debt_asset, collateral_asset = self.asset(debt_asset), self.asset(collateral_asset)
         reserve = self.read(self.pool, abi.GET_RESERVE_DATA, debt_asset)
-        owed = sum(self.read(token, "balanceOf(address)(uint256)", account) for token in (reserve[9], reserve[10]))
+        owed = self.read(reserve[10], "balanceOf(address)(uint256)", account)
+        if int(reserve[9], 16):  # stable debt up to 3.1; from 3.2 a mock (or an address without code)
+            stable = single_call(self.w3, Call(reserve[9], "balanceOf(address)(uint256)", (account,)), block="latest")
+            owed += stable.value if stable.success else 0
         need = (amount_raw if amount_raw is not None else owed) + owed // 100 + 1
         if self.read(debt_asset, "balanceOf(address)(uint256)", self.keeper) < need:
             self.fund_keeper(debt_asset, need)
@@ -162,7 +165,7 @@ class AaveV3Executor(Executor):
             elif (to_checksum_address(log["address"]) == a_token and topics and topics[0] == transfer_topic
                   and _topic_address(topics[1]) == account and _topic_address(topics[2]) == treasury):
                 fee = int.from_bytes(data[0:32], "big")
-        if repaid is None:
+        if repaid is None or liquidated is None:
             raise ContagionError(f"liquidationCall of {account} succeeded without a LiquidationCall event")
         fee = fee or 0
         return ExecutedLiquidation(account, True, tx_hash="0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x"),

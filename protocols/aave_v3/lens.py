@@ -80,12 +80,12 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
             params = {"user_configuration": str(config), "collateral_off": collateral_off}
             account_rows.append({"protocol": PROTOCOL, "market": reader.pool, "account": account, "category": emode,
                                  "params": json.dumps(params, sort_keys=True)})
-    return {"positions": positions, "accounts": account_rows, "_state": state}
+    return {"positions": positions, "accounts": account_rows, "_state": state}  # type: ignore[dict-item]
 
 
 # Every event that changes what the lens reads of an account: the Pool's user events (topic of the
 # user) and the Transfer of every aToken and debt token (mints and burns included: from / to).
-POOL_EVENTS = {
+POOL_EVENTS: dict[str, tuple[int, ...]] = {
     "Supply(address,address,address,uint256,uint16)": (2,),
     "Withdraw(address,address,address,uint256)": (2,),
     "Borrow(address,address,address,uint256,uint8,uint256,uint16)": (2,),
@@ -98,7 +98,7 @@ POOL_EVENTS = {
     "LiquidationCall(address,address,address,uint256,uint256,address,bool)": (3,),
     "DeficitCreated(address,address,uint256)": (1,),
 }
-TOKEN_EVENTS = {"Transfer(address,address,uint256)": (1, 2), "BalanceTransfer(address,address,uint256,uint256)": (1, 2)}
+TOKEN_EVENTS: dict[str, tuple[int, ...]] = {"Transfer(address,address,uint256)": (1, 2), "BalanceTransfer(address,address,uint256,uint256)": (1, 2)}
 
 
 def change_events(reader) -> AccountEvents:

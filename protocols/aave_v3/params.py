@@ -63,6 +63,53 @@ class EModeParams:
 # E-mode category 1 on Aave V3 Ethereum: "ETH correlated" (WETH, wstETH), no category oracle.
 EMODE_CATEGORIES: dict[int, EModeParams] = {1: EModeParams(9300, 9500, 10100, "ETH correlated")}
 
+# ---- v3.6 (aave-v3-origin): the same listings, reshaped as Ethereum core runs them today ----
+# Since 3.6 an asset may be collateral only inside an e-mode: reserve threshold 0, a category's
+# threshold > 0 (Ethereum core lists USDe/PT tokens this way). Here USDT and LINK are such assets.
+RESERVE_OVERRIDES_V36: dict[str, dict] = {
+    "USDT": {"ltv": 0, "liquidation_threshold": 0, "liquidation_bonus": 0},
+    "LINK": {"ltv": 0, "liquidation_threshold": 0, "liquidation_bonus": 0},
+}
+
+
+def reserves(version: str) -> dict[str, ReserveParams]:
+    """The reserve listings of the devnet market of ``version`` ("3.0" or "3.6")."""
+    if version == "3.0":
+        return RESERVES
+    from dataclasses import replace
+    return {s: replace(r, emode_category=0, **RESERVE_OVERRIDES_V36.get(s, {})) for s, r in RESERVES.items()}
+
+
+@dataclass(frozen=True)
+class EModeCategory:
+    """A 3.2+ e-mode category: parameters plus the assets of its bitmaps (``PoolConfigurator``
+    ``setEModeCategory``, ``setAssetCollateralInEMode``, ``setAssetBorrowableInEMode``,
+    ``setAssetLtvzeroInEMode``)."""
+
+    ltv: int
+    liquidation_threshold: int
+    liquidation_bonus: int
+    label: str
+    collateral: tuple[str, ...]
+    borrowable: tuple[str, ...]
+    ltvzero: tuple[str, ...] = ()   # collateral that counts for the health factor, not for borrowing
+
+
+# Shaped like Ethereum core's: LST families, stablecoin families, categories sharing an asset,
+# collateral only inside an e-mode (USDT, LINK), an ltvzero asset (wstETH in 8).
+EMODE_CATEGORIES_V36: dict[int, EModeCategory] = {
+    1: EModeCategory(9300, 9500, 10100, "ETH correlated", ("WETH", "wstETH"), ("WETH",)),
+    2: EModeCategory(9400, 9600, 10100, "wstETH/WETH", ("wstETH",), ("WETH", "wstETH")),
+    3: EModeCategory(9000, 9300, 10200, "Stablecoins", ("USDC", "DAI", "USDT"), ("USDC", "USDT", "DAI")),
+    4: EModeCategory(9200, 9400, 10150, "USDT/USDC", ("USDT",), ("USDC",)),
+    5: EModeCategory(6500, 7200, 10700, "LINK/WETH", ("LINK",), ("WETH",)),
+    6: EModeCategory(6000, 7000, 10750, "LINK/Stablecoins", ("LINK",), ("USDC", "USDT")),
+    7: EModeCategory(7800, 8200, 10500, "BTC/Stablecoins", ("WBTC",), ("USDC", "USDT", "DAI")),
+    8: EModeCategory(8200, 8500, 10500, "ETH/Stablecoins", ("WETH", "wstETH"), ("USDC", "USDT", "DAI"),
+                     ltvzero=("wstETH",)),
+    9: EModeCategory(8000, 8400, 10500, "ETH+BTC/Stablecoins", ("WETH", "WBTC"), ("USDC", "DAI")),
+}
+
 
 @dataclass(frozen=True)
 class RateStrategy:
@@ -79,6 +126,12 @@ class RateStrategy:
         return (provider, ray(self.optimal_usage_ratio), ray(self.base_variable_borrow_rate),
                 ray(self.variable_rate_slope1), ray(self.variable_rate_slope2), 0, 0, 0, 0,
                 ray(0.2))
+
+    def interest_rate_data(self) -> tuple[int, int, int, int]:
+        """``IDefaultInterestRateStrategyV2.InterestRateData`` (3.2+): bps, uint16 / uint32s."""
+        bps = lambda fraction: round(fraction * 10**4)  # noqa: E731
+        return (bps(self.optimal_usage_ratio), bps(self.base_variable_borrow_rate),
+                bps(self.variable_rate_slope1), bps(self.variable_rate_slope2))
 
 
 RATE_STRATEGIES: dict[str, RateStrategy] = {

@@ -14,6 +14,22 @@ from protocols.base import PriceSource, PriceSources
 
 
 class AaveV3PriceSources(PriceSources):
+    def sequencer_uptime_feed(self) -> tuple[str, int] | None:
+        """``PoolAddressesProvider.getPriceOracleSentinel()`` → its ``getSequencerOracle()`` and
+        ``getGracePeriod()`` (L2 markets); None where no sentinel is set (Ethereum)."""
+        block = self.read_block()
+        pool = to_checksum_address(self.deployment["pool"])
+        provider = single_call(self.w3, Call(pool, "ADDRESSES_PROVIDER()(address)"), block=block).unwrap(
+            "Pool.ADDRESSES_PROVIDER")
+        sentinel = single_call(self.w3, Call(provider, "getPriceOracleSentinel()(address)"), block=block)
+        if not sentinel.success or int(sentinel.value, 16) == 0:
+            return None
+        feed = single_call(self.w3, Call(sentinel.value, "getSequencerOracle()(address)"), block=block)
+        grace = single_call(self.w3, Call(sentinel.value, "getGracePeriod()(uint256)"), block=block)
+        if not (feed.success and grace.success):
+            return None
+        return to_checksum_address(feed.value), int(grace.value)
+
     def price_sources(self) -> list[PriceSource]:
         block = self.read_block()
         pool = to_checksum_address(self.deployment["pool"])

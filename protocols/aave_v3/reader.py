@@ -5,10 +5,10 @@ the reserve configuration bitmap (``ReserveConfiguration.sol``) and checked agai
 ``AaveProtocolDataProvider``; a disagreement is an error, not a warning: it means the bitmap
 layout of the deployed version is not the one this reader knows.
 
-Versions: built and checked on v3.0 (the devnet). On 3.2+ (Aave V3 Ethereum today) stable debt
-tokens are gone (skipped) and e-mode moved from the per-reserve category bits to per-category
-collateral/borrowable bitmaps, which this reader does not read yet: e-mode users there get the
-reserves' own thresholds, so their health factors come out low. Not checked against a real fork.
+Versions 3.0 to 3.7: the version comes from ``Pool.POOL_REVISION`` at the scanned block
+(:mod:`.versions`), never from the address book. From 3.2 stable debt is gone (the legacy field
+of ``getReserveData`` is a mock token address, not read) and e-modes are per-category bitmaps
+(:mod:`.emodes`). Checked against the devnet's v3.6 and v3.0 pools (tests/test_aave_v3_versions.py).
 """
 
 from __future__ import annotations
@@ -21,11 +21,21 @@ from eth_utils import event_abi_to_log_topic, to_checksum_address
 
 from analyzer.errors import ContagionError
 from analyzer.model import raw_to_amount
-from analyzer.multicall import Call
+from analyzer.multicall import MULTICALL3_ADDRESS, Call
 from protocols.aave_v3 import abi, lens
+from protocols.aave_v3.emodes import in_bitmap, read_emode_categories
+from protocols.aave_v3.versions import (
+    at_least,
+    has_deficit,
+    has_emode_bitmaps,
+    has_grace_period,
+    has_stable_debt,
+    version_of_revision,
+)
 from protocols.base import AccountEvents, Reader, Rows
 
 PROTOCOL = "aave-v3"
+ZERO = "0x0000000000000000000000000000000000000000"
 CLOSE_FACTOR = 0.5  # LiquidationLogic.DEFAULT_LIQUIDATION_CLOSE_FACTOR (100% at HF <= 0.95)
 
 # (name, first bit, width) of ReserveConfiguration.sol, v3.0.x (@aave/core-v3 1.19.3)
@@ -64,55 +74,67 @@ class AaveV3Reader(Reader):
 
     # ---- markets ----------------------------------------------------------------------------
     def reserves(self) -> list[dict]:
-        """Every reserve of the pool with its token addresses, bitmap, indices and oracle price."""
+        """Every reserve of the pool with its token addresses, bitmap, indices and oracle price;
+        sets ``self.version`` (from ``POOL_REVISION``) and ``self.emode_categories``."""
         if self._reserves is not None:
             return self._reserves
         pool, mc = self.pool, self.ctx.multicall
         provider = to_checksum_address(self.deployment["pool_addresses_provider"])
-        oracle_addr, provider_dp, assets = [r.unwrap("PoolAddressesProvider / Pool") for r in mc([
+        oracle_addr, provider_dp, assets, revision, now = [r.unwrap("PoolAddressesProvider / Pool") for r in mc([
             Call(provider, "getPriceOracle()(address)"), Call(provider, "getPoolDataProvider()(address)"),
-            Call(pool, "getReservesList()(address[])")])]
+            Call(pool, "getReservesList()(address[])"), Call(pool, "POOL_REVISION()(uint256)"),
+            Call(MULTICALL3_ADDRESS, "getCurrentBlockTimestamp()(uint256)")])]
+        self.version = version_of_revision(revision, pool)
+        self.pool_revision, self.block_timestamp = revision, now
         data_provider = to_checksum_address(provider_dp)  # the provider's, at this block
         assets = [to_checksum_address(a) for a in assets]
+        per_reserve = [
+            lambda a: Call(pool, abi.GET_RESERVE_DATA, (a,)),
+            lambda a: Call(oracle_addr, "getAssetPrice(address)(uint256)", (a,)),
+            lambda a: Call(a, "symbol()(string)"),
+            lambda a: Call(data_provider, abi.RESERVE_CONFIGURATION_DATA, (a,)),
+            lambda a: Call(data_provider, "getReserveCaps(address)(uint256,uint256)", (a,)),
+            lambda a: Call(data_provider, "getLiquidationProtocolFee(address)(uint256)", (a,)),
+            lambda a: Call(data_provider, "getDebtCeiling(address)(uint256)", (a,)),
+            lambda a: Call(pool, "getLiquidationGracePeriod(address)(uint40)", (a,)),
+            lambda a: Call(pool, "getReserveDeficit(address)(uint256)", (a,)),
+        ]
         calls = [Call(oracle_addr, "BASE_CURRENCY_UNIT()(uint256)")]
-        for asset in assets:
-            calls += [Call(pool, abi.GET_RESERVE_DATA, (asset,)), Call(oracle_addr, "getAssetPrice(address)(uint256)", (asset,)),
-                      Call(asset, "symbol()(string)"),
-                      Call(data_provider, abi.RESERVE_CONFIGURATION_DATA, (asset,)),
-                      Call(data_provider, "getReserveCaps(address)(uint256,uint256)", (asset,)),
-                      Call(data_provider, "getLiquidationProtocolFee(address)(uint256)", (asset,)),
-                      Call(data_provider, "getReserveEModeCategory(address)(uint256)", (asset,)),
-                      Call(data_provider, "getDebtCeiling(address)(uint256)", (asset,))]
+        calls += [make(asset) for asset in assets for make in per_reserve]
         results = mc(calls)
         base_unit = results[0].unwrap("AaveOracle.BASE_CURRENCY_UNIT")
-        reserves = []
+        reserves, k_calls = [], len(per_reserve)
         for k, asset in enumerate(assets):
-            chunk = results[1 + 8 * k: 9 + 8 * k]
+            chunk = results[1 + k_calls * k: 1 + k_calls * (k + 1)]
             data = chunk[0].unwrap(f"Pool.getReserveData({asset})")
             symbol = chunk[2].value if chunk[2].success else asset[:10]
             config = decode_configuration(data[0][0])
-            self._check_against_data_provider(asset, config, [c.value if c.success else None for c in chunk[3:]])
+            self._check_against_data_provider(asset, config, [c.value if c.success else None for c in chunk[3:7]],
+                                              self.version)
+            grace = chunk[7].unwrap(f"Pool.getLiquidationGracePeriod({asset})") if has_grace_period(self.version) else 0
+            deficit = chunk[8].unwrap(f"Pool.getReserveDeficit({asset})") if has_deficit(self.version) else 0
             reserves.append({
                 "asset": asset, "symbol": symbol, "id": data[7], "configuration": data[0][0], "config": config,
                 "liquidity_index": data[1], "variable_borrow_index": data[3], "aToken": to_checksum_address(data[8]),
                 "liquidity_rate": data[2], "variable_borrow_rate": data[4],     # ray a year
-                "stableDebtToken": to_checksum_address(data[9]), "variableDebtToken": to_checksum_address(data[10]),
+                "stableDebtToken": to_checksum_address(data[9]) if has_stable_debt(self.version) else ZERO,
+                "variableDebtToken": to_checksum_address(data[10]),
                 "price_raw": chunk[1].unwrap(f"AaveOracle.getAssetPrice({asset})"), "base_unit": base_unit,
+                "grace_period_until": grace, "deficit_raw": deficit,
             })
-        categories = sorted({r["config"]["emode_category"] for r in reserves} - {0})
-        emode = mc([Call(pool, abi.GET_EMODE_CATEGORY_DATA, (c,)) for c in categories])
-        self.emode_categories = {
-            c: {"ltv": e[0], "liquidation_threshold": e[1], "liquidation_bonus": e[2],
-                "price_source": to_checksum_address(e[3]), "label": e[4]}
-            for c, e in zip(categories, (r.unwrap("Pool.getEModeCategoryData") for r in emode), strict=True)}
         self._reserves = sorted(reserves, key=lambda r: r["id"])
+        self.emode_categories = read_emode_categories(mc, pool, self.version, self._reserves)
         return self._reserves
 
     @staticmethod
-    def _check_against_data_provider(asset: str, config: dict[str, int], answers: list) -> None:
-        """Every field the data provider answers must equal the decoded bitmap (a getter a later
-        version dropped, e.g. ``getReserveEModeCategory`` in 3.2, is skipped, not failed)."""
-        conf, caps, fee, category, ceiling = answers
+    def _check_against_data_provider(asset: str, config: dict[str, int], answers: list, version: str) -> None:
+        """Every field the data provider answers must equal the decoded bitmap (a getter that
+        reverts is skipped, not failed). Not compared: the e-mode bits (deprecated in 3.2, not read)
+        and, from 3.7, the debt ceiling (``getDebtCeiling`` returns 0 while bits 212-251 keep
+        their old value)."""
+        conf, caps, fee, ceiling = answers
+        if at_least(version, "3.7"):
+            ceiling = None
         if conf is None:
             raise ContagionError(f"aave-v3 reserve {asset}: AaveProtocolDataProvider.getReserveConfigurationData reverted")
         expected = {
@@ -122,7 +144,7 @@ class AaveV3Reader(Reader):
         }
         if caps is not None:
             expected.update(borrow_cap=caps[0], supply_cap=caps[1])
-        optional = {"liquidation_protocol_fee": fee, "emode_category": category, "debt_ceiling": ceiling}
+        optional = {"liquidation_protocol_fee": fee, "debt_ceiling": ceiling}
         expected.update({k: v for k, v in optional.items() if v is not None})
         for name, value in expected.items():
             if config[name] != value:
@@ -130,14 +152,22 @@ class AaveV3Reader(Reader):
                                      f"AaveProtocolDataProvider says {value} (unknown bitmap layout?)")
 
     def read_markets(self) -> Rows:
+        """``assets`` (each reserve and its aToken) and ``markets`` rows. ``category`` is the
+        reserve's e-mode category on 3.0/3.1 and 0 from 3.2 (membership is per category then:
+        the bitmaps in ``params.emode_categories``). ``collateral_enabled``: the reserve threshold
+        is above 0, or (3.6) some category takes the reserve as collateral."""
         assets, markets = [], []
-        for r in self.reserves():
+        reserves = self.reserves()
+        in_emode = {r["id"]: any(in_bitmap(e["collateral_bitmap"], r["id"]) for e in self.emode_categories.values())
+                    for r in reserves}
+        emode_only_collateral = at_least(self.version, "3.6")
+        for r in reserves:
             c = r["config"]
             price = r["price_raw"] / r["base_unit"]
             assets.append({"address": r["asset"], "symbol": r["symbol"], "decimals": c["decimals"],
                            "price_usd": price, "receipt_of": ""})
             assets.append({"address": r["aToken"], "symbol": f"a{r['symbol']}", "decimals": c["decimals"],
-                           "price_usd": price, "receipt_of": f"{PROTOCOL}:{r['asset']}"})
+                           "price_usd": price, "receipt_of": f"{PROTOCOL}:{self.pool}:{r['asset']}"})
             params = {"reserve_id": r["id"], "configuration": str(r["configuration"]), "decimals": c["decimals"],
                       "price_raw": str(r["price_raw"]), "base_currency_unit": str(r["base_unit"]),
                       "aToken": r["aToken"], "variableDebtToken": r["variableDebtToken"],
@@ -149,16 +179,21 @@ class AaveV3Reader(Reader):
                       "reserve_factor_bps": c["reserve_factor"], "debt_ceiling_usd": c["debt_ceiling"] / 100,
                       "borrowable_in_isolation": bool(c["borrowable_in_isolation"]), "active": bool(c["active"]),
                       "frozen": bool(c["frozen"]), "paused": bool(c["paused"]),
-                      "version": self.deployment.get("version", "3.0"),
+                      "version": self.version, "pool_revision": self.pool_revision,
+                      "block_timestamp": self.block_timestamp, "grace_period_until": r["grace_period_until"],
+                      "in_grace_period": r["grace_period_until"] >= self.block_timestamp,
+                      "deficit_raw": str(r["deficit_raw"]),
                       "emode_categories": {str(k): v for k, v in self.emode_categories.items()}}
+            category = 0 if has_emode_bitmaps(self.version) else c["emode_category"]
             markets.append({
                 "protocol": PROTOCOL, "market": self.pool, "asset": r["asset"], "oracle_price_usd": price,
                 "ltv": c["ltv"] / 1e4, "liquidation_threshold": c["liquidation_threshold"] / 1e4,
                 "liquidation_bonus": max(c["liquidation_bonus"] - 10_000, 0) / 1e4, "close_factor": CLOSE_FACTOR,
                 "protocol_fee": c["liquidation_protocol_fee"] / 1e4, "supply_cap": float(c["supply_cap"]),
-                "borrow_cap": float(c["borrow_cap"]), "category": c["emode_category"],
+                "borrow_cap": float(c["borrow_cap"]), "category": category,
                 "isolated": c["debt_ceiling"] > 0, "borrowable": bool(c["borrowing_enabled"]),
-                "collateral_enabled": c["liquidation_threshold"] > 0, "params": json.dumps(params, sort_keys=True),
+                "collateral_enabled": c["liquidation_threshold"] > 0 or (emode_only_collateral and in_emode[r["id"]]),
+                "params": json.dumps(params, sort_keys=True),
             })
         return {"assets": assets, "markets": markets}
 
@@ -195,7 +230,7 @@ class AaveV3Reader(Reader):
         emodes = [heads[2 * i + 1].unwrap(f"Pool.getUserEMode({a})") for i, a in enumerate(accounts)]
         # aTokens of every reserve (a supply may have its collateral flag off, or come by transfer);
         # debt tokens only where the borrowing bit is set, which Aave keeps exactly for debt > 0
-        # stable debt is gone from 3.2 on (its token address reads as zero there)
+        # stable debt is gone from 3.2 on (getReserveData's field is then a mock: not read)
         debt_tokens = {r["id"]: [t for t in (r["variableDebtToken"], r["stableDebtToken"]) if int(t, 16)]
                        for r in reserves}
         calls, slots = [], []
@@ -207,7 +242,8 @@ class AaveV3Reader(Reader):
                     calls += [Call(token, "balanceOf(address)(uint256)", (account,)) for token in debt_tokens[r["id"]]]
                 slots.append((i, r, borrowing))
         balances = iter(mc(calls))
-        positions, rows, held, collateral_off = [], [], set(), {}
+        positions, rows, held = [], [], set()
+        collateral_off: dict[str, list] = {}
         for i, r, borrowing in slots:
             account = accounts[i]
             what = f"balanceOf({account}) on {r['symbol']}"

@@ -1,82 +1,110 @@
-"""The Aave V3 liquidation rule over snapshot arrays (accounts × reserves), vectorised.
+"""The Aave V3 liquidation rule over snapshot arrays (accounts × reserves), vectorised, for every
+release from 3.0 to 3.6 (:mod:`.profiles` says what changed where; the version is the one the
+reader found on chain, ``params.version``).
 
-Each step mirrors a function of ``@aave/core-v3`` (v3.0.x, the devnet's bytecode):
+Each step mirrors a function of the release's source:
 
-- health factor: ``GenericLogic.calculateUserAccountData`` — collateral counts only where the
-  reserve's liquidation threshold is non-zero and the user's collateral flag is on; an e-mode
-  user's collateral in its category uses the category threshold; the threshold is the
-  collateral-weighted average *floored to whole basis points*, as the contract's integer division
-  does (this floor alone moves a mixed-collateral health factor by up to ~1e-4).
-- close factor: ``LiquidationLogic._calculateDebt`` — 50% of the debt in the chosen asset, 100%
-  when the health factor is at or below ``CLOSE_FACTOR_HF_THRESHOLD`` (0.95).
-- collateral: ``LiquidationLogic._calculateAvailableCollateralToLiquidate`` — debt × price ratio ×
-  bonus (the e-mode bonus when the collateral is in the user's category), capped at the collateral
-  balance, in which case the debt repaid shrinks to what that balance buys at the bonus.
-- protocol fee: the same function — ``(collateral − collateral / bonus) × liquidationProtocolFee``,
-  sent to the treasury; ``seized`` below is the liquidator's part plus that fee.
-- bad debt: v3.0 writes nothing off: once the collateral is gone the rest of the debt stays, and
-  ``Rules.bad_debt_usd`` (debt value beyond collateral value) measures it.
+- health factor: ``GenericLogic.calculateUserAccountData`` — collateral counts where the user's
+  collateral flag is on (and, up to 3.5, the reserve's own threshold is non-zero); a reserve in the
+  user's e-mode category (its collateral bitmap; the reserve's category bits up to 3.1) uses the
+  category threshold. 3.0-3.4 floor the collateral-weighted average threshold to whole bps; 3.5+
+  do not. The floor is taken on min(LT) + Σ value·(LT − min LT) / Σ value, exact whenever every
+  counted reserve has the same threshold (no slack: an average a float error puts a hair under a
+  whole bp can still floor one bp low; :mod:`.exact` is the contract's integer math).
+- close factor: ``LiquidationLogic.executeLiquidationCall`` — before 3.3, 50% of the reserve's
+  debt (100% at HF ≤ 0.95); 3.3+, 100% unless HF > 0.95 and both legs ≥ $2,000, then at most
+  half of the account's total debt.
+- collateral: ``_calculateAvailableCollateralToLiquidate`` — debt × price ratio × bonus (the e-mode
+  bonus when the collateral is in the user's category), capped at the balance, in which case the
+  debt repaid shrinks to what the balance buys; protocol fee ``(seized − seized / bonus) × fee``.
+- dust (3.3+): a step that leaves less than $1,000 of the debt or of the collateral of its pair
+  without clearing either is refused (``MustNotLeaveDust``): :meth:`AaveV3Rules.step` reports it,
+  :meth:`liquidate` leaves the account alone as the chain would.
+- deficit (3.3+): when the step takes the account's last counted collateral, its remaining debt is
+  written off (``_burnBadDebt``): it leaves the book and stays as ``extra["deficit"]``, counted by
+  :meth:`bad_debt_usd`. Before 3.3 the debt stays and :meth:`bad_debt_usd` measures what no
+  collateral backs.
+- grace period (3.1+): reserves in their liquidation grace period at the snapshot's block are
+  neither repaid nor seized.
 
 Units: token amounts in whole tokens, prices in USD per whole token, ratios as fractions.
-Limitation: an e-mode category with its own price source (``EModeCategory.priceSource``) is
-priced here with each asset's own oracle price (every category on the devnet has none).
+Limitation: a 3.0/3.1 e-mode category with its own price source is priced with each asset's own
+oracle price.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from analyzer.errors import ContagionError
 from protocols.aave_v3 import interest
+from protocols.aave_v3.profiles import PROFILES, Profile, profile
 from protocols.base import InterestAccrual, LendingBook, Liquidation, Rules
 
 PROTOCOL = "aave-v3"
-# the floor of the weighted threshold must not drop a whole bp for float noise on an exact integer
-_FLOOR_SLACK_BPS = 1e-7
+PARAM_KEYS = ("reserve_id", "liquidation_protocol_fee_bps", "emode_categories", "version", "in_grace_period")
 
 
-@dataclass(frozen=True)
-class Profile:
-    """Constants of one deployed version of ``LiquidationLogic``."""
+@dataclass
+class AaveLiquidation(Liquidation):
+    """A step; ``writes_off[i]``: the step takes the last collateral of rows[i] and its remaining
+    debt becomes the reserves' deficit (3.3+)."""
 
-    name: str
-    close_factor: float                    # DEFAULT_LIQUIDATION_CLOSE_FACTOR
-    max_close_factor: float                # MAX_LIQUIDATION_CLOSE_FACTOR
-    close_factor_hf_threshold: float       # CLOSE_FACTOR_HF_THRESHOLD
-    full_close_below_usd: float = 0.0      # 3.3+: MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD (0 = none)
-    close_factor_of_total_debt: bool = False  # 3.3+: the 50% applies to the account's total debt
-    verified: bool = False
-    source: str = ""
+    ROW_FIELDS: ClassVar[tuple[str, ...]] = (*Liquidation.ROW_FIELDS, "writes_off")
+    writes_off: np.ndarray | None = None
+
+    def scaled(self, share: np.ndarray) -> AaveLiquidation:
+        out = super().scaled(share)
+        assert isinstance(out, AaveLiquidation)
+        if self.writes_off is not None:  # a partial step leaves collateral: nothing is written off
+            out = replace(out, writes_off=self.writes_off & (np.asarray(share, dtype=float) >= 1.0))
+        return out
 
 
-PROFILES = {
-    "3.0": Profile("3.0", 0.5, 1.0, 0.95, verified=True,
-                   source="@aave/core-v3 1.19.3 contracts/protocol/libraries/logic/LiquidationLogic.sol"),
-    # Aave V3 Ethereum runs 3.3+ (aave-v3-origin): 100% of the reserve's debt when HF <= 0.95 or
-    # when the pair's collateral or debt is worth under $2000, else at most 50% of the account's
-    # *total* debt value. Not modelled: the MIN_LEFTOVER_BASE ($1000) dust revert and the deficit
-    # write-off when the last collateral goes. Read from a public copy of the 3.3+ source, not
-    # from the deployed bytecode: unverified.
-    "3.3": Profile("3.3", 0.5, 1.0, 0.95, full_close_below_usd=2000.0, close_factor_of_total_debt=True,
-                   verified=False,
-                   source="aave-dao/aave-v3-origin src/contracts/protocol/libraries/logic/LiquidationLogic.sol"),
-}
+@dataclass
+class Step:
+    """What ``liquidationCall(collateral, debt, user, max, false)`` would do on each liquidatable
+    account (``liquidation``) and which of them the dust rule refuses (``refused``, rows)."""
+
+    liquidation: AaveLiquidation
+    refused: np.ndarray
 
 
 def _param_frame(markets: pd.DataFrame) -> pd.DataFrame:
     parsed = pd.DataFrame([json.loads(p) for p in markets["params"]], index=markets.index)
+    for key, default in (("in_grace_period", False),):
+        if key not in parsed:
+            parsed[key] = default
     rates = [c for c in ("liquidity_rate_ray", "variable_borrow_rate_ray") if c in parsed]
-    return markets.join(parsed[["reserve_id", "liquidation_protocol_fee_bps", "emode_categories", "version", *rates]])
+    return markets.join(parsed[[*PARAM_KEYS, *rates]])
+
+
+def _emode_tables(mk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(256,) threshold and bonus in bps and (256, m) collateral membership per category id."""
+    m = len(mk)
+    lt, bonus, member = np.zeros(256), np.zeros(256), np.zeros((256, m), dtype=bool)
+    reserve_ids = mk["reserve_id"].to_numpy(dtype=np.int64)
+    for key, c in (mk["emode_categories"].iloc[0] or {}).items():
+        i = int(key)
+        lt[i], bonus[i] = c["liquidation_threshold"], c["liquidation_bonus"]
+        if "collateral_bitmap" in c:
+            bitmap = int(c["collateral_bitmap"])
+            member[i] = [(bitmap >> int(r)) & 1 == 1 for r in reserve_ids]
+        else:  # a snapshot without bitmaps: the reserves' category column (3.0/3.1)
+            member[i] = mk["category"].to_numpy(dtype=np.int64) == i
+    return lt, bonus, member
 
 
 class AaveV3Rules(Rules, InterestAccrual):
     protocol = PROTOCOL
 
     def __init__(self, profile: str | None = None):
+        """``profile`` forces a version's rule on every market (default: each market's own)."""
         if profile is not None and profile not in PROFILES:
             raise ContagionError(f'aave-v3 rules: unknown profile "{profile}" (known: {", ".join(PROFILES)})')
         self.profile_name = profile
@@ -115,15 +143,9 @@ class AaveV3Rules(Rules, InterestAccrual):
             off = json.loads(accounts_t["params"].iloc[i]).get("collateral_off", [])
             collateral_on[i, pd.Index(assets).get_indexer(off)] = False
 
-        emode_lt, emode_ltv, emode_bonus = np.zeros(256), np.zeros(256), np.zeros(256)
-        for key, c in (mk["emode_categories"].iloc[0] or {}).items():
-            emode_lt[int(key)], emode_ltv[int(key)] = c["liquidation_threshold"], c["ltv"]
-            emode_bonus[int(key)] = c["liquidation_bonus"]
+        emode_lt, emode_bonus, emode_collateral = _emode_tables(mk)
         version = str(mk["version"].iloc[0])
-        profile = PROFILES.get(self.profile_name or version)
-        if profile is None:
-            raise ContagionError(f'aave-v3 market {market}: no rule profile for version "{version}" '
-                                 f'(known: {", ".join(PROFILES)})')
+        rule = profile(self.profile_name or version, f"aave-v3 market {market}")
         params = {
             "liquidation_threshold_bps": np.rint(mk["liquidation_threshold"].to_numpy() * 1e4),
             "ltv": mk["ltv"].to_numpy(dtype=float),
@@ -131,17 +153,17 @@ class AaveV3Rules(Rules, InterestAccrual):
             "liquidation_bonus_bps": np.rint(mk["liquidation_bonus"].to_numpy() * 1e4) + 1e4,
             "protocol_fee": mk["liquidation_protocol_fee_bps"].to_numpy(dtype=float) / 1e4,
             "collateral_enabled": mk["collateral_enabled"].to_numpy(dtype=bool),
-            "emode_category": mk["category"].to_numpy(dtype=np.int64),
+            "in_grace_period": mk["in_grace_period"].to_numpy(dtype=bool) & rule.grace_period,
         }
-        extra = {"collateral_on": collateral_on, "emode_lt_bps": emode_lt, "emode_ltv_bps": emode_ltv,
-                 "emode_bonus_bps": emode_bonus, "oracle_prices": mk["oracle_price_usd"].to_numpy(dtype=float),
-                 "profile": profile}
+        extra = {"collateral_on": collateral_on, "emode_lt_bps": emode_lt, "emode_bonus_bps": emode_bonus,
+                 "emode_collateral": emode_collateral, "oracle_prices": mk["oracle_price_usd"].to_numpy(dtype=float),
+                 "profile": rule, "deficit": np.zeros((n, m))}
         for rate in ("liquidity_rate", "variable_borrow_rate"):   # ray a year -> fraction a year
             if f"{rate}_ray" in mk:
                 extra[rate] = mk[f"{rate}_ray"].astype(float).to_numpy() / 1e27
         return LendingBook(PROTOCOL, market, accounts, assets, collateral, debt,
                            accounts_t["category"].to_numpy(dtype=np.int64), params, extra,
-                           per_account=("collateral_on",))
+                           per_account=("collateral_on", "deficit"))
 
     # ---- the rule ---------------------------------------------------------------------------
     @staticmethod
@@ -154,66 +176,80 @@ class AaveV3Rules(Rules, InterestAccrual):
         if len(emode) == 0:       # most accounts use no e-mode: the reserves' thresholds, not copied
             return out
         out = out.copy()
-        in_emode = book.params["emode_category"][None, :] == category[emode][:, None]
+        in_emode = book.extra["emode_collateral"][category[emode]]
         out[emode] = np.where(in_emode, book.extra["emode_lt_bps"][category[emode]][:, None], base[None, :])
         return out
 
     @staticmethod
-    def _counted_collateral_usd(book: LendingBook, prices: np.ndarray, rows=slice(None)) -> np.ndarray:
-        counted = book.extra["collateral_on"][rows] & (book.params["liquidation_threshold_bps"] > 0)[None, :]
-        return book.collateral[rows] * prices[None, :] * counted
+    def _counted(book: LendingBook, rows=slice(None)) -> np.ndarray:
+        """(k, m) reserves that count as (and can be seized as) collateral."""
+        counted = book.extra["collateral_on"][rows]
+        if book.extra["profile"].collateral_needs_reserve_threshold:
+            counted = counted & (book.params["liquidation_threshold_bps"] > 0)[None, :]
+        return counted
 
     def account_data(self, book: LendingBook, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(total collateral USD, total debt USD, health factor) as ``Pool.getUserAccountData``."""
-        coll_usd = self._counted_collateral_usd(book, prices)
+        profile_: Profile = book.extra["profile"]
+        coll_usd = book.collateral * prices[None, :] * self._counted(book)
         total_coll = coll_usd.sum(axis=1)
         total_debt = book.debt @ prices
+        threshold = self._threshold_bps(book)
         with np.errstate(invalid="ignore", divide="ignore"):
-            avg_lt_bps = np.floor((coll_usd * self._threshold_bps(book)).sum(axis=1) / total_coll + _FLOOR_SLACK_BPS)
-            avg_lt_bps = np.where(total_coll > 0, avg_lt_bps, 0.0)
-            hf = np.where(total_debt > 0, total_coll * avg_lt_bps / 1e4 / total_debt, np.inf)
+            if profile_.floor_average_threshold:
+                lowest = np.where(coll_usd > 0, threshold, np.inf).min(axis=1)
+                lowest = np.where(np.isfinite(lowest), lowest, 0.0)
+                excess = (coll_usd * (threshold - lowest[:, None])).sum(axis=1)
+                average = np.where(total_coll > 0, np.floor(lowest + excess / total_coll), 0.0)
+                weighted = total_coll * average
+            else:
+                weighted = (coll_usd * threshold).sum(axis=1)
+            hf = np.where(total_debt > 0, weighted / 1e4 / total_debt, np.inf)
         return total_coll, total_debt, hf
 
     def health_factor(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
         return self.account_data(book, prices)[2]
 
     def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        """HF < 1 (``HEALTH_FACTOR_LIQUIDATION_THRESHOLD``), some debt, and some collateral the
-        liquidator can take (``ValidationLogic.validateLiquidationCall``)."""
-        return self._liquidatable(*self.account_data(book, prices))
+        """HF < 1 (``HEALTH_FACTOR_LIQUIDATION_THRESHOLD``), some debt and some collateral the
+        liquidator can take, outside any grace period (``ValidationLogic.validateLiquidationCall``)."""
+        total_coll, total_debt, hf = self.account_data(book, prices)
+        return self._liquidatable(book, hf, total_debt)
 
-    @staticmethod
-    def _liquidatable(total_coll: np.ndarray, total_debt: np.ndarray, hf: np.ndarray) -> np.ndarray:
-        return (hf < 1.0) & (total_debt > 0) & (total_coll > 0)
+    def _liquidatable(self, book: LendingBook, hf: np.ndarray, total_debt: np.ndarray) -> np.ndarray:
+        open_ = ~book.params["in_grace_period"]
+        seizable = (self._counted(book) & (book.collateral > 0) & open_[None, :]).any(axis=1)
+        repayable = ((book.debt > 0) & open_[None, :]).any(axis=1)
+        return (hf < 1.0) & (total_debt > 0) & seizable & repayable
 
-    def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:
+    def step(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Step:
         """One ``liquidationCall(collateral, debt, user, type(uint256).max, false)`` per liquidatable
-        account: its largest debt (USD) against its largest counted collateral (USD)."""
-        profile: Profile = book.extra["profile"]
-        total_coll, total_debt, health_factor = self.account_data(book, prices)   # once for both uses
-        ok = self._liquidatable(total_coll, total_debt, health_factor)
+        account: its largest debt (USD) against its largest counted collateral (USD), both outside
+        any grace period; the dust rule's refusals beside it."""
+        rule: Profile = book.extra["profile"]
+        total_coll, total_debt, health_factor = self.account_data(book, prices)
+        ok = self._liquidatable(book, health_factor, total_debt)
         if mask is not None:
             ok &= mask
         rows = np.flatnonzero(ok)
-        k, m = len(rows), len(book.assets)
-        hf = health_factor[rows]
+        k, m, idx = len(rows), len(book.assets), np.arange(len(rows))
+        open_ = ~book.params["in_grace_period"][None, :]
         debt_usd = book.debt[rows] * prices[None, :]
-        coll_usd = self._counted_collateral_usd(book, prices, rows)
-        j_debt, j_coll = debt_usd.argmax(axis=1), coll_usd.argmax(axis=1)
-        idx = np.arange(k)
+        coll_usd = book.collateral[rows] * prices[None, :] * self._counted(book, rows)
+        j_debt, j_coll = (debt_usd * open_).argmax(axis=1), (coll_usd * open_).argmax(axis=1)
+        hf = health_factor[rows]
         debt_balance, coll_balance = book.debt[rows, j_debt], book.collateral[rows, j_coll]
-        full_close = hf <= profile.close_factor_hf_threshold
-        if profile.full_close_below_usd:
-            full_close |= (debt_usd[idx, j_debt] < profile.full_close_below_usd) | \
-                          (coll_usd[idx, j_coll] < profile.full_close_below_usd)
-        if profile.close_factor_of_total_debt:
-            partial_cap = profile.close_factor * debt_usd.sum(axis=1) / prices[j_debt]
-            debt_to_cover = np.where(full_close, debt_balance, np.minimum(debt_balance, partial_cap))
+        debt_leg, coll_leg = debt_usd[idx, j_debt], coll_usd[idx, j_coll]
+        if rule.min_full_close_usd:
+            partial = (coll_leg >= rule.min_full_close_usd) & (debt_leg >= rule.min_full_close_usd) & \
+                      (hf > rule.close_factor_hf_threshold)
+            half_total = rule.close_factor * total_debt[rows]
+            debt_to_cover = np.where(partial & (debt_leg > half_total), half_total / prices[j_debt], debt_balance)
         else:
-            debt_to_cover = debt_balance * np.where(full_close, profile.max_close_factor, profile.close_factor)
+            debt_to_cover = debt_balance * np.where(hf <= rule.close_factor_hf_threshold, 1.0, rule.close_factor)
 
         category = book.category[rows]
-        in_emode = (category != 0) & (book.params["emode_category"][j_coll] == category)
+        in_emode = (category != 0) & book.extra["emode_collateral"][category, j_coll]
         bonus = np.where(in_emode, book.extra["emode_bonus_bps"][category],
                          book.params["liquidation_bonus_bps"][j_coll]) / 1e4
         price_debt, price_coll = prices[j_debt], prices[j_coll]
@@ -223,13 +259,40 @@ class AaveV3Rules(Rules, InterestAccrual):
         repaid_amount = np.where(capped, coll_balance * price_coll / price_debt / bonus, debt_to_cover)
         fee_amount = (seized_amount - seized_amount / bonus) * book.params["protocol_fee"][j_coll]
 
+        refused = np.zeros(k, dtype=bool)
+        writes_off = np.zeros(k, dtype=bool)
+        if rule.min_leftover_usd:
+            partial_step = (repaid_amount < debt_balance) & ~capped
+            debt_left = (debt_balance - repaid_amount) * price_debt
+            coll_left = (coll_balance - seized_amount) * price_coll
+            refused = partial_step & ((debt_left < rule.min_leftover_usd) | (coll_left < rule.min_leftover_usd))
+        if rule.deficit:  # hasNoCollateralLeft: the seized collateral is all the counted collateral
+            writes_off = capped & (coll_leg >= total_coll[rows] * (1 - 1e-12))  # == in base units
+
         repaid, seized, fee = np.zeros((k, m)), np.zeros((k, m)), np.zeros((k, m))
         repaid[idx, j_debt], seized[idx, j_coll], fee[idx, j_coll] = repaid_amount, seized_amount, fee_amount
-        return Liquidation(rows=rows, repaid=repaid, seized=seized, fee=fee)
+        liquidation = AaveLiquidation(rows=rows, repaid=repaid, seized=seized, fee=fee, writes_off=writes_off)
+        return Step(liquidation, rows[refused])
+
+    def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> AaveLiquidation:
+        """:meth:`step` without the accounts the dust rule refuses (the chain reverts those calls)."""
+        planned = self.step(book, prices, mask)
+        return planned.liquidation.select(~np.isin(planned.liquidation.rows, planned.refused))
 
     def apply(self, book: LendingBook, liquidation: Liquidation) -> LendingBook:
         out = book.copy()
         rows = liquidation.rows
         out.collateral[rows] = np.maximum(out.collateral[rows] - liquidation.seized, 0.0)
         out.debt[rows] = np.maximum(out.debt[rows] - liquidation.repaid, 0.0)
+        writes_off = getattr(liquidation, "writes_off", None)
+        if writes_off is not None and writes_off.any():
+            gone = rows[writes_off]
+            out.extra["deficit"][gone] += out.debt[gone]
+            out.debt[gone] = 0.0
         return out
+
+    def bad_debt_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """Debt written off into reserve deficits (3.3+) plus debt that no collateral backs."""
+        deficit = book.extra.get("deficit")
+        written_off = deficit @ prices if deficit is not None else 0.0
+        return written_off + super().bad_debt_usd(book, prices)

@@ -10,6 +10,12 @@ Health factors near 1 cannot be opened directly: ``ValidationLogic.validateBorro
 the LTV, which is below the liquidation threshold. Mainnet accounts reach them by price moves;
 here every collateral LTV (and the e-mode LTV) is raised to threshold − 1 bp while the population
 borrows and restored right after, so the prices stay those of the scenario for every protocol.
+
+On v3.6 an account enters its e-mode before anything is supplied for it (an asset that is
+collateral only inside an e-mode is enabled as collateral on supply only then); an isolated
+asset is enabled as collateral by the account itself (3.6 never enables it automatically,
+``ValidationLogic.validateAutomaticUseAsCollateral``); ltvzero bits are set after seeding.
+``[protocols.aave-v3.emode_population]`` (v3.6) seeds accounts in every e-mode category.
 """
 
 from __future__ import annotations
@@ -39,6 +45,16 @@ class Position:
     supply: dict[str, float] = field(default_factory=dict)   # symbol -> whole tokens
     borrow: dict[str, float] = field(default_factory=dict)
     e_mode: int = 0
+
+
+def _version(scenario) -> str:
+    from protocols.aave_v3.devnet import scenario_version
+    return scenario_version(scenario)
+
+
+def _emode_threshold(version: str, category: int) -> int:
+    table = P.EMODE_CATEGORIES if version == "3.0" else P.EMODE_CATEGORIES_V36
+    return table[category].liquidation_threshold
 
 
 def _weights(table: Any, where: str, scenario) -> tuple[list[str], np.ndarray]:
@@ -90,7 +106,7 @@ def population(scenario) -> list[Position]:
         if kind[i] < emode_cut:
             pos.e_mode = 1
             pos.supply["wstETH"] = value[i] / price["wstETH"]
-            lt = P.EMODE_CATEGORIES[1].liquidation_threshold / 1e4
+            lt = _emode_threshold(_version(scenario), 1) / 1e4
             pos.borrow["WETH"] = value[i] * lt / hf[i] / price["WETH"]
             out.append(pos)
             continue
@@ -110,6 +126,39 @@ def population(scenario) -> list[Position]:
         pos.supply = {s: usd / price[s] for s, usd in colls.items()}
         pos.borrow = {s: usd / price[s] for s, usd in debts.items()}
         out.append(pos)
+    return out
+
+
+def emode_population(scenario) -> list[Position]:
+    """``[protocols.aave-v3.emode_population]``: ``accounts_per_category`` accounts in every v3.6
+    e-mode category ("emode-<category>-<k>"), collateral from the category's collateral bitmap, debt
+    from its borrowable bitmap (another asset than the collateral), health factor in range."""
+    spec = scenario.protocol("aave-v3").get("emode_population")
+    if not spec or _version(scenario) == "3.0":
+        return []
+    where = "protocols.aave-v3.emode_population"
+    per = int(spec.get("accounts_per_category", 0))
+    hf_lo, hf_hi = (float(x) for x in spec.get("health_factor", [1.01, 2.0]))
+    usd_lo, usd_hi = (float(x) for x in spec.get("collateral_usd", [3000, 1_000_000]))
+    if not (per >= 0 and 1.0 < hf_lo < hf_hi and 0 < usd_lo < usd_hi):
+        raise ContagionError(f"{scenario.path.name}: {where}: accounts_per_category >= 0, health_factor 1 < lo < hi "
+                             f"and collateral_usd 0 < lo < hi")
+    price = {s: a.price_usd for s, a in scenario.assets.items()}
+    out = []
+    for category, e in P.EMODE_CATEGORIES_V36.items():
+        rng = np.random.default_rng([scenario.seed, category])
+        colls = [s for s in e.collateral if s in price]
+        for k in range(per):
+            hf = hf_lo + (hf_hi - hf_lo) * rng.random() ** float(spec.get("hf_power", 2.0))
+            value = math.exp(rng.uniform(math.log(usd_lo), math.log(usd_hi)))
+            chosen = list(rng.choice(colls, size=min(len(colls), 1 + k % 2), replace=False))
+            split = [1.0] if len(chosen) == 1 else [0.6, 0.4]
+            debts = [s for s in e.borrowable if s in price and s not in chosen] or [s for s in e.borrowable if s in price]
+            debt = debts[k % len(debts)]
+            pos = Position(f"emode-{category}-{k}", e_mode=category)
+            pos.supply = {s: value * w / price[s] for s, w in zip(chosen, split, strict=True)}
+            pos.borrow = {debt: value * e.liquidation_threshold / 1e4 / hf / price[debt]}
+            out.append(pos)
     return out
 
 
@@ -160,10 +209,12 @@ def seed_population(ctx, deployment: dict[str, Any]) -> None:
     """Lenders' liquidity, explicit accounts and the random population, as real transactions."""
     scenario, w3, me = ctx.scenario, ctx.w3, ctx.deployer
     pool, configurator = deployment["pool"], deployment["pool_configurator"]
+    version = _version(scenario)
+    listings = P.reserves(version)
     tokens = {s: r["asset"] for s, r in deployment["reserves"].items()}
     decimals = {s: scenario.assets[s].decimals for s in tokens}
     liquidity = scenario.protocol("aave-v3").get("liquidity", {})
-    positions = explicit_accounts(scenario) + population(scenario)
+    positions = explicit_accounts(scenario) + population(scenario) + emode_population(scenario)
     for pos in positions:
         for symbol in (*pos.supply, *pos.borrow):
             if symbol not in tokens:
@@ -183,34 +234,52 @@ def seed_population(ctx, deployment: dict[str, Any]) -> None:
         lender = account_address(f"aave-lender-{s}")
         tx.send(me, Call(pool, "supply(address,uint256,address,uint16)",
                          (tokens[s], _raw(float(amount), decimals[s]), lender, 0)), f"supply {s} for lender")
-    _set_seeding_ltv(tx, me, configurator, tokens, raised=True)
+    _set_seeding_ltv(tx, me, configurator, tokens, version, raised=True)
     tx.check()
     for pos in positions:
         account = account_address(pos.label)
         ctx.fund_eth(account, 10**19)
         ctx.impersonate(account)
+        if pos.e_mode:  # before any supply: see the module's docstring
+            tx.send(account, Call(pool, "setUserEMode(uint8)", (pos.e_mode,)), f"setUserEMode {pos.label}")
+            tx.wait_last()
         for s, amount in pos.supply.items():
             tx.send(me, Call(pool, "supply(address,uint256,address,uint16)",
                              (tokens[s], _raw(amount, decimals[s]), account, 0)), f"supply {s} for {pos.label}")
+            if version != "3.0" and listings[s].debt_ceiling_usd:
+                tx.wait_last()
+                tx.send(account, Call(pool, "setUserUseReserveAsCollateral(address,bool)", (tokens[s], True)),
+                        f"use {s} as collateral ({pos.label})")
         tx.wait_last()  # the borrow below needs the supply mined, whatever the pool's ordering
-        if pos.e_mode:
-            tx.send(account, Call(pool, "setUserEMode(uint8)", (pos.e_mode,)), f"setUserEMode {pos.label}")
         for s, amount in pos.borrow.items():
             tx.send(account, Call(pool, "borrow(address,uint256,uint256,uint16,address)",
                                   (tokens[s], _raw(amount, decimals[s]), VARIABLE_RATE, 0, account)),
                     f"borrow {s} by {pos.label}")
         rpc(w3, "anvil_stopImpersonatingAccount", [account])
-    _set_seeding_ltv(tx, me, configurator, tokens, raised=False)
+    _set_seeding_ltv(tx, me, configurator, tokens, version, raised=False)
     tx.check()
+    if version != "3.0":
+        from protocols.aave_v3.devnet_v36 import set_emode_ltvzero
+        set_emode_ltvzero(ctx, configurator, tokens)
 
 
-def _set_seeding_ltv(tx: Sender, me: str, configurator: str, tokens: dict[str, str], *, raised: bool) -> None:
+def _set_seeding_ltv(tx: Sender, me: str, configurator: str, tokens: dict[str, str], version: str, *,
+                     raised: bool) -> None:
     """Raise each collateral's LTV to its threshold − 1 bp for seeding, or restore the listing's."""
     for s, asset in tokens.items():
-        r = P.RESERVES[s]
+        r = P.reserves(version)[s]
+        if not r.liquidation_threshold:  # collateral only inside an e-mode: nothing to raise
+            continue
         ltv = r.liquidation_threshold - 1 if raised else r.ltv
         tx.send(me, Call(configurator, "configureReserveAsCollateral(address,uint256,uint256,uint256)",
                          (asset, ltv, r.liquidation_threshold, r.liquidation_bonus)), f"set LTV of {s}")
+    if version != "3.0":
+        for category, c in P.EMODE_CATEGORIES_V36.items():
+            ltv = c.liquidation_threshold - 1 if raised else c.ltv
+            tx.send(me, Call(configurator, "setEModeCategory(uint8,uint16,uint16,uint16,string)",
+                             (category, ltv, c.liquidation_threshold, c.liquidation_bonus, c.label)),
+                    f"set e-mode {category} LTV")
+        return
     for category, e in P.EMODE_CATEGORIES.items():
         ltv = e.liquidation_threshold - 1 if raised else e.ltv
         tx.send(me, Call(configurator, "setEModeCategory(uint8,uint16,uint16,uint16,address,string)",

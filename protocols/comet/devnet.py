@@ -10,8 +10,6 @@ collateral feeds are raised just enough for the borrow, then restored to the exa
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from analyzer.devnet.context import DevnetContext
@@ -20,10 +18,10 @@ from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from protocols.base import Devnet
+from protocols.comet.executor import comet_abi
 
 PROTOCOL = "comet"
 WAD = 10**18
-ABI = json.loads((Path(__file__).resolve().parents[2] / "abis" / "comet" / "Comet.json").read_text())
 MINT = "mint(address,uint256)"
 RATE_KEYS = ("supply_kink", "supply_slope_low", "supply_slope_high", "supply_base",
              "borrow_kink", "borrow_slope_low", "borrow_slope_high", "borrow_base")
@@ -101,7 +99,7 @@ class CometDevnet(Devnet):
 
     def seed(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
         config = self.config(ctx)
-        comet = ctx.contract(deployment["comet"], ABI)
+        comet = ctx.contract(deployment["comet"], comet_abi())
         tokens, base = ctx.book["tokens"], config["base"]
         me = ctx.deployer
         token = lambda symbol: ctx.contract(tokens[symbol], devnet_token_abi())  # noqa: E731
@@ -173,7 +171,8 @@ AAVE_SUPPLY_ABI = [
 
 
 def devnet_token_abi() -> list:
-    """The devnet tokens' ABI (Aave's MintableERC20, as deployed by analyzer.devnet.build)."""
-    from analyzer.devnet.context import npm_artifact
+    """The devnet tokens' ABI (as deployed by analyzer.devnet.build)."""
+    from analyzer.devnet.build import TOKEN
+    from analyzer.devnet.solc import fixture_artifact
 
-    return npm_artifact("@aave/core-v3", "MintableERC20")["abi"]
+    return fixture_artifact(*TOKEN)["abi"]

@@ -9,15 +9,22 @@ collateral reaches the market in a cascade.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 from eth_utils import event_signature_to_log_topic, to_checksum_address
 
 from analyzer.errors import ContagionError
+from analyzer.paths import data_path
 from protocols.base import ExecutedLiquidation, PartialCollateralExecutor
 
-ABI = json.loads((Path(__file__).resolve().parents[2] / "abis" / "comet" / "Comet.json").read_text())
+
+@cache
+def comet_abi() -> list[dict]:
+    """The Comet ABI (abis/comet/Comet.json, shipped with the package), read on first use."""
+    return json.loads(data_path("abis", "comet", "Comet.json").read_text())
+
+
 ERC20_ABI = [
     {"type": "function", "name": n, "stateMutability": m, "inputs": i, "outputs": [{"type": o}]}
     for n, m, i, o in (
@@ -38,7 +45,7 @@ class CometExecutor(PartialCollateralExecutor):
 
     def __init__(self, w3, deployment: dict[str, Any], keeper: str):
         super().__init__(w3, deployment, keeper)
-        self.comet = w3.eth.contract(address=to_checksum_address(deployment["comet"]), abi=ABI)
+        self.comet = w3.eth.contract(address=to_checksum_address(deployment["comet"]), abi=comet_abi())
         self.base = self.comet.functions.baseToken().call()
 
     def _send(self, call, sender: str, what: str) -> dict:

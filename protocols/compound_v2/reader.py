@@ -138,7 +138,7 @@ class CompoundV2Reader(Reader):
             # one whole cToken = 1e8 cToken units × exchangeRate / 1e18 underlying units
             ctoken_price = r["price_usd"] * r["exchange_rate_mantissa"] * 10 ** r["ctoken_decimals"] / MANTISSA / 10**dec
             assets.append({"address": r["ctoken"], "symbol": r["symbol"], "decimals": r["ctoken_decimals"],
-                           "price_usd": ctoken_price, "receipt_of": f"{PROTOCOL}:{r['underlying']}"})
+                           "price_usd": ctoken_price, "receipt_of": f"{PROTOCOL}:{self.comptroller}:{r['underlying']}"})
             params = {k: (str(v) if isinstance(v, int) else v) for k, v in r.items()
                       if k.endswith("_mantissa") or k in ("ctoken", "ctoken_decimals", "total_supply",
                                                           "total_borrows", "total_reserves", "cash")}

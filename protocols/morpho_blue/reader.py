@@ -84,8 +84,9 @@ class MorphoBlueReader(Reader):
     def market_state(self) -> dict[str, dict]:
         """Per market id: params, accrued totals (:class:`exact.MarketTotals`), oracle price raw
         (None when the oracle reverts), borrow rate."""
-        if getattr(self, "_state", None) is not None:
-            return self._state
+        cached: dict[str, dict] | None = getattr(self, "_state", None)
+        if cached is not None:
+            return cached
         params = self.market_params()
         ids = sorted(params)
         morpho = self.morpho

@@ -8,9 +8,10 @@ per-pool interfaces, read here only through the plain-pool subset the fixture im
 from __future__ import annotations
 
 from protocols.base import Plugin
+from protocols.stableswap.devnet import StableSwapDevnet
 from protocols.stableswap.executor import StableSwapVenueExecutor
 from protocols.stableswap.reader import StableSwapReader
 from protocols.stableswap.venue import StableSwapVenue
 
-PLUGIN = Plugin(name="stableswap", reader=StableSwapReader, venue_executor=StableSwapVenueExecutor,
+PLUGIN = Plugin(name="stableswap", reader=StableSwapReader, devnet=StableSwapDevnet, venue_executor=StableSwapVenueExecutor,
                 venue_models=(StableSwapVenue,), devnet_order=42)

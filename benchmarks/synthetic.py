@@ -1,4 +1,4 @@
-"""Seeded synthetic snapshots: Aave-V3-shaped markets for the engine's benchmark and property tests.
+"""Seeded synthetic snapshots for the engine benchmark and property tests: Aave-V3-shaped markets.
 
 The rows are in the format the real Aave V3 reader writes (``markets.params`` with ``reserve_id``,
 ``liquidation_protocol_fee_bps``, ``emode_categories``, ``version``; ``accounts.params`` with
