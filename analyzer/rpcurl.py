@@ -85,6 +85,10 @@ def check_rpc_url(url: str, option: str = "--rpc") -> str:
                              "ws:// or wss:// URL")
     if not parts.hostname:
         raise ContagionError(f"{option} {redact_url(url)}: the URL has no host")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise ContagionError(f"{option} {redact_url(url)}: not a valid host name") from None
     if port == 0:
         raise ContagionError(f"{option} {redact_url(url)}: the port must be within 1..65535")
     return url

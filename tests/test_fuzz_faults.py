@@ -58,14 +58,14 @@ class ScriptedProxy(FaultProxy):
 
     def __init__(self, upstream: str, method: str, script: list):
         super().__init__(upstream, faults=(), rate=0.0)
-        self.method, self.script, self.seen = method, list(script), 0
+        self.method, self.script, self.asked = method, list(script), 0
 
     def choose(self, request: dict) -> str | None:
         if request.get("method") != self.method:
             return None
         with self.lock:
-            self.seen += 1
-            return self.script[self.seen - 1] if self.seen <= len(self.script) else None
+            self.asked += 1
+            return self.script[self.asked - 1] if self.asked <= len(self.script) else None
 
 
 def test_a_lagging_first_answer_does_not_pin_an_older_block(devnet):

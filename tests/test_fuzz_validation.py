@@ -191,3 +191,14 @@ def test_sweep_uses_the_venue_models_of_its_spec_scenario(tmp_path):
         table = pd.read_parquet(tmp_path / f"d{depth:g}" / "results.parquet")
         liquidated[depth] = float(table.filter(like="liquidated").select_dtypes("number").sum().sum())
     assert liquidated[1e2] > liquidated[1e9] > 0
+
+
+def test_inputs_the_scale_fuzz_found(capsys, tmp_path, snapshot_dir):
+    """benchmarks.fuzz at 5,000 cases: a 300-letter host name, a history that is not a file name,
+    a covariance entry beyond float64."""
+    assert "not a valid host name" in run(capsys, "scan", "--rpc", f"wss://{'a' * 300}:1", "--out", str(tmp_path / "o"))
+    spec = tmp_path / "spec.toml"
+    for body in ('history = 5', 'history = ["a"]', 'assets = ["TKN1"]\ncovariance = [[1180591620717411303424]]'):
+        spec.write_text(f"[montecarlo]\n{body}\n")
+        run(capsys, "sweep", str(snapshot_dir), "--spec", str(spec), "--out", str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()

@@ -21,6 +21,7 @@ def simulate_to_dir(snapshot_dir: str | Path, scenario, out_dir: str | Path, *, 
 
     check_output_dir(out_dir)
     result = simulate(Snapshot.read(snapshot_dir), scenario)
+    result.snapshot_meta["path"] = str(Path(snapshot_dir).resolve())   # so `contagion report` finds it
     with staged_folder(out_dir, discard=REPORT_OUTPUTS) as stage:
         written = result.write(stage)
         if report:

@@ -189,7 +189,8 @@ class CascadeResult:
         return {
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "scenario": self.scenario,
             "snapshot": {k: self.snapshot_meta.get(k) for k in ("chain_id", "block_number", "block_timestamp",
-                                                                  "assumed_depth")},
+                                                                  "assumed_depth")}
+            | ({"path": self.snapshot_meta["path"]} if "path" in self.snapshot_meta else {}),
             "stop_reason": self.stop_reason, "converged": self.converged, "rounds_run": len(self.rounds),
             "assets": assets, "protocols": protocols, "rounds": rounds,
             "markets": [{"protocol": p, "market": m, "bad_debt_usd": _num(v)}

@@ -298,6 +298,18 @@ def _sweep_file(run_dir: Path, sweep_dir: Path | None) -> Path | None:
     return sweep_dir / "summary.json"
 
 
+def _recorded_snapshot(run_dir: Path) -> Path | None:
+    """The snapshot folder ``cascade.json`` records (``snapshot.path``), or None."""
+    cascade = run_dir / "cascade.json"
+    if not cascade.is_file():
+        return None
+    try:
+        path = json.loads(cascade.read_text()).get("snapshot", {}).get("path")
+    except (ValueError, AttributeError):
+        return None     # read_json below names a malformed cascade.json
+    return Path(path) if isinstance(path, str) and path else None
+
+
 def read_run(run_dir: Path, *, snapshot_dir: Path | None = None, sweep_dir: Path | None = None,
              title: str | None = None) -> RunInputs:
     """Everything the report needs from ``run_dir`` (see the module docstring for the layout)."""
@@ -308,6 +320,13 @@ def read_run(run_dir: Path, *, snapshot_dir: Path | None = None, sweep_dir: Path
     run_meta = _obj(read_json(run_dir / "run.json"), run_dir / "run.json", "the top level") \
         if (run_dir / "run.json").is_file() else {}
     snap_path = Path(snapshot_dir) if snapshot_dir is not None else run_dir / "snapshot"
+    if snapshot_dir is None and not (snap_path / "meta.json").is_file():
+        recorded = _recorded_snapshot(run_dir)     # the snapshot `simulate` read, when it says so
+        if recorded is not None:
+            if not (recorded / "meta.json").is_file():
+                raise ContagionError(f"{run_dir}: the snapshot this run simulated, {recorded}, is gone "
+                                     "(give --snapshot FOLDER)")
+            snap_path = recorded
     snapshot = Snapshot.read(snap_path) if (snap_path / "meta.json").is_file() else None
     if snapshot_dir is not None and snapshot is None:
         raise ContagionError(f"{snap_path}: not a snapshot (no meta.json)")

@@ -174,7 +174,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     spec = spec_from_dict(raw, where=path.name)
     # a relative history file is relative to the spec
     history = spec.montecarlo.get("history")
-    if history and not Path(history).is_absolute():
+    if isinstance(history, str) and history and not Path(history).is_absolute():
         spec.montecarlo["history"] = str(path.parent / history)
     return spec
 

@@ -33,7 +33,7 @@ KEYS = {"paths", "seed", "history", "horizon", "assets", "covariance", "scale"}
 
 def _positive_number(config: dict, key: str, where: str) -> float:
     value = config.get(key, 1.0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e300:
         raise ContagionError(f"{where}: {key} must be a positive finite number, got {value!r}")
     return float(value)
 
@@ -64,7 +64,7 @@ def check_config(config: dict[str, Any], where: str) -> None:
         rows = covariance if isinstance(covariance, list) else []
         size = len(assets or [])
         if (len(rows) != size or not all(isinstance(r, list) and len(r) == size for r in rows)
-                or not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 1e300
                            for r in rows for v in r)):
             raise ContagionError(f"{where}: covariance must be a {size}×{size} table of finite numbers "
                                  "(one row per asset)")
