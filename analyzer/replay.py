@@ -283,10 +283,10 @@ def replay(
         oracles = ForkOracles(w3, oracle_entries, progress)
         pools = None   # the venue executor of the first market of a venue plugin
         venue_plugins = []
-        for market in chain_markets:
-            if market.plugin.venue_executor is not None and pools is None:
-                pools = market.plugin.venue_executor(w3, market.deployment, decimals, symbols)
-                venue_plugins.append(market.plugin)
+        for chain_market in chain_markets:
+            if chain_market.plugin.venue_executor is not None and pools is None:
+                pools = chain_market.plugin.venue_executor(w3, chain_market.deployment, decimals, symbols)
+                venue_plugins.append(chain_market.plugin)
 
         # the numeraire: quote tokens that are not themselves traded on a venue (USDC), at their
         # snapshot price; every other asset is priced from its venues, as in the engine

@@ -130,7 +130,10 @@ class CometDevnet(Devnet):
         def supply_receipt(dst: str, symbol: str, spec: dict, amount: float) -> None:
             """Supply the underlying to Aave for its aToken, then the aToken to Comet."""
             receipt, _feed, receipt_decimals, _price, underlying = collateral_asset(ctx, symbol, spec, where)
-            pool = ctx.contract(market_of(ctx.book, "aave-v3")["pool"], AAVE_SUPPLY_ABI)
+            aave = market_of(ctx.book, "aave-v3")
+            if aave is None:
+                raise ContagionError(f"{where}: {symbol} is an Aave receipt, but the devnet has no aave-v3 market")
+            pool = ctx.contract(aave["pool"], AAVE_SUPPLY_ABI)
             raw = _raw(amount, receipt_decimals)
             ctx.transact(token(underlying).get_function_by_signature(MINT)(me, raw), what=f"mint {underlying}")
             ctx.transact(token(underlying).functions.approve(pool.address, raw), what=f"approve {underlying}")
