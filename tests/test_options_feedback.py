@@ -16,6 +16,7 @@ from eth_utils import to_checksum_address
 
 from analyzer.graph.feedback import feedback_curves
 from analyzer.model import Snapshot
+from tests.optionsbook import write_weth_book
 
 USDC, X = to_checksum_address("0x" + "01" * 20), to_checksum_address("0x" + "02" * 20)
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "options" / "samples"
@@ -55,21 +56,7 @@ def test_one_short_call_on_a_linear_venue_matches_the_hand_computation():
 
 def test_the_report_shows_the_gamma_map_and_where_the_loop_ignites(tmp_path):
     from analyzer.options.imports import import_options
-    from benchmarks.synthetic import synthetic_snapshot
-
-    base = synthetic_snapshot(300, n_markets=1, n_assets=3, seed=11)
-    assets = base.assets.copy()
-    assets.loc[1, "symbol"], assets.loc[1, "price_usd"] = "WETH", 3000.0
-    markets = base.markets.copy()
-    markets.loc[markets["asset"] == assets.loc[1, "address"], "oracle_price_usd"] = 3000.0
-    venues = base.venues.copy()
-    row = venues.index[venues["asset"] == assets.loc[1, "address"]][0]
-    params = json.loads(venues.loc[row, "params"])
-    params["reserve_quote"] = params["reserve_asset"] * 3000.0
-    venues.loc[row, "params"] = json.dumps(params)
-    snap = tmp_path / "snap"
-    Snapshot(meta=base.meta, assets=assets, markets=markets, accounts=base.accounts, positions=base.positions,
-             venues=venues).write(snap)
+    snap = write_weth_book(tmp_path / "snap", 300, seed=11)
     files = [SAMPLES / "deribit-ETH-get_instruments.json", SAMPLES / "deribit-ETH-get_book_summary_by_currency.json"]
     import_options(files, snap)
     cli = [sys.executable, "-m", "analyzer.cli"]

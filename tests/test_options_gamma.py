@@ -15,6 +15,7 @@ from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
 from analyzer.options.gammamap import DEFAULT_GRID, gamma_map
 from analyzer.options.imports import import_options
+from tests.optionsbook import write_weth_book
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "options" / "samples"
 DERIBIT_ETH = [SAMPLES / "deribit-ETH-get_instruments.json", SAMPLES / "deribit-ETH-get_book_summary_by_currency.json"]
@@ -201,20 +202,7 @@ def test_simulate_with_imported_dealers_names_them_in_the_contagion_matrix(tmp_p
     import subprocess
     import sys
 
-    from benchmarks.synthetic import synthetic_snapshot
-
-    base = synthetic_snapshot(400, n_markets=1, n_assets=3, seed=7)
-    assets = base.assets.copy()
-    assets.loc[1, "symbol"], assets.loc[1, "price_usd"] = "WETH", 3000.0
-    markets = base.markets.copy()
-    markets.loc[markets["asset"] == assets.loc[1, "address"], "oracle_price_usd"] = 3000.0
-    venues = base.venues.copy()
-    row = venues.index[venues["asset"] == assets.loc[1, "address"]][0]
-    params = json.loads(venues.loc[row, "params"])
-    params["reserve_quote"] = params["reserve_asset"] * 3000.0
-    venues.loc[row, "params"] = json.dumps(params)
-    Snapshot(meta=base.meta, assets=assets, markets=markets, accounts=base.accounts, positions=base.positions,
-             venues=venues).write(tmp_path / "snap")
+    write_weth_book(tmp_path / "snap", 400, seed=7)
     summary = json.loads(DERIBIT_ETH[1].read_text())["result"]
     flow = tmp_path / "flow.csv"
     flow.write_text("venue,instrument,customer_net\n" +
