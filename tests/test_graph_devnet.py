@@ -82,28 +82,34 @@ def test_overlap_matrix_equals_a_plain_recount_of_the_rows(scanned):
                 assert metrics["shared_usd"][i][j] == pytest.approx(expected, rel=1e-9, abs=1e-6)
 
 
+def _comet_markets(spec) -> list[dict]:
+    """The scenario's Comet markets (a ``markets`` table of them, or one market at the top level)."""
+    comet = spec.protocol("comet")
+    return list(comet["markets"].values()) if "markets" in comet else [comet]
+
+
 def test_comet_weth_curve_matches_the_scenario_healths(devnet, scanned):
     snapshot, _ = scanned
     need(snapshot, "comet")
-    comet = devnet.scenario.protocol("comet")
-    # a receipt collateral (aWETH, receipt_of = "aave-v3:WETH") is priced, and shocked, as its underlying
-    underlying = {s: (c.get("receipt_of") or s).split(":")[-1] for s, c in comet["collaterals"].items()}
-    prices = {s: devnet.scenario.assets[u].price_usd for s, u in underlying.items()}
-    factor = {s: c["liquidate_collateral_factor"] for s, c in comet["collaterals"].items()}
-    expected_accounts, expected_usd = [], []
-    for drop in DEFAULT_DROPS:
-        count, usd = 0, 0.0
-        for b in comet["borrowers"]:
-            shocked = {s: prices[s] * (1 - drop if underlying[s] == "WETH" else 1) for s in b["collateral"]}
-            weighted_now = sum(x * prices[s] * factor[s] for s, x in b["collateral"].items())
-            debt = weighted_now / b["health"]
-            health = sum(x * shocked[s] * factor[s] for s, x in b["collateral"].items()) / debt
-            assert abs(health - 1) > 1e-3, (b["label"], drop)
-            if health < 1:
-                count += 1
-                usd += sum(x * shocked[s] for s, x in b["collateral"].items())
-        expected_accounts.append(count)
-        expected_usd.append(usd)
+    expected_accounts = [0] * len(DEFAULT_DROPS)
+    expected_usd = [0.0] * len(DEFAULT_DROPS)
+    for market in _comet_markets(devnet.scenario):
+        # a receipt collateral (aWETH, receipt_of = "aave-v3:WETH") is priced, and shocked, as its underlying
+        underlying = {s: (c.get("receipt_of") or s).split(":")[-1] for s, c in market["collaterals"].items()}
+        prices = {s: devnet.scenario.assets[u].price_usd for s, u in underlying.items()}
+        factor = {s: c["liquidate_collateral_factor"] for s, c in market["collaterals"].items()}
+        base = market.get("base", "USDC")
+        for k, drop in enumerate(DEFAULT_DROPS):
+            base_move = 1 - drop if base == "WETH" else 1.0      # a WETH-base market's debt falls too
+            for b in market.get("borrowers", []):
+                shocked = {s: prices[s] * (1 - drop if underlying[s] == "WETH" else 1) for s in b["collateral"]}
+                weighted_now = sum(x * prices[s] * factor[s] for s, x in b["collateral"].items())
+                debt = weighted_now / b["health"]
+                health = sum(x * shocked[s] * factor[s] for s, x in b["collateral"].items()) / (debt * base_move)
+                assert abs(health - 1) > 1e-3, (b["label"], drop)
+                if health < 1:
+                    expected_accounts[k] += 1
+                    expected_usd[k] += sum(x * shocked[s] for s, x in b["collateral"].items())
     curves = exposure_metrics(snapshot, build_graph(snapshot))["liquidation_curves"]["curves"]
     curve = next(c for c in curves if c["protocol"] == "comet" and c["symbol"] == "WETH")
     assert curve["accounts"] == expected_accounts
@@ -162,19 +168,19 @@ def test_aave_comet_overlap_follows_from_the_scenario_file(devnet, scanned):
     snapshot, graph = scanned
     need(snapshot, "aave-v3", "comet")
     spec = devnet.scenario
-    comet = spec.protocol("comet")
-    # overlap is by root asset: Comet's aWETH (receipt_of = "aave-v3:WETH") is WETH there
-    root = {s: (c.get("receipt_of") or s).split(":")[-1] for s, c in comet["collaterals"].items()}
     price = {s: a.price_usd for s, a in spec.assets.items()}
-    factor = {s: c["liquidate_collateral_factor"] for s, c in comet["collaterals"].items()}
     comet_usd, debt_total, debt_on_link = defaultdict(float), 0.0, 0.0
-    for b in comet["borrowers"]:
-        value = {s: x * price[root[s]] for s, x in b["collateral"].items()}
-        debt = sum(v * factor[s] for s, v in value.items()) / b["health"]
-        debt_total += debt
-        debt_on_link += debt * value.get("LINK", 0.0) / sum(value.values())
-        for s, v in value.items():
-            comet_usd[root[s]] += v
+    for market in _comet_markets(spec):
+        # overlap is by root asset: Comet's aWETH (receipt_of = "aave-v3:WETH") is WETH there
+        root = {s: (c.get("receipt_of") or s).split(":")[-1] for s, c in market["collaterals"].items()}
+        factor = {s: c["liquidate_collateral_factor"] for s, c in market["collaterals"].items()}
+        for b in market.get("borrowers", []):
+            value = {s: x * price[root[s]] for s, x in b["collateral"].items()}
+            debt = sum(v * factor[s] for s, v in value.items()) / b["health"]
+            debt_total += debt
+            debt_on_link += debt * value.get("LINK", 0.0) / sum(value.values())
+            for s, v in value.items():
+                comet_usd[root[s]] += v
     aave_whales = defaultdict(float)
     for account in spec.protocol("aave-v3")["accounts"]:
         if account.get("borrow"):
