@@ -24,11 +24,18 @@ MONTH = 30 * 86400
 ACCRUE_INTEREST = function_signature_to_4byte_selector("accrueInterest()")
 
 
-def _book(devnet, name: str):
+def _books(devnet, name: str):
+    """Every market's book of ``name`` (by market), with the read's block and time."""
     plugin = plugins()[name]
     snapshot = scan(devnet.url, [plugin], book=devnet.book, cache_dir=None, oracle_paths=False)
-    (book,) = plugin.rules().books(snapshot)
-    return book, snapshot.meta["block_number"], snapshot.meta["block_timestamp"]
+    books = {book.market: book for book in plugin.rules().books(snapshot)}
+    return books, snapshot.meta["block_number"], snapshot.meta["block_timestamp"]
+
+
+def _book(devnet, name: str):
+    books, block, timestamp = _books(devnet, name)
+    (book,) = books.values()
+    return book, block, timestamp
 
 
 def _same_accounts(before, after):
@@ -42,17 +49,19 @@ def test_per_second_accrual_matches_the_chain_after_a_month(chain_checkpoint, na
     devnet = chain_checkpoint
     rules = plugins()[name].rules()
     assert isinstance(rules, InterestAccrual)
-    before, _, t0 = _book(devnet, name)
+    books_before, _, t0 = _books(devnet, name)
     rpc(devnet.w3, "evm_increaseTime", [MONTH])
     rpc(devnet.w3, "evm_mine", [])
-    after, _, t1 = _book(devnet, name)
-    debt, collateral = _same_accounts(before, after)
-    grown = rules.accrue(before, float(t1 - t0), 0.0)
-    assert (debt > before.debt).any(), "a month of interest must move some debt"
-    np.testing.assert_allclose(grown.debt, debt, rtol=1e-6)
-    np.testing.assert_allclose(grown.collateral, collateral, rtol=1e-6)
-    bound = rules.max_debt_growth(before, float(t1 - t0), 0.0)
-    assert (debt <= before.debt * bound * (1 + 1e-6) + 1e-12).all()   # + a wei of rounding
+    books_after, _, t1 = _books(devnet, name)
+    assert set(books_before) == set(books_after)
+    for market, before in books_before.items():       # every market of the protocol (Comet: two)
+        debt, collateral = _same_accounts(before, books_after[market])
+        grown = rules.accrue(before, float(t1 - t0), 0.0)
+        assert (debt > before.debt).any(), f"a month of interest must move some debt in {market}"
+        np.testing.assert_allclose(grown.debt, debt, rtol=1e-6)
+        np.testing.assert_allclose(grown.collateral, collateral, rtol=1e-6)
+        bound = rules.max_debt_growth(before, float(t1 - t0), 0.0)
+        assert (debt <= before.debt * bound * (1 + 1e-6) + 1e-12).all()   # + a wei of rounding
 
 
 @pytest.mark.slow
