@@ -246,7 +246,8 @@ def scan(
         refreshed: Rows = {}
         targets = accounts
         if since_block is not None and chain_cache is not None:
-            earlier = ChunkCache(chain_cache / str(since_block) / plugin.name / _digest([deployment, *known]))
+            earlier = ChunkCache(chain_cache / str(since_block) / plugin.name
+                                 / _digest([deployment, *known, reader_digest(plugin)]))   # the key of `cache`
             plan = _incremental(client, reader, earlier, cache, chain_cache, plugin.name, since_block, block,
                                 chunk_blocks, log_range, report, stats, accounts)
             if plan is not None:
