@@ -35,8 +35,9 @@ def test_scenario_pairs_and_pools_are_deployed_seeded_and_read_at_the_feed_price
     ctx = DevnetContext(w3, w3.eth.accounts[0], spec, book=devnet.book)
     books = {}
     for part in (UniswapV2Devnet(), StableSwapDevnet()):
-        books[part.protocol] = part.deploy(ctx)
-        part.seed(ctx, books[part.protocol])
+        markets = part.deploy(ctx)                  # {market name: deployment}
+        part.seed(ctx, markets)
+        (books[part.protocol],) = markets.values()
     block = w3.eth.block_number
     tokens = devnet.book["tokens"]
     read = ReadContext(w3, 31337, block, lambda calls: multicall(w3, calls, block=block), lambda *a, **k: [],
