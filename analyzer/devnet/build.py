@@ -31,11 +31,11 @@ CHAIN_ID = 31337
 # anvil needs more than EIP-170's 24 KiB for some protocol bytecode (Lyra's OptionMarket)
 CODE_SIZE_LIMIT = 0x30000
 TOKEN = ("tokens", "DevnetERC20")  # (fixture group, contract) of every devnet asset: mint(address,uint256) is open
-KEEP_STATES = 6  # cached devnet states (tens of MB each) kept; older keys are removed
+KEEP_STATES = 12  # cached devnet states (tens of MB each) kept; the least recently used are removed
 
 
 def prune_cache(keep: int) -> None:
-    """Remove all but the ``keep`` most recently written devnet states."""
+    """Remove all but the ``keep`` most recently used devnet states (a load touches its state)."""
     states = sorted((p for p in CACHE_DIR.glob("*/state.json")), key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in states[keep:]:
         shutil.rmtree(stale.parent, ignore_errors=True)
@@ -102,6 +102,7 @@ def start_devnet(
     state_file, book_file = CACHE_DIR / key / "state.json", CACHE_DIR / key / "book.json"
     if use_cache and state_file.is_file() and book_file.is_file():
         progress(f"devnet: loading cached state {key}")
+        state_file.touch()
         anvil = Anvil(chain_id=CHAIN_ID, port=port, load_state=state_file, code_size_limit=CODE_SIZE_LIMIT).start()
         return RunningDevnet(anvil, json.loads(book_file.read_text()), scenario, from_cache=True)
 
