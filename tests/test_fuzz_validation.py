@@ -202,3 +202,21 @@ def test_inputs_the_scale_fuzz_found(capsys, tmp_path, snapshot_dir):
         spec.write_text(f"[montecarlo]\n{body}\n")
         run(capsys, "sweep", str(snapshot_dir), "--spec", str(spec), "--out", str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("recommend", "SNAP", "--scenarios", "demo", "--budget", "lots"), "Invalid value for '--budget'"),
+    (("simulate",), "Missing argument 'snapshot'"),
+    (("sweep", "SNAP", "--bogus"), "No such option: --bogus"),
+    (("scan", "--rpc", "http://alice:hunter2pw@127.0.0.1:1", "--block", "yesterday"), "Invalid value for '--block'"),
+    (("devnet", "up", "--port", "x"), "Invalid value for '--port'"),
+])
+def test_a_usage_error_is_one_error_line_too(capsys, tmp_path, snapshot_dir, args, message):
+    """Click's own refusals (a wrong type, a missing argument, an unknown option) follow the same
+    contract as ours: one ``error:`` line naming the option, status 2, nothing written."""
+    before = files_under(tmp_path)
+    status = main([str(snapshot_dir) if a == "SNAP" else a for a in args])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert message in lines[0] and "--help" in lines[0] and "hunter2pw" not in lines[0], lines
+    assert files_under(tmp_path) == before
