@@ -7,9 +7,14 @@ One round (DESIGN.md, "The engine"), vectorised over accounts × assets:
 2. each protocol's own :class:`~protocols.base.Rules` finds the liquidatable accounts and a keeper
    liquidates them step by step while the rule allows and the bonus pays for slippage and gas
    (:mod:`analyzer.engine.market`); uncovered debt becomes that protocol's bad debt;
-3. bad debt stays in the market (protocol, market) where it arose and writes down the receipt
-   tokens that claim on that market pro rata (the market's bad debt / the USD its book supplied),
-   which lowers every position that holds them; an isolated market's loss stays in that market;
+3. bad debt stays in the market (protocol, market) where it arose. It writes down only the receipt
+   tokens whose issuer moves their redemption value with losses
+   (:class:`~protocols.base.ReceiptWritedownRules`: Morpho's vault shares), which lowers every
+   position that holds them in every consumer whose oracle reads that value (``convertToAssets``);
+   an aToken or cToken keeps its value (Aave books a deficit, Compound V2's exchange rate keeps
+   the bad debt in its borrows), so a consumer pricing it from the underlying's feed or the
+   exchange rate sees nothing, and the loss is the suppliers' unrealised loss, reported beside the
+   cascade (:func:`analyzer.engine.result.supplier_losses`), never as a price move;
 4. option margin rules close undercollateralised shorts, pools re-hedge (:mod:`.options`);
 5. all flows are netted per asset and traded through its venues, giving next round's prices; the
    vol spiral moves IVs; every price change is attributed (:mod:`.attribution`).
@@ -435,6 +440,7 @@ def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
         accounts_frame,
         left_liquidatable_usd,
         receipt_losses_usd,
+        supplier_losses,
     )
 
     if not isinstance(snapshot_or_prepared, Prepared) and scenario.venue_models:
@@ -460,4 +466,5 @@ def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
         price_before=prep.price_pre, price_after_shock=price_after_shock, iv_before=prep.iv_pre, shocks=shocks,
         accounts=accounts_frame(prep, state, final_oracle), receipt_writedown_usd=receipt_losses_usd(prep, state),
         unliquidated_usd=left_liquidatable_usd(prep, state, final_oracle), markets=list(prep.markets),
-        receipt_protocol=prep.receipt_protocol_index)
+        receipt_protocol=prep.receipt_protocol_index,
+        supplier_loss=supplier_losses(prep, state, final_oracle, state.source_attr_history[-1]))
