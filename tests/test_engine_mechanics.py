@@ -98,12 +98,12 @@ class PooledLossAave(AaveV3Rules, ReceiptWritedownRules):
 
 
 def _receipt_holder_book():
-    # alice's WETH crashes to bad debt; dave holds the market's aUSDC as collateral elsewhere,
-    # 100,000 aUSDC × 0.80 against 39 WETH (1,100 × 39 = 42,900 after the shock): health 1.865
+    # alice's WETH crashes to bad debt; dave holds the market's aUSDC as collateral,
+    # 100,000 aUSDC × 0.80 against 79,700 USDC: health 1.0038, whatever WETH does
     assets = {"USDC": USDC, "WETH": WETH, "aUSDC": dict(USDC, lt=0.80)}
     return aave_snapshot(assets, {"alice": [("WETH", "collateral", 100.0), ("USDC", "debt", 150_000.0)],
                                   "lender": [("USDC", "collateral", 300_000.0)],
-                                  "dave": [("aUSDC", "collateral", 100_000.0), ("WETH", "debt", 39.0)]},
+                                  "dave": [("aUSDC", "collateral", 100_000.0), ("USDC", "debt", 79_700.0)]},
                          pools={"WETH": (5_000.0, 10_000_000.0, 0.003)}, receipts={"aUSDC": "USDC"})
 
 
@@ -116,6 +116,8 @@ def test_aave_bad_debt_is_the_suppliers_unrealised_loss_not_a_receipt_price_move
     assert result.writedown["aave-v3"] == 0.0 and result.receipt_writedown == {}
     assert all(r.price_after[a_usdc] == pytest.approx(1.0, rel=1e-12) for r in result.rounds)
     assert result.receipt_writedown_usd[0] == 0.0
+    # dave's aUSDC is worth what it was: only alice is left liquidatable (no keeper pays the gas)
+    assert result.unliquidated_usd[0] == pytest.approx(150_000.0, rel=1e-9)
     # no keeper pays 1e9 gas: alice's 150k USDC against 100 WETH at 1,100 leaves 40k of bad debt
     out = result.to_json()
     assert out["protocols"]["aave-v3"]["unrealised_supplier_loss_usd"] == pytest.approx(40_000.0, rel=1e-9)
@@ -130,6 +132,9 @@ def test_a_pooled_receipt_write_down_reaches_the_holders():
     # 40k of bad debt over the market's supply: 110k of WETH, 300k of USDC and dave's 100k aUSDC
     # (valued at its written-down price, so a little under 100k)
     assert 40_000 / 510_000 <= result.writedown["aave-v3"] <= 40_000 / 410_000
+    # which takes dave, 0.38% above liquidation, under (no keeper pays the gas: both are left
+    # liquidatable): the channel when receipts do take losses
+    assert result.unliquidated_usd[0] == pytest.approx(150_000.0 + 79_700.0, rel=1e-9)
     a_usdc = list(result.symbols).index("aUSDC")
     assert result.price_final[a_usdc] == pytest.approx(1.0 - result.writedown["aave-v3"], rel=1e-12)
     assert result.receipt_writedown_usd[0] > 0
