@@ -126,6 +126,20 @@ def test_aave_bad_debt_is_the_suppliers_unrealised_loss_not_a_receipt_price_move
     assert out["totals"]["unrealised_supplier_loss_usd"] == pytest.approx(40_000.0, rel=1e-9)
 
 
+def test_a_deficit_written_off_at_liquidation_stays_bad_debt_in_later_rounds():
+    # Aave 3.3+: alice's 100 WETH at 1,100 (HF 0.59, close factor 100%) are all seized for
+    # 110,000 / 1.05 USDC repaid; the rest of her debt is burnt into the reserve's deficit
+    snapshot = aave_snapshot({"USDC": USDC, "WETH": WETH}, {"alice": [("WETH", "collateral", 100.0),
+                                                                      ("USDC", "debt", 150_000.0)]},
+                             pools={"WETH": (50_000.0, 100_000_000.0, 0.003)}, version="3.6")
+    result = simulate(snapshot, ShockScenario(price_shocks={"WETH": -0.45}), rules=RULES)
+    deficit = 150_000.0 - 100 * 1_100.0 / 1.05
+    assert len(result.rounds) >= 2 and result.liquidations["aave-v3"] == 1
+    assert result.liquidated_usd["aave-v3"] == pytest.approx(100 * 1_100.0 / 1.05, rel=1e-9)
+    assert result.bad_debt_usd["aave-v3"] == pytest.approx(deficit, rel=1e-9)
+    assert result.to_json()["protocols"]["aave-v3"]["unrealised_supplier_loss_usd"] == pytest.approx(deficit, rel=1e-9)
+
+
 def test_a_pooled_receipt_write_down_reaches_the_holders():
     scenario = ShockScenario(price_shocks={"WETH": -0.45}, keeper_gas_usd=1e9)
     result = simulate(_receipt_holder_book(), scenario, rules={"aave-v3": PooledLossAave()})

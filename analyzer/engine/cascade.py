@@ -248,22 +248,17 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
         if len(act) == len(candidates):
             sub = work
         else:
-            sub.collateral[act] = work.collateral
-            sub.debt[act] = work.debt
-            sub.extra.update(_book_wide(work))
+            _write_rows(sub, act, work)
         steps.append((act[liq.rows], liq, sell_units.sum(0) - buy_units.sum(0)))
     if steps:
         if not state.owned[slot_index]:     # copy on first write: untouched books stay shared with prep
             book = state.books[slot_index] = book.copy()
             state.owned[slot_index] = True
-        book.collateral[candidates] = sub.collateral
-        book.debt[candidates] = sub.debt
-        book.extra.update(_book_wide(sub))    # the protocol's own state (Comet's reserves) carries on
+        _write_rows(book, candidates, sub)    # with the protocol's own state (Comet's reserves, Aave's deficits)
         if len(rows) == len(book.accounts):
             view = book
         else:       # the screened accounts as they are now, for their new health factors below
-            view.collateral[in_view] = sub.collateral
-            view.debt[in_view] = sub.debt
+            _write_rows(view, in_view, sub)
     state.watch[slot_index][:] = False
     state.watch[slot_index][candidates[np.asarray(slot.rules.liquidatable(sub, oracle), dtype=bool)]] = True
     state.bad_debt[slot_index][rows] = 0.0
@@ -273,6 +268,18 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     state.bad_debt[slot_index][candidates] = slot.rules.bad_debt_usd(sub, oracle)
     bound[rows] = slot.rules.health_factor(view, oracle)
     return steps, candidates, causes
+
+
+def _write_rows(target: LendingBook, rows: np.ndarray, source: LendingBook) -> None:
+    """``target``'s accounts ``rows`` set to ``source``'s (a book of just those accounts): collateral,
+    debt and the per-account entries of ``extra`` (an Aave account's deficit written off at its
+    liquidation), and the book-wide entries carried on (a protocol's reserves)."""
+    target.collateral[rows] = source.collateral
+    target.debt[rows] = source.debt
+    for key in target.per_account:
+        if key in source.extra and key in target.extra:
+            target.extra[key][rows] = source.extra[key]
+    target.extra.update(_book_wide(source))
 
 
 def _book_wide(book: LendingBook) -> dict:
