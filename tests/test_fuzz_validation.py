@@ -220,3 +220,13 @@ def test_a_usage_error_is_one_error_line_too(capsys, tmp_path, snapshot_dir, arg
     assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
     assert message in lines[0] and "--help" in lines[0] and "hunter2pw" not in lines[0], lines
     assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("ratio_to", ['{ x = 1 }', '["WETH"]', '3', '"WSTETH_IS_NOT_HERE"'])
+def test_a_devnet_scenario_ratio_to_that_is_not_an_asset_name_is_refused(capsys, tmp_path, ratio_to):
+    """The scale fuzz's devnet case: ``ratio_to`` of a table raised TypeError (unhashable dict)."""
+    bad = tmp_path / "devnet.toml"
+    bad.write_text(f'name = "x"\n[assets.WETH]\ndecimals = 18\nprice_usd = 3000.0\n'
+                   f'[assets.wstETH]\ndecimals = 18\nprice_usd = 3500.0\nratio_to = {ratio_to}\n')
+    line = run(capsys, "devnet", "up", "--exit", "--scenario", str(bad), "--protocols", "aave-v3")
+    assert "assets.wstETH.ratio_to" in line, line
