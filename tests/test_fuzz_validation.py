@@ -230,3 +230,15 @@ def test_a_devnet_scenario_ratio_to_that_is_not_an_asset_name_is_refused(capsys,
                    f'[assets.wstETH]\ndecimals = 18\nprice_usd = 3500.0\nratio_to = {ratio_to}\n')
     line = run(capsys, "devnet", "up", "--exit", "--scenario", str(bad), "--protocols", "aave-v3")
     assert "assets.wstETH.ratio_to" in line, line
+
+
+def test_recommend_refuses_more_scenarios_than_its_limit_with_the_number(capsys, tmp_path, snapshot_dir):
+    from analyzer.recommend.run import MAX_SCENARIOS
+
+    many = tmp_path / "many.toml"
+    many.write_text("".join(f'[[scenario]]\nname = "s{i}"\n[scenario.price]\nTKN1 = "-10%"\n'
+                            for i in range(MAX_SCENARIOS + 1)))
+    line = run(capsys, "recommend", str(snapshot_dir), "--scenarios", str(many), "--budget", "0",
+               "--out", str(tmp_path / "out"))
+    assert f"{MAX_SCENARIOS + 1:,} scenarios; the limit is {MAX_SCENARIOS}" in line, line
+    assert not (tmp_path / "out").exists()
