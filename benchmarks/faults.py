@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                              "error": error, "injected": sum(proxy.injected.values()),
                              "requests": sum(proxy.forwarded.values()) + sum(proxy.injected.values()),
                              "seconds": round(time.monotonic() - started, 1)})
+                print(json.dumps(runs[-1]), file=sys.stderr, flush=True)   # progress, one line a scan
     finally:
         devnet.anvil.stop()
     print(json.dumps({"rate": args.rate, "seeds": args.seeds, "head_block": head, "scans": len(runs),
