@@ -68,7 +68,7 @@ class CompoundV2Reader(Reader):
         per = ["underlying()(address)", "exchangeRateStored()(uint256)", "protocolSeizeShareMantissa()(uint256)",
                "symbol()(string)", "decimals()(uint8)", "totalSupply()(uint256)", "totalBorrows()(uint256)",
                "totalReserves()(uint256)", "getCash()(uint256)", "borrowRatePerBlock()(uint256)",
-               "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)"]
+               "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)", "accrualBlockNumber()(uint256)"]
         calls = []
         forced_signature = self.profile.forced_liquidation_signature
         for ctoken in ctokens:
@@ -114,6 +114,9 @@ class CompoundV2Reader(Reader):
                 "total_supply": int(a[5] or 0), "total_borrows": int(a[6] or 0), "total_reserves": int(a[7] or 0),
                 "cash": int(a[8] or 0), "collateral_factor_mantissa": cf,
                 "borrow_rate_per_block_mantissa": int(a[9] or 0), "supply_rate_per_block_mantissa": int(a[10] or 0),
+                # blocks since the market last ran accrueInterest: interest its stored balances do
+                # not show yet, which its next interaction adds (0 when not answered)
+                "pending_blocks": max(int(self.ctx.block) - int(a[12]), 0) if a[12] is not None else 0,
                 "liquidation_threshold_mantissa": cf if lt_index is None else int(listing[lt_index]),
                 "price_mantissa": int(price),
                 "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(market_incentive),
@@ -170,7 +173,8 @@ class CompoundV2Reader(Reader):
                            "price_usd": ctoken_price, "receipt_of": f"{PROTOCOL}:{self.comptroller}:{r['underlying']}"})
             params = {k: (str(v) if isinstance(v, int) else v) for k, v in r.items()
                       if k.endswith("_mantissa") or k in ("ctoken", "ctoken_decimals", "total_supply",
-                                                          "total_borrows", "total_reserves", "cash")}
+                                                          "total_borrows", "total_reserves", "cash",
+                                                          "pending_blocks")}
             params["profile"] = self.profile.name
             params["deprecated"] = r["deprecated"]
             if r["shadowed_ctokens"]:

@@ -108,8 +108,17 @@ class CompoundV2Rules(Rules, InterestAccrual):
             "oracle_price_usd": rows["oracle_price_usd"].to_numpy(dtype=float),
             "deprecated": np.array([bool(p.get("deprecated", False)) for p in params], dtype=bool),
         }
-        return LendingBook(PROTOCOL, comptroller, accounts, assets, collateral, debt, np.zeros(n, dtype=np.int64),
+        book = LendingBook(PROTOCOL, comptroller, accounts, assets, collateral, debt, np.zeros(n, dtype=np.int64),
                            book_params, extra, per_account=("entered", "collateral_raw", "debt_raw"))
+        # the stored balances lag by the blocks since each market's last accrueInterest, which the
+        # chain adds at the market's next interaction (a liquidation's first step): the float book
+        # owes them from the start (the exact raw columns stay as stored)
+        pending = np.array([float(p.get("pending_blocks", 0)) for p in params])
+        if pending.any():
+            rate_b, rate_s = extra["borrow_rate_per_block"], extra["supply_rate_per_block"]
+            book.debt = debt * (1.0 + rate_b * pending)
+            book.collateral = collateral * (1.0 + rate_s * pending)
+        return book
 
     def _profile(self, book: LendingBook):
         return profile(book.extra.get("profile"))
