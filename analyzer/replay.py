@@ -34,6 +34,7 @@ from analyzer.engine.market import SlippageCurve
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot, receipt_claim
 from analyzer.replay_oracles import ForkOracles
+from analyzer.replay_venues import ForkVenues
 from analyzer.scan import scan
 from analyzer.scenarios import ShockScenario
 from protocols import plugins as registered_plugins
@@ -61,6 +62,8 @@ class ReplayRound:
     sold_raw: dict[str, int] = field(default_factory=dict)      # collateral the keeper sold
     bought_raw: dict[str, int] = field(default_factory=dict)    # debt assets bought back
     hedge_units: dict[str, float] = field(default_factory=dict)  # option pools' hedge sales (> 0) / buys
+    # the net flow of each asset as routed: one real swap per venue used (asset, venue, model, units)
+    routed: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +94,7 @@ class ReplayResult:
             "rounds": [{"round": r.round, "prices_usd": r.prices_usd, "pool_prices_after": r.pool_prices_after,
                         "sold_raw": {a: str(v) for a, v in r.sold_raw.items()},
                         "bought_raw": {a: str(v) for a, v in r.bought_raw.items()}, "hedge_units": r.hedge_units,
+                        "routed": r.routed,
                         "liquidations": [vars(x) for x in r.liquidations]} for r in self.rounds],
         }
 
@@ -281,12 +285,11 @@ def replay(
             lenders.append(_Lender(plugin, plugin.rules(), executors, assets))
             oracle_entries += [(plugin, m.deployment, executors[m.main_address or m.name], assets) for m in markets]
         oracles = ForkOracles(w3, oracle_entries, progress)
-        pools = None   # the venue executor of the first market of a venue plugin
-        venue_plugins = []
-        for chain_market in chain_markets:
-            if chain_market.plugin.venue_executor is not None and pools is None:
-                pools = chain_market.plugin.venue_executor(w3, chain_market.deployment, decimals, symbols)
-                venue_plugins.append(chain_market.plugin)
+        # every venue market (pools of every kind), each traded by its own plugin's executor
+        venue_markets = [m for m in chain_markets if m.plugin.venue_executor is not None]
+        pools = ForkVenues(m.plugin.venue_executor(w3, m.deployment, decimals, symbols) for m in venue_markets) \
+            if venue_markets else None
+        venue_plugins = list({id(m.plugin): m.plugin for m in venue_markets}.values())
 
         # the numeraire: quote tokens that are not themselves traded on a venue (USDC), at their
         # snapshot price; every other asset is priced from its venues, as in the engine
@@ -495,6 +498,13 @@ def replay(
                         if units != 0:
                             (pools.sell if raw > 0 else pools.buy)(asset, int(abs(units) * 10 ** decimals[asset]),
                                                                    trader, pool=venue.venue)
+                            record.routed.append({"asset": asset, "venue": venue.venue, "model": venue.model,
+                                                  "quote": venue.quote, "units": float(units)})
+                    if sum(1 for r in record.routed if r["asset"] == asset) > 1:
+                        progress(f"replay: round {round_index}: {symbols.get(asset, asset)} routed as "
+                                 + ", ".join(f"{r['units']:,.2f} on {r['model']} {r['venue'][:10]}"
+                                             f" (vs {symbols.get(r['quote'], r['quote'])})"
+                                             for r in record.routed if r["asset"] == asset))
                 _, record.pool_prices_after = market()
                 if option_markets.active:
                     after = np.array([record.pool_prices_after.get(a, price[i]) for i, a in enumerate(asset_list)])
