@@ -25,7 +25,7 @@ SHOCKS = [ShockScenario(name=f"weth-{p}", price_shocks={"WETH": -p / 100}) for p
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocols", default="aave-v3,compound-v2,comet,uniswap-v3")
+    parser.add_argument("--protocols", default="aave-v3,compound-v2,comet,uniswap-v3,uniswap-v2,stableswap")
     parser.add_argument("--shocks", default=",".join(s.name for s in SHOCKS),
                         help="comma-separated names among " + ", ".join(s.name for s in SHOCKS))
     args = parser.parse_args()

@@ -138,10 +138,8 @@ class _CurveTable:
         self.is_exact = np.array([c.exact is not None for c in curves])
         # exact as sampled: a closed form, or a curve with no venues behind it (flat)
         self.is_decided = self.is_exact | np.array([c.venues is None for c in curves])
-        self.curves = curves
-        # the sampled points on each side of a size: the bounds of the grid (see :meth:`bounds`)
-        self.sell_steps = _steps([(r[0], r[1], r[3]) for r in rows])
-        self.buy_steps = _steps([(r[4], r[5], r[7]) for r in rows])
+        self.curves, self._rows = curves, rows
+        self._steps: dict[bool, tuple[_Piecewise, _Piecewise]] = {}
         self.pool_x, self.pool_y, self.pool_keep, self.pool_scale = (np.array([e[i] for e in exact]) for i in range(4))
 
     def proceeds(self, q: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -176,7 +174,10 @@ class _CurveTable:
         sampled averages at q_(i+1) and q_i. Equal where the value is exact (a closed form, a flat
         curve) or beyond the sampled sizes."""
         value = self.proceeds(q, c) if sell else self.cost(q, c)
-        left, right = (self.sell_steps if sell else self.buy_steps)
+        if sell not in self._steps:     # the sampled points on each side of a size, built when first needed
+            first = 0 if sell else 4
+            self._steps[sell] = _steps([(r[first], r[first + 1], r[first + 3]) for r in self._rows])
+        left, right = self._steps[sell]
         low, high = (q * right(q, c), q * left(q, c)) if sell else (q * left(q, c), q * right(q, c))
         top = self.top[c] if sell else self.buy_limit[c]
         keep = self.is_decided[c] | (q >= top) | ~np.isfinite(value)
