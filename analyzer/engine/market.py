@@ -54,7 +54,8 @@ class SlippageCurve:
         key = (sell, float(q))
         if key not in self._exact_values:
             if q <= 0 or self.venues is None:
-                value = 0.0 if q <= 0 else float(q * (self.sell_fraction(q) if sell else self.buy_fraction(q)))
+                at = np.asarray(q, dtype=float)
+                value = 0.0 if q <= 0 else float(q * (self.sell_fraction(at) if sell else self.buy_fraction(at)))
             else:
                 try:
                     trade = self.venues.copy().trade(q if sell else -q)
@@ -342,7 +343,7 @@ class _Queue:
                              weights=np.concatenate([base.ravel(), value.ravel()]),
                              minlength=k * width).reshape(k, width)
         if not self.table.is_decided[self.table_row[entries]].all():
-            self._decide_exactly(profit, base, ends, entries, split, c, bins)
+            self._decide_exactly(profit, base, ends, entries, int(split), c, bins)
         return profit
 
     def _decide_exactly(self, profit: np.ndarray, base: np.ndarray, ends: np.ndarray, entries: np.ndarray,
@@ -370,7 +371,7 @@ class _Queue:
         for keeper, f in undecided:          # the few keepers near break-even
             total = float(base[keeper, f])
             for e in np.flatnonzero(keeper_of == keeper):
-                curve, sell = self.table.curves[int(c[e, 0])], e < split
+                curve, sell = self.table.curves[int(c[e, 0])], bool(e < split)
                 delta = curve.exact_value(ends[e, f + 1], sell) - curve.exact_value(ends[e, 0], sell)
                 total += float(price[e, 0]) * delta if math.isfinite(delta) else -math.inf
             profit[keeper, f] = total
