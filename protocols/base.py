@@ -292,12 +292,16 @@ class OptionLiquidation:
     """What an option protocol's margin rule does now, per row of the options it was given.
 
     ``liquidated``: bool; ``collateral_sold``: units of the row's collateral asset sold on venues
-    to buy the option back; ``value_usd``: the USD value the liquidation moved (buy-back cost).
+    to buy the option back; ``value_usd``: the USD value the liquidation moved (the buy-back the
+    pool received). ``carry``: what these liquidations changed in the market's own state (Lyra:
+    each strike's skew and the users' net vega), opaque to the core, which hands it back to the
+    rule's next call in the same cascade; None when nothing carries.
     """
 
     liquidated: np.ndarray
     collateral_sold: np.ndarray
     value_usd: np.ndarray
+    carry: Any = None
 
 
 class OptionMarginRules(Rules):
@@ -307,9 +311,11 @@ class OptionMarginRules(Rules):
 
     @abstractmethod
     def option_liquidations(self, options: pd.DataFrame, spot_usd: np.ndarray, iv: np.ndarray,
-                            now: int) -> OptionLiquidation:
+                            now: int, carry: Any = None) -> OptionLiquidation:
         """Which rows of ``options`` (this protocol's open positions in one market) the margin
-        rule liquidates at per-row ``spot_usd`` (USD) and ``iv`` (fraction) at unix time ``now``."""
+        rule liquidates at per-row ``spot_usd`` (USD) and ``iv`` (fraction: the underlying's IV,
+        the snapshot's moved by the scenario and the vol spiral) at unix time ``now``; ``carry`` is
+        the previous answer's ``carry`` for the same market in this cascade (None at the start)."""
 
     def books(self, snapshot: Snapshot) -> list[LendingBook]:
         return []
@@ -399,6 +405,12 @@ class OptionExecutor(Executor):
     @abstractmethod
     def liquidate_position(self, position_id: int) -> ExecutedLiquidation:
         """Liquidate the short option ``position_id`` as a keeper would (``OptionMarket.liquidatePosition``)."""
+
+    @abstractmethod
+    def shift_iv(self, asset: str, vol_points: float) -> None:
+        """Move every implied volatility the market quotes on ``asset`` by ``vol_points`` (0.4 = +40
+        vol) from where it stands: the engine's IV path (a scenario's ``[iv]`` shock, the vol spiral)
+        put on chain by the replay, as the price shock is."""
 
 
 @dataclass(frozen=True)
