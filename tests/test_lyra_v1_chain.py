@@ -12,6 +12,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from analyzer.books import market_of
+from analyzer.chain import rpc
 from analyzer.model import to_table
 from analyzer.multicall import multicall
 from protocols.base import ReadContext
@@ -384,6 +385,9 @@ def test_the_buyback_value_equals_the_liquidations_lp_premiums(chain_checkpoint,
     in USD. An IV move is put on chain by the executor's shift_iv, every live board by the same points."""
     deployment = lyra(chain_checkpoint)
     w3 = chain_checkpoint.w3
+    # read at a block of now, seconds before the liquidations as in a replay (a devnet loaded from its cache
+    # mines its next block at the wall clock: the GWAVs would move on between the read and the trades)
+    rpc(w3, "evm_mine", [])
     rows, options, _ = read(chain_checkpoint, deployment)
     rules = _options_frame(options, rows["markets"])
     (market_row,) = rows["markets"]

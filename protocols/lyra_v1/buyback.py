@@ -9,6 +9,7 @@ per base unless said otherwise):
   trade's skew and vega carried to the next one (:class:`BuybackState`);
 - :func:`shifted_base_iv`, :func:`board_iv_variance`: a board's IV after an IV move
   (``OptionMarket.setBoardBaseIv``) and the IV variance the variance fee prices;
+- :func:`cost_in_collateral`: the total cost in base for a base-collateralised call (Synthetix's exchange fee);
 - :func:`liquidation_fees`: ``OptionToken.getLiquidationFees`` (penalty split: LPs, liquidator, security module).
 """
 
@@ -105,6 +106,14 @@ def buyback_total_cost(premium: float, amount: float, spot: float, tte_sec: floa
                            + board_iv_variance(strike, float(strike["base_iv"])) * p.variance_iv_variance_coefficient)
                         * amount)
     return premium + option_fee + spot_fee + vega_fee + variance_fee
+
+
+def cost_in_collateral(cost_quote: np.ndarray, base_collateral: np.ndarray, spot: np.ndarray,
+                       p: LyraParams) -> np.ndarray:
+    """A buy-back's total cost in the short's collateral (``OptionToken.liquidate``): quote as is; for a
+    base-collateralised call the base that buys that much quote on Synthetix
+    (``SynthetixAdapter.estimateExchangeToExactQuote``: cost / (1 − baseQuoteFeeRate) / spot)."""
+    return np.where(base_collateral, np.asarray(cost_quote) / (1.0 - p.base_quote_fee_rate) / spot, cost_quote)
 
 
 def liquidation_fees(cost: np.ndarray, collateral: np.ndarray, min_fee: np.ndarray,

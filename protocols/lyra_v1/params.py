@@ -107,6 +107,7 @@ class LyraParams:
     variance_minimum_static_vega: float = _f(VARIANCE_FEE_PARAMS["minimumStaticVega"])
     variance_iv_variance_coefficient: float = _f(VARIANCE_FEE_PARAMS["ivVarianceCoefficient"])
     variance_minimum_static_iv_variance: float = _f(VARIANCE_FEE_PARAMS["minimumStaticIvVariance"])
+    base_quote_fee_rate: float = _f(FEE_RATE_FOR_BASE)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LyraParams:

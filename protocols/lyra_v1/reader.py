@@ -76,9 +76,11 @@ class LyraReader(Reader):
             Call(m["liquidityPool"], "getTokenPrice()(uint256)"),
             Call(m["liquidityPool"], "lockedCollateral()(uint256,uint256)"),
             Call(m["liquidityToken"], "totalSupply()(uint256)")], "market")
-        (variance,) = self._read([
+        (variance, exchange) = self._read([
             Call(m["optionMarketPricer"], "getVarianceFeeParams()((uint256,uint256,uint256,uint256,uint256,uint256,"
-                                          "uint256,uint256,uint256))")], "market")
+                                          "uint256,uint256,uint256))"),
+            Call(adapter, "getExchangeParams(address)((uint256,bytes32,bytes32,uint256,uint256))",
+                 (m["optionMarket"],))], "market")
         pool_value = self._read([
             Call(m["quoteAsset"], "balanceOf(address)(uint256)", (m["liquidityPool"],)),
             Call(m["baseAsset"], "balanceOf(address)(uint256)", (m["liquidityPool"],)),
@@ -132,7 +134,9 @@ class LyraReader(Reader):
                        "variance_minimum_static_skew_adjustment": _wad(variance[4]),
                        "variance_vega_coefficient": _wad(variance[5]), "variance_minimum_static_vega": _wad(variance[6]),
                        "variance_iv_variance_coefficient": _wad(variance[7]),
-                       "variance_minimum_static_iv_variance": _wad(variance[8])}
+                       "variance_minimum_static_iv_variance": _wad(variance[8]),
+                       # SynthetixAdapter.estimateExchangeToExactQuote: a base-collateralised buy-back in base
+                       "base_quote_fee_rate": _wad(exchange[4])}
         strike_rows = []
         for sid, (strike, board), cache_row, skew_g, nav_skew_g in zip(flat, strikes, caches, skew_gwav, nav_skew_gwav,
                                                                         strict=True):

@@ -36,6 +36,7 @@ from protocols.lyra_v1.buyback import (  # noqa: F401  (the buy-back's pricing, 
     board_iv_variance,
     buyback_price,
     buyback_total_cost,
+    cost_in_collateral,
     liquidation_fees,
     shifted_base_iv,
     time_weighted_fee,
@@ -250,6 +251,7 @@ class LyraOptionRules(OptionMarginRules):
           it enters the variance fee through the vega and the IV variance against the board's GWAV;
         - each buy-back raises its strike's skew and the users' net vega for the next one, within the call
           and, through ``carry`` (a :class:`BuybackState` per market), in the next round;
+        - a base-collateralised call pays the cost in base at Synthetix's exchange fee (:func:`cost_in_collateral`);
         - ``OptionToken.getLiquidationFees`` splits the collateral: value_usd = ``lpPremiums`` in USD (the
           buy-back the pool receives: the total cost, or less when the collateral does not cover it);
           collateral sold = lpPremiums plus the penalty, in collateral units."""
@@ -281,8 +283,7 @@ class LyraOptionRules(OptionMarginRules):
             cost_quote[i] = buyback_total_cost(cost_quote[i], size[i], float(spot[i]), float(max(tte[i], 0)),
                                                strike, float(gwav[i] * vol_shock[i]), nav, state, p)
         base = kind == SHORT_CALL_BASE
-        cost = np.where(base, cost_quote / spot, cost_quote)
-        fees = liquidation_fees(cost, options["collateral"].to_numpy(float),
+        fees = liquidation_fees(cost_in_collateral(cost_quote, base, spot, p), options["collateral"].to_numpy(float),
                                 np.where(base, p.min_liquidation_fee / spot, p.min_liquidation_fee),
                                 np.where(base, spot, 1.0), p)
         sold = np.where(hit, fees["lp_premiums"] + fees["lp_fee"] + fees["liquidator_fee"] + fees["sm_fee"], 0.0)
