@@ -434,8 +434,8 @@ def replay(
                                     int(share * step.repaid[i, debt_col] * 10 ** decimals[debt_asset])
                                 if amount == 0:
                                     continue   # the share the keeper would take is below one base unit
-                                outcome = executor.liquidate(account, debt_asset,
-                                                                    str(lending_book.assets[coll_col]), amount)
+                                outcome = executor.liquidate(account, lending_book.column_key(debt_col),
+                                                             lending_book.column_key(coll_col), amount)
                             if not outcome.success:
                                 progress(f"replay: {name} refused to liquidate {account}: {outcome.error}")
                                 continue
