@@ -119,19 +119,23 @@ def test_shared_collateral_with_aave(devnet):
 def at_chain_exchange_rate(w3, book, column: int, tx_hash: str):
     """``book`` with column ``column``'s exchange rate as the chain used it in the liquidation
     ``tx_hash``: liquidateBorrow accrues the collateral market's interest first, so where that
-    market has borrows its rate has moved since the snapshot's block. The rate before the seize
-    (the one liquidateCalculateSeizeTokens read) is ``exchangeRateStoredInternal`` on the state
-    after the transaction with the seize's own changes taken back: the protocol's cTokens it burnt
-    (its Transfer to the cToken) and the reserves it added (``ReservesAdded``)."""
+    market has borrows (the devnet's WBTC markets) its rate has moved since the snapshot's block.
+    The rate before the seize (the one liquidateCalculateSeizeTokens read) is Compound's
+    ``exchangeRateStoredInternal`` on the state after the transaction with the seize's own changes
+    taken back: the protocol's cTokens it burnt (their Transfer to the cToken) and the reserves it
+    added (``ReservesAdded``). Other profiles' books are returned as they are (the Venus pool's
+    collateral markets do not accrue between the read and the liquidation here)."""
     from dataclasses import replace
 
     from eth_utils import event_signature_to_log_topic
 
+    if book.extra.get("profile", "compound") != "compound":
+        return book
     receipt = w3.eth.get_transaction_receipt(tx_hash)
     ctoken = w3.eth.contract(address=book.column_key(column), abi=fixture_artifact("compound_v2", "CErc20")["abi"])
     burnt = added = 0
     for log in receipt["logs"]:
-        if log["address"] != ctoken.address:
+        if to_checksum_address(log["address"]) != ctoken.address:
             continue
         topic, data = bytes(log["topics"][0]), bytes(log["data"])
         if topic == event_signature_to_log_topic("Transfer(address,address,uint256)") and \
