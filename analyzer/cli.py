@@ -212,6 +212,28 @@ def sweep_command(
     _say_assumed_depth(snapshot)
 
 
+@app.command("recommend")
+def recommend_command(
+    snapshot: Annotated[Path, typer.Argument(help="A snapshot folder.")],
+    scenarios: Annotated[str, typer.Option(help='Stress scenarios: a TOML of [[scenario]] tables, or "demo".')],
+    budget: Annotated[float, typer.Option(help="Bad debt allowed per scenario, USD.")],
+    markets: Annotated[str | None, typer.Option(help="Comma list of markets or assets to tune (default: all).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder (recommendations.json, recommend.html).")] = Path("graphs/recommend"),
+    workers: Annotated[int | None, typer.Option(help="Run on a local Dask cluster of N worker processes.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Run on an existing Dask scheduler (tcp://HOST:PORT).")] = None,
+) -> None:
+    """The smallest risk-parameter changes that keep every scenario's bad debt under the budget."""
+    from analyzer.recommend import recommend_to_dir
+
+    if workers is not None and scheduler is not None:
+        raise ContagionError("give --workers N or --scheduler ADDRESS, not both")
+    if workers is not None and workers < 1:
+        raise ContagionError(f"--workers must be at least 1, got {workers}")
+    wanted = [m.strip() for m in markets.split(",") if m.strip()] if markets else None
+    typer.echo(str(recommend_to_dir(snapshot, scenarios, budget, out, markets=wanted, workers=workers,
+                                    scheduler=scheduler, say=lambda message: err.print(f"[dim]{escape(message)}[/dim]"))))
+
+
 @app.command("replay")
 def replay_command(
     scenario: Annotated[Path, typer.Option(help="The shock scenario TOML to execute.")],

@@ -532,6 +532,57 @@ class OptionsSource(ABC):
         :meth:`response_kind`. Raises ContagionError naming what is missing or malformed."""
 
 
+# --- risk parameters ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TunableParameter:
+    """One risk parameter a governance change may set: ``parameter`` of ``asset`` in ``market``,
+    now ``value`` (a fraction), moved in steps of ``step`` (the size governance proposals use)
+    within [``minimum``, ``maximum``]; ``tighten`` is -1 when a safer setting is a lower value."""
+
+    market: str
+    asset: str
+    parameter: str
+    value: float
+    step: float
+    minimum: float
+    maximum: float
+    tighten: int = -1
+
+
+@dataclass(frozen=True)
+class ParameterChange:
+    """``parameter`` of ``asset`` in ``market`` of ``protocol`` set to ``value`` (a fraction)."""
+
+    protocol: str
+    market: str
+    asset: str
+    parameter: str
+    value: float
+
+
+class ParameterTuning(ABC):
+    """A protocol's risk parameters as its governance sets them: listed and applied to a snapshot
+    offline (for ``contagion recommend``), and applied on an anvil fork through the protocol's own
+    configuration functions (for ``recommend --prove``)."""
+
+    protocol: ClassVar[str]
+
+    @abstractmethod
+    def parameters(self, snapshot: Snapshot) -> list[TunableParameter]:
+        """The parameters of this protocol's markets in ``snapshot`` a governance change may re-set."""
+
+    @abstractmethod
+    def apply(self, snapshot: Snapshot, changes: Sequence[ParameterChange]) -> Snapshot:
+        """A copy of ``snapshot`` whose rows carry ``changes`` (this protocol's), as the protocol's
+        configuration functions would store them (their rounding, their consistency rules)."""
+
+    @abstractmethod
+    def configure(self, w3: Web3, deployment: dict[str, Any], changes: Sequence[ParameterChange]) -> None:
+        """Set ``changes`` of the market ``deployment`` on an anvil fork (``require_anvil``) through
+        the protocol's own configuration functions, as its governance would."""
+
+
 # --- the plugin ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -553,6 +604,7 @@ class Plugin:
     price_sources: type[PriceSources] | None = None
     venue_models: tuple[type[VenueModel], ...] = ()
     options_source: type[OptionsSource] | None = None
+    tuning: type[ParameterTuning] | None = None
     devnet_order: int = 50
     books: Path | None = None
     market_key: str = ""

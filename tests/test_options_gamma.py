@@ -197,6 +197,26 @@ def test_fetch_from_a_server_in_the_venues_format_equals_importing_the_files(tmp
     assert not (tmp_path / "other").exists()
 
 
+def test_a_refused_fetch_saves_no_response(tmp_path):
+    """The venue answers, but its book summary is not a valid one: the fetch is refused and
+    --save-responses gets nothing (a refusal writes no output)."""
+    from analyzer.options.imports import fetch_options
+
+    bad = tmp_path / "summary.json"
+    summary = json.loads(DERIBIT_ETH[1].read_text())
+    summary["result"][0]["open_interest"] = "many"
+    bad.write_text(json.dumps(summary))
+    server = _serve(tmp_path, {"/api/v2/public/get_instruments": DERIBIT_ETH[0],
+                               "/api/v2/public/get_book_summary_by_currency": bad})
+    try:
+        with pytest.raises(ContagionError, match="open_interest must be a number"):
+            fetch_options("deribit", "ETH", tmp_path / "snap", url=f"http://127.0.0.1:{server.server_address[1]}/api/v2",
+                          save_to=tmp_path / "raw")
+    finally:
+        server.shutdown()
+    assert not (tmp_path / "raw").exists() and not (tmp_path / "snap").exists()
+
+
 def test_simulate_with_imported_dealers_names_them_in_the_contagion_matrix(tmp_path):
     """Dealers short every option (customers long all OI, from a positioning file) sell into a fall."""
     import subprocess

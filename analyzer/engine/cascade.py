@@ -20,7 +20,9 @@ Repeated until a fixed point (no liquidation and every market and oracle price c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -145,15 +147,17 @@ def receipt_writedowns(prep: Prepared, books: list, previous: np.ndarray | None)
     return out
 
 
-def _curve_source(state: CascadeState, scenario: ShockScenario, cache: dict):
-    """``curve(a)``: the slippage curve of asset a at the round's start, sampled on first use and
-    shared by all books of the round (only assets a keeper trades are sampled)."""
+def curve_source(venues: Mapping[int, Any], price_impact: bool, cache: dict[int, SlippageCurve]):
+    """``curve(a)``: the slippage curve of asset index a on ``venues`` (AssetVenues by asset index)
+    at the round's start, sampled on first use into ``cache`` and shared by all books of the round
+    (only assets a keeper trades are sampled); flat without ``price_impact`` or venues. The replay
+    samples the fork's own pools through it."""
 
     def curve(a: int) -> SlippageCurve:
         a = int(a)
         if a not in cache:
-            venues = state.venues.get(a)
-            cache[a] = SlippageCurve.sample(venues) if (venues is not None and scenario.price_impact) \
+            asset_venues = venues.get(a)
+            cache[a] = SlippageCurve.sample(asset_venues) if (asset_venues is not None and price_impact) \
                 else SlippageCurve.flat()
         return cache[a]
 
@@ -292,7 +296,7 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
         fee_tokens=np.zeros((n_protocols, n_assets)), contagion=np.zeros((n_sources, n_protocols)),
         gamma_feedback=np.zeros(n_assets), market_bad_debt_usd=np.zeros(len(prep.markets)))
     unit_value = redeemable_units(prep, state.writedown, state.asset_writedown)
-    curves = _curve_source(state, scenario, state.curve_cache)
+    curves = curve_source(state.venues, scenario.price_impact, state.curve_cache)
     state.committed_sell, state.committed_buy = np.zeros(n_assets), np.zeros(n_assets)
     deposits_usd = np.zeros(len(prep.markets))
     for s, slot in enumerate(prep.slots):
