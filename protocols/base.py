@@ -253,6 +253,16 @@ class Rules(ABC):
         """``(n,)`` USD of debt that no collateral backs: debt value beyond all collateral value."""
         return np.maximum(book.debt @ prices - book.collateral @ prices, 0.0)
 
+    def unrealised_loss_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """``(n,)`` USD of each account's bad debt that the market's suppliers bear but that no price
+        shows yet: not in the receipt token's redemption value, not in a share price. By default
+        all of :meth:`bad_debt_usd`: an Aave aToken balance is scaled balance × liquidity index and
+        the index never falls (3.3+ books the loss as a reserve deficit, ``_burnBadDebt``); a
+        Compound V2 cToken's ``exchangeRateStored`` is (cash + totalBorrows − totalReserves) /
+        totalSupply, and the bad debt stays in totalBorrows. A protocol whose share price takes the
+        loss (Morpho at liquidation) counts only what it has not realised yet."""
+        return self.bad_debt_usd(book, prices)
+
     def written_off_usd(self, book: LendingBook, prices: np.ndarray) -> float:
         """USD of bad debt this market has already written off, cumulative, as its contracts record
         it, and which no position shows any more (Morpho Blue's ``Liquidate.badDebtAssets``). 0
@@ -337,9 +347,11 @@ class OptionMarginRules(Rules):
 
 
 class ReceiptWritedownRules(Rules):
-    """Rules of a protocol whose receipt tokens are written down by the losses of particular books,
-    not pro rata to all of its books (Morpho's vaults: a vault share falls by the realised bad
-    debt of the markets that vault supplies, and no other)."""
+    """Rules of a protocol whose receipt tokens' redemption value falls with the losses of
+    particular books (Morpho's vaults: a vault share falls by the realised bad debt of the markets
+    that vault supplies, and no other; ERC-4626 ``convertToAssets``). A protocol without this
+    capability never writes its receipts down: its bad debt is the suppliers' unrealised loss
+    (:meth:`Rules.unrealised_loss_usd`), which moves no price."""
 
     @abstractmethod
     def receipt_writedowns(self, snapshot: Snapshot, books: list[LendingBook]) -> dict[str, float]:
