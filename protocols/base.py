@@ -140,6 +140,9 @@ class LendingBook:
     else the protocol's rule needs (e-mode categories, exchange rates, reserves).
     ``per_account`` names the entries of ``extra`` that have one row per account (first axis
     ``n``): :meth:`take` selects their rows with the book's, every other entry is shared.
+    ``reserves`` (m,): the market's own contract per column where one market may list an asset
+    twice (Compound V2's cToken: legacy cWBTC beside cWBTC2, two columns of one asset), as the
+    snapshot's ``reserve`` column; None where the asset alone names a column.
     """
 
     protocol: str
@@ -152,18 +155,23 @@ class LendingBook:
     params: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     per_account: tuple[str, ...] = ()
+    reserves: np.ndarray | None = None
 
     def copy(self) -> LendingBook:
         """A book whose collateral, debt and per-account extras may be changed without touching this one."""
         extra = {k: (np.array(v, copy=True) if k in self.per_account else v) for k, v in self.extra.items()}
-        return LendingBook(self.protocol, self.market, self.accounts, self.assets, self.collateral.copy(),
-                           self.debt.copy(), self.category, self.params, extra, self.per_account)
+        return replace(self, collateral=self.collateral.copy(), debt=self.debt.copy(), extra=extra)
 
     def take(self, rows: np.ndarray) -> LendingBook:
         """The accounts ``rows`` (indices into ``accounts``) as a book of their own (copies of the rows)."""
         extra = {k: (np.asarray(v)[rows] if k in self.per_account else v) for k, v in self.extra.items()}
-        return LendingBook(self.protocol, self.market, self.accounts[rows], self.assets, self.collateral[rows],
-                           self.debt[rows], self.category[rows], self.params, extra, self.per_account)
+        return replace(self, accounts=self.accounts[rows], collateral=self.collateral[rows], debt=self.debt[rows],
+                       category=self.category[rows], extra=extra)
+
+    def column_key(self, column: int) -> str:
+        """What names column ``column`` to the protocol's executor: its reserve where the book has
+        them (two columns may share an asset), else its asset."""
+        return str(self.assets[column] if self.reserves is None else self.reserves[column])
 
 
 @dataclass
@@ -397,7 +405,11 @@ class Executor(ABC):
     @abstractmethod
     def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
                   amount_raw: int | None = None) -> ExecutedLiquidation:
-        """Liquidate ``account`` as a keeper would (``amount_raw`` None = as much as allowed)."""
+        """Liquidate ``account`` as a keeper would (``amount_raw`` None = as much as allowed).
+
+        ``debt_asset`` / ``collateral_asset`` name book columns as :meth:`LendingBook.column_key`
+        does (the reserve where the protocol's books have them); the outcome's amounts are keyed
+        by asset."""
 
 
 class PartialCollateralExecutor(Executor):
