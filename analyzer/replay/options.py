@@ -45,9 +45,10 @@ class OptionMarkets:
         self.started = False
 
     def round(self, snap: Snapshot, price: np.ndarray, now: int, round_index: int,
-              progress: Callable[[str], None]) -> tuple[list[ReplayLiquidation], np.ndarray, np.ndarray]:
+              skip: Callable[[str, str, str], None]) -> tuple[list[ReplayLiquidation], np.ndarray, np.ndarray]:
         """Liquidate the flagged shorts of ``snap`` (the fork now) at ``price`` (A,); returns the
-        liquidations, the pools' hedge sales (A,) in asset units and the contracts bought back (A,)."""
+        liquidations, the pools' hedge sales (A,) in asset units and the contracts bought back (A,).
+        ``skip(protocol, account, reason)`` is told of each refused liquidation."""
         from analyzer.engine.options import vol_spiral
 
         book, n_assets = self.prep.options, len(price)
@@ -68,7 +69,7 @@ class OptionMarkets:
                 if frame.empty:
                     continue
                 u = index[underlying_of[(lender.plugin.name, market)]]
-                for record, row in self._liquidate_market(lender, frame, u, price, now, round_index, progress):
+                for record, row in self._liquidate_market(lender, frame, u, price, now, round_index, skip):
                     records.append(record)
                     key = (lender.plugin.name, str(market), int(frame["position_id"][row]))
                     if key in self.row_of:
@@ -83,7 +84,7 @@ class OptionMarkets:
         return records, hedge, bought
 
     def _liquidate_market(self, lender: Lender, frame: pd.DataFrame, u: int, price: np.ndarray, now: int,
-                          round_index: int, progress: Callable[[str], None]) -> list[tuple[ReplayLiquidation, int]]:
+                          round_index: int, skip: Callable[[str, str, str], None]) -> list[tuple[ReplayLiquidation, int]]:
         """Liquidate the shorts of one option market (``frame``, on underlying column ``u``) its
         margin rule flags; returns each liquidation with its row of ``frame``."""
         answer = lender.rules.option_liquidations(frame, np.full(len(frame), price[u]),
@@ -93,7 +94,7 @@ class OptionMarkets:
             position = int(frame["position_id"][row])
             outcome = lender.executor.liquidate_position(position)
             if not outcome.success:
-                progress(f"replay: {lender.plugin.name} refused to liquidate position {position}: {outcome.error}")
+                skip(lender.plugin.name, outcome.account, f"refused to liquidate position {position}: {outcome.error}")
                 continue
             # the buy-back: the premium the pool was paid, in collateral units (Lyra's event)
             premium = outcome.seized.get("lp_premiums", 0) / 1e18
