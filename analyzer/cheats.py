@@ -13,6 +13,7 @@ from web3 import Web3
 from analyzer.chain import require_anvil, rpc
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call, single_call
+from analyzer.transactions import send
 
 _found_slots: dict[tuple[int, str], tuple[int, bool]] = {}
 
@@ -68,3 +69,22 @@ def mine(w3: Web3, blocks: int = 1) -> int:
 def state_root(w3: Web3, block: int) -> str:
     """The state root of ``block`` (a read: works on any node)."""
     return w3.eth.get_block(block)["stateRoot"].hex()
+
+
+def read(w3: Web3, target: str, signature: str, *args) -> object:
+    """One view call at the latest block (``signature`` as Multicall's ``name(types)(outputs)``)."""
+    return single_call(w3, Call(target, signature, tuple(args)), block="latest").unwrap(
+        f"{signature.split('(')[0]} on {target}")
+
+
+def send_as(w3: Web3, sender: str, target: str, signature: str, *args, what: str = "") -> dict:
+    """Send a call as ``sender``, impersonated (and given gas money) when it is not one of anvil's
+    own accounts: a governance or admin call on a fork. Raises ContagionError with the revert."""
+    require_anvil(w3)
+    sender = to_checksum_address(sender)
+    if sender not in w3.eth.accounts:
+        rpc(w3, "anvil_impersonateAccount", [sender])
+        if w3.eth.get_balance(sender) < 10**18:
+            rpc(w3, "anvil_setBalance", [sender, hex(10**20)])
+    tx = {"to": to_checksum_address(target), "data": "0x" + Call(target, signature, args).calldata.hex()}
+    return send(w3, tx, sender, what or signature)

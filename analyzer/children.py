@@ -8,7 +8,9 @@ and state folder would stay on disk. Two independent guards end it:
   thread that started it exits. Set only from the main thread, whose end is the process's end.
 - a watchdog process (``watchdog.py``, in its own session so a signal to the CLI's group spares
   it): it polls its parent, and once reparented it kills the child's group and removes the
-  child's scratch files. It exits by itself when the child does.
+  child's scratch files. It lives until then, or until the parent stops it (``stop_watchdog``)
+  after stopping the child: the child's own end is no reason to go, since a SIGKILLed parent
+  can take a while to die after its child did, and the scratch files still need removing.
 """
 
 from __future__ import annotations

@@ -253,6 +253,16 @@ class Rules(ABC):
         """``(n,)`` USD of debt that no collateral backs: debt value beyond all collateral value."""
         return np.maximum(book.debt @ prices - book.collateral @ prices, 0.0)
 
+    def unrealised_loss_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """``(n,)`` USD of each account's bad debt that the market's suppliers bear but that no price
+        shows yet: not in the receipt token's redemption value, not in a share price. By default
+        all of :meth:`bad_debt_usd`: an Aave aToken balance is scaled balance × liquidity index and
+        the index never falls (3.3+ books the loss as a reserve deficit, ``_burnBadDebt``); a
+        Compound V2 cToken's ``exchangeRateStored`` is (cash + totalBorrows − totalReserves) /
+        totalSupply, and the bad debt stays in totalBorrows. A protocol whose share price takes the
+        loss (Morpho at liquidation) counts only what it has not realised yet."""
+        return self.bad_debt_usd(book, prices)
+
     def written_off_usd(self, book: LendingBook, prices: np.ndarray) -> float:
         """USD of bad debt this market has already written off, cumulative, as its contracts record
         it, and which no position shows any more (Morpho Blue's ``Liquidate.badDebtAssets``). 0
@@ -337,9 +347,11 @@ class OptionMarginRules(Rules):
 
 
 class ReceiptWritedownRules(Rules):
-    """Rules of a protocol whose receipt tokens are written down by the losses of particular books,
-    not pro rata to all of its books (Morpho's vaults: a vault share falls by the realised bad
-    debt of the markets that vault supplies, and no other)."""
+    """Rules of a protocol whose receipt tokens' redemption value falls with the losses of
+    particular books (Morpho's vaults: a vault share falls by the realised bad debt of the markets
+    that vault supplies, and no other; ERC-4626 ``convertToAssets``). A protocol without this
+    capability never writes its receipts down: its bad debt is the suppliers' unrealised loss
+    (:meth:`Rules.unrealised_loss_usd`), which moves no price."""
 
     @abstractmethod
     def receipt_writedowns(self, snapshot: Snapshot, books: list[LendingBook]) -> dict[str, float]:
@@ -528,6 +540,57 @@ class OptionsSource(ABC):
         :meth:`response_kind`. Raises ContagionError naming what is missing or malformed."""
 
 
+# --- risk parameters ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TunableParameter:
+    """One risk parameter a governance change may set: ``parameter`` of ``asset`` in ``market``,
+    now ``value`` (a fraction), moved in steps of ``step`` (the size governance proposals use)
+    within [``minimum``, ``maximum``]; ``tighten`` is -1 when a safer setting is a lower value."""
+
+    market: str
+    asset: str
+    parameter: str
+    value: float
+    step: float
+    minimum: float
+    maximum: float
+    tighten: int = -1
+
+
+@dataclass(frozen=True)
+class ParameterChange:
+    """``parameter`` of ``asset`` in ``market`` of ``protocol`` set to ``value`` (a fraction)."""
+
+    protocol: str
+    market: str
+    asset: str
+    parameter: str
+    value: float
+
+
+class ParameterTuning(ABC):
+    """A protocol's risk parameters as its governance sets them: listed and applied to a snapshot
+    offline (for ``contagion recommend``), and applied on an anvil fork through the protocol's own
+    configuration functions (for ``recommend --prove``)."""
+
+    protocol: ClassVar[str]
+
+    @abstractmethod
+    def parameters(self, snapshot: Snapshot) -> list[TunableParameter]:
+        """The parameters of this protocol's markets in ``snapshot`` a governance change may re-set."""
+
+    @abstractmethod
+    def apply(self, snapshot: Snapshot, changes: Sequence[ParameterChange]) -> Snapshot:
+        """A copy of ``snapshot`` whose rows carry ``changes`` (this protocol's), as the protocol's
+        configuration functions would store them (their rounding, their consistency rules)."""
+
+    @abstractmethod
+    def configure(self, w3: Web3, deployment: dict[str, Any], changes: Sequence[ParameterChange]) -> None:
+        """Set ``changes`` of the market ``deployment`` on an anvil fork (``require_anvil``) through
+        the protocol's own configuration functions, as its governance would."""
+
+
 # --- the plugin ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -549,6 +612,7 @@ class Plugin:
     price_sources: type[PriceSources] | None = None
     venue_models: tuple[type[VenueModel], ...] = ()
     options_source: type[OptionsSource] | None = None
+    tuning: type[ParameterTuning] | None = None
     devnet_order: int = 50
     books: Path | None = None
     market_key: str = ""

@@ -138,11 +138,7 @@ def test_every_command_taking_a_url_uses_all_three_forms_and_prints_none(inputs,
     assert not list((tmp_path / "tmp").glob("anvil-*"))   # logs and state folders removed
 
 
-@pytest.mark.parametrize("command", [
-    pytest.param("scan", marks=pytest.mark.xfail(strict=False, reason=(
-        "known (issue 26 stays open): after kill -9 of `scan --fork-url` the watchdog sometimes leaves "
-        "anvil's log and state folder behind on the final tree; anvil itself dies and no secret leaks"))),
-    "replay"])
+@pytest.mark.parametrize("command", ["scan", "replay"])
 def test_kill_9_of_the_cli_mid_run_leaves_no_anvil_no_log_and_no_secret(inputs, proxy, tmp_path, command):
     """Killed while its fork reads the node (full book: the run lasts), with the URL in the
     environment: during and after, no process argument, file or stderr line holds a secret."""

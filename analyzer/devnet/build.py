@@ -8,6 +8,7 @@ loads the state in seconds; any change of a key part rebuilds it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 
 from analyzer.atomic import atomic_write_text
 from analyzer.chain import Anvil
+from analyzer.console import progress_bar
 from analyzer.devnet.context import DevnetContext
 from analyzer.devnet.feeds import deploy_feeds
 from analyzer.devnet.scenario import DevnetScenario
@@ -31,14 +33,15 @@ CHAIN_ID = 31337
 # anvil needs more than EIP-170's 24 KiB for some protocol bytecode (Lyra's OptionMarket)
 CODE_SIZE_LIMIT = 0x30000
 TOKEN = ("tokens", "DevnetERC20")  # (fixture group, contract) of every devnet asset: mint(address,uint256) is open
-KEEP_STATES = 6  # cached devnet states (tens of MB each) kept; older keys are removed
+KEEP_STATES = 12  # cached devnet states (tens of MB each) kept; the least recently used are removed
 
 
 def prune_cache(keep: int) -> None:
-    """Remove all but the ``keep`` most recently written devnet states."""
+    """Remove all but the ``keep`` most recently used devnet states (a load touches its state)."""
     states = sorted((p for p in CACHE_DIR.glob("*/state.json")), key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in states[keep:]:
         shutil.rmtree(stale.parent, ignore_errors=True)
+        (CACHE_DIR / f"{stale.parent.name}.lock").unlink(missing_ok=True)
 
 
 def cache_key(scenario: DevnetScenario, plugins: list[Plugin]) -> str:
@@ -97,14 +100,35 @@ def start_devnet(
     use_cache: bool = True,
     progress: Callable[[str], None] = lambda message: None,
 ) -> RunningDevnet:
-    """Start a devnet with ``plugins`` deployed and ``scenario`` seeded (from cache when possible)."""
+    """Start a devnet with ``plugins`` deployed and ``scenario`` seeded (from cache when possible).
+
+    Builds of one key are serialised by a lock file beside the cache, so two processes that start
+    the same devnet at once (test workers, two terminals) build it once and both load it."""
+    if not use_cache:
+        return build_devnet(scenario, plugins, port=port, state_file=None, progress=progress)
     key = cache_key(scenario, plugins)
     state_file, book_file = CACHE_DIR / key / "state.json", CACHE_DIR / key / "book.json"
-    if use_cache and state_file.is_file() and book_file.is_file():
-        progress(f"devnet: loading cached state {key}")
-        anvil = Anvil(chain_id=CHAIN_ID, port=port, load_state=state_file, code_size_limit=CODE_SIZE_LIMIT).start()
-        return RunningDevnet(anvil, json.loads(book_file.read_text()), scenario, from_cache=True)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if state_file.is_file() and book_file.is_file():
+            progress(f"devnet: loading cached state {key}")
+            state_file.touch()
+            anvil = Anvil(chain_id=CHAIN_ID, port=port, load_state=state_file,
+                          code_size_limit=CODE_SIZE_LIMIT).start()
+            return RunningDevnet(anvil, json.loads(book_file.read_text()), scenario, from_cache=True)
+        return build_devnet(scenario, plugins, port=port, state_file=state_file, progress=progress)
 
+
+def build_devnet(
+    scenario: DevnetScenario,
+    plugins: list[Plugin],
+    *,
+    port: int | None,
+    state_file: Path | None,
+    progress: Callable[[str], None],
+) -> RunningDevnet:
+    """Deploy and seed a devnet on a fresh anvil; save its state and book to ``state_file``'s folder."""
     anvil = Anvil(chain_id=CHAIN_ID, port=port, code_size_limit=CODE_SIZE_LIMIT).start()
     try:
         w3 = anvil.w3
@@ -112,21 +136,26 @@ def start_devnet(
                             book={"chain_id": CHAIN_ID, "chain": "devnet", "scenario": scenario.name,
                                   "multicall3": MULTICALL3_ADDRESS, "protocols": {}})
         ensure_multicall3(w3)
-        progress(f"devnet: deploying {len(scenario.assets)} assets and price feeds")
-        deploy_assets(ctx)
-        for plugin in plugins:
-            if plugin.devnet is None or plugin.name not in scenario.protocols:
-                continue    # a scenario deploys the protocols it configures
-            progress(f"devnet: deploying {plugin.name}")
-            part = plugin.devnet()
-            markets = part.deploy(ctx)
-            ctx.book["protocols"][plugin.name] = markets
-            progress(f"devnet: seeding {plugin.name}")
-            part.seed(ctx, markets)
+        # a scenario deploys the protocols it configures
+        deployed = [p for p in plugins if p.devnet is not None and p.name in scenario.protocols]
+        with progress_bar("devnet: deploy and seed", 1 + 2 * len(deployed)) as bar:
+            progress(f"devnet: deploying {len(scenario.assets)} assets and price feeds")
+            deploy_assets(ctx)
+            bar.advance()
+            for plugin in deployed:
+                progress(f"devnet: deploying {plugin.name}")
+                assert plugin.devnet is not None
+                part = plugin.devnet()
+                markets = part.deploy(ctx)
+                ctx.book["protocols"][plugin.name] = markets
+                bar.advance()
+                progress(f"devnet: seeding {plugin.name}")
+                part.seed(ctx, markets)
+                bar.advance()
         ctx.book["block"] = w3.eth.block_number
-        if use_cache:
+        if state_file is not None:
             anvil.save_state(state_file)
-            atomic_write_text(book_file, json.dumps(ctx.book, indent=2, sort_keys=True) + "\n")
+            atomic_write_text(state_file.parent / "book.json", json.dumps(ctx.book, indent=2, sort_keys=True) + "\n")
             prune_cache(keep=KEEP_STATES)
         return RunningDevnet(anvil, ctx.book, scenario)
     except BaseException:

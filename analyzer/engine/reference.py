@@ -226,6 +226,8 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         rec.liquidations[p] += len(liquidated)
         for i in range(len(book.accounts)):
             book.collateral[i], book.debt[i] = ones[i].collateral[0], ones[i].debt[0]
+            for key in book.per_account:     # an account's own protocol state (Aave's written-off deficit)
+                book.extra[key][i] = ones[i].extra[key][0]
             bad = float(slot.rules.bad_debt_usd(ones[i], oracle)[0])
             rec.bad_debt_usd[p] += bad
             rec.market_bad_debt_usd[slot.market_index] += bad

@@ -16,6 +16,7 @@ from protocols.aave_v3.executor import AaveV3Executor
 from protocols.aave_v3.prices import AaveV3PriceSources
 from protocols.aave_v3.reader import AaveV3Reader
 from protocols.aave_v3.rules import AaveV3Rules
+from protocols.aave_v3.tuning import AaveV3Tuning
 from protocols.base import Plugin
 
 # every chain's main market (AaveV3Ethereum on chain 1, ...); every market of every chain is in
@@ -30,6 +31,7 @@ PLUGIN = Plugin(
     executor=AaveV3Executor,
     devnet=AaveV3Devnet,
     price_sources=AaveV3PriceSources,
+    tuning=AaveV3Tuning,
     devnet_order=10,
     books=Path(__file__).parent / "books", market_key="pool",
 )

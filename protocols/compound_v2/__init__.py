@@ -13,6 +13,7 @@ from protocols.compound_v2.executor import CompoundV2Executor
 from protocols.compound_v2.prices import CompoundV2PriceSources
 from protocols.compound_v2.reader import CompoundV2Reader
 from protocols.compound_v2.rules import CompoundV2Rules
+from protocols.compound_v2.tuning import CompoundV2Tuning
 
 PLUGIN = Plugin(
     name=PROTOCOL,
@@ -21,6 +22,7 @@ PLUGIN = Plugin(
     executor=CompoundV2Executor,
     devnet=CompoundV2Devnet,
     price_sources=CompoundV2PriceSources,
+    tuning=CompoundV2Tuning,
     devnet_order=20,
     books=Path(__file__).parent / "books",
     market_key="comptroller",

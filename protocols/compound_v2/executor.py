@@ -19,6 +19,7 @@ from analyzer.cheats import deal
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call, single_call
+from analyzer.transactions import send
 from protocols.base import ExecutedLiquidation, Executor
 from protocols.compound_v2 import exact
 from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
@@ -88,9 +89,7 @@ class CompoundV2Executor(Executor):
         return self.by_underlying[key]
 
     def _send(self, call, sender: str, what: str) -> None:
-        receipt = self.w3.eth.wait_for_transaction_receipt(call.transact({"from": sender}))
-        if receipt["status"] != 1:
-            raise ContagionError(f"compound-v2: {what} failed")
+        send(self.w3, call, sender, f"compound-v2: {what}")
 
     def set_price(self, asset: str, price_usd: float) -> None:
         """Make the Comptroller's oracle price ``asset`` at ``price_usd``: the root feed behind the
@@ -104,9 +103,7 @@ class CompoundV2Executor(Executor):
 
     def _deploy(self, artifact: dict, *args: Any):
         factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        receipt = self.w3.eth.wait_for_transaction_receipt(factory.constructor(*args).transact({"from": self.keeper}))
-        if receipt["status"] != 1:
-            raise ContagionError("compound-v2: deploying the replay oracle failed")
+        receipt = send(self.w3, factory.constructor(*args), self.keeper, "compound-v2: deploying the replay oracle")
         return self.w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
 
     def fund_keeper(self, asset: str, amount_raw: int) -> None:
@@ -177,12 +174,10 @@ class CompoundV2Executor(Executor):
             if dry_run:
                 call.call(tx)
                 return ExecutedLiquidation(account, True)
-            tx["gas"] = int(call.estimate_gas(tx) * 1.3) + 50_000
-            receipt = self.w3.eth.wait_for_transaction_receipt(call.transact(tx))
+            receipt = send(self.w3, call, self.keeper, "compound-v2: liquidateBorrow", value=tx.get("value", 0),
+                           margin=1.3)
         except Exception as exc:  # a revert: the protocol refused the liquidation
             return ExecutedLiquidation(account, False, error=str(exc)[:300])
-        if receipt["status"] != 1:
-            return ExecutedLiquidation(account, False, tx_hash=receipt["transactionHash"].hex(), error="reverted")
         return self._outcome(account, receipt, debt_asset, collateral_asset, coll["cToken"])
 
     def _outcome(self, account: str, receipt, debt_asset: str, collateral_asset: str, coll_ctoken: str):

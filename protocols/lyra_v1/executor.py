@@ -14,8 +14,8 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.logs import DISCARD
 
-from analyzer.chain import rpc
 from analyzer.errors import ContagionError
+from analyzer.transactions import send
 from protocols.base import ExecutedLiquidation, OptionExecutor
 from protocols.lyra_v1.devnet import artifact, bytes32
 from protocols.lyra_v1.params import UNIT, wad
@@ -38,16 +38,7 @@ class LyraExecutor(OptionExecutor):
         return self.w3.eth.contract(address=to_checksum_address(address), abi=artifact(name)["abi"])
 
     def _send(self, call: Any, sender: str, what: str) -> dict:
-        sender = to_checksum_address(sender)
-        rpc(self.w3, "anvil_impersonateAccount", [sender])
-        try:
-            tx_hash = call.transact({"from": sender, "gas": 12_000_000})
-        except Exception as exc:  # web3 raises on a revert found by its gas-less pre-check
-            raise ContagionError(f"lyra-v1 {what} reverted: {exc}") from None
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
-        if receipt["status"] != 1:
-            raise ContagionError(f"lyra-v1 {what} failed (tx {tx_hash.hex()})")
-        return receipt
+        return send(self.w3, call, sender, f"lyra-v1 {what}", gas=12_000_000, impersonate=True)
 
     # ---- prices and vols ----
     def set_price(self, asset: str, price_usd: float) -> None:

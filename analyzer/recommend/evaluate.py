@@ -1,0 +1,199 @@
+"""Evaluating a set of parameter changes: every stress scenario, settled then shocked.
+
+A set of changes is applied to the snapshot by each protocol's own
+:class:`~protocols.base.ParameterTuning` (offline, as its configurator would store them), then every
+scenario runs through :func:`analyzer.engine.settle.settle_then_shock`: the liquidations the change
+causes at today's prices first, the stress after. Sets are evaluated in batches, in-process or on
+Dask like a sweep (:mod:`analyzer.sweep.run`: the snapshot is scattered to the workers once per
+batch, each task is one set of changes over all scenarios).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyzer.errors import ContagionError
+from analyzer.model import Snapshot
+from analyzer.scenarios import ShockScenario
+from protocols.base import ParameterChange, ParameterTuning
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one set of changes does: bad debt USD per scenario after settling and the stress, and
+    what the settle phase liquidated at today's prices (the largest over scenarios: they differ
+    only when their market behaviour does)."""
+
+    bad_debt_usd: dict[str, float]
+    settle_liquidated_usd: float
+    settle_accounts: int
+
+    def excess_usd(self, budget_usd: float) -> float:
+        """Bad debt beyond the budget, summed over scenarios (0: every scenario is within it)."""
+        return float(sum(max(v - budget_usd, 0.0) for v in self.bad_debt_usd.values()))
+
+
+def tunings(snapshot: Snapshot) -> dict[str, ParameterTuning]:
+    """The tuning capability of every protocol of ``snapshot`` whose plugin declares one."""
+    from protocols import plugins
+
+    present = set(snapshot.markets["protocol"])
+    return {p.name: p.tuning() for p in plugins().values() if p.tuning is not None and p.name in present}
+
+
+def tuned(snapshot: Snapshot, changes: Sequence[ParameterChange]) -> Snapshot:
+    """``snapshot`` with ``changes`` applied by each protocol's tuning."""
+    found = tunings(snapshot)
+    for protocol in sorted({c.protocol for c in changes}):
+        if protocol not in found:
+            raise ContagionError(f"recommend: protocol {protocol} has no parameter tuning")
+        snapshot = found[protocol].apply(snapshot, [c for c in changes if c.protocol == protocol])
+    return snapshot
+
+
+def base_venues(snapshot: Snapshot, venue_models: dict | None) -> dict:
+    """The snapshot's venues (asset address -> AssetVenues), built once: no risk parameter changes a
+    pool, and building them (Uniswap V3 ticks) is most of :func:`~analyzer.engine.prepare.prepare`."""
+    from analyzer.engine.prepare import prepare
+
+    prep = prepare(snapshot, venue_models=venue_models or None)
+    return {prep.assets[i]: v for i, v in prep.venues.items()}
+
+
+def outcome(snapshot: Snapshot, scenarios: Sequence[ShockScenario], changes: Sequence[ParameterChange],
+            venues: dict[str, dict] | None = None) -> Outcome:
+    """Every scenario on ``snapshot`` with ``changes``, settled then shocked. The settle phase runs
+    once per market behaviour (scenarios that differ only in their shocks share it). ``venues``:
+    :func:`base_venues` by the scenarios' venue-model key (built here when absent)."""
+    from analyzer.engine import simulate
+    from analyzer.engine.prepare import prepare
+    from analyzer.engine.settle import settle, settle_scenario, settled
+
+    venues = {} if venues is None else venues
+    snap = tuned(snapshot, changes)
+    prepared: dict[str, object] = {}
+    settlements: dict[str, tuple] = {}
+    bad_debt, settle_usd, settle_accounts = {}, 0.0, 0
+    for scenario in scenarios:
+        key = models_key(scenario)
+        if key not in prepared:
+            if key not in venues:
+                venues[key] = base_venues(snapshot, scenario.venue_models)
+            prepared[key] = prepare(snap, venues=venues[key])
+        calm = repr(dataclasses.replace(settle_scenario(scenario), name=""))
+        if calm not in settlements:
+            state, summary = settle(prepared[key], scenario)
+            settlements[calm] = (summary, settled(prepared[key], state) if summary.total_accounts else prepared[key])
+        summary, start = settlements[calm]
+        bad_debt[scenario.name] = float(sum(simulate(start, scenario).bad_debt_usd.values()))
+        settle_usd = max(settle_usd, summary.total_liquidated_usd)
+        settle_accounts = max(settle_accounts, summary.total_accounts)
+    return Outcome(bad_debt, settle_usd, settle_accounts)
+
+
+def models_key(scenario: ShockScenario) -> str:
+    return json.dumps(scenario.venue_models, sort_keys=True, default=str)
+
+
+_VENUES: dict[str, dict] = {}    # per process: snapshot key -> venues by venue-model key
+
+
+def _outcome_task(snapshot: Snapshot, key: str, scenarios: list[ShockScenario], changes: list[ParameterChange]):
+    if key not in _VENUES:
+        _VENUES.clear()          # one snapshot per process at a time
+        _VENUES[key] = {}
+    return outcome(snapshot, scenarios, changes, _VENUES[key])
+
+
+class Evaluator:
+    """Outcomes of sets of changes, cached by the set; ``client``: a Dask client or None (in-process)."""
+
+    def __init__(self, snapshot: Snapshot, scenarios: Sequence[ShockScenario], client=None):
+        names = [s.name for s in scenarios]
+        if len(set(names)) != len(names):
+            raise ContagionError(f"recommend: scenario names must be distinct (got {', '.join(names)})")
+        self.snapshot, self.scenarios, self.client = snapshot, list(scenarios), client
+        self.cache: dict[tuple, float] = {}                  # (changes key, scenario) -> bad debt USD
+        self.settle: dict[tuple, tuple[float, int]] = {}     # changes key -> (settle USD, accounts)
+        self.runs = 0
+        from analyzer.sweep.run import snapshot_key
+
+        self.snapshot_key = snapshot_key(snapshot)
+
+    def venues(self, scenario: ShockScenario) -> dict:
+        """This process's :func:`base_venues` of the snapshot for ``scenario``'s venue models."""
+        own = _VENUES.setdefault(self.snapshot_key, {})
+        key = models_key(scenario)
+        if key not in own:
+            own[key] = base_venues(self.snapshot, scenario.venue_models)
+        return own[key]
+
+    @staticmethod
+    def key(changes: Sequence[ParameterChange]) -> tuple:
+        return tuple(sorted((c.protocol, c.market, c.asset, c.parameter, round(c.value, 6)) for c in changes))
+
+    def evaluate(self, change_sets: Sequence[Sequence[ParameterChange]],
+                 names: Sequence[str] | None = None) -> list[Outcome]:
+        """Outcomes of ``change_sets`` over the scenarios ``names`` (default: all), each (set,
+        scenario) run once; the settle figures are those of the scenarios run for the set."""
+        from analyzer.sweep.run import _execute
+
+        names = [s.name for s in self.scenarios] if names is None else list(names)
+        todo: dict[tuple, tuple[list[ParameterChange], list[str]]] = {}
+        for changes in change_sets:
+            key = self.key(changes)
+            missing = [n for n in names if (key, n) not in self.cache]
+            if missing and key not in todo:
+                todo[key] = (list(changes), missing)
+        if todo:
+            keys = list(todo)
+            by_name = {s.name: s for s in self.scenarios}
+            tasks = [(_outcome_task, [by_name[n] for n in todo[k][1]], todo[k][0]) for k in keys]
+            for i, result in _execute(self.client, self.snapshot, self.snapshot_key, tasks):
+                for name, value in result.bad_debt_usd.items():
+                    self.cache[(keys[i], name)] = value
+                settle = self.settle.get(keys[i], (0.0, 0))
+                self.settle[keys[i]] = (max(settle[0], result.settle_liquidated_usd),
+                                        max(settle[1], result.settle_accounts))
+                self.runs += len(result.bad_debt_usd)
+        out = []
+        for changes in change_sets:
+            key = self.key(changes)
+            settle_usd, settle_accounts = self.settle[key]
+            out.append(Outcome({n: self.cache[(key, n)] for n in names}, settle_usd, settle_accounts))
+        return out
+
+    def one(self, changes: Sequence[ParameterChange], names: Sequence[str] | None = None) -> Outcome:
+        return self.evaluate([changes], names)[0]
+
+
+def liquidatable_now(snapshot: Snapshot, changes: Sequence[ParameterChange]) -> dict[str, object]:
+    """The accounts ``changes`` make liquidatable at today's oracle prices (each protocol's own rule,
+    before and after the change): ``{"accounts": [[protocol, market, account], ...], "debt_usd": the
+    debt of those accounts at the protocol's oracle prices}``."""
+    from analyzer.engine.prepare import prepare
+
+    old_prep = prepare(snapshot, venues={})       # books and oracle prices only
+    before = {(s.protocol, str(s.book.market)): s for s in old_prep.slots}
+    prep = prepare(tuned(snapshot, changes), venues={})
+    found, debt_usd = [], 0.0
+    for slot in prep.slots:
+        old = before.get((slot.protocol, str(slot.book.market)))
+        was = np.zeros(len(slot.book.accounts), dtype=bool)
+        if old is not None:
+            index = {a: i for i, a in enumerate(old.book.accounts)}
+            rows = np.array([index.get(a, -1) for a in slot.book.accounts], dtype=np.int64)
+            was = (rows >= 0) & old.initially_liquidatable[np.maximum(rows, 0)]
+        newly = slot.initially_liquidatable & ~was
+        oracle = prep.price_pre[slot.cols] * slot.oracle_scale
+        debt_usd += float((slot.book.debt[newly] @ oracle).sum())
+        found += [[slot.protocol, str(slot.book.market), str(a)] for a in slot.book.accounts[newly]]
+    return {"accounts": sorted(found), "debt_usd": debt_usd}
+
+
+__all__ = ["Evaluator", "Outcome", "liquidatable_now", "outcome", "tuned", "tunings"]

@@ -1,0 +1,202 @@
+"""``contagion recommend``: search, describe each recommendation, write recommendations.json and
+the report section (recommend.html with the trade-off figure).
+
+Per recommendation (:func:`describe`): the new value; the bad debt it avoids in each scenario (all
+recommendations against all but this one); the accounts and debt USD it alone makes liquidatable
+at today's prices (each protocol's own rule: ``liquidatable_now_*``); what the settle phase then
+liquidates with it alone (``settle_*``: the cascade at today's prices that those liquidations and
+their sales start; today's parameters may already settle some: ``settle_before``); and the
+distance to cascade of its asset (the smallest fall of the asset that creates bad debt,
+:func:`analyzer.sweep.systemic.distance_to_cascade`) with today's parameters and with all
+recommendations, settled then shocked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import ContagionError
+from analyzer.model import Snapshot
+from analyzer.recommend.evaluate import Evaluator, liquidatable_now, tuned
+from analyzer.recommend.search import Key, Search, greedy, parameters_of, prune
+from analyzer.scenarios import ShockScenario
+
+SCHEMA = "defi-contagion/recommendations"
+MAX_SCENARIOS = 100   # every search step evaluates each scenario: the run grows with their number
+DISTANCE = {"max_shock": -0.95, "tolerance": 0.02, "min_bad_debt_usd": 1.0}
+
+
+@dataclass
+class Recommendation:
+    protocol: str
+    market: str
+    asset: str
+    symbol: str
+    parameter: str
+    old_value: float
+    new_value: float
+    steps: int
+    step: float
+    bad_debt_avoided_usd: dict[str, float]
+    liquidatable_now_accounts: int
+    liquidatable_now_usd: float
+    settle_accounts: int
+    settle_liquidated_usd: float
+    distance_before: float | None
+    distance_after: float | None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def distance(snapshot: Snapshot, scenario: ShockScenario, asset: str, venues: dict | None = None) -> float | None:
+    """The smallest fall of ``asset`` whose settled-then-shocked cascade creates bad debt (None: not
+    within -95%), with ``scenario``'s market behaviour; ``venues``: the snapshot's, when built."""
+    from analyzer.engine.prepare import prepare
+    from analyzer.engine.settle import settle_then_shock
+    from analyzer.sweep.systemic import distance_to_cascade
+
+    prep = prepare(snapshot, venue_models=scenario.venue_models or None, venues=venues)
+    calm = replace(scenario, name="distance", price_shocks={}, venue_shocks={}, iv_shocks={}, forced_sales=[])
+
+    def bad_debt_at(move: float) -> float:
+        shocked = replace(calm, price_shocks={asset: move}) if move else calm
+        return settle_then_shock(prep, shocked).total_bad_debt_usd
+
+    return distance_to_cascade(bad_debt_at, asset, DISTANCE)["shock"]
+
+
+def describe(snapshot: Snapshot, search: Search, evaluator: Evaluator, scenarios: Sequence[ShockScenario],
+             with_distance: bool = True) -> list[Recommendation]:
+    symbols = snapshot.symbol_of()
+    everything = evaluator.one(search.changes())
+    distances: dict[str, tuple] = {}
+    out = []
+    for key in sorted(search.steps):
+        protocol, market, asset, parameter = key
+        others = evaluator.one(search.changes({k: n for k, n in search.steps.items() if k != key}))
+        alone = liquidatable_now(snapshot, search.changes({key: search.steps[key]}))
+        settled_alone = evaluator.one(search.changes({key: search.steps[key]}))
+        if with_distance and asset not in distances:
+            venues = evaluator.venues(scenarios[0])
+            distances[asset] = (distance(snapshot, scenarios[0], asset, venues),
+                                distance(tuned(snapshot, search.changes()), scenarios[0], asset, venues))
+        before, after = distances.get(asset, (None, None))
+        p = search.parameters[key]
+        out.append(Recommendation(protocol, market, asset, str(symbols.get(asset, asset)), parameter, p.value,
+                                  search.value(key, search.steps[key]), search.steps[key], p.step,
+                                  {s: others.bad_debt_usd[s] - everything.bad_debt_usd[s] for s in everything.bad_debt_usd},
+                                  len(alone["accounts"]), alone["debt_usd"], settled_alone.settle_accounts,
+                                  settled_alone.settle_liquidated_usd, before, after))
+    return out
+
+
+def recommend(snapshot: Snapshot, scenarios: Sequence[ShockScenario], budget_usd: float, *,
+              markets: Sequence[str] | None = None, jump: int = 2, client=None, with_distance: bool = True,
+              say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """The recommendations document (see the module docstring and :mod:`analyzer.recommend.search`)."""
+    if not scenarios:
+        raise ContagionError("recommend: no stress scenarios")
+    if not (math.isfinite(budget_usd) and budget_usd >= 0):
+        raise ContagionError(f"recommend: --budget must be a finite USD amount >= 0, got {budget_usd}")
+    parameters = parameters_of(snapshot, markets)
+    if not parameters:
+        raise ContagionError("recommend: no protocol of the snapshot has a tunable parameter")
+    evaluator = Evaluator(snapshot, scenarios, client)
+    search = Search(parameters, {}, snapshot.symbol_of())
+    today = evaluator.one([])
+    say(f"recommend: {len(parameters)} parameters, {len(scenarios)} scenarios, worst bad debt "
+        f"${max(today.bad_debt_usd.values()):,.0f} against a budget of ${budget_usd:,.0f}")
+    feasible = greedy(search, evaluator, budget_usd, jump, say)
+    if feasible:
+        prune(search, evaluator, budget_usd)
+    recs = describe(snapshot, search, evaluator, scenarios, with_distance) if feasible else []
+    after = evaluator.one(search.changes())
+    total_now = liquidatable_now(snapshot, search.changes())
+    return _clean({
+        "schema": SCHEMA, "version": 1, "budget_usd": budget_usd, "feasible": feasible,
+        "scenarios": [s.to_dict() for s in scenarios],
+        "bad_debt_before_usd": today.bad_debt_usd, "bad_debt_after_usd": after.bad_debt_usd,
+        "changes": [vars(c) for c in search.changes()] if feasible else [],
+        "recommendations": [vars(r) for r in recs],
+        "liquidatable_now": {"accounts": total_now["accounts"], "debt_usd": total_now["debt_usd"]} if feasible
+        else {"accounts": [], "debt_usd": 0.0},
+        "settle_before": {"accounts": today.settle_accounts, "liquidated_usd": today.settle_liquidated_usd},
+        "settle_after": {"accounts": after.settle_accounts, "liquidated_usd": after.settle_liquidated_usd},
+        "engine_runs": evaluator.runs,
+        "snapshot": {k: snapshot.meta.get(k) for k in ("chain_id", "block_number", "path")},
+    })
+
+
+def load_scenarios(spec: str, snapshot: Snapshot) -> list[ShockScenario]:
+    """``demo``: the demo's stress scenarios (:func:`analyzer.demo.default_scenarios`); otherwise a
+    TOML file of ``[[scenario]]`` tables (each a scenario as ``contagion simulate --scenario`` reads
+    it, with a ``name``), or of one scenario."""
+    from analyzer.inputs import read_toml
+    from analyzer.scenarios import load_scenario, scenario_from_dict
+
+    if spec == "demo":
+        from analyzer.demo import default_scenarios
+
+        return default_scenarios(snapshot)
+    path = Path(spec)
+    if not path.is_file():
+        raise ContagionError(f'--scenarios "{spec}": not a file (give a TOML of [[scenario]] tables, or "demo")')
+    raw = read_toml(path, "scenarios file")
+    if "scenario" not in raw:
+        return [load_scenario(path)]
+    tables = raw["scenario"]
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ContagionError(f"{path.name}: [[scenario]] must be an array of tables")
+    if len(tables) > MAX_SCENARIOS:
+        raise ContagionError(f"{path.name}: {len(tables):,} scenarios; the limit is {MAX_SCENARIOS} "
+                             "(each search step evaluates every one)")
+    return [scenario_from_dict({"name": f"scenario-{i + 1}", **t}, f"{path.name}: scenario {i + 1}")
+            for i, t in enumerate(tables)]
+
+
+def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: float, out_dir: str | Path, *,
+                     markets: Sequence[str] | None = None, workers: int | None = None, scheduler: str | None = None,
+                     say: Callable[[str], None] = lambda text: None) -> Path:
+    """``contagion recommend``: write recommendations.json, recommend.html and
+    figures/recommend_tradeoff.png into ``out_dir`` (all at once); returns recommendations.json."""
+    from analyzer.atomic import (
+        atomic_write_bytes,
+        atomic_write_text,
+        check_output_dir,
+        final_path,
+        staged_folder,
+    )
+    from analyzer.recommend.section import section_html, tradeoff_figure
+    from analyzer.sweep.run import _client
+
+    check_output_dir(out_dir)
+    snapshot = Snapshot.read(snapshot_dir)
+    snapshot.meta["path"] = str(Path(snapshot_dir).resolve())
+    scenarios = load_scenarios(scenarios_spec, snapshot)
+    with _client(workers, scheduler) as client:
+        doc = recommend(snapshot, scenarios, budget_usd, markets=markets, client=client, say=say)
+    figure = tradeoff_figure(doc)
+    with staged_folder(out_dir) as stage:
+        written = atomic_write_text(stage / "recommendations.json",
+                                    json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        if figure is not None:
+            (stage / "figures").mkdir(exist_ok=True)
+            atomic_write_bytes(stage / "figures" / "recommend_tradeoff.png", figure)
+        atomic_write_text(stage / "recommend.html", section_html(doc, figure))
+    return final_path(written, stage, Path(out_dir))
+
+
+__all__ = ["Key", "Recommendation", "load_scenarios", "recommend", "recommend_to_dir"]

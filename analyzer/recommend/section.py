@@ -1,0 +1,66 @@
+"""The recommendations' report section: the trade-off figure (bad debt avoided against the
+liquidations each change causes at today's prices) and a self-contained HTML table."""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any
+
+from analyzer.report.figures import _png, plt, usd_axis
+
+
+def _worst_avoided(rec: dict[str, Any]) -> float:
+    return max(rec["bad_debt_avoided_usd"].values(), default=0.0)
+
+
+def tradeoff_figure(doc: dict[str, Any]) -> bytes | None:
+    """One point per recommendation: x = debt USD it makes liquidatable at today's prices,
+    y = the most bad debt it avoids in any scenario."""
+    recs = doc.get("recommendations") or []
+    if not recs:
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    xs = [r["liquidatable_now_usd"] for r in recs]
+    ys = [_worst_avoided(r) for r in recs]
+    ax.scatter(xs, ys, s=60, color="#d95f02", zorder=3)
+    for r, x, y in zip(recs, xs, ys, strict=True):
+        ax.annotate(f"{r['symbol']} {r['parameter'].replace('_', ' ')} {r['old_value']:.2%}→{r['new_value']:.2%}",
+                    (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.xaxis.set_major_formatter(usd_axis)
+    ax.yaxis.set_major_formatter(usd_axis)
+    ax.set_xlabel("debt made liquidatable at today's prices (USD)")
+    ax.set_ylabel("bad debt avoided, worst scenario (USD)")
+    ax.set_title(f"Recommended changes: budget ${doc['budget_usd']:,.0f} per scenario")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def section_html(doc: dict[str, Any], figure: bytes | None) -> str:
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(r['protocol'])}</td><td>{e(r['symbol'])}</td><td>{e(r['parameter'])}</td>"
+        f"<td>{r['old_value']:.2%}</td><td>{r['new_value']:.2%}</td><td>${_worst_avoided(r):,.0f}</td>"
+        f"<td>{r['liquidatable_now_accounts']}</td><td>${r['liquidatable_now_usd']:,.0f}</td>"
+        f"<td>{_pct(r['distance_before'])}</td><td>{_pct(r['distance_after'])}</td></tr>"
+        for r in doc.get("recommendations") or [])
+    scen = "".join(f"<tr><td>{e(name)}</td><td>${doc['bad_debt_before_usd'][name]:,.0f}</td>"
+                   f"<td>${doc['bad_debt_after_usd'][name]:,.0f}</td></tr>" for name in doc["bad_debt_before_usd"])
+    img = f'<img alt="trade-off" src="data:image/png;base64,{base64.b64encode(figure).decode()}">' if figure else ""
+    verdict = "every scenario within the budget" if doc["feasible"] else "the budget is out of reach of the tunable parameters"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Risk-parameter recommendations</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>
+</head><body><section id="recommendations"><h2>Risk-parameter recommendations</h2>
+<p>Budget ${doc['budget_usd']:,.0f} of bad debt per scenario: {verdict}. Each change is settled at today's prices
+before the stress (its own liquidations first). Liquidatable now with all changes: {len(doc['liquidatable_now']['accounts'])}
+accounts, ${doc['liquidatable_now']['debt_usd']:,.0f} of debt.</p>
+<table><tr><th>protocol</th><th>asset</th><th>parameter</th><th>today</th><th>recommended</th><th>bad debt avoided (worst)</th>
+<th>accounts liquidatable now</th><th>their debt</th><th>distance to cascade before</th><th>after</th></tr>{rows}</table>
+<h3>Bad debt per scenario</h3><table><tr><th>scenario</th><th>today</th><th>with the changes</th></tr>{scen}</table>
+{img}</section></body></html>
+"""
+
+
+def _pct(value: float | None) -> str:
+    return "none within -95%" if value is None else f"{value:.0%}"

@@ -1,0 +1,106 @@
+"""Compound V2 risk parameters as governance sets them: a market's collateral factor, through
+``Comptroller._setCollateralFactor(cToken, newCollateralFactorMantissa)`` (admin only; refused with
+an error code, not a revert, above 0.9e18 or without an oracle price). In Compound's own profile
+the collateral factor is also the liquidation threshold (liquidity = Σ collateral × factor), so a
+cut both limits borrowing and makes accounts liquidatable; forks with a separate threshold
+(Venus isolated pools) are not tuned here. Steps of 100 bps, as Compound's proposals move factors.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from analyzer.errors import ContagionError
+from analyzer.model import Snapshot
+from protocols.base import ParameterChange, ParameterTuning, TunableParameter
+from protocols.compound_v2.constants import PROTOCOL
+
+STEP = 0.01
+MAX_CUT = 0.25
+MANTISSA = 10**18
+COLLATERAL_FACTOR_MAX = 0.9       # Comptroller.collateralFactorMaxMantissa
+
+
+def _mantissa(value: float) -> int:
+    return int(round(value * 1e4)) * 10**14        # whole bps, as the search steps
+
+
+class CompoundV2Tuning(ParameterTuning):
+    protocol = PROTOCOL
+
+    def parameters(self, snapshot: Snapshot) -> list[TunableParameter]:
+        mk = snapshot.markets[(snapshot.markets["protocol"] == PROTOCOL) & snapshot.markets["collateral_enabled"].astype(bool)]
+        pos = snapshot.positions
+        mine = pos[(pos["protocol"] == PROTOCOL) & (pos["side"] == "collateral")]
+        held = set(zip(mine["market"], mine["asset"], strict=True))
+        out = []
+        for r in mk.itertuples(index=False):
+            params = json.loads(r.params or "{}")
+            if (r.market, r.asset) not in held or params.get("profile", "compound") != "compound":
+                continue
+            cf = float(r.ltv)
+            out.append(TunableParameter(str(r.market), str(r.asset), "collateral_factor", cf, STEP,
+                                        round(max(cf - MAX_CUT, STEP), 6), cf))
+        return out
+
+    def apply(self, snapshot: Snapshot, changes: Sequence[ParameterChange]) -> Snapshot:
+        mine = [c for c in changes if c.protocol == PROTOCOL]
+        if not mine:
+            return snapshot
+        markets = snapshot.markets.copy()
+        for change in mine:
+            if change.parameter != "collateral_factor":
+                raise ContagionError(f"compound-v2: {change.parameter} is not a parameter this tuning sets")
+            row = (markets["protocol"] == PROTOCOL) & (markets["market"] == change.market) \
+                & (markets["asset"] == change.asset)
+            if not row.any():
+                raise ContagionError(f"compound-v2: no market for {change.asset} in {change.market}")
+            mantissa = _check(change.value)
+            i = markets.index[row][0]
+            params = json.loads(markets.at[i, "params"] or "{}")
+            params["collateral_factor_mantissa"] = params["liquidation_threshold_mantissa"] = str(mantissa)
+            markets.loc[row, ["ltv", "liquidation_threshold"]] = [mantissa / MANTISSA, mantissa / MANTISSA]
+            markets.at[i, "params"] = json.dumps(params, sort_keys=True)
+        out = copy.copy(snapshot)
+        out.meta, out.markets = dict(snapshot.meta), markets
+        return out
+
+    def configure(self, w3, deployment: dict[str, Any], changes: Sequence[ParameterChange]) -> None:
+        """As the Comptroller's ``admin()``, impersonated; each change read back from ``markets()``."""
+        from analyzer.chain import require_anvil
+        from analyzer.cheats import read, send_as
+        from protocols.compound_v2.executor import CompoundV2Executor
+
+        require_anvil(w3)
+        mine = [c for c in changes if c.protocol == PROTOCOL]
+        if not mine:
+            return
+        comptroller = to_checksum_address(deployment["comptroller"])
+        ctokens = {u.lower(): m["cToken"] for u, m in
+                   CompoundV2Executor(w3, deployment, w3.eth.accounts[0]).by_underlying.items()}
+        admin = read(w3, comptroller, "admin()(address)")
+        for change in mine:
+            if to_checksum_address(change.market) != comptroller:
+                raise ContagionError(f"compound-v2: a change for {change.market}, but the deployment's comptroller is {comptroller}")
+            ctoken = ctokens.get(change.asset.lower())
+            if ctoken is None:
+                raise ContagionError(f"compound-v2: no cToken of {change.asset} in {comptroller}")
+            mantissa = _check(change.value)
+            send_as(w3, admin, comptroller, "_setCollateralFactor(address,uint256)", to_checksum_address(ctoken), mantissa,
+                    what=f"Comptroller._setCollateralFactor({ctoken})")
+            listed = read(w3, comptroller, "markets(address)(bool,uint256,bool)", to_checksum_address(ctoken))
+            if int(listed[1]) != mantissa:      # an error code, not a revert (Compound's fail())
+                raise ContagionError(f"Comptroller._setCollateralFactor({ctoken}) refused {mantissa}")
+
+
+def _check(value: float) -> int:
+    mantissa = _mantissa(value)
+    if not 0 <= mantissa <= int(COLLATERAL_FACTOR_MAX * MANTISSA):
+        raise ContagionError(f"compound-v2: collateral factor {value} is outside [0, 0.9] "
+                             "(Comptroller._setCollateralFactor: INVALID_COLLATERAL_FACTOR)")
+    return mantissa

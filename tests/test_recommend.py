@@ -1,0 +1,122 @@
+"""``contagion recommend`` on a hand-built Aave V3 book (tests/test_engine_closed_form.aave_snapshot).
+
+Four WETH borrowers against USDC, one WETH/USDC constant-product pool; a -30% and a -20% WETH
+shock. The checks re-simulate independently of the search: the recommended values are written
+into the snapshot's market rows by hand and every scenario is run settled then shocked.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analyzer.engine.settle import settle_then_shock
+from analyzer.errors import ContagionError
+from analyzer.recommend import recommend
+from analyzer.recommend.evaluate import liquidatable_now
+from analyzer.scenarios import ShockScenario
+from protocols.base import ParameterChange
+from tests.test_engine_closed_form import USDC, aave_snapshot
+
+WETH = {"price": 2000.0, "lt": 0.80, "bonus": 0.05, "fee_bps": 1000}
+BORROWERS = {"a1": 150_000.0, "a2": 140_000.0, "a3": 130_000.0}
+SCENARIOS = [ShockScenario(name="weth-30", price_shocks={"WETH": -0.30}),
+             ShockScenario(name="weth-20", price_shocks={"WETH": -0.20})]
+BUDGET = 5_000.0
+
+
+def book():
+    accounts = {name: [("WETH", "collateral", 100.0), ("USDC", "debt", debt)] for name, debt in BORROWERS.items()}
+    accounts["a4"] = [("WETH", "collateral", 50.0), ("USDC", "debt", 60_000.0)]
+    return aave_snapshot({"USDC": USDC, "WETH": WETH}, accounts, pools={"WETH": (2_000.0, 4_000_000.0, 0.003)})
+
+
+def by_hand(values: dict[str, float]):
+    """The book with WETH's parameters written into its market row directly (not by the tuning)."""
+    snapshot = book()
+    row = snapshot.markets["asset"] == snapshot.address_of("WETH")
+    for parameter, value in values.items():
+        snapshot.markets.loc[row, parameter] = value
+    return snapshot
+
+
+def bad_debt(snapshot) -> dict[str, float]:
+    return {s.name: settle_then_shock(snapshot, s).total_bad_debt_usd for s in SCENARIOS}
+
+
+@pytest.fixture(scope="module")
+def doc():
+    return recommend(book(), SCENARIOS, BUDGET)
+
+
+def test_the_recommended_parameters_keep_every_scenario_under_the_budget(doc):
+    assert max(doc["bad_debt_before_usd"].values()) > BUDGET and doc["feasible"]
+    values = {r["parameter"]: r["new_value"] for r in doc["recommendations"]}
+    assert values and set(values) <= {"liquidation_threshold", "liquidation_bonus"}
+    again = bad_debt(by_hand(values))
+    assert all(v <= BUDGET for v in again.values()), again
+    assert again == pytest.approx(doc["bad_debt_after_usd"], abs=1e-6)
+    json.dumps(doc, allow_nan=False)
+
+
+def test_no_recommended_step_can_be_undone(doc):
+    values = {r["parameter"]: r["new_value"] for r in doc["recommendations"]}
+    for rec in doc["recommendations"]:
+        undone = {**values, rec["parameter"]: round(rec["new_value"] + rec["step"], 6)}   # one step back
+        assert max(bad_debt(by_hand(undone)).values()) > BUDGET, rec["parameter"]
+
+
+def test_liquidatable_now_is_every_account_whose_health_the_cut_takes_under_one(doc):
+    lt = next(r["new_value"] for r in doc["recommendations"] if r["parameter"] == "liquidation_threshold")
+    debts = {**BORROWERS, "a4": 60_000.0}
+    weth = {name: 50.0 if name == "a4" else 100.0 for name in debts}
+    expected = sorted(n for n in debts if weth[n] * 2000.0 * lt / debts[n] < 1.0 <= weth[n] * 2000.0 * 0.80 / debts[n])
+    assert expected and [a[2] for a in doc["liquidatable_now"]["accounts"]] == expected
+    assert doc["liquidatable_now"]["debt_usd"] == pytest.approx(sum(debts[n] for n in expected))
+    threshold = next(r for r in doc["recommendations"] if r["parameter"] == "liquidation_threshold")
+    assert threshold["liquidatable_now_accounts"] == len(expected)
+    # the settle phase liquidates at least those accounts (their sales may take others with them)
+    assert threshold["settle_accounts"] >= len(expected)
+    assert threshold["settle_liquidated_usd"] >= 0.5 * doc["liquidatable_now"]["debt_usd"]
+    # and the distance to cascade moves away: a larger fall is needed before bad debt appears (None:
+    # none within -95%)
+    assert threshold["distance_before"] < 0
+    assert threshold["distance_after"] is None or threshold["distance_after"] < threshold["distance_before"]
+
+
+def test_a_change_the_configurator_would_refuse_is_an_error():
+    market, weth = book().markets["market"].iloc[0], book().address_of("WETH")
+    with pytest.raises(ContagionError, match="InvalidReserveParams"):   # 96% x 105% > 100%
+        liquidatable_now(book(), [ParameterChange("aave-v3", market, weth, "liquidation_threshold", 0.96)])
+
+
+SCENARIOS_TOML = """
+[[scenario]]
+name = "weth-30"
+price = { WETH = "-30%" }
+
+[[scenario]]
+name = "weth-20"
+price = { WETH = "-20%" }
+"""
+
+
+@pytest.mark.slow
+def test_the_command_on_dask_writes_the_same_recommendations_and_the_report_section(doc, tmp_path, capsys):
+    from analyzer.cli import main
+
+    book().write(tmp_path / "snapshot")
+    (tmp_path / "stress.toml").write_text(SCENARIOS_TOML)
+    code = main(["recommend", str(tmp_path / "snapshot"), "--scenarios", str(tmp_path / "stress.toml"),
+                 "--budget", str(BUDGET), "--workers", "1", "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    written = json.loads((tmp_path / "out" / "recommendations.json").read_text())
+    assert written["changes"] == doc["changes"] and written["bad_debt_after_usd"] == pytest.approx(doc["bad_debt_after_usd"])
+    assert (tmp_path / "out" / "figures" / "recommend_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    section = (tmp_path / "out" / "recommend.html").read_text()
+    assert "WETH" in section and "data:image/png;base64," in section
+    assert main(["recommend", str(tmp_path / "snapshot"), "--scenarios", "nope.toml", "--budget", "1",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert capsys.readouterr().err.startswith("error: --scenarios")
