@@ -150,11 +150,11 @@ def _liquidate_row(fork: ReplayFork, state: KeeperRound, lender: Lender, book: L
         return False
     if not (step.repaid[i] > 0).any() or not (step.seized[i] > 0).any():
         return False   # in shortfall with nothing left to seize: bad debt, no keeper
-    debt_col = int(np.argmax(step.repaid[i] * prices))
-    debt_asset = str(book.assets[debt_col])
-    collateral_asset = str(book.assets[int(np.argmax(step.seized[i] * prices))])
+    debt_col, collateral_col = int(np.argmax(step.repaid[i] * prices)), int(np.argmax(step.seized[i] * prices))
+    debt_asset, collateral_asset = str(book.assets[debt_col]), str(book.assets[collateral_col])
     outcome = _execute(lender.executor_for(book.market), step, account, share, debt_asset,
-                       float(step.repaid[i, debt_col]), collateral_asset, fork.decimals)
+                       float(step.repaid[i, debt_col]), fork.decimals,
+                       (book.column_key(debt_col), book.column_key(collateral_col)))
     if outcome is None:
         return False   # the share the keeper would take is below one base unit
     if not outcome.success:
@@ -173,10 +173,12 @@ def _liquidate_row(fork: ReplayFork, state: KeeperRound, lender: Lender, book: L
 
 
 def _execute(executor: Any, step: Liquidation, account: str, share: float, debt_asset: str, repaid_units: float,
-             collateral_asset: str, decimals: dict[str, int]) -> ExecutedLiquidation | None:
+             decimals: dict[str, int], columns: tuple[str, str]) -> ExecutedLiquidation | None:
     """The executor's liquidation of ``account``: an absorbing protocol's (the keeper buys ``share``
     of the collateral where the executor lets it), else the keeper repays ``share`` of the
-    ``repaid_units`` of ``debt_asset`` the rule allows; None when that is below one base unit."""
+    ``repaid_units`` of ``debt_asset`` the rule allows; None when that is below one base unit.
+    ``columns``: the debt and collateral columns as the executor knows them
+    (:meth:`~protocols.base.LendingBook.column_key`: a cToken where two share an underlying)."""
     if step.absorbed_by_protocol and isinstance(executor, PartialCollateralExecutor):
         return executor.liquidate(account, None, None, collateral_share=share)
     if step.absorbed_by_protocol:
@@ -184,7 +186,7 @@ def _execute(executor: Any, step: Liquidation, account: str, share: float, debt_
     amount = None if share >= 1.0 else int(share * repaid_units * 10 ** decimals[debt_asset])
     if amount == 0:
         return None
-    return executor.liquidate(account, debt_asset, collateral_asset, amount)
+    return executor.liquidate(account, columns[0], columns[1], amount)
 
 
 def _usd(amounts: dict[str, int], prices: np.ndarray, assets: np.ndarray, decimals: dict[str, int]) -> float:

@@ -21,8 +21,10 @@ class OptionMarkets:
     at the round's spot is liquidated by its executor (``OptionMarket.liquidatePosition``); then the
     option pools re-hedge the change of their net delta (the engine's ``OptionBook.hedge_sales``,
     at the round's market prices and the vol-spiral IV) with real swaps on the underlying's pools.
-    The IV path is the engine's rule, imposed like the price shock (it is a market-maker
-    assumption, not a chain state); collateral on an asset with no pool cannot be sold for real.
+    The IV path is the engine's rule (the scenario's ``[iv]`` shock, then the vol spiral), imposed
+    like the price shock: each round starts by moving the market's IVs on chain by the IV's change
+    since the last round (:meth:`OptionExecutor.shift_iv`); collateral on an asset with no pool
+    cannot be sold for real.
     """
 
     def __init__(self, before: Snapshot, lenders: Sequence[Lender], scenario: ShockScenario):
@@ -40,6 +42,7 @@ class OptionMarkets:
         self.alive, self.hedge_alive = np.ones(n, dtype=bool), np.ones(n, dtype=bool)
         self.hedge_spot, self.hedge_iv = self.prep.price_pre.copy(), self.prep.iv_pre.copy()
         self.iv = self.prep.iv_pre.copy()
+        self.iv_on_chain: dict[tuple[str, int], float] = {}    # (protocol, asset index) -> IV the chain quotes
         for name, points in scenario.iv_shocks.items():
             self.iv[self.prep.asset(name, f"scenario {scenario.name}: iv")] += points
         self.started = False
@@ -68,6 +71,7 @@ class OptionMarkets:
                 if frame.empty:
                     continue
                 u = index[underlying_of[(lender.plugin.name, market)]]
+                self._move_iv(lender, u)
                 for record, row in self._liquidate_market(lender, frame, u, price, now, round_index, progress):
                     records.append(record)
                     key = (lender.plugin.name, str(market), int(frame["position_id"][row]))
@@ -103,6 +107,15 @@ class OptionMarkets:
                                            str(frame["collateral_asset"][row]), value, value, outcome.tx_hash),
                          int(row)))
         return done
+
+    def _move_iv(self, lender: Lender, u: int) -> None:
+        """Put the engine's IV of asset ``u`` on ``lender``'s chain market (once per round and asset)."""
+        key = (lender.plugin.name, u)
+        quoted = self.iv_on_chain.get(key, float(self.prep.iv_pre[u]))
+        move = float(self.iv[u]) - quoted
+        if np.isfinite(move) and move != 0.0:
+            lender.executor.shift_iv(self.prep.assets[u], move)
+            self.iv_on_chain[key] = float(self.iv[u])
 
     def after_trades(self, price: np.ndarray, new_price: np.ndarray, bought: np.ndarray) -> None:
         from analyzer.engine.options import vol_spiral
