@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -425,5 +424,6 @@ def _check_json_objects(table: str, column: str, values: pd.Series) -> None:
 
 
 def raw_to_amount(raw: int, decimals: int) -> float:
-    """An exact integer of token wei as float64 token units, correctly rounded."""
-    return float(Fraction(int(raw), 10**int(decimals)))
+    """An exact integer of token wei as float64 token units, correctly rounded (Python's true
+    division of two integers is correctly rounded, as ``float(Fraction(raw, 10**decimals))``)."""
+    return int(raw) / 10 ** int(decimals)

@@ -267,18 +267,23 @@ def scan(
         # a plugin with one market keeps its plain name in progress and stats
         label = plugin.name if len([m for m in found if m.plugin is plugin]) == 1 else f"{plugin.name} {market.name}"
 
-        def discovered(reader=reader, plugin=plugin, start=start, label=label) -> list[str]:
+        def discovered(reader=reader, plugin=plugin, start=start, label=label) -> dict[str, Any]:
+            """The accounts, and their holdings where the events show them all (from the deployment's
+            first block: a later --from-block misses what came before)."""
             events = reader.account_events()
             if events is None:
-                return reader.discover_accounts(start, block)
+                return {"accounts": reader.discover_accounts(start, block), "holdings": None}
             # keyed by what is asked and by the chain's history (its first block's hash), not the scan block
             key = _digest([sorted(events.addresses), sorted(events.topics), client.block(start)["hash"]])
-            files = ChunkFiles(None if chain_cache is None else chain_cache / "logs" / f"{plugin.name}-{key}")
+            files = ChunkFiles(None if chain_cache is None else chain_cache / "logs" / f"{plugin.name}-{key}",
+                               events)
+            held: dict[str, set[str]] | None = {} if events.holdings is not None and from_block is None else None
             found = discover(client, events, start, block, files, chunk_blocks=chunk_blocks, max_range=log_range,
                              progress=lambda done, total: report(f"{label} discovery", done, total),
-                             stats=stats.discovery)
+                             stats=stats.discovery, holdings=held)
             save_log_span(span_file, client.log_span)
-            return sorted(found)
+            return {"accounts": sorted(found),
+                    "holdings": None if held is None else {a: sorted(h) for a, h in held.items()}}
 
         refreshed: Rows = {}
         targets = accounts
@@ -391,13 +396,14 @@ def _scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, 
         stats.chunks_cached += 1
     if accounts is None:
         found = cache.get(f"accounts-{from_block}-{block}")
-        if found is None:
+        if not isinstance(found, dict):
             found = discovered()
             cache.put(f"accounts-{from_block}-{block}", found)
             stats.chunks_read += 1
         else:
             stats.chunks_cached += 1
-        targets = sorted(set(found))
+        targets = sorted(set(found["accounts"]))
+        reader.holdings = found["holdings"]     # the discovered accounts' holdings: read only those
     else:
         targets = sorted(set(accounts))
     stats.accounts[label] = len(targets)

@@ -71,11 +71,16 @@ class AccountEvents:
     ``eth_getLogs`` per block range (every address, topic0 of any of ``topics``) and caches them.
 
     ``accounts(log)`` gives the accounts one log names (a log of another address or topic names none).
+    ``holdings(log)`` (optional) gives ``(account, holding)`` pairs: a holding is the address of
+    something the reader reads per account (an aToken, a cToken, a collateral asset) whose balance
+    can only become non-zero for that account through a log of these events naming the pair. With every holding of its
+    accounts known (:attr:`Reader.holdings`), a reader reads only those.
     """
 
     addresses: tuple[str, ...]
     topics: tuple[str, ...]                       # 0x-prefixed topic0 hashes
     accounts: Callable[[dict], Sequence[str]]
+    holdings: Callable[[dict], Sequence[tuple[str, str]]] | None = None
 
 
 class Reader(ABC):
@@ -91,6 +96,9 @@ class Reader(ABC):
     def __init__(self, ctx: ReadContext, deployment: dict[str, Any]):
         self.ctx = ctx
         self.deployment = deployment
+        # account -> the holdings (AccountEvents.holdings) discovery saw; set by the scan for
+        # discovered accounts, None when an account's holdings are unknown (read everything)
+        self.holdings: dict[str, list[str]] | None = None
 
     @abstractmethod
     def read_markets(self) -> Rows:
