@@ -48,9 +48,10 @@ class OptionMarkets:
         self.started = False
 
     def round(self, snap: Snapshot, price: np.ndarray, now: int, round_index: int,
-              progress: Callable[[str], None]) -> tuple[list[ReplayLiquidation], np.ndarray, np.ndarray]:
+              skip: Callable[[str, str, str], None]) -> tuple[list[ReplayLiquidation], np.ndarray, np.ndarray]:
         """Liquidate the flagged shorts of ``snap`` (the fork now) at ``price`` (A,); returns the
-        liquidations, the pools' hedge sales (A,) in asset units and the contracts bought back (A,)."""
+        liquidations, the pools' hedge sales (A,) in asset units and the contracts bought back (A,).
+        ``skip(protocol, account, reason)`` is told of each refused liquidation."""
         from analyzer.engine.options import vol_spiral
 
         book, n_assets = self.prep.options, len(price)
@@ -74,7 +75,7 @@ class OptionMarkets:
                 u = index[underlying_of[(lender.plugin.name, market)]]
                 self._move_iv(lender, u)
                 for record, row in self._liquidate_market(lender, frame, u, price, collateral_usd, now,
-                                                          round_index, progress):
+                                                          round_index, skip):
                     records.append(record)
                     key = (lender.plugin.name, str(market), int(frame["position_id"][row]))
                     if key in self.row_of:
@@ -90,7 +91,7 @@ class OptionMarkets:
 
     def _liquidate_market(self, lender: Lender, frame: pd.DataFrame, u: int, price: np.ndarray,
                           collateral_usd: dict[str, float], now: int, round_index: int,
-                          progress: Callable[[str], None]) -> list[tuple[ReplayLiquidation, int]]:
+                          skip: Callable[[str, str, str], None]) -> list[tuple[ReplayLiquidation, int]]:
         """Liquidate the shorts of one option market (``frame``, on underlying column ``u``) its
         margin rule flags; returns each liquidation with its row of ``frame``. The buy-back's USD value
         is the premium in collateral units at the collateral's USD price in ``collateral_usd`` (the
@@ -102,7 +103,7 @@ class OptionMarkets:
             position = int(frame["position_id"][row])
             outcome = lender.executor.liquidate_position(position)
             if not outcome.success:
-                progress(f"replay: {lender.plugin.name} refused to liquidate position {position}: {outcome.error}")
+                skip(lender.plugin.name, outcome.account, f"refused to liquidate position {position}: {outcome.error}")
                 continue
             # the buy-back: the premium the pool was paid, in collateral units (Lyra's event)
             premium = outcome.seized.get("lp_premiums", 0) / 1e18
