@@ -246,15 +246,18 @@ def replay(
     max_rounds: int | None = None,
     max_keeper_steps: int = 16,
     progress: Callable[[str], None] = lambda message: None,
+    in_place: bool = False,
 ) -> ReplayResult:
-    """Execute ``scenario`` on a fresh anvil fork of ``source_url`` (see the module docstring)."""
+    """Execute ``scenario`` on a fresh anvil fork of ``source_url`` (see the module docstring).
+    ``in_place``: on ``source_url`` itself, which must be anvil (a fork we own, whose state the
+    caller carries on from: ``recommend --prove`` settles, then stresses, the same fork)."""
     from analyzer.rpc import RpcClient
 
     source = RpcClient(source_url)
     source_block = source.head_block()
     root_before = source.block(source_block)["stateRoot"]
     max_rounds = scenario.max_rounds if max_rounds is None else max_rounds
-    with Anvil(fork_url=source_url, fork_block=source_block) as fork:
+    with (_InPlace(source_url) if in_place else Anvil(fork_url=source_url, fork_block=source_block)) as fork:
         w3 = fork.w3
         require_anvil(w3)
         accounts_of_anvil = list(w3.eth.accounts)
@@ -525,6 +528,22 @@ def replay(
     return ReplayResult(source_block, fork_block_end, rounds, fixed_point, liquidated, bad_debt, final_prices,
                         {k: sorted(v) for k, v in liquidated_accounts.items()}, unchanged, before,
                         oracles.unpriced, oracles.notes, *per_round)
+
+
+class _InPlace:
+    """An anvil we do not start (``replay(in_place=True)``), with the fork's ``url`` and ``w3``."""
+
+    def __init__(self, url: str):
+        from analyzer.chain import connect
+
+        self.url, self.w3 = url, connect(url)
+        require_anvil(self.w3)
+
+    def __enter__(self) -> _InPlace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 def _curves(venues: dict, assets: list[str], price_impact: bool):
