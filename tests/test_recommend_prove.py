@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.chain import Anvil
 from analyzer.cheats import read
 from analyzer.demo import default_scenarios
 from analyzer.recommend.evaluate import liquidatable, liquidatable_now, outcome, tunings
-from analyzer.recommend.prove import configure, prove
+from analyzer.recommend.prove import chain_copy, configure, prove
 from protocols.base import ParameterChange
 from tests.conftest import requires_anvil
 
@@ -32,7 +31,7 @@ def case(devnet):
                for protocol, tuning in tunings(snapshot).items() for p in tuning.parameters(snapshot)
                if symbols[p.asset] in ("WETH", "ETH") and p.parameter in ("liquidation_threshold", "collateral_factor")]
     assert {c.protocol for c in changes} == {"aave-v3", "compound-v2"}
-    scenarios = [s for s in default_scenarios(snapshot) if s.name in ("weth-20", "weth-30")]
+    scenarios = [s for s in default_scenarios(snapshot) if s.name == "weth-20"]
     predicted = outcome(snapshot, scenarios, changes)
     doc = {"changes": [vars(c) for c in changes], "budget_usd": max(predicted.bad_debt_usd.values()) + 1.0,
            "bad_debt_after_usd": predicted.bad_debt_usd, "liquidatable_now": liquidatable_now(snapshot, changes)}
@@ -43,7 +42,7 @@ def test_the_accounts_made_liquidatable_are_those_the_protocols_report_after_the
     snapshot, chosen, changes, _, doc = case
     accounts = doc["liquidatable_now"]["accounts"]
     assert accounts, "a five-point cut makes someone liquidatable on the devnet"
-    with Anvil(fork_url=devnet.url) as fork:
+    with chain_copy(devnet.url) as fork:
         def unhealthy(protocol: str, market: str, account: str) -> bool:
             if protocol == "aave-v3":
                 return read(fork.w3, market, "getUserAccountData(address)(uint256,uint256,uint256,uint256,uint256,uint256)",
