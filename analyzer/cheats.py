@@ -13,6 +13,7 @@ from web3 import Web3
 from analyzer.chain import require_anvil, rpc
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call, single_call
+from analyzer.transactions import send
 
 _found_slots: dict[tuple[int, str], tuple[int, bool]] = {}
 
@@ -85,12 +86,5 @@ def send_as(w3: Web3, sender: str, target: str, signature: str, *args, what: str
         rpc(w3, "anvil_impersonateAccount", [sender])
         if w3.eth.get_balance(sender) < 10**18:
             rpc(w3, "anvil_setBalance", [sender, hex(10**20)])
-    tx = {"from": sender, "to": to_checksum_address(target), "data": "0x" + Call(target, signature, args).calldata.hex()}
-    try:
-        tx["gas"] = int(w3.eth.estimate_gas(tx) * 1.2) + 50_000
-    except Exception as exc:  # web3 raises several types for a revert
-        raise ContagionError(f"{what or signature} would revert: {exc}") from None
-    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx), timeout=120)
-    if receipt["status"] != 1:
-        raise ContagionError(f"{what or signature} failed (tx {receipt['transactionHash'].hex()})")
-    return receipt
+    tx = {"to": to_checksum_address(target), "data": "0x" + Call(target, signature, args).calldata.hex()}
+    return send(w3, tx, sender, what or signature)

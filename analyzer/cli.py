@@ -291,16 +291,34 @@ def demo_command(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status.
 
-    Usage errors are click's (exit 2, its message); a ContagionError from a command is one
-    ``error: ...`` line and exit 2; anything else is a bug and keeps its traceback.
+    A usage error (click's: an unknown option, a value of the wrong type) and a ContagionError
+    from a command are each one ``error: ...`` line and exit 2; anything else is a bug and keeps
+    its traceback.
     """
     from analyzer.rpcurl import redact_secrets
 
+    try:
+        from typer._click import exceptions as click_errors  # the click typer vendors (0.2x)
+    except ImportError:  # pragma: no cover - a typer on plain click
+        from click import exceptions as click_errors
+
     urls = _rpc_urls(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name="contagion")
+        status = app(args=argv, prog_name="contagion", standalone_mode=False)
+        return status if isinstance(status, int) else 0   # --help, --version: click's Exit code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except click_errors.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        return 2
+    except click_errors.ClickException as exc:   # a usage error (an unknown option, a value of the wrong type)
+        hint = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
+        message = " ".join(exc.format_message().split())
+        print(f"error: {redact_secrets(message, *urls)}{hint}", file=sys.stderr)
+        return 2
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
     except ContagionError as exc:
         # plain: one line, never wrapped; redacted again, whoever built the message
         print(f"error: {redact_secrets(str(exc), *urls)}", file=sys.stderr)

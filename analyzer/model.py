@@ -12,14 +12,16 @@ assets     address, symbol, decimals, price_usd (USD per whole token), receipt_o
            markets that list the underlying share them; "" otherwise, see :func:`receipt_claim`),
            iv (implied volatility as a fraction, NaN when not an option underlying)
 markets    protocol, market (the protocol's market contract: Aave pool, comptroller, comet, option
-           market), asset, oracle_price_usd (the protocol's own oracle), ltv, liquidation_threshold
+           market), asset, reserve (the market's own contract for the asset where one market may
+           list an asset more than once: Compound V2's cToken, e.g. the legacy cWBTC beside cWBTC2;
+           "" where the asset alone names it), oracle_price_usd (the protocol's own oracle), ltv, liquidation_threshold
            (fractions), liquidation_bonus (fraction: 0.05 = 5%), close_factor, protocol_fee
            (fraction of the bonus or of seized collateral, as the protocol defines it),
            supply_cap, borrow_cap (token units, 0 = none), category (Aave e-mode category),
            isolated, borrowable, collateral_enabled, params (JSON: protocol-specific extras)
 accounts   protocol, market, account, category (account mode: Aave e-mode id, else 0), params (JSON)
-positions  protocol, market, account, asset, side ("collateral" | "debt"), amount (token units of
-           ``asset``), raw (exact integer as the protocol stores it, decimal string)
+positions  protocol, market, account, asset, reserve (as in markets), side ("collateral" | "debt"),
+           amount (token units of ``asset``), raw (exact integer as the protocol stores it, decimal string)
 options    protocol, market, account, position_id, kind ("call" | "put"), strike (USD), expiry
            (unix s), size (contracts), side ("long" | "short"), collateral_asset, collateral
            (units of collateral_asset), raw_size, raw_collateral
@@ -58,7 +60,8 @@ SCHEMA_VERSION = 1
 TABLES: dict[str, dict[str, str]] = {
     "assets": {"address": "string", "symbol": "string", "decimals": "int64", "price_usd": "float64",
                "receipt_of": "string", "iv": "float64"},
-    "markets": {"protocol": "string", "market": "string", "asset": "string", "oracle_price_usd": "float64",
+    "markets": {"protocol": "string", "market": "string", "asset": "string", "reserve": "string",
+                "oracle_price_usd": "float64",
                 "ltv": "float64", "liquidation_threshold": "float64", "liquidation_bonus": "float64",
                 "close_factor": "float64", "protocol_fee": "float64", "supply_cap": "float64",
                 "borrow_cap": "float64", "category": "int64", "isolated": "bool", "borrowable": "bool",
@@ -66,7 +69,7 @@ TABLES: dict[str, dict[str, str]] = {
     "accounts": {"protocol": "string", "market": "string", "account": "string", "category": "int64",
                  "params": "string"},
     "positions": {"protocol": "string", "market": "string", "account": "string", "asset": "string",
-                  "side": "string", "amount": "float64", "raw": "string"},
+                  "reserve": "string", "side": "string", "amount": "float64", "raw": "string"},
     "options": {"protocol": "string", "market": "string", "account": "string", "position_id": "int64",
                 "kind": "string", "strike": "float64", "expiry": "int64", "size": "float64",
                 "side": "string", "collateral_asset": "string", "collateral": "float64",
@@ -84,9 +87,9 @@ OPTIONAL_TABLES = ("option_instruments",)
 """Tables a snapshot written before they existed may lack (read as empty)."""
 KEYS: dict[str, tuple[str, ...]] = {
     "assets": ("address",),
-    "markets": ("protocol", "market", "asset"),
+    "markets": ("protocol", "market", "asset", "reserve"),
     "accounts": ("protocol", "market", "account"),
-    "positions": ("protocol", "market", "account", "asset", "side"),
+    "positions": ("protocol", "market", "account", "asset", "reserve", "side"),
     "options": ("protocol", "market", "position_id"),
     "hedgers": ("protocol", "market", "asset"),
     "venues": ("protocol", "venue", "asset"),

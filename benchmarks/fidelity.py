@@ -1,7 +1,7 @@
 """The fidelity suite: the engine against real liquidations and swaps on an anvil fork.
 
 The mainnet-like devnet at WETH shocks of -10/-20/-30/-40% and a joint ETH + WBTC shock: each is
-replayed on a fresh fork (analyzer/replay.py) and simulated by the engine from the same
+replayed on a fresh fork (analyzer/replay/) and simulated by the engine from the same
 pre-shock snapshot; prints the errors per shock as one JSON object (analyzer/fidelity.py).
 
     .venv/bin/python -m benchmarks.fidelity [--protocols aave-v3,uniswap-v3] [--shocks weth-10,eth-wbtc]
@@ -15,9 +15,7 @@ import time
 
 from analyzer.devnet import scenario as scenario_mod
 from analyzer.devnet.build import start_devnet
-from analyzer.engine import simulate
-from analyzer.fidelity import compare, engine_scenario
-from analyzer.replay import replay
+from analyzer.replay import replay_and_compare
 from analyzer.scenarios import ShockScenario
 from protocols import parse_protocols
 
@@ -40,12 +38,7 @@ def main() -> None:
     with start_devnet(scenario_mod.load("mainnet-like"), plugins) as devnet:
         for shock in [s for s in SHOCKS if s.name in wanted]:
             started = time.perf_counter()
-            replayed = replay(devnet.url, devnet.book, shock, plugins)
-            before = replayed.snapshot_before
-            engine = simulate(before, engine_scenario(shock, replayed))
-            liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
-            accounts = {p: set(g["account"]) for p, g in liquidated.groupby("protocol")}
-            fidelity = compare(engine.to_json(), accounts, replayed.to_json())
+            fidelity = replay_and_compare(devnet.url, devnet.book, shock, plugins).fidelity
             out["shocks"][shock.name] = {
                 "passed": fidelity["passed"], "seconds": round(time.perf_counter() - started, 1),
                 "protocols": {name: {k: v for k, v in p.items() if k not in ("only_in_engine", "only_in_replay")}

@@ -140,6 +140,9 @@ class LendingBook:
     else the protocol's rule needs (e-mode categories, exchange rates, reserves).
     ``per_account`` names the entries of ``extra`` that have one row per account (first axis
     ``n``): :meth:`take` selects their rows with the book's, every other entry is shared.
+    ``reserves`` (m,): the market's own contract per column where one market may list an asset
+    twice (Compound V2's cToken: legacy cWBTC beside cWBTC2, two columns of one asset), as the
+    snapshot's ``reserve`` column; None where the asset alone names a column.
     """
 
     protocol: str
@@ -152,18 +155,23 @@ class LendingBook:
     params: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     per_account: tuple[str, ...] = ()
+    reserves: np.ndarray | None = None
 
     def copy(self) -> LendingBook:
         """A book whose collateral, debt and per-account extras may be changed without touching this one."""
         extra = {k: (np.array(v, copy=True) if k in self.per_account else v) for k, v in self.extra.items()}
-        return LendingBook(self.protocol, self.market, self.accounts, self.assets, self.collateral.copy(),
-                           self.debt.copy(), self.category, self.params, extra, self.per_account)
+        return replace(self, collateral=self.collateral.copy(), debt=self.debt.copy(), extra=extra)
 
     def take(self, rows: np.ndarray) -> LendingBook:
         """The accounts ``rows`` (indices into ``accounts``) as a book of their own (copies of the rows)."""
         extra = {k: (np.asarray(v)[rows] if k in self.per_account else v) for k, v in self.extra.items()}
-        return LendingBook(self.protocol, self.market, self.accounts[rows], self.assets, self.collateral[rows],
-                           self.debt[rows], self.category[rows], self.params, extra, self.per_account)
+        return replace(self, accounts=self.accounts[rows], collateral=self.collateral[rows], debt=self.debt[rows],
+                       category=self.category[rows], extra=extra)
+
+    def column_key(self, column: int) -> str:
+        """What names column ``column`` to the protocol's executor: its reserve where the book has
+        them (two columns may share an asset), else its asset."""
+        return str(self.assets[column] if self.reserves is None else self.reserves[column])
 
 
 @dataclass
@@ -245,6 +253,16 @@ class Rules(ABC):
         """``(n,)`` USD of debt that no collateral backs: debt value beyond all collateral value."""
         return np.maximum(book.debt @ prices - book.collateral @ prices, 0.0)
 
+    def unrealised_loss_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """``(n,)`` USD of each account's bad debt that the market's suppliers bear but that no price
+        shows yet: not in the receipt token's redemption value, not in a share price. By default
+        all of :meth:`bad_debt_usd`: an Aave aToken balance is scaled balance × liquidity index and
+        the index never falls (3.3+ books the loss as a reserve deficit, ``_burnBadDebt``); a
+        Compound V2 cToken's ``exchangeRateStored`` is (cash + totalBorrows − totalReserves) /
+        totalSupply, and the bad debt stays in totalBorrows. A protocol whose share price takes the
+        loss (Morpho at liquidation) counts only what it has not realised yet."""
+        return self.bad_debt_usd(book, prices)
+
     def written_off_usd(self, book: LendingBook, prices: np.ndarray) -> float:
         """USD of bad debt this market has already written off, cumulative, as its contracts record
         it, and which no position shows any more (Morpho Blue's ``Liquidate.badDebtAssets``). 0
@@ -292,12 +310,16 @@ class OptionLiquidation:
     """What an option protocol's margin rule does now, per row of the options it was given.
 
     ``liquidated``: bool; ``collateral_sold``: units of the row's collateral asset sold on venues
-    to buy the option back; ``value_usd``: the USD value the liquidation moved (buy-back cost).
+    to buy the option back; ``value_usd``: the USD value the liquidation moved (the buy-back the
+    pool received). ``carry``: what these liquidations changed in the market's own state (Lyra:
+    each strike's skew and the users' net vega), opaque to the core, which hands it back to the
+    rule's next call in the same cascade; None when nothing carries.
     """
 
     liquidated: np.ndarray
     collateral_sold: np.ndarray
     value_usd: np.ndarray
+    carry: Any = None
 
 
 class OptionMarginRules(Rules):
@@ -307,9 +329,11 @@ class OptionMarginRules(Rules):
 
     @abstractmethod
     def option_liquidations(self, options: pd.DataFrame, spot_usd: np.ndarray, iv: np.ndarray,
-                            now: int) -> OptionLiquidation:
+                            now: int, carry: Any = None) -> OptionLiquidation:
         """Which rows of ``options`` (this protocol's open positions in one market) the margin
-        rule liquidates at per-row ``spot_usd`` (USD) and ``iv`` (fraction) at unix time ``now``."""
+        rule liquidates at per-row ``spot_usd`` (USD) and ``iv`` (fraction: the underlying's IV,
+        the snapshot's moved by the scenario and the vol spiral) at unix time ``now``; ``carry`` is
+        the previous answer's ``carry`` for the same market in this cascade (None at the start)."""
 
     def books(self, snapshot: Snapshot) -> list[LendingBook]:
         return []
@@ -329,9 +353,11 @@ class OptionMarginRules(Rules):
 
 
 class ReceiptWritedownRules(Rules):
-    """Rules of a protocol whose receipt tokens are written down by the losses of particular books,
-    not pro rata to all of its books (Morpho's vaults: a vault share falls by the realised bad
-    debt of the markets that vault supplies, and no other)."""
+    """Rules of a protocol whose receipt tokens' redemption value falls with the losses of
+    particular books (Morpho's vaults: a vault share falls by the realised bad debt of the markets
+    that vault supplies, and no other; ERC-4626 ``convertToAssets``). A protocol without this
+    capability never writes its receipts down: its bad debt is the suppliers' unrealised loss
+    (:meth:`Rules.unrealised_loss_usd`), which moves no price."""
 
     @abstractmethod
     def receipt_writedowns(self, snapshot: Snapshot, books: list[LendingBook]) -> dict[str, float]:
@@ -379,7 +405,11 @@ class Executor(ABC):
     @abstractmethod
     def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
                   amount_raw: int | None = None) -> ExecutedLiquidation:
-        """Liquidate ``account`` as a keeper would (``amount_raw`` None = as much as allowed)."""
+        """Liquidate ``account`` as a keeper would (``amount_raw`` None = as much as allowed).
+
+        ``debt_asset`` / ``collateral_asset`` name book columns as :meth:`LendingBook.column_key`
+        does (the reserve where the protocol's books have them); the outcome's amounts are keyed
+        by asset."""
 
 
 class PartialCollateralExecutor(Executor):
@@ -399,6 +429,12 @@ class OptionExecutor(Executor):
     @abstractmethod
     def liquidate_position(self, position_id: int) -> ExecutedLiquidation:
         """Liquidate the short option ``position_id`` as a keeper would (``OptionMarket.liquidatePosition``)."""
+
+    @abstractmethod
+    def shift_iv(self, asset: str, vol_points: float) -> None:
+        """Move every implied volatility the market quotes on ``asset`` by ``vol_points`` (0.4 = +40
+        vol) from where it stands: the engine's IV path (a scenario's ``[iv]`` shock, the vol spiral)
+        put on chain by the replay, as the price shock is."""
 
 
 @dataclass(frozen=True)

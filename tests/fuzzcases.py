@@ -3,8 +3,9 @@ scale ``python -m benchmarks.fuzz``).
 
 A case is a command line plus the files it names, built in a fresh folder from a seeded
 ``random.Random``: malformed or hostile RPC URLs, shock and sweep flags, scenario and sweep-spec
-TOML, snapshot tables and meta.json with corrupted values, address books, account lists and
-output paths. The contract (:func:`check`): exit status 0 or 2, never a traceback (status 1);
+TOML, snapshot tables and meta.json with corrupted values, address books, account lists, output
+paths, options venue responses (import, fetch, gamma) and devnet scenario files (``devnet up``,
+always refused before a build: its protocol list names an unknown one). The contract (:func:`check`): exit status 0 or 2, never a traceback (status 1);
 a refusal is one ``error:`` line and writes no output.
 """
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +24,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-KINDS = ("url", "shock", "iv", "sweep_flags", "scenario", "sweep_spec", "snapshot", "book", "accounts", "out")
+KINDS = ("url", "shock", "iv", "sweep_flags", "scenario", "sweep_spec", "snapshot", "book", "accounts", "out",
+         "options", "devnet", "recommend")
 OUT = "out"   # every case's output folder, relative to its folder
+REPO = Path(__file__).resolve().parents[1]
+OPTION_SAMPLES = REPO / "fixtures" / "options" / "samples"
+OPTION_RESPONSES = (("deribit-ETH-get_instruments.json", "deribit-ETH-get_book_summary_by_currency.json"),
+                    ("bybit-ETH-instruments-info.json", "bybit-ETH-tickers.json"))
+DEVNET_SCENARIO = REPO / "fixtures" / "scenarios" / "mainnet-like.toml"
 JUNK = ["", " ", "nan", "inf", "-inf", "NaN%", "1e400", "-1e400%", "1e-400", "0x10", "１０", "--", "%", "=", "yesterday",
         "-0", "+0%", "1_000", "9" * 40, "-" + "9" * 40, "[]", "{}", "null", "true", "\x00", "é", "'", '"', "\\", "1e6%",
         "-100%", "-99.9999999%", "+1e308", "5e-324", "-30%", "30", "-0.3", "1:2:3", "WETH", "0" * 300]
@@ -117,7 +126,8 @@ def _spec_toml(rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _corrupt_snapshot(rng: random.Random, source: Path, target: Path) -> None:
+def _corrupt_snapshot(rng: random.Random, source: Path, target: Path,
+                      tables: tuple[str, ...] = ("assets", "markets", "accounts", "positions", "venues")) -> None:
     shutil.copytree(source, target)
     if rng.random() < 0.3:
         meta = json.loads((target / "meta.json").read_text())
@@ -125,7 +135,7 @@ def _corrupt_snapshot(rng: random.Random, source: Path, target: Path) -> None:
                          "venue_models", "fork_block"])] = _value(rng)
         (target / "meta.json").write_text(json.dumps(meta, allow_nan=True))
         return
-    table = rng.choice(["assets", "markets", "accounts", "positions", "venues"])
+    table = rng.choice(tables)
     frame = pq.read_table(target / f"{table}.parquet").to_pandas()
     if frame.empty:
         return
@@ -154,12 +164,131 @@ def _corrupt_snapshot(rng: random.Random, source: Path, target: Path) -> None:
         (target / f"{table}.parquet").write_bytes(b"PAR1" + bytes(rng.randrange(256) for _ in range(64)))
 
 
+def _corrupt_json(rng: random.Random, payload):
+    """``payload`` with one value somewhere in it replaced, removed or emptied (in place)."""
+    if not isinstance(payload, dict | list) or rng.random() < 0.05:
+        return _value(rng)
+    node = payload
+    for _ in range(rng.randint(0, 4)):
+        children = list(node.values()) if isinstance(node, dict) else node
+        inner = [child for child in children if isinstance(child, dict | list) and child]
+        if not inner:
+            break
+        node = rng.choice(inner)
+    if isinstance(node, dict) and node:
+        key = rng.choice(list(node))
+        if rng.random() < 0.2:
+            node.pop(key)
+        else:
+            node[key] = rng.choice([_value(rng), _value(rng), None, -1, 0, "", []])
+    elif isinstance(node, list) and node:
+        index = rng.randrange(len(node))
+        node[index] = _value(rng) if rng.random() < 0.7 else node[index - 1]   # junk, or a duplicate
+        if rng.random() < 0.1:
+            node.clear()
+    return payload
+
+
+def _options_snapshot(snapshot: Path) -> Path:
+    """A snapshot with option instruments beside ``snapshot`` (made once, by whichever case needs it first)."""
+    from analyzer.options.imports import import_options
+
+    target = snapshot.parent / "options-snapshot"
+    if not (target / "meta.json").is_file():
+        stage = Path(tempfile.mkdtemp(prefix=".options-", dir=snapshot.parent))
+        import_options([OPTION_SAMPLES / name for name in OPTION_RESPONSES[0]], stage / "snap")
+        with contextlib.suppress(OSError):   # another worker made it first
+            os.rename(stage / "snap", target)
+        shutil.rmtree(stage, ignore_errors=True)
+    return target
+
+
+def _options_case(rng: random.Random, folder: Path, snapshot: Path, node_url: str) -> Case:
+    out = str(folder / OUT)
+    command = rng.choice(["import", "import", "import", "fetch", "gamma"])
+    if command == "gamma":
+        _corrupt_snapshot(rng, _options_snapshot(snapshot), folder / "snap",
+                          ("option_instruments", "option_instruments", "assets"))
+        return Case("options", ["options", "gamma", str(folder / "snap"), *(["--json"] if rng.random() < 0.5 else [])])
+    extra = []
+    if rng.random() < 0.3:
+        extra += ["--underlying", rng.choice(["ETH=" + "0x" + "ab" * 20, "ETH=", "=0x1", "ETH", "é=é", "ETH=TKN1"])]
+    if rng.random() < 0.3:
+        rows = ["venue,instrument,customer_net", *(f"{rng.choice(['deribit', 'bybit', 'nope', ''])},"
+                                                   f"{rng.choice(['ETH-27DEC26-3000-C', 'x', ''])},{rng.choice(JUNK)}"
+                                                   for _ in range(rng.randint(0, 3)))]
+        (folder / "positioning.csv").write_text("\n".join(rows[rng.random() < 0.2:]))
+        extra += ["--positioning", str(folder / "positioning.csv")]
+    if rng.random() < 0.3:   # join a (maybe corrupted) snapshot that is already there
+        _corrupt_snapshot(rng, snapshot, folder / OUT) if rng.random() < 0.5 else shutil.copytree(snapshot, folder / OUT)
+    if command == "fetch":
+        url = rng.choice([node_url, node_url + "/api/v2", _url(rng)])
+        return Case("options", ["options", "fetch", "--venue", rng.choice(["deribit", "bybit", "nope", ""]),
+                                "--currency", rng.choice(["ETH", "BTC", "", "é", "E" * 20, "ETH/../x"]), "--url", url,
+                                "--out", out, "--save-responses", str(folder / "raw"), *extra])
+    files = []
+    for number, name in enumerate(rng.choice(OPTION_RESPONSES)[:rng.randint(1, 2)]):
+        payload = json.loads((OPTION_SAMPLES / name).read_text())
+        if number == 0 or rng.random() < 0.3:
+            payload = _corrupt_json(rng, payload)
+        data = json.dumps(payload, allow_nan=True).encode()
+        if rng.random() < 0.1:   # byte-level damage
+            data = data[:rng.randrange(len(data))] if rng.random() < 0.5 else bytes(rng.randrange(256) for _ in range(40)) + data
+        files.append(folder / f"{number}-{name}")
+        files[-1].write_bytes(data)
+    return Case("options", ["options", "import", *map(str, files), "--out", out, *extra])
+
+
+def _devnet_case(rng: random.Random, folder: Path) -> Case:
+    """``devnet up`` with a corrupted devnet scenario; the protocol list always names an unknown one,
+    so a scenario that still reads is refused before anything is built."""
+    lines = DEVNET_SCENARIO.read_text().splitlines()
+    values = [i for i, line in enumerate(lines) if "=" in line and not line.lstrip().startswith("#")]
+    for _ in range(rng.randint(1, 3)):
+        i = rng.choice(values)
+        key = lines[i].split("=", 1)[0]
+        lines[i] = rng.choice([f"{key}= {_toml_value(_value(rng))}", f"{rng.choice(['bogus', 'x.y', ''])} = 1", ""])
+    if rng.random() < 0.2:
+        lines.append(rng.choice(["[assets.NEW]", "[protocols.nope]", "[[forced_sale]]", "oracles = 3"]))
+    (folder / "devnet.toml").write_text("\n".join(lines) + "\n")
+    args = ["devnet", "up", "--scenario", str(folder / "devnet.toml"), "--exit",
+            "--protocols", rng.choice(["nope", "aave-v3,nope", "é", "aave-v3,,zz"]),
+            "--book-out", str(folder / OUT / "book.json"), "--state-out", str(folder / OUT / "state.json")]
+    if rng.random() < 0.3:
+        args += ["--port", str(rng.choice([0, 1, 99999, -1, 1024, 65535]))]
+    return Case("devnet", args)
+
+
+def _recommend_case(rng: random.Random, folder: Path, snapshot: Path) -> Case:
+    snap = str(snapshot)
+    if rng.random() < 0.3:
+        _corrupt_snapshot(rng, snapshot, folder / "snap")
+        snap = str(folder / "snap")
+    scenarios = rng.choice(["demo", str(folder / "scenarios.toml"), str(folder / "missing.toml"), ""])
+    if scenarios.endswith("scenarios.toml"):
+        tables = [_scenario_toml(rng) for _ in range(rng.randint(0, 2))]
+        body = "".join("[[scenario]]\n" + "\n".join(line for line in t.splitlines() if not line.startswith("["))
+                       + "\n" for t in tables)
+        (folder / "scenarios.toml").write_text(rng.choice([body, _scenario_toml(rng), "scenario = 3\n"]))
+    args = ["recommend", snap, "--scenarios", scenarios, "--budget", rng.choice(["0", "1e6", "250.5", rng.choice(JUNK)]), "--out",
+            str(folder / OUT)]
+    if rng.random() < 0.4:
+        args += ["--markets", rng.choice(["", ",", "NOPE", "TKN1", "TKN1,NOPE", "é"])]
+    return Case("recommend", args)
+
+
 def make_case(rng: random.Random, folder: Path, snapshot: Path, node_url: str, kind: str | None = None) -> Case:
     """One generated case, its files written into ``folder`` (``snapshot``: a valid snapshot to use
     or corrupt; ``node_url``: a loopback node that answers quickly)."""
     kind = kind or rng.choice(KINDS)
     snap = str(snapshot)
     out = str(folder / OUT)
+    if kind == "options":
+        return _options_case(rng, folder, snapshot, node_url)
+    if kind == "devnet":
+        return _devnet_case(rng, folder)
+    if kind == "recommend":
+        return _recommend_case(rng, folder, snapshot)
     if kind == "url":
         command = rng.choice(["scan-rpc", "scan-fork", "replay"])
         url = _url(rng)

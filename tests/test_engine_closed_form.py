@@ -28,7 +28,7 @@ def address(i: int) -> str:
 
 def aave_snapshot(assets: dict[str, dict], accounts: dict[str, list[tuple[str, str, float]]],
                   pools: dict[str, tuple[float, float, float]] | None = None, market: str = MARKET,
-                  receipts: dict[str, str] | None = None) -> Snapshot:
+                  receipts: dict[str, str] | None = None, version: str = "3.0") -> Snapshot:
     """An Aave V3 snapshot in the reader's row format.
 
     ``assets``: symbol -> {price, lt, bonus, fee_bps}; ``accounts``: label -> [(symbol, side, amount)];
@@ -45,7 +45,7 @@ def aave_snapshot(assets: dict[str, dict], accounts: dict[str, list[tuple[str, s
                 "close_factor": 0.5, "protocol_fee": a.get("fee_bps", 1000) / 1e4, "collateral_enabled": True,
                 "borrowable": True, "params": json.dumps({"reserve_id": i, "liquidation_protocol_fee_bps":
                                                           a.get("fee_bps", 1000), "emode_categories": {},
-                                                          "version": "3.0"})}
+                                                          "version": version})}
                for i, (s, a) in enumerate(assets.items())]
     positions, account_rows = [], []
     for label, rows in accounts.items():

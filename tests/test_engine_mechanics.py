@@ -13,7 +13,8 @@ from analyzer.engine import simulate
 from analyzer.model import Snapshot
 from analyzer.scenarios import ForcedSale, ShockScenario
 from benchmarks.synthetic import synthetic_snapshot
-from protocols.base import OptionLiquidation, OptionMarginRules
+from protocols.aave_v3.rules import AaveV3Rules
+from protocols.base import OptionLiquidation, OptionMarginRules, ReceiptWritedownRules
 from tests.test_engine_closed_form import RULES, USDC, WETH, aave_snapshot
 
 CRV = {"price": 0.50, "lt": 0.55, "bonus": 0.085, "fee_bps": 1000}
@@ -88,17 +89,68 @@ def test_attribution_shares_add_to_one_and_the_matrix_adds_to_the_liquidated_val
     assert matrix.loc["shock", "aave-v3"] > 0 and matrix.loc["liquidation:aave-v3", "aave-v3"] > 0
 
 
-def test_receipt_write_down_reaches_the_holders():
-    # alice's WETH crashes to bad debt; dave holds the market's aUSDC as collateral elsewhere
+class PooledLossAave(AaveV3Rules, ReceiptWritedownRules):
+    """Aave's rule with receipts that take losses pro rata, as a pooled ERC-4626 vault's shares do
+    (``convertToAssets`` falls with the vault's bad debt); real Aave does not (see below)."""
+
+    def receipt_writedowns(self, snapshot, books):
+        return {}       # no receipt-specific account: pro rata over the markets each one claims on
+
+
+def _receipt_holder_book():
+    # alice's WETH crashes to bad debt; dave holds the market's aUSDC as collateral,
+    # 100,000 aUSDC × 0.80 against 79,700 USDC: health 1.0038, whatever WETH does
     assets = {"USDC": USDC, "WETH": WETH, "aUSDC": dict(USDC, lt=0.80)}
-    snapshot = aave_snapshot(assets, {"alice": [("WETH", "collateral", 100.0), ("USDC", "debt", 150_000.0)],
-                                      "lender": [("USDC", "collateral", 300_000.0)],
-                                      "dave": [("aUSDC", "collateral", 100_000.0), ("WETH", "debt", 39.0)]},
-                             pools={"WETH": (5_000.0, 10_000_000.0, 0.003)}, receipts={"aUSDC": "USDC"})
-    result = simulate(snapshot, ShockScenario(price_shocks={"WETH": -0.45}, keeper_gas_usd=1e9), rules=RULES)
-    assert result.writedown["aave-v3"] > 0
+    return aave_snapshot(assets, {"alice": [("WETH", "collateral", 100.0), ("USDC", "debt", 150_000.0)],
+                                  "lender": [("USDC", "collateral", 300_000.0)],
+                                  "dave": [("aUSDC", "collateral", 100_000.0), ("USDC", "debt", 79_700.0)]},
+                         pools={"WETH": (5_000.0, 10_000_000.0, 0.003)}, receipts={"aUSDC": "USDC"})
+
+
+def test_aave_bad_debt_is_the_suppliers_unrealised_loss_not_a_receipt_price_move():
+    # Aave's aToken balance is scaled balance × liquidity index, which bad debt never lowers (3.3+
+    # books a deficit): aUSDC stays at 1 USDC, and the loss is reported beside the cascade
+    scenario = ShockScenario(price_shocks={"WETH": -0.45}, keeper_gas_usd=1e9)
+    result = simulate(_receipt_holder_book(), scenario, rules=RULES)
     a_usdc = list(result.symbols).index("aUSDC")
-    assert result.price_final[a_usdc] < 1.0
+    assert result.writedown["aave-v3"] == 0.0 and result.receipt_writedown == {}
+    assert all(r.price_after[a_usdc] == pytest.approx(1.0, rel=1e-12) for r in result.rounds)
+    assert result.receipt_writedown_usd[0] == 0.0
+    # dave's aUSDC is worth what it was: only alice is left liquidatable (no keeper pays the gas)
+    assert result.unliquidated_usd[0] == pytest.approx(150_000.0, rel=1e-9)
+    # no keeper pays 1e9 gas: alice's 150k USDC against 100 WETH at 1,100 leaves 40k of bad debt
+    out = result.to_json()
+    assert out["protocols"]["aave-v3"]["unrealised_supplier_loss_usd"] == pytest.approx(40_000.0, rel=1e-9)
+    loss = dict(zip(out["supplier_loss"]["sources"], (row[0] for row in out["supplier_loss"]["usd"]), strict=True))
+    assert loss["shock"] == pytest.approx(40_000.0, rel=1e-9)        # alice went under by the shock alone
+    assert out["totals"]["unrealised_supplier_loss_usd"] == pytest.approx(40_000.0, rel=1e-9)
+
+
+def test_a_deficit_written_off_at_liquidation_stays_bad_debt_in_later_rounds():
+    # Aave 3.3+: alice's 100 WETH at 1,100 (HF 0.59, close factor 100%) are all seized for
+    # 110,000 / 1.05 USDC repaid; the rest of her debt is burnt into the reserve's deficit
+    snapshot = aave_snapshot({"USDC": USDC, "WETH": WETH}, {"alice": [("WETH", "collateral", 100.0),
+                                                                      ("USDC", "debt", 150_000.0)]},
+                             pools={"WETH": (50_000.0, 100_000_000.0, 0.003)}, version="3.6")
+    result = simulate(snapshot, ShockScenario(price_shocks={"WETH": -0.45}), rules=RULES)
+    deficit = 150_000.0 - 100 * 1_100.0 / 1.05
+    assert len(result.rounds) >= 2 and result.liquidations["aave-v3"] == 1
+    assert result.liquidated_usd["aave-v3"] == pytest.approx(100 * 1_100.0 / 1.05, rel=1e-9)
+    assert result.bad_debt_usd["aave-v3"] == pytest.approx(deficit, rel=1e-9)
+    assert result.to_json()["protocols"]["aave-v3"]["unrealised_supplier_loss_usd"] == pytest.approx(deficit, rel=1e-9)
+
+
+def test_a_pooled_receipt_write_down_reaches_the_holders():
+    scenario = ShockScenario(price_shocks={"WETH": -0.45}, keeper_gas_usd=1e9)
+    result = simulate(_receipt_holder_book(), scenario, rules={"aave-v3": PooledLossAave()})
+    # 40k of bad debt over the market's supply: 110k of WETH, 300k of USDC and dave's 100k aUSDC
+    # (valued at its written-down price, so a little under 100k)
+    assert 40_000 / 510_000 <= result.writedown["aave-v3"] <= 40_000 / 410_000
+    # which takes dave, 0.38% above liquidation, under (no keeper pays the gas: both are left
+    # liquidatable): the channel when receipts do take losses
+    assert result.unliquidated_usd[0] == pytest.approx(150_000.0 + 79_700.0, rel=1e-9)
+    a_usdc = list(result.symbols).index("aUSDC")
+    assert result.price_final[a_usdc] == pytest.approx(1.0 - result.writedown["aave-v3"], rel=1e-12)
     assert result.receipt_writedown_usd[0] > 0
 
 
@@ -122,7 +174,7 @@ class ShortPutMargin(OptionMarginRules):
 
     protocol = "opt"
 
-    def option_liquidations(self, options, spot_usd, iv, now):
+    def option_liquidations(self, options, spot_usd, iv, now, carry=None):
         intrinsic = np.maximum(options["strike"].to_numpy() - spot_usd, 0.0) * options["size"].to_numpy()
         short_put = (options["side"] == "short").to_numpy() & (options["kind"] == "put").to_numpy()
         liquidated = short_put & (options["collateral"].to_numpy() < 1.5 * intrinsic)
@@ -141,7 +193,9 @@ def test_option_margin_hook_and_black_scholes_rehedging():
                             "net_gamma": 0.0, "net_vega": 0.0, "hedge_position": 0.0})
     snapshot = Snapshot(meta=base.meta, assets=base.assets, markets=base.markets, accounts=base.accounts,
                         positions=base.positions, venues=base.venues, options=options, hedgers=hedgers)
-    result = simulate(snapshot, ShockScenario(price_shocks={"TKN1": -0.2}, iv_per_contract=0.01),
+    # without price impact: the round's hedge is the revalued delta change itself (with impact, a pool
+    # long gamma as this one hedges a 1 / (1 + g) share of it, test_options_hedging.py)
+    result = simulate(snapshot, ShockScenario(price_shocks={"TKN1": -0.2}, iv_per_contract=0.01, price_impact=False),
                       rules={**RULES, "opt": ShortPutMargin()})
     assert result.liquidations["opt"] == 1                       # u1's thin collateral, not u2's
     first = result.rounds[0]
@@ -317,13 +371,18 @@ def test_bad_debt_stays_in_the_market_where_it_arose():
         assert by_market[("aave-v3", "0x" + "a" * 40)] > 0
         assert by_market[("aave-v3", "0x" + "b" * 40)] == 0.0
         assert sum(by_market.values()) == pytest.approx(result.bad_debt_usd["aave-v3"], rel=1e-12)
-    a_usdc = list(results["sound"].symbols).index("aUSDC")
-    # a receipt of the sound market keeps its value; one of the crashing market is written down by
-    # that market's bad debt over what its book supplied, not diluted by the sound market's deposits
-    assert results["sound"].receipt_writedown == {}
-    assert results["sound"].price_final[a_usdc] == pytest.approx(1.0)
-    crashing = results["crashing"]
-    # no keeper pays 1e9 gas: alice's 150k USDC debt against 100 WETH at 1,100 is 40k of bad debt,
-    # over the 100 WETH and 300k USDC that market's book supplied
+    # Aave's receipts keep their value whichever market they claim on; the loss is reported per
+    # market as the suppliers' unrealised loss: alice's 150k USDC against 100 WETH at 1,100
+    for result in results.values():
+        assert result.receipt_writedown == {}
+        markets = {(m["protocol"], m["market"]): m["unrealised_supplier_loss_usd"] for m in result.to_json()["markets"]}
+        assert markets[("aave-v3", "0x" + "a" * 40)] == pytest.approx(40_000.0, rel=1e-9)
+        assert markets[("aave-v3", "0x" + "b" * 40)] == 0.0
+    # an issuer whose shares take losses writes a receipt of the crashing market down by that
+    # market's bad debt over what its book supplied, not diluted by the sound market's deposits
+    crashing = simulate(_two_markets("crashing"), scenario, rules={"aave-v3": PooledLossAave()})
+    a_usdc = list(crashing.symbols).index("aUSDC")
     assert crashing.receipt_writedown["aUSDC"] == pytest.approx(40_000 / (100 * 1_100 + 300_000), rel=1e-12)
     assert crashing.price_final[a_usdc] == pytest.approx(1.0 - crashing.receipt_writedown["aUSDC"])
+    sound = simulate(_two_markets("sound"), scenario, rules={"aave-v3": PooledLossAave()})
+    assert sound.receipt_writedown == {}

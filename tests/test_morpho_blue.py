@@ -273,15 +273,12 @@ def test_the_graph_traces_a_market_loss_to_the_vaults_supplying_it_and_their_sha
 def test_replay_fidelity_through_markets_and_a_vault_share_collateral_chain(morpho_devnet):
     """The fidelity criteria on a replay of the shock: the same accounts liquidated (the vault-share
     borrower among them, a round later), value within 1%, realised bad debt within 1%."""
-    from analyzer.fidelity import compare
-    from analyzer.replay import replay
+    from analyzer.replay import replay_and_compare
 
     shock = ShockScenario(name="morpho", price_shocks=SHOCK)
-    replayed = replay(morpho_devnet.url, morpho_devnet.book, shock, [get("morpho-blue")])
-    engine = simulate(replayed.snapshot_before, shock)
-    liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
-    fidelity = compare(engine.to_json(), {p: set(g["account"]) for p, g in liquidated.groupby("protocol")},
-                       replayed.to_json())
+    compared = replay_and_compare(morpho_devnet.url, morpho_devnet.book, shock, [get("morpho-blue")])
+    replayed, fidelity = compared.replay, compared.fidelity
+    liquidated = compared.engine.accounts[compared.engine.accounts["liquidated_usd"] > 0]
     gap = fidelity["protocols"]["morpho-blue"]
     assert replayed.reached_fixed_point and replayed.source_unchanged
     assert gap["accounts_ok"] and gap["value_ok"] and gap["bad_debt_ok"], gap

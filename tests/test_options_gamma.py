@@ -149,6 +149,28 @@ def test_bad_response_files_are_one_line_errors_and_write_nothing(tmp_path, cont
     assert not (tmp_path / "out").exists()
 
 
+BYBIT_ETH = [SAMPLES / "bybit-ETH-instruments-info.json", SAMPLES / "bybit-ETH-tickers.json"]
+
+
+@pytest.mark.parametrize("venue, damage, message", [
+    ("deribit", lambda summary, listed: summary["result"].insert(1, 7), "every result row must be an object"),
+    ("deribit", lambda summary, listed: summary.update(usOut="soon"), "usOut must be a number"),
+    ("bybit", lambda summary, listed: summary["result"]["list"].insert(1, [1]), "every row of result.list must be an object"),
+    ("bybit", lambda summary, listed: listed["result"]["list"][0].update(optionsType=["Call"]), "optionsType must be Call|Put"),
+])
+def test_response_rows_of_the_wrong_type_are_refused_by_name(tmp_path, venue, damage, message):
+    """The scale fuzz's options cases: a row that is not an object, a field of the wrong type."""
+    files = DERIBIT_ETH if venue == "deribit" else BYBIT_ETH
+    listed, summary = (json.loads(f.read_text()) for f in files)
+    damage(summary, listed)
+    paths = [tmp_path / "listed.json", tmp_path / "summary.json"]
+    for path, payload in zip(paths, (listed, summary), strict=True):
+        path.write_text(json.dumps(payload))
+    with pytest.raises(ContagionError, match=message):
+        import_options(paths, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def _serve(folder: Path, routes: dict[str, Path]):
     """A loopback HTTP server answering GET path -> the file's bytes (any query)."""
     import http.server
@@ -195,6 +217,26 @@ def test_fetch_from_a_server_in_the_venues_format_equals_importing_the_files(tmp
         b = imported.table(name).sort_values(list(imported.table(name).columns[:2])).reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b)
     assert not (tmp_path / "other").exists()
+
+
+def test_a_refused_fetch_saves_no_response(tmp_path):
+    """The venue answers, but its book summary is not a valid one: the fetch is refused and
+    --save-responses gets nothing (a refusal writes no output)."""
+    from analyzer.options.imports import fetch_options
+
+    bad = tmp_path / "summary.json"
+    summary = json.loads(DERIBIT_ETH[1].read_text())
+    summary["result"][0]["open_interest"] = "many"
+    bad.write_text(json.dumps(summary))
+    server = _serve(tmp_path, {"/api/v2/public/get_instruments": DERIBIT_ETH[0],
+                               "/api/v2/public/get_book_summary_by_currency": bad})
+    try:
+        with pytest.raises(ContagionError, match="open_interest must be a number"):
+            fetch_options("deribit", "ETH", tmp_path / "snap", url=f"http://127.0.0.1:{server.server_address[1]}/api/v2",
+                          save_to=tmp_path / "raw")
+    finally:
+        server.shutdown()
+    assert not (tmp_path / "raw").exists() and not (tmp_path / "snap").exists()
 
 
 def test_simulate_with_imported_dealers_names_them_in_the_contagion_matrix(tmp_path):

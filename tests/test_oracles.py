@@ -20,7 +20,7 @@ from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call, single_call
 from analyzer.oracles import PriceMover, feed_usd, protocol_paths, resolve
-from analyzer.replay_oracles import ForkOracles
+from analyzer.replay.oracles import ForkOracles
 from protocols import parse_protocols
 from tests.conftest import requires_anvil
 

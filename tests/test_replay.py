@@ -8,7 +8,7 @@ from web3 import HTTPProvider, Web3
 
 from analyzer.cheats import deal, mine
 from analyzer.errors import NotAnvilError
-from analyzer.replay import replay
+from analyzer.replay import replay, replay_and_compare
 from analyzer.scan import scan
 from analyzer.scenarios import ShockScenario
 from protocols import plugins
@@ -101,18 +101,11 @@ def test_the_engine_matches_real_liquidations_and_swaps_at_weth_minus_20(devnet)
     """Issue 7's criteria on the devnet's lending protocols and pools: the engine, run on the
     fork's own pre-shock read, liquidates the same accounts as the real transactions, the same
     value per protocol within 1%, leaves bad debt within 1% (or $1) and pool prices within 0.5%."""
-    from analyzer.engine import simulate
-    from analyzer.fidelity import compare, engine_scenario
-
     names = ("aave-v3", "compound-v2", "comet", "uniswap-v3")
     chosen = [plugins()[name] for name in names if name in devnet.book.get("protocols", {})]
     shock = ShockScenario(name="weth-20", price_shocks={"WETH": -0.20})
-    replayed = replay(devnet.url, devnet.book, shock, chosen)
-    before = replayed.snapshot_before
-    engine = simulate(before, engine_scenario(shock, replayed))
-    liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
-    fidelity = compare(engine.to_json(), {p: set(g["account"]) for p, g in liquidated.groupby("protocol")},
-                       replayed.to_json())
+    compared = replay_and_compare(devnet.url, devnet.book, shock, chosen)
+    replayed, fidelity = compared.replay, compared.fidelity
     assert replayed.reached_fixed_point and replayed.source_unchanged
     lending = [name for name in names[:3] if name in fidelity["protocols"]]
     assert lending and all(fidelity["protocols"][name]["replay_liquidated_usd"] > 0 for name in lending)

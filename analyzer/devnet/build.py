@@ -19,6 +19,7 @@ from typing import Any
 
 from analyzer.atomic import atomic_write_text
 from analyzer.chain import Anvil
+from analyzer.console import progress_bar
 from analyzer.devnet.context import DevnetContext
 from analyzer.devnet.feeds import deploy_feeds
 from analyzer.devnet.scenario import DevnetScenario
@@ -135,17 +136,22 @@ def build_devnet(
                             book={"chain_id": CHAIN_ID, "chain": "devnet", "scenario": scenario.name,
                                   "multicall3": MULTICALL3_ADDRESS, "protocols": {}})
         ensure_multicall3(w3)
-        progress(f"devnet: deploying {len(scenario.assets)} assets and price feeds")
-        deploy_assets(ctx)
-        for plugin in plugins:
-            if plugin.devnet is None or plugin.name not in scenario.protocols:
-                continue    # a scenario deploys the protocols it configures
-            progress(f"devnet: deploying {plugin.name}")
-            part = plugin.devnet()
-            markets = part.deploy(ctx)
-            ctx.book["protocols"][plugin.name] = markets
-            progress(f"devnet: seeding {plugin.name}")
-            part.seed(ctx, markets)
+        # a scenario deploys the protocols it configures
+        deployed = [p for p in plugins if p.devnet is not None and p.name in scenario.protocols]
+        with progress_bar("devnet: deploy and seed", 1 + 2 * len(deployed)) as bar:
+            progress(f"devnet: deploying {len(scenario.assets)} assets and price feeds")
+            deploy_assets(ctx)
+            bar.advance()
+            for plugin in deployed:
+                progress(f"devnet: deploying {plugin.name}")
+                assert plugin.devnet is not None
+                part = plugin.devnet()
+                markets = part.deploy(ctx)
+                ctx.book["protocols"][plugin.name] = markets
+                bar.advance()
+                progress(f"devnet: seeding {plugin.name}")
+                part.seed(ctx, markets)
+                bar.advance()
         ctx.book["block"] = w3.eth.block_number
         if state_file is not None:
             anvil.save_state(state_file)

@@ -7,9 +7,14 @@ One round (DESIGN.md, "The engine"), vectorised over accounts × assets:
 2. each protocol's own :class:`~protocols.base.Rules` finds the liquidatable accounts and a keeper
    liquidates them step by step while the rule allows and the bonus pays for slippage and gas
    (:mod:`analyzer.engine.market`); uncovered debt becomes that protocol's bad debt;
-3. bad debt stays in the market (protocol, market) where it arose and writes down the receipt
-   tokens that claim on that market pro rata (the market's bad debt / the USD its book supplied),
-   which lowers every position that holds them; an isolated market's loss stays in that market;
+3. bad debt stays in the market (protocol, market) where it arose. It writes down only the receipt
+   tokens whose issuer moves their redemption value with losses
+   (:class:`~protocols.base.ReceiptWritedownRules`: Morpho's vault shares), which lowers every
+   position that holds them in every consumer whose oracle reads that value (``convertToAssets``);
+   an aToken or cToken keeps its value (Aave books a deficit, Compound V2's exchange rate keeps
+   the bad debt in its borrows), so a consumer pricing it from the underlying's feed or the
+   exchange rate sees nothing, and the loss is the suppliers' unrealised loss, reported beside the
+   cascade (:func:`analyzer.engine.result.supplier_losses`), never as a price move;
 4. option margin rules close undercollateralised shorts, pools re-hedge (:mod:`.options`);
 5. all flows are netted per asset and traded through its venues, giving next round's prices; the
    vol spiral moves IVs; every price change is attributed (:mod:`.attribution`).
@@ -20,7 +25,9 @@ Repeated until a fixed point (no liquidation and every market and oracle price c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +36,13 @@ from analyzer.engine.impact import reprice
 from analyzer.engine.interest import accrue_round
 from analyzer.engine.keeper import keeper_take
 from analyzer.engine.market import SlippageCurve, safe_trade
-from analyzer.engine.options import OptionBook, bs_delta, option_margin_liquidations, vol_spiral
+from analyzer.engine.options import (
+    OptionBook,
+    bs_delta,
+    long_gamma_damping,
+    option_margin_liquidations,
+    vol_spiral,
+)
 from analyzer.engine.prepare import Prepared, sub_book
 from analyzer.scenarios import ShockScenario
 from protocols.base import LendingBook, Liquidation, ReceiptWritedownRules
@@ -61,6 +74,7 @@ class CascadeState:
     hedge_alive: np.ndarray
     account_events: list = field(default_factory=list)   # (slot, rows, round, repaid, seized, fee usd, causes)
     option_events: list = field(default_factory=list)    # (option rows, round, buy-back usd, causes)
+    option_carry: dict = field(default_factory=dict)      # (protocol, market) -> its rule's carry to the next round
     contracts_bought: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (A,) bought back this round
     committed_sell: np.ndarray = field(default_factory=lambda: np.zeros(0))    # (A,) sold by keepers so far this round
     committed_buy: np.ndarray = field(default_factory=lambda: np.zeros(0))     # (A,) bought by keepers so far
@@ -145,15 +159,17 @@ def receipt_writedowns(prep: Prepared, books: list, previous: np.ndarray | None)
     return out
 
 
-def _curve_source(state: CascadeState, scenario: ShockScenario, cache: dict):
-    """``curve(a)``: the slippage curve of asset a at the round's start, sampled on first use and
-    shared by all books of the round (only assets a keeper trades are sampled)."""
+def curve_source(venues: Mapping[int, Any], price_impact: bool, cache: dict[int, SlippageCurve]):
+    """``curve(a)``: the slippage curve of asset index a on ``venues`` (AssetVenues by asset index)
+    at the round's start, sampled on first use into ``cache`` and shared by all books of the round
+    (only assets a keeper trades are sampled); flat without ``price_impact`` or venues. The replay
+    samples the fork's own pools through it."""
 
     def curve(a: int) -> SlippageCurve:
         a = int(a)
         if a not in cache:
-            venues = state.venues.get(a)
-            cache[a] = SlippageCurve.sample(venues) if (venues is not None and scenario.price_impact) \
+            asset_venues = venues.get(a)
+            cache[a] = SlippageCurve.sample(asset_venues) if (asset_venues is not None and price_impact) \
                 else SlippageCurve.flat()
         return cache[a]
 
@@ -243,22 +259,17 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
         if len(act) == len(candidates):
             sub = work
         else:
-            sub.collateral[act] = work.collateral
-            sub.debt[act] = work.debt
-            sub.extra.update(_book_wide(work))
+            _write_rows(sub, act, work)
         steps.append((act[liq.rows], liq, sell_units.sum(0) - buy_units.sum(0)))
     if steps:
         if not state.owned[slot_index]:     # copy on first write: untouched books stay shared with prep
             book = state.books[slot_index] = book.copy()
             state.owned[slot_index] = True
-        book.collateral[candidates] = sub.collateral
-        book.debt[candidates] = sub.debt
-        book.extra.update(_book_wide(sub))    # the protocol's own state (Comet's reserves) carries on
+        _write_rows(book, candidates, sub)    # with the protocol's own state (Comet's reserves, Aave's deficits)
         if len(rows) == len(book.accounts):
             view = book
         else:       # the screened accounts as they are now, for their new health factors below
-            view.collateral[in_view] = sub.collateral
-            view.debt[in_view] = sub.debt
+            _write_rows(view, in_view, sub)
     state.watch[slot_index][:] = False
     state.watch[slot_index][candidates[np.asarray(slot.rules.liquidatable(sub, oracle), dtype=bool)]] = True
     state.bad_debt[slot_index][rows] = 0.0
@@ -268,6 +279,18 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     state.bad_debt[slot_index][candidates] = slot.rules.bad_debt_usd(sub, oracle)
     bound[rows] = slot.rules.health_factor(view, oracle)
     return steps, candidates, causes
+
+
+def _write_rows(target: LendingBook, rows: np.ndarray, source: LendingBook) -> None:
+    """``target``'s accounts ``rows`` set to ``source``'s (a book of just those accounts): collateral,
+    debt and the per-account entries of ``extra`` (an Aave account's deficit written off at its
+    liquidation), and the book-wide entries carried on (a protocol's reserves)."""
+    target.collateral[rows] = source.collateral
+    target.debt[rows] = source.debt
+    for key in target.per_account:
+        if key in source.extra and key in target.extra:
+            target.extra[key][rows] = source.extra[key]
+    target.extra.update(_book_wide(source))
 
 
 def _book_wide(book: LendingBook) -> dict:
@@ -292,7 +315,7 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
         fee_tokens=np.zeros((n_protocols, n_assets)), contagion=np.zeros((n_sources, n_protocols)),
         gamma_feedback=np.zeros(n_assets), market_bad_debt_usd=np.zeros(len(prep.markets)))
     unit_value = redeemable_units(prep, state.writedown, state.asset_writedown)
-    curves = _curve_source(state, scenario, state.curve_cache)
+    curves = curve_source(state.venues, scenario.price_impact, state.curve_cache)
     state.committed_sell, state.committed_buy = np.zeros(n_assets), np.zeros(n_assets)
     deposits_usd = np.zeros(len(prep.markets))
     for s, slot in enumerate(prep.slots):
@@ -337,7 +360,7 @@ def _options_round(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     if book.empty:
         return
     closed, answers = option_margin_liquidations(prep.option_rules, book, state.option_alive, oracle_source,
-                                                 state.iv, n_assets)
+                                                 state.iv, n_assets, state.option_carry)
     for protocol, answer in answers.items():
         p, source = prep.protocol_index[protocol], prep.source_index[attr.option_source(protocol)]
         rows = np.flatnonzero(answer.liquidated)
@@ -357,9 +380,18 @@ def _options_round(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     alive_after = state.option_alive & ~closed
     hedged = book.hedge_sales(state.hedge_spot, state.price, state.hedge_iv, state.iv, state.hedge_alive,
                               alive_after, n_assets)
+    # net long-gamma dealers hedge to the price their own trade leaves (continuous hedging, no overshoot)
+    damping = np.ones(n_assets)
+    if scenario.price_impact:
+        gamma = book.net_gamma(state.price, state.iv, alive_after, n_assets)
+        depth = np.array([sum(v.depth(0.01, True) for v in state.venues[a].venues) if a in state.venues and
+                          gamma[a] > 0 else 0.0 for a in range(n_assets)])
+        damping = long_gamma_damping(gamma, state.price, depth)
     for protocol, sold in hedged.items():
-        flows[:, prep.source_index[attr.hedging_source(protocol)]] += sold
-    state.hedge_spot, state.hedge_iv, state.hedge_alive = state.price.copy(), state.iv.copy(), alive_after
+        flows[:, prep.source_index[attr.hedging_source(protocol)]] += sold * damping
+    # where damped, the dealers are hedged at the price they targeted, not at the round's
+    hedged_at = state.hedge_spot + (state.price - state.hedge_spot) * damping
+    state.hedge_spot, state.hedge_iv, state.hedge_alive = hedged_at, state.iv.copy(), alive_after
     state.option_alive = alive_after
 
 
@@ -435,6 +467,7 @@ def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
         accounts_frame,
         left_liquidatable_usd,
         receipt_losses_usd,
+        supplier_losses,
     )
 
     if not isinstance(snapshot_or_prepared, Prepared) and scenario.venue_models:
@@ -460,4 +493,5 @@ def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
         price_before=prep.price_pre, price_after_shock=price_after_shock, iv_before=prep.iv_pre, shocks=shocks,
         accounts=accounts_frame(prep, state, final_oracle), receipt_writedown_usd=receipt_losses_usd(prep, state),
         unliquidated_usd=left_liquidatable_usd(prep, state, final_oracle), markets=list(prep.markets),
-        receipt_protocol=prep.receipt_protocol_index)
+        receipt_protocol=prep.receipt_protocol_index,
+        supplier_loss=supplier_losses(prep, state, final_oracle, state.source_attr_history[-1]))

@@ -21,7 +21,7 @@ from analyzer.engine.options import OptionBook, vol_spiral
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot, receipt_claim
 from analyzer.scenarios import ShockScenario
-from protocols.base import LendingBook, OptionMarginRules, Rules
+from protocols.base import LendingBook, OptionMarginRules, ReceiptWritedownRules, Rules
 
 
 @dataclass
@@ -56,6 +56,7 @@ class Prepared:
     receipt_ratio: np.ndarray         # (A,) underlying units per receipt unit (1 when not a receipt)
     receipt_protocol_index: np.ndarray  # (A,) issuing protocol's index; -1 when none (not a receipt, a native coin)
     receipt_claims: np.ndarray        # (A, K) 1 where receipt a is written down by the losses of market k
+    #                                   (issuers with ReceiptWritedownRules only; 0 for aTokens, cTokens)
     markets: list[tuple[str, str]]    # (K,) (protocol, market) of the books: where losses are kept
     slots: list[BookSlot]
     venues: dict                      # asset index -> AssetVenues (pre-shock; copied per scenario)
@@ -189,7 +190,10 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
         under = claim.underlying
         underlying[i], receipt_protocol[i] = index[under], protocol_index[claim.protocol]
         ratio[i] = price_pre[i] / price_pre[index[under]] if price_pre[index[under]] > 0 else 0.0
-        claims[i] = _claimed_markets(claim, market_of, slots)
+        if isinstance(rules.get(claim.protocol), ReceiptWritedownRules):
+            # only an issuer whose share price takes losses writes its receipts down; an aToken or
+            # a cToken redeems for as much underlying after its protocol's bad debt as before
+            claims[i] = _claimed_markets(claim, market_of, slots)
     for native, wrapped in snapshot.wrapped_native_of().items():
         # the native coin moves and is sold as its wrapped token: a receipt that no protocol issues
         coin = index[native]

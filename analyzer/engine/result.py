@@ -14,13 +14,17 @@ same snapshot and scenario give the same bytes; non-finite numbers are ``null``)
     protocols{name}     liquidations (account-rounds), liquidated_usd (debt repaid, oracle USD), seized_usd,
                         bad_debt_usd (at the end), receipt_writedown (fraction), receipt_writedown_usd
                         (value lost by positions holding its receipt tokens), unliquidated_usd (debt of
-                        accounts still liquidatable at the end that no keeper found profitable)
+                        accounts still liquidatable at the end that no keeper found profitable),
+                        unrealised_supplier_loss_usd (its bad debt that no price shows: SupplierLoss)
     rounds[]            round, liquidations{protocol}, liquidated_usd{protocol}, bad_debt_usd{protocol},
                         price_usd{symbol} (after the round), iv{symbol}, net_flow{symbol} (units sold > 0),
                         flow_usd{source}, gamma_feedback (max over assets)
     contagion           sources[], protocols[], usd[source][protocol]: liquidated USD in a protocol by cause
     divergence          flag (linearised loop gain impact × dealer short gamma reached 1), max_gamma_feedback, asset
-    totals              liquidated_usd, bad_debt_usd, liquidations
+    supplier_loss       sources[], protocols[], usd[source][protocol], total_usd: the suppliers' unrealised
+                        loss (bad debt no receipt price shows: :class:`SupplierLoss`) by cause; also per
+                        protocol and per market as ``unrealised_supplier_loss_usd``
+    totals              liquidated_usd, bad_debt_usd, liquidations, unrealised_supplier_loss_usd
     files[]             the Parquet tables beside it
 
 Parquet: ``prices.parquet`` (round, asset, symbol, price_usd, oracle_usd, price_after_usd, iv_after,
@@ -78,6 +82,7 @@ class CascadeResult:
     tables: dict = field(default_factory=dict)
     markets: list = field(default_factory=list)        # (K,) (protocol, market): where losses are kept
     receipt_protocol: np.ndarray | None = None         # (A,) issuing protocol index of each receipt, -1 when none
+    supplier_loss: SupplierLoss | None = None          # bad debt no price shows yet (supplier_losses)
 
     @property
     def converged(self) -> bool:
@@ -164,11 +169,14 @@ class CascadeResult:
                    _num(amp[str(s)]) if str(s) in amp else None, "iv_before": _num(self.iv_before[i]),
                    "iv_final": _num(iv_final[i])} for i, (a, s) in enumerate(zip(self.assets, self.symbols, strict=True))]
         liq, count, bad, wd = self.liquidated_usd, self.liquidations, self.bad_debt_usd, self.writedown
+        loss = self.supplier_loss or SupplierLoss(np.zeros(len(self.protocols)), np.zeros(len(self.markets)),
+                                                  np.zeros((len(self.sources), len(self.protocols))))
         seized = dict(zip(self.protocols, self._sum("seized_usd").tolist(), strict=True))
         protocols = {p: {"liquidations": count[p], "liquidated_usd": _num(liq[p]), "seized_usd": _num(seized[p]),
                          "bad_debt_usd": _num(bad[p]), "receipt_writedown": _num(wd[p]),
                          "receipt_writedown_usd": _num(self.receipt_writedown_usd[i]),
-                         "unliquidated_usd": _num(self.unliquidated_usd[i])}
+                         "unliquidated_usd": _num(self.unliquidated_usd[i]),
+                         "unrealised_supplier_loss_usd": _num(loss.by_protocol[i])}
                      for i, p in enumerate(self.protocols)}
         rounds = []
         for r in self.rounds:
@@ -193,15 +201,20 @@ class CascadeResult:
             | ({"path": self.snapshot_meta["path"]} if "path" in self.snapshot_meta else {}),
             "stop_reason": self.stop_reason, "converged": self.converged, "rounds_run": len(self.rounds),
             "assets": assets, "protocols": protocols, "rounds": rounds,
-            "markets": [{"protocol": p, "market": m, "bad_debt_usd": _num(v)}
-                        for (p, m), v in self.bad_debt_by_market.items()],
+            "markets": [{"protocol": p, "market": m, "bad_debt_usd": _num(v),
+                         "unrealised_supplier_loss_usd": _num(loss.by_market[k])}
+                        for k, ((p, m), v) in enumerate(self.bad_debt_by_market.items())],
+            "supplier_loss": {"sources": self.sources, "protocols": self.protocols,
+                              "usd": [[_num(v) for v in row] for row in loss.by_cause],
+                              "total_usd": _num(loss.by_protocol.sum())},
             "receipt_writedown": {s: _num(v) for s, v in self.receipt_writedown.items()},
             "contagion": {"sources": self.sources, "protocols": self.protocols,
                           "usd": [[_num(v) for v in row] for row in matrix]},
             "divergence": {"flag": self.diverging, "max_gamma_feedback": _num(feedback[worst]) if len(feedback) else 0.0,
                            "asset": str(self.symbols[worst]) if len(feedback) else None},
             "totals": {"liquidated_usd": _num(self.total_liquidated_usd),
-                       "bad_debt_usd": _num(sum(bad.values())), "liquidations": int(sum(count.values()))},
+                       "bad_debt_usd": _num(sum(bad.values())), "liquidations": int(sum(count.values())),
+                       "unrealised_supplier_loss_usd": _num(loss.by_protocol.sum())},
             "files": sorted(f"{name}.parquet" for name in self.frames()),
         }
 
@@ -250,6 +263,48 @@ def left_liquidatable_usd(prep, state, oracle_source: np.ndarray) -> np.ndarray:
             oracle = oracle_source[slot.cols] * slot.oracle_scale
             out[prep.protocol_index[slot.protocol]] += (state.books[s].debt[rows] @ oracle).sum()
     return out
+
+
+@dataclass
+class SupplierLoss:
+    """The economic loss a cascade leaves with suppliers that no price reflects yet: bad debt that
+    sits on accounts or in a reserve deficit while the issuer's receipt tokens redeem as before
+    (:meth:`protocols.base.Rules.unrealised_loss_usd`). Not a price move, so it moves no receipt
+    and liquidates no one; it is what lenders would lose if the protocol socialised it.
+
+    ``by_protocol`` (P,) and ``by_market`` (K,) USD at the end; ``by_cause`` (S, P) USD: each
+    account's loss split over the sources that pushed it under (attribution rule 3 on its
+    pre-shock exposure and the final oracle changes; ``initial`` when it was liquidatable before)."""
+
+    by_protocol: np.ndarray
+    by_market: np.ndarray
+    by_cause: np.ndarray
+
+
+def supplier_losses(prep, state, oracle_source: np.ndarray, source_attr: np.ndarray) -> SupplierLoss:
+    """:class:`SupplierLoss` of the cascade ``state`` at the final oracle prices ``oracle_source``
+    (A,), whose change since before the shock is ``source_attr`` (A, S) by source."""
+    from analyzer.engine import attribution as attr
+
+    by_protocol, by_market = np.zeros(len(prep.protocols)), np.zeros(len(prep.markets))
+    by_cause = np.zeros((len(prep.sources), len(prep.protocols)))
+    initial = prep.source_index[attr.SOURCE_INITIAL]
+    for s, slot in enumerate(prep.slots):
+        rows = np.flatnonzero(state.bad_debt[s] > 0)
+        if len(rows) == 0:
+            continue
+        scale = slot.oracle_scale
+        loss = np.asarray(slot.rules.unrealised_loss_usd(sub_book(state.books[s], rows),
+                                                         oracle_source[slot.cols] * scale), dtype=float)
+        before = sub_book(slot.book, rows)
+        exposure = before.collateral * slot.threshold - before.debt
+        causes = attr.account_causes(exposure, source_attr[slot.cols] * scale[:, None],
+                                     slot.initially_liquidatable[rows], initial)
+        p = prep.protocol_index[slot.protocol]
+        by_protocol[p] += loss.sum()
+        by_market[slot.market_index] += loss.sum()
+        by_cause[:, p] += loss @ causes
+    return SupplierLoss(by_protocol, by_market, by_cause)
 
 
 def receipt_losses_usd(prep, state) -> np.ndarray:

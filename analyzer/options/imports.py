@@ -199,15 +199,19 @@ def fetch_responses(venue: str, currency: str, url: str | None = None, timeout: 
 def fetch_options(venue: str, currency: str, out: str | Path, *, url: str | None = None,
                   positioning: str | Path | None = None, underlying: dict[str, str] | None = None,
                   save_to: str | Path | None = None) -> Snapshot:
-    """Fetch the venue's responses and import them as :func:`import_options` does."""
+    """Fetch the venue's responses and import them as :func:`import_options` does.
+
+    ``save_to`` gets the raw responses only once they make a valid snapshot: a refused fetch
+    writes nothing."""
+    from analyzer.atomic import atomic_write_text, check_output_dir
+
     out = Path(out)
     base = _base_snapshot(out)
+    folder = None if save_to is None else check_output_dir(save_to, "--save-responses")
     payloads = fetch_responses(venue, currency, url)
-    if save_to is not None:
-        folder = Path(save_to)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, payload in payloads:
-            (folder / (name.replace(" ", "_").replace("/", "_") + ".json")).write_text(json.dumps(payload))
     snapshot = attach(base, _rows(payloads, positioning), underlying)
+    if folder is not None:
+        for name, payload in payloads:
+            atomic_write_text(folder / (name.replace(" ", "_").replace("/", "_") + ".json"), json.dumps(payload))
     snapshot.write(out)
     return snapshot

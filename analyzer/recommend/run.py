@@ -27,6 +27,7 @@ from analyzer.recommend.search import Key, Search, greedy, parameters_of, prune
 from analyzer.scenarios import ShockScenario
 
 SCHEMA = "defi-contagion/recommendations"
+MAX_SCENARIOS = 100   # every search step evaluates each scenario: the run grows with their number
 DISTANCE = {"max_shock": -0.95, "tolerance": 0.02, "min_bad_debt_usd": 1.0}
 
 
@@ -159,6 +160,9 @@ def load_scenarios(spec: str, snapshot: Snapshot) -> list[ShockScenario]:
     tables = raw["scenario"]
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ContagionError(f"{path.name}: [[scenario]] must be an array of tables")
+    if len(tables) > MAX_SCENARIOS:
+        raise ContagionError(f"{path.name}: {len(tables):,} scenarios; the limit is {MAX_SCENARIOS} "
+                             "(each search step evaluates every one)")
     return [scenario_from_dict({"name": f"scenario-{i + 1}", **t}, f"{path.name}: scenario {i + 1}")
             for i, t in enumerate(tables)]
 

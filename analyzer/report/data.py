@@ -33,7 +33,7 @@ def tool_version() -> str:
 def _totals(cascade: dict) -> dict[str, float]:
     rows = cascade["protocols"].values()
     return {key: float(sum(r[key] for r in rows))
-            for key in ("liquidated_usd", "bad_debt_usd", "receipt_writedown_usd")}
+            for key in ("liquidated_usd", "bad_debt_usd", "receipt_writedown_usd", "unrealised_supplier_loss_usd")}
 
 
 def scenario_rows(inputs: RunInputs) -> list[dict[str, Any]]:

@@ -20,7 +20,8 @@ present but malformed raises ContagionError naming the file and the field.
 
 cascade.json is analyzer.engine.result's (schema ``defi-contagion/cascade`` version 1); read:
 ``scenario`` (price_shocks, iv_shocks, forced_sales, name), ``stop_reason``, ``converged``,
-``protocols{p}`` (liquidations, liquidated_usd, seized_usd, bad_debt_usd, receipt_writedown_usd),
+``protocols{p}`` (liquidations, liquidated_usd, seized_usd, bad_debt_usd, receipt_writedown_usd,
+unrealised_supplier_loss_usd: 0 when absent),
 ``rounds[]`` (round, liquidations{p}, liquidated_usd{p}, bad_debt_usd{p}, price_usd{symbol},
 iv{symbol}), ``assets[]`` (symbol, amplification), ``contagion`` (sources, protocols,
 usd[source][protocol]), ``divergence``, ``snapshot`` (chain_id, block_number), and, beside it,
@@ -140,7 +141,8 @@ def read_cascade(path: Path, names: dict[str, str], default_name: str) -> dict[s
     for proto, row in _obj(raw["protocols"], path, "protocols").items():
         row = _obj(row, path, f"protocols.{proto}")
         protocols[str(proto)] = {key: _num(row.get(key, 0.0), path, f"protocols.{proto}.{key}")
-                                 for key in ("liquidated_usd", "seized_usd", "bad_debt_usd", "receipt_writedown_usd")}
+                                 for key in ("liquidated_usd", "seized_usd", "bad_debt_usd", "receipt_writedown_usd",
+                                             "unrealised_supplier_loss_usd")}
         protocols[str(proto)]["liquidations"] = int(_num(row.get("liquidations", 0), path, f"protocols.{proto}.liquidations"))
     rounds = []
     for i, rnd in enumerate(_list(raw, "rounds", path)):

@@ -44,14 +44,17 @@ def render_summary(data: dict[str, Any], figure_names: list[str]) -> str:
              *([describe_depth(pv["assumed_depth"]) + ".", ""] if pv.get("assumed_depth") else []),
              f"**Headline: {data['headline']}** ({shock_text(headline)}): {usd(data['totals']['liquidated_usd'])} "
              f"liquidated, {usd(data['totals']['bad_debt_usd'])} bad debt, "
-             f"{usd(data['totals']['receipt_writedown_usd'])} receipt write-down over {len(data['timeline']['rounds'])} rounds.",
+             f"{usd(data['totals']['receipt_writedown_usd'])} receipt write-down, "
+             f"{usd(data['totals']['unrealised_supplier_loss_usd'])} unrealised supplier loss "
+             f"over {len(data['timeline']['rounds'])} rounds.",
              "", "## Scenarios", "", "| scenario | shock | liquidated | bad debt | rounds |", "|---|---|---:|---:|---:|"]
     lines += [f"| {s['name']} | {shock_text(s)} | {usd(s['liquidated_usd'])} | {usd(s['bad_debt_usd'])} | {s['rounds']} |"
               for s in data["scenarios"]]
     lines += ["", f"## Per protocol ({data['headline']})", "",
-              "| protocol | liquidated | bad debt | receipt write-down |", "|---|---:|---:|---:|"]
+              "| protocol | liquidated | bad debt | receipt write-down | unrealised supplier loss |",
+              "|---|---:|---:|---:|---:|"]
     lines += [f"| {p['protocol']} | {usd(p['liquidated_usd'])} | {usd(p['bad_debt_usd'])} | "
-              f"{usd(p['receipt_writedown_usd'])} |" for p in data["protocols"]]
+              f"{usd(p['receipt_writedown_usd'])} | {usd(p['unrealised_supplier_loss_usd'])} |" for p in data["protocols"]]
     matrix = data["matrix_view"]
     if matrix and matrix["sources"]:
         lines += ["", "## Contagion matrix (USD liquidated in column caused by row; all-zero rows and columns left out)", "",

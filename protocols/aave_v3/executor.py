@@ -17,6 +17,7 @@ from eth_utils import event_abi_to_log_topic, keccak, to_checksum_address
 from analyzer.chain import rpc
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call, multicall, single_call
+from analyzer.transactions import send
 from protocols.aave_v3 import abi
 from protocols.base import ExecutedLiquidation, Executor
 
@@ -60,15 +61,8 @@ class AaveV3Executor(Executor):
             rpc(self.w3, "anvil_impersonateAccount", [sender])
             if self.w3.eth.get_balance(sender) < ETH_FOR_GAS // 10:
                 rpc(self.w3, "anvil_setBalance", [sender, hex(ETH_FOR_GAS)])
-        tx = {"from": sender, "to": to_checksum_address(target), "data": "0x" + Call(target, signature, args).calldata.hex()}
-        try:
-            tx["gas"] = int(self.w3.eth.estimate_gas(tx) * 1.2) + 50_000
-        except Exception as exc:  # web3 raises several types for a revert
-            raise ContagionError(f"{what or signature} would revert: {exc}") from None
-        receipt = self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx), timeout=120)
-        if receipt["status"] != 1:
-            raise ContagionError(f"{what or signature} failed (tx {receipt['transactionHash'].hex()})")
-        return receipt
+        tx = {"to": to_checksum_address(target), "data": "0x" + Call(target, signature, args).calldata.hex()}
+        return send(self.w3, tx, sender, what or signature)
 
     # ---- oracle -----------------------------------------------------------------------------
     def set_price(self, asset: str, price_usd: float) -> None:

@@ -77,11 +77,18 @@ class Step:
 
 def _param_frame(markets: pd.DataFrame) -> pd.DataFrame:
     parsed = pd.DataFrame([json.loads(p) for p in markets["params"]], index=markets.index)
-    for key, default in (("in_grace_period", False),):
+    for key, default in (("in_grace_period", False), ("deficit_raw", "0")):
         if key not in parsed:
             parsed[key] = default
     rates = [c for c in ("liquidity_rate_ray", "variable_borrow_rate_ray") if c in parsed]
-    return markets.join(parsed[[*PARAM_KEYS, *rates]])
+    return markets.join(parsed[[*PARAM_KEYS, "deficit_raw", *rates]])
+
+
+def _reserve_deficits(snapshot, mk: pd.DataFrame) -> np.ndarray:
+    """(m,) each reserve's deficit in whole tokens (``getReserveDeficit``; 0 before 3.3)."""
+    decimals = dict(zip(snapshot.assets["address"], snapshot.assets["decimals"], strict=True))
+    return np.array([int(raw) / 10 ** int(decimals.get(a, 18))
+                     for a, raw in zip(mk["asset"], mk["deficit_raw"].fillna("0"), strict=True)], dtype=float)
 
 
 def _emode_tables(mk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,7 +164,8 @@ class AaveV3Rules(Rules, InterestAccrual):
         }
         extra = {"collateral_on": collateral_on, "emode_lt_bps": emode_lt, "emode_bonus_bps": emode_bonus,
                  "emode_collateral": emode_collateral, "oracle_prices": mk["oracle_price_usd"].to_numpy(dtype=float),
-                 "profile": rule, "deficit": np.zeros((n, m))}
+                 "profile": rule, "deficit": np.zeros((n, m)),
+                 "reserve_deficit": _reserve_deficits(snapshot, mk)}
         for rate in ("liquidity_rate", "variable_borrow_rate"):   # ray a year -> fraction a year
             if f"{rate}_ray" in mk:
                 extra[rate] = mk[f"{rate}_ray"].astype(float).to_numpy() / 1e27
@@ -290,6 +298,12 @@ class AaveV3Rules(Rules, InterestAccrual):
             out.extra["deficit"][gone] += out.debt[gone]
             out.debt[gone] = 0.0
         return out
+
+    def written_off_usd(self, book: LendingBook, prices: np.ndarray) -> float:
+        """The reserves' deficits as the pool records them (3.3+ ``getReserveDeficit``): debt burnt
+        from accounts left without collateral, which no position shows any more."""
+        deficit = book.extra.get("reserve_deficit")
+        return float(deficit @ prices) if deficit is not None else 0.0
 
     def bad_debt_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
         """Debt written off into reserve deficits (3.3+) plus debt that no collateral backs."""

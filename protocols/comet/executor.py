@@ -16,6 +16,7 @@ from eth_utils import event_signature_to_log_topic, to_checksum_address
 
 from analyzer.errors import ContagionError
 from analyzer.paths import data_path
+from analyzer.transactions import send
 from protocols.base import ExecutedLiquidation, PartialCollateralExecutor
 
 
@@ -49,14 +50,7 @@ class CometExecutor(PartialCollateralExecutor):
         self.base = self.comet.functions.baseToken().call()
 
     def _send(self, call, sender: str, what: str) -> dict:
-        try:
-            tx_hash = call.transact({"from": sender})
-        except Exception as exc:  # a revert at estimation: say which step, keep the reason
-            raise ContagionError(f"comet {what} reverted: {exc}") from None
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
-        if receipt["status"] != 1:
-            raise ContagionError(f"comet {what} failed (tx {tx_hash.hex()})")
-        return receipt
+        return send(self.w3, call, sender, f"comet {what}")
 
     def feed_of(self, asset: str) -> str:
         asset = to_checksum_address(asset)

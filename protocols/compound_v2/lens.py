@@ -51,7 +51,8 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
             if error != 0:
                 raise ContagionError(f"compound-v2: getAccountSnapshot({account}) failed on {m['ctoken']}")
             scale = 10 ** m["underlying_decimals"]
-            base = {"protocol": PROTOCOL, "market": reader.comptroller, "account": account, "asset": m["underlying"]}
+            base = {"protocol": PROTOCOL, "market": reader.comptroller, "account": account, "asset": m["underlying"],
+                    "reserve": m["ctoken"]}
             if ctoken_balance:
                 positions.append({**base, "side": "collateral", "raw": str(ctoken_balance),
                                   "amount": ctoken_balance * exchange_rate / MANTISSA / scale})
@@ -60,7 +61,7 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
                                   "amount": borrow_balance / scale})
             opened = opened or bool(ctoken_balance or borrow_balance)
         if opened:
-            params = {"entered": [markets[j]["underlying"] for j in entered]}
+            params = {"entered": [markets[j]["ctoken"] for j in entered]}
             account_rows.append({"protocol": PROTOCOL, "market": reader.comptroller, "account": account,
                                  "category": 0, "params": json.dumps(params)})
     return {"positions": positions, "accounts": account_rows}

@@ -4,7 +4,9 @@ Every read goes through Multicall3 at the context's block. Units (see analyzer/m
 positions are in UNDERLYING token units, ``raw`` keeps the exact integer the protocol stores
 (collateral: cToken balance, 8 decimals; debt: ``borrowBalanceStored``); the exact mantissas
 the rule needs to reproduce Compound's integer math (exchange rate, oracle price, factors) are in
-``markets.params``; the account's entered markets (``getAssetsIn``) in ``accounts.params``.
+``markets.params``; the account's entered markets (``getAssetsIn``, cTokens) in ``accounts.params``.
+Markets and positions rows carry their cToken as ``reserve``: every listed cToken is its own
+market, also where two share an underlying (legacy cWBTC and cWBTC2 on Ethereum).
 """
 
 from __future__ import annotations
@@ -119,31 +121,9 @@ class CompoundV2Reader(Reader):
                 "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(market_incentive),
                 "min_liquidatable_collateral_mantissa": None if min_liquidatable is None else int(min_liquidatable),
             })
-        rows = self._one_market_per_underlying(rows)
-        self.excluded += [{"protocol": PROTOCOL, "market": self.comptroller, "asset": shadowed,
-                           "reason": f"a second market of underlying {r['underlying']} (snapshot rows are keyed by "
-                                     f"underlying; {r['ctoken']} is read)"}
-                          for r in rows for shadowed in r["shadowed_ctokens"]]
         self._underlying_meta(rows)
         self._markets = rows
         return rows
-
-    @staticmethod
-    def _one_market_per_underlying(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Snapshot rows are keyed by underlying asset, so of two listed cTokens over one underlying
-        (mainnet's legacy cWBTC beside cWBTC2) the larger (cash + borrows) is kept; the other is
-        named in the kept market's params as ``shadowed_ctokens`` (its positions are not read)."""
-        best: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            size = r["cash"] + r["total_borrows"]
-            other = best.get(r["underlying"])
-            if other is None:
-                best[r["underlying"]] = {**r, "shadowed_ctokens": []}
-            elif size > other["cash"] + other["total_borrows"]:
-                best[r["underlying"]] = {**r, "shadowed_ctokens": [*other["shadowed_ctokens"], other["ctoken"]]}
-            else:
-                other["shadowed_ctokens"].append(r["ctoken"])
-        return list(best.values())
 
     def _underlying_meta(self, rows: list[dict[str, Any]]) -> None:
         tokens = [r["underlying"] for r in rows if r["underlying"] != NATIVE_ASSET]
@@ -159,11 +139,16 @@ class CompoundV2Reader(Reader):
             r["price_usd"] = r["price_mantissa"] / 10 ** (36 - r["underlying_decimals"])
 
     def read_markets(self) -> Rows:
+        """One markets row per cToken, keyed by its ``reserve`` (the cToken): two markets of one
+        underlying (mainnet's legacy cWBTC beside cWBTC2) are two rows, each read in full."""
         assets, markets = [], []
+        listed: set[str] = set()
         for r in self.markets():
             dec = r["underlying_decimals"]
-            assets.append({"address": r["underlying"], "symbol": r["underlying_symbol"], "decimals": dec,
-                           "price_usd": r["price_usd"], "receipt_of": ""})
+            if r["underlying"] not in listed:
+                listed.add(r["underlying"])
+                assets.append({"address": r["underlying"], "symbol": r["underlying_symbol"], "decimals": dec,
+                               "price_usd": r["price_usd"], "receipt_of": ""})
             # one whole cToken = 1e8 cToken units × exchangeRate / 1e18 underlying units
             ctoken_price = r["price_usd"] * r["exchange_rate_mantissa"] * 10 ** r["ctoken_decimals"] / MANTISSA / 10**dec
             assets.append({"address": r["ctoken"], "symbol": r["symbol"], "decimals": r["ctoken_decimals"],
@@ -173,10 +158,8 @@ class CompoundV2Reader(Reader):
                                                           "total_borrows", "total_reserves", "cash")}
             params["profile"] = self.profile.name
             params["deprecated"] = r["deprecated"]
-            if r["shadowed_ctokens"]:
-                params["shadowed_ctokens"] = r["shadowed_ctokens"]
             markets.append({
-                "protocol": PROTOCOL, "market": self.comptroller, "asset": r["underlying"],
+                "protocol": PROTOCOL, "market": self.comptroller, "asset": r["underlying"], "reserve": r["ctoken"],
                 "oracle_price_usd": r["price_usd"], "ltv": r["collateral_factor_mantissa"] / MANTISSA,
                 "liquidation_threshold": r["liquidation_threshold_mantissa"] / MANTISSA,
                 "liquidation_bonus": r["liquidation_incentive_mantissa"] / MANTISSA - 1.0,
@@ -230,7 +213,8 @@ class CompoundV2Reader(Reader):
                     raise ContagionError(f"compound-v2: getAccountSnapshot({account}) failed on {m['ctoken']}")
                 _, ctoken_balance, borrow_balance, exchange_rate = (int(x) for x in snap)
                 scale = 10 ** m["underlying_decimals"]
-                base = {"protocol": PROTOCOL, "market": self.comptroller, "account": account, "asset": m["underlying"]}
+                base = {"protocol": PROTOCOL, "market": self.comptroller, "account": account, "asset": m["underlying"],
+                        "reserve": m["ctoken"]}
                 if ctoken_balance:
                     positions.append({**base, "side": "collateral", "raw": str(ctoken_balance),
                                       "amount": ctoken_balance * exchange_rate / MANTISSA / scale})
@@ -238,8 +222,8 @@ class CompoundV2Reader(Reader):
                     positions.append({**base, "side": "debt", "raw": str(borrow_balance),
                                       "amount": borrow_balance / scale})
                 opened = opened or bool(ctoken_balance or borrow_balance)
-            if opened:
-                params = {"entered": [by_ctoken[c]["underlying"] for c in entered if c in by_ctoken]}
+            if opened:   # entered markets by cToken (two may share an underlying)
+                params = {"entered": [c for c in entered if c in by_ctoken]}
                 account_rows.append({"protocol": PROTOCOL, "market": self.comptroller, "account": account,
                                      "category": 0, "params": json.dumps(params)})
         return {"positions": positions, "accounts": account_rows}

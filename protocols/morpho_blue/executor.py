@@ -15,6 +15,7 @@ from eth_abi import decode
 from eth_utils import to_checksum_address
 
 from analyzer.errors import ContagionError
+from analyzer.transactions import send
 from protocols.base import ExecutedLiquidation, Executor
 from protocols.morpho_blue import exact
 from protocols.morpho_blue.contracts import CREATE_MARKET, LIQUIDATE, PROTOCOL, morpho_abi, topic
@@ -101,14 +102,7 @@ class MorphoBlueExecutor(Executor):
                            asset, price_usd)
 
     def _send(self, call, sender: str, what: str) -> dict:
-        try:
-            tx_hash = call.transact({"from": sender})
-        except Exception as exc:
-            raise ContagionError(f"morpho-blue {what} reverted: {exc}") from None
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
-        if receipt["status"] != 1:
-            raise ContagionError(f"morpho-blue {what} failed (tx {tx_hash.hex()})")
-        return receipt
+        return send(self.w3, call, sender, f"morpho-blue {what}")
 
     def amounts(self, market_id: str, account: str, amount_raw: int | None) -> tuple[int, int]:
         """``(seized_assets, repaid_shares)`` for the keeper's liquidation of ``account``."""

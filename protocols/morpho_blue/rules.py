@@ -127,6 +127,12 @@ class MorphoBlueRules(ReceiptWritedownRules):
         """``(n,)`` borrowed value beyond the collateral's (realised when the collateral is gone)."""
         return np.maximum(book.debt[:, LOAN] * prices[LOAN] - book.collateral[:, COLLATERAL] * prices[COLLATERAL], 0.0)
 
+    def unrealised_loss_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
+        """Bad debt of positions that still hold collateral: Morpho takes a position's bad debt
+        from ``totalSupplyAssets`` (so from every supply share and vault share price) only when a
+        liquidation leaves it without collateral (``Morpho.liquidate``, ``badDebtShares``)."""
+        return np.where(book.collateral[:, COLLATERAL] > 0, self.bad_debt_usd(book, prices), 0.0)
+
     def written_off_usd(self, book: LendingBook, prices: np.ndarray) -> float:
         """Bad debt Morpho has realised in this market before the snapshot (``Liquidate.badDebtAssets``)."""
         return float(book.extra["written_off"] * prices[LOAN])

@@ -14,6 +14,7 @@ from analyzer.chain import require_anvil, rpc
 from analyzer.cheats import deal
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
+from analyzer.transactions import send
 from protocols.base import STABLE_SYMBOLS, VenueExecutor
 from protocols.stableswap import swap_math as ss
 
@@ -43,18 +44,6 @@ class ExecutedExchange:
     gas_used: int
 
 
-def _send(w3: Web3, call, sender: str, what: str) -> dict:
-    tx = {"from": sender}
-    try:
-        tx["gas"] = int(call.estimate_gas(tx) * 1.2) + 50_000
-    except Exception as exc:   # web3 raises several types for a revert
-        raise ContagionError(f"stableswap {what} would revert: {exc}") from None
-    receipt = w3.eth.wait_for_transaction_receipt(call.transact(tx), timeout=60)
-    if receipt["status"] != 1:
-        raise ContagionError(f"stableswap {what} failed (tx {receipt['transactionHash'].hex()})")
-    return receipt
-
-
 def exchange(w3: Web3, pool: str, i: int, j: int, dx: int, sender: str, min_dy: int = 0) -> ExecutedExchange:
     """Sell exactly ``dx`` wei of coin i for coin j in ``pool``; ``sender`` must hold the input."""
     require_anvil(w3)
@@ -63,8 +52,8 @@ def exchange(w3: Web3, pool: str, i: int, j: int, dx: int, sender: str, min_dy: 
     rpc(w3, "anvil_impersonateAccount", [sender])
     token = w3.eth.contract(address=pool_c.functions.coins(i).call(), abi=ERC20_ABI)
     if token.functions.allowance(sender, pool_c.address).call() < MAX_UINT256 // 2:
-        _send(w3, token.functions.approve(pool_c.address, MAX_UINT256), sender, "approve the pool")
-    receipt = _send(w3, pool_c.functions.exchange(i, j, dx, min_dy), sender, "exchange")
+        send(w3, token.functions.approve(pool_c.address, MAX_UINT256), sender, "stableswap approve the pool")
+    receipt = send(w3, pool_c.functions.exchange(i, j, dx, min_dy), sender, "stableswap exchange")
     events = pool_c.events.TokenExchange().process_receipt(receipt, errors=DISCARD)
     if len(events) != 1:
         raise ContagionError(f"stableswap exchange: expected one TokenExchange of {pool}, got {len(events)}")

@@ -19,6 +19,7 @@ from analyzer.chain import require_anvil, rpc
 from analyzer.cheats import deal
 from analyzer.devnet.context import npm_artifact
 from analyzer.errors import ContagionError
+from analyzer.transactions import send
 from protocols.base import STABLE_SYMBOLS, VenueExecutor
 from protocols.uniswap_v2 import swap_math as v2
 
@@ -45,18 +46,6 @@ class ExecutedSwap:
     gas_used: int
 
 
-def _send(w3: Web3, call, sender: str, what: str) -> dict:
-    tx = {"from": sender}
-    try:
-        tx["gas"] = int(call.estimate_gas(tx) * 1.2) + 50_000
-    except Exception as exc:   # web3 raises several types for a revert
-        raise ContagionError(f"uniswap-v2 {what} would revert: {exc}") from None
-    receipt = w3.eth.wait_for_transaction_receipt(call.transact(tx), timeout=60)
-    if receipt["status"] != 1:
-        raise ContagionError(f"uniswap-v2 {what} failed (tx {receipt['transactionHash'].hex()})")
-    return receipt
-
-
 def swap(w3: Web3, pair: str, token_in: str, amount: int, sender: str, *, exact_output: bool = False) -> ExecutedSwap:
     """Sell exactly ``amount`` wei of ``token_in`` in ``pair`` (or buy exactly ``amount`` wei of the
     other token with ``exact_output``); ``sender`` must hold the input."""
@@ -79,9 +68,9 @@ def swap(w3: Web3, pair: str, token_in: str, amount: int, sender: str, *, exact_
     sender = to_checksum_address(sender)
     rpc(w3, "anvil_impersonateAccount", [sender])
     token = w3.eth.contract(address=token_in, abi=erc20_abi())
-    _send(w3, token.functions.transfer(pair_c.address, amount_in), sender, "transfer to the pair")
+    send(w3, token.functions.transfer(pair_c.address, amount_in), sender, "uniswap-v2 transfer to the pair")
     outs = (0, amount_out) if zero_in else (amount_out, 0)
-    receipt = _send(w3, pair_c.functions.swap(*outs, sender, b""), sender, "UniswapV2Pair.swap")
+    receipt = send(w3, pair_c.functions.swap(*outs, sender, b""), sender, "uniswap-v2 UniswapV2Pair.swap")
     events = pair_c.events.Swap().process_receipt(receipt, errors=DISCARD)
     if len(events) != 1:
         raise ContagionError(f"uniswap-v2 swap: expected one Swap event of {pair}, got {len(events)}")

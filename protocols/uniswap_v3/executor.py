@@ -20,6 +20,7 @@ from web3.logs import DISCARD
 from analyzer.chain import REPO_ROOT, require_anvil, rpc
 from analyzer.cheats import deal
 from analyzer.errors import ContagionError
+from analyzer.transactions import send
 from protocols.base import STABLE_SYMBOLS, VenueExecutor
 
 ABIS = REPO_ROOT / "abis" / "uniswap_v3"
@@ -63,7 +64,7 @@ def swap(w3: Web3, router: str, pool: str, token_in: str, amount: int, sender: s
     rpc(w3, "anvil_impersonateAccount", [sender])
     erc20 = w3.eth.contract(address=token_in, abi=abi("ERC20"))
     if erc20.functions.allowance(sender, router).call() < MAX_UINT256 // 2:
-        _send(w3, erc20.functions.approve(router, MAX_UINT256), sender, "approve the SwapRouter")
+        send(w3, erc20.functions.approve(router, MAX_UINT256), sender, "uniswap-v3 approve the SwapRouter")
     router_c = w3.eth.contract(address=router, abi=abi("SwapRouter"))
     if exact_output:
         call = router_c.functions.exactOutputSingle((token_in, token_out, fee, sender, deadline, amount,
@@ -71,7 +72,7 @@ def swap(w3: Web3, router: str, pool: str, token_in: str, amount: int, sender: s
     else:
         call = router_c.functions.exactInputSingle((token_in, token_out, fee, sender, deadline, amount, 0,
                                                     sqrt_price_limit_x96))
-    receipt = _send(w3, call, sender, "SwapRouter swap")
+    receipt = send(w3, call, sender, "uniswap-v3 SwapRouter swap")
     events = pool_c.events.Swap().process_receipt(receipt, errors=DISCARD)
     if len(events) != 1:
         raise ContagionError(f"uniswap-v3 swap: expected one Swap event of {pool}, got {len(events)}")
@@ -79,18 +80,6 @@ def swap(w3: Web3, router: str, pool: str, token_in: str, amount: int, sender: s
     return ExecutedSwap(pool_c.address, int(args["amount0"]), int(args["amount1"]), int(args["sqrtPriceX96"]),
                         int(args["liquidity"]), int(args["tick"]), receipt["transactionHash"].hex(),
                         int(receipt["gasUsed"]))
-
-
-def _send(w3: Web3, call, sender: str, what: str) -> dict:
-    tx = {"from": sender}
-    try:
-        tx["gas"] = int(call.estimate_gas(tx) * 1.2) + 50_000
-    except Exception as exc:   # web3 raises several types for a revert
-        raise ContagionError(f"uniswap-v3 {what} would revert: {exc}") from None
-    receipt = w3.eth.wait_for_transaction_receipt(call.transact(tx), timeout=60)
-    if receipt["status"] != 1:
-        raise ContagionError(f"uniswap-v3 {what} failed (tx {receipt['transactionHash'].hex()})")
-    return receipt
 
 
 Q96 = 2**96

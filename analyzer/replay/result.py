@@ -1,0 +1,80 @@
+"""What a replay did: each round's liquidations and trades, and the totals at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer.model import Snapshot
+
+
+@dataclass
+class ReplayLiquidation:
+    """One liquidation sent on the fork (USD at the protocol's oracle prices of its round)."""
+
+    round: int
+    protocol: str
+    account: str
+    debt_asset: str
+    collateral_asset: str
+    repaid_usd: float
+    seized_usd: float
+    tx_hash: str
+
+
+@dataclass
+class ReplayRound:
+    """One round of the replay: the oracle prices it liquidated at, what it liquidated and traded."""
+
+    round: int
+    prices_usd: dict[str, float]                       # oracle prices the round liquidated at
+    liquidations: list[ReplayLiquidation] = field(default_factory=list)
+    pool_prices_after: dict[str, float] = field(default_factory=dict)
+    sold_raw: dict[str, int] = field(default_factory=dict)      # collateral the keeper sold
+    bought_raw: dict[str, int] = field(default_factory=dict)    # debt assets bought back
+    hedge_units: dict[str, float] = field(default_factory=dict)  # option pools' hedge sales (> 0) / buys
+
+
+@dataclass
+class ReplayResult:
+    """A whole replay (see :func:`analyzer.replay.replay`); ``to_json`` is what replay.json holds."""
+
+    source_block: int
+    fork_block_end: int
+    rounds: list[ReplayRound]
+    reached_fixed_point: bool
+    liquidated_usd: dict[str, float]                   # per protocol: debt repaid, oracle USD
+    bad_debt_usd: dict[str, float]                     # per protocol, at final oracle prices
+    final_prices: dict[str, float]                     # by asset address: final pool (market) price
+    accounts_liquidated: dict[str, list[str]]          # per protocol
+    source_unchanged: bool
+    snapshot_before: Snapshot | None = None
+    unpriced_markets: list[dict[str, str]] = field(default_factory=list)   # oracle reverts: left out
+    oracle_notes: list[str] = field(default_factory=list)                   # derived prices, conflicts
+    seconds_per_round: float = 0.0     # the fork's time from the snapshot to the end, per round
+    blocks_per_round: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source_block": self.source_block, "fork_block_end": self.fork_block_end,
+            "reached_fixed_point": self.reached_fixed_point, "source_unchanged": self.source_unchanged,
+            "liquidated_usd": self.liquidated_usd, "bad_debt_usd": self.bad_debt_usd,
+            "final_prices": self.final_prices, "accounts_liquidated": self.accounts_liquidated,
+            "unpriced_markets": self.unpriced_markets, "oracle_notes": self.oracle_notes,
+            "seconds_per_round": self.seconds_per_round, "blocks_per_round": self.blocks_per_round,
+            "rounds": [{"round": r.round, "prices_usd": r.prices_usd, "pool_prices_after": r.pool_prices_after,
+                        "sold_raw": {a: str(v) for a, v in r.sold_raw.items()},
+                        "bought_raw": {a: str(v) for a, v in r.bought_raw.items()}, "hedge_units": r.hedge_units,
+                        "liquidations": [vars(x) for x in r.liquidations]} for r in self.rounds],
+        }
+
+
+def totals(rounds: list[ReplayRound], protocols: list[str]) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """USD repaid and the accounts liquidated per protocol, summed over the rounds in their order."""
+    liquidated = dict.fromkeys(protocols, 0.0)
+    accounts: dict[str, set[str]] = {name: set() for name in protocols}
+    for record in rounds:
+        for liquidation in record.liquidations:
+            liquidated[liquidation.protocol] += liquidation.repaid_usd
+            accounts[liquidation.protocol].add(liquidation.account)
+    return liquidated, {name: sorted(held) for name, held in accounts.items()}

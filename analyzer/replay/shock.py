@@ -1,0 +1,118 @@
+"""The market of a fork as the engine sees it, and the shock: pools moved by real swaps, then oracles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from web3 import Web3
+
+from analyzer.cheats import mine
+from analyzer.model import Snapshot
+from analyzer.scenarios import ShockScenario
+from protocols.base import Plugin, VenueExecutor
+
+if TYPE_CHECKING:
+    from analyzer.replay.fork import ReplayFork
+
+
+def market_view(snapshot: Snapshot, numeraire_usd: dict[str, float]) -> tuple[dict, dict[str, float]]:
+    """The engine's own view of the venues in ``snapshot``: AssetVenues by asset, and USD prices.
+
+    Prices are :meth:`AssetVenues.mid_price` (depth-weighted across an asset's venues), with each
+    venue's quote token valued at its own mid (stablecoins at ``numeraire_usd``): so the replay
+    prices assets exactly as the engine does, not by a second definition.
+    """
+    from analyzer.engine.impact import build_venues
+
+    venues = build_venues(snapshot)
+    prices = dict(numeraire_usd)
+    for _ in range(3):   # quotes first (WETH), then what they quote (wstETH/WETH)
+        for asset, asset_venues in venues.items():
+            if asset in numeraire_usd:
+                continue
+            asset_venues.set_quote_prices(prices)
+            prices[asset] = asset_venues.mid_price()
+    return venues, prices
+
+
+@dataclass
+class ForkMarket:
+    """The fork's venues and the pools' executor (the first market of a venue plugin).
+
+    The numeraire: quote tokens that are not themselves traded on a venue (USDC), at their
+    snapshot price; every other asset is priced from its venues, as in the engine.
+    """
+
+    read: Callable[..., Snapshot]
+    pools: VenueExecutor | None
+    venue_plugins: list[Plugin]
+    market_before: dict[str, float]         # the snapshot's USD prices before the shock
+    stable_usd: dict[str, float]            # the numeraire
+    mid_pre: dict[str, float]               # the venues' mids before the shock
+    decimals: dict[str, int]
+    symbols: dict[str, str]
+
+    @classmethod
+    def open(cls, w3: Web3, chain_markets: Sequence[Any], read: Callable[..., Snapshot],
+             before: Snapshot) -> ForkMarket:
+        symbols = before.symbol_of()
+        decimals = dict(zip(before.assets["address"], before.assets["decimals"].astype(int), strict=True))
+        pools, venue_plugins = None, []
+        for chain_market in chain_markets:
+            if chain_market.plugin.venue_executor is not None and pools is None:
+                pools = chain_market.plugin.venue_executor(w3, chain_market.deployment, decimals, symbols)
+                venue_plugins.append(chain_market.plugin)
+        venue_assets, venue_quotes = set(before.venues["asset"]), set(before.venues["quote_asset"])
+        market_before = before.price_of()
+        stable_usd = {a: p for a, p in market_before.items() if a in venue_quotes - venue_assets}
+        mid_pre = market_view(read(None, venue_plugins), stable_usd)[1] if pools is not None else {}
+        return cls(read, pools, venue_plugins, market_before, stable_usd, mid_pre, decimals, symbols)
+
+    def now(self) -> tuple[dict, dict[str, float]]:
+        """The fork's venues (AssetVenues by asset), and USD prices as the engine moves them: the
+        snapshot's price times the venues' mid over their mid before the shock ({} without pools)."""
+        if self.pools is None:
+            return {}, {}
+        venues, mids = market_view(self.read(None, self.venue_plugins), self.stable_usd)
+        return venues, {a: self.market_before[a] * mid / self.mid_pre[a] if self.mid_pre.get(a, 0) > 0 else mid
+                        for a, mid in mids.items()}
+
+
+def follows_venue(scenario: ShockScenario, symbols: dict[str, str], asset: str) -> bool:
+    """Whether the scenario's oracle of ``asset`` follows its venue (else it is exogenous, a CEX)."""
+    return scenario.oracle_sources.get(symbols.get(asset, ""), scenario.oracle_sources.get(asset, "venue")) \
+        == "venue"
+
+
+def apply_shock(fork: ReplayFork) -> set[str]:
+    """Move the fork to the shock: pools first (arbitrage), then the oracles; mine. Returns the
+    assets whose oracles are exogenous (they never follow the pools afterwards).
+
+    A CEX (price) shock moves every oracle; a DEX-only (venue) shock moves only the oracles that
+    follow the venue. As in the engine, an oracle that follows the venue reads the market after the
+    move: assets quoted in a shocked asset (wstETH in WETH) move with it.
+    """
+    scenario, market, before = fork.scenario, fork.market, fork.before
+    targets, oracle_targets = {}, {}
+    for shocks, exogenous in ((scenario.price_shocks, True), (scenario.venue_shocks, False)):
+        for name, move in shocks.items():
+            asset = before.address_of(name)
+            targets[asset] = market.market_before[asset] * (1.0 + move)
+            if exogenous or follows_venue(scenario, market.symbols, asset):
+                oracle_targets[asset] = targets[asset]
+    if market.pools is not None:
+        usd_after = {**market.market_before, **targets}
+        for entry in market.pools.entries:
+            # the shocked asset's own pools; a pool that only quotes in it (wstETH/WETH) is
+            # left to arbitrage, as in the engine
+            if entry["asset"] in targets:
+                market.pools.move_to(entry, usd_after[entry["asset"]] / usd_after[entry["quote"]], fork.trader)
+        oracle_targets |= {a: p for a, p in market.now()[1].items()
+                           if follows_venue(scenario, market.symbols, a) and a not in market.stable_usd}
+    fork.oracles.move(oracle_targets)
+    mine(fork.w3)
+    fork.oracles.refresh()
+    fork.oracles.check_sequencers()
+    return {a for a in market.market_before if not follows_venue(scenario, market.symbols, a)}
