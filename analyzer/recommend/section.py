@@ -25,8 +25,10 @@ def tradeoff_figure(doc: dict[str, Any]) -> bytes | None:
     ys = [_worst_avoided(r) for r in recs]
     ax.scatter(xs, ys, s=60, color="#d95f02", zorder=3)
     for r, x, y in zip(recs, xs, ys, strict=True):
-        ax.annotate(f"{r['symbol']} {r['parameter'].replace('_', ' ')} {r['old_value']:.2%}→{r['new_value']:.2%}",
+        ax.annotate(f"{r['protocol']} {r['symbol']} {r['parameter'].replace('_', ' ')} {r['old_value']:.2%}→{r['new_value']:.2%}",
                     (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlim(left=0, right=max(xs) * 1.3 + 1.0)
+    ax.set_ylim(bottom=0, top=max(ys) * 1.2 + 1.0)
     ax.xaxis.set_major_formatter(usd_axis)
     ax.yaxis.set_major_formatter(usd_axis)
     ax.set_xlabel("debt made liquidatable at today's prices (USD)")
