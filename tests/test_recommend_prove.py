@@ -10,6 +10,7 @@ import pytest
 
 from analyzer.cheats import read
 from analyzer.demo import default_scenarios
+from analyzer.fidelity import BAD_DEBT_FLOOR_USD, BAD_DEBT_TOLERANCE
 from analyzer.recommend.evaluate import liquidatable, liquidatable_now, outcome, tunings
 from analyzer.recommend.prove import chain_copy, configure, prove
 from protocols.base import ParameterChange
@@ -33,7 +34,9 @@ def case(devnet):
     assert {c.protocol for c in changes} == {"aave-v3", "compound-v2"}
     scenarios = [s for s in default_scenarios(snapshot) if s.name == "weth-20"]
     predicted = outcome(snapshot, scenarios, changes)
-    doc = {"changes": [vars(c) for c in changes], "budget_usd": max(predicted.bad_debt_usd.values()) + 1.0,
+    # a budget the engine says is met with the fidelity criteria's bad-debt tolerance to spare
+    budget = max(predicted.bad_debt_usd.values()) * (1 + BAD_DEBT_TOLERANCE) + BAD_DEBT_FLOOR_USD
+    doc = {"changes": [vars(c) for c in changes], "budget_usd": budget,
            "bad_debt_after_usd": predicted.bad_debt_usd, "liquidatable_now": liquidatable_now(snapshot, changes)}
     return snapshot, chosen, changes, scenarios, doc
 
