@@ -23,6 +23,7 @@ from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from protocols.base import Devnet
+from protocols.compound_v2.bulk import seed_bulk
 from protocols.compound_v2.constants import NATIVE_ASSET, PROTOCOL
 
 NATIVE_SYMBOL = "ETH"           # the CEther market; priced by the WETH feed
@@ -212,6 +213,9 @@ class CompoundV2Devnet(Devnet):
                      *population(ctx.scenario, self._aave_collateral(ctx))]
         for position in positions:
             self._open(ctx, deployment, position)
+        markets = market_specs(ctx.scenario)
+        seed_bulk(ctx, deployment, {s: m["collateral_factor"] for s, m in markets.items()},
+                  {s: _price(ctx.scenario, s) for s in markets})
         self._retire(ctx, deployment, spec)
 
     def _retire(self, ctx: DevnetContext, deployment: dict[str, Any], spec: dict[str, Any]) -> None:

@@ -13,11 +13,11 @@ from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
-from analyzer.lens import read_rows
+from analyzer.lens import masks, read_rows
 from protocols.base import Rows
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
 
-SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[])")
+SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
 
 
 @cache
@@ -33,10 +33,14 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     accounts = [a if a != a.lower() else to_checksum_address(a) for a in accounts]  # checksumming costs
     ctokens = [m["ctoken"] for m in markets]
 
-    def encode(batch: Sequence[str]) -> bytes:
-        return SELECTOR + abi_encode(["address", "address[]", "address[]"], [reader.comptroller, ctokens, list(batch)])
+    held = reader.holdings
 
-    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=1 + len(markets))
+    def encode(batch: Sequence[str]) -> bytes:
+        return SELECTOR + abi_encode(["address", "address[]", "address[]", "uint256[]"],
+                                     [reader.comptroller, ctokens, list(batch), masks(held, batch, ctokens)])
+
+    reads = 1 + (len(markets) if held is None else 3)   # an account holds a few markets
+    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)
     if rows is None:
         return None
     positions, account_rows = [], []

@@ -17,6 +17,7 @@ from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 
+from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, Reader, Rows
@@ -31,7 +32,7 @@ def topic(signature: str) -> str:
 
 def _word_address(data: Any, index: int) -> str:
     raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
-    return to_checksum_address(raw[32 * index + 12:32 * index + 32])
+    return checksum(raw[32 * index + 12:32 * index + 32])
 
 
 class CompoundV2Reader(Reader):
@@ -173,23 +174,44 @@ class CompoundV2Reader(Reader):
     # ---- accounts ----
     def account_events(self) -> AccountEvents:
         """Accounts named by the profile's events: minters and borrowers on every cToken, and
-        ``MarketEntered`` on the Comptroller."""
+        ``MarketEntered`` on the Comptroller; holdings: the cToken of every ``Borrow`` and the
+        receiver of every cToken ``Transfer`` (a mint, a transfer, a seize)."""
         ctokens = tuple(r["ctoken"] for r in self.markets())
+        by_address = {c.lower(): c for c in ctokens}
         specs = {(topic(spec.signature), spec.on): spec for spec in self.profile.account_events}
+        borrow = [key for key, spec in specs.items() if spec.signature.startswith("Borrow(")]
+        transfer = topic("Transfer(address,address,uint256)")
+
+        def first_topic(log: dict) -> str:
+            first = log["topics"][0]
+            return (first if isinstance(first, str) else "0x" + bytes(first).hex()).lower()
+
+        def named(log: dict, spec) -> str:
+            if spec.topic_index is not None:
+                word = log["topics"][spec.topic_index]
+                return checksum((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])
+            return _word_address(log["data"], spec.data_word)
 
         def accounts(log: dict) -> list[str]:
-            topics = log["topics"]
-            first = topics[0] if isinstance(topics[0], str) else "0x" + bytes(topics[0]).hex()
-            on = "comptroller" if to_checksum_address(log["address"]) == self.comptroller else "ctoken"
-            spec = specs.get((first.lower(), on))
-            if spec is None:
-                return []
-            if spec.topic_index is not None:
-                word = topics[spec.topic_index]
-                return [to_checksum_address((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])]
-            return [_word_address(log["data"], spec.data_word)]
+            on = "comptroller" if checksum(log["address"]) == self.comptroller else "ctoken"
+            spec = specs.get((first_topic(log), on))
+            return [] if spec is None else [named(log, spec)]
 
-        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs})), accounts)
+        def holdings(log: dict) -> list[tuple[str, str]]:
+            ctoken = by_address.get(str(log["address"]).lower())
+            if ctoken is None or not log["topics"]:
+                return []
+            first = first_topic(log)
+            if first == transfer and len(log["topics"]) > 2:
+                word = log["topics"][2]
+                receiver = checksum((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])
+                return [] if receiver == ctoken else [(receiver, ctoken)]
+            if (first, "ctoken") in borrow:
+                return [(named(log, specs[(first, "ctoken")]), ctoken)]
+            return []
+
+        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {transfer})),
+                             accounts, holdings)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts
