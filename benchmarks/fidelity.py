@@ -32,7 +32,7 @@ SHOCKS += [ShockScenario(name="weth-15", price_shocks={"WETH": -0.15}),
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocols", default="aave-v3,compound-v2,comet,uniswap-v3")
+    parser.add_argument("--protocols", default="aave-v3,compound-v2,comet,uniswap-v3,uniswap-v2,stableswap")
     parser.add_argument("--scenario", default="mainnet-like", help="devnet scenario (fixtures/scenarios)")
     parser.add_argument("--shocks", default=",".join(DEFAULT),
                         help="comma-separated names among " + ", ".join(s.name for s in SHOCKS))

@@ -34,6 +34,8 @@ class ReplayRound:
     sold_raw: dict[str, int] = field(default_factory=dict)      # collateral the keeper sold
     bought_raw: dict[str, int] = field(default_factory=dict)    # debt assets bought back
     hedge_units: dict[str, float] = field(default_factory=dict)  # option pools' hedge sales (> 0) / buys
+    # the net flow of each asset as routed: one real swap per venue used (asset, venue, model, quote, units)
+    routed: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0                   # liquidatable accounts no keeper liquidated this round (see ReplaySkip)
 
 
@@ -104,6 +106,7 @@ class ReplayResult:
                         "skipped": r.skipped,
                         "sold_raw": {a: str(v) for a, v in r.sold_raw.items()},
                         "bought_raw": {a: str(v) for a, v in r.bought_raw.items()}, "hedge_units": r.hedge_units,
+                        "routed": r.routed,
                         "liquidations": [vars(x) for x in r.liquidations]} for r in self.rounds],
         }
 

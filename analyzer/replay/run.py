@@ -148,7 +148,7 @@ def _round(fork: ReplayFork, round_index: int, lending: Sequence[Lender], option
     sold = fork.sales.sold(state.received, fork.decimals, fork.market.market_before, fork.scenario.sell_through)
     record.sold_raw, record.bought_raw = sold, dict(sorted(state.repaid.items()))
     if fork.market.pools is not None:
-        trade(fork, venues, sold, state.repaid, hedge)
+        record.routed = trade(fork, venues, sold, state.repaid, hedge)
         _, record.pool_prices_after = fork.market.now()
         if options.active:
             after = np.array([record.pool_prices_after.get(a, price[i]) for i, a in enumerate(fork.asset_list)])
