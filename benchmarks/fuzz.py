@@ -121,6 +121,7 @@ def run(cases: int, workers: int, seed: int, timeout_s: float, max_seconds: floa
         "cases": done, "seed": seed, "workers": workers, "seconds": round(time.monotonic() - started, 1),
         "outcomes": dict(outcomes), "by_kind": {k: dict(v) for k, v in sorted(by_kind.items())},
         "tracebacks": len(tracebacks), "hangs_over_timeout": len(hangs), "timeout_s": timeout_s,
+        "tracebacks_by_problem": dict(Counter(f"{t['kind']}: {t['problem']}" for t in tracebacks).most_common()),
         "refusals_that_wrote_output": len(wrote), "peak_worker_rss_mb": round(peak_kb / 1024, 1),
         "mean_seconds_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(seconds_by_kind.items())},
         "slowest_case_s": round(slowest[0], 2), "slowest_case_args": slowest[1],

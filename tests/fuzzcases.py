@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 KINDS = ("url", "shock", "iv", "sweep_flags", "scenario", "sweep_spec", "snapshot", "book", "accounts", "out",
-         "options", "devnet")
+         "options", "devnet", "recommend")
 OUT = "out"   # every case's output folder, relative to its folder
 REPO = Path(__file__).resolve().parents[1]
 OPTION_SAMPLES = REPO / "fixtures" / "options" / "samples"
@@ -259,6 +259,24 @@ def _devnet_case(rng: random.Random, folder: Path) -> Case:
     return Case("devnet", args)
 
 
+def _recommend_case(rng: random.Random, folder: Path, snapshot: Path) -> Case:
+    snap = str(snapshot)
+    if rng.random() < 0.3:
+        _corrupt_snapshot(rng, snapshot, folder / "snap")
+        snap = str(folder / "snap")
+    scenarios = rng.choice(["demo", str(folder / "scenarios.toml"), str(folder / "missing.toml"), ""])
+    if scenarios.endswith("scenarios.toml"):
+        tables = [_scenario_toml(rng) for _ in range(rng.randint(0, 2))]
+        body = "".join("[[scenario]]\n" + "\n".join(line for line in t.splitlines() if not line.startswith("["))
+                       + "\n" for t in tables)
+        (folder / "scenarios.toml").write_text(rng.choice([body, _scenario_toml(rng), "scenario = 3\n"]))
+    args = ["recommend", snap, "--scenarios", scenarios, "--budget", rng.choice(["0", "1e6", "250.5", rng.choice(JUNK)]), "--out",
+            str(folder / OUT)]
+    if rng.random() < 0.4:
+        args += ["--markets", rng.choice(["", ",", "NOPE", "TKN1", "TKN1,NOPE", "é"])]
+    return Case("recommend", args)
+
+
 def make_case(rng: random.Random, folder: Path, snapshot: Path, node_url: str, kind: str | None = None) -> Case:
     """One generated case, its files written into ``folder`` (``snapshot``: a valid snapshot to use
     or corrupt; ``node_url``: a loopback node that answers quickly)."""
@@ -269,6 +287,8 @@ def make_case(rng: random.Random, folder: Path, snapshot: Path, node_url: str, k
         return _options_case(rng, folder, snapshot, node_url)
     if kind == "devnet":
         return _devnet_case(rng, folder)
+    if kind == "recommend":
+        return _recommend_case(rng, folder, snapshot)
     if kind == "url":
         command = rng.choice(["scan-rpc", "scan-fork", "replay"])
         url = _url(rng)

@@ -202,3 +202,43 @@ def test_inputs_the_scale_fuzz_found(capsys, tmp_path, snapshot_dir):
         spec.write_text(f"[montecarlo]\n{body}\n")
         run(capsys, "sweep", str(snapshot_dir), "--spec", str(spec), "--out", str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("recommend", "SNAP", "--scenarios", "demo", "--budget", "lots"), "Invalid value for '--budget'"),
+    (("simulate",), "Missing argument 'snapshot'"),
+    (("sweep", "SNAP", "--bogus"), "No such option: --bogus"),
+    (("scan", "--rpc", "http://alice:hunter2pw@127.0.0.1:1", "--block", "yesterday"), "Invalid value for '--block'"),
+    (("devnet", "up", "--port", "x"), "Invalid value for '--port'"),
+])
+def test_a_usage_error_is_one_error_line_too(capsys, tmp_path, snapshot_dir, args, message):
+    """Click's own refusals (a wrong type, a missing argument, an unknown option) follow the same
+    contract as ours: one ``error:`` line naming the option, status 2, nothing written."""
+    before = files_under(tmp_path)
+    status = main([str(snapshot_dir) if a == "SNAP" else a for a in args])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert message in lines[0] and "--help" in lines[0] and "hunter2pw" not in lines[0], lines
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("ratio_to", ['{ x = 1 }', '["WETH"]', '3', '"WSTETH_IS_NOT_HERE"'])
+def test_a_devnet_scenario_ratio_to_that_is_not_an_asset_name_is_refused(capsys, tmp_path, ratio_to):
+    """The scale fuzz's devnet case: ``ratio_to`` of a table raised TypeError (unhashable dict)."""
+    bad = tmp_path / "devnet.toml"
+    bad.write_text(f'name = "x"\n[assets.WETH]\ndecimals = 18\nprice_usd = 3000.0\n'
+                   f'[assets.wstETH]\ndecimals = 18\nprice_usd = 3500.0\nratio_to = {ratio_to}\n')
+    line = run(capsys, "devnet", "up", "--exit", "--scenario", str(bad), "--protocols", "aave-v3")
+    assert "assets.wstETH.ratio_to" in line, line
+
+
+def test_recommend_refuses_more_scenarios_than_its_limit_with_the_number(capsys, tmp_path, snapshot_dir):
+    from analyzer.recommend.run import MAX_SCENARIOS
+
+    many = tmp_path / "many.toml"
+    many.write_text("".join(f'[[scenario]]\nname = "s{i}"\n[scenario.price]\nTKN1 = "-10%"\n'
+                            for i in range(MAX_SCENARIOS + 1)))
+    line = run(capsys, "recommend", str(snapshot_dir), "--scenarios", str(many), "--budget", "0",
+               "--out", str(tmp_path / "out"))
+    assert f"{MAX_SCENARIOS + 1:,} scenarios; the limit is {MAX_SCENARIOS}" in line, line
+    assert not (tmp_path / "out").exists()

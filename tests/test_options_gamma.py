@@ -149,6 +149,28 @@ def test_bad_response_files_are_one_line_errors_and_write_nothing(tmp_path, cont
     assert not (tmp_path / "out").exists()
 
 
+BYBIT_ETH = [SAMPLES / "bybit-ETH-instruments-info.json", SAMPLES / "bybit-ETH-tickers.json"]
+
+
+@pytest.mark.parametrize("venue, damage, message", [
+    ("deribit", lambda summary, listed: summary["result"].insert(1, 7), "every result row must be an object"),
+    ("deribit", lambda summary, listed: summary.update(usOut="soon"), "usOut must be a number"),
+    ("bybit", lambda summary, listed: summary["result"]["list"].insert(1, [1]), "every row of result.list must be an object"),
+    ("bybit", lambda summary, listed: listed["result"]["list"][0].update(optionsType=["Call"]), "optionsType must be Call|Put"),
+])
+def test_response_rows_of_the_wrong_type_are_refused_by_name(tmp_path, venue, damage, message):
+    """The scale fuzz's options cases: a row that is not an object, a field of the wrong type."""
+    files = DERIBIT_ETH if venue == "deribit" else BYBIT_ETH
+    listed, summary = (json.loads(f.read_text()) for f in files)
+    damage(summary, listed)
+    paths = [tmp_path / "listed.json", tmp_path / "summary.json"]
+    for path, payload in zip(paths, (listed, summary), strict=True):
+        path.write_text(json.dumps(payload))
+    with pytest.raises(ContagionError, match=message):
+        import_options(paths, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def _serve(folder: Path, routes: dict[str, Path]):
     """A loopback HTTP server answering GET path -> the file's bytes (any query)."""
     import http.server

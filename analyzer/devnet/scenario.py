@@ -130,7 +130,8 @@ def load(name_or_path: str | Path) -> DevnetScenario:
         price = _number(spec.get("price_usd"), f"{where}.price_usd", positive=True)
         iv = spec.get("iv")
         ratio_to = spec.get("ratio_to")
-        if ratio_to is not None and (ratio_to not in raw_assets or ratio_to == symbol
+        if ratio_to is not None and (not isinstance(ratio_to, str) or ratio_to not in raw_assets
+                                     or ratio_to == symbol or not isinstance(raw_assets[ratio_to], dict)
                                      or raw_assets[ratio_to].get("ratio_to") is not None):
             raise ContagionError(f"{where}.ratio_to: expected another asset with its own feed, got {ratio_to!r}")
         assets[symbol] = AssetSpec(symbol, decimals, price,

@@ -68,11 +68,13 @@ class BybitSource(OptionsSource):
         for payload in responses["summary"]:
             as_of = int(_number(payload, "time", "tickers") // 1000) if "time" in payload else 0
             for row in payload["result"]["list"]:
+                if not isinstance(row, dict):
+                    raise ContagionError(f"bybit tickers: every row of result.list must be an object, got {str(row)[:40]!r}")
                 symbol = str(row.get("symbol"))
                 spec = listed.get(symbol)
                 if spec is None:
                     continue
-                kind = {"Call": "call", "Put": "put"}.get(spec.get("optionsType"))
+                kind = {"Call": "call", "Put": "put"}.get(str(spec.get("optionsType")))
                 if kind is None:
                     raise ContagionError(f"bybit instruments: {symbol}: optionsType must be Call|Put")
                 out.append({"instrument": symbol, "currency": str(spec.get("baseCoin", symbol.split("-")[0])),

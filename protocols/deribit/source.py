@@ -56,8 +56,10 @@ class DeribitSource(OptionsSource):
                     listed[str(row.get("instrument_name"))] = row
         out = []
         for payload in responses["summary"]:
-            envelope_ms = float(payload.get("usOut", 0) or 0) / 1000.0
+            envelope_ms = _number(payload, "usOut", "summary") / 1000.0 if payload.get("usOut") else 0.0
             for row in payload["result"]:
+                if not isinstance(row, dict):
+                    raise ContagionError(f"deribit summary: every result row must be an object, got {str(row)[:40]!r}")
                 name = str(row.get("instrument_name"))
                 spec = listed.get(name)
                 if spec is None:
