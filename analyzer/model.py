@@ -165,7 +165,16 @@ def to_table(name: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Snapshot:
-    """The state of the protocols at one block, as typed tables plus metadata."""
+    """The state of the protocols at one block, as typed tables plus metadata.
+
+    Attributes
+    ----------
+    meta : dict
+        Chain id, block number and timestamp, the node (redacted), the protocols read, excluded
+        markets, the assumed centralised depth, the tool version.
+    assets, markets, accounts, positions, options, hedgers, venues, option_instruments : pandas.DataFrame
+        The tables, each with the columns and dtypes of ``TABLES`` (checked on construction).
+    """
 
     meta: dict[str, Any] = field(default_factory=dict)
     assets: pd.DataFrame = field(default_factory=lambda: empty_table("assets"))
@@ -286,7 +295,23 @@ class Snapshot:
 
     # ---- persistence ----
     def write(self, path: str | Path) -> Path:
-        """Write the snapshot folder atomically (validated first)."""
+        """Write the snapshot folder atomically (validated first).
+
+        Parameters
+        ----------
+        path
+            The folder: one Parquet file per table and ``meta.json``; replaced as a whole.
+
+        Returns
+        -------
+        Path
+            ``path``.
+
+        Raises
+        ------
+        ContagionError
+            The snapshot fails validation (a column of the wrong type, an unknown asset).
+        """
         self.validate()
         path = Path(path)
         with atomic_directory(path) as tmp:
@@ -301,7 +326,24 @@ class Snapshot:
     @classmethod
     def read(cls, path: str | Path, *, expect_chain_id: int | None = None,
              expect_block: int | None = None) -> Snapshot:
-        """Read and validate a snapshot folder; refuse one of another chain or block than expected."""
+        """Read and validate a snapshot folder.
+
+        Parameters
+        ----------
+        path
+            A folder written by :meth:`write` (``contagion scan --out``).
+        expect_chain_id, expect_block
+            Refuse a snapshot of another chain or block.
+
+        Returns
+        -------
+        Snapshot
+
+        Raises
+        ------
+        ContagionError
+            The folder is missing, incomplete or invalid, or of another chain or block.
+        """
         path = Path(path)
         meta_path = path / "meta.json"
         if not meta_path.is_file():

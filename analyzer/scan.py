@@ -159,23 +159,60 @@ def scan(
 
     Parameters
     ----------
-    url : the node (an anvil devnet or fork, or any node: scanning only reads).
-    book : an address book (:mod:`analyzer.books`: a devnet's, or the user's); otherwise the
+    url
+        The node (an anvil devnet or fork, or any node: scanning only reads).
+    plugins
+        The protocols (and venues) to read.
+    block
+        The block to read (default: the head at the start of the scan).
+    book
+        An address book (:mod:`analyzer.books`: a devnet's, or the user's); otherwise the
         plugins' built-in books for the chain. One reader per market of the book.
-    markets : read only the markets of these names (``--markets``).
-    accounts : skip event enumeration and read these accounts.
-    log_range : the widest ``eth_getLogs`` range asked (narrowed, and remembered, where the node refuses).
-    chunk_blocks : the block chunks in which discovered accounts are cached.
-    chunk_accounts : accounts per cached chunk of positions (default 2,000 with the lens, else 200).
-    since_block : an earlier block scanned with this cache: protocols that declare their change
-        events read only the accounts those events named since, and compute the others from the
-        state that scan kept (the same snapshot as a full scan).
-    use_lens : read accounts through our lens contract in an ``eth_call`` state override where the
+    markets
+        Read only the markets of these names (``--markets``).
+    accounts
+        Skip event enumeration and read these accounts.
+    from_block
+        First block of event enumeration (default: each protocol's deployment block).
+    cache_dir
+        Where discovered accounts and position chunks are cached (None: no cache).
+    chunk_accounts
+        Accounts per cached chunk of positions (default 2,000 with the lens, else 200).
+    log_range
+        The widest ``eth_getLogs`` range asked (narrowed, and remembered, where the node refuses).
+    chunk_blocks
+        The block chunks in which discovered accounts are cached.
+    workers
+        Concurrent requests to the node.
+    use_lens
+        Read accounts through our lens contract in an ``eth_call`` state override where the
         node takes overrides (False: Multicall3 only).
-    progress : ``progress(label, done, total)`` after each chunk: discovery in block chunks
+    since_block
+        An earlier block scanned with this cache: protocols that declare their change events
+        read only the accounts those events named since, and compute the others from the state
+        that scan kept (the same snapshot as a full scan).
+    client
+        The RPC client to use (default: one for ``url``).
+    progress
+        ``progress(label, done, total)`` after each chunk: discovery in block chunks
         (``"<protocol> discovery"``), positions in accounts (``"<protocol> accounts"``).
-    oracle_paths : follow each protocol's price sources to their root feeds and record the prices
-        derived from another asset's (``meta["derived_prices"]``, :func:`analyzer.oracles.derived_prices`).
+    stats
+        Filled with request and cache counts.
+    oracle_paths
+        Follow each protocol's price sources to their root feeds and record the prices derived
+        from another asset's (``meta["derived_prices"]``, :func:`analyzer.oracles.derived_prices`).
+
+    Returns
+    -------
+    Snapshot
+        Assets, markets, positions, accounts, venues and options at ``block``, with the scan's
+        metadata (chain, block, excluded markets, assumed depth).
+
+    Raises
+    ------
+    ContagionError
+        The node is unreachable or prunes ``block``, none of ``plugins`` has a book for the chain,
+        or the book does not match the chain.
     """
     client = client or RpcClient(url)
     stats = stats if stats is not None else ScanStats()

@@ -102,8 +102,20 @@ class Reader(ABC):
 
     @abstractmethod
     def read_markets(self) -> Rows:
-        """Markets, their assets and risk parameters, oracle prices: ``assets``, ``markets`` (and
-        ``venues`` / ``hedgers`` where the protocol has them) rows."""
+        """Markets, their assets and risk parameters, and oracle prices at the context's block.
+
+        Returns
+        -------
+        Rows
+            ``assets`` and ``markets`` rows (and ``venues`` / ``hedgers`` where the protocol has
+            them), in the columns of :mod:`analyzer.model`.
+
+        Raises
+        ------
+        ContagionError
+            The deployment is not what the reader expects (no contract at an address, a getter
+            that reverts for every market).
+        """
 
     def account_events(self) -> AccountEvents | None:
         """The events that name accounts (the scan's cached discovery); None: see discover_accounts."""
@@ -133,8 +145,19 @@ class Reader(ABC):
 
     @abstractmethod
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
-        """Positions of ``accounts`` at the context's block: ``positions`` and ``accounts`` rows
-        (``options`` for option protocols). Accounts with nothing open yield no rows."""
+        """Positions of ``accounts`` at the context's block.
+
+        Parameters
+        ----------
+        accounts
+            Checksummed addresses (from discovery, a rescan or ``--accounts``).
+
+        Returns
+        -------
+        Rows
+            ``positions`` and ``accounts`` rows (``options`` for option protocols); an account with
+            nothing open yields no rows.
+        """
 
 
 # --- liquidation rules --------------------------------------------------------------------------
@@ -238,27 +261,107 @@ class Rules(ABC):
 
     @abstractmethod
     def books(self, snapshot: Snapshot) -> list[LendingBook]:
-        """One book per market of this protocol in the snapshot."""
+        """The protocol's positions in ``snapshot`` as arrays.
+
+        Parameters
+        ----------
+        snapshot
+            A scan (or a synthetic snapshot) holding this protocol's markets and positions.
+
+        Returns
+        -------
+        list of LendingBook
+            One book per market of this protocol (none when it has no positions there).
+        """
 
     @abstractmethod
     def health_factor(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        """``(n,)`` health factor (liquidation-threshold-weighted collateral / debt; inf without debt)."""
+        """Each account's health factor at oracle ``prices``.
+
+        Parameters
+        ----------
+        book
+            One market of the protocol.
+        prices
+            ``(m,)`` USD per token of each asset column, as the protocol's oracle reports it.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n,)`` float64: liquidation-threshold-weighted collateral over debt, as the
+            protocol computes it; ``inf`` without debt. Below 1: liquidatable.
+        """
 
     @abstractmethod
     def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        """``(n,)`` bool: the protocol would accept a liquidation of this account now."""
+        """Which accounts the protocol would let a keeper liquidate now.
+
+        Parameters
+        ----------
+        book
+            One market of the protocol.
+        prices
+            ``(m,)`` oracle USD per token of each asset column.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n,)`` bool.
+        """
 
     @abstractmethod
     def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:
-        """The largest liquidation a keeper may make now on every liquidatable account (restricted
-        to ``mask`` when given), as one step; the engine repeats while the rule allows."""
+        """The largest liquidation a keeper may make now on every liquidatable account, as one step.
+
+        Parameters
+        ----------
+        book
+            One market of the protocol.
+        prices
+            ``(m,)`` oracle USD per token of each asset column.
+        mask
+            ``(n,)`` bool: consider only these accounts (default: all).
+
+        Returns
+        -------
+        Liquidation
+            The step (a protocol may return its own subclass); the engine and the replay repeat
+            it while the rule allows.
+        """
 
     @abstractmethod
     def apply(self, book: LendingBook, liquidation: Liquidation) -> LendingBook:
-        """The book after ``liquidation`` (a new book; the input is not modified)."""
+        """The book after a keeper step.
+
+        Parameters
+        ----------
+        book
+            The market before the step (not modified).
+        liquidation
+            A step from :meth:`liquidate` on ``book`` (possibly narrowed by
+            :meth:`Liquidation.select` or scaled by :meth:`Liquidation.scaled`).
+
+        Returns
+        -------
+        LendingBook
+            A new book with the repaid debt and the seized collateral removed.
+        """
 
     def bad_debt_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        """``(n,)`` USD of debt that no collateral backs: debt value beyond all collateral value."""
+        """USD of each account's debt that no collateral backs.
+
+        Parameters
+        ----------
+        book
+            One market of the protocol.
+        prices
+            ``(m,)`` oracle USD per token of each asset column.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n,)`` float64: debt value beyond all collateral value, 0 where covered.
+        """
         return np.maximum(book.debt @ prices - book.collateral @ prices, 0.0)
 
     def unrealised_loss_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
@@ -284,8 +387,20 @@ class AbsorbingRules(Rules):
 
     @abstractmethod
     def store_front_price(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        """``(m,)`` USD per token at which the protocol sells collateral it absorbed, at oracle
-        ``prices`` (Comet's ``quoteCollateral``)."""
+        """The price at which the protocol sells collateral it absorbed (Comet's ``quoteCollateral``).
+
+        Parameters
+        ----------
+        book
+            One market of the protocol.
+        prices
+            ``(m,)`` oracle USD per token of each asset column.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(m,)`` USD per token, at or below ``prices``.
+        """
 
     def for_sale(self, book: LendingBook, step: Liquidation) -> np.ndarray:
         """``(k,)`` bool per row of the absorb ``step``: whether the protocol sells what it absorbed
@@ -338,10 +453,27 @@ class OptionMarginRules(Rules):
     @abstractmethod
     def option_liquidations(self, options: pd.DataFrame, spot_usd: np.ndarray, iv: np.ndarray,
                             now: int, carry: Any = None) -> OptionLiquidation:
-        """Which rows of ``options`` (this protocol's open positions in one market) the margin
-        rule liquidates at per-row ``spot_usd`` (USD) and ``iv`` (fraction: the underlying's IV,
-        the snapshot's moved by the scenario and the vol spiral) at unix time ``now``; ``carry`` is
-        the previous answer's ``carry`` for the same market in this cascade (None at the start)."""
+        """What the margin rule does now to this protocol's open positions in one market.
+
+        Parameters
+        ----------
+        options
+            The snapshot's ``options`` rows of one market of this protocol.
+        spot_usd
+            Per row, the underlying's USD price.
+        iv
+            Per row, the implied volatility (fraction: 0.8 = 80 vol points): the snapshot's,
+            moved by the scenario and the vol spiral.
+        now
+            Unix time (seconds) at which the rule is evaluated (time to expiry).
+        carry
+            The previous answer's ``carry`` for the same market in this cascade (None at the start).
+
+        Returns
+        -------
+        OptionLiquidation
+            Per row: liquidated or not, collateral sold to buy the option back, its USD value.
+        """
 
     def books(self, snapshot: Snapshot) -> list[LendingBook]:
         return []
@@ -408,16 +540,36 @@ class Executor(ABC):
 
     @abstractmethod
     def set_price(self, asset: str, price_usd: float) -> None:
-        """Make the protocol's oracle report ``price_usd`` for ``asset``."""
+        """Make the protocol's oracle report ``price_usd`` (USD per token) for ``asset`` (an address).
+
+        Raises
+        ------
+        ContagionError
+            The protocol's oracle cannot be moved for ``asset`` (no feed, or it reverts).
+        """
 
     @abstractmethod
     def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
                   amount_raw: int | None = None) -> ExecutedLiquidation:
-        """Liquidate ``account`` as a keeper would (``amount_raw`` None = as much as allowed).
+        """Liquidate ``account`` as a keeper would, with a real transaction.
 
-        ``debt_asset`` / ``collateral_asset`` name book columns as :meth:`LendingBook.column_key`
-        does (the reserve where the protocol's books have them); the outcome's amounts are keyed
-        by asset."""
+        Parameters
+        ----------
+        account
+            The borrower.
+        debt_asset, collateral_asset
+            The book columns the keeper repays and seizes, named as :meth:`LendingBook.column_key`
+            names them (the reserve where the protocol's books have them); None for a protocol
+            that absorbs the whole account itself.
+        amount_raw
+            Debt to repay in the asset's base units; None: as much as the protocol allows.
+
+        Returns
+        -------
+        ExecutedLiquidation
+            What the receipt says was repaid and seized, keyed by asset; ``success`` False (with
+            ``error``) when the protocol refused it: a refusal is a result, not an exception.
+        """
 
 
 class PartialCollateralExecutor(Executor):
@@ -427,8 +579,20 @@ class PartialCollateralExecutor(Executor):
     @abstractmethod
     def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
                   amount_raw: int | None = None, *, collateral_share: float = 1.0) -> ExecutedLiquidation:
-        """Liquidate ``account``; the keeper then buys ``collateral_share`` (0..1) of the collateral
-        the protocol absorbed from it (only ``collateral_asset`` when given)."""
+        """Liquidate ``account``; the keeper then buys part of what the protocol absorbed from it.
+
+        Parameters
+        ----------
+        account, debt_asset, collateral_asset, amount_raw
+            As :meth:`Executor.liquidate` (the keeper buys only ``collateral_asset`` when given).
+        collateral_share
+            The share (0..1) of each absorbed collateral the keeper buys.
+
+        Returns
+        -------
+        ExecutedLiquidation
+            The absorb and the purchase, as read from their receipts.
+        """
 
 
 class OptionExecutor(Executor):
@@ -436,7 +600,18 @@ class OptionExecutor(Executor):
 
     @abstractmethod
     def liquidate_position(self, position_id: int) -> ExecutedLiquidation:
-        """Liquidate the short option ``position_id`` as a keeper would (``OptionMarket.liquidatePosition``)."""
+        """Liquidate a short option position as a keeper would (``OptionMarket.liquidatePosition``).
+
+        Parameters
+        ----------
+        position_id
+            The position's id in the protocol's option token.
+
+        Returns
+        -------
+        ExecutedLiquidation
+            ``account`` is the position's owner; ``success`` False (with ``error``) when refused.
+        """
 
     @abstractmethod
     def shift_iv(self, asset: str, vol_points: float) -> None:
@@ -472,7 +647,14 @@ class PriceSources(ABC):
 
     @abstractmethod
     def price_sources(self) -> list[PriceSource]:
-        """One entry per asset the protocol prices (asset addresses as in the snapshot)."""
+        """Where the protocol's oracle reads each asset's price, at :meth:`read_block`.
+
+        Returns
+        -------
+        list of PriceSource
+            One entry per asset the protocol prices (asset addresses as in the snapshot); an asset
+            its oracle reverts for has ``feed`` None and ``error`` set.
+        """
 
     def sequencer_uptime_feed(self) -> tuple[str, int] | None:
         """On an L2: the sequencer-uptime feed the protocol checks before liquidations and its grace
@@ -500,15 +682,42 @@ class VenueExecutor(ABC):
 
     @abstractmethod
     def move_to(self, entry: dict, target_ratio: float, trader: str) -> None:
-        """Trade in the pool ``entry`` until its price is ``target_ratio`` (quote per asset)."""
+        """Trade in one pool until its price reaches a target (the replay's shock).
+
+        Parameters
+        ----------
+        entry
+            One of :attr:`entries`.
+        target_ratio
+            Units of the entry's ``quote`` per unit of its ``asset``.
+        trader
+            The anvil account (or impersonated address) that trades; funded by cheats.
+        """
 
     @abstractmethod
     def sell(self, asset: str, amount_raw: int, trader: str, pool: str | None = None) -> None:
-        """Sell ``amount_raw`` of ``asset`` in ``pool`` (default: its pool against a stablecoin)."""
+        """Sell ``amount_raw`` base units of ``asset`` with a real swap.
+
+        Parameters
+        ----------
+        asset
+            The asset's address.
+        amount_raw
+            Base units sold.
+        trader
+            The anvil account (or impersonated address) that trades.
+        pool
+            The venue address (default: the asset's pool against a stablecoin).
+
+        Raises
+        ------
+        ContagionError
+            The swap reverts, or no pool of this venue trades ``asset``.
+        """
 
     @abstractmethod
     def buy(self, asset: str, amount_raw: int, trader: str, pool: str | None = None) -> None:
-        """Buy exactly ``amount_raw`` of ``asset`` in ``pool`` (default: its stablecoin pool)."""
+        """Buy exactly ``amount_raw`` base units of ``asset``; as :meth:`sell` otherwise."""
 
 
 STABLE_SYMBOLS = ("USDC", "USDT", "DAI")
@@ -524,13 +733,32 @@ class Devnet(ABC):
 
     @abstractmethod
     def deploy(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
-        """Deploy and configure the protocol for ``ctx.scenario``'s assets; return its markets by
-        name, each an address book entry of the same shape as the built-in books' (``analyzer.books``),
-        so readers work on both."""
+        """Deploy and configure the protocol for the devnet scenario's assets.
+
+        Parameters
+        ----------
+        ctx
+            The devnet being built: its web3 connection, deployer, scenario and the tokens and
+            feeds the core deployed.
+
+        Returns
+        -------
+        dict
+            The protocol's markets by name, each an address book entry of the same shape as the
+            built-in books' (:mod:`analyzer.books`), so readers work on both.
+        """
 
     @abstractmethod
     def seed(self, ctx: DevnetContext, markets: dict[str, dict[str, Any]]) -> None:
-        """Open the scenario's positions on this protocol's ``markets`` with real transactions."""
+        """Open the scenario's positions on this protocol's ``markets`` with real transactions.
+
+        Parameters
+        ----------
+        ctx
+            The devnet being built.
+        markets
+            What :meth:`deploy` returned.
+        """
 
 
 # --- off-chain option venues ---------------------------------------------------------------------

@@ -47,8 +47,9 @@ def test_every_builtin_book_parses_with_the_loader_and_cites_its_sources():
                 # Comet and Compound V2 on Ethereum name the block their discovery may start from
                 assert book["chain_id"] != 1 or name not in ("comet", "compound-v2") or \
                     deployment["start_block"] > 0, (name, market)
-                # so does every Comet elsewhere, but on the chains whose Configurator block is not
-                # looked up yet (their discovery starts at genesis)
+                # so does every Compound V2 fork and every Comet elsewhere, but on the chains whose
+                # Comet deployment block is not looked up yet (their discovery starts at genesis)
+                assert name != "compound-v2" or deployment["start_block"] > 0, (book["chain"], market)
                 assert name != "comet" or book["chain"] in COMET_CHAINS_FROM_GENESIS or \
                     deployment["start_block"] > 0, (book["chain"], market)
 

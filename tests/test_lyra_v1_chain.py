@@ -223,21 +223,26 @@ def test_rehedge_flow_equals_the_change_of_the_cached_net_delta(chain_checkpoint
     deployment = lyra(chain_checkpoint)
     w3 = chain_checkpoint.w3
     executor = LyraExecutor(w3, deployment, keeper(chain_checkpoint))
-    executor.update_caches()
-    rows, _, block = read(chain_checkpoint, deployment)
-    state = json.loads(rows["markets"][0]["params"])
-    cache = contract(w3, deployment["markets"][0]["greekCache"], "OptionGreekCache")
-    before = cache.functions.getGlobalNetDelta().call() / WAD
-    executor.set_price(deployment["underlying"], state["spot"] * 0.95)
-    executor.update_caches()
+    # the caches are priced before and after the move at one time, as the rule is: blocks stop
+    # following the wall clock (the chain checkpoint reverts the state, not this setting)
+    w3.provider.make_request("anvil_setBlockTimestampInterval", [0])
+    try:
+        executor.update_caches()
+        rows, _, block = read(chain_checkpoint, deployment)
+        state = json.loads(rows["markets"][0]["params"])
+        cache = contract(w3, deployment["markets"][0]["greekCache"], "OptionGreekCache")
+        before = cache.functions.getGlobalNetDelta().call() / WAD
+        executor.set_price(deployment["underlying"], state["spot"] * 0.95)
+        executor.update_caches()
+    finally:
+        w3.provider.make_request("anvil_removeBlockTimestampInterval", [])
     after = cache.functions.getGlobalNetDelta().call() / WAD
     updated_at = w3.eth.get_block("latest")["timestamp"]
     s = pd.DataFrame(state["strikes"])
     flow = R.rehedge_flow(s["strike"].to_numpy(), (s["expiry"] - updated_at).to_numpy(),
                           s["nav_vol"].to_numpy(), s["call_exposure"].to_numpy(),
                           s["put_exposure"].to_numpy(), state["spot"], -0.05 * state["spot"])
-    # 1e-4: the boards' caches are priced 1-3 seconds apart, the rule at one time
-    assert flow == pytest.approx(after - before, rel=1e-4)
+    assert flow == pytest.approx(after - before, rel=1e-9)
     # the sign of the flow is the pool's gamma: a short-gamma pool sells into the fall, a long-gamma one buys
     assert np.sign(flow) == np.sign(rows["hedgers"][0]["net_gamma"])
 

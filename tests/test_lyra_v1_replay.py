@@ -29,6 +29,7 @@ def thin_devnet():
 @pytest.mark.parametrize("shock", [
     ShockScenario(name="weth-10-iv+40", price_shocks={"WETH": -0.10}, iv_shocks={"WETH": 0.40}),
     ShockScenario(name="weth-30", price_shocks={"WETH": -0.30}),   # shorts the collateral no longer covers
+    ShockScenario(name="weth+20", price_shocks={"WETH": 0.20}),    # calls, many collateralised in base
 ], ids=lambda s: s.name)
 def test_the_engine_liquidates_the_replays_lyra_shorts_at_its_buyback_value(thin_devnet, shock):
     from analyzer.engine import simulate

@@ -456,10 +456,31 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
 
 
 def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
-    """Run ``scenario`` on a snapshot (or a :class:`Prepared` one) to a fixed point or the round limit.
+    """Run ``scenario`` on a snapshot to a fixed point or the round limit.
 
-    Returns a :class:`~analyzer.engine.result.CascadeResult`. ``prepare_kwargs`` go to
-    :func:`~analyzer.engine.prepare.prepare` (``rules``, ``venues``, ``venue_models``).
+    Parameters
+    ----------
+    snapshot_or_prepared : Snapshot or Prepared
+        A scan (:class:`~analyzer.model.Snapshot`), or one already turned into arrays by
+        :func:`~analyzer.engine.prepare.prepare` (to run many scenarios on one snapshot).
+    scenario : ShockScenario
+        The shocks and the market's behaviour after them; ``max_rounds`` and ``tolerance`` set
+        when the cascade stops (no liquidation and every price change within ``tolerance``).
+    **prepare_kwargs
+        Passed to :func:`~analyzer.engine.prepare.prepare` (``rules``, ``venues``,
+        ``venue_models``) when given a Snapshot.
+
+    Returns
+    -------
+    CascadeResult
+        Per round, protocol and account: what was liquidated, the bad debt, the prices; its
+        ``to_json`` is ``cascade.json`` (:mod:`analyzer.engine.result`).
+
+    Raises
+    ------
+    ContagionError
+        The scenario names an asset or account the snapshot does not hold, or a venue model it
+        cannot apply.
     """
     from analyzer.engine.prepare import prepare, start_state
     from analyzer.engine.result import (

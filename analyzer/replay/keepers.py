@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -145,20 +146,23 @@ def _liquidate_row(fork: ReplayFork, state: KeeperRound, lender: Lender, book: L
     name, account = lender.plugin.name, str(book.accounts[step.rows[i]])
     if share < 1.0 and not step.absorbed_by_protocol:
         state.active[(name, book.market)].discard(account)
+    skip = partial(fork.skips.add, state.record.round, name, account)
     if share <= 0.0 and not step.absorbed_by_protocol:
-        fork.progress(f"replay: no keeper for {name} {account}: the bonus does not pay for the slippage and gas")
+        skip("no keeper: the bonus does not pay for the slippage and gas")
         return False
     if not (step.repaid[i] > 0).any() or not (step.seized[i] > 0).any():
-        return False   # in shortfall with nothing left to seize: bad debt, no keeper
+        skip("no keeper: nothing left to seize (bad debt)")
+        return False
     debt_col, collateral_col = int(np.argmax(step.repaid[i] * prices)), int(np.argmax(step.seized[i] * prices))
     debt_asset, collateral_asset = str(book.assets[debt_col]), str(book.assets[collateral_col])
     outcome = _execute(lender.executor_for(book.market), step, account, share, debt_asset,
                        float(step.repaid[i, debt_col]), fork.decimals,
                        (book.column_key(debt_col), book.column_key(collateral_col)))
     if outcome is None:
-        return False   # the share the keeper would take is below one base unit
+        skip("no keeper: its share of the debt is below one base unit")
+        return False
     if not outcome.success:
-        fork.progress(f"replay: {name} refused to liquidate {account}: {outcome.error}")
+        skip(f"refused: {outcome.error}")
         return False
     state.record.liquidations.append(ReplayLiquidation(
         state.record.round, name, account, debt_asset, collateral_asset,

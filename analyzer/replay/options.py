@@ -48,9 +48,10 @@ class OptionMarkets:
         self.started = False
 
     def round(self, snap: Snapshot, price: np.ndarray, now: int, round_index: int,
-              progress: Callable[[str], None]) -> tuple[list[ReplayLiquidation], np.ndarray, np.ndarray]:
+              skip: Callable[[str, str, str], None]) -> tuple[list[ReplayLiquidation], np.ndarray, np.ndarray]:
         """Liquidate the flagged shorts of ``snap`` (the fork now) at ``price`` (A,); returns the
-        liquidations, the pools' hedge sales (A,) in asset units and the contracts bought back (A,)."""
+        liquidations, the pools' hedge sales (A,) in asset units and the contracts bought back (A,).
+        ``skip(protocol, account, reason)`` is told of each refused liquidation."""
         from analyzer.engine.options import vol_spiral
 
         book, n_assets = self.prep.options, len(price)
@@ -64,6 +65,7 @@ class OptionMarkets:
         closed = np.zeros(len(book.frame), dtype=bool)
         bought = np.zeros(n_assets)
         records: list[ReplayLiquidation] = []
+        collateral_usd = snap.price_of()   # as the protocol's reader prices it now (Lyra's sETH: its spot)
         for lender in self.lenders:
             options = snap.options[snap.options["protocol"] == lender.plugin.name]
             for market in sorted(set(options["market"])):
@@ -72,7 +74,8 @@ class OptionMarkets:
                     continue
                 u = index[underlying_of[(lender.plugin.name, market)]]
                 self._move_iv(lender, u)
-                for record, row in self._liquidate_market(lender, frame, u, price, now, round_index, progress):
+                for record, row in self._liquidate_market(lender, frame, u, price, collateral_usd, now,
+                                                          round_index, skip):
                     records.append(record)
                     key = (lender.plugin.name, str(market), int(frame["position_id"][row]))
                     if key in self.row_of:
@@ -86,10 +89,13 @@ class OptionMarkets:
         self.alive = alive_after
         return records, hedge, bought
 
-    def _liquidate_market(self, lender: Lender, frame: pd.DataFrame, u: int, price: np.ndarray, now: int,
-                          round_index: int, progress: Callable[[str], None]) -> list[tuple[ReplayLiquidation, int]]:
+    def _liquidate_market(self, lender: Lender, frame: pd.DataFrame, u: int, price: np.ndarray,
+                          collateral_usd: dict[str, float], now: int, round_index: int,
+                          skip: Callable[[str, str, str], None]) -> list[tuple[ReplayLiquidation, int]]:
         """Liquidate the shorts of one option market (``frame``, on underlying column ``u``) its
-        margin rule flags; returns each liquidation with its row of ``frame``."""
+        margin rule flags; returns each liquidation with its row of ``frame``. The buy-back's USD value
+        is the premium in collateral units at the collateral's USD price in ``collateral_usd`` (the
+        round's read of the fork), else the underlying's for collateral in it, else 1."""
         answer = lender.rules.option_liquidations(frame, np.full(len(frame), price[u]),
                                                   np.full(len(frame), self.iv[u]), now)
         done = []
@@ -97,12 +103,14 @@ class OptionMarkets:
             position = int(frame["position_id"][row])
             outcome = lender.executor.liquidate_position(position)
             if not outcome.success:
-                progress(f"replay: {lender.plugin.name} refused to liquidate position {position}: {outcome.error}")
+                skip(lender.plugin.name, outcome.account, f"refused to liquidate position {position}: {outcome.error}")
                 continue
             # the buy-back: the premium the pool was paid, in collateral units (Lyra's event)
             premium = outcome.seized.get("lp_premiums", 0) / 1e18
-            in_base = frame["collateral_asset"][row] == self.prep.assets[u]
-            value = premium * (price[u] if in_base else 1.0)
+            collateral = str(frame["collateral_asset"][row])
+            fallback = price[u] if collateral == self.prep.assets[u] else 1.0
+            unit_usd = collateral_usd.get(collateral, fallback)
+            value = premium * (unit_usd if np.isfinite(unit_usd) else fallback)
             done.append((ReplayLiquidation(round_index, lender.plugin.name, outcome.account, "",
                                            str(frame["collateral_asset"][row]), value, value, outcome.tx_hash),
                          int(row)))
