@@ -236,6 +236,11 @@ def recommend_command(
     out: Annotated[Path, typer.Option(help="Output folder (recommendations.json, recommend.html).")] = Path("graphs/recommend"),
     workers: Annotated[int | None, typer.Option(help="Run on a local Dask cluster of N worker processes.")] = None,
     scheduler: Annotated[str | None, typer.Option(help="Run on an existing Dask scheduler (tcp://HOST:PORT).")] = None,
+    prove: Annotated[bool, typer.Option("--prove", help="Apply the changes on an anvil fork of --rpc through the "
+                                                       "protocols' configuration calls and replay the scenarios.")] = False,
+    rpc: Annotated[str | None, typer.Option("--rpc", "--fork-url", envvar=FORK_ENV, show_envvar=False,
+                                            help=f"With --prove: the chain to fork (it is only read); or ${FORK_ENV}.")] = None,
+    book: Annotated[Path | None, typer.Option(help="With --prove: the chain's address book JSON (a devnet's).")] = None,
 ) -> None:
     """The smallest risk-parameter changes that keep every scenario's bad debt under the budget."""
     from analyzer.recommend import recommend_to_dir
@@ -244,9 +249,11 @@ def recommend_command(
         raise ContagionError("give --workers N or --scheduler ADDRESS, not both")
     if workers is not None and workers < 1:
         raise ContagionError(f"--workers must be at least 1, got {workers}")
+    if prove and (not rpc or book is None):
+        raise ContagionError("--prove needs --rpc URL (the chain to fork) and --book FILE (its address book)")
     wanted = [m.strip() for m in markets.split(",") if m.strip()] if markets else None
     typer.echo(str(recommend_to_dir(snapshot, scenarios, budget, out, markets=wanted, workers=workers,
-                                    scheduler=scheduler, say=log.info)))
+                                    scheduler=scheduler, prove_on=(rpc, book) if prove else None, say=log.info)))
 
 
 @app.command("replay")

@@ -35,6 +35,7 @@ def replay(
     max_rounds: int | None = None,
     max_keeper_steps: int = 16,
     progress: Callable[[str], None] = log.info,
+    in_place: bool = False,
 ) -> ReplayResult:
     """Execute ``scenario`` on a fresh anvil fork of ``source_url`` (see :mod:`analyzer.replay`).
 
@@ -57,6 +58,9 @@ def replay(
     progress
         Called with one line per stage, round and first-seen skip (default: the
         ``analyzer.replay`` logger at INFO).
+    in_place
+        Run on ``source_url`` itself, which must be anvil (a chain we own, whose state the caller
+        carries on from: ``recommend --prove`` settles, then stresses, the same chain).
 
     Returns
     -------
@@ -76,7 +80,7 @@ def replay(
     source_block = source.head_block()
     root_before = source.block(source_block)["stateRoot"]
     max_rounds = scenario.max_rounds if max_rounds is None else max_rounds
-    with Anvil(fork_url=source_url, fork_block=source_block) as anvil:
+    with (_InPlace(source_url) if in_place else Anvil(fork_url=source_url, fork_block=source_block)) as anvil:
         require_anvil(anvil.w3)
         progress(f"replay: reading the fork of {redact_url(source_url)} at block {source_block}")
         fork = open_fork(anvil.w3, anvil.url, book, scenario, plugins, progress)
@@ -86,6 +90,22 @@ def replay(
     result.source_unchanged = (source.block_number() == source_block
                                and source.block(source_block)["stateRoot"] == root_before)
     return result
+
+
+class _InPlace:
+    """An anvil we do not start (``replay(in_place=True)``), with its ``url`` and ``w3``."""
+
+    def __init__(self, url: str):
+        from analyzer.chain import connect
+
+        self.url, self.w3 = url, connect(url)
+        require_anvil(self.w3)
+
+    def __enter__(self) -> _InPlace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 def _rounds(fork: ReplayFork, exogenous_oracles: set[str], max_rounds: int,
