@@ -29,7 +29,6 @@ from pathlib import Path
 
 from analyzer.books import market_of
 from analyzer.chain import rpc
-from analyzer.cheats import deal
 from analyzer.devnet import scenario as scenario_mod
 from analyzer.devnet.build import start_devnet
 from analyzer.model import TABLES
@@ -74,8 +73,8 @@ def act(w3, book: dict, accounts: list[str]) -> None:
     for who in accounts:
         rpc(w3, "anvil_impersonateAccount", [who])
         rpc(w3, "anvil_setBalance", [who, hex(10**20)])
-        deal(w3, weth, who, 10**19)
-        for call in (Call(weth, "approve(address,uint256)(bool)", (pool, 10**19)),
+        for call in (Call(weth, "mint(address,uint256)(bool)", (who, 10**19)),    # the devnet's tokens mint openly
+                     Call(weth, "approve(address,uint256)(bool)", (pool, 10**19)),
                      Call(pool, "supply(address,uint256,address,uint16)", (weth, 10**18, who, 0))):
             sent.append(rpc(w3, "eth_sendTransaction", [{"from": who, "to": call.target, "gas": hex(1_000_000),
                                                          "data": "0x" + call.calldata.hex()}]))

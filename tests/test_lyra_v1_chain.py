@@ -219,23 +219,18 @@ def test_gamma_by_strike_equals_a_finite_difference_of_the_contracts_delta(chain
     assert rows["hedgers"][0]["net_gamma"] == pytest.approx(-sum(s["net_gamma"] for s in state["strikes"]), rel=1e-12)
 
 
-def test_rehedge_flow_equals_the_change_of_the_cached_net_delta(chain_checkpoint):
-    deployment = lyra(chain_checkpoint)
-    w3 = chain_checkpoint.w3
-    executor = LyraExecutor(w3, deployment, keeper(chain_checkpoint))
-    # the caches are priced before and after the move at one time, as the rule is: blocks stop
-    # following the wall clock (the chain checkpoint reverts the state, not this setting)
-    w3.provider.make_request("anvil_setBlockTimestampInterval", [0])
-    try:
-        executor.update_caches()
-        rows, _, block = read(chain_checkpoint, deployment)
-        state = json.loads(rows["markets"][0]["params"])
-        cache = contract(w3, deployment["markets"][0]["greekCache"], "OptionGreekCache")
-        before = cache.functions.getGlobalNetDelta().call() / WAD
-        executor.set_price(deployment["underlying"], state["spot"] * 0.95)
-        executor.update_caches()
-    finally:
-        w3.provider.make_request("anvil_removeBlockTimestampInterval", [])
+def test_rehedge_flow_equals_the_change_of_the_cached_net_delta(frozen_block_time):
+    # the caches are priced before and after the move at one time, as the rule is
+    deployment = lyra(frozen_block_time)
+    w3 = frozen_block_time.w3
+    executor = LyraExecutor(w3, deployment, keeper(frozen_block_time))
+    executor.update_caches()
+    rows, _, block = read(frozen_block_time, deployment)
+    state = json.loads(rows["markets"][0]["params"])
+    cache = contract(w3, deployment["markets"][0]["greekCache"], "OptionGreekCache")
+    before = cache.functions.getGlobalNetDelta().call() / WAD
+    executor.set_price(deployment["underlying"], state["spot"] * 0.95)
+    executor.update_caches()
     after = cache.functions.getGlobalNetDelta().call() / WAD
     updated_at = w3.eth.get_block("latest")["timestamp"]
     s = pd.DataFrame(state["strikes"])
