@@ -156,6 +156,19 @@ _SCRATCH: set[Path] = set()   # logs and state caches of anvils started here, re
 MAX_PERSISTED_STATES = 64
 
 
+def dump_state(w3: Web3) -> str:
+    """An anvil's whole state (``anvil_dumpState``, which changes nothing) as the JSON text
+    ``anvil --load-state`` reads."""
+    import gzip
+
+    require_anvil(w3)
+    state = rpc(w3, "anvil_dumpState")
+    data = bytes.fromhex(state[2:] if state.startswith("0x") else state)
+    if data[:2] == b"\x1f\x8b":      # anvil answers gzip-compressed JSON; --load-state reads it plain
+        data = gzip.decompress(data)
+    return data.decode()
+
+
 def _remove(path: Path | None) -> None:
     if path is None:
         return
@@ -403,15 +416,7 @@ class Anvil:
         """Write anvil's whole state (``anvil_dumpState``) to ``path`` atomically."""
         from analyzer.atomic import atomic_write_text
 
-        require_anvil(self.w3)
-        state = rpc(self.w3, "anvil_dumpState")
-        data = bytes.fromhex(state[2:] if state.startswith("0x") else state)
-        # anvil_dumpState answers gzip-compressed JSON; --load-state reads the plain JSON
-        import gzip
-
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        return atomic_write_text(path, data.decode())
+        return atomic_write_text(path, dump_state(self.w3))
 
     def snapshot(self) -> str:
         return rpc(self.w3, "evm_snapshot")

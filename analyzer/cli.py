@@ -7,6 +7,7 @@ status 2, no traceback and no partial output.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -15,11 +16,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from analyzer import __version__
 from analyzer.cli_options import options_app
+from analyzer.console import configure_logging
 from analyzer.errors import ContagionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -28,7 +28,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 devnet_app = typer.Typer(no_args_is_help=True, help="A local chain with the real protocol contracts.")
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(options_app, name="options")
-err = Console(stderr=True, highlight=False)
+log = logging.getLogger("analyzer.cli")
 # RPC URLs may come from the environment, out of every process's arguments (`ps` shows those)
 RPC_ENV, FORK_ENV = "CONTAGION_RPC_URL", "CONTAGION_FORK_URL"
 URL_OPTIONS = ("--rpc", "--fork-url")
@@ -44,13 +44,29 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More detail on stderr (repeatable).")] = 0,
+    quiet: Annotated[int, typer.Option("--quiet", "-q", count=True,
+                                       help="Only warnings and errors on stderr; no progress bars.")] = 0,
 ) -> None:
     """defi-contagion."""
+    configure_logging(verbose - quiet)
+
+
+def _devnet_scenario(devnet_scenario: str | None, scenario: str | None) -> str:
+    """The devnet scenario of ``devnet up`` / ``demo``; ``--scenario`` there is a one-line error
+    (it names a shock scenario everywhere else)."""
+    if scenario is not None:
+        raise ContagionError(f"--scenario names a shock scenario (simulate, replay); give the devnet's as "
+                             f"--devnet-scenario {scenario}")
+    return devnet_scenario or "mainnet-like"
 
 
 @devnet_app.command("up")
 def devnet_up(
-    scenario: Annotated[str, typer.Option(help="Scenario name (fixtures/scenarios) or TOML path.")] = "mainnet-like",
+    devnet_scenario: Annotated[str | None, typer.Option(
+        "--devnet-scenario", help="Devnet scenario: a name (fixtures/scenarios) or a TOML path [default: mainnet-like].")] = None,
+    scenario: Annotated[str | None, typer.Option(hidden=True)] = None,
     port: Annotated[int | None, typer.Option(help="Loopback port for the RPC (default: a free one).")] = None,
     protocols: Annotated[str | None, typer.Option(help="Comma list of protocols (default: all).")] = None,
     state_out: Annotated[Path | None, typer.Option("--state-out", help="Write the devnet's anvil state here on exit.")] = None,
@@ -65,10 +81,9 @@ def devnet_up(
 
     if port is not None and not 1024 <= port <= 65535:
         raise ContagionError(f"--port must be within 1024..65535, got {port}")
-    spec = scenario_mod.load(scenario)
+    spec = scenario_mod.load(_devnet_scenario(devnet_scenario, scenario))
     plugins = parse_protocols(protocols)
-    devnet = start_devnet(spec, plugins, port=port, use_cache=not no_cache,
-                          progress=lambda message: err.print(f"[dim]{escape(message)}[/dim]"))
+    devnet = start_devnet(spec, plugins, port=port, use_cache=not no_cache, progress=log.info)
     with devnet:
         if state_out is not None:
             devnet.anvil.dump_state = state_out
@@ -78,7 +93,7 @@ def devnet_up(
         sys.stdout.flush()
         if exit_after_start:
             return
-        err.print(f"devnet up at {devnet.url} (pid {devnet.anvil.pid}); Ctrl-C stops it")
+        log.info(f"devnet up at {devnet.url} (pid {devnet.anvil.pid}); Ctrl-C stops it")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
@@ -87,7 +102,7 @@ def devnet_up(
                     raise ContagionError(f"anvil exited: {devnet.anvil.log_tail()}")
         except KeyboardInterrupt:
             pass
-    err.print("devnet stopped")
+    log.info("devnet stopped")
 
 
 def _say_assumed_depth(snapshot_dir: Path) -> None:
@@ -100,7 +115,7 @@ def _say_assumed_depth(snapshot_dir: Path) -> None:
     except (OSError, ValueError):
         return   # the command itself already read (and validated) the snapshot
     if line:
-        err.print(escape(line), soft_wrap=True)
+        log.info(line)
 
 
 @app.command("scan")
@@ -126,7 +141,7 @@ def scan_command(
     from analyzer.scanning import run_scan
 
     path = run_scan(rpc=rpc, fork_url=fork_url, block=block, protocols=protocols, book=book, accounts=accounts,
-                    from_block=from_block, out=out, use_cache=not no_cache, venues=not no_venues, console=err,
+                    from_block=from_block, out=out, use_cache=not no_cache, venues=not no_venues,
                     since_block=since_block, markets=markets.split(",") if markets else None)
     typer.echo(str(path))
 
@@ -172,7 +187,7 @@ def simulate_command(
     snapshot: Annotated[Path, typer.Argument(help="A snapshot folder.")],
     shock: Annotated[list[str] | None, typer.Option(help="A price shock, e.g. WETH=-30% (repeatable).")] = None,
     iv: Annotated[list[str] | None, typer.Option(help="An IV shock in vol points, e.g. sETH=+25 (repeatable).")] = None,
-    scenario: Annotated[Path | None, typer.Option(help="A shock scenario TOML.")] = None,
+    scenario: Annotated[Path | None, typer.Option(help="A shock scenario TOML (the shocks and the market's behaviour).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder for cascade.json and Parquet.")] = Path("graphs/simulate"),
     report: Annotated[bool, typer.Option("--report", help="Also write report.html there.")] = False,
 ) -> None:
@@ -221,6 +236,11 @@ def recommend_command(
     out: Annotated[Path, typer.Option(help="Output folder (recommendations.json, recommend.html).")] = Path("graphs/recommend"),
     workers: Annotated[int | None, typer.Option(help="Run on a local Dask cluster of N worker processes.")] = None,
     scheduler: Annotated[str | None, typer.Option(help="Run on an existing Dask scheduler (tcp://HOST:PORT).")] = None,
+    prove: Annotated[bool, typer.Option("--prove", help="Apply the changes on an anvil fork of --rpc through the "
+                                                       "protocols' configuration calls and replay the scenarios.")] = False,
+    rpc: Annotated[str | None, typer.Option("--rpc", "--fork-url", envvar=FORK_ENV, show_envvar=False,
+                                            help=f"With --prove: the chain to fork (it is only read); or ${FORK_ENV}.")] = None,
+    book: Annotated[Path | None, typer.Option(help="With --prove: the chain's address book JSON (a devnet's).")] = None,
 ) -> None:
     """The smallest risk-parameter changes that keep every scenario's bad debt under the budget."""
     from analyzer.recommend import recommend_to_dir
@@ -229,16 +249,19 @@ def recommend_command(
         raise ContagionError("give --workers N or --scheduler ADDRESS, not both")
     if workers is not None and workers < 1:
         raise ContagionError(f"--workers must be at least 1, got {workers}")
+    if prove and (not rpc or book is None):
+        raise ContagionError("--prove needs --rpc URL (the chain to fork) and --book FILE (its address book)")
     wanted = [m.strip() for m in markets.split(",") if m.strip()] if markets else None
     typer.echo(str(recommend_to_dir(snapshot, scenarios, budget, out, markets=wanted, workers=workers,
-                                    scheduler=scheduler, say=lambda message: err.print(f"[dim]{escape(message)}[/dim]"))))
+                                    scheduler=scheduler, prove_on=(rpc, book) if prove else None, say=log.info)))
 
 
 @app.command("replay")
 def replay_command(
     scenario: Annotated[Path, typer.Option(help="The shock scenario TOML to execute.")],
-    rpc: Annotated[str, typer.Option("--rpc", "--fork-url", envvar=FORK_ENV, show_envvar=False,
-                                     help=f"The chain to fork (it is only read); or ${FORK_ENV}.")],
+    fork_url: Annotated[str, typer.Option("--fork-url", "--rpc", envvar=FORK_ENV, show_envvar=False,
+                                          help=f"Start an anvil fork of this node and replay on it (the node is "
+                                               f"only read; --rpc is the old spelling); or ${FORK_ENV}.")],
     book: Annotated[Path | None, typer.Option(help="Address book JSON (a devnet's).")] = None,
     protocols: Annotated[str | None, typer.Option(help="Comma list (default: all).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder for fidelity.json and replay.json.")] = Path("graphs/replay"),
@@ -246,7 +269,7 @@ def replay_command(
     """Execute the scenario with real liquidations and swaps on a fresh anvil fork; compare with the engine."""
     from analyzer.replaying import run_replay
 
-    typer.echo(str(run_replay(rpc, scenario, book=book, protocols=protocols, out=out, console=err)))
+    typer.echo(str(run_replay(fork_url, scenario, book=book, protocols=protocols, out=out)))
 
 
 @app.command("report")
@@ -269,14 +292,16 @@ def report_command(
 @app.command("demo")
 def demo_command(
     out: Annotated[Path, typer.Option(help="Run folder.")] = Path("graphs/demo"),
-    scenario: Annotated[str, typer.Option(help="Devnet scenario name or TOML path.")] = "mainnet-like",
+    devnet_scenario: Annotated[str | None, typer.Option(
+        "--devnet-scenario", help="Devnet scenario: a name or a TOML path [default: mainnet-like].")] = None,
+    scenario: Annotated[str | None, typer.Option(hidden=True)] = None,
     no_replay: Annotated[bool, typer.Option("--no-replay", help="Skip the fork replay.")] = False,
 ) -> None:
     """The whole job on the embedded devnet: deploy, scan, graph, simulate, replay, report."""
     from analyzer.demo import run_demo
 
-    report = run_demo(out, scenario, replay_shock=not no_replay,
-                      progress=lambda message: err.print(f"[dim]{escape(message)}[/dim]"))
+    report = run_demo(out, _devnet_scenario(devnet_scenario, scenario), replay_shock=not no_replay,
+                      progress=log.info)
     typer.echo(f"report: {report}")
 
 

@@ -26,11 +26,23 @@ _shown: list[Progress] = []      # the bars on screen: a stage inside another ad
 
 
 class ConsoleHandler(logging.Handler):
-    """One unwrapped line per record on stderr: progress dim, warnings prefixed ``warning:``."""
+    """One unwrapped line per record on stderr: progress dim, warnings prefixed ``warning:``.
+
+    A line already shown is not shown again (a replay reads the fork every round, and each read
+    would repeat the scan's warnings); ``-v`` detail (DEBUG) is shown every time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)
+            if record.levelno > logging.DEBUG:
+                if message in self.shown:
+                    return
+                self.shown.add(message)
             if record.levelno >= logging.WARNING and not message.startswith(("warning", "error", "note")):
                 message = f"{'warning' if record.levelno == logging.WARNING else 'error'}: {message}"
             console = _shown[-1].console if _shown else err    # above the bars, when they are shown

@@ -17,11 +17,13 @@ replayed on an anvil fork for fidelity -> the report. Layout of the run folder (
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from analyzer.console import progress_bar, progress_bars
 from analyzer.model import Snapshot
 from analyzer.scenarios import ForcedSale, ShockScenario
 
@@ -31,6 +33,7 @@ SWEEP_ASSETS = ("WETH", "WBTC", "wstETH")
 SWEEP_SPEC = {"name": "demo", "shocks": "-10%:-40%:10%", "systemic": {"shock": "-30%", "accounts": 3},
               "distance": {"tolerance": 0.01}}
 REPLAYED = "weth-20"
+log = logging.getLogger(__name__)
 
 
 def largest_receipt_holder(snapshot: Snapshot) -> tuple[str, str] | None:
@@ -66,7 +69,7 @@ def default_scenarios(snapshot: Snapshot) -> list[ShockScenario]:
 
 
 def run_demo(out: str | Path = "graphs/demo", scenario: str = "mainnet-like", *, replay_shock: bool = True,
-             progress: Callable[[str], None] = print) -> Path:
+             progress: Callable[[str], None] = log.info) -> Path:
     """Run the whole job on the devnet into ``out``; return the path of report.html."""
     from analyzer.devnet import scenario as scenario_mod
     from analyzer.devnet.build import start_devnet, write_address_book
@@ -84,20 +87,26 @@ def run_demo(out: str | Path = "graphs/demo", scenario: str = "mainnet-like", *,
     with start_devnet(spec, chosen, progress=progress) as devnet:
         write_address_book(devnet.book, out / "book.json")
         progress(f"scan: reading {', '.join(p.name for p in chosen)} at block {devnet.w3.eth.block_number}")
-        snapshot = scan(devnet.url, chosen, book=devnet.book, cache_dir=None)
+        with progress_bars() as bars:
+            snapshot = scan(devnet.url, chosen, book=devnet.book, cache_dir=None,
+                            progress=lambda label, done, total: bars.update(f"scan {label}", done, total))
         snapshot.meta["devnet_scenario"] = spec.name
         # the devnet's pool-less assets (Lyra's synths) trade on the scan's centralised-depth default
         # (snapshot.meta["assumed_depth"]), which every later command (simulate, sweep) reads too
         snapshot.write(out / "snapshot")
         progress(f"scan: {len(snapshot.positions)} positions, {len(snapshot.options)} options")
+        progress("graph: the collateral graph and its exposure metrics (graph.json, exposure.json)")
         graph_to_dir(out / "snapshot", out)
         names = []
-        for shock in default_scenarios(snapshot):
-            result = simulate(snapshot, shock)
-            result.write(out / "scenarios" / shock.name)
-            names.append(shock.name)
-            progress(f"engine: {shock.name}: ${result.total_liquidated_usd:,.0f} liquidated, "
-                     f"{result.stop_reason} after {len(result.rounds)} rounds")
+        shocks = default_scenarios(snapshot)
+        with progress_bar("engine: shocks", len(shocks)) as bar:
+            for shock in shocks:
+                result = simulate(snapshot, shock)
+                result.write(out / "scenarios" / shock.name)
+                names.append(shock.name)
+                bar.advance()
+                progress(f"engine: {shock.name}: ${result.total_liquidated_usd:,.0f} liquidated, "
+                         f"{result.stop_reason} after {len(result.rounds)} rounds")
         headline = HEADLINE if HEADLINE in names else names[0]
         for item in (out / "scenarios" / headline).iterdir():
             shutil.copy2(item, out / item.name)
@@ -105,6 +114,7 @@ def run_demo(out: str | Path = "graphs/demo", scenario: str = "mainnet-like", *,
         if replay_shock and REPLAYED in names:
             _replay_into(out, devnet, snapshot, REPLAYED, chosen, progress)
     _sweep_into(out, progress)  # offline, on the written snapshot: the devnet is already stopped
+    progress("report: report.html, figures/ and summary.md")
     report = write_report(out)
     progress(f"demo finished in {time.monotonic() - started:.0f}s")
     return report
@@ -124,8 +134,10 @@ def _sweep_into(out: Path, progress: Callable[[str], None]) -> None:
         return
     spec = spec_from_dict({**SWEEP_SPEC, "assets": assets})
     started = time.monotonic()
+    progress(f"sweep: {spec.name}: {len(spec.shocks)} shocks of {', '.join(assets)}, systemic importance, distance "
+             "to cascade")
     with tempfile.TemporaryDirectory(prefix="contagion-demo-sweep-") as cache:
-        sweep(snapshot, spec, out / "sweep", cache_dir=cache, progress=False)
+        sweep(snapshot, spec, out / "sweep", cache_dir=cache)
     progress(f"sweep: {', '.join(assets)} × {len(spec.shocks)} shocks, systemic and distance to cascade "
              f"in {time.monotonic() - started:.1f}s (sweep/summary.json)")
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 
 from analyzer.atomic import atomic_write_text
@@ -24,6 +26,13 @@ from analyzer.rpc import RpcClient
 from protocols.base import AccountEvents
 
 CHUNK_BLOCKS = 100_000
+
+
+@lru_cache(maxsize=1 << 20)
+def checksum(address: str | bytes) -> str:
+    """``to_checksum_address``, remembered: discovery meets the same accounts in many logs, and
+    each checksum is a keccak."""
+    return to_checksum_address(address)
 
 
 @dataclass
@@ -40,27 +49,37 @@ def normalise_log(log: dict) -> dict:
 
 
 class ChunkFiles:
-    """The chunk files of one protocol's event set; ``None`` root keeps nothing."""
+    """The chunk files of one protocol's event set; ``None`` root keeps nothing. With ``events``,
+    the folder also names what it caches (``events.txt``: the addresses and topics asked)."""
 
-    def __init__(self, root: Path | None):
+    def __init__(self, root: Path | None, events: AccountEvents | None = None):
         self.root = root
+        self.events = events
 
-    def best(self, lo: int, hi: int) -> tuple[int, dict[str, int]] | None:
-        """The cached chunk starting at ``lo`` that reaches furthest without passing ``hi``."""
+    def best(self, lo: int, hi: int) -> tuple[int, dict[str, int], dict[str, list[str]]] | None:
+        """The cached chunk starting at ``lo`` that reaches furthest without passing ``hi``:
+        (its end, account -> last block, account -> holdings)."""
         if self.root is None or not self.root.is_dir():
             return None
         ends = [int(p.stem.split("-")[1]) for p in self.root.glob(f"{lo}-*.json")]
         for end in sorted((e for e in ends if e <= hi), reverse=True):
             try:
-                return end, json.loads((self.root / f"{lo}-{end}.json").read_text())
+                data = json.loads((self.root / f"{lo}-{end}.json").read_text())
             except (json.JSONDecodeError, UnicodeDecodeError, OSError):
                 continue  # a damaged file is read again
+            if isinstance(data, dict) and isinstance(data.get("accounts"), dict):
+                return end, data["accounts"], data.get("holdings", {})
         return None
 
-    def put(self, lo: int, hi: int, accounts: dict[str, int], replaces: int | None) -> None:
+    def put(self, lo: int, hi: int, accounts: dict[str, int], holdings: dict[str, list[str]],
+            replaces: int | None) -> None:
         if self.root is None:
             return
-        atomic_write_text(self.root / f"{lo}-{hi}.json", json.dumps(accounts, sort_keys=True))
+        if self.events is not None and not (self.root / "events.txt").is_file():
+            atomic_write_text(self.root / "events.txt", json.dumps(
+                {"addresses": sorted(a.lower() for a in self.events.addresses), "topics": sorted(self.events.topics)}))
+        atomic_write_text(self.root / f"{lo}-{hi}.json",
+                          json.dumps({"accounts": accounts, "holdings": holdings}, sort_keys=True))
         if replaces is not None and replaces != hi:
             (self.root / f"{lo}-{replaces}.json").unlink(missing_ok=True)
 
@@ -78,27 +97,31 @@ def chunks(start: int, end: int, chunk_blocks: int) -> list[tuple[int, int]]:
 def discover(client: RpcClient, events: AccountEvents, start: int, end: int, files: ChunkFiles, *,
              chunk_blocks: int = CHUNK_BLOCKS, max_range: int = CHUNK_BLOCKS,
              progress: Callable[[int, int], None] = lambda done, total: None,
-             stats: DiscoveryStats | None = None) -> dict[str, int]:
-    """Every account ``events`` name in ``[start, end]``, with the last block that named it."""
+             stats: DiscoveryStats | None = None, holdings: dict[str, set[str]] | None = None) -> dict[str, int]:
+    """Every account ``events`` name in ``[start, end]``, with the last block that named it; with
+    ``holdings`` (and ``events.holdings``), also every account's holdings the logs show, added to it."""
     stats = stats if stats is not None else DiscoveryStats()
     found: dict[str, int] = {}
     parts = chunks(start, end, chunk_blocks)
     progress(0, len(parts))
     for done, (lo, hi) in enumerate(parts, start=1):
         cached = files.best(lo, hi)
-        reached, accounts = cached if cached is not None else (lo - 1, {})
+        reached, accounts, held = cached if cached is not None else (lo - 1, {}, {})
         if reached == hi:
             stats.chunks_cached += 1
         else:
             stats.chunks_read += 1
             state = {"reached": None if cached is None else reached}
 
-            def keep(a: int, b: int, logs: list[dict], accounts=accounts, lo=lo, state=state) -> None:
+            def keep(a: int, b: int, logs: list[dict], accounts=accounts, held=held, lo=lo, state=state) -> None:
                 for log in logs:
                     log = normalise_log(log)
                     for account in events.accounts(log):
                         accounts[account] = max(accounts.get(account, 0), log["blockNumber"])
-                files.put(lo, b, accounts, state["reached"])
+                    for account, holding in events.holdings(log) if events.holdings is not None else ():
+                        if holding not in held.setdefault(account, []):
+                            held[account].append(holding)
+                files.put(lo, b, accounts, held, state["reached"])
                 state["reached"] = b
                 stats.ranges_read += 1
 
@@ -106,6 +129,9 @@ def discover(client: RpcClient, events: AccountEvents, start: int, end: int, fil
                             max_range=max_range, on_range=keep)
         for account, last in accounts.items():
             found[account] = max(found.get(account, 0), last)
+        if holdings is not None:
+            for account, indexes in held.items():
+                holdings.setdefault(account, set()).update(indexes)
         progress(done, len(parts))
     return found
 

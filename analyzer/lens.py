@@ -118,6 +118,16 @@ def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes
     return rows
 
 
+def masks(holdings: dict[str, list[str]] | None, accounts: Sequence[str], reads: Sequence[str]) -> list[int]:
+    """Per account, bit i set where ``reads[i]`` (an aToken, a cToken, a collateral asset) is among
+    the holdings discovery saw for the account (:attr:`protocols.base.Reader.holdings`); no masks
+    (read everything) when the holdings are unknown or there are more reads than bits in a word."""
+    if holdings is None or len(reads) > 256:
+        return []
+    bit = {address.lower(): 1 << i for i, address in enumerate(reads)}
+    return [sum({bit.get(h.lower(), 0) for h in holdings.get(account, ())}) for account in accounts]
+
+
 def to_int256(word: int) -> int:
     """A two's complement word as a signed integer."""
     return word - (1 << 256) if word >> 255 else word

@@ -12,14 +12,16 @@ assets     address, symbol, decimals, price_usd (USD per whole token), receipt_o
            markets that list the underlying share them; "" otherwise, see :func:`receipt_claim`),
            iv (implied volatility as a fraction, NaN when not an option underlying)
 markets    protocol, market (the protocol's market contract: Aave pool, comptroller, comet, option
-           market), asset, oracle_price_usd (the protocol's own oracle), ltv, liquidation_threshold
+           market), asset, reserve (the market's own contract for the asset where one market may
+           list an asset more than once: Compound V2's cToken, e.g. the legacy cWBTC beside cWBTC2;
+           "" where the asset alone names it), oracle_price_usd (the protocol's own oracle), ltv, liquidation_threshold
            (fractions), liquidation_bonus (fraction: 0.05 = 5%), close_factor, protocol_fee
            (fraction of the bonus or of seized collateral, as the protocol defines it),
            supply_cap, borrow_cap (token units, 0 = none), category (Aave e-mode category),
            isolated, borrowable, collateral_enabled, params (JSON: protocol-specific extras)
 accounts   protocol, market, account, category (account mode: Aave e-mode id, else 0), params (JSON)
-positions  protocol, market, account, asset, side ("collateral" | "debt"), amount (token units of
-           ``asset``), raw (exact integer as the protocol stores it, decimal string)
+positions  protocol, market, account, asset, reserve (as in markets), side ("collateral" | "debt"),
+           amount (token units of ``asset``), raw (exact integer as the protocol stores it, decimal string)
 options    protocol, market, account, position_id, kind ("call" | "put"), strike (USD), expiry
            (unix s), size (contracts), side ("long" | "short"), collateral_asset, collateral
            (units of collateral_asset), raw_size, raw_collateral
@@ -40,7 +42,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ SCHEMA_VERSION = 1
 TABLES: dict[str, dict[str, str]] = {
     "assets": {"address": "string", "symbol": "string", "decimals": "int64", "price_usd": "float64",
                "receipt_of": "string", "iv": "float64"},
-    "markets": {"protocol": "string", "market": "string", "asset": "string", "oracle_price_usd": "float64",
+    "markets": {"protocol": "string", "market": "string", "asset": "string", "reserve": "string",
+                "oracle_price_usd": "float64",
                 "ltv": "float64", "liquidation_threshold": "float64", "liquidation_bonus": "float64",
                 "close_factor": "float64", "protocol_fee": "float64", "supply_cap": "float64",
                 "borrow_cap": "float64", "category": "int64", "isolated": "bool", "borrowable": "bool",
@@ -66,7 +68,7 @@ TABLES: dict[str, dict[str, str]] = {
     "accounts": {"protocol": "string", "market": "string", "account": "string", "category": "int64",
                  "params": "string"},
     "positions": {"protocol": "string", "market": "string", "account": "string", "asset": "string",
-                  "side": "string", "amount": "float64", "raw": "string"},
+                  "reserve": "string", "side": "string", "amount": "float64", "raw": "string"},
     "options": {"protocol": "string", "market": "string", "account": "string", "position_id": "int64",
                 "kind": "string", "strike": "float64", "expiry": "int64", "size": "float64",
                 "side": "string", "collateral_asset": "string", "collateral": "float64",
@@ -84,9 +86,9 @@ OPTIONAL_TABLES = ("option_instruments",)
 """Tables a snapshot written before they existed may lack (read as empty)."""
 KEYS: dict[str, tuple[str, ...]] = {
     "assets": ("address",),
-    "markets": ("protocol", "market", "asset"),
+    "markets": ("protocol", "market", "asset", "reserve"),
     "accounts": ("protocol", "market", "account"),
-    "positions": ("protocol", "market", "account", "asset", "side"),
+    "positions": ("protocol", "market", "account", "asset", "reserve", "side"),
     "options": ("protocol", "market", "position_id"),
     "hedgers": ("protocol", "market", "asset"),
     "venues": ("protocol", "venue", "asset"),
@@ -163,7 +165,16 @@ def to_table(name: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Snapshot:
-    """The state of the protocols at one block, as typed tables plus metadata."""
+    """The state of the protocols at one block, as typed tables plus metadata.
+
+    Attributes
+    ----------
+    meta : dict
+        Chain id, block number and timestamp, the node (redacted), the protocols read, excluded
+        markets, the assumed centralised depth, the tool version.
+    assets, markets, accounts, positions, options, hedgers, venues, option_instruments : pandas.DataFrame
+        The tables, each with the columns and dtypes of ``TABLES`` (checked on construction).
+    """
 
     meta: dict[str, Any] = field(default_factory=dict)
     assets: pd.DataFrame = field(default_factory=lambda: empty_table("assets"))
@@ -284,7 +295,23 @@ class Snapshot:
 
     # ---- persistence ----
     def write(self, path: str | Path) -> Path:
-        """Write the snapshot folder atomically (validated first)."""
+        """Write the snapshot folder atomically (validated first).
+
+        Parameters
+        ----------
+        path
+            The folder: one Parquet file per table and ``meta.json``; replaced as a whole.
+
+        Returns
+        -------
+        Path
+            ``path``.
+
+        Raises
+        ------
+        ContagionError
+            The snapshot fails validation (a column of the wrong type, an unknown asset).
+        """
         self.validate()
         path = Path(path)
         with atomic_directory(path) as tmp:
@@ -299,7 +326,24 @@ class Snapshot:
     @classmethod
     def read(cls, path: str | Path, *, expect_chain_id: int | None = None,
              expect_block: int | None = None) -> Snapshot:
-        """Read and validate a snapshot folder; refuse one of another chain or block than expected."""
+        """Read and validate a snapshot folder.
+
+        Parameters
+        ----------
+        path
+            A folder written by :meth:`write` (``contagion scan --out``).
+        expect_chain_id, expect_block
+            Refuse a snapshot of another chain or block.
+
+        Returns
+        -------
+        Snapshot
+
+        Raises
+        ------
+        ContagionError
+            The folder is missing, incomplete or invalid, or of another chain or block.
+        """
         path = Path(path)
         meta_path = path / "meta.json"
         if not meta_path.is_file():
@@ -380,5 +424,6 @@ def _check_json_objects(table: str, column: str, values: pd.Series) -> None:
 
 
 def raw_to_amount(raw: int, decimals: int) -> float:
-    """An exact integer of token wei as float64 token units, correctly rounded."""
-    return float(Fraction(int(raw), 10**int(decimals)))
+    """An exact integer of token wei as float64 token units, correctly rounded (Python's true
+    division of two integers is correctly rounded, as ``float(Fraction(raw, 10**decimals))``)."""
+    return int(raw) / 10 ** int(decimals)

@@ -30,7 +30,7 @@ from web3 import Web3
 
 from analyzer.chain import require_anvil, rpc
 from analyzer.errors import ContagionError
-from analyzer.multicall import Call, single_call
+from analyzer.multicall import Call, multicall, single_call
 
 log = logging.getLogger(__name__)
 
@@ -109,34 +109,81 @@ def feed_usd(w3: Web3, feed: str, block: int | None = None) -> float | None:
     return int(answer) / 10 ** int(decimals)
 
 
+ROUND_DATA = "latestRoundData()(uint80,int256,uint256,uint256,uint80)"
+FEED_READS = (*(getter for getter, _ in NEXT_FEED_GETTERS), ROUND_DATA, "decimals()(uint8)", "latestAnswer()(int256)")
+
+
+def _read_many(w3: Web3, addresses: Sequence[str], block: int) -> dict[str, list[object | None]]:
+    """Every :data:`FEED_READS` getter of every address at ``block`` (None where it fails), through
+    Multicall3 (a few requests for a whole protocol's oracle); one call each where the batch fails
+    (no Multicall3, or an address whose code burns all the gas it is given, which sinks the batch)."""
+    calls = [Call(a, getter) for a in addresses for getter in FEED_READS]
+    try:
+        results = multicall(w3, calls, block=block)
+    except Exception:   # noqa: BLE001 - web3 raises its own errors for an out-of-gas batch
+        results = [single_call(w3, call, block=block) for call in calls]
+    width = len(FEED_READS)
+    return {a: [r.value if r.success else None for r in results[i * width:(i + 1) * width]]
+            for i, a in enumerate(addresses)}
+
+
 def resolve(w3: Web3, asset: str, protocol: str, source: str, block: int | None = None) -> FeedPath:
     """Follow ``source`` (where ``protocol``'s oracle reads ``asset``) to its root feed.
 
     Raises ContagionError naming the asset, the protocol and the address it stopped at when an
     address is neither a known wrapper nor a feed that answers ``latestRoundData``.
     """
-    hops: list[tuple[str, str]] = []
-    address = to_checksum_address(source)
-    for _ in range(MAX_HOPS):
-        for getter, kind in NEXT_FEED_GETTERS:
-            following = _read(w3, Call(address, getter), block)
-            if following and int(following, 16) != 0 and to_checksum_address(following) != address:
-                hops.append((address, kind))
-                address = to_checksum_address(following)
-                break
-        else:
-            hops.append((address, "root"))
-            round_data = _read(w3, Call(address, "latestRoundData()(uint80,int256,uint256,uint256,uint80)"), block)
-            decimals = _read(w3, Call(address, "decimals()(uint8)"), block)
-            source_usd = feed_usd(w3, hops[0][0], block)
-            if round_data is None or decimals is None or source_usd is None:
-                raise ContagionError(f"{protocol}: cannot find the root feed of {asset}'s price: it stopped at "
-                                     f"{address}, which is no feed (no latestRoundData/decimals) and no known "
-                                     f"wrapper ({', '.join(g.split('(')[0] for g, _ in NEXT_FEED_GETTERS)})")
-            return FeedPath(to_checksum_address(asset), protocol, tuple(hops), source_usd, int(round_data[1]),
-                            int(decimals))
-    raise ContagionError(f"{protocol}: the price of {asset} goes through more than {MAX_HOPS} feeds "
-                         f"(stopped at {address})")
+    return resolve_many(w3, [(asset, protocol, source)], block)[0]
+
+
+def resolve_many(w3: Web3, sources: Sequence[tuple[str, str, str]], block: int | None = None) -> list[FeedPath]:
+    """:func:`resolve` for many ``(asset, protocol, source)`` at once: one batch of reads per hop."""
+    block = w3.eth.block_number if block is None else block
+    hops: list[list[tuple[str, str]]] = [[] for _ in sources]
+    at = [to_checksum_address(source) for _, _, source in sources]
+    reads: dict[str, list[object | None]] = {}
+    open_ = list(range(len(sources)))
+    for _ in range(MAX_HOPS + 1):
+        reads.update(_read_many(w3, sorted({at[i] for i in open_} - set(reads)), block))
+        still = []
+        for i in open_:
+            address, answers = at[i], reads[at[i]]
+            for (_getter, kind), following in zip(NEXT_FEED_GETTERS, answers, strict=False):
+                if following and int(following, 16) != 0 and to_checksum_address(following) != address:
+                    hops[i].append((address, kind))
+                    at[i] = to_checksum_address(following)
+                    still.append(i)
+                    break
+            else:
+                hops[i].append((address, "root"))
+        open_ = still
+        if not open_:
+            break
+    paths = []
+    for i, (asset, protocol, _source) in enumerate(sources):
+        address = at[i]
+        if open_ and i in open_ or len(hops[i]) > MAX_HOPS:
+            raise ContagionError(f"{protocol}: the price of {asset} goes through more than {MAX_HOPS} feeds "
+                                 f"(stopped at {address})")
+        root, first = reads[address], reads[hops[i][0][0]]
+        round_data, decimals = root[len(NEXT_FEED_GETTERS)], root[len(NEXT_FEED_GETTERS) + 1]
+        source_usd = _usd(*first[len(NEXT_FEED_GETTERS):])
+        if round_data is None or decimals is None or source_usd is None:
+            raise ContagionError(f"{protocol}: cannot find the root feed of {asset}'s price: it stopped at "
+                                 f"{address}, which is no feed (no latestRoundData/decimals) and no known "
+                                 f"wrapper ({', '.join(g.split('(')[0] for g, _ in NEXT_FEED_GETTERS)})")
+        paths.append(FeedPath(to_checksum_address(asset), protocol, tuple(hops[i]), source_usd,
+                              int(round_data[1]), int(decimals)))
+    return paths
+
+
+def _usd(round_data, decimals, answer) -> float | None:
+    """USD per token from a feed's reads, as :func:`feed_usd` computes it."""
+    if answer is None:
+        answer = None if round_data is None else round_data[1]
+    if decimals is None or answer is None:
+        return None
+    return int(answer) / 10 ** int(decimals)
 
 
 # --- the fork aggregator's storage ----------------------------------------------------------------
@@ -296,7 +343,7 @@ def protocol_paths(w3: Web3, protocol: str, sources: Iterable, assets: Iterable[
     """The root paths of ``protocol``'s price sources (``protocols.base.PriceSource``), restricted
     to ``assets`` when given, and the assets it cannot price (asset -> reason: the oracle reverts)."""
     wanted = None if assets is None else {to_checksum_address(a) for a in assets}
-    paths, unpriced = [], {}
+    todo, unpriced = [], {}
     for source in sources:
         asset = to_checksum_address(source.asset)
         if wanted is not None and asset not in wanted:
@@ -304,8 +351,8 @@ def protocol_paths(w3: Web3, protocol: str, sources: Iterable, assets: Iterable[
         if source.feed is None:
             unpriced[asset] = source.error or "no price source"
             continue
-        paths.append(resolve(w3, asset, protocol, source.feed, block))
-    return paths, unpriced
+        todo.append((asset, protocol, source.feed))
+    return resolve_many(w3, todo, block), unpriced
 
 
 def derived_prices(paths: Sequence[FeedPath]) -> dict[str, dict[str, float | str]]:

@@ -12,6 +12,8 @@ cannot reach the node either.
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,6 +23,18 @@ from analyzer.rpc import RpcClient
 from analyzer.rpcurl import redact_secrets
 
 MAX_REQUEST_BYTES = 16 * 2 ** 20
+log = logging.getLogger(__name__)
+
+
+class _RelayServer(ThreadingHTTPServer):
+    """A client (the fork's anvil) that hung up before its answer was written is not an error of
+    ours: logged at DEBUG, not printed as a traceback on the console."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            log.debug("relay: the fork hung up before its answer was written")
+            return
+        super().handle_error(request, client_address)
 
 
 class RpcRelay:
@@ -29,7 +43,7 @@ class RpcRelay:
     def __init__(self, upstream: str, *, client: RpcClient | None = None):
         self.upstream = upstream
         self.client = client or RpcClient(upstream)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _RelayServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="rpc-relay", daemon=True)
 

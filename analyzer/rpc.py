@@ -258,7 +258,8 @@ class RpcClient:
 
         A refused range is halved, and the accepted width is remembered (``log_span``) for every
         later request, so a node's limit is learnt once. ``on_range(lo, hi, logs)`` is called after
-        each accepted range, in block order (the scan caches them as they complete).
+        each accepted range, in block order (the scan caches them as they complete); with it, the
+        logs are not also returned.
         """
         logs: list[dict] = []
         refusals: Counter = Counter()   # per single block
@@ -281,8 +282,9 @@ class RpcClient:
                 self.log_span = max(1, (hi - lo + 1) // 2)
                 continue
             if on_range is not None:
-                on_range(lo, hi, found)
-            logs.extend(found)
+                on_range(lo, hi, found)     # handed over, not kept: a mainnet-sized book's logs fill memory
+            else:
+                logs.extend(found)
             lo = hi + 1
         return logs
 

@@ -159,23 +159,60 @@ def scan(
 
     Parameters
     ----------
-    url : the node (an anvil devnet or fork, or any node: scanning only reads).
-    book : an address book (:mod:`analyzer.books`: a devnet's, or the user's); otherwise the
+    url
+        The node (an anvil devnet or fork, or any node: scanning only reads).
+    plugins
+        The protocols (and venues) to read.
+    block
+        The block to read (default: the head at the start of the scan).
+    book
+        An address book (:mod:`analyzer.books`: a devnet's, or the user's); otherwise the
         plugins' built-in books for the chain. One reader per market of the book.
-    markets : read only the markets of these names (``--markets``).
-    accounts : skip event enumeration and read these accounts.
-    log_range : the widest ``eth_getLogs`` range asked (narrowed, and remembered, where the node refuses).
-    chunk_blocks : the block chunks in which discovered accounts are cached.
-    chunk_accounts : accounts per cached chunk of positions (default 2,000 with the lens, else 200).
-    since_block : an earlier block scanned with this cache: protocols that declare their change
-        events read only the accounts those events named since, and compute the others from the
-        state that scan kept (the same snapshot as a full scan).
-    use_lens : read accounts through our lens contract in an ``eth_call`` state override where the
+    markets
+        Read only the markets of these names (``--markets``).
+    accounts
+        Skip event enumeration and read these accounts.
+    from_block
+        First block of event enumeration (default: each protocol's deployment block).
+    cache_dir
+        Where discovered accounts and position chunks are cached (None: no cache).
+    chunk_accounts
+        Accounts per cached chunk of positions (default 2,000 with the lens, else 200).
+    log_range
+        The widest ``eth_getLogs`` range asked (narrowed, and remembered, where the node refuses).
+    chunk_blocks
+        The block chunks in which discovered accounts are cached.
+    workers
+        Concurrent requests to the node.
+    use_lens
+        Read accounts through our lens contract in an ``eth_call`` state override where the
         node takes overrides (False: Multicall3 only).
-    progress : ``progress(label, done, total)`` after each chunk: discovery in block chunks
+    since_block
+        An earlier block scanned with this cache: protocols that declare their change events
+        read only the accounts those events named since, and compute the others from the state
+        that scan kept (the same snapshot as a full scan).
+    client
+        The RPC client to use (default: one for ``url``).
+    progress
+        ``progress(label, done, total)`` after each chunk: discovery in block chunks
         (``"<protocol> discovery"``), positions in accounts (``"<protocol> accounts"``).
-    oracle_paths : follow each protocol's price sources to their root feeds and record the prices
-        derived from another asset's (``meta["derived_prices"]``, :func:`analyzer.oracles.derived_prices`).
+    stats
+        Filled with request and cache counts.
+    oracle_paths
+        Follow each protocol's price sources to their root feeds and record the prices derived
+        from another asset's (``meta["derived_prices"]``, :func:`analyzer.oracles.derived_prices`).
+
+    Returns
+    -------
+    Snapshot
+        Assets, markets, positions, accounts, venues and options at ``block``, with the scan's
+        metadata (chain, block, excluded markets, assumed depth).
+
+    Raises
+    ------
+    ContagionError
+        The node is unreachable or prunes ``block``, none of ``plugins`` has a book for the chain,
+        or the book does not match the chain.
     """
     client = client or RpcClient(url)
     stats = stats if stats is not None else ScanStats()
@@ -230,18 +267,23 @@ def scan(
         # a plugin with one market keeps its plain name in progress and stats
         label = plugin.name if len([m for m in found if m.plugin is plugin]) == 1 else f"{plugin.name} {market.name}"
 
-        def discovered(reader=reader, plugin=plugin, start=start, label=label) -> list[str]:
+        def discovered(reader=reader, plugin=plugin, start=start, label=label) -> dict[str, Any]:
+            """The accounts, and their holdings where the events show them all (from the deployment's
+            first block: a later --from-block misses what came before)."""
             events = reader.account_events()
             if events is None:
-                return reader.discover_accounts(start, block)
+                return {"accounts": reader.discover_accounts(start, block), "holdings": None}
             # keyed by what is asked and by the chain's history (its first block's hash), not the scan block
             key = _digest([sorted(events.addresses), sorted(events.topics), client.block(start)["hash"]])
-            files = ChunkFiles(None if chain_cache is None else chain_cache / "logs" / f"{plugin.name}-{key}")
+            files = ChunkFiles(None if chain_cache is None else chain_cache / "logs" / f"{plugin.name}-{key}",
+                               events)
+            held: dict[str, set[str]] | None = {} if events.holdings is not None and from_block is None else None
             found = discover(client, events, start, block, files, chunk_blocks=chunk_blocks, max_range=log_range,
                              progress=lambda done, total: report(f"{label} discovery", done, total),
-                             stats=stats.discovery)
+                             stats=stats.discovery, holdings=held)
             save_log_span(span_file, client.log_span)
-            return sorted(found)
+            return {"accounts": sorted(found),
+                    "holdings": None if held is None else {a: sorted(h) for a, h in held.items()}}
 
         refreshed: Rows = {}
         targets = accounts
@@ -354,13 +396,14 @@ def _scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, 
         stats.chunks_cached += 1
     if accounts is None:
         found = cache.get(f"accounts-{from_block}-{block}")
-        if found is None:
+        if not isinstance(found, dict):
             found = discovered()
             cache.put(f"accounts-{from_block}-{block}", found)
             stats.chunks_read += 1
         else:
             stats.chunks_cached += 1
-        targets = sorted(set(found))
+        targets = sorted(set(found["accounts"]))
+        reader.holdings = found["holdings"]     # the discovered accounts' holdings: read only those
     else:
         targets = sorted(set(accounts))
     stats.accounts[label] = len(targets)

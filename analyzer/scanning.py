@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
 
 from analyzer.atomic import check_output_dir
 from analyzer.books import load_book
 from analyzer.chain import Anvil, redact_url
+from analyzer.console import progress_bars
 from analyzer.errors import ContagionError
 from analyzer.rpcurl import check_rpc_url
 from analyzer.scan import DEFAULT_CACHE, read_accounts_file, scan
 from protocols import parse_protocols, with_venues
 
 LARGE_BOOK_ACCOUNTS = 5_000  # beyond this, a scan through a fork is told that --rpc is the scan path
-
-
-class RateColumn(ProgressColumn):
-    """Items per second (discovery chunks, accounts) as rich measures them."""
-
-    def render(self, task) -> Text:
-        return Text("" if task.speed is None else f"{task.speed:,.0f}/s", style="progress.data.speed")
+log = logging.getLogger(__name__)
 
 
 def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protocols: str | None,
              book: Path | None, accounts: Path | None, from_block: int | None, out: Path, use_cache: bool = True,
-             venues: bool = True, console: Console | None = None, since_block: int | None = None,
+             venues: bool = True, since_block: int | None = None,
              markets: list[str] | None = None) -> Path:
     """Scan ``rpc`` (or an anvil fork of ``fork_url``) and write the snapshot to ``out``.
 
@@ -57,19 +41,17 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
         plugins = with_venues(plugins)
     address_book = load_book(book)
     account_list = read_accounts_file(accounts) if accounts is not None else None
-    console = console or Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                  TimeElapsedColumn(), console=console, transient=False, disable=not console.is_terminal) as bar:
-        tasks: dict[str, Any] = {}
+    with progress_bars() as bars:
+        noted: set[str] = set()
 
         def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(f"scan {label}", total=total)
+            if label not in noted:
+                noted.add(label)
                 if fork_url and label.endswith("accounts") and total > LARGE_BOOK_ACCOUNTS:
-                    console.print(f"note: {total:,} accounts through --fork-url: the fork fetches every storage slot "
-                                  "from upstream one at a time; --rpc URL is the scan path (it only reads), "
-                                  "--fork-url is for replay")
-            bar.update(tasks[label], completed=done, total=total)
+                    log.info(f"note: {total:,} accounts through --fork-url: the fork fetches every storage slot "
+                             "from upstream one at a time; --rpc URL is the scan path (it only reads), "
+                             "--fork-url is for replay")
+            bars.update(f"scan {label}", done, total)
 
         def run(url: str, at_block: int | None):
             return scan(url, plugins, block=at_block, book=address_book, markets=markets, accounts=account_list,

@@ -1,19 +1,21 @@
-"""Scan throughput on a devnet: lens reads, the naive loop, Multicall3, and an incremental rescan.
+"""Scan throughput on a devnet: a full scan with discovery, the naive loop, Multicall3, and an
+incremental rescan, in one run, as one JSON object.
 
-Three measurements, one JSON object:
+- ``accounts`` / ``seconds`` / ``accounts_per_second``: Aave V3 + Compound V2 + Comet, every
+  account found by discovery (cold cache: every log range is read from the node) and read through
+  the lens, derived oracle prices included: the scan a user runs (``account_reads`` counts an
+  account once per protocol market it was discovered in). ``rpc_calls`` is every JSON-RPC request
+  of that scan.
+- ``naive_accounts_per_second``: one ``getUserAccountData`` ``eth_call`` per account, on a sample of
+  the discovered Aave accounts spread over the book, in the same run; ``ratio_to_naive``.
+- ``multicall_accounts_per_second``: the Multicall3 path (a node without state overrides) on that sample.
+- ``incremental_*``: Aave V3 (the protocol that declares its change events), from the full scan's
+  cache: 1% of its accounts act (a supply each), a month passes, then the rescan with
+  ``since_block`` against a full Aave scan of the same block; ``incremental_identical`` compares
+  them table for table.
+- ``peak_rss_mb``: the benchmark process's peak resident memory (every phase).
 
-- ``accounts`` / ``seconds`` / ``accounts_per_second``: Aave V3 + Compound V2 + Comet read through
-  the lens (no cache) for the scenario's discovered accounts padded with ``--accounts`` addresses
-  that hold nothing (they cost the lens every per-reserve read an account with nothing costs);
-  ``naive_accounts_per_second``: one ``getUserAccountData`` ``eth_call`` per account on a sample, in
-  the same run; ``multicall_accounts_per_second``: the Multicall3 path on a sample; ``rpc_calls``
-  (every JSON-RPC request of the lens scan), ``peak_rss_mb``.
-- ``discovery_*``: a full scan with discovery of the scenario's book (cold cache).
-- ``incremental_*``: Aave V3 alone (the protocol that declares its change events) on the padded
-  book: 1% of its accounts act (a supply), a month passes, the rescan from the cached scan against a
-  full scan of the same block; ``incremental_identical`` compares them table for table.
-
-    .venv/bin/python -m benchmarks.scan [--scenario mainnet-like] [--accounts 100000]
+    .venv/bin/python -m benchmarks.scan [--scenario mainnet-scale] [--naive-sample 1000]
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from eth_utils import keccak, to_checksum_address
-
 from analyzer.books import market_of
-from analyzer.cheats import deal
+from analyzer.chain import rpc
 from analyzer.devnet import scenario as scenario_mod
 from analyzer.devnet.build import start_devnet
 from analyzer.model import TABLES
@@ -66,69 +66,72 @@ def naive_rate(url: str, pool: str, accounts: list[str], block: int) -> float:
 
 
 def act(w3, book: dict, accounts: list[str]) -> None:
-    """Each account supplies 1 WETH more to Aave (impersonated; the devnet is anvil)."""
+    """Each account supplies 1 WETH more to Aave (impersonated: the devnet is anvil); transactions
+    are sent without waiting and their receipts checked at the end."""
     pool, weth = market_of(book, "aave-v3")["pool"], book["tokens"]["WETH"]
+    sent = []
     for who in accounts:
-        w3.provider.make_request("anvil_impersonateAccount", [who])
-        w3.provider.make_request("anvil_setBalance", [who, hex(10**20)])
-        deal(w3, weth, who, 10**19)
-        for call in (Call(weth, "approve(address,uint256)(bool)", (pool, 10**19)),
+        rpc(w3, "anvil_impersonateAccount", [who])
+        rpc(w3, "anvil_setBalance", [who, hex(10**20)])
+        for call in (Call(weth, "mint(address,uint256)(bool)", (who, 10**19)),    # the devnet's tokens mint openly
+                     Call(weth, "approve(address,uint256)(bool)", (pool, 10**19)),
                      Call(pool, "supply(address,uint256,address,uint16)", (weth, 10**18, who, 0))):
-            tx = w3.eth.send_transaction({"from": who, "to": call.target, "data": "0x" + call.calldata.hex()})
-            w3.eth.wait_for_transaction_receipt(tx)
-    w3.provider.make_request("evm_increaseTime", [30 * 86400])
-    w3.provider.make_request("anvil_mine", ["0x3"])
+            sent.append(rpc(w3, "eth_sendTransaction", [{"from": who, "to": call.target, "gas": hex(1_000_000),
+                                                         "data": "0x" + call.calldata.hex()}]))
+    for tx in sent:
+        while (receipt := rpc(w3, "eth_getTransactionReceipt", [tx])) is None:
+            time.sleep(0.01)
+        if int(receipt["status"], 16) != 1:
+            raise SystemExit(f"benchmark: an account's supply failed (tx {tx})")
+    rpc(w3, "evm_increaseTime", [30 * 86400])
+    rpc(w3, "anvil_mine", ["0x3"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="mainnet-like")
-    parser.add_argument("--accounts", type=int, default=100_000, help="accounts read through the lens (padded)")
     parser.add_argument("--naive-sample", type=int, default=1_000)
+    parser.add_argument("--changed-share", type=float, default=0.01, help="share of Aave accounts that act")
     args = parser.parse_args()
     lenders = parse_protocols(LENDERS)
     out: dict = {"scenario": args.scenario, "protocols": [p.name for p in lenders]}
     # every plugin, as the test suite's devnet: the cached state is shared
+    started = time.perf_counter()
     with start_devnet(scenario_mod.load(args.scenario), parse_protocols(None)) as devnet, \
             tempfile.TemporaryDirectory() as cache:
+        out["devnet_start_seconds"] = round(time.perf_counter() - started, 1)
         w3, book = devnet.w3, devnet.book
         block = w3.eth.block_number
-        discovery = ScanStats()
-        booked, seconds = timed(lambda: scan(devnet.url, lenders, book=book, block=block, cache_dir=Path(cache),
-                                             stats=discovery))
-        real = sorted(set(booked.accounts["account"]))
-        out.update(discovery_accounts=sum(discovery.accounts.values()), discovery_seconds=round(seconds, 3),
-                   discovery_rpc_calls=sum(discovery.requests.values()))
-
-        padding = [to_checksum_address(keccak(text=f"bench-{i}")[-20:]) for i in range(max(args.accounts - len(real), 0))]
-        accounts = (real + padding)[:args.accounts]
         stats = ScanStats()
-        snapshot, seconds = timed(lambda: scan(devnet.url, lenders, book=book, block=block, accounts=accounts,
-                                               cache_dir=None, stats=stats))
+        snapshot, seconds = timed(lambda: scan(devnet.url, lenders, book=book, block=block, cache_dir=Path(cache),
+                                               stats=stats))
+        accounts = len(set(snapshot.accounts["account"]) | set(snapshot.positions["account"]))
         rpc_calls = sum(stats.requests.values())
-        sample = accounts[:args.naive_sample]
+        aave = sorted(set(snapshot.positions[snapshot.positions["protocol"] == "aave-v3"]["account"]))
+        sample = aave[::max(1, len(aave) // args.naive_sample)][:args.naive_sample]
         naive = naive_rate(devnet.url, market_of(book, "aave-v3")["pool"], sample, block)
         _, multicall_seconds = timed(lambda: scan(devnet.url, lenders, book=book, block=block, accounts=sample,
-                                                  cache_dir=None, use_lens=False))
-        out.update(accounts=len(accounts), real_accounts=len(real), positions=len(snapshot.positions),
-                   seconds=round(seconds, 3), accounts_per_second=round(len(accounts) / seconds, 1),
-                   naive_accounts_per_second=round(naive, 1), ratio_to_naive=round(len(accounts) / seconds / naive, 1),
+                                                  cache_dir=None, use_lens=False, oracle_paths=False))
+        out.update(accounts=accounts, account_reads=sum(stats.accounts.values()), positions=len(snapshot.positions),
+                   seconds=round(seconds, 3), accounts_per_second=round(accounts / seconds, 1),
+                   naive_accounts_per_second=round(naive, 1), ratio_to_naive=round(accounts / seconds / naive, 1),
                    multicall_accounts_per_second=round(len(sample) / multicall_seconds, 1),
-                   rpc_calls=rpc_calls, rpc_calls_per_1000_accounts=round(1000 * rpc_calls / len(accounts), 2))
+                   rpc_calls=rpc_calls, rpc_calls_by_method=stats.requests,
+                   rpc_calls_per_1000_accounts=round(1000 * rpc_calls / accounts, 2),
+                   discovery_ranges=stats.discovery.ranges_read)
+        out["peak_rss_mb_full_scan"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        del snapshot
 
-        # incremental: Aave V3 (the protocol that declares its change events; Compound V2 and Comet
-        # are read again in full), the padded book scanned into a cache, then 1% of it acts
-        aave = parse_protocols("aave-v3")
-        scan(devnet.url, aave, book=book, block=block, accounts=accounts, cache_dir=Path(cache))
-        changed = accounts[::100]
+        # incremental: Aave V3 from the full scan's cache; 1% of its accounts act
+        only_aave = parse_protocols("aave-v3")
+        changed = aave[::max(1, round(1 / args.changed_share))]
         act(w3, book, changed)
         later = w3.eth.block_number
         rescan_stats = ScanStats()
-        rescan, incremental = timed(lambda: scan(devnet.url, aave, book=book, block=later, accounts=accounts,
-                                                 cache_dir=Path(cache), since_block=block, stats=rescan_stats))
-        full, full_seconds = timed(lambda: scan(devnet.url, aave, book=book, block=later, accounts=accounts,
-                                                cache_dir=None))
-        out.update(incremental_protocols=["aave-v3"], incremental_accounts=len(accounts),
+        rescan, incremental = timed(lambda: scan(devnet.url, only_aave, book=book, block=later, cache_dir=Path(cache),
+                                                 since_block=block, stats=rescan_stats))
+        full, full_seconds = timed(lambda: scan(devnet.url, only_aave, book=book, block=later, cache_dir=None))
+        out.update(incremental_protocols=["aave-v3"], incremental_accounts=len(aave),
                    incremental_changed_accounts=len(changed), incremental_seconds=round(incremental, 3),
                    incremental_full_seconds=round(full_seconds, 3),
                    incremental_speedup=round(full_seconds / incremental, 1),

@@ -71,11 +71,16 @@ class AccountEvents:
     ``eth_getLogs`` per block range (every address, topic0 of any of ``topics``) and caches them.
 
     ``accounts(log)`` gives the accounts one log names (a log of another address or topic names none).
+    ``holdings(log)`` (optional) gives ``(account, holding)`` pairs: a holding is the address of
+    something the reader reads per account (an aToken, a cToken, a collateral asset) whose balance
+    can only become non-zero for that account through a log of these events naming the pair. With every holding of its
+    accounts known (:attr:`Reader.holdings`), a reader reads only those.
     """
 
     addresses: tuple[str, ...]
     topics: tuple[str, ...]                       # 0x-prefixed topic0 hashes
     accounts: Callable[[dict], Sequence[str]]
+    holdings: Callable[[dict], Sequence[tuple[str, str]]] | None = None
 
 
 class Reader(ABC):
@@ -91,11 +96,26 @@ class Reader(ABC):
     def __init__(self, ctx: ReadContext, deployment: dict[str, Any]):
         self.ctx = ctx
         self.deployment = deployment
+        # account -> the holdings (AccountEvents.holdings) discovery saw; set by the scan for
+        # discovered accounts, None when an account's holdings are unknown (read everything)
+        self.holdings: dict[str, list[str]] | None = None
 
     @abstractmethod
     def read_markets(self) -> Rows:
-        """Markets, their assets and risk parameters, oracle prices: ``assets``, ``markets`` (and
-        ``venues`` / ``hedgers`` where the protocol has them) rows."""
+        """Markets, their assets and risk parameters, and oracle prices at the context's block.
+
+        Returns
+        -------
+        Rows
+            ``assets`` and ``markets`` rows (and ``venues`` / ``hedgers`` where the protocol has
+            them), in the columns of :mod:`analyzer.model`.
+
+        Raises
+        ------
+        ContagionError
+            The deployment is not what the reader expects (no contract at an address, a getter
+            that reverts for every market).
+        """
 
     def account_events(self) -> AccountEvents | None:
         """The events that name accounts (the scan's cached discovery); None: see discover_accounts."""
@@ -125,8 +145,19 @@ class Reader(ABC):
 
     @abstractmethod
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
-        """Positions of ``accounts`` at the context's block: ``positions`` and ``accounts`` rows
-        (``options`` for option protocols). Accounts with nothing open yield no rows."""
+        """Positions of ``accounts`` at the context's block.
+
+        Parameters
+        ----------
+        accounts
+            Checksummed addresses (from discovery, a rescan or ``--accounts``).
+
+        Returns
+        -------
+        Rows
+            ``positions`` and ``accounts`` rows (``options`` for option protocols); an account with
+            nothing open yields no rows.
+        """
 
 
 # --- liquidation rules --------------------------------------------------------------------------
@@ -140,6 +171,9 @@ class LendingBook:
     else the protocol's rule needs (e-mode categories, exchange rates, reserves).
     ``per_account`` names the entries of ``extra`` that have one row per account (first axis
     ``n``): :meth:`take` selects their rows with the book's, every other entry is shared.
+    ``reserves`` (m,): the market's own contract per column where one market may list an asset
+    twice (Compound V2's cToken: legacy cWBTC beside cWBTC2, two columns of one asset), as the
+    snapshot's ``reserve`` column; None where the asset alone names a column.
     """
 
     protocol: str
@@ -152,18 +186,23 @@ class LendingBook:
     params: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     per_account: tuple[str, ...] = ()
+    reserves: np.ndarray | None = None
 
     def copy(self) -> LendingBook:
         """A book whose collateral, debt and per-account extras may be changed without touching this one."""
         extra = {k: (np.array(v, copy=True) if k in self.per_account else v) for k, v in self.extra.items()}
-        return LendingBook(self.protocol, self.market, self.accounts, self.assets, self.collateral.copy(),
-                           self.debt.copy(), self.category, self.params, extra, self.per_account)
+        return replace(self, collateral=self.collateral.copy(), debt=self.debt.copy(), extra=extra)
 
     def take(self, rows: np.ndarray) -> LendingBook:
         """The accounts ``rows`` (indices into ``accounts``) as a book of their own (copies of the rows)."""
         extra = {k: (np.asarray(v)[rows] if k in self.per_account else v) for k, v in self.extra.items()}
-        return LendingBook(self.protocol, self.market, self.accounts[rows], self.assets, self.collateral[rows],
-                           self.debt[rows], self.category[rows], self.params, extra, self.per_account)
+        return replace(self, accounts=self.accounts[rows], collateral=self.collateral[rows], debt=self.debt[rows],
+                       category=self.category[rows], extra=extra)
+
+    def column_key(self, column: int) -> str:
+        """What names column ``column`` to the protocol's executor: its reserve where the book has
+        them (two columns may share an asset), else its asset."""
+        return str(self.assets[column] if self.reserves is None else self.reserves[column])
 
 
 @dataclass
@@ -222,27 +261,107 @@ class Rules(ABC):
 
     @abstractmethod
     def books(self, snapshot: Snapshot) -> list[LendingBook]:
-        """One book per market of this protocol in the snapshot."""
+        """The protocol's positions in ``snapshot`` as arrays.
+
+        Parameters
+        ----------
+        snapshot
+            A scan (or a synthetic snapshot) holding this protocol's markets and positions.
+
+        Returns
+        -------
+        list of LendingBook
+            One book per market of this protocol (none when it has no positions there).
+        """
 
     @abstractmethod
     def health_factor(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        """``(n,)`` health factor (liquidation-threshold-weighted collateral / debt; inf without debt)."""
+        """Each account's health factor at oracle ``prices``.
+
+        Parameters
+        ----------
+        book
+            One market of the protocol.
+        prices
+            ``(m,)`` USD per token of each asset column, as the protocol's oracle reports it.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n,)`` float64: liquidation-threshold-weighted collateral over debt, as the
+            protocol computes it; ``inf`` without debt. Below 1: liquidatable.
+        """
 
     @abstractmethod
     def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        """``(n,)`` bool: the protocol would accept a liquidation of this account now."""
+        """Which accounts the protocol would let a keeper liquidate now.
+
+        Parameters
+        ----------
+        book
+            One market of the protocol.
+        prices
+            ``(m,)`` oracle USD per token of each asset column.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n,)`` bool.
+        """
 
     @abstractmethod
     def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:
-        """The largest liquidation a keeper may make now on every liquidatable account (restricted
-        to ``mask`` when given), as one step; the engine repeats while the rule allows."""
+        """The largest liquidation a keeper may make now on every liquidatable account, as one step.
+
+        Parameters
+        ----------
+        book
+            One market of the protocol.
+        prices
+            ``(m,)`` oracle USD per token of each asset column.
+        mask
+            ``(n,)`` bool: consider only these accounts (default: all).
+
+        Returns
+        -------
+        Liquidation
+            The step (a protocol may return its own subclass); the engine and the replay repeat
+            it while the rule allows.
+        """
 
     @abstractmethod
     def apply(self, book: LendingBook, liquidation: Liquidation) -> LendingBook:
-        """The book after ``liquidation`` (a new book; the input is not modified)."""
+        """The book after a keeper step.
+
+        Parameters
+        ----------
+        book
+            The market before the step (not modified).
+        liquidation
+            A step from :meth:`liquidate` on ``book`` (possibly narrowed by
+            :meth:`Liquidation.select` or scaled by :meth:`Liquidation.scaled`).
+
+        Returns
+        -------
+        LendingBook
+            A new book with the repaid debt and the seized collateral removed.
+        """
 
     def bad_debt_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        """``(n,)`` USD of debt that no collateral backs: debt value beyond all collateral value."""
+        """USD of each account's debt that no collateral backs.
+
+        Parameters
+        ----------
+        book
+            One market of the protocol.
+        prices
+            ``(m,)`` oracle USD per token of each asset column.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n,)`` float64: debt value beyond all collateral value, 0 where covered.
+        """
         return np.maximum(book.debt @ prices - book.collateral @ prices, 0.0)
 
     def unrealised_loss_usd(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
@@ -268,8 +387,20 @@ class AbsorbingRules(Rules):
 
     @abstractmethod
     def store_front_price(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
-        """``(m,)`` USD per token at which the protocol sells collateral it absorbed, at oracle
-        ``prices`` (Comet's ``quoteCollateral``)."""
+        """The price at which the protocol sells collateral it absorbed (Comet's ``quoteCollateral``).
+
+        Parameters
+        ----------
+        book
+            One market of the protocol.
+        prices
+            ``(m,)`` oracle USD per token of each asset column.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(m,)`` USD per token, at or below ``prices``.
+        """
 
     def for_sale(self, book: LendingBook, step: Liquidation) -> np.ndarray:
         """``(k,)`` bool per row of the absorb ``step``: whether the protocol sells what it absorbed
@@ -302,12 +433,16 @@ class OptionLiquidation:
     """What an option protocol's margin rule does now, per row of the options it was given.
 
     ``liquidated``: bool; ``collateral_sold``: units of the row's collateral asset sold on venues
-    to buy the option back; ``value_usd``: the USD value the liquidation moved (buy-back cost).
+    to buy the option back; ``value_usd``: the USD value the liquidation moved (the buy-back the
+    pool received). ``carry``: what these liquidations changed in the market's own state (Lyra:
+    each strike's skew and the users' net vega), opaque to the core, which hands it back to the
+    rule's next call in the same cascade; None when nothing carries.
     """
 
     liquidated: np.ndarray
     collateral_sold: np.ndarray
     value_usd: np.ndarray
+    carry: Any = None
 
 
 class OptionMarginRules(Rules):
@@ -317,9 +452,28 @@ class OptionMarginRules(Rules):
 
     @abstractmethod
     def option_liquidations(self, options: pd.DataFrame, spot_usd: np.ndarray, iv: np.ndarray,
-                            now: int) -> OptionLiquidation:
-        """Which rows of ``options`` (this protocol's open positions in one market) the margin
-        rule liquidates at per-row ``spot_usd`` (USD) and ``iv`` (fraction) at unix time ``now``."""
+                            now: int, carry: Any = None) -> OptionLiquidation:
+        """What the margin rule does now to this protocol's open positions in one market.
+
+        Parameters
+        ----------
+        options
+            The snapshot's ``options`` rows of one market of this protocol.
+        spot_usd
+            Per row, the underlying's USD price.
+        iv
+            Per row, the implied volatility (fraction: 0.8 = 80 vol points): the snapshot's,
+            moved by the scenario and the vol spiral.
+        now
+            Unix time (seconds) at which the rule is evaluated (time to expiry).
+        carry
+            The previous answer's ``carry`` for the same market in this cascade (None at the start).
+
+        Returns
+        -------
+        OptionLiquidation
+            Per row: liquidated or not, collateral sold to buy the option back, its USD value.
+        """
 
     def books(self, snapshot: Snapshot) -> list[LendingBook]:
         return []
@@ -386,12 +540,36 @@ class Executor(ABC):
 
     @abstractmethod
     def set_price(self, asset: str, price_usd: float) -> None:
-        """Make the protocol's oracle report ``price_usd`` for ``asset``."""
+        """Make the protocol's oracle report ``price_usd`` (USD per token) for ``asset`` (an address).
+
+        Raises
+        ------
+        ContagionError
+            The protocol's oracle cannot be moved for ``asset`` (no feed, or it reverts).
+        """
 
     @abstractmethod
     def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
                   amount_raw: int | None = None) -> ExecutedLiquidation:
-        """Liquidate ``account`` as a keeper would (``amount_raw`` None = as much as allowed)."""
+        """Liquidate ``account`` as a keeper would, with a real transaction.
+
+        Parameters
+        ----------
+        account
+            The borrower.
+        debt_asset, collateral_asset
+            The book columns the keeper repays and seizes, named as :meth:`LendingBook.column_key`
+            names them (the reserve where the protocol's books have them); None for a protocol
+            that absorbs the whole account itself.
+        amount_raw
+            Debt to repay in the asset's base units; None: as much as the protocol allows.
+
+        Returns
+        -------
+        ExecutedLiquidation
+            What the receipt says was repaid and seized, keyed by asset; ``success`` False (with
+            ``error``) when the protocol refused it: a refusal is a result, not an exception.
+        """
 
 
 class PartialCollateralExecutor(Executor):
@@ -401,8 +579,20 @@ class PartialCollateralExecutor(Executor):
     @abstractmethod
     def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
                   amount_raw: int | None = None, *, collateral_share: float = 1.0) -> ExecutedLiquidation:
-        """Liquidate ``account``; the keeper then buys ``collateral_share`` (0..1) of the collateral
-        the protocol absorbed from it (only ``collateral_asset`` when given)."""
+        """Liquidate ``account``; the keeper then buys part of what the protocol absorbed from it.
+
+        Parameters
+        ----------
+        account, debt_asset, collateral_asset, amount_raw
+            As :meth:`Executor.liquidate` (the keeper buys only ``collateral_asset`` when given).
+        collateral_share
+            The share (0..1) of each absorbed collateral the keeper buys.
+
+        Returns
+        -------
+        ExecutedLiquidation
+            The absorb and the purchase, as read from their receipts.
+        """
 
 
 class OptionExecutor(Executor):
@@ -410,7 +600,24 @@ class OptionExecutor(Executor):
 
     @abstractmethod
     def liquidate_position(self, position_id: int) -> ExecutedLiquidation:
-        """Liquidate the short option ``position_id`` as a keeper would (``OptionMarket.liquidatePosition``)."""
+        """Liquidate a short option position as a keeper would (``OptionMarket.liquidatePosition``).
+
+        Parameters
+        ----------
+        position_id
+            The position's id in the protocol's option token.
+
+        Returns
+        -------
+        ExecutedLiquidation
+            ``account`` is the position's owner; ``success`` False (with ``error``) when refused.
+        """
+
+    @abstractmethod
+    def shift_iv(self, asset: str, vol_points: float) -> None:
+        """Move every implied volatility the market quotes on ``asset`` by ``vol_points`` (0.4 = +40
+        vol) from where it stands: the engine's IV path (a scenario's ``[iv]`` shock, the vol spiral)
+        put on chain by the replay, as the price shock is."""
 
 
 @dataclass(frozen=True)
@@ -440,7 +647,14 @@ class PriceSources(ABC):
 
     @abstractmethod
     def price_sources(self) -> list[PriceSource]:
-        """One entry per asset the protocol prices (asset addresses as in the snapshot)."""
+        """Where the protocol's oracle reads each asset's price, at :meth:`read_block`.
+
+        Returns
+        -------
+        list of PriceSource
+            One entry per asset the protocol prices (asset addresses as in the snapshot); an asset
+            its oracle reverts for has ``feed`` None and ``error`` set.
+        """
 
     def sequencer_uptime_feed(self) -> tuple[str, int] | None:
         """On an L2: the sequencer-uptime feed the protocol checks before liquidations and its grace
@@ -468,15 +682,42 @@ class VenueExecutor(ABC):
 
     @abstractmethod
     def move_to(self, entry: dict, target_ratio: float, trader: str) -> None:
-        """Trade in the pool ``entry`` until its price is ``target_ratio`` (quote per asset)."""
+        """Trade in one pool until its price reaches a target (the replay's shock).
+
+        Parameters
+        ----------
+        entry
+            One of :attr:`entries`.
+        target_ratio
+            Units of the entry's ``quote`` per unit of its ``asset``.
+        trader
+            The anvil account (or impersonated address) that trades; funded by cheats.
+        """
 
     @abstractmethod
     def sell(self, asset: str, amount_raw: int, trader: str, pool: str | None = None) -> None:
-        """Sell ``amount_raw`` of ``asset`` in ``pool`` (default: its pool against a stablecoin)."""
+        """Sell ``amount_raw`` base units of ``asset`` with a real swap.
+
+        Parameters
+        ----------
+        asset
+            The asset's address.
+        amount_raw
+            Base units sold.
+        trader
+            The anvil account (or impersonated address) that trades.
+        pool
+            The venue address (default: the asset's pool against a stablecoin).
+
+        Raises
+        ------
+        ContagionError
+            The swap reverts, or no pool of this venue trades ``asset``.
+        """
 
     @abstractmethod
     def buy(self, asset: str, amount_raw: int, trader: str, pool: str | None = None) -> None:
-        """Buy exactly ``amount_raw`` of ``asset`` in ``pool`` (default: its stablecoin pool)."""
+        """Buy exactly ``amount_raw`` base units of ``asset``; as :meth:`sell` otherwise."""
 
 
 STABLE_SYMBOLS = ("USDC", "USDT", "DAI")
@@ -492,13 +733,32 @@ class Devnet(ABC):
 
     @abstractmethod
     def deploy(self, ctx: DevnetContext) -> dict[str, dict[str, Any]]:
-        """Deploy and configure the protocol for ``ctx.scenario``'s assets; return its markets by
-        name, each an address book entry of the same shape as the built-in books' (``analyzer.books``),
-        so readers work on both."""
+        """Deploy and configure the protocol for the devnet scenario's assets.
+
+        Parameters
+        ----------
+        ctx
+            The devnet being built: its web3 connection, deployer, scenario and the tokens and
+            feeds the core deployed.
+
+        Returns
+        -------
+        dict
+            The protocol's markets by name, each an address book entry of the same shape as the
+            built-in books' (:mod:`analyzer.books`), so readers work on both.
+        """
 
     @abstractmethod
     def seed(self, ctx: DevnetContext, markets: dict[str, dict[str, Any]]) -> None:
-        """Open the scenario's positions on this protocol's ``markets`` with real transactions."""
+        """Open the scenario's positions on this protocol's ``markets`` with real transactions.
+
+        Parameters
+        ----------
+        ctx
+            The devnet being built.
+        markets
+            What :meth:`deploy` returned.
+        """
 
 
 # --- off-chain option venues ---------------------------------------------------------------------

@@ -58,3 +58,16 @@ def chain_checkpoint(devnet):
         yield devnet
     finally:
         devnet.anvil.revert(snapshot_id)
+
+
+@pytest.fixture
+def frozen_block_time(chain_checkpoint):
+    """Blocks mined during the test keep the last block's time instead of following the wall clock
+    (anvil's timestamp interval 0), so a loaded machine's pauses accrue no interest and move no
+    option's expiry between a test's reads and transactions."""
+    w3 = chain_checkpoint.w3
+    w3.provider.make_request("anvil_setBlockTimestampInterval", [0])
+    try:
+        yield chain_checkpoint
+    finally:
+        w3.provider.make_request("anvil_removeBlockTimestampInterval", [])

@@ -53,14 +53,17 @@ def test_configuration_bitmap_decoding_of_a_hand_built_word():
 def test_markets_carry_the_listed_risk_parameters(aave, devnet):
     _, _, snap = aave
     markets = snap.markets.set_index("asset")
+    listed_here = market_of(devnet.book, "aave-v3")["reserves"]
     for symbol, listed in P.reserves(market_of(devnet.book, "aave-v3")["version"]).items():
+        if symbol not in listed_here:
+            continue    # a listing only the mainnet-scale scenario deploys
         row = markets.loc[devnet.book["tokens"][symbol]]
         assert row["ltv"] == listed.ltv / 1e4 and row["liquidation_threshold"] == listed.liquidation_threshold / 1e4
         assert row["liquidation_bonus"] == pytest.approx(max(listed.liquidation_bonus / 1e4 - 1, 0), abs=1e-12)
         assert row["category"] == listed.emode_category and row["isolated"] == bool(listed.debt_ceiling_usd)
         assert row["oracle_price_usd"] == devnet.scenario.assets[symbol].price_usd
     receipts = snap.assets[snap.assets["receipt_of"] != ""]
-    assert len(receipts) == len(P.RESERVES)
+    assert len(receipts) == len(listed_here)
 
 
 def test_every_seeded_account_matches_get_user_account_data(aave, devnet):

@@ -71,6 +71,29 @@ def test_every_parameter_entry_names_its_source(tmp_path):
         load_parameters(bad)
 
 
+def test_an_order_book_snapshot_gives_its_asset_the_depth_of_its_levels(tmp_path):
+    """fixtures/order_books/example.toml: FOO's bids walked level by level, as a market sell order."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "order_books" / "example.toml"
+    snapshot = with_default_depth(small_snapshot(), path)
+    row = snapshot.venues.set_index("asset").loc[FOO]
+    assert row["model"] == "order_book" and snapshot.meta["assumed_depth"]["FOO"]["model"] == "order_book"
+    venue = make_venue(row["model"], FOO, "", json.loads(row["params"]), asset_price_usd=4.0)
+    assert venue.mid_price() == pytest.approx(4.0)
+    sold = venue.trade(100_000.0)       # the first two levels, then 40,000 of the third
+    assert sold.amount_out == pytest.approx(3.99 * 10_000 + 3.95 * 50_000 + 3.80 * 40_000, rel=1e-15)
+    assert sold.price_after == 3.80
+    assert venue.trade(-160_000.0).amount_in == pytest.approx(3.80 * 40_000 + 3.95 * 50_000 + 3.99 * 10_000
+                                                               + 4.01 * 10_000 + 4.05 * 50_000, rel=1e-15)
+    with pytest.raises(ContagionError, match="cannot buy"):
+        venue.trade(-10_000_000.0)
+    bad = tmp_path / "book.toml"
+    bad.write_text(path.read_text().replace("[3.95, 50000.0]", "[4.5, 50000.0]"))
+    with pytest.raises(ContagionError, match="strictly decreasing"):
+        with_default_depth(small_snapshot(), bad)
+
+
 @requires_anvil
 @pytest.mark.slow
 def test_scanned_snapshots_simulate_sweep_and_graph_naming_the_assumed_depth(devnet, tmp_path):

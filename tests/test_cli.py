@@ -46,7 +46,10 @@ def test_devnet_up_prints_rpc_url_and_address_book(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
-    (("devnet", "up", "--exit", "--scenario", "no-such-scenario"), "scenario no-such-scenario not found"),
+    (("devnet", "up", "--exit", "--devnet-scenario", "no-such-scenario"), "scenario no-such-scenario not found"),
+    # --scenario is a shock scenario everywhere else: here it points to the devnet's flag
+    (("devnet", "up", "--exit", "--scenario", "morpho"), "--devnet-scenario morpho"),
+    (("demo", "--scenario", "morpho"), "--devnet-scenario morpho"),
     (("devnet", "up", "--exit", "--port", "80"), "--port must be within 1024..65535"),
     (("devnet", "up", "--exit", "--protocols", "aave-v9"), 'unknown protocol "aave-v9"'),
 ])
@@ -57,9 +60,9 @@ def test_bad_input_is_one_line_and_exit_2(args, fragment):
 def test_bad_scenario_file_names_the_field(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[assets.WETH]\ndecimals = 18\nprice_usd = -3\n')
-    assert_one_line_error(contagion("devnet", "up", "--exit", "--scenario", str(bad)), "assets.WETH.price_usd")
+    assert_one_line_error(contagion("devnet", "up", "--exit", "--devnet-scenario", str(bad)), "assets.WETH.price_usd")
     bad.write_text("name = [unclosed\n")
-    assert_one_line_error(contagion("devnet", "up", "--exit", "--scenario", str(bad)), "not valid TOML")
+    assert_one_line_error(contagion("devnet", "up", "--exit", "--devnet-scenario", str(bad)), "not valid TOML")
 
 
 def test_unknown_flag_exits_2():

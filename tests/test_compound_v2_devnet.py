@@ -116,6 +116,41 @@ def test_shared_collateral_with_aave(devnet):
     assert shared >= 10
 
 
+def at_chain_exchange_rate(w3, book, column: int, tx_hash: str):
+    """``book`` with column ``column``'s exchange rate as the chain used it in the liquidation
+    ``tx_hash``: liquidateBorrow accrues the collateral market's interest first, so where that
+    market has borrows (the devnet's WBTC markets) its rate has moved since the snapshot's block.
+    The rate before the seize (the one liquidateCalculateSeizeTokens read) is Compound's
+    ``exchangeRateStoredInternal`` on the state after the transaction with the seize's own changes
+    taken back: the protocol's cTokens it burnt (their Transfer to the cToken) and the reserves it
+    added (``ReservesAdded``). Other profiles' books are returned as they are (the Venus pool's
+    collateral markets do not accrue between the read and the liquidation here)."""
+    from dataclasses import replace
+
+    from eth_utils import event_signature_to_log_topic
+
+    if book.extra.get("profile", "compound") != "compound":
+        return book
+    receipt = w3.eth.get_transaction_receipt(tx_hash)
+    ctoken = w3.eth.contract(address=book.column_key(column), abi=fixture_artifact("compound_v2", "CErc20")["abi"])
+    burnt = added = 0
+    for log in receipt["logs"]:
+        if to_checksum_address(log["address"]) != ctoken.address:
+            continue
+        topic, data = bytes(log["topics"][0]), bytes(log["data"])
+        if topic == event_signature_to_log_topic("Transfer(address,address,uint256)") and \
+                to_checksum_address(bytes(log["topics"][2])[12:]) == ctoken.address:
+            burnt += int.from_bytes(data[:32], "big")
+        elif topic == event_signature_to_log_topic("ReservesAdded(address,uint256,uint256)"):
+            added += int.from_bytes(data[32:64], "big")
+    at = {"block_identifier": receipt["blockNumber"]}
+    cash, borrows = ctoken.functions.getCash().call(**at), ctoken.functions.totalBorrows().call(**at)
+    reserves, supply = ctoken.functions.totalReserves().call(**at), ctoken.functions.totalSupply().call(**at)
+    rates = np.array(book.extra["exchange_rate_mantissa"], dtype=object)
+    rates[column] = (cash + borrows - (reserves - added)) * 10**18 // (supply + burnt)
+    return replace(book, extra={**book.extra, "exchange_rate_mantissa": rates})
+
+
 def check_rule_against_chain(devnet, deployment: dict, drop: float, symbols: tuple[str, ...]) -> dict[str, int]:
     """Drop ``symbols``' feeds by ``drop``, read the pool, and try a real liquidateBorrow on every
     borrower (each from the same state: evm_snapshot / evm_revert around it). Asserts that the
@@ -146,7 +181,7 @@ def check_rule_against_chain(devnet, deployment: dict, drop: float, symbols: tup
         allowed = {}
         for j in np.flatnonzero(book.debt[i] > 0):
             repay = max(rules.max_repay_exact(book, i, int(j), k), 1)
-            allowed[int(j)] = executor.liquidate(book.accounts[i], book.assets[j], book.assets[k], repay,
+            allowed[int(j)] = executor.liquidate(book.accounts[i], book.column_key(j), book.column_key(k), repay,
                                                  dry_run=True).success
         succeeded[i] = any(allowed.values())
         if not succeeded[i]:
@@ -157,11 +192,12 @@ def check_rule_against_chain(devnet, deployment: dict, drop: float, symbols: tup
         repay = max(rules.max_repay_exact(book, i, j, k), 1)
         mark = devnet.anvil.snapshot()
         try:
-            result = executor.liquidate(book.accounts[i], book.assets[j], book.assets[k], repay)
+            result = executor.liquidate(book.accounts[i], book.column_key(j), book.column_key(k), repay)
+            assert result.success, result.error
+            at_chain = at_chain_exchange_rate(w3, book, k, result.tx_hash)
         finally:
             devnet.anvil.revert(mark)
-        assert result.success, result.error
-        seize, protocol_share = rules.seize_exact(book, j, k, repay)
+        seize, protocol_share = rules.seize_exact(at_chain, j, k, repay)
         assert result.repaid[book.assets[j]] == repay
         assert result.seized_ctokens[book.assets[k]] == seize
         assert result.fee_ctokens[book.assets[k]] == protocol_share
@@ -172,15 +208,21 @@ def check_rule_against_chain(devnet, deployment: dict, drop: float, symbols: tup
         # path's truncation: one raw unit repaid; seized within the truncation of the seize ratio
         # (cTokens per raw repay unit × 1e18, as low as ~1e5 for an 18-decimal debt against an
         # 8-decimal collateral, so up to ~1e-5 relative) and a cToken unit or two
+        # (compared at the snapshot's exchange rates, the state both paths read)
+        seize, protocol_share = rules.seize_exact(book, j, k, repay)
         scale_j, scale_k = 10 ** int(decimals[book.assets[j]]), 10 ** int(decimals[book.assets[k]])
         one_ctoken = int(book.extra["exchange_rate_mantissa"][k]) / 1e18 / scale_k
         ratio_mantissa = seize * 10**18 // repay
+        # the float book owes the interest not accrued since the market's last accrueInterest (which
+        # liquidateBorrow accrues first), the exact path repays on the stored balance
         n = step_row[int(i)]
-        assert float_step.repaid[n, j] == pytest.approx(repay / scale_j, rel=1e-12, abs=1.0 / scale_j)
-        assert float_step.seized[n, k] == pytest.approx(seize * one_ctoken, rel=2.0 / ratio_mantissa + 1e-9,
+        owed = book.debt[i, j] / (int(book.extra["debt_raw"][i, j]) / scale_j)
+        assert 1.0 <= owed < 1.0 + 1e-4
+        assert float_step.repaid[n, j] == pytest.approx(repay / scale_j * owed, rel=1e-12, abs=1.0 / scale_j)
+        assert float_step.seized[n, k] == pytest.approx(seize * one_ctoken * owed, rel=2.0 / ratio_mantissa + 1e-9,
                                                         abs=2 * one_ctoken)
-        assert float_step.fee[n, k] == pytest.approx(protocol_share * one_ctoken, rel=2.0 / ratio_mantissa + 1e-6,
-                                                     abs=2 * one_ctoken)
+        assert float_step.fee[n, k] == pytest.approx(protocol_share * one_ctoken * owed,
+                                                     rel=2.0 / ratio_mantissa + 1e-6, abs=2 * one_ctoken)
         checked += 1
     assert list(book.accounts[succeeded]) == list(book.accounts[predicted])
     in_shortfall = np.array([x > 0 for x in shortfall], dtype=bool)
@@ -238,6 +280,6 @@ def test_executor_moves_prices_on_a_deployment_without_feeds(chain_checkpoint):
     prices = book.params["oracle_price_usd"]
     step = CompoundV2Rules().liquidate(book, prices, np.arange(len(book.accounts)) == i)
     j, k = int(np.argmax(step.repaid[0] * prices)), int(np.argmax(step.seized[0] * prices))
-    result = executor.liquidate(book.accounts[i], book.assets[j], book.assets[k])
+    result = executor.liquidate(book.accounts[i], book.column_key(j), book.column_key(k))
     assert result.success, result.error
     assert result.seized[book.assets[k]] > 0

@@ -64,12 +64,12 @@ def test_the_oracle_revert_market_is_read_warned_excluded_and_named(devnet, depl
 def test_the_deprecated_market_is_read_as_deprecated(devnet, deployment):
     comptroller = _comptroller(devnet.w3, deployment)
     snap = read_snapshot(devnet.w3, deployment)
-    flags = {row.asset: json.loads(row.params)["deprecated"] for row in snap.markets.itertuples()}
+    flags = {row.reserve: json.loads(row.params)["deprecated"] for row in snap.markets.itertuples()}
     for symbol, market in deployment["markets"].items():
         if symbol == "CRV":
             continue
-        assert flags[market["underlying"]] == comptroller.functions.isDeprecated(market["cToken"]).call(), symbol
-    assert flags[deployment["markets"]["LINK"]["underlying"]]
+        assert flags[market["cToken"]] == comptroller.functions.isDeprecated(market["cToken"]).call(), symbol
+    assert flags[deployment["markets"]["LINK"]["cToken"]]
     assert sum(flags.values()) == 1
 
 
@@ -83,7 +83,7 @@ def test_deprecated_borrows_are_liquidated_exactly_where_liquidate_borrow_succee
     rules = CompoundV2Rules()
     (book,) = rules.books(snap)
     prices = book.params["oracle_price_usd"]
-    link = list(book.assets).index(deployment["markets"]["LINK"]["underlying"])
+    link = list(book.reserves).index(deployment["markets"]["LINK"]["cToken"])
     comptroller = _comptroller(w3, deployment)
     step = rules.liquidate(book, prices)
     for label in LINK_BORROWERS:
@@ -97,18 +97,18 @@ def test_deprecated_borrows_are_liquidated_exactly_where_liquidate_borrow_succee
         k = int(np.argmax(step.seized[n]))
         assert rules.max_repay_exact(book, i, link, k) == borrowed            # up to 100%
         assert step.repaid[n, link] == pytest.approx(borrowed / 10**18, rel=1e-12)
-        collateral = book.assets[k]
-        assert executor.liquidate(account, book.assets[link], collateral, borrowed, dry_run=True).success
+        collateral = book.column_key(k)
+        assert executor.liquidate(account, book.column_key(link), collateral, borrowed, dry_run=True).success
         too_much = borrowed + borrowed // 1000
-        refused = executor.liquidate(account, book.assets[link], collateral, too_much, dry_run=True)
+        refused = executor.liquidate(account, book.column_key(link), collateral, too_much, dry_run=True)
         assert not refused.success
         # a healthy account's other borrows stay out of reach (not deprecated, no shortfall)
         for j in np.flatnonzero(book.debt[i] > 0):
             if j != link:
-                assert not executor.liquidate(account, book.assets[j], collateral, 1, dry_run=True).success
+                assert not executor.liquidate(account, book.column_key(j), collateral, 1, dry_run=True).success
         mark = devnet.anvil.snapshot()
         try:
-            done = executor.liquidate(account, book.assets[link], collateral)    # as much as allowed
+            done = executor.liquidate(account, book.column_key(link), collateral)    # as much as allowed
         finally:
             devnet.anvil.revert(mark)
         assert done.success and done.repaid[book.assets[link]] == borrowed

@@ -174,7 +174,7 @@ class ShortPutMargin(OptionMarginRules):
 
     protocol = "opt"
 
-    def option_liquidations(self, options, spot_usd, iv, now):
+    def option_liquidations(self, options, spot_usd, iv, now, carry=None):
         intrinsic = np.maximum(options["strike"].to_numpy() - spot_usd, 0.0) * options["size"].to_numpy()
         short_put = (options["side"] == "short").to_numpy() & (options["kind"] == "put").to_numpy()
         liquidated = short_put & (options["collateral"].to_numpy() < 1.5 * intrinsic)
@@ -193,7 +193,9 @@ def test_option_margin_hook_and_black_scholes_rehedging():
                             "net_gamma": 0.0, "net_vega": 0.0, "hedge_position": 0.0})
     snapshot = Snapshot(meta=base.meta, assets=base.assets, markets=base.markets, accounts=base.accounts,
                         positions=base.positions, venues=base.venues, options=options, hedgers=hedgers)
-    result = simulate(snapshot, ShockScenario(price_shocks={"TKN1": -0.2}, iv_per_contract=0.01),
+    # without price impact: the round's hedge is the revalued delta change itself (with impact, a pool
+    # long gamma as this one hedges a 1 / (1 + g) share of it, test_options_hedging.py)
+    result = simulate(snapshot, ShockScenario(price_shocks={"TKN1": -0.2}, iv_per_contract=0.01, price_impact=False),
                       rules={**RULES, "opt": ShortPutMargin()})
     assert result.liquidations["opt"] == 1                       # u1's thin collateral, not u2's
     first = result.rounds[0]

@@ -89,7 +89,7 @@ def test_an_external_plugin_package_is_scanned_and_simulated_on_the_devnet(insta
     listed = subprocess.run([str(venv / "bin" / "python"), "-c", "from protocols import plugins; print(*plugins())"],
                             cwd=run_dir, env=env, capture_output=True, text=True, check=True).stdout.split()
     assert "toy-lending" in listed
-    devnet = subprocess.Popen([str(venv / "bin" / "contagion"), "devnet", "up", "--scenario", str(FIXTURE / "toy.toml"),
+    devnet = subprocess.Popen([str(venv / "bin" / "contagion"), "devnet", "up", "--devnet-scenario", str(FIXTURE / "toy.toml"),
                                "--protocols", "toy-lending", "--book-out", "book.json", "--no-cache"],
                               cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

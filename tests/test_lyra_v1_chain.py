@@ -12,6 +12,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from analyzer.books import market_of
+from analyzer.chain import rpc
 from analyzer.model import to_table
 from analyzer.multicall import multicall
 from protocols.base import ReadContext
@@ -218,12 +219,13 @@ def test_gamma_by_strike_equals_a_finite_difference_of_the_contracts_delta(chain
     assert rows["hedgers"][0]["net_gamma"] == pytest.approx(-sum(s["net_gamma"] for s in state["strikes"]), rel=1e-12)
 
 
-def test_rehedge_flow_equals_the_change_of_the_cached_net_delta(chain_checkpoint):
-    deployment = lyra(chain_checkpoint)
-    w3 = chain_checkpoint.w3
-    executor = LyraExecutor(w3, deployment, keeper(chain_checkpoint))
+def test_rehedge_flow_equals_the_change_of_the_cached_net_delta(frozen_block_time):
+    # the caches are priced before and after the move at one time, as the rule is
+    deployment = lyra(frozen_block_time)
+    w3 = frozen_block_time.w3
+    executor = LyraExecutor(w3, deployment, keeper(frozen_block_time))
     executor.update_caches()
-    rows, _, block = read(chain_checkpoint, deployment)
+    rows, _, block = read(frozen_block_time, deployment)
     state = json.loads(rows["markets"][0]["params"])
     cache = contract(w3, deployment["markets"][0]["greekCache"], "OptionGreekCache")
     before = cache.functions.getGlobalNetDelta().call() / WAD
@@ -235,8 +237,7 @@ def test_rehedge_flow_equals_the_change_of_the_cached_net_delta(chain_checkpoint
     flow = R.rehedge_flow(s["strike"].to_numpy(), (s["expiry"] - updated_at).to_numpy(),
                           s["nav_vol"].to_numpy(), s["call_exposure"].to_numpy(),
                           s["put_exposure"].to_numpy(), state["spot"], -0.05 * state["spot"])
-    # 1e-4: the boards' caches are priced 1-3 seconds apart, the rule at one time
-    assert flow == pytest.approx(after - before, rel=1e-4)
+    assert flow == pytest.approx(after - before, rel=1e-9)
     # the sign of the flow is the pool's gamma: a short-gamma pool sells into the fall, a long-gamma one buys
     assert np.sign(flow) == np.sign(rows["hedgers"][0]["net_gamma"])
 
@@ -376,30 +377,45 @@ def test_position_gammas_summed_by_strike_equal_the_short_gamma_clusters_of_the_
     assert rows["hedgers"][0]["net_gamma"] == pytest.approx(-by_strike.sum(), rel=1e-9)
 
 
-@pytest.mark.parametrize("move", [-0.3, 0.25])
-def test_the_buyback_value_equals_the_liquidations_total_cost(chain_checkpoint, move):
-    """The engine's buy-back (per-strike GWAV vol × the liquidation vol shock, plus the AMM's fees,
-    liquidations in order) against each real liquidatePosition's Trade event totalCost."""
+@pytest.mark.parametrize("move, iv_move", [(-0.3, 0.0), (0.25, 0.0), (-0.1, 0.4)])
+def test_the_buyback_value_equals_the_liquidations_lp_premiums(chain_checkpoint, move, iv_move):
+    """The engine's buy-back (per-strike GWAV vol × the liquidation vol shock, plus the AMM's fees at the
+    board IV the move left, liquidations in order) against each real liquidatePosition's Trade event:
+    its lpPremiums (the total cost, or the collateral left after the penalty when it does not cover it),
+    in USD. An IV move is put on chain by the executor's shift_iv, every live board by the same points."""
     deployment = lyra(chain_checkpoint)
     w3 = chain_checkpoint.w3
+    # read at a block of now, seconds before the liquidations as in a replay (a devnet loaded from its cache
+    # mines its next block at the wall clock: the GWAVs would move on between the read and the trades)
+    rpc(w3, "evm_mine", [])
     rows, options, _ = read(chain_checkpoint, deployment)
     rules = _options_frame(options, rows["markets"])
+    (market_row,) = rows["markets"]
+    atm_iv = next(a["iv"] for a in rows["assets"] if a["address"] == market_row["asset"])
+    rules.markets[market_row["market"]]["snapshot_iv"] = atm_iv
     executor = LyraExecutor(w3, deployment, keeper(chain_checkpoint))
-    executor.set_price(deployment["underlying"], json.loads(rows["markets"][0]["params"])["spot"] * (1 + move))
     market = contract(w3, deployment["markets"][0]["optionMarket"], "OptionMarket")
-    liquidated, chain_cost, spots, times = [], [], [], []
+    boards = json.loads(market_row["params"])["boards"]
+    base_before = [market.functions.getOptionBoard(b).call()[2] for b in boards]
+    executor.shift_iv(deployment["underlying"], iv_move)
+    after = [market.functions.getOptionBoard(b).call()[2] / WAD for b in boards]
+    assert after == pytest.approx([b / WAD + iv_move for b in base_before], abs=1e-12)
+    executor.set_price(deployment["underlying"], json.loads(market_row["params"])["spot"] * (1 + move))
+    liquidated, chain_usd, spots, times = [], [], [], []
     for row in options[options["side"] == "short"].itertuples():
         before = w3.eth.block_number
         if not executor.liquidate_position(int(row.position_id)).success:
             continue
         (event,) = market.events.Trade().get_logs(from_block=before + 1)
+        spot = event["args"]["trade"]["spotPrice"] / WAD
+        in_base = row.collateral_asset == deployment["markets"][0]["baseAsset"]
         liquidated.append(int(row.position_id))
-        chain_cost.append(event["args"]["trade"]["totalCost"] / WAD)
-        spots.append(event["args"]["trade"]["spotPrice"] / WAD)
+        chain_usd.append(event["args"]["liquidation"]["lpPremiums"] / WAD * (spot if in_base else 1.0))
+        spots.append(spot)
         times.append(w3.eth.get_block(event["blockNumber"])["timestamp"])
     assert len(liquidated) >= 3
     ordered = options.set_index("position_id").loc[liquidated].reset_index()
-    answer = rules.option_liquidations(ordered, np.array(spots), np.full(len(ordered), np.nan), times[0])
+    answer = rules.option_liquidations(ordered, np.array(spots), np.full(len(ordered), atm_iv + iv_move), times[0])
     assert answer.liquidated.all()
-    assert answer.value_usd == pytest.approx(np.array(chain_cost), rel=1e-3)
-    assert answer.value_usd.sum() == pytest.approx(sum(chain_cost), rel=2e-4)
+    assert answer.value_usd == pytest.approx(np.array(chain_usd), rel=1e-3)
+    assert answer.value_usd.sum() == pytest.approx(sum(chain_usd), rel=2e-4)

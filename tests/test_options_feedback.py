@@ -54,6 +54,30 @@ def test_one_short_call_on_a_linear_venue_matches_the_hand_computation():
     assert curve["ignition_fall"] == (result["falls"][first] if first is not None else None)
 
 
+@pytest.mark.parametrize("net_gamma", [-40.0, 15.0])
+def test_a_hedger_known_only_by_its_gamma_sells_its_linear_hedge(net_gamma):
+    """A ``hedgers`` row with no option rows (the engine hedges it as ``sold = net_gamma × ΔS``) sells
+    ``−net_gamma × S² / 100`` per 1% move at the level S: short gamma sells into the fall, long buys."""
+    p0, depth_1pct = 1500.0, 80.0
+    full = 100 * depth_1pct
+    assets = pd.DataFrame({"address": [USDC, X], "symbol": ["USDC", "X"], "decimals": 18,
+                           "price_usd": [1.0, p0], "receipt_of": "", "iv": [math.nan, 0.6]})
+    venues = pd.DataFrame({"protocol": "test", "venue": "lin", "asset": [X], "quote_asset": USDC, "model": "linear",
+                           "params": json.dumps({"depth_1pct": depth_1pct, "price_usd": p0})})
+    hedgers = pd.DataFrame({"protocol": "dealers", "market": "m", "asset": [X], "net_delta": 0.0,
+                            "net_gamma": net_gamma, "net_vega": 0.0, "hedge_position": 0.0})
+    snapshot = Snapshot(meta={"chain_id": 1, "block_number": 1, "block_timestamp": 1}, assets=assets,
+                        venues=venues, hedgers=hedgers)
+    result = feedback_curves(snapshot, rules={}, max_fall=0.2)
+    (curve,) = result["curves"]
+    for k, fall in enumerate(result["falls"][:-1]):
+        level = p0 * (1 - fall)
+        q0, q1 = fall * full, (fall + 0.01) * full
+        depth = p0 * ((q1 - q1 * q1 / (2 * full)) - (q0 - q0 * q0 / (2 * full)))
+        assert curve["hedging_usd"][k] == pytest.approx(-net_gamma * level * level / 100, rel=1e-12)
+        assert curve["ratio"][k] == pytest.approx(-net_gamma * level * level / 100 / depth, rel=1e-8)
+
+
 def test_the_report_shows_the_gamma_map_and_where_the_loop_ignites(tmp_path):
     from analyzer.options.imports import import_options
     snap = write_weth_book(tmp_path / "snap", 300, seed=11)

@@ -32,25 +32,33 @@ def _one_venue(gamma: float, depth_1pct: float, price: float) -> Snapshot:
                     hedgers=hedgers)
 
 
-@pytest.mark.parametrize("gamma, shock", [(-300.0, -0.1), (-900.0, -0.05), (250.0, -0.2), (-150.0, 0.15)])
+@pytest.mark.parametrize("gamma, shock", [(-300.0, -0.1), (-900.0, -0.05), (250.0, -0.2), (-150.0, 0.15),
+                                          (2500.0, -0.2), (6000.0, 0.1)])
 def test_constant_gamma_on_linear_depth_follows_the_hand_computation(gamma, shock):
-    """Linear venue p(Q) = p0 (1 - Q/D); a dealer of constant gamma Γ (base units per USD) sells
-    Γ · Δp after each move Δp, so p_{t+1} - p_t = -(p0 Γ / D) (p_t - p_{t-1}): a geometric series."""
+    """Linear venue p(Q) = p0 (1 - Q/D), one-round loop gain g = p0 Γ / D. A dealer of constant gamma Γ
+    (base units per USD) short gamma (Γ < 0) sells Γ · Δp after each move Δp of the price from where it
+    last hedged, so p_{t+1} - p_t = g (p_t - p_{t-1}): a geometric series. Long gamma (Γ > 0) hedges to
+    the price its own trade leaves, q = Γ (Δp - q p0 / D) = Γ Δp / (1 + g), and is then hedged there:
+    the price settles at Δp / (1 + g) from the last hedge at once, also when g > 1 (no overshoot)."""
     p0, depth_1pct = 100.0, 1000.0
     full = 100.0 * depth_1pct
     result = simulate(_one_venue(gamma, depth_1pct, p0), ShockScenario(price_shocks={"X": shock}, max_rounds=400),
                       rules={})
     hedging = result.sources.index("hedging:dealers")
-    flow, last, price = full * -shock, p0, p0 * (1 + shock)
+    damping = 1.0 / (1.0 + gamma * p0 / full) if gamma > 0 else 1.0
+    flow, hedged_at, price = full * -shock, p0, p0 * (1 + shock)
     for record in result.rounds:
-        sold = gamma * (price - last)
+        sold = gamma * (price - hedged_at) * damping
         flow += sold
         after = p0 * (1 - flow / full)
         assert record.price[1] == pytest.approx(price, rel=1e-9)
         assert record.flows[1, hedging] == pytest.approx(sold, rel=1e-9, abs=1e-9)
         assert record.price_after[1] == pytest.approx(after, rel=1e-9)
-        last, price = price, after
+        hedged_at, price = hedged_at + (price - hedged_at) * damping, after
     assert result.stop_reason == "fixed_point"
+    if gamma > 0:     # continuous hedging's level, never beyond the price before the shock
+        assert result.rounds[-1].price_after[1] == pytest.approx(p0 * (1 + shock * damping), rel=1e-9)
+        assert len(result.rounds) <= 2
 
 
 def _seized_usd(result) -> float:
@@ -58,13 +66,12 @@ def _seized_usd(result) -> float:
 
 
 @settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), gamma_scale=st.floats(0.02, 0.45), shock=st.sampled_from([-0.1, -0.2, -0.3]))
+@given(seed=st.integers(0, 10_000), gamma_scale=st.floats(0.02, 3.0), shock=st.sampled_from([-0.1, -0.2, -0.3]))
 def test_long_gamma_dealers_liquidate_no_more_and_short_gamma_no_less(seed, gamma_scale, shock):
     """Gamma in units of the pool's depth: a constant-product pool's price moves ~2p/x per unit sold,
-    so ``gamma_scale`` s gives a one-round loop gain of about 2s. Below a gain of 1 each round's
-    hedge is smaller than the move it answers (hedging in rounds is continuous hedging's discrete
-    twin); beyond it a long-gamma dealer's round-by-round buy-back overshoots, which the engine does
-    not damp (a known limit of the round model)."""
+    so ``gamma_scale`` s gives a one-round loop gain of about 2s, up to 6: long-gamma dealers hedge to
+    the price their own trade leaves (no overshoot past the fall they answer), short-gamma dealers
+    sell into the fall round after round."""
     base = synthetic_snapshot(200, n_markets=1, n_assets=3, seed=seed)
     pool = json.loads(base.venues["params"][base.venues["asset"] == base.assets["address"][1]].iloc[0])
     gamma = gamma_scale * pool["reserve_asset"] / base.assets["price_usd"][1]

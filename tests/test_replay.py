@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+
 import numpy as np
 import pytest
 from web3 import HTTPProvider, Web3
@@ -25,9 +28,39 @@ def replayed(devnet):
     block = w3.eth.block_number
     root = w3.eth.get_block(block)["stateRoot"]
     before = scan(devnet.url, chosen, book=devnet.book, cache_dir=None)
-    result = replay(devnet.url, devnet.book, ShockScenario(name="weth-20", price_shocks={"WETH": -0.20}), chosen,
-                    max_rounds=3)
-    return {"result": result, "before": before, "block": block, "root": root, "w3": w3}
+    logger, lines = logging.getLogger("analyzer.replay"), LogLines()
+    level = logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        result = replay(devnet.url, devnet.book, ShockScenario(name="weth-20", price_shocks={"WETH": -0.20}),
+                        chosen, max_rounds=3)
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    return {"result": result, "before": before, "block": block, "root": root, "w3": w3, "log": lines.lines}
+
+
+class LogLines(logging.Handler):
+    """The lines the replay logged (what the CLI and the demo print on stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def flagged_at_round_zero(before, result) -> set[str]:
+    """The Aave accounts the protocol's own rule calls liquidatable at the fork's round-0 oracle prices."""
+    rules = plugins()["aave-v3"].rules()
+    oracle = result.rounds[0].prices_usd
+    flagged = set()
+    for book in rules.books(before):
+        prices = np.array([oracle[a] for a in book.assets])
+        flagged |= {str(a) for a in book.accounts[rules.liquidatable(book, prices)]}
+    return flagged
 
 
 def test_replay_never_changes_the_source_chain(replayed):
@@ -40,16 +73,12 @@ def test_replay_never_changes_the_source_chain(replayed):
 
 def test_round_zero_liquidates_every_account_the_aave_rule_flags_at_the_shock(replayed):
     before, result = replayed["before"], replayed["result"]
-    rules = plugins()["aave-v3"].rules()
     oracle = result.rounds[0].prices_usd      # what the fork's oracles answered after the shock
     weth, wsteth = before.address_of("WETH"), before.address_of("wstETH")
     assert oracle[weth] == pytest.approx(before.price_of()[weth] * 0.80, rel=1e-6)
     # wstETH's oracle is the stETH ratio × ETH / USD (a CAPO adapter): it falls with ETH, by the ratio
     assert oracle[wsteth] == pytest.approx(before.price_of()[wsteth] * 0.80, rel=1e-6)
-    expected = set()
-    for book in rules.books(before):
-        prices = np.array([oracle[a] for a in book.assets])
-        expected |= {str(a) for a in book.accounts[rules.liquidatable(book, prices)]}
+    expected = flagged_at_round_zero(before, result)
     assert expected, "a 20% WETH fall must make some seeded Aave accounts liquidatable"
     round_zero = {x.account for x in result.rounds[0].liquidations if x.protocol == "aave-v3"}
     assert round_zero <= expected
@@ -67,6 +96,25 @@ def test_round_zero_liquidates_every_account_the_aave_rule_flags_at_the_shock(re
         largest = max(zip(held["asset"], held["amount"], strict=True), key=lambda x: x[1] * oracle[x[0]])[0]
         bonus = float(markets.loc[largest, "liquidation_bonus"])
         assert pool_after[largest] < oracle[largest] / (1 + bonus), (account, largest, bonus)
+
+
+def test_each_skip_is_logged_once_counted_per_round_and_recorded(replayed):
+    """A keeper that declines an account declines it again next round: the console says so once
+    per (protocol, account, reason), each round counts it, and replay.json keeps the rounds."""
+    before, result, lines = replayed["before"], replayed["result"], replayed["log"]
+    repeated = [line for line, n in Counter(lines).items() if n > 1]
+    assert not repeated, repeated
+    round_zero = {x.account for x in result.rounds[0].liquidations if x.protocol == "aave-v3"}
+    declined = flagged_at_round_zero(before, result) - round_zero
+    assert declined <= {s.account for s in result.skips if s.protocol == "aave-v3" and 0 in s.rounds}
+    for skip in result.skips:
+        assert sum(f"{skip.protocol} {skip.account}: {skip.reason}" in line for line in lines) == 1, skip
+    assert [r.skipped for r in result.rounds] == [sum(r.round in s.rounds for s in result.skips)
+                                                  for r in result.rounds]
+    recorded = result.to_json()
+    assert recorded["skips"] == [{"protocol": s.protocol, "account": s.account, "reason": s.reason,
+                                  "rounds": s.rounds} for s in result.skips]
+    assert [r["skipped"] for r in recorded["rounds"]] == [r.skipped for r in result.rounds]
 
 
 def test_selling_seized_collateral_pushes_the_weth_pool_below_the_shock(replayed):
@@ -97,13 +145,16 @@ def test_every_sending_path_refuses_a_node_that_is_not_anvil(claim):
         assert not {m for m in node.calls if m.startswith(("eth_send", "anvil_", "evm_"))}
 
 
-def test_the_engine_matches_real_liquidations_and_swaps_at_weth_minus_20(devnet):
-    """Issue 7's criteria on the devnet's lending protocols and pools: the engine, run on the
+@pytest.mark.slow
+@pytest.mark.parametrize("move", [-0.20, -0.40])
+def test_the_engine_matches_real_liquidations_and_routed_swaps(devnet, move):
+    """Issue 7's criteria on the devnet's lending protocols and every venue kind (Uniswap V3 at
+    two fee tiers, a V2 pair, StableSwap pools: sales routed across them): the engine, run on the
     fork's own pre-shock read, liquidates the same accounts as the real transactions, the same
     value per protocol within 1%, leaves bad debt within 1% (or $1) and pool prices within 0.5%."""
-    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3")
+    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3", "uniswap-v2", "stableswap")
     chosen = [plugins()[name] for name in names if name in devnet.book.get("protocols", {})]
-    shock = ShockScenario(name="weth-20", price_shocks={"WETH": -0.20})
+    shock = ShockScenario(name=f"weth{round(move * 100)}", price_shocks={"WETH": move})
     compared = replay_and_compare(devnet.url, devnet.book, shock, chosen)
     replayed, fidelity = compared.replay, compared.fidelity
     assert replayed.reached_fixed_point and replayed.source_unchanged

@@ -8,7 +8,6 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from rich.console import Console
 
 from analyzer import scanning
 from analyzer.errors import ContagionError
@@ -58,12 +57,12 @@ def test_a_pruned_block_is_one_error_naming_the_archive_node_at_once(devnet):
     assert node.calls == 1        # not retried as if the node were lagging
 
 
-def test_a_large_book_through_a_fork_is_pointed_to_rpc(devnet, tmp_path, monkeypatch):
+def test_a_large_book_through_a_fork_is_pointed_to_rpc(devnet, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(scanning, "LARGE_BOOK_ACCOUNTS", 100)
     book = tmp_path / "book.json"
     book.write_text(json.dumps(devnet.book))
-    console = Console(record=True, width=300)
-    scanning.run_scan(rpc=None, fork_url=devnet.url, block=None, protocols="aave-v3", book=book, accounts=None,
-                      from_block=None, out=tmp_path / "snapshot", use_cache=False, venues=False, console=console)
-    said = console.export_text()
-    assert "note:" in said and "--rpc URL is the scan path" in said
+    with caplog.at_level("INFO", logger="analyzer.scanning"):
+        scanning.run_scan(rpc=None, fork_url=devnet.url, block=None, protocols="aave-v3", book=book, accounts=None,
+                          from_block=None, out=tmp_path / "snapshot", use_cache=False, venues=False)
+    said = [record.getMessage() for record in caplog.records]
+    assert any("note:" in line and "--rpc URL is the scan path" in line for line in said), said

@@ -97,3 +97,27 @@ def test_a_node_without_state_overrides_is_read_through_multicall_and_says_so(de
     assert node.refused == 1                 # asked once, then never again
     assert "state override" in caplog.text and "Multicall3" in caplog.text
     tables_equal(got, discovered)
+
+
+def test_discovered_accounts_are_read_under_their_holdings_to_the_same_snapshot(devnet, book_accounts, monkeypatch):
+    """With discovery, each account's lens row reads only the aTokens / cTokens / collaterals its
+    events gave it; the snapshot is still the Multicall3 one, which reads every balance."""
+    import protocols.aave_v3.lens as aave_lens
+    import protocols.comet.lens as comet_lens
+    import protocols.compound_v2.lens as compound_lens
+
+    block, discovered, _ = book_accounts
+    skipped: dict[str, int] = {}
+    for module in (aave_lens, compound_lens, comet_lens):
+        def spy(holdings, accounts, reads, name=module.__name__):
+            words = lens_mod.masks(holdings, accounts, reads)
+            skipped[name] = skipped.get(name, 0) + sum(len(reads) - bin(w).count("1") for w in words)
+            return words
+        monkeypatch.setattr(module, "masks", spy)
+    got = scan(devnet.url, chosen(*LENDERS), book=devnet.book, block=block, cache_dir=None)
+    tables_equal(got, discovered)
+    # every protocol's reads were cut down to the accounts' holdings
+    present = {"aave-v3": aave_lens, "compound-v2": compound_lens, "comet": comet_lens}
+    for protocol, module in present.items():
+        if protocol in devnet.book["protocols"]:
+            assert skipped.get(module.__name__, 0) > 0, protocol

@@ -84,6 +84,7 @@ class DevnetContext:
     scenario: Any
     book: dict[str, Any] = field(default_factory=dict)
     gas: int = 15_000_000
+    shared: dict[str, Any] = field(default_factory=dict)   # what devnet parts share while building (the bulk seeder)
 
     def __post_init__(self) -> None:
         require_anvil(self.w3)

@@ -36,7 +36,13 @@ from analyzer.engine.impact import reprice
 from analyzer.engine.interest import accrue_round
 from analyzer.engine.keeper import keeper_take
 from analyzer.engine.market import SlippageCurve, safe_trade
-from analyzer.engine.options import OptionBook, bs_delta, option_margin_liquidations, vol_spiral
+from analyzer.engine.options import (
+    OptionBook,
+    bs_delta,
+    long_gamma_damping,
+    option_margin_liquidations,
+    vol_spiral,
+)
 from analyzer.engine.prepare import Prepared, sub_book
 from analyzer.scenarios import ShockScenario
 from protocols.base import LendingBook, Liquidation, ReceiptWritedownRules
@@ -68,6 +74,7 @@ class CascadeState:
     hedge_alive: np.ndarray
     account_events: list = field(default_factory=list)   # (slot, rows, round, repaid, seized, fee usd, causes)
     option_events: list = field(default_factory=list)    # (option rows, round, buy-back usd, causes)
+    option_carry: dict = field(default_factory=dict)      # (protocol, market) -> its rule's carry to the next round
     contracts_bought: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (A,) bought back this round
     committed_sell: np.ndarray = field(default_factory=lambda: np.zeros(0))    # (A,) sold by keepers so far this round
     committed_buy: np.ndarray = field(default_factory=lambda: np.zeros(0))     # (A,) bought by keepers so far
@@ -353,7 +360,7 @@ def _options_round(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     if book.empty:
         return
     closed, answers = option_margin_liquidations(prep.option_rules, book, state.option_alive, oracle_source,
-                                                 state.iv, n_assets)
+                                                 state.iv, n_assets, state.option_carry)
     for protocol, answer in answers.items():
         p, source = prep.protocol_index[protocol], prep.source_index[attr.option_source(protocol)]
         rows = np.flatnonzero(answer.liquidated)
@@ -373,9 +380,18 @@ def _options_round(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     alive_after = state.option_alive & ~closed
     hedged = book.hedge_sales(state.hedge_spot, state.price, state.hedge_iv, state.iv, state.hedge_alive,
                               alive_after, n_assets)
+    # net long-gamma dealers hedge to the price their own trade leaves (continuous hedging, no overshoot)
+    damping = np.ones(n_assets)
+    if scenario.price_impact:
+        gamma = book.net_gamma(state.price, state.iv, alive_after, n_assets)
+        depth = np.array([sum(v.depth(0.01, True) for v in state.venues[a].venues) if a in state.venues and
+                          gamma[a] > 0 else 0.0 for a in range(n_assets)])
+        damping = long_gamma_damping(gamma, state.price, depth)
     for protocol, sold in hedged.items():
-        flows[:, prep.source_index[attr.hedging_source(protocol)]] += sold
-    state.hedge_spot, state.hedge_iv, state.hedge_alive = state.price.copy(), state.iv.copy(), alive_after
+        flows[:, prep.source_index[attr.hedging_source(protocol)]] += sold * damping
+    # where damped, the dealers are hedged at the price they targeted, not at the round's
+    hedged_at = state.hedge_spot + (state.price - state.hedge_spot) * damping
+    state.hedge_spot, state.hedge_iv, state.hedge_alive = hedged_at, state.iv.copy(), alive_after
     state.option_alive = alive_after
 
 
@@ -440,10 +456,31 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
 
 
 def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
-    """Run ``scenario`` on a snapshot (or a :class:`Prepared` one) to a fixed point or the round limit.
+    """Run ``scenario`` on a snapshot to a fixed point or the round limit.
 
-    Returns a :class:`~analyzer.engine.result.CascadeResult`. ``prepare_kwargs`` go to
-    :func:`~analyzer.engine.prepare.prepare` (``rules``, ``venues``, ``venue_models``).
+    Parameters
+    ----------
+    snapshot_or_prepared : Snapshot or Prepared
+        A scan (:class:`~analyzer.model.Snapshot`), or one already turned into arrays by
+        :func:`~analyzer.engine.prepare.prepare` (to run many scenarios on one snapshot).
+    scenario : ShockScenario
+        The shocks and the market's behaviour after them; ``max_rounds`` and ``tolerance`` set
+        when the cascade stops (no liquidation and every price change within ``tolerance``).
+    **prepare_kwargs
+        Passed to :func:`~analyzer.engine.prepare.prepare` (``rules``, ``venues``,
+        ``venue_models``) when given a Snapshot.
+
+    Returns
+    -------
+    CascadeResult
+        Per round, protocol and account: what was liquidated, the bad debt, the prices; its
+        ``to_json`` is ``cascade.json`` (:mod:`analyzer.engine.result`).
+
+    Raises
+    ------
+    ContagionError
+        The scenario names an asset or account the snapshot does not hold, or a venue model it
+        cannot apply.
     """
     from analyzer.engine.prepare import prepare, start_state
     from analyzer.engine.result import (

@@ -30,15 +30,36 @@ PROTOCOL = "centralised-depth"
 @dataclass(frozen=True)
 class DepthParameters:
     """Square-root-law parameters of one asset: ``sigma`` (daily volatility, fraction),
-    ``daily_volume_usd`` (USD per day), ``y`` (prefactor), ``source`` (where they come from)."""
+    ``daily_volume_usd`` (USD per day), ``y`` (prefactor), ``source`` (where they come from); or
+    an order-book snapshot ``order_book`` (``bids``, ``asks``, ``source``: the format of
+    :mod:`analyzer.engine.order_book`), which then gives the asset's depth instead."""
 
     sigma: float
     daily_volume_usd: float
     y: float
     source: str
+    order_book: dict | None = None
+
+
+def _order_book(table: Any, where: str) -> DepthParameters:
+    from analyzer.engine.order_book import book_side
+
+    if not isinstance(table, dict):
+        raise ContagionError(f"{where}: expected a table with bids, asks and source")
+    bids = book_side(table.get("bids"), f"{where}.bids", descending=True)
+    asks = book_side(table.get("asks"), f"{where}.asks", descending=False)
+    if bids[0][0] >= asks[0][0]:
+        raise ContagionError(f"{where}: the best bid must be below the best ask")
+    source = table.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise ContagionError(f"{where}: every order book names its source")
+    volume = float(bids[0] @ bids[1] + asks[0] @ asks[1])     # the book's USD size, for the console
+    return DepthParameters(0.0, volume, 1.0, source, {"bids": table["bids"], "asks": table["asks"]})
 
 
 def _entry(table: Any, where: str) -> DepthParameters:
+    if isinstance(table, dict) and "order_book" in table:
+        return _order_book(table["order_book"], f"{where}.order_book")
     if not isinstance(table, dict):
         raise ContagionError(f"{where}: expected a table with sigma, daily_volume_usd, y, source")
     values = {}
@@ -78,9 +99,11 @@ def describe(assumed: dict[str, dict]) -> str:
     """One line naming the assumed depth per asset, for the console and reports ("" when none)."""
     if not assumed:
         return ""
-    parts = [f"{symbol} (σ {entry['sigma']:g}/day, ${entry['daily_volume_usd']:,.0f}/day"
+    parts = [f"{symbol} (order book: ${entry['daily_volume_usd']:,.0f} on its levels)"
+             if entry.get("model") == "order_book" else
+             f"{symbol} (σ {entry['sigma']:g}/day, ${entry['daily_volume_usd']:,.0f}/day"
              f"{', generic default' if entry.get('generic') else ''})" for symbol, entry in sorted(assumed.items())]
-    return "centralised depth assumed (square-root law, no on-chain venue): " + ", ".join(parts)
+    return "centralised depth assumed (square-root law or order book, no on-chain venue): " + ", ".join(parts)
 
 
 def with_default_depth(snapshot, path: str | Path = PARAMETER_FILE):
@@ -110,10 +133,16 @@ def with_default_depth(snapshot, path: str | Path = PARAMETER_FILE):
             continue
         symbol = symbols.get(asset, asset)
         entry = by_symbol.get(symbol, default)
-        rows.append(venue_row(PROTOCOL, f"centralised:{symbol}", asset, "", "sqrt_law",
-                              {"sigma": entry.sigma, "daily_volume": entry.daily_volume_usd / price, "y": entry.y,
-                               "daily_volume_usd": entry.daily_volume_usd, "source": entry.source}))
-        assumed[symbol] = {"model": "sqrt_law", **asdict(entry), "generic": symbol not in by_symbol,
+        if entry.order_book is not None:
+            rows.append(venue_row(PROTOCOL, f"centralised:{symbol}", asset, "", "order_book",
+                                  {**entry.order_book, "source": entry.source}))
+        else:
+            rows.append(venue_row(PROTOCOL, f"centralised:{symbol}", asset, "", "sqrt_law",
+                                  {"sigma": entry.sigma, "daily_volume": entry.daily_volume_usd / price, "y": entry.y,
+                                   "daily_volume_usd": entry.daily_volume_usd, "source": entry.source}))
+        described = {k: v for k, v in asdict(entry).items() if k != "order_book"}
+        assumed[symbol] = {"model": "sqrt_law" if entry.order_book is None else "order_book", **described,
+                           "generic": symbol not in by_symbol,
                            "parameters": PARAMETER_FILE.name if Path(path) == PARAMETER_FILE else str(path)}
     snapshot.venues = to_table("venues", pd.concat([snapshot.venues, pd.DataFrame(rows)], ignore_index=True))
     snapshot.meta["assumed_depth"] = assumed

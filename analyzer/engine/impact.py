@@ -13,6 +13,8 @@ model="constant_product"  reserve_asset, reserve_quote (whole tokens), fee (frac
 model="sqrt_law"          sigma (daily vol, fraction), daily_volume (asset units/day), y (default 1.0),
                           price_usd (optional: p0, default the snapshot's asset price)
 model="linear"            depth_1pct (asset units that move the price 1%), price_usd (optional, as above)
+model="order_book"        bids, asks: [[price_usd, size], ...] levels of a centralised book (see
+                          :mod:`analyzer.engine.order_book` for the snapshot format)
 (a plugin's model documents its own params beside its class). Every model also accepts quote_price_usd (default: the snapshot's price of quote_asset, or 1.0
 when the quote is not an asset of the snapshot, i.e. USD itself).
 
@@ -35,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.engine.order_book import OrderBookDepth
 from analyzer.engine.routing import route
 from analyzer.engine.venues import (
     ConstantProduct,
@@ -51,7 +54,7 @@ __all__ = ["AssetVenues", "ConstantProduct", "LinearDepth", "SqrtLaw", "TradeRes
            "venue_row"]
 
 ROUTING_DEPTH_FRACTION = 0.02   # the ±2% band whose depth sets each venue's share of a flow
-GENERIC_MODELS = (ConstantProduct, SqrtLaw, LinearDepth)
+GENERIC_MODELS = (ConstantProduct, SqrtLaw, LinearDepth, OrderBookDepth)
 
 
 class AssetVenues:

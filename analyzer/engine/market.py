@@ -5,7 +5,11 @@ keeper liquidates only when the liquidation bonus it receives covers the slippag
 seized collateral and of buying the debt asset it repays, plus a gas cost. Slippage comes from a
 *slippage curve* per asset: the average execution price of a trade of size q on a copy of the
 venues at the round's starting state, as a fraction of the mid (sampled on a geometric grid,
-linearly interpolated). Keepers of a round queue (see :func:`keeper_fraction`): a keeper behind
+linearly interpolated). The decision is the exact rule's nevertheless: a single constant-product
+pool is valued in closed form, and elsewhere the grid brackets each keeper's profit (the average
+price of a sale falls with its size on a convex venue and on a route across such venues); a
+keeper whose bracket straddles zero is valued on real trades on copies of the venues
+(:meth:`SlippageCurve.exact_value`). Keepers of a round queue (see :func:`keeper_fraction`): a keeper behind
 others sells into what they left, so a thin pool stops the queue instead of absorbing every sale.
 
 It may take a fraction f ∈ {1, 1/2, …, 1/64} of the largest liquidation the protocol's rule allows
@@ -33,11 +37,33 @@ class SlippageCurve:
     """Average execution price over mid for sales (``sell``) and purchases (``buy``) of size ``q``."""
 
     def __init__(self, sizes: np.ndarray, sell: np.ndarray, buy: np.ndarray, buy_limit: float,
-                 exact: tuple[float, float, float, float] | None = None):
+                 exact: tuple[float, float, float, float] | None = None, venues: AssetVenues | None = None):
         self.sizes, self.sell, self.buy, self.buy_limit = sizes, sell, buy, buy_limit
         # a single constant-product venue: (reserve_asset, reserve_quote, 1 - fee, quote USD / mid),
         # so keepers value their trades with the pool's own closed form, not the sampled grid
         self.exact = exact
+        # any other venues: a copy at the sampled state, to value a trade exactly where the sampled
+        # grid's bounds cannot decide a keeper (:func:`keeper_fraction`)
+        self.venues = venues
+        self.mid = venues.mid_price() if venues is not None else 1.0
+        self._exact_values: dict[tuple[bool, float], float] = {}
+
+    def exact_value(self, q: float, sell: bool) -> float:
+        """``q · sell_fraction(q)`` (or ``q · buy_fraction(q)``) from a real trade of ``q`` on a copy
+        of the sampled venues (routed across them), not the grid; memoised per size."""
+        key = (sell, float(q))
+        if key not in self._exact_values:
+            if q <= 0 or self.venues is None:
+                at = np.asarray(q, dtype=float)
+                value = 0.0 if q <= 0 else float(q * (self.sell_fraction(at) if sell else self.buy_fraction(at)))
+            else:
+                try:
+                    trade = self.venues.copy().trade(q if sell else -q)
+                    value = (trade.amount_out if sell else trade.amount_in) / self.mid
+                except ContagionError:
+                    value = math.inf      # a purchase beyond what the venues hold
+            self._exact_values[key] = value
+        return self._exact_values[key]
 
     @classmethod
     def flat(cls) -> SlippageCurve:
@@ -78,7 +104,8 @@ class SlippageCurve:
                         buy[i] = venues.copy().trade(-q).amount_in / (q * mid)
                     except ContagionError:
                         break
-        return cls(sizes, sell, buy, float(sizes[np.isfinite(buy)][-1]), exact)
+        return cls(sizes, sell, buy, float(sizes[np.isfinite(buy)][-1]), exact,
+                   None if exact is not None else venues.copy())
 
     def sell_fraction(self, q: np.ndarray) -> np.ndarray:
         """Beyond the sampled grid, proceeds stay at those of the largest sampled sale."""
@@ -110,6 +137,10 @@ class _CurveTable:
         self.top, self.sell_last, self.buy_limit = (np.array([r[i] for r in rows]) for i in (8, 9, 10))
         exact = [c.exact or (1.0, 1.0, 1.0, 1.0) for c in curves]
         self.is_exact = np.array([c.exact is not None for c in curves])
+        # exact as sampled: a closed form, or a curve with no venues behind it (flat)
+        self.is_decided = self.is_exact | np.array([c.venues is None for c in curves])
+        self.curves, self._rows = curves, rows
+        self._steps: dict[bool, tuple[_Piecewise, _Piecewise]] = {}
         self.pool_x, self.pool_y, self.pool_keep, self.pool_scale = (np.array([e[i] for e in exact]) for i in range(4))
 
     def proceeds(self, q: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -135,6 +166,34 @@ class _CurveTable:
                 pool = np.where(q < x, y * q / ((x - q) * keep), np.inf) * self.pool_scale[c]
             out = np.where(self.is_exact[c], pool, out)
         return out
+
+
+    def bounds(self, q: np.ndarray, c: np.ndarray, sell: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds on the exact ``proceeds`` (``sell``) or ``cost`` of ``q`` for curve ``c``: the
+        average price of a sale falls (of a purchase rises) with its size on every convex venue and
+        on a route across them, so between sampled sizes q_i <= q < q_(i+1) it lies between the
+        sampled averages at q_(i+1) and q_i. Equal where the value is exact (a closed form, a flat
+        curve) or beyond the sampled sizes."""
+        value = self.proceeds(q, c) if sell else self.cost(q, c)
+        if sell not in self._steps:     # the sampled points on each side of a size, built when first needed
+            first = 0 if sell else 4
+            self._steps[sell] = _steps([(r[first], r[first + 1], r[first + 3]) for r in self._rows])
+        left, right = self._steps[sell]
+        low, high = (q * right(q, c), q * left(q, c)) if sell else (q * left(q, c), q * right(q, c))
+        top = self.top[c] if sell else self.buy_limit[c]
+        keep = self.is_decided[c] | (q >= top) | ~np.isfinite(value)
+        return np.where(keep, value, low), np.where(keep, value, high)
+
+
+def _steps(tables: list[tuple[np.ndarray, np.ndarray, int]]) -> tuple[_Piecewise, _Piecewise]:
+    """Step functions of padded (sizes, fractions, last index) rows: the fraction at the sampled size
+    at or below x, and at the next sampled size above it."""
+    xp = np.stack([t[0] for t in tables])
+    fp = np.stack([t[1] for t in tables])
+    last = np.array([t[2] for t in tables], dtype=np.intp)
+    flat = np.zeros_like(xp)
+    following = np.concatenate([fp[:, 1:], fp[:, -1:]], axis=1)
+    return _Piecewise(xp, fp, flat, last), _Piecewise(xp, following, flat, last)
 
 
 class _Piecewise:
@@ -280,9 +339,42 @@ class _Queue:
             value = self.signed_price[entries, None] * (value[:, 1:] - value[:, :1])
         value[np.isnan(value)] = -np.inf
         bins = (self.rows[entries, None] * width + np.arange(width)).ravel()
-        return np.bincount(np.concatenate([np.arange(k * width), bins]),
-                           weights=np.concatenate([base.ravel(), value.ravel()]),
-                           minlength=k * width).reshape(k, width)
+        profit = np.bincount(np.concatenate([np.arange(k * width), bins]),
+                             weights=np.concatenate([base.ravel(), value.ravel()]),
+                             minlength=k * width).reshape(k, width)
+        if not self.table.is_decided[self.table_row[entries]].all():
+            self._decide_exactly(profit, base, ends, entries, int(split), c, bins)
+        return profit
+
+    def _decide_exactly(self, profit: np.ndarray, base: np.ndarray, ends: np.ndarray, entries: np.ndarray,
+                        split: int, c: np.ndarray, bins: np.ndarray) -> None:
+        """Where the grid's bounds on a keeper's profit straddle zero, the profit from real trades on
+        copies of the venues (:meth:`SlippageCurve.exact_value`), so that the keeper's decision is
+        the exact rule's; elsewhere the sign of the interpolated profit is already the exact one."""
+        assert self.table is not None
+        k, width = profit.shape
+        low, high = np.empty_like(ends), np.empty_like(ends)
+        low[:split], high[:split] = self.table.bounds(ends[:split], c[:split], True)
+        low[split:], high[split:] = self.table.bounds(ends[split:], c[split:], False)
+        price = self.signed_price[entries, None]
+        with np.errstate(invalid="ignore"):
+            spread = (low[:, 1:] - high[:, :1], high[:, 1:] - low[:, :1])
+            worst = np.where(price > 0, price * spread[0], price * spread[1])
+            best = np.where(price > 0, price * spread[1], price * spread[0])
+        worst[np.isnan(worst)], best[np.isnan(best)] = -np.inf, np.inf
+        sums = [np.bincount(np.concatenate([np.arange(k * width), bins]), weights=np.concatenate([base.ravel(),
+                            bound.ravel()]), minlength=k * width).reshape(k, width) for bound in (worst, best)]
+        undecided = np.argwhere((sums[0] <= 0) & (sums[1] > 0))
+        if not len(undecided):
+            return
+        keeper_of = self.rows[entries]
+        for keeper, f in undecided:          # the few keepers near break-even
+            total = float(base[keeper, f])
+            for e in np.flatnonzero(keeper_of == keeper):
+                curve, sell = self.table.curves[int(c[e, 0])], bool(e < split)
+                delta = curve.exact_value(ends[e, f + 1], sell) - curve.exact_value(ends[e, 0], sell)
+                total += float(price[e, 0]) * delta if math.isfinite(delta) else -math.inf
+            profit[keeper, f] = total
 
 
 def _by_column_flat(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -142,8 +142,9 @@ class OptionBook:
         """Protocols (and off-chain venues) whose pools or dealers hedge, sorted."""
         return sorted({str(p) for p in self.hedger_protocol})
 
-    def short_gamma(self, spot: np.ndarray, iv: np.ndarray, alive: np.ndarray, n_assets: int) -> np.ndarray:
-        """``(A,)`` the pools' short gamma (≥ 0, base units per USD): the hedging flow per USD of move."""
+    def hedger_gammas(self, spot: np.ndarray, iv: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """``(h,)`` each pool's (or venue's dealers') gamma, base units per USD, signed (< 0: short):
+        ``net_gamma`` for a linear hedger, a central difference of :meth:`pool_delta` for a revalued one."""
         gamma = self.hedger_gamma.copy()
         if self.hedger_revalued.any():
             bump = np.maximum(spot * 1e-4, 1e-12)
@@ -151,10 +152,41 @@ class OptionBook:
             down = self.pool_delta(spot - bump, iv, alive)
             numeric = (up - down) / (2 * bump[np.maximum(self.hedger_asset, 0)])
             gamma = np.where(self.hedger_revalued, numeric, gamma)
+        return gamma
+
+    def short_gamma(self, spot: np.ndarray, iv: np.ndarray, alive: np.ndarray, n_assets: int) -> np.ndarray:
+        """``(A,)`` the pools' short gamma (≥ 0, base units per USD): the hedging flow per USD of move."""
+        gamma = self.hedger_gammas(spot, iv, alive)
         out = np.zeros(n_assets)
         ok = self.hedger_asset >= 0
         np.add.at(out, self.hedger_asset[ok], np.maximum(-gamma[ok], 0.0))
         return out
+
+    def net_gamma(self, spot: np.ndarray, iv: np.ndarray, alive: np.ndarray, n_assets: int) -> np.ndarray:
+        """``(A,)`` the hedgers' gamma summed per asset, signed (> 0: the dealers are net long gamma)."""
+        gamma = self.hedger_gammas(spot, iv, alive)
+        out = np.zeros(n_assets)
+        ok = self.hedger_asset >= 0
+        np.add.at(out, self.hedger_asset[ok], gamma[ok])
+        return out
+
+
+def long_gamma_damping(net_gamma: np.ndarray, price: np.ndarray, depth_1pct: np.ndarray) -> np.ndarray:
+    """``(A,)`` the factor ``1 / (1 + g)`` that turns a round's hedge into continuous hedging where the
+    dealers are net long gamma (1 elsewhere); ``g = 0.01 · p · Γ / depth_1pct`` is their one-round loop
+    gain (Γ base units per USD, ``depth_1pct`` the units that move the asset's venues by 1%).
+
+    A dealer hedging as the price moves targets the delta at the price its own trade leaves: with a
+    linear venue (impact ``k`` USD per unit, ``g = kΓ``) its hedge ``q`` solves ``q = Γ (Δp − k q)``, so
+    ``q = Γ Δp / (1 + g)`` and the price settles at ``Δp / (1 + g)`` from where the dealers last hedged,
+    the continuous-time limit. Hedging in rounds instead (``q = Γ Δp``) makes the series
+    ``Δp · Σ (−g)^k``, which converges to the same level only while ``g < 1`` and oscillates with a
+    growing amplitude beyond (a long-gamma dealer's buy-back overshooting the fall it answers). Short
+    gamma is left to the rounds: its series ``Δp · Σ g^k`` is the continuous limit ``Δp / (1 − g)``
+    already, and diverges where continuous hedging does (``g ≥ 1``, the divergence flag)."""
+    gain = np.divide(0.01 * price * net_gamma, depth_1pct, out=np.zeros_like(net_gamma, dtype=float),
+                     where=depth_1pct > 0)
+    return np.where(gain > 0, 1.0 / (1.0 + gain), 1.0)
 
 
 def _venue_rows(snapshot) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
@@ -191,10 +223,14 @@ def vol_spiral(iv: np.ndarray, spot_before: np.ndarray, spot_after: np.ndarray, 
 
 
 def option_margin_liquidations(rules_by_protocol: dict, book: OptionBook, alive: np.ndarray, spot: np.ndarray,
-                               iv: np.ndarray, n_assets: int) -> tuple[np.ndarray, dict[str, OptionLiquidation]]:
+                               iv: np.ndarray, n_assets: int, carry: dict | None = None
+                               ) -> tuple[np.ndarray, dict[str, OptionLiquidation]]:
     """Ask every option plugin's margin rule which of its open shorts it liquidates now.
 
-    Returns the rows liquidated (bool, over all option rows) and each protocol's answer."""
+    ``carry`` (updated in place): each (protocol, market)'s :attr:`OptionLiquidation.carry` from the
+    previous round, handed back to its rule. Returns the rows liquidated (bool, over all option rows)
+    and each protocol's answer."""
+    carry = {} if carry is None else carry
     closed = np.zeros(len(book.frame), dtype=bool)
     answers: dict[str, OptionLiquidation] = {}
     for protocol, rules in rules_by_protocol.items():
@@ -206,7 +242,9 @@ def option_margin_liquidations(rules_by_protocol: dict, book: OptionBook, alive:
         for market in sorted(set(book.frame["market"][mine])):      # option markets: a handful
             rows = np.flatnonzero(mine & (book.frame["market"] == market).to_numpy())
             u = book.underlying[rows]
-            answer = rules.option_liquidations(book.frame.iloc[rows].reset_index(drop=True), spot[u], iv[u], book.now)
+            answer = rules.option_liquidations(book.frame.iloc[rows].reset_index(drop=True), spot[u], iv[u], book.now,
+                                               carry=carry.get((protocol, market)))
+            carry[(protocol, market)] = answer.carry
             full.liquidated[rows] = np.asarray(answer.liquidated, dtype=bool)
             full.collateral_sold[rows] = np.asarray(answer.collateral_sold, dtype=float)
             full.value_usd[rows] = np.asarray(answer.value_usd, dtype=float)

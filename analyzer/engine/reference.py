@@ -240,11 +240,21 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         if supplied > 0:
             writedown[a] = max(min(bad / supplied, 1.0), state.writedown[a])
     asset_writedown = receipt_writedowns(prep, state.books, state.asset_writedown)
+    net_gamma = [0.0] * A
+    for h in range(len(prep.options.hedger_asset)):
+        net_gamma[int(prep.options.hedger_asset[h])] += float(prep.options.hedger_gamma[h])
+    damping = [1.0] * A      # net long-gamma dealers hedge to the price their own trade leaves
+    for a in range(A):
+        if scenario.price_impact and net_gamma[a] > 0 and a in state.venues:
+            depth = sum(v.depth(0.01, True) for v in state.venues[a].venues)
+            if depth > 0:
+                damping[a] = 1.0 / (1.0 + 0.01 * state.price[a] * net_gamma[a] / depth)
     for h in range(len(prep.options.hedger_asset)):
         a = int(prep.options.hedger_asset[h])
         hedge = prep.source_index[attr.hedging_source(str(prep.options.hedger_protocol[h]))]
-        flows[a, hedge] += prep.options.hedger_gamma[h] * (state.price[a] - state.hedge_spot[a])
-    state.hedge_spot, state.hedge_iv = state.price.copy(), state.iv.copy()
+        flows[a, hedge] += prep.options.hedger_gamma[h] * (state.price[a] - state.hedge_spot[a]) * damping[a]
+    state.hedge_spot = [state.hedge_spot[a] + (state.price[a] - state.hedge_spot[a]) * damping[a] for a in range(A)]
+    state.hedge_spot, state.hedge_iv = np.array(state.hedge_spot, dtype=float), state.iv.copy()
     new_price = state.price.copy()
     if scenario.price_impact:
         for a in range(A):

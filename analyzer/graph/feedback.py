@@ -7,7 +7,9 @@ For each asset with a venue, on a grid of falls ``x`` = 0%, 1%, …, ``max_fall`
   static liquidation curves of the asset (:mod:`analyzer.graph.curves`), all protocols summed;
 - **dealer hedging** ``hedging_usd``: USD of the asset dealers sell per 1% move at that level, the
   negative of their gamma exposure there (:mod:`analyzer.options.gammamap`; long-gamma dealers buy,
-  giving a negative sale);
+  giving a negative sale); a hedger known only by its gamma (a ``hedgers`` row whose market has no
+  option rows, which the engine hedges linearly, ``sold = net_gamma × ΔS``) sells
+  ``−net_gamma × S² / 100`` at the level ``S``;
 - **depth** ``depth_usd``: USD of the asset whose sale moves the asset's venues (all of them, as the
   engine routes a flow) from ``x`` to ``x + 1%`` below today's price, by walking copies of the
   venue models down the grid.
@@ -67,6 +69,22 @@ def depth_profile(venues: AssetVenues, falls: np.ndarray) -> np.ndarray:
     return out
 
 
+def linear_hedger_gamma(snapshot: Snapshot) -> dict[str, float]:
+    """``net_gamma`` (base units per USD, signed) summed by asset over the hedgers the engine hedges
+    linearly: those whose (protocol, market) has no rows in ``options`` (the others are repriced
+    from their rows, in the dealer book)."""
+    hedgers = snapshot.hedgers
+    if len(hedgers) == 0:
+        return {}
+    priced = set(zip(snapshot.options["protocol"], snapshot.options["market"], strict=True))
+    out: dict[str, float] = {}
+    for protocol, market, asset, gamma in zip(hedgers["protocol"], hedgers["market"], hedgers["asset"],
+                                              hedgers["net_gamma"], strict=True):
+        if (protocol, market) not in priced and np.isfinite(gamma) and gamma != 0:
+            out[str(asset)] = out.get(str(asset), 0.0) + float(gamma)
+    return out
+
+
 def feedback_curves(snapshot: Snapshot, rules: dict[str, Rules], max_fall: float = 0.5) -> dict:
     """The feedback curve of every asset that has both a venue and forced flow (see the module
     docstring), as JSON-ready records: ``{"falls": [...], "curves": [{"asset", "symbol",
@@ -86,14 +104,17 @@ def feedback_curves(snapshot: Snapshot, rules: dict[str, Rules], max_fall: float
     from analyzer.options.gammamap import DealerBook
 
     dealers = DealerBook.from_snapshot(snapshot)
-    symbols = snapshot.symbol_of()
+    linear = linear_hedger_gamma(snapshot)
+    symbols, price = snapshot.symbol_of(), snapshot.price_of()
     out = []
-    for asset in sorted(set(curves_by_asset) | set(dealers.frame["asset"])):
+    for asset in sorted(set(curves_by_asset) | set(dealers.frame["asset"]) | set(linear)):
         if asset not in venues:
             continue
         mine = DealerBook(dealers.frame[dealers.frame["asset"] == asset].reset_index(drop=True))
         hedging = np.array([-mine.exposures(-float(f))["gex_usd_per_pct"].sum() for f in falls]) \
             if len(mine.frame) else np.zeros(len(falls))
+        level = price.get(asset, np.nan) * (1.0 - falls)
+        hedging = hedging - linear.get(asset, 0.0) * level * level / 100.0
         liquidation = np.asarray(curves_by_asset.get(asset, np.zeros(len(falls))), dtype=float)
         liquidation = np.where(np.isfinite(liquidation), np.maximum(liquidation, 0.0), np.nan)
         depth = depth_profile(venues[asset], falls)

@@ -231,8 +231,9 @@ def multi_protocol_accounts(snapshot: Snapshot, rule_health: dict[tuple[str, str
     count as activity with their collateral; they have no health ratio here.
     """
     pos = position_values(snapshot)
-    thresholds = snapshot.markets.set_index(["protocol", "market", "asset"])["liquidation_threshold"]
-    lt = pd.Series(thresholds.reindex(pd.MultiIndex.from_frame(pos[["protocol", "market", "asset"]])).to_numpy(),
+    key = ["protocol", "market", "asset", "reserve"]
+    thresholds = snapshot.markets.set_index(key)["liquidation_threshold"]
+    lt = pd.Series(thresholds.reindex(pd.MultiIndex.from_frame(pos[key])).to_numpy(),
                    index=pos.index).fillna(0.0)
     is_coll = pos["side"] == "collateral"
     pos = pos.assign(collateral_usd=np.where(is_coll, pos["usd"], 0.0), debt_usd=np.where(is_coll, 0.0, pos["usd"]),

@@ -172,28 +172,33 @@ class Evaluator:
         return self.evaluate([changes], names)[0]
 
 
-def liquidatable_now(snapshot: Snapshot, changes: Sequence[ParameterChange]) -> dict[str, object]:
-    """The accounts ``changes`` make liquidatable at today's oracle prices (each protocol's own rule,
-    before and after the change): ``{"accounts": [[protocol, market, account], ...], "debt_usd": the
-    debt of those accounts at the protocol's oracle prices}``."""
+def liquidatable(snapshot: Snapshot) -> dict[tuple[str, str, str], float]:
+    """Every account liquidatable at the snapshot's oracle prices by its protocol's own rule:
+    (protocol, market, account) -> its debt USD at those prices."""
     from analyzer.engine.prepare import prepare
 
-    old_prep = prepare(snapshot, venues={})       # books and oracle prices only
-    before = {(s.protocol, str(s.book.market)): s for s in old_prep.slots}
-    prep = prepare(tuned(snapshot, changes), venues={})
-    found, debt_usd = [], 0.0
+    prep = prepare(snapshot, venues={})       # books and oracle prices only
+    out = {}
     for slot in prep.slots:
-        old = before.get((slot.protocol, str(slot.book.market)))
-        was = np.zeros(len(slot.book.accounts), dtype=bool)
-        if old is not None:
-            index = {a: i for i, a in enumerate(old.book.accounts)}
-            rows = np.array([index.get(a, -1) for a in slot.book.accounts], dtype=np.int64)
-            was = (rows >= 0) & old.initially_liquidatable[np.maximum(rows, 0)]
-        newly = slot.initially_liquidatable & ~was
-        oracle = prep.price_pre[slot.cols] * slot.oracle_scale
-        debt_usd += float((slot.book.debt[newly] @ oracle).sum())
-        found += [[slot.protocol, str(slot.book.market), str(a)] for a in slot.book.accounts[newly]]
-    return {"accounts": sorted(found), "debt_usd": debt_usd}
+        rows = np.flatnonzero(slot.initially_liquidatable)
+        debt_usd = slot.book.debt[rows] @ (prep.price_pre[slot.cols] * slot.oracle_scale)
+        out |= {(slot.protocol, str(slot.book.market), str(slot.book.accounts[r])): float(d)
+                for r, d in zip(rows, debt_usd, strict=True)}
+    return out
 
 
-__all__ = ["Evaluator", "Outcome", "liquidatable_now", "outcome", "tuned", "tunings"]
+def newly_liquidatable(before: Snapshot, after: Snapshot) -> dict[str, object]:
+    """The accounts liquidatable in ``after`` and not in ``before`` (:func:`liquidatable`):
+    ``{"accounts": [[protocol, market, account], ...], "debt_usd": their debt in ``after``}``."""
+    was, now = liquidatable(before), liquidatable(after)
+    new = sorted(k for k in now if k not in was)
+    return {"accounts": [list(k) for k in new], "debt_usd": float(sum(now[k] for k in new))}
+
+
+def liquidatable_now(snapshot: Snapshot, changes: Sequence[ParameterChange]) -> dict[str, object]:
+    """The accounts ``changes`` make liquidatable at today's oracle prices (:func:`newly_liquidatable`)."""
+    return newly_liquidatable(snapshot, tuned(snapshot, changes))
+
+
+__all__ = ["Evaluator", "Outcome", "liquidatable", "liquidatable_now", "newly_liquidatable", "outcome", "tuned",
+           "tunings"]

@@ -169,9 +169,12 @@ def load_scenarios(spec: str, snapshot: Snapshot) -> list[ShockScenario]:
 
 def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: float, out_dir: str | Path, *,
                      markets: Sequence[str] | None = None, workers: int | None = None, scheduler: str | None = None,
+                     prove_on: tuple[str, str | Path] | None = None,
                      say: Callable[[str], None] = lambda text: None) -> Path:
     """``contagion recommend``: write recommendations.json, recommend.html and
-    figures/recommend_tradeoff.png into ``out_dir`` (all at once); returns recommendations.json."""
+    figures/recommend_tradeoff.png into ``out_dir`` (all at once); returns recommendations.json.
+    ``prove_on``: (RPC URL, address book path): also prove the changes on a fork of that chain
+    (:func:`analyzer.recommend.prove.prove`) into proof.json and the section."""
     from analyzer.atomic import (
         atomic_write_bytes,
         atomic_write_text,
@@ -186,8 +189,25 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
     snapshot = Snapshot.read(snapshot_dir)
     snapshot.meta["path"] = str(Path(snapshot_dir).resolve())
     scenarios = load_scenarios(scenarios_spec, snapshot)
+    address_book = None
+    if prove_on is not None:
+        from analyzer.books import load_book
+        from analyzer.rpcurl import check_rpc_url
+
+        check_rpc_url(prove_on[0], "--rpc")
+        address_book = load_book(Path(prove_on[1])) or {}
+        if not address_book.get("protocols"):
+            raise ContagionError(f"--book {prove_on[1]}: no protocols in the address book")
     with _client(workers, scheduler) as client:
         doc = recommend(snapshot, scenarios, budget_usd, markets=markets, client=client, say=say)
+    proof = None
+    if prove_on is not None and doc["feasible"]:
+        from analyzer.recommend.prove import prove
+        from protocols import plugins
+
+        proof = prove(prove_on[0], address_book, doc, scenarios, list(plugins().values()), progress=say)
+        doc["proof"] = {"liquidatable_now_ok": proof["liquidatable_now_ok"],
+                        "within_budget": {r["scenario"]: r.get("within_budget") for r in proof["scenarios"]}}
     figure = tradeoff_figure(doc)
     with staged_folder(out_dir) as stage:
         written = atomic_write_text(stage / "recommendations.json",
@@ -195,7 +215,10 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
         if figure is not None:
             (stage / "figures").mkdir(exist_ok=True)
             atomic_write_bytes(stage / "figures" / "recommend_tradeoff.png", figure)
-        atomic_write_text(stage / "recommend.html", section_html(doc, figure))
+        if proof is not None:
+            atomic_write_text(stage / "proof.json", json.dumps(_clean(proof), indent=2, sort_keys=True,
+                                                               allow_nan=False, default=str) + "\n")
+        atomic_write_text(stage / "recommend.html", section_html(doc, figure, proof))
     return final_path(written, stage, Path(out_dir))
 
 

@@ -11,8 +11,10 @@ takes effect before the stress, so its own liquidations at today's prices happen
    keeps the move with the most bad debt avoided per unit of liquidations caused:
    ``avoided / (caused + $1)``, avoided = the fall of the excess over the budget summed over
    scenarios (the fall of total bad debt when no move lowers the excess), caused = the rise of the
-   USD the settle phase liquidates at today's prices. No improving move at ``jump`` steps: the jump
-   doubles (up to 16 × ``jump``); none at all: the budget is out of reach (``feasible`` is False).
+   USD the settle phase liquidates at today's prices, among the moves that avoid at least a quarter
+   of what the strongest move avoids (a free move that avoids crumbs does not win on its ratio
+   alone). No improving move at ``jump`` steps: the jump doubles (up to 16 × ``jump``); none at
+   all: the budget is out of reach (``feasible`` is False).
 2. **Pruning.** Each parameter's change is undone (all of it, half, or one step) while every
    scenario stays within the budget, until no single step of any parameter can be undone: every
    remaining step is needed.
@@ -29,6 +31,7 @@ from analyzer.recommend.evaluate import Evaluator, Outcome
 from protocols.base import ParameterChange, TunableParameter
 
 Key = tuple[str, str, str, str]     # protocol, market, asset, parameter
+STRONG_SHARE = 0.25
 
 
 @dataclass
@@ -126,9 +129,16 @@ def _best_move(search: Search, evaluator: Evaluator, budget: float, jump: int, n
             excess, total = _gain(current, out, budget)
             caused = max(out.settle_liquidated_usd - current.settle_liquidated_usd, 0.0)
             if excess > 1e-6 or total > 1e-6:
-                scored.append((excess > 1e-6, (excess if excess > 1e-6 else total) / (caused + 1.0), key, trial))
+                avoided = excess if excess > 1e-6 else total
+                scored.append((excess > 1e-6, avoided / (caused + 1.0), key, trial, avoided))
         if scored:
-            return max(scored, key=lambda s: (s[0], s[1]))     # the first in key order on a tie
+            # among the moves that gain the excess (else any), those that avoid at least a quarter of
+            # what the strongest avoids: a move that avoids crumbs at no cost does not win on ratio alone
+            best_kind = max(s[0] for s in scored)
+            kind = [s for s in scored if s[0] == best_kind]
+            strongest = max(s[4] for s in kind)
+            worthy = [s for s in kind if s[4] >= STRONG_SHARE * strongest]
+            return max(worthy, key=lambda s: s[1])[:4]     # the first in key order on a tie
         size *= 2
     return None
 

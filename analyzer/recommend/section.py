@@ -25,8 +25,10 @@ def tradeoff_figure(doc: dict[str, Any]) -> bytes | None:
     ys = [_worst_avoided(r) for r in recs]
     ax.scatter(xs, ys, s=60, color="#d95f02", zorder=3)
     for r, x, y in zip(recs, xs, ys, strict=True):
-        ax.annotate(f"{r['symbol']} {r['parameter'].replace('_', ' ')} {r['old_value']:.2%}→{r['new_value']:.2%}",
+        ax.annotate(f"{r['protocol']} {r['symbol']} {r['parameter'].replace('_', ' ')} {r['old_value']:.2%}→{r['new_value']:.2%}",
                     (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlim(left=0, right=max(xs) * 1.3 + 1.0)
+    ax.set_ylim(bottom=0, top=max(ys) * 1.2 + 1.0)
     ax.xaxis.set_major_formatter(usd_axis)
     ax.yaxis.set_major_formatter(usd_axis)
     ax.set_xlabel("debt made liquidatable at today's prices (USD)")
@@ -37,7 +39,7 @@ def tradeoff_figure(doc: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def section_html(doc: dict[str, Any], figure: bytes | None) -> str:
+def section_html(doc: dict[str, Any], figure: bytes | None, proof: dict[str, Any] | None = None) -> str:
     e = html.escape
     rows = "".join(
         f"<tr><td>{e(r['protocol'])}</td><td>{e(r['symbol'])}</td><td>{e(r['parameter'])}</td>"
@@ -58,9 +60,25 @@ accounts, ${doc['liquidatable_now']['debt_usd']:,.0f} of debt.</p>
 <table><tr><th>protocol</th><th>asset</th><th>parameter</th><th>today</th><th>recommended</th><th>bad debt avoided (worst)</th>
 <th>accounts liquidatable now</th><th>their debt</th><th>distance to cascade before</th><th>after</th></tr>{rows}</table>
 <h3>Bad debt per scenario</h3><table><tr><th>scenario</th><th>today</th><th>with the changes</th></tr>{scen}</table>
-{img}</section></body></html>
+{img}{_proof_html(proof)}</section></body></html>
 """
 
 
 def _pct(value: float | None) -> str:
     return "none within -95%" if value is None else f"{value:.0%}"
+
+
+def _proof_html(proof: dict[str, Any] | None) -> str:
+    if proof is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(r['scenario'])}</td>" + (
+            f"<td>${r['predicted_bad_debt_usd']:,.0f}</td><td>${r['replayed_bad_debt_usd']:,.0f}</td>"
+            f"<td>{'yes' if r['within_budget'] else 'NO'}</td><td>{r['settle_liquidations']}</td></tr>"
+            if r["replayed"] else f"<td colspan=4>{html.escape(r['reason'])}</td></tr>")
+        for r in proof["scenarios"])
+    fork, predicted = proof["liquidatable_now_fork"], proof["liquidatable_now_predicted"]
+    return (f"<h3>Proof on a fork at block {proof['block']}</h3><p>Liquidatable after the change, fresh scan of the "
+            f"fork: {len(fork['accounts'])} accounts, ${fork['debt_usd']:,.0f} (predicted {len(predicted['accounts'])}, "
+            f"${predicted['debt_usd']:,.0f}).</p><table><tr><th>scenario</th><th>engine</th><th>replayed bad debt</th>"
+            f"<th>within budget</th><th>liquidations settling the change</th></tr>{rows}</table>")

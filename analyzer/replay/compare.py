@@ -8,7 +8,7 @@ from typing import Any
 
 from analyzer.engine.result import CascadeResult
 from analyzer.replay.result import ReplayResult
-from analyzer.replay.run import replay
+from analyzer.replay.run import log, replay
 from analyzer.scenarios import ShockScenario
 from protocols.base import Plugin
 
@@ -35,7 +35,7 @@ def engine_liquidated_accounts(engine: CascadeResult) -> dict[str, set[str]]:
 
 def replay_and_compare(source_url: str, book: dict, scenario: ShockScenario, plugins: Sequence[Plugin], *,
                        max_rounds: int | None = None,
-                       progress: Callable[[str], None] = lambda message: None) -> ReplayComparison:
+                       progress: Callable[[str], None] | None = None) -> ReplayComparison:
     """Replay ``scenario`` on a fork of ``source_url`` and run the engine beside it.
 
     Parameters
@@ -52,7 +52,8 @@ def replay_and_compare(source_url: str, book: dict, scenario: ShockScenario, plu
     max_rounds
         Round limit of the replay (default: the scenario's).
     progress
-        Called with one line per step of the replay.
+        Called with one line per stage, round and first-seen skip of the replay (default: the
+        ``analyzer.replay`` logger).
 
     Returns
     -------
@@ -69,7 +70,7 @@ def replay_and_compare(source_url: str, book: dict, scenario: ShockScenario, plu
     from analyzer.errors import ContagionError
     from analyzer.fidelity import compare, engine_scenario
 
-    replayed = replay(source_url, book, scenario, plugins, max_rounds=max_rounds, progress=progress)
+    replayed = replay(source_url, book, scenario, plugins, max_rounds=max_rounds, progress=progress or log.info)
     if not replayed.source_unchanged:
         raise ContagionError("the replay changed the chain it forked (it must only read it)")
     assert replayed.snapshot_before is not None

@@ -10,6 +10,7 @@ from web3 import Web3
 from analyzer.model import Snapshot
 from analyzer.replay.keepers import Lender
 from analyzer.replay.oracles import ForkOracles
+from analyzer.replay.result import Skips
 from analyzer.replay.shock import ForkMarket
 from analyzer.replay.trades import ReceiptSales
 from analyzer.scan import scan
@@ -46,6 +47,7 @@ class ReplayFork:
     oracles: ForkOracles
     market: ForkMarket
     sales: ReceiptSales
+    skips: Skips
 
     @property
     def asset_list(self) -> list[str]:
@@ -76,5 +78,5 @@ def open_fork(w3: Web3, url: str, book: dict, scenario: ShockScenario, plugins: 
     oracles = ForkOracles(w3, oracle_entries, progress)
     market = ForkMarket.open(w3, chain_markets, read, before)
     return ReplayFork(w3, read, scenario, progress, trader, before, accounts, lenders, oracles, market,
-                      ReceiptSales.of(before))
+                      ReceiptSales.of(before), Skips(progress))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -145,20 +146,23 @@ def _liquidate_row(fork: ReplayFork, state: KeeperRound, lender: Lender, book: L
     name, account = lender.plugin.name, str(book.accounts[step.rows[i]])
     if share < 1.0 and not step.absorbed_by_protocol:
         state.active[(name, book.market)].discard(account)
+    skip = partial(fork.skips.add, state.record.round, name, account)
     if share <= 0.0 and not step.absorbed_by_protocol:
-        fork.progress(f"replay: no keeper for {name} {account}: the bonus does not pay for the slippage and gas")
+        skip("no keeper: the bonus does not pay for the slippage and gas")
         return False
     if not (step.repaid[i] > 0).any() or not (step.seized[i] > 0).any():
-        return False   # in shortfall with nothing left to seize: bad debt, no keeper
-    debt_col = int(np.argmax(step.repaid[i] * prices))
-    debt_asset = str(book.assets[debt_col])
-    collateral_asset = str(book.assets[int(np.argmax(step.seized[i] * prices))])
+        skip("no keeper: nothing left to seize (bad debt)")
+        return False
+    debt_col, collateral_col = int(np.argmax(step.repaid[i] * prices)), int(np.argmax(step.seized[i] * prices))
+    debt_asset, collateral_asset = str(book.assets[debt_col]), str(book.assets[collateral_col])
     outcome = _execute(lender.executor_for(book.market), step, account, share, debt_asset,
-                       float(step.repaid[i, debt_col]), collateral_asset, fork.decimals)
+                       float(step.repaid[i, debt_col]), fork.decimals,
+                       (book.column_key(debt_col), book.column_key(collateral_col)))
     if outcome is None:
-        return False   # the share the keeper would take is below one base unit
+        skip("no keeper: its share of the debt is below one base unit")
+        return False
     if not outcome.success:
-        fork.progress(f"replay: {name} refused to liquidate {account}: {outcome.error}")
+        skip(f"refused: {outcome.error}")
         return False
     state.record.liquidations.append(ReplayLiquidation(
         state.record.round, name, account, debt_asset, collateral_asset,
@@ -173,10 +177,12 @@ def _liquidate_row(fork: ReplayFork, state: KeeperRound, lender: Lender, book: L
 
 
 def _execute(executor: Any, step: Liquidation, account: str, share: float, debt_asset: str, repaid_units: float,
-             collateral_asset: str, decimals: dict[str, int]) -> ExecutedLiquidation | None:
+             decimals: dict[str, int], columns: tuple[str, str]) -> ExecutedLiquidation | None:
     """The executor's liquidation of ``account``: an absorbing protocol's (the keeper buys ``share``
     of the collateral where the executor lets it), else the keeper repays ``share`` of the
-    ``repaid_units`` of ``debt_asset`` the rule allows; None when that is below one base unit."""
+    ``repaid_units`` of ``debt_asset`` the rule allows; None when that is below one base unit.
+    ``columns``: the debt and collateral columns as the executor knows them
+    (:meth:`~protocols.base.LendingBook.column_key`: a cToken where two share an underlying)."""
     if step.absorbed_by_protocol and isinstance(executor, PartialCollateralExecutor):
         return executor.liquidate(account, None, None, collateral_share=share)
     if step.absorbed_by_protocol:
@@ -184,7 +190,7 @@ def _execute(executor: Any, step: Liquidation, account: str, share: float, debt_
     amount = None if share >= 1.0 else int(share * repaid_units * 10 ** decimals[debt_asset])
     if amount == 0:
         return None
-    return executor.liquidate(account, debt_asset, collateral_asset, amount)
+    return executor.liquidate(account, columns[0], columns[1], amount)
 
 
 def _usd(amounts: dict[str, int], prices: np.ndarray, assets: np.ndarray, decimals: dict[str, int]) -> float:

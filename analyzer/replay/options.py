@@ -21,8 +21,10 @@ class OptionMarkets:
     at the round's spot is liquidated by its executor (``OptionMarket.liquidatePosition``); then the
     option pools re-hedge the change of their net delta (the engine's ``OptionBook.hedge_sales``,
     at the round's market prices and the vol-spiral IV) with real swaps on the underlying's pools.
-    The IV path is the engine's rule, imposed like the price shock (it is a market-maker
-    assumption, not a chain state); collateral on an asset with no pool cannot be sold for real.
+    The IV path is the engine's rule (the scenario's ``[iv]`` shock, then the vol spiral), imposed
+    like the price shock: each round starts by moving the market's IVs on chain by the IV's change
+    since the last round (:meth:`OptionExecutor.shift_iv`); collateral on an asset with no pool
+    cannot be sold for real.
     """
 
     def __init__(self, before: Snapshot, lenders: Sequence[Lender], scenario: ShockScenario):
@@ -40,14 +42,16 @@ class OptionMarkets:
         self.alive, self.hedge_alive = np.ones(n, dtype=bool), np.ones(n, dtype=bool)
         self.hedge_spot, self.hedge_iv = self.prep.price_pre.copy(), self.prep.iv_pre.copy()
         self.iv = self.prep.iv_pre.copy()
+        self.iv_on_chain: dict[tuple[str, int], float] = {}    # (protocol, asset index) -> IV the chain quotes
         for name, points in scenario.iv_shocks.items():
             self.iv[self.prep.asset(name, f"scenario {scenario.name}: iv")] += points
         self.started = False
 
     def round(self, snap: Snapshot, price: np.ndarray, now: int, round_index: int,
-              progress: Callable[[str], None]) -> tuple[list[ReplayLiquidation], np.ndarray, np.ndarray]:
+              skip: Callable[[str, str, str], None]) -> tuple[list[ReplayLiquidation], np.ndarray, np.ndarray]:
         """Liquidate the flagged shorts of ``snap`` (the fork now) at ``price`` (A,); returns the
-        liquidations, the pools' hedge sales (A,) in asset units and the contracts bought back (A,)."""
+        liquidations, the pools' hedge sales (A,) in asset units and the contracts bought back (A,).
+        ``skip(protocol, account, reason)`` is told of each refused liquidation."""
         from analyzer.engine.options import vol_spiral
 
         book, n_assets = self.prep.options, len(price)
@@ -61,6 +65,7 @@ class OptionMarkets:
         closed = np.zeros(len(book.frame), dtype=bool)
         bought = np.zeros(n_assets)
         records: list[ReplayLiquidation] = []
+        collateral_usd = snap.price_of()   # as the protocol's reader prices it now (Lyra's sETH: its spot)
         for lender in self.lenders:
             options = snap.options[snap.options["protocol"] == lender.plugin.name]
             for market in sorted(set(options["market"])):
@@ -68,7 +73,9 @@ class OptionMarkets:
                 if frame.empty:
                     continue
                 u = index[underlying_of[(lender.plugin.name, market)]]
-                for record, row in self._liquidate_market(lender, frame, u, price, now, round_index, progress):
+                self._move_iv(lender, u)
+                for record, row in self._liquidate_market(lender, frame, u, price, collateral_usd, now,
+                                                          round_index, skip):
                     records.append(record)
                     key = (lender.plugin.name, str(market), int(frame["position_id"][row]))
                     if key in self.row_of:
@@ -82,10 +89,13 @@ class OptionMarkets:
         self.alive = alive_after
         return records, hedge, bought
 
-    def _liquidate_market(self, lender: Lender, frame: pd.DataFrame, u: int, price: np.ndarray, now: int,
-                          round_index: int, progress: Callable[[str], None]) -> list[tuple[ReplayLiquidation, int]]:
+    def _liquidate_market(self, lender: Lender, frame: pd.DataFrame, u: int, price: np.ndarray,
+                          collateral_usd: dict[str, float], now: int, round_index: int,
+                          skip: Callable[[str, str, str], None]) -> list[tuple[ReplayLiquidation, int]]:
         """Liquidate the shorts of one option market (``frame``, on underlying column ``u``) its
-        margin rule flags; returns each liquidation with its row of ``frame``."""
+        margin rule flags; returns each liquidation with its row of ``frame``. The buy-back's USD value
+        is the premium in collateral units at the collateral's USD price in ``collateral_usd`` (the
+        round's read of the fork), else the underlying's for collateral in it, else 1."""
         answer = lender.rules.option_liquidations(frame, np.full(len(frame), price[u]),
                                                   np.full(len(frame), self.iv[u]), now)
         done = []
@@ -93,16 +103,27 @@ class OptionMarkets:
             position = int(frame["position_id"][row])
             outcome = lender.executor.liquidate_position(position)
             if not outcome.success:
-                progress(f"replay: {lender.plugin.name} refused to liquidate position {position}: {outcome.error}")
+                skip(lender.plugin.name, outcome.account, f"refused to liquidate position {position}: {outcome.error}")
                 continue
             # the buy-back: the premium the pool was paid, in collateral units (Lyra's event)
             premium = outcome.seized.get("lp_premiums", 0) / 1e18
-            in_base = frame["collateral_asset"][row] == self.prep.assets[u]
-            value = premium * (price[u] if in_base else 1.0)
+            collateral = str(frame["collateral_asset"][row])
+            fallback = price[u] if collateral == self.prep.assets[u] else 1.0
+            unit_usd = collateral_usd.get(collateral, fallback)
+            value = premium * (unit_usd if np.isfinite(unit_usd) else fallback)
             done.append((ReplayLiquidation(round_index, lender.plugin.name, outcome.account, "",
                                            str(frame["collateral_asset"][row]), value, value, outcome.tx_hash),
                          int(row)))
         return done
+
+    def _move_iv(self, lender: Lender, u: int) -> None:
+        """Put the engine's IV of asset ``u`` on ``lender``'s chain market (once per round and asset)."""
+        key = (lender.plugin.name, u)
+        quoted = self.iv_on_chain.get(key, float(self.prep.iv_pre[u]))
+        move = float(self.iv[u]) - quoted
+        if np.isfinite(move) and move != 0.0:
+            lender.executor.shift_iv(self.prep.assets[u], move)
+            self.iv_on_chain[key] = float(self.iv[u])
 
     def after_trades(self, price: np.ndarray, new_price: np.ndarray, bought: np.ndarray) -> None:
         from analyzer.engine.options import vol_spiral

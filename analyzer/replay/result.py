@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,43 @@ class ReplayRound:
     sold_raw: dict[str, int] = field(default_factory=dict)      # collateral the keeper sold
     bought_raw: dict[str, int] = field(default_factory=dict)    # debt assets bought back
     hedge_units: dict[str, float] = field(default_factory=dict)  # option pools' hedge sales (> 0) / buys
+    # the net flow of each asset as routed: one real swap per venue used (asset, venue, model, quote, units)
+    routed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0                   # liquidatable accounts no keeper liquidated this round (see ReplaySkip)
+
+
+@dataclass
+class ReplaySkip:
+    """A liquidatable account a keeper left, or a liquidation the protocol refused: one record per
+    (protocol, account, reason), with the rounds it happened in."""
+
+    protocol: str
+    account: str
+    reason: str
+    rounds: list[int] = field(default_factory=list)
+
+
+class Skips:
+    """The replay's skips. Each (protocol, account, reason) is logged once, when first seen; later
+    rounds only count it (:attr:`ReplayRound.skipped`)."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+        self.found: dict[tuple[str, str, str], ReplaySkip] = {}
+
+    def add(self, round_index: int, protocol: str, account: str, reason: str) -> None:
+        reason = " ".join(reason.split())[:300]     # one line, whatever the node's error said
+        skip = self.found.get((protocol, account, reason))
+        if skip is None:
+            skip = self.found[(protocol, account, reason)] = ReplaySkip(protocol, account, reason)
+            self.log(f"replay: {protocol} {account}: {reason}")
+        if round_index not in skip.rounds:
+            skip.rounds.append(round_index)
+
+    def in_round(self, round_index: int) -> tuple[int, int]:
+        """(skips in round ``round_index``, of which first seen there)."""
+        skips = [s for s in self.found.values() if round_index in s.rounds]
+        return len(skips), sum(1 for s in skips if s.rounds[0] == round_index)
 
 
 @dataclass
@@ -53,6 +91,7 @@ class ReplayResult:
     oracle_notes: list[str] = field(default_factory=list)                   # derived prices, conflicts
     seconds_per_round: float = 0.0     # the fork's time from the snapshot to the end, per round
     blocks_per_round: float = 0.0
+    skips: list[ReplaySkip] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,9 +101,12 @@ class ReplayResult:
             "final_prices": self.final_prices, "accounts_liquidated": self.accounts_liquidated,
             "unpriced_markets": self.unpriced_markets, "oracle_notes": self.oracle_notes,
             "seconds_per_round": self.seconds_per_round, "blocks_per_round": self.blocks_per_round,
+            "skips": [vars(s) for s in self.skips],
             "rounds": [{"round": r.round, "prices_usd": r.prices_usd, "pool_prices_after": r.pool_prices_after,
+                        "skipped": r.skipped,
                         "sold_raw": {a: str(v) for a, v in r.sold_raw.items()},
                         "bought_raw": {a: str(v) for a, v in r.bought_raw.items()}, "hedge_units": r.hedge_units,
+                        "routed": r.routed,
                         "liquidations": [vars(x) for x in r.liquidations]} for r in self.rounds],
         }
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
 from analyzer.chain import Anvil, redact_url, require_anvil
 from analyzer.cheats import mine
+from analyzer.console import progress_bar
 from analyzer.engine.cascade import curve_source
 from analyzer.graph.curves import book_prices
 from analyzer.replay.fork import ReplayFork, open_fork
@@ -20,6 +23,8 @@ from analyzer.scenarios import ShockScenario
 from protocols import plugins as registered_plugins
 from protocols.base import Plugin
 
+log = logging.getLogger("analyzer.replay")
+
 
 def replay(
     source_url: str,
@@ -29,16 +34,53 @@ def replay(
     *,
     max_rounds: int | None = None,
     max_keeper_steps: int = 16,
-    progress: Callable[[str], None] = lambda message: None,
+    progress: Callable[[str], None] = log.info,
+    in_place: bool = False,
 ) -> ReplayResult:
-    """Execute ``scenario`` on a fresh anvil fork of ``source_url`` (see :mod:`analyzer.replay`)."""
+    """Execute ``scenario`` on a fresh anvil fork of ``source_url`` (see :mod:`analyzer.replay`).
+
+    Parameters
+    ----------
+    source_url
+        RPC URL of the chain to fork at its head block. It is only read: its block number and
+        state root are compared before and after (``ReplayResult.source_unchanged``).
+    book
+        The chain's address book (a devnet's ``book.json``), naming each plugin's markets.
+    scenario
+        The shock (price, venue and IV shocks; the market's behaviour; ``max_rounds`` and the
+        ``tolerance`` of the fixed point).
+    plugins
+        The protocols to replay: lenders need rules and an executor, venues a venue executor.
+    max_rounds
+        Round limit (default: the scenario's ``max_rounds``).
+    max_keeper_steps
+        Keeper steps per book and round (each re-reads the accounts just liquidated).
+    progress
+        Called with one line per stage, round and first-seen skip (default: the
+        ``analyzer.replay`` logger at INFO).
+    in_place
+        Run on ``source_url`` itself, which must be anvil (a chain we own, whose state the caller
+        carries on from: ``recommend --prove`` settles, then stresses, the same chain).
+
+    Returns
+    -------
+    ReplayResult
+        Each round's liquidations, trades and skips; totals by protocol; the pre-shock read of the
+        fork (``snapshot_before``) that the engine runs from beside it.
+
+    Raises
+    ------
+    ContagionError
+        The source is unreachable or not the book's chain, a market of the book is not on the
+        fork, or an L2 sequencer is down (:meth:`ForkOracles.check_sequencers`).
+    """
     from analyzer.rpc import RpcClient
 
     source = RpcClient(source_url)
     source_block = source.head_block()
     root_before = source.block(source_block)["stateRoot"]
     max_rounds = scenario.max_rounds if max_rounds is None else max_rounds
-    with Anvil(fork_url=source_url, fork_block=source_block) as anvil:
+    with (_InPlace(source_url) if in_place else Anvil(fork_url=source_url, fork_block=source_block)) as anvil:
         require_anvil(anvil.w3)
         progress(f"replay: reading the fork of {redact_url(source_url)} at block {source_block}")
         fork = open_fork(anvil.w3, anvil.url, book, scenario, plugins, progress)
@@ -50,6 +92,22 @@ def replay(
     return result
 
 
+class _InPlace:
+    """An anvil we do not start (``replay(in_place=True)``), with its ``url`` and ``w3``."""
+
+    def __init__(self, url: str):
+        from analyzer.chain import connect
+
+        self.url, self.w3 = url, connect(url)
+        require_anvil(self.w3)
+
+    def __enter__(self) -> _InPlace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 def _rounds(fork: ReplayFork, exogenous_oracles: set[str], max_rounds: int,
             max_keeper_steps: int) -> tuple[list[ReplayRound], bool]:
     """Rounds until one liquidates nothing and moves no price beyond the scenario's tolerance."""
@@ -59,11 +117,13 @@ def _rounds(fork: ReplayFork, exogenous_oracles: set[str], max_rounds: int,
     lending = sorted((lender for lender in fork.lenders if lender not in options.lenders),
                      key=lambda lender: registry_order.get(lender.plugin.name, len(registry_order)))
     rounds: list[ReplayRound] = []
-    for round_index in range(max_rounds):
-        record, quiet = _round(fork, round_index, lending, options, exogenous_oracles, max_keeper_steps)
-        rounds.append(record)
-        if quiet:
-            return rounds, True
+    with progress_bar("replay: rounds", max_rounds) as bar:
+        for round_index in range(max_rounds):
+            record, quiet = _round(fork, round_index, lending, options, exogenous_oracles, max_keeper_steps)
+            rounds.append(record)
+            bar.advance()
+            if quiet:
+                return rounds, True
     return rounds, False
 
 
@@ -82,12 +142,13 @@ def _round(fork: ReplayFork, round_index: int, lending: Sequence[Lender], option
     keepers_round(fork, state, lending, max_keeper_steps)
     hedge, contracts = _options_round(fork, state, options)
     record = state.record
+    record.skipped, new_skips = fork.skips.in_round(round_index)
     if not record.liquidations and not hedge.any():
         return record, True      # nothing to trade: the fork stays where it is
     sold = fork.sales.sold(state.received, fork.decimals, fork.market.market_before, fork.scenario.sell_through)
     record.sold_raw, record.bought_raw = sold, dict(sorted(state.repaid.items()))
     if fork.market.pools is not None:
-        trade(fork, venues, sold, state.repaid, hedge)
+        record.routed = trade(fork, venues, sold, state.repaid, hedge)
         _, record.pool_prices_after = fork.market.now()
         if options.active:
             after = np.array([record.pool_prices_after.get(a, price[i]) for i, a in enumerate(fork.asset_list)])
@@ -97,7 +158,8 @@ def _round(fork: ReplayFork, round_index: int, lending: Sequence[Lender], option
     fork.oracles.refresh()
     symbols = fork.symbols
     sold_text = ", ".join(f"{raw / 10 ** fork.decimals[a]:,.1f} {symbols.get(a, a)}" for a, raw in sold.items())
-    fork.progress(f"replay: round {round_index}: {len(record.liquidations)} liquidations; "
+    skipped = f", {record.skipped} skipped ({new_skips} new)" if record.skipped else ""
+    fork.progress(f"replay: round {round_index}: {len(record.liquidations)} liquidations{skipped}; "
                   f"sold {sold_text or 'nothing'}")
     return record, not record.liquidations and _prices_quiet(mids, record.pool_prices_after, fork.scenario.tolerance)
 
@@ -115,7 +177,8 @@ def _options_round(fork: ReplayFork, state: KeeperRound, options: OptionMarkets)
         return np.zeros(n_assets), np.zeros(n_assets)
     option_snap = fork.read(None, [lender.plugin for lender in options.lenders])
     now = int(fork.w3.eth.get_block("latest")["timestamp"])
-    closed, hedge, contracts = options.round(option_snap, state.price, now, state.record.round, fork.progress)
+    closed, hedge, contracts = options.round(option_snap, state.price, now, state.record.round,
+                                             partial(fork.skips.add, state.record.round))
     state.record.liquidations += closed
     state.record.hedge_units = {fork.asset_list[a]: float(hedge[a]) for a in np.flatnonzero(hedge)}
     return hedge, contracts
@@ -140,4 +203,4 @@ def _end(fork: ReplayFork, rounds: list[ReplayRound], fixed_point: bool, source_
     per_round = (elapsed / len(rounds), (fork_block_end - source_block) / len(rounds)) if rounds else (0.0, 0.0)
     return ReplayResult(source_block, fork_block_end, rounds, fixed_point, liquidated, bad_debt,
                         fork.market.now()[1], accounts, False, fork.before, fork.oracles.unpriced,
-                        fork.oracles.notes, *per_round)
+                        fork.oracles.notes, *per_round, skips=list(fork.skips.found.values()))

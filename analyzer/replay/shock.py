@@ -10,8 +10,9 @@ from web3 import Web3
 
 from analyzer.cheats import mine
 from analyzer.model import Snapshot
+from analyzer.replay.venues import ForkVenues
 from analyzer.scenarios import ShockScenario
-from protocols.base import Plugin, VenueExecutor
+from protocols.base import Plugin
 
 if TYPE_CHECKING:
     from analyzer.replay.fork import ReplayFork
@@ -39,14 +40,14 @@ def market_view(snapshot: Snapshot, numeraire_usd: dict[str, float]) -> tuple[di
 
 @dataclass
 class ForkMarket:
-    """The fork's venues and the pools' executor (the first market of a venue plugin).
+    """The fork's venues and their executors (every venue market, :class:`ForkVenues`).
 
     The numeraire: quote tokens that are not themselves traded on a venue (USDC), at their
     snapshot price; every other asset is priced from its venues, as in the engine.
     """
 
     read: Callable[..., Snapshot]
-    pools: VenueExecutor | None
+    pools: ForkVenues | None
     venue_plugins: list[Plugin]
     market_before: dict[str, float]         # the snapshot's USD prices before the shock
     stable_usd: dict[str, float]            # the numeraire
@@ -59,11 +60,11 @@ class ForkMarket:
              before: Snapshot) -> ForkMarket:
         symbols = before.symbol_of()
         decimals = dict(zip(before.assets["address"], before.assets["decimals"].astype(int), strict=True))
-        pools, venue_plugins = None, []
-        for chain_market in chain_markets:
-            if chain_market.plugin.venue_executor is not None and pools is None:
-                pools = chain_market.plugin.venue_executor(w3, chain_market.deployment, decimals, symbols)
-                venue_plugins.append(chain_market.plugin)
+        # every venue market (pools of every kind), each traded by its own plugin's executor
+        venue_markets = [m for m in chain_markets if m.plugin.venue_executor is not None]
+        pools = ForkVenues(m.plugin.venue_executor(w3, m.deployment, decimals, symbols) for m in venue_markets) \
+            if venue_markets else None
+        venue_plugins = list({id(m.plugin): m.plugin for m in venue_markets}.values())
         venue_assets, venue_quotes = set(before.venues["asset"]), set(before.venues["quote_asset"])
         market_before = before.price_of()
         stable_usd = {a: p for a, p in market_before.items() if a in venue_quotes - venue_assets}

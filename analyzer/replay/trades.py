@@ -68,21 +68,34 @@ class ReceiptSales:
         return sold
 
 
-def trade(fork: ReplayFork, venues: dict, sold: dict[str, int], repaid: dict[str, int], hedge: np.ndarray) -> None:
+def trade(fork: ReplayFork, venues: dict, sold: dict[str, int], repaid: dict[str, int],
+          hedge: np.ndarray) -> list[dict]:
     """Send the round's net trades through the fork's pools: keepers' sales minus their purchases,
-    plus the option pools' re-hedge (``hedge`` (A,) asset units), split as the engine's router splits."""
+    plus the option pools' re-hedge (``hedge`` (A,) asset units), split as the engine's router splits:
+    one real swap per venue used. Returns the swaps (asset, venue, model, quote, signed units)."""
     pools, decimals = fork.market.pools, fork.decimals
     assert pools is not None
     net = {a: sold.get(a, 0) - repaid.get(a, 0) for a in sorted(set(sold) | set(repaid))}
     for a in np.flatnonzero(hedge):
         asset = fork.asset_list[a]
         net[asset] = net.get(asset, 0) + int(hedge[a] * 10 ** decimals[asset])
+    routed: list[dict] = []
     for asset, raw in net.items():
         if asset not in venues or raw == 0:
             continue
         venues[asset].swap_gas_usd = fork.scenario.swap_gas_usd
         split = venues[asset].split(raw / 10 ** decimals[asset])   # the engine's router
+        swaps = []
         for venue, units in zip(venues[asset].venues, split, strict=True):
             if units != 0:
                 (pools.sell if raw > 0 else pools.buy)(asset, int(abs(units) * 10 ** decimals[asset]),
                                                        fork.trader, pool=venue.venue)
+                swaps.append({"asset": asset, "venue": venue.venue, "model": venue.model, "quote": venue.quote,
+                              "units": float(units)})
+        if len(swaps) > 1:
+            symbol = fork.market.symbols.get
+            fork.progress(f"replay: {symbol(asset, asset)} routed as " + ", ".join(
+                f"{s['units']:,.2f} on {s['model']} {s['venue'][:10]} (vs {symbol(s['quote'], s['quote'])})"
+                for s in swaps))
+        routed += swaps
+    return routed

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analyzer.atomic import atomic_write_bytes, atomic_write_text, check_output_dir, final_path, staged_folder
+from analyzer.console import progress_bar
 from analyzer.errors import ContagionError
 from analyzer.paths import plugin_packages, source_digest
 from analyzer.scenarios import ForcedSale, ShockScenario, scenario_from_dict
@@ -136,14 +137,6 @@ def _client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
         yield client
 
 
-def _progress(enabled: bool, total: int, description: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        disable=not enabled, transient=False)
-    return progress, progress.add_task(description, total=total)
-
-
 def _execute(client, snapshot, key: str, tasks: list[tuple]) -> Iterator[tuple[int, Any]]:
     """Yield (task index, result) as tasks finish. ``tasks``: (function, *arguments after the key)."""
     if client is None:
@@ -164,13 +157,39 @@ def _execute(client, snapshot, key: str, tasks: list[tuple]) -> Iterator[tuple[i
 def sweep(snapshot, spec: grid.SweepSpec, out_dir: str | Path, *, workers: int | None = None,
           scheduler: str | None = None, cache_dir: str | Path | None = None, progress: bool = True,
           on_batch: Callable[[int], None] | None = None) -> Path:
-    """Run ``spec`` on ``snapshot`` (a Snapshot) into ``out_dir``; returns the path of summary.json.
+    """Run a stress sweep on ``snapshot`` and write its results.
 
-    ``workers``: a local Dask cluster of that many single-threaded worker processes (started and
-    stopped here); ``scheduler``: the address of a running Dask scheduler; neither: in-process.
-    ``cache_dir``: root of the batch cache (default ``.<out_dir name>.sweep-cache`` beside
-    ``out_dir``, so that the run folder itself appears complete or not at all). ``on_batch(n)`` is
-    called after each task is stored (``n`` = tasks stored so far in this run).
+    Parameters
+    ----------
+    snapshot : Snapshot
+        The scan to stress.
+    spec : SweepSpec
+        Grids, joint moves, Monte Carlo paths, systemic importance and distance to cascade
+        (:mod:`analyzer.sweep.grid`).
+    out_dir
+        Folder for ``results.parquet``, ``distance.parquet`` and ``summary.json`` (written at once).
+    workers
+        A local Dask cluster of that many single-threaded worker processes (started and stopped
+        here); with neither this nor ``scheduler``: in-process.
+    scheduler
+        The address of a running Dask scheduler (``tcp://HOST:PORT``).
+    cache_dir
+        Root of the batch cache (default ``.<out_dir name>.sweep-cache`` beside ``out_dir``, so
+        that the run folder itself appears complete or not at all); an interrupted sweep resumes.
+    progress
+        Show a progress bar (on a terminal, or forced: :mod:`analyzer.console`).
+    on_batch
+        Called with ``n`` (tasks stored so far in this run) after each task is stored.
+
+    Returns
+    -------
+    Path
+        The path of ``summary.json``.
+
+    Raises
+    ------
+    ContagionError
+        The spec names an asset the snapshot does not hold, or the Dask scheduler does not answer.
     """
     out_dir = Path(out_dir)
     rows = grid.expand(spec, snapshot)
@@ -212,9 +231,9 @@ def _run_and_write(snapshot, spec, rows, dconf, skey, spec_key, cache: Path, out
             tasks.append((run_batch, spec.base, batch))
             targets.append(files[i])
     protocols_file = cache / "protocols.json"
-    bar, task_id = _progress(progress, len(batches) + len(distance_assets), f"sweep {spec.name}")
-    with bar:
-        bar.update(task_id, completed=len(batches) + len(distance_assets) - len(tasks))
+    total = len(batches) + len(distance_assets)
+    with progress_bar(f"sweep {spec.name}", total, enabled=progress) as bar:
+        bar.update(total - len(tasks))
         if tasks:
             with _client(workers, scheduler) as client:
                 for stored, (i, value) in enumerate(_execute(client, snapshot, skey, tasks), start=1):
@@ -225,7 +244,7 @@ def _run_and_write(snapshot, spec, rows, dconf, skey, spec_key, cache: Path, out
                         if not protocols_file.is_file():
                             atomic_write_text(protocols_file, json.dumps(protocols) + "\n")
                         atomic_write_bytes(targets[i], _parquet_bytes(results.results_frame(batch_rows, protocols)))
-                    bar.advance(task_id)
+                    bar.advance()
                     if on_batch is not None:
                         on_batch(stored)
     protocols = json.loads(protocols_file.read_text())

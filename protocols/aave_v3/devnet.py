@@ -18,6 +18,7 @@ from eth_utils import keccak, to_checksum_address
 from analyzer.devnet.context import DevnetContext, npm_artifact
 from analyzer.errors import ContagionError
 from protocols.aave_v3 import params as P
+from protocols.aave_v3.bulk import seed_bulk
 from protocols.aave_v3.devnet_v36 import deploy_v36
 from protocols.aave_v3.seeding import seed_population
 from protocols.base import Devnet
@@ -152,3 +153,4 @@ class AaveV3Devnet(Devnet):
 
     def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
         seed_population(ctx, deployment)
+        seed_bulk(ctx, deployment, scenario_version(ctx.scenario))

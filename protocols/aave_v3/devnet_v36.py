@@ -29,6 +29,7 @@ ZERO = "0x0000000000000000000000000000000000000000"
 MOCK_STABLE_DEBT_ID = b"MOCK_STABLE_DEBT".ljust(32, b"\0")
 MOCK_STABLE_DEBT = to_checksum_address(keccak(text="defi-contagion/aave-v3/mock-stable-debt")[-20:])
 VERSION = "3.6"
+INIT_RESERVES_PER_TX = 8
 
 
 def deploy_linked(ctx: DevnetContext, name: str, *args: Any, deployed: dict[str, str]):
@@ -96,7 +97,9 @@ def _init_reserves(ctx, pool, configurator, symbols, tokens, treasury) -> dict:
         inputs.append((a_token, debt_token, tokens[s], f"Aave devnet {s}", f"a{s}",
                        f"Aave devnet variable debt {s}", f"variableDebt{s}", b"",
                        abi_encode(["(uint16,uint32,uint32,uint32)"], [rate])))
-    ctx.transact(configurator.functions.initReserves(inputs), what="PoolConfigurator.initReserves")
+    for start in range(0, len(inputs), INIT_RESERVES_PER_TX):   # a mainnet-sized listing passes a block's gas
+        ctx.transact(configurator.functions.initReserves(inputs[start:start + INIT_RESERVES_PER_TX]),
+                     what="PoolConfigurator.initReserves")
     reserves = {}
     for s in symbols:
         data = pool.functions.getReserveData(tokens[s]).call()

@@ -13,11 +13,11 @@ from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from analyzer.devnet.solc import fixture_artifact
-from analyzer.lens import read_rows
+from analyzer.lens import masks, read_rows
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, Rows
 
-SELECTOR = function_signature_to_4byte_selector("accounts(address,uint256[],address[],address[])")
+SELECTOR = function_signature_to_4byte_selector("accounts(address,uint256[],address[],address[],uint256[])")
 ZERO = "0x" + "00" * 20
 RAY = 10**27
 
@@ -38,11 +38,15 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     tokens = [t if int(t, 16) else ZERO for r in reserves
               for t in (r["aToken"], r["variableDebtToken"], r["stableDebtToken"])]
 
-    def encode(batch: Sequence[str]) -> bytes:
-        return SELECTOR + abi_encode(["address", "uint256[]", "address[]", "address[]"],
-                                     [reader.pool, ids, tokens, list(batch)])
+    a_tokens = [r["aToken"] for r in reserves]
+    held = reader.holdings
 
-    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=2 + len(reserves))
+    def encode(batch: Sequence[str]) -> bytes:
+        return SELECTOR + abi_encode(["address", "uint256[]", "address[]", "address[]", "uint256[]"],
+                                     [reader.pool, ids, tokens, list(batch), masks(held, batch, a_tokens)])
+
+    reads = 2 + (len(reserves) if held is None else 4)   # an account holds a few reserves
+    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)
     if rows is None:
         return None
     return rows_from_lens(reader, accounts, rows)
@@ -66,7 +70,8 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
             target = supplied if kind == 0 else owed
             target[index] = target.get(index, 0) + row[k + 2]
         collateral_off, held = [], False
-        for index, r in enumerate(reserves):
+        for index in sorted(supplied.keys() | owed.keys()):     # in reserve order, as read
+            r = reserves[index]
             decimals = r["config"]["decimals"]
             if supplied.get(index):
                 positions.append(reader._position(account, r["asset"], "collateral", supplied[index], decimals))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from eth_utils import to_checksum_address
 
-from analyzer.multicall import Call, single_call
+from analyzer.multicall import Call, multicall, single_call
 from protocols.base import PriceSource, PriceSources
 
 
@@ -40,8 +40,9 @@ class AaveV3PriceSources(PriceSources):
         reserves = single_call(self.w3, Call(pool, "getReservesList()(address[])"), block=block).unwrap(
             "Pool.getReservesList")
         sources = []
-        for asset in reserves:
-            source = single_call(self.w3, Call(oracle, "getSourceOfAsset(address)(address)", (asset,)), block=block)
+        found = multicall(self.w3, [Call(oracle, "getSourceOfAsset(address)(address)", (a,)) for a in reserves],
+                          block=block)
+        for asset, source in zip(reserves, found, strict=True):
             if source.success and int(source.value, 16) != 0:
                 sources.append(PriceSource(to_checksum_address(asset), to_checksum_address(source.value)))
             else:

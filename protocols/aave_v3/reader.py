@@ -19,6 +19,7 @@ from typing import Any
 
 from eth_utils import event_abi_to_log_topic, to_checksum_address
 
+from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
 from analyzer.model import raw_to_amount
 from analyzer.multicall import MULTICALL3_ADDRESS, Call
@@ -200,15 +201,26 @@ class AaveV3Reader(Reader):
 
     # ---- accounts ---------------------------------------------------------------------------
     def account_events(self) -> AccountEvents:
-        """``onBehalfOf`` (topic 2) of every ``Supply`` and ``Borrow`` event of the pool."""
+        """``onBehalfOf`` (topic 2) of every ``Supply`` and ``Borrow`` event of the pool; holdings:
+        the receiver (topic 2) of every aToken ``Transfer`` (a mint, a transfer, a liquidation's
+        receiveAToken: every way an aToken balance becomes non-zero)."""
         topics = tuple("0x" + event_abi_to_log_topic(e).hex() for e in (abi.SUPPLY_EVENT, abi.BORROW_EVENT))
+        transfer = "0x" + event_abi_to_log_topic(abi.TRANSFER_EVENT).hex()
+        a_tokens = {r["aToken"].lower(): r["aToken"] for r in self.reserves()}
 
         def accounts(log: dict) -> list[str]:
             if len(log["topics"]) < 3 or _hex(log["topics"][0]) not in topics:
                 return []
-            return [to_checksum_address("0x" + _hex(log["topics"][2])[-40:])]
+            return [checksum("0x" + _hex(log["topics"][2])[-40:])]
 
-        return AccountEvents((self.pool,), topics, accounts)
+        def holdings(log: dict) -> list[tuple[str, str]]:
+            token = a_tokens.get(str(log["address"]).lower())
+            if token is None or len(log["topics"]) < 3 or _hex(log["topics"][0]) != transfer:
+                return []
+            receiver = "0x" + _hex(log["topics"][2])[-40:]
+            return [] if int(receiver, 16) == 0 else [(checksum(receiver), token)]
+
+        return AccountEvents((self.pool, *a_tokens.values()), (*topics, transfer), accounts, holdings)
 
     def change_events(self) -> AccountEvents:
         return lens.change_events(self)

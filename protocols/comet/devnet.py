@@ -20,6 +20,7 @@ from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from protocols.base import Devnet
+from protocols.comet.bulk import seed_bulk
 from protocols.comet.executor import comet_abi
 
 PROTOCOL = "comet"
@@ -150,6 +151,7 @@ class CometDevnet(Devnet):
             ctx.transact(token(base).get_function_by_signature(MINT)(comet.address, reserves), what="comet reserves")
         for n, borrower in enumerate(config.get("borrowers", [])):
             self._open_borrow(ctx, comet, config, f"{where}.borrowers[{n}]", borrower, fund_and_supply)
+        seed_bulk(ctx, name, config, deployment)
 
     def _open_borrow(self, ctx: DevnetContext, comet, config: dict, where: str, borrower: dict,
                      fund_and_supply) -> None:

@@ -13,10 +13,10 @@ from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from analyzer.devnet.solc import fixture_artifact
-from analyzer.lens import read_rows, to_int256
+from analyzer.lens import masks, read_rows, to_int256
 from protocols.base import Rows
 
-SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[])")
+SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
 
 
 @cache
@@ -36,10 +36,14 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     base, decimals = state["base_token"], state["decimals"]
     collaterals = [a["asset"] for a in state["assets"]]
 
-    def encode(batch: Sequence[str]) -> bytes:
-        return SELECTOR + abi_encode(["address", "address[]", "address[]"], [comet, collaterals, list(batch)])
+    held = reader.holdings
 
-    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=5 + len(collaterals))
+    def encode(batch: Sequence[str]) -> bytes:
+        return SELECTOR + abi_encode(["address", "address[]", "address[]", "uint256[]"],
+                                     [comet, collaterals, list(batch), masks(held, batch, collaterals)])
+
+    reads = 5 + (len(collaterals) if held is None else 2)   # an account holds a few collaterals
+    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)
     if rows is None:
         return None
     positions, account_rows = [], []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from eth_utils import to_checksum_address
 
-from analyzer.multicall import Call, single_call
+from analyzer.multicall import Call, multicall, single_call
 from protocols.base import PriceSource, PriceSources
 
 ASSET_INFO = "getAssetInfo(uint8)((uint8,address,address,uint64,uint64,uint64,uint64,uint128))"
@@ -23,7 +23,8 @@ class CometPriceSources(PriceSources):
 
         sources = [PriceSource(to_checksum_address(read("baseToken()(address)")),
                                to_checksum_address(read("baseTokenPriceFeed()(address)")))]
-        for i in range(int(read("numAssets()(uint8)"))):
-            info = read(ASSET_INFO, i)
+        infos = multicall(self.w3, [Call(comet, ASSET_INFO, (i,)) for i in range(int(read("numAssets()(uint8)")))],
+                          block=block)
+        for info in (result.unwrap("Comet.getAssetInfo") for result in infos):
             sources.append(PriceSource(to_checksum_address(info[1]), to_checksum_address(info[2])))
         return sources

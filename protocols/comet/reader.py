@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from eth_utils import event_signature_to_log_topic, to_checksum_address
 
+from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
@@ -148,18 +149,29 @@ class CometReader(Reader):
 
     def account_events(self) -> AccountEvents:
         """Accounts named by Supply / Withdraw / SupplyCollateral / WithdrawCollateral / Transfer /
-        TransferCollateral events (the zero address of a mint or burn and the Comet itself excluded)."""
+        TransferCollateral events (the zero address of a mint or burn and the Comet itself excluded);
+        holdings: the collateral asset each SupplyCollateral / TransferCollateral gives its receiver."""
         comet = self.comet
         topics = tuple(bytes(event_signature_to_log_topic(sig)) for sig in ENUMERATION_EVENTS)
         account_topics = dict(zip(topics, ENUMERATION_EVENTS.values(), strict=True))
+        # holdings: the receiver (topic 2) and the asset (topic 3) of every collateral supply or transfer
+        collateral_topics = {bytes(event_signature_to_log_topic(sig)) for sig in
+                              ("SupplyCollateral(address,address,address,uint256)",
+                               "TransferCollateral(address,address,address,uint256)")}
 
         def accounts(log: dict) -> list[str]:
             raw = [bytes.fromhex(t[2:]) if isinstance(t, str) else bytes(t) for t in log["topics"]]
             positions = account_topics.get(raw[0], ()) if raw else ()
-            named = {to_checksum_address(raw[k][-20:]) for k in positions if k < len(raw)}
-            return sorted(named - {comet, to_checksum_address(ZERO_ADDRESS)})
+            named = {checksum(raw[k][-20:]) for k in positions if k < len(raw)}
+            return sorted(named - {comet, checksum(ZERO_ADDRESS)})
 
-        return AccountEvents((comet,), tuple("0x" + t.hex() for t in topics), accounts)
+        def holdings(log: dict) -> list[tuple[str, str]]:
+            raw = [bytes.fromhex(t[2:]) if isinstance(t, str) else bytes(t) for t in log["topics"]]
+            if len(raw) < 4 or raw[0] not in collateral_topics:
+                return []
+            return [(checksum(raw[2][-20:]), checksum(raw[3][-20:]))]
+
+        return AccountEvents((comet,), tuple("0x" + t.hex() for t in topics), accounts, holdings)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts

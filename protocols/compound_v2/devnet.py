@@ -23,6 +23,7 @@ from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from protocols.base import Devnet
+from protocols.compound_v2.bulk import seed_bulk
 from protocols.compound_v2.constants import NATIVE_ASSET, PROTOCOL
 
 NATIVE_SYMBOL = "ETH"           # the CEther market; priced by the WETH feed
@@ -59,17 +60,28 @@ def _fraction(value: Any, where: str, hi: float = 1.0) -> float:
     return float(value)
 
 
-def market_specs(scenario) -> dict[str, dict[str, float]]:
-    """``markets = { SYMBOL = collateral_factor }`` validated; ``ETH`` is the native CEther market."""
+def market_specs(scenario) -> dict[str, dict[str, Any]]:
+    """``markets = { NAME = collateral_factor }`` validated, or ``NAME = { underlying = SYMBOL,
+    collateral_factor = ... }`` for a second market of one underlying (mainnet's cWBTC2 beside the
+    legacy cWBTC): NAME is the market's name in the scenario and its cToken's symbol after "c".
+    ``ETH`` is the native CEther market."""
     where = f"{scenario.path.name}: protocols.{PROTOCOL}.markets"
     markets = _table(scenario).get("markets")
     if not isinstance(markets, dict) or not markets:
         raise ContagionError(f"{where}: expected a table of SYMBOL = collateral factor")
     specs = {}
-    for symbol, cf in markets.items():
-        if symbol != NATIVE_SYMBOL:
-            scenario.asset(symbol, f"protocols.{PROTOCOL}.markets")
-        specs[symbol] = {"collateral_factor": _fraction(cf, f"{where}.{symbol}", 0.9)}
+    for name, value in markets.items():
+        spec = value if isinstance(value, dict) else {"collateral_factor": value}
+        unknown = set(spec) - {"underlying", "collateral_factor"}
+        if unknown:
+            raise ContagionError(f"{where}.{name}: unknown keys {sorted(unknown)} (known: underlying, collateral_factor)")
+        underlying = spec.get("underlying", name)
+        if not isinstance(underlying, str):
+            raise ContagionError(f"{where}.{name}.underlying: expected an asset symbol")
+        if underlying != NATIVE_SYMBOL:
+            scenario.asset(underlying, f"protocols.{PROTOCOL}.markets.{name}")
+        specs[name] = {"collateral_factor": _fraction(spec.get("collateral_factor"), f"{where}.{name}", 0.9),
+                       "underlying": underlying}
     return specs
 
 
@@ -83,8 +95,9 @@ def _weights(table: Any, where: str, markets: dict) -> tuple[list[str], np.ndarr
     return list(table), weights / weights.sum()
 
 
-def _price(scenario, symbol: str) -> float:
-    return scenario.assets[NATIVE_FEED if symbol == NATIVE_SYMBOL else symbol].price_usd
+def _price(scenario, market: str) -> float:
+    underlying = market_specs(scenario)[market]["underlying"]
+    return scenario.assets[NATIVE_FEED if underlying == NATIVE_SYMBOL else underlying].price_usd
 
 
 def population(scenario, aave_collateral: dict[str, str] | None = None) -> list[Position]:
@@ -170,8 +183,9 @@ class CompoundV2Devnet(Devnet):
 
         book_markets = {}
         for symbol, market in markets.items():
-            native = symbol == NATIVE_SYMBOL
-            decimals = 18 if native else ctx.book["decimals"][symbol]
+            underlying = market["underlying"]
+            native = underlying == NATIVE_SYMBOL
+            decimals = 18 if native else ctx.book["decimals"][underlying]
             # Compound's initial exchange rate: 0.02 underlying per cToken, in 1e(18 + dec - 8)
             initial_rate = 2 * 10 ** (decimals + 8)
             args = (comptroller.address, rate_model.address, initial_rate, f"Compound {symbol}", f"c{symbol}", 8,
@@ -179,15 +193,15 @@ class CompoundV2Devnet(Devnet):
             if native:
                 ctoken = ctx.deploy(fixture_artifact("compound_v2", "CEther"), *args)
             else:
-                ctoken = ctx.deploy(fixture_artifact("compound_v2", "CErc20"), ctx.book["tokens"][symbol], *args)
-            feed = ctx.book["feeds"][NATIVE_FEED if native else symbol]
+                ctoken = ctx.deploy(fixture_artifact("compound_v2", "CErc20"), ctx.book["tokens"][underlying], *args)
+            feed = ctx.book["feeds"][NATIVE_FEED if native else underlying]
             ctx.transact(oracle.functions.setFeed(ctoken.address, feed, decimals))
             ctx.transact(comptroller.functions._supportMarket(ctoken.address))
             cf = _mantissa(market["collateral_factor"])
             ctx.transact(comptroller.functions._setCollateralFactor(ctoken.address, cf))
             ctx.transact(ctoken.functions._setReserveFactor(_mantissa(reserve_factor)))
             book_markets[symbol] = {"cToken": ctoken.address, "underlying": NATIVE_ASSET if native else
-                                    ctx.book["tokens"][symbol], "decimals": decimals, "feed": feed}
+                                    ctx.book["tokens"][underlying], "decimals": decimals, "feed": feed}
         return {"comptroller": comptroller.address, "oracle": oracle.address, "rate_model": rate_model.address,
                 "admin": ctx.deployer, "profile": "compound", "start_block": 0, "markets": book_markets}
 
@@ -199,6 +213,9 @@ class CompoundV2Devnet(Devnet):
                      *population(ctx.scenario, self._aave_collateral(ctx))]
         for position in positions:
             self._open(ctx, deployment, position)
+        markets = market_specs(ctx.scenario)
+        seed_bulk(ctx, deployment, {s: m["collateral_factor"] for s, m in markets.items()},
+                  {s: _price(ctx.scenario, s) for s in markets})
         self._retire(ctx, deployment, spec)
 
     def _retire(self, ctx: DevnetContext, deployment: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -254,7 +271,7 @@ class CompoundV2Devnet(Devnet):
             ctx.transact(comptroller.functions.enterMarkets(entered), sender=account)
         for symbol, whole in [*position.supply.items(), *position.hold.items()]:
             raw = int(whole * 10 ** markets[symbol]["decimals"])
-            if symbol == NATIVE_SYMBOL:
+            if markets[symbol]["underlying"] == NATIVE_ASSET:
                 ether = ctx.contract(markets[symbol]["cToken"], fixture_artifact("compound_v2", "CEther")["abi"])
                 ctx.fund_eth(account, KEEPER_ETH_WEI + raw)
                 ctx.transact(ether.functions.mint(), sender=account, value=raw)

@@ -51,7 +51,7 @@ def _words(data: Any) -> list[bytes]:
 class CTokenLiquidation(ExecutedLiquidation):
     """A ``liquidateBorrow``: ``seized``/``fee`` in the underlying, and the cTokens behind them."""
 
-    seized_ctokens: dict[str, int] = field(default_factory=dict)   # asset -> cTokens (liquidator + protocol)
+    seized_ctokens: dict[str, int] = field(default_factory=dict)   # underlying -> cTokens (liquidator + protocol)
     fee_ctokens: dict[str, int] = field(default_factory=dict)
 
 class CompoundV2Executor(Executor):
@@ -70,7 +70,7 @@ class CompoundV2Executor(Executor):
         self.comptroller = w3.eth.contract(address=to_checksum_address(deployment["comptroller"]),
                                            abi=fixture_artifact("compound_v2", "Comptroller")["abi"])
         markets = deployment.get("markets") or self._markets_from_chain()
-        self.by_underlying = {to_checksum_address(m["underlying"]): dict(m) for m in markets.values()}
+        self.by_ctoken = {to_checksum_address(m["cToken"]): dict(m) for m in markets.values()}
 
     def _markets_from_chain(self) -> dict[str, dict[str, Any]]:
         """The markets of a deployment known only by its Comptroller (a mainnet fork)."""
@@ -82,11 +82,17 @@ class CompoundV2Executor(Executor):
             markets[ctoken] = {"cToken": to_checksum_address(ctoken), "underlying": underlying}
         return markets
 
-    def _market(self, asset: str) -> dict[str, Any]:
-        key = to_checksum_address(asset)
-        if key not in self.by_underlying:
-            raise ContagionError(f"compound-v2: no market for asset {asset} in the deployment")
-        return self.by_underlying[key]
+    def _market(self, key: str) -> dict[str, Any]:
+        """The market a book column names: its cToken (:meth:`LendingBook.column_key`), or an
+        underlying that one market alone lists (two markets of one underlying need the cToken)."""
+        key = to_checksum_address(key)
+        if key in self.by_ctoken:
+            return self.by_ctoken[key]
+        hits = [m for m in self.by_ctoken.values() if to_checksum_address(m["underlying"]) == key]
+        if len(hits) != 1:
+            raise ContagionError(f"compound-v2: {'no' if not hits else 'more than one'} market for asset {key} in "
+                                 "the deployment" + (" (name the cToken)" if hits else ""))
+        return hits[0]
 
     def _send(self, call, sender: str, what: str) -> None:
         send(self.w3, call, sender, f"compound-v2: {what}")
@@ -97,7 +103,9 @@ class CompoundV2Executor(Executor):
         from analyzer.oracles import set_protocol_price
         from protocols.compound_v2.prices import CompoundV2PriceSources
 
-        self._market(asset)
+        if not any(to_checksum_address(m["underlying"]) == to_checksum_address(asset)
+                   for m in self.by_ctoken.values()):
+            raise ContagionError(f"compound-v2: no market for asset {asset} in the deployment")
         set_protocol_price(self.w3, self.protocol, CompoundV2PriceSources(self.w3, self.deployment).price_sources(),
                            asset, price_usd)
 
@@ -143,7 +151,8 @@ class CompoundV2Executor(Executor):
 
     def liquidate(self, account: str, debt_asset: str | None, collateral_asset: str | None,
                   amount_raw: int | None = None, dry_run: bool = False) -> ExecutedLiquidation:
-        """``liquidateBorrow`` on ``debt_asset``'s cToken seizing ``collateral_asset``'s; ``dry_run``
+        """``liquidateBorrow`` on ``debt_asset``'s cToken seizing ``collateral_asset``'s (each a cToken,
+        or an underlying one market alone lists; the outcome is keyed by underlying); ``dry_run``
         only asks the chain whether it would succeed (an eth_call, nothing sent but the keeper's
         funding and approval)."""
         account = to_checksum_address(account)
@@ -178,7 +187,7 @@ class CompoundV2Executor(Executor):
                            margin=1.3)
         except Exception as exc:  # a revert: the protocol refused the liquidation
             return ExecutedLiquidation(account, False, error=str(exc)[:300])
-        return self._outcome(account, receipt, debt_asset, collateral_asset, coll["cToken"])
+        return self._outcome(account, receipt, debt["underlying"], coll["underlying"], coll["cToken"])
 
     def _outcome(self, account: str, receipt, debt_asset: str, collateral_asset: str, coll_ctoken: str):
         """Repaid and seized from ``LiquidateBorrow`` (layout per fork profile); the protocol's share

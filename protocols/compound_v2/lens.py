@@ -13,11 +13,11 @@ from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
-from analyzer.lens import read_rows
+from analyzer.lens import masks, read_rows
 from protocols.base import Rows
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
 
-SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[])")
+SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
 
 
 @cache
@@ -33,10 +33,14 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     accounts = [a if a != a.lower() else to_checksum_address(a) for a in accounts]  # checksumming costs
     ctokens = [m["ctoken"] for m in markets]
 
-    def encode(batch: Sequence[str]) -> bytes:
-        return SELECTOR + abi_encode(["address", "address[]", "address[]"], [reader.comptroller, ctokens, list(batch)])
+    held = reader.holdings
 
-    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=1 + len(markets))
+    def encode(batch: Sequence[str]) -> bytes:
+        return SELECTOR + abi_encode(["address", "address[]", "address[]", "uint256[]"],
+                                     [reader.comptroller, ctokens, list(batch), masks(held, batch, ctokens)])
+
+    reads = 1 + (len(markets) if held is None else 3)   # an account holds a few markets
+    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)
     if rows is None:
         return None
     positions, account_rows = [], []
@@ -51,7 +55,8 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
             if error != 0:
                 raise ContagionError(f"compound-v2: getAccountSnapshot({account}) failed on {m['ctoken']}")
             scale = 10 ** m["underlying_decimals"]
-            base = {"protocol": PROTOCOL, "market": reader.comptroller, "account": account, "asset": m["underlying"]}
+            base = {"protocol": PROTOCOL, "market": reader.comptroller, "account": account, "asset": m["underlying"],
+                    "reserve": m["ctoken"]}
             if ctoken_balance:
                 positions.append({**base, "side": "collateral", "raw": str(ctoken_balance),
                                   "amount": ctoken_balance * exchange_rate / MANTISSA / scale})
@@ -60,7 +65,7 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
                                   "amount": borrow_balance / scale})
             opened = opened or bool(ctoken_balance or borrow_balance)
         if opened:
-            params = {"entered": [markets[j]["underlying"] for j in entered]}
+            params = {"entered": [markets[j]["ctoken"] for j in entered]}
             account_rows.append({"protocol": PROTOCOL, "market": reader.comptroller, "account": account,
                                  "category": 0, "params": json.dumps(params)})
     return {"positions": positions, "accounts": account_rows}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from eth_utils import to_checksum_address
 
-from analyzer.multicall import Call, single_call
+from analyzer.multicall import Call, multicall, single_call
 from protocols.base import PriceSource, PriceSources
 from protocols.compound_v2.constants import NATIVE_ASSET
 
@@ -26,17 +26,20 @@ class CompoundV2PriceSources(PriceSources):
             return single_call(self.w3, Call(target, signature, args), block=block)
 
         oracle = read(comptroller, "oracle()(address)").unwrap("Comptroller.oracle")
+        ctokens = read(comptroller, "getAllMarkets()(address[])").unwrap("Comptroller.getAllMarkets")
+        reads = ("underlying()(address)", "getUnderlyingPrice(address)(uint256)",
+                 "getConfig(address)((uint8,address,uint256))", "sources(address)(address,uint8)")
+        answers = multicall(self.w3, [Call(c, reads[0]) if k == 0 else Call(oracle, reads[k], (c,))
+                                      for c in ctokens for k in range(len(reads))], block=block)
         sources = []
-        for ctoken in read(comptroller, "getAllMarkets()(address[])").unwrap("Comptroller.getAllMarkets"):
-            underlying = read(ctoken, "underlying()(address)")
+        for i, ctoken in enumerate(ctokens):
+            underlying, price, config, devnet_source = answers[len(reads) * i:len(reads) * (i + 1)]
             asset = to_checksum_address(underlying.value) if underlying.success else NATIVE_ASSET
-            if not read(oracle, "getUnderlyingPrice(address)(uint256)", ctoken).success:
+            if not price.success:
                 sources.append(PriceSource(asset, None, f"oracle {oracle} reverts on getUnderlyingPrice({ctoken})"))
                 continue
-            config = read(oracle, "getConfig(address)((uint8,address,uint256))", ctoken)
             feed = config.value[1] if config.success else None
             if not config.success:
-                devnet_source = read(oracle, "sources(address)(address,uint8)", ctoken)
                 feed = devnet_source.value[0] if devnet_source.success else None
             if feed is None or int(feed, 16) == 0:
                 sources.append(PriceSource(asset, None, f"oracle {oracle} has no feed for {ctoken} (fixed price or "

@@ -4,7 +4,9 @@ Every read goes through Multicall3 at the context's block. Units (see analyzer/m
 positions are in UNDERLYING token units, ``raw`` keeps the exact integer the protocol stores
 (collateral: cToken balance, 8 decimals; debt: ``borrowBalanceStored``); the exact mantissas
 the rule needs to reproduce Compound's integer math (exchange rate, oracle price, factors) are in
-``markets.params``; the account's entered markets (``getAssetsIn``) in ``accounts.params``.
+``markets.params``; the account's entered markets (``getAssetsIn``, cTokens) in ``accounts.params``.
+Markets and positions rows carry their cToken as ``reserve``: every listed cToken is its own
+market, also where two share an underlying (legacy cWBTC and cWBTC2 on Ethereum).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 
+from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, Reader, Rows
@@ -29,7 +32,7 @@ def topic(signature: str) -> str:
 
 def _word_address(data: Any, index: int) -> str:
     raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
-    return to_checksum_address(raw[32 * index + 12:32 * index + 32])
+    return checksum(raw[32 * index + 12:32 * index + 32])
 
 
 class CompoundV2Reader(Reader):
@@ -68,7 +71,7 @@ class CompoundV2Reader(Reader):
         per = ["underlying()(address)", "exchangeRateStored()(uint256)", "protocolSeizeShareMantissa()(uint256)",
                "symbol()(string)", "decimals()(uint8)", "totalSupply()(uint256)", "totalBorrows()(uint256)",
                "totalReserves()(uint256)", "getCash()(uint256)", "borrowRatePerBlock()(uint256)",
-               "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)"]
+               "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)", "accrualBlockNumber()(uint256)"]
         calls = []
         forced_signature = self.profile.forced_liquidation_signature
         for ctoken in ctokens:
@@ -114,36 +117,17 @@ class CompoundV2Reader(Reader):
                 "total_supply": int(a[5] or 0), "total_borrows": int(a[6] or 0), "total_reserves": int(a[7] or 0),
                 "cash": int(a[8] or 0), "collateral_factor_mantissa": cf,
                 "borrow_rate_per_block_mantissa": int(a[9] or 0), "supply_rate_per_block_mantissa": int(a[10] or 0),
+                # blocks since the market last ran accrueInterest: interest its stored balances do
+                # not show yet, which its next interaction adds (0 when not answered)
+                "pending_blocks": max(int(self.ctx.block) - int(a[12]), 0) if a[12] is not None else 0,
                 "liquidation_threshold_mantissa": cf if lt_index is None else int(listing[lt_index]),
                 "price_mantissa": int(price),
                 "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(market_incentive),
                 "min_liquidatable_collateral_mantissa": None if min_liquidatable is None else int(min_liquidatable),
             })
-        rows = self._one_market_per_underlying(rows)
-        self.excluded += [{"protocol": PROTOCOL, "market": self.comptroller, "asset": shadowed,
-                           "reason": f"a second market of underlying {r['underlying']} (snapshot rows are keyed by "
-                                     f"underlying; {r['ctoken']} is read)"}
-                          for r in rows for shadowed in r["shadowed_ctokens"]]
         self._underlying_meta(rows)
         self._markets = rows
         return rows
-
-    @staticmethod
-    def _one_market_per_underlying(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Snapshot rows are keyed by underlying asset, so of two listed cTokens over one underlying
-        (mainnet's legacy cWBTC beside cWBTC2) the larger (cash + borrows) is kept; the other is
-        named in the kept market's params as ``shadowed_ctokens`` (its positions are not read)."""
-        best: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            size = r["cash"] + r["total_borrows"]
-            other = best.get(r["underlying"])
-            if other is None:
-                best[r["underlying"]] = {**r, "shadowed_ctokens": []}
-            elif size > other["cash"] + other["total_borrows"]:
-                best[r["underlying"]] = {**r, "shadowed_ctokens": [*other["shadowed_ctokens"], other["ctoken"]]}
-            else:
-                other["shadowed_ctokens"].append(r["ctoken"])
-        return list(best.values())
 
     def _underlying_meta(self, rows: list[dict[str, Any]]) -> None:
         tokens = [r["underlying"] for r in rows if r["underlying"] != NATIVE_ASSET]
@@ -159,24 +143,28 @@ class CompoundV2Reader(Reader):
             r["price_usd"] = r["price_mantissa"] / 10 ** (36 - r["underlying_decimals"])
 
     def read_markets(self) -> Rows:
+        """One markets row per cToken, keyed by its ``reserve`` (the cToken): two markets of one
+        underlying (mainnet's legacy cWBTC beside cWBTC2) are two rows, each read in full."""
         assets, markets = [], []
+        listed: set[str] = set()
         for r in self.markets():
             dec = r["underlying_decimals"]
-            assets.append({"address": r["underlying"], "symbol": r["underlying_symbol"], "decimals": dec,
-                           "price_usd": r["price_usd"], "receipt_of": ""})
+            if r["underlying"] not in listed:
+                listed.add(r["underlying"])
+                assets.append({"address": r["underlying"], "symbol": r["underlying_symbol"], "decimals": dec,
+                               "price_usd": r["price_usd"], "receipt_of": ""})
             # one whole cToken = 1e8 cToken units × exchangeRate / 1e18 underlying units
             ctoken_price = r["price_usd"] * r["exchange_rate_mantissa"] * 10 ** r["ctoken_decimals"] / MANTISSA / 10**dec
             assets.append({"address": r["ctoken"], "symbol": r["symbol"], "decimals": r["ctoken_decimals"],
                            "price_usd": ctoken_price, "receipt_of": f"{PROTOCOL}:{self.comptroller}:{r['underlying']}"})
             params = {k: (str(v) if isinstance(v, int) else v) for k, v in r.items()
                       if k.endswith("_mantissa") or k in ("ctoken", "ctoken_decimals", "total_supply",
-                                                          "total_borrows", "total_reserves", "cash")}
+                                                          "total_borrows", "total_reserves", "cash",
+                                                          "pending_blocks")}
             params["profile"] = self.profile.name
             params["deprecated"] = r["deprecated"]
-            if r["shadowed_ctokens"]:
-                params["shadowed_ctokens"] = r["shadowed_ctokens"]
             markets.append({
-                "protocol": PROTOCOL, "market": self.comptroller, "asset": r["underlying"],
+                "protocol": PROTOCOL, "market": self.comptroller, "asset": r["underlying"], "reserve": r["ctoken"],
                 "oracle_price_usd": r["price_usd"], "ltv": r["collateral_factor_mantissa"] / MANTISSA,
                 "liquidation_threshold": r["liquidation_threshold_mantissa"] / MANTISSA,
                 "liquidation_bonus": r["liquidation_incentive_mantissa"] / MANTISSA - 1.0,
@@ -190,23 +178,44 @@ class CompoundV2Reader(Reader):
     # ---- accounts ----
     def account_events(self) -> AccountEvents:
         """Accounts named by the profile's events: minters and borrowers on every cToken, and
-        ``MarketEntered`` on the Comptroller."""
+        ``MarketEntered`` on the Comptroller; holdings: the cToken of every ``Borrow`` and the
+        receiver of every cToken ``Transfer`` (a mint, a transfer, a seize)."""
         ctokens = tuple(r["ctoken"] for r in self.markets())
+        by_address = {c.lower(): c for c in ctokens}
         specs = {(topic(spec.signature), spec.on): spec for spec in self.profile.account_events}
+        borrow = [key for key, spec in specs.items() if spec.signature.startswith("Borrow(")]
+        transfer = topic("Transfer(address,address,uint256)")
+
+        def first_topic(log: dict) -> str:
+            first = log["topics"][0]
+            return (first if isinstance(first, str) else "0x" + bytes(first).hex()).lower()
+
+        def named(log: dict, spec) -> str:
+            if spec.topic_index is not None:
+                word = log["topics"][spec.topic_index]
+                return checksum((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])
+            return _word_address(log["data"], spec.data_word)
 
         def accounts(log: dict) -> list[str]:
-            topics = log["topics"]
-            first = topics[0] if isinstance(topics[0], str) else "0x" + bytes(topics[0]).hex()
-            on = "comptroller" if to_checksum_address(log["address"]) == self.comptroller else "ctoken"
-            spec = specs.get((first.lower(), on))
-            if spec is None:
-                return []
-            if spec.topic_index is not None:
-                word = topics[spec.topic_index]
-                return [to_checksum_address((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])]
-            return [_word_address(log["data"], spec.data_word)]
+            on = "comptroller" if checksum(log["address"]) == self.comptroller else "ctoken"
+            spec = specs.get((first_topic(log), on))
+            return [] if spec is None else [named(log, spec)]
 
-        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs})), accounts)
+        def holdings(log: dict) -> list[tuple[str, str]]:
+            ctoken = by_address.get(str(log["address"]).lower())
+            if ctoken is None or not log["topics"]:
+                return []
+            first = first_topic(log)
+            if first == transfer and len(log["topics"]) > 2:
+                word = log["topics"][2]
+                receiver = checksum((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])
+                return [] if receiver == ctoken else [(receiver, ctoken)]
+            if (first, "ctoken") in borrow:
+                return [(named(log, specs[(first, "ctoken")]), ctoken)]
+            return []
+
+        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {transfer})),
+                             accounts, holdings)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts
@@ -230,7 +239,8 @@ class CompoundV2Reader(Reader):
                     raise ContagionError(f"compound-v2: getAccountSnapshot({account}) failed on {m['ctoken']}")
                 _, ctoken_balance, borrow_balance, exchange_rate = (int(x) for x in snap)
                 scale = 10 ** m["underlying_decimals"]
-                base = {"protocol": PROTOCOL, "market": self.comptroller, "account": account, "asset": m["underlying"]}
+                base = {"protocol": PROTOCOL, "market": self.comptroller, "account": account, "asset": m["underlying"],
+                        "reserve": m["ctoken"]}
                 if ctoken_balance:
                     positions.append({**base, "side": "collateral", "raw": str(ctoken_balance),
                                       "amount": ctoken_balance * exchange_rate / MANTISSA / scale})
@@ -238,8 +248,8 @@ class CompoundV2Reader(Reader):
                     positions.append({**base, "side": "debt", "raw": str(borrow_balance),
                                       "amount": borrow_balance / scale})
                 opened = opened or bool(ctoken_balance or borrow_balance)
-            if opened:
-                params = {"entered": [by_ctoken[c]["underlying"] for c in entered if c in by_ctoken]}
+            if opened:   # entered markets by cToken (two may share an underlying)
+                params = {"entered": [c for c in entered if c in by_ctoken]}
                 account_rows.append({"protocol": PROTOCOL, "market": self.comptroller, "account": account,
                                      "category": 0, "params": json.dumps(params)})
         return {"positions": positions, "accounts": account_rows}

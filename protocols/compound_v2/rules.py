@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 
 from analyzer.model import Snapshot
 from protocols.base import InterestAccrual, LendingBook, Liquidation, Rules
@@ -56,7 +57,11 @@ class CompoundV2Rules(Rules, InterestAccrual):
     def _book(self, snapshot: Snapshot, comptroller: str, rows) -> LendingBook:
         params = [json.loads(p) for p in rows["params"]]
         assets = rows["asset"].astype(str).to_numpy()
-        column = {a: j for j, a in enumerate(assets)}
+        # one column per cToken (its reserve): two markets of one underlying are two columns; a
+        # snapshot without reserves (older) names each column by its asset
+        reserves = np.array([r or a for r, a in zip(rows["reserve"].astype(str), assets, strict=True)], dtype=object)
+        column = {r: j for j, r in enumerate(reserves)}
+        column.update({str(p["ctoken"]): j for j, p in enumerate(params) if p.get("ctoken")})
         pos = snapshot.positions[(snapshot.positions["protocol"] == PROTOCOL)
                                  & (snapshot.positions["market"] == comptroller)]
         acc = snapshot.accounts[(snapshot.accounts["protocol"] == PROTOCOL)
@@ -68,7 +73,8 @@ class CompoundV2Rules(Rules, InterestAccrual):
         collateral_raw = np.zeros((n, m), dtype=object)
         debt_raw = np.zeros((n, m), dtype=object)
         r = pos["account"].astype(str).map(row_of).to_numpy(dtype=np.int64)
-        c = pos["asset"].astype(str).map(column).to_numpy(dtype=np.int64)
+        keys = np.where(pos["reserve"].astype(str) != "", pos["reserve"].astype(str), pos["asset"].astype(str))
+        c = pd.Series(keys).map(column).to_numpy(dtype=np.int64)
         is_coll = (pos["side"] == "collateral").to_numpy()
         amount = pos["amount"].to_numpy(dtype=float)
         raw = np.array([int(x) for x in pos["raw"]], dtype=object)
@@ -78,9 +84,9 @@ class CompoundV2Rules(Rules, InterestAccrual):
         debt_raw[r[~is_coll], c[~is_coll]] = raw[~is_coll]
         entered = np.zeros((n, m), dtype=bool)
         for account, text in zip(acc["account"].astype(str), acc["params"], strict=True):
-            for asset in json.loads(text or "{}").get("entered", []):
-                if asset in column:
-                    entered[row_of[account], column[asset]] = True
+            for market in json.loads(text or "{}").get("entered", []):   # cTokens (assets in older snapshots)
+                if market in column:
+                    entered[row_of[account], column[market]] = True
         first = params[0] if params else {}
         profile = first.get("profile", "compound")
         extra = {
@@ -108,8 +114,18 @@ class CompoundV2Rules(Rules, InterestAccrual):
             "oracle_price_usd": rows["oracle_price_usd"].to_numpy(dtype=float),
             "deprecated": np.array([bool(p.get("deprecated", False)) for p in params], dtype=bool),
         }
-        return LendingBook(PROTOCOL, comptroller, accounts, assets, collateral, debt, np.zeros(n, dtype=np.int64),
-                           book_params, extra, per_account=("entered", "collateral_raw", "debt_raw"))
+        book = LendingBook(PROTOCOL, comptroller, accounts, assets, collateral, debt, np.zeros(n, dtype=np.int64),
+                           book_params, extra, per_account=("entered", "collateral_raw", "debt_raw"),
+                           reserves=reserves)
+        # the stored balances lag by the blocks since each market's last accrueInterest, which the
+        # chain adds at the market's next interaction (a liquidation's first step): the float book
+        # owes them from the start (the exact raw columns stay as stored)
+        pending = np.array([float(p.get("pending_blocks", 0)) for p in params])
+        if pending.any():
+            rate_b, rate_s = extra["borrow_rate_per_block"], extra["supply_rate_per_block"]
+            book.debt = debt * (1.0 + rate_b * pending)
+            book.collateral = collateral * (1.0 + rate_s * pending)
+        return book
 
     def _profile(self, book: LendingBook):
         return profile(book.extra.get("profile"))

@@ -39,12 +39,15 @@ class CompoundV2Tuning(ParameterTuning):
         mine = pos[(pos["protocol"] == PROTOCOL) & (pos["side"] == "collateral")]
         held = set(zip(mine["market"], mine["asset"], strict=True))
         out = []
-        for r in mk.itertuples(index=False):
-            params = json.loads(r.params or "{}")
-            if (r.market, r.asset) not in held or params.get("profile", "compound") != "compound":
+        for (market, asset), rows in mk.groupby(["market", "asset"], sort=True):
+            profiles = {json.loads(text or "{}").get("profile", "compound") for text in rows["params"]}
+            factors = set(rows["ltv"].astype(float))
+            # an underlying listed twice (a legacy cToken beside its successor) is one parameter when
+            # both markets share the factor, as governance sets them; left alone when they differ
+            if (market, asset) not in held or profiles != {"compound"} or len(factors) != 1:
                 continue
-            cf = float(r.ltv)
-            out.append(TunableParameter(str(r.market), str(r.asset), "collateral_factor", cf, STEP,
+            cf = factors.pop()
+            out.append(TunableParameter(str(market), str(asset), "collateral_factor", cf, STEP,
                                         round(max(cf - MAX_CUT, STEP), 6), cf))
         return out
 
@@ -61,11 +64,11 @@ class CompoundV2Tuning(ParameterTuning):
             if not row.any():
                 raise ContagionError(f"compound-v2: no market for {change.asset} in {change.market}")
             mantissa = _check(change.value)
-            i = markets.index[row][0]
-            params = json.loads(markets.at[i, "params"] or "{}")
-            params["collateral_factor_mantissa"] = params["liquidation_threshold_mantissa"] = str(mantissa)
+            for i in markets.index[row]:        # every cToken of the underlying
+                params = json.loads(markets.at[i, "params"] or "{}")
+                params["collateral_factor_mantissa"] = params["liquidation_threshold_mantissa"] = str(mantissa)
+                markets.at[i, "params"] = json.dumps(params, sort_keys=True)
             markets.loc[row, ["ltv", "liquidation_threshold"]] = [mantissa / MANTISSA, mantissa / MANTISSA]
-            markets.at[i, "params"] = json.dumps(params, sort_keys=True)
         out = copy.copy(snapshot)
         out.meta, out.markets = dict(snapshot.meta), markets
         return out
@@ -81,21 +84,22 @@ class CompoundV2Tuning(ParameterTuning):
         if not mine:
             return
         comptroller = to_checksum_address(deployment["comptroller"])
-        ctokens = {u.lower(): m["cToken"] for u, m in
-                   CompoundV2Executor(w3, deployment, w3.eth.accounts[0]).by_underlying.items()}
+        ctokens: dict[str, list[str]] = {}
+        for m in CompoundV2Executor(w3, deployment, w3.eth.accounts[0]).by_ctoken.values():
+            ctokens.setdefault(m["underlying"].lower(), []).append(m["cToken"])
         admin = read(w3, comptroller, "admin()(address)")
         for change in mine:
             if to_checksum_address(change.market) != comptroller:
                 raise ContagionError(f"compound-v2: a change for {change.market}, but the deployment's comptroller is {comptroller}")
-            ctoken = ctokens.get(change.asset.lower())
-            if ctoken is None:
+            if change.asset.lower() not in ctokens:
                 raise ContagionError(f"compound-v2: no cToken of {change.asset} in {comptroller}")
             mantissa = _check(change.value)
-            send_as(w3, admin, comptroller, "_setCollateralFactor(address,uint256)", to_checksum_address(ctoken), mantissa,
-                    what=f"Comptroller._setCollateralFactor({ctoken})")
-            listed = read(w3, comptroller, "markets(address)(bool,uint256,bool)", to_checksum_address(ctoken))
-            if int(listed[1]) != mantissa:      # an error code, not a revert (Compound's fail())
-                raise ContagionError(f"Comptroller._setCollateralFactor({ctoken}) refused {mantissa}")
+            for ctoken in ctokens[change.asset.lower()]:
+                send_as(w3, admin, comptroller, "_setCollateralFactor(address,uint256)", to_checksum_address(ctoken),
+                        mantissa, what=f"Comptroller._setCollateralFactor({ctoken})")
+                listed = read(w3, comptroller, "markets(address)(bool,uint256,bool)", to_checksum_address(ctoken))
+                if int(listed[1]) != mantissa:      # an error code, not a revert (Compound's fail())
+                    raise ContagionError(f"Comptroller._setCollateralFactor({ctoken}) refused {mantissa}")
 
 
 def _check(value: float) -> int:

@@ -17,6 +17,7 @@ from web3.logs import DISCARD
 from analyzer.errors import ContagionError
 from analyzer.transactions import send
 from protocols.base import ExecutedLiquidation, OptionExecutor
+from protocols.lyra_v1.buyback import shifted_base_iv
 from protocols.lyra_v1.devnet import artifact, bytes32
 from protocols.lyra_v1.params import UNIT, wad
 
@@ -41,15 +42,18 @@ class LyraExecutor(OptionExecutor):
         return send(self.w3, call, sender, f"lyra-v1 {what}", gas=12_000_000, impersonate=True)
 
     # ---- prices and vols ----
-    def set_price(self, asset: str, price_usd: float) -> None:
-        """Move the market's Synthetix rate (the spot Lyra prices at) to ``price_usd``, at the 8
-        decimals of a USD feed."""
+    def _check_underlying(self, asset: str) -> None:
         known = {self.deployment.get("underlying"), self.deployment.get("underlying_token"),
                  self.market["baseAsset"], self.deployment.get("market_key")}
         if asset not in known and to_checksum_address(asset) not in {to_checksum_address(a) for a in known
                                                                       if a and a.startswith("0x")}:
             raise ContagionError(f"lyra-v1 executor: {asset} is not this market's underlying "
                                  f"({self.deployment.get('underlying')})")
+
+    def set_price(self, asset: str, price_usd: float) -> None:
+        """Move the market's Synthetix rate (the spot Lyra prices at) to ``price_usd``, at the 8
+        decimals of a USD feed."""
+        self._check_underlying(asset)
         feed_answer = round(price_usd * 10**8)
         self._send(self.rates.functions.setRateAndInvalid(bytes32(self.deployment["market_key"]),
                                                           feed_answer * 10**10, False),
@@ -62,6 +66,18 @@ class LyraExecutor(OptionExecutor):
         self._send(functions.setBoardFrozen(board_id, True), self.owner, "setBoardFrozen")
         self._send(functions.setBoardBaseIv(board_id, wad(round(base_iv, 18))), self.owner, "setBoardBaseIv")
         self._send(functions.setBoardFrozen(board_id, False), self.owner, "setBoardFrozen")
+
+    def shift_iv(self, asset: str, vol_points: float) -> None:
+        """Every live, unexpired board's base IV moved by ``vol_points`` (:func:`buyback.shifted_base_iv`, the
+        move the engine's rule prices with): :meth:`set_base_iv` per board."""
+        self._check_underlying(asset)
+        if vol_points == 0:
+            return
+        now = self.w3.eth.get_block("latest")["timestamp"]
+        for board_id in self.option_market.functions.getLiveBoards().call():
+            board = self.option_market.functions.getOptionBoard(board_id).call()
+            if board[1] > now + 1:
+                self.set_base_iv(board_id, shifted_base_iv(board[2] / UNIT, vol_points))
 
     def update_caches(self) -> None:
         """``OptionGreekCache.updateBoardCachedGreeks`` on every live, unexpired board (anyone may call it; it

@@ -3,7 +3,9 @@ field, as the integers the contracts take (18-decimal fixed point, seconds)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 UNIT = 10**18
 DAY, WEEK, HOUR = 86_400, 604_800, 3_600
@@ -60,3 +62,54 @@ VARIANCE_FEE_PARAMS = {
 PARTIAL_COLLATERAL_PARAMS = {"penaltyRatio": wad("0.2"), "liquidatorFeeRatio": wad("0.4"),
                              "smFeeRatio": wad("0.3"), "minLiquidationFee": wad(15)}
 FEE_RATE_FOR_BASE, FEE_RATE_FOR_QUOTE = wad("0.0075"), wad("0.005")
+
+
+def _f(value: int) -> float:
+    return value / UNIT
+
+
+@dataclass(frozen=True)
+class LyraParams:
+    """The market parameters the rules use, as floats (fractions, seconds, quote)."""
+
+    min_static_quote: float = _f(MIN_COLLATERAL_PARAMS["minStaticQuoteCollateral"])
+    min_static_base: float = _f(MIN_COLLATERAL_PARAMS["minStaticBaseCollateral"])
+    shock_vol_a: float = _f(MIN_COLLATERAL_PARAMS["shockVolA"])
+    shock_vol_point_a: float = float(MIN_COLLATERAL_PARAMS["shockVolPointA"])
+    shock_vol_b: float = _f(MIN_COLLATERAL_PARAMS["shockVolB"])
+    shock_vol_point_b: float = float(MIN_COLLATERAL_PARAMS["shockVolPointB"])
+    call_spot_shock: float = _f(MIN_COLLATERAL_PARAMS["callSpotPriceShock"])
+    put_spot_shock: float = _f(MIN_COLLATERAL_PARAMS["putSpotPriceShock"])
+    rate_and_carry: float = _f(GREEK_CACHE_PARAMS["rateAndCarry"])
+    liquidate_vol_shock: float = _f(FORCE_CLOSE_PARAMS["liquidateVolShock"])
+    liquidate_post_cutoff_vol_shock: float = _f(FORCE_CLOSE_PARAMS["liquidatePostCutoffVolShock"])
+    liquidate_spot_min: float = _f(FORCE_CLOSE_PARAMS["liquidateSpotMin"])
+    trading_cutoff: float = float(TRADE_LIMIT_PARAMS["tradingCutoff"])
+    penalty_ratio: float = _f(PARTIAL_COLLATERAL_PARAMS["penaltyRatio"])
+    liquidator_fee_ratio: float = _f(PARTIAL_COLLATERAL_PARAMS["liquidatorFeeRatio"])
+    sm_fee_ratio: float = _f(PARTIAL_COLLATERAL_PARAMS["smFeeRatio"])
+    min_liquidation_fee: float = _f(PARTIAL_COLLATERAL_PARAMS["minLiquidationFee"])
+    standard_size: float = _f(PRICING_PARAMS["standardSize"])
+    skew_adjustment_factor: float = _f(PRICING_PARAMS["skewAdjustmentFactor"])
+    hedge_cap: float = float("inf")
+    option_price_fee_coefficient: float = _f(PRICING_PARAMS["optionPriceFeeCoefficient"])
+    option_price_fee_1x_point: float = float(PRICING_PARAMS["optionPriceFee1xPoint"])
+    option_price_fee_2x_point: float = float(PRICING_PARAMS["optionPriceFee2xPoint"])
+    spot_price_fee_coefficient: float = _f(PRICING_PARAMS["spotPriceFeeCoefficient"])
+    spot_price_fee_1x_point: float = float(PRICING_PARAMS["spotPriceFee1xPoint"])
+    spot_price_fee_2x_point: float = float(PRICING_PARAMS["spotPriceFee2xPoint"])
+    vega_fee_coefficient: float = _f(PRICING_PARAMS["vegaFeeCoefficient"])
+    force_close_variance_fee_coefficient: float = _f(VARIANCE_FEE_PARAMS["forceCloseVarianceFeeCoefficient"])
+    variance_skew_adjustment_coefficient: float = _f(VARIANCE_FEE_PARAMS["skewAdjustmentCoefficient"])
+    variance_reference_skew: float = _f(VARIANCE_FEE_PARAMS["referenceSkew"])
+    variance_minimum_static_skew_adjustment: float = _f(VARIANCE_FEE_PARAMS["minimumStaticSkewAdjustment"])
+    variance_vega_coefficient: float = _f(VARIANCE_FEE_PARAMS["vegaCoefficient"])
+    variance_minimum_static_vega: float = _f(VARIANCE_FEE_PARAMS["minimumStaticVega"])
+    variance_iv_variance_coefficient: float = _f(VARIANCE_FEE_PARAMS["ivVarianceCoefficient"])
+    variance_minimum_static_iv_variance: float = _f(VARIANCE_FEE_PARAMS["minimumStaticIvVariance"])
+    base_quote_fee_rate: float = _f(FEE_RATE_FOR_BASE)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LyraParams:
+        known = {k: float(v) for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

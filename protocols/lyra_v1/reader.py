@@ -76,9 +76,11 @@ class LyraReader(Reader):
             Call(m["liquidityPool"], "getTokenPrice()(uint256)"),
             Call(m["liquidityPool"], "lockedCollateral()(uint256,uint256)"),
             Call(m["liquidityToken"], "totalSupply()(uint256)")], "market")
-        (variance,) = self._read([
+        (variance, exchange) = self._read([
             Call(m["optionMarketPricer"], "getVarianceFeeParams()((uint256,uint256,uint256,uint256,uint256,uint256,"
-                                          "uint256,uint256,uint256))")], "market")
+                                          "uint256,uint256,uint256))"),
+            Call(adapter, "getExchangeParams(address)((uint256,bytes32,bytes32,uint256,uint256))",
+                 (m["optionMarket"],))], "market")
         pool_value = self._read([
             Call(m["quoteAsset"], "balanceOf(address)(uint256)", (m["liquidityPool"],)),
             Call(m["baseAsset"], "balanceOf(address)(uint256)", (m["liquidityPool"],)),
@@ -105,6 +107,10 @@ class LyraReader(Reader):
                                                          "uint256))", (b,)) for b in boards], "board caches")
         cache_updated_at = {b: int(c[5]) for b, c in zip(boards, board_caches, strict=True)}
         iv_variance = {b: _wad(c[8]) for b, c in zip(boards, board_caches, strict=True)}
+        # the board IV's GWAV the variance fee measures the IV against (_updateBoardIvVariance): an IV move
+        # set now leaves it behind, so ivVariance = |this - new base IV|
+        variance_gwav = dict(zip(boards, self._read([Call(m["greekCache"], "getIvGWAV(uint256,uint256)(uint256)",
+                                                          (b, gcp[3])) for b in boards], "variance gwav"), strict=True))
         nb, ns = len(boards), len(flat)
         iv_gwav = dict(zip(boards, gwav[:nb], strict=True))
         nav_iv_gwav = dict(zip(boards, gwav[nb:2 * nb], strict=True))
@@ -128,7 +134,9 @@ class LyraReader(Reader):
                        "variance_minimum_static_skew_adjustment": _wad(variance[4]),
                        "variance_vega_coefficient": _wad(variance[5]), "variance_minimum_static_vega": _wad(variance[6]),
                        "variance_iv_variance_coefficient": _wad(variance[7]),
-                       "variance_minimum_static_iv_variance": _wad(variance[8])}
+                       "variance_minimum_static_iv_variance": _wad(variance[8]),
+                       # SynthetixAdapter.estimateExchangeToExactQuote: a base-collateralised buy-back in base
+                       "base_quote_fee_rate": _wad(exchange[4])}
         strike_rows = []
         for sid, (strike, board), cache_row, skew_g, nav_skew_g in zip(flat, strikes, caches, skew_gwav, nav_skew_gwav,
                                                                         strict=True):
@@ -143,7 +151,7 @@ class LyraReader(Reader):
                 "cached_std_vega": _wad(greeks[2]), "gwav_vol": _wad(iv_gwav[board[0]] * skew_g // WAD),
                 "nav_vol": _wad(nav_iv_gwav[board[0]] * nav_skew_g // WAD),
                 "cache_updated_at": cache_updated_at[board[0]],
-                "board_iv_variance": iv_variance[board[0]]})
+                "board_iv_variance": iv_variance[board[0]], "variance_iv_gwav": _wad(variance_gwav[board[0]])})
         names = ("free", "burnable", "used_collat", "pending_delta", "used_delta", "nav")
         return {
             "spot": _wad(spot_raw), "spot_raw": str(spot_raw), "base_asset": to_checksum_address(m["baseAsset"]),

@@ -4,12 +4,8 @@ Mirrors, with units in quote (USD) per base unless said otherwise:
 - :func:`min_collateral`: ``OptionGreekCache.getMinCollateral`` (Black-Scholes at the shocked spot and the
   fixed shock vol of ``getShockVol``; not market IV);
 - :func:`liquidatable`: ``OptionToken.canLiquidate`` (an ACTIVE short whose collateral < min collateral);
-- :func:`buyback_price`: ``OptionGreekCache.getPriceForForceClose`` for a liquidation (GWAV vol ×
-  ``liquidateVolShock``, or ``liquidatePostCutoffVolShock`` after the trading cut-off; floored at parity +
-  ``liquidateSpotMin`` × spot), at each strike's own GWAV vol;
-- :func:`buyback_total_cost`: ``OptionMarketPricer.getTradeResult`` on that price: the premium plus the
-  option-price, spot-price, vega-utilisation and variance fees (the liquidation's ``totalCost``);
-- :func:`liquidation_fees`: ``OptionToken.getLiquidationFees`` (penalty split: LPs, liquidator, security module);
+- the liquidation's buy-back and its penalty split (``getPriceForForceClose``, ``getTradeResult``,
+  ``getLiquidationFees``): :mod:`protocols.lyra_v1.buyback`, re-exported here;
 - :func:`gamma_by_strike`, :func:`rehedge_flow`: the pool's greeks from ``protocols.lyra_v1.blackscholes``
   (gamma is not cached on chain); the hedger targets ``getGlobalNetDelta() - lpLockedBase``
   (``ShortPoolHedger.getCappedExpectedHedge``);
@@ -33,59 +29,21 @@ import pandas as pd
 from analyzer.errors import ContagionError
 from protocols.base import LendingBook, OptionLiquidation, OptionMarginRules
 from protocols.lyra_v1 import blackscholes as bs
-from protocols.lyra_v1 import params as P
+from protocols.lyra_v1.buyback import (  # noqa: F401  (the buy-back's pricing, part of the rules' interface)
+    FEE_INPUTS,
+    MIN_BASE_IV,
+    BuybackState,
+    board_iv_variance,
+    buyback_price,
+    buyback_total_cost,
+    cost_in_collateral,
+    liquidation_fees,
+    shifted_base_iv,
+    time_weighted_fee,
+)
+from protocols.lyra_v1.params import LyraParams
 
 LONG_CALL, LONG_PUT, SHORT_CALL_BASE, SHORT_CALL_QUOTE, SHORT_PUT_QUOTE = range(5)
-
-
-def _f(value: int) -> float:
-    return value / P.UNIT
-
-
-@dataclass(frozen=True)
-class LyraParams:
-    """The market parameters the rules use, as floats (fractions, seconds, quote)."""
-
-    min_static_quote: float = _f(P.MIN_COLLATERAL_PARAMS["minStaticQuoteCollateral"])
-    min_static_base: float = _f(P.MIN_COLLATERAL_PARAMS["minStaticBaseCollateral"])
-    shock_vol_a: float = _f(P.MIN_COLLATERAL_PARAMS["shockVolA"])
-    shock_vol_point_a: float = float(P.MIN_COLLATERAL_PARAMS["shockVolPointA"])
-    shock_vol_b: float = _f(P.MIN_COLLATERAL_PARAMS["shockVolB"])
-    shock_vol_point_b: float = float(P.MIN_COLLATERAL_PARAMS["shockVolPointB"])
-    call_spot_shock: float = _f(P.MIN_COLLATERAL_PARAMS["callSpotPriceShock"])
-    put_spot_shock: float = _f(P.MIN_COLLATERAL_PARAMS["putSpotPriceShock"])
-    rate_and_carry: float = _f(P.GREEK_CACHE_PARAMS["rateAndCarry"])
-    liquidate_vol_shock: float = _f(P.FORCE_CLOSE_PARAMS["liquidateVolShock"])
-    liquidate_post_cutoff_vol_shock: float = _f(P.FORCE_CLOSE_PARAMS["liquidatePostCutoffVolShock"])
-    liquidate_spot_min: float = _f(P.FORCE_CLOSE_PARAMS["liquidateSpotMin"])
-    trading_cutoff: float = float(P.TRADE_LIMIT_PARAMS["tradingCutoff"])
-    penalty_ratio: float = _f(P.PARTIAL_COLLATERAL_PARAMS["penaltyRatio"])
-    liquidator_fee_ratio: float = _f(P.PARTIAL_COLLATERAL_PARAMS["liquidatorFeeRatio"])
-    sm_fee_ratio: float = _f(P.PARTIAL_COLLATERAL_PARAMS["smFeeRatio"])
-    min_liquidation_fee: float = _f(P.PARTIAL_COLLATERAL_PARAMS["minLiquidationFee"])
-    standard_size: float = _f(P.PRICING_PARAMS["standardSize"])
-    skew_adjustment_factor: float = _f(P.PRICING_PARAMS["skewAdjustmentFactor"])
-    hedge_cap: float = float("inf")
-    option_price_fee_coefficient: float = _f(P.PRICING_PARAMS["optionPriceFeeCoefficient"])
-    option_price_fee_1x_point: float = float(P.PRICING_PARAMS["optionPriceFee1xPoint"])
-    option_price_fee_2x_point: float = float(P.PRICING_PARAMS["optionPriceFee2xPoint"])
-    spot_price_fee_coefficient: float = _f(P.PRICING_PARAMS["spotPriceFeeCoefficient"])
-    spot_price_fee_1x_point: float = float(P.PRICING_PARAMS["spotPriceFee1xPoint"])
-    spot_price_fee_2x_point: float = float(P.PRICING_PARAMS["spotPriceFee2xPoint"])
-    vega_fee_coefficient: float = _f(P.PRICING_PARAMS["vegaFeeCoefficient"])
-    force_close_variance_fee_coefficient: float = _f(P.VARIANCE_FEE_PARAMS["forceCloseVarianceFeeCoefficient"])
-    variance_skew_adjustment_coefficient: float = _f(P.VARIANCE_FEE_PARAMS["skewAdjustmentCoefficient"])
-    variance_reference_skew: float = _f(P.VARIANCE_FEE_PARAMS["referenceSkew"])
-    variance_minimum_static_skew_adjustment: float = _f(P.VARIANCE_FEE_PARAMS["minimumStaticSkewAdjustment"])
-    variance_vega_coefficient: float = _f(P.VARIANCE_FEE_PARAMS["vegaCoefficient"])
-    variance_minimum_static_vega: float = _f(P.VARIANCE_FEE_PARAMS["minimumStaticVega"])
-    variance_iv_variance_coefficient: float = _f(P.VARIANCE_FEE_PARAMS["ivVarianceCoefficient"])
-    variance_minimum_static_iv_variance: float = _f(P.VARIANCE_FEE_PARAMS["minimumStaticIvVariance"])
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LyraParams:
-        known = {k: float(v) for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 def shock_vol(tte_sec: np.ndarray, p: LyraParams) -> np.ndarray:
@@ -124,94 +82,6 @@ def liquidatable(option_type: np.ndarray, strike: np.ndarray, tte_sec: np.ndarra
     live = np.asarray(tte_sec) > 0
     need = min_collateral(option_type, strike, tte_sec, spot, amount, p)
     return is_short & live & (np.asarray(collateral, dtype=np.float64) < need)
-
-
-def buyback_price(option_type: np.ndarray, strike: np.ndarray, tte_sec: np.ndarray, spot: np.ndarray,
-                  gwav_vol: np.ndarray, p: LyraParams = LyraParams()) -> np.ndarray:
-    """``getPriceForForceClose`` for a liquidation: quote per contract the AMM charges to buy a short back."""
-    tte = np.maximum(np.asarray(tte_sec, dtype=np.float64), 0.0)
-    post_cutoff = tte < p.trading_cutoff
-    vol = np.asarray(gwav_vol, dtype=np.float64) * np.where(post_cutoff, p.liquidate_post_cutoff_vol_shock,
-                                                            p.liquidate_vol_shock)
-    spot = np.asarray(spot, dtype=np.float64)
-    call, put = bs.option_prices(tte, vol, spot, strike, p.rate_and_carry)
-    is_put = np.asarray(option_type) == SHORT_PUT_QUOTE
-    parity = np.where(is_put, np.maximum(strike - spot, 0.0), np.maximum(spot - strike, 0.0))
-    return np.maximum(np.where(is_put, put, call), parity + spot * p.liquidate_spot_min)
-
-
-def time_weighted_fee(tte_sec: np.ndarray, point_a: float, point_b: float, coefficient: float) -> np.ndarray:
-    """``OptionMarketPricer.getTimeWeightedFee``: the coefficient up to point A, rising linearly to 2× at B."""
-    t = np.asarray(tte_sec, dtype=np.float64)
-    return np.where(t <= point_a, coefficient, coefficient * (1.0 + (t - point_a) / (point_b - point_a)))
-
-
-FEE_INPUTS = frozenset({"strike_id", "skew", "base_iv", "strike", "cached_std_vega"})
-"""The reader's strike fields :func:`buyback_total_cost` needs."""
-
-
-@dataclass
-class BuybackState:
-    """What one liquidation's trade changes for the next (``OptionMarket._doTrade``): each strike's
-    skew (``ivImpactForTrade``: a buy moves it up by ``amount / standardSize / 100 × skewAdjustmentFactor``)
-    and the users' global net standard vega (``_updateStrikeExposureAndGetPrice``)."""
-
-    skew: dict[int, float]
-    users_net_std_vega: float
-
-
-def buyback_total_cost(premium: float, amount: float, spot: float, tte_sec: float, strike: dict[str, Any],
-                       force_close_vol: float, nav: float, state: BuybackState, p: LyraParams) -> float:
-    """``OptionMarketPricer.getTradeResult`` for a liquidation (the AMM sells the option back: a buy):
-    ``premium`` + option-price fee + spot-price fee + vega-utilisation fee + variance fee, in quote.
-    Updates ``state`` with the trade's skew and vega. ``strike``: the reader's strike row."""
-    sid = int(strike["strike_id"])
-    skew = state.skew.get(sid, float(strike["skew"])) + amount / p.standard_size / 100.0 * p.skew_adjustment_factor
-    state.skew[sid] = skew
-    option_fee = float(time_weighted_fee(tte_sec, p.option_price_fee_1x_point, p.option_price_fee_2x_point,
-                                         p.option_price_fee_coefficient)) * premium
-    spot_fee = float(time_weighted_fee(tte_sec, p.spot_price_fee_1x_point, p.spot_price_fee_2x_point,
-                                       p.spot_price_fee_coefficient)) * spot * amount
-    pre = state.users_net_std_vega
-    state.users_net_std_vega += amount * float(strike["cached_std_vega"])
-    vega_fee = 0.0
-    if abs(state.users_net_std_vega) > abs(pre) and nav > 0:      # the trade adds to the AMM's vega
-        vega_fee = p.vega_fee_coefficient * force_close_vol * abs(state.users_net_std_vega) / nav * amount
-    variance_fee = 0.0
-    if p.force_close_variance_fee_coefficient:
-        vega = float(bs.vega(tte_sec, float(strike["base_iv"]) * skew, spot, float(strike["strike"]),
-                             p.rate_and_carry))
-        variance_fee = (p.force_close_variance_fee_coefficient
-                        * (p.variance_minimum_static_vega + vega * p.variance_vega_coefficient)
-                        * (p.variance_minimum_static_skew_adjustment
-                           + abs(skew - p.variance_reference_skew) * p.variance_skew_adjustment_coefficient)
-                        * (p.variance_minimum_static_iv_variance
-                           + float(strike.get("board_iv_variance", 0.0)) * p.variance_iv_variance_coefficient)
-                        * amount)
-    return premium + option_fee + spot_fee + vega_fee + variance_fee
-
-
-def liquidation_fees(cost: np.ndarray, collateral: np.ndarray, min_fee: np.ndarray,
-                     insolvency_multiplier: np.ndarray, p: LyraParams = LyraParams()) -> dict[str, np.ndarray]:
-    """``OptionToken.getLiquidationFees``, in the collateral's units (base for base-collateralised calls, where
-    ``cost`` and ``min_fee`` are converted to base and ``insolvency_multiplier`` is the spot).
-
-    Returns ``return_collateral`` (to the owner), ``lp_premiums`` (the buy-back, to the pool), ``lp_fee``,
-    ``liquidator_fee``, ``sm_fee`` (security module) and ``insolvent_amount`` (quote the pool absorbs)."""
-    cost, collateral = np.asarray(cost, dtype=np.float64), np.asarray(collateral, dtype=np.float64)
-    min_fee = np.asarray(min_fee, dtype=np.float64)
-    solvent = collateral >= cost + min_fee
-    penalty_solvent = np.maximum((collateral - cost) * p.penalty_ratio, min_fee)
-    return_collateral = np.where(solvent, collateral - cost - penalty_solvent, 0.0)
-    covers_fee = collateral >= min_fee
-    penalty = np.where(solvent, penalty_solvent, np.where(covers_fee, min_fee, collateral))
-    insolvent = np.where(solvent, 0.0, np.where(covers_fee, cost + min_fee - collateral, cost)
-                         * np.asarray(insolvency_multiplier, dtype=np.float64))
-    sm_fee = penalty * p.sm_fee_ratio
-    liquidator_fee = penalty * p.liquidator_fee_ratio
-    return {"return_collateral": return_collateral, "lp_premiums": collateral - penalty - return_collateral,
-            "lp_fee": penalty - (sm_fee + liquidator_fee), "liquidator_fee": liquidator_fee, "sm_fee": sm_fee,
-            "insolvent_amount": insolvent}
 
 
 def gamma_by_strike(strike: np.ndarray, tte_sec: np.ndarray, vol: np.ndarray, exposure: np.ndarray, spot: float,
@@ -330,9 +200,14 @@ class LyraOptionRules(OptionMarginRules):
 
     def load(self, snapshot: Any) -> None:
         rows = snapshot.markets[snapshot.markets["protocol"] == self.protocol]
-        for market, text in zip(rows["market"], rows["params"], strict=True):
+        asset_iv = dict(zip(snapshot.assets["address"], snapshot.assets["iv"], strict=True)) \
+            if "iv" in snapshot.assets else {}
+        for market, asset, text in zip(rows["market"], rows["asset"], rows["params"], strict=True):
             data = json.loads(text or "{}")
             data["lyra_params"] = LyraParams.from_json(data.get("params", {}))
+            # the underlying's IV the engine starts from: its moves are the boards' IV moves
+            iv = asset_iv.get(asset)
+            data["snapshot_iv"] = float(iv) if iv is not None and np.isfinite(iv) else np.nan
             self.markets[str(market)] = data
 
     def option_type(self, options: pd.DataFrame) -> np.ndarray:
@@ -364,13 +239,22 @@ class LyraOptionRules(OptionMarginRules):
                             options["size"].to_numpy(float), options["collateral"].to_numpy(float), p)
 
     def option_liquidations(self, options: pd.DataFrame, spot_usd: np.ndarray, iv: np.ndarray,
-                            now: int) -> OptionLiquidation:
-        """The engine hook (:meth:`OptionMarginRules.option_liquidations`): shorts liquidated at per-row spot;
-        the buy-back is ``liquidatePosition``'s total cost: ``getPriceForForceClose`` at the strike's own
-        GWAV vol (board IV GWAV × strike skew GWAV, as read: a cascade of minutes does not move a 12-hour
-        GWAV, so the engine's ``iv`` does not enter) times the liquidation vol shock, plus the AMM's fees
-        (:func:`buyback_total_cost`), liquidations applied in row order. Collateral sold = the buy-back
-        plus the penalty, in collateral units; value_usd = the buy-back in USD (``lpPremiums``)."""
+                            now: int, carry: Any = None) -> OptionLiquidation:
+        """The engine hook (:meth:`OptionMarginRules.option_liquidations`): shorts liquidated at per-row spot,
+        in row order, each as ``OptionMarket.liquidatePosition`` prices it:
+
+        - the buy-back price is ``getPriceForForceClose`` at the strike's own GWAV vol (board IV GWAV ×
+          strike skew GWAV, as read: a cascade of minutes does not move a 12-hour GWAV, so an IV move does
+          not reach it) times the liquidation vol shock;
+        - the fees are ``getTradeResult``'s (:func:`buyback_total_cost`) with the board's base IV moved as the
+          underlying's ``iv`` moved from the snapshot's (the replay sets it on chain, ``setBoardBaseIv``):
+          it enters the variance fee through the vega and the IV variance against the board's GWAV;
+        - each buy-back raises its strike's skew and the users' net vega for the next one, within the call
+          and, through ``carry`` (a :class:`BuybackState` per market), in the next round;
+        - a base-collateralised call pays the cost in base at Synthetix's exchange fee (:func:`cost_in_collateral`);
+        - ``OptionToken.getLiquidationFees`` splits the collateral: value_usd = ``lpPremiums`` in USD (the
+          buy-back the pool receives: the total cost, or less when the collateral does not cover it);
+          collateral sold = lpPremiums plus the penalty, in collateral units."""
         p = self._params(options)
         kind = self.option_type(options)
         spot = np.asarray(spot_usd, dtype=np.float64)
@@ -386,22 +270,25 @@ class LyraOptionRules(OptionMarginRules):
         vol_shock = np.where(post_cutoff, p.liquidate_post_cutoff_vol_shock, p.liquidate_vol_shock)
         cost_quote = price * size
         markets = list(options["market"])
-        states: dict[str, BuybackState] = {}
+        states: dict[str, BuybackState] = dict(carry or {})
         for i in np.flatnonzero(hit):         # liquidations this round: a handful, in order
             if strike_rows[i] is None or not set(strike_rows[i]) >= FEE_INPUTS:
                 continue          # a strike the reader did not describe: the premium alone
             market = self._market(markets[i])
             state = states.setdefault(markets[i], BuybackState({}, float(market.get("net_std_vega", 0.0))))
             nav = float((market.get("liquidity") or {}).get("nav", 0.0))
+            moved = float(np.asarray(iv, dtype=float)[i]) - market.get("snapshot_iv", np.nan)
+            strike = dict(strike_rows[i], base_iv=shifted_base_iv(strike_rows[i]["base_iv"],
+                                                                   moved if np.isfinite(moved) else 0.0))
             cost_quote[i] = buyback_total_cost(cost_quote[i], size[i], float(spot[i]), float(max(tte[i], 0)),
-                                               strike_rows[i], float(gwav[i] * vol_shock[i]), nav, state, p)
+                                               strike, float(gwav[i] * vol_shock[i]), nav, state, p)
         base = kind == SHORT_CALL_BASE
-        cost = np.where(base, cost_quote / spot, cost_quote)
-        fees = liquidation_fees(cost, options["collateral"].to_numpy(float),
+        fees = liquidation_fees(cost_in_collateral(cost_quote, base, spot, p), options["collateral"].to_numpy(float),
                                 np.where(base, p.min_liquidation_fee / spot, p.min_liquidation_fee),
                                 np.where(base, spot, 1.0), p)
         sold = np.where(hit, fees["lp_premiums"] + fees["lp_fee"] + fees["liquidator_fee"] + fees["sm_fee"], 0.0)
-        return OptionLiquidation(hit, sold, np.where(hit, cost_quote, 0.0))
+        premiums_usd = fees["lp_premiums"] * np.where(base, spot, 1.0)
+        return OptionLiquidation(hit, sold, np.where(hit, premiums_usd, 0.0), carry=states)
 
     def _strike(self, market: str, expiry: int, strike: float) -> dict[str, Any] | None:
         """The reader's strike row of ``market`` with this expiry and strike price (None when not read)."""

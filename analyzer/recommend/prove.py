@@ -1,0 +1,127 @@
+"""``contagion recommend --prove``: the recommended changes made on an anvil fork through each
+protocol's own configuration functions (:meth:`protocols.base.ParameterTuning.configure`), then
+every stress scenario replayed there (:func:`analyzer.replay.replay`), settled then shocked as
+the engine evaluated it:
+
+1. a fork of the chain (of an anvil source, a copy of its whole state: ``anvil_dumpState`` loaded
+   into a new anvil, with nothing left to fetch slot by slot from the source); a scan before the change; the changes; a fresh scan after it, whose newly
+   liquidatable accounts (each protocol's own rule at the fork's oracle prices) are set beside the
+   recommendation's ``liquidatable_now``;
+2. per scenario, from the configured fork (evm_snapshot / evm_revert): a replay with no shock on
+   the fork itself (the liquidations the change causes at today's prices, their sales through the
+   real pools), then the scenario's replay on the same, settled, fork; its bad debt against the
+   budget and against the engine's prediction, and the engine beside the stress replay on the
+   settled fork (:func:`analyzer.fidelity.compare`).
+
+A scenario with a forced sale is not replayed (the replay does not execute forced sales).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import ContagionError
+from analyzer.scenarios import ShockScenario
+from protocols.base import ParameterChange
+
+
+def configure(w3, book: dict, plugins, changes: Sequence[ParameterChange]) -> None:
+    """Every change made on ``w3`` (anvil) by its protocol's tuning, market by market of ``book``."""
+    from eth_utils import to_checksum_address
+
+    from analyzer.books import deployments_for
+    from analyzer.chain import require_anvil
+
+    require_anvil(w3)
+    markets = deployments_for(plugins, w3.eth.chain_id, book)
+    for protocol in sorted({c.protocol for c in changes}):
+        mine = [c for c in changes if c.protocol == protocol]
+        for market in sorted({c.market for c in mine}):
+            found = [m for m in markets if m.plugin.name == protocol and m.main_address
+                     and m.main_address == to_checksum_address(market)]
+            if not found or found[0].plugin.tuning is None:
+                raise ContagionError(f"recommend --prove: {protocol} market {market} is not in the address book "
+                                     "or has no parameter tuning")
+            found[0].plugin.tuning().configure(w3, found[0].deployment, [c for c in mine if c.market == market])
+
+
+@contextlib.contextmanager
+def chain_copy(rpc_url: str) -> Iterator[Any]:
+    """A running anvil to change, as of the head of ``rpc_url``: a copy of its state when the
+    source is anvil itself (a devnet), else a fork pinned at its head block."""
+    from analyzer.chain import Anvil, connect, dump_state, is_anvil
+    from analyzer.devnet.build import CODE_SIZE_LIMIT
+    from analyzer.rpc import RpcClient
+
+    source = connect(rpc_url)
+    if is_anvil(source):
+        with tempfile.TemporaryDirectory(prefix="contagion-prove-") as folder:
+            state = Path(folder) / "state.json"
+            state.write_text(dump_state(source))
+            with Anvil(chain_id=source.eth.chain_id, load_state=state, code_size_limit=CODE_SIZE_LIMIT) as node:
+                yield node
+        return
+    with Anvil(fork_url=rpc_url, fork_block=RpcClient(rpc_url).head_block()) as node:
+        yield node
+
+
+def prove(rpc_url: str, book: dict, doc: dict[str, Any], scenarios: Sequence[ShockScenario], plugins, *,
+          progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    """The proof document (module docstring) of the recommendations ``doc`` on a fork of ``rpc_url``."""
+    from analyzer.chain import require_anvil
+    from analyzer.cheats import mine
+    from analyzer.engine import simulate
+    from analyzer.engine.settle import settle_scenario
+    from analyzer.fidelity import BAD_DEBT_FLOOR_USD, BAD_DEBT_TOLERANCE, compare, engine_scenario
+    from analyzer.recommend.evaluate import newly_liquidatable
+    from analyzer.replay import replay
+    from analyzer.scan import scan
+
+    changes = [ParameterChange(**c) for c in doc["changes"]]
+    with chain_copy(rpc_url) as fork:
+        require_anvil(fork.w3)
+        block = fork.w3.eth.block_number
+        progress(f"prove: {len(changes)} changes on a fork at block {block}")
+        before = scan(fork.url, plugins, book=book, cache_dir=None)
+        configure(fork.w3, book, plugins, changes)
+        mine(fork.w3)
+        now = newly_liquidatable(before, scan(fork.url, plugins, book=book, cache_dir=None))
+        configured = fork.snapshot()
+        rows = []
+        for scenario in scenarios:
+            fork.revert(configured)
+            configured = fork.snapshot()        # a reverted snapshot id is spent
+            if scenario.forced_sales:
+                rows.append({"scenario": scenario.name, "replayed": False, "reason": "forced sales are not replayed"})
+                continue
+            def say(message: str, name: str = scenario.name) -> None:
+                progress(f"prove {name}: {message}")
+
+            settled = replay(fork.url, book, settle_scenario(scenario), plugins, in_place=True, progress=say)
+            stress = replay(fork.url, book, scenario, plugins, in_place=True, progress=say)
+            engine = simulate(stress.snapshot_before, engine_scenario(scenario, stress))
+            liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
+            fidelity = compare(engine.to_json(), {p: set(g["account"]) for p, g in liquidated.groupby("protocol")},
+                               stress.to_json())
+            replayed = float(sum(stress.bad_debt_usd.values()))
+            predicted = float(doc["bad_debt_after_usd"].get(scenario.name, float("nan")))
+            gap = abs(replayed - predicted)
+            rows.append({
+                "scenario": scenario.name, "replayed": True, "budget_usd": doc["budget_usd"],
+                "replayed_bad_debt_usd": replayed, "within_budget": replayed <= doc["budget_usd"],
+                "predicted_bad_debt_usd": predicted, "bad_debt_gap_usd": gap,
+                "prediction_ok": gap <= max(BAD_DEBT_TOLERANCE * max(replayed, predicted), BAD_DEBT_FLOOR_USD),
+                "settle_liquidations": sum(len(r.liquidations) for r in settled.rounds),
+                "settle_liquidated_usd": float(sum(settled.liquidated_usd.values())),
+                "stress_liquidated_usd": float(sum(stress.liquidated_usd.values())),
+                "stress_fixed_point": stress.reached_fixed_point, "fidelity": fidelity})
+    return {"block": block, "changes": doc["changes"], "liquidatable_now_fork": now,
+            "liquidatable_now_predicted": doc["liquidatable_now"],
+            "liquidatable_now_ok": now["accounts"] == doc["liquidatable_now"]["accounts"], "scenarios": rows}
+
+
+__all__ = ["configure", "prove"]

@@ -1,0 +1,49 @@
+"""mainnet-scale (issue 19): on ~100,000 discovered accounts, the lens read under each account's
+holdings gives the snapshot of the lens read in full, and a sample of it the Multicall3 snapshot.
+
+Building the mainnet-scale devnet takes many minutes (loading its cached state, seconds), so this
+runs only when asked: ``CONTAGION_SCALE_TESTS=1 pytest tests/test_scan_scale.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from analyzer.scan import scan
+from protocols import parse_protocols
+from tests.conftest import requires_anvil
+from tests.test_scan import tables_equal
+
+pytestmark = [requires_anvil, pytest.mark.slow,
+              pytest.mark.skipif(os.environ.get("CONTAGION_SCALE_TESTS") != "1",
+                                 reason="mainnet-scale devnet: set CONTAGION_SCALE_TESTS=1")]
+LENDERS = "aave-v3,compound-v2,comet"
+
+
+@pytest.fixture(scope="module")
+def scale():
+    from analyzer.devnet import scenario as scenario_mod
+    from analyzer.devnet.build import start_devnet
+
+    with start_devnet(scenario_mod.load("mainnet-scale"), parse_protocols(None)) as running:
+        yield running
+
+
+def test_the_masked_lens_equals_the_full_lens_and_a_sample_equals_multicall(scale):
+    lenders = parse_protocols(LENDERS)
+    block = scale.w3.eth.block_number
+    discovered = scan(scale.url, lenders, book=scale.book, block=block, cache_dir=None, oracle_paths=False)
+    accounts = sorted(set(discovered.accounts["account"]) | set(discovered.positions["account"]))
+    assert len(accounts) >= 100_000
+    full = scan(scale.url, lenders, book=scale.book, block=block, accounts=accounts, cache_dir=None,
+                oracle_paths=False)
+    tables_equal(discovered, full)
+    sample = accounts[::100]
+    through_multicall = scan(scale.url, lenders, book=scale.book, block=block, accounts=sample, cache_dir=None,
+                             oracle_paths=False, use_lens=False)
+    through_lens = scan(scale.url, lenders, book=scale.book, block=block, accounts=sample, cache_dir=None,
+                        oracle_paths=False)
+    tables_equal(through_lens, through_multicall)
+    assert len(through_lens.positions) > 1_000
