@@ -251,7 +251,7 @@ def _devnet_case(rng: random.Random, folder: Path) -> Case:
     if rng.random() < 0.2:
         lines.append(rng.choice(["[assets.NEW]", "[protocols.nope]", "[[forced_sale]]", "oracles = 3"]))
     (folder / "devnet.toml").write_text("\n".join(lines) + "\n")
-    args = ["devnet", "up", "--scenario", str(folder / "devnet.toml"), "--exit",
+    args = ["devnet", "up", "--devnet-scenario", str(folder / "devnet.toml"), "--exit",
             "--protocols", rng.choice(["nope", "aave-v3,nope", "é", "aave-v3,,zz"]),
             "--book-out", str(folder / OUT / "book.json"), "--state-out", str(folder / OUT / "state.json")]
     if rng.random() < 0.3:

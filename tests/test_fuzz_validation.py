@@ -228,7 +228,7 @@ def test_a_devnet_scenario_ratio_to_that_is_not_an_asset_name_is_refused(capsys,
     bad = tmp_path / "devnet.toml"
     bad.write_text(f'name = "x"\n[assets.WETH]\ndecimals = 18\nprice_usd = 3000.0\n'
                    f'[assets.wstETH]\ndecimals = 18\nprice_usd = 3500.0\nratio_to = {ratio_to}\n')
-    line = run(capsys, "devnet", "up", "--exit", "--scenario", str(bad), "--protocols", "aave-v3")
+    line = run(capsys, "devnet", "up", "--exit", "--devnet-scenario", str(bad), "--protocols", "aave-v3")
     assert "assets.wstETH.ratio_to" in line, line
 
 
