@@ -253,8 +253,9 @@ def reference_round(prep: Prepared, state: CascadeState, scenario: ShockScenario
         a = int(prep.options.hedger_asset[h])
         hedge = prep.source_index[attr.hedging_source(str(prep.options.hedger_protocol[h]))]
         flows[a, hedge] += prep.options.hedger_gamma[h] * (state.price[a] - state.hedge_spot[a]) * damping[a]
-    state.hedge_spot = [state.hedge_spot[a] + (state.price[a] - state.hedge_spot[a]) * damping[a] for a in range(A)]
-    state.hedge_spot, state.hedge_iv = np.array(state.hedge_spot, dtype=float), state.iv.copy()
+    state.hedge_spot = np.array([state.hedge_spot[a] + (state.price[a] - state.hedge_spot[a]) * damping[a]
+                                 for a in range(A)], dtype=float)
+    state.hedge_iv = state.iv.copy()
     new_price = state.price.copy()
     if scenario.price_impact:
         for a in range(A):

@@ -272,14 +272,14 @@ class LyraOptionRules(OptionMarginRules):
         markets = list(options["market"])
         states: dict[str, BuybackState] = dict(carry or {})
         for i in np.flatnonzero(hit):         # liquidations this round: a handful, in order
-            if strike_rows[i] is None or not set(strike_rows[i]) >= FEE_INPUTS:
+            row = strike_rows[i]
+            if row is None or not set(row) >= FEE_INPUTS:
                 continue          # a strike the reader did not describe: the premium alone
             market = self._market(markets[i])
             state = states.setdefault(markets[i], BuybackState({}, float(market.get("net_std_vega", 0.0))))
             nav = float((market.get("liquidity") or {}).get("nav", 0.0))
             moved = float(np.asarray(iv, dtype=float)[i]) - market.get("snapshot_iv", np.nan)
-            strike = dict(strike_rows[i], base_iv=shifted_base_iv(strike_rows[i]["base_iv"],
-                                                                   moved if np.isfinite(moved) else 0.0))
+            strike = dict(row, base_iv=shifted_base_iv(row["base_iv"], moved if np.isfinite(moved) else 0.0))
             cost_quote[i] = buyback_total_cost(cost_quote[i], size[i], float(spot[i]), float(max(tte[i], 0)),
                                                strike, float(gwav[i] * vol_shock[i]), nav, state, p)
         base = kind == SHORT_CALL_BASE
