@@ -253,7 +253,8 @@ def recommend_command(
         raise ContagionError("--prove needs --rpc URL (the chain to fork) and --book FILE (its address book)")
     wanted = [m.strip() for m in markets.split(",") if m.strip()] if markets else None
     typer.echo(str(recommend_to_dir(snapshot, scenarios, budget, out, markets=wanted, workers=workers,
-                                    scheduler=scheduler, prove_on=(rpc, book) if prove else None, say=log.info)))
+                                    scheduler=scheduler, prove_on=(rpc, book) if prove and rpc and book else None,
+                                    say=log.info)))
 
 
 @app.command("replay")
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from typer._click import exceptions as click_errors  # the click typer vendors (0.2x)
     except ImportError:  # pragma: no cover - a typer on plain click
-        from click import exceptions as click_errors
+        from click import exceptions as click_errors  # type: ignore[no-redef]
 
     urls = _rpc_urls(sys.argv[1:] if argv is None else argv)
     try:
@@ -329,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
         return 2
     except click_errors.ClickException as exc:   # a usage error (an unknown option, a value of the wrong type)
-        hint = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         message = " ".join(exc.format_message().split())
         print(f"error: {redact_secrets(message, *urls)}{hint}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
 from analyzer.scenarios import ShockScenario
 from protocols.base import ParameterChange, ParameterTuning
+
+if TYPE_CHECKING:
+    from analyzer.engine.prepare import Prepared
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ def outcome(snapshot: Snapshot, scenarios: Sequence[ShockScenario], changes: Seq
 
     venues = {} if venues is None else venues
     snap = tuned(snapshot, changes)
-    prepared: dict[str, object] = {}
+    prepared: dict[str, Prepared] = {}
     settlements: dict[str, tuple] = {}
     bad_debt, settle_usd, settle_accounts = {}, 0.0, 0
     for scenario in scenarios:
@@ -178,7 +182,7 @@ def liquidatable(snapshot: Snapshot) -> dict[tuple[str, str, str], float]:
     from analyzer.engine.prepare import prepare
 
     prep = prepare(snapshot, venues={})       # books and oracle prices only
-    out = {}
+    out: dict[tuple[str, str, str], float] = {}
     for slot in prep.slots:
         rows = np.flatnonzero(slot.initially_liquidatable)
         debt_usd = slot.book.debt[rows] @ (prep.price_pre[slot.cols] * slot.oracle_scale)
@@ -187,7 +191,7 @@ def liquidatable(snapshot: Snapshot) -> dict[tuple[str, str, str], float]:
     return out
 
 
-def newly_liquidatable(before: Snapshot, after: Snapshot) -> dict[str, object]:
+def newly_liquidatable(before: Snapshot, after: Snapshot) -> dict[str, Any]:
     """The accounts liquidatable in ``after`` and not in ``before`` (:func:`liquidatable`):
     ``{"accounts": [[protocol, market, account], ...], "debt_usd": their debt in ``after``}``."""
     was, now = liquidatable(before), liquidatable(after)
@@ -195,7 +199,7 @@ def newly_liquidatable(before: Snapshot, after: Snapshot) -> dict[str, object]:
     return {"accounts": [list(k) for k in new], "debt_usd": float(sum(now[k] for k in new))}
 
 
-def liquidatable_now(snapshot: Snapshot, changes: Sequence[ParameterChange]) -> dict[str, object]:
+def liquidatable_now(snapshot: Snapshot, changes: Sequence[ParameterChange]) -> dict[str, Any]:
     """The accounts ``changes`` make liquidatable at today's oracle prices (:func:`newly_liquidatable`)."""
     return newly_liquidatable(snapshot, tuned(snapshot, changes))
 

@@ -205,7 +205,7 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
         from analyzer.recommend.prove import prove
         from protocols import plugins
 
-        proof = prove(prove_on[0], address_book, doc, scenarios, list(plugins().values()), progress=say)
+        proof = prove(prove_on[0], address_book or {}, doc, scenarios, list(plugins().values()), progress=say)
         doc["proof"] = {"liquidatable_now_ok": proof["liquidatable_now_ok"],
                         "within_budget": {r["scenario"]: r.get("within_budget") for r in proof["scenarios"]}}
     figure = tradeoff_figure(doc)

@@ -72,7 +72,7 @@ def parameters_of(snapshot, markets: Sequence[str] | None = None) -> dict[Key, T
                 continue
             out[(protocol, p.market, p.asset, p.parameter)] = p
     if wanted and not out:
-        raise ContagionError(f"recommend: --markets {', '.join(markets)}: no tunable parameter matches "
+        raise ContagionError(f"recommend: --markets {', '.join(markets or [])}: no tunable parameter matches "
                              f"(tunable assets: {', '.join(sorted({symbols.get(k[2], k[2]) for k in parameters_of(snapshot)}))})")
     return out
 

@@ -98,6 +98,7 @@ class CompoundV2Tuning(ParameterTuning):
                 send_as(w3, admin, comptroller, "_setCollateralFactor(address,uint256)", to_checksum_address(ctoken),
                         mantissa, what=f"Comptroller._setCollateralFactor({ctoken})")
                 listed = read(w3, comptroller, "markets(address)(bool,uint256,bool)", to_checksum_address(ctoken))
+                assert isinstance(listed, (list, tuple))
                 if int(listed[1]) != mantissa:      # an error code, not a revert (Compound's fail())
                     raise ContagionError(f"Comptroller._setCollateralFactor({ctoken}) refused {mantissa}")
 
