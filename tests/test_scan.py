@@ -58,7 +58,7 @@ def test_per_protocol_totals_equal_the_chain(devnet, clean):
         for row in markets.itertuples(index=False):
             ctoken = json.loads(row.params)["ctoken"]
             total = multicall(w3, [Call(ctoken, "totalSupply()(uint256)")], block=block)[0].unwrap()
-            held = pos[(pos["protocol"] == "compound-v2") & (pos["asset"] == row.asset) & (pos["side"] == "collateral")]
+            held = pos[(pos["protocol"] == "compound-v2") & (pos["reserve"] == row.reserve) & (pos["side"] == "collateral")]
             assert sum(int(r) for r in held["raw"]) == total, row.asset
             checked += 1
     if "aave-v3" in book["protocols"]:
