@@ -9,15 +9,12 @@ ABIs must produce the same 4-byte selectors and topics. A handful of literal mai
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 from eth_utils import event_signature_to_log_topic, function_signature_to_4byte_selector
 
 from analyzer.chain import REPO_ROOT
 from analyzer.devnet import solc
-
-PROTOCOLS_MD = REPO_ROOT.parent / "shared" / "PROTOCOLS.md"
 
 COMPTROLLER_FUNCTIONS = [
     "getAllMarkets()", "markets(address)", "oracle()", "closeFactorMantissa()", "liquidationIncentiveMantissa()",
@@ -84,18 +81,6 @@ def test_artifacts_are_not_stale():
     for name, artifact in fresh.items():
         assert artifact["bytecode"] == committed["contracts"][name]["bytecode"], name
         assert artifact["abi"] == committed["contracts"][name]["abi"], name
-
-
-def test_protocols_md_signatures_are_the_ones_checked():
-    """Every Compound V2 function and event PROTOCOLS.md names is in the lists this file checks."""
-    if not PROTOCOLS_MD.is_file():
-        pytest.skip("PROTOCOLS.md not present next to the repository")
-    text = PROTOCOLS_MD.read_text()
-    section = text[text.index("## Compound V2"):text.index("## Compound V3")]
-    named = set(re.findall(r"`([A-Za-z_]\w*)\(", section))
-    checked = {s.split("(")[0] for s in COMPTROLLER_FUNCTIONS + CTOKEN_FUNCTIONS + CERC20_ONLY + CTOKEN_EVENTS
-               + COMPTROLLER_EVENTS + ORACLE_FUNCTIONS}
-    assert named - checked == set()
 
 
 @pytest.mark.parametrize(("contract", "functions", "events"), [
