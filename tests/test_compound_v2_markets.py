@@ -73,7 +73,6 @@ def test_the_deprecated_market_is_read_as_deprecated(devnet, deployment):
     assert sum(flags.values()) == 1
 
 
-@pytest.mark.xfail(strict=False, reason="open (issues 18, 20): fails since the per-cToken markets (WBTC twice) and the pending-interest growth of the Compound V2 book landed together; found by the full suite at the end of session 4, not yet diagnosed")
 def test_deprecated_borrows_are_liquidated_exactly_where_liquidate_borrow_succeeds(chain_checkpoint, deployment):
     """After WETH −20%: the rule marks the LINK borrowers (healthy: no shortfall) liquidatable with
     all of their LINK borrow repayable; the chain accepts a repay of all of it and refuses more."""
@@ -97,7 +96,13 @@ def test_deprecated_borrows_are_liquidated_exactly_where_liquidate_borrow_succee
         borrowed = int(book.extra["debt_raw"][i, link])
         k = int(np.argmax(step.seized[n]))
         assert rules.max_repay_exact(book, i, link, k) == borrowed            # up to 100%
-        assert step.repaid[n, link] == pytest.approx(borrowed / 10**18, rel=1e-12)
+        # the float step repays what is owed now: the stored borrow grown by the chain's
+        # borrowRatePerBlock over the blocks since the market's accrualBlockNumber
+        link_token = w3.eth.contract(address=book.column_key(link), abi=fixture_artifact("compound_v2", "CErc20")["abi"])
+        at = int(snap.meta["block"])
+        pending = at - link_token.functions.accrualBlockNumber().call(block_identifier=at)
+        rate = link_token.functions.borrowRatePerBlock().call(block_identifier=at) / 1e18
+        assert step.repaid[n, link] == pytest.approx(borrowed / 10**18 * (1 + rate * pending), rel=1e-12)
         collateral = book.column_key(k)
         assert executor.liquidate(account, book.column_key(link), collateral, borrowed, dry_run=True).success
         too_much = borrowed + borrowed // 1000
