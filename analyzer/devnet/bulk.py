@@ -16,10 +16,12 @@ protocol (:func:`bulk_account`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
@@ -128,6 +130,16 @@ class BulkSpec:
 
     def labels(self) -> list[str]:
         return [f"{self.label}-{i}" for i in range(self.first, self.first + self.accounts)]
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per account, in this order from ``rng``: collateral USD (log-uniform), number of
+        collateral assets, whether it borrows, and the share of its borrowing power it uses."""
+        n = self.accounts
+        value = np.exp(rng.uniform(math.log(self.collateral_usd[0]), math.log(self.collateral_usd[1]), n))
+        count = rng.integers(1, self.max_collaterals + 1, n)
+        borrows = rng.random(n) < self.borrower_share
+        share = rng.uniform(*self.utilisation, n)
+        return value, count, borrows, share
 
 
 def bulk_spec(table: object, where: str) -> BulkSpec | None:

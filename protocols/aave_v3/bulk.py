@@ -11,8 +11,6 @@ borrowable one: a book spread over all the market's reserves, as mainnet's is.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from analyzer.devnet.bulk import SELF, AccountPlan, bulk_spec, seed_accounts
@@ -35,11 +33,7 @@ def bulk_plans(scenario, deployment: dict, version: str) -> list[AccountPlan]:
     price = {s: scenario.assets[s].price_usd for s in tokens}
     decimals = {s: scenario.assets[s].decimals for s in tokens}
     rng = np.random.default_rng([scenario.seed, 3, spec.first])
-    n = spec.accounts
-    value = np.exp(rng.uniform(math.log(spec.collateral_usd[0]), math.log(spec.collateral_usd[1]), n))
-    count = rng.integers(1, spec.max_collaterals + 1, n)
-    borrows = rng.random(n) < spec.borrower_share
-    share = rng.uniform(*spec.utilisation, n)
+    value, count, borrows, share = spec.draw(rng)
     plans = []
     for i, label in enumerate(spec.labels()):
         chosen = [collaterals[k] for k in rng.choice(len(collaterals), int(count[i]), replace=False)]

@@ -10,8 +10,6 @@ collaterals (``receipt_of``) take no bulk accounts.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from analyzer.devnet.bulk import SELF, AccountPlan, bulk_spec, seed_accounts
@@ -28,11 +26,7 @@ def bulk_plans(scenario, name: str, config: dict, deployment: dict, tokens: dict
     decimals = {s: scenario.assets[s].decimals for s in price}
     minimum = float(config.get("base_borrow_min", 0)) * price[base]
     rng = np.random.default_rng([scenario.seed, 5, spec.first])
-    n = spec.accounts
-    value = np.exp(rng.uniform(math.log(spec.collateral_usd[0]), math.log(spec.collateral_usd[1]), n))
-    count = rng.integers(1, spec.max_collaterals + 1, n)
-    borrows = rng.random(n) < spec.borrower_share
-    share = rng.uniform(*spec.utilisation, n)
+    value, count, borrows, share = spec.draw(rng)
     plans = []
 
     def supply(symbol: str, usd: float) -> tuple[Call, ...]:

@@ -9,8 +9,6 @@ The native CEther market takes no bulk accounts (a clone holds no ether).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from analyzer.devnet.bulk import SELF, AccountPlan, bulk_spec, seed_accounts
@@ -26,11 +24,7 @@ def bulk_plans(scenario, deployment: dict, collateral_factors: dict[str, float],
     markets = {s: m for s, m in deployment["markets"].items() if m["underlying"] != NATIVE_ASSET}
     collaterals = [s for s in markets if collateral_factors.get(s, 0) > 0]
     rng = np.random.default_rng([scenario.seed, 4, spec.first])
-    n = spec.accounts
-    value = np.exp(rng.uniform(math.log(spec.collateral_usd[0]), math.log(spec.collateral_usd[1]), n))
-    count = rng.integers(1, spec.max_collaterals + 1, n)
-    borrows = rng.random(n) < spec.borrower_share
-    share = rng.uniform(*spec.utilisation, n)
+    value, count, borrows, share = spec.draw(rng)
     plans = []
     for i, label in enumerate(spec.labels()):
         chosen = [collaterals[k] for k in rng.choice(len(collaterals), int(count[i]), replace=False)]
