@@ -13,6 +13,9 @@ assembled from CLI arguments (:func:`parse_price_shock`, :func:`parse_iv_shock`,
     keeper_gas_usd = 0.0              # gas cost of one liquidation step, USD
     swap_gas_usd = 0.0                # gas cost of one swap, USD: a routed sale uses a venue only if it pays
     price_impact = true               # false: flows do not move prices (static liquidation pass)
+    cex_arbitrage = false             # true: every asset with pools also trades on a centralised exchange
+                                      # (centralised_depth.toml) and arbitrageurs pull its pools back to
+                                      # the CEX price each round (analyzer/engine/arbitrage.py)
     spot_vol_beta = 1.0               # vol spiral: dIV = -beta * dS/S (vol points per unit return)
     iv_per_contract = 0.0             # vol points added per option contract bought back
     round_seconds = 12.0              # interest accrued each round, seconds (default: none, or
@@ -83,6 +86,7 @@ class ShockScenario:
     keeper_gas_usd: float = 0.0
     swap_gas_usd: float = 0.0
     price_impact: bool = True
+    cex_arbitrage: bool = False
     spot_vol_beta: float = 1.0
     iv_per_contract: float = 0.0
     max_rounds: int = 50
@@ -186,7 +190,7 @@ def _table(raw: dict, key: str, where: str) -> dict:
 
 _SCALARS: dict[str, type] = {"name": str, "oracle_lag": int, "sell_through": float, "keeper_gas_usd": float,
                              "swap_gas_usd": float,
-                             "price_impact": bool, "spot_vol_beta": float, "iv_per_contract": float,
+                             "price_impact": bool, "cex_arbitrage": bool, "spot_vol_beta": float, "iv_per_contract": float,
                              "max_rounds": int, "tolerance": float, "max_keeper_steps": int, "seed": int,
                              "round_seconds": float, "round_blocks": float}
 _TABLES = {"price", "venue_price", "iv", "oracle", "forced_sale", "venues", "description"}
