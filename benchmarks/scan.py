@@ -14,6 +14,9 @@ incremental rescan, in one run, as one JSON object.
   ``since_block`` against a full Aave scan of the same block; ``incremental_identical`` compares
   them table for table.
 - ``peak_rss_mb``: the benchmark process's peak resident memory (every phase).
+- ``scan_cpu_seconds`` / ``node_cpu_seconds`` / ``accounts_per_cpu_second``: the CPU time the full
+  scan took in this process and in the node, and the accounts per second of both together: on a
+  machine shared with other work (``load_average``), wall-clock seconds mostly measure the others.
 
 - ``state_mb`` / ``devnet_start_seconds``: the devnet's state file and the time anvil took to load it.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
@@ -57,6 +61,12 @@ def timed(fn):
     started = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - started
+
+
+def node_cpu_seconds(pid: int) -> float:
+    """The node's CPU time so far (user + system, every thread), from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def naive_rate(url: str, pool: str, accounts: list[str], block: int) -> float:
@@ -118,8 +128,10 @@ def main() -> None:
         w3, book = devnet.w3, devnet.book
         block = w3.eth.block_number
         stats = ScanStats()
+        cpu, node_cpu = time.process_time(), node_cpu_seconds(devnet.anvil.proc.pid)
         snapshot, seconds = timed(lambda: scan(devnet.url, lenders, book=book, block=block, cache_dir=Path(cache),
                                                stats=stats))
+        cpu, node_cpu = time.process_time() - cpu, node_cpu_seconds(devnet.anvil.proc.pid) - node_cpu
         accounts = len(set(snapshot.accounts["account"]) | set(snapshot.positions["account"]))
         rpc_calls = sum(stats.requests.values())
         aave = sorted(set(snapshot.positions[snapshot.positions["protocol"] == "aave-v3"]["account"]))
@@ -129,6 +141,9 @@ def main() -> None:
                                                   cache_dir=None, use_lens=False, oracle_paths=False))
         out.update(accounts=accounts, account_reads=sum(stats.accounts.values()), positions=len(snapshot.positions),
                    seconds=round(seconds, 3), accounts_per_second=round(accounts / seconds, 1),
+                   scan_cpu_seconds=round(cpu, 2), node_cpu_seconds=round(node_cpu, 2),
+                   accounts_per_cpu_second=round(accounts / (cpu + node_cpu), 1),
+                   load_average=round(os.getloadavg()[0], 1),
                    naive_accounts_per_second=round(naive, 1), ratio_to_naive=round(accounts / seconds / naive, 1),
                    multicall_accounts_per_second=round(len(sample) / multicall_seconds, 1),
                    rpc_calls=rpc_calls, rpc_calls_by_method=stats.requests,
