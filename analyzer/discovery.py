@@ -15,24 +15,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from eth_utils import to_checksum_address
-from hexbytes import HexBytes
-
 from analyzer.atomic import atomic_write_text
+from analyzer.checksum import checksum, remember
 from analyzer.rpc import RpcClient
 from protocols.base import AccountEvents
 
 CHUNK_BLOCKS = 100_000
 
 
-@lru_cache(maxsize=1 << 20)
-def checksum(address: str | bytes) -> str:
-    """``to_checksum_address``, remembered: discovery meets the same accounts in many logs, and
-    each checksum is a keccak."""
-    return to_checksum_address(address)
+__all__ = ["checksum"]      # readers checksum the accounts their logs name with it (analyzer.checksum)
+ADDRESS_PADDING = bytes(12)
 
 
 @dataclass
@@ -43,9 +37,21 @@ class DiscoveryStats:
 
 
 def normalise_log(log: dict) -> dict:
-    """A raw JSON-RPC log with bytes topics and data (the shape web3's ``get_logs`` returns)."""
-    return {"address": log["address"], "topics": [HexBytes(t) for t in log.get("topics", [])],
-            "data": HexBytes(log.get("data", "0x")), "blockNumber": int(log["blockNumber"], 16)}
+    """A raw JSON-RPC log with bytes topics and data (the shape web3's ``get_logs`` returns, as
+    plain ``bytes``: ``HexBytes`` costs microseconds a topic, and a book has millions)."""
+    return {"address": log["address"], "topics": [bytes.fromhex(t[2:]) for t in log.get("topics", [])],
+            "data": bytes.fromhex(log.get("data", "0x")[2:]), "blockNumber": int(log["blockNumber"], 16)}
+
+
+def remember_accounts(logs: list[dict]) -> None:
+    """Checksum, in one batch, every address-shaped topic and data word of ``logs`` (normalised): the
+    readers' ``accounts`` / ``holdings`` then find each account they name already checksummed."""
+    words = {w for log in logs for w in log["topics"][1:]}
+    words.update(d[i:i + 32] for log in logs if len(d := log["data"]) <= 32 * 8 for i in range(0, len(d) - 31, 32))
+    # an amount is zero-padded too, but rarely in the address's first four bytes (a word missed here
+    # is checksummed when a reader asks for it)
+    addresses = [w[12:] for w in words if len(w) == 32 and w[:12] == ADDRESS_PADDING and w[12:16] != bytes(4)]
+    remember(addresses + ["0x" + a.hex() for a in addresses])
 
 
 class ChunkFiles:
@@ -114,8 +120,9 @@ def discover(client: RpcClient, events: AccountEvents, start: int, end: int, fil
             state = {"reached": None if cached is None else reached}
 
             def keep(a: int, b: int, logs: list[dict], accounts=accounts, held=held, lo=lo, state=state) -> None:
+                logs = [normalise_log(log) for log in logs]
+                remember_accounts(logs)
                 for log in logs:
-                    log = normalise_log(log)
                     for account in events.accounts(log):
                         accounts[account] = max(accounts.get(account, 0), log["blockNumber"])
                     for account, holding in events.holdings(log) if events.holdings is not None else ():

@@ -15,7 +15,10 @@ incremental rescan, in one run, as one JSON object.
   them table for table.
 - ``peak_rss_mb``: the benchmark process's peak resident memory (every phase).
 
+- ``state_mb`` / ``devnet_start_seconds``: the devnet's state file and the time anvil took to load it.
+
     .venv/bin/python -m benchmarks.scan [--scenario mainnet-scale] [--naive-sample 1000]
+    .venv/bin/python -m benchmarks.scan --state DIR   # a devnet built beforehand: DIR/state.json, DIR/book.json
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ import time
 from pathlib import Path
 
 from analyzer.books import market_of
-from analyzer.chain import rpc
+from analyzer.chain import Anvil, rpc
 from analyzer.devnet import scenario as scenario_mod
-from analyzer.devnet.build import start_devnet
+from analyzer.devnet.build import CACHE_DIR, CHAIN_ID, CODE_SIZE_LIMIT, RunningDevnet, cache_key, start_devnet
 from analyzer.model import TABLES
 from analyzer.multicall import Call
 from analyzer.rpc import RpcClient
@@ -87,19 +90,31 @@ def act(w3, book: dict, accounts: list[str]) -> None:
     rpc(w3, "anvil_mine", ["0x3"])
 
 
+def devnet_from(state: Path | None, scenario_name: str) -> tuple[RunningDevnet, Path]:
+    """The scenario's cached devnet (built when missing), or the one saved in ``state`` (a folder with
+    ``state.json`` and ``book.json``, e.g. built with another checkout); and its state file."""
+    scenario = scenario_mod.load(scenario_name)
+    if state is None:
+        everything = parse_protocols(None)     # every plugin, as the test suite's devnet: the cached state is shared
+        return start_devnet(scenario, everything), CACHE_DIR / cache_key(scenario, everything) / "state.json"
+    anvil = Anvil(chain_id=CHAIN_ID, load_state=state / "state.json", code_size_limit=CODE_SIZE_LIMIT).start()
+    return RunningDevnet(anvil, json.loads((state / "book.json").read_text()), scenario), state / "state.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="mainnet-like")
+    parser.add_argument("--state", type=Path, help="a built devnet's folder (state.json, book.json)")
     parser.add_argument("--naive-sample", type=int, default=1_000)
     parser.add_argument("--changed-share", type=float, default=0.01, help="share of Aave accounts that act")
     args = parser.parse_args()
     lenders = parse_protocols(LENDERS)
     out: dict = {"scenario": args.scenario, "protocols": [p.name for p in lenders]}
-    # every plugin, as the test suite's devnet: the cached state is shared
     started = time.perf_counter()
-    with start_devnet(scenario_mod.load(args.scenario), parse_protocols(None)) as devnet, \
-            tempfile.TemporaryDirectory() as cache:
+    running, state_file = devnet_from(args.state, args.scenario)
+    with running as devnet, tempfile.TemporaryDirectory() as cache:
         out["devnet_start_seconds"] = round(time.perf_counter() - started, 1)
+        out["state_mb"] = round(state_file.stat().st_size / 2**20, 1)
         w3, book = devnet.w3, devnet.book
         block = w3.eth.block_number
         stats = ScanStats()

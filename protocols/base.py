@@ -798,7 +798,9 @@ class OptionsSource(ABC):
 class TunableParameter:
     """One risk parameter a governance change may set: ``parameter`` of ``asset`` in ``market``,
     now ``value`` (a fraction), moved in steps of ``step`` (the size governance proposals use)
-    within [``minimum``, ``maximum``]; ``tighten`` is -1 when a safer setting is a lower value."""
+    within [``minimum``, ``maximum``]; ``tighten`` is -1 when a safer setting is a lower value;
+    ``margin``: it sets where a position becomes liquidatable (a liquidation threshold, or a
+    collateral factor that is one), the parameter a dynamic-margin schedule moves."""
 
     market: str
     asset: str
@@ -808,6 +810,7 @@ class TunableParameter:
     minimum: float
     maximum: float
     tighten: int = -1
+    margin: bool = False
 
 
 @dataclass(frozen=True)
