@@ -154,6 +154,7 @@ def require_anvil(w3: Web3) -> None:
 _LIVE: dict[int, subprocess.Popen] = {}
 _SCRATCH: set[Path] = set()   # logs and state caches of anvils started here, removed at stop/exit
 MAX_PERSISTED_STATES = 64
+DUMP_TIMEOUT_S = 3600.0
 
 
 def dump_state(w3: Web3) -> str:
@@ -162,7 +163,9 @@ def dump_state(w3: Web3) -> str:
     import gzip
 
     require_anvil(w3)
-    state = rpc(w3, "anvil_dumpState")
+    url = getattr(w3.provider, "endpoint_uri", None)
+    # a bulk-seeded devnet's dump takes minutes on a loaded machine: past the provider's timeout
+    state = raw_rpc(str(url), "anvil_dumpState", timeout=DUMP_TIMEOUT_S) if url else rpc(w3, "anvil_dumpState")
     data = bytes.fromhex(state[2:] if state.startswith("0x") else state)
     del state
     if data[:2] == b"\x1f\x8b":      # anvil answers gzip-compressed JSON; --load-state reads it plain
