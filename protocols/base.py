@@ -70,7 +70,9 @@ class AccountEvents:
     """The logs that name a protocol's accounts, declared so that the scan fetches them in one
     ``eth_getLogs`` per block range (every address, topic0 of any of ``topics``) and caches them.
 
-    ``accounts(log)`` gives the accounts one log names (a log of another address or topic names none).
+    ``accounts(log)`` gives the accounts one log names (a log of another address or topic names none);
+    ``log`` is a JSON-RPC log as the node sends it (``address``, ``topics`` and ``data`` as ``0x`` hex
+    text, ``blockNumber`` an int); a reader takes topics and data as bytes too (web3's logs).
     ``holdings(log)`` (optional) gives ``(account, holding)`` pairs: a holding is the address of
     something the reader reads per account (an aToken, a cToken, a collateral asset) whose balance
     can only become non-zero for that account through a log of these events naming the pair. With every holding of its
