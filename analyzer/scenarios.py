@@ -13,6 +13,9 @@ assembled from CLI arguments (:func:`parse_price_shock`, :func:`parse_iv_shock`,
     keeper_gas_usd = 0.0              # gas cost of one liquidation step, USD
     swap_gas_usd = 0.0                # gas cost of one swap, USD: a routed sale uses a venue only if it pays
     price_impact = true               # false: flows do not move prices (static liquidation pass)
+    cex_arbitrage = false             # true: every asset with pools also trades on a centralised exchange
+                                      # (centralised_depth.toml) and arbitrageurs pull its pools back to
+                                      # the CEX price each round (analyzer/engine/arbitrage.py)
     spot_vol_beta = 1.0               # vol spiral: dIV = -beta * dS/S (vol points per unit return)
     iv_per_contract = 0.0             # vol points added per option contract bought back
     round_seconds = 12.0              # interest accrued each round, seconds (default: none, or
@@ -83,6 +86,7 @@ class ShockScenario:
     keeper_gas_usd: float = 0.0
     swap_gas_usd: float = 0.0
     price_impact: bool = True
+    cex_arbitrage: bool = False
     spot_vol_beta: float = 1.0
     iv_per_contract: float = 0.0
     max_rounds: int = 50
@@ -93,6 +97,9 @@ class ShockScenario:
     # beside a replay, the replay's measured time per round (analyzer.fidelity.engine_scenario), else none
     round_seconds: float | None = None
     round_blocks: float | None = None
+    # per protocol, each round's (seconds, blocks) of interest before its liquidations, as a replay
+    # measured them (ReplayResult.interest_clock); rounds past the list accrue the uniform values
+    round_clock: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate("scenario")
@@ -118,7 +125,9 @@ class ShockScenario:
                   ("tolerance", self.tolerance >= 0), ("spot_vol_beta", self.spot_vol_beta >= 0),
                   ("iv_per_contract", self.iv_per_contract >= 0), ("max_keeper_steps", 1 <= self.max_keeper_steps <= MAX_ROUNDS),
                   ("seed", self.seed >= 0), ("round_seconds", (self.round_seconds or 0.0) >= 0),
-                  ("round_blocks", (self.round_blocks or 0.0) >= 0))
+                  ("round_blocks", (self.round_blocks or 0.0) >= 0),
+                  ("round_clock", all(math.isfinite(x) and x >= 0 for clock in self.round_clock.values()
+                                      for entry in clock for x in entry)))
         for name, ok in checks:
             if not ok:
                 raise ContagionError(f"{where}: {name} = {getattr(self, name)} is out of range")
@@ -186,7 +195,7 @@ def _table(raw: dict, key: str, where: str) -> dict:
 
 _SCALARS: dict[str, type] = {"name": str, "oracle_lag": int, "sell_through": float, "keeper_gas_usd": float,
                              "swap_gas_usd": float,
-                             "price_impact": bool, "spot_vol_beta": float, "iv_per_contract": float,
+                             "price_impact": bool, "cex_arbitrage": bool, "spot_vol_beta": float, "iv_per_contract": float,
                              "max_rounds": int, "tolerance": float, "max_keeper_steps": int, "seed": int,
                              "round_seconds": float, "round_blocks": float}
 _TABLES = {"price", "venue_price", "iv", "oracle", "forced_sale", "venues", "description"}

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from analyzer.engine import attribution as attr
+from analyzer.engine.arbitrage import arbitrage
 from analyzer.engine.impact import reprice
 from analyzer.engine.interest import accrue_round
 from analyzer.engine.keeper import keeper_take
@@ -302,7 +303,7 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
     """One round of the cascade (module docstring); advances ``state`` in place."""
     n_assets, n_sources, n_protocols = len(prep.assets), len(prep.sources), len(prep.protocols)
     t = state.round
-    accrue_round(prep, state, scenario.round_seconds or 0.0, scenario.round_blocks or 0.0, HEALTH_MARGIN)
+    accrue_round(prep, state, scenario, HEALTH_MARGIN)
     oracle_source, source_attr = _oracle_view(prep, state, scenario.oracle_lag, t)
     flows = state.pending_flows.copy()
     state.pending_flows[:] = 0.0
@@ -406,6 +407,8 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
                 safe_trade(state.venues[int(a)], float(net[a]))
                 state.curve_cache.pop(int(a), None)
         reprice(state.venues, new_price, prep.price_pre, state.venue_mid_pre, prep.assets)
+        if scenario.cex_arbitrage and _arbitrage_round(state):
+            reprice(state.venues, new_price, prep.price_pre, state.venue_mid_pre, prep.assets)
         moved = set(prep.assets[new_price != state.price])
         for a, venues in state.venues.items():   # a curve is relative to the mid; a moved quote re-weights routes
             if len(venues.venues) > 1 and any(v.quote in moved for v in venues.venues):
@@ -453,6 +456,17 @@ def _move_prices(prep: Prepared, state: CascadeState, scenario: ShockScenario, r
     state.price, state.exogenous, state.iv, state.writedown = new_price, exogenous, iv_after, writedown
     state.asset_writedown = asset_writedown
     state.round += 1
+
+
+def _arbitrage_round(state: CascadeState) -> bool:
+    """Arbitrageurs pull every pool back to its fee band around its asset's CEX price, after the
+    round's trades (:mod:`analyzer.engine.arbitrage`); whether any pool was traded."""
+    traded = False
+    for a in sorted(state.venues):          # assets (tens), in the replay's order
+        if arbitrage(state.venues[a]):
+            state.curve_cache.pop(a, None)
+            traded = True
+    return traded
 
 
 def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):

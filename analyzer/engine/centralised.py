@@ -147,3 +147,26 @@ def with_default_depth(snapshot, path: str | Path = PARAMETER_FILE):
     snapshot.venues = to_table("venues", pd.concat([snapshot.venues, pd.DataFrame(rows)], ignore_index=True))
     snapshot.meta["assumed_depth"] = assumed
     return snapshot
+
+
+def centralised_venue(asset: str, symbol: str, mid_usd: float, path: str | Path = PARAMETER_FILE):
+    """The CEX venue of an asset that has pools, for per-round arbitrage (``cex_arbitrage``,
+    :mod:`analyzer.engine.arbitrage`): the asset's parameter-file entry (its symbol's, else the
+    default) placed at ``mid_usd``, the price its pools show after the shock. A square-root law
+    starts there with no flow; an order book keeps its shape, its levels scaled so that its mid
+    (halfway between the best bid and ask) is ``mid_usd``. Returns (venue, what was assumed)."""
+    from analyzer.engine.order_book import OrderBookDepth
+    from analyzer.engine.venues import SqrtLaw
+
+    by_symbol, default = load_parameters(path)
+    entry = by_symbol.get(symbol, default)
+    venue_name = f"centralised:{symbol}"
+    if entry.order_book is not None:
+        bids, asks = entry.order_book["bids"], entry.order_book["asks"]
+        scale = mid_usd / (0.5 * (float(bids[0][0]) + float(asks[0][0])))
+        venue = OrderBookDepth(asset, "", [[p * scale, s] for p, s in bids], [[p * scale, s] for p, s in asks],
+                               venue=venue_name)
+    else:
+        venue = SqrtLaw(asset, "", mid_usd, entry.sigma, entry.daily_volume_usd / mid_usd, entry.y, venue=venue_name)
+    described = {k: v for k, v in asdict(entry).items() if k != "order_book"}
+    return venue, {"model": venue.model, **described, "generic": symbol not in by_symbol}

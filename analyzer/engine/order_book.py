@@ -54,6 +54,7 @@ class OrderBookDepth(VenueModel):
     module). ``flow``: the asset units sold into it so far (negative: bought)."""
 
     model = "order_book"
+    centralised = True
 
     def __init__(self, asset: str, quote: str, bids: Any, asks: Any, quote_price_usd: float = 1.0, venue: str = "",
                  flow: float = 0.0):

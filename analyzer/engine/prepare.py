@@ -291,6 +291,8 @@ def start_state(prep: Prepared, scenario: ShockScenario):
         from analyzer.engine.impact import reprice
 
         reprice(venues, price, prep.price_pre, mid_pre, prep.assets)
+        if scenario.cex_arbitrage:
+            add_centralised_venues(venues, {a: str(prep.symbols[a]) for a in venues})
     receipts = np.flatnonzero(prep.is_receipt)
     price[receipts] = prep.receipt_ratio[receipts] * price[prep.receipt_underlying[receipts]]
     exogenous[receipts] = prep.receipt_ratio[receipts] * exogenous[prep.receipt_underlying[receipts]]
@@ -331,6 +333,27 @@ def start_state(prep: Prepared, scenario: ShockScenario):
         state.watch[s][rows] = False
         state.health_bound[s][rows] = np.inf
     return state
+
+
+def add_centralised_venues(venues: dict, symbols: dict) -> dict[str, dict]:
+    """A centralised venue (:func:`analyzer.engine.centralised.centralised_venue`) beside the pools
+    of every asset that has pools and no centralised venue, placed at the pools' mid after the
+    shock, in place (the scenario's ``cex_arbitrage``); ``symbols`` has the symbol of each key of
+    ``venues`` (the engine's asset indices, the replay's addresses). Returns what was assumed, by
+    symbol."""
+    from analyzer.engine.centralised import centralised_venue
+
+    assumed = {}
+    for a, asset_venues in sorted(venues.items()):
+        if any(v.centralised for v in asset_venues.venues):
+            continue
+        mid = asset_venues.mid_price()
+        if not (mid > 0 and np.isfinite(mid)):
+            continue
+        symbol = symbols.get(a, asset_venues.asset)
+        venue, assumed[symbol] = centralised_venue(asset_venues.asset, symbol, mid)
+        asset_venues.venues.append(venue)
+    return assumed
 
 
 def _forced_sales(prep: Prepared, scenario: ShockScenario, books: list, owned: list,

@@ -68,6 +68,9 @@ class VenueModel(ABC):
     """
 
     model: ClassVar[str] = ""
+    # a centralised exchange's book (off-chain: never a swap on the chain), the price reference
+    # that arbitrageurs pull an asset's pools back to (:mod:`analyzer.engine.arbitrage`)
+    centralised: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -228,6 +231,7 @@ class SqrtLaw(_CumulativeFlowModel):
     """
 
     model = "sqrt_law"
+    centralised = True
 
     def __init__(self, asset: str, quote: str, price_usd: float, sigma: float, daily_volume: float,
                  y: float = 1.0, quote_price_usd: float = 1.0, venue: str = "", flow: float = 0.0):

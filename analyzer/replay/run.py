@@ -18,7 +18,7 @@ from analyzer.replay.keepers import KeeperRound, Lender, keepers_round
 from analyzer.replay.options import OptionMarkets
 from analyzer.replay.result import ReplayResult, ReplayRound, totals
 from analyzer.replay.shock import apply_shock
-from analyzer.replay.trades import trade
+from analyzer.replay.trades import arbitrage_on_fork, trade
 from analyzer.scenarios import ShockScenario
 from protocols import plugins as registered_plugins
 from protocols.base import Plugin
@@ -149,6 +149,8 @@ def _round(fork: ReplayFork, round_index: int, lending: Sequence[Lender], option
     record.sold_raw, record.bought_raw = sold, dict(sorted(state.repaid.items()))
     if fork.market.pools is not None:
         record.routed = trade(fork, venues, sold, state.repaid, hedge)
+        if fork.scenario.cex_arbitrage and fork.scenario.price_impact:
+            record.routed += arbitrage_on_fork(fork)
         _, record.pool_prices_after = fork.market.now()
         if options.active:
             after = np.array([record.pool_prices_after.get(a, price[i]) for i, a in enumerate(fork.asset_list)])

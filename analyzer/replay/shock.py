@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from web3 import Web3
@@ -18,16 +18,21 @@ if TYPE_CHECKING:
     from analyzer.replay.fork import ReplayFork
 
 
-def market_view(snapshot: Snapshot, numeraire_usd: dict[str, float]) -> tuple[dict, dict[str, float]]:
+def market_view(snapshot: Snapshot, numeraire_usd: dict[str, float],
+                centralised: dict | None = None) -> tuple[dict, dict[str, float]]:
     """The engine's own view of the venues in ``snapshot``: AssetVenues by asset, and USD prices.
 
     Prices are :meth:`AssetVenues.mid_price` (depth-weighted across an asset's venues), with each
     venue's quote token valued at its own mid (stablecoins at ``numeraire_usd``): so the replay
-    prices assets exactly as the engine does, not by a second definition.
+    prices assets exactly as the engine does, not by a second definition. ``centralised``: the
+    off-chain CEX venue of an asset (``cex_arbitrage``), appended after its pools as the engine does.
     """
     from analyzer.engine.impact import build_venues
 
     venues = build_venues(snapshot)
+    for asset, venue in (centralised or {}).items():
+        if asset in venues:
+            venues[asset].venues.append(venue)
     prices = dict(numeraire_usd)
     for _ in range(3):   # quotes first (WETH), then what they quote (wstETH/WETH)
         for asset, asset_venues in venues.items():
@@ -54,6 +59,9 @@ class ForkMarket:
     mid_pre: dict[str, float]               # the venues' mids before the shock
     decimals: dict[str, int]
     symbols: dict[str, str]
+    # the CEX venue beside each asset's pools (scenario ``cex_arbitrage``): off-chain models, kept
+    # from round to round, that the keepers' routed sales and the arbitrageurs trade
+    centralised: dict = field(default_factory=dict)
 
     @classmethod
     def open(cls, w3: Web3, chain_markets: Sequence[Any], read: Callable[..., Snapshot],
@@ -76,7 +84,7 @@ class ForkMarket:
         snapshot's price times the venues' mid over their mid before the shock ({} without pools)."""
         if self.pools is None:
             return {}, {}
-        venues, mids = market_view(self.read(None, self.venue_plugins), self.stable_usd)
+        venues, mids = market_view(self.read(None, self.venue_plugins), self.stable_usd, self.centralised)
         return venues, {a: self.market_before[a] * mid / self.mid_pre[a] if self.mid_pre.get(a, 0) > 0 else mid
                         for a, mid in mids.items()}
 
@@ -110,6 +118,13 @@ def apply_shock(fork: ReplayFork) -> set[str]:
             # left to arbitrage, as in the engine
             if entry["asset"] in targets:
                 market.pools.move_to(entry, usd_after[entry["asset"]] / usd_after[entry["quote"]], fork.trader)
+        if scenario.cex_arbitrage and scenario.price_impact:
+            from analyzer.engine.prepare import add_centralised_venues
+
+            # as the engine: each asset with pools gets its CEX at its pools' mid after the shock
+            venues = market.now()[0]
+            add_centralised_venues(venues, {a: market.symbols.get(a, a) for a in venues})
+            market.centralised = {a: v.venues[-1] for a, v in venues.items() if v.venues[-1].centralised}
         oracle_targets |= {a: p for a, p in market.now()[1].items()
                            if follows_venue(scenario, market.symbols, a) and a not in market.stable_usd}
     fork.oracles.move(oracle_targets)

@@ -87,7 +87,9 @@ def trade(fork: ReplayFork, venues: dict, sold: dict[str, int], repaid: dict[str
         split = venues[asset].split(raw / 10 ** decimals[asset])   # the engine's router
         swaps = []
         for venue, units in zip(venues[asset].venues, split, strict=True):
-            if units != 0:
+            if units != 0 and venue.centralised:     # the CEX's share: its off-chain model trades it
+                venue.trade(float(units))
+            elif units != 0:
                 (pools.sell if raw > 0 else pools.buy)(asset, int(abs(units) * 10 ** decimals[asset]),
                                                        fork.trader, pool=venue.venue)
                 swaps.append({"asset": asset, "venue": venue.venue, "model": venue.model, "quote": venue.quote,
@@ -99,3 +101,27 @@ def trade(fork: ReplayFork, venues: dict, sold: dict[str, int], repaid: dict[str
                 for s in swaps))
         routed += swaps
     return routed
+
+
+def arbitrage_on_fork(fork: ReplayFork) -> list[dict]:
+    """The arbitrageurs after a round's trades (scenario ``cex_arbitrage``), as the engine's
+    :func:`analyzer.engine.arbitrage.arbitrage`: computed on a fresh read of the fork's pools and the
+    CEX models, in the engine's order of assets; each pool leg sent as one real swap, each CEX leg
+    traded on its off-chain model. Returns the pool swaps (asset, venue, model, quote, signed units,
+    ``arbitrage``)."""
+    from analyzer.engine.arbitrage import arbitrage
+
+    pools, decimals = fork.market.pools, fork.decimals
+    assert pools is not None
+    venues = fork.market.now()[0]
+    swaps: list[dict] = []
+    for asset in fork.asset_list:
+        if asset not in venues:
+            continue
+        for index, units in arbitrage(venues[asset]):
+            venue = venues[asset].venues[index]
+            (pools.sell if units > 0 else pools.buy)(asset, int(abs(units) * 10 ** decimals[asset]), fork.trader,
+                                                     pool=venue.venue)
+            swaps.append({"asset": asset, "venue": venue.venue, "model": venue.model, "quote": venue.quote,
+                          "units": float(units), "arbitrage": True})
+    return swaps

@@ -315,11 +315,20 @@ def depth_by_asset(inputs: RunInputs) -> dict[str, str]:
     (e.g. "uniswap-v3 ×2, centralised-depth"), by symbol; empty without the snapshot."""
     if inputs.snapshot is None or inputs.snapshot.venues.empty:
         return {}
+    from analyzer.engine.centralised import PARAMETER_FILE, PROTOCOL, load_parameters
+
     symbols = inputs.snapshot.symbol_of()
     counts = inputs.snapshot.venues.groupby(["asset", "protocol"]).size()
     out: dict[str, list[str]] = {}
     for (asset, protocol), n in counts.items():
         out.setdefault(symbols.get(asset, asset), []).append(f"{protocol} ×{n}" if n > 1 else str(protocol))
+    if (inputs.cascade.get("scenario") or {}).get("cex_arbitrage"):
+        # the engine put a CEX beside every asset's pools and arbitraged them to it each round
+        listed = load_parameters()[0]
+        for symbol, parts in out.items():
+            if parts != [PROTOCOL]:
+                entry = symbol if symbol in listed else "the generic default"
+                parts.append(f"CEX arbitrage ({PARAMETER_FILE.name}: {entry})")
     return {symbol: ", ".join(parts) for symbol, parts in sorted(out.items())}
 
 
