@@ -149,10 +149,10 @@ def test_every_sending_path_refuses_a_node_that_is_not_anvil(claim):
 @pytest.mark.parametrize("move", [-0.20, -0.40])
 def test_the_engine_matches_real_liquidations_and_routed_swaps(devnet, move):
     """Issue 7's criteria on the devnet's lending protocols and every venue kind (Uniswap V3 at
-    two fee tiers, a V2 pair, StableSwap pools: sales routed across them): the engine, run on the
+    two fee tiers, a V2 pair, a V4 pool, StableSwap pools: sales routed across them): the engine, run on the
     fork's own pre-shock read, liquidates the same accounts as the real transactions, the same
     value per protocol within 1%, leaves bad debt within 1% (or $1) and pool prices within 0.5%."""
-    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3", "uniswap-v2", "stableswap")
+    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3", "uniswap-v2", "uniswap-v4", "stableswap")
     chosen = [plugins()[name] for name in names if name in devnet.book.get("protocols", {})]
     shock = ShockScenario(name=f"weth{round(move * 100)}", price_shocks={"WETH": move})
     compared = replay_and_compare(devnet.url, devnet.book, shock, chosen)
