@@ -154,19 +154,47 @@ def require_anvil(w3: Web3) -> None:
 _LIVE: dict[int, subprocess.Popen] = {}
 _SCRATCH: set[Path] = set()   # logs and state caches of anvils started here, removed at stop/exit
 MAX_PERSISTED_STATES = 64
+DUMP_TIMEOUT_S = 3600.0
 
 
 def dump_state(w3: Web3) -> str:
     """An anvil's whole state (``anvil_dumpState``, which changes nothing) as the JSON text
-    ``anvil --load-state`` reads."""
+    ``anvil --load-state`` reads, without the transactions' call traces (:func:`without_call_traces`)."""
     import gzip
 
     require_anvil(w3)
-    state = rpc(w3, "anvil_dumpState")
+    url = getattr(w3.provider, "endpoint_uri", None)
+    # a bulk-seeded devnet's dump takes minutes on a loaded machine: past the provider's timeout
+    state = raw_rpc(str(url), "anvil_dumpState", timeout=DUMP_TIMEOUT_S) if url else rpc(w3, "anvil_dumpState")
     data = bytes.fromhex(state[2:] if state.startswith("0x") else state)
+    del state
     if data[:2] == b"\x1f\x8b":      # anvil answers gzip-compressed JSON; --load-state reads it plain
         data = gzip.decompress(data)
-    return data.decode()
+    return without_call_traces(data).decode()
+
+
+TRACES, AFTER_TRACES = b'"traces":', b',"exit":'
+
+
+def without_call_traces(state: bytes) -> bytes:
+    """An anvil state dump with every transaction's call traces emptied.
+
+    Anvil keeps a call trace per transaction (``info.traces``: every sub-call with its calldata and
+    return data) and dumps it with the transaction; nothing here reads traces (``debug_``/``trace_``
+    calls), and for bulk-seeded devnets (hundreds of accounts per transaction) they are most of the
+    dump and of the memory ``--load-state`` takes. The dump is cut as bytes (a multi-GB dump never
+    becomes Python objects): ``TransactionInfo`` serialises ``traces`` just before ``exit``, so each
+    ``"traces":`` runs to the next ``,"exit":``; a dump that does not have that shape is kept whole."""
+    starts = state.count(TRACES)
+    if starts == 0 or starts != state.count(AFTER_TRACES):
+        return state
+    parts, at = [], 0
+    while (start := state.find(TRACES, at)) != -1:
+        end = state.find(AFTER_TRACES, start)
+        parts += [state[at:start], TRACES + b"[]"]
+        at = end
+    parts.append(state[at:])
+    return b"".join(parts)
 
 
 def _remove(path: Path | None) -> None:

@@ -241,6 +241,10 @@ def recommend_command(
     rpc: Annotated[str | None, typer.Option("--rpc", "--fork-url", envvar=FORK_ENV, show_envvar=False,
                                             help=f"With --prove: the chain to fork (it is only read); or ${FORK_ENV}.")] = None,
     book: Annotated[Path | None, typer.Option(help="With --prove: the chain's address book JSON (a devnet's).")] = None,
+    margin: Annotated[str | None, typer.Option(help="Comma list of assets: also their dynamic-margin schedule "
+                                                   "(threshold by short-gamma concentration).")] = None,
+    margin_target: Annotated[float | None, typer.Option(help="With --margin: the fall (0.3 = 30%) ignition must lie "
+                                                           "beyond (default: the scenarios' largest fall of the asset).")] = None,
 ) -> None:
     """The smallest risk-parameter changes that keep every scenario's bad debt under the budget."""
     from analyzer.recommend import recommend_to_dir
@@ -252,9 +256,12 @@ def recommend_command(
     if prove and (not rpc or book is None):
         raise ContagionError("--prove needs --rpc URL (the chain to fork) and --book FILE (its address book)")
     wanted = [m.strip() for m in markets.split(",") if m.strip()] if markets else None
+    margin_assets = [m.strip() for m in margin.split(",") if m.strip()] if margin else []
+    if margin_target is not None and not margin_assets:
+        raise ContagionError("--margin-target needs --margin ASSET[,ASSET]")
     typer.echo(str(recommend_to_dir(snapshot, scenarios, budget, out, markets=wanted, workers=workers,
                                     scheduler=scheduler, prove_on=(rpc, book) if prove and rpc and book else None,
-                                    say=log.info)))
+                                    margin_assets=margin_assets, margin_target=margin_target, say=log.info)))
 
 
 @app.command("replay")

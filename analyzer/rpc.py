@@ -94,6 +94,7 @@ class RpcClient:
         self._lock = threading.Lock()
         self._id = 0
         self.log_span: int | None = None   # the widest eth_getLogs range the node is known to accept
+        self._chain_id: str | None = None
 
     def _session(self) -> requests.Session:
         if not hasattr(self._local, "session"):
@@ -153,7 +154,16 @@ class RpcClient:
 
     def payload(self, method: str, params: Sequence[Any] = ()) -> dict:
         """The node's JSON-RPC answer (result or error) after retrying every transient failure:
-        connection errors, timeouts, HTTP 429/5xx, bodies that are not JSON-RPC, rate limits."""
+        connection errors, timeouts, HTTP 429/5xx, bodies that are not JSON-RPC, rate limits.
+        The chain id is asked once: web3 asks it before every ``eth_call`` a reader makes."""
+        if method == "eth_chainId" and self._chain_id is not None:
+            return {"jsonrpc": "2.0", "id": 0, "result": self._chain_id}
+        answer = self._payload(method, params)
+        if method == "eth_chainId" and isinstance(answer.get("result"), str):
+            self._chain_id = answer["result"]
+        return answer
+
+    def _payload(self, method: str, params: Sequence[Any]) -> dict:
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
             if attempt:

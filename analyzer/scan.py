@@ -295,9 +295,7 @@ def scan(
             if plan is not None:
                 refreshed, targets = plan
         part = _scan_protocol(label, reader, cache, targets, discovered, start, block,
-                              chunk_accounts, workers, progress, stats)
-        if refreshed:
-            part = part.merge(_rows_to_snapshot([refreshed]))
+                              chunk_accounts, workers, progress, stats, refreshed)
         for row in part.meta.get(EXCLUDED, []):
             log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
             excluded_markets.append(row)
@@ -366,7 +364,8 @@ def _incremental(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_c
         touched &= wanted
         previous = {a: s for a, s in previous.items() if a in wanted}
     refreshed, again = reader.refresh_accounts({a: s for a, s in previous.items() if a not in touched})
-    cache.put(f"positions-refreshed-{since_block}", refreshed)
+    # a later rescan from this block reads only the kept state (the rows are this scan's output)
+    cache.put(f"positions-refreshed-{since_block}", {"_state": refreshed.get("_state", {})})
     stats.accounts_refreshed[name] = len(previous) - len(again) - len(touched & set(previous))
     return refreshed, sorted(touched | set(again))
 
@@ -385,7 +384,9 @@ def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
 
 
 def _scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, from_block, block, chunk_accounts,
-                   workers, progress, stats: ScanStats) -> Snapshot:
+                   workers, progress, stats: ScanStats, refreshed: Rows | None = None) -> Snapshot:
+    """The protocol's markets and ``accounts`` (None: discovered) read in cached chunks, with
+    ``refreshed`` (rows an incremental rescan computed) as one Snapshot."""
     report = progress or (lambda label, done, total: None)
     markets = cache.get("markets")
     if markets is None:
@@ -437,4 +438,4 @@ def _scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for index, rows in pool.map(read, todo[1:]):
             keep(index, rows)
-    return _rows_to_snapshot([markets, *[r for r in results if r is not None]])
+    return _rows_to_snapshot([markets, *[r for r in results if r is not None], *([refreshed] if refreshed else [])])

@@ -14,23 +14,30 @@ incremental rescan, in one run, as one JSON object.
   ``since_block`` against a full Aave scan of the same block; ``incremental_identical`` compares
   them table for table.
 - ``peak_rss_mb``: the benchmark process's peak resident memory (every phase).
+- ``scan_cpu_seconds`` / ``node_cpu_seconds`` / ``accounts_per_cpu_second``: the CPU time the full
+  scan took in this process and in the node, and the accounts per second of both together: on a
+  machine shared with other work (``load_average``), wall-clock seconds mostly measure the others.
+
+- ``state_mb`` / ``devnet_start_seconds``: the devnet's state file and the time anvil took to load it.
 
     .venv/bin/python -m benchmarks.scan [--scenario mainnet-scale] [--naive-sample 1000]
+    .venv/bin/python -m benchmarks.scan --state DIR   # a devnet built beforehand: DIR/state.json, DIR/book.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
 from pathlib import Path
 
 from analyzer.books import market_of
-from analyzer.chain import rpc
+from analyzer.chain import Anvil, rpc
 from analyzer.devnet import scenario as scenario_mod
-from analyzer.devnet.build import start_devnet
+from analyzer.devnet.build import CACHE_DIR, CHAIN_ID, CODE_SIZE_LIMIT, RunningDevnet, cache_key, start_devnet
 from analyzer.model import TABLES
 from analyzer.multicall import Call
 from analyzer.rpc import RpcClient
@@ -54,6 +61,12 @@ def timed(fn):
     started = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - started
+
+
+def node_cpu_seconds(pid: int) -> float:
+    """The node's CPU time so far (user + system, every thread), from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def naive_rate(url: str, pool: str, accounts: list[str], block: int) -> float:
@@ -87,24 +100,38 @@ def act(w3, book: dict, accounts: list[str]) -> None:
     rpc(w3, "anvil_mine", ["0x3"])
 
 
+def devnet_from(state: Path | None, scenario_name: str) -> tuple[RunningDevnet, Path]:
+    """The scenario's cached devnet (built when missing), or the one saved in ``state`` (a folder with
+    ``state.json`` and ``book.json``, e.g. built with another checkout); and its state file."""
+    scenario = scenario_mod.load(scenario_name)
+    if state is None:
+        everything = parse_protocols(None)     # every plugin, as the test suite's devnet: the cached state is shared
+        return start_devnet(scenario, everything), CACHE_DIR / cache_key(scenario, everything) / "state.json"
+    anvil = Anvil(chain_id=CHAIN_ID, load_state=state / "state.json", code_size_limit=CODE_SIZE_LIMIT).start()
+    return RunningDevnet(anvil, json.loads((state / "book.json").read_text()), scenario), state / "state.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="mainnet-like")
+    parser.add_argument("--state", type=Path, help="a built devnet's folder (state.json, book.json)")
     parser.add_argument("--naive-sample", type=int, default=1_000)
     parser.add_argument("--changed-share", type=float, default=0.01, help="share of Aave accounts that act")
     args = parser.parse_args()
     lenders = parse_protocols(LENDERS)
     out: dict = {"scenario": args.scenario, "protocols": [p.name for p in lenders]}
-    # every plugin, as the test suite's devnet: the cached state is shared
     started = time.perf_counter()
-    with start_devnet(scenario_mod.load(args.scenario), parse_protocols(None)) as devnet, \
-            tempfile.TemporaryDirectory() as cache:
+    running, state_file = devnet_from(args.state, args.scenario)
+    with running as devnet, tempfile.TemporaryDirectory() as cache:
         out["devnet_start_seconds"] = round(time.perf_counter() - started, 1)
+        out["state_mb"] = round(state_file.stat().st_size / 2**20, 1)
         w3, book = devnet.w3, devnet.book
         block = w3.eth.block_number
         stats = ScanStats()
+        cpu, node_cpu = time.process_time(), node_cpu_seconds(devnet.anvil.proc.pid)
         snapshot, seconds = timed(lambda: scan(devnet.url, lenders, book=book, block=block, cache_dir=Path(cache),
                                                stats=stats))
+        cpu, node_cpu = time.process_time() - cpu, node_cpu_seconds(devnet.anvil.proc.pid) - node_cpu
         accounts = len(set(snapshot.accounts["account"]) | set(snapshot.positions["account"]))
         rpc_calls = sum(stats.requests.values())
         aave = sorted(set(snapshot.positions[snapshot.positions["protocol"] == "aave-v3"]["account"]))
@@ -114,6 +141,9 @@ def main() -> None:
                                                   cache_dir=None, use_lens=False, oracle_paths=False))
         out.update(accounts=accounts, account_reads=sum(stats.accounts.values()), positions=len(snapshot.positions),
                    seconds=round(seconds, 3), accounts_per_second=round(accounts / seconds, 1),
+                   scan_cpu_seconds=round(cpu, 2), node_cpu_seconds=round(node_cpu, 2),
+                   accounts_per_cpu_second=round(accounts / (cpu + node_cpu), 1),
+                   load_average=round(os.getloadavg()[0], 1),
                    naive_accounts_per_second=round(naive, 1), ratio_to_naive=round(accounts / seconds / naive, 1),
                    multicall_accounts_per_second=round(len(sample) / multicall_seconds, 1),
                    rpc_calls=rpc_calls, rpc_calls_by_method=stats.requests,

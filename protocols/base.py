@@ -70,7 +70,9 @@ class AccountEvents:
     """The logs that name a protocol's accounts, declared so that the scan fetches them in one
     ``eth_getLogs`` per block range (every address, topic0 of any of ``topics``) and caches them.
 
-    ``accounts(log)`` gives the accounts one log names (a log of another address or topic names none).
+    ``accounts(log)`` gives the accounts one log names (a log of another address or topic names none);
+    ``log`` is a JSON-RPC log as the node sends it (``address``, ``topics`` and ``data`` as ``0x`` hex
+    text, ``blockNumber`` an int); a reader takes topics and data as bytes too (web3's logs).
     ``holdings(log)`` (optional) gives ``(account, holding)`` pairs: a holding is the address of
     something the reader reads per account (an aToken, a cToken, a collateral asset) whose balance
     can only become non-zero for that account through a log of these events naming the pair. With every holding of its
@@ -798,7 +800,9 @@ class OptionsSource(ABC):
 class TunableParameter:
     """One risk parameter a governance change may set: ``parameter`` of ``asset`` in ``market``,
     now ``value`` (a fraction), moved in steps of ``step`` (the size governance proposals use)
-    within [``minimum``, ``maximum``]; ``tighten`` is -1 when a safer setting is a lower value."""
+    within [``minimum``, ``maximum``]; ``tighten`` is -1 when a safer setting is a lower value;
+    ``margin``: it sets where a position becomes liquidatable (a liquidation threshold, or a
+    collateral factor that is one), the parameter a dynamic-margin schedule moves."""
 
     market: str
     asset: str
@@ -808,6 +812,7 @@ class TunableParameter:
     minimum: float
     maximum: float
     tighten: int = -1
+    margin: bool = False
 
 
 @dataclass(frozen=True)

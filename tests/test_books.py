@@ -20,8 +20,6 @@ from protocols import plugins
 from protocols.base import ReadContext
 from tests.conftest import requires_anvil
 
-COMET_CHAINS_FROM_GENESIS = {"linea", "mantle", "ronin", "unichain"}
-
 
 class RecordingDeployment(dict):
     """A deployment that remembers the keys read with ``[]`` (the ones a reader cannot do without)."""
@@ -47,11 +45,8 @@ def test_every_builtin_book_parses_with_the_loader_and_cites_its_sources():
                 # Comet and Compound V2 on Ethereum name the block their discovery may start from
                 assert book["chain_id"] != 1 or name not in ("comet", "compound-v2") or \
                     deployment["start_block"] > 0, (name, market)
-                # so does every Compound V2 fork and every Comet elsewhere, but on the chains whose
-                # Comet deployment block is not looked up yet (their discovery starts at genesis)
-                assert name != "compound-v2" or deployment["start_block"] > 0, (book["chain"], market)
-                assert name != "comet" or book["chain"] in COMET_CHAINS_FROM_GENESIS or \
-                    deployment["start_block"] > 0, (book["chain"], market)
+                # so does every Compound V2 fork and every Comet on every chain (none from genesis)
+                assert name not in ("comet", "compound-v2") or deployment["start_block"] > 0, (book["chain"], market)
 
 
 def test_book_keys_are_addresses_in_every_builtin_market():

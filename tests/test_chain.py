@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import subprocess
 import sys
@@ -138,12 +140,16 @@ def test_state_dump_and_load_round_trip(tmp_path):
     state = tmp_path / "state.json"
     with Anvil(dump_state=state) as node:
         w3 = node.w3
-        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": w3.eth.accounts[2],
-                                                                     "value": 123}))
+        tx = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": w3.eth.accounts[2], "value": 123})
+        w3.eth.wait_for_transaction_receipt(tx)
         expected = w3.eth.get_balance(w3.eth.accounts[2])
-    assert state.is_file()
+        raw = gzip.decompress(bytes.fromhex(chain.rpc(w3, "anvil_dumpState")[2:]))
+    # anvil dumps a call trace per transaction; the saved state keeps the transaction, not its trace
+    assert [t["info"]["traces"] for t in json.loads(raw)["transactions"]] != [[]]
+    assert [t["info"]["traces"] for t in json.loads(state.read_text())["transactions"]] == [[]]
     with Anvil(load_state=state) as node:
         assert node.w3.eth.get_balance(node.w3.eth.accounts[2]) == expected
+        assert node.w3.eth.get_transaction_receipt(tx)["status"] == 1
 
 
 @requires_anvil

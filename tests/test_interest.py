@@ -65,7 +65,6 @@ def test_per_second_accrual_matches_the_chain_after_a_month(chain_checkpoint, na
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="open (issues 18, 20): fails since the per-cToken markets (WBTC twice) and the pending-interest growth of the Compound V2 book landed together; found by the full suite at the end of session 4, not yet diagnosed")
 def test_per_block_accrual_matches_compound_v2_after_accrue_interest(chain_checkpoint):
     devnet = chain_checkpoint
     rules = plugins()["compound-v2"].rules()
@@ -89,4 +88,16 @@ def test_per_block_accrual_matches_compound_v2_after_accrue_interest(chain_check
     # the chain's balances grew from each market's last accrual to the second read; the engine's
     # from the first read, which already owed the blocks before it
     grown = rules.accrue(before, 0.0, float(block_after - block_before))
-    np.testing.assert_allclose(grown.debt, debt, rtol=1e-9)
+    # borrowBalanceStored (principal × borrowIndex / interestIndex) truncates to the underlying's
+    # smallest unit at each read, before and after: the float growth of the first read differs from
+    # the second by under one such unit × the growth (a satoshi is 1.7e-8 of a 0.6 WBTC borrow; a
+    # wei is nothing to an 18-decimal one), beside a relative 1e-9 for the order of compounding
+    unit = np.array([10.0 ** -_decimals(w3, asset) for asset in before.assets])
+    assert (np.abs(grown.debt - debt) <= 1e-9 * np.abs(debt) + 1.001 * unit).all()
+
+
+def _decimals(w3, asset: str) -> int:
+    """The asset's ``decimals()`` on chain (18 for the native-asset sentinel, which has no code)."""
+    if not w3.eth.get_code(asset):
+        return 18
+    return single_call(w3, Call(asset, "decimals()(uint8)"), block=w3.eth.block_number).value

@@ -105,24 +105,49 @@ def feedback_curves(snapshot: Snapshot, rules: dict[str, Rules], max_fall: float
 
     dealers = DealerBook.from_snapshot(snapshot)
     linear = linear_hedger_gamma(snapshot)
-    symbols, price = snapshot.symbol_of(), snapshot.price_of()
+    symbols = snapshot.symbol_of()
     out = []
     for asset in sorted(set(curves_by_asset) | set(dealers.frame["asset"]) | set(linear)):
         if asset not in venues:
             continue
-        mine = DealerBook(dealers.frame[dealers.frame["asset"] == asset].reset_index(drop=True))
-        hedging = np.array([-mine.exposures(-float(f))["gex_usd_per_pct"].sum() for f in falls]) \
-            if len(mine.frame) else np.zeros(len(falls))
-        level = price.get(asset, np.nan) * (1.0 - falls)
-        hedging = hedging - linear.get(asset, 0.0) * level * level / 100.0
-        liquidation = np.asarray(curves_by_asset.get(asset, np.zeros(len(falls))), dtype=float)
-        liquidation = np.where(np.isfinite(liquidation), np.maximum(liquidation, 0.0), np.nan)
+        hedging = hedging_profile(snapshot, asset, -falls, dealers, linear)
+        liquidation = liquidation_bands(curves_by_asset.get(asset, np.zeros(len(falls))))
         depth = depth_profile(venues[asset], falls)
-        ratio = np.where(depth > 0, (liquidation + hedging) / depth, np.nan)
-        hits = np.flatnonzero(np.nan_to_num(ratio, nan=-1.0) >= 1.0)
+        ratio, ignition = feedback_ratio(falls, liquidation, hedging, depth)
         out.append({"asset": asset, "symbol": symbols.get(asset, asset), "liquidation_usd": liquidation.tolist(),
                     "hedging_usd": hedging.tolist(), "depth_usd": depth.tolist(), "ratio": ratio.tolist(),
-                    "ignition_fall": float(falls[hits[0]]) if len(hits) else None,
+                    "ignition_fall": ignition,
                     "max_ratio": float(np.nanmax(ratio)) if np.isfinite(ratio).any() else None})
     return {"falls": falls.tolist(), "curves": out}
+
+
+def hedging_profile(snapshot: Snapshot, asset: str, spot_moves: np.ndarray, dealers=None,
+                    linear: dict[str, float] | None = None) -> np.ndarray:
+    """USD of ``asset`` dealers sell per 1% move at each of ``spot_moves`` (fractions of the
+    snapshot's price: -0.1 = 10% below), from the gamma map's dealer book and the linear hedgers
+    (module docstring). ``dealers`` / ``linear``: the snapshot's, when already built."""
+    from analyzer.options.gammamap import DealerBook
+
+    dealers = DealerBook.from_snapshot(snapshot) if dealers is None else dealers
+    linear = linear_hedger_gamma(snapshot) if linear is None else linear
+    mine = DealerBook(dealers.frame[dealers.frame["asset"] == asset].reset_index(drop=True))
+    moves = np.asarray(spot_moves, dtype=float)
+    hedging = np.array([-mine.exposures(float(m))["gex_usd_per_pct"].sum() for m in moves]) \
+        if len(mine.frame) else np.zeros(len(moves))
+    level = snapshot.price_of().get(asset, np.nan) * (1.0 + moves)
+    return hedging - linear.get(asset, 0.0) * level * level / 100.0
+
+
+def liquidation_bands(seizable_band_usd: np.ndarray) -> np.ndarray:
+    """The liquidation sales of each band, negative differences of the static curve clipped to 0."""
+    liquidation = np.asarray(seizable_band_usd, dtype=float)
+    return np.where(np.isfinite(liquidation), np.maximum(liquidation, 0.0), np.nan)
+
+
+def feedback_ratio(falls: np.ndarray, liquidation: np.ndarray, hedging: np.ndarray, depth: np.ndarray
+                   ) -> tuple[np.ndarray, float | None]:
+    """``(liquidation + hedging) / depth`` on the grid and the smallest fall where it reaches 1."""
+    ratio = np.where(depth > 0, (liquidation + hedging) / depth, np.nan)
+    hits = np.flatnonzero(np.nan_to_num(ratio, nan=-1.0) >= 1.0)
+    return ratio, (float(falls[hits[0]]) if len(hits) else None)
 

@@ -103,10 +103,32 @@ def describe(snapshot: Snapshot, search: Search, evaluator: Evaluator, scenarios
     return out
 
 
+def margin_schedules(snapshot: Snapshot, scenarios: Sequence[ShockScenario], assets: Sequence[str],
+                     target: float | None, evaluator: Evaluator | None = None) -> list[dict[str, Any]]:
+    """The dynamic-margin schedule of each of ``assets`` (:func:`analyzer.recommend.margin.schedule`):
+    for a target fall ``target``, or (None) the largest fall any scenario gives the asset, with that
+    scenario's market behaviour."""
+    from analyzer.recommend.margin import schedule
+
+    out = []
+    for name in assets:
+        address = snapshot.address_of(name)
+        falls = [(-float(move), s) for s in scenarios for key, move in s.price_shocks.items()
+                 if snapshot.address_of(key) == address and float(move) < 0]
+        if target is None and not falls:
+            raise ContagionError(f"--margin {name}: no scenario shocks it down; give --margin-target")
+        worst, behaviour = max(falls, key=lambda f: f[0]) if falls else (target, scenarios[0])
+        venues = evaluator.venues(behaviour) if evaluator is not None else None
+        out.append(schedule(snapshot, name, target if target is not None else worst, behaviour, venues=venues))
+    return out
+
+
 def recommend(snapshot: Snapshot, scenarios: Sequence[ShockScenario], budget_usd: float, *,
               markets: Sequence[str] | None = None, jump: int = 2, client=None, with_distance: bool = True,
+              margin_assets: Sequence[str] = (), margin_target: float | None = None,
               say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
-    """The recommendations document (see the module docstring and :mod:`analyzer.recommend.search`)."""
+    """The recommendations document (see the module docstring and :mod:`analyzer.recommend.search`);
+    ``margin_assets``: also their dynamic-margin schedules (:func:`margin_schedules`)."""
     if not scenarios:
         raise ContagionError("recommend: no stress scenarios")
     if not (math.isfinite(budget_usd) and budget_usd >= 0):
@@ -125,6 +147,9 @@ def recommend(snapshot: Snapshot, scenarios: Sequence[ShockScenario], budget_usd
     recs = describe(snapshot, search, evaluator, scenarios, with_distance) if feasible else []
     after = evaluator.one(search.changes())
     total_now = liquidatable_now(snapshot, search.changes())
+    if margin_assets:
+        say(f"recommend: dynamic margin of {', '.join(margin_assets)}")
+    margin = margin_schedules(snapshot, scenarios, margin_assets, margin_target, evaluator) if margin_assets else []
     return _clean({
         "schema": SCHEMA, "version": 1, "budget_usd": budget_usd, "feasible": feasible,
         "scenarios": [s.to_dict() for s in scenarios],
@@ -136,6 +161,7 @@ def recommend(snapshot: Snapshot, scenarios: Sequence[ShockScenario], budget_usd
         "settle_before": {"accounts": today.settle_accounts, "liquidated_usd": today.settle_liquidated_usd},
         "settle_after": {"accounts": after.settle_accounts, "liquidated_usd": after.settle_liquidated_usd},
         "engine_runs": evaluator.runs,
+        "dynamic_margin": margin,
         "snapshot": {k: snapshot.meta.get(k) for k in ("chain_id", "block_number", "path")},
     })
 
@@ -170,11 +196,13 @@ def load_scenarios(spec: str, snapshot: Snapshot) -> list[ShockScenario]:
 def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: float, out_dir: str | Path, *,
                      markets: Sequence[str] | None = None, workers: int | None = None, scheduler: str | None = None,
                      prove_on: tuple[str, str | Path] | None = None,
+                     margin_assets: Sequence[str] = (), margin_target: float | None = None,
                      say: Callable[[str], None] = lambda text: None) -> Path:
     """``contagion recommend``: write recommendations.json, recommend.html and
     figures/recommend_tradeoff.png into ``out_dir`` (all at once); returns recommendations.json.
     ``prove_on``: (RPC URL, address book path): also prove the changes on a fork of that chain
-    (:func:`analyzer.recommend.prove.prove`) into proof.json and the section."""
+    (:func:`analyzer.recommend.prove.prove`) into proof.json and the section; ``margin_assets`` /
+    ``margin_target``: dynamic-margin schedules (:func:`margin_schedules`)."""
     from analyzer.atomic import (
         atomic_write_bytes,
         atomic_write_text,
@@ -199,7 +227,8 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
         if not address_book.get("protocols"):
             raise ContagionError(f"--book {prove_on[1]}: no protocols in the address book")
     with _client(workers, scheduler) as client:
-        doc = recommend(snapshot, scenarios, budget_usd, markets=markets, client=client, say=say)
+        doc = recommend(snapshot, scenarios, budget_usd, markets=markets, client=client, say=say,
+                        margin_assets=margin_assets, margin_target=margin_target)
     proof = None
     if prove_on is not None and doc["feasible"]:
         from analyzer.recommend.prove import prove

@@ -60,8 +60,38 @@ accounts, ${doc['liquidatable_now']['debt_usd']:,.0f} of debt.</p>
 <table><tr><th>protocol</th><th>asset</th><th>parameter</th><th>today</th><th>recommended</th><th>bad debt avoided (worst)</th>
 <th>accounts liquidatable now</th><th>their debt</th><th>distance to cascade before</th><th>after</th></tr>{rows}</table>
 <h3>Bad debt per scenario</h3><table><tr><th>scenario</th><th>today</th><th>with the changes</th></tr>{scen}</table>
-{img}{_proof_html(proof)}</section></body></html>
+{img}{_margin_html(doc.get("dynamic_margin") or [])}{_proof_html(proof)}</section></body></html>
 """
+
+
+def _fall(value: float | None) -> str:
+    return "none on the grid" if value is None else f"-{value:.0%}"
+
+
+def _margin_html(schedules: list[dict[str, Any]]) -> str:
+    """Per asset: the (concentration, threshold) table and the what-if of today's row."""
+    e, out = html.escape, []
+    for sch in schedules:
+        rows = "".join(
+            f"<tr><td>{r['gamma_scale']:g}×</td><td>{r['concentration']['gamma']:.3f}</td>"
+            f"<td>{r['concentration']['leverage']:.3f}</td><td>{r['concentration']['combined']:.3f}</td>"
+            f"<td>{_fall(r['ignition_fall_today'])}</td>"
+            + ("<td colspan=3>no cut within the parameters' floors moves it</td>" if r["threshold_steps"] is None else
+               f"<td>{r['threshold_steps']}</td><td>{'; '.join(e(t['protocol']) + ' ' + format(t['scheduled'], '.2%') for t in r['thresholds'])}</td>"
+               f"<td>{_fall(r['ignition_fall_scheduled'])}</td>") + "</tr>"
+            for r in sch["rows"])
+        what = sch.get("what_if")
+        verdict = "" if what is None else (
+            f"<p>What-if (today's dealer book): ignition {_fall(what['ignition_fall_today'])} today, "
+            f"{_fall(what['ignition_fall_scheduled'])} with the scheduled thresholds; the engine at a "
+            f"-{sch['target_fall']:.0%} shock, settled then shocked: bad debt ${what['bad_debt_usd_today']:,.0f} → "
+            f"${what['bad_debt_usd_scheduled']:,.0f}, final fall {what['final_fall_today']:.1%} → "
+            f"{what['final_fall_scheduled']:.1%}.</p>")
+        out.append(f"<h3>Dynamic margin: {e(sch['symbol'])}, ignition beyond -{sch['target_fall']:.0%}</h3>"
+                   "<table><tr><th>dealer short gamma</th><th>gamma concentration</th><th>leverage concentration</th>"
+                   "<th>combined</th><th>ignition today</th><th>cut (steps)</th><th>scheduled thresholds</th>"
+                   f"<th>ignition after</th></tr>{rows}</table>{verdict}")
+    return "".join(out)
 
 
 def _pct(value: float | None) -> str:

@@ -9,11 +9,11 @@ import json
 from collections.abc import Sequence
 from functools import cache
 
-from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
+from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
-from analyzer.lens import masks, read_rows
+from analyzer.lens import encode_arguments, masks, read_rows
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, Rows
 
@@ -42,8 +42,7 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     held = reader.holdings
 
     def encode(batch: Sequence[str]) -> bytes:
-        return SELECTOR + abi_encode(["address", "uint256[]", "address[]", "address[]", "uint256[]"],
-                                     [reader.pool, ids, tokens, list(batch), masks(held, batch, a_tokens)])
+        return SELECTOR + encode_arguments(reader.pool, ids, tokens, batch, masks(held, batch, a_tokens))
 
     reads = 2 + (len(reserves) if held is None else 4)   # an account holds a few reserves
     rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)
@@ -115,9 +114,9 @@ def change_events(reader) -> AccountEvents:
 
     def accounts(log: dict) -> list[str]:
         topics = [bytes(t) if not isinstance(t, str) else bytes.fromhex(t[2:]) for t in log["topics"]]
-        at_pool = to_checksum_address(log["address"]) == pool
+        at_pool = checksum(log["address"]) == pool
         indexes = where.get(("0x" + topics[0].hex(), at_pool), ()) if topics else ()
-        found = [to_checksum_address(topics[i][-20:]) for i in indexes if i < len(topics)]
+        found = [checksum(topics[i][-20:]) for i in indexes if i < len(topics)]
         return [a for a in found if int(a, 16)]
 
     return AccountEvents((pool, *tokens), tuple(sorted({t for t, _ in where})), accounts)

@@ -73,7 +73,7 @@ class AaveV3Tuning(ParameterTuning):
                 continue
             lt, bonus = float(r.liquidation_threshold), float(r.liquidation_bonus)
             out.append(TunableParameter(str(r.market), str(r.asset), "liquidation_threshold", lt, STEP_BPS / 1e4,
-                                        max(lt - MAX_THRESHOLD_CUT_BPS / 1e4, STEP_BPS / 1e4), lt))
+                                        max(lt - MAX_THRESHOLD_CUT_BPS / 1e4, STEP_BPS / 1e4), lt, margin=True))
             out.append(TunableParameter(str(r.market), str(r.asset), "liquidation_bonus", bonus, STEP_BPS / 1e4,
                                         min(bonus, max(bonus - MAX_BONUS_CUT_BPS / 1e4, MIN_BONUS_BPS / 1e4)), bonus))
         return out

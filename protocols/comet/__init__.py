@@ -13,6 +13,7 @@ from protocols.comet.executor import CometExecutor
 from protocols.comet.prices import CometPriceSources
 from protocols.comet.reader import CometReader
 from protocols.comet.rules import CometRules
+from protocols.comet.tuning import CometTuning
 
 PLUGIN = Plugin(
     name="comet",
@@ -21,6 +22,7 @@ PLUGIN = Plugin(
     executor=CometExecutor,
     devnet=CometDevnet,
     price_sources=CometPriceSources,
+    tuning=CometTuning,
     devnet_order=30,
     books=Path(__file__).parent / "books",
     market_key="comet",

@@ -9,11 +9,11 @@ import json
 from collections.abc import Sequence
 from functools import cache
 
-from eth_abi import encode as abi_encode
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_utils import function_signature_to_4byte_selector
 
+from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
-from analyzer.lens import masks, read_rows, to_int256
+from analyzer.lens import encode_arguments, masks, read_rows, to_int256
 from protocols.base import Rows
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
@@ -30,6 +30,7 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
 
     if reader.ctx.lens is None:
         return None
+    accounts = [checksum(a) for a in accounts]      # as the Multicall3 reader names them
     if getattr(reader, "_lens_state", None) is None:
         reader._lens_state = reader.market_state()
     state, comet = reader._lens_state, reader.comet
@@ -39,8 +40,7 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     held = reader.holdings
 
     def encode(batch: Sequence[str]) -> bytes:
-        return SELECTOR + abi_encode(["address", "address[]", "address[]", "uint256[]"],
-                                     [comet, collaterals, list(batch), masks(held, batch, collaterals)])
+        return SELECTOR + encode_arguments(comet, collaterals, batch, masks(held, batch, collaterals))
 
     reads = 5 + (len(collaterals) if held is None else 2)   # an account holds a few collaterals
     rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)
@@ -50,7 +50,6 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     for account, row in zip(accounts, rows, strict=True):
         if not row:
             continue
-        account = to_checksum_address(account)
         principal, assets_in, borrowed, supplied, liquidatable = to_int256(row[0]), *row[1:5]
         account_rows.append({"protocol": PROTOCOL, "market": comet, "account": account, "category": 0,
                              "params": json.dumps({"principal": str(principal), "assets_in": assets_in,

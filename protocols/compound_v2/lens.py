@@ -8,12 +8,11 @@ import json
 from collections.abc import Sequence
 from functools import cache
 
-from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
-from analyzer.lens import masks, read_rows
+from analyzer.lens import encode_arguments, masks, read_rows
 from protocols.base import Rows
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
 
@@ -36,8 +35,7 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     held = reader.holdings
 
     def encode(batch: Sequence[str]) -> bytes:
-        return SELECTOR + abi_encode(["address", "address[]", "address[]", "uint256[]"],
-                                     [reader.comptroller, ctokens, list(batch), masks(held, batch, ctokens)])
+        return SELECTOR + encode_arguments(reader.comptroller, ctokens, batch, masks(held, batch, ctokens))
 
     reads = 1 + (len(markets) if held is None else 3)   # an account holds a few markets
     rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)

@@ -48,7 +48,7 @@ class CompoundV2Tuning(ParameterTuning):
                 continue
             cf = factors.pop()
             out.append(TunableParameter(str(market), str(asset), "collateral_factor", cf, STEP,
-                                        round(max(cf - MAX_CUT, STEP), 6), cf))
+                                        round(max(cf - MAX_CUT, STEP), 6), cf, margin=True))
         return out
 
     def apply(self, snapshot: Snapshot, changes: Sequence[ParameterChange]) -> Snapshot:
