@@ -155,6 +155,7 @@ _LIVE: dict[int, subprocess.Popen] = {}
 _SCRATCH: set[Path] = set()   # logs and state caches of anvils started here, removed at stop/exit
 MAX_PERSISTED_STATES = 64
 DUMP_TIMEOUT_S = 3600.0
+LOAD_SECONDS_PER_GB = 300.0   # allowed beside the startup timeout, per GB of a --load-state file
 
 
 def dump_state(w3: Web3) -> str:
@@ -368,7 +369,9 @@ class Anvil:
             self.relay = None
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
+        # a large state file (a bulk-seeded devnet's) takes anvil a while to parse before it listens
+        loading = self.load_state.stat().st_size / 1e9 * LOAD_SECONDS_PER_GB if self.load_state is not None else 0.0
+        deadline = time.monotonic() + self.startup_timeout + loading
         while time.monotonic() < deadline:
             assert self.proc is not None        # started by start() before it waits
             if self.proc.poll() is not None:
@@ -390,7 +393,7 @@ class Anvil:
             return
         tail = self.log_tail()
         self.stop()
-        raise ContagionError(f"anvil did not answer within {self.startup_timeout:.0f}s: {tail}")
+        raise ContagionError(f"anvil did not answer within {self.startup_timeout + loading:.0f}s: {tail}")
 
     @property
     def exit_status(self) -> int | None:
