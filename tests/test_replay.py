@@ -151,7 +151,7 @@ def test_every_sending_path_refuses_a_node_that_is_not_anvil(claim):
                          ids=["weth-20", "weth-40", "weth-wsteth-wbtc"])
 def test_the_engine_matches_real_liquidations_and_routed_swaps(devnet, shocks):
     """Issue 7's criteria on the devnet's lending protocols and every venue kind (Uniswap V3 at
-    two fee tiers, a V2 pair, StableSwap pools: sales routed across them), at WETH -20%, -40% and a
+    two fee tiers, a V2 pair, a V4 pool, StableSwap pools: sales routed across them), at WETH -20%, -40% and a
     joint WETH/wstETH/WBTC move (wstETH's oracle follows ETH / USD by its ratio: only its pools
     take their own move), prices moved only by root-feed overrides: the engine, run on the
     fork's own pre-shock read, liquidates the same accounts as the real transactions, the same
@@ -160,7 +160,7 @@ def test_the_engine_matches_real_liquidations_and_routed_swaps(devnet, shocks):
     clock), and pool prices within 0.5%. The market whose oracle reverts (Compound V2's CRV, its
     price configuration dropped as mainnet's deprecated markets) is named in replay.json and left
     out; the rest of the replay completes."""
-    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3", "uniswap-v2", "stableswap")
+    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3", "uniswap-v2", "uniswap-v4", "stableswap")
     chosen = [plugins()[name] for name in names if name in devnet.book.get("protocols", {})]
     shock = ShockScenario(name="-".join(f"{a}{round(m * 100)}" for a, m in shocks.items()), price_shocks=shocks)
     compared = replay_and_compare(devnet.url, devnet.book, shock, chosen)
