@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.engine.impact import AssetVenues, build_venues
+from analyzer.engine.impact import AssetVenues
+from analyzer.engine.prepare import redeemed_assets, venues_of
 from analyzer.engine.roots import bracket_root
 from analyzer.errors import ContagionError
 from analyzer.graph.curves import liquidation_curves
@@ -95,9 +96,9 @@ def feedback_curves(snapshot: Snapshot, rules: dict[str, Rules], max_fall: float
         raise ContagionError(f"feedback curve: max_fall must be in (0, 1), got {max_fall}")
     falls = np.round(np.arange(0.0, max_fall + STEP / 2, STEP), 10)
     try:
-        venues = build_venues(snapshot)
-    except ContagionError:
-        venues = {}
+        venues = venues_of(snapshot, redeemed_assets(snapshot))
+    except ContagionError as exc:     # a hand-made snapshot without venues: no curve, and why
+        return {"falls": falls.tolist(), "curves": [], "skipped": str(exc)}
     curves_by_asset: dict[str, np.ndarray] = {}
     static = liquidation_curves(snapshot, tuple(float(f) for f in falls), rules)
     for curve in static["curves"]:
