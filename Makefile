@@ -30,11 +30,11 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check analyzer protocols tests benchmarks
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25 tests
 
 # the fast subset (no test marked slow), for the edit-test loop
 test-fast: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow" tests
 
 # the type checker's settings (and the one relaxation, for web3's strict types) are in pyproject.toml
 lint: setup

@@ -20,12 +20,15 @@ BAD_DEBT_FLOOR_USD = 1.0
 
 
 def engine_scenario(scenario, replay_result):
-    """The scenario the engine runs beside a replay: interest accrues each round over the replay's
-    measured time and blocks per round, unless the scenario sets its own ``round_seconds`` /
-    ``round_blocks``."""
+    """The scenario the engine runs beside a replay: interest accrues over the replay's own clock
+    (per protocol and round, the time and blocks before its keepers read the round's book:
+    :meth:`~analyzer.replay.result.ReplayResult.interest_clock`), and past the replay's rounds over
+    its mean time and blocks per round; unless the scenario sets its own ``round_seconds`` /
+    ``round_blocks`` (then those, evenly)."""
     from dataclasses import replace
 
-    return replace(scenario,
+    measured = scenario.round_seconds is None and scenario.round_blocks is None and not scenario.round_clock
+    return replace(scenario, round_clock=replay_result.interest_clock() if measured else scenario.round_clock,
                    round_seconds=replay_result.seconds_per_round if scenario.round_seconds is None
                    else scenario.round_seconds,
                    round_blocks=replay_result.blocks_per_round if scenario.round_blocks is None

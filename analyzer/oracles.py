@@ -5,8 +5,10 @@ an adapter over one (Aave's CAPO ratio and stablecoin caps), or a wrapper (Comet
 feeds). The plugin says where its oracle reads each asset (:class:`protocols.base.PriceSources`);
 this module follows the source, generically, to the *root*: the aggregator a proxy currently
 reads (``aggregator()``), the base feed of an adapter (``BASE_TO_USD_AGGREGATOR()``,
-``ASSET_TO_USD_AGGREGATOR()``) or of a wrapper (``underlyingPriceFeed()``), until an address
-answers ``latestRoundData()`` and none of these getters. A move replaces the root's code with
+``ASSET_TO_USD_AGGREGATOR()``) or of one of Comet's wrappers (``underlyingPriceFeed()`` of a
+ScalingPriceFeed, ``stETHtoETHPriceFeed()`` of a WstETHPriceFeed, ``priceFeedB()`` of a
+MultiplicativePriceFeed: the factor whose round it reports), until an address answers
+``latestRoundData()`` and none of these getters. A move replaces the root's code with
 our :file:`fixtures/contracts/oracles/ForkAggregator.sol` (``anvil_setCode``) and writes its
 rounds (``anvil_setStorageAt``): it keeps the original's decimals, description, version and
 round ids, so every consumer of the feed (every protocol, every adapter) sees the same move,
@@ -39,8 +41,13 @@ NEXT_FEED_GETTERS = (
     ("aggregator()(address)", "proxy"),                      # Chainlink EACAggregatorProxy
     ("BASE_TO_USD_AGGREGATOR()(address)", "ratio adapter"),  # Aave CAPO ratio adapters
     ("ASSET_TO_USD_AGGREGATOR()(address)", "cap adapter"),   # Aave CAPO stablecoin adapters
-    ("underlyingPriceFeed()(address)", "wrapper"),           # Comet scaling / LST wrappers
+    ("underlyingPriceFeed()(address)", "wrapper"),           # Comet ScalingPriceFeed (and rate-based)
+    ("stETHtoETHPriceFeed()(address)", "ratio wrapper"),     # Comet WstETHPriceFeed: × wstETH's rate
+    ("priceFeedB()(address)", "product wrapper"),            # Comet MultiplicativePriceFeed: A × B
 )
+# Comet's ReverseMultiplicativePriceFeed (A / B) answers priceFeedB too, but falls when B rises: no
+# root move sets it, so the resolver stops there (it answers this getter, the product does not)
+REVERSE_MARKER = "priceFeedAScale()(int256)"
 MAX_HOPS = 8
 DERIVED_TOLERANCE = 1e-9
 FOLLOW_TOLERANCE = 1e-6   # a derived price "is at" a target within this relative error
@@ -110,7 +117,9 @@ def feed_usd(w3: Web3, feed: str, block: int | None = None) -> float | None:
 
 
 ROUND_DATA = "latestRoundData()(uint80,int256,uint256,uint256,uint80)"
-FEED_READS = (*(getter for getter, _ in NEXT_FEED_GETTERS), ROUND_DATA, "decimals()(uint8)", "latestAnswer()(int256)")
+FEED_READS = (*(getter for getter, _ in NEXT_FEED_GETTERS), ROUND_DATA, "decimals()(uint8)", "latestAnswer()(int256)",
+              REVERSE_MARKER)
+_FEED = slice(len(NEXT_FEED_GETTERS), len(NEXT_FEED_GETTERS) + 3)    # round data, decimals, answer
 
 
 def _read_many(w3: Web3, addresses: Sequence[str], block: int) -> dict[str, list[object | None]]:
@@ -148,6 +157,11 @@ def resolve_many(w3: Web3, sources: Sequence[tuple[str, str, str]], block: int |
         still = []
         for i in open_:
             address, answers = at[i], reads[at[i]]
+            if answers[-1] is not None:
+                asset, protocol, _ = sources[i]
+                raise ContagionError(f"{protocol}: the price of {asset} is a quotient of two feeds (a reverse "
+                                     f"multiplicative feed at {address}): it falls when its feeds rise, so no "
+                                     "root move sets it")
             for (_getter, kind), following in zip(NEXT_FEED_GETTERS, answers, strict=False):
                 if following and int(following, 16) != 0 and to_checksum_address(following) != address:
                     hops[i].append((address, kind))
@@ -166,8 +180,8 @@ def resolve_many(w3: Web3, sources: Sequence[tuple[str, str, str]], block: int |
             raise ContagionError(f"{protocol}: the price of {asset} goes through more than {MAX_HOPS} feeds "
                                  f"(stopped at {address})")
         root, first = reads[address], reads[hops[i][0][0]]
-        round_data, decimals = root[len(NEXT_FEED_GETTERS)], root[len(NEXT_FEED_GETTERS) + 1]
-        source_usd = _usd(*first[len(NEXT_FEED_GETTERS):])
+        round_data, decimals, _answer = root[_FEED]
+        source_usd = _usd(*first[_FEED])
         if round_data is None or decimals is None or source_usd is None:
             raise ContagionError(f"{protocol}: cannot find the root feed of {asset}'s price: it stopped at "
                                  f"{address}, which is no feed (no latestRoundData/decimals) and no known "

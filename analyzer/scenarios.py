@@ -97,6 +97,9 @@ class ShockScenario:
     # beside a replay, the replay's measured time per round (analyzer.fidelity.engine_scenario), else none
     round_seconds: float | None = None
     round_blocks: float | None = None
+    # per protocol, each round's (seconds, blocks) of interest before its liquidations, as a replay
+    # measured them (ReplayResult.interest_clock); rounds past the list accrue the uniform values
+    round_clock: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate("scenario")
@@ -122,7 +125,9 @@ class ShockScenario:
                   ("tolerance", self.tolerance >= 0), ("spot_vol_beta", self.spot_vol_beta >= 0),
                   ("iv_per_contract", self.iv_per_contract >= 0), ("max_keeper_steps", 1 <= self.max_keeper_steps <= MAX_ROUNDS),
                   ("seed", self.seed >= 0), ("round_seconds", (self.round_seconds or 0.0) >= 0),
-                  ("round_blocks", (self.round_blocks or 0.0) >= 0))
+                  ("round_blocks", (self.round_blocks or 0.0) >= 0),
+                  ("round_clock", all(math.isfinite(x) and x >= 0 for clock in self.round_clock.values()
+                                      for entry in clock for x in entry)))
         for name, ok in checks:
             if not ok:
                 raise ContagionError(f"{where}: {name} = {getattr(self, name)} is out of range")

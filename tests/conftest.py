@@ -71,3 +71,12 @@ def frozen_block_time(chain_checkpoint):
         yield chain_checkpoint
     finally:
         w3.provider.make_request("anvil_removeBlockTimestampInterval", [])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding a test marked slow run first (the order within a file is kept). ``make test``
+    hands whole files to its workers in collection order (``--dist loadfile
+    --no-loadscope-reorder``), so the long files start at once instead of last, where one of them
+    would keep a worker busy long after the other ran out of work."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

@@ -132,7 +132,7 @@ def test_the_replay_sends_the_engines_arbitrage_as_real_swaps(devnet):
     from analyzer.replay import replay_and_compare
     from protocols import plugins
 
-    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3", "uniswap-v2", "stableswap")
+    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3", "uniswap-v2", "uniswap-v4", "stableswap")
     chosen = [plugins()[name] for name in names if name in devnet.book.get("protocols", {})]
     shock = ShockScenario(name="weth-20-cex", price_shocks={"WETH": -0.20}, cex_arbitrage=True)
     compared = replay_and_compare(devnet.url, devnet.book, shock, chosen)

@@ -110,3 +110,42 @@ def test_venus_seizes_only_entered_collateral():
     book.extra["profile"] = "venus-isolated"
     step = rules.liquidate(book, prices)
     assert step.seized[0, 2] == 0 and step.seized[0, 0] == pytest.approx(4.5)
+
+
+# Comptroller.markets(cToken) as each fork's source declares it (the field names of its getter),
+# written out here from the sources the profiles cite, independently of the profiles' indices
+MARKETS_FIELDS = {
+    "compound": ("isListed", "collateralFactorMantissa", "isComped"),
+    "venus-isolated": ("isListed", "collateralFactorMantissa", "liquidationThresholdMantissa"),
+    "venus-core": ("isListed", "collateralFactorMantissa", "isVenus", "liquidationThresholdMantissa",
+                   "liquidationIncentiveMantissa", "poolId", "isBorrowAllowed"),
+    "benqi": ("isListed", "collateralFactorMantissa", "isQied"),
+    "moonwell": ("isListed", "collateralFactorMantissa"),
+}
+
+
+def test_every_fork_profile_reads_the_fields_its_markets_getter_returns():
+    """Each profile's ``markets(address)`` layout has the fork's field count, and its indices pick
+    the collateral factor, the liquidation threshold and the per-market incentive by name; the
+    LiquidateBorrow data words it reads are repayAmount (2 or 0) and seizeTokens (4 or 1)."""
+    from analyzer.multicall import parse_signature
+    from protocols.compound_v2.profiles import PROFILES
+
+    assert set(PROFILES) == set(MARKETS_FIELDS)
+    for name, profile in PROFILES.items():
+        fields = MARKETS_FIELDS[name]
+        _, inputs, outputs = parse_signature(profile.markets_signature)
+        assert inputs == ("address",) and len(outputs) == len(fields), name
+        assert outputs[0] == "bool" and fields[profile.collateral_factor_index] == "collateralFactorMantissa", name
+        threshold = profile.liquidation_threshold_index
+        assert (threshold is None) == ("liquidationThresholdMantissa" not in fields), name
+        assert threshold is None or fields[threshold] == "liquidationThresholdMantissa", name
+        incentive = profile.liquidation_incentive_index
+        assert (incentive is None) == ("liquidationIncentiveMantissa" not in fields), name
+        assert incentive is None or fields[incentive] == "liquidationIncentiveMantissa", name
+        for index in (profile.collateral_factor_index, threshold, incentive):
+            assert index is None or outputs[index].startswith("uint"), name
+        # LiquidateBorrow(liquidator, borrower, repayAmount, cTokenCollateral, seizeTokens): all in
+        # the data (Compound and its forks), or liquidator/borrower indexed (Venus isolated pools)
+        words = (profile.liquidate_repay_word, profile.liquidate_seize_word)
+        assert words == ((0, 1) if name == "venus-isolated" else (2, 4)), name

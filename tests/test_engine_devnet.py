@@ -132,13 +132,22 @@ def feedback_sweep(prepared):
     return [simulate(prep, ShockScenario(price_shocks={"WETH": shock}, max_rounds=60)) for shock in SHOCKS]
 
 
-@pytest.mark.xfail(strict=False, reason="open (issues 18, 20): fails since the per-cToken markets (WBTC twice) and the pending-interest growth of the Compound V2 book landed together; found by the full suite at the end of session 4, not yet diagnosed")
 def test_with_oracles_on_the_pools_deeper_shocks_liquidate_no_less_collateral(feedback_sweep, prepared):
     """The collateral taken from borrowers, counted at the prices before the shock, grows with the
     shock. The debt repaid for it (the liquidated value, USD at the oracle price of its round) grows
     too until the cascade spirals through the pools' depth; beyond that a deeper first move has the
     same collateral seized at lower prices, so each liquidation repays less and more debt is left
-    bad: wherever the liquidated value falls, the final WETH price is lower and bad debt higher."""
+    bad: wherever the liquidated value falls, bad debt is higher.
+
+    The final WETH price need not be lower there: it follows the WETH keepers sell into the pools,
+    and Comet's absorbed collateral is sold only while buying it at the store-front price
+    (``quoteCollateral``: the oracle less storeFrontPriceFactor × (1 - liquidationFactor), 3% for
+    WETH in the USDC Comet) and selling into the pool pays. At -25% the largest Comet borrower is
+    absorbed in a round of its own, with the pool at the oracle price, and its 6,000 WETH are bought
+    and sold (the pool falls 2,138 → 1,999); at -30% it is absorbed in the first round, after Aave's
+    keepers have taken the pool below the store-front price, and its WETH stays in Comet's reserves:
+    ~4,650 WETH sold instead of ~13,450, a final price 1,974 against 1,972. So where the deeper shock
+    ends at a price no lower, keepers sold less WETH into the pools."""
     _, prep = prepared
     seized_at_pre_shock = [sum(float(record.seized_tokens.sum(0) @ prep.price_pre) for record in result.rounds)
                            for result in feedback_sweep]
@@ -147,7 +156,10 @@ def test_with_oracles_on_the_pools_deeper_shocks_liquidate_no_less_collateral(fe
     assert seized_at_pre_shock[0] > 0
     assert all(b >= a * (1 - 1e-9) for a, b in zip(seized_at_pre_shock, seized_at_pre_shock[1:], strict=False))
     weth = prep.asset("WETH", "test")
-    for shallow, deep in zip(feedback_sweep, feedback_sweep[1:], strict=False):
+    weth_sold = [sum(float(record.flows[weth].sum()) for record in result.rounds) for result in feedback_sweep]
+    print("WETH sold into the pools by shock:", [round(v) for v in weth_sold])
+    pairs = list(zip(feedback_sweep, weth_sold, strict=True))
+    for (shallow, shallow_sold), (deep, deep_sold) in zip(pairs, pairs[1:], strict=False):
         if deep.total_liquidated_usd < shallow.total_liquidated_usd * (1 - 1e-9):
-            assert deep.price_final[weth] < shallow.price_final[weth]
             assert sum(deep.bad_debt_usd.values()) > sum(shallow.bad_debt_usd.values())
+            assert deep.price_final[weth] < shallow.price_final[weth] or deep_sold < shallow_sold

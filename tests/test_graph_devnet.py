@@ -237,3 +237,21 @@ def test_whale_in_aave_and_compound_has_the_scenario_combined_health(devnet, sca
     (whale,) = [r for r in rows if r["account"] == account_address("whale-1")]
     assert set(whale["protocols"]) >= {"aave-v3", "compound-v2"}
     assert whale["combined_health"] == pytest.approx(weighted / debt, rel=1e-4)   # interest since seeding
+
+
+def test_every_collateral_asset_with_a_pool_has_a_feedback_curve(scanned):
+    """The report's "where the loop ignites" curves exist for a scanned devnet: the devnet's
+    receipts (aWETH) and native coin (ETH) are redeemed, not sold, and need no venue of their own."""
+    from analyzer.engine.prepare import default_rules
+    from analyzer.graph.feedback import feedback_curves
+
+    snapshot, _ = scanned
+    collateral = set(snapshot.positions.loc[snapshot.positions["side"] == "collateral", "asset"])
+    pooled = collateral & set(snapshot.venues.loc[snapshot.venues["model"] != "", "asset"])
+    assert pooled, "the devnet has pools for its collateral"
+    result = feedback_curves(snapshot, default_rules())
+    assert "skipped" not in result, result.get("skipped")
+    by_asset = {c["asset"]: c for c in result["curves"]}
+    assert pooled <= set(by_asset)
+    for asset in pooled:
+        assert by_asset[asset]["depth_usd"][0] > 0

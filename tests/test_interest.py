@@ -94,6 +94,10 @@ def test_per_block_accrual_matches_compound_v2_after_accrue_interest(chain_check
     # wei is nothing to an 18-decimal one), beside a relative 1e-9 for the order of compounding
     unit = np.array([10.0 ** -_decimals(w3, asset) for asset in before.assets])
     assert (np.abs(grown.debt - debt) <= 1e-9 * np.abs(debt) + 1.001 * unit).all()
+    # a cToken's underlying value grows with exchangeRateStored, i.e. by supplyRatePerBlock (no
+    # truncation to the underlying's unit: the balance is the cToken count × the exchange rate)
+    assert (collateral > before.collateral).any()
+    np.testing.assert_allclose(grown.collateral, collateral, rtol=1e-9)
 
 
 def _decimals(w3, asset: str) -> int:

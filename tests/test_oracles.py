@@ -19,7 +19,7 @@ from analyzer.devnet.feeds import FEED_ADMIN, ORACLE_NODE
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call, single_call
-from analyzer.oracles import PriceMover, feed_usd, protocol_paths, resolve
+from analyzer.oracles import ROUND_DATA, PriceMover, feed_usd, protocol_paths, resolve
 from analyzer.replay.oracles import ForkOracles
 from protocols import parse_protocols
 from tests.conftest import requires_anvil
@@ -244,3 +244,58 @@ def test_a_sequencer_feed_down_or_in_its_grace_period_pauses_liquidations(anvil)
     rpc(w3, "evm_increaseTime", [3601])
     rpc(w3, "evm_mine", [])
     assert sequencer_down(w3, feed, 3600) is None
+
+
+def _deploy(w3, contract, *args) -> str:
+    artifact = fixture_artifact("oracles", contract)
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    return w3.eth.wait_for_transaction_receipt(factory.constructor(*args).transact({"from": w3.eth.accounts[0]}))[
+        "contractAddress"]
+
+
+def test_comets_wrappers_resolve_to_their_roots_and_follow_them(devnet):
+    """Comet's mainnet price feed wrappers (interface-exact fixtures of ScalingPriceFeed,
+    WstETHPriceFeed, MultiplicativePriceFeed, ReverseMultiplicativePriceFeed) over the devnet's
+    Chainlink feeds: the resolver follows each to its root; a move of the root moves the scaled
+    feed to the target and the product by its factor; a refresh dates them at the fork's time; a
+    reverse (quotient) feed, which no root move sets, stops the resolver with its address."""
+    book = devnet.book
+    weth, wbtc = book["tokens"]["WETH"], book["tokens"]["WBTC"]
+    with Anvil(fork_url=devnet.url, fork_block=devnet.w3.eth.block_number) as fork:
+        w3 = fork.w3
+        weth_root = read(w3, book["feeds"]["WETH"], "aggregator()(address)")
+        scaled = _deploy(w3, "ScalingPriceFeed", book["feeds"]["WETH"], 18)
+        rseth_eth = _deploy(w3, "PriceFeed", "RSETH / ETH", 105_000_000)
+        product = _deploy(w3, "MultiplicativePriceFeed", rseth_eth, book["feeds"]["WETH"], 8, "rsETH / USD")
+        steth_eth = _deploy(w3, "PriceFeed", "STETH / ETH", 99_900_000)
+        wsteth_rates = _deploy(w3, "WstETHRates", read(w3, book["feeds"]["wstETH"], "RATIO_PROVIDER()(address)"))
+        wsteth_eth = _deploy(w3, "WstETHPriceFeed", steth_eth, wsteth_rates, 8)
+        reverse = _deploy(w3, "ReverseMultiplicativePriceFeed", book["feeds"]["WBTC"], book["feeds"]["WETH"], 8,
+                          "WBTC / ETH")
+
+        scaled_path = resolve(w3, weth, "comet", scaled)
+        assert [kind for _, kind in scaled_path.hops] == ["wrapper", "proxy", "root"]
+        assert scaled_path.root == weth_root and not scaled_path.derived
+        product_path = resolve(w3, book["tokens"]["wstETH"], "comet", product)
+        assert [kind for _, kind in product_path.hops] == ["product wrapper", "proxy", "root"]
+        assert product_path.root == weth_root and product_path.derived
+        wsteth_path = resolve(w3, book["tokens"]["wstETH"], "comet", wsteth_eth)
+        assert wsteth_path.hops == ((wsteth_eth, "ratio wrapper"), (steth_eth, "root"))
+        ratio = read(w3, wsteth_rates, "stEthPerToken()(uint256)") / 1e18
+        assert wsteth_path.derived and wsteth_path.source_usd == pytest.approx(0.999 * ratio, rel=1e-7)
+        with pytest.raises(ContagionError, match=f"comet.*{wbtc}.*{reverse}"):
+            resolve(w3, wbtc, "comet", reverse)
+
+        mover = PriceMover(w3)
+        report = mover.move([scaled_path, product_path], {weth: 1500.0})
+        assert report.roots == {weth_root: 1500 * 10**8}
+        assert read(w3, scaled, ROUND_DATA)[1] == 1500 * 10**18
+        assert read(w3, book["feeds"]["WETH"], ROUND_DATA)[1] == 1500 * 10**8
+        assert read(w3, product, ROUND_DATA)[1] == 1500 * 105_000_000
+        assert report.followed[("comet", book["tokens"]["wstETH"])] == pytest.approx(1575.0)
+        # staleness: the wrappers pass their root's round through, dated at the fork's time
+        rpc(w3, "evm_increaseTime", [7200])
+        rpc(w3, "anvil_mine", ["0x1"])
+        mover.refresh()
+        now = w3.eth.get_block("latest")["timestamp"]
+        assert read(w3, scaled, ROUND_DATA)[3] == read(w3, product, ROUND_DATA)[3] == now

@@ -146,15 +146,23 @@ def test_every_sending_path_refuses_a_node_that_is_not_anvil(claim):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("move", [-0.20, -0.40])
-def test_the_engine_matches_real_liquidations_and_routed_swaps(devnet, move):
+@pytest.mark.parametrize("shocks", [{"WETH": -0.20}, {"WETH": -0.40},
+                                    {"WETH": -0.30, "wstETH": -0.30, "WBTC": -0.25}],
+                         ids=["weth-20", "weth-40", "weth-wsteth-wbtc"])
+def test_the_engine_matches_real_liquidations_and_routed_swaps(devnet, shocks):
     """Issue 7's criteria on the devnet's lending protocols and every venue kind (Uniswap V3 at
-    two fee tiers, a V2 pair, StableSwap pools: sales routed across them): the engine, run on the
+    two fee tiers, a V2 pair, a V4 pool, StableSwap pools: sales routed across them), at WETH -20%, -40% and a
+    joint WETH/wstETH/WBTC move (wstETH's oracle follows ETH / USD by its ratio: only its pools
+    take their own move), prices moved only by root-feed overrides: the engine, run on the
     fork's own pre-shock read, liquidates the same accounts as the real transactions, the same
-    value per protocol within 1%, leaves bad debt within 1% (or $1) and pool prices within 0.5%."""
-    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3", "uniswap-v2", "stableswap")
+    value per protocol within 1%, leaves bad debt within 1% (or $1) and within $10 (issue 18: the
+    -40% spiral's gaps, hundreds of dollars before the engine accrued interest on the replay's own
+    clock), and pool prices within 0.5%. The market whose oracle reverts (Compound V2's CRV, its
+    price configuration dropped as mainnet's deprecated markets) is named in replay.json and left
+    out; the rest of the replay completes."""
+    names = ("aave-v3", "compound-v2", "comet", "uniswap-v3", "uniswap-v2", "uniswap-v4", "stableswap")
     chosen = [plugins()[name] for name in names if name in devnet.book.get("protocols", {})]
-    shock = ShockScenario(name=f"weth{round(move * 100)}", price_shocks={"WETH": move})
+    shock = ShockScenario(name="-".join(f"{a}{round(m * 100)}" for a, m in shocks.items()), price_shocks=shocks)
     compared = replay_and_compare(devnet.url, devnet.book, shock, chosen)
     replayed, fidelity = compared.replay, compared.fidelity
     assert replayed.reached_fixed_point and replayed.source_unchanged
@@ -164,4 +172,9 @@ def test_the_engine_matches_real_liquidations_and_routed_swaps(devnet, move):
         assert gap["accounts_ok"], (name, gap["only_in_engine"], gap["only_in_replay"])
         assert gap["value_ok"], (name, gap["engine_liquidated_usd"], gap["replay_liquidated_usd"])
         assert gap["bad_debt_ok"], (name, gap["engine_bad_debt_usd"], gap["replay_bad_debt_usd"])
+        assert gap["bad_debt_gap_usd"] < 10.0, (name, gap["engine_bad_debt_usd"], gap["replay_bad_debt_usd"])
+    unpriced = replayed.to_json()["unpriced_markets"]
+    removed = devnet.scenario.protocol("compound-v2").get("oracle_removed", [])
+    assert removed and {(u["protocol"], u["asset"]) for u in unpriced} == \
+        {("compound-v2", devnet.book["tokens"][symbol]) for symbol in removed}
     assert fidelity["final_prices"] and all(p["ok"] for p in fidelity["final_prices"].values()), fidelity["final_prices"]

@@ -1,5 +1,5 @@
 """Routed sales on the devnet's real pools. The engine's split of a sale across an asset's venues
-(two Uniswap V3 pools; then every venue kind: V3 fee tiers, a V2 pair, a StableSwap pool),
+(two Uniswap V3 pools; then every venue kind: V3 fee tiers, a V2 pair, a V4 pool, a StableSwap pool),
 executed as one real swap per venue, earns what the engine says within 1e-6, and at least what
 the best single venue would."""
 
@@ -57,7 +57,7 @@ ERC20_BALANCE = [{"name": "balanceOf", "type": "function", "stateMutability": "v
 
 @pytest.mark.parametrize("symbol", ["WETH", "wstETH"])
 def test_a_sale_routed_across_venue_kinds_equals_the_replays_real_swaps(chain_checkpoint, symbol):
-    """WETH across Uniswap V3 (0.05% and 0.3%) and a Uniswap V2 pair, wstETH across two V3 pools
+    """WETH across Uniswap V3 (0.05% and 0.3%), a Uniswap V2 pair and a V4 pool, wstETH across two V3 pools
     and a StableSwap pool: the engine's routed proceeds are at least the best single venue's, and
     the replay's venues (one real swap per venue used, each by its own plugin) receive them
     within 1e-6."""
@@ -67,9 +67,14 @@ def test_a_sale_routed_across_venue_kinds_equals_the_replays_real_swaps(chain_ch
 
     devnet = chain_checkpoint
     w3, tokens = devnet.w3, devnet.book["tokens"]
-    chosen = [plugins()[name] for name in ("uniswap-v3", "uniswap-v2", "stableswap")]
+    chosen = [plugins()[name] for name in ("uniswap-v3", "uniswap-v2", "uniswap-v4", "stableswap")]
     block = w3.eth.block_number
-    ctx = ReadContext(w3, 31337, block, lambda calls: multicall(w3, calls, block=block), lambda *a, **k: [],
+
+    def get_logs(address, topics, from_block, to_block):      # the V4 reader finds its pools in logs
+        return [dict(log) for log in w3.eth.get_logs({"address": address, "topics": topics,
+                                                      "fromBlock": from_block, "toBlock": to_block})]
+
+    ctx = ReadContext(w3, 31337, block, lambda calls: multicall(w3, calls, block=block), get_logs,
                       assets=tuple(tokens.values()))
     markets = deployments_for(chosen, 31337, devnet.book)
     rows = [row for m in markets for row in m.plugin.reader(ctx, m.deployment).read_markets().get("venues", [])]
@@ -80,6 +85,8 @@ def test_a_sale_routed_across_venue_kinds_equals_the_replays_real_swaps(chain_ch
     venues, prices = market_view(snapshot, {usdc: 1.0})
     routed = venues[asset]
     assert len({v.model for v in routed.venues}) >= 2 and len(routed.venues) >= 3
+    if symbol == "WETH":     # three venue kinds: V3 fee tiers, a V2 pair, a V4 pool
+        assert {"uniswap_v3", "uniswap_v2", "uniswap_v4"} <= {v.model for v in routed.venues}
     size = 0.5 * sum(v.depth(0.05, True) for v in routed.venues)
     split = routed.split(size)
     assert (split > 0).sum() >= 3 and split.sum() == pytest.approx(size, rel=1e-12)

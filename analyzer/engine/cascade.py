@@ -303,7 +303,7 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
     """One round of the cascade (module docstring); advances ``state`` in place."""
     n_assets, n_sources, n_protocols = len(prep.assets), len(prep.sources), len(prep.protocols)
     t = state.round
-    accrue_round(prep, state, scenario.round_seconds or 0.0, scenario.round_blocks or 0.0, HEALTH_MARGIN)
+    accrue_round(prep, state, scenario, HEALTH_MARGIN)
     oracle_source, source_attr = _oracle_view(prep, state, scenario.oracle_lag, t)
     flows = state.pending_flows.copy()
     state.pending_flows[:] = 0.0

@@ -161,6 +161,7 @@ def centralised_venue(asset: str, symbol: str, mid_usd: float, path: str | Path 
     by_symbol, default = load_parameters(path)
     entry = by_symbol.get(symbol, default)
     venue_name = f"centralised:{symbol}"
+    venue: OrderBookDepth | SqrtLaw
     if entry.order_book is not None:
         bids, asks = entry.order_book["bids"], entry.order_book["asks"]
         scale = mid_usd / (0.5 * (float(bids[0][0]) + float(asks[0][0])))

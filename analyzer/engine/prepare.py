@@ -118,6 +118,27 @@ class _VenueView:
         return self._snapshot.address_of(symbol)
 
 
+def venues_of(snapshot, redeemed: set[str], venue_models: dict | None = None) -> dict:
+    """:func:`analyzer.engine.impact.build_venues` of ``snapshot`` where the ``redeemed`` assets
+    (receipts, the native coin) need no venue of their own, with the models the snapshot declares
+    for its assets without an on-chain venue (a devnet's synthetic assets), overridden by the
+    caller's ``venue_models`` (a scenario's [venue_model] tables)."""
+    from analyzer.engine.impact import build_venues
+
+    declared = snapshot.meta.get("venue_models") or {}
+    models = {**declared, **(venue_models or {})} or None
+    return build_venues(_VenueView(snapshot, redeemed), models)
+
+
+def redeemed_assets(snapshot) -> set[str]:
+    """Assets a cascade redeems rather than sells: receipt tokens (their underlying is sold) and
+    the native coin (sold as its wrapped token)."""
+    assets = snapshot.assets
+    receipts = {a for a, r in zip(assets["address"], assets["receipt_of"].fillna(""), strict=True)
+                if r and receipt_claim(r) is not None}
+    return receipts | set(snapshot.wrapped_native_of())
+
+
 def default_rules() -> dict[str, Rules]:
     from protocols import plugins
 
@@ -200,13 +221,7 @@ def prepare(snapshot, *, rules: dict[str, Rules] | None = None, venues: dict | N
         is_receipt[coin], underlying[coin], ratio[coin] = True, index[wrapped], 1.0
         underlying[(underlying == coin) & is_receipt] = index[wrapped]    # cETH: redeemed for ETH, sold as WETH
     if venues is None:
-        from analyzer.engine.impact import build_venues
-
-        # models the snapshot declares for its assets without an on-chain venue (a devnet's
-        # synthetic assets), overridden by the caller's (a scenario's [venue_model] tables)
-        declared = snapshot.meta.get("venue_models") or {}
-        models = {**declared, **(venue_models or {})} or None
-        venues = build_venues(_VenueView(snapshot, set(assets[is_receipt])), models)
+        venues = venues_of(snapshot, set(assets[is_receipt]), venue_models)
     options = OptionBook.from_snapshot(snapshot, index)
     sources = attr.source_names(lending, option_protocols, options.hedging_protocols)
     oracle_base, oracle_ratio = np.arange(len(assets)), np.ones(len(assets))

@@ -5,8 +5,8 @@ goes: it sells into each venue until the venues' marginal prices, net of their f
 level L, and leaves out a venue whose share does not pay its swap's gas. This is that rule:
 
 - a venue's marginal sale price is its mid times (1 − fee), so it takes the asset units that move
-  its mid down to ``L / (1 − fee)`` (``VenueModel.depth``); L is found by bisection so that the
-  shares add up to the order (for a purchase: mid / (1 − fee) up to L);
+  its mid down to ``L / (1 − fee)`` (``VenueModel.depth``); L is found by Brent's method
+  (:mod:`analyzer.engine.roots`) so that the shares add up to the order (for a purchase: mid / (1 − fee) up to L);
 - the split over every venue, the splits over the venues left after dropping the smallest share
   one at a time, and each venue alone are all simulated on copies (exactly, for pool models), and
   the one with the best proceeds net of ``swap_gas_usd`` per venue used wins. A routed sale hence
@@ -24,10 +24,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from analyzer.engine.roots import bracket_root
 from analyzer.engine.venues import VenueModel
 from analyzer.errors import ContagionError
 
-BISECTION_STEPS = 48
+LEVEL_PRECISION = 2.0**-48   # relative precision of the common marginal price level
 
 
 def _fill(venue: VenueModel, level: float, sell: bool) -> float:
@@ -53,17 +54,24 @@ def equal_marginal_split(venues: Sequence[VenueModel], amount: float, sell: bool
     if not sell:   # widen until the purchase fits
         while sum(_fill(v, high, False) for v in venues) < amount and high < effective.min() * 1e6:
             high *= 2.0
-    fills = np.zeros(len(venues))
-    for _ in range(BISECTION_STEPS):
-        level = 0.5 * (low + high)
+    tried: dict[float, tuple[float, np.ndarray]] = {}
+
+    def excess(level: float) -> float:
         fills = np.array([_fill(v, level, sell) for v in venues])
         fills[~np.isfinite(fills)] = amount
-        too_much = fills.sum() > amount
-        # a sale: a lower level sells more; a purchase: a higher level buys more
-        if too_much == sell:
-            low = level
-        else:
-            high = level
+        tried[level] = (float(fills.sum() - amount), fills)
+        return tried[level][0]
+
+    # a sale: a lower level sells more; a purchase: a higher level buys more. The level where the
+    # venues take the most is one precision step inside the range (a sale at level 0 prices nothing)
+    most, least = (low, high) if sell else (high, low)
+    most += (least - most) * LEVEL_PRECISION
+    excess_most = excess(most)
+    level = most                                  # the order does not fit: every venue takes all it can
+    if excess_most > 0 and (excess_least := excess(least)) < 0:
+        level = min(bracket_root(excess, most, least, excess_most, excess_least, LEVEL_PRECISION),
+                    key=lambda x: abs(tried[x][0]))
+    fills = tried[level][1]
     total = fills.sum()
     if not total > 0:
         best = int(np.argmax(effective) if sell else np.argmin(effective))

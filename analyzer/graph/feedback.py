@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.engine.impact import AssetVenues, build_venues
+from analyzer.engine.impact import AssetVenues
+from analyzer.engine.prepare import redeemed_assets, venues_of
+from analyzer.engine.roots import bracket_root
 from analyzer.errors import ContagionError
 from analyzer.graph.curves import liquidation_curves
 from analyzer.model import Snapshot
@@ -35,25 +37,24 @@ from protocols.base import Rules
 STEP = 0.01
 
 
-def _units_to_fall(venues: AssetVenues, target: float) -> float:
-    """Asset units whose sale takes ``venues``' mid price to ``target`` (bisection on a copy)."""
-    if venues.mid_price() <= target:
+def _units_to_fall(venues: AssetVenues, target: float, guess: float = 1.0) -> float:
+    """Asset units whose sale takes ``venues``' mid price to ``target`` (each trial a routed sale on
+    a copy; ``guess`` starts the bracket): the smallest found, to 1e-12, whose mid is at ``target``
+    or below."""
+    def above_target(units: float) -> float:
+        trial = venues.copy()
+        trial.trade(units)
+        return trial.mid_price() - target
+
+    gap = venues.mid_price() - target
+    if gap <= 0:
         return 0.0
-    hi = 1.0
-    while True:
-        trial = venues.copy()
-        trial.trade(hi)
-        if trial.mid_price() <= target or hi > 1e30:
-            break
-        hi *= 2.0
-    lo = 0.0
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        trial = venues.copy()
-        trial.trade(mid)
-        lo, hi = (mid, hi) if trial.mid_price() > target else (lo, mid)
-        if hi - lo <= 1e-12 * hi:
-            break
+    lo, hi = 0.0, max(guess, 1e-12)
+    while (gap_hi := above_target(hi)) > 0 and hi <= 1e30:
+        lo, gap, hi = hi, gap_hi, hi * 2.0
+    if gap_hi >= 0:         # beyond every venue's liquidity, or exactly at the target
+        return hi
+    _, hi = bracket_root(above_target, lo, hi, gap, gap_hi, 1e-12)
     return hi
 
 
@@ -62,10 +63,12 @@ def depth_profile(venues: AssetVenues, falls: np.ndarray) -> np.ndarray:
     start = venues.mid_price()
     walking = venues.copy()
     out = np.full(len(falls), np.nan)
+    guess = 1.0
     for k in range(len(falls) - 1):
         target = start * (1.0 - falls[k + 1])
-        units = _units_to_fall(walking, target)
+        units = _units_to_fall(walking, target, guess)
         out[k] = float(walking.trade(units).amount_out) if units > 0 else 0.0   # USD proceeds of the sale
+        guess = units or guess      # the next step of the grid takes about as much as this one
     return out
 
 
@@ -93,9 +96,9 @@ def feedback_curves(snapshot: Snapshot, rules: dict[str, Rules], max_fall: float
         raise ContagionError(f"feedback curve: max_fall must be in (0, 1), got {max_fall}")
     falls = np.round(np.arange(0.0, max_fall + STEP / 2, STEP), 10)
     try:
-        venues = build_venues(snapshot)
-    except ContagionError:
-        venues = {}
+        venues = venues_of(snapshot, redeemed_assets(snapshot))
+    except ContagionError as exc:     # a hand-made snapshot without venues: no curve, and why
+        return {"falls": falls.tolist(), "curves": [], "skipped": str(exc)}
     curves_by_asset: dict[str, np.ndarray] = {}
     static = liquidation_curves(snapshot, tuple(float(f) for f in falls), rules)
     for curve in static["curves"]:

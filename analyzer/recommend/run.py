@@ -117,7 +117,7 @@ def margin_schedules(snapshot: Snapshot, scenarios: Sequence[ShockScenario], ass
                  if snapshot.address_of(key) == address and float(move) < 0]
         if target is None and not falls:
             raise ContagionError(f"--margin {name}: no scenario shocks it down; give --margin-target")
-        worst, behaviour = max(falls, key=lambda f: f[0]) if falls else (target, scenarios[0])
+        worst, behaviour = max(falls, key=lambda f: f[0]) if falls else (0.0, scenarios[0])
         venues = evaluator.venues(behaviour) if evaluator is not None else None
         out.append(schedule(snapshot, name, target if target is not None else worst, behaviour, venues=venues))
     return out

@@ -80,11 +80,16 @@ class KeeperRound:
     repaid: dict[str, int] = field(default_factory=dict)      # raw units repaid by keepers
 
 
-def books_in_order(fork: ReplayFork, lending: Sequence[Lender]) -> Iterator[tuple[Lender, str, Snapshot]]:
+def books_in_order(fork: ReplayFork, lending: Sequence[Lender],
+                   record: ReplayRound | None = None) -> Iterator[tuple[Lender, str, Snapshot]]:
     """(lender, market, its read) in the engine's slot order: protocols in the registry's order,
     then their books. Read lazily: a protocol is read after the ones before it liquidated; its
-    books are independent of each other, so one read serves each first step."""
+    books are independent of each other, so one read serves each first step. The fork's block and
+    time at each protocol's read go to ``record.clock`` (the interest clock the engine replays)."""
     for lender in lending:
+        if record is not None:
+            head = fork.w3.eth.get_block("latest")
+            record.clock[lender.plugin.name] = (int(head["number"]), int(head["timestamp"]))
         first = fork.read(fork.accounts, [lender.plugin])
         for lending_book in lender.rules.books(first):
             yield lender, lending_book.market, first
@@ -92,7 +97,7 @@ def books_in_order(fork: ReplayFork, lending: Sequence[Lender]) -> Iterator[tupl
 
 def keepers_round(fork: ReplayFork, state: KeeperRound, lending: Sequence[Lender], max_steps: int) -> None:
     """Every lending book's keepers, one book at a time, each to its last step (as the engine's slots)."""
-    for lender, market, first in books_in_order(fork, lending):
+    for lender, market, first in books_in_order(fork, lending, state.record):
         accounts: list[str] | None = fork.accounts
         snap: Snapshot | None = first
         for _step in range(max_steps):

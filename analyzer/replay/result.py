@@ -37,6 +37,8 @@ class ReplayRound:
     # the net flow of each asset as routed: one real swap per venue used (asset, venue, model, quote, units)
     routed: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0                   # liquidatable accounts no keeper liquidated this round (see ReplaySkip)
+    # per protocol: the fork's (block, timestamp) when its keepers read the round's book
+    clock: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +95,22 @@ class ReplayResult:
     blocks_per_round: float = 0.0
     skips: list[ReplaySkip] = field(default_factory=list)
 
+    def interest_clock(self) -> dict[str, list[tuple[float, float]]]:
+        """Per protocol, each round's (seconds, blocks) that passed on the fork before its keepers
+        read the round's book, counted from the pre-shock read (``ShockScenario.round_clock``)."""
+        if self.snapshot_before is None:
+            return {}
+        start = (int(self.snapshot_before.meta["block_timestamp"]), self.source_block)
+        clock: dict[str, list[tuple[float, float]]] = {}
+        last: dict[str, tuple[int, int]] = {}
+        for record in self.rounds:
+            for protocol, (block, timestamp) in record.clock.items():
+                seconds_before, block_before = last.get(protocol, start)
+                clock.setdefault(protocol, []).append((float(max(timestamp - seconds_before, 0)),
+                                                       float(max(block - block_before, 0))))
+                last[protocol] = (timestamp, block)
+        return clock
+
     def to_json(self) -> dict[str, Any]:
         return {
             "source_block": self.source_block, "fork_block_end": self.fork_block_end,
@@ -103,7 +121,7 @@ class ReplayResult:
             "seconds_per_round": self.seconds_per_round, "blocks_per_round": self.blocks_per_round,
             "skips": [vars(s) for s in self.skips],
             "rounds": [{"round": r.round, "prices_usd": r.prices_usd, "pool_prices_after": r.pool_prices_after,
-                        "skipped": r.skipped,
+                        "skipped": r.skipped, "clock": {p: list(c) for p, c in r.clock.items()},
                         "sold_raw": {a: str(v) for a, v in r.sold_raw.items()},
                         "bought_raw": {a: str(v) for a, v in r.bought_raw.items()}, "hedge_units": r.hedge_units,
                         "routed": r.routed,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from analyzer.engine.roots import bracket_root
 from analyzer.engine.venues import TradeResult, VenueModel
 from analyzer.errors import ContagionError
 from protocols.stableswap import swap_math as ss
@@ -152,12 +153,16 @@ class StableSwapVenue(VenueModel):
             moved[self.j] = _float_y(self.i, self.j, x_i, xp, ann, d)
             return _marginal(self.i, self.j, moved, ann, d)
 
+        def above_target(log_x_i: float) -> float:
+            # above the target: the asset's balance must grow (both for a sale and a purchase)
+            return price_at(math.exp(log_x_i)) - target
+
         x0 = xp[self.i]
         low, high = (math.log(x0), math.log(x0) + 40.0) if sell else (math.log(x0) - 40.0, math.log(x0))
-        for _ in range(80):   # the price falls as the asset's balance grows
-            middle = 0.5 * (low + high)
-            # above the target: the asset's balance must grow (both for a sale and a purchase)
-            low, high = (middle, high) if price_at(math.exp(middle)) > target else (low, middle)
+        gap_low, gap_high = above_target(low), above_target(high)   # the price falls as the asset's balance grows
+        if gap_low <= 0 or gap_high >= 0:       # the target is at an end of the range
+            return self._to_whole(self.i, abs(math.exp(low if gap_low <= 0 else high) - x0))
+        low, high = bracket_root(above_target, low, high, gap_low, gap_high, 1e-16)
         return self._to_whole(self.i, abs(math.exp(0.5 * (low + high)) - x0))
 
     def copy(self) -> StableSwapVenue:

@@ -1,0 +1,149 @@
+"""Real swaps in Uniswap V4 pools on an anvil chain, through our router (for replay and tests).
+
+``swap`` sends ``V4Router.swap`` (``amount`` > 0: sell exactly that many wei of ``token_in``; with
+``exact_output=True`` receive exactly ``amount`` wei of the other token) from ``sender``, approving
+the router first when needed, and returns what the PoolManager's ``Swap`` event says happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.logs import DISCARD
+
+from analyzer.chain import require_anvil, rpc
+from analyzer.cheats import deal
+from analyzer.errors import ContagionError
+from analyzer.transactions import send
+from protocols.base import STABLE_SYMBOLS, VenueExecutor
+from protocols.uniswap_v3.executor import abi as v3_abi
+from protocols.uniswap_v4 import state as st
+from protocols.uniswap_v4.contracts import pool_key, pool_manager_artifact, router_artifact
+
+MAX_UINT256 = (1 << 256) - 1
+Q96 = 2**96
+
+
+@dataclass
+class ExecutedSwap:
+    """The PoolManager's ``Swap`` event: the swapper's balance changes (< 0: paid to the pool)."""
+
+    pool: str
+    amount0: int
+    amount1: int
+    sqrt_price_x96: int     # after
+    liquidity: int          # after
+    tick: int               # after
+
+
+def swap(w3: Web3, manager: str, router: str, key: tuple, token_in: str, amount: int, sender: str, *,
+         exact_output: bool = False, sqrt_price_limit_x96: int = 0) -> ExecutedSwap:
+    """Swap in the pool of ``key`` through ``router``; ``sender`` must hold ``token_in`` (wei)."""
+    require_anvil(w3)
+    if amount <= 0:
+        raise ContagionError(f"uniswap-v4 swap: amount must be a positive number of wei, got {amount}")
+    token_in = to_checksum_address(token_in)
+    if token_in not in key[:2]:
+        raise ContagionError(f"uniswap-v4 swap: pool {key} does not trade {token_in}")
+    sender, router = to_checksum_address(sender), to_checksum_address(router)
+    rpc(w3, "anvil_impersonateAccount", [sender])
+    erc20 = w3.eth.contract(address=token_in, abi=v3_abi("ERC20"))
+    if erc20.functions.allowance(sender, router).call() < MAX_UINT256 // 2:
+        send(w3, erc20.functions.approve(router, MAX_UINT256), sender, "uniswap-v4 approve the router")
+    router_c = w3.eth.contract(address=router, abi=router_artifact()["abi"])
+    specified = amount if exact_output else -amount       # v4-core: negative is exact input
+    receipt = send(w3, router_c.functions.swap(key, token_in == key[0], specified, sqrt_price_limit_x96), sender,
+                   "uniswap-v4 router swap")
+    manager_c = w3.eth.contract(address=to_checksum_address(manager), abi=pool_manager_artifact()["abi"])
+    events = manager_c.events.Swap().process_receipt(receipt, errors=DISCARD)
+    if len(events) != 1:
+        raise ContagionError(f"uniswap-v4 swap: expected one Swap event, got {len(events)}")
+    args = events[0]["args"]
+    return ExecutedSwap("0x" + bytes(args["id"]).hex(), int(args["amount0"]), int(args["amount1"]),
+                        int(args["sqrtPriceX96"]), int(args["liquidity"]), int(args["tick"]))
+
+
+def slot0(w3: Web3, manager: str, pool: str) -> dict[str, int]:
+    """The pool's slot0 (StateLibrary.getSlot0) read with ``extsload``."""
+    manager_c = w3.eth.contract(address=to_checksum_address(manager), abi=pool_manager_artifact()["abi"])
+    word = manager_c.get_function_by_signature("extsload(bytes32)")(st.pool_state_slot(pool)).call()
+    return st.decode_slot0(int.from_bytes(bytes(word), "big"))
+
+
+class UniswapV4VenueExecutor(VenueExecutor):
+    """The Uniswap V4 pools of the address book, read and moved on an anvil chain (for replay)."""
+
+    def __init__(self, w3, deployment: dict, decimals: dict[str, int], symbols: dict[str, str]):
+        require_anvil(w3)
+        self.w3 = w3
+        self.manager, self.router = deployment["pool_manager"], deployment["router"]
+        self.entries = deployment.get("pools", [])
+        self.decimals = decimals
+        self.symbols = symbols
+
+    @staticmethod
+    def key(entry) -> tuple:
+        return pool_key(entry["asset"], entry["quote"], entry["fee"], entry["tick_spacing"])
+
+    def ratio(self, entry) -> float:
+        """Quote per asset in the pool (whole tokens)."""
+        sqrt_price = slot0(self.w3, self.manager, entry["pool"])["sqrt_price_x96"]
+        asset, quote = entry["asset"], entry["quote"]
+        raw = Fraction(sqrt_price * sqrt_price, Q96 * Q96)       # token1 wei per token0 wei
+        per_asset_wei = raw if self.key(entry)[0] == to_checksum_address(asset) else 1 / raw
+        return float(per_asset_wei * Fraction(10 ** self.decimals[asset], 10 ** self.decimals[quote]))
+
+    def primary(self, asset: str):
+        """The pool of ``asset`` against a stablecoin, if any."""
+        for entry in self.entries:
+            if entry["asset"] == asset and self.symbols.get(entry["quote"]) in STABLE_SYMBOLS:
+                return entry
+        return None
+
+    def market_prices(self, stable_usd: dict[str, float]) -> dict[str, float]:
+        prices = {}
+        for entry in self.entries:
+            if self.primary(entry["asset"]) is entry:
+                prices[entry["asset"]] = self.ratio(entry) * stable_usd.get(entry["quote"], 1.0)
+        return prices
+
+    def move_to(self, entry, target_ratio: float, keeper: str) -> None:
+        """Swap in ``entry``'s pool until its price is ``target_ratio`` (quote per asset)."""
+        asset, quote = entry["asset"], entry["quote"]
+        current = self.ratio(entry)
+        if abs(target_ratio / current - 1) < 1e-9:
+            return
+        token_in = asset if target_ratio < current else quote
+        key = self.key(entry)
+        wei_ratio = Fraction(target_ratio) * Fraction(10 ** self.decimals[quote], 10 ** self.decimals[asset])
+        token1_per_token0 = wei_ratio if key[0] == to_checksum_address(asset) else 1 / wei_ratio
+        limit = int((Fraction(token1_per_token0) * Q96 * Q96) ** 0.5)
+        huge = 10 ** (self.decimals[token_in] + 12)
+        deal(self.w3, token_in, keeper, huge)
+        swap(self.w3, self.manager, self.router, key, token_in, huge, keeper, sqrt_price_limit_x96=limit)
+
+    def entry(self, pool: str):
+        for entry in self.entries:
+            if entry["pool"].lower() == pool.lower():
+                return entry
+        raise ContagionError(f"uniswap-v4: pool {pool} is not in the address book")
+
+    def sell(self, asset: str, amount_raw: int, keeper: str, pool: str | None = None) -> None:
+        """Sell ``amount_raw`` of ``asset`` in ``pool`` (default: its stablecoin pool)."""
+        entry = self.entry(pool) if pool else self.primary(asset)
+        if entry is None or amount_raw <= 0:
+            return
+        deal(self.w3, asset, keeper, amount_raw)
+        swap(self.w3, self.manager, self.router, self.key(entry), asset, amount_raw, keeper)
+
+    def buy(self, asset: str, amount_raw: int, keeper: str, pool: str | None = None) -> None:
+        """Buy exactly ``amount_raw`` of ``asset`` in ``pool`` (default: its stablecoin pool)."""
+        entry = self.entry(pool) if pool else self.primary(asset)
+        if entry is None or amount_raw <= 0:
+            return
+        deal(self.w3, entry["quote"], keeper, 10 ** (self.decimals[entry["quote"]] + 15))
+        swap(self.w3, self.manager, self.router, self.key(entry), entry["quote"], amount_raw, keeper,
+             exact_output=True)
