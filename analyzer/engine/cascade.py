@@ -36,7 +36,7 @@ from analyzer.engine.arbitrage import arbitrage
 from analyzer.engine.impact import reprice
 from analyzer.engine.interest import accrue_round
 from analyzer.engine.keeper import keeper_take
-from analyzer.engine.market import SlippageCurve, safe_trade
+from analyzer.engine.market import SlippageCurve, safe_trade, sampled_curve
 from analyzer.engine.options import (
     OptionBook,
     bs_delta,
@@ -160,17 +160,20 @@ def receipt_writedowns(prep: Prepared, books: list, previous: np.ndarray | None)
     return out
 
 
-def curve_source(venues: Mapping[int, Any], price_impact: bool, cache: dict[int, SlippageCurve]):
+def curve_source(venues: Mapping[int, Any], price_impact: bool, cache: dict[int, SlippageCurve],
+                 shared: bool = False):
     """``curve(a)``: the slippage curve of asset index a on ``venues`` (AssetVenues by asset index)
     at the round's start, sampled on first use into ``cache`` and shared by all books of the round
     (only assets a keeper trades are sampled); flat without ``price_impact`` or venues. The replay
-    samples the fork's own pools through it."""
+    samples the fork's own pools through it. ``shared``: also reuse a curve sampled on an equal
+    venue state by an earlier cascade of this process (:func:`~analyzer.engine.market.sampled_curve`)."""
+    sample = sampled_curve if shared else SlippageCurve.sample
 
     def curve(a: int) -> SlippageCurve:
         a = int(a)
         if a not in cache:
             asset_venues = venues.get(a)
-            cache[a] = SlippageCurve.sample(asset_venues) if (asset_venues is not None and price_impact) \
+            cache[a] = sample(asset_venues) if (asset_venues is not None and price_impact) \
                 else SlippageCurve.flat()
         return cache[a]
 
@@ -316,7 +319,7 @@ def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> R
         fee_tokens=np.zeros((n_protocols, n_assets)), contagion=np.zeros((n_sources, n_protocols)),
         gamma_feedback=np.zeros(n_assets), market_bad_debt_usd=np.zeros(len(prep.markets)))
     unit_value = redeemable_units(prep, state.writedown, state.asset_writedown)
-    curves = curve_source(state.venues, scenario.price_impact, state.curve_cache)
+    curves = curve_source(state.venues, scenario.price_impact, state.curve_cache, shared=True)
     state.committed_sell, state.committed_buy = np.zeros(n_assets), np.zeros(n_assets)
     deposits_usd = np.zeros(len(prep.markets))
     for s, slot in enumerate(prep.slots):

@@ -21,7 +21,9 @@ size is cut down.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import pickle
 
 import numpy as np
 
@@ -121,6 +123,29 @@ class SlippageCurve:
         finite = np.isfinite(self.buy)
         out = np.interp(q, self.sizes[finite], self.buy[finite])
         return np.where(q > self.buy_limit * (1 + 1e-12), np.inf, out)
+
+
+SAMPLED_CURVES_KEPT = 256
+_SAMPLED: dict[bytes, SlippageCurve] = {}     # per process: venues' state digest -> their sampled curve
+
+
+def sampled_curve(venues: AssetVenues) -> SlippageCurve:
+    """:meth:`SlippageCurve.sample` of ``venues``, memoised per process by the venues' whole state
+    (a digest of their pickled bytes, so a curve is reused only for an equal state): cascades that
+    pass through the same pool states (the candidates of a parameter search, the scenarios of a
+    sweep) share the sampling and the exact trades already valued on the curve. The
+    ``SAMPLED_CURVES_KEPT`` most recently used are kept."""
+    try:
+        key = hashlib.blake2b(pickle.dumps(venues, protocol=pickle.HIGHEST_PROTOCOL), digest_size=20).digest()
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return SlippageCurve.sample(venues)
+    curve = _SAMPLED.pop(key, None)
+    if curve is None:
+        curve = SlippageCurve.sample(venues)
+        while len(_SAMPLED) >= SAMPLED_CURVES_KEPT:
+            _SAMPLED.pop(next(iter(_SAMPLED)))
+    _SAMPLED[key] = curve            # last: the most recently used
+    return curve
 
 
 class _CurveTable:
