@@ -174,7 +174,7 @@ def test_write_report_writes_html_figures_and_summary(run):
     names = sorted(p.name for p in (run / "figures").glob("*.png"))
     assert names == sorted(["contagion_graph.png", "liquidation_curves.png", "cascade_timeline.png",
                             "contagion_matrix.png", "gamma_by_strike.png", "gamma_map.png", "top_accounts.png", "bad_debt.png",
-                            "fidelity.png"])
+                            "fidelity.png", "feedback_curve.png"])
     for name in names:
         head = (run / "figures" / name).read_bytes()[:24]
         assert head[:8] == b"\x89PNG\r\n\x1a\n"
