@@ -826,6 +826,14 @@ class ParameterChange:
     value: float
 
 
+def changes_by_market_asset(changes: Sequence[ParameterChange]) -> dict[tuple[str, str], list[ParameterChange]]:
+    """``changes`` grouped by the (market, asset) row they set, in their order."""
+    out: dict[tuple[str, str], list[ParameterChange]] = {}
+    for change in changes:
+        out.setdefault((change.market, change.asset), []).append(change)
+    return out
+
+
 class ParameterTuning(ABC):
     """A protocol's risk parameters as its governance sets them: listed and applied to a snapshot
     offline (for ``contagion recommend``), and applied on an anvil fork through the protocol's own

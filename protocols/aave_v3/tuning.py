@@ -21,7 +21,7 @@ from eth_utils import to_checksum_address
 
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
-from protocols.base import ParameterChange, ParameterTuning, TunableParameter
+from protocols.base import ParameterChange, ParameterTuning, TunableParameter, changes_by_market_asset
 
 PROTOCOL = "aave-v3"
 STEP_BPS = 50                 # a risk steward's threshold / bonus step
@@ -83,7 +83,7 @@ class AaveV3Tuning(ParameterTuning):
         if not mine:
             return snapshot
         markets = snapshot.markets.copy()
-        for (market, asset), group in _by_reserve(mine).items():
+        for (market, asset), group in changes_by_market_asset(mine).items():
             row = (markets["protocol"] == PROTOCOL) & (markets["market"] == market) & (markets["asset"] == asset)
             if not row.any():
                 raise ContagionError(f"aave-v3: no reserve {asset} in market {market}")
@@ -112,7 +112,7 @@ class AaveV3Tuning(ParameterTuning):
         acl, admin = read(w3, provider, "getACLManager()(address)"), read(w3, provider, "getACLAdmin()(address)")
         if not read(w3, acl, "isRiskAdmin(address)(bool)", admin) and not read(w3, acl, "isPoolAdmin(address)(bool)", admin):
             send_as(w3, admin, acl, "addRiskAdmin(address)", admin, what="ACLManager.addRiskAdmin")
-        for (market, asset), group in _by_reserve(mine).items():
+        for (market, asset), group in changes_by_market_asset(mine).items():
             if to_checksum_address(market) != pool:
                 raise ContagionError(f"aave-v3: a change for market {market}, but the deployment's pool is {pool}")
             data = int(read(w3, pool, "getConfiguration(address)(uint256)", to_checksum_address(asset)))
@@ -120,10 +120,3 @@ class AaveV3Tuning(ParameterTuning):
             send_as(w3, admin, configurator, "configureReserveAsCollateral(address,uint256,uint256,uint256)",
                     to_checksum_address(asset), ltv, lt, bonus,
                     what=f"PoolConfigurator.configureReserveAsCollateral({asset})")
-
-
-def _by_reserve(changes: Sequence[ParameterChange]) -> dict[tuple[str, str], list[ParameterChange]]:
-    out: dict[tuple[str, str], list[ParameterChange]] = {}
-    for change in changes:
-        out.setdefault((change.market, change.asset), []).append(change)
-    return out

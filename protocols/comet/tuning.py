@@ -31,7 +31,7 @@ from eth_utils import keccak, to_checksum_address
 
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
-from protocols.base import ParameterChange, ParameterTuning, TunableParameter
+from protocols.base import ParameterChange, ParameterTuning, TunableParameter, changes_by_market_asset
 
 PROTOCOL = "comet"
 STEP = 0.01
@@ -97,7 +97,7 @@ class CometTuning(ParameterTuning):
         if not mine:
             return snapshot
         markets = snapshot.markets.copy()
-        for (market, asset), group in _by_row(mine).items():
+        for (market, asset), group in changes_by_market_asset(mine).items():
             rows = markets.index[(markets["protocol"] == PROTOCOL) & (markets["market"] == market)
                                  & (markets["asset"] == asset)]
             if not len(rows):
@@ -122,20 +122,13 @@ class CometTuning(ParameterTuning):
 
         require_anvil(w3)
         comet = to_checksum_address(deployment["comet"])
-        for (market, asset), group in _by_row([c for c in changes if c.protocol == PROTOCOL]).items():
+        for (market, asset), group in changes_by_market_asset([c for c in changes if c.protocol == PROTOCOL]).items():
             if to_checksum_address(market) != comet:
                 raise ContagionError(f"comet: a change for market {market}, but the deployment's comet is {comet}")
             if {c.parameter for c in group} <= set(MARKET_FACTORS):
                 _set_store_front(w3, comet, group)
             else:
                 _set_asset_factors(w3, comet, to_checksum_address(asset), group)
-
-
-def _by_row(changes: Sequence[ParameterChange]) -> dict[tuple[str, str], list[ParameterChange]]:
-    out: dict[tuple[str, str], list[ParameterChange]] = {}
-    for change in changes:
-        out.setdefault((change.market, change.asset), []).append(change)
-    return out
 
 
 def _asset_info(w3, comet: str, asset: str) -> tuple:
