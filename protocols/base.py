@@ -728,6 +728,26 @@ STABLE_SYMBOLS = ("USDC", "USDT", "DAI")
 
 # --- devnet -------------------------------------------------------------------------------------
 
+def pool_tables(ctx: DevnetContext, protocol: str, key: str) -> list[dict[str, Any]]:
+    """A venue's devnet pools: the scenario's ``protocols.<protocol>.<key>`` array of tables, each
+    naming two different scenario assets ``asset`` and ``quote``. Anything else is bad input
+    (ContagionError naming the place); the protocol checks its own further keys."""
+    from analyzer.errors import ContagionError
+
+    where = f"{ctx.scenario.path.name}: protocols.{protocol}.{key}"
+    tables = ctx.scenario.protocol(protocol).get(key, [])
+    if not isinstance(tables, list):
+        raise ContagionError(f"{where}: expected an array of tables")
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise ContagionError(f"{where}[{i}]: expected a table")
+        ctx.scenario.asset(table.get("asset", ""), f"{where}[{i}].asset")
+        ctx.scenario.asset(table.get("quote", ""), f"{where}[{i}].quote")
+        if table["asset"] == table["quote"]:
+            raise ContagionError(f"{where}[{i}]: asset and quote are the same")
+    return tables
+
+
 class Devnet(ABC):
     """Deploys the protocol on a fresh anvil from real artifacts (or our fixtures) and seeds it."""
 

@@ -21,7 +21,7 @@ from analyzer.devnet.context import DevnetContext, npm_artifact
 from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
-from protocols.base import STABLE_SYMBOLS, Devnet
+from protocols.base import STABLE_SYMBOLS, Devnet, pool_tables
 
 QUOTE_SYMBOLS = (*STABLE_SYMBOLS, "WETH")   # the reader's quotes, in order of preference
 PRICE_DECIMALS = 8
@@ -31,17 +31,9 @@ def pair_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], str]:
     """The validated scenario section: pairs and the LP label."""
     section = ctx.scenario.protocol("uniswap-v2")
     where = f"{ctx.scenario.path.name}: protocols.uniswap-v2"
-    pairs = section.get("pairs", [])
-    if not isinstance(pairs, list):
-        raise ContagionError(f"{where}.pairs: expected an array of tables")
+    pairs = pool_tables(ctx, "uniswap-v2", "pairs")
     for i, pair in enumerate(pairs):
         at = f"{where}.pairs[{i}]"
-        if not isinstance(pair, dict):
-            raise ContagionError(f"{at}: expected a table")
-        ctx.scenario.asset(pair.get("asset", ""), f"{at}.asset")
-        ctx.scenario.asset(pair.get("quote", ""), f"{at}.quote")
-        if pair["asset"] == pair["quote"]:
-            raise ContagionError(f"{at}: asset and quote are the same")
         tvl = pair.get("tvl_usd")
         if isinstance(tvl, bool) or not isinstance(tvl, int | float) or not tvl > 0:
             raise ContagionError(f"{at}.tvl_usd: expected a positive number, got {tvl!r}")

@@ -30,7 +30,7 @@ from analyzer.devnet.context import DevnetContext, npm_artifact
 from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
-from protocols.base import Devnet
+from protocols.base import Devnet, pool_tables
 from protocols.uniswap_v3 import swap_math as v3
 
 FEE_TICK_SPACING = {100: 1, 500: 10, 3000: 60, 10000: 200}   # UniswapV3Factory constructor + enableFeeAmount(100, 1)
@@ -76,32 +76,30 @@ def position_amounts(sqrt_price_x96: int, lower: int, upper: int, value_usd: flo
     return math.ceil(liquidity * per_l0) + 1, math.ceil(liquidity * per_l1) + 1
 
 
-def pool_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], list[tuple[float, float]], str]:
-    """The validated scenario section: pools, ranges, LP label."""
-    section = ctx.scenario.protocol("uniswap-v3")
-    where = f"{ctx.scenario.path.name}: protocols.uniswap-v3"
-    ranges = section.get("ranges", [[0.005, 0.25], [0.02, 0.30], [0.08, 0.20], [0.25, 0.15], [1.0, 0.10]])
+def liquidity_ranges(ranges: Any, where: str) -> list[tuple[float, float]]:
+    """A scenario's LP ranges (module docstring: ``[[half_width, share], ...]``, positive numbers)."""
     if (not isinstance(ranges, list) or not ranges
             or not all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, int | float) for x in r) and r[0] > 0
                        and r[1] > 0 for r in ranges)):
         raise ContagionError(f"{where}.ranges: expected [[half_width, share], ...] with positive numbers")
-    pools = section.get("pools", [])
-    if not isinstance(pools, list):
-        raise ContagionError(f"{where}.pools: expected an array of tables")
+    return [(float(w), float(s)) for w, s in ranges]
+
+
+def pool_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], list[tuple[float, float]], str]:
+    """The validated scenario section: pools, ranges, LP label."""
+    section = ctx.scenario.protocol("uniswap-v3")
+    where = f"{ctx.scenario.path.name}: protocols.uniswap-v3"
+    ranges = liquidity_ranges(section.get("ranges", [[0.005, 0.25], [0.02, 0.30], [0.08, 0.20], [0.25, 0.15], [1.0, 0.10]]),
+                              where)
+    pools = pool_tables(ctx, "uniswap-v3", "pools")
     for i, pool in enumerate(pools):
         at = f"{where}.pools[{i}]"
-        if not isinstance(pool, dict):
-            raise ContagionError(f"{at}: expected a table")
-        ctx.scenario.asset(pool.get("asset", ""), f"{at}.asset")
-        ctx.scenario.asset(pool.get("quote", ""), f"{at}.quote")
-        if pool["asset"] == pool["quote"]:
-            raise ContagionError(f"{at}: asset and quote are the same")
         if pool.get("fee") not in FEE_TICK_SPACING:
             raise ContagionError(f"{at}.fee: expected one of {sorted(FEE_TICK_SPACING)} (pips), got {pool.get('fee')!r}")
         tvl = pool.get("tvl_usd")
         if isinstance(tvl, bool) or not isinstance(tvl, int | float) or not tvl > 0:
             raise ContagionError(f"{at}.tvl_usd: expected a positive number, got {tvl!r}")
-    return pools, [(float(w), float(s)) for w, s in ranges], str(section.get("lp", "uniswap-lp"))
+    return pools, ranges, str(section.get("lp", "uniswap-lp"))
 
 
 class UniswapV3Devnet(Devnet):

@@ -24,9 +24,9 @@ from typing import Any
 from analyzer.devnet.context import DevnetContext, npm_artifact
 from analyzer.devnet.scenario import account_address
 from analyzer.errors import ContagionError
-from protocols.base import STABLE_SYMBOLS, Devnet
+from protocols.base import STABLE_SYMBOLS, Devnet, pool_tables
 from protocols.uniswap_v3 import swap_math as v3
-from protocols.uniswap_v3.devnet import UniswapV3Devnet, range_ticks, sqrt_price_x96_of
+from protocols.uniswap_v3.devnet import UniswapV3Devnet, liquidity_ranges, range_ticks, sqrt_price_x96_of
 from protocols.uniswap_v4.contracts import pool_id, pool_key, pool_manager_artifact, router_artifact
 
 MAX_UINT256 = (1 << 256) - 1
@@ -37,22 +37,10 @@ def pool_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], list[tuple[flo
     """The validated scenario section: pools, ranges, LP label."""
     section = ctx.scenario.protocol("uniswap-v4")
     where = f"{ctx.scenario.path.name}: protocols.uniswap-v4"
-    ranges = section.get("ranges", [[0.01, 0.2], [0.3, 0.5], [1.0, 0.3]])
-    if (not isinstance(ranges, list) or not ranges
-            or not all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, int | float) for x in r) and r[0] > 0
-                       and r[1] > 0 for r in ranges)):
-        raise ContagionError(f"{where}.ranges: expected [[half_width, share], ...] with positive numbers")
-    pools = section.get("pools", [])
-    if not isinstance(pools, list):
-        raise ContagionError(f"{where}.pools: expected an array of tables")
+    ranges = liquidity_ranges(section.get("ranges", [[0.01, 0.2], [0.3, 0.5], [1.0, 0.3]]), where)
+    pools = pool_tables(ctx, "uniswap-v4", "pools")
     for i, pool in enumerate(pools):
         at = f"{where}.pools[{i}]"
-        if not isinstance(pool, dict):
-            raise ContagionError(f"{at}: expected a table")
-        ctx.scenario.asset(pool.get("asset", ""), f"{at}.asset")
-        ctx.scenario.asset(pool.get("quote", ""), f"{at}.quote")
-        if pool["asset"] == pool["quote"]:
-            raise ContagionError(f"{at}: asset and quote are the same")
         fee, spacing = pool.get("fee"), pool.get("tick_spacing")
         if isinstance(fee, bool) or not isinstance(fee, int) or not 0 <= fee < MAX_LP_FEE:
             raise ContagionError(f"{at}.fee: expected pips within 0..999999, got {fee!r}")
@@ -61,7 +49,7 @@ def pool_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], list[tuple[flo
         tvl = pool.get("tvl_usd")
         if isinstance(tvl, bool) or not isinstance(tvl, int | float) or not tvl > 0:
             raise ContagionError(f"{at}.tvl_usd: expected a positive number, got {tvl!r}")
-    return pools, [(float(w), float(s)) for w, s in ranges], str(section.get("lp", "uniswap-v4-lp"))
+    return pools, ranges, str(section.get("lp", "uniswap-v4-lp"))
 
 
 def liquidity_for_value(sqrt_price_x96: int, lower: int, upper: int, value_usd: float, price0_usd: float,
