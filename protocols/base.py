@@ -673,14 +673,27 @@ class VenueExecutor(ABC):
     """
 
     entries: list[dict[str, Any]]
+    symbols: dict[str, str]
 
     @abstractmethod
     def __init__(self, w3: Web3, deployment: dict[str, Any], decimals: dict[str, int], symbols: dict[str, str]):
         """``decimals`` and ``symbols`` by asset address, from the snapshot."""
 
     @abstractmethod
+    def ratio(self, entry: dict) -> float:
+        """Units of the entry's ``quote`` per unit of its ``asset`` in its pool now (whole tokens)."""
+
+    def primary(self, asset: str) -> dict | None:
+        """The first pool of ``asset`` against a stablecoin (the one the oracles follow), if any."""
+        for entry in self.entries:
+            if entry["asset"] == asset and self.symbols.get(entry["quote"]) in STABLE_SYMBOLS:
+                return entry
+        return None
+
     def market_prices(self, stable_usd: dict[str, float]) -> dict[str, float]:
         """USD per asset from each asset's primary pool (against a stablecoin at ``stable_usd``)."""
+        return {e["asset"]: self.ratio(e) * stable_usd.get(e["quote"], 1.0)
+                for e in self.entries if self.primary(e["asset"]) is e}
 
     @abstractmethod
     def move_to(self, entry: dict, target_ratio: float, trader: str) -> None:
@@ -724,6 +737,20 @@ class VenueExecutor(ABC):
 
 STABLE_SYMBOLS = ("USDC", "USDT", "DAI")
 """Symbols treated as the USD numeraire of venue prices (quoted at their own oracle price)."""
+
+
+def pool_priced_assets(tokens: dict[str, tuple[str, int]], mids: dict[tuple[str, str], float]) -> list[dict]:
+    """The ``assets`` rows a venue reader writes: stablecoins at $1, every other token at its pools'
+    mid times its quote's price, quotes priced through their own pools (X/WETH via WETH/USDC, up
+    to three hops). ``tokens``: address -> (symbol, decimals); ``mids``: (asset, quote) -> quote
+    per asset in whole units."""
+    prices = {a: 1.0 for a, (symbol, _) in tokens.items() if symbol in STABLE_SYMBOLS}
+    for _ in range(3):
+        for (asset, quote), mid in mids.items():
+            if asset not in prices and quote in prices:
+                prices[asset] = mid * prices[quote]
+    return [{"address": a, "symbol": tokens[a][0], "decimals": tokens[a][1], "price_usd": p, "receipt_of": ""}
+            for a, p in sorted(prices.items())]
 
 
 # --- devnet -------------------------------------------------------------------------------------

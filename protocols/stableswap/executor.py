@@ -15,7 +15,7 @@ from analyzer.cheats import deal
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from analyzer.transactions import send
-from protocols.base import STABLE_SYMBOLS, VenueExecutor
+from protocols.base import VenueExecutor
 from protocols.stableswap import swap_math as ss
 
 MAX_UINT256 = (1 << 256) - 1
@@ -96,21 +96,11 @@ class StableSwapVenueExecutor(VenueExecutor):
         dy = state.exchange_amounts(entry["index"], 0, dx)[0]
         return float(Fraction(dy, dx) * Fraction(10 ** self.decimals[entry["asset"]], 10 ** self.decimals[entry["quote"]]))
 
-    def primary(self, asset: str):
-        for entry in self.entries:
-            if entry["asset"] == asset and self.symbols.get(entry["quote"]) in STABLE_SYMBOLS:
-                return entry
-        return None
-
     def entry(self, pool: str, asset: str):
         for entry in self.entries:
             if entry["pool"].lower() == pool.lower() and entry["asset"] == asset:
                 return entry
         raise ContagionError(f"stableswap: pool {pool} does not trade {asset}")
-
-    def market_prices(self, stable_usd: dict[str, float]) -> dict[str, float]:
-        return {e["asset"]: self.ratio(e) * stable_usd.get(e["quote"], 1.0)
-                for e in self.entries if self.primary(e["asset"]) is e}
 
     def move_to(self, entry, target_ratio: float, trader: str) -> None:
         """Exchange until the pool's price (a tiny sale's) is the closest a whole-wei input gets to

@@ -20,7 +20,7 @@ from analyzer.cheats import deal
 from analyzer.devnet.context import npm_artifact
 from analyzer.errors import ContagionError
 from analyzer.transactions import send
-from protocols.base import STABLE_SYMBOLS, VenueExecutor
+from protocols.base import VenueExecutor
 from protocols.uniswap_v2 import swap_math as v2
 
 
@@ -103,21 +103,11 @@ class UniswapV2VenueExecutor(VenueExecutor):
         return float(Fraction(quote_raw, asset_raw) * Fraction(10 ** self.decimals[entry["asset"]],
                                                                10 ** self.decimals[entry["quote"]]))
 
-    def primary(self, asset: str):
-        for entry in self.entries:
-            if entry["asset"] == asset and self.symbols.get(entry["quote"]) in STABLE_SYMBOLS:
-                return entry
-        return None
-
     def entry(self, pool: str):
         for entry in self.entries:
             if entry["pair"].lower() == pool.lower():
                 return entry
         raise ContagionError(f"uniswap-v2: pair {pool} is not in the address book")
-
-    def market_prices(self, stable_usd: dict[str, float]) -> dict[str, float]:
-        return {e["asset"]: self.ratio(e) * stable_usd.get(e["quote"], 1.0)
-                for e in self.entries if self.primary(e["asset"]) is e}
 
     def move_to(self, entry, target_ratio: float, trader: str) -> None:
         """Swap until the pair's price is the closest a whole-wei input gets to ``target_ratio``

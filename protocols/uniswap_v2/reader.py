@@ -18,7 +18,7 @@ from eth_utils import to_checksum_address
 
 from analyzer.engine.impact import venue_row
 from analyzer.multicall import Call
-from protocols.base import STABLE_SYMBOLS, Reader, Rows
+from protocols.base import Reader, Rows, pool_priced_assets
 from protocols.uniswap_v2.venue import UniswapV2Venue
 
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -82,14 +82,7 @@ class UniswapV2Reader(Reader):
                       "reserve1": str(s["reserve1"])}
             venues.append(venue_row(self.protocol, s["pair"], s["asset"], s["quote"], UniswapV2Venue.model, params))
             mids[(s["asset"], s["quote"])] = UniswapV2Venue(s["asset"], s["quote"], params).mid_price()
-        prices = {a: 1.0 for a, (symbol, _) in tokens.items() if symbol in STABLE_SYMBOLS}
-        for _ in range(3):   # quotes priced through their own pairs (e.g. X/WETH via WETH/USDC)
-            for (asset, quote), mid in mids.items():
-                if asset not in prices and quote in prices:
-                    prices[asset] = mid * prices[quote]
-        assets = [{"address": a, "symbol": tokens[a][0], "decimals": tokens[a][1], "price_usd": p, "receipt_of": ""}
-                  for a, p in sorted(prices.items())]
-        return {"assets": assets, "venues": venues}
+        return {"assets": pool_priced_assets(tokens, mids), "venues": venues}
 
     def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
         return []   # liquidity providers hold no lending positions the cascade reads

@@ -21,7 +21,7 @@ from analyzer.chain import REPO_ROOT, require_anvil, rpc
 from analyzer.cheats import deal
 from analyzer.errors import ContagionError
 from analyzer.transactions import send
-from protocols.base import STABLE_SYMBOLS, VenueExecutor
+from protocols.base import VenueExecutor
 
 ABIS = REPO_ROOT / "abis" / "uniswap_v3"
 MAX_UINT256 = (1 << 256) - 1
@@ -114,21 +114,6 @@ class UniswapV3VenueExecutor(VenueExecutor):
         asset_is_token0 = int(asset, 16) < int(quote, 16)
         per_asset_wei = raw if asset_is_token0 else 1 / raw
         return float(per_asset_wei * Fraction(10 ** self.decimals[asset], 10 ** self.decimals[quote]))
-
-    def primary(self, asset: str):
-        """The pool of ``asset`` against a stablecoin (the one the oracles follow), if any."""
-        for entry in self.entries:
-            if entry["asset"] == asset and self.symbols.get(entry["quote"]) in STABLE_SYMBOLS:
-                return entry
-        return None
-
-    def market_prices(self, stable_usd: dict[str, float]) -> dict[str, float]:
-        """USD per asset from each asset's primary pool (stable quote at its own USD price)."""
-        prices = {}
-        for entry in self.entries:
-            if self.primary(entry["asset"]) is entry:
-                prices[entry["asset"]] = self.ratio(entry) * stable_usd.get(entry["quote"], 1.0)
-        return prices
 
     def move_to(self, entry, target_ratio: float, keeper: str) -> None:
         """Swap in ``entry``'s pool until its price is ``target_ratio`` (quote per asset)."""

@@ -20,10 +20,9 @@ from eth_utils import to_checksum_address
 from analyzer.engine.impact import venue_row
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call
-from protocols.base import Reader, Rows
+from protocols.base import Reader, Rows, pool_priced_assets
 from protocols.uniswap_v3 import swap_math as v3
 
-USD_STABLES = {"USDC", "USDT", "DAI"}
 POOL_STATE = {
     "token0": "token0()(address)", "token1": "token1()(address)", "fee": "fee()(uint24)",
     "tick_spacing": "tickSpacing()(int24)", "liquidity": "liquidity()(uint128)",
@@ -102,14 +101,7 @@ class UniswapV3Reader(Reader):
             venues.append(venue_row(self.protocol, s["pool"], s["asset"], s["quote"], "uniswap_v3", params))
             raw = (s["slot0"][0] / v3.Q96) ** 2 * 10.0 ** (dec0 - dec1)   # token1 per token0, whole units
             mids[(s["asset"], s["quote"])] = raw if s["asset"] == s["token0"] else 1.0 / raw
-        prices = {a: 1.0 for a, (symbol, _) in tokens.items() if symbol in USD_STABLES}
-        for _ in range(3):   # quotes priced through their own pools (e.g. wstETH/WETH via WETH/USDC)
-            for (asset, quote), mid in mids.items():
-                if asset not in prices and quote in prices:
-                    prices[asset] = mid * prices[quote]
-        assets = [{"address": a, "symbol": tokens[a][0], "decimals": tokens[a][1], "price_usd": p, "receipt_of": ""}
-                  for a, p in sorted(prices.items())]
-        return {"assets": assets, "venues": venues}
+        return {"assets": pool_priced_assets(tokens, mids), "venues": venues}
 
     def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
         return []   # liquidity providers hold no lending positions the cascade reads

@@ -18,7 +18,7 @@ from analyzer.chain import require_anvil, rpc
 from analyzer.cheats import deal
 from analyzer.errors import ContagionError
 from analyzer.transactions import send
-from protocols.base import STABLE_SYMBOLS, VenueExecutor
+from protocols.base import VenueExecutor
 from protocols.uniswap_v3.executor import abi as v3_abi
 from protocols.uniswap_v4 import state as st
 from protocols.uniswap_v4.contracts import pool_key, pool_manager_artifact, router_artifact
@@ -95,20 +95,6 @@ class UniswapV4VenueExecutor(VenueExecutor):
         raw = Fraction(sqrt_price * sqrt_price, Q96 * Q96)       # token1 wei per token0 wei
         per_asset_wei = raw if self.key(entry)[0] == to_checksum_address(asset) else 1 / raw
         return float(per_asset_wei * Fraction(10 ** self.decimals[asset], 10 ** self.decimals[quote]))
-
-    def primary(self, asset: str):
-        """The pool of ``asset`` against a stablecoin, if any."""
-        for entry in self.entries:
-            if entry["asset"] == asset and self.symbols.get(entry["quote"]) in STABLE_SYMBOLS:
-                return entry
-        return None
-
-    def market_prices(self, stable_usd: dict[str, float]) -> dict[str, float]:
-        prices = {}
-        for entry in self.entries:
-            if self.primary(entry["asset"]) is entry:
-                prices[entry["asset"]] = self.ratio(entry) * stable_usd.get(entry["quote"], 1.0)
-        return prices
 
     def move_to(self, entry, target_ratio: float, keeper: str) -> None:
         """Swap in ``entry``'s pool until its price is ``target_ratio`` (quote per asset)."""

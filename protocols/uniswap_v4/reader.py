@@ -19,7 +19,7 @@ from eth_utils import keccak, to_checksum_address
 
 from analyzer.engine.impact import venue_row
 from analyzer.multicall import Call
-from protocols.base import STABLE_SYMBOLS, Reader, Rows
+from protocols.base import Reader, Rows, pool_priced_assets
 from protocols.uniswap_v3 import swap_math as v3
 from protocols.uniswap_v3.reader import bitmap_words, initialised_ticks
 from protocols.uniswap_v4 import state as st
@@ -104,14 +104,7 @@ class UniswapV4Reader(Reader):
             venues.append(venue_row(self.protocol, s["pool"], s["asset"], s["quote"], UniswapV4Venue.model, params))
             raw = (s["sqrt_price_x96"] / v3.Q96) ** 2 * 10.0 ** (dec0 - dec1)   # token1 per token0, whole units
             mids[(s["asset"], s["quote"])] = raw if s["asset"] == s["token0"] else 1.0 / raw
-        prices = {a: 1.0 for a, (symbol, _) in tokens.items() if symbol in STABLE_SYMBOLS}
-        for _ in range(3):   # quotes priced through their own pools (X/WETH via WETH/USDC)
-            for (asset, quote), mid in mids.items():
-                if asset not in prices and quote in prices:
-                    prices[asset] = mid * prices[quote]
-        assets = [{"address": a, "symbol": tokens[a][0], "decimals": tokens[a][1], "price_usd": p, "receipt_of": ""}
-                  for a, p in sorted(prices.items())]
-        return {"assets": assets, "venues": venues}
+        return {"assets": pool_priced_assets(tokens, mids), "venues": venues}
 
     def discover_accounts(self, from_block: int, to_block: int) -> list[str]:
         return []   # liquidity providers hold no lending positions the cascade reads
