@@ -46,12 +46,13 @@ def prune_cache(keep: int) -> None:
 
 def cache_key(scenario: DevnetScenario, plugins: list[Plugin]) -> str:
     """A digest of every input that shapes the devnet's state: the installed npm packages, our
-    compiled fixtures, the scenario, the tool version and the source of the devnet core and of
-    every plugin's package."""
+    compiled fixtures, the scenario, the tool version and the source of the devnet core, of the
+    pool maths venue devnets lay liquidity out with (:mod:`analyzer.amm`) and of every plugin's
+    package."""
     lock = node_modules() / ".package-lock.json"
     artifacts = [artifact.name + artifact.read_text() for artifact in sorted(ARTIFACTS_DIR.glob("*.json"))]
     modules = [sys.modules[__name__], sys.modules["analyzer.devnet.context"], sys.modules["analyzer.devnet.feeds"],
-               sys.modules["analyzer.devnet.scenario"], *plugin_packages(plugins)]
+               sys.modules["analyzer.devnet.scenario"], "analyzer.amm", *plugin_packages(plugins)]
     extra = [lock.read_text() if lock.is_file() else "no-lock", *artifacts, scenario.text,
              ",".join(plugin.name for plugin in plugins)]
     return source_digest(modules, extra=extra)[:16]
