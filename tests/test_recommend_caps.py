@@ -104,11 +104,13 @@ def test_each_cap_is_reported_with_the_bad_debt_at_the_current_and_the_recommend
 
 @requires_anvil
 @pytest.mark.slow
-def test_aave_caps_set_on_a_fork_read_back_from_the_pool_and_a_fresh_scan(devnet):
-    """PoolConfigurator.setSupplyCap / setBorrowCap on a copy of the devnet: the reserve's
-    configuration word (bits 80-115 borrow cap, 116-151 supply cap, ReserveConfiguration.sol) and a
-    fresh scan carry the tuning's offline rows."""
+def test_caps_set_on_a_fork_read_back_from_the_contracts_and_a_fresh_scan(devnet):
+    """Aave's PoolConfigurator.setSupplyCap / setBorrowCap and Comet's collateral supplyCap on a copy
+    of the devnet: Aave's reserve configuration word (bits 80-115 borrow cap, 116-151 supply cap,
+    ReserveConfiguration.sol), Comet's getAssetInfoByAddress(asset).supplyCap (whole tokens × scale),
+    and a fresh scan, all equal to the tunings' offline rows."""
     from analyzer.cheats import read
+    from analyzer.devnet.solc import fixture_artifact
     from analyzer.recommend.evaluate import tunings
     from analyzer.recommend.prove import chain_copy, configure
     from analyzer.scan import scan
@@ -117,20 +119,29 @@ def test_aave_caps_set_on_a_fork_read_back_from_the_pool_and_a_fresh_scan(devnet
 
     chosen = list(plugins().values())
     snapshot = at_caps(scan(devnet.url, chosen, book=devnet.book, cache_dir=None))
-    params = [p for p in tunings(snapshot)["aave-v3"].parameters(snapshot) if p.parameter in ("supply_cap", "borrow_cap")]
-    assert {p.parameter for p in params} == {"supply_cap", "borrow_cap"}, "the devnet's reserves carry caps"
-    picked = [next(p for p in params if p.parameter == kind) for kind in ("supply_cap", "borrow_cap")]
-    changes = [ParameterChange("aave-v3", p.market, p.asset, p.parameter, p.value - 3 * p.step) for p in picked]
-    expected = tunings(snapshot)["aave-v3"].apply(snapshot, changes).markets
+    wanted = [("aave-v3", "supply_cap"), ("aave-v3", "borrow_cap"), ("comet", "supply_cap")]
+    changes = []
+    for protocol, kind in wanted:
+        found = [p for p in tunings(snapshot)[protocol].parameters(snapshot) if p.parameter == kind]
+        assert found, f"the devnet's {protocol} reserves carry a {kind} above their book"
+        changes.append(ParameterChange(protocol, found[0].market, found[0].asset, kind, found[0].value - 3 * found[0].step))
+    expected = snapshot
+    for protocol in ("aave-v3", "comet"):
+        expected = tunings(snapshot)[protocol].apply(expected, changes)
+    comet_abi = fixture_artifact("comet", "Comet")["abi"]
     with chain_copy(devnet.url) as fork:
         configure(fork.w3, devnet.book, chosen, changes)
         for c in changes:
-            word = int(read(fork.w3, c.market, "getConfiguration(address)(uint256)", c.asset))
-            shift = 116 if c.parameter == "supply_cap" else 80
-            assert (word >> shift) & (2**36 - 1) == int(c.value)
+            if c.protocol == "aave-v3":
+                word = int(read(fork.w3, c.market, "getConfiguration(address)(uint256)", c.asset))
+                shift = 116 if c.parameter == "supply_cap" else 80
+                assert (word >> shift) & (2**36 - 1) == int(c.value)
+            else:
+                info = fork.w3.eth.contract(address=c.market, abi=comet_abi).functions.getAssetInfoByAddress(c.asset).call()
+                assert info[7] == int(c.value) * info[3]
         scanned = scan(fork.url, chosen, book=devnet.book, cache_dir=None).markets
     for c in changes:
         def row(markets, c=c):
-            return markets[(markets["protocol"] == "aave-v3") & (markets["market"] == c.market)
+            return markets[(markets["protocol"] == c.protocol) & (markets["market"] == c.market)
                            & (markets["asset"] == c.asset)].iloc[0]
-        assert row(scanned)[c.parameter] == row(expected)[c.parameter] == c.value
+        assert row(scanned)[c.parameter] == row(expected.markets)[c.parameter] == c.value
