@@ -79,7 +79,6 @@ class CascadeState:
     committed_sell: np.ndarray = field(default_factory=lambda: np.zeros(0))    # (A,) sold by keepers so far this round
     committed_buy: np.ndarray = field(default_factory=lambda: np.zeros(0))     # (A,) bought by keepers so far
     curve_cache: dict = field(default_factory=dict)       # asset -> SlippageCurve while its venues are unchanged
-    owned: list = field(default_factory=list)             # per slot: books[s] is the state's own copy
     last_oracle: list = field(default_factory=list)       # per slot: (m,) oracle prices last evaluated
     watch: list = field(default_factory=list)             # per slot: (n,) liquidatable when last evaluated
     bad_debt: list = field(default_factory=list)          # per slot: (n,) bad debt USD when last evaluated

@@ -339,7 +339,7 @@ def start_state(prep: Prepared, scenario: ShockScenario):
         books=StateBooks(books, owned), venues=venues, venue_mid_pre=mid_pre, oracle_from_venue=oracle_from_venue,
         source_history=[source_price], source_attr_history=[source_attr], market_attr=market_attr,
         exogenous_attr=exogenous_attr, pending_flows=pending, option_alive=np.ones(n_options, dtype=bool), hedge_spot=prep.price_pre.copy(),
-        hedge_iv=prep.iv_pre.copy(), hedge_alive=np.ones(n_options, dtype=bool), owned=owned,
+        hedge_iv=prep.iv_pre.copy(), hedge_alive=np.ones(n_options, dtype=bool),
         last_oracle=[prep.price_pre[slot.cols] * slot.oracle_scale for slot in prep.slots],
         watch=[slot.initially_liquidatable.copy() for slot in prep.slots],
         bad_debt=[slot.bad_debt_pre.copy() for slot in prep.slots],

@@ -82,8 +82,8 @@ class _Written:
 
 class StateBooks:
     """Per book slot: the base book and the rows written since (module docstring). ``owned`` (one
-    bool per slot, shared with :class:`~analyzer.engine.cascade.CascadeState`): the base is the
-    state's own copy, so it may be written in place."""
+    bool per slot): the base is the state's own copy (after a forced sale, interest, a merge), so it
+    may be written in place."""
 
     def __init__(self, books: list[LendingBook], owned: list[bool]):
         self._base = list(books)
@@ -115,6 +115,10 @@ class StateBooks:
     def __setitem__(self, s: int, book: LendingBook) -> None:
         """Book ``s`` replaced by ``book``, the state's own (interest accrued, the reference's rows)."""
         self._base[s], self.owned[s], self._written[s] = book, True, None
+
+    def changed(self, s: int) -> bool:
+        """Whether book ``s`` may differ from the one the state started from (rows written, or replaced)."""
+        return self.owned[s] or self._written[s] is not None
 
     def accounts(self, s: int) -> int:
         return len(self._base[s].accounts)
