@@ -95,3 +95,36 @@ def test_moving_a_market_to_its_sibling_on_a_fork_gives_the_offline_book(morpho_
     row = fresh.markets[(fresh.markets["market"] == sibling)].iloc[0]
     assert json.loads(row["params"])["lltv"] == str(NEW_LLTV) and row["liquidation_threshold"] == 0.86
     assert (fresh.positions["market"] == market).sum() == 0
+
+
+def test_a_recommended_lltv_made_on_a_fork_keeps_the_scenario_under_the_budget(morpho_devnet, case):  # noqa: F811
+    """recommend on the USDe markets for a -15% USDe stress: the LLTV it picks is an enabled one,
+    and the engine on a fresh scan of the fork where the move was made (settled, then shocked) finds
+    the bad debt the search predicted, under the budget; one step back is today's LLTV, over it."""
+    from analyzer.engine.settle import settle_then_shock
+    from analyzer.recommend import recommend
+    from analyzer.recommend.prove import configure
+    from analyzer.scan import scan as scan_chain
+    from analyzer.scenarios import ShockScenario
+
+    snapshot, _, info = case
+    stress, budget = ShockScenario(name="usde-15", price_shocks={"USDe": -0.15}), 50_000.0
+    doc = recommend(snapshot, [stress], budget, markets=["USDe"], with_distance=False)
+    assert doc["bad_debt_before_usd"][stress.name] > budget and doc["feasible"]
+    enabled = {int(v) for v in info["enabled_lltvs"]}
+    for change in doc["changes"]:
+        assert round(change["value"] * 1e4) * 10**14 in enabled
+    changes = [ParameterChange(**c) for c in doc["changes"]]
+    plugins = [get("morpho-blue")]
+    with chain_copy(morpho_devnet.url) as fork:
+        configure(fork.w3, morpho_devnet.book, plugins, changes)
+        fresh = scan_chain(fork.url, plugins, book=morpho_devnet.book, cache_dir=None)
+    on_fork = settle_then_shock(fresh, stress).total_bad_debt_usd
+    assert on_fork <= budget
+    assert on_fork == pytest.approx(doc["bad_debt_after_usd"][stress.name], rel=1e-3)
+    assert newly_liquidatable(snapshot, fresh)["accounts"] == doc["liquidatable_now"]["accounts"]
+    for rec in doc["recommendations"]:
+        back = [c if c.market != rec["market"] else ParameterChange(**{**vars(c), "value": rec["new_value"] + rec["step"]})
+                for c in changes]
+        undone = tunings(snapshot)["morpho-blue"].apply(snapshot, back)
+        assert settle_then_shock(undone, stress).total_bad_debt_usd > budget
