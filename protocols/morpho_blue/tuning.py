@@ -9,9 +9,10 @@ each market's params (``enabled_lltvs``).
 
 **Parameter** (:meth:`MorphoBlueTuning.parameters`): ``lltv`` of a market with borrowers, lower is
 safer, moved in steps of 0.005 (every LLTV Morpho's governance has enabled on Ethereum and Base is a
-multiple of 0.5%), down to the lowest enabled LLTV above zero; a value between two enabled LLTVs
-means the enabled one at or below it (:func:`enabled_at_or_below`), and the search's pruning takes
-a change back to the enabled LLTV itself.
+multiple of 0.5%), down to the lowest enabled LLTV above zero. A value between two enabled LLTVs
+means the enabled one at or above it (:func:`enabled_at_or_above`: the market does not move until
+the value reaches the next enabled LLTV), so the search's pruning, which undoes every step it can,
+ends each change on an enabled LLTV itself, the value :meth:`configure` creates the sibling at.
 
 **Offline** (:meth:`MorphoBlueTuning.apply`): the market's rows, positions and accounts re-keyed
 to the sibling's id with the new LLTV (and its liquidation incentive factor,
@@ -51,12 +52,12 @@ from protocols.morpho_blue.rules import incentive_factor
 STEP = 0.005
 
 
-def enabled_at_or_below(value: float, enabled: Sequence[int]) -> int:
-    """The largest enabled LLTV (1e18-scaled) at or below ``value``; ContagionError when none above zero."""
-    found = [v for v in enabled if 0 < v <= round(value * 1e4) * 10**14]
+def enabled_at_or_above(value: float, enabled: Sequence[int]) -> int:
+    """The smallest enabled LLTV (1e18-scaled) at or above ``value``; ContagionError when none."""
+    found = [v for v in enabled if v >= round(value * 1e4) * 10**14]
     if not found:
-        raise ContagionError(f"morpho-blue: no enabled LLTV at or below {value:g}")
-    return max(found)
+        raise ContagionError(f"morpho-blue: no enabled LLTV at or above {value:g}")
+    return min(found)
 
 
 def _market_info(snapshot: Snapshot, market: str) -> dict:
@@ -96,7 +97,7 @@ class MorphoBlueTuning(ParameterTuning):
 
     def _moved(self, snapshot: Snapshot, change: ParameterChange) -> Snapshot:
         info = _market_info(snapshot, change.market)
-        lltv = enabled_at_or_below(change.value, [int(v) for v in info.get("enabled_lltvs", [])])
+        lltv = enabled_at_or_above(change.value, [int(v) for v in info.get("enabled_lltvs", [])])
         if lltv == int(info["lltv"]):
             return snapshot
         old = change.market
