@@ -10,12 +10,12 @@ import json
 import numpy as np
 import pytest
 
+from analyzer.amm import concentrated_liquidity as v3
 from analyzer.books import market_of
 from analyzer.cheats import deal
 from analyzer.multicall import multicall
 from protocols import plugins
 from protocols.base import ReadContext
-from protocols.uniswap_v3 import swap_math as v3
 from protocols.uniswap_v3.executor import abi
 from protocols.uniswap_v4.contracts import pool_id, pool_key
 from protocols.uniswap_v4.executor import slot0, swap

@@ -19,9 +19,8 @@ from analyzer.cheats import deal
 from analyzer.errors import ContagionError
 from analyzer.transactions import send
 from protocols.base import VenueExecutor
-from protocols.uniswap_v3.executor import abi as v3_abi
 from protocols.uniswap_v4 import state as st
-from protocols.uniswap_v4.contracts import pool_key, pool_manager_artifact, router_artifact
+from protocols.uniswap_v4.contracts import erc20_abi, pool_key, pool_manager_artifact, router_artifact
 
 MAX_UINT256 = (1 << 256) - 1
 Q96 = 2**96
@@ -50,7 +49,7 @@ def swap(w3: Web3, manager: str, router: str, key: tuple, token_in: str, amount:
         raise ContagionError(f"uniswap-v4 swap: pool {key} does not trade {token_in}")
     sender, router = to_checksum_address(sender), to_checksum_address(router)
     rpc(w3, "anvil_impersonateAccount", [sender])
-    erc20 = w3.eth.contract(address=token_in, abi=v3_abi("ERC20"))
+    erc20 = w3.eth.contract(address=token_in, abi=erc20_abi())
     if erc20.functions.allowance(sender, router).call() < MAX_UINT256 // 2:
         send(w3, erc20.functions.approve(router, MAX_UINT256), sender, "uniswap-v4 approve the router")
     router_c = w3.eth.contract(address=router, abi=router_artifact()["abi"])

@@ -17,11 +17,10 @@ from collections.abc import Sequence
 from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 
+from analyzer.amm.concentrated_liquidity import Q96, bitmap_words, initialised_ticks
 from analyzer.engine.impact import venue_row
 from analyzer.multicall import Call
 from protocols.base import Reader, Rows, pool_priced_assets
-from protocols.uniswap_v3 import swap_math as v3
-from protocols.uniswap_v3.reader import bitmap_words, initialised_ticks
 from protocols.uniswap_v4 import state as st
 from protocols.uniswap_v4.venue import UniswapV4Venue
 
@@ -102,7 +101,7 @@ class UniswapV4Reader(Reader):
                       "tick": s["tick"], "liquidity": str(s["liquidity"]), "ticks": s["ticks"],
                       "pool_manager": self.manager, "key_fee": s["fee"]}
             venues.append(venue_row(self.protocol, s["pool"], s["asset"], s["quote"], UniswapV4Venue.model, params))
-            raw = (s["sqrt_price_x96"] / v3.Q96) ** 2 * 10.0 ** (dec0 - dec1)   # token1 per token0, whole units
+            raw = (s["sqrt_price_x96"] / Q96) ** 2 * 10.0 ** (dec0 - dec1)   # token1 per token0, whole units
             mids[(s["asset"], s["quote"])] = raw if s["asset"] == s["token0"] else 1.0 / raw
         return {"assets": pool_priced_assets(tokens, mids), "venues": venues}
 
