@@ -77,9 +77,10 @@ def outcome(snapshot: Snapshot, scenarios: Sequence[ShockScenario], changes: Seq
     from analyzer.engine import simulate
     from analyzer.engine.prepare import prepare
     from analyzer.engine.settle import settle, settle_scenario, settled
+    from analyzer.recommend.caps import book_at_caps
 
     venues = {} if venues is None else venues
-    snap = tuned(snapshot, changes)
+    snap = book_at_caps(tuned(snapshot, changes))    # grown to the (tuned) caps when the cap analysis is on
     prepared: dict[str, Prepared] = {}
     settlements: dict[str, tuple] = {}
     bad_debt, settle_usd, settle_accounts = {}, 0.0, 0
