@@ -128,3 +128,52 @@ def test_a_recommended_lltv_made_on_a_fork_keeps_the_scenario_under_the_budget(m
                 for c in changes]
         undone = tunings(snapshot)["morpho-blue"].apply(snapshot, back)
         assert settle_then_shock(undone, stress).total_bad_debt_usd > budget
+
+
+def test_moving_into_a_sibling_that_already_has_positions_adds_the_books_up(morpho_devnet, case):  # noqa: F811
+    """The sibling at 0.86 exists with positions of its own (the vault supplying the market supplies
+    there too, and one borrower has collateral there) before the move: the offline merge equals a
+    fresh scan of the fork after the move, account by account."""
+    from analyzer.cheats import deal, send_as
+    from analyzer.recommend.prove import configure
+    from analyzer.scan import scan as scan_chain
+    from protocols.morpho_blue.contracts import MARKET_PARAMS
+
+    snapshot, market, info = case
+    morpho = markets_deployments(morpho_devnet)[0]
+    sibling_params = (info["loan_token"], info["collateral_token"], info["oracle"], info["irm"], NEW_LLTV)
+    sibling = market_id(*sibling_params)
+    held = snapshot.positions[snapshot.positions["market"] == market]
+    vault = held.loc[(held["asset"] == info["loan_token"]) & (held["side"] == "collateral"), "account"].iloc[0]
+    borrower = held.loc[held["side"] == "debt", "account"].iloc[0]
+    plugins = [get("morpho-blue")]
+    with chain_copy(morpho_devnet.url) as fork:
+        w3 = fork.w3
+        send_as(w3, w3.eth.accounts[0], morpho, f"createMarket({MARKET_PARAMS})", sibling_params)
+        send_as(w3, read(w3, vault, "owner()(address)"), vault, f"submitCap({MARKET_PARAMS},uint256)", sibling_params,
+                10**30)
+        for account, token, amount, call in ((vault, info["loan_token"], 10**12, "supply"),
+                                             (borrower, info["collateral_token"], 10**22, "supplyCollateral")):
+            deal(w3, token, account, amount)
+            send_as(w3, account, token, "approve(address,uint256)", morpho, amount)
+            if call == "supply":
+                send_as(w3, account, morpho, f"supply({MARKET_PARAMS},uint256,uint256,address,bytes)", sibling_params,
+                        amount, 0, account, b"")
+            else:
+                send_as(w3, account, morpho, f"supplyCollateral({MARKET_PARAMS},uint256,address,bytes)",
+                        sibling_params, amount, account, b"")
+        before = scan_chain(fork.url, plugins, book=morpho_devnet.book, cache_dir=None)
+        assert ((before.positions["market"] == sibling) & (before.positions["account"] == borrower)).any()
+        change = ParameterChange("morpho-blue", market, info["collateral_token"], "lltv", NEW_LLTV / 1e18)
+        offline = tunings(before)["morpho-blue"].apply(before, [change])
+        configure(w3, morpho_devnet.book, plugins, [change])
+        fresh = scan_chain(fork.url, plugins, book=morpho_devnet.book, cache_dir=None)
+    ours, chain = (s.positions[s.positions["market"] == sibling].set_index(["account", "asset", "side"])["amount"]
+                   .sort_index() for s in (offline, fresh))
+    assert list(ours.index) == list(chain.index) and ours.index.is_unique
+    assert chain.to_numpy() == pytest.approx(ours.to_numpy(), rel=1e-6)
+    for key in ("total_supply_assets", "total_borrow_assets"):
+        mine, theirs = (int(json.loads(s.markets[s.markets["market"] == sibling]["params"].iloc[0])[key])
+                        for s in (offline, fresh))
+        assert theirs == pytest.approx(mine, rel=1e-6)
+    assert not (offline.markets["market"] == market).any() and not (fresh.positions["market"] == market).any()

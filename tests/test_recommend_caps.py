@@ -102,6 +102,17 @@ def test_each_cap_is_reported_with_the_bad_debt_at_the_current_and_the_recommend
             pytest.approx(by_hand(at["supply_cap"], at["borrow_cap"]), rel=1e-9)
 
 
+
+def test_the_report_lists_each_cap_in_tokens_with_both_bad_debts(doc):
+    from analyzer.recommend.section import section_html
+
+    page = section_html(doc, None)
+    for row in doc["caps"]:
+        cells = (f"<td>{row['current_cap']:,.0f}</td><td>{row['recommended_cap']:,.0f}</td>"
+                 f"<td>${by_hand(WETH_CAP, row['current_cap'] if row['parameter'] == 'borrow_cap' else USDC_BORROW_CAP):,.0f}</td>")
+        assert cells in page if row["parameter"] == "borrow_cap" else row["parameter"] in page
+
+
 @requires_anvil
 @pytest.mark.slow
 def test_caps_set_on_a_fork_read_back_from_the_contracts_and_a_fresh_scan(devnet):

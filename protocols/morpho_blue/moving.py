@@ -157,8 +157,9 @@ def move_market(w3, deployment: dict[str, Any], market: str, lltv: int) -> str:
 
 def _healthy_borrow(w3, morpho: str, market: str, collateral: int, price: int, lltv: int, wanted: int) -> int:
     """The most of ``wanted`` Morpho.borrow lends against ``collateral`` (its shares rounded up
-    must stay within ``collateral × price / 1e36 × lltv``)."""
-    limit = exact.max_borrow(collateral, price, lltv)
+    must stay within ``collateral × price / 1e36 × lltv``), less a millionth: the borrow accrues the
+    market's interest of the seconds since its totals were read."""
+    limit = exact.max_borrow(collateral, price, lltv) * (10**6 - 1) // 10**6 - 2
     if wanted <= 0 or limit <= 0:
         return 0
     totals = _totals(w3, morpho, market)
