@@ -84,6 +84,8 @@ def describe(snapshot: Snapshot, search: Search, evaluator: Evaluator, scenarios
              with_distance: bool = True) -> list[Recommendation]:
     symbols = snapshot.symbol_of()
     everything = evaluator.one(search.changes())
+    evaluator.evaluate([search.changes({k: n for k, n in search.steps.items() if k != key}) for key in search.steps]
+                       + [search.changes({key: n}) for key, n in search.steps.items()])     # one batch (Dask)
     distances: dict[str, tuple] = {}
     out = []
     for key in sorted(search.steps):
@@ -104,6 +106,13 @@ def describe(snapshot: Snapshot, search: Search, evaluator: Evaluator, scenarios
                                   settled_alone.settle_liquidated_usd, before, after, dict(others.bad_debt_usd),
                                   dict(everything.bad_debt_usd)))
     return out
+
+
+def collateral_rows(snapshot: Snapshot) -> set[tuple[str, str, str]]:
+    """(protocol, market, asset) of every collateral position of the snapshot."""
+    pos = snapshot.positions
+    held = pos.loc[pos["side"] == "collateral", ["protocol", "market", "asset"]].drop_duplicates()
+    return {(str(p), str(m), str(a)) for p, m, a in held.itertuples(index=False)}
 
 
 def margin_schedules(snapshot: Snapshot, scenarios: Sequence[ShockScenario], assets: Sequence[str],
@@ -127,7 +136,7 @@ def margin_schedules(snapshot: Snapshot, scenarios: Sequence[ShockScenario], ass
 
 
 def recommend(snapshot: Snapshot, scenarios: Sequence[ShockScenario], budget_usd: float, *,
-              markets: Sequence[str] | None = None, jump: int = 2, client=None, with_distance: bool = True,
+              markets: Sequence[str] | None = None, client=None, with_distance: bool = True,
               margin_assets: Sequence[str] = (), margin_target: float | None = None, caps: bool = False,
               say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """The recommendations document (see the module docstring and :mod:`analyzer.recommend.search`);
@@ -145,13 +154,19 @@ def recommend(snapshot: Snapshot, scenarios: Sequence[ShockScenario], budget_usd
     if not parameters:
         raise ContagionError("recommend: no protocol of the snapshot has a tunable parameter")
     evaluator = Evaluator(snapshot, scenarios, client)
-    search = Search(parameters, {}, snapshot.symbol_of())
+    search = Search(parameters, {}, snapshot.symbol_of(), collateral_rows(snapshot))
     today = evaluator.one([])
     say(f"recommend: {len(parameters)} parameters, {len(scenarios)} scenarios, worst bad debt "
         f"${max(today.bad_debt_usd.values()):,.0f} against a budget of ${budget_usd:,.0f}")
-    feasible = greedy(search, evaluator, budget_usd, jump, say)
+    feasible = greedy(search, evaluator, budget_usd, say)
     if feasible:
+        say(f"recommend: pruning {len(search.steps)} changed parameters to the steps each scenario needs")
         prune(search, evaluator, budget_usd)
+    else:
+        reached = evaluator.one(search.changes())
+        worst = max(reached.bad_debt_usd, key=lambda n: reached.bad_debt_usd[n])
+        say(f"recommend: feasible=false: the budget ${budget_usd:,.0f} is out of reach; the search's lowest "
+            f"worst bad debt is ${reached.bad_debt_usd[worst]:,.0f} ({worst})")
     from analyzer.recommend.caps import cap_table
 
     recs = describe(snapshot, search, evaluator, scenarios, with_distance) if feasible else []
