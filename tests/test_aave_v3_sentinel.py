@@ -11,7 +11,6 @@ chain's: which ``liquidationCall`` succeeds, and whether a healthy account may b
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from eth_utils import keccak, to_checksum_address
 
 from analyzer.books import market_of
@@ -68,7 +67,6 @@ def _tool_decision(w3, deployment, keeper, pool):
     return reason, allowed, planned, healthy
 
 
-@pytest.mark.slow
 def test_the_sentinel_decision_equals_the_chain_in_and_after_the_grace_period(chain_checkpoint):
     devnet = chain_checkpoint
     w3, book_json = devnet.w3, devnet.book
