@@ -22,8 +22,9 @@ evaluation is expensive (a whole cascade per scenario), so the search spends the
    at least a quarter of what the strongest avoids, is bisected back to the fewest steps that keep
    (within 1%) its gain, and taken whole. It is confirmed on every scenario; a move that only shifts
    the loss to another scenario makes the next ranking use every scenario with bad debt. When no
-   candidate helps, every other parameter is tried at its whole range once; when none of those
-   helps either, the budget is out of reach (``feasible`` is False).
+   candidate helps, every other parameter is tried at its whole range (all together first, one by
+   one only if that helps); when none of those helps either, the budget is out of reach
+   (``feasible`` is False).
 2. **Pruning, exact.** For each changed parameter: if undoing one step keeps every scenario
    within the budget, the fewest steps that do are found by bisection; passes repeat until no
    single step of any parameter can be undone: every remaining step is needed (checked directly,
@@ -209,9 +210,12 @@ def _best_move(search: Search, evaluator: Evaluator, budget: float, names: list[
     base = evaluator.one(search.changes(), names)
     keys = candidates(search, base, names)
     moves = grow(search, evaluator, budget, keys, names, base)
-    if not moves and widen:      # every other parameter once, over its whole range
-        others = [k for k in sorted(search.parameters) if k not in keys]
-        moves = grow(search, evaluator, budget, others, names, base, first=max(map(search.limit, others), default=1))
+    others = [k for k in sorted(search.parameters) if k not in keys and search.steps.get(k, 0) < search.limit(k)]
+    if not moves and widen and others:
+        # every other parameter over its whole range: all together first, one by one only if that helps
+        together = evaluator.one(search.changes({**search.steps, **{k: search.limit(k) for k in others}}), names)
+        if _better(_avoided(base, together, budget), (False, 0.0)):
+            moves = grow(search, evaluator, budget, others, names, base, first=max(map(search.limit, others)))
     chosen = choose(moves, base)
     return None if chosen is None else shrink(search, evaluator, budget, chosen, names, base)
 
@@ -219,14 +223,14 @@ def _best_move(search: Search, evaluator: Evaluator, budget: float, names: list[
 def greedy(search: Search, evaluator: Evaluator, budget: float, say: Callable[[str], None]) -> bool:
     """Step 1 of the module docstring; returns whether every scenario ends within the budget."""
     current = evaluator.one(search.changes())
-    everyone = False
+    everyone = widened = False
     while current.excess_usd(budget) > 0:
         largest = max(current.bad_debt_usd.values()) - budget
         names = [n for n, v in current.bad_debt_usd.items()
                  if (v > 0 if everyone else v - budget >= SCREEN_SHARE * largest)]
-        move = _best_move(search, evaluator, budget, names, widen=everyone)
-        if move is None and not everyone:
-            everyone = True
+        move = _best_move(search, evaluator, budget, names, widen=widened)
+        if move is None and not (widened or everyone):
+            widened = True
             continue
         if move is None:
             return False
@@ -237,7 +241,7 @@ def greedy(search: Search, evaluator: Evaluator, budget: float, say: Callable[[s
                 return False
             everyone = True
             continue
-        search.steps, current, everyone = steps, trial, False
+        search.steps, current, everyone, widened = steps, trial, False, False
         key = move.key
         say(f"recommend: {key[0]} {search.symbols.get(key[2], key[2])} {key[3]} -> "
             f"{search.value(key, steps[key]):g} ({steps[key]} steps): worst bad debt "
