@@ -128,11 +128,17 @@ def models_key(scenario: ShockScenario) -> str:
 _VENUES: dict[str, dict] = {}    # per process: snapshot key -> venues by venue-model key
 
 
-def _outcome_task(snapshot: Snapshot, key: str, scenarios: list[ShockScenario], changes: list[ParameterChange]):
+def process_venues(snapshot: Snapshot, key: str) -> dict[str, dict]:
+    """This process's :func:`base_venues` of the snapshot keyed ``key``, by venue-model key (one
+    snapshot per process at a time)."""
     if key not in _VENUES:
-        _VENUES.clear()          # one snapshot per process at a time
+        _VENUES.clear()
         _VENUES[key] = {}
-    return outcome(snapshot, scenarios, changes, _VENUES[key])
+    return _VENUES[key]
+
+
+def _outcome_task(snapshot: Snapshot, key: str, scenarios: list[ShockScenario], changes: list[ParameterChange]):
+    return outcome(snapshot, scenarios, changes, process_venues(snapshot, key))
 
 
 class Evaluator:
@@ -153,7 +159,7 @@ class Evaluator:
 
     def venues(self, scenario: ShockScenario) -> dict:
         """This process's :func:`base_venues` of the snapshot for ``scenario``'s venue models."""
-        own = _VENUES.setdefault(self.snapshot_key, {})
+        own = process_venues(self.snapshot, self.snapshot_key)
         key = models_key(scenario)
         if key not in own:
             own[key] = base_venues(self.snapshot, scenario.venue_models)
@@ -232,5 +238,5 @@ def liquidatable_now(snapshot: Snapshot, changes: Sequence[ParameterChange]) -> 
     return newly_liquidatable(snapshot, tuned(snapshot, changes))
 
 
-__all__ = ["Evaluator", "Outcome", "liquidatable", "liquidatable_now", "newly_liquidatable", "outcome", "tuned",
+__all__ = ["Evaluator", "Outcome", "process_venues", "liquidatable", "liquidatable_now", "newly_liquidatable", "outcome", "tuned",
            "tunings"]

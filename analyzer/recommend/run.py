@@ -22,7 +22,7 @@ from typing import Any
 
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
-from analyzer.recommend.evaluate import Evaluator, liquidatable_now, tuned
+from analyzer.recommend.evaluate import Evaluator, base_venues, liquidatable_now, tuned
 from analyzer.recommend.search import Key, Search, greedy, parameters_of, prune
 from analyzer.scenarios import ShockScenario
 
@@ -80,23 +80,40 @@ def distance(snapshot: Snapshot, scenario: ShockScenario, asset: str, venues: di
     return distance_to_cascade(bad_debt_at, asset, DISTANCE)["shock"]
 
 
+def _distance_task(snapshot: Snapshot, key: str, scenario: ShockScenario, asset: str, changes: list) -> float | None:
+    from analyzer.recommend.evaluate import models_key, process_venues
+
+    venues = process_venues(snapshot, key)
+    if models_key(scenario) not in venues:
+        venues[models_key(scenario)] = base_venues(snapshot, scenario.venue_models)
+    return distance(tuned(snapshot, changes) if changes else snapshot, scenario, asset, venues[models_key(scenario)])
+
+
+def asset_distances(snapshot: Snapshot, search: Search, evaluator: Evaluator, scenario: ShockScenario
+                    ) -> dict[str, tuple[float | None, float | None]]:
+    """Per asset of a recommendation, its :func:`distance` with today's parameters and with every
+    recommendation, ``scenario``'s market behaviour; each a task (in parallel on Dask)."""
+    from analyzer.sweep.run import _execute
+
+    assets = sorted({k[2] for k in search.steps})
+    tasks = [(_distance_task, scenario, asset, changes) for asset in assets for changes in ([], search.changes())]
+    found = dict(_execute(evaluator.client, snapshot, evaluator.snapshot_key, tasks))
+    return {asset: (found[2 * i], found[2 * i + 1]) for i, asset in enumerate(assets)}
+
+
 def describe(snapshot: Snapshot, search: Search, evaluator: Evaluator, scenarios: Sequence[ShockScenario],
              with_distance: bool = True) -> list[Recommendation]:
     symbols = snapshot.symbol_of()
     everything = evaluator.one(search.changes())
     evaluator.evaluate([search.changes({k: n for k, n in search.steps.items() if k != key}) for key in search.steps]
                        + [search.changes({key: n}) for key, n in search.steps.items()])     # one batch (Dask)
-    distances: dict[str, tuple] = {}
+    distances = asset_distances(snapshot, search, evaluator, scenarios[0]) if with_distance else {}
     out = []
     for key in sorted(search.steps):
         protocol, market, asset, parameter = key
         others = evaluator.one(search.changes({k: n for k, n in search.steps.items() if k != key}))
         alone = liquidatable_now(snapshot, search.changes({key: search.steps[key]}))
         settled_alone = evaluator.one(search.changes({key: search.steps[key]}))
-        if with_distance and asset not in distances:
-            venues = evaluator.venues(scenarios[0])
-            distances[asset] = (distance(snapshot, scenarios[0], asset, venues),
-                                distance(tuned(snapshot, search.changes()), scenarios[0], asset, venues))
         before, after = distances.get(asset, (None, None))
         p = search.parameters[key]
         out.append(Recommendation(protocol, market, asset, str(symbols.get(asset, asset)), parameter, p.value,

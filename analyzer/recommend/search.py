@@ -10,19 +10,21 @@ evaluation is expensive (a whole cascade per scenario), so the search spends the
 1. **Greedy, whole moves.** Each iteration ranks moves on the scenarios over the budget most
    (an excess of at least a tenth of the largest).
    The candidates are the parameters (each protocol's :class:`~protocols.base.ParameterTuning`)
-   of the (protocol, market, collateral) rows whose accounts carry the excess bad debt, plus the
+   of the (protocol, market, collateral) rows whose accounts carry the excess bad debt (rows with
+   at least 5% of the largest row's), plus the
    market-wide parameters of those markets (e.g. a store-front factor). Each candidate moves one
    governance step, then grows geometrically (4, 16, ... steps; all candidates of one level in one
-   batch: in parallel on Dask) until the budget is met or its gain stops growing; one with no gain
-   yet is tried once over its whole range (a small cut may liquidate nobody new). The
+   batch: in parallel on Dask) until the budget is met or its gain stops growing (one with no gain
+   yet up to 16 steps: a small cut may liquidate nobody new). The
    best move, by bad debt avoided per unit of liquidations caused (``avoided / (caused + $1)``,
    avoided = the fall of the excess, or of total bad debt when no move lowers the excess; caused =
    the rise of the USD the settle phase liquidates at today's prices), among the moves that avoid
    at least a quarter of what the strongest avoids, is bisected back to the fewest steps that keep
    (within 1%) its gain, and taken whole. It is confirmed on every scenario; a move that only shifts
    the loss to another scenario makes the next ranking use every scenario with bad debt. When no
-   candidate helps, every other parameter is tried at its whole range once; when none of those
-   helps either, the budget is out of reach (``feasible`` is False).
+   candidate helps, every other parameter is tried at its whole range (all together first, one by
+   one only if that helps); when none of those helps either, the budget is out of reach
+   (``feasible`` is False).
 2. **Pruning, exact.** For each changed parameter: if undoing one step keeps every scenario
    within the budget, the fewest steps that do are found by bisection; passes repeat until no
    single step of any parameter can be undone: every remaining step is needed (checked directly,
@@ -34,7 +36,9 @@ Evaluations are cached by the parameter vector (:class:`~analyzer.recommend.eval
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +46,7 @@ from analyzer.errors import ContagionError
 from analyzer.recommend.evaluate import Evaluator, Outcome
 from protocols.base import ParameterChange, TunableParameter
 
+log = logging.getLogger(__name__)
 Key = tuple[str, str, str, str]     # protocol, market, asset, parameter
 STRONG_SHARE = 0.25
 
@@ -91,7 +96,9 @@ def parameters_of(snapshot, markets: Sequence[str] | None = None) -> dict[Key, T
 
 
 TOLERANCE_USD = 1.0       # a fall of bad debt smaller than this is none
-GROWTH = 4                # a move with a gain is tried this many times further next
+GROWTH = 4                # a move is tried this many times further next
+NO_GAIN_STEPS = 16        # ... and given up when it has not avoided anything by this many steps
+ROW_SHARE = 0.05          # candidates: rows with at least this share of the largest row's bad debt
 SCREEN_SHARE = 0.1        # moves are ranked on the scenarios with at least this share of the largest excess
 KEEP_GAIN = 0.99          # a move is bisected back to the fewest steps keeping this share of its gain
 
@@ -114,9 +121,15 @@ def _better(a: tuple[bool, float], b: tuple[bool, float]) -> bool:
 
 def candidates(search: Search, current: Outcome, names: Sequence[str]) -> list[Key]:
     """The parameters that may avoid the bad debt of the scenarios ``names``: those of the
-    (protocol, market, collateral) rows whose accounts are left with bad debt, and the market-wide
-    ones (an asset no account holds as collateral there) of the markets with bad debt."""
-    rows = {row for n in names for row, usd in current.bad_debt_collateral.get(n, {}).items() if usd > 0}
+    (protocol, market, collateral) rows whose accounts are left with bad debt (at least
+    ``ROW_SHARE`` of the largest row's), and the market-wide ones (an asset no account holds as
+    collateral there) of those rows' markets."""
+    by_row: dict[tuple[str, str, str], float] = {}
+    for n in names:
+        for row, usd in current.bad_debt_collateral.get(n, {}).items():
+            by_row[row] = by_row.get(row, 0.0) + usd
+    largest = max(by_row.values(), default=0.0)
+    rows = {row for row, usd in by_row.items() if usd > 0 and usd >= ROW_SHARE * largest}
     markets = {row[:2] for row in rows}
     return [k for k in sorted(search.parameters) if search.steps.get(k, 0) < search.limit(k)
             and (k[:3] in rows or (k[:2] in markets and k[:3] not in search.collateral))]
@@ -133,26 +146,30 @@ class Move:
 
 def grow(search: Search, evaluator: Evaluator, budget: float, keys: Sequence[Key], names: Sequence[str],
          base: Outcome, first: int = 1) -> list[Move]:
-    """Each of ``keys`` moved ``first`` steps, then: one with a gain ``GROWTH`` times further while
-    its gain grows and the budget is not met on ``names``; one without a gain yet straight to its
-    whole range (a small cut may liquidate nobody new). All moves of a level are one batch. The
-    moves with a gain, each at its best size."""
+    """Each of ``keys`` moved ``first`` steps, then ``GROWTH`` times further (up to its range) while
+    the budget is not met on ``names`` and its gain grows, or it has none yet and has moved fewer
+    than ``NO_GAIN_STEPS`` (a small cut may liquidate nobody new). All moves of a level are one
+    batch. The moves with a gain, each at its best size."""
     room = {k: search.limit(k) - search.steps.get(k, 0) for k in keys}
     best = {k: Move(k, 0, (False, 0.0), base, {}) for k in keys if room[k] > 0}
     sizes = {k: min(first, room[k]) for k in best}
     while sizes:
         growing = sorted(sizes)
         trials = [search.changes({**search.steps, k: search.steps.get(k, 0) + sizes[k]}) for k in growing]
-        following = {}
-        for k, out in zip(growing, evaluator.evaluate(trials, names), strict=True):
+        following, started = {}, time.perf_counter()
+        outcomes = evaluator.evaluate(trials, names)
+        log.debug("recommend: %d moves of %s steps on %s: %.0f s", len(trials),
+                  sorted(set(sizes.values())), ", ".join(names), time.perf_counter() - started)
+        for k, out in zip(growing, outcomes, strict=True):
             move = best[k]
             move.tried[sizes[k]] = out
             gain = _avoided(base, out, budget)
             improved = _better(gain, move.avoided) and gain[1] > TOLERANCE_USD
             if improved:
                 move.steps, move.avoided, move.outcome = sizes[k], gain, out
-            if sizes[k] < room[k] and out.excess_usd(budget) > 0 and (improved or move.steps == 0):
-                following[k] = min(sizes[k] * GROWTH, room[k]) if improved else room[k]
+            if sizes[k] < room[k] and out.excess_usd(budget) > 0 and \
+                    (improved or (move.steps == 0 and sizes[k] < NO_GAIN_STEPS)):
+                following[k] = min(sizes[k] * GROWTH, room[k])
         sizes = following
     return [m for m in best.values() if m.steps > 0]
 
@@ -193,9 +210,12 @@ def _best_move(search: Search, evaluator: Evaluator, budget: float, names: list[
     base = evaluator.one(search.changes(), names)
     keys = candidates(search, base, names)
     moves = grow(search, evaluator, budget, keys, names, base)
-    if not moves and widen:      # every other parameter once, over its whole range
-        others = [k for k in sorted(search.parameters) if k not in keys]
-        moves = grow(search, evaluator, budget, others, names, base, first=max(map(search.limit, others), default=1))
+    others = [k for k in sorted(search.parameters) if k not in keys and search.steps.get(k, 0) < search.limit(k)]
+    if not moves and widen and others:
+        # every other parameter over its whole range: all together first, one by one only if that helps
+        together = evaluator.one(search.changes({**search.steps, **{k: search.limit(k) for k in others}}), names)
+        if _better(_avoided(base, together, budget), (False, 0.0)):
+            moves = grow(search, evaluator, budget, others, names, base, first=max(map(search.limit, others)))
     chosen = choose(moves, base)
     return None if chosen is None else shrink(search, evaluator, budget, chosen, names, base)
 
@@ -203,14 +223,14 @@ def _best_move(search: Search, evaluator: Evaluator, budget: float, names: list[
 def greedy(search: Search, evaluator: Evaluator, budget: float, say: Callable[[str], None]) -> bool:
     """Step 1 of the module docstring; returns whether every scenario ends within the budget."""
     current = evaluator.one(search.changes())
-    everyone = False
+    everyone = widened = False
     while current.excess_usd(budget) > 0:
         largest = max(current.bad_debt_usd.values()) - budget
         names = [n for n, v in current.bad_debt_usd.items()
                  if (v > 0 if everyone else v - budget >= SCREEN_SHARE * largest)]
-        move = _best_move(search, evaluator, budget, names, widen=everyone)
-        if move is None and not everyone:
-            everyone = True
+        move = _best_move(search, evaluator, budget, names, widen=widened)
+        if move is None and not (widened or everyone):
+            widened = True
             continue
         if move is None:
             return False
@@ -221,7 +241,7 @@ def greedy(search: Search, evaluator: Evaluator, budget: float, say: Callable[[s
                 return False
             everyone = True
             continue
-        search.steps, current, everyone = steps, trial, False
+        search.steps, current, everyone, widened = steps, trial, False, False
         key = move.key
         say(f"recommend: {key[0]} {search.symbols.get(key[2], key[2])} {key[3]} -> "
             f"{search.value(key, steps[key]):g} ({steps[key]} steps): worst bad debt "
