@@ -26,6 +26,8 @@ Each step mirrors a function of the release's source:
   collateral backs.
 - grace period (3.1+): reserves in their liquidation grace period at the snapshot's block are
   neither repaid nor seized.
+- PriceOracleSentinel (L2 markets): while the sequencer is down or within its grace period, only
+  accounts under HF 0.95 may be liquidated (:meth:`AaveV3Rules.sentinel_permits`).
 
 Units: token amounts in whole tokens, prices in USD per whole token, ratios as fractions.
 Limitation: a 3.0/3.1 e-mode category with its own price source is priced with each asset's own
@@ -230,6 +232,20 @@ class AaveV3Rules(Rules, InterestAccrual):
         """HF < 1 (``HEALTH_FACTOR_LIQUIDATION_THRESHOLD``), some debt and some collateral the
         liquidator can take, outside any grace period (``ValidationLogic.validateLiquidationCall``)."""
         return self.health_and_liquidatable(book, prices)[1]
+
+    # ValidationLogic.MINIMUM_HEALTH_FACTOR_LIQUIDATION_THRESHOLD (0.95e18), every release 3.0-3.6
+    SENTINEL_EXEMPT_HEALTH_FACTOR: ClassVar[float] = 0.95
+
+    def sentinel_permits(self, book: LendingBook, prices: np.ndarray, liquidation_allowed: bool) -> np.ndarray:
+        """Which accounts an L2 market's PriceOracleSentinel lets be liquidated
+        (``ValidationLogic.validateLiquidationCall``: no sentinel, or HF < 0.95, or the sentinel's
+        ``isLiquidationAllowed()``). ``liquidation_allowed`` is the sentinel's answer (the sequencer
+        up and past its grace period: :func:`analyzer.oracles.sequencer_down` is None); while it is
+        False only accounts under 0.95 may be liquidated. Borrows have no such exemption
+        (``validateBorrow``: ``isBorrowAllowed()``, the same check)."""
+        if liquidation_allowed:
+            return np.ones(len(book.accounts), dtype=bool)
+        return self.health_factor(book, prices) < self.SENTINEL_EXEMPT_HEALTH_FACTOR
 
     def health_and_liquidatable(self, book: LendingBook, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`health_factor` and :meth:`liquidatable` from one :meth:`account_data`."""
