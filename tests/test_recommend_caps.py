@@ -156,3 +156,48 @@ def test_caps_set_on_a_fork_read_back_from_the_contracts_and_a_fresh_scan(devnet
             return markets[(markets["protocol"] == c.protocol) & (markets["market"] == c.market)
                            & (markets["asset"] == c.asset)].iloc[0]
         assert row(scanned)[c.parameter] == row(expected.markets)[c.parameter] == c.value
+
+
+@requires_anvil
+@pytest.mark.slow
+def test_compound_borrow_caps_set_on_a_fork_bind_the_comptroller_and_a_fresh_scan(devnet):
+    """Comptroller._setMarketBorrowCaps on a copy of the devnet (whose markets have no caps): read
+    back from borrowCaps(cToken), carried by a fresh scan, listed for the search once set, and
+    binding: a borrow that would take totalBorrows to the cap is refused by borrowAllowed."""
+    from eth_utils import to_checksum_address
+
+    from analyzer.cheats import read
+    from analyzer.multicall import Call
+    from analyzer.recommend.evaluate import tunings
+    from analyzer.recommend.prove import chain_copy, configure
+    from analyzer.scan import scan
+    from protocols import plugins
+    from protocols.base import ParameterChange
+
+    chosen = list(plugins().values())
+    snapshot = scan(devnet.url, chosen, book=devnet.book, cache_dir=None)
+    mk = snapshot.markets[snapshot.markets["protocol"] == "compound-v2"]
+    assert (mk["borrow_cap"] == 0).all()
+    usdc = snapshot.address_of("USDC")
+    row = mk[mk["asset"] == usdc].iloc[0]
+    ctoken = to_checksum_address(row["reserve"])
+    debt = snapshot.positions[(snapshot.positions["protocol"] == "compound-v2") & (snapshot.positions["asset"] == usdc)
+                              & (snapshot.positions["side"] == "debt")]["amount"].sum()
+    cap = float(int(debt * 1.5))
+    unit = 10 ** int(snapshot.assets.set_index("address").loc[usdc, "decimals"])
+    change = ParameterChange("compound-v2", row["market"], usdc, "borrow_cap", cap)
+    with chain_copy(devnet.url) as fork:
+        configure(fork.w3, devnet.book, chosen, [change])
+        assert int(read(fork.w3, row["market"], "borrowCaps(address)(uint256)", ctoken)) == int(cap) * unit
+        fresh = at_caps(scan(fork.url, chosen, book=devnet.book, cache_dir=None))
+        total = int(read(fork.w3, ctoken, "totalBorrows()(uint256)"))
+        room = int(cap) * unit - total
+        ask = Call(row["market"], "borrowAllowed(address,address,uint256)(uint256)",
+                   (ctoken, fork.w3.eth.accounts[0], room))
+        with pytest.raises(Exception, match="market borrow cap reached"):
+            fork.w3.eth.call({"from": ctoken, "to": row["market"], "data": "0x" + ask.calldata.hex()})
+    ours = tunings(snapshot)["compound-v2"].apply(snapshot, [change]).markets
+    for markets in (ours, fresh.markets):
+        assert markets[(markets["protocol"] == "compound-v2") & (markets["asset"] == usdc)]["borrow_cap"].tolist() == [cap]
+    listed = [p for p in tunings(fresh)["compound-v2"].parameters(fresh) if p.parameter == "borrow_cap"]
+    assert [(p.asset, p.value) for p in listed] == [(usdc, cap)]

@@ -375,6 +375,7 @@ def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
         The scenario names an asset or account the snapshot does not hold, or a venue model it
         cannot apply.
     """
+    from analyzer.engine.memory import keep_freed_memory
     from analyzer.engine.prepare import prepare, start_state
     from analyzer.engine.result import (
         CascadeResult,
@@ -384,6 +385,7 @@ def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
         supplier_losses,
     )
 
+    keep_freed_memory()         # a round's arrays reuse the last round's pages (analyzer/engine/memory.py)
     if not isinstance(snapshot_or_prepared, Prepared) and scenario.venue_models:
         prepare_kwargs.setdefault("venue_models", scenario.venue_models)
     prep = snapshot_or_prepared if isinstance(snapshot_or_prepared, Prepared) else \

@@ -16,7 +16,7 @@ import numpy as np
 from analyzer.engine import attribution as attr
 from analyzer.engine.keeper import keeper_take
 from analyzer.engine.prepare import BookSlot, Prepared
-from analyzer.engine.state_books import write_rows
+from analyzer.engine.state_books import book_wide, write_rows
 from analyzer.scenarios import ShockScenario
 from protocols.base import LendingBook, Liquidation
 
@@ -41,7 +41,7 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     health, liquidatable = slot.rules.health_and_liquidatable(view, oracle)
     candidates = rows[liquidatable]
     if len(candidates) == 0:
-        _record_health(slot, state, slot_index, oracle, rows, health, candidates, None)
+        _record_health(slot, state, slot_index, oracle, rows, view, health, candidates, None)
         return [], candidates, no_causes
     sub = books.take(slot_index, candidates)
     exposure = sub.collateral * slot.threshold - sub.debt
@@ -50,7 +50,7 @@ def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario,
     steps, sub = keeper_steps(prep, state, scenario, slot, oracle, sub, curves, unit_value)
     if steps:       # with the protocol's own state (Comet's reserves, Aave's deficits)
         books.write(slot_index, candidates, sub)
-    _record_health(slot, state, slot_index, oracle, rows, health, candidates, sub)
+    _record_health(slot, state, slot_index, oracle, rows, view, health, candidates, sub)
     return steps, candidates, causes
 
 
@@ -126,9 +126,9 @@ def keeper_steps(prep: Prepared, state: CascadeState, scenario: ShockScenario, s
 
 
 def _record_health(slot: BookSlot, state: CascadeState, slot_index: int, oracle: np.ndarray, rows: np.ndarray,
-                   health: np.ndarray, candidates: np.ndarray, sub: LendingBook | None) -> None:
-    """After the keepers, for the screened ``rows`` (``health``: their health factors before the
-    keepers): the candidates still liquidatable (``sub``: them as the keepers left them), watched
+                   view: LendingBook, health: np.ndarray, candidates: np.ndarray, sub: LendingBook | None) -> None:
+    """After the keepers, for the screened ``rows`` (``view``: them before the keepers, ``health``:
+    their health factors): the candidates still liquidatable (``sub``: them as the keepers left them), watched
     next round; the bad debt of those that can have any; every screened account's health factor,
     its new bound (only the candidates' changed)."""
     # bad debt needs debt beyond *all* collateral, so health factor < 1 (thresholds are <= 1): only
@@ -144,6 +144,11 @@ def _record_health(slot: BookSlot, state: CascadeState, slot_index: int, oracle:
         state.health_bound[slot_index][candidates] = health_after
         indebted = np.setdiff1d(indebted, candidates, assume_unique=True)
     if len(indebted):
-        bad_debt[indebted] = slot.rules.bad_debt_usd(state.books.take(slot_index, indebted), oracle)
+        # not candidates, so the keepers did not touch them: their rows of the view, with the
+        # protocol's own state as the keepers left it (Comet's reserves)
+        owing = view.take(np.searchsorted(rows, indebted))
+        if sub is not None:
+            owing.extra.update(book_wide(sub))
+        bad_debt[indebted] = slot.rules.bad_debt_usd(owing, oracle)
     if len(candidates):
         bad_debt[candidates] = slot.rules.bad_debt_usd(sub, oracle)

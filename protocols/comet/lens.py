@@ -6,7 +6,6 @@ incremental rescans (:func:`refresh_accounts`: an untouched account is computed,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import cache
 
@@ -62,9 +61,12 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
             continue
         kept[account] = list(row)
         principal, assets_in, borrowed, supplied, liquidatable = to_int256(row[0]), *row[1:5]
+        # json.dumps({"principal": str(principal), "assets_in": assets_in, "is_liquidatable": bool(...)}),
+        # written out: tens of thousands of accounts per rescan
+        params = (f'{{"principal": "{principal}", "assets_in": {int(assets_in)}, '
+                  f'"is_liquidatable": {"true" if liquidatable else "false"}}}')
         account_rows.append({"protocol": PROTOCOL, "market": comet, "account": account, "category": 0,
-                             "params": json.dumps({"principal": str(principal), "assets_in": assets_in,
-                                                   "is_liquidatable": bool(liquidatable)})})
+                             "params": params})
         if borrowed:
             positions.append(reader._position(comet, account, base, "debt", borrowed, decimals[0]))
         if supplied:

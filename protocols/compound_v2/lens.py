@@ -101,28 +101,31 @@ def rows_from_figures(reader, figures: dict[str, Figures]) -> Rows:
     balance, the market's borrowIndex) per market held]``."""
     markets = reader.markets()
     tag = market_tag(markets)
+    bases = [{"protocol": PROTOCOL, "market": reader.comptroller, "asset": m["underlying"], "reserve": m["ctoken"]}
+             for m in markets]
+    scales = [10 ** m["underlying_decimals"] for m in markets]
+    indexes = [m.get("borrow_index") or 0 for m in markets]
+    params: dict[tuple[int, ...], str] = {}     # accounts share a few sets of entered markets
     positions, account_rows, state = [], [], {}
     for account, (entered, held) in figures.items():
         opened = False
         kept = [tag, len(entered), *entered]
         for j in sorted(held):
             ctoken_balance, borrow_balance, exchange_rate = held[j]
-            m = markets[j]
-            scale = 10 ** m["underlying_decimals"]
-            base = {"protocol": PROTOCOL, "market": reader.comptroller, "account": account, "asset": m["underlying"],
-                    "reserve": m["ctoken"]}
             if ctoken_balance:
-                positions.append({**base, "side": "collateral", "raw": str(ctoken_balance),
-                                  "amount": ctoken_balance * exchange_rate / MANTISSA / scale})
+                positions.append({**bases[j], "account": account, "side": "collateral", "raw": str(ctoken_balance),
+                                  "amount": ctoken_balance * exchange_rate / MANTISSA / scales[j]})
             if borrow_balance:
-                positions.append({**base, "side": "debt", "raw": str(borrow_balance),
-                                  "amount": borrow_balance / scale})
+                positions.append({**bases[j], "account": account, "side": "debt", "raw": str(borrow_balance),
+                                  "amount": borrow_balance / scales[j]})
             opened = opened or bool(ctoken_balance or borrow_balance)
-            kept += [j, ctoken_balance, borrow_balance, m.get("borrow_index") or 0]
+            kept += [j, ctoken_balance, borrow_balance, indexes[j]]
         if opened:
-            params = {"entered": [markets[j]["ctoken"] for j in entered]}
+            key = tuple(entered)
+            if key not in params:
+                params[key] = json.dumps({"entered": [markets[j]["ctoken"] for j in entered]})
             account_rows.append({"protocol": PROTOCOL, "market": reader.comptroller, "account": account,
-                                 "category": 0, "params": json.dumps(params)})
+                                 "category": 0, "params": params[key]})
             state[account] = kept
     return {"positions": positions, "accounts": account_rows, "_state": state}  # type: ignore[dict-item]
 
@@ -144,11 +147,11 @@ def refresh_accounts(reader, previous: dict[str, list[int]]) -> tuple[Rows, list
         if not row or row[0] != tag:
             again.append(account)
             continue
-        entered, held, mask = list(row[2:2 + row[1]]), {}, 0
+        entered, held, mask = row[2:2 + row[1]], {}, 0
         for k in range(2 + row[1], len(row), 4):
-            j, ctoken_balance, borrow_balance, index = row[k:k + 4]
-            held[j] = (ctoken_balance, borrow_balance, rate[j])
-            if borrow_balance and (index_now[j] is None or index_now[j] != index):
+            j, borrow_balance = row[k], row[k + 2]
+            held[j] = (row[k + 1], borrow_balance, rate[j])
+            if borrow_balance and index_now[j] != row[k + 3]:     # None (no borrowIndex()): always read
                 mask |= 1 << j
         if mask >= 1 << MASK_BITS:
             again.append(account)       # a market past the lens's mask: read in full
