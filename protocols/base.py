@@ -318,6 +318,13 @@ class Rules(ABC):
         return (np.asarray(self.health_factor(book, prices), dtype=float),
                 np.asarray(self.liquidatable(book, prices), dtype=bool))
 
+    def sentinel_permits(self, book: LendingBook, prices: np.ndarray, liquidation_allowed: bool) -> np.ndarray:
+        """Which accounts ``(n,)`` bool the protocol lets be liquidated given its L2 sequencer check
+        (``liquidation_allowed``: the sequencer up and past its grace period,
+        :func:`analyzer.oracles.sequencer_down` None). By default a failed check refuses every
+        account; a protocol with exemptions overrides it (Aave's PriceOracleSentinel: HF < 0.95)."""
+        return np.full(len(book.accounts), bool(liquidation_allowed))
+
     @abstractmethod
     def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:
         """The largest liquidation a keeper may make now on every liquidatable account, as one step.

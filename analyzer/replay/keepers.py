@@ -120,7 +120,7 @@ def keepers_round(fork: ReplayFork, state: KeeperRound, lending: Sequence[Lender
 def _book_step(fork: ReplayFork, state: KeeperRound, lender: Lender, book: LendingBook,
                prices: np.ndarray) -> set[str]:
     """One keeper step on ``book`` at its oracle ``prices``; returns the accounts liquidated."""
-    proposed = lender.rules.liquidate(book, prices)
+    proposed = _sequencer_permitted(fork, state, lender, book, prices, lender.rules.liquidate(book, prices))
     key = (lender.plugin.name, book.market)
     in_play = np.array([key not in state.active or str(a) in state.active[key]
                         for a in book.accounts[proposed.rows]], dtype=bool)
@@ -143,6 +143,20 @@ def _book_step(fork: ReplayFork, state: KeeperRound, lender: Lender, book: Lendi
         if _liquidate_row(fork, state, lender, book, step, prices, i, float(take.share[i])):
             done.add(str(book.accounts[step.rows[i]]))
     return done
+
+
+def _sequencer_permitted(fork: ReplayFork, state: KeeperRound, lender: Lender, book: LendingBook,
+                         prices: np.ndarray, proposed: Liquidation) -> Liquidation:
+    """``proposed`` less the accounts the protocol refuses while its L2 sequencer check fails
+    (:meth:`ForkOracles.sequencer_reason`; the rule's ``sentinel_permits`` says which it still
+    lets through), each of those skipped with the reason."""
+    reason = fork.oracles.sequencer_reason(lender.plugin.name)
+    if reason is None or len(proposed.rows) == 0:
+        return proposed
+    permitted = np.asarray(lender.rules.sentinel_permits(book, prices, False), dtype=bool)[proposed.rows]
+    for row in proposed.rows[~permitted]:
+        fork.skips.add(state.record.round, lender.plugin.name, str(book.accounts[row]), f"paused: {reason}")
+    return proposed.select(permitted)
 
 
 def _liquidate_row(fork: ReplayFork, state: KeeperRound, lender: Lender, book: LendingBook, step: Liquidation,

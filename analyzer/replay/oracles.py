@@ -7,8 +7,9 @@ each root once for all protocols; derived prices (a ratio adapter's) follow thei
 protocol without declared sources (an option market's own spot) is moved by its executor's
 ``set_price``. After each mined round the roots taken over get a new round at the fork's time,
 so staleness checks see current feeds. An L2 protocol's sequencer-uptime feed (declared by its
-price sources) is checked before the rounds: down, or up within its grace period, stops the replay
-with the reason; the feed is never moved.
+price sources) is never moved; while it says down, or up within its grace period
+(:meth:`ForkOracles.sequencer_reason`), the keepers liquidate only the accounts the protocol's own
+rule still permits (``Rules.sentinel_permits``; Aave's sentinel lets HF < 0.95 through).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any
 from eth_utils import to_checksum_address
 from web3 import Web3
 
-from analyzer.errors import ContagionError
 from analyzer.oracles import FOLLOW_TOLERANCE, FeedPath, PriceMover, protocol_paths, sequencer_down
 
 
@@ -71,10 +71,19 @@ class ForkOracles:
     def refresh(self) -> None:
         self.mover.refresh()
 
+    def sequencer_reason(self, protocol: str) -> str | None:
+        """Why ``protocol``'s L2 sequencer-uptime feed restricts liquidations now (down, or up within
+        its grace period: :func:`analyzer.oracles.sequencer_down`); None when it does not or there is none."""
+        if protocol not in self.sequencers:
+            return None
+        return sequencer_down(self.mover.w3, *self.sequencers[protocol])
+
     def check_sequencers(self) -> None:
-        """Stop (ContagionError) when a protocol's L2 sequencer-uptime feed forbids liquidations
-        now: the protocol would refuse every one, so a replay would measure nothing."""
-        for protocol, (feed, grace) in self.sequencers.items():
-            reason = sequencer_down(self.mover.w3, feed, grace)
-            if reason is not None:
-                raise ContagionError(f"{protocol}: liquidations are paused: {reason}")
+        """Say (progress and ``notes``) which protocols' sequencer checks restrict liquidations now;
+        the keepers then send only what each protocol's rule permits (``Rules.sentinel_permits``)."""
+        for protocol in self.sequencers:
+            reason = self.sequencer_reason(protocol)
+            note = f"{protocol}: liquidations restricted to what its sequencer check permits: {reason}"
+            if reason is not None and note not in self.notes:
+                self.notes.append(note)
+                self.progress(f"replay: {note}")

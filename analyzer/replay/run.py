@@ -71,8 +71,9 @@ def replay(
     Raises
     ------
     ContagionError
-        The source is unreachable or not the book's chain, a market of the book is not on the
-        fork, or an L2 sequencer is down (:meth:`ForkOracles.check_sequencers`).
+        The source is unreachable or not the book's chain, or a market of the book is not on the
+        fork. (An L2 sequencer that is down restricts the liquidations to what each protocol's rule
+        permits: :meth:`ForkOracles.sequencer_reason`.)
     """
     from analyzer.rpc import RpcClient
 
