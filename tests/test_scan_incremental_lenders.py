@@ -63,3 +63,13 @@ def test_a_compound_and_comet_rescan_equals_a_full_scan(chain_checkpoint, tmp_pa
              .set_index("account")["raw"] for s in (first, full)]
     common = debts[0].index.intersection(debts[1].index).difference([borrower])
     assert len(common) > 5 and (debts[0][common] != debts[1][common]).all()
+    # a rescan of the rescan (from the state the first rescan kept): another accrual, another silent transfer
+    send(w3, borrower, Call(c_usdc, "borrow(uint256)(uint256)", (10**6,)))
+    send(w3, silent[0], Call(comet, "transfer(address,uint256)(bool)", (silent[1], 1000 * 10**6)))
+    w3.provider.make_request("evm_increaseTime", [86400])
+    w3.provider.make_request("anvil_mine", ["0x2"])
+    last = w3.eth.block_number
+    again = scan(devnet.url, lenders, book=devnet.book, block=last, cache_dir=tmp_path, since_block=later,
+                 stats=(stats := ScanStats()))
+    tables_equal(again, scan(devnet.url, lenders, book=devnet.book, block=last, cache_dir=None, use_lens=False))
+    assert stats.accounts["compound-v2"] == 1 and stats.accounts["comet cUSDCv3"] == 0

@@ -147,11 +147,11 @@ def refresh_accounts(reader, previous: dict[str, list[int]]) -> tuple[Rows, list
         if not row or row[0] != tag:
             again.append(account)
             continue
-        entered, held, mask = list(row[2:2 + row[1]]), {}, 0
+        entered, held, mask = row[2:2 + row[1]], {}, 0
         for k in range(2 + row[1], len(row), 4):
-            j, ctoken_balance, borrow_balance, index = row[k:k + 4]
-            held[j] = (ctoken_balance, borrow_balance, rate[j])
-            if borrow_balance and (index_now[j] is None or index_now[j] != index):
+            j, borrow_balance = row[k], row[k + 2]
+            held[j] = (row[k + 1], borrow_balance, rate[j])
+            if borrow_balance and index_now[j] != row[k + 3]:     # None (no borrowIndex()): always read
                 mask |= 1 << j
         if mask >= 1 << MASK_BITS:
             again.append(account)       # a market past the lens's mask: read in full
