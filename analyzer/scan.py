@@ -11,11 +11,10 @@ atomically. RPC URLs appear only redacted.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,41 +24,23 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from analyzer import __version__
-from analyzer.atomic import atomic_write_text
 from analyzer.books import Market, deployments_for
 from analyzer.chain import redact_url
-from analyzer.discovery import (
-    CHUNK_BLOCKS,
-    ChunkFiles,
-    DiscoveryStats,
-    discover,
-    load_log_span,
-    save_log_span,
-)
+from analyzer.discovery import CHUNK_BLOCKS, ChunkFiles, discover, load_log_span, save_log_span
 from analyzer.engine.centralised import with_default_depth
 from analyzer.errors import ContagionError
 from analyzer.lens import lens_caller
-from analyzer.model import Snapshot, to_table
+from analyzer.model import Snapshot
 from analyzer.multicall import Call, CallResult, multicall
 from analyzer.paths import cache_dir, plugin_packages, source_digest
 from analyzer.rpc import RetryingProvider, RpcClient
+from analyzer.scan_chunks import EXCLUDED, ChunkCache, ScanStats, digest, incremental_plan, scan_protocol
 from protocols.base import Plugin, ReadContext, Rows
 
+__all__ = ["ScanStats", "read_accounts_file", "reader_digest", "scan"]
+
 DEFAULT_CACHE = cache_dir("scan")
-EXCLUDED = "excluded"   # the rows a reader adds for markets it read but left out (see protocols.base.Rows)
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ScanStats:
-    """What a scan did: chunks read vs taken from the cache, and requests by method."""
-
-    chunks_read: int = 0
-    chunks_cached: int = 0
-    accounts: dict[str, int] = field(default_factory=dict)
-    discovery: DiscoveryStats = field(default_factory=DiscoveryStats)
-    accounts_refreshed: dict[str, int] = field(default_factory=dict)   # computed from an earlier scan's state
-    requests: dict[str, int] = field(default_factory=dict)
 
 
 def _normalise_log(log: dict) -> dict:
@@ -78,38 +59,6 @@ def reader_digest(plugin) -> str:
     """What a cached chunk of ``plugin`` depends on besides the chain: the tool version and the
     source of the plugin's package (its reader and the helpers it imports)."""
     return source_digest(plugin_packages([plugin]))
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-class ChunkCache:
-    """Finished chunks as JSON files; each written atomically once complete."""
-
-    def __init__(self, root: Path | None):
-        self.root = root
-
-    def get(self, name: str) -> Any | None:
-        if self.root is None:
-            return None
-        path = self.root / f"{name}.json"
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None  # a damaged chunk is simply read again
-
-    def names(self, prefix: str) -> list[str]:
-        """The chunks whose name starts with ``prefix``."""
-        if self.root is None or not self.root.is_dir():
-            return []
-        return sorted(p.stem for p in self.root.glob(f"{prefix}*.json"))
-
-    def put(self, name: str, value: Any) -> None:
-        if self.root is not None:
-            atomic_write_text(self.root / f"{name}.json", json.dumps(value, sort_keys=True, default=str))
 
 
 def read_accounts_file(path: str | Path) -> list[str]:
@@ -216,6 +165,68 @@ def scan(
     """
     client = client or RpcClient(url)
     stats = stats if stats is not None else ScanStats()
+    run = _start(url, client, plugins, block, book, markets, from_block, cache_dir, use_lens, log_range)
+    run = dataclasses.replace(run, accounts=accounts, since_block=since_block, chunk_blocks=chunk_blocks,
+                              chunk_accounts=chunk_accounts or (2000 if run.ctx.lens else 200), workers=workers,
+                              progress=progress, stats=stats)
+    snapshot = Snapshot(meta={"chain_id": run.chain_id, "block_number": run.block,
+                              "block_timestamp": run.block_timestamp})
+    read_markets: dict[str, dict[str, dict]] = {}
+    excluded_markets: list[dict] = []
+    for market in run.markets:
+        if market.plugin.reader is None:
+            continue
+        part = _scan_market(run, market, snapshot)
+        for row in part.meta.get(EXCLUDED, []):
+            log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
+            excluded_markets.append(row)
+        part.meta = {"chain_id": run.chain_id, "block_number": run.block}
+        snapshot = snapshot.merge(part)
+        read_markets.setdefault(market.plugin.name, {})[market.name] = market.deployment
+    snapshot.meta["protocols"] = read_markets
+    if excluded_markets:   # read, left out of every table, named here (never priced at 0)
+        snapshot.meta["excluded_markets"] = excluded_markets
+    snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
+                         block_timestamp=run.block_timestamp)
+    if oracle_paths:
+        snapshot.meta["derived_prices"] = _derived_prices(run, plugins)
+    stats.requests = dict(client.calls)
+    # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
+    return with_default_depth(snapshot).validate()
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every market's read in one scan shares: the node, the block, the cache, the options."""
+
+    url: str
+    client: RpcClient
+    chain_id: int
+    block: int
+    block_timestamp: int
+    markets: list[Market]
+    ctx: ReadContext
+    chain_cache: Path | None            # the cache of this chain (None: no cache)
+    span_file: Path | None              # where the node's accepted eth_getLogs width is remembered
+    from_block: int | None
+    log_range: int
+    accounts: Sequence[str] | None = None
+    since_block: int | None = None
+    chunk_blocks: int = CHUNK_BLOCKS
+    chunk_accounts: int = 2000
+    workers: int = 4
+    progress: Callable[[str, int, int], None] | None = None
+    stats: ScanStats = field(default_factory=ScanStats)
+
+    def report(self, label: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(label, done, total)
+
+
+def _start(url: str, client: RpcClient, plugins: Sequence[Plugin], block: int | None, book: dict | None,
+           markets: Sequence[str] | None, from_block: int | None, cache_dir: Path | None, use_lens: bool,
+           log_range: int) -> _Run:
+    """The chain, the block and the markets to read, checked; the readers' context; the cache."""
     chain_id = client.chain_id()
     block = client.head_block() if block is None else int(block)
     if from_block is not None and not 0 <= from_block <= block:
@@ -226,6 +237,17 @@ def scan(
         names = ", ".join(p.name for p in plugins)
         raise ContagionError(f"none of the protocols ({names}) has an address book for chain {chain_id}; "
                              "pass the devnet's address book with --book")
+    chain_cache = None if cache_dir is None else Path(cache_dir) / str(chain_id)
+    span_file = None if chain_cache is None else chain_cache / f"log-span-{digest(redact_url(url))}.json"
+    client.log_span = client.log_span or load_log_span(span_file)
+    return _Run(url=url, client=client, chain_id=chain_id, block=block, block_timestamp=int(header["timestamp"], 16),
+                markets=found, ctx=_read_context(url, client, chain_id, block, use_lens, log_range),
+                chain_cache=chain_cache, span_file=span_file, from_block=from_block, log_range=log_range)
+
+
+def _read_context(url: str, client: RpcClient, chain_id: int, block: int, use_lens: bool,
+                  log_range: int) -> ReadContext:
+    """The readers' context: every read at ``block`` through ``client`` (its retries included)."""
     w3 = Web3(RetryingProvider(client))   # readers' direct calls get the scan's retries too
 
     def send(tx: dict, blk: int) -> bytes:
@@ -242,83 +264,63 @@ def scan(
                     "(many times slower)", redact_url(url))
 
     lens = lens_caller(client, block, on_refusal=refused) if use_lens else None
-    chunk_accounts = chunk_accounts or (2000 if lens else 200)
-    ctx = ReadContext(w3=w3, chain_id=chain_id, block=block, multicall=batched, get_logs=get_logs, lens=lens)
-    snapshot = Snapshot(meta={"chain_id": chain_id, "block_number": block,
-                              "block_timestamp": int(header["timestamp"], 16)})
-    chain_cache = None if cache_dir is None else Path(cache_dir) / str(chain_id)
-    span_file = None if chain_cache is None else chain_cache / f"log-span-{_digest(redact_url(url))}.json"
-    client.log_span = client.log_span or load_log_span(span_file)
-    report = progress or (lambda label, done, total: None)
-    read_markets: dict[str, dict[str, dict]] = {}
-    excluded_markets: list[dict] = []
-    for market in found:
-        plugin, deployment = market.plugin, market.deployment
-        if plugin.reader is None:
-            continue
-        # event enumeration starts at the deployment's first block unless the user says otherwise
-        start = from_block if from_block is not None else min(int(deployment.get("start_block", 0) or 0), block)
-        # a venue reader reads the pools of the assets found so far: they are part of its cache key
-        known = tuple(snapshot.assets["address"]) if plugin.venue_executor is not None else ()
-        cache = ChunkCache(None if chain_cache is None else
-                           chain_cache / str(block) / plugin.name
-                           / _digest([deployment, *known, reader_digest(plugin)]))
-        reader = plugin.reader(dataclasses.replace(ctx, assets=known), deployment)
-        # a plugin with one market keeps its plain name in progress and stats
-        label = plugin.name if len([m for m in found if m.plugin is plugin]) == 1 else f"{plugin.name} {market.name}"
+    return ReadContext(w3=w3, chain_id=chain_id, block=block, multicall=batched, get_logs=get_logs, lens=lens)
 
-        def discovered(reader=reader, plugin=plugin, start=start, label=label) -> dict[str, Any]:
-            """The accounts, and their holdings where the events show them all (from the deployment's
-            first block: a later --from-block misses what came before)."""
-            events = reader.account_events()
-            if events is None:
-                return {"accounts": reader.discover_accounts(start, block), "holdings": None}
-            # keyed by what is asked and by the chain's history (its first block's hash), not the scan block
-            key = _digest([sorted(events.addresses), sorted(events.topics), client.block(start)["hash"]])
-            files = ChunkFiles(None if chain_cache is None else chain_cache / "logs" / f"{plugin.name}-{key}",
-                               events)
-            held: dict[str, set[str]] | None = {} if events.holdings is not None and from_block is None else None
-            found = discover(client, events, start, block, files, chunk_blocks=chunk_blocks, max_range=log_range,
-                             progress=lambda done, total: report(f"{label} discovery", done, total),
-                             stats=stats.discovery, holdings=held)
-            save_log_span(span_file, client.log_span)
-            return {"accounts": sorted(found),
-                    "holdings": None if held is None else {a: sorted(h) for a, h in held.items()}}
 
-        refreshed: Rows = {}
-        targets = accounts
-        if since_block is not None and chain_cache is not None:
-            earlier = ChunkCache(chain_cache / str(since_block) / plugin.name
-                                 / _digest([deployment, *known, reader_digest(plugin)]))   # the key of `cache`
-            plan = _incremental(client, reader, earlier, cache, chain_cache, plugin.name, since_block, block,
-                                chunk_blocks, log_range, report, stats, accounts)
-            if plan is not None:
-                refreshed, targets = plan
-        part = _scan_protocol(label, reader, cache, targets, discovered, start, block,
-                              chunk_accounts, workers, progress, stats, refreshed)
-        for row in part.meta.get(EXCLUDED, []):
-            log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
-            excluded_markets.append(row)
-        part.meta = {"chain_id": chain_id, "block_number": block}
-        snapshot = snapshot.merge(part)
-        read_markets.setdefault(plugin.name, {})[market.name] = deployment
-    snapshot.meta["protocols"] = read_markets
-    if excluded_markets:   # read, left out of every table, named here (never priced at 0)
-        snapshot.meta["excluded_markets"] = excluded_markets
-    snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
-                         block_timestamp=int(header["timestamp"], 16))
-    if oracle_paths:
-        # cached per block like every other read: a rerun of a finished scan asks the node nothing
-        prices_cache = ChunkCache(None if chain_cache is None else chain_cache / str(block))
-        name = f"derived-prices-{_digest([sorted(p.name for p in plugins), [m.deployment for m in found]])}"
-        derived = prices_cache.get(name)
-        if derived is None:
-            derived = read_derived_prices(w3, found, block)
-            prices_cache.put(name, derived)
-        snapshot.meta["derived_prices"] = derived
-    stats.requests = dict(client.calls)
-    # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
-    return with_default_depth(snapshot).validate()
+def _scan_market(run: _Run, market: Market, snapshot: Snapshot) -> Snapshot:
+    """One market of a protocol: its markets and accounts, read or from the cache (``snapshot``:
+    what the scan read before it, whose assets a venue reader looks up)."""
+    plugin, deployment = market.plugin, market.deployment
+    # event enumeration starts at the deployment's first block unless the user says otherwise
+    start = run.from_block if run.from_block is not None else min(int(deployment.get("start_block", 0) or 0),
+                                                                  run.block)
+    # a venue reader reads the pools of the assets found so far: they are part of its cache key
+    known = tuple(snapshot.assets["address"]) if plugin.venue_executor is not None else ()
+    key = digest([deployment, *known, reader_digest(plugin)])
+    cache = ChunkCache(None if run.chain_cache is None else run.chain_cache / str(run.block) / plugin.name / key)
+    reader = plugin.reader(dataclasses.replace(run.ctx, assets=known), deployment)
+    # a plugin with one market keeps its plain name in progress and stats
+    label = plugin.name if sum(m.plugin is plugin for m in run.markets) == 1 else f"{plugin.name} {market.name}"
+    refreshed: Rows = {}
+    targets = run.accounts
+    if run.since_block is not None and run.chain_cache is not None:
+        earlier = ChunkCache(run.chain_cache / str(run.since_block) / plugin.name / key)   # the key of `cache`
+        plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, run.since_block,
+                            run.block, run.chunk_blocks, run.log_range, run.report, run.stats, run.accounts)
+        if plan is not None:
+            refreshed, targets = plan
+    discovered = functools.partial(_discover_accounts, run, reader, plugin.name, start, label)
+    return scan_protocol(label, reader, cache, targets, discovered, start, run.block, run.chunk_accounts,
+                          run.workers, run.progress, run.stats, refreshed)
+
+
+def _discover_accounts(run: _Run, reader, name: str, start: int, label: str) -> dict[str, Any]:
+    """The accounts, and their holdings where the events show them all (from the deployment's
+    first block: a later --from-block misses what came before)."""
+    events = reader.account_events()
+    if events is None:
+        return {"accounts": reader.discover_accounts(start, run.block), "holdings": None}
+    # keyed by what is asked and by the chain's history (its first block's hash), not the scan block
+    key = digest([sorted(events.addresses), sorted(events.topics), run.client.block(start)["hash"]])
+    files = ChunkFiles(None if run.chain_cache is None else run.chain_cache / "logs" / f"{name}-{key}", events)
+    held: dict[str, set[str]] | None = {} if events.holdings is not None and run.from_block is None else None
+    found = discover(run.client, events, start, run.block, files, chunk_blocks=run.chunk_blocks,
+                     max_range=run.log_range, progress=lambda done, total: run.report(f"{label} discovery", done, total),
+                     stats=run.stats.discovery, holdings=held)
+    save_log_span(run.span_file, run.client.log_span)
+    return {"accounts": sorted(found), "holdings": None if held is None else {a: sorted(h) for a, h in held.items()}}
+
+
+def _derived_prices(run: _Run, plugins: Sequence[Plugin]) -> dict:
+    """:func:`read_derived_prices`, cached per block like every other read: a rerun of a finished
+    scan asks the node nothing."""
+    prices_cache = ChunkCache(None if run.chain_cache is None else run.chain_cache / str(run.block))
+    name = f"derived-prices-{digest([sorted(p.name for p in plugins), [m.deployment for m in run.markets]])}"
+    derived = prices_cache.get(name)
+    if derived is None:
+        derived = read_derived_prices(run.ctx.w3, run.markets, run.block)
+        prices_cache.put(name, derived)
+    return derived
 
 
 def read_derived_prices(w3, markets: Sequence[Market], block: int) -> dict:
@@ -337,105 +339,3 @@ def read_derived_prices(w3, markets: Sequence[Market], block: int) -> dict:
         except ContagionError as exc:
             log.warning("scan: %s %s's price sources not followed: %s", plugin.name, market.name, exc)
     return derived_prices(paths)
-
-
-def _incremental(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
-                 since_block: int, block: int, chunk_blocks: int, log_range: int, report, stats: ScanStats,
-                 accounts: Sequence[str] | None = None):
-    """(rows computed without reading, accounts to read) for a rescan from ``since_block``; None
-    when the protocol declares no change events or the cache kept no state at that block. With an
-    account list, only those accounts are considered."""
-    events = reader.change_events()
-    if events is None or not 0 <= since_block <= block:
-        return None
-    previous: dict[str, Any] = {}
-    kept = [earlier.get(chunk) or {} for chunk in earlier.names("positions-")]
-    if not any("_state" in rows for rows in kept):
-        return None     # no earlier scan here, or one that kept no state (read without the lens)
-    for rows in kept:
-        previous.update(rows.get("_state", {}))
-    key = _digest([sorted(events.addresses), sorted(events.topics), client.block(since_block)["hash"]])
-    files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}")
-    touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
-                           max_range=log_range, stats=stats.discovery,
-                           progress=lambda done, total: report(f"{name} changes", done, total)))
-    if accounts is not None:
-        wanted = set(accounts)      # as the readers name them: checksummed (discovery, account files)
-        touched &= wanted
-        previous = {a: s for a, s in previous.items() if a in wanted}
-    refreshed, again = reader.refresh_accounts({a: s for a, s in previous.items() if a not in touched})
-    # a later rescan from this block reads only the kept state (the rows are this scan's output)
-    cache.put(f"positions-refreshed-{since_block}", {"_state": refreshed.get("_state", {})})
-    stats.accounts_refreshed[name] = len(previous) - len(again) - len(touched & set(previous))
-    return refreshed, sorted(touched | set(again))
-
-
-def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
-    """Readers' rows as a Snapshot; their ``excluded`` rows (markets read but left out) go to the meta."""
-    tables: dict[str, list[dict]] = {}
-    for part in rows:
-        for name, table_rows in part.items():
-            if name.startswith("_"):
-                continue    # a reader's own state for later rescans, not a snapshot table
-            tables.setdefault(name, []).extend(table_rows)
-    excluded = tables.pop(EXCLUDED, [])
-    return Snapshot(meta={EXCLUDED: excluded} if excluded else {},
-                    **{name: to_table(name, r) for name, r in tables.items()})
-
-
-def _scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, from_block, block, chunk_accounts,
-                   workers, progress, stats: ScanStats, refreshed: Rows | None = None) -> Snapshot:
-    """The protocol's markets and ``accounts`` (None: discovered) read in cached chunks, with
-    ``refreshed`` (rows an incremental rescan computed) as one Snapshot."""
-    report = progress or (lambda label, done, total: None)
-    markets = cache.get("markets")
-    if markets is None:
-        markets = reader.read_markets()
-        cache.put("markets", markets)
-        stats.chunks_read += 1
-    else:
-        stats.chunks_cached += 1
-    if accounts is None:
-        found = cache.get(f"accounts-{from_block}-{block}")
-        if not isinstance(found, dict):
-            found = discovered()
-            cache.put(f"accounts-{from_block}-{block}", found)
-            stats.chunks_read += 1
-        else:
-            stats.chunks_cached += 1
-        targets = sorted(set(found["accounts"]))
-        reader.holdings = found["holdings"]     # the discovered accounts' holdings: read only those
-    else:
-        targets = sorted(set(accounts))
-    stats.accounts[label] = len(targets)
-    chunks = [targets[i:i + chunk_accounts] for i in range(0, len(targets), chunk_accounts)]
-    results: list[Rows | None] = [None] * len(chunks)
-    todo = []
-    for index, chunk in enumerate(chunks):
-        cached = cache.get(f"positions-{_digest(chunk)}")
-        if cached is None:
-            todo.append(index)
-        else:
-            results[index] = cached
-            stats.chunks_cached += 1
-    done = sum(len(chunks[i]) for i in range(len(chunks)) if results[i] is not None)
-    report(f"{label} accounts", done, len(targets))
-
-    def read(index: int) -> tuple[int, Rows]:
-        return index, reader.read_accounts(chunks[index])
-
-    def keep(index: int, rows: Rows) -> None:
-        nonlocal done
-        cache.put(f"positions-{_digest(chunks[index])}", rows)
-        results[index] = rows
-        stats.chunks_read += 1
-        done += len(chunks[index])
-        report(f"{label} accounts", done, len(targets))
-
-    # the first chunk alone: the reader learns its markets once, not once per worker
-    for index, rows in map(read, todo[:1]):
-        keep(index, rows)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for index, rows in pool.map(read, todo[1:]):
-            keep(index, rows)
-    return _rows_to_snapshot([markets, *[r for r in results if r is not None], *([refreshed] if refreshed else [])])

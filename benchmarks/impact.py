@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analyzer.amm import concentrated_liquidity as v3  # noqa: E402
 from analyzer.engine.venues import ConstantProduct, LinearDepth, SqrtLaw  # noqa: E402
-from protocols.uniswap_v3 import swap_math as v3  # noqa: E402
 from protocols.uniswap_v3.venue import UniswapV3Venue  # noqa: E402
 
 SPACING = 10

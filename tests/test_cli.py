@@ -65,6 +65,20 @@ def test_bad_scenario_file_names_the_field(tmp_path):
     assert_one_line_error(contagion("devnet", "up", "--exit", "--devnet-scenario", str(bad)), "not valid TOML")
 
 
+def test_a_scenario_section_no_installed_plugin_deploys_is_an_error_not_silently_dropped(tmp_path):
+    # without the check a section whose plugin is absent (e.g. a venv lacking the uniswap-v4 entry
+    # point) left its pools out of the devnet without a word
+    scenario = tmp_path / "sections.toml"
+    assets = 'name = "x"\n[assets.WETH]\ndecimals = 18\nprice_usd = 3000.0\n'
+    scenario.write_text(assets + '[protocols.uniswap-v5]\npools = [{ asset = "WETH", quote = "USDC" }]\n')
+    proc = contagion("devnet", "up", "--exit", "--protocols", "aave-v3", "--devnet-scenario", str(scenario))
+    assert_one_line_error(proc, "[protocols.uniswap-v5]: no installed protocol plugin named 'uniswap-v5'")
+    # a plugin that exists but deploys nothing on a devnet (a centralised exchange's book)
+    scenario.write_text(assets + "[protocols.bybit]\ndepth = 1\n")
+    proc = contagion("devnet", "up", "--exit", "--devnet-scenario", str(scenario))
+    assert_one_line_error(proc, "[protocols.bybit]: the bybit plugin has no devnet part")
+
+
 def test_unknown_flag_exits_2():
     proc = contagion("devnet", "up", "--no-such-flag")
     assert proc.returncode == 2

@@ -158,7 +158,7 @@ def test_venue_row_params_round_trip_and_bad_model():
 
 def _v3_params(asset_is_token0: bool, full_range: bool = True) -> dict:
     """A WETH/USDC-like pool at 3000 USD: one position ±10% around the price (+ a thin full range)."""
-    from protocols.uniswap_v3 import swap_math as v3
+    from analyzer.amm import concentrated_liquidity as v3
 
     token0, token1 = (WETH, USDC) if asset_is_token0 else (USDC, WETH)
     decimals0, decimals1 = (18, 6) if asset_is_token0 else (6, 18)

@@ -61,6 +61,46 @@ def test_the_core_imports_no_protocol_and_probes_no_plugin():
                 pytest.fail(f"{path}:{node.lineno}: probes a plugin for {node.args[1].value}")
 
 
+def _imported_modules(tree: ast.Module, package: str) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``tree``, relative ones resolved in ``package``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.append((node.lineno, base))
+            # `from protocols import other_plugin` imports a plugin by its name
+            found.extend((node.lineno, f"{base}.{alias.name}") for alias in node.names if base == "protocols")
+    return found
+
+
+def test_no_plugin_imports_another_plugin():
+    """protocols.base: a protocol never imports another protocol; what two share lives in the core."""
+    folders = sorted(p for p in (ROOT / "protocols").iterdir() if (p / "__init__.py").is_file())
+    assert len(folders) > 5, "the built-in plugins are folders under protocols/"
+    crossings = []
+    for folder in folders:
+        for path in sorted(folder.rglob("*.py")):
+            package = "protocols." + ".".join(path.relative_to(ROOT / "protocols").parent.parts)
+            for line, module in _imported_modules(ast.parse(path.read_text(), str(path)), package):
+                parts = module.split(".")
+                if parts[0] == "protocols" and len(parts) > 1 and parts[1] not in ("base", folder.name):
+                    crossings.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not crossings, "\n".join(crossings)
+
+
+def test_the_import_check_sees_every_form_of_a_cross_plugin_import():
+    code = ("from protocols.b.x import y\nimport protocols.c.z\nfrom protocols import d\nfrom ..e import f\n"
+            "from protocols.base import Plugin\nfrom . import g\n")
+    modules = [m for _, m in _imported_modules(ast.parse(code), "protocols.a")]
+    assert modules == ["protocols.b.x", "protocols.c.z", "protocols", "protocols.d", "protocols.e",
+                       "protocols.base", "protocols.a"]
+
+
 def _book(n=4, m=2) -> LendingBook:
     return LendingBook("p", "m", np.array([f"a{i}" for i in range(n)], dtype=object),
                        np.array(["X", "Y"], dtype=object), np.arange(n * m, dtype=float).reshape(n, m),

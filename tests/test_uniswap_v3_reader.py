@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from analyzer.amm import concentrated_liquidity as v3
 from analyzer.books import market_of
 from analyzer.chain import REPO_ROOT
 from analyzer.devnet.context import npm_artifact
@@ -17,9 +18,8 @@ from analyzer.model import Snapshot
 from analyzer.multicall import multicall
 from protocols.base import ReadContext
 from protocols.uniswap_v3 import POOL_INIT_CODE_HASH, pool_address
-from protocols.uniswap_v3 import swap_math as v3
 from protocols.uniswap_v3.executor import abi
-from protocols.uniswap_v3.reader import UniswapV3Reader, initialised_ticks
+from protocols.uniswap_v3.reader import UniswapV3Reader
 from tests.conftest import requires_anvil
 
 
@@ -58,8 +58,8 @@ def test_tick_math_bounds_and_inverse():
 
 
 def test_bitmap_words_decode_to_ticks():
-    assert initialised_ticks(-1, (1 << 255) | 1, 10) == [-2560, -10]
-    assert initialised_ticks(0, 0b101, 60) == [0, 120]
+    assert v3.initialised_ticks(-1, (1 << 255) | 1, 10) == [-2560, -10]
+    assert v3.initialised_ticks(0, 0b101, 60) == [0, 120]
 
 
 @requires_anvil
@@ -149,7 +149,7 @@ def test_bad_scenario_pools_are_named_in_the_error(pools, message):
 def test_start_sqrt_price_is_the_exact_root_of_the_oracle_ratio():
     from fractions import Fraction
 
-    from protocols.uniswap_v3.devnet import sqrt_price_x96_of
+    from analyzer.amm.layout import sqrt_price_x96_of
 
     # WETH (18) at 3000 USD against USDC (6): 3000e6 / 1e18 USDC wei per WETH wei, WETH as token0
     sqrt_price = sqrt_price_x96_of(Fraction(3000), Fraction(1), 18, 6, True)

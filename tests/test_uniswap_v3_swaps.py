@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analyzer.amm import concentrated_liquidity as v3
 from analyzer.books import market_of
 from analyzer.devnet.context import DevnetContext, npm_artifact
 from analyzer.multicall import multicall
 from protocols.base import ReadContext
-from protocols.uniswap_v3 import swap_math as v3
 from protocols.uniswap_v3.devnet import MAX_UINT256, position_amounts
 from protocols.uniswap_v3.executor import abi, swap
 from protocols.uniswap_v3.reader import UniswapV3Reader

@@ -24,6 +24,7 @@ from analyzer.devnet.context import DevnetContext
 from analyzer.devnet.feeds import deploy_feeds
 from analyzer.devnet.scenario import DevnetScenario
 from analyzer.devnet.solc import ARTIFACTS_DIR, fixture_artifact
+from analyzer.errors import ContagionError
 from analyzer.multicall import MULTICALL3_ADDRESS, ensure_multicall3
 from analyzer.paths import cache_dir, node_modules, plugin_packages, source_digest
 from protocols.base import Plugin
@@ -44,14 +45,36 @@ def prune_cache(keep: int) -> None:
         (CACHE_DIR / f"{stale.parent.name}.lock").unlink(missing_ok=True)
 
 
+def check_scenario_protocols(scenario: DevnetScenario, plugins: list[Plugin]) -> None:
+    """Every ``[protocols.<name>]`` section of ``scenario`` names an installed plugin (or one of
+    ``plugins``) that has a devnet part. A section no plugin reads would vanish from the devnet
+    without a word (its pools, its positions), so it is bad input: ContagionError naming the
+    section and the missing plugin. Sections of installed plugins left out of ``plugins`` (``devnet
+    up --protocols``) are skipped on purpose and pass."""
+    from protocols import plugins as installed
+
+    known = {**installed(), **{plugin.name: plugin for plugin in plugins}}
+    for name in scenario.protocols:
+        plugin = known.get(name)
+        if plugin is None:
+            raise ContagionError(f"{scenario.path.name}: [protocols.{name}]: no installed protocol plugin named "
+                                 f"{name!r} deploys it (installed: {', '.join(sorted(known))}); install the package "
+                                 f"that provides {name!r} (an entry point in group defi_contagion.plugins) or remove "
+                                 f"the section")
+        if plugin.devnet is None:
+            raise ContagionError(f"{scenario.path.name}: [protocols.{name}]: the {name} plugin has no devnet part, so "
+                                 f"nothing would deploy this section; remove it")
+
+
 def cache_key(scenario: DevnetScenario, plugins: list[Plugin]) -> str:
     """A digest of every input that shapes the devnet's state: the installed npm packages, our
-    compiled fixtures, the scenario, the tool version and the source of the devnet core and of
-    every plugin's package."""
+    compiled fixtures, the scenario, the tool version and the source of the devnet core, of the
+    pool maths venue devnets lay liquidity out with (:mod:`analyzer.amm`) and of every plugin's
+    package."""
     lock = node_modules() / ".package-lock.json"
     artifacts = [artifact.name + artifact.read_text() for artifact in sorted(ARTIFACTS_DIR.glob("*.json"))]
     modules = [sys.modules[__name__], sys.modules["analyzer.devnet.context"], sys.modules["analyzer.devnet.feeds"],
-               sys.modules["analyzer.devnet.scenario"], *plugin_packages(plugins)]
+               sys.modules["analyzer.devnet.scenario"], "analyzer.amm", *plugin_packages(plugins)]
     extra = [lock.read_text() if lock.is_file() else "no-lock", *artifacts, scenario.text,
              ",".join(plugin.name for plugin in plugins)]
     return source_digest(modules, extra=extra)[:16]
@@ -104,6 +127,7 @@ def start_devnet(
 
     Builds of one key are serialised by a lock file beside the cache, so two processes that start
     the same devnet at once (test workers, two terminals) build it once and both load it."""
+    check_scenario_protocols(scenario, plugins)
     if not use_cache:
         return build_devnet(scenario, plugins, port=port, state_file=None, progress=progress)
     key = cache_key(scenario, plugins)
@@ -129,6 +153,7 @@ def build_devnet(
     progress: Callable[[str], None],
 ) -> RunningDevnet:
     """Deploy and seed a devnet on a fresh anvil; save its state and book to ``state_file``'s folder."""
+    check_scenario_protocols(scenario, plugins)
     anvil = Anvil(chain_id=CHAIN_ID, port=port, code_size_limit=CODE_SIZE_LIMIT).start()
     try:
         w3 = anvil.w3

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from fractions import Fraction
 
 from analyzer.devnet.context import DevnetContext
 from analyzer.devnet.scenario import account_address
@@ -108,6 +109,13 @@ _FEED_ABI = [
     {"type": "function", "name": "setAnswer", "stateMutability": "nonpayable", "outputs": [],
      "inputs": [{"type": "int256", "name": "answer"}]},
 ]
+
+
+def feed_price(ctx: DevnetContext, symbol: str) -> Fraction:
+    """USD per whole ``symbol`` token as the devnet's feed of it answers now (``latestAnswer``,
+    8 decimals), an exact rational: venue devnets start their pools at it."""
+    feed = ctx.contract(ctx.book["feeds"][symbol], _FEED_ABI)
+    return Fraction(int(feed.functions.latestAnswer().call()), 10**PRICE_DECIMALS)
 
 
 def report_root(ctx: DevnetContext, root: str, answer: int) -> None:

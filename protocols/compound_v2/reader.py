@@ -19,11 +19,12 @@ from eth_utils import keccak, to_checksum_address
 
 from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
+from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, Reader, Rows
 from protocols.compound_v2 import lens
 from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
-from protocols.compound_v2.profiles import profile
+from protocols.compound_v2.profiles import EventSpec, profile
 
 
 def topic(signature: str) -> str:
@@ -33,6 +34,27 @@ def topic(signature: str) -> str:
 def _word_address(data: Any, index: int) -> str:
     raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
     return checksum(raw[32 * index + 12:32 * index + 32])
+
+
+def _first_topic(log: dict) -> str:
+    first = log["topics"][0]
+    return (first if isinstance(first, str) else "0x" + bytes(first).hex()).lower()
+
+
+def _topic_address(log: dict, index: int) -> str:
+    word = log["topics"][index]
+    return checksum((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])
+
+
+def _named(log: dict, spec: EventSpec) -> str:
+    """The account ``spec`` says ``log`` names."""
+    if spec.topic_index is not None:
+        return _topic_address(log, spec.topic_index)
+    return _word_address(log["data"], spec.data_word)
+
+
+TRANSFER = topic("Transfer(address,address,uint256)")
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 class CompoundV2Reader(Reader):
@@ -71,22 +93,24 @@ class CompoundV2Reader(Reader):
         per = ["underlying()(address)", "exchangeRateStored()(uint256)", "protocolSeizeShareMantissa()(uint256)",
                "symbol()(string)", "decimals()(uint8)", "totalSupply()(uint256)", "totalBorrows()(uint256)",
                "totalReserves()(uint256)", "getCash()(uint256)", "borrowRatePerBlock()(uint256)",
-               "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)", "accrualBlockNumber()(uint256)"]
+               "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)", "accrualBlockNumber()(uint256)",
+               "borrowIndex()(uint256)"]
         calls = []
         forced_signature = self.profile.forced_liquidation_signature
         for ctoken in ctokens:
             calls += [Call(ctoken, sig) for sig in per]
             calls += [Call(c, self.profile.markets_signature, (ctoken,)),
                       Call(oracle, "getUnderlyingPrice(address)(uint256)", (ctoken,)),
-                      Call(c, "borrowGuardianPaused(address)(bool)", (ctoken,))]
+                      Call(c, "borrowGuardianPaused(address)(bool)", (ctoken,)),
+                      Call(c, "borrowCaps(address)(uint256)", (ctoken,))]
             if forced_signature:
                 calls.append(Call(c, forced_signature, (ctoken,)))
-        width = len(per) + 3 + bool(forced_signature)
+        width = len(per) + 4 + bool(forced_signature)
         answers = self._read(calls)
         rows, self.excluded = [], []
         for k, ctoken in enumerate(ctokens):
             a = answers[k * width:(k + 1) * width]
-            listing, price, paused, *forced = a[len(per):]
+            listing, price, paused, borrow_cap, *forced = a[len(per):]
             if not listing or not listing[0]:
                 continue
             if not price:
@@ -111,6 +135,9 @@ class CompoundV2Reader(Reader):
                 # up to all of a borrow in this market, healthy or not
                 "deprecated": bool(forced and forced[0]),
                 "borrow_paused": bool(paused), "reserve_factor_mantissa": reserve_factor,
+                # Comptroller.borrowCaps (underlying's smallest units, 0 = none; a comptroller
+                # without caps does not answer: none)
+                "borrow_cap_raw": int(borrow_cap or 0),
                 "ctoken": to_checksum_address(ctoken), "underlying": to_checksum_address(a[0] or NATIVE_ASSET),
                 "exchange_rate_mantissa": int(a[1]), "protocol_seize_share_mantissa": int(a[2] or 0),
                 "symbol": a[3] or "", "ctoken_decimals": int(a[4] if a[4] is not None else 8),
@@ -124,6 +151,8 @@ class CompoundV2Reader(Reader):
                 "price_mantissa": int(price),
                 "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(market_incentive),
                 "min_liquidatable_collateral_mantissa": None if min_liquidatable is None else int(min_liquidatable),
+                # what the market's stored borrow balances are scaled by (incremental rescans: lens.py)
+                "borrow_index": None if a[13] is None else int(a[13]),
             })
         self._underlying_meta(rows)
         self._markets = rows
@@ -160,7 +189,7 @@ class CompoundV2Reader(Reader):
             params = {k: (str(v) if isinstance(v, int) else v) for k, v in r.items()
                       if k.endswith("_mantissa") or k in ("ctoken", "ctoken_decimals", "total_supply",
                                                           "total_borrows", "total_reserves", "cash",
-                                                          "pending_blocks")}
+                                                          "pending_blocks", "borrow_cap_raw")}
             params["profile"] = self.profile.name
             params["deprecated"] = r["deprecated"]
             markets.append({
@@ -171,51 +200,80 @@ class CompoundV2Reader(Reader):
                 "close_factor": r["close_factor_mantissa"] / MANTISSA,
                 "protocol_fee": r["protocol_seize_share_mantissa"] / MANTISSA,
                 "borrowable": not r["borrow_paused"], "collateral_enabled": r["collateral_factor_mantissa"] > 0,
+                "borrow_cap": raw_to_amount(r["borrow_cap_raw"], dec),
                 "params": json.dumps(params, sort_keys=True),
             })
         return {"assets": assets, "markets": markets, "excluded": list(self.excluded)}
 
     # ---- accounts ----
     def account_events(self) -> AccountEvents:
-        """Accounts named by the profile's events: minters and borrowers on every cToken, and
-        ``MarketEntered`` on the Comptroller; holdings: the cToken of every ``Borrow`` and the
-        receiver of every cToken ``Transfer`` (a mint, a transfer, a seize)."""
+        """Accounts named by the profile's events (minters and borrowers on every cToken,
+        ``MarketEntered`` on the Comptroller) and the receiver of every cToken ``Transfer`` (a
+        mint, a transfer, a seize: every way a cToken balance becomes non-zero); holdings: the
+        cToken of every ``Borrow`` and of every ``Transfer`` to its receiver."""
         ctokens = tuple(r["ctoken"] for r in self.markets())
         by_address = {c.lower(): c for c in ctokens}
         specs = {(topic(spec.signature), spec.on): spec for spec in self.profile.account_events}
         borrow = [key for key, spec in specs.items() if spec.signature.startswith("Borrow(")]
-        transfer = topic("Transfer(address,address,uint256)")
 
-        def first_topic(log: dict) -> str:
-            first = log["topics"][0]
-            return (first if isinstance(first, str) else "0x" + bytes(first).hex()).lower()
-
-        def named(log: dict, spec) -> str:
-            if spec.topic_index is not None:
-                word = log["topics"][spec.topic_index]
-                return checksum((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])
-            return _word_address(log["data"], spec.data_word)
+        def received(log: dict, ctoken: str) -> list[str]:
+            if len(log["topics"]) < 3:
+                return []
+            receiver = _topic_address(log, 2)
+            return [] if receiver in (ctoken, ZERO_ADDRESS) else [receiver]
 
         def accounts(log: dict) -> list[str]:
-            on = "comptroller" if checksum(log["address"]) == self.comptroller else "ctoken"
-            spec = specs.get((first_topic(log), on))
-            return [] if spec is None else [named(log, spec)]
+            if checksum(log["address"]) == self.comptroller:
+                spec = specs.get((_first_topic(log), "comptroller"))
+                return [] if spec is None else [_named(log, spec)]
+            first, ctoken = _first_topic(log), by_address.get(str(log["address"]).lower())
+            if first == TRANSFER and ctoken is not None:
+                return received(log, ctoken)
+            spec = specs.get((first, "ctoken"))
+            return [] if spec is None else [_named(log, spec)]
 
         def holdings(log: dict) -> list[tuple[str, str]]:
             ctoken = by_address.get(str(log["address"]).lower())
             if ctoken is None or not log["topics"]:
                 return []
-            first = first_topic(log)
-            if first == transfer and len(log["topics"]) > 2:
-                word = log["topics"][2]
-                receiver = checksum((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])
-                return [] if receiver == ctoken else [(receiver, ctoken)]
+            first = _first_topic(log)
+            if first == TRANSFER:
+                return [(receiver, ctoken) for receiver in received(log, ctoken)]
             if (first, "ctoken") in borrow:
-                return [(named(log, specs[(first, "ctoken")]), ctoken)]
+                return [(_named(log, specs[(first, "ctoken")]), ctoken)]
             return []
 
-        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {transfer})),
+        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {TRANSFER})),
                              accounts, holdings)
+
+    def change_events(self) -> AccountEvents | None:
+        """Incremental rescans: the profile's change events (every way a cToken balance, a borrow
+        principal or a market membership changes) and both sides of every cToken ``Transfer``;
+        None for a fork whose events are not declared."""
+        if not self.profile.change_events:
+            return None
+        ctokens = tuple(r["ctoken"] for r in self.markets())
+        skip = {c.lower() for c in ctokens} | {ZERO_ADDRESS}
+        specs: dict[tuple[str, str], list[EventSpec]] = {}
+        for spec in self.profile.change_events:
+            specs.setdefault((topic(spec.signature), spec.on), []).append(spec)
+
+        def accounts(log: dict) -> list[str]:
+            if not log["topics"]:
+                return []
+            on = "comptroller" if checksum(log["address"]) == self.comptroller else "ctoken"
+            first = _first_topic(log)
+            if first == TRANSFER and on == "ctoken":
+                named = [_topic_address(log, i) for i in (1, 2) if i < len(log["topics"])]
+            else:
+                named = [_named(log, spec) for spec in specs.get((first, on), ())]
+            return [a for a in named if a.lower() not in skip]
+
+        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {TRANSFER})),
+                             accounts)
+
+    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+        return lens.refresh_accounts(self, previous)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts

@@ -20,12 +20,12 @@ from fractions import Fraction
 from typing import Any
 
 from analyzer.devnet.context import DevnetContext, npm_artifact
+from analyzer.devnet.feeds import feed_price
 from analyzer.devnet.scenario import account_address
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from protocols.base import Devnet
 
-PRICE_DECIMALS = 8
 MAX_UINT256 = (1 << 256) - 1
 
 
@@ -47,11 +47,6 @@ def pool_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], str]:
             if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
                 raise ContagionError(f"{at}.{key}: expected a number within [{low}, {high}], got {value!r}")
     return pools, str(section.get("lp", "stableswap-lp"))
-
-
-def feed_price(ctx: DevnetContext, symbol: str) -> Fraction:
-    feed = ctx.contract(ctx.book["feeds"][symbol], fixture_artifact("oracles", "PriceFeed")["abi"])
-    return Fraction(int(feed.functions.latestAnswer().call()), 10**PRICE_DECIMALS)
 
 
 class StableSwapDevnet(Devnet):

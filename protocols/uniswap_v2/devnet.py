@@ -18,13 +18,12 @@ from fractions import Fraction
 from typing import Any
 
 from analyzer.devnet.context import DevnetContext, npm_artifact
+from analyzer.devnet.feeds import feed_price
 from analyzer.devnet.scenario import account_address
-from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from protocols.base import STABLE_SYMBOLS, Devnet, pool_tables
 
 QUOTE_SYMBOLS = (*STABLE_SYMBOLS, "WETH")   # the reader's quotes, in order of preference
-PRICE_DECIMALS = 8
 
 
 def pair_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], str]:
@@ -38,11 +37,6 @@ def pair_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], str]:
         if isinstance(tvl, bool) or not isinstance(tvl, int | float) or not tvl > 0:
             raise ContagionError(f"{at}.tvl_usd: expected a positive number, got {tvl!r}")
     return pairs, str(section.get("lp", "uniswap-v2-lp"))
-
-
-def feed_price(ctx: DevnetContext, symbol: str) -> Fraction:
-    feed = ctx.contract(ctx.book["feeds"][symbol], fixture_artifact("oracles", "PriceFeed")["abi"])
-    return Fraction(int(feed.functions.latestAnswer().call()), 10**PRICE_DECIMALS)
 
 
 class UniswapV2Devnet(Devnet):

@@ -10,7 +10,7 @@ Scenario section::
     pools = [{ asset = "WETH", quote = "USDC", fee = 500, tvl_usd = 40_000_000 }, ...]
 
 ``ranges``: [half width as a fraction of the price, share of the pool's ``tvl_usd``]; a half width
->= 1 means the full tick range. Each range is one position valued ``share * tvl_usd`` at the start
+>= 1 means the full tick range (:mod:`analyzer.amm.layout`). Each range is one position valued ``share * tvl_usd`` at the start
 price. Start prices are the devnet PriceFeeds' answers (``latestAnswer``, 8 decimals), so pool and
 oracle prices agree at start to the precision of a Q64.96 square root.
 
@@ -22,67 +22,35 @@ pools the factory creates.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
-from math import isqrt
 from typing import Any
 
+from analyzer.amm.layout import (
+    amounts_per_liquidity,
+    liquidity_for_value,
+    liquidity_ranges,
+    range_ticks,
+    sqrt_price_x96_of,
+)
 from analyzer.devnet.context import DevnetContext, npm_artifact
+from analyzer.devnet.feeds import feed_price
 from analyzer.devnet.scenario import account_address
-from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from protocols.base import Devnet, pool_tables
-from protocols.uniswap_v3 import swap_math as v3
 
 FEE_TICK_SPACING = {100: 1, 500: 10, 3000: 60, 10000: 200}   # UniswapV3Factory constructor + enableFeeAmount(100, 1)
-PRICE_DECIMALS = 8
 MAX_UINT256 = (1 << 256) - 1
 DEADLINE = (1 << 64)
-
-
-def sqrt_price_x96_of(asset_price_usd: Fraction, quote_price_usd: Fraction, asset_decimals: int,
-                      quote_decimals: int, asset_is_token0: bool) -> int:
-    """floor(sqrt(token1 wei per token0 wei) * 2**96) for the given USD prices, exact rationals."""
-    quote_wei_per_asset_wei = (asset_price_usd / quote_price_usd) * Fraction(10**quote_decimals, 10**asset_decimals)
-    raw = quote_wei_per_asset_wei if asset_is_token0 else 1 / quote_wei_per_asset_wei
-    return isqrt(raw.numerator * (1 << 192) // raw.denominator)
-
-
-def range_ticks(sqrt_price_x96: int, half_width: float, tick_spacing: int) -> tuple[int, int]:
-    """Ticks (multiples of the spacing) bounding prices ``P·(1 - w)`` .. ``P·(1 + w)``; full range for w >= 1."""
-    low_full = -(-v3.MIN_TICK // tick_spacing) * tick_spacing
-    high_full = (v3.MAX_TICK // tick_spacing) * tick_spacing
-    if half_width >= 1:
-        return low_full, high_full
-    tick = v3.get_tick_at_sqrt_ratio(sqrt_price_x96)
-    lower = tick + math.floor(math.log(1 - half_width) / math.log(1.0001))
-    upper = tick + math.ceil(math.log(1 + half_width) / math.log(1.0001))
-    lower = max((lower // tick_spacing) * tick_spacing, low_full)
-    upper = min(-(-upper // tick_spacing) * tick_spacing, high_full)
-    if upper - lower < 2 * tick_spacing:
-        lower, upper = (tick // tick_spacing) * tick_spacing, (tick // tick_spacing + 1) * tick_spacing
-    return lower, upper
 
 
 def position_amounts(sqrt_price_x96: int, lower: int, upper: int, value_usd: float, price0_usd: float,
                      price1_usd: float, decimals0: int, decimals1: int) -> tuple[int, int]:
     """Token wei of a position on [lower, upper] worth ``value_usd`` at the current price
-    (LiquidityAmounts.getAmountsForLiquidity with L solved from the value)."""
-    s = sqrt_price_x96 / v3.Q96
-    sa, sb = v3.get_sqrt_ratio_at_tick(lower) / v3.Q96, v3.get_sqrt_ratio_at_tick(upper) / v3.Q96
-    s = min(max(s, sa), sb)
-    per_l0, per_l1 = 1 / s - 1 / sb, s - sa   # wei per unit of liquidity
-    usd_per_l = per_l0 / 10**decimals0 * price0_usd + per_l1 / 10**decimals1 * price1_usd
-    liquidity = value_usd / usd_per_l
+    (LiquidityAmounts.getAmountsForLiquidity with L solved from the value), a wei more of each so
+    that the position manager's mint never lacks one."""
+    per_l0, per_l1 = amounts_per_liquidity(sqrt_price_x96, lower, upper)
+    liquidity = liquidity_for_value(sqrt_price_x96, lower, upper, value_usd, price0_usd, price1_usd, decimals0,
+                                    decimals1)
     return math.ceil(liquidity * per_l0) + 1, math.ceil(liquidity * per_l1) + 1
-
-
-def liquidity_ranges(ranges: Any, where: str) -> list[tuple[float, float]]:
-    """A scenario's LP ranges (module docstring: ``[[half_width, share], ...]``, positive numbers)."""
-    if (not isinstance(ranges, list) or not ranges
-            or not all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, int | float) for x in r) and r[0] > 0
-                       and r[1] > 0 for r in ranges)):
-        raise ContagionError(f"{where}.ranges: expected [[half_width, share], ...] with positive numbers")
-    return [(float(w), float(s)) for w, s in ranges]
 
 
 def pool_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], list[tuple[float, float]], str]:
@@ -140,14 +108,9 @@ class UniswapV3Devnet(Devnet):
         return {"factory": factory.address, "router": router.address, "position_manager": manager.address,
                 "pools": entries}
 
-    @staticmethod
-    def _feed_price(ctx: DevnetContext, symbol: str) -> Fraction:
-        feed = ctx.contract(ctx.book["feeds"][symbol], fixture_artifact("oracles", "PriceFeed")["abi"])
-        return Fraction(int(feed.functions.latestAnswer().call()), 10**PRICE_DECIMALS)
-
     def _start_sqrt_price(self, ctx: DevnetContext, spec: dict, asset_is_token0: bool) -> int:
         decimals = ctx.book["decimals"]
-        return sqrt_price_x96_of(self._feed_price(ctx, spec["asset"]), self._feed_price(ctx, spec["quote"]),
+        return sqrt_price_x96_of(feed_price(ctx, spec["asset"]), feed_price(ctx, spec["quote"]),
                                  decimals[spec["asset"]], decimals[spec["quote"]], asset_is_token0)
 
     def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
@@ -167,7 +130,7 @@ class UniswapV3Devnet(Devnet):
             spacing = pool.functions.tickSpacing().call()
             sqrt_price = pool.functions.slot0().call()[0]
             sym0, sym1 = symbol_of[token0], symbol_of[token1]
-            price0, price1 = float(self._feed_price(ctx, sym0)), float(self._feed_price(ctx, sym1))
+            price0, price1 = float(feed_price(ctx, sym0)), float(feed_price(ctx, sym1))
             dec0, dec1 = ctx.book["decimals"][sym0], ctx.book["decimals"][sym1]
             for half_width, share in ranges:
                 lower, upper = range_ticks(sqrt_price, half_width, spacing)

@@ -2,7 +2,8 @@
 
 Per pool (``IUniswapV3PoolState`` / ``IUniswapV3PoolImmutables`` of v3-core): ``slot0()`` (sqrtPriceX96,
 tick), ``liquidity()``, ``fee()``, ``tickSpacing()``, ``token0()``, ``token1()``; every word of
-``tickBitmap(int16)`` between the words of MIN_TICK and MAX_TICK, then ``ticks(int24)`` of every
+``tickBitmap(int16)`` between the words of MIN_TICK and MAX_TICK
+(:func:`analyzer.amm.concentrated_liquidity.bitmap_words`), then ``ticks(int24)`` of every
 initialised tick for its ``liquidityNet``. Everything goes through Multicall3 at the context's block.
 The ``params`` written are those :class:`protocols.uniswap_v3.venue.UniswapV3Venue` simulates from.
 
@@ -17,11 +18,11 @@ from collections.abc import Sequence
 
 from eth_utils import to_checksum_address
 
+from analyzer.amm.concentrated_liquidity import Q96, bitmap_words, initialised_ticks
 from analyzer.engine.impact import venue_row
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call
 from protocols.base import Reader, Rows, pool_priced_assets
-from protocols.uniswap_v3 import swap_math as v3
 
 POOL_STATE = {
     "token0": "token0()(address)", "token1": "token1()(address)", "fee": "fee()(uint24)",
@@ -30,21 +31,6 @@ POOL_STATE = {
 }
 TICKS = "ticks(int24)(uint128,int128,uint256,uint256,int56,uint160,uint32,bool)"
 TICK_BITMAP = "tickBitmap(int16)(uint256)"
-
-
-def bitmap_words(tick_spacing: int) -> range:
-    """Every tickBitmap word position a pool with this spacing can use (TickBitmap.position)."""
-    return range((v3.MIN_TICK // tick_spacing) >> 8, ((v3.MAX_TICK // tick_spacing) >> 8) + 1)
-
-
-def initialised_ticks(word_pos: int, word: int, tick_spacing: int) -> list[int]:
-    """The ticks whose bits are set in bitmap word ``word_pos``."""
-    ticks = []
-    while word:
-        low = word & -word
-        ticks.append(((word_pos << 8) + low.bit_length() - 1) * tick_spacing)
-        word ^= low
-    return ticks
 
 
 class UniswapV3Reader(Reader):
@@ -99,7 +85,7 @@ class UniswapV3Reader(Reader):
                       "fee": s["fee"], "tick_spacing": s["tick_spacing"], "sqrt_price_x96": str(s["slot0"][0]),
                       "tick": s["slot0"][1], "liquidity": str(s["liquidity"]), "ticks": s["ticks"]}
             venues.append(venue_row(self.protocol, s["pool"], s["asset"], s["quote"], "uniswap_v3", params))
-            raw = (s["slot0"][0] / v3.Q96) ** 2 * 10.0 ** (dec0 - dec1)   # token1 per token0, whole units
+            raw = (s["slot0"][0] / Q96) ** 2 * 10.0 ** (dec0 - dec1)   # token1 per token0, whole units
             mids[(s["asset"], s["quote"])] = raw if s["asset"] == s["token0"] else 1.0 / raw
         return {"assets": pool_priced_assets(tokens, mids), "venues": venues}
 

@@ -19,15 +19,25 @@ PACKAGE = "@uniswap/v4-core"
 ZERO = "0x0000000000000000000000000000000000000000"
 
 
+def _forge_output(source: str, name: str) -> dict:
+    path = node_modules() / PACKAGE / "out" / source / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ContagionError(f"{path} not found: the {PACKAGE} npm package ships its forge build in out/") from None
+
+
 @cache
 def pool_manager_artifact() -> dict:
     """``abi`` and creation ``bytecode`` of v4-core's PoolManager, from the package's forge output."""
-    path = node_modules() / PACKAGE / "out" / "PoolManager.sol" / "PoolManager.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ContagionError(f"{path} not found: the {PACKAGE} npm package ships its forge build in out/") from None
+    data = _forge_output("PoolManager.sol", "PoolManager")
     return {"abi": data["abi"], "bytecode": data["bytecode"]["object"], "contractName": "PoolManager"}
+
+
+@cache
+def erc20_abi() -> list:
+    """v4-core's ``IERC20Minimal`` (balanceOf, allowance, approve, transfer, transferFrom)."""
+    return _forge_output("IERC20Minimal.sol", "IERC20Minimal")["abi"]
 
 
 def router_artifact() -> dict:

@@ -1,7 +1,7 @@
 """Uniswap V4 on the devnet: the real PoolManager singleton (@uniswap/v4-core 1.0 forge build), our
 unlock-callback router, one pool per scenario entry (no hooks), liquidity in nested ranges as the
-Uniswap V3 devnet lays it out (:func:`protocols.uniswap_v3.devnet.range_ticks`: V4 pools run V3's
-tick and swap math inside the singleton).
+Uniswap V3 devnet lays it out (:mod:`analyzer.amm.layout`: V4 pools run V3's tick and swap math
+inside the singleton).
 
 Scenario section (optional: without it the PoolManager is deployed with no pool)::
 
@@ -21,12 +21,12 @@ import math
 from fractions import Fraction
 from typing import Any
 
+from analyzer.amm.layout import liquidity_for_value, liquidity_ranges, range_ticks, sqrt_price_x96_of
 from analyzer.devnet.context import DevnetContext, npm_artifact
+from analyzer.devnet.feeds import feed_price
 from analyzer.devnet.scenario import account_address
 from analyzer.errors import ContagionError
 from protocols.base import STABLE_SYMBOLS, Devnet, pool_tables
-from protocols.uniswap_v3 import swap_math as v3
-from protocols.uniswap_v3.devnet import UniswapV3Devnet, liquidity_ranges, range_ticks, sqrt_price_x96_of
 from protocols.uniswap_v4.contracts import pool_id, pool_key, pool_manager_artifact, router_artifact
 
 MAX_UINT256 = (1 << 256) - 1
@@ -52,17 +52,6 @@ def pool_specs(ctx: DevnetContext) -> tuple[list[dict[str, Any]], list[tuple[flo
     return pools, ranges, str(section.get("lp", "uniswap-v4-lp"))
 
 
-def liquidity_for_value(sqrt_price_x96: int, lower: int, upper: int, value_usd: float, price0_usd: float,
-                        price1_usd: float, decimals0: int, decimals1: int) -> int:
-    """Liquidity of a position on [lower, upper] worth ``value_usd`` at the current price
-    (LiquidityAmounts' amounts per unit of liquidity, valued at the feed prices)."""
-    s = sqrt_price_x96 / v3.Q96
-    sa, sb = v3.get_sqrt_ratio_at_tick(lower) / v3.Q96, v3.get_sqrt_ratio_at_tick(upper) / v3.Q96
-    s = min(max(s, sa), sb)
-    usd_per_l = (1 / s - 1 / sb) / 10**decimals0 * price0_usd + (s - sa) / 10**decimals1 * price1_usd
-    return int(value_usd / usd_per_l)
-
-
 class UniswapV4Devnet(Devnet):
     protocol = "uniswap-v4"
 
@@ -85,14 +74,15 @@ class UniswapV4Devnet(Devnet):
             asset, quote = tokens[spec["asset"]], tokens[spec["quote"]]
             key = pool_key(asset, quote, spec["fee"], spec["tick_spacing"])
             asset_is_token0 = key[0] == asset
-            sqrt_price = sqrt_price_x96_of(UniswapV3Devnet._feed_price(ctx, spec["asset"]),
-                                           UniswapV3Devnet._feed_price(ctx, spec["quote"]),
+            sqrt_price = sqrt_price_x96_of(feed_price(ctx, spec["asset"]),
+                                           feed_price(ctx, spec["quote"]),
                                            decimals[spec["asset"]], decimals[spec["quote"]], asset_is_token0)
             ctx.transact(manager.functions.initialize(key, sqrt_price), what=f"initialize {spec['asset']}/{spec['quote']}")
             entries.append({"name": f"{spec['asset']}/{spec['quote']} V4 {spec['fee'] / 1e4:g}%", "pool": pool_id(key),
                             "asset": asset, "quote": quote, "fee": spec["fee"], "tick_spacing": spec["tick_spacing"]})
         return {"pool_manager": manager.address, "router": router.address, "start_block": start_block,
-                "quotes": [tokens[s] for s in (*STABLE_SYMBOLS, "WETH") if s in tokens], "pools": entries}
+                "quotes": [tokens[s] for s in (*STABLE_SYMBOLS, "WETH") if s in tokens], "pools": entries,
+                **({"weth": tokens["WETH"]} if "WETH" in tokens else {})}   # native ETH pools trade as WETH
 
     def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
         pools, ranges, lp_label = pool_specs(ctx)
@@ -109,7 +99,7 @@ class UniswapV4Devnet(Devnet):
             key = pool_key(entry["asset"], entry["quote"], entry["fee"], entry["tick_spacing"])
             sqrt_price = slot0(ctx.w3, manager.address, entry["pool"])["sqrt_price_x96"]
             sym0, sym1 = symbol_of[key[0]], symbol_of[key[1]]
-            price0, price1 = (float(UniswapV3Devnet._feed_price(ctx, s)) for s in (sym0, sym1))
+            price0, price1 = (float(feed_price(ctx, s)) for s in (sym0, sym1))
             dec0, dec1 = ctx.book["decimals"][sym0], ctx.book["decimals"][sym1]
             for token in key[:2]:     # enough for every range (each range's value is a share of tvl_usd)
                 erc20 = ctx.contract(token, token_abi)
@@ -123,8 +113,8 @@ class UniswapV4Devnet(Devnet):
                     approved.add(token)
             for half_width, share in ranges:
                 lower, upper = range_ticks(sqrt_price, half_width, entry["tick_spacing"])
-                liquidity = liquidity_for_value(sqrt_price, lower, upper, share * spec["tvl_usd"], price0, price1,
-                                                dec0, dec1)
+                liquidity = int(liquidity_for_value(sqrt_price, lower, upper, share * spec["tvl_usd"], price0,
+                                                    price1, dec0, dec1))
                 if liquidity <= 0 or not math.isfinite(liquidity):
                     continue
                 ctx.transact(router.functions.modifyLiquidity(key, lower, upper, liquidity), sender=lp,

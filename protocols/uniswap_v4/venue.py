@@ -3,23 +3,21 @@ V3's integer loop (TickMath, SqrtPriceMath, SwapMath.computeSwapStep, crossing i
 its one difference in a step, an exact-input step that stops inside a range books all of the
 remaining input less the fee as ``amountIn`` where V3 recomputes it from the new price, moves the
 split between input and fee, never the amounts swapped or the new price. So a hook-less pool with no
-protocol fee swaps as :func:`protocols.uniswap_v3.swap_math.swap` computes, at its ``lpFee``.
+protocol fee swaps as :func:`analyzer.amm.concentrated_liquidity.swap` computes, at its ``lpFee``.
 
-Params: those of :class:`protocols.uniswap_v3.venue.UniswapV3Venue` (``fee`` the pool's lpFee in
-pips), plus ``pool_manager`` and ``key_fee`` (the PoolKey's fee field), written by the reader.
+Params: those of :class:`analyzer.amm.venue.ConcentratedLiquidityVenue` (``fee`` the pool's lpFee in
+pips), plus ``pool_manager``, ``key_fee`` (the PoolKey's fee field) and ``currency0``/``currency1`` (the
+PoolKey's currencies), written by the reader. A native-ETH pool (currency0 address(0)) names WETH as
+its ``token0``: ETH and WETH are exchanged 1:1, the pool maths is the same, so it is simulated as is.
 """
 
 from __future__ import annotations
 
-from protocols.uniswap_v3.venue import UniswapV3Venue
+from analyzer.amm.venue import ConcentratedLiquidityVenue
 
 
-class UniswapV4Venue(UniswapV3Venue):
+class UniswapV4Venue(ConcentratedLiquidityVenue):
+    """A pool of the PoolManager (v4-core TickMath.MAX_TICK_SPACING: 32767)."""
+
     model = "uniswap_v4"
-
-    def copy(self) -> UniswapV4Venue:
-        clone = object.__new__(UniswapV4Venue)
-        clone.__dict__.update(self.__dict__)
-        clone.state = self.state.copy()
-        clone.last_swap = None
-        return clone
+    max_tick_spacing = 32767

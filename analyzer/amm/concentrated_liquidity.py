@@ -1,17 +1,25 @@
-"""Exact integer Uniswap V3 swap math, mirrored from @uniswap/v3-core 1.0.1.
+"""Exact integer maths of a concentrated-liquidity pool, shared by every venue that runs it.
 
-Every function here reproduces the Solidity library of the same name bit for bit (Python ints
-stand in for uint160/uint256; where Solidity's behaviour depends on a 256-bit overflow check, the
-check is reproduced). Units are the pool's raw ones: token wei, sqrt prices in Q64.96
-(``sqrtPriceX96 = sqrt(amount1 / amount0) * 2**96``), fees in pips (1e-6), liquidity in
+Uniswap V3 pools (@uniswap/v3-core 1.0.1) and the pools of Uniswap V4's PoolManager
+(@uniswap/v4-core 1.0) run the same libraries, so the maths lives here, in the core, where no
+plugin has to import another. Every function reproduces the Solidity library of the same name bit
+for bit (Python ints stand in for uint160/uint256; where Solidity's behaviour depends on a 256-bit
+overflow check, the check is reproduced). Units are the pool's raw ones: token wei, sqrt prices in
+Q64.96 (``sqrtPriceX96 = sqrt(amount1 / amount0) * 2**96``), fees in pips (1e-6), liquidity in
 sqrt(amount0 * amount1).
 
 - ``get_sqrt_ratio_at_tick`` / ``get_tick_at_sqrt_ratio``: libraries/TickMath.sol
+- ``mul_div`` / ``mul_div_rounding_up``: libraries/FullMath.sol
 - ``get_amount0_delta`` / ``get_amount1_delta`` / ``next_sqrt_price_from_*``: libraries/SqrtPriceMath.sol
 - ``compute_swap_step``: libraries/SwapMath.sol
-- ``next_initialized_tick_within_one_word``: libraries/TickBitmap.sol, on a sorted tick list
-- ``swap``: the loop of ``UniswapV3Pool.swap`` (v3-core UniswapV3Pool.sol), without oracle and
-  fee-growth bookkeeping, which do not change amounts or prices.
+- ``next_initialized_tick_within_one_word``, ``bitmap_words``, ``initialised_ticks``:
+  libraries/TickBitmap.sol (``position``, ``nextInitializedTickWithinOneWord``), on a sorted tick list
+- ``swap``: the loop of ``UniswapV3Pool.swap`` (v3-core UniswapV3Pool.sol; v4-core ``Pool.swap``
+  runs the same loop), without oracle and fee-growth bookkeeping, which do not change amounts or
+  prices.
+
+Worked example: at tick 0 the price is 1 (``get_sqrt_ratio_at_tick(0) == 2**96``), and
+``get_tick_at_sqrt_ratio(2**96) == 0``.
 """
 
 from __future__ import annotations
@@ -229,6 +237,22 @@ def next_initialized_tick_within_one_word(ticks: list[int], tick: int, tick_spac
     if i < len(ticks) and ticks[i] <= word_end * tick_spacing:
         return ticks[i], True
     return word_end * tick_spacing, False
+
+
+def bitmap_words(tick_spacing: int) -> range:
+    """Every tickBitmap word position a pool with this spacing can use (TickBitmap.position of
+    MIN_TICK and MAX_TICK compressed by the spacing)."""
+    return range((MIN_TICK // tick_spacing) >> 8, ((MAX_TICK // tick_spacing) >> 8) + 1)
+
+
+def initialised_ticks(word_pos: int, word: int, tick_spacing: int) -> list[int]:
+    """The ticks whose bits are set in tickBitmap word ``word_pos`` (the inverse of TickBitmap.flipTick)."""
+    ticks = []
+    while word:
+        low = word & -word
+        ticks.append(((word_pos << 8) + low.bit_length() - 1) * tick_spacing)
+        word ^= low
+    return ticks
 
 
 @dataclass

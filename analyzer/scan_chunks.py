@@ -1,0 +1,171 @@
+"""A protocol's reads in cached chunks: its markets, its accounts (discovered or given), their
+positions in account chunks read with bounded concurrency, and the plan of an incremental rescan.
+Every finished chunk is a JSON file written atomically once complete (see :mod:`analyzer.scan`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analyzer.atomic import atomic_write_text
+from analyzer.discovery import ChunkFiles, DiscoveryStats, discover
+from analyzer.model import Snapshot, to_table
+from protocols.base import Rows
+
+EXCLUDED = "excluded"   # the rows a reader adds for markets it read but left out (see protocols.base.Rows)
+
+
+@dataclass
+class ScanStats:
+    """What a scan did: chunks read vs taken from the cache, and requests by method."""
+
+    chunks_read: int = 0
+    chunks_cached: int = 0
+    accounts: dict[str, int] = field(default_factory=dict)
+    discovery: DiscoveryStats = field(default_factory=DiscoveryStats)
+    accounts_refreshed: dict[str, int] = field(default_factory=dict)   # computed from an earlier scan's state
+    requests: dict[str, int] = field(default_factory=dict)
+
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class ChunkCache:
+    """Finished chunks as JSON files; each written atomically once complete."""
+
+    def __init__(self, root: Path | None):
+        self.root = root
+
+    def get(self, name: str) -> Any | None:
+        if self.root is None:
+            return None
+        path = self.root / f"{name}.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # a damaged chunk is simply read again
+
+    def names(self, prefix: str) -> list[str]:
+        """The chunks whose name starts with ``prefix``."""
+        if self.root is None or not self.root.is_dir():
+            return []
+        return sorted(p.stem for p in self.root.glob(f"{prefix}*.json"))
+
+    def put(self, name: str, value: Any) -> None:
+        if self.root is not None:
+            atomic_write_text(self.root / f"{name}.json", json.dumps(value, sort_keys=True, default=str))
+
+
+
+def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
+                 since_block: int, block: int, chunk_blocks: int, log_range: int, report, stats: ScanStats,
+                 accounts: Sequence[str] | None = None):
+    """(rows computed without reading, accounts to read) for a rescan from ``since_block``; None
+    when the protocol declares no change events or the cache kept no state at that block. With an
+    account list, only those accounts are considered."""
+    events = reader.change_events()
+    if events is None or not 0 <= since_block <= block:
+        return None
+    previous: dict[str, Any] = {}
+    kept = [earlier.get(chunk) or {} for chunk in earlier.names("positions-")]
+    if not any("_state" in rows for rows in kept):
+        return None     # no earlier scan here, or one that kept no state (read without the lens)
+    for rows in kept:
+        previous.update(rows.get("_state", {}))
+    key = digest([sorted(events.addresses), sorted(events.topics), client.block(since_block)["hash"]])
+    files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}")
+    touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
+                           max_range=log_range, stats=stats.discovery,
+                           progress=lambda done, total: report(f"{name} changes", done, total)))
+    if accounts is not None:
+        wanted = set(accounts)      # as the readers name them: checksummed (discovery, account files)
+        touched &= wanted
+        previous = {a: s for a, s in previous.items() if a in wanted}
+    refreshed, again = reader.refresh_accounts({a: s for a, s in previous.items() if a not in touched})
+    # a later rescan from this block reads only the kept state (the rows are this scan's output)
+    cache.put(f"positions-refreshed-{since_block}", {"_state": refreshed.get("_state", {})})
+    stats.accounts_refreshed[name] = len(previous) - len(again) - len(touched & set(previous))
+    return refreshed, sorted(touched | set(again))
+
+
+def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
+    """Readers' rows as a Snapshot; their ``excluded`` rows (markets read but left out) go to the meta."""
+    tables: dict[str, list[dict]] = {}
+    for part in rows:
+        for name, table_rows in part.items():
+            if name.startswith("_"):
+                continue    # a reader's own state for later rescans, not a snapshot table
+            tables.setdefault(name, []).extend(table_rows)
+    excluded = tables.pop(EXCLUDED, [])
+    return Snapshot(meta={EXCLUDED: excluded} if excluded else {},
+                    **{name: to_table(name, r) for name, r in tables.items()})
+
+
+def scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, from_block, block, chunk_accounts,
+                  workers, progress, stats: ScanStats, refreshed: Rows | None = None) -> Snapshot:
+    """The protocol's markets and ``accounts`` (None: discovered) read in cached chunks, with
+    ``refreshed`` (rows an incremental rescan computed) as one Snapshot."""
+    markets = _cached(cache, "markets", reader.read_markets, stats)
+    if accounts is None:
+        found = _cached(cache, f"accounts-{from_block}-{block}", discovered, stats)
+        targets = sorted(set(found["accounts"]))
+        reader.holdings = found["holdings"]     # the discovered accounts' holdings: read only those
+    else:
+        targets = sorted(set(accounts))
+    stats.accounts[label] = len(targets)
+    report = progress or (lambda label, done, total: None)
+    positions = _read_positions(reader, cache, targets, chunk_accounts, workers,
+                                lambda done: report(f"{label} accounts", done, len(targets)), stats)
+    return _rows_to_snapshot([markets, *positions, *([refreshed] if refreshed else [])])
+
+
+def _cached(cache: ChunkCache, name: str, read, stats: ScanStats) -> Any:
+    """The chunk ``name`` from the cache, else ``read()`` kept there."""
+    value = cache.get(name)
+    if isinstance(value, dict):
+        stats.chunks_cached += 1
+        return value
+    value = read()
+    cache.put(name, value)
+    stats.chunks_read += 1
+    return value
+
+
+def _read_positions(reader, cache: ChunkCache, targets: list[str], chunk_accounts: int, workers: int,
+                    report, stats: ScanStats) -> list[Rows]:
+    """The rows of ``targets`` in chunks of ``chunk_accounts``: each from the cache or read (with
+    ``workers`` concurrent reads) and kept; ``report(accounts done)`` after each."""
+    chunks = [targets[i:i + chunk_accounts] for i in range(0, len(targets), chunk_accounts)]
+    results: list[Rows | None] = [cache.get(f"positions-{digest(chunk)}") for chunk in chunks]
+    todo = [index for index, rows in enumerate(results) if rows is None]
+    stats.chunks_cached += len(chunks) - len(todo)
+    done = sum(len(chunk) for chunk, rows in zip(chunks, results, strict=True) if rows is not None)
+    report(done)
+
+    def read(index: int) -> tuple[int, Rows]:
+        return index, reader.read_accounts(chunks[index])
+
+    def keep(index: int, rows: Rows) -> None:
+        nonlocal done
+        cache.put(f"positions-{digest(chunks[index])}", rows)
+        results[index] = rows
+        stats.chunks_read += 1
+        done += len(chunks[index])
+        report(done)
+
+    # the first chunk alone: the reader learns its markets once, not once per worker
+    for index, rows in map(read, todo[:1]):
+        keep(index, rows)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for index, rows in pool.map(read, todo[1:]):
+            keep(index, rows)
+    return [rows for rows in results if rows is not None]
