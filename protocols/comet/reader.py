@@ -17,7 +17,7 @@ from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
-from protocols.base import AccountEvents, Reader, Rows
+from protocols.base import AccountEvents, EventField, Reader, Rows
 from protocols.comet import exact, lens
 
 PROTOCOL = "comet"
@@ -171,7 +171,11 @@ class CometReader(Reader):
                 return []
             return [(checksum(raw[2][-20:]), checksum(raw[3][-20:]))]
 
-        return AccountEvents((comet,), tuple("0x" + t.hex() for t in topics), accounts, holdings)
+        return AccountEvents((comet,), tuple("0x" + t.hex() for t in topics), accounts, holdings,
+                             account_fields=tuple(EventField("0x" + t.hex(), topic=k, skip_zero=True, skip_emitter=True)
+                                                  for t, positions in account_topics.items() for k in positions),
+                             holding_fields=tuple(EventField("0x" + t.hex(), topic=2, holding_topic=3)
+                                                  for t in sorted(collateral_topics)))
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts

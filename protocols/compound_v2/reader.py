@@ -20,7 +20,7 @@ from eth_utils import keccak, to_checksum_address
 from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call
-from protocols.base import AccountEvents, Reader, Rows
+from protocols.base import AccountEvents, EventField, Reader, Rows
 from protocols.compound_v2 import lens
 from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
 from protocols.compound_v2.profiles import profile
@@ -214,8 +214,15 @@ class CompoundV2Reader(Reader):
                 return [(named(log, specs[(first, "ctoken")]), ctoken)]
             return []
 
+        def declared(spec, **holding) -> EventField:
+            emitters = (self.comptroller,) if spec.on == "comptroller" else ctokens
+            return EventField(topic(spec.signature), emitters, topic=spec.topic_index, word=spec.data_word, **holding)
+
         return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {transfer})),
-                             accounts, holdings)
+                             accounts, holdings,
+                             account_fields=tuple(declared(spec) for spec in specs.values()),
+                             holding_fields=(EventField(transfer, ctokens, topic=2, skip_emitter=True),
+                                             *(declared(specs[key]) for key in borrow)))
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts
