@@ -245,6 +245,8 @@ def recommend_command(
                                                    "(threshold by short-gamma concentration).")] = None,
     margin_target: Annotated[float | None, typer.Option(help="With --margin: the fall (0.3 = 30%) ignition must lie "
                                                            "beyond (default: the scenarios' largest fall of the asset).")] = None,
+    caps: Annotated[bool, typer.Option("--caps", help="Stress the book grown to the supply/borrow caps "
+                                                     "(pro rata) and search the caps too.")] = False,
 ) -> None:
     """The smallest risk-parameter changes that keep every scenario's bad debt under the budget."""
     from analyzer.recommend import recommend_to_dir
@@ -261,7 +263,8 @@ def recommend_command(
         raise ContagionError("--margin-target needs --margin ASSET[,ASSET]")
     typer.echo(str(recommend_to_dir(snapshot, scenarios, budget, out, markets=wanted, workers=workers,
                                     scheduler=scheduler, prove_on=(rpc, book) if prove and rpc and book else None,
-                                    margin_assets=margin_assets, margin_target=margin_target, say=log.info)))
+                                    margin_assets=margin_assets, margin_target=margin_target, caps=caps,
+                                    say=log.info)))
 
 
 @app.command("replay")

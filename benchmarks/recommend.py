@@ -1,16 +1,17 @@
 """Benchmark of ``contagion recommend``: seconds per evaluation on a snapshot, and (``--full``) the
-whole search.
+whole search at one or more budgets.
 
 An evaluation is one set of parameter changes over every stress scenario, settled then shocked
-(:func:`analyzer.recommend.evaluate.outcome`, in-process). Measured: today's parameters (no change,
-``today_s``) and each tunable parameter moved one greedy jump (``candidate_s``: the set of moves one
-greedy iteration ranks, on the scenarios it ranks them on, i.e. those with bad debt above half the
-budget); ``greedy_step_s`` is their sum, the cost of one search step before any jump doubling.
-``--full`` also runs :func:`analyzer.recommend.run.recommend` (no distances, no margin) and reports
-its engine runs and wall time. With no ``--snapshot``, the default devnet is started from the cache
+(:func:`analyzer.recommend.evaluate.outcome`, in-process). Measured: today's parameters
+(``today_s``, per scenario in ``scenario_s``), and the first growth level of the search (each
+candidate parameter of :func:`analyzer.recommend.search.candidates` moved one step on the scenarios
+over the budget, ``first_level_s``). ``--full`` also runs :func:`analyzer.recommend.run.recommend`
+(no distances, no margin; ``--workers N``: on a local Dask cluster) per budget and reports its wall
+time, engine runs, whether it is feasible, the steps taken and the bad debt per scenario before and
+after. With no ``--snapshot``, the default devnet is started from the cache
 (``~/.cache/defi-contagion/devnet``) and scanned first. Prints JSON.
 
-    .venv/bin/python benchmarks/recommend.py [--snapshot DIR] [--budget 500000] [--markets WETH] [--full]
+    .venv/bin/python benchmarks/recommend.py [--snapshot DIR] [--budget 2000000,500000] [--markets WETH] [--full]
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analyzer.model import Snapshot  # noqa: E402
 from analyzer.recommend.evaluate import outcome  # noqa: E402
-from analyzer.recommend.run import load_scenarios, recommend  # noqa: E402
-from analyzer.recommend.search import Search, parameters_of  # noqa: E402
+from analyzer.recommend.run import collateral_rows, load_scenarios, recommend  # noqa: E402
+from analyzer.recommend.search import Search, candidates, parameters_of  # noqa: E402
+from analyzer.sweep.run import _client  # noqa: E402
 
 
 def devnet_snapshot(into: Path) -> Path:
@@ -47,35 +49,39 @@ def devnet_snapshot(into: Path) -> Path:
     return into
 
 
-def measure(snapshot: Snapshot, spec: str, budget: float, markets: list[str] | None, jump: int,
-            full: bool) -> dict:
+def measure(snapshot: Snapshot, spec: str, budgets: list[float], markets: list[str] | None, full: bool,
+            workers: int | None) -> dict:
     scenarios = load_scenarios(spec, snapshot)
     parameters = parameters_of(snapshot, markets)
     venues: dict[str, dict] = {}
     outcome(snapshot, scenarios[:1], [], venues)          # venues built once, as the Evaluator does
-    started = time.perf_counter()
+    scenario_s = {}
+    for scenario in scenarios:
+        started = time.perf_counter()
+        today = outcome(snapshot, [scenario], [], venues)
+        scenario_s[scenario.name] = round(time.perf_counter() - started, 2)
     today = outcome(snapshot, scenarios, [], venues)
-    today_s = time.perf_counter() - started
-    ranked = [s for s in scenarios if today.bad_debt_usd[s.name] > 0.5 * budget]
-    search = Search(parameters, {})
-    candidate_s = {}
-    for key in sorted(parameters):
-        started = time.perf_counter()
-        outcome(snapshot, ranked, search.changes({key: min(jump, search.limit(key))}), venues)
-        candidate_s["/".join((key[0], key[3]))] = round(time.perf_counter() - started, 2)
+    over = [s for s in scenarios if today.bad_debt_usd[s.name] > min(budgets)]
+    search = Search(parameters, {}, collateral=collateral_rows(snapshot))
+    keys = candidates(search, today, [s.name for s in over])
+    started = time.perf_counter()
+    for key in keys:
+        outcome(snapshot, over, search.changes({key: 1}), venues)
     out = {
-        "scenarios": len(scenarios), "ranked_scenarios": len(ranked), "parameters": len(parameters),
-        "worst_bad_debt_usd": max(today.bad_debt_usd.values()), "budget_usd": budget,
-        "today_s": round(today_s, 2), "seconds_per_scenario_run": round(today_s / len(scenarios), 2),
-        "candidate_s": candidate_s, "greedy_step_s": round(sum(candidate_s.values()), 2),
+        "scenarios": len(scenarios), "parameters": len(parameters), "candidates": len(keys),
+        "bad_debt_before_usd": today.bad_debt_usd, "today_s": round(sum(scenario_s.values()), 2),
+        "scenario_s": scenario_s, "first_level_s": round(time.perf_counter() - started, 2), "runs": [],
     }
-    if full:
-        started = time.perf_counter()
-        doc = recommend(snapshot, scenarios, budget, markets=markets, jump=jump, with_distance=False)
-        total = time.perf_counter() - started
-        out |= {"full_s": round(total, 1), "engine_runs": doc["engine_runs"], "feasible": doc["feasible"],
-                "seconds_per_engine_run": round(total / max(doc["engine_runs"], 1), 2),
-                "changes": doc["changes"]}
+    for budget in budgets if full else ():
+        with _client(workers, None) as client:
+            started = time.perf_counter()
+            doc = recommend(snapshot, scenarios, budget, markets=markets, client=client, with_distance=False)
+            total = time.perf_counter() - started
+        out["runs"].append({
+            "budget_usd": budget, "full_s": round(total, 1), "engine_runs": doc["engine_runs"],
+            "feasible": doc["feasible"], "steps": sum(r["steps"] for r in doc["recommendations"]),
+            "changes": doc["changes"], "bad_debt_after_usd": doc["bad_debt_after_usd"],
+            "worst_after_usd": max(doc["bad_debt_after_usd"].values())})
     return out
 
 
@@ -83,16 +89,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--snapshot", help="a snapshot directory (default: scan the cached default devnet)")
     parser.add_argument("--scenarios", default="demo")
-    parser.add_argument("--budget", type=float, default=500_000.0)
-    parser.add_argument("--markets", default="WETH", help="comma-separated; empty: every market")
-    parser.add_argument("--jump", type=int, default=2)
-    parser.add_argument("--full", action="store_true", help="also run the whole search")
+    parser.add_argument("--budget", default="2000000,500000", help="comma-separated USD budgets")
+    parser.add_argument("--markets", default="", help="comma-separated; empty: every market")
+    parser.add_argument("--workers", type=int, default=None, help="a local Dask cluster of N workers")
+    parser.add_argument("--full", action="store_true", help="also run the whole search per budget")
     args = parser.parse_args()
     markets = [m for m in args.markets.split(",") if m] or None
+    budgets = [float(b) for b in args.budget.split(",") if b]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.snapshot) if args.snapshot else devnet_snapshot(Path(tmp) / "snapshot")
         snapshot = Snapshot.read(path)
-        result = measure(snapshot, args.scenarios, args.budget, markets, args.jump, args.full)
+        result = measure(snapshot, args.scenarios, budgets, markets, args.full, args.workers)
     print(json.dumps({"benchmark": "recommend", "snapshot": args.snapshot or "default devnet",
                       "markets": markets, "cpus": os.cpu_count(), "python": platform.python_version(),
                       **result}, indent=2))

@@ -9,11 +9,14 @@ incremental rescan, in one run, as one JSON object.
 - ``naive_accounts_per_second``: one ``getUserAccountData`` ``eth_call`` per account, on a sample of
   the discovered Aave accounts spread over the book, in the same run; ``ratio_to_naive``.
 - ``multicall_accounts_per_second``: the Multicall3 path (a node without state overrides) on that sample.
-- ``incremental_*``: Aave V3 (the protocol that declares its change events), from the full scan's
+- ``incremental_*``: Aave V3 alone, from the full scan's
   cache: 1% of its accounts act (a supply each), a month passes, then the rescan with
   ``since_block`` against a full Aave scan of the same block; ``incremental_identical`` compares
-  them table for table. ``incremental_all_*``: the same rescan over all three lenders against a
-  full scan of all three (``incremental_all_accounts_read``: accounts read per protocol market).
+  them table for table. ``incremental_all_*``: then 1% of the Compound V2 and of each Comet's
+  accounts act too (a supply each, spread over every Compound market so that each accrues
+  interest), and the rescan over all three lenders from the full scan's block is measured against
+  a full scan of all three (``incremental_all_accounts_read``: accounts read in full per protocol
+  market; ``incremental_all_accounts_computed``: accounts computed from the kept state).
 - ``peak_rss_mb``: the benchmark process's peak resident memory (every phase).
 - ``scan_cpu_seconds`` / ``node_cpu_seconds`` / ``accounts_per_cpu_second``: the CPU time the full
   scan took in this process and in the node, and the accounts per second of both together: on a
@@ -46,6 +49,7 @@ from analyzer.scan import ScanStats, scan
 from protocols import parse_protocols
 
 LENDERS = "aave-v3,compound-v2,comet"
+NATIVE = "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE"   # Compound's CEther market (no ERC20 to mint)
 USER_ACCOUNT_DATA = "getUserAccountData(address)(uint256,uint256,uint256,uint256,uint256,uint256)"
 
 
@@ -80,28 +84,59 @@ def naive_rate(url: str, pool: str, accounts: list[str], block: int) -> float:
 
 
 def act(w3, book: dict, accounts: list[str]) -> None:
-    """Each account supplies 1 WETH more to Aave (impersonated: the devnet is anvil); transactions
-    are sent without waiting and mined together, a few blocks in all (a block each made anvil keep
-    a copy of a mainnet-scale state per block in memory, past 20 GB), their receipts checked at the end."""
+    """Each account supplies 1 WETH more to Aave (impersonated: the devnet is anvil), then a month
+    passes."""
     pool, weth = market_of(book, "aave-v3")["pool"], book["tokens"]["WETH"]
+    send_all(w3, [(who, [Call(weth, "mint(address,uint256)(bool)", (who, 10**19)),    # the devnet's tokens mint openly
+                         Call(weth, "approve(address,uint256)(bool)", (pool, 10**19)),
+                         Call(pool, "supply(address,uint256,address,uint16)", (weth, 10**18, who, 0))])
+                  for who in accounts])
+    rpc(w3, "evm_increaseTime", [30 * 86400])
+    rpc(w3, "anvil_mine", ["0x3"])
+
+
+def act_lenders(w3, book: dict, compound: list[str], comet: dict[str, list[str]]) -> None:
+    """Compound V2 and Comet accounts act too (impersonated): each Compound account supplies a
+    little of one market, taken in turn over every ERC20 market (so every such market accrues
+    interest, as on mainnet between two scans, and every untouched borrower's stored balance there
+    moves); each Comet account supplies a little base to its Comet (a borrower repays)."""
+    markets = [m for m in market_of(book, "compound-v2")["markets"].values() if m["underlying"] != NATIVE]
+    plans = []
+    for i, who in enumerate(compound):
+        m = markets[i % len(markets)]
+        amount = 10 ** int(m["decimals"]) // 100
+        plans.append((who, [Call(m["underlying"], "mint(address,uint256)(bool)", (who, amount)),
+                            Call(m["underlying"], "approve(address,uint256)(bool)", (m["cToken"], amount)),
+                            Call(m["cToken"], "mint(uint256)(uint256)", (amount,))]))
+    decimals = {address.lower(): book["decimals"][symbol] for symbol, address in book["tokens"].items()}
+    for market in book["protocols"]["comet"].values():
+        base, address = market["base"], market["comet"]
+        amount = 10 ** int(decimals[base.lower()])     # one whole base token
+        for who in comet.get(address, []):
+            plans.append((who, [Call(base, "mint(address,uint256)(bool)", (who, amount)),
+                                Call(base, "approve(address,uint256)(bool)", (address, amount)),
+                                Call(address, "supply(address,uint256)", (base, amount))]))
+    send_all(w3, plans)
+
+
+def send_all(w3, plans: list[tuple[str, list[Call]]]) -> None:
+    """Each account's calls as impersonated transactions, sent without waiting and mined together,
+    a few blocks in all (a block each made anvil keep a copy of a mainnet-scale state per block in
+    memory, past 20 GB), their receipts checked at the end."""
     rpc(w3, "evm_setAutomine", [False])
     sent = []
-    for who in accounts:
+    for who, calls in plans:
         rpc(w3, "anvil_impersonateAccount", [who])
         rpc(w3, "anvil_setBalance", [who, hex(10**20)])
-        for call in (Call(weth, "mint(address,uint256)(bool)", (who, 10**19)),    # the devnet's tokens mint openly
-                     Call(weth, "approve(address,uint256)(bool)", (pool, 10**19)),
-                     Call(pool, "supply(address,uint256,address,uint16)", (weth, 10**18, who, 0))):
+        for call in calls:
             sent.append(rpc(w3, "eth_sendTransaction", [{"from": who, "to": call.target, "gas": hex(1_000_000),
                                                          "data": "0x" + call.calldata.hex()}]))
     for tx in sent:
         while (receipt := rpc(w3, "eth_getTransactionReceipt", [tx])) is None:
             rpc(w3, "evm_mine")
         if int(receipt["status"], 16) != 1:
-            raise SystemExit(f"benchmark: an account's supply failed (tx {tx})")
+            raise SystemExit(f"benchmark: an account's action failed (tx {tx})")
     rpc(w3, "evm_setAutomine", [True])
-    rpc(w3, "evm_increaseTime", [30 * 86400])
-    rpc(w3, "anvil_mine", ["0x3"])
 
 
 def devnet_from(state: Path | None, scenario_name: str) -> tuple[RunningDevnet, Path]:
@@ -139,6 +174,10 @@ def main() -> None:
         accounts = len(set(snapshot.accounts["account"]) | set(snapshot.positions["account"]))
         rpc_calls = sum(stats.requests.values())
         aave = sorted(set(snapshot.positions[snapshot.positions["protocol"] == "aave-v3"]["account"]))
+        step = max(1, round(1 / args.changed_share))
+        compound = sorted(set(snapshot.positions[snapshot.positions["protocol"] == "compound-v2"]["account"]))[::step]
+        comets = snapshot.positions[snapshot.positions["protocol"] == "comet"]
+        comet = {m: sorted(set(comets[comets["market"] == m]["account"]))[::step] for m in set(comets["market"])}
         sample = aave[::max(1, len(aave) // args.naive_sample)][:args.naive_sample]
         naive = naive_rate(devnet.url, market_of(book, "aave-v3")["pool"], sample, block)
         _, multicall_seconds = timed(lambda: scan(devnet.url, lenders, book=book, block=block, accounts=sample,
@@ -173,13 +212,16 @@ def main() -> None:
                    incremental_accounts_computed=rescan_stats.accounts_refreshed.get("aave-v3", 0),
                    incremental_identical=identical(rescan, full))
         del rescan, full
-        # the same over every lender: Compound V2 and Comet declare no change events, so their
-        # rescan reads discovery from the cache (only the new blocks' logs) and every account again
+        # the same over every lender, after 1% of the Compound V2 and Comet accounts acted too
+        act_lenders(w3, book, compound, comet)
+        later = w3.eth.block_number
         every_stats = ScanStats()
         rescan, every = timed(lambda: scan(devnet.url, lenders, book=book, block=later, cache_dir=Path(cache),
                                            since_block=block, stats=every_stats))
         full, every_full = timed(lambda: scan(devnet.url, lenders, book=book, block=later, cache_dir=None))
         out.update(incremental_all_protocols=[p.name for p in lenders], incremental_all_seconds=round(every, 3),
+                   incremental_all_changed_accounts=len(changed) + len(compound) + sum(map(len, comet.values())),
+                   incremental_all_accounts_computed=every_stats.accounts_refreshed,
                    incremental_all_full_seconds=round(every_full, 3),
                    incremental_all_speedup=round(every_full / every, 1),
                    incremental_all_accounts_read=every_stats.accounts,

@@ -221,10 +221,11 @@ class LendingBook:
         return replace(self, collateral=self.collateral.copy(), debt=self.debt.copy(), extra=extra)
 
     def take(self, rows: np.ndarray) -> LendingBook:
-        """The accounts ``rows`` (indices into ``accounts``) as a book of their own (copies of the rows)."""
-        extra = {k: (np.asarray(v)[rows] if k in self.per_account else v) for k, v in self.extra.items()}
-        return replace(self, accounts=self.accounts[rows], collateral=self.collateral[rows], debt=self.debt[rows],
-                       category=self.category[rows], extra=extra)
+        """The accounts ``rows`` (indices into ``accounts``) as a book of their own (copies of the rows;
+        ``np.take`` along the first axis, which copies whole rows, not element by element)."""
+        extra = {k: (np.take(v, rows, axis=0) if k in self.per_account else v) for k, v in self.extra.items()}
+        return replace(self, accounts=self.accounts[rows], collateral=np.take(self.collateral, rows, axis=0),
+                       debt=np.take(self.debt, rows, axis=0), category=self.category[rows], extra=extra)
 
     def column_key(self, column: int) -> str:
         """What names column ``column`` to the protocol's executor: its reserve where the book has
@@ -335,6 +336,12 @@ class Rules(ABC):
         numpy.ndarray
             ``(n,)`` bool.
         """
+
+    def health_and_liquidatable(self, book: LendingBook, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`health_factor` (float64) and :meth:`liquidatable` (bool) at once, ``(n,)`` each; a
+        rule that derives both from one pass over the book overrides it."""
+        return (np.asarray(self.health_factor(book, prices), dtype=float),
+                np.asarray(self.liquidatable(book, prices), dtype=bool))
 
     @abstractmethod
     def liquidate(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Liquidation:

@@ -47,6 +47,11 @@ def test_every_builtin_book_parses_with_the_loader_and_cites_its_sources():
                     deployment["start_block"] > 0, (name, market)
                 # so does every Compound V2 fork and every Comet on every chain (none from genesis)
                 assert name not in ("comet", "compound-v2") or deployment["start_block"] > 0, (book["chain"], market)
+                # the V4 reader reads Initialize events from the PoolManager's deployment block
+                assert name != "uniswap-v4" or deployment["start_block"] > 0, (book["chain"], market)
+    ethereum_v4 = {m: d for book in books if book["chain_id"] == 1 for m, d in book["protocols"].get("uniswap-v4", {}).items()}
+    assert ethereum_v4["Uniswap V4"]["pool_manager"] == "0x000000000004444c5dc75cB358380D2e3dE08A90"
+    assert ethereum_v4["Uniswap V4"]["start_block"] == 21688329
 
 
 def test_book_keys_are_addresses_in_every_builtin_market():
@@ -85,7 +90,7 @@ def test_builtin_markets_name_every_contract_the_readers_read(devnet):
     checked = 0
     for market in deployments_for(list(plugins().values()), w3.eth.chain_id, devnet.book):
         reader_type = market.plugin.reader
-        if reader_type is None or market.plugin.name not in {"aave-v3", "comet", "compound-v2", "uniswap-v3"}:
+        if reader_type is None or market.plugin.name not in {"aave-v3", "comet", "compound-v2", "uniswap-v3", "uniswap-v4"}:
             continue
         seen: set[str] = set()
         reader = reader_type(ctx, RecordingDeployment(market.deployment, seen))

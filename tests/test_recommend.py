@@ -120,3 +120,25 @@ def test_the_command_on_dask_writes_the_same_recommendations_and_the_report_sect
     assert main(["recommend", str(tmp_path / "snapshot"), "--scenarios", "nope.toml", "--budget", "1",
                  "--out", str(tmp_path / "bad")]) == 2
     assert capsys.readouterr().err.startswith("error: --scenarios")
+
+
+def test_the_candidates_are_the_parameters_of_the_collateral_left_with_bad_debt():
+    """A USDC-collateral account borrowing WETH gains from a WETH fall: USDC's parameters are
+    tunable but no candidate; every dollar of bad debt is held against WETH."""
+    from analyzer.recommend.evaluate import Evaluator
+    from analyzer.recommend.run import collateral_rows
+    from analyzer.recommend.search import Search, candidates, parameters_of
+
+    accounts = {name: [("WETH", "collateral", 100.0), ("USDC", "debt", debt)] for name, debt in BORROWERS.items()}
+    accounts["saver"] = [("USDC", "collateral", 300_000.0), ("WETH", "debt", 50.0)]
+    snapshot = aave_snapshot({"USDC": USDC, "WETH": WETH}, accounts, pools={"WETH": (2_000.0, 4_000_000.0, 0.003)})
+    weth, usdc = snapshot.address_of("WETH"), snapshot.address_of("USDC")
+    parameters = parameters_of(snapshot)
+    assert {k[2] for k in parameters} == {weth, usdc}
+    today = Evaluator(snapshot, SCENARIOS).one([])
+    assert max(today.bad_debt_usd.values()) > BUDGET
+    for name, total in today.bad_debt_usd.items():
+        assert {row[2] for row in today.bad_debt_collateral[name]} <= {weth}
+        assert sum(today.bad_debt_collateral[name].values()) == pytest.approx(total)
+    search = Search(parameters, {}, snapshot.symbol_of(), collateral_rows(snapshot))
+    assert set(candidates(search, today, list(today.bad_debt_usd))) == {k for k in parameters if k[2] == weth}

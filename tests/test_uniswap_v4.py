@@ -16,9 +16,8 @@ from analyzer.cheats import deal
 from analyzer.multicall import multicall
 from protocols import plugins
 from protocols.base import ReadContext
-from protocols.uniswap_v3.executor import abi
-from protocols.uniswap_v4.contracts import pool_id, pool_key
-from protocols.uniswap_v4.executor import slot0, swap
+from protocols.uniswap_v4.contracts import erc20_abi, pool_id, pool_key
+from protocols.uniswap_v4.executor import UniswapV4VenueExecutor, slot0, swap
 from protocols.uniswap_v4.reader import UniswapV4Reader
 from protocols.uniswap_v4.venue import UniswapV4Venue
 from tests.conftest import requires_anvil
@@ -70,7 +69,7 @@ def test_simulated_swaps_equal_real_ones_to_the_wei(chain_checkpoint):
     ticks = sorted((int(t), int(n)) for t, n in params["ticks"])
     state = v3.PoolState(int(params["sqrt_price_x96"]), int(params["tick"]), int(params["liquidity"]),
                          int(params["fee"]), int(params["tick_spacing"]), [t for t, _ in ticks], dict(ticks))
-    erc20 = {t: w3.eth.contract(address=t, abi=abi("ERC20")) for t in key[:2]}
+    erc20 = {t: w3.eth.contract(address=t, abi=erc20_abi()) for t in key[:2]}
     # the PoolManager holds only this pool's tokens on the devnet: its balances are the pool's
     balances = {t: erc20[t].functions.balanceOf(manager).call() for t in key[:2]}
     trader = w3.eth.accounts[3]
@@ -93,3 +92,25 @@ def test_simulated_swaps_equal_real_ones_to_the_wei(chain_checkpoint):
         compared += 1
         directions |= 1 << int(zero_for_one)
     assert compared >= 40 and directions == 3
+
+
+def test_a_book_naming_only_the_pool_manager_is_traded_through_our_router_and_the_pools_found(chain_checkpoint):
+    """A built-in book names the PoolManager, its quotes and start block, no router (ours is on no
+    chain) and no pools (the reader finds them): on a fork the executor deploys our router, trades
+    the pools the reader finds, and a real sale moves the pool's price down."""
+    devnet = chain_checkpoint
+    w3, full = devnet.w3, deployment_of(devnet)
+    builtin_like = {key: full[key] for key in ("pool_manager", "quotes", "start_block")}
+    tokens, decimals = devnet.book["tokens"], devnet.book["decimals"]
+    executor = UniswapV4VenueExecutor(w3, builtin_like, {tokens[s]: decimals[s] for s in tokens},
+                                      {address: symbol for symbol, address in tokens.items()})
+    assert executor.router != full["router"] and len(w3.eth.get_code(executor.router)) > 0
+    assert [e["pool"] for e in executor.entries] == [p["pool"] for p in full["pools"]]
+    entry = executor.primary(tokens["WETH"])
+    assert entry is not None and entry["quote"] == tokens["USDC"]
+    before = slot0(w3, full["pool_manager"], entry["pool"])["sqrt_price_x96"]
+    executor.sell(tokens["WETH"], 10 * 10 ** decimals["WETH"], w3.eth.accounts[4])
+    # WETH is the pool's token0 or token1: selling it moves token1-per-token0 down or up
+    after = slot0(w3, full["pool_manager"], entry["pool"])["sqrt_price_x96"]
+    weth_is_token0 = int(tokens["WETH"], 16) < int(tokens["USDC"], 16)
+    assert (after < before) if weth_is_token0 else (after > before)

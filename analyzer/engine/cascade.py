@@ -35,7 +35,7 @@ from analyzer.engine import attribution as attr
 from analyzer.engine.arbitrage import arbitrage
 from analyzer.engine.impact import reprice
 from analyzer.engine.interest import accrue_round
-from analyzer.engine.keeper import keeper_take
+from analyzer.engine.liquidate import HEALTH_MARGIN, liquidate_slot
 from analyzer.engine.market import SlippageCurve, safe_trade, sampled_curve
 from analyzer.engine.options import (
     OptionBook,
@@ -44,11 +44,10 @@ from analyzer.engine.options import (
     option_margin_liquidations,
     vol_spiral,
 )
-from analyzer.engine.prepare import Prepared, sub_book
+from analyzer.engine.prepare import Prepared
+from analyzer.engine.state_books import StateBooks
 from analyzer.scenarios import ShockScenario
-from protocols.base import LendingBook, Liquidation, ReceiptWritedownRules
-
-HEALTH_MARGIN = 1e-3   # screening slack: Aave floors the weighted threshold to whole bp (< 1.3e-4 relative)
+from protocols.base import ReceiptWritedownRules
 
 
 @dataclass
@@ -60,7 +59,7 @@ class CascadeState:
     exogenous: np.ndarray            # (A,) exogenous (CEX) path, USD
     iv: np.ndarray                   # (A,)
     writedown: np.ndarray            # (A,) fraction of each asset's redemption value written down (receipts)
-    books: list                      # LendingBook per slot
+    books: StateBooks                # LendingBook per slot (the prepared ones plus the rows written)
     venues: dict                     # asset index -> AssetVenues
     venue_mid_pre: dict              # asset index -> mid before the shock
     oracle_from_venue: np.ndarray    # (A,) bool
@@ -80,7 +79,6 @@ class CascadeState:
     committed_sell: np.ndarray = field(default_factory=lambda: np.zeros(0))    # (A,) sold by keepers so far this round
     committed_buy: np.ndarray = field(default_factory=lambda: np.zeros(0))     # (A,) bought by keepers so far
     curve_cache: dict = field(default_factory=dict)       # asset -> SlippageCurve while its venues are unchanged
-    owned: list = field(default_factory=list)             # per slot: books[s] is the state's own copy
     last_oracle: list = field(default_factory=list)       # per slot: (m,) oracle prices last evaluated
     watch: list = field(default_factory=list)             # per slot: (n,) liquidatable when last evaluated
     bad_debt: list = field(default_factory=list)          # per slot: (n,) bad debt USD when last evaluated
@@ -178,128 +176,6 @@ def curve_source(venues: Mapping[int, Any], price_impact: bool, cache: dict[int,
         return cache[a]
 
     return curve
-
-
-def liquidate_slot(prep: Prepared, state: CascadeState, scenario: ShockScenario, slot_index: int,
-                   oracle_source: np.ndarray, source_attr: np.ndarray, curves, unit_value: np.ndarray):
-    """Run keepers on one book at this round's oracle prices. Returns the steps taken as
-    ``(rows, Liquidation, net asset units sold (A,))`` (rows index ``candidates``), the candidates
-    (rows of the book liquidatable at the round's start) and their causes ``(k, S)``."""
-    slot = prep.slots[slot_index]
-    book = state.books[slot_index]
-    oracle = oracle_source[slot.cols] * slot.oracle_scale
-    # Screening, exact for health factors that are a ratio of two price-linear sums (collateral ×
-    # threshold over debt: Aave, Compound, Comet): a column whose price moves by a factor r moves a
-    # holder's health factor by at least min(r, 1/r). Only accounts whose bound falls under 1 (plus a
-    # margin for Aave's whole-bp threshold floor), that have bad debt to reprice, or that were left
-    # liquidatable last round are handed to the protocol's rule.
-    bound, last = state.health_bound[slot_index], state.last_oracle[slot_index]
-    touched = np.zeros(len(book.accounts), dtype=bool)
-    for j in np.flatnonzero(oracle != last):    # columns (tens)
-        ratio = oracle[j] / last[j] if last[j] > 0 else 0.0
-        if ratio > 0:
-            bound[slot.holders[j]] *= min(ratio, 1.0 / ratio)
-        else:       # a price at 0: every holder's bound is 0, but a debt-free account's stays infinite
-            holders = slot.holders[j]
-            bound[holders[np.isfinite(bound[holders])]] = 0.0
-        touched[slot.holders[j]] = True
-    state.last_oracle[slot_index] = oracle
-    screened = state.watch[slot_index] | (touched & ((bound < 1.0 + HEALTH_MARGIN)
-                                                      | (state.bad_debt[slot_index] > 0)))
-    rows = np.flatnonzero(screened)
-    if len(rows) == 0:
-        return [], rows, np.zeros((0, len(prep.sources)))
-    view = book if len(rows) == len(book.accounts) else sub_book(book, rows)
-    in_view = np.flatnonzero(np.asarray(slot.rules.liquidatable(view, oracle), dtype=bool))
-    candidates = rows[in_view]
-    # bad debt needs debt beyond *all* collateral, so health factor < 1 (thresholds are <= 1): only
-    # candidates and accounts that already had bad debt (no collateral left) need a new figure
-    indebted = rows[state.bad_debt[slot_index][rows] > 0]
-    if len(candidates) == 0:
-        state.watch[slot_index][:] = False
-        state.bad_debt[slot_index][rows] = 0.0
-        if len(indebted):
-            state.bad_debt[slot_index][indebted] = slot.rules.bad_debt_usd(sub_book(book, indebted), oracle)
-        bound[rows] = slot.rules.health_factor(view, oracle)
-        return [], candidates, np.zeros((0, len(prep.sources)))
-    sub = sub_book(book, candidates)
-    exposure = sub.collateral * slot.threshold - sub.debt
-    causes = attr.account_causes(exposure, source_attr[slot.cols] * slot.oracle_scale[:, None],
-                                 slot.initially_liquidatable[candidates])
-    sale_idx = prep.receipt_underlying[slot.cols]
-    sale_units = unit_value[slot.cols]
-    active = np.ones(len(candidates), dtype=bool)
-    steps: list[tuple[np.ndarray, Liquidation, np.ndarray]] = []
-    for _ in range(scenario.max_keeper_steps):
-        act = np.flatnonzero(active)
-        if len(act) == 0:
-            break
-        # the rule runs on the accounts still in play only: prices are fixed within a round, so an
-        # account that was not liquidated in a step will not be in a later one
-        work = sub if len(act) == len(candidates) else sub_book(sub, act)
-        liq = slot.rules.liquidate(work, oracle)
-        if len(liq.rows) == 0:
-            break
-        left_out = np.ones(len(act), dtype=bool)
-        left_out[liq.rows] = False
-        active[act[left_out]] = False
-        take = keeper_take(slot.rules, work, liq, oracle, cols=slot.cols, sale_index=sale_idx, sale_units=sale_units,
-                           price=state.price, curves=curves, committed_sell=state.committed_sell,
-                           committed_buy=state.committed_buy, sell_through=scenario.sell_through,
-                           gas_usd=scenario.keeper_gas_usd)
-        share, sell_units, buy_units = take.share, take.sell_units, take.buy_units
-        if not liq.absorbed_by_protocol:
-            # the protocol absorbs the whole account whatever a buyer takes (Comet); otherwise a
-            # keeper that declines, or takes only the part that pays, is done with the account this round
-            active[act[liq.rows[share < 1.0]]] = False
-            taken = share > 0
-            liq = liq.select(taken).scaled(share[taken])
-            sell_units, buy_units = sell_units[taken], buy_units[taken]
-            if len(liq.rows) == 0:
-                continue
-        state.committed_sell += sell_units.sum(0)
-        state.committed_buy += buy_units.sum(0)
-        work = slot.rules.apply(work, liq)
-        if len(act) == len(candidates):
-            sub = work
-        else:
-            _write_rows(sub, act, work)
-        steps.append((act[liq.rows], liq, sell_units.sum(0) - buy_units.sum(0)))
-    if steps:
-        if not state.owned[slot_index]:     # copy on first write: untouched books stay shared with prep
-            book = state.books[slot_index] = book.copy()
-            state.owned[slot_index] = True
-        _write_rows(book, candidates, sub)    # with the protocol's own state (Comet's reserves, Aave's deficits)
-        if len(rows) == len(book.accounts):
-            view = book
-        else:       # the screened accounts as they are now, for their new health factors below
-            _write_rows(view, in_view, sub)
-    state.watch[slot_index][:] = False
-    state.watch[slot_index][candidates[np.asarray(slot.rules.liquidatable(sub, oracle), dtype=bool)]] = True
-    state.bad_debt[slot_index][rows] = 0.0
-    indebted = np.setdiff1d(indebted, candidates, assume_unique=True)
-    if len(indebted):
-        state.bad_debt[slot_index][indebted] = slot.rules.bad_debt_usd(sub_book(book, indebted), oracle)
-    state.bad_debt[slot_index][candidates] = slot.rules.bad_debt_usd(sub, oracle)
-    bound[rows] = slot.rules.health_factor(view, oracle)
-    return steps, candidates, causes
-
-
-def _write_rows(target: LendingBook, rows: np.ndarray, source: LendingBook) -> None:
-    """``target``'s accounts ``rows`` set to ``source``'s (a book of just those accounts): collateral,
-    debt and the per-account entries of ``extra`` (an Aave account's deficit written off at its
-    liquidation), and the book-wide entries carried on (a protocol's reserves)."""
-    target.collateral[rows] = source.collateral
-    target.debt[rows] = source.debt
-    for key in target.per_account:
-        if key in source.extra and key in target.extra:
-            target.extra[key][rows] = source.extra[key]
-    target.extra.update(_book_wide(source))
-
-
-def _book_wide(book: LendingBook) -> dict:
-    """The entries of ``book.extra`` that are not per account (a protocol's reserves, inventories)."""
-    return {k: v for k, v in book.extra.items() if k not in book.per_account}
 
 
 def run_round(prep: Prepared, state: CascadeState, scenario: ShockScenario) -> RoundRecord:
@@ -499,6 +375,7 @@ def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
         The scenario names an asset or account the snapshot does not hold, or a venue model it
         cannot apply.
     """
+    from analyzer.engine.memory import keep_freed_memory
     from analyzer.engine.prepare import prepare, start_state
     from analyzer.engine.result import (
         CascadeResult,
@@ -508,6 +385,7 @@ def simulate(snapshot_or_prepared, scenario: ShockScenario, **prepare_kwargs):
         supplier_losses,
     )
 
+    keep_freed_memory()         # a round's arrays reuse the last round's pages (analyzer/engine/memory.py)
     if not isinstance(snapshot_or_prepared, Prepared) and scenario.venue_models:
         prepare_kwargs.setdefault("venue_models", scenario.venue_models)
     prep = snapshot_or_prepared if isinstance(snapshot_or_prepared, Prepared) else \

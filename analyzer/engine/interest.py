@@ -42,7 +42,6 @@ def accrue_round(prep, state, scenario, health_margin: float) -> None:
         book = state.books[s]
         growth = slot.rules.max_debt_growth(book, seconds, blocks)
         state.books[s] = slot.rules.accrue(book, seconds, blocks)
-        state.owned[s] = True
         bound = state.health_bound[s]
         bound /= growth
         state.watch[s] |= (bound < 1.0 + health_margin) | (state.bad_debt[s] > 0)

@@ -48,9 +48,10 @@ def keeper_take(rules: Rules, book: LendingBook, step: Liquidation, oracle: np.n
     sold = (seized if step.absorbed_by_protocol else seized - step.fee) * sale_units
     sell_units = np.zeros((k, n_assets))
     buy_units = np.zeros((k, n_assets))
-    for j in range(len(cols)):            # columns (tens), not accounts
+    for j in np.flatnonzero(sold.any(axis=0)):      # columns (tens), not accounts; the others add nothing
         sell_units[:, sale_index[j]] += sell_through * sold[:, j]
-        if not step.absorbed_by_protocol:
+    if not step.absorbed_by_protocol:
+        for j in np.flatnonzero(step.repaid.any(axis=0)):
             buy_units[:, cols[j]] += step.repaid[:, j]
     if step.absorbed_by_protocol:
         # the protocol sells what it absorbed at its own price (Comet.buyCollateral at

@@ -404,7 +404,9 @@ class _Queue:
 
 def _by_column_flat(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The non-zero entries of a (k, m) array as (row, column, value), sorted by column then row."""
-    cols, rows = np.nonzero(amounts.T)
+    used = np.flatnonzero(amounts.any(axis=0))       # a keeper step trades a few assets of many
+    cols, rows = np.nonzero(amounts[:, used].T)
+    cols = used[cols]
     return rows, cols, amounts[rows, cols]
 
 

@@ -275,6 +275,7 @@ def sub_book(book: LendingBook, rows: np.ndarray) -> LendingBook:
 def start_state(prep: Prepared, scenario: ShockScenario):
     """Round 0: the shock applied to copies of the venues and books (``prep`` is not modified)."""
     from analyzer.engine.cascade import CascadeState
+    from analyzer.engine.state_books import StateBooks
 
     n_assets, n_sources = len(prep.assets), len(prep.sources)
     venues = {a: v.copy() for a, v in prep.venues.items()}
@@ -334,11 +335,11 @@ def start_state(prep: Prepared, scenario: ShockScenario):
                                                     np.where(oracle_from_venue[:, None], market_attr, exogenous_attr))
     n_options = len(prep.options.frame)
     state = CascadeState(
-        round=0, price=price, exogenous=exogenous, iv=iv, writedown=np.zeros(n_assets), books=books,
-        venues=venues, venue_mid_pre=mid_pre, oracle_from_venue=oracle_from_venue, source_history=[source_price],
-        source_attr_history=[source_attr], market_attr=market_attr, exogenous_attr=exogenous_attr,
-        pending_flows=pending, option_alive=np.ones(n_options, dtype=bool), hedge_spot=prep.price_pre.copy(),
-        hedge_iv=prep.iv_pre.copy(), hedge_alive=np.ones(n_options, dtype=bool), owned=owned,
+        round=0, price=price, exogenous=exogenous, iv=iv, writedown=np.zeros(n_assets),
+        books=StateBooks(books, owned), venues=venues, venue_mid_pre=mid_pre, oracle_from_venue=oracle_from_venue,
+        source_history=[source_price], source_attr_history=[source_attr], market_attr=market_attr,
+        exogenous_attr=exogenous_attr, pending_flows=pending, option_alive=np.ones(n_options, dtype=bool), hedge_spot=prep.price_pre.copy(),
+        hedge_iv=prep.iv_pre.copy(), hedge_alive=np.ones(n_options, dtype=bool),
         last_oracle=[prep.price_pre[slot.cols] * slot.oracle_scale for slot in prep.slots],
         watch=[slot.initially_liquidatable.copy() for slot in prep.slots],
         bad_debt=[slot.bad_debt_pre.copy() for slot in prep.slots],

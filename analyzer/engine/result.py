@@ -261,7 +261,7 @@ def left_liquidatable_usd(prep, state, oracle_source: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(state.watch[s])
         if len(rows):
             oracle = oracle_source[slot.cols] * slot.oracle_scale
-            out[prep.protocol_index[slot.protocol]] += (state.books[s].debt[rows] @ oracle).sum()
+            out[prep.protocol_index[slot.protocol]] += (state.books.take(s, rows).debt @ oracle).sum()
     return out
 
 
@@ -294,7 +294,7 @@ def supplier_losses(prep, state, oracle_source: np.ndarray, source_attr: np.ndar
         if len(rows) == 0:
             continue
         scale = slot.oracle_scale
-        loss = np.asarray(slot.rules.unrealised_loss_usd(sub_book(state.books[s], rows),
+        loss = np.asarray(slot.rules.unrealised_loss_usd(state.books.take(s, rows),
                                                          oracle_source[slot.cols] * scale), dtype=float)
         before = sub_book(slot.book, rows)
         exposure = before.collateral * slot.threshold - before.debt
@@ -314,10 +314,12 @@ def receipt_losses_usd(prep, state) -> np.ndarray:
     out = np.zeros(len(prep.protocols))
     lost_per_unit = prep.receipt_ratio - unit_value(prep, state.writedown, state.asset_writedown)
     for s, slot in enumerate(prep.slots):
-        held = state.books[s].collateral.sum(0)
-        receipt = prep.receipt_protocol_index[slot.cols]
-        ok = receipt >= 0
-        np.add.at(out, receipt[ok], (held * lost_per_unit[slot.cols] * state.price[prep.receipt_underlying[slot.cols]])[ok])
+        ok = np.flatnonzero(prep.receipt_protocol_index[slot.cols] >= 0)
+        if len(ok) == 0:
+            continue
+        held, cols = state.books.column_sums(s, ok), slot.cols[ok]
+        np.add.at(out, prep.receipt_protocol_index[cols],
+                  held * lost_per_unit[cols] * state.price[prep.receipt_underlying[cols]])
     return out
 
 
@@ -382,7 +384,7 @@ def accounts_frame(prep, state, oracle_source: np.ndarray) -> pd.DataFrame:
             "first_round": np.where(count > 0, first, -1), "rounds": count,
             "health_before": slot.rules.health_factor(sub_book(slot.book, keys),
                                                       prep.price_pre[slot.cols] * slot.oracle_scale),
-            "health_after": slot.rules.health_factor(sub_book(state.books[s], keys), oracle),
+            "health_after": slot.rules.health_factor(state.books.take(s, keys), oracle),
             "cause": np.where(total[:, 0] > 0, np.array(prep.sources, dtype=object)[causes.argmax(1)], "")})
         for j, name in enumerate(prep.sources):
             frame[f"cause:{name}"] = causes[:, j]

@@ -111,7 +111,7 @@ def settled(prep: Prepared, state: CascadeState) -> Prepared:
     price[receipts] = prep.receipt_ratio[receipts] * price[prep.receipt_underlying[receipts]]
     slots = []
     for s, slot in enumerate(prep.slots):
-        book = state.books[s].copy() if state.owned[s] else slot.book
+        book = state.books[s].copy() if state.books.changed(s) else slot.book
         oracle = price[slot.cols] * slot.oracle_scale
         held = (book.collateral != 0) | (book.debt != 0)
         slots.append(dataclasses.replace(

@@ -5,7 +5,7 @@ A set of changes is applied to the snapshot by each protocol's own
 scenario runs through :func:`analyzer.engine.settle.settle_then_shock`: the liquidations the change
 causes at today's prices first, the stress after. Sets are evaluated in batches, in-process or on
 Dask like a sweep (:mod:`analyzer.sweep.run`: the snapshot is scattered to the workers once per
-batch, each task is one set of changes over all scenarios).
+batch, each task is one set of changes on one scenario).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class Outcome:
     bad_debt_usd: dict[str, float]
     settle_liquidated_usd: float
     settle_accounts: int
+    # per scenario, (protocol, market, collateral asset) -> bad debt USD of the accounts left with
+    # bad debt that hold that collateral (a parameter of that row may avoid it)
+    bad_debt_collateral: dict[str, dict[tuple[str, str, str], float]] = dataclasses.field(default_factory=dict)
 
     def excess_usd(self, budget_usd: float) -> float:
         """Bad debt beyond the budget, summed over scenarios (0: every scenario is within it)."""
@@ -77,12 +80,13 @@ def outcome(snapshot: Snapshot, scenarios: Sequence[ShockScenario], changes: Seq
     from analyzer.engine import simulate
     from analyzer.engine.prepare import prepare
     from analyzer.engine.settle import settle, settle_scenario, settled
+    from analyzer.recommend.caps import book_at_caps
 
     venues = {} if venues is None else venues
-    snap = tuned(snapshot, changes)
+    snap = book_at_caps(tuned(snapshot, changes))    # grown to the (tuned) caps when the cap analysis is on
     prepared: dict[str, Prepared] = {}
     settlements: dict[str, tuple] = {}
-    bad_debt, settle_usd, settle_accounts = {}, 0.0, 0
+    bad_debt, settle_usd, settle_accounts, by_collateral = {}, 0.0, 0, {}
     for scenario in scenarios:
         key = models_key(scenario)
         if key not in prepared:
@@ -94,10 +98,27 @@ def outcome(snapshot: Snapshot, scenarios: Sequence[ShockScenario], changes: Seq
             state, summary = settle(prepared[key], scenario)
             settlements[calm] = (summary, settled(prepared[key], state) if summary.total_accounts else prepared[key])
         summary, start = settlements[calm]
-        bad_debt[scenario.name] = float(sum(simulate(start, scenario).bad_debt_usd.values()))
+        result = simulate(start, scenario)
+        bad_debt[scenario.name] = float(sum(result.bad_debt_usd.values()))
+        by_collateral[scenario.name] = bad_debt_collateral(snap, result.accounts)
         settle_usd = max(settle_usd, summary.total_liquidated_usd)
         settle_accounts = max(settle_accounts, summary.total_accounts)
-    return Outcome(bad_debt, settle_usd, settle_accounts)
+    return Outcome(bad_debt, settle_usd, settle_accounts, by_collateral)
+
+
+def bad_debt_collateral(snapshot: Snapshot, accounts) -> dict[tuple[str, str, str], float]:
+    """(protocol, market, collateral asset) -> bad debt USD of the accounts of ``accounts`` (a
+    cascade's per-account frame) left with bad debt that hold that collateral in the snapshot."""
+    bad = accounts.loc[accounts["bad_debt_usd"] > 0, ["protocol", "market", "account", "bad_debt_usd"]] \
+        if len(accounts) else accounts
+    if not len(bad):
+        return {}
+    pos = snapshot.positions
+    held = pos.loc[pos["side"] == "collateral", ["protocol", "market", "account", "asset"]].drop_duplicates()
+    keys = {"protocol": str, "market": str, "account": str}
+    rows = bad.astype(keys).merge(held.astype(keys), on=list(keys))
+    sums = rows.groupby(["protocol", "market", "asset"])["bad_debt_usd"].sum()
+    return {(str(p), str(m), str(a)): float(v) for (p, m, a), v in sums.items()}
 
 
 def models_key(scenario: ShockScenario) -> str:
@@ -107,11 +128,17 @@ def models_key(scenario: ShockScenario) -> str:
 _VENUES: dict[str, dict] = {}    # per process: snapshot key -> venues by venue-model key
 
 
-def _outcome_task(snapshot: Snapshot, key: str, scenarios: list[ShockScenario], changes: list[ParameterChange]):
+def process_venues(snapshot: Snapshot, key: str) -> dict[str, dict]:
+    """This process's :func:`base_venues` of the snapshot keyed ``key``, by venue-model key (one
+    snapshot per process at a time)."""
     if key not in _VENUES:
-        _VENUES.clear()          # one snapshot per process at a time
+        _VENUES.clear()
         _VENUES[key] = {}
-    return outcome(snapshot, scenarios, changes, _VENUES[key])
+    return _VENUES[key]
+
+
+def _outcome_task(snapshot: Snapshot, key: str, scenarios: list[ShockScenario], changes: list[ParameterChange]):
+    return outcome(snapshot, scenarios, changes, process_venues(snapshot, key))
 
 
 class Evaluator:
@@ -124,6 +151,7 @@ class Evaluator:
         self.snapshot, self.scenarios, self.client = snapshot, list(scenarios), client
         self.cache: dict[tuple, float] = {}                  # (changes key, scenario) -> bad debt USD
         self.settle: dict[tuple, tuple[float, int]] = {}     # changes key -> (settle USD, accounts)
+        self.collateral: dict[tuple, dict] = {}              # (changes key, scenario) -> bad debt by collateral
         self.runs = 0
         from analyzer.sweep.run import snapshot_key
 
@@ -131,7 +159,7 @@ class Evaluator:
 
     def venues(self, scenario: ShockScenario) -> dict:
         """This process's :func:`base_venues` of the snapshot for ``scenario``'s venue models."""
-        own = _VENUES.setdefault(self.snapshot_key, {})
+        own = process_venues(self.snapshot, self.snapshot_key)
         key = models_key(scenario)
         if key not in own:
             own[key] = base_venues(self.snapshot, scenario.venue_models)
@@ -155,12 +183,17 @@ class Evaluator:
             if missing and key not in todo:
                 todo[key] = (list(changes), missing)
         if todo:
-            keys = list(todo)
+            # in-process: one task per set (scenarios sharing a market behaviour share its settle
+            # phase); on Dask: one per (set, scenario), so that even one set runs in parallel
+            keys = [k for k in todo for _ in (todo[k][1] if self.client is not None else [None])]
+            groups = [[n] for k in todo for n in todo[k][1]] if self.client is not None else \
+                [todo[k][1] for k in todo]
             by_name = {s.name: s for s in self.scenarios}
-            tasks = [(_outcome_task, [by_name[n] for n in todo[k][1]], todo[k][0]) for k in keys]
+            tasks = [(_outcome_task, [by_name[n] for n in group], todo[k][0]) for k, group in zip(keys, groups, strict=True)]
             for i, result in _execute(self.client, self.snapshot, self.snapshot_key, tasks):
                 for name, value in result.bad_debt_usd.items():
                     self.cache[(keys[i], name)] = value
+                    self.collateral[(keys[i], name)] = result.bad_debt_collateral.get(name, {})
                 settle = self.settle.get(keys[i], (0.0, 0))
                 self.settle[keys[i]] = (max(settle[0], result.settle_liquidated_usd),
                                         max(settle[1], result.settle_accounts))
@@ -169,7 +202,8 @@ class Evaluator:
         for changes in change_sets:
             key = self.key(changes)
             settle_usd, settle_accounts = self.settle[key]
-            out.append(Outcome({n: self.cache[(key, n)] for n in names}, settle_usd, settle_accounts))
+            out.append(Outcome({n: self.cache[(key, n)] for n in names}, settle_usd, settle_accounts,
+                               {n: self.collateral[(key, n)] for n in names}))
         return out
 
     def one(self, changes: Sequence[ParameterChange], names: Sequence[str] | None = None) -> Outcome:
@@ -204,5 +238,5 @@ def liquidatable_now(snapshot: Snapshot, changes: Sequence[ParameterChange]) -> 
     return newly_liquidatable(snapshot, tuned(snapshot, changes))
 
 
-__all__ = ["Evaluator", "Outcome", "liquidatable", "liquidatable_now", "newly_liquidatable", "outcome", "tuned",
+__all__ = ["Evaluator", "Outcome", "process_venues", "liquidatable", "liquidatable_now", "newly_liquidatable", "outcome", "tuned",
            "tunings"]

@@ -41,8 +41,10 @@ def configure(w3, book: dict, plugins, changes: Sequence[ParameterChange]) -> No
     for protocol in sorted({c.protocol for c in changes}):
         mine = [c for c in changes if c.protocol == protocol]
         for market in sorted({c.market for c in mine}):
-            found = [m for m in markets if m.plugin.name == protocol and m.main_address
-                     and m.main_address == to_checksum_address(market)]
+            # a market named by an address is that deployment's; one named by an id (Morpho Blue's
+            # bytes32 market ids) belongs to the protocol's deployment (its singleton)
+            found = [m for m in markets if m.plugin.name == protocol and (len(market) != 42 or (
+                m.main_address and m.main_address == to_checksum_address(market)))]
             if not found or found[0].plugin.tuning is None:
                 raise ContagionError(f"recommend --prove: {protocol} market {market} is not in the address book "
                                      "or has no parameter tuning")

@@ -22,7 +22,7 @@ from typing import Any
 
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
-from analyzer.recommend.evaluate import Evaluator, liquidatable_now, tuned
+from analyzer.recommend.evaluate import Evaluator, base_venues, liquidatable_now, tuned
 from analyzer.recommend.search import Key, Search, greedy, parameters_of, prune
 from analyzer.scenarios import ShockScenario
 
@@ -49,6 +49,8 @@ class Recommendation:
     settle_liquidated_usd: float
     distance_before: float | None
     distance_after: float | None
+    bad_debt_without_usd: dict[str, float]   # per scenario: every recommendation but this one
+    bad_debt_with_usd: dict[str, float]      # per scenario: every recommendation
 
 
 def _clean(value: Any) -> Any:
@@ -78,29 +80,56 @@ def distance(snapshot: Snapshot, scenario: ShockScenario, asset: str, venues: di
     return distance_to_cascade(bad_debt_at, asset, DISTANCE)["shock"]
 
 
+def _distance_task(snapshot: Snapshot, key: str, scenario: ShockScenario, asset: str, changes: list) -> float | None:
+    from analyzer.recommend.evaluate import models_key, process_venues
+
+    venues = process_venues(snapshot, key)
+    if models_key(scenario) not in venues:
+        venues[models_key(scenario)] = base_venues(snapshot, scenario.venue_models)
+    return distance(tuned(snapshot, changes) if changes else snapshot, scenario, asset, venues[models_key(scenario)])
+
+
+def asset_distances(snapshot: Snapshot, search: Search, evaluator: Evaluator, scenario: ShockScenario
+                    ) -> dict[str, tuple[float | None, float | None]]:
+    """Per asset of a recommendation, its :func:`distance` with today's parameters and with every
+    recommendation, ``scenario``'s market behaviour; each a task (in parallel on Dask)."""
+    from analyzer.sweep.run import _execute
+
+    assets = sorted({k[2] for k in search.steps})
+    tasks = [(_distance_task, scenario, asset, changes) for asset in assets for changes in ([], search.changes())]
+    found = dict(_execute(evaluator.client, snapshot, evaluator.snapshot_key, tasks))
+    return {asset: (found[2 * i], found[2 * i + 1]) for i, asset in enumerate(assets)}
+
+
 def describe(snapshot: Snapshot, search: Search, evaluator: Evaluator, scenarios: Sequence[ShockScenario],
              with_distance: bool = True) -> list[Recommendation]:
     symbols = snapshot.symbol_of()
     everything = evaluator.one(search.changes())
-    distances: dict[str, tuple] = {}
+    evaluator.evaluate([search.changes({k: n for k, n in search.steps.items() if k != key}) for key in search.steps]
+                       + [search.changes({key: n}) for key, n in search.steps.items()])     # one batch (Dask)
+    distances = asset_distances(snapshot, search, evaluator, scenarios[0]) if with_distance else {}
     out = []
     for key in sorted(search.steps):
         protocol, market, asset, parameter = key
         others = evaluator.one(search.changes({k: n for k, n in search.steps.items() if k != key}))
         alone = liquidatable_now(snapshot, search.changes({key: search.steps[key]}))
         settled_alone = evaluator.one(search.changes({key: search.steps[key]}))
-        if with_distance and asset not in distances:
-            venues = evaluator.venues(scenarios[0])
-            distances[asset] = (distance(snapshot, scenarios[0], asset, venues),
-                                distance(tuned(snapshot, search.changes()), scenarios[0], asset, venues))
         before, after = distances.get(asset, (None, None))
         p = search.parameters[key]
         out.append(Recommendation(protocol, market, asset, str(symbols.get(asset, asset)), parameter, p.value,
                                   search.value(key, search.steps[key]), search.steps[key], p.step,
                                   {s: others.bad_debt_usd[s] - everything.bad_debt_usd[s] for s in everything.bad_debt_usd},
                                   len(alone["accounts"]), alone["debt_usd"], settled_alone.settle_accounts,
-                                  settled_alone.settle_liquidated_usd, before, after))
+                                  settled_alone.settle_liquidated_usd, before, after, dict(others.bad_debt_usd),
+                                  dict(everything.bad_debt_usd)))
     return out
+
+
+def collateral_rows(snapshot: Snapshot) -> set[tuple[str, str, str]]:
+    """(protocol, market, asset) of every collateral position of the snapshot."""
+    pos = snapshot.positions
+    held = pos.loc[pos["side"] == "collateral", ["protocol", "market", "asset"]].drop_duplicates()
+    return {(str(p), str(m), str(a)) for p, m, a in held.itertuples(index=False)}
 
 
 def margin_schedules(snapshot: Snapshot, scenarios: Sequence[ShockScenario], assets: Sequence[str],
@@ -124,26 +153,39 @@ def margin_schedules(snapshot: Snapshot, scenarios: Sequence[ShockScenario], ass
 
 
 def recommend(snapshot: Snapshot, scenarios: Sequence[ShockScenario], budget_usd: float, *,
-              markets: Sequence[str] | None = None, jump: int = 2, client=None, with_distance: bool = True,
-              margin_assets: Sequence[str] = (), margin_target: float | None = None,
+              markets: Sequence[str] | None = None, client=None, with_distance: bool = True,
+              margin_assets: Sequence[str] = (), margin_target: float | None = None, caps: bool = False,
               say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """The recommendations document (see the module docstring and :mod:`analyzer.recommend.search`);
-    ``margin_assets``: also their dynamic-margin schedules (:func:`margin_schedules`)."""
+    ``margin_assets``: also their dynamic-margin schedules (:func:`margin_schedules`); ``caps``: every
+    scenario on the book grown to the caps, and the caps searched (:mod:`analyzer.recommend.caps`)."""
     if not scenarios:
         raise ContagionError("recommend: no stress scenarios")
     if not (math.isfinite(budget_usd) and budget_usd >= 0):
         raise ContagionError(f"recommend: --budget must be a finite USD amount >= 0, got {budget_usd}")
+    if caps:
+        from analyzer.recommend.caps import at_caps
+
+        snapshot = at_caps(snapshot)
     parameters = parameters_of(snapshot, markets)
     if not parameters:
         raise ContagionError("recommend: no protocol of the snapshot has a tunable parameter")
     evaluator = Evaluator(snapshot, scenarios, client)
-    search = Search(parameters, {}, snapshot.symbol_of())
+    search = Search(parameters, {}, snapshot.symbol_of(), collateral_rows(snapshot))
     today = evaluator.one([])
     say(f"recommend: {len(parameters)} parameters, {len(scenarios)} scenarios, worst bad debt "
         f"${max(today.bad_debt_usd.values()):,.0f} against a budget of ${budget_usd:,.0f}")
-    feasible = greedy(search, evaluator, budget_usd, jump, say)
+    feasible = greedy(search, evaluator, budget_usd, say)
     if feasible:
+        say(f"recommend: pruning {len(search.steps)} changed parameters to the steps each scenario needs")
         prune(search, evaluator, budget_usd)
+    else:
+        reached = evaluator.one(search.changes())
+        worst = max(reached.bad_debt_usd, key=lambda n: reached.bad_debt_usd[n])
+        say(f"recommend: feasible=false: the budget ${budget_usd:,.0f} is out of reach; the search's lowest "
+            f"worst bad debt is ${reached.bad_debt_usd[worst]:,.0f} ({worst})")
+    from analyzer.recommend.caps import cap_table
+
     recs = describe(snapshot, search, evaluator, scenarios, with_distance) if feasible else []
     after = evaluator.one(search.changes())
     total_now = liquidatable_now(snapshot, search.changes())
@@ -162,6 +204,7 @@ def recommend(snapshot: Snapshot, scenarios: Sequence[ShockScenario], budget_usd
         "settle_after": {"accounts": after.settle_accounts, "liquidated_usd": after.settle_liquidated_usd},
         "engine_runs": evaluator.runs,
         "dynamic_margin": margin,
+        "stress_at_caps": caps, "caps": cap_table([vars(r) for r in recs]) if caps else [],
         "snapshot": {k: snapshot.meta.get(k) for k in ("chain_id", "block_number", "path")},
     })
 
@@ -196,13 +239,13 @@ def load_scenarios(spec: str, snapshot: Snapshot) -> list[ShockScenario]:
 def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: float, out_dir: str | Path, *,
                      markets: Sequence[str] | None = None, workers: int | None = None, scheduler: str | None = None,
                      prove_on: tuple[str, str | Path] | None = None,
-                     margin_assets: Sequence[str] = (), margin_target: float | None = None,
+                     margin_assets: Sequence[str] = (), margin_target: float | None = None, caps: bool = False,
                      say: Callable[[str], None] = lambda text: None) -> Path:
     """``contagion recommend``: write recommendations.json, recommend.html and
     figures/recommend_tradeoff.png into ``out_dir`` (all at once); returns recommendations.json.
     ``prove_on``: (RPC URL, address book path): also prove the changes on a fork of that chain
     (:func:`analyzer.recommend.prove.prove`) into proof.json and the section; ``margin_assets`` /
-    ``margin_target``: dynamic-margin schedules (:func:`margin_schedules`)."""
+    ``margin_target``: dynamic-margin schedules (:func:`margin_schedules`); ``caps``: the cap analysis."""
     from analyzer.atomic import (
         atomic_write_bytes,
         atomic_write_text,
@@ -217,6 +260,9 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
     snapshot = Snapshot.read(snapshot_dir)
     snapshot.meta["path"] = str(Path(snapshot_dir).resolve())
     scenarios = load_scenarios(scenarios_spec, snapshot)
+    if caps and prove_on is not None:
+        raise ContagionError("recommend --caps --prove: the fork's book is today's, not grown to the caps, so a "
+                             "replay there cannot check a bad debt predicted at the caps; run them apart")
     address_book = None
     if prove_on is not None:
         from analyzer.books import load_book
@@ -228,7 +274,7 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
             raise ContagionError(f"--book {prove_on[1]}: no protocols in the address book")
     with _client(workers, scheduler) as client:
         doc = recommend(snapshot, scenarios, budget_usd, markets=markets, client=client, say=say,
-                        margin_assets=margin_assets, margin_target=margin_target)
+                        margin_assets=margin_assets, margin_target=margin_target, caps=caps)
     proof = None
     if prove_on is not None and doc["feasible"]:
         from analyzer.recommend.prove import prove

@@ -7,7 +7,12 @@ import base64
 import html
 from typing import Any
 
+from analyzer.recommend.caps import CAP_COLUMN
 from analyzer.report.figures import _png, plt, usd_axis
+
+
+def _value(parameter: str, value: float) -> str:
+    return f"{value:,.0f}" if parameter in CAP_COLUMN else f"{value:.2%}"     # caps: whole tokens
 
 
 def _worst_avoided(rec: dict[str, Any]) -> float:
@@ -25,7 +30,8 @@ def tradeoff_figure(doc: dict[str, Any]) -> bytes | None:
     ys = [_worst_avoided(r) for r in recs]
     ax.scatter(xs, ys, s=60, color="#d95f02", zorder=3)
     for r, x, y in zip(recs, xs, ys, strict=True):
-        ax.annotate(f"{r['protocol']} {r['symbol']} {r['parameter'].replace('_', ' ')} {r['old_value']:.2%}→{r['new_value']:.2%}",
+        ax.annotate(f"{r['protocol']} {r['symbol']} {r['parameter'].replace('_', ' ')} {_value(r['parameter'], r['old_value'])}→"
+                    f"{_value(r['parameter'], r['new_value'])}",
                     (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xlim(left=0, right=max(xs) * 1.3 + 1.0)
     ax.set_ylim(bottom=0, top=max(ys) * 1.2 + 1.0)
@@ -43,7 +49,8 @@ def section_html(doc: dict[str, Any], figure: bytes | None, proof: dict[str, Any
     e = html.escape
     rows = "".join(
         f"<tr><td>{e(r['protocol'])}</td><td>{e(r['symbol'])}</td><td>{e(r['parameter'])}</td>"
-        f"<td>{r['old_value']:.2%}</td><td>{r['new_value']:.2%}</td><td>${_worst_avoided(r):,.0f}</td>"
+        f"<td>{_value(r['parameter'], r['old_value'])}</td><td>{_value(r['parameter'], r['new_value'])}</td>"
+        f"<td>${_worst_avoided(r):,.0f}</td>"
         f"<td>{r['liquidatable_now_accounts']}</td><td>${r['liquidatable_now_usd']:,.0f}</td>"
         f"<td>{_pct(r['distance_before'])}</td><td>{_pct(r['distance_after'])}</td></tr>"
         for r in doc.get("recommendations") or [])
@@ -60,8 +67,24 @@ accounts, ${doc['liquidatable_now']['debt_usd']:,.0f} of debt.</p>
 <table><tr><th>protocol</th><th>asset</th><th>parameter</th><th>today</th><th>recommended</th><th>bad debt avoided (worst)</th>
 <th>accounts liquidatable now</th><th>their debt</th><th>distance to cascade before</th><th>after</th></tr>{rows}</table>
 <h3>Bad debt per scenario</h3><table><tr><th>scenario</th><th>today</th><th>with the changes</th></tr>{scen}</table>
-{img}{_margin_html(doc.get("dynamic_margin") or [])}{_proof_html(proof)}</section></body></html>
+{_caps_html(doc)}{img}{_margin_html(doc.get("dynamic_margin") or [])}{_proof_html(proof)}</section></body></html>
 """
+
+
+def _caps_html(doc: dict[str, Any]) -> str:
+    """With --caps: each recommended cap, and the worst scenario's bad debt at today's cap and at it."""
+    if not doc.get("stress_at_caps"):
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(c['protocol'])}</td><td>{html.escape(c['symbol'])}</td><td>{html.escape(c['parameter'])}</td>"
+        f"<td>{c['current_cap']:,.0f}</td><td>{c['recommended_cap']:,.0f}</td>"
+        f"<td>${max(c['bad_debt_at_current_cap_usd'].values(), default=0.0):,.0f}</td>"
+        f"<td>${max(c['bad_debt_at_recommended_cap_usd'].values(), default=0.0):,.0f}</td></tr>"
+        for c in doc.get("caps") or [])
+    return ("<h3>Caps</h3><p>Every scenario ran on the book grown to the supply and borrow caps (each account "
+            "grown as a whole, as far as the tightest cap among its reserves allows).</p><table><tr><th>protocol</th>"
+            "<th>asset</th><th>cap</th><th>today (tokens)</th><th>recommended</th><th>worst bad debt at today's cap</th>"
+            f"<th>at the recommended cap</th></tr>{rows}</table>")
 
 
 def _fall(value: float | None) -> str:

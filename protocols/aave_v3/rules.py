@@ -26,6 +26,8 @@ Each step mirrors a function of the release's source:
   collateral backs.
 - grace period (3.1+): reserves in their liquidation grace period at the snapshot's block are
   neither repaid nor seized.
+- PriceOracleSentinel (L2 markets): while the sequencer is down or within its grace period, only
+  accounts under HF 0.95 may be liquidated (:meth:`AaveV3Rules.sentinel_permits`).
 
 Units: token amounts in whole tokens, prices in USD per whole token, ratios as fractions.
 Limitation: a 3.0/3.1 e-mode category with its own price source is priced with each asset's own
@@ -198,8 +200,14 @@ class AaveV3Rules(Rules, InterestAccrual):
 
     def account_data(self, book: LendingBook, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(total collateral USD, total debt USD, health factor) as ``Pool.getUserAccountData``."""
+        return self._account_data(book, prices)[:3]
+
+    def _account_data(self, book: LendingBook, prices: np.ndarray) -> tuple[np.ndarray, ...]:
+        """:meth:`account_data` and the (n, m) reserves counted as collateral (:meth:`_counted`)."""
         profile_: Profile = book.extra["profile"]
-        coll_usd = book.collateral * prices[None, :] * self._counted(book)
+        counted = self._counted(book)
+        coll_usd = book.collateral * prices[None, :]
+        coll_usd *= counted
         total_coll = coll_usd.sum(axis=1)
         total_debt = book.debt @ prices
         threshold = self._threshold_bps(book)
@@ -207,13 +215,15 @@ class AaveV3Rules(Rules, InterestAccrual):
             if profile_.floor_average_threshold:
                 lowest = np.where(coll_usd > 0, threshold, np.inf).min(axis=1)
                 lowest = np.where(np.isfinite(lowest), lowest, 0.0)
-                excess = (coll_usd * (threshold - lowest[:, None])).sum(axis=1)
+                above_lowest = threshold - lowest[:, None]
+                above_lowest *= coll_usd
+                excess = above_lowest.sum(axis=1)
                 average = np.where(total_coll > 0, np.floor(lowest + excess / total_coll), 0.0)
                 weighted = total_coll * average
             else:
                 weighted = (coll_usd * threshold).sum(axis=1)
             hf = np.where(total_debt > 0, weighted / 1e4 / total_debt, np.inf)
-        return total_coll, total_debt, hf
+        return total_coll, total_debt, hf, counted
 
     def health_factor(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
         return self.account_data(book, prices)[2]
@@ -221,29 +231,54 @@ class AaveV3Rules(Rules, InterestAccrual):
     def liquidatable(self, book: LendingBook, prices: np.ndarray) -> np.ndarray:
         """HF < 1 (``HEALTH_FACTOR_LIQUIDATION_THRESHOLD``), some debt and some collateral the
         liquidator can take, outside any grace period (``ValidationLogic.validateLiquidationCall``)."""
-        total_coll, total_debt, hf = self.account_data(book, prices)
-        return self._liquidatable(book, hf, total_debt)
+        return self.health_and_liquidatable(book, prices)[1]
 
-    def _liquidatable(self, book: LendingBook, hf: np.ndarray, total_debt: np.ndarray) -> np.ndarray:
-        open_ = ~book.params["in_grace_period"]
-        seizable = (self._counted(book) & (book.collateral > 0) & open_[None, :]).any(axis=1)
-        repayable = ((book.debt > 0) & open_[None, :]).any(axis=1)
-        return (hf < 1.0) & (total_debt > 0) & seizable & repayable
+    # ValidationLogic.MINIMUM_HEALTH_FACTOR_LIQUIDATION_THRESHOLD (0.95e18), every release 3.0-3.6
+    SENTINEL_EXEMPT_HEALTH_FACTOR: ClassVar[float] = 0.95
+
+    def sentinel_permits(self, book: LendingBook, prices: np.ndarray, liquidation_allowed: bool) -> np.ndarray:
+        """Which accounts an L2 market's PriceOracleSentinel lets be liquidated
+        (``ValidationLogic.validateLiquidationCall``: no sentinel, or HF < 0.95, or the sentinel's
+        ``isLiquidationAllowed()``). ``liquidation_allowed`` is the sentinel's answer (the sequencer
+        up and past its grace period: :func:`analyzer.oracles.sequencer_down` is None); while it is
+        False only accounts under 0.95 may be liquidated. Borrows have no such exemption
+        (``validateBorrow``: ``isBorrowAllowed()``, the same check)."""
+        if liquidation_allowed:
+            return np.ones(len(book.accounts), dtype=bool)
+        return self.health_factor(book, prices) < self.SENTINEL_EXEMPT_HEALTH_FACTOR
+
+    def health_and_liquidatable(self, book: LendingBook, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`health_factor` and :meth:`liquidatable` from one :meth:`account_data`."""
+        total_coll, total_debt, hf, counted = self._account_data(book, prices)
+        return hf, self._liquidatable(book, hf, total_debt, counted)
+
+    def _liquidatable(self, book: LendingBook, hf: np.ndarray, total_debt: np.ndarray,
+                      counted: np.ndarray) -> np.ndarray:
+        """:meth:`liquidatable` given :meth:`_account_data`; the seizable and repayable reserves are
+        looked up only for the accounts under 1 with debt."""
+        out = (hf < 1.0) & (total_debt > 0)
+        rows = np.flatnonzero(out)
+        if len(rows):
+            open_ = ~book.params["in_grace_period"][None, :]
+            seizable = (counted[rows] & (np.take(book.collateral, rows, axis=0) > 0) & open_).any(axis=1)
+            repayable = ((np.take(book.debt, rows, axis=0) > 0) & open_).any(axis=1)
+            out[rows] = seizable & repayable
+        return out
 
     def step(self, book: LendingBook, prices: np.ndarray, mask: np.ndarray | None = None) -> Step:
         """One ``liquidationCall(collateral, debt, user, type(uint256).max, false)`` per liquidatable
         account: its largest debt (USD) against its largest counted collateral (USD), both outside
         any grace period; the dust rule's refusals beside it."""
         rule: Profile = book.extra["profile"]
-        total_coll, total_debt, health_factor = self.account_data(book, prices)
-        ok = self._liquidatable(book, health_factor, total_debt)
+        total_coll, total_debt, health_factor, counted = self._account_data(book, prices)
+        ok = self._liquidatable(book, health_factor, total_debt, counted)
         if mask is not None:
             ok &= mask
         rows = np.flatnonzero(ok)
         k, m, idx = len(rows), len(book.assets), np.arange(len(rows))
         open_ = ~book.params["in_grace_period"][None, :]
         debt_usd = book.debt[rows] * prices[None, :]
-        coll_usd = book.collateral[rows] * prices[None, :] * self._counted(book, rows)
+        coll_usd = book.collateral[rows] * prices[None, :] * counted[rows]
         j_debt, j_coll = (debt_usd * open_).argmax(axis=1), (coll_usd * open_).argmax(axis=1)
         hf = health_factor[rows]
         debt_balance, coll_balance = book.debt[rows, j_debt], book.collateral[rows, j_coll]

@@ -7,8 +7,9 @@ basis points, which requires ``ltv <= liquidationThreshold``, ``liquidationBonus
 Steps are those of Aave's risk-steward proposals: 50 bps for thresholds and bonuses. A threshold
 cut moves the LTV down by the same amount (the borrowing buffer between them is kept, and the
 configurator's ``ltv <= liquidationThreshold`` holds). E-mode categories keep their own parameters
-(``setEModeCategory``) and are not re-tuned here. Supply and borrow caps are not listed: a cap
-limits new positions, and no liquidation of today's book depends on it.
+(``setEModeCategory``) and are not re-tuned here. Supply and borrow caps (whole tokens, 0 = none,
+``PoolConfigurator.setSupplyCap`` / ``setBorrowCap``) are listed only with the cap analysis on
+(:mod:`analyzer.recommend.caps`: a cap liquidates nobody today, it bounds the book the stress hits).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from eth_utils import to_checksum_address
 
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
+from analyzer.recommend.caps import CAP_COLUMN, apply_caps, cap_parameters
 from protocols.base import ParameterChange, ParameterTuning, TunableParameter, changes_by_market_asset
 
 PROTOCOL = "aave-v3"
@@ -76,10 +78,11 @@ class AaveV3Tuning(ParameterTuning):
                                         max(lt - MAX_THRESHOLD_CUT_BPS / 1e4, STEP_BPS / 1e4), lt, margin=True))
             out.append(TunableParameter(str(r.market), str(r.asset), "liquidation_bonus", bonus, STEP_BPS / 1e4,
                                         min(bonus, max(bonus - MAX_BONUS_CUT_BPS / 1e4, MIN_BONUS_BPS / 1e4)), bonus))
-        return out
+        return out + cap_parameters(snapshot, PROTOCOL)
 
     def apply(self, snapshot: Snapshot, changes: Sequence[ParameterChange]) -> Snapshot:
-        mine = [c for c in changes if c.protocol == PROTOCOL]
+        snapshot = apply_caps(snapshot, PROTOCOL, changes)
+        mine = [c for c in changes if c.protocol == PROTOCOL and c.parameter not in CAP_COLUMN]
         if not mine:
             return snapshot
         markets = snapshot.markets.copy()
@@ -115,6 +118,14 @@ class AaveV3Tuning(ParameterTuning):
         for (market, asset), group in changes_by_market_asset(mine).items():
             if to_checksum_address(market) != pool:
                 raise ContagionError(f"aave-v3: a change for market {market}, but the deployment's pool is {pool}")
+            caps = [c for c in group if c.parameter in CAP_COLUMN]
+            for cap in caps:
+                setter = "setSupplyCap" if cap.parameter == "supply_cap" else "setBorrowCap"
+                send_as(w3, admin, configurator, f"{setter}(address,uint256)", to_checksum_address(asset),
+                        int(cap.value), what=f"PoolConfigurator.{setter}({asset})")
+            group = [c for c in group if c.parameter not in CAP_COLUMN]
+            if not group:
+                continue
             data = int(read(w3, pool, "getConfiguration(address)(uint256)", to_checksum_address(asset)))
             ltv, lt, bonus = new_config(data & 0xFFFF, (data >> 16) & 0xFFFF, (data >> 32) & 0xFFFF, group)
             send_as(w3, admin, configurator, "configureReserveAsCollateral(address,uint256,uint256,uint256)",

@@ -9,7 +9,8 @@ value with indices accrued to the block's timestamp), ``collateralBalanceOf``, `
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from eth_utils import event_signature_to_log_topic, to_checksum_address
 
@@ -34,6 +35,15 @@ ENUMERATION_EVENTS = {
     "WithdrawCollateral(address,address,address,uint256)": (1,),             # src
     "Transfer(address,address,uint256)": (1, 2),                             # from, to (0 = mint/burn)
     "TransferCollateral(address,address,address,uint256)": (1, 2),           # from, to
+}
+# Incremental rescans: besides those, absorb changes the borrower's principal and zeroes its
+# collateral (AbsorbDebt, AbsorbCollateral: borrower in topic 2). BuyCollateral is not one: the
+# buyer pays base from its wallet and receives the collateral in its wallet, its Comet balances
+# do not move (Comet.buyCollateral: doTransferIn / doTransferOut).
+CHANGE_EVENTS = {
+    **ENUMERATION_EVENTS,
+    "AbsorbDebt(address,address,uint256,uint256)": (2,),                     # borrower
+    "AbsorbCollateral(address,address,address,uint256,uint256)": (2,),       # borrower
 }
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -147,17 +157,12 @@ class CometReader(Reader):
                 "collateral_enabled": True, "params": json.dumps(params)})
         return {"assets": assets, "markets": markets}
 
-    def account_events(self) -> AccountEvents:
-        """Accounts named by Supply / Withdraw / SupplyCollateral / WithdrawCollateral / Transfer /
-        TransferCollateral events (the zero address of a mint or burn and the Comet itself excluded);
-        holdings: the collateral asset each SupplyCollateral / TransferCollateral gives its receiver."""
+    def _events(self, events: dict[str, tuple[int, ...]]) -> tuple[tuple[bytes, ...], Callable[[dict], list[str]]]:
+        """The topics of ``events`` (signature -> topics holding accounts) and the accounts a log
+        names (the zero address of a mint or burn and the Comet itself excluded)."""
         comet = self.comet
-        topics = tuple(bytes(event_signature_to_log_topic(sig)) for sig in ENUMERATION_EVENTS)
-        account_topics = dict(zip(topics, ENUMERATION_EVENTS.values(), strict=True))
-        # holdings: the receiver (topic 2) and the asset (topic 3) of every collateral supply or transfer
-        collateral_topics = {bytes(event_signature_to_log_topic(sig)) for sig in
-                              ("SupplyCollateral(address,address,address,uint256)",
-                               "TransferCollateral(address,address,address,uint256)")}
+        topics = tuple(bytes(event_signature_to_log_topic(sig)) for sig in events)
+        account_topics = dict(zip(topics, events.values(), strict=True))
 
         def accounts(log: dict) -> list[str]:
             raw = [bytes.fromhex(t[2:]) if isinstance(t, str) else bytes(t) for t in log["topics"]]
@@ -165,17 +170,39 @@ class CometReader(Reader):
             named = {checksum(raw[k][-20:]) for k in positions if k < len(raw)}
             return sorted(named - {comet, checksum(ZERO_ADDRESS)})
 
+        return topics, accounts
+
+    def account_events(self) -> AccountEvents:
+        """Accounts named by Supply / Withdraw / SupplyCollateral / WithdrawCollateral / Transfer /
+        TransferCollateral events (the zero address of a mint or burn and the Comet itself excluded);
+        holdings: the collateral asset each SupplyCollateral / TransferCollateral gives its receiver."""
+        topics, accounts = self._events(ENUMERATION_EVENTS)
+        # holdings: the receiver (topic 2) and the asset (topic 3) of every collateral supply or transfer
+        collateral_topics = {bytes(event_signature_to_log_topic(sig)) for sig in
+                             ("SupplyCollateral(address,address,address,uint256)",
+                              "TransferCollateral(address,address,address,uint256)")}
+
         def holdings(log: dict) -> list[tuple[str, str]]:
             raw = [bytes.fromhex(t[2:]) if isinstance(t, str) else bytes(t) for t in log["topics"]]
             if len(raw) < 4 or raw[0] not in collateral_topics:
                 return []
             return [(checksum(raw[2][-20:]), checksum(raw[3][-20:]))]
 
-        return AccountEvents((comet,), tuple("0x" + t.hex() for t in topics), accounts, holdings,
-                             account_fields=tuple(EventField("0x" + t.hex(), topic=k, skip_zero=True, skip_emitter=True)
-                                                  for t, positions in account_topics.items() for k in positions),
+        return AccountEvents((self.comet,), tuple("0x" + t.hex() for t in topics), accounts, holdings,
+                             account_fields=tuple(EventField("0x" + bytes(event_signature_to_log_topic(sig)).hex(),
+                                                             topic=k, skip_zero=True, skip_emitter=True)
+                                                  for sig, positions in ENUMERATION_EVENTS.items() for k in positions),
                              holding_fields=tuple(EventField("0x" + t.hex(), topic=2, holding_topic=3)
                                                   for t in sorted(collateral_topics)))
+
+    def change_events(self) -> AccountEvents:
+        """Incremental rescans: every event that moves an account's principal, ``assetsIn`` or
+        collateral balances (:data:`CHANGE_EVENTS`)."""
+        topics, accounts = self._events(CHANGE_EVENTS)
+        return AccountEvents((self.comet,), tuple("0x" + t.hex() for t in topics), accounts)
+
+    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+        return lens.refresh_accounts(self, previous)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts

@@ -17,7 +17,10 @@ Searched (:meth:`CometTuning.parameters`): the liquidate collateral factor (a ma
 the borrow factor follows it down by the same amount, keeping ``borrowCF < liquidateCF``), the
 liquidation factor (lower: a larger penalty kept by the protocol at absorb) and the store-front
 factor (lower: a smaller discount on absorbed collateral), in steps of one point as Compound's
-risk proposals move them, at most 25 points down.
+risk proposals move them, at most 25 points down. With the cap analysis on
+(:mod:`analyzer.recommend.caps`), each collateral's ``supplyCap`` too (``updateAssetSupplyCap``
+on mainnet; on the fork the fourth word of its ``AssetInfo``, read back as ``getAssetInfoByAddress``'s
+``supplyCap``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from eth_utils import keccak, to_checksum_address
 
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
+from analyzer.recommend.caps import CAP_COLUMN, apply_caps, cap_parameters
 from protocols.base import ParameterChange, ParameterTuning, TunableParameter, changes_by_market_asset
 
 PROTOCOL = "comet"
@@ -90,10 +94,11 @@ class CometTuning(ParameterTuning):
                                         round(max(lcf - MAX_CUT, lcf - bcf + STEP), 6), lcf, margin=True))
             out.append(TunableParameter(str(row.market), str(row.asset), "liquidation_factor", lf, STEP,
                                         round(max(lf - MAX_CUT, STEP), 6), lf))
-        return out
+        return out + cap_parameters(snapshot, PROTOCOL, ["supply_cap"])
 
     def apply(self, snapshot: Snapshot, changes: Sequence[ParameterChange]) -> Snapshot:
-        mine = [c for c in changes if c.protocol == PROTOCOL]
+        snapshot = apply_caps(snapshot, PROTOCOL, changes)
+        mine = [c for c in changes if c.protocol == PROTOCOL and c.parameter not in CAP_COLUMN]
         if not mine:
             return snapshot
         markets = snapshot.markets.copy()
@@ -125,6 +130,11 @@ class CometTuning(ParameterTuning):
         for (market, asset), group in changes_by_market_asset([c for c in changes if c.protocol == PROTOCOL]).items():
             if to_checksum_address(market) != comet:
                 raise ContagionError(f"comet: a change for market {market}, but the deployment's comet is {comet}")
+            for cap in [c for c in group if c.parameter in CAP_COLUMN]:
+                _set_supply_cap(w3, comet, to_checksum_address(asset), cap)
+            group = [c for c in group if c.parameter not in CAP_COLUMN]
+            if not group:
+                continue
             if {c.parameter for c in group} <= set(MARKET_FACTORS):
                 _set_store_front(w3, comet, group)
             else:
@@ -143,29 +153,49 @@ def _storage(w3, address: str, slot: int) -> int:
     return int.from_bytes(bytes(w3.eth.get_storage_at(address, slot)), "big")
 
 
+def _factors_slot(w3, comet: str, asset: str) -> int:
+    """The storage slot of the asset's packed factors: its ``AssetInfo`` packs (borrowCF,
+    liquidateCF, liquidationFactor) as three uint64 in its third slot (offset|asset, priceFeed|scale,
+    factors, supplyCap): the array's slot is found by matching the chain's words against
+    ``getAssetInfoByAddress``, never assumed."""
+    info = _asset_info(w3, comet, asset)
+    offset = int(info[0])
+    packed = int(info[4]) | int(info[5]) << 64 | int(info[6]) << 128
+    for array_slot in range(16):
+        slot = int.from_bytes(keccak(array_slot.to_bytes(32, "big")), "big") + 4 * offset + 2
+        if _storage(w3, comet, slot) & ((1 << 192) - 1) == packed \
+                and _storage(w3, comet, slot - 2) >> 8 & ((1 << 160) - 1) == int(asset, 16):
+            return slot
+    raise ContagionError(f"comet {comet}: the AssetInfo of {asset} is not in storage where Comet's layout puts it")
+
+
 def _set_asset_factors(w3, comet: str, asset: str, changes: Sequence[ParameterChange]) -> None:
-    """The asset's ``AssetInfo`` packs (borrowCF, liquidateCF, liquidationFactor) as three uint64 in
-    its third slot (offset|asset, priceFeed|scale, factors, supplyCap): the array's slot is found by
-    matching the chain's word against ``getAssetInfoByAddress``, never assumed."""
     from analyzer.chain import rpc
 
     info = _asset_info(w3, comet, asset)
-    offset, current = int(info[0]), dict(zip(ASSET_FACTORS, (int(v) for v in info[4:7]), strict=True))
-    packed = current["borrow_collateral_factor"] | current["liquidate_collateral_factor"] << 64 \
-        | current["liquidation_factor"] << 128
-    for array_slot in range(16):
-        slot = int.from_bytes(keccak(array_slot.to_bytes(32, "big")), "big") + 4 * offset + 2
-        word = _storage(w3, comet, slot)
-        if word & ((1 << 192) - 1) == packed and _storage(w3, comet, slot - 2) >> 8 & ((1 << 160) - 1) == int(asset, 16):
-            break
-    else:
-        raise ContagionError(f"comet {comet}: the AssetInfo of {asset} is not in storage where Comet's layout puts it")
+    current = dict(zip(ASSET_FACTORS, (int(v) for v in info[4:7]), strict=True))
+    slot = _factors_slot(w3, comet, asset)
+    word = _storage(w3, comet, slot)
     new = new_factors(current, changes)
     word = (word >> 192 << 192) | new["borrow_collateral_factor"] | new["liquidate_collateral_factor"] << 64 \
         | new["liquidation_factor"] << 128
     rpc(w3, "anvil_setStorageAt", [comet, hex(slot), "0x" + word.to_bytes(32, "big").hex()])
     if tuple(int(v) for v in _asset_info(w3, comet, asset)[4:7]) != tuple(new[k] for k in ASSET_FACTORS):
         raise ContagionError(f"comet {comet}: {asset}'s factors did not read back as set")
+
+
+def _set_supply_cap(w3, comet: str, asset: str, change: ParameterChange) -> None:
+    """The asset's supply cap (whole tokens × its scale) in the fourth word of its ``AssetInfo``."""
+    from analyzer.chain import rpc
+
+    scale = int(_asset_info(w3, comet, asset)[3])
+    raw = int(change.value) * scale
+    slot = _factors_slot(w3, comet, asset) + 1
+    if _storage(w3, comet, slot) != int(_asset_info(w3, comet, asset)[7]):
+        raise ContagionError(f"comet {comet}: {asset}'s supplyCap is not the word after its factors")
+    rpc(w3, "anvil_setStorageAt", [comet, hex(slot), "0x" + raw.to_bytes(32, "big").hex()])
+    if int(_asset_info(w3, comet, asset)[7]) != raw:
+        raise ContagionError(f"comet {comet}: {asset}'s supplyCap did not read back as set")
 
 
 def _set_store_front(w3, comet: str, changes: Sequence[ParameterChange]) -> None:

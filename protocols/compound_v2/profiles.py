@@ -55,7 +55,23 @@ class ForkProfile:
     # markets(address)'s field holding the market's own liquidation incentive (Venus core, per
     # collateral market); None: the Comptroller's liquidationIncentiveMantissa() for every market
     liquidation_incentive_index: int | None = None
+    # every event that changes what the reader reads of an account (cToken balance, borrow principal,
+    # entered markets), besides the cTokens' ERC20 Transfer: incremental rescans read only the
+    # accounts these name; () where the fork's are not declared (every account is read again)
+    change_events: tuple[EventSpec, ...] = ()
 
+
+# compound-finance/compound-protocol contracts/CTokenInterfaces.sol and ComptrollerInterface events
+# (no indexed fields): Mint / Redeem name the minter / redeemer, Borrow the borrower, RepayBorrow
+# (also emitted inside a liquidation) and LiquidateBorrow the borrower in word 1, MarketEntered /
+# MarketExited the account in word 1. Seized cTokens move by Transfer.
+COMPOUND_CHANGES = (EventSpec("Mint(address,uint256,uint256)", "ctoken", data_word=0),
+                    EventSpec("Redeem(address,uint256,uint256)", "ctoken", data_word=0),
+                    EventSpec("Borrow(address,uint256,uint256,uint256)", "ctoken", data_word=0),
+                    EventSpec("RepayBorrow(address,address,uint256,uint256,uint256)", "ctoken", data_word=1),
+                    EventSpec("LiquidateBorrow(address,address,uint256,address,uint256)", "ctoken", data_word=1),
+                    EventSpec("MarketEntered(address,address)", "comptroller", data_word=1),
+                    EventSpec("MarketExited(address,address)", "comptroller", data_word=1))
 
 COMPOUND = ForkProfile(
     # compound-finance/compound-protocol contracts/Comptroller.sol: struct Market {bool isListed;
@@ -67,6 +83,7 @@ COMPOUND = ForkProfile(
                     EventSpec("MarketEntered(address,address)", "comptroller", data_word=1)),
     liquidate_event="LiquidateBorrow(address,address,uint256,address,uint256)",
     liquidate_repay_word=2, liquidate_seize_word=4, forced_liquidation_signature="isDeprecated(address)(bool)",
+    change_events=COMPOUND_CHANGES,
 )
 
 VENUS_ISOLATED = ForkProfile(

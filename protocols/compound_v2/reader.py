@@ -23,7 +23,7 @@ from analyzer.multicall import Call
 from protocols.base import AccountEvents, EventField, Reader, Rows
 from protocols.compound_v2 import lens
 from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
-from protocols.compound_v2.profiles import profile
+from protocols.compound_v2.profiles import EventSpec, profile
 
 
 def topic(signature: str) -> str:
@@ -33,6 +33,27 @@ def topic(signature: str) -> str:
 def _word_address(data: Any, index: int) -> str:
     raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
     return checksum(raw[32 * index + 12:32 * index + 32])
+
+
+def _first_topic(log: dict) -> str:
+    first = log["topics"][0]
+    return (first if isinstance(first, str) else "0x" + bytes(first).hex()).lower()
+
+
+def _topic_address(log: dict, index: int) -> str:
+    word = log["topics"][index]
+    return checksum((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])
+
+
+def _named(log: dict, spec: EventSpec) -> str:
+    """The account ``spec`` says ``log`` names."""
+    if spec.topic_index is not None:
+        return _topic_address(log, spec.topic_index)
+    return _word_address(log["data"], spec.data_word)
+
+
+TRANSFER = topic("Transfer(address,address,uint256)")
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 class CompoundV2Reader(Reader):
@@ -71,7 +92,8 @@ class CompoundV2Reader(Reader):
         per = ["underlying()(address)", "exchangeRateStored()(uint256)", "protocolSeizeShareMantissa()(uint256)",
                "symbol()(string)", "decimals()(uint8)", "totalSupply()(uint256)", "totalBorrows()(uint256)",
                "totalReserves()(uint256)", "getCash()(uint256)", "borrowRatePerBlock()(uint256)",
-               "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)", "accrualBlockNumber()(uint256)"]
+               "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)", "accrualBlockNumber()(uint256)",
+               "borrowIndex()(uint256)"]
         calls = []
         forced_signature = self.profile.forced_liquidation_signature
         for ctoken in ctokens:
@@ -124,6 +146,8 @@ class CompoundV2Reader(Reader):
                 "price_mantissa": int(price),
                 "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(market_incentive),
                 "min_liquidatable_collateral_mantissa": None if min_liquidatable is None else int(min_liquidatable),
+                # what the market's stored borrow balances are scaled by (incremental rescans: lens.py)
+                "borrow_index": None if a[13] is None else int(a[13]),
             })
         self._underlying_meta(rows)
         self._markets = rows
@@ -177,52 +201,80 @@ class CompoundV2Reader(Reader):
 
     # ---- accounts ----
     def account_events(self) -> AccountEvents:
-        """Accounts named by the profile's events: minters and borrowers on every cToken, and
-        ``MarketEntered`` on the Comptroller; holdings: the cToken of every ``Borrow`` and the
-        receiver of every cToken ``Transfer`` (a mint, a transfer, a seize)."""
+        """Accounts named by the profile's events (minters and borrowers on every cToken,
+        ``MarketEntered`` on the Comptroller) and the receiver of every cToken ``Transfer`` (a
+        mint, a transfer, a seize: every way a cToken balance becomes non-zero); holdings: the
+        cToken of every ``Borrow`` and of every ``Transfer`` to its receiver."""
         ctokens = tuple(r["ctoken"] for r in self.markets())
         by_address = {c.lower(): c for c in ctokens}
         specs = {(topic(spec.signature), spec.on): spec for spec in self.profile.account_events}
         borrow = [key for key, spec in specs.items() if spec.signature.startswith("Borrow(")]
-        transfer = topic("Transfer(address,address,uint256)")
 
-        def first_topic(log: dict) -> str:
-            first = log["topics"][0]
-            return (first if isinstance(first, str) else "0x" + bytes(first).hex()).lower()
-
-        def named(log: dict, spec) -> str:
-            if spec.topic_index is not None:
-                word = log["topics"][spec.topic_index]
-                return checksum((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])
-            return _word_address(log["data"], spec.data_word)
+        def received(log: dict, ctoken: str) -> list[str]:
+            if len(log["topics"]) < 3:
+                return []
+            receiver = _topic_address(log, 2)
+            return [] if receiver in (ctoken, ZERO_ADDRESS) else [receiver]
 
         def accounts(log: dict) -> list[str]:
-            on = "comptroller" if checksum(log["address"]) == self.comptroller else "ctoken"
-            spec = specs.get((first_topic(log), on))
-            return [] if spec is None else [named(log, spec)]
+            if checksum(log["address"]) == self.comptroller:
+                spec = specs.get((_first_topic(log), "comptroller"))
+                return [] if spec is None else [_named(log, spec)]
+            first, ctoken = _first_topic(log), by_address.get(str(log["address"]).lower())
+            if first == TRANSFER and ctoken is not None:
+                return received(log, ctoken)
+            spec = specs.get((first, "ctoken"))
+            return [] if spec is None else [_named(log, spec)]
 
         def holdings(log: dict) -> list[tuple[str, str]]:
             ctoken = by_address.get(str(log["address"]).lower())
             if ctoken is None or not log["topics"]:
                 return []
-            first = first_topic(log)
-            if first == transfer and len(log["topics"]) > 2:
-                word = log["topics"][2]
-                receiver = checksum((bytes.fromhex(word[2:]) if isinstance(word, str) else bytes(word))[12:])
-                return [] if receiver == ctoken else [(receiver, ctoken)]
+            first = _first_topic(log)
+            if first == TRANSFER:
+                return [(receiver, ctoken) for receiver in received(log, ctoken)]
             if (first, "ctoken") in borrow:
-                return [(named(log, specs[(first, "ctoken")]), ctoken)]
+                return [(_named(log, specs[(first, "ctoken")]), ctoken)]
             return []
 
-        def declared(spec, **holding) -> EventField:
+        def declared(spec: EventSpec, **options) -> EventField:
             emitters = (self.comptroller,) if spec.on == "comptroller" else ctokens
-            return EventField(topic(spec.signature), emitters, topic=spec.topic_index, word=spec.data_word, **holding)
+            return EventField(topic(spec.signature), emitters, topic=spec.topic_index, word=spec.data_word, **options)
 
-        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {transfer})),
+        received_field = EventField(TRANSFER, ctokens, topic=2, skip_zero=True, skip_emitter=True)
+        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {TRANSFER})),
                              accounts, holdings,
-                             account_fields=tuple(declared(spec) for spec in specs.values()),
-                             holding_fields=(EventField(transfer, ctokens, topic=2, skip_emitter=True),
-                                             *(declared(specs[key]) for key in borrow)))
+                             account_fields=(*(declared(spec) for spec in specs.values()), received_field),
+                             holding_fields=(received_field, *(declared(specs[key]) for key in borrow)))
+
+    def change_events(self) -> AccountEvents | None:
+        """Incremental rescans: the profile's change events (every way a cToken balance, a borrow
+        principal or a market membership changes) and both sides of every cToken ``Transfer``;
+        None for a fork whose events are not declared."""
+        if not self.profile.change_events:
+            return None
+        ctokens = tuple(r["ctoken"] for r in self.markets())
+        skip = {c.lower() for c in ctokens} | {ZERO_ADDRESS}
+        specs: dict[tuple[str, str], list[EventSpec]] = {}
+        for spec in self.profile.change_events:
+            specs.setdefault((topic(spec.signature), spec.on), []).append(spec)
+
+        def accounts(log: dict) -> list[str]:
+            if not log["topics"]:
+                return []
+            on = "comptroller" if checksum(log["address"]) == self.comptroller else "ctoken"
+            first = _first_topic(log)
+            if first == TRANSFER and on == "ctoken":
+                named = [_topic_address(log, i) for i in (1, 2) if i < len(log["topics"])]
+            else:
+                named = [_named(log, spec) for spec in specs.get((first, on), ())]
+            return [a for a in named if a.lower() not in skip]
+
+        return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {TRANSFER})),
+                             accounts)
+
+    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+        return lens.refresh_accounts(self, previous)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts

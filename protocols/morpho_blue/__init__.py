@@ -24,6 +24,7 @@ from protocols.morpho_blue.executor import MorphoBlueExecutor
 from protocols.morpho_blue.prices import MorphoBluePriceSources
 from protocols.morpho_blue.reader import MorphoBlueReader
 from protocols.morpho_blue.rules import MorphoBlueRules
+from protocols.morpho_blue.tuning import MorphoBlueTuning
 
 PLUGIN = Plugin(
     name="morpho-blue",
@@ -32,6 +33,7 @@ PLUGIN = Plugin(
     executor=MorphoBlueExecutor,
     devnet=MorphoBlueDevnet,
     price_sources=MorphoBluePriceSources,
+    tuning=MorphoBlueTuning,
     devnet_order=35,
     books=Path(__file__).parent / "books",
     market_key="morpho",

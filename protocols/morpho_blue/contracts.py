@@ -31,6 +31,7 @@ ACCOUNT_EVENTS = (
     "SupplyCollateral(bytes32,address,address,uint256)",
 )
 LIQUIDATE = "Liquidate(bytes32,address,address,uint256,uint256,uint256,uint256,uint256)"
+ENABLE_LLTV = "EnableLltv(uint256)"       # Morpho.enableLltv (owner only): an LLTV markets may be created at
 
 
 def topic(signature: str) -> str:

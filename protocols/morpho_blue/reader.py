@@ -30,6 +30,7 @@ from protocols.morpho_blue import exact
 from protocols.morpho_blue.contracts import (
     ACCOUNT_EVENTS,
     CREATE_MARKET,
+    ENABLE_LLTV,
     LIQUIDATE,
     MARKET,
     MARKET_PARAMS,
@@ -108,6 +109,15 @@ class MorphoBlueReader(Reader):
                         "written_off": written_off.get(i, 0)}
         self._state = state
         return state
+
+    def enabled_lltvs(self) -> list[int]:
+        """The LLTVs governance has enabled (``EnableLltv`` events; ``isLltvEnabled`` has no list):
+        those a market may be created at, 1e18-scaled, ascending."""
+        if getattr(self, "_lltvs", None) is None:
+            start = int(self.deployment.get("start_block", 0) or 0)
+            logs = self.ctx.get_logs(self.morpho, [[topic(ENABLE_LLTV)]], start, self.ctx.block)
+            self._lltvs = sorted({decode(["uint256"], bytes.fromhex(_hex(log["data"])[2:]))[0] for log in logs})
+        return self._lltvs
 
     def written_off(self) -> dict[str, int]:
         """Per market id: bad debt realised so far (raw loan units), the sum of ``Liquidate``'s
@@ -205,7 +215,8 @@ class MorphoBlueReader(Reader):
                   "total_supply_assets": str(acc.total_supply_assets), "total_supply_shares": str(acc.total_supply_shares),
                   "total_borrow_assets": str(acc.total_borrow_assets), "total_borrow_shares": str(acc.total_borrow_shares),
                   "last_update": str(m["raw"].last_update), "fee": str(acc.fee), "written_off": str(m["written_off"]),
-                  "loan_decimals": info[loan]["decimals"], "collateral_decimals": info[collateral]["decimals"]}
+                  "loan_decimals": info[loan]["decimals"], "collateral_decimals": info[collateral]["decimals"],
+                  "enabled_lltvs": [str(v) for v in self.enabled_lltvs()]}
         bonus = exact.liquidation_incentive_factor(lltv) / 1e18 - 1.0
         row = {"protocol": PROTOCOL, "market": market_id, "close_factor": 1.0, "protocol_fee": 0.0, "supply_cap": 0.0,
                "borrow_cap": 0.0, "category": 0, "isolated": True, "ltv": lltv / 1e18,

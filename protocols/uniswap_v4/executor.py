@@ -72,14 +72,52 @@ def slot0(w3: Web3, manager: str, pool: str) -> dict[str, int]:
     return st.decode_slot0(int.from_bytes(bytes(word), "big"))
 
 
+def deploy_router(w3: Web3, manager: str) -> str:
+    """Our unlock-callback router for ``manager``, deployed on an anvil chain (a fork of a chain
+    where the book names no router: ours exists only where we put it)."""
+    require_anvil(w3)
+    artifact = router_artifact()
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    deployer = w3.eth.accounts[0]
+    receipt = w3.eth.wait_for_transaction_receipt(
+        factory.constructor(to_checksum_address(manager)).transact({"from": deployer}))
+    if receipt["status"] != 1:
+        raise ContagionError(f"uniswap-v4: deploying the router for PoolManager {manager} failed")
+    return receipt["contractAddress"]
+
+
+def discover_pools(w3: Web3, deployment: dict, assets: list[str], blocks_per_query: int = 10_000) -> list[dict]:
+    """The pools the reader finds at the chain's head (``Initialize`` events since the book's
+    ``start_block``) for ``assets``: pool entries for a book that lists none (a built-in one)."""
+    from analyzer.multicall import multicall
+    from protocols.base import ReadContext
+    from protocols.uniswap_v4.reader import UniswapV4Reader
+
+    block = w3.eth.block_number
+
+    def get_logs(address, topics, start: int, end: int) -> list[dict]:
+        return [dict(log) for lo in range(start, end + 1, blocks_per_query)
+                for log in w3.eth.get_logs({"address": address, "topics": topics, "fromBlock": lo,
+                                            "toBlock": min(lo + blocks_per_query - 1, end)})]
+
+    ctx = ReadContext(w3, w3.eth.chain_id, block, lambda calls: multicall(w3, calls, block=block), get_logs,
+                      assets=tuple(assets))
+    return UniswapV4Reader(ctx, deployment).find_pools()
+
+
 class UniswapV4VenueExecutor(VenueExecutor):
-    """The Uniswap V4 pools of the address book, read and moved on an anvil chain (for replay)."""
+    """The Uniswap V4 pools of the address book, read and moved on an anvil chain (for replay).
+
+    A book without ``router`` (a built-in one: our router is not on mainnet) gets ours deployed
+    on the fork; a book without ``pools`` trades the pools the reader finds for the snapshot's
+    assets (the keys of ``decimals``)."""
 
     def __init__(self, w3, deployment: dict, decimals: dict[str, int], symbols: dict[str, str]):
         require_anvil(w3)
         self.w3 = w3
-        self.manager, self.router = deployment["pool_manager"], deployment["router"]
-        self.entries = deployment.get("pools", [])
+        self.manager = deployment["pool_manager"]
+        self.router = deployment.get("router") or deploy_router(w3, self.manager)
+        self.entries = deployment["pools"] if "pools" in deployment else discover_pools(w3, deployment, list(decimals))
         self.decimals = decimals
         self.symbols = symbols
 
