@@ -113,6 +113,27 @@ def test_the_report_lists_each_cap_in_tokens_with_both_bad_debts(doc):
         assert cells in page if row["parameter"] == "borrow_cap" else row["parameter"] in page
 
 
+
+def test_the_cli_option_writes_the_caps_and_refuses_prove_with_them(tmp_path):
+    """``contagion recommend --caps``: recommendations.json carries the caps table; with ``--prove``
+    a one-line error (a fork's book is not the book at the caps)."""
+    import json as json_module
+
+    from tests.test_cli import assert_one_line_error, contagion
+
+    book().write(tmp_path / "snap")
+    (tmp_path / "stress.toml").write_text('name = "weth-30"\n[price]\nWETH = -0.30\n')
+    proc = contagion("recommend", str(tmp_path / "snap"), "--scenarios", str(tmp_path / "stress.toml"),
+                     "--budget", str(BUDGET), "--caps", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json_module.loads((tmp_path / "out" / "recommendations.json").read_text())
+    assert doc["stress_at_caps"] and doc["caps"] and max(doc["bad_debt_after_usd"].values()) <= BUDGET
+    proc = contagion("recommend", str(tmp_path / "snap"), "--scenarios", str(tmp_path / "stress.toml"),
+                     "--budget", str(BUDGET), "--caps", "--prove", "--rpc", "http://127.0.0.1:1",
+                     "--book", str(tmp_path / "stress.toml"), "--out", str(tmp_path / "out2"))
+    assert_one_line_error(proc, "--caps --prove")
+
+
 @requires_anvil
 @pytest.mark.slow
 def test_caps_set_on_a_fork_read_back_from_the_contracts_and_a_fresh_scan(devnet):
@@ -156,3 +177,48 @@ def test_caps_set_on_a_fork_read_back_from_the_contracts_and_a_fresh_scan(devnet
             return markets[(markets["protocol"] == c.protocol) & (markets["market"] == c.market)
                            & (markets["asset"] == c.asset)].iloc[0]
         assert row(scanned)[c.parameter] == row(expected.markets)[c.parameter] == c.value
+
+
+@requires_anvil
+@pytest.mark.slow
+def test_compound_borrow_caps_set_on_a_fork_bind_the_comptroller_and_a_fresh_scan(devnet):
+    """Comptroller._setMarketBorrowCaps on a copy of the devnet (whose markets have no caps): read
+    back from borrowCaps(cToken), carried by a fresh scan, listed for the search once set, and
+    binding: a borrow that would take totalBorrows to the cap is refused by borrowAllowed."""
+    from eth_utils import to_checksum_address
+
+    from analyzer.cheats import read
+    from analyzer.multicall import Call
+    from analyzer.recommend.evaluate import tunings
+    from analyzer.recommend.prove import chain_copy, configure
+    from analyzer.scan import scan
+    from protocols import plugins
+    from protocols.base import ParameterChange
+
+    chosen = list(plugins().values())
+    snapshot = scan(devnet.url, chosen, book=devnet.book, cache_dir=None)
+    mk = snapshot.markets[snapshot.markets["protocol"] == "compound-v2"]
+    assert (mk["borrow_cap"] == 0).all()
+    usdc = snapshot.address_of("USDC")
+    row = mk[mk["asset"] == usdc].iloc[0]
+    ctoken = to_checksum_address(row["reserve"])
+    debt = snapshot.positions[(snapshot.positions["protocol"] == "compound-v2") & (snapshot.positions["asset"] == usdc)
+                              & (snapshot.positions["side"] == "debt")]["amount"].sum()
+    cap = float(int(debt * 1.5))
+    unit = 10 ** int(snapshot.assets.set_index("address").loc[usdc, "decimals"])
+    change = ParameterChange("compound-v2", row["market"], usdc, "borrow_cap", cap)
+    with chain_copy(devnet.url) as fork:
+        configure(fork.w3, devnet.book, chosen, [change])
+        assert int(read(fork.w3, row["market"], "borrowCaps(address)(uint256)", ctoken)) == int(cap) * unit
+        fresh = at_caps(scan(fork.url, chosen, book=devnet.book, cache_dir=None))
+        total = int(read(fork.w3, ctoken, "totalBorrows()(uint256)"))
+        room = int(cap) * unit - total
+        ask = Call(row["market"], "borrowAllowed(address,address,uint256)(uint256)",
+                   (ctoken, fork.w3.eth.accounts[0], room))
+        with pytest.raises(Exception, match="market borrow cap reached"):
+            fork.w3.eth.call({"from": ctoken, "to": row["market"], "data": "0x" + ask.calldata.hex()})
+    ours = tunings(snapshot)["compound-v2"].apply(snapshot, [change]).markets
+    for markets in (ours, fresh.markets):
+        assert markets[(markets["protocol"] == "compound-v2") & (markets["asset"] == usdc)]["borrow_cap"].tolist() == [cap]
+    listed = [p for p in tunings(fresh)["compound-v2"].parameters(fresh) if p.parameter == "borrow_cap"]
+    assert [(p.asset, p.value) for p in listed] == [(usdc, cap)]

@@ -19,6 +19,7 @@ from eth_utils import keccak, to_checksum_address
 
 from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
+from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, EventField, Reader, Rows
 from protocols.compound_v2 import lens
@@ -100,15 +101,16 @@ class CompoundV2Reader(Reader):
             calls += [Call(ctoken, sig) for sig in per]
             calls += [Call(c, self.profile.markets_signature, (ctoken,)),
                       Call(oracle, "getUnderlyingPrice(address)(uint256)", (ctoken,)),
-                      Call(c, "borrowGuardianPaused(address)(bool)", (ctoken,))]
+                      Call(c, "borrowGuardianPaused(address)(bool)", (ctoken,)),
+                      Call(c, "borrowCaps(address)(uint256)", (ctoken,))]
             if forced_signature:
                 calls.append(Call(c, forced_signature, (ctoken,)))
-        width = len(per) + 3 + bool(forced_signature)
+        width = len(per) + 4 + bool(forced_signature)
         answers = self._read(calls)
         rows, self.excluded = [], []
         for k, ctoken in enumerate(ctokens):
             a = answers[k * width:(k + 1) * width]
-            listing, price, paused, *forced = a[len(per):]
+            listing, price, paused, borrow_cap, *forced = a[len(per):]
             if not listing or not listing[0]:
                 continue
             if not price:
@@ -133,6 +135,9 @@ class CompoundV2Reader(Reader):
                 # up to all of a borrow in this market, healthy or not
                 "deprecated": bool(forced and forced[0]),
                 "borrow_paused": bool(paused), "reserve_factor_mantissa": reserve_factor,
+                # Comptroller.borrowCaps (underlying's smallest units, 0 = none; a comptroller
+                # without caps does not answer: none)
+                "borrow_cap_raw": int(borrow_cap or 0),
                 "ctoken": to_checksum_address(ctoken), "underlying": to_checksum_address(a[0] or NATIVE_ASSET),
                 "exchange_rate_mantissa": int(a[1]), "protocol_seize_share_mantissa": int(a[2] or 0),
                 "symbol": a[3] or "", "ctoken_decimals": int(a[4] if a[4] is not None else 8),
@@ -184,7 +189,7 @@ class CompoundV2Reader(Reader):
             params = {k: (str(v) if isinstance(v, int) else v) for k, v in r.items()
                       if k.endswith("_mantissa") or k in ("ctoken", "ctoken_decimals", "total_supply",
                                                           "total_borrows", "total_reserves", "cash",
-                                                          "pending_blocks")}
+                                                          "pending_blocks", "borrow_cap_raw")}
             params["profile"] = self.profile.name
             params["deprecated"] = r["deprecated"]
             markets.append({
@@ -195,6 +200,7 @@ class CompoundV2Reader(Reader):
                 "close_factor": r["close_factor_mantissa"] / MANTISSA,
                 "protocol_fee": r["protocol_seize_share_mantissa"] / MANTISSA,
                 "borrowable": not r["borrow_paused"], "collateral_enabled": r["collateral_factor_mantissa"] > 0,
+                "borrow_cap": raw_to_amount(r["borrow_cap_raw"], dec),
                 "params": json.dumps(params, sort_keys=True),
             })
         return {"assets": assets, "markets": markets, "excluded": list(self.excluded)}

@@ -4,6 +4,9 @@ an error code, not a revert, above 0.9e18 or without an oracle price). In Compou
 the collateral factor is also the liquidation threshold (liquidity = Σ collateral × factor), so a
 cut both limits borrowing and makes accounts liquidatable; forks with a separate threshold
 (Venus isolated pools) are not tuned here. Steps of 100 bps, as Compound's proposals move factors.
+With the cap analysis on (:mod:`analyzer.recommend.caps`), each market's borrow cap too
+(``Comptroller._setMarketBorrowCaps(cTokens, newBorrowCaps)``, in the underlying's smallest units,
+0 = none), set on every cToken of the underlying and read back from ``borrowCaps(cToken)``.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from eth_utils import to_checksum_address
 
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
+from analyzer.recommend.caps import CAP_COLUMN, apply_caps, cap_parameters
 from protocols.base import ParameterChange, ParameterTuning, TunableParameter
-from protocols.compound_v2.constants import PROTOCOL
+from protocols.compound_v2.constants import NATIVE_ASSET, PROTOCOL
 
 STEP = 0.01
 MAX_CUT = 0.25
@@ -49,10 +53,11 @@ class CompoundV2Tuning(ParameterTuning):
             cf = factors.pop()
             out.append(TunableParameter(str(market), str(asset), "collateral_factor", cf, STEP,
                                         round(max(cf - MAX_CUT, STEP), 6), cf, margin=True))
-        return out
+        return out + cap_parameters(snapshot, PROTOCOL, ["borrow_cap"])
 
     def apply(self, snapshot: Snapshot, changes: Sequence[ParameterChange]) -> Snapshot:
-        mine = [c for c in changes if c.protocol == PROTOCOL]
+        snapshot = apply_caps(snapshot, PROTOCOL, [c for c in changes if c.parameter == "borrow_cap"])
+        mine = [c for c in changes if c.protocol == PROTOCOL and c.parameter not in CAP_COLUMN]
         if not mine:
             return snapshot
         markets = snapshot.markets.copy()
@@ -93,6 +98,9 @@ class CompoundV2Tuning(ParameterTuning):
                 raise ContagionError(f"compound-v2: a change for {change.market}, but the deployment's comptroller is {comptroller}")
             if change.asset.lower() not in ctokens:
                 raise ContagionError(f"compound-v2: no cToken of {change.asset} in {comptroller}")
+            if change.parameter == "borrow_cap":
+                _set_borrow_caps(w3, comptroller, admin, ctokens[change.asset.lower()], change)
+                continue
             mantissa = _check(change.value)
             for ctoken in ctokens[change.asset.lower()]:
                 send_as(w3, admin, comptroller, "_setCollateralFactor(address,uint256)", to_checksum_address(ctoken),
@@ -101,6 +109,20 @@ class CompoundV2Tuning(ParameterTuning):
                 assert isinstance(listed, (list, tuple))
                 if int(listed[1]) != mantissa:      # an error code, not a revert (Compound's fail())
                     raise ContagionError(f"Comptroller._setCollateralFactor({ctoken}) refused {mantissa}")
+
+
+def _set_borrow_caps(w3, comptroller: str, admin: str, ctokens: list[str], change: ParameterChange) -> None:
+    from analyzer.cheats import read, send_as
+
+    native = change.asset.lower() == NATIVE_ASSET.lower()
+    decimals = 18 if native else int(read(w3, to_checksum_address(change.asset), "decimals()(uint8)"))
+    raw = int(change.value) * 10**decimals
+    cts = [to_checksum_address(c) for c in ctokens]
+    send_as(w3, admin, comptroller, "_setMarketBorrowCaps(address[],uint256[])", cts, [raw] * len(cts),
+            what="Comptroller._setMarketBorrowCaps")
+    for ctoken in cts:
+        if int(read(w3, comptroller, "borrowCaps(address)(uint256)", ctoken)) != raw:
+            raise ContagionError(f"Comptroller._setMarketBorrowCaps: {ctoken}'s borrow cap did not read back as {raw}")
 
 
 def _check(value: float) -> int:

@@ -81,7 +81,8 @@ class UniswapV4Devnet(Devnet):
             entries.append({"name": f"{spec['asset']}/{spec['quote']} V4 {spec['fee'] / 1e4:g}%", "pool": pool_id(key),
                             "asset": asset, "quote": quote, "fee": spec["fee"], "tick_spacing": spec["tick_spacing"]})
         return {"pool_manager": manager.address, "router": router.address, "start_block": start_block,
-                "quotes": [tokens[s] for s in (*STABLE_SYMBOLS, "WETH") if s in tokens], "pools": entries}
+                "quotes": [tokens[s] for s in (*STABLE_SYMBOLS, "WETH") if s in tokens], "pools": entries,
+                **({"weth": tokens["WETH"]} if "WETH" in tokens else {})}   # native ETH pools trade as WETH
 
     def _seed_market(self, ctx: DevnetContext, deployment: dict[str, Any]) -> None:
         pools, ranges, lp_label = pool_specs(ctx)

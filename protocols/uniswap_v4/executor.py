@@ -3,6 +3,12 @@
 ``swap`` sends ``V4Router.swap`` (``amount`` > 0: sell exactly that many wei of ``token_in``; with
 ``exact_output=True`` receive exactly ``amount`` wei of the other token) from ``sender``, approving
 the router first when needed, and returns what the PoolManager's ``Swap`` event says happened.
+Native ETH (``token_in`` address(0), v4-core's ``Currency.ADDRESS_ZERO``) is sent as the call's
+value, which the router settles with the PoolManager and refunds in part if the pool takes less.
+
+The executor trades the reader's pools, native-ETH ones included: there WETH is the pool's asset
+(or quote) and the keeper pays or receives native ETH, 1:1 the WETH it stands for (a sale is funded
+with native ETH by ``anvil_setBalance`` as an ERC-20 sale is by :func:`analyzer.cheats.deal`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from analyzer.errors import ContagionError
 from analyzer.transactions import send
 from protocols.base import VenueExecutor
 from protocols.uniswap_v4 import state as st
-from protocols.uniswap_v4.contracts import erc20_abi, pool_key, pool_manager_artifact, router_artifact
+from protocols.uniswap_v4.contracts import ZERO, erc20_abi, pool_key, pool_manager_artifact, router_artifact
 
 MAX_UINT256 = (1 << 256) - 1
 Q96 = 2**96
@@ -39,8 +45,10 @@ class ExecutedSwap:
 
 
 def swap(w3: Web3, manager: str, router: str, key: tuple, token_in: str, amount: int, sender: str, *,
-         exact_output: bool = False, sqrt_price_limit_x96: int = 0) -> ExecutedSwap:
-    """Swap in the pool of ``key`` through ``router``; ``sender`` must hold ``token_in`` (wei)."""
+         exact_output: bool = False, sqrt_price_limit_x96: int = 0, value: int | None = None) -> ExecutedSwap:
+    """Swap in the pool of ``key`` through ``router``; ``sender`` must hold ``token_in`` (wei).
+    ``token_in`` address(0): native ETH, ``value`` wei sent along (default: ``amount``; an exact
+    output names the most it may pay), what the pool does not take refunded."""
     require_anvil(w3)
     if amount <= 0:
         raise ContagionError(f"uniswap-v4 swap: amount must be a positive number of wei, got {amount}")
@@ -49,13 +57,18 @@ def swap(w3: Web3, manager: str, router: str, key: tuple, token_in: str, amount:
         raise ContagionError(f"uniswap-v4 swap: pool {key} does not trade {token_in}")
     sender, router = to_checksum_address(sender), to_checksum_address(router)
     rpc(w3, "anvil_impersonateAccount", [sender])
-    erc20 = w3.eth.contract(address=token_in, abi=erc20_abi())
-    if erc20.functions.allowance(sender, router).call() < MAX_UINT256 // 2:
-        send(w3, erc20.functions.approve(router, MAX_UINT256), sender, "uniswap-v4 approve the router")
+    native = token_in == ZERO
+    if native:
+        value = amount if value is None else value
+    else:
+        value = 0
+        erc20 = w3.eth.contract(address=token_in, abi=erc20_abi())
+        if erc20.functions.allowance(sender, router).call() < MAX_UINT256 // 2:
+            send(w3, erc20.functions.approve(router, MAX_UINT256), sender, "uniswap-v4 approve the router")
     router_c = w3.eth.contract(address=router, abi=router_artifact()["abi"])
     specified = amount if exact_output else -amount       # v4-core: negative is exact input
     receipt = send(w3, router_c.functions.swap(key, token_in == key[0], specified, sqrt_price_limit_x96), sender,
-                   "uniswap-v4 router swap")
+                   "uniswap-v4 router swap", value=value)
     manager_c = w3.eth.contract(address=to_checksum_address(manager), abi=pool_manager_artifact()["abi"])
     events = manager_c.events.Swap().process_receipt(receipt, errors=DISCARD)
     if len(events) != 1:
@@ -123,14 +136,34 @@ class UniswapV4VenueExecutor(VenueExecutor):
 
     @staticmethod
     def key(entry) -> tuple:
+        """The PoolKey: the reader's entries carry the key's currencies (``token0``/``token1``,
+        address(0) for native ETH), the devnet's book its ERC-20 ``asset`` and ``quote``."""
+        if "token0" in entry:
+            return (to_checksum_address(entry["token0"]), to_checksum_address(entry["token1"]), int(entry["fee"]),
+                    int(entry["tick_spacing"]), ZERO)
         return pool_key(entry["asset"], entry["quote"], entry["fee"], entry["tick_spacing"])
+
+    def currency(self, entry, token: str) -> str:
+        """The pool's currency for ``token``: itself, or native ETH where the pool trades ETH for WETH."""
+        token = to_checksum_address(token)
+        return token if token in self.key(entry)[:2] else ZERO
+
+    def _fund(self, entry, token: str, keeper: str, amount_raw: int) -> str:
+        """Give ``keeper`` ``amount_raw`` of ``token`` to pay with (native ETH on top of its gas
+        money where the pool trades ETH), and return the currency it pays in."""
+        currency = self.currency(entry, token)
+        if currency == ZERO:
+            rpc(self.w3, "anvil_setBalance", [keeper, hex(self.w3.eth.get_balance(keeper) + amount_raw)])
+        else:
+            deal(self.w3, token, keeper, amount_raw)
+        return currency
 
     def ratio(self, entry) -> float:
         """Quote per asset in the pool (whole tokens)."""
         sqrt_price = slot0(self.w3, self.manager, entry["pool"])["sqrt_price_x96"]
         asset, quote = entry["asset"], entry["quote"]
         raw = Fraction(sqrt_price * sqrt_price, Q96 * Q96)       # token1 wei per token0 wei
-        per_asset_wei = raw if self.key(entry)[0] == to_checksum_address(asset) else 1 / raw
+        per_asset_wei = raw if self.key(entry)[0] == self.currency(entry, asset) else 1 / raw
         return float(per_asset_wei * Fraction(10 ** self.decimals[asset], 10 ** self.decimals[quote]))
 
     def move_to(self, entry, target_ratio: float, keeper: str) -> None:
@@ -142,11 +175,11 @@ class UniswapV4VenueExecutor(VenueExecutor):
         token_in = asset if target_ratio < current else quote
         key = self.key(entry)
         wei_ratio = Fraction(target_ratio) * Fraction(10 ** self.decimals[quote], 10 ** self.decimals[asset])
-        token1_per_token0 = wei_ratio if key[0] == to_checksum_address(asset) else 1 / wei_ratio
+        token1_per_token0 = wei_ratio if key[0] == self.currency(entry, asset) else 1 / wei_ratio
         limit = int((Fraction(token1_per_token0) * Q96 * Q96) ** 0.5)
         huge = 10 ** (self.decimals[token_in] + 12)
-        deal(self.w3, token_in, keeper, huge)
-        swap(self.w3, self.manager, self.router, key, token_in, huge, keeper, sqrt_price_limit_x96=limit)
+        currency = self._fund(entry, token_in, keeper, huge)
+        swap(self.w3, self.manager, self.router, key, currency, huge, keeper, sqrt_price_limit_x96=limit)
 
     def entry(self, pool: str):
         for entry in self.entries:
@@ -159,14 +192,15 @@ class UniswapV4VenueExecutor(VenueExecutor):
         entry = self.entry(pool) if pool else self.primary(asset)
         if entry is None or amount_raw <= 0:
             return
-        deal(self.w3, asset, keeper, amount_raw)
-        swap(self.w3, self.manager, self.router, self.key(entry), asset, amount_raw, keeper)
+        currency = self._fund(entry, asset, keeper, amount_raw)
+        swap(self.w3, self.manager, self.router, self.key(entry), currency, amount_raw, keeper)
 
     def buy(self, asset: str, amount_raw: int, keeper: str, pool: str | None = None) -> None:
         """Buy exactly ``amount_raw`` of ``asset`` in ``pool`` (default: its stablecoin pool)."""
         entry = self.entry(pool) if pool else self.primary(asset)
         if entry is None or amount_raw <= 0:
             return
-        deal(self.w3, entry["quote"], keeper, 10 ** (self.decimals[entry["quote"]] + 15))
-        swap(self.w3, self.manager, self.router, self.key(entry), entry["quote"], amount_raw, keeper,
-             exact_output=True)
+        budget = 10 ** (self.decimals[entry["quote"]] + 15)
+        currency = self._fund(entry, entry["quote"], keeper, budget)
+        swap(self.w3, self.manager, self.router, self.key(entry), currency, amount_raw, keeper,
+             exact_output=True, value=budget)

@@ -3,8 +3,16 @@
 Pools are found from the PoolManager's ``Initialize`` events (id, currency0, currency1, fee,
 tickSpacing, hooks) between the book's ``start_block`` and the scan block, kept when one currency
 is a scanned asset or a quote and the other a quote of the book (``quotes``, in order of
-preference, as the Uniswap V2 reader pairs them), native-ETH and hooked pools left out (a hook may
-change a swap's amounts, which no hook-less simulation can follow). Each pool's state is read
+preference, as the Uniswap V2 reader pairs them), hooked pools left out (a hook may change a swap's
+amounts, which no hook-less simulation can follow).
+
+Native ETH: v4-core's ``Currency`` type names native ETH ``address(0)`` (``CurrencyLibrary.ADDRESS_ZERO``,
+src/types/Currency.sol), and on mainnet most of WETH's V4 depth sits in such pools. WETH is ETH
+wrapped 1:1 (WETH9 ``deposit``/``withdraw`` exchange them at par), so a native-ETH pool is a
+market for WETH: the reader names it by the book's ``weth`` (the chain's WETH) as ``asset`` or
+``quote`` and in the venue's ``token0``/``token1``, keeps the pool key's own currencies in
+``currency0``/``currency1`` (the executor trades with them), and the simulation is the same pool
+maths. A book without ``weth`` leaves native-ETH pools out. Each pool's state is read
 with ``extsload(bytes32[])`` (:mod:`protocols.uniswap_v4.state`): slot0, liquidity, every
 tickBitmap word, then the liquidityNet of every initialised tick. A pool with a protocol fee set is
 left out too (the fee differs per direction; the model has one fee), as is an empty one.
@@ -44,7 +52,10 @@ class UniswapV4Reader(Reader):
         return [int.from_bytes(bytes(word), "big") for word in result]
 
     def find_pools(self) -> list[dict]:
-        """Initialized hook-less ERC-20 pools of (scanned asset or quote, quote): id, key, asset, quote."""
+        """Initialized hook-less pools of (scanned asset or quote, quote): id, key (``token0``/``token1``
+        the key's currencies, address(0) for native ETH), asset, quote (native ETH named as WETH)."""
+        weth = self.deployment.get("weth")       # optional: without it native-ETH pools are left out
+        weth = to_checksum_address(weth) if weth else None
         quotes = [to_checksum_address(q) for q in self.deployment.get("quotes", [])]
         rank = {q: i for i, q in enumerate(quotes)}
         wanted = {*map(to_checksum_address, self.ctx.assets), *quotes}
@@ -53,13 +64,14 @@ class UniswapV4Reader(Reader):
         for log in self.ctx.get_logs(self.manager, [INITIALIZE], start, self.ctx.block):
             currency0, currency1 = (to_checksum_address("0x" + bytes(t)[-20:].hex()) for t in log["topics"][2:4])
             fee, spacing, hooks, _, _ = decode(["uint24", "int24", "address", "uint160", "int24"], bytes(log["data"]))
-            if int(hooks, 16) != 0 or ZERO in (currency0, currency1):
+            if int(hooks, 16) != 0 or (currency0 == ZERO and weth is None):
                 continue
-            if not ({currency0, currency1} <= wanted and (currency0 in rank or currency1 in rank)):
+            token0 = weth if currency0 == ZERO else currency0     # address(0) < every token: always currency0
+            if token0 == currency1 or not ({token0, currency1} <= wanted and (token0 in rank or currency1 in rank)):
                 continue
             # the preferred quote (earlier in the list) is the quote; the other currency the asset
-            quote = min((c for c in (currency0, currency1) if c in rank), key=rank.__getitem__)
-            asset = currency1 if quote == currency0 else currency0
+            quote = min((c for c in (token0, currency1) if c in rank), key=rank.__getitem__)
+            asset = currency1 if quote == token0 else token0
             pools.append({"pool": "0x" + bytes(log["topics"][1]).hex(), "token0": currency0, "token1": currency1,
                           "fee": int(fee), "tick_spacing": int(spacing), "asset": asset, "quote": quote})
         return pools
@@ -92,11 +104,17 @@ class UniswapV4Reader(Reader):
 
     def read_markets(self) -> Rows:
         states = self.read_pools()
+        weth = self.deployment.get("weth")
+        for s in states:    # the model's tokens: native ETH as WETH (1:1), the key's currencies kept apart
+            s["currency0"], s["currency1"] = s["token0"], s["token1"]
+            if s["token0"] == ZERO:
+                s["token0"] = to_checksum_address(weth)
         tokens = self._tokens(sorted({s[k] for s in states for k in ("token0", "token1")}))
         venues, mids = [], {}
         for s in states:
             dec0, dec1 = tokens[s["token0"]][1], tokens[s["token1"]][1]
-            params = {"token0": s["token0"], "token1": s["token1"], "decimals0": dec0, "decimals1": dec1,
+            params = {"token0": s["token0"], "token1": s["token1"], "currency0": s["currency0"],
+                      "currency1": s["currency1"], "decimals0": dec0, "decimals1": dec1,
                       "fee": s["lp_fee"], "tick_spacing": s["tick_spacing"], "sqrt_price_x96": str(s["sqrt_price_x96"]),
                       "tick": s["tick"], "liquidity": str(s["liquidity"]), "ticks": s["ticks"],
                       "pool_manager": self.manager, "key_fee": s["fee"]}

@@ -6,7 +6,9 @@ split between input and fee, never the amounts swapped or the new price. So a ho
 protocol fee swaps as :func:`analyzer.amm.concentrated_liquidity.swap` computes, at its ``lpFee``.
 
 Params: those of :class:`analyzer.amm.venue.ConcentratedLiquidityVenue` (``fee`` the pool's lpFee in
-pips), plus ``pool_manager`` and ``key_fee`` (the PoolKey's fee field), written by the reader.
+pips), plus ``pool_manager``, ``key_fee`` (the PoolKey's fee field) and ``currency0``/``currency1`` (the
+PoolKey's currencies), written by the reader. A native-ETH pool (currency0 address(0)) names WETH as
+its ``token0``: ETH and WETH are exchanged 1:1, the pool maths is the same, so it is simulated as is.
 """
 
 from __future__ import annotations
