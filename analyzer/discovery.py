@@ -8,6 +8,11 @@ partial file and extended by a later scan; while a chunk is read, the file grows
 accepted ``eth_getLogs`` range, so an interrupted scan re-reads no range it finished. The cache
 folder is keyed by the protocol's addresses and topics and by the hash of the first block, so two
 chains (two devnets with one chain id) never share chunks.
+
+Logs arrive as columns (:mod:`analyzer.logcolumns`); a protocol that declares where its events
+name accounts and holdings (:class:`protocols.base.EventField`) has them decoded for every log of a
+range at once with numpy, and every distinct account checksummed once; otherwise its functions
+read the logs one by one.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from analyzer.atomic import atomic_write_text
 from analyzer.checksum import checksum, remember
+from analyzer.logcolumns import LogColumns
 from analyzer.rpc import RpcClient
-from protocols.base import AccountEvents
+from protocols.base import AccountEvents, EventField
 
 CHUNK_BLOCKS = 100_000
 
@@ -81,9 +89,122 @@ class ChunkFiles:
             atomic_write_text(self.root / "events.txt", json.dumps(
                 {"addresses": sorted(a.lower() for a in self.events.addresses), "topics": sorted(self.events.topics)}))
         atomic_write_text(self.root / f"{lo}-{hi}.json",
-                          json.dumps({"accounts": accounts, "holdings": holdings}, sort_keys=True))
+                          json.dumps({"accounts": accounts, "holdings": holdings}, separators=(",", ":")))
         if replaces is not None and replaces != hi:
             (self.root / f"{lo}-{replaces}.json").unlink(missing_ok=True)
+
+
+def take_logs(events: AccountEvents, logs: LogColumns, accounts: dict[str, int],
+              held: dict[str, list[str]]) -> None:
+    """Add the accounts ``logs`` name (with the last block naming each) to ``accounts``, and the
+    holdings they show to ``held``: in bulk where ``events`` declares its fields, else through the
+    reader's functions, log by log."""
+    if events.account_fields:
+        for account, last in declared_accounts(logs, events.account_fields).items():
+            accounts[account] = max(accounts.get(account, 0), last)
+        if events.holdings is not None:
+            for account, holding in declared_holdings(logs, events.holding_fields):
+                if holding not in held.setdefault(account, []):
+                    held[account].append(holding)
+        return
+    rows = logs.dicts()
+    remember_accounts(rows)
+    for log in rows:
+        for account in events.accounts(log):
+            accounts[account] = max(accounts.get(account, 0), log["blockNumber"])
+        for account, holding in events.holdings(log) if events.holdings is not None else ():
+            if holding not in held.setdefault(account, []):
+                held[account].append(holding)
+
+
+def _named(logs: LogColumns, spec: EventField) -> tuple[np.ndarray, np.ndarray]:
+    """(the logs ``spec`` names an address in, as indices; those addresses, lower-case hex without
+    ``0x``, as ``S40``)."""
+    counts, starts = logs.topic_counts, logs.topic_starts
+    first = np.zeros(len(logs), dtype="S66")
+    first[counts > 0] = logs.topics[starts[counts > 0]]
+    mask = first == spec.topic0.lower().encode()
+    if spec.emitters:
+        mask &= np.isin(logs.address, [e.lower().encode() for e in spec.emitters])
+    if spec.topic is not None:
+        mask &= counts > spec.topic
+        index = np.flatnonzero(mask)
+        words = logs.topics[starts[index] + spec.topic]
+    else:
+        at = 2 + 64 * int(spec.word or 0)
+        index = np.array([i for i in np.flatnonzero(mask) if len(logs.data[i]) >= at + 64], dtype=np.int64)
+        words = np.array([b"0x" + logs.data[i][at:at + 64].lower() for i in index], dtype="S66")
+    named = _address_of(words)
+    keep = np.ones(len(index), dtype=bool)
+    if spec.skip_zero:
+        keep &= named != b"0" * 40
+    if spec.skip_emitter:
+        keep &= named != _address_of(logs.address[index])
+    return index[keep], named[keep]
+
+
+def _address_of(words: np.ndarray) -> np.ndarray:
+    """The last 40 hex digits of each ``0x`` word (a topic, a data word or an address) as ``S40``."""
+    if not len(words):
+        return np.empty(0, dtype="S40")
+    width = words.dtype.itemsize
+    digits = np.frombuffer(words.astype(f"S{width}").tobytes(), dtype="S1").reshape(len(words), width)
+    return np.ascontiguousarray(digits[:, width - 40:]).view("S40").ravel()
+
+
+def declared_accounts(logs: LogColumns, fields: tuple[EventField, ...]) -> dict[str, int]:
+    """Every account ``fields`` name in ``logs`` (checksummed) with the last block naming it."""
+    index = [_named(logs, spec) for spec in fields]
+    if not index:
+        return {}
+    named = np.concatenate([n for _, n in index])
+    blocks = np.concatenate([logs.block[i] for i, _ in index])
+    unique, inverse = np.unique(named, return_inverse=True)
+    last = np.zeros(len(unique), dtype=np.int64)
+    np.maximum.at(last, inverse, blocks)
+    return dict(zip(_checksummed(unique), last.tolist(), strict=True))
+
+
+def _checksummed(unique: np.ndarray) -> list[str]:
+    """Checksummed ``0x`` addresses of distinct ``S40`` lower-case hex digits."""
+    raw = [bytes.fromhex(u.decode()) for u in unique.tolist()]
+    remember(raw)       # once per scan: an account named in many ranges and by holdings is hashed once
+    return [checksum(r) for r in raw]
+
+
+def declared_holdings(logs: LogColumns, fields: tuple[EventField, ...]) -> list[tuple[str, str]]:
+    """Every (account, holding) pair ``fields`` name in ``logs``, once each, in log order."""
+    order, accounts, holdings = [], [], []
+    for spec in fields:
+        index, named = _named(logs, spec)
+        if spec.holding_topic is None:
+            held = _address_of(logs.address[index])
+            spelled = {e.lower()[2:].encode(): e for e in spec.emitters}
+        else:
+            has = logs.topic_counts[index] > spec.holding_topic
+            index, named = index[has], named[has]
+            held = _address_of(logs.topics[logs.topic_starts[index] + spec.holding_topic])
+            spelled = None
+        order.append(index)
+        accounts.append(named)
+        holdings.append((held, spelled))
+    if not order:
+        return []
+    order_all = np.concatenate(order)
+    sort = np.argsort(order_all, kind="stable")
+    named_all = np.concatenate(accounts)[sort]
+    held_all = np.concatenate([h for h, _ in holdings])[sort]
+    spelled = {k: v for _, s in holdings if s for k, v in s.items()}
+    # one S80 per pair: the distinct pairs, in log order
+    pairs = np.hstack([named_all.view(np.uint8).reshape(-1, 40), held_all.view(np.uint8).reshape(-1, 40)])
+    pairs = np.ascontiguousarray(pairs).view("S80").ravel()
+    _, first = np.unique(pairs, return_index=True)
+    first.sort()
+    names_unique, names_inverse = np.unique(named_all[first], return_inverse=True)
+    held_unique, held_inverse = np.unique(held_all[first], return_inverse=True)
+    names = _checksummed(names_unique)
+    held_names = [spelled.get(h) or c for h, c in zip(held_unique.tolist(), _checksummed(held_unique), strict=True)]
+    return [(names[a], held_names[h]) for a, h in zip(names_inverse.tolist(), held_inverse.tolist(), strict=True)]
 
 
 def chunks(start: int, end: int, chunk_blocks: int) -> list[tuple[int, int]]:
@@ -115,23 +236,14 @@ def discover(client: RpcClient, events: AccountEvents, start: int, end: int, fil
             stats.chunks_read += 1
             state = {"reached": None if cached is None else reached}
 
-            def keep(a: int, b: int, logs: list[dict], accounts=accounts, held=held, lo=lo, state=state) -> None:
-                # the logs as the node sends them (topics and data as hex text, which every reader's
-                # events take): converting each topic to bytes took a tenth of a scan
-                remember_accounts(logs)
-                for log in logs:
-                    log["blockNumber"] = int(log["blockNumber"], 16)
-                    for account in events.accounts(log):
-                        accounts[account] = max(accounts.get(account, 0), log["blockNumber"])
-                    for account, holding in events.holdings(log) if events.holdings is not None else ():
-                        if holding not in held.setdefault(account, []):
-                            held[account].append(holding)
+            def keep(a: int, b: int, logs: LogColumns, accounts=accounts, held=held, lo=lo, state=state) -> None:
+                take_logs(events, logs, accounts, held)
                 files.put(lo, b, accounts, held, state["reached"])
                 state["reached"] = b
                 stats.ranges_read += 1
 
             client.get_logs(list(events.addresses), [list(events.topics)], reached + 1, hi,
-                            max_range=max_range, on_range=keep)
+                            max_range=max_range, on_range=keep, columns=True)
         for account, last in accounts.items():
             found[account] = max(found.get(account, 0), last)
         if holdings is not None:

@@ -101,17 +101,16 @@ def encode_arguments(*arguments: int | str | Sequence[int | str]) -> bytes:
 
 def decode_rows(raw: bytes) -> list[list[int]]:
     """``(uint256, uint256[][])`` ABI-decoded without eth-abi (which is too slow for 10^5 rows)."""
-    def word(offset: int) -> int:
-        return int.from_bytes(raw[offset:offset + 32], "big")
-
-    head = word(32)                 # offset of the outer array
-    count = word(head)
+    view, word = memoryview(raw), int.from_bytes
+    head = word(view[32:64], "big")                 # offset of the outer array
+    count = word(view[head:head + 32], "big")
     base = head + 32
     rows = []
-    for i in range(count):
-        at = base + word(base + 32 * i)
-        length = word(at)
-        rows.append([word(at + 32 * (k + 1)) for k in range(length)])
+    for at in range(base, base + 32 * count, 32):
+        start = base + word(view[at:at + 32], "big")
+        first = start + 32
+        rows.append([word(view[k:k + 32], "big")
+                     for k in range(first, first + 32 * word(view[start:first], "big"), 32)])
     return rows
 
 

@@ -67,6 +67,16 @@ def parse_signature(signature: str) -> tuple[bytes, tuple[str, ...], tuple[str, 
     return selector, inputs, outputs
 
 
+def _encode_call(signature: str, args: tuple) -> bytes:
+    selector, inputs, _ = parse_signature(signature)
+    return selector + abi_encode(list(inputs), list(args))
+
+
+# a scan asks the same calls again at each block (a pool's every tickBitmap word): encoded once
+_encode_known_call = lru_cache(maxsize=1 << 16)(_encode_call)
+checksum_address = lru_cache(maxsize=1 << 14)(to_checksum_address)
+
+
 @dataclass(frozen=True)
 class Call:
     """One contract read: target, signature with outputs, arguments."""
@@ -77,8 +87,11 @@ class Call:
 
     @property
     def calldata(self) -> bytes:
-        selector, inputs, _ = parse_signature(self.signature)
-        return selector + abi_encode(list(inputs), list(self.args))
+        try:
+            hash(self.args)
+        except TypeError:          # a list argument: not cached
+            return _encode_call(self.signature, self.args)
+        return _encode_known_call(self.signature, self.args)
 
     def decode(self, data: bytes) -> Any:
         """The decoded answer: a single value for one output, else a tuple."""
@@ -108,6 +121,58 @@ def _decode_result(call: Call, success: bool, data: bytes) -> CallResult:
         return CallResult(False, None)
 
 
+_WORD = 32
+
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(_WORD, "big")
+
+
+def aggregate3_arguments(calls: Sequence[tuple[str, bytes]]) -> bytes:
+    """The ABI encoding of ``aggregate3``'s one argument, ``(address target, bool allowFailure,
+    bytes callData)[]`` with every ``allowFailure`` true, for (checksummed target, calldata) pairs:
+    an offset to the array; its length; one offset per element (from the first one's); each
+    element's address, flag, offset of its bytes (three words in), length and data zero-padded
+    to whole words. Written out because eth-abi's generic encoder was most of a scan's Python time;
+    ``tests/test_multicall.py`` checks it against eth-abi."""
+    heads, tails, offset = [], [], _WORD * len(calls)
+    for target, data in calls:
+        tail = b"".join((bytes.fromhex(target[2:]).rjust(_WORD, b"\0"), _word(1), _word(3 * _WORD), _word(len(data)),
+                         data, bytes(-len(data) % _WORD)))
+        heads.append(_word(offset))
+        tails.append(tail)
+        offset += len(tail)
+    return b"".join((_word(_WORD), _word(len(calls)), *heads, *tails))
+
+
+def aggregate3_answers(raw: bytes) -> list[tuple[bool, bytes]]:
+    """``aggregate3``'s answer, ``(bool success, bytes returnData)[]``, decoded as strictly as
+    eth-abi does (offsets and lengths inside the answer, flags 0 or 1, zero padding); ValueError
+    for anything else."""
+    raw = bytes(raw)
+
+    def word(at: int) -> int:
+        if at < 0 or at + _WORD > len(raw):
+            raise ValueError(f"a pointer or length past the end of the {len(raw)}-byte answer")
+        return int.from_bytes(raw[at:at + _WORD], "big")
+
+    start = word(0)
+    count, base = word(start), start + _WORD
+    if count > (len(raw) - base) // _WORD:
+        raise ValueError(f"{count} results cannot fit in a {len(raw)}-byte answer")
+    answers = []
+    for i in range(count):
+        element = base + word(base + i * _WORD)
+        flag, at = word(element), element + word(element + _WORD)
+        length = word(at)
+        end = at + _WORD + length
+        padded = end + (-length % _WORD)
+        if flag > 1 or padded > len(raw) or any(raw[end:padded]):
+            raise ValueError(f"result {i} is not a (bool, bytes) pair")
+        answers.append((flag == 1, raw[at + _WORD:end]))
+    return answers
+
+
 def multicall(
     w3: Web3,
     calls: Sequence[Call],
@@ -124,31 +189,30 @@ def multicall(
     """
     if not isinstance(block, int) or block < 0:
         raise ContagionError(f"multicall needs a block number, got {block!r}")
-    selector, inputs, outputs = parse_signature(AGGREGATE3)
+    selector = parse_signature(AGGREGATE3)[0]
     send = send or (lambda tx, blk: bytes(w3.eth.call(tx, block_identifier=blk)))
     results: list[CallResult] = []
-    target = to_checksum_address(address)
+    target = checksum_address(address)
     # every batch also asks Multicall3 its block number: a node (or a proxy, a load balancer)
     # that answers from another block than the one asked is caught and asked again
     block_check = Call(target, "getBlockNumber()(uint256)")
     for start in range(0, len(calls), chunk_size):
         chunk = [block_check, *calls[start:start + chunk_size]]
-        payload = [(to_checksum_address(c.target), True, c.calldata) for c in chunk]
-        data = selector + abi_encode(list(inputs), [payload])
+        data = selector + aggregate3_arguments([(checksum_address(c.target), c.calldata) for c in chunk])
         for _attempt in range(BLOCK_RETRIES):
             raw = send({"to": target, "data": "0x" + data.hex()}, block)
             try:
-                (answers,) = abi_decode(list(outputs), raw)
-            except (DecodingError, ValueError) as exc:
+                answers = aggregate3_answers(raw)
+            except ValueError as exc:
                 raise ContagionError(f"Multicall3 at {address} answered something undecodable ({exc})") from None
             if len(answers) != len(chunk):
                 raise ContagionError(f"Multicall3 returned {len(answers)} results for {len(chunk)} calls")
-            answered = _decode_result(block_check, bool(answers[0][0]), bytes(answers[0][1]))
+            answered = _decode_result(block_check, *answers[0])
             if answered.success and answered.value == block:
                 break
         else:
             raise ContagionError(f"the node keeps answering for block {answered.value}, not the block asked ({block})")
-        results.extend(_decode_result(c, ok, bytes(ret)) for c, (ok, ret) in zip(chunk[1:], answers[1:], strict=True))
+        results.extend(_decode_result(c, ok, ret) for c, (ok, ret) in zip(chunk[1:], answers[1:], strict=True))
     return results
 
 

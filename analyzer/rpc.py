@@ -30,6 +30,7 @@ import urllib3.exceptions
 from web3.providers.base import JSONBaseProvider
 
 from analyzer.errors import ContagionError
+from analyzer.logcolumns import LogColumns, parse_log_answer
 from analyzer.rpcurl import check_rpc_url, redact_url
 
 # urllib3 logs every request line (path and query included) at DEBUG: a key there would reach a
@@ -138,9 +139,10 @@ class RpcClient:
             self._id += 1
             return self._id
 
-    def request(self, method: str, params: Sequence[Any] = ()) -> Any:
-        """One JSON-RPC call; transient failures are retried, a JSON-RPC error raises."""
-        payload = self.payload(method, params)
+    def request(self, method: str, params: Sequence[Any] = (), *, log_columns: bool = False) -> Any:
+        """One JSON-RPC call; transient failures are retried, a JSON-RPC error raises. With
+        ``log_columns`` (``eth_getLogs``), the result is :class:`analyzer.logcolumns.LogColumns`."""
+        payload = self.payload(method, params, log_columns=log_columns)
         error = payload.get("error")
         if error:
             message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
@@ -150,20 +152,23 @@ class RpcClient:
                 raise PrunedStateError(f"RPC {redact_url(self.url)} has no state at the block asked ({message[:120]}): "
                                        "reading a past block needs an archive node (or scan the latest block)")
             raise ContagionError(f"RPC {redact_url(self.url)} refused {method}: {message}")
-        return payload["result"]
+        result = payload["result"]
+        if log_columns and not isinstance(result, LogColumns):
+            return LogColumns.from_dicts(result)    # an answer the fast path did not take
+        return result
 
-    def payload(self, method: str, params: Sequence[Any] = ()) -> dict:
+    def payload(self, method: str, params: Sequence[Any] = (), *, log_columns: bool = False) -> dict:
         """The node's JSON-RPC answer (result or error) after retrying every transient failure:
         connection errors, timeouts, HTTP 429/5xx, bodies that are not JSON-RPC, rate limits.
         The chain id is asked once: web3 asks it before every ``eth_call`` a reader makes."""
         if method == "eth_chainId" and self._chain_id is not None:
             return {"jsonrpc": "2.0", "id": 0, "result": self._chain_id}
-        answer = self._payload(method, params)
+        answer = self._payload(method, params, log_columns)
         if method == "eth_chainId" and isinstance(answer.get("result"), str):
             self._chain_id = answer["result"]
         return answer
 
-    def _payload(self, method: str, params: Sequence[Any]) -> dict:
+    def _payload(self, method: str, params: Sequence[Any], log_columns: bool = False) -> dict:
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -196,6 +201,8 @@ class RpcClient:
                 raise ContagionError(f"RPC {redact_url(self.url)} refused the credentials (HTTP {status})")
             if status != 200:
                 raise ContagionError(f"RPC {redact_url(self.url)} answered {method} with HTTP {status}")
+            if log_columns and (columns := parse_log_answer(content, body["id"])) is not None:
+                return {"jsonrpc": "2.0", "id": body["id"], "result": columns}
             try:
                 payload = json.loads(content)
             except (ValueError, RecursionError):
@@ -263,13 +270,14 @@ class RpcClient:
         return bytes.fromhex(result[2:])
 
     def get_logs(self, address: str | list[str], topics: list, from_block: int, to_block: int,
-                 *, max_range: int = 50_000, on_range=None) -> list[dict]:
+                 *, max_range: int = 50_000, on_range=None, columns: bool = False) -> list[dict]:
         """All logs in ``[from_block, to_block]``, in ranges the node accepts.
 
         A refused range is halved, and the accepted width is remembered (``log_span``) for every
         later request, so a node's limit is learnt once. ``on_range(lo, hi, logs)`` is called after
         each accepted range, in block order (the scan caches them as they complete); with it, the
-        logs are not also returned.
+        logs are not also returned. With ``columns``, ``on_range`` gets each range's logs as
+        :class:`analyzer.logcolumns.LogColumns` (read without a JSON decoder where the answer allows).
         """
         logs: list[dict] = []
         refusals: Counter = Counter()   # per single block
@@ -279,7 +287,8 @@ class RpcClient:
             hi = min(lo + span - 1, to_block)
             try:
                 found = self.request("eth_getLogs", [{"address": address, "topics": topics,
-                                                      "fromBlock": hex(lo), "toBlock": hex(hi)}])
+                                                      "fromBlock": hex(lo), "toBlock": hex(hi)}],
+                                     log_columns=columns)
             except RpcRangeError:
                 if lo == hi:
                     # one block cannot be split: a load balancer's passing refusal is retried, a
@@ -294,7 +303,7 @@ class RpcClient:
             if on_range is not None:
                 on_range(lo, hi, found)     # handed over, not kept: a mainnet-sized book's logs fill memory
             else:
-                logs.extend(found)
+                logs.extend(found.dicts() if isinstance(found, LogColumns) else found)
             lo = hi + 1
         return logs
 

@@ -66,6 +66,27 @@ class ReadContext:
 
 
 @dataclass(frozen=True)
+class EventField:
+    """Where the logs of one event name an address, declared so that discovery reads it from every
+    log of a range at once instead of calling a reader's function per log.
+
+    Logs whose topic0 is ``topic0`` (``0x`` hex), emitted by any of ``emitters`` (every address asked
+    when empty), name the address in indexed argument ``topic`` (1-3) or in data word ``word``
+    (0-based) of a non-indexed argument. ``skip_zero`` / ``skip_emitter``: the zero address / the
+    log's own address is never named. For a holding, ``holding_topic`` is the topic of the held
+    address, None when the holding is the emitter (spelled as in ``emitters``).
+    """
+
+    topic0: str
+    emitters: tuple[str, ...] = ()
+    topic: int | None = None
+    word: int | None = None
+    holding_topic: int | None = None
+    skip_zero: bool = False
+    skip_emitter: bool = False
+
+
+@dataclass(frozen=True)
 class AccountEvents:
     """The logs that name a protocol's accounts, declared so that the scan fetches them in one
     ``eth_getLogs`` per block range (every address, topic0 of any of ``topics``) and caches them.
@@ -83,6 +104,10 @@ class AccountEvents:
     topics: tuple[str, ...]                       # 0x-prefixed topic0 hashes
     accounts: Callable[[dict], Sequence[str]]
     holdings: Callable[[dict], Sequence[tuple[str, str]]] | None = None
+    # optional: the same as ``accounts`` / ``holdings`` declared (discovery then decodes in bulk);
+    # both functions stay, the reference the declarations are tested against
+    account_fields: tuple[EventField, ...] = ()
+    holding_fields: tuple[EventField, ...] = ()
 
 
 class Reader(ABC):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
-from eth_utils import function_signature_to_4byte_selector
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from analyzer.devnet.context import DevnetContext, npm_artifact
 from analyzer.devnet.solc import fixture_artifact
@@ -11,6 +15,8 @@ from analyzer.multicall import (
     AGGREGATE3,
     MULTICALL3_ADDRESS,
     Call,
+    aggregate3_answers,
+    aggregate3_arguments,
     ensure_multicall3,
     multicall,
     parse_signature,
@@ -31,6 +37,39 @@ def test_aggregate3_selector_is_the_canonical_one():
 def test_split_types_keeps_tuples_whole():
     assert split_types("(address,bool,bytes)[],uint256,(uint8,(int24,int24))") == (
         "(address,bool,bytes)[]", "uint256", "(uint8,(int24,int24))")
+
+
+def test_aggregate3_is_encoded_and_decoded_as_eth_abi_does():
+    """The hand-written aggregate3 encoding and answer decoding against eth-abi's, on random batches
+    (empty calldata, whole words, ragged lengths; failed and empty answers)."""
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randint(0, 12)
+        calls = [(to_checksum_address("0x" + rng.randbytes(20).hex()), rng.randbytes(rng.choice([0, 4, 36, rng.randint(1, 150)])))
+                 for _ in range(n)]
+        assert aggregate3_arguments(calls) == abi_encode(["(address,bool,bytes)[]"], [[(t, True, d) for t, d in calls]])
+        answers = [(rng.random() < 0.7, rng.randbytes(rng.choice([0, 32, rng.randint(1, 150)]))) for _ in range(n)]
+        raw = abi_encode(["(bool,bytes)[]"], [answers])
+        assert aggregate3_answers(raw) == list(abi_decode(["(bool,bytes)[]"], raw)[0]) == answers
+
+
+@pytest.mark.parametrize("damage", ["truncated", "count", "flag", "padding", "pointer"])
+def test_a_malformed_aggregate3_answer_is_refused(damage):
+    raw = bytearray(abi_encode(["(bool,bytes)[]"], [[(True, b"\x01" * 33), (False, b"")]]))
+    # layout: [0x20][count][offset0][offset1] | [flag][0x40][len 33][2 data words] | [flag][0x40][len 0]
+    element0 = 32 * 4
+    if damage == "truncated":
+        raw = raw[:-40]
+    elif damage == "count":
+        raw[32:64] = (10**6).to_bytes(32, "big")
+    elif damage == "flag":
+        raw[element0:element0 + 32] = (2).to_bytes(32, "big")
+    elif damage == "padding":
+        raw[element0 + 32 * 3 + 33] = 1       # the byte after the 33 data bytes, inside their padding
+    else:
+        raw[64:96] = (len(raw)).to_bytes(32, "big")
+    with pytest.raises(ValueError):
+        aggregate3_answers(bytes(raw))
 
 
 @pytest.fixture

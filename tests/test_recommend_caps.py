@@ -113,6 +113,27 @@ def test_the_report_lists_each_cap_in_tokens_with_both_bad_debts(doc):
         assert cells in page if row["parameter"] == "borrow_cap" else row["parameter"] in page
 
 
+
+def test_the_cli_option_writes_the_caps_and_refuses_prove_with_them(tmp_path):
+    """``contagion recommend --caps``: recommendations.json carries the caps table; with ``--prove``
+    a one-line error (a fork's book is not the book at the caps)."""
+    import json as json_module
+
+    from tests.test_cli import assert_one_line_error, contagion
+
+    book().write(tmp_path / "snap")
+    (tmp_path / "stress.toml").write_text('name = "weth-30"\n[price]\nWETH = -0.30\n')
+    proc = contagion("recommend", str(tmp_path / "snap"), "--scenarios", str(tmp_path / "stress.toml"),
+                     "--budget", str(BUDGET), "--caps", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json_module.loads((tmp_path / "out" / "recommendations.json").read_text())
+    assert doc["stress_at_caps"] and doc["caps"] and max(doc["bad_debt_after_usd"].values()) <= BUDGET
+    proc = contagion("recommend", str(tmp_path / "snap"), "--scenarios", str(tmp_path / "stress.toml"),
+                     "--budget", str(BUDGET), "--caps", "--prove", "--rpc", "http://127.0.0.1:1",
+                     "--book", str(tmp_path / "stress.toml"), "--out", str(tmp_path / "out2"))
+    assert_one_line_error(proc, "--caps --prove")
+
+
 @requires_anvil
 @pytest.mark.slow
 def test_caps_set_on_a_fork_read_back_from_the_contracts_and_a_fresh_scan(devnet):

@@ -39,13 +39,13 @@ class RecordingClient(RpcClient):
         super().__init__(url)
         self.ranges: list[tuple[frozenset, int, int]] = []
 
-    def request(self, method, params=()):
+    def request(self, method, params=(), **options):
         if method == "eth_getLogs":
             query = params[0]
             addresses = query["address"] if isinstance(query["address"], list) else [query["address"]]
             self.ranges.append((frozenset(a.lower() for a in addresses), int(query["fromBlock"], 16),
                                 int(query["toBlock"], 16)))
-        return super().request(method, params)
+        return super().request(method, params, **options)
 
 
 def cached_ranges(cache: Path) -> dict[str, list[tuple[int, int]]]:
@@ -78,7 +78,7 @@ def test_killed_scans_resume_to_the_same_snapshot_without_rereading(devnet, tmp_
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     before = cached_ranges(cache)
-    positions_done = len(list(cache.rglob("positions-*.json")))
+    positions_done = len(list(cache.rglob("positions-*.chunk")))
     client, stats = RecordingClient(devnet.url), ScanStats()
     resumed = scan(devnet.url, lenders, book=devnet.book, block=block, cache_dir=cache, chunk_blocks=CHUNK_BLOCKS,
                    chunk_accounts=CHUNK_ACCOUNTS, stats=stats, client=client)

@@ -2,7 +2,9 @@
 holdings gives the snapshot of the lens read in full, and a sample of it the Multicall3 snapshot.
 
 Building the mainnet-scale devnet takes many minutes (loading its cached state, seconds), so this
-runs only when asked: ``CONTAGION_SCALE_TESTS=1 pytest tests/test_scan_scale.py``.
+runs only when asked: ``CONTAGION_SCALE_TESTS=1 pytest tests/test_scan_scale.py``. With
+``CONTAGION_SCALE_STATE=DIR`` it loads a mainnet-scale devnet saved beforehand (``DIR/state.json``,
+``DIR/book.json``, as ``benchmarks.scan --state``) instead of building or loading the cached one.
 """
 
 from __future__ import annotations
@@ -24,10 +26,21 @@ LENDERS = "aave-v3,compound-v2,comet"
 
 @pytest.fixture(scope="module")
 def scale():
-    from analyzer.devnet import scenario as scenario_mod
-    from analyzer.devnet.build import start_devnet
+    import json
+    from pathlib import Path
 
-    with start_devnet(scenario_mod.load("mainnet-scale"), parse_protocols(None)) as running:
+    from analyzer.chain import Anvil
+    from analyzer.devnet import scenario as scenario_mod
+    from analyzer.devnet.build import CHAIN_ID, CODE_SIZE_LIMIT, RunningDevnet, start_devnet
+
+    scenario = scenario_mod.load("mainnet-scale")
+    saved = os.environ.get("CONTAGION_SCALE_STATE")
+    if saved:
+        anvil = Anvil(chain_id=CHAIN_ID, load_state=Path(saved) / "state.json", code_size_limit=CODE_SIZE_LIMIT)
+        running = RunningDevnet(anvil.start(), json.loads((Path(saved) / "book.json").read_text()), scenario)
+    else:
+        running = start_devnet(scenario, parse_protocols(None))
+    with running:
         yield running
 
 

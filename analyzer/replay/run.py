@@ -152,7 +152,7 @@ def _round(fork: ReplayFork, round_index: int, lending: Sequence[Lender], option
         record.routed = trade(fork, venues, sold, state.repaid, hedge)
         if fork.scenario.cex_arbitrage and fork.scenario.price_impact:
             record.routed += arbitrage_on_fork(fork)
-        _, record.pool_prices_after = fork.market.now()
+        _, record.pool_prices_after = fork.market.now(fresh=True)
         if options.active:
             after = np.array([record.pool_prices_after.get(a, price[i]) for i, a in enumerate(fork.asset_list)])
             options.after_trades(price, after, contracts)

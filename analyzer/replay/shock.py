@@ -62,6 +62,8 @@ class ForkMarket:
     # the CEX venue beside each asset's pools (scenario ``cex_arbitrage``): off-chain models, kept
     # from round to round, that the keepers' routed sales and the arbitrageurs trade
     centralised: dict = field(default_factory=dict)
+    # the last read of the venues, with ``pools.swaps`` when it was made
+    last_read: tuple[int, Snapshot] | None = None
 
     @classmethod
     def open(cls, w3: Web3, chain_markets: Sequence[Any], read: Callable[..., Snapshot],
@@ -79,12 +81,23 @@ class ForkMarket:
         mid_pre = market_view(read(None, venue_plugins), stable_usd)[1] if pools is not None else {}
         return cls(read, pools, venue_plugins, market_before, stable_usd, mid_pre, decimals, symbols)
 
-    def now(self) -> tuple[dict, dict[str, float]]:
+    def venues_read(self, fresh: bool = False) -> Snapshot:
+        """A read of the fork's venues. The replay's pools move only by its own swaps (the shock,
+        the keepers' trades, the re-hedge, the arbitrage: ``pools.swaps``); oracle moves and mined
+        blocks touch no pool, so until the next swap the last read is what a new one would answer
+        (a pool's storage unchanged). ``fresh``: read again regardless (after liquidations)."""
+        assert self.pools is not None
+        if fresh or self.last_read is None or self.last_read[0] != self.pools.swaps:
+            self.last_read = (self.pools.swaps, self.read(None, self.venue_plugins))
+        return self.last_read[1]
+
+    def now(self, fresh: bool = False) -> tuple[dict, dict[str, float]]:
         """The fork's venues (AssetVenues by asset), and USD prices as the engine moves them: the
-        snapshot's price times the venues' mid over their mid before the shock ({} without pools)."""
+        snapshot's price times the venues' mid over their mid before the shock ({} without pools).
+        Built anew from :meth:`venues_read` on every call (the venue models are traded on)."""
         if self.pools is None:
             return {}, {}
-        venues, mids = market_view(self.read(None, self.venue_plugins), self.stable_usd, self.centralised)
+        venues, mids = market_view(self.venues_read(fresh), self.stable_usd, self.centralised)
         return venues, {a: self.market_before[a] * mid / self.mid_pre[a] if self.mid_pre.get(a, 0) > 0 else mid
                         for a, mid in mids.items()}
 

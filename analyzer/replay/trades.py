@@ -113,7 +113,7 @@ def arbitrage_on_fork(fork: ReplayFork) -> list[dict]:
 
     pools, decimals = fork.market.pools, fork.decimals
     assert pools is not None
-    venues = fork.market.now()[0]
+    venues = fork.market.now(fresh=True)[0]     # after the round's liquidations and trades
     swaps: list[dict] = []
     for asset in fork.asset_list:
         if asset not in venues:

@@ -19,10 +19,12 @@ class ForkVenues:
     """The venue executors of a replay (one per venue market), dispatched by pool.
 
     ``entries``: every pool entry of every executor (dicts with ``asset``, ``quote``, ``pool``).
+    ``swaps``: how many swaps were sent through them (the fork's pools are unchanged while it is).
     """
 
     def __init__(self, executors: Iterable[Any]):
         self.executors = list(executors)
+        self.swaps = 0
         self.entries: list[dict] = []
         self._owner: dict[int, Any] = {}
         self._by_pool: dict[tuple[str, str], Any] = {}
@@ -41,12 +43,15 @@ class ForkVenues:
 
     def move_to(self, entry: dict, target_ratio: float, trader: str) -> None:
         """Arbitrage the pool of ``entry`` to ``target_ratio`` (quote per asset) with its own plugin."""
+        self.swaps += 1
         self._owner[id(entry)].move_to(entry, target_ratio, trader)
 
     def sell(self, asset: str, amount_raw: int, trader: str, pool: str) -> None:
         """Sell ``amount_raw`` of ``asset`` in ``pool`` (one real swap)."""
+        self.swaps += 1
         self._executor(pool, asset).sell(asset, amount_raw, trader, pool=pool)
 
     def buy(self, asset: str, amount_raw: int, trader: str, pool: str) -> None:
         """Buy ``amount_raw`` of ``asset`` in ``pool`` (one real swap)."""
+        self.swaps += 1
         self._executor(pool, asset).buy(asset, amount_raw, trader, pool=pool)

@@ -33,7 +33,7 @@ from protocols.aave_v3.versions import (
     has_stable_debt,
     version_of_revision,
 )
-from protocols.base import AccountEvents, Reader, Rows
+from protocols.base import AccountEvents, EventField, Reader, Rows
 
 PROTOCOL = "aave-v3"
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -220,7 +220,9 @@ class AaveV3Reader(Reader):
             receiver = "0x" + _hex(log["topics"][2])[-40:]
             return [] if int(receiver, 16) == 0 else [(checksum(receiver), token)]
 
-        return AccountEvents((self.pool, *a_tokens.values()), (*topics, transfer), accounts, holdings)
+        return AccountEvents((self.pool, *a_tokens.values()), (*topics, transfer), accounts, holdings,
+                             account_fields=tuple(EventField(t, topic=2) for t in topics),
+                             holding_fields=(EventField(transfer, tuple(a_tokens.values()), topic=2, skip_zero=True),))
 
     def change_events(self) -> AccountEvents:
         return lens.change_events(self)

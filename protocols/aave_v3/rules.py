@@ -213,7 +213,7 @@ class AaveV3Rules(Rules, InterestAccrual):
         threshold = self._threshold_bps(book)
         with np.errstate(invalid="ignore", divide="ignore"):
             if profile_.floor_average_threshold:
-                lowest = np.where(coll_usd > 0, threshold, np.inf).min(axis=1)
+                lowest = np.min(threshold, axis=1, where=coll_usd > 0, initial=np.inf)
                 lowest = np.where(np.isfinite(lowest), lowest, 0.0)
                 above_lowest = threshold - lowest[:, None]
                 above_lowest *= coll_usd

@@ -18,7 +18,7 @@ from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
-from protocols.base import AccountEvents, Reader, Rows
+from protocols.base import AccountEvents, EventField, Reader, Rows
 from protocols.comet import exact, lens
 
 PROTOCOL = "comet"
@@ -188,7 +188,12 @@ class CometReader(Reader):
                 return []
             return [(checksum(raw[2][-20:]), checksum(raw[3][-20:]))]
 
-        return AccountEvents((self.comet,), tuple("0x" + t.hex() for t in topics), accounts, holdings)
+        return AccountEvents((self.comet,), tuple("0x" + t.hex() for t in topics), accounts, holdings,
+                             account_fields=tuple(EventField("0x" + bytes(event_signature_to_log_topic(sig)).hex(),
+                                                             topic=k, skip_zero=True, skip_emitter=True)
+                                                  for sig, positions in ENUMERATION_EVENTS.items() for k in positions),
+                             holding_fields=tuple(EventField("0x" + t.hex(), topic=2, holding_topic=3)
+                                                  for t in sorted(collateral_topics)))
 
     def change_events(self) -> AccountEvents:
         """Incremental rescans: every event that moves an account's principal, ``assetsIn`` or

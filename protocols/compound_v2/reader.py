@@ -21,7 +21,7 @@ from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
-from protocols.base import AccountEvents, Reader, Rows
+from protocols.base import AccountEvents, EventField, Reader, Rows
 from protocols.compound_v2 import lens
 from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
 from protocols.compound_v2.profiles import EventSpec, profile
@@ -243,8 +243,15 @@ class CompoundV2Reader(Reader):
                 return [(_named(log, specs[(first, "ctoken")]), ctoken)]
             return []
 
+        def declared(spec: EventSpec, **options) -> EventField:
+            emitters = (self.comptroller,) if spec.on == "comptroller" else ctokens
+            return EventField(topic(spec.signature), emitters, topic=spec.topic_index, word=spec.data_word, **options)
+
+        received_field = EventField(TRANSFER, ctokens, topic=2, skip_zero=True, skip_emitter=True)
         return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {TRANSFER})),
-                             accounts, holdings)
+                             accounts, holdings,
+                             account_fields=(*(declared(spec) for spec in specs.values()), received_field),
+                             holding_fields=(received_field, *(declared(specs[key]) for key in borrow)))
 
     def change_events(self) -> AccountEvents | None:
         """Incremental rescans: the profile's change events (every way a cToken balance, a borrow
