@@ -278,6 +278,7 @@ def _scan_market(run: _Run, market: Market, snapshot: Snapshot) -> Snapshot:
     known = tuple(snapshot.assets["address"]) if plugin.venue_executor is not None else ()
     key = digest([deployment, *known, reader_digest(plugin)])
     cache = ChunkCache(None if run.chain_cache is None else run.chain_cache / str(run.block) / plugin.name / key)
+    assert plugin.reader is not None        # the scan's markets are those of plugins with a reader
     reader = plugin.reader(dataclasses.replace(run.ctx, assets=known), deployment)
     # a plugin with one market keeps its plain name in progress and stats
     label = plugin.name if sum(m.plugin is plugin for m in run.markets) == 1 else f"{plugin.name} {market.name}"

@@ -25,7 +25,7 @@ Repeated until a fixed point (no liquidation and every market and oracle price c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +140,7 @@ def receipt_writedown(prep: Prepared, market_bad_debt_usd: np.ndarray, market_de
     return np.maximum(fraction, before)
 
 
-def receipt_writedowns(prep: Prepared, books: list, previous: np.ndarray | None) -> np.ndarray | None:
+def receipt_writedowns(prep: Prepared, books: Sequence[Any] | StateBooks, previous: np.ndarray | None) -> np.ndarray | None:
     """(A,) write-down of each receipt whose issuer's rules say which of its books' losses reach it
     (:class:`~protocols.base.ReceiptWritedownRules`: a Morpho vault over the markets it supplies),
     NaN for the others; None when no issuer declares one. Never reversed within a cascade."""

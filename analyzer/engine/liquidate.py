@@ -139,6 +139,7 @@ def _record_health(slot: BookSlot, state: CascadeState, slot_index: int, oracle:
     bad_debt[rows] = 0.0
     state.health_bound[slot_index][rows] = health
     if len(candidates):
+        assert sub is not None      # the keepers' book of the candidates
         health_after, still = slot.rules.health_and_liquidatable(sub, oracle)
         state.watch[slot_index][candidates[still]] = True
         state.health_bound[slot_index][candidates] = health_after
@@ -151,4 +152,5 @@ def _record_health(slot: BookSlot, state: CascadeState, slot_index: int, oracle:
             owing.extra.update(book_wide(sub))
         bad_debt[indebted] = slot.rules.bad_debt_usd(owing, oracle)
     if len(candidates):
+        assert sub is not None
         bad_debt[candidates] = slot.rules.bad_debt_usd(sub, oracle)

@@ -146,9 +146,9 @@ class StateBooks:
         """Accounts ``rows`` of book ``s`` set to ``source``'s (a book of just those accounts), as
         :func:`write_rows` does on a whole book."""
         base = self._base[s]
-        if self._written[s] is None:
-            self._written[s] = _Written(base)
         written = self._written[s]
+        if written is None:
+            written = self._written[s] = _Written(base)
         place = written.places(base, rows)
         written.book.collateral[place] = source.collateral
         written.book.debt[place] = source.debt

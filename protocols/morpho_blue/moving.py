@@ -38,14 +38,15 @@ def _id(market: str) -> bytes:
 
 
 def _params(w3, morpho: str, market: str) -> tuple:
-    p = read(w3, morpho, f"idToMarketParams(bytes32){MARKET_PARAMS}", _id(market))
+    p: Any = read(w3, morpho, f"idToMarketParams(bytes32){MARKET_PARAMS}", _id(market))
     if int(str(p[0]), 16) == 0:
         raise ContagionError(f"morpho-blue: no market {market} on this chain")
     return tuple(to_checksum_address(a) for a in p[:4]) + (int(p[4]),)
 
 
 def _totals(w3, morpho: str, market: str) -> exact.MarketTotals:
-    return exact.MarketTotals(*read(w3, morpho, f"market(bytes32){MARKET}", _id(market)))
+    totals: Any = read(w3, morpho, f"market(bytes32){MARKET}", _id(market))
+    return exact.MarketTotals(*totals)
 
 
 def _position(w3, morpho: str, market: str, account: str) -> tuple[int, int, int]:

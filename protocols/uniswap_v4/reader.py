@@ -108,7 +108,7 @@ class UniswapV4Reader(Reader):
         for s in states:    # the model's tokens: native ETH as WETH (1:1), the key's currencies kept apart
             s["currency0"], s["currency1"] = s["token0"], s["token1"]
             if s["token0"] == ZERO:
-                s["token0"] = to_checksum_address(weth)
+                s["token0"] = to_checksum_address(str(weth))
         tokens = self._tokens(sorted({s[k] for s in states for k in ("token0", "token1")}))
         venues, mids = [], {}
         for s in states:
