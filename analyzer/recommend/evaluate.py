@@ -185,7 +185,7 @@ class Evaluator:
         if todo:
             # in-process: one task per set (scenarios sharing a market behaviour share its settle
             # phase); on Dask: one per (set, scenario), so that even one set runs in parallel
-            keys = [k for k in todo for _ in (todo[k][1] if self.client is not None else [None])]
+            keys = [k for k in todo for _ in range(len(todo[k][1]) if self.client is not None else 1)]
             groups = [[n] for k in todo for n in todo[k][1]] if self.client is not None else \
                 [todo[k][1] for k in todo]
             by_name = {s.name: s for s in self.scenarios}
