@@ -169,6 +169,19 @@ def scan(
     run = dataclasses.replace(run, accounts=accounts, since_block=since_block, chunk_blocks=chunk_blocks,
                               chunk_accounts=chunk_accounts or (2000 if run.ctx.lens else 200), workers=workers,
                               progress=progress, stats=stats)
+    snapshot = _read_markets(run)
+    snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
+                         block_timestamp=run.block_timestamp)
+    if oracle_paths:
+        snapshot.meta["derived_prices"] = _derived_prices(run, plugins)
+    stats.requests = dict(client.calls)
+    # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
+    return with_default_depth(snapshot).validate()
+
+
+def _read_markets(run: _Run) -> Snapshot:
+    """Every market of ``run`` read and merged into one snapshot, with the markets read
+    (``meta["protocols"]``) and those read but left out (``meta["excluded_markets"]``)."""
     snapshot = Snapshot(meta={"chain_id": run.chain_id, "block_number": run.block,
                               "block_timestamp": run.block_timestamp})
     read_markets: dict[str, dict[str, dict]] = {}
@@ -186,13 +199,7 @@ def scan(
     snapshot.meta["protocols"] = read_markets
     if excluded_markets:   # read, left out of every table, named here (never priced at 0)
         snapshot.meta["excluded_markets"] = excluded_markets
-    snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
-                         block_timestamp=run.block_timestamp)
-    if oracle_paths:
-        snapshot.meta["derived_prices"] = _derived_prices(run, plugins)
-    stats.requests = dict(client.calls)
-    # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
-    return with_default_depth(snapshot).validate()
+    return snapshot
 
 
 @dataclass(frozen=True)

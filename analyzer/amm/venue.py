@@ -67,11 +67,7 @@ class ConcentratedLiquidityVenue(VenueModel):
             raise ContagionError(f"{where}: params need token0, token1, decimals0, decimals1, fee, tick_spacing, "
                                  f"sqrt_price_x96, tick, liquidity, ticks ({exc!r})") from None
         _check_pool_state(where, self.state, self.decimals0, self.decimals1, self.max_tick_spacing)
-        if asset.lower() not in (self.token0.lower(), self.token1.lower()):
-            raise ContagionError(f"{where}: asset {asset} is neither token0 {self.token0} nor token1 {self.token1}")
-        self.asset_is_token0 = asset.lower() == self.token0.lower()
-        self.asset_decimals = self.decimals0 if self.asset_is_token0 else self.decimals1
-        self.quote_decimals = self.decimals1 if self.asset_is_token0 else self.decimals0
+        self.orient_pair(where)
         self.last_swap: cl.SwapResult | None = None
 
     @classmethod

@@ -31,13 +31,9 @@ class UniswapV2Venue(VenueModel):
         except (KeyError, TypeError, ValueError) as exc:
             raise ContagionError(f"{where}: params need token0, token1, decimals0, decimals1, reserve0, reserve1 "
                                  f"({exc!r})") from None
-        if asset.lower() not in (self.token0.lower(), self.token1.lower()):
-            raise ContagionError(f"{where}: asset {asset} is neither token0 {self.token0} nor token1 {self.token1}")
+        self.orient_pair(where)
         if not (0 < reserve0 <= v2.MAX_RESERVE and 0 < reserve1 <= v2.MAX_RESERVE):
             raise ContagionError(f"{where}: reserves must be positive uint112, got {reserve0}, {reserve1}")
-        self.asset_is_token0 = asset.lower() == self.token0.lower()
-        self.asset_decimals = self.decimals0 if self.asset_is_token0 else self.decimals1
-        self.quote_decimals = self.decimals1 if self.asset_is_token0 else self.decimals0
         self.reserve_asset, self.reserve_quote = (reserve0, reserve1) if self.asset_is_token0 else (reserve1, reserve0)
 
     @classmethod
