@@ -67,7 +67,7 @@ class ConcentratedLiquidityVenue(VenueModel):
             raise ContagionError(f"{where}: params need token0, token1, decimals0, decimals1, fee, tick_spacing, "
                                  f"sqrt_price_x96, tick, liquidity, ticks ({exc!r})") from None
         _check_pool_state(where, self.state, self.decimals0, self.decimals1, self.max_tick_spacing)
-        self.orient_pair(where)
+        self.orient_pair(self.token0, self.token1, self.decimals0, self.decimals1, where)
         self.last_swap: cl.SwapResult | None = None
 
     @classmethod

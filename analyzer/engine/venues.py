@@ -88,15 +88,13 @@ class VenueModel(ABC):
         self.quote_price_usd = float(quote_price_usd)
         self.venue = venue
 
-    def orient_pair(self, where: str) -> None:
-        """For a two-token pool whose ``token0``/``token1``/``decimals0``/``decimals1`` are set: which
-        side is the asset (``asset_is_token0``) and each side's decimals; an asset the pool does not
-        hold is a ContagionError."""
-        token0, token1 = self.token0, self.token1
+    def orient_pair(self, token0: str, token1: str, decimals0: int, decimals1: int, where: str) -> None:
+        """For a two-token pool of ``token0``/``token1``: which side is the asset
+        (``asset_is_token0``) and each side's decimals; an asset the pool does not hold is a
+        ContagionError."""
         if self.asset.lower() not in (token0.lower(), token1.lower()):
             raise ContagionError(f"{where}: asset {self.asset} is neither token0 {token0} nor token1 {token1}")
         self.asset_is_token0 = self.asset.lower() == token0.lower()
-        decimals0, decimals1 = self.decimals0, self.decimals1
         self.asset_decimals = decimals0 if self.asset_is_token0 else decimals1
         self.quote_decimals = decimals1 if self.asset_is_token0 else decimals0
 

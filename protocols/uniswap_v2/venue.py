@@ -31,7 +31,7 @@ class UniswapV2Venue(VenueModel):
         except (KeyError, TypeError, ValueError) as exc:
             raise ContagionError(f"{where}: params need token0, token1, decimals0, decimals1, reserve0, reserve1 "
                                  f"({exc!r})") from None
-        self.orient_pair(where)
+        self.orient_pair(self.token0, self.token1, self.decimals0, self.decimals1, where)
         if not (0 < reserve0 <= v2.MAX_RESERVE and 0 < reserve1 <= v2.MAX_RESERVE):
             raise ContagionError(f"{where}: reserves must be positive uint112, got {reserve0}, {reserve1}")
         self.reserve_asset, self.reserve_quote = (reserve0, reserve1) if self.asset_is_token0 else (reserve1, reserve0)
