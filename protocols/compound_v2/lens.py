@@ -219,10 +219,21 @@ def _account_rows(reader, kept: KeptState) -> pd.DataFrame:
     count = kept.column(1).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
     owner = np.repeat(np.arange(n), count)
     within = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
-    entered = np.full((n, int(count.max(initial=0)) + 1), -1, dtype=np.int64)   # -1 past each set
-    entered[owner, within] = kept.words[kept.starts[owner] + 2 + within].astype(np.int64)
-    sets, which = np.unique(entered, axis=0, return_inverse=True)
-    params = [json.dumps({"entered": [markets[j]["ctoken"] for j in row if j >= 0]}) for row in sets.tolist()]
+    # each set as one number, its markets as digits (base: one more than the markets), where it fits
+    # in 64 bits; otherwise the sets as rows
+    base, width = len(markets) + 1, int(count.max(initial=0))
+    if base ** (width + 1) < 2**62:
+        digits = np.zeros(n, dtype=np.int64)
+        np.add.at(digits, owner, (kept.words[kept.starts[owner] + 2 + within].astype(np.int64) + 1)
+                  * base ** (width - within))
+        _, first, which = np.unique(digits, return_index=True, return_inverse=True)
+    else:
+        entered = np.full((n, width + 1), -1, dtype=np.int64)     # -1 past each set
+        entered[owner, within] = kept.words[kept.starts[owner] + 2 + within].astype(np.int64)
+        _, first, which = np.unique(entered, axis=0, return_index=True, return_inverse=True)
+    starts, words = kept.starts, kept.words
+    params = [json.dumps({"entered": [markets[j]["ctoken"] for j in words[starts[i] + 2:starts[i] + 2 + count[i]]]})
+              for i in first.tolist()]
     return pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
                          "account": text(kept.accounts), "category": np.zeros(n, dtype=np.int64),
                          "params": labels(params, which.reshape(-1))})
