@@ -79,10 +79,51 @@ def test_liquidatable_now_is_every_account_whose_health_the_cut_takes_under_one(
     # the settle phase liquidates at least those accounts (their sales may take others with them)
     assert threshold["settle_accounts"] >= len(expected)
     assert threshold["settle_liquidated_usd"] >= 0.5 * doc["liquidatable_now"]["debt_usd"]
-    # and the distance to cascade moves away: a larger fall is needed before bad debt appears (None:
-    # none within -95%)
-    assert threshold["distance_before"] < 0
-    assert threshold["distance_after"] is None or threshold["distance_after"] < threshold["distance_before"]
+
+
+GRID = [0.01 * i for i in range(1, 96)]      # falls of 1% to 95%
+
+
+def first_falls_over(snapshot, lines_usd: dict[str, tuple[float, bool]]) -> dict[str, float | None]:
+    """Per line (USD, whether beyond the settled book's own bad debt): the first fall of :data:`GRID`
+    whose settled-then-shocked bad debt exceeds it, one engine run per fall."""
+    runs: dict[float, float] = {}
+
+    def bad_debt_at(fall: float) -> float:
+        if fall not in runs:
+            shock = ShockScenario(name="grid", price_shocks={"WETH": -fall} if fall else {})
+            runs[fall] = settle_then_shock(snapshot, shock).total_bad_debt_usd
+        return runs[fall]
+
+    return {name: next((f for f in GRID if bad_debt_at(f) - (bad_debt_at(0.0) if above else 0.0) > usd), None)
+            for name, (usd, above) in lines_usd.items()}
+
+
+@pytest.mark.parametrize("values", [{}, {"liquidation_threshold": 0.74}, {"liquidation_threshold": 0.71}])
+def test_the_distances_to_cascade_are_the_first_falls_a_grid_of_engine_runs_finds_over_each_line(values):
+    from analyzer.recommend.distance import TOLERANCE, falls
+
+    snapshot = by_hand(values)
+    found = falls(snapshot, SCENARIOS[0], snapshot.address_of("WETH"), BUDGET)
+    grids = first_falls_over(snapshot, {"budget": (BUDGET, False), "first_bad_debt": (1.0, True)})
+    for name, grid in grids.items():
+        reported = found[f"distance_to_{name}"]
+        if grid is None:       # 0.71 liquidates every borrower at today's prices: nothing is left to fall
+            assert reported is None and values, name
+            continue
+        # the reported fall crosses the line, within the bisection's tolerance of the first that does
+        assert reported is not None and grid - 0.01 <= -reported <= grid + TOLERANCE, (name, reported, grid)
+
+
+def test_the_recommendations_move_the_fall_that_breaks_the_budget_beyond_the_worst_scenario(doc):
+    for rec in doc["recommendations"]:
+        assert rec["worst_scenario_fall"] == -0.30
+        # today a -30% fall breaks the budget, and a smaller one does first; with the changes it
+        # takes a larger fall than any scenario's (None: none within -95%)
+        assert rec["distance_to_first_bad_debt_before"] > rec["distance_to_budget_before"] >= -0.30
+        after = rec["distance_to_budget_after"]
+        assert after is None or after < -0.30
+        assert (rec["distance_to_first_bad_debt_after"] is None) == (after is None)
 
 
 def test_a_change_the_configurator_would_refuse_is_an_error():

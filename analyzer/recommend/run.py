@@ -6,9 +6,9 @@ recommendations against all but this one); the accounts and debt USD it alone ma
 at today's prices (each protocol's own rule: ``liquidatable_now_*``); what the settle phase then
 liquidates with it alone (``settle_*``: the cascade at today's prices that those liquidations and
 their sales start; today's parameters may already settle some: ``settle_before``); and the
-distance to cascade of its asset (the smallest fall of the asset that creates bad debt,
-:func:`analyzer.sweep.systemic.distance_to_cascade`) with today's parameters and with all
-recommendations, settled then shocked.
+distances to cascade of its asset (:mod:`analyzer.recommend.distance`): the fall that breaks the
+budget (what the recommendations move beyond the scenarios' falls) and the fall creating the first
+bad debt, with today's parameters and with all recommendations, settled then shocked.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from analyzer.errors import ContagionError
 from analyzer.model import Snapshot
-from analyzer.recommend.evaluate import Evaluator, base_venues, liquidatable_now, tuned
+from analyzer.recommend.distance import NAMES, asset_distances
+from analyzer.recommend.evaluate import Evaluator, liquidatable_now
 from analyzer.recommend.search import Key, Search, greedy, parameters_of, prune
 from analyzer.scenarios import ShockScenario
 
 SCHEMA = "defi-contagion/recommendations"
 MAX_SCENARIOS = 100   # every search step evaluates each scenario: the run grows with their number
-DISTANCE = {"max_shock": -0.95, "tolerance": 0.02, "min_bad_debt_usd": 1.0}
 
 
 @dataclass
@@ -47,8 +47,14 @@ class Recommendation:
     liquidatable_now_usd: float
     settle_accounts: int
     settle_liquidated_usd: float
-    distance_before: float | None
-    distance_after: float | None
+    # the distances to cascade of its asset (:mod:`analyzer.recommend.distance`; relative moves, None:
+    # not within -95%): the fall that breaks the budget and the fall creating the first bad debt,
+    # with today's parameters and with every recommendation; the furthest any scenario falls the asset
+    worst_scenario_fall: float | None
+    distance_to_budget_before: float | None
+    distance_to_budget_after: float | None
+    distance_to_first_bad_debt_before: float | None
+    distance_to_first_bad_debt_after: float | None
     bad_debt_without_usd: dict[str, float]   # per scenario: every recommendation but this one
     bad_debt_with_usd: dict[str, float]      # per scenario: every recommendation
 
@@ -63,66 +69,35 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def distance(snapshot: Snapshot, scenario: ShockScenario, asset: str, venues: dict | None = None) -> float | None:
-    """The smallest fall of ``asset`` whose settled-then-shocked cascade creates bad debt (None: not
-    within -95%), with ``scenario``'s market behaviour; ``venues``: the snapshot's, when built."""
-    from analyzer.engine.prepare import prepare
-    from analyzer.engine.settle import settle_then_shock
-    from analyzer.sweep.systemic import distance_to_cascade
-
-    prep = prepare(snapshot, venue_models=scenario.venue_models or None, venues=venues)
-    calm = replace(scenario, name="distance", price_shocks={}, venue_shocks={}, iv_shocks={}, forced_sales=[])
-
-    def bad_debt_at(move: float) -> float:
-        shocked = replace(calm, price_shocks={asset: move}) if move else calm
-        return settle_then_shock(prep, shocked).total_bad_debt_usd
-
-    return distance_to_cascade(bad_debt_at, asset, DISTANCE)["shock"]
-
-
-def _distance_task(snapshot: Snapshot, key: str, scenario: ShockScenario, asset: str, changes: list) -> float | None:
-    from analyzer.recommend.evaluate import models_key, process_venues
-
-    venues = process_venues(snapshot, key)
-    if models_key(scenario) not in venues:
-        venues[models_key(scenario)] = base_venues(snapshot, scenario.venue_models)
-    return distance(tuned(snapshot, changes) if changes else snapshot, scenario, asset, venues[models_key(scenario)])
-
-
-def asset_distances(snapshot: Snapshot, search: Search, evaluator: Evaluator, scenario: ShockScenario
-                    ) -> dict[str, tuple[float | None, float | None]]:
-    """Per asset of a recommendation, its :func:`distance` with today's parameters and with every
-    recommendation, ``scenario``'s market behaviour; each a task (in parallel on Dask)."""
-    from analyzer.sweep.run import _execute
-
-    assets = sorted({k[2] for k in search.steps})
-    tasks = [(_distance_task, scenario, asset, changes) for asset in assets for changes in ([], search.changes())]
-    found = dict(_execute(evaluator.client, snapshot, evaluator.snapshot_key, tasks))
-    return {asset: (found[2 * i], found[2 * i + 1]) for i, asset in enumerate(assets)}
-
-
 def describe(snapshot: Snapshot, search: Search, evaluator: Evaluator, scenarios: Sequence[ShockScenario],
-             with_distance: bool = True) -> list[Recommendation]:
+             budget_usd: float, with_distance: bool = True) -> list[Recommendation]:
     symbols = snapshot.symbol_of()
     everything = evaluator.one(search.changes())
     evaluator.evaluate([search.changes({k: n for k, n in search.steps.items() if k != key}) for key in search.steps]
                        + [search.changes({key: n}) for key, n in search.steps.items()])     # one batch (Dask)
-    distances = asset_distances(snapshot, search, evaluator, scenarios[0]) if with_distance else {}
+    assets = sorted({k[2] for k in search.steps})
+    distances = asset_distances(snapshot, assets, search.changes(), scenarios, budget_usd, evaluator.client,
+                                evaluator.snapshot_key) if with_distance else {}
     out = []
     for key in sorted(search.steps):
         protocol, market, asset, parameter = key
         others = evaluator.one(search.changes({k: n for k, n in search.steps.items() if k != key}))
         alone = liquidatable_now(snapshot, search.changes({key: search.steps[key]}))
         settled_alone = evaluator.one(search.changes({key: search.steps[key]}))
-        before, after = distances.get(asset, (None, None))
         p = search.parameters[key]
         out.append(Recommendation(protocol, market, asset, str(symbols.get(asset, asset)), parameter, p.value,
                                   search.value(key, search.steps[key]), search.steps[key], p.step,
                                   {s: others.bad_debt_usd[s] - everything.bad_debt_usd[s] for s in everything.bad_debt_usd},
                                   len(alone["accounts"]), alone["debt_usd"], settled_alone.settle_accounts,
-                                  settled_alone.settle_liquidated_usd, before, after, dict(others.bad_debt_usd),
-                                  dict(everything.bad_debt_usd)))
+                                  settled_alone.settle_liquidated_usd, **_distances(distances.get(asset)),
+                                  bad_debt_without_usd=dict(others.bad_debt_usd),
+                                  bad_debt_with_usd=dict(everything.bad_debt_usd)))
     return out
+
+
+def _distances(found: dict[str, float | None] | None) -> dict[str, float | None]:
+    fields = ["worst_scenario_fall", *(f"{n}_{w}" for n in NAMES for w in ("before", "after"))]
+    return {f: (found or {}).get(f) for f in fields}
 
 
 def collateral_rows(snapshot: Snapshot) -> set[tuple[str, str, str]]:
@@ -186,7 +161,7 @@ def recommend(snapshot: Snapshot, scenarios: Sequence[ShockScenario], budget_usd
             f"worst bad debt is ${reached.bad_debt_usd[worst]:,.0f} ({worst})")
     from analyzer.recommend.caps import cap_table
 
-    recs = describe(snapshot, search, evaluator, scenarios, with_distance) if feasible else []
+    recs = describe(snapshot, search, evaluator, scenarios, budget_usd, with_distance) if feasible else []
     after = evaluator.one(search.changes())
     total_now = liquidatable_now(snapshot, search.changes())
     if margin_assets:
@@ -282,7 +257,10 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
 
         proof = prove(prove_on[0], address_book or {}, doc, scenarios, list(plugins().values()), progress=say)
         doc["proof"] = {"liquidatable_now_ok": proof["liquidatable_now_ok"],
-                        "within_budget": {r["scenario"]: r.get("within_budget") for r in proof["scenarios"]}}
+                        "recommendations_alone_ok": all(r["ok"] for r in proof["recommendations_alone"]),
+                        "within_budget": {r["scenario"]: r.get("within_budget") for r in proof["scenarios"]},
+                        "within_budget_to_model_error": {r["scenario"]: r.get("within_budget_to_model_error")
+                                                         for r in proof["scenarios"]}}
     figure = tradeoff_figure(doc)
     with staged_folder(out_dir) as stage:
         written = atomic_write_text(stage / "recommendations.json",

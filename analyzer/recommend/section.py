@@ -52,7 +52,9 @@ def section_html(doc: dict[str, Any], figure: bytes | None, proof: dict[str, Any
         f"<td>{_value(r['parameter'], r['old_value'])}</td><td>{_value(r['parameter'], r['new_value'])}</td>"
         f"<td>${_worst_avoided(r):,.0f}</td>"
         f"<td>{r['liquidatable_now_accounts']}</td><td>${r['liquidatable_now_usd']:,.0f}</td>"
-        f"<td>{_pct(r['distance_before'])}</td><td>{_pct(r['distance_after'])}</td></tr>"
+        f"<td>{_pct(r['worst_scenario_fall'], 'no scenario falls it')}</td>"
+        f"<td>{_pct(r['distance_to_budget_before'])}</td><td>{_pct(r['distance_to_budget_after'])}</td>"
+        f"<td>{_pct(r['distance_to_first_bad_debt_before'])}</td><td>{_pct(r['distance_to_first_bad_debt_after'])}</td></tr>"
         for r in doc.get("recommendations") or [])
     scen = "".join(f"<tr><td>{e(name)}</td><td>${doc['bad_debt_before_usd'][name]:,.0f}</td>"
                    f"<td>${doc['bad_debt_after_usd'][name]:,.0f}</td></tr>" for name in doc["bad_debt_before_usd"])
@@ -65,7 +67,12 @@ def section_html(doc: dict[str, Any], figure: bytes | None, proof: dict[str, Any
 before the stress (its own liquidations first). Liquidatable now with all changes: {len(doc['liquidatable_now']['accounts'])}
 accounts, ${doc['liquidatable_now']['debt_usd']:,.0f} of debt.</p>
 <table><tr><th>protocol</th><th>asset</th><th>parameter</th><th>today</th><th>recommended</th><th>bad debt avoided (worst)</th>
-<th>accounts liquidatable now</th><th>their debt</th><th>distance to cascade before</th><th>after</th></tr>{rows}</table>
+<th>accounts liquidatable now</th><th>their debt</th><th>worst scenario fall</th>
+<th>fall breaking the budget: today</th><th>with the changes</th><th>fall to the first bad debt: today</th>
+<th>with the changes</th></tr>{rows}</table>
+<p>Distances to cascade of each asset, alone, settled then shocked: the fall at which bad debt exceeds the budget,
+and the fall at which the first bad debt appears (a change can keep the first where it is and still
+move the budget's line beyond the scenarios' falls).</p>
 <h3>Bad debt per scenario</h3><table><tr><th>scenario</th><th>today</th><th>with the changes</th></tr>{scen}</table>
 {_caps_html(doc)}{img}{_margin_html(doc.get("dynamic_margin") or [])}{_proof_html(proof)}</section></body></html>
 """
@@ -117,8 +124,8 @@ def _margin_html(schedules: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
-def _pct(value: float | None) -> str:
-    return "none within -95%" if value is None else f"{value:.0%}"
+def _pct(value: float | None, none: str = "none within -95%") -> str:
+    return none if value is None else f"{value:.1%}"
 
 
 def _proof_html(proof: dict[str, Any] | None) -> str:
@@ -127,11 +134,24 @@ def _proof_html(proof: dict[str, Any] | None) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(r['scenario'])}</td>" + (
             f"<td>${r['predicted_bad_debt_usd']:,.0f}</td><td>${r['replayed_bad_debt_usd']:,.0f}</td>"
-            f"<td>{'yes' if r['within_budget'] else 'NO'}</td><td>{r['settle_liquidations']}</td></tr>"
+            f"<td>{_verdict(r)}</td><td>{r['settle_liquidations']}</td></tr>"
             if r["replayed"] else f"<td colspan=4>{html.escape(r['reason'])}</td></tr>")
         for r in proof["scenarios"])
+    alone = "".join(
+        f"<tr><td>{html.escape(a['protocol'])}</td><td>{html.escape(a['parameter'])}</td><td>{a['value']:g}</td>"
+        f"<td>{a['liquidatable_now_accounts']} / ${a['liquidatable_now_usd']:,.0f}</td>"
+        f"<td>{a['liquidatable_now_accounts_fork']} / ${a['liquidatable_now_usd_fork']:,.0f}</td>"
+        f"<td>{'yes' if a['ok'] else 'NO'}</td></tr>" for a in proof.get("recommendations_alone") or [])
     fork, predicted = proof["liquidatable_now_fork"], proof["liquidatable_now_predicted"]
     return (f"<h3>Proof on a fork at block {proof['block']}</h3><p>Liquidatable after the change, fresh scan of the "
             f"fork: {len(fork['accounts'])} accounts, ${fork['debt_usd']:,.0f} (predicted {len(predicted['accounts'])}, "
-            f"${predicted['debt_usd']:,.0f}).</p><table><tr><th>scenario</th><th>engine</th><th>replayed bad debt</th>"
+            f"${predicted['debt_usd']:,.0f}).</p><table><tr><th>protocol</th><th>parameter</th><th>value</th>"
+            f"<th>liquidatable now, alone: predicted</th><th>fresh scan of the fork</th><th>equal</th></tr>{alone}</table>"
+            f"<table><tr><th>scenario</th><th>engine</th><th>replayed bad debt</th>"
             f"<th>within budget</th><th>liquidations settling the change</th></tr>{rows}</table>")
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    if row["within_budget"]:
+        return "yes"
+    return "within the engine's fidelity tolerance" if row.get("within_budget_to_model_error") else "NO"

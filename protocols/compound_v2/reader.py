@@ -19,6 +19,7 @@ from eth_utils import keccak, to_checksum_address
 
 from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
+from analyzer.kept import KeptState, Refreshed
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, EventField, Reader, Rows
@@ -207,13 +208,17 @@ class CompoundV2Reader(Reader):
 
     # ---- accounts ----
     def account_events(self) -> AccountEvents:
-        """Accounts named by the profile's events (minters and borrowers on every cToken,
-        ``MarketEntered`` on the Comptroller) and the receiver of every cToken ``Transfer`` (a
-        mint, a transfer, a seize: every way a cToken balance becomes non-zero); holdings: the
-        cToken of every ``Borrow`` and of every ``Transfer`` to its receiver."""
+        """Accounts named by the profile's events (borrowers on every cToken, ``MarketEntered`` on
+        the Comptroller) and the receiver of every cToken ``Transfer`` (a mint, a transfer, a
+        seize: every way a cToken balance becomes non-zero); holdings: the cToken of every
+        ``Borrow`` and of every ``Transfer`` to its receiver. The profile's ``Mint`` /
+        ``MintBehalf`` are not asked: a mint emits ``Transfer(cToken, receiver)`` beside them
+        (``CToken.mintFresh``, in every fork), so the minter is found there, and leaving them out
+        cuts the logs read by a third."""
         ctokens = tuple(r["ctoken"] for r in self.markets())
         by_address = {c.lower(): c for c in ctokens}
-        specs = {(topic(spec.signature), spec.on): spec for spec in self.profile.account_events}
+        specs = {(topic(spec.signature), spec.on): spec for spec in self.profile.account_events
+                 if not spec.signature.startswith(("Mint(", "MintBehalf("))}
         borrow = [key for key, spec in specs.items() if spec.signature.startswith("Borrow(")]
 
         def received(log: dict, ctoken: str) -> list[str]:
@@ -279,7 +284,7 @@ class CompoundV2Reader(Reader):
         return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {TRANSFER})),
                              accounts)
 
-    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+    def refresh_accounts(self, previous: KeptState) -> Refreshed:
         return lens.refresh_accounts(self, previous)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
