@@ -37,11 +37,13 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically (fsync, then rename over the target).
 
     The file gets the mode an ordinary ``open()`` would give (0666 less the umask), not
-    mkstemp's private 0600, so a report can be shared.
+    mkstemp's private 0600, so a report can be shared. ``durable=False`` skips the fsync: the
+    rename still shows a killed process's file whole or not at all, and only a crash of the
+    machine may leave it damaged (for a cache that reads a damaged file as missing).
     """
     path = Path(path)
     if path.is_dir():
@@ -55,7 +57,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:

@@ -92,7 +92,12 @@ def encode_arguments(*arguments: int | str | Sequence[int | str]) -> bytes:
         if isinstance(argument, int | str):
             heads.append(_word(argument))
             continue
-        tail = len(argument).to_bytes(32, "big") + b"".join(_word(v) for v in argument)
+        texts = [v for v in argument if isinstance(v, str)]
+        if len(texts) == len(argument):     # addresses: one hex text, decoded at once
+            body = bytes.fromhex("".join("0" * 24 + (v[2:] if v[:2] in ("0x", "0X") else v) for v in texts))
+        else:
+            body = b"".join(_word(v) for v in argument)
+        tail = len(argument).to_bytes(32, "big") + body
         heads.append(offset.to_bytes(32, "big"))
         tails.append(tail)
         offset += len(tail)

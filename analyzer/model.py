@@ -248,7 +248,7 @@ class Snapshot:
                           ("hedgers", "asset"), ("options", "collateral_asset")):
             frame = self.table(name)
             values = frame[col][frame[col] != ""] if name == "options" else frame[col]
-            unknown = set(values) - assets
+            unknown = set(values.unique()) - assets
             if unknown:
                 raise ContagionError(f"{name}: {col} {sorted(unknown)[0]} is not in the assets table")
         pos = self.positions
@@ -420,15 +420,21 @@ class Snapshot:
         return Snapshot(meta=meta, **tables)
 
 
+_SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner: json.loads less its wrapper
+JSON_SPACE = " \t\n\r"
+
+
 def _check_json_objects(table: str, column: str, values: pd.Series) -> None:
-    for text in values.unique():
+    for text in values.unique().tolist():
         if text == "" or text is pd.NA:
             continue
+        start = len(text) - len(text.lstrip(JSON_SPACE))
         try:
-            parsed = json.loads(text)
-        except (ValueError, RecursionError):
-            raise ContagionError(f"{table}: {column} must be a JSON object, got {str(text)[:60]!r}") from None
-        if not isinstance(parsed, dict):
+            parsed, end = _SCAN_JSON(text, start)
+        except (ValueError, RecursionError, StopIteration):
+            end = -1
+        # one object, nothing but white space around it (what json.loads takes)
+        if end < 0 or text[end:].strip(JSON_SPACE) or not isinstance(parsed, dict):
             raise ContagionError(f"{table}: {column} must be a JSON object, got {str(text)[:60]!r}")
 
 

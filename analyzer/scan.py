@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from eth_utils import is_address, to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
@@ -32,17 +33,18 @@ from analyzer.discovery import CHUNK_BLOCKS, ChunkFiles, discover, load_log_span
 from analyzer.engine.centralised import with_default_depth
 from analyzer.errors import ContagionError
 from analyzer.lens import lens_caller
-from analyzer.model import Snapshot
+from analyzer.model import Snapshot, empty_table
 from analyzer.multicall import Call, CallResult, multicall
 from analyzer.paths import cache_dir, plugin_packages, source_digest
 from analyzer.rpc import RetryingProvider, RpcClient
 from analyzer.scan_chunks import EXCLUDED, ChunkCache, ScanStats, digest, incremental_plan, scan_protocol
-from protocols.base import Plugin, ReadContext, Rows
+from protocols.base import Plugin, ReadContext
 
 __all__ = ["ScanStats", "read_accounts_file", "reader_digest", "scan"]
 
 DEFAULT_CACHE = cache_dir("scan")
 MARKET_WORKERS = 4      # markets `contagion scan` reads at once (scan()'s market_workers)
+ACCOUNT_TABLES = ("positions", "accounts")   # rows of one market's accounts: no other market has their keys
 log = logging.getLogger(__name__)
 
 
@@ -195,6 +197,9 @@ def _read_markets(run: _Run) -> Snapshot:
                               "block_timestamp": run.block_timestamp})
     read_markets: dict[str, dict[str, dict]] = {}
     excluded_markets: list[dict] = []
+    # each market's accounts are its own (keyed by protocol and market): joined once at the end, not
+    # merged into the whole snapshot market after market (each merge re-checked every row so far)
+    own: dict[str, list[pd.DataFrame]] = {name: [] for name in ACCOUNT_TABLES}
     early = _read_at_once(run, snapshot)
     for market in run.markets:
         if market.plugin.reader is None:
@@ -204,8 +209,13 @@ def _read_markets(run: _Run) -> Snapshot:
             log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
             excluded_markets.append(row)
         part.meta = {"chain_id": run.chain_id, "block_number": run.block}
+        for name in ACCOUNT_TABLES:
+            own[name].append(part.table(name))
+            setattr(part, name, empty_table(name))
         snapshot = snapshot.merge(part)
         read_markets.setdefault(market.plugin.name, {})[market.name] = market.deployment
+    for name, frames in own.items():
+        setattr(snapshot, name, pd.concat([snapshot.table(name), *frames], ignore_index=True))
     snapshot.meta["protocols"] = read_markets
     if excluded_markets:   # read, left out of every table, named here (never priced at 0)
         snapshot.meta["excluded_markets"] = excluded_markets
@@ -330,12 +340,13 @@ def _scan_market(run: _Run, market: Market, snapshot: Snapshot) -> Snapshot:
     reader = plugin.reader(dataclasses.replace(run.ctx, assets=known), deployment)
     # a plugin with one market keeps its plain name in progress and stats
     label = plugin.name if sum(m.plugin is plugin for m in run.markets) == 1 else f"{plugin.name} {market.name}"
-    refreshed: Rows = {}
+    refreshed: dict[str, pd.DataFrame] = {}
     targets = run.accounts
     if run.since_block is not None and run.chain_cache is not None:
         earlier = ChunkCache(run.chain_cache / str(run.since_block) / plugin.name / key)   # the key of `cache`
-        plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, run.since_block,
-                            run.block, run.chunk_blocks, run.log_range, run.report, run.stats, run.accounts)
+        plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, label,
+                                run.since_block, run.block, run.chunk_blocks, run.log_range, run.report, run.stats,
+                                run.accounts)
         if plan is not None:
             refreshed, targets = plan
     discovered = functools.partial(_discover_accounts, run, reader, plugin.name, start, label)

@@ -13,12 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from analyzer.atomic import atomic_write_bytes
 from analyzer.discovery import ChunkFiles, DiscoveryStats, discover
+from analyzer.kept import KeptState
 from analyzer.model import Snapshot, to_table
 from protocols.base import Rows
 
 EXCLUDED = "excluded"   # the rows a reader adds for markets it read but left out (see protocols.base.Rows)
+STATE = "state-"        # the kept words of a chunk of positions (analyzer.kept), beside it
+KEPT = "kept-from-"     # the kept words of the accounts a rescan computed, by the block it started from
 
 
 @dataclass
@@ -74,42 +79,62 @@ class ChunkCache:
             data = marshal.dumps(value)
         except ValueError:      # a value marshal does not write (bytes-like, numpy): as JSON would keep it
             data = marshal.dumps(json.loads(json.dumps(value, default=str)))
-        atomic_write_bytes(self.root / f"{name}{self.SUFFIX}", data)
+        # no fsync: a chunk a crash of the machine damaged is read from the node again (get)
+        atomic_write_bytes(self.root / f"{name}{self.SUFFIX}", data, durable=False)
+
+
+def kept_state(cache: ChunkCache) -> KeptState | None:
+    """The accounts' kept words of a finished scan in ``cache``: each chunk of positions has its
+    state beside it (written first), and a rescan's computed accounts theirs (``kept-from-*``);
+    None when a chunk kept none (read without the lens, or by an older version)."""
+    parts = []
+    for name in cache.names("positions-"):
+        chunk = cache.get(STATE + name.removeprefix("positions-"))
+        part = None if chunk is None else KeptState.from_chunk(chunk)
+        if part is None:
+            return None
+        parts.append(part)
+    for name in cache.names(KEPT):
+        part = KeptState.from_chunk(cache.get(name) or {})
+        if part is None:
+            return None
+        parts.append(part)
+    return KeptState.concat(parts) if parts else None
 
 
 def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
-                 since_block: int, block: int, chunk_blocks: int, log_range: int, report, stats: ScanStats,
-                 accounts: Sequence[str] | None = None):
-    """(rows computed without reading, accounts to read) for a rescan from ``since_block``; None
-    when the protocol declares no change events or the cache kept no state at that block. With an
-    account list, only those accounts are considered."""
+                     label: str, since_block: int, block: int, chunk_blocks: int, log_range: int, report,
+                     stats: ScanStats, accounts: Sequence[str] | None = None):
+    """(frames of the accounts computed without reading, accounts to read) for a rescan from
+    ``since_block``; None when the protocol declares no change events or the cache kept no state
+    at that block. With an account list, only those accounts are considered. ``name``: the
+    plugin (its cache of change logs); ``label``: the market (stats and progress)."""
     events = reader.change_events()
     if events is None or not 0 <= since_block <= block:
         return None
-    previous: dict[str, Any] = {}
-    kept = [earlier.get(chunk) or {} for chunk in earlier.names("positions-")]
-    if not any("_state" in rows for rows in kept):
+    previous = kept_state(earlier)
+    if previous is None:
         return None     # no earlier scan here, or one that kept no state (read without the lens)
-    for rows in kept:
-        previous.update(rows.get("_state", {}))
     key = digest([sorted(events.addresses), sorted(events.topics), client.block(since_block)["hash"]])
     files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}")
     touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
                            max_range=log_range, stats=stats.discovery,
-                           progress=lambda done, total: report(f"{name} changes", done, total)))
+                           progress=lambda done, total: report(f"{label} changes", done, total)))
     if accounts is not None:
         wanted = set(accounts)      # as the readers name them: checksummed (discovery, account files)
         touched &= wanted
-        previous = {a: s for a, s in previous.items() if a in wanted}
-    refreshed, again = reader.refresh_accounts({a: s for a, s in previous.items() if a not in touched})
-    # a later rescan from this block reads only the kept state (the rows are this scan's output)
-    cache.put(f"positions-refreshed-{since_block}", {"_state": refreshed.get("_state", {})})
-    stats.accounts_refreshed[name] = len(previous) - len(again) - len(touched & set(previous))
-    return refreshed, sorted(touched | set(again))
+        previous = previous.take(pd.Index(previous.accounts).isin(list(wanted)))
+    untouched = previous.without(touched)
+    refreshed = reader.refresh_accounts(untouched)
+    # a later rescan from this block starts from these (the accounts read have theirs beside their rows)
+    cache.put(f"{KEPT}{since_block}", refreshed.state.to_chunk())
+    stats.accounts_refreshed[label] = len(untouched) - len(refreshed.again)
+    return refreshed.tables, sorted(touched | set(refreshed.again))
 
 
-def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
-    """Readers' rows as a Snapshot; their ``excluded`` rows (markets read but left out) go to the meta."""
+def _rows_to_snapshot(rows: list[Rows], frames: dict[str, pd.DataFrame] | None = None) -> Snapshot:
+    """Readers' rows (and ``frames``: tables computed at once) as a Snapshot; their ``excluded``
+    rows (markets read but left out) go to the meta."""
     tables: dict[str, list[dict]] = {}
     for part in rows:
         for name, table_rows in part.items():
@@ -117,14 +142,17 @@ def _rows_to_snapshot(rows: list[Rows]) -> Snapshot:
                 continue    # a reader's own state for later rescans, not a snapshot table
             tables.setdefault(name, []).extend(table_rows)
     excluded = tables.pop(EXCLUDED, [])
-    return Snapshot(meta={EXCLUDED: excluded} if excluded else {},
-                    **{name: to_table(name, r) for name, r in tables.items()})
+    built = {name: to_table(name, r) for name, r in tables.items()}
+    for name, frame in (frames or {}).items():
+        built[name] = to_table(name, pd.concat([built[name], to_table(name, frame)], ignore_index=True)
+                               if name in built else frame)
+    return Snapshot(meta={EXCLUDED: excluded} if excluded else {}, **built)
 
 
 def scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, from_block, block, chunk_accounts,
-                  workers, progress, stats: ScanStats, refreshed: Rows | None = None) -> Snapshot:
+                  workers, progress, stats: ScanStats, refreshed: dict[str, pd.DataFrame] | None = None) -> Snapshot:
     """The protocol's markets and ``accounts`` (None: discovered) read in cached chunks, with
-    ``refreshed`` (rows an incremental rescan computed) as one Snapshot."""
+    ``refreshed`` (tables an incremental rescan computed) as one Snapshot."""
     markets = _cached(cache, "markets", reader.read_markets, stats)
     if accounts is None:
         found = _cached(cache, f"accounts-{from_block}-{block}", discovered, stats)
@@ -136,7 +164,7 @@ def scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, f
     report = progress or (lambda label, done, total: None)
     positions = _read_positions(reader, cache, targets, chunk_accounts, workers,
                                 lambda done: report(f"{label} accounts", done, len(targets)), stats)
-    return _rows_to_snapshot([markets, *positions, *([refreshed] if refreshed else [])])
+    return _rows_to_snapshot([markets, *positions], refreshed)
 
 
 def _cached(cache: ChunkCache, name: str, read, stats: ScanStats) -> Any:
@@ -167,7 +195,10 @@ def _read_positions(reader, cache: ChunkCache, targets: list[str], chunk_account
 
     def keep(index: int, rows: Rows) -> None:
         nonlocal done
-        cache.put(f"positions-{digest(chunks[index])}", rows)
+        name = digest(chunks[index])
+        if "_state" in rows:    # beside the rows, first: a chunk of rows without it is never taken as complete
+            cache.put(STATE + name, KeptState.chunk_of(rows.pop("_state")))  # type: ignore[arg-type]
+        cache.put(f"positions-{name}", rows)
         results[index] = rows
         stats.chunks_read += 1
         done += len(chunks[index])

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from analyzer.kept import KeptState, Refreshed
+
 if TYPE_CHECKING:
     from web3 import Web3
 
@@ -163,12 +165,13 @@ class Reader(ABC):
         balance, flag and mode); None (default): the protocol does not declare them."""
         return None
 
-    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
-        """Incremental rescans: ``previous`` maps accounts that no :meth:`change_events` event named
-        since an earlier scan to the state that scan kept (``Rows["_state"]``). Returns their rows at
-        this block computed from that state and this block's market data, and the accounts that
-        must be read again. Default: every one is read again."""
-        return {}, list(previous)
+    def refresh_accounts(self, previous: KeptState) -> Refreshed:
+        """Incremental rescans: ``previous`` holds the accounts that no :meth:`change_events` event
+        named since an earlier scan, with the words that scan kept of each (``Rows["_state"]``).
+        Returns their rows at this block computed from those and this block's market data, at once
+        over arrays, with their kept words at this block and the accounts that must be read again.
+        Default: every one is read again."""
+        return Refreshed({}, KeptState.empty(), previous.accounts.tolist())
 
     @abstractmethod
     def read_accounts(self, accounts: Sequence[str]) -> Rows:

@@ -1,8 +1,9 @@
 """``recommend --prove`` on the devnet: threshold and collateral-factor cuts on WETH made through
 Aave's PoolConfigurator and Compound's Comptroller on a fork, the accounts they make liquidatable
 checked against the protocols' own views (``Pool.getUserAccountData`` health factor,
-``Comptroller.getAccountLiquidity`` shortfall), and the stress scenarios replayed settled then
-shocked against the engine's prediction."""
+``Comptroller.getAccountLiquidity`` shortfall); then ``recommend``'s own output (a narrowed search:
+WETH's markets, the -20% scenario) checked step by step by re-simulation, and proven on a fork:
+configured, scanned afresh, replayed settled then shocked against the budget and the prediction."""
 
 from __future__ import annotations
 
@@ -33,12 +34,7 @@ def case(devnet):
                if symbols[p.asset] in ("WETH", "ETH") and p.parameter in ("liquidation_threshold", "collateral_factor")]
     assert {c.protocol for c in changes} == {"aave-v3", "compound-v2"}
     scenarios = [s for s in default_scenarios(snapshot) if s.name == "weth-20"]
-    predicted = outcome(snapshot, scenarios, changes)
-    # a budget the engine says is met with the fidelity criteria's bad-debt tolerance to spare
-    budget = max(predicted.bad_debt_usd.values()) * (1 + BAD_DEBT_TOLERANCE) + BAD_DEBT_FLOOR_USD
-    doc = {"changes": [vars(c) for c in changes], "budget_usd": budget,
-           "bad_debt_after_usd": predicted.bad_debt_usd, "liquidatable_now": liquidatable_now(snapshot, changes)}
-    return snapshot, chosen, changes, scenarios, doc
+    return snapshot, chosen, changes, scenarios, {"liquidatable_now": liquidatable_now(snapshot, changes)}
 
 
 def test_the_accounts_made_liquidatable_are_those_the_protocols_report_after_the_change(devnet, case):
@@ -63,12 +59,56 @@ def test_the_accounts_made_liquidatable_are_those_the_protocols_report_after_the
         assert {o for o in others if unhealthy(*o)} <= set(liquidatable(snapshot))
 
 
-def test_prove_replays_the_scenarios_settled_then_shocked_within_the_prediction(devnet, case):
-    _, chosen, _, scenarios, doc = case
-    proof = prove(devnet.url, devnet.book, doc, scenarios, chosen)
-    assert proof["liquidatable_now_ok"]
-    assert proof["liquidatable_now_fork"]["debt_usd"] == pytest.approx(doc["liquidatable_now"]["debt_usd"], rel=1e-6)
+@pytest.fixture(scope="module")
+def searched(devnet, case):
+    """``recommend``'s own output on the devnet, narrowed so the search is quick: WETH's markets,
+    the -20% WETH scenario, a budget of half its bad debt today."""
+    from analyzer.recommend import recommend
+
+    snapshot, chosen, _, scenarios, _ = case
+    today = outcome(snapshot, scenarios, [])
+    budget = 0.5 * max(today.bad_debt_usd.values())
+    doc = recommend(snapshot, scenarios, budget, markets=["WETH"], with_distance=False)
+    assert doc["feasible"] and doc["changes"], doc["bad_debt_after_usd"]
+    return doc
+
+
+def test_every_step_the_search_recommends_is_needed(case, searched):
+    """Re-simulated here (each protocol's tuning, the engine settled then shocked), not through the
+    search's evaluator: with every change each scenario is within the budget; with any one
+    parameter moved one step back towards today's value, some scenario is over it."""
+    from analyzer.engine.settle import settle_then_shock
+    from analyzer.recommend.evaluate import tuned
+
+    snapshot, _, _, scenarios, _ = case
+    changes = [ParameterChange(**c) for c in searched["changes"]]
+
+    def worst(with_changes: list[ParameterChange]) -> float:
+        book = tuned(snapshot, with_changes)
+        return max(settle_then_shock(book, s).total_bad_debt_usd for s in scenarios)
+
+    assert worst(changes) <= searched["budget_usd"]
+    for rec in searched["recommendations"]:
+        back = rec["new_value"] + (rec["step"] if rec["old_value"] > rec["new_value"] else -rec["step"])
+        undone = [ParameterChange(c.protocol, c.market, c.asset, c.parameter, round(back, 6))
+                  if (c.protocol, c.market, c.asset, c.parameter) ==
+                  (rec["protocol"], rec["market"], rec["asset"], rec["parameter"]) else c for c in changes]
+        assert worst(undone) > searched["budget_usd"], rec
+
+
+def test_prove_on_the_search_output_keeps_every_replayed_scenario_within_the_budget(devnet, case, searched):
+    """The recommendations made through the protocols' own configuration calls on a fork: a fresh
+    scan of the fork finds the accounts (and debt) the trade-off figures report, per recommendation
+    alone and all together; each scenario replayed there, settled then shocked, ends within the
+    budget to the engine's fidelity criteria, and within those criteria of the prediction."""
+    _, chosen, _, scenarios, _ = case
+    proof = prove(devnet.url, devnet.book, searched, scenarios, chosen)
+    assert searched["liquidatable_now"]["accounts"] and proof["liquidatable_now_ok"], proof["liquidatable_now_fork"]
+    assert proof["liquidatable_now_fork"]["debt_usd"] == pytest.approx(searched["liquidatable_now"]["debt_usd"], rel=1e-6)
+    alone = proof["recommendations_alone"]
+    assert len(alone) == len(searched["recommendations"]) and all(a["ok"] for a in alone), alone
     for row in proof["scenarios"]:
-        assert row["replayed"] and row["settle_liquidations"] >= len(doc["liquidatable_now"]["accounts"])
+        assert row["replayed"] and row["settle_liquidations"] >= len(searched["liquidatable_now"]["accounts"]), row
         assert row["prediction_ok"], row
-        assert row["within_budget"], row
+        assert row["replayed_bad_debt_usd"] <= searched["budget_usd"] * (1 + BAD_DEBT_TOLERANCE) + BAD_DEBT_FLOOR_USD, row
+        assert row["within_budget_to_model_error"], row

@@ -210,7 +210,7 @@ def assets_needing_venue(snapshot, exclude: set[str] | frozenset[str] = frozense
     """Assets a cascade may sell, so that must have a venue: those held as collateral, hedged by an
     option pool, or posted as option collateral, except the quote assets of venues (the numeraire
     the flows settle in) and ``exclude`` (receipts, which are redeemed and their underlying sold)."""
-    needed = set(snapshot.positions.loc[snapshot.positions["side"] == "collateral", "asset"])
+    needed = set(snapshot.positions.loc[snapshot.positions["side"] == "collateral", "asset"].unique())
     needed |= set(snapshot.hedgers["asset"]) | set(snapshot.options["collateral_asset"])
     return needed - set(snapshot.venues["quote_asset"]) - {""} - set(exclude)
 

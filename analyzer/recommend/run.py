@@ -257,7 +257,10 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
 
         proof = prove(prove_on[0], address_book or {}, doc, scenarios, list(plugins().values()), progress=say)
         doc["proof"] = {"liquidatable_now_ok": proof["liquidatable_now_ok"],
-                        "within_budget": {r["scenario"]: r.get("within_budget") for r in proof["scenarios"]}}
+                        "recommendations_alone_ok": all(r["ok"] for r in proof["recommendations_alone"]),
+                        "within_budget": {r["scenario"]: r.get("within_budget") for r in proof["scenarios"]},
+                        "within_budget_to_model_error": {r["scenario"]: r.get("within_budget_to_model_error")
+                                                         for r in proof["scenarios"]}}
     figure = tradeoff_figure(doc)
     with staged_folder(out_dir) as stage:
         written = atomic_write_text(stage / "recommendations.json",

@@ -134,11 +134,24 @@ def _proof_html(proof: dict[str, Any] | None) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(r['scenario'])}</td>" + (
             f"<td>${r['predicted_bad_debt_usd']:,.0f}</td><td>${r['replayed_bad_debt_usd']:,.0f}</td>"
-            f"<td>{'yes' if r['within_budget'] else 'NO'}</td><td>{r['settle_liquidations']}</td></tr>"
+            f"<td>{_verdict(r)}</td><td>{r['settle_liquidations']}</td></tr>"
             if r["replayed"] else f"<td colspan=4>{html.escape(r['reason'])}</td></tr>")
         for r in proof["scenarios"])
+    alone = "".join(
+        f"<tr><td>{html.escape(a['protocol'])}</td><td>{html.escape(a['parameter'])}</td><td>{a['value']:g}</td>"
+        f"<td>{a['liquidatable_now_accounts']} / ${a['liquidatable_now_usd']:,.0f}</td>"
+        f"<td>{a['liquidatable_now_accounts_fork']} / ${a['liquidatable_now_usd_fork']:,.0f}</td>"
+        f"<td>{'yes' if a['ok'] else 'NO'}</td></tr>" for a in proof.get("recommendations_alone") or [])
     fork, predicted = proof["liquidatable_now_fork"], proof["liquidatable_now_predicted"]
     return (f"<h3>Proof on a fork at block {proof['block']}</h3><p>Liquidatable after the change, fresh scan of the "
             f"fork: {len(fork['accounts'])} accounts, ${fork['debt_usd']:,.0f} (predicted {len(predicted['accounts'])}, "
-            f"${predicted['debt_usd']:,.0f}).</p><table><tr><th>scenario</th><th>engine</th><th>replayed bad debt</th>"
+            f"${predicted['debt_usd']:,.0f}).</p><table><tr><th>protocol</th><th>parameter</th><th>value</th>"
+            f"<th>liquidatable now, alone: predicted</th><th>fresh scan of the fork</th><th>equal</th></tr>{alone}</table>"
+            f"<table><tr><th>scenario</th><th>engine</th><th>replayed bad debt</th>"
             f"<th>within budget</th><th>liquidations settling the change</th></tr>{rows}</table>")
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    if row["within_budget"]:
+        return "yes"
+    return "within the engine's fidelity tolerance" if row.get("within_budget_to_model_error") else "NO"

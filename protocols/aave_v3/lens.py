@@ -10,10 +10,22 @@ import json
 from collections.abc import Sequence
 from functools import cache
 
+import numpy as np
+import pandas as pd
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
+from analyzer.kept import (
+    KeptState,
+    Refreshed,
+    decimal_strings,
+    exact_amounts,
+    labels,
+    objects,
+    repeated,
+    text,
+)
 from analyzer.lens import encode_arguments, masks, read_rows
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, Rows
@@ -169,28 +181,73 @@ def _ray_mul(version: str):
     return (lambda a, b: a * b // RAY), (lambda a, b: -(-(a * b) // RAY))
 
 
-def refresh_accounts(reader, previous: dict[str, list[int]]) -> tuple[Rows, list[str]]:
-    """Untouched accounts at this block: scaled balances times this block's normalized income and
-    variable debt (what ``balanceOf`` computes); an account with stable debt is read again (its
-    balance grows at its own rate)."""
+def refresh_accounts(reader, previous: KeptState) -> Refreshed:
+    """Untouched accounts at this block, at once over arrays: each kept scaled balance times this
+    block's normalized income (aTokens) or variable debt (debt tokens), the reserve's rule of
+    the pool's version (:func:`balances`: what ``balanceOf`` computes). Read again in full: an
+    account with stable debt (its balance grows at its own rate), one holding a reserve past the
+    pool's list, one whose balance came to zero (its rows would change shape)."""
+    from protocols.aave_v3.reader import PROTOCOL
+
     reserves = reader.reserves()
     indices = reader.ctx.multicall([Call(reader.pool, f"{name}(address)(uint256)", (r["asset"],)) for r in reserves
                                     for name in ("getReserveNormalizedIncome", "getReserveNormalizedVariableDebt")])
-    income = [indices[2 * i].unwrap("Pool.getReserveNormalizedIncome") for i in range(len(reserves))]
-    variable = [indices[2 * i + 1].unwrap("Pool.getReserveNormalizedVariableDebt") for i in range(len(reserves))]
-    supply_rule, debt_rule = _ray_mul(str(reader.deployment.get("version", "3.0")))
-    accounts, rows, again = [], [], []
-    for account, row in previous.items():
-        fresh = list(row[:2])
-        for k in range(2, len(row), 3):
-            index, kind = divmod(row[k], 3)
-            if kind == 2:
-                break
-            rule, by = (supply_rule, income) if kind == 0 else (debt_rule, variable)
-            fresh += [row[k], row[k + 1], rule(row[k + 1], by[index])]
-        else:
-            accounts.append(account)
-            rows.append(fresh)
-            continue
-        again.append(account)
-    return rows_from_lens(reader, accounts, rows), again
+    by_kind = objects([indices[k].unwrap("Pool.getReserveNormalized*") for k in range(len(indices))])
+    owner, at = previous.entries(2, 3)
+    code = previous.words[at].astype(np.int64)
+    index, kind = code // 3, code % 3
+    scaled = previous.words[at + 1]
+    again = np.zeros(len(previous), dtype=bool)
+    again[owner[(kind == 2) | (index >= len(reserves))]] = True
+    index = np.minimum(index, len(reserves) - 1)
+    balance = balances(reader.version, scaled, by_kind[2 * index + kind.clip(0, 1)], kind == 0)
+    again[owner[balance == 0]] = True
+    words = previous.words.copy()
+    words[at + 2] = balance
+    state = KeptState(previous.accounts, previous.lengths, words).take(~again)
+    keep = ~again[owner]
+    owner, index, kind, balance = owner[keep], index[keep], kind[keep], balance[keep]
+    decimals = np.array([r["config"]["decimals"] for r in reserves], dtype=np.int64)
+    names, n = previous.accounts, len(owner)
+    positions = pd.DataFrame({
+        "protocol": repeated(PROTOCOL, n), "market": repeated(reader.pool, n), "account": labels(names, owner),
+        "asset": labels([r["asset"] for r in reserves], index), "reserve": repeated("", n),
+        "side": labels(("collateral", "debt"), kind), "amount": exact_amounts(balance, decimals[index]),
+        "raw": text(decimal_strings(balance))})
+    accounts = _account_rows(reader, previous, names, owner, index, kind)
+    return Refreshed({"positions": positions, "accounts": accounts}, state, previous.accounts[again].tolist())
+
+
+def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: np.ndarray,
+                  kind: np.ndarray) -> pd.DataFrame:
+    """The accounts rows of the accounts that hold a position (``owner`` of each position), as
+    :func:`rows_from_lens` writes them: e-mode, and the user configuration with the supplied
+    reserves whose collateral flag is off."""
+    from protocols.aave_v3.reader import PROTOCOL
+
+    reserves = reader.reserves()
+    held = np.flatnonzero(np.bincount(owner, minlength=len(previous)))
+    config, emode = previous.column(0), previous.column(1)
+    supplied = kind == 0
+    bits = np.array([2 * r["id"] + 1 for r in reserves], dtype=object)[index[supplied]]
+    flag_off = ((config[owner[supplied]] >> bits) & 1) == 0
+    off: dict[int, list[str]] = {}
+    for who, k in zip(owner[supplied][flag_off].tolist(), index[supplied][flag_off].tolist(), strict=True):
+        off.setdefault(who, []).append(reserves[k]["asset"])      # entries in reserve order, as read
+    # json.dumps({"collateral_off": [...], "user_configuration": str(config)}, sort_keys=True), written
+    # out: tens of thousands of accounts per rescan
+    params = [f'{{"collateral_off": {json.dumps(off[i]) if i in off else "[]"}, "user_configuration": "{c}"}}'
+              for i, c in zip(held.tolist(), config[held].tolist(), strict=True)]
+    return pd.DataFrame({"protocol": repeated(PROTOCOL, len(held)), "market": repeated(reader.pool, len(held)),
+                         "account": labels(names, held), "category": emode[held].astype(np.int64),
+                         "params": text(params)})
+
+
+def balances(version: str, scaled: np.ndarray, index: np.ndarray, supply: np.ndarray) -> np.ndarray:
+    """``balanceOf`` of scaled balances at reserve indices, element by element (object arrays of
+    ints; ``supply``: aToken, else variable debt), by the version's rule (:func:`_ray_mul`)."""
+    supply_rule, debt_rule = _ray_mul(version)
+    out = np.empty(len(scaled), dtype=object)
+    out[supply] = supply_rule(scaled[supply], index[supply])
+    out[~supply] = debt_rule(scaled[~supply], index[~supply])
+    return out

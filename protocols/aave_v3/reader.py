@@ -21,6 +21,7 @@ from eth_utils import event_abi_to_log_topic, to_checksum_address
 
 from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
+from analyzer.kept import KeptState, Refreshed
 from analyzer.model import raw_to_amount
 from analyzer.multicall import MULTICALL3_ADDRESS, Call
 from protocols.aave_v3 import abi, lens
@@ -231,7 +232,7 @@ class AaveV3Reader(Reader):
     def change_events(self) -> AccountEvents:
         return lens.change_events(self)
 
-    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+    def refresh_accounts(self, previous: KeptState) -> Refreshed:
         return lens.refresh_accounts(self, previous)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:

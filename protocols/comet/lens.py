@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
+import numpy as np
+import pandas as pd
 from eth_utils import function_signature_to_4byte_selector
 
 from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
+from analyzer.kept import KeptState, Refreshed, decimal_strings, exact_amounts, objects, repeated, text
 from analyzer.lens import encode_arguments, masks, read_rows, to_int256
 from protocols.base import Rows
 from protocols.comet import exact
@@ -88,51 +91,101 @@ def _principals(reader, accounts: Sequence[str]) -> list[int] | None:
     return None if rows is None else [to_int256(row[0]) for row in rows]
 
 
-def refresh_accounts(reader, previous: dict[str, list[int]]) -> tuple[Rows, list[str]]:
-    """Untouched accounts at this block. Comet keeps each account's principal, ``assetsIn`` and
-    collateral balances; events name every change of the collateral and of a supplier's
-    principal, but not a base transfer's borrow (``transferBase`` emits ``Transfer(src, 0)`` only
-    for the supply src gives up, ``Transfer(0, dst)`` only for the supply dst gains). So a kept
-    supplier (principal > 0) is computed without a read, and every other account has only its
-    principal read again (``CometLens.principals``). Then ``borrowBalanceOf`` / ``balanceOf`` are
-    the principal's present value at this block's accrued indices, and ``isLiquidatable`` is
-    Comet's loop at this block's prices over the stored indices
-    (:meth:`protocols.comet.exact.CometState.is_liquidatable`). An account kept with more
-    collateral assets than the market now lists is read again in full."""
+def refresh_accounts(reader, previous: KeptState) -> Refreshed:
+    """Untouched accounts at this block, at once over arrays. Comet keeps each account's
+    principal, ``assetsIn`` and collateral balances; events name every change of the collateral
+    and of a supplier's principal, but not a base transfer's borrow (``transferBase`` emits
+    ``Transfer(src, 0)`` only for the supply src gives up, ``Transfer(0, dst)`` only for the supply
+    dst gains). So a kept supplier (principal > 0) is computed without a read, and every other
+    account has only its principal read again (``CometLens.principals``). Then ``borrowBalanceOf``
+    / ``balanceOf`` are the principal's present value at this block's accrued indices
+    (CometCore.presentValue), and ``isLiquidatable`` is Comet's sum at this block's prices over the
+    stored indices (:func:`liquidatable`). An account kept with more collateral assets than the
+    market now lists is read again in full."""
+    from protocols.comet.reader import PROTOCOL
+
     if getattr(reader, "_lens_state", None) is None:
         reader._lens_state = reader.market_state()
-    state = reader._lens_state
-    assets = state["assets"]
-    # isLiquidatable values the debt with the stored indices (CometCore.presentValue), not accrued ones
-    check = exact.CometState(
-        supply_index=state["totals"][0], borrow_index=state["totals"][1],
-        total_supply_base=state["total_supply_base"], total_borrow_base=state["total_borrow_base"],
-        base_balance=state["base_balance"], base_price=state["prices"][0], base_scale=state["base_scale"],
-        asset_scale=[a["scale"] for a in assets], asset_price=list(state["prices"][1:]),
-        liquidate_collateral_factor=[a["liquidate_collateral_factor"] for a in assets],
-        liquidation_factor=[a["liquidation_factor"] for a in assets])
-    again = [a for a, row in previous.items() if len(row) - 5 > len(assets)]
-    kept = {a: row for a, row in previous.items() if len(row) - 5 <= len(assets)}
-    principal = {a: to_int256(row[0]) for a, row in kept.items()}
-    unseen = [a for a, p in principal.items() if p <= 0]     # a borrow may have moved without an event
-    if unseen:
-        read = _principals(reader, unseen) if reader.ctx.lens is not None else None
-        if read is None:                # no lens calls: read them again in full
-            again += unseen
-            for account in unseen:
-                del kept[account]
+    state, comet = reader._lens_state, reader.comet
+    n = len(state["assets"])
+    again = previous.lengths - 5 > n
+    principal = signed(previous.column(0))
+    unseen = ~again & (principal <= 0)           # a borrow may have moved without an event
+    if unseen.any():
+        read = _principals(reader, previous.accounts[unseen].tolist()) if reader.ctx.lens is not None else None
+        if read is None:                         # no lens calls: read them again in full
+            again |= unseen
         else:
-            principal.update(zip(unseen, read, strict=True))
-    accounts, rows = [], []
-    for account, row in kept.items():
-        p = principal[account]
-        held = list(row[5:]) + [0] * (len(assets) - (len(row) - 5))
-        if p == 0 and not any(held):
-            continue                    # nothing open: no rows, as the lens gives none
-        check.principal[account], check.collateral[account] = p, held
-        # Comet.borrowBalanceOf / balanceOf: the present value at the indices accrued to this block
-        value = exact.present_value(p, state["supply_index"], state["borrow_index"])
-        accounts.append(account)
-        rows.append([p % (1 << 256), row[1], max(-value, 0), max(value, 0), int(check.is_liquidatable(account)),
-                     *held])
-    return rows_from_lens(reader, accounts, rows), again
+            principal[unseen] = objects(read)
+    held = np.full((len(previous), n), 0, dtype=object)
+    owner, at = previous.entries(5, 1)
+    fits = ~again[owner]
+    held[owner[fits], (at - previous.starts[owner] - 5)[fits]] = previous.words[at[fits]]
+    # nothing open: no rows, as the lens gives none
+    keep = ~again & ((principal != 0) | (held != 0).any(axis=1))
+    principal, held, assets_in = principal[keep], held[keep], previous.column(1)[keep]
+    accounts = previous.accounts[keep]
+    value = present_value(principal, state["supply_index"], state["borrow_index"])
+    borrowed, supplied = np.where(value < 0, -value, 0), np.where(value > 0, value, 0)
+    flagged = liquidatable(state, principal, held)
+    words = np.concatenate([np.column_stack([principal % (1 << 256), assets_in, borrowed, supplied,
+                                             flagged.astype(np.int64).astype(object)]), held], axis=1)
+    kept = KeptState(accounts, np.full(len(accounts), 5 + n, dtype=np.int64), words.ravel())
+    params = [f'{{"principal": "{p}", "assets_in": {int(a)}, "is_liquidatable": {"true" if f else "false"}}}'
+              for p, a, f in zip(principal.tolist(), assets_in.tolist(), flagged.tolist(), strict=True)]
+    m = len(accounts)
+    account_rows = pd.DataFrame({"protocol": repeated(PROTOCOL, m), "market": repeated(comet, m), "account": text(accounts),
+                                 "category": np.zeros(m, dtype=np.int64), "params": text(params)})
+    base, decimals = state["base_token"], state["decimals"]
+    columns = [(base, "debt", borrowed, decimals[0]), (base, "collateral", supplied, decimals[0])]
+    columns += [(a["asset"], "collateral", held[:, i], decimals[i + 1]) for i, a in enumerate(state["assets"])]
+    positions = pd.concat([_positions(comet, accounts, asset, side, raw, d) for asset, side, raw, d in columns],
+                          ignore_index=True)
+    return Refreshed({"positions": positions, "accounts": account_rows}, kept, previous.accounts[again].tolist())
+
+
+def _positions(comet: str, accounts: np.ndarray, asset: str, side: str, raw: np.ndarray, decimals: int) -> pd.DataFrame:
+    """The rows of one asset and side: the accounts whose ``raw`` is not zero."""
+    from protocols.comet.reader import PROTOCOL
+
+    some = np.flatnonzero(raw != 0)
+    raw, n = raw[some], len(some)
+    return pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(comet, n),
+                         "account": text(accounts[some]), "asset": repeated(asset, n), "reserve": repeated("", n),
+                         "side": repeated(side, n), "amount": exact_amounts(raw, np.full(n, decimals, dtype=np.int64)),
+                         "raw": text(decimal_strings(raw))})
+
+
+def signed(words: np.ndarray) -> np.ndarray:
+    """Two's complement words as signed integers (object arrays)."""
+    out = words.copy()
+    negative = out >= 1 << 255
+    out[negative] = out[negative] - (1 << 256)
+    return out
+
+
+def present_value(principal: np.ndarray, supply_index: int, borrow_index: int) -> np.ndarray:
+    """CometCore.presentValue over signed principals (:func:`protocols.comet.exact.present_value`)."""
+    out = np.empty(len(principal), dtype=object)
+    lent = principal >= 0
+    out[lent] = principal[lent] * supply_index // exact.BASE_INDEX_SCALE
+    out[~lent] = -((-principal[~lent]) * borrow_index // exact.BASE_INDEX_SCALE)
+    return out
+
+
+def liquidatable(state: dict, principal: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """Comet.isLiquidatable of each account (:meth:`protocols.comet.exact.CometState.is_liquidatable`):
+    the debt's present value at the stored indices in base price units (truncated toward zero),
+    plus each collateral's value times its liquidate collateral factor, below zero. Comet leaves
+    its loop once the sum is not negative; every term it would add is not negative, so the sum
+    decides alike."""
+    supply_index, borrow_index = state["totals"][0], state["totals"][1]
+    owing = principal < 0
+    debt = present_value(principal[owing], supply_index, borrow_index) * state["prices"][0]
+    liquidity = np.zeros(len(principal), dtype=object)
+    liquidity[owing] = -((-debt) // state["base_scale"])       # a negative numerator: toward zero
+    for i, info in enumerate(state["assets"]):
+        amount = held[owing, i]
+        value = amount * state["prices"][i + 1] // info["scale"]
+        liquidity[owing] += value * info["liquidate_collateral_factor"] // exact.FACTOR_SCALE
+    return owing & (liquidity < 0)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from eth_utils import event_signature_to_log_topic, to_checksum_address
 
 from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
+from analyzer.kept import KeptState, Refreshed
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, EventField, Reader, Rows
@@ -201,7 +201,7 @@ class CometReader(Reader):
         topics, accounts = self._events(CHANGE_EVENTS)
         return AccountEvents((self.comet,), tuple("0x" + t.hex() for t in topics), accounts)
 
-    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+    def refresh_accounts(self, previous: KeptState) -> Refreshed:
         return lens.refresh_accounts(self, previous)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:

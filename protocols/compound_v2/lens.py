@@ -18,10 +18,22 @@ import json
 from collections.abc import Sequence
 from functools import cache
 
+import numpy as np
+import pandas as pd
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
+from analyzer.kept import (
+    KeptState,
+    Refreshed,
+    decimal_strings,
+    exact_amounts,
+    labels,
+    objects,
+    repeated,
+    text,
+)
 from analyzer.lens import encode_arguments, masks, read_rows
 from protocols.base import Rows
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
@@ -29,6 +41,7 @@ from protocols.compound_v2.constants import MANTISSA, PROTOCOL
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
 BORROWS_SELECTOR = function_signature_to_4byte_selector("borrows(address[],address[],uint256[])")
 MASK_BITS = 256      # the lens's masks are one word per account
+FLOAT_POWERS_OF_TEN = np.array([float(10**d) for d in range(78)])   # as Python divides a float by 10**d
 
 # An account's figures: (entered market indices, market index -> (cToken balance, borrowBalanceStored,
 # exchangeRateStored)), market indices into the reader's markets()
@@ -130,47 +143,97 @@ def rows_from_figures(reader, figures: dict[str, Figures]) -> Rows:
     return {"positions": positions, "accounts": account_rows, "_state": state}  # type: ignore[dict-item]
 
 
-def refresh_accounts(reader, previous: dict[str, list[int]]) -> tuple[Rows, list[str]]:
-    """Untouched accounts at this block: cToken balances and entered markets as kept (valued at
-    this block's ``exchangeRateStored``), borrow balances as kept where the market's
-    ``borrowIndex`` is the one they were read at, and ``borrowBalanceStored`` read again where it
-    moved. Accounts kept under another market list are read again in full."""
+def refresh_accounts(reader, previous: KeptState) -> Refreshed:
+    """Untouched accounts at this block, at once over arrays: cToken balances and entered
+    markets as kept (valued at this block's ``exchangeRateStored``), borrow balances as kept where
+    the market's ``borrowIndex`` is the one they were read at, and ``borrowBalanceStored`` read
+    again where it moved. Accounts kept under another market list are read again in full."""
     if reader.ctx.lens is None:
-        return {}, list(previous)
+        return Refreshed({}, KeptState.empty(), previous.accounts.tolist())
     markets = reader.markets()
-    tag, rate = market_tag(markets), [m["exchange_rate_mantissa"] for m in markets]
-    index_now = [m.get("borrow_index") for m in markets]
-    figures: dict[str, Figures] = {}
-    moved: dict[str, int] = {}
-    again = []
-    for account, row in previous.items():
-        if not row or row[0] != tag:
-            again.append(account)
-            continue
-        entered, held, mask = row[2:2 + row[1]], {}, 0
-        for k in range(2 + row[1], len(row), 4):
-            j, borrow_balance = row[k], row[k + 2]
-            held[j] = (row[k + 1], borrow_balance, rate[j])
-            if borrow_balance and index_now[j] != row[k + 3]:     # None (no borrowIndex()): always read
-                mask |= 1 << j
-        if mask >= 1 << MASK_BITS:
-            again.append(account)       # a market past the lens's mask: read in full
-            continue
-        figures[account] = entered, held
-        if mask:
-            moved[account] = mask
-    if moved:
-        rows = _borrows(reader, moved)
+    again = previous.column(0) != market_tag(markets) if len(previous) else np.zeros(0, dtype=bool)
+    first = 2 + previous.column(1).astype(np.int64) if len(previous) else np.zeros(0, dtype=np.int64)
+    owner, at = previous.entries(first, 4)
+    market = previous.words[at].astype(np.int64)
+    again[owner[market >= min(len(markets), MASK_BITS)]] = True     # a market past the list or the lens's mask
+    market = np.minimum(market, len(markets) - 1)
+    balance, borrowed = previous.words[at + 1], previous.words[at + 2].copy()
+    # a market without borrowIndex() (None: -1, never a kept index) is always read again
+    index_now = objects([-1 if m.get("borrow_index") is None else m["borrow_index"] for m in markets])
+    moved = ~again[owner] & (borrowed != 0) & (index_now[market] != previous.words[at + 3])
+    if moved.any():
+        masks = np.zeros(len(previous), dtype=object)
+        np.add.at(masks, owner[moved], objects([1 << j for j in market[moved].tolist()]))
+        who = np.flatnonzero(np.bincount(owner[moved], minlength=len(previous)))
+        rows = _borrows(reader, dict(zip(previous.accounts[who].tolist(), masks[who].tolist(), strict=True)))
         if rows is None:                # the node stopped taking overrides: read these again
-            again += list(moved)
-            for account in moved:
-                del figures[account]
-        else:
-            for (account, mask), row in zip(moved.items(), rows, strict=True):
-                _, held = figures[account]
-                fresh = iter(row)
-                for j in range(len(markets)):
-                    if mask >> j & 1:
-                        ctoken_balance, _, exchange_rate = held[j]
-                        held[j] = ctoken_balance, next(fresh), exchange_rate
-    return rows_from_figures(reader, figures), again
+            again[who] = True
+        else:                           # each row: the moved markets of one account in market order
+            fresh = [value for row in rows for value in row]
+            if len(fresh) != int(moved.sum()):
+                raise ContagionError(f"the Compound V2 lens returned {len(fresh)} borrow balances for "
+                                     f"{int(moved.sum())} asked")
+            borrowed[moved] = objects(fresh)
+    return _refreshed(reader, previous, again, owner, at, market, balance, borrowed)
+
+
+def _refreshed(reader, previous: KeptState, again: np.ndarray, owner: np.ndarray, at: np.ndarray, market: np.ndarray,
+               balance: np.ndarray, borrowed: np.ndarray) -> Refreshed:
+    """The rows and kept words (:func:`rows_from_figures`) of the accounts not read ``again``,
+    from their records (``owner``: the account row, ``at``: where its words are, ``market``,
+    cToken ``balance`` and ``borrowed`` at this block)."""
+    markets = reader.markets()
+    opened = np.zeros(len(previous), dtype=bool)
+    opened[owner[(balance != 0) | (borrowed != 0)]] = True
+    opened &= ~again
+    words = previous.words.copy()
+    words[at + 2] = borrowed
+    words[at + 3] = objects([m.get("borrow_index") or 0 for m in markets])[market]
+    kept = KeptState(previous.accounts, previous.lengths, words).take(opened)
+    mine = opened[owner]
+    owner, market, balance, borrowed = owner[mine], market[mine], balance[mine], borrowed[mine]
+    names = previous.accounts
+    decimals = np.array([m["underlying_decimals"] for m in markets], dtype=np.int64)
+    rate = objects([m["exchange_rate_mantissa"] for m in markets])
+    frames = []
+    for side, raw in (("collateral", balance), ("debt", borrowed)):
+        some = raw != 0
+        j, raw = market[some], raw[some]
+        # collateral: cToken balance × exchangeRateStored / 1e18 / 10^decimals, as rows_from_figures
+        amount = ((raw * rate[j]) / MANTISSA).astype(np.float64) / FLOAT_POWERS_OF_TEN[decimals[j]] \
+            if side == "collateral" else exact_amounts(raw, decimals[j])
+        n = len(raw)
+        frames.append(pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
+                                    "account": labels(names, owner[some]),
+                                    "asset": labels([m["underlying"] for m in markets], j),
+                                    "reserve": labels([m["ctoken"] for m in markets], j), "side": repeated(side, n),
+                                    "amount": amount, "raw": text(decimal_strings(raw))}))
+    return Refreshed({"positions": pd.concat(frames, ignore_index=True), "accounts": _account_rows(reader, kept)},
+                     kept, previous.accounts[again].tolist())
+
+
+def _account_rows(reader, kept: KeptState) -> pd.DataFrame:
+    """Accounts rows of kept accounts: their entered markets by cToken. Accounts share a few sets
+    of entered markets: each set is written once."""
+    markets, n = reader.markets(), len(kept)
+    count = kept.column(1).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+    owner = np.repeat(np.arange(n), count)
+    within = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
+    # each set as one number, its markets as digits (base: one more than the markets), where it fits
+    # in 64 bits; otherwise the sets as rows
+    base, width = len(markets) + 1, int(count.max(initial=0))
+    if base ** (width + 1) < 2**62:
+        digits = np.zeros(n, dtype=np.int64)
+        np.add.at(digits, owner, (kept.words[kept.starts[owner] + 2 + within].astype(np.int64) + 1)
+                  * base ** (width - within))
+        _, first, which = np.unique(digits, return_index=True, return_inverse=True)
+    else:
+        entered = np.full((n, width + 1), -1, dtype=np.int64)     # -1 past each set
+        entered[owner, within] = kept.words[kept.starts[owner] + 2 + within].astype(np.int64)
+        _, first, which = np.unique(entered, axis=0, return_index=True, return_inverse=True)
+    starts, words = kept.starts, kept.words
+    params = [json.dumps({"entered": [markets[j]["ctoken"] for j in words[starts[i] + 2:starts[i] + 2 + count[i]]]})
+              for i in first.tolist()]
+    return pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
+                         "account": text(kept.accounts), "category": np.zeros(n, dtype=np.int64),
+                         "params": labels(params, which.reshape(-1))})

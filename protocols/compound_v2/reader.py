@@ -19,6 +19,7 @@ from eth_utils import keccak, to_checksum_address
 
 from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
+from analyzer.kept import KeptState, Refreshed
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, EventField, Reader, Rows
@@ -283,7 +284,7 @@ class CompoundV2Reader(Reader):
         return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {TRANSFER})),
                              accounts)
 
-    def refresh_accounts(self, previous: dict[str, Any]) -> tuple[Rows, list[str]]:
+    def refresh_accounts(self, previous: KeptState) -> Refreshed:
         return lens.refresh_accounts(self, previous)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:

@@ -1,0 +1,69 @@
+"""What an incremental rescan computes at once over arrays (analyzer.kept, the readers' refresh)
+agrees with the plain per-value reference it replaces: the ragged kept state, exact amounts and
+string columns, Comet's present value and isLiquidatable."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+
+from analyzer.kept import KeptState, exact_amounts, labels, objects, repeated, text
+from analyzer.model import raw_to_amount
+from protocols.comet import exact
+from protocols.comet.lens import liquidatable, present_value, signed
+
+
+def test_kept_state_round_trips_and_finds_each_accounts_records():
+    state = {"0xA": [7, 1, 10, 11, 12], "0xB": [8, 0], "0xC": [9, 2, 20, 21, 22, 23, 24, 25, 2**255]}
+    kept = KeptState.from_chunk(KeptState.chunk_of(state))
+    assert kept is not None and kept.accounts.tolist() == ["0xA", "0xB", "0xC"]
+    assert kept.column(0).tolist() == [7, 8, 9]
+    # records of width 3 after 2 words: one for A, none for B, two for C (the last word left over)
+    owner, at = kept.entries(2, 3)
+    assert owner.tolist() == [0, 2, 2] and kept.words[at].tolist() == [10, 20, 23]
+    # a head of its own length per account (C: three words), whole records only
+    owner, at = kept.entries(np.array([2, 2, 3]), 2)
+    assert owner.tolist() == [0, 2, 2, 2] and kept.words[at].tolist() == [10, 21, 23, 25]
+    assert KeptState.from_chunk({"accounts": ["0xA"], "lengths": [3], "words": [1]}) is None
+    assert KeptState.from_state(state).without(["0xB"]).accounts.tolist() == ["0xA", "0xC"]
+    twice = KeptState.concat([kept, KeptState.from_state({"0xA": [1, 1]})]).without([])
+    assert twice.accounts.tolist() == ["0xB", "0xC", "0xA"] and twice.column(0).tolist() == [8, 9, 1]
+
+
+def test_exact_amounts_and_string_columns_match_the_per_value_conversions():
+    rng = random.Random(7)
+    raw = [rng.getrandbits(rng.choice([1, 40, 64, 90, 130, 200])) for _ in range(2000)]
+    decimals = [rng.choice([0, 6, 8, 18, 24, 77]) for _ in raw]
+    got = exact_amounts(objects(raw), np.array(decimals))
+    assert got.tolist() == [raw_to_amount(r, d) for r, d in zip(raw, decimals, strict=True)]
+    words = [str(r) for r in raw] + ["", "{\"entered\": []}", "é"]
+    assert pd.Series(text(words)).equals(pd.Series(words, dtype="string"))
+    codes = np.array([rng.randrange(3) for _ in range(50)])
+    names = ["collateral", "debt", ""]
+    assert pd.Series(labels(names, codes)).tolist() == [names[c] for c in codes]
+    assert pd.Series(repeated("0xAbC", 4)).tolist() == ["0xAbC"] * 4 and len(repeated("x", 0)) == 0
+
+
+def test_comet_values_and_liquidatable_match_the_contract_reference():
+    rng = random.Random(11)
+    assets = [{"scale": 10**18, "liquidate_collateral_factor": 85 * 10**16},
+              {"scale": 10**8, "liquidate_collateral_factor": 7 * 10**17}]
+    state = {"totals": [10**15 + 12345, 10**15 + 987654], "prices": [10**8, 3000 * 10**8, 60000 * 10**8],
+             "base_scale": 10**6, "assets": assets}
+    principal = [rng.choice([-1, 1, 0]) * rng.getrandbits(rng.choice([20, 40, 50])) for _ in range(3000)]
+    held = [[rng.choice([0, rng.getrandbits(60)]), rng.choice([0, rng.getrandbits(24)])] for _ in principal]
+    reference = exact.CometState(
+        supply_index=state["totals"][0], borrow_index=state["totals"][1], total_supply_base=0, total_borrow_base=0,
+        base_balance=0, base_price=state["prices"][0], base_scale=state["base_scale"],
+        asset_scale=[a["scale"] for a in assets], asset_price=state["prices"][1:],
+        liquidate_collateral_factor=[a["liquidate_collateral_factor"] for a in assets],
+        liquidation_factor=[0, 0], principal=dict(enumerate(principal)), collateral=dict(enumerate(held)))
+    flagged = liquidatable(state, objects(principal), np.array(held, dtype=object).reshape(len(held), 2))
+    assert flagged.tolist() == [reference.is_liquidatable(i) for i in range(len(principal))]
+    assert 0 < flagged.sum() < len(principal)      # both answers occur
+    values = present_value(objects(principal), 10**15 + 5, 10**15 + 7)
+    assert values.tolist() == [exact.present_value(p, 10**15 + 5, 10**15 + 7) for p in principal]
+    words = objects([p % 2**256 for p in principal])
+    assert signed(words).tolist() == principal
