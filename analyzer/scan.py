@@ -14,7 +14,9 @@ import dataclasses
 import functools
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from protocols.base import Plugin, ReadContext
 __all__ = ["ScanStats", "read_accounts_file", "reader_digest", "scan"]
 
 DEFAULT_CACHE = cache_dir("scan")
+MARKET_WORKERS = 4      # markets `contagion scan` reads at once (scan()'s market_workers)
 ACCOUNT_TABLES = ("positions", "accounts")   # rows of one market's accounts: no other market has their keys
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ def scan(
     log_range: int = CHUNK_BLOCKS,
     chunk_blocks: int = CHUNK_BLOCKS,
     workers: int = 4,
+    market_workers: int = 1,
     use_lens: bool = True,
     since_block: int | None = None,
     client: RpcClient | None = None,
@@ -134,7 +138,11 @@ def scan(
     chunk_blocks
         The block chunks in which discovered accounts are cached.
     workers
-        Concurrent requests to the node.
+        Concurrent requests to the node (of one market's account chunks).
+    market_workers
+        Markets read at once (those whose reads need no other market's: every lending market;
+        venue readers come after them): one market's Python work overlaps another's wait on the
+        node. The first error or interrupt stops the others at their next chunk.
     use_lens
         Read accounts through our lens contract in an ``eth_call`` state override where the
         node takes overrides (False: Multicall3 only).
@@ -170,6 +178,7 @@ def scan(
     run = _start(url, client, plugins, block, book, markets, from_block, cache_dir, use_lens, log_range)
     run = dataclasses.replace(run, accounts=accounts, since_block=since_block, chunk_blocks=chunk_blocks,
                               chunk_accounts=chunk_accounts or (2000 if run.ctx.lens else 200), workers=workers,
+                              market_workers=market_workers,
                               progress=progress, stats=stats)
     snapshot = _read_markets(run)
     snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
@@ -191,10 +200,11 @@ def _read_markets(run: _Run) -> Snapshot:
     # each market's accounts are its own (keyed by protocol and market): joined once at the end, not
     # merged into the whole snapshot market after market (each merge re-checked every row so far)
     own: dict[str, list[pd.DataFrame]] = {name: [] for name in ACCOUNT_TABLES}
+    early = _read_at_once(run, snapshot)
     for market in run.markets:
         if market.plugin.reader is None:
             continue
-        part = _scan_market(run, market, snapshot)
+        part = early.pop(id(market), None) or _scan_market(run, market, snapshot)
         for row in part.meta.get(EXCLUDED, []):
             log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
             excluded_markets.append(row)
@@ -210,6 +220,33 @@ def _read_markets(run: _Run) -> Snapshot:
     if excluded_markets:   # read, left out of every table, named here (never priced at 0)
         snapshot.meta["excluded_markets"] = excluded_markets
     return snapshot
+
+
+class ScanStopped(Exception):
+    """A market's read stopped because another market's, read at the same time, failed."""
+
+
+def _read_at_once(run: _Run, snapshot: Snapshot) -> dict[int, Snapshot]:
+    """By ``id(market)``: the markets whose reads need no other market's (all but venue readers,
+    which read the pools of the assets found before them), read ``run.market_workers`` at a time;
+    empty with one worker (the caller reads every market in turn). The first error (or interrupt)
+    is raised once the others have stopped, each at its next chunk (its finished chunks cached)."""
+    alone = [m for m in run.markets if m.plugin.reader is not None and m.plugin.venue_executor is None]
+    if run.market_workers <= 1 or len(alone) <= 1:
+        return {}
+    stop = threading.Event()
+    guarded = dataclasses.replace(run, stop=stop)
+    with ThreadPoolExecutor(max_workers=min(len(alone), run.market_workers)) as pool:
+        futures = {id(m): pool.submit(_scan_market, guarded, m, snapshot) for m in alone}
+        try:
+            wait(futures.values(), return_when=FIRST_EXCEPTION)
+            failed = [f.exception() for f in futures.values() if f.done() and f.exception() is not None]
+            if failed:
+                raise failed[0]     # type: ignore[misc]  # not None: filtered above
+        except BaseException:
+            stop.set()              # the others stop at their next chunk; the pool waits for them
+            raise
+    return {key: future.result() for key, future in futures.items()}
 
 
 @dataclass(frozen=True)
@@ -232,10 +269,14 @@ class _Run:
     chunk_blocks: int = CHUNK_BLOCKS
     chunk_accounts: int = 2000
     workers: int = 4
+    market_workers: int = 1
     progress: Callable[[str, int, int], None] | None = None
     stats: ScanStats = field(default_factory=ScanStats)
+    stop: threading.Event | None = None     # set: another market's read failed, stop at the next chunk
 
     def report(self, label: str, done: int, total: int) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise ScanStopped(f"{label}: stopped, another market's read failed")
         if self.progress is not None:
             self.progress(label, done, total)
 
@@ -310,7 +351,7 @@ def _scan_market(run: _Run, market: Market, snapshot: Snapshot) -> Snapshot:
             refreshed, targets = plan
     discovered = functools.partial(_discover_accounts, run, reader, plugin.name, start, label)
     return scan_protocol(label, reader, cache, targets, discovered, start, run.block, run.chunk_accounts,
-                          run.workers, run.progress, run.stats, refreshed)
+                          run.workers, run.report, run.stats, refreshed)
 
 
 def _discover_accounts(run: _Run, reader, name: str, start: int, label: str) -> dict[str, Any]:
