@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,11 +172,15 @@ def scan(
     run = dataclasses.replace(run, accounts=accounts, since_block=since_block, chunk_blocks=chunk_blocks,
                               chunk_accounts=chunk_accounts or (2000 if run.ctx.lens else 200), workers=workers,
                               progress=progress, stats=stats)
-    snapshot = _read_markets(run)
-    snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
-                         block_timestamp=run.block_timestamp)
-    if oracle_paths:
-        snapshot.meta["derived_prices"] = _derived_prices(run, plugins)
+    # the oracle paths are followed while the markets are read: the node answers one while the
+    # other computes
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        derived = beside.submit(_derived_prices, run, plugins) if oracle_paths else None
+        snapshot = _read_markets(run)
+        snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
+                             block_timestamp=run.block_timestamp)
+        if derived is not None:
+            snapshot.meta["derived_prices"] = derived.result()
     stats.requests = dict(client.calls)
     # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
     return with_default_depth(snapshot).validate()
@@ -191,25 +196,39 @@ def _read_markets(run: _Run) -> Snapshot:
     # each market's accounts are its own (keyed by protocol and market): joined once at the end, not
     # merged into the whole snapshot market after market (each merge re-checked every row so far)
     own: dict[str, list[pd.DataFrame]] = {name: [] for name in ACCOUNT_TABLES}
-    for market in run.markets:
-        if market.plugin.reader is None:
-            continue
-        part = _scan_market(run, market, snapshot)
-        for row in part.meta.get(EXCLUDED, []):
-            log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
-            excluded_markets.append(row)
-        part.meta = {"chain_id": run.chain_id, "block_number": run.block}
-        for name in ACCOUNT_TABLES:
-            own[name].append(part.table(name))
-            setattr(part, name, empty_table(name))
-        snapshot = snapshot.merge(part)
-        read_markets.setdefault(market.plugin.name, {})[market.name] = market.deployment
+    read = [m for m in run.markets if m.plugin.reader is not None]
+    # a rescan reads its lending markets at once, one thread each: a market's few node reads then
+    # overlap another's arithmetic. A venue reader reads after the markets before it (it looks up
+    # the assets they found)
+    early: dict[int, Future] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(read))) as pool:
+        if run.since_block is not None:
+            early = {k: pool.submit(_scan_market, run, m, snapshot) for k, m in enumerate(read)
+                     if m.plugin.venue_executor is None}
+        for k, market in enumerate(read):
+            part = early[k].result() if k in early else _scan_market(run, market, snapshot)
+            snapshot = _merged(snapshot, part, market, run, own, read_markets, excluded_markets)
     for name, frames in own.items():
         setattr(snapshot, name, pd.concat([snapshot.table(name), *frames], ignore_index=True))
     snapshot.meta["protocols"] = read_markets
     if excluded_markets:   # read, left out of every table, named here (never priced at 0)
         snapshot.meta["excluded_markets"] = excluded_markets
     return snapshot
+
+
+def _merged(snapshot: Snapshot, part: Snapshot, market: Market, run: _Run, own: dict[str, list[pd.DataFrame]],
+            read_markets: dict[str, dict[str, dict]], excluded_markets: list[dict]) -> Snapshot:
+    """``snapshot`` with ``part`` (one market's read) merged in; its accounts' tables kept aside
+    in ``own``, the market named in ``read_markets`` and its excluded rows in ``excluded_markets``."""
+    for row in part.meta.get(EXCLUDED, []):
+        log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
+        excluded_markets.append(row)
+    part.meta = {"chain_id": run.chain_id, "block_number": run.block}
+    for name in ACCOUNT_TABLES:
+        own[name].append(part.table(name))
+        setattr(part, name, empty_table(name))
+    read_markets.setdefault(market.plugin.name, {})[market.name] = market.deployment
+    return snapshot.merge(part)
 
 
 @dataclass(frozen=True)
@@ -303,24 +322,37 @@ def _scan_market(run: _Run, market: Market, snapshot: Snapshot) -> Snapshot:
     targets = run.accounts
     if run.since_block is not None and run.chain_cache is not None:
         earlier = ChunkCache(run.chain_cache / str(run.since_block) / plugin.name / key)   # the key of `cache`
-        plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, label,
+        plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, reader_digest(plugin),
+                                label,
                                 run.since_block, run.block, run.chunk_blocks, run.log_range, run.report, run.stats,
                                 run.accounts)
         if plan is not None:
             refreshed, targets = plan
-    discovered = functools.partial(_discover_accounts, run, reader, plugin.name, start, label)
+    discovered = functools.partial(_discover_accounts, run, reader, plugin, start, label)
     return scan_protocol(label, reader, cache, targets, discovered, start, run.block, run.chunk_accounts,
                           run.workers, run.progress, run.stats, refreshed)
 
 
-def _discover_accounts(run: _Run, reader, name: str, start: int, label: str) -> dict[str, Any]:
+def account_picking(events, plugin: Plugin) -> list[str] | str:
+    """What decides which accounts (and holdings) a log names: the reader's declared fields, which
+    discovery decodes (:class:`protocols.base.EventField`), or else the source of its functions
+    (the plugin's): cached logs picked by another version are not reused."""
+    if not events.account_fields:
+        return reader_digest(plugin)
+    return [repr(f) for f in (*events.account_fields, *events.holding_fields)]
+
+
+def _discover_accounts(run: _Run, reader, plugin: Plugin, start: int, label: str) -> dict[str, Any]:
     """The accounts, and their holdings where the events show them all (from the deployment's
     first block: a later --from-block misses what came before)."""
     events = reader.account_events()
     if events is None:
         return {"accounts": reader.discover_accounts(start, run.block), "holdings": None}
-    # keyed by what is asked and by the chain's history (its first block's hash), not the scan block
-    key = digest([sorted(events.addresses), sorted(events.topics), run.client.block(start)["hash"]])
+    # keyed by what is asked, how accounts are picked out of its logs, and the chain's history (its
+    # first block's hash), not the scan block
+    key = digest([sorted(events.addresses), sorted(events.topics), account_picking(events, plugin),
+                  run.client.block(start)["hash"]])
+    name = plugin.name
     files = ChunkFiles(None if run.chain_cache is None else run.chain_cache / "logs" / f"{name}-{key}", events)
     held: dict[str, set[str]] | None = {} if events.holdings is not None and run.from_block is None else None
     found = discover(run.client, events, start, run.block, files, chunk_blocks=run.chunk_blocks,

@@ -18,7 +18,10 @@ incremental rescan, in one run, as one JSON object.
   accounts act too (a supply each, spread over every Compound market so that each accrues
   interest), and the rescan over all three lenders from the full scan's block is measured against
   a full scan of all three (``incremental_all_accounts_read``: accounts read in full per protocol
-  market; ``incremental_all_accounts_computed``: accounts computed from the kept state).
+  market; ``incremental_all_accounts_computed``: accounts computed from the kept state;
+  ``incremental_all_cpu_seconds`` / ``incremental_all_full_cpu_seconds``: the CPU seconds of the
+  rescan and of the full scan in this process and in the node, ``incremental_all_cpu_speedup`` their
+  ratio: the speed-up on a machine shared with other work).
 - ``peak_rss_mb``: the benchmark process's peak resident memory (every phase).
 - ``scan_cpu_seconds`` / ``node_cpu_seconds`` / ``accounts_per_cpu_second``: the CPU time the full
   scan took in this process and in the node, and the accounts per second of both together: on a
@@ -75,6 +78,13 @@ def node_cpu_seconds(pid: int) -> float:
     """The node's CPU time so far (user + system, every thread), from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(pid: int, fn):
+    """``fn()`` and the CPU seconds it took in this process (``scan``) and in the node (``node``)."""
+    cpu, node = time.process_time(), node_cpu_seconds(pid)
+    result = fn()
+    return result, {"scan": round(time.process_time() - cpu, 3), "node": round(node_cpu_seconds(pid) - node, 3)}
 
 
 def naive_rate(url: str, pool: str, accounts: list[str], block: int) -> float:
@@ -220,9 +230,15 @@ def main() -> None:
         act_lenders(w3, book, compound, comet)
         later = w3.eth.block_number
         every_stats = ScanStats()
-        rescan, every = timed(lambda: scan(devnet.url, lenders, book=book, block=later, cache_dir=Path(cache),
-                                           since_block=block, stats=every_stats))
-        full, every_full = timed(lambda: scan(devnet.url, lenders, book=book, block=later, cache_dir=None))
+        pid = devnet.anvil.proc.pid
+        (rescan, every), every_cpu = with_cpu(pid, lambda: timed(lambda: scan(
+            devnet.url, lenders, book=book, block=later, cache_dir=Path(cache), since_block=block, stats=every_stats)))
+        (full, every_full), full_cpu = with_cpu(pid, lambda: timed(lambda: scan(devnet.url, lenders, book=book,
+                                                                              block=later, cache_dir=None)))
+        out.update(incremental_all_cpu_seconds=every_cpu, incremental_all_full_cpu_seconds=full_cpu,
+                   # CPU of both processes: on a machine shared with other work, wall-clock seconds
+                   # mostly measure the others
+                   incremental_all_cpu_speedup=round(sum(full_cpu.values()) / sum(every_cpu.values()), 1))
         out.update(incremental_all_protocols=[p.name for p in lenders], incremental_all_seconds=round(every, 3),
                    incremental_all_changed_accounts=len(changed) + len(compound) + sum(map(len, comet.values())),
                    incremental_all_accounts_computed=every_stats.accounts_refreshed,
