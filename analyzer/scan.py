@@ -14,8 +14,9 @@ import dataclasses
 import functools
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from protocols.base import Plugin, ReadContext
 __all__ = ["ScanStats", "read_accounts_file", "reader_digest", "scan"]
 
 DEFAULT_CACHE = cache_dir("scan")
+MARKET_WORKERS = 4      # markets `contagion scan` reads at once (scan()'s market_workers)
 ACCOUNT_TABLES = ("positions", "accounts")   # rows of one market's accounts: no other market has their keys
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,7 @@ def scan(
     log_range: int = CHUNK_BLOCKS,
     chunk_blocks: int = CHUNK_BLOCKS,
     workers: int = 4,
+    market_workers: int = 1,
     use_lens: bool = True,
     since_block: int | None = None,
     client: RpcClient | None = None,
@@ -135,7 +138,11 @@ def scan(
     chunk_blocks
         The block chunks in which discovered accounts are cached.
     workers
-        Concurrent requests to the node.
+        Concurrent requests to the node (of one market's account chunks).
+    market_workers
+        Markets read at once (those whose reads need no other market's: every lending market;
+        venue readers come after them): one market's Python work overlaps another's wait on the
+        node. The first error or interrupt stops the others at their next chunk.
     use_lens
         Read accounts through our lens contract in an ``eth_call`` state override where the
         node takes overrides (False: Multicall3 only).
@@ -171,6 +178,7 @@ def scan(
     run = _start(url, client, plugins, block, book, markets, from_block, cache_dir, use_lens, log_range)
     run = dataclasses.replace(run, accounts=accounts, since_block=since_block, chunk_blocks=chunk_blocks,
                               chunk_accounts=chunk_accounts or (2000 if run.ctx.lens else 200), workers=workers,
+                              market_workers=market_workers,
                               progress=progress, stats=stats)
     # the oracle paths are followed while the markets are read: the node answers one while the
     # other computes
@@ -196,18 +204,20 @@ def _read_markets(run: _Run) -> Snapshot:
     # each market's accounts are its own (keyed by protocol and market): joined once at the end, not
     # merged into the whole snapshot market after market (each merge re-checked every row so far)
     own: dict[str, list[pd.DataFrame]] = {name: [] for name in ACCOUNT_TABLES}
-    read = [m for m in run.markets if m.plugin.reader is not None]
-    # a rescan reads its lending markets at once, one thread each: a market's few node reads then
-    # overlap another's arithmetic. A venue reader reads after the markets before it (it looks up
-    # the assets they found)
-    early: dict[int, Future] = {}
-    with ThreadPoolExecutor(max_workers=max(1, len(read))) as pool:
-        if run.since_block is not None:
-            early = {k: pool.submit(_scan_market, run, m, snapshot) for k, m in enumerate(read)
-                     if m.plugin.venue_executor is None}
-        for k, market in enumerate(read):
-            part = early[k].result() if k in early else _scan_market(run, market, snapshot)
-            snapshot = _merged(snapshot, part, market, run, own, read_markets, excluded_markets)
+    early = _read_at_once(run, snapshot)
+    for market in run.markets:
+        if market.plugin.reader is None:
+            continue
+        part = early.pop(id(market), None) or _scan_market(run, market, snapshot)
+        for row in part.meta.get(EXCLUDED, []):
+            log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
+            excluded_markets.append(row)
+        part.meta = {"chain_id": run.chain_id, "block_number": run.block}
+        for name in ACCOUNT_TABLES:
+            own[name].append(part.table(name))
+            setattr(part, name, empty_table(name))
+        snapshot = snapshot.merge(part)
+        read_markets.setdefault(market.plugin.name, {})[market.name] = market.deployment
     for name, frames in own.items():
         setattr(snapshot, name, pd.concat([snapshot.table(name), *frames], ignore_index=True))
     snapshot.meta["protocols"] = read_markets
@@ -216,19 +226,31 @@ def _read_markets(run: _Run) -> Snapshot:
     return snapshot
 
 
-def _merged(snapshot: Snapshot, part: Snapshot, market: Market, run: _Run, own: dict[str, list[pd.DataFrame]],
-            read_markets: dict[str, dict[str, dict]], excluded_markets: list[dict]) -> Snapshot:
-    """``snapshot`` with ``part`` (one market's read) merged in; its accounts' tables kept aside
-    in ``own``, the market named in ``read_markets`` and its excluded rows in ``excluded_markets``."""
-    for row in part.meta.get(EXCLUDED, []):
-        log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
-        excluded_markets.append(row)
-    part.meta = {"chain_id": run.chain_id, "block_number": run.block}
-    for name in ACCOUNT_TABLES:
-        own[name].append(part.table(name))
-        setattr(part, name, empty_table(name))
-    read_markets.setdefault(market.plugin.name, {})[market.name] = market.deployment
-    return snapshot.merge(part)
+class ScanStopped(Exception):
+    """A market's read stopped because another market's, read at the same time, failed."""
+
+
+def _read_at_once(run: _Run, snapshot: Snapshot) -> dict[int, Snapshot]:
+    """By ``id(market)``: the markets whose reads need no other market's (all but venue readers,
+    which read the pools of the assets found before them), read ``run.market_workers`` at a time;
+    empty with one worker (the caller reads every market in turn). The first error (or interrupt)
+    is raised once the others have stopped, each at its next chunk (its finished chunks cached)."""
+    alone = [m for m in run.markets if m.plugin.reader is not None and m.plugin.venue_executor is None]
+    if run.market_workers <= 1 or len(alone) <= 1:
+        return {}
+    stop = threading.Event()
+    guarded = dataclasses.replace(run, stop=stop)
+    with ThreadPoolExecutor(max_workers=min(len(alone), run.market_workers)) as pool:
+        futures = {id(m): pool.submit(_scan_market, guarded, m, snapshot) for m in alone}
+        try:
+            wait(futures.values(), return_when=FIRST_EXCEPTION)
+            failed = [f.exception() for f in futures.values() if f.done() and f.exception() is not None]
+            if failed:
+                raise failed[0]     # type: ignore[misc]  # not None: filtered above
+        except BaseException:
+            stop.set()              # the others stop at their next chunk; the pool waits for them
+            raise
+    return {key: future.result() for key, future in futures.items()}
 
 
 @dataclass(frozen=True)
@@ -251,10 +273,14 @@ class _Run:
     chunk_blocks: int = CHUNK_BLOCKS
     chunk_accounts: int = 2000
     workers: int = 4
+    market_workers: int = 1
     progress: Callable[[str, int, int], None] | None = None
     stats: ScanStats = field(default_factory=ScanStats)
+    stop: threading.Event | None = None     # set: another market's read failed, stop at the next chunk
 
     def report(self, label: str, done: int, total: int) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise ScanStopped(f"{label}: stopped, another market's read failed")
         if self.progress is not None:
             self.progress(label, done, total)
 
@@ -330,7 +356,7 @@ def _scan_market(run: _Run, market: Market, snapshot: Snapshot) -> Snapshot:
             refreshed, targets = plan
     discovered = functools.partial(_discover_accounts, run, reader, plugin, start, label)
     return scan_protocol(label, reader, cache, targets, discovered, start, run.block, run.chunk_accounts,
-                          run.workers, run.progress, run.stats, refreshed)
+                          run.workers, run.report, run.stats, refreshed)
 
 
 def account_picking(events, plugin: Plugin) -> list[str] | str:

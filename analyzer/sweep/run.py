@@ -129,12 +129,23 @@ def _client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
         with client:
             yield client
         return
-    # loopback only, no dashboard: a sweep must not open ports beyond this machine. A failed task is
-    # raised here, on the client, as one error line: the workers' own logging of it (a traceback
-    # per task) and their teardown heartbeats are silenced
-    with LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
-        yield client
+    # loopback only, no dashboard: a sweep must not open ports beyond this machine. The scheduler
+    # serves its HTTP routes even without a dashboard, on 8787 unless told otherwise: a free
+    # loopback port instead, so that two clusters on one machine do not warn about the port. A
+    # failed task is raised here, on the client, as one error line: the workers' own logging of it
+    # (a traceback per task), their teardown heartbeats and the cluster's start-up lines (which
+    # reach our console through the root logger) are silenced
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None, silence_logs=logging.CRITICAL,
+                          scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+                          ) as cluster, Client(cluster) as client:
+            yield client
+    finally:
+        quiet.setLevel(level)
 
 
 def _execute(client, snapshot, key: str, tasks: list[tuple]) -> Iterator[tuple[int, Any]]:
