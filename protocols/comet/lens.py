@@ -182,12 +182,14 @@ def liquidatable(state: dict, principal: np.ndarray, held: np.ndarray) -> np.nda
     its loop once the sum is not negative; every term it would add is not negative, so the sum
     decides alike."""
     supply_index, borrow_index = state["totals"][0], state["totals"][1]
-    owing = principal < 0
+    owing = np.flatnonzero(principal < 0)
     debt = present_value(principal[owing], supply_index, borrow_index) * state["prices"][0]
-    liquidity = np.zeros(len(principal), dtype=object)
-    liquidity[owing] = -((-debt) // state["base_scale"])       # a negative numerator: toward zero
+    liquidity = -((-debt) // state["base_scale"])       # a negative numerator: toward zero
     for i, info in enumerate(state["assets"]):
         amount = held[owing, i]
-        value = amount * state["prices"][i + 1] // info["scale"]
-        liquidity[owing] += value * info["liquidate_collateral_factor"] // exact.FACTOR_SCALE
-    return owing & (liquidity < 0)
+        some = np.flatnonzero(amount != 0)
+        value = amount[some] * state["prices"][i + 1] // info["scale"]
+        liquidity[some] += value * info["liquidate_collateral_factor"] // exact.FACTOR_SCALE
+    flagged = np.zeros(len(principal), dtype=bool)
+    flagged[owing] = liquidity < 0
+    return flagged
