@@ -128,8 +128,10 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     value = present_value(principal, state["supply_index"], state["borrow_index"])
     borrowed, supplied = np.where(value < 0, -value, 0), np.where(value > 0, value, 0)
     flagged = liquidatable(state, principal, held)
-    words = np.concatenate([np.column_stack([principal % (1 << 256), assets_in, borrowed, supplied,
-                                             flagged.astype(np.int64).astype(object)]), held], axis=1)
+    # kept: the principal (signed), assetsIn and the collateral; what a rescan computes from them is
+    # left 0 (the base balances, isLiquidatable)
+    zeros = np.zeros(len(accounts), dtype=np.int64).astype(object)
+    words = np.concatenate([np.column_stack([principal, assets_in, zeros, zeros, zeros]), held], axis=1)
     kept = KeptState(accounts, np.full(len(accounts), 5 + n, dtype=np.int64), words.ravel())
     params = [f'{{"principal": "{p}", "assets_in": {int(a)}, "is_liquidatable": {"true" if f else "false"}}}'
               for p, a, f in zip(principal.tolist(), assets_in.tolist(), flagged.tolist(), strict=True)]
