@@ -180,11 +180,15 @@ def scan(
                               chunk_accounts=chunk_accounts or (2000 if run.ctx.lens else 200), workers=workers,
                               market_workers=market_workers,
                               progress=progress, stats=stats)
-    snapshot = _read_markets(run)
-    snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
-                         block_timestamp=run.block_timestamp)
-    if oracle_paths:
-        snapshot.meta["derived_prices"] = _derived_prices(run, plugins)
+    # the oracle paths are followed while the markets are read: the node answers one while the
+    # other computes
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        derived = beside.submit(_derived_prices, run, plugins) if oracle_paths else None
+        snapshot = _read_markets(run)
+        snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
+                             block_timestamp=run.block_timestamp)
+        if derived is not None:
+            snapshot.meta["derived_prices"] = derived.result()
     stats.requests = dict(client.calls)
     # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
     return with_default_depth(snapshot).validate()
@@ -344,24 +348,37 @@ def _scan_market(run: _Run, market: Market, snapshot: Snapshot) -> Snapshot:
     targets = run.accounts
     if run.since_block is not None and run.chain_cache is not None:
         earlier = ChunkCache(run.chain_cache / str(run.since_block) / plugin.name / key)   # the key of `cache`
-        plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, label,
+        plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, reader_digest(plugin),
+                                label,
                                 run.since_block, run.block, run.chunk_blocks, run.log_range, run.report, run.stats,
                                 run.accounts)
         if plan is not None:
             refreshed, targets = plan
-    discovered = functools.partial(_discover_accounts, run, reader, plugin.name, start, label)
+    discovered = functools.partial(_discover_accounts, run, reader, plugin, start, label)
     return scan_protocol(label, reader, cache, targets, discovered, start, run.block, run.chunk_accounts,
                           run.workers, run.report, run.stats, refreshed)
 
 
-def _discover_accounts(run: _Run, reader, name: str, start: int, label: str) -> dict[str, Any]:
+def account_picking(events, plugin: Plugin) -> list[str] | str:
+    """What decides which accounts (and holdings) a log names: the reader's declared fields, which
+    discovery decodes (:class:`protocols.base.EventField`), or else the source of its functions
+    (the plugin's): cached logs picked by another version are not reused."""
+    if not events.account_fields:
+        return reader_digest(plugin)
+    return [repr(f) for f in (*events.account_fields, *events.holding_fields)]
+
+
+def _discover_accounts(run: _Run, reader, plugin: Plugin, start: int, label: str) -> dict[str, Any]:
     """The accounts, and their holdings where the events show them all (from the deployment's
     first block: a later --from-block misses what came before)."""
     events = reader.account_events()
     if events is None:
         return {"accounts": reader.discover_accounts(start, run.block), "holdings": None}
-    # keyed by what is asked and by the chain's history (its first block's hash), not the scan block
-    key = digest([sorted(events.addresses), sorted(events.topics), run.client.block(start)["hash"]])
+    # keyed by what is asked, how accounts are picked out of its logs, and the chain's history (its
+    # first block's hash), not the scan block
+    key = digest([sorted(events.addresses), sorted(events.topics), account_picking(events, plugin),
+                  run.client.block(start)["hash"]])
+    name = plugin.name
     files = ChunkFiles(None if run.chain_cache is None else run.chain_cache / "logs" / f"{name}-{key}", events)
     held: dict[str, set[str]] | None = {} if events.holdings is not None and run.from_block is None else None
     found = discover(run.client, events, start, run.block, files, chunk_blocks=run.chunk_blocks,
