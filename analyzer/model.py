@@ -149,10 +149,20 @@ def _as_strings(column: pd.Series) -> pd.Series:
     return column.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).astype("string")
 
 
+def _typed(frame: pd.DataFrame, schema: dict[str, str]) -> bool:
+    """Whether ``frame`` has the columns of ``schema`` in order, each of its dtype, text without gaps."""
+    if list(frame.columns) != list(schema):
+        return False
+    return all(str(frame[col].dtype) == dtype and not (dtype == "string" and frame[col].hasnans)
+               for col, dtype in schema.items())
+
+
 def to_table(name: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     """Rows (dicts or a frame) as a typed table; unknown columns are an error, missing ones default."""
-    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     schema = TABLES[name]
+    if isinstance(rows, pd.DataFrame) and _typed(rows, schema):
+        return rows.reset_index(drop=True)      # a table already (a snapshot's, passed on): as it is
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     extra = set(frame.columns) - set(schema)
     if extra:
         raise ContagionError(f"table {name}: unknown columns {sorted(extra)} (known: {', '.join(schema)})")

@@ -14,7 +14,9 @@ import dataclasses
 import functools
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from protocols.base import Plugin, ReadContext
 __all__ = ["ScanStats", "read_accounts_file", "reader_digest", "scan"]
 
 DEFAULT_CACHE = cache_dir("scan")
+MARKET_WORKERS = 4      # markets `contagion scan` reads at once (scan()'s market_workers)
 ACCOUNT_TABLES = ("positions", "accounts")   # rows of one market's accounts: no other market has their keys
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ def scan(
     log_range: int = CHUNK_BLOCKS,
     chunk_blocks: int = CHUNK_BLOCKS,
     workers: int = 4,
+    market_workers: int = 1,
     use_lens: bool = True,
     since_block: int | None = None,
     client: RpcClient | None = None,
@@ -134,7 +138,11 @@ def scan(
     chunk_blocks
         The block chunks in which discovered accounts are cached.
     workers
-        Concurrent requests to the node.
+        Concurrent requests to the node (of one market's account chunks).
+    market_workers
+        Markets read at once (those whose reads need no other market's: every lending market;
+        venue readers come after them): one market's Python work overlaps another's wait on the
+        node. The first error or interrupt stops the others at their next chunk.
     use_lens
         Read accounts through our lens contract in an ``eth_call`` state override where the
         node takes overrides (False: Multicall3 only).
@@ -170,12 +178,17 @@ def scan(
     run = _start(url, client, plugins, block, book, markets, from_block, cache_dir, use_lens, log_range)
     run = dataclasses.replace(run, accounts=accounts, since_block=since_block, chunk_blocks=chunk_blocks,
                               chunk_accounts=chunk_accounts or (2000 if run.ctx.lens else 200), workers=workers,
+                              market_workers=market_workers,
                               progress=progress, stats=stats)
-    snapshot = _read_markets(run)
-    snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
-                         block_timestamp=run.block_timestamp)
-    if oracle_paths:
-        snapshot.meta["derived_prices"] = _derived_prices(run, plugins)
+    # the oracle paths are followed while the markets are read: the node answers one while the
+    # other computes
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        derived = beside.submit(_derived_prices, run, plugins) if oracle_paths else None
+        snapshot = _read_markets(run)
+        snapshot.meta.update(tool_version=__version__, rpc=redact_url(url), from_block=from_block or 0,
+                             block_timestamp=run.block_timestamp)
+        if derived is not None:
+            snapshot.meta["derived_prices"] = derived.result()
     stats.requests = dict(client.calls)
     # every asset a cascade may sell gets a venue: the centralised-depth default where no pool trades it
     return with_default_depth(snapshot).validate()
@@ -191,10 +204,11 @@ def _read_markets(run: _Run) -> Snapshot:
     # each market's accounts are its own (keyed by protocol and market): joined once at the end, not
     # merged into the whole snapshot market after market (each merge re-checked every row so far)
     own: dict[str, list[pd.DataFrame]] = {name: [] for name in ACCOUNT_TABLES}
+    early = _read_at_once(run, snapshot)
     for market in run.markets:
         if market.plugin.reader is None:
             continue
-        part = _scan_market(run, market, snapshot)
+        part = early.pop(id(market), None) or _scan_market(run, market, snapshot)
         for row in part.meta.get(EXCLUDED, []):
             log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
             excluded_markets.append(row)
@@ -210,6 +224,33 @@ def _read_markets(run: _Run) -> Snapshot:
     if excluded_markets:   # read, left out of every table, named here (never priced at 0)
         snapshot.meta["excluded_markets"] = excluded_markets
     return snapshot
+
+
+class ScanStopped(Exception):
+    """A market's read stopped because another market's, read at the same time, failed."""
+
+
+def _read_at_once(run: _Run, snapshot: Snapshot) -> dict[int, Snapshot]:
+    """By ``id(market)``: the markets whose reads need no other market's (all but venue readers,
+    which read the pools of the assets found before them), read ``run.market_workers`` at a time;
+    empty with one worker (the caller reads every market in turn). The first error (or interrupt)
+    is raised once the others have stopped, each at its next chunk (its finished chunks cached)."""
+    alone = [m for m in run.markets if m.plugin.reader is not None and m.plugin.venue_executor is None]
+    if run.market_workers <= 1 or len(alone) <= 1:
+        return {}
+    stop = threading.Event()
+    guarded = dataclasses.replace(run, stop=stop)
+    with ThreadPoolExecutor(max_workers=min(len(alone), run.market_workers)) as pool:
+        futures = {id(m): pool.submit(_scan_market, guarded, m, snapshot) for m in alone}
+        try:
+            wait(futures.values(), return_when=FIRST_EXCEPTION)
+            failed = [f.exception() for f in futures.values() if f.done() and f.exception() is not None]
+            if failed:
+                raise failed[0]     # type: ignore[misc]  # not None: filtered above
+        except BaseException:
+            stop.set()              # the others stop at their next chunk; the pool waits for them
+            raise
+    return {key: future.result() for key, future in futures.items()}
 
 
 @dataclass(frozen=True)
@@ -232,10 +273,14 @@ class _Run:
     chunk_blocks: int = CHUNK_BLOCKS
     chunk_accounts: int = 2000
     workers: int = 4
+    market_workers: int = 1
     progress: Callable[[str, int, int], None] | None = None
     stats: ScanStats = field(default_factory=ScanStats)
+    stop: threading.Event | None = None     # set: another market's read failed, stop at the next chunk
 
     def report(self, label: str, done: int, total: int) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise ScanStopped(f"{label}: stopped, another market's read failed")
         if self.progress is not None:
             self.progress(label, done, total)
 
@@ -303,24 +348,37 @@ def _scan_market(run: _Run, market: Market, snapshot: Snapshot) -> Snapshot:
     targets = run.accounts
     if run.since_block is not None and run.chain_cache is not None:
         earlier = ChunkCache(run.chain_cache / str(run.since_block) / plugin.name / key)   # the key of `cache`
-        plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, label,
+        plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, reader_digest(plugin),
+                                label,
                                 run.since_block, run.block, run.chunk_blocks, run.log_range, run.report, run.stats,
                                 run.accounts)
         if plan is not None:
             refreshed, targets = plan
-    discovered = functools.partial(_discover_accounts, run, reader, plugin.name, start, label)
+    discovered = functools.partial(_discover_accounts, run, reader, plugin, start, label)
     return scan_protocol(label, reader, cache, targets, discovered, start, run.block, run.chunk_accounts,
-                          run.workers, run.progress, run.stats, refreshed)
+                          run.workers, run.report, run.stats, refreshed)
 
 
-def _discover_accounts(run: _Run, reader, name: str, start: int, label: str) -> dict[str, Any]:
+def account_picking(events, plugin: Plugin) -> list[str] | str:
+    """What decides which accounts (and holdings) a log names: the reader's declared fields, which
+    discovery decodes (:class:`protocols.base.EventField`), or else the source of its functions
+    (the plugin's): cached logs picked by another version are not reused."""
+    if not events.account_fields:
+        return reader_digest(plugin)
+    return [repr(f) for f in (*events.account_fields, *events.holding_fields)]
+
+
+def _discover_accounts(run: _Run, reader, plugin: Plugin, start: int, label: str) -> dict[str, Any]:
     """The accounts, and their holdings where the events show them all (from the deployment's
     first block: a later --from-block misses what came before)."""
     events = reader.account_events()
     if events is None:
         return {"accounts": reader.discover_accounts(start, run.block), "holdings": None}
-    # keyed by what is asked and by the chain's history (its first block's hash), not the scan block
-    key = digest([sorted(events.addresses), sorted(events.topics), run.client.block(start)["hash"]])
+    # keyed by what is asked, how accounts are picked out of its logs, and the chain's history (its
+    # first block's hash), not the scan block
+    key = digest([sorted(events.addresses), sorted(events.topics), account_picking(events, plugin),
+                  run.client.block(start)["hash"]])
+    name = plugin.name
     files = ChunkFiles(None if run.chain_cache is None else run.chain_cache / "logs" / f"{name}-{key}", events)
     held: dict[str, set[str]] | None = {} if events.holdings is not None and run.from_block is None else None
     found = discover(run.client, events, start, run.block, files, chunk_blocks=run.chunk_blocks,

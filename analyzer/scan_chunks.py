@@ -103,19 +103,20 @@ def kept_state(cache: ChunkCache) -> KeptState | None:
 
 
 def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
-                     label: str, since_block: int, block: int, chunk_blocks: int, log_range: int, report,
-                     stats: ScanStats, accounts: Sequence[str] | None = None):
+                     picking: str, label: str, since_block: int, block: int, chunk_blocks: int, log_range: int,
+                     report, stats: ScanStats, accounts: Sequence[str] | None = None):
     """(frames of the accounts computed without reading, accounts to read) for a rescan from
     ``since_block``; None when the protocol declares no change events or the cache kept no state
     at that block. With an account list, only those accounts are considered. ``name``: the
-    plugin (its cache of change logs); ``label``: the market (stats and progress)."""
+    plugin (its cache of change logs, keyed by ``picking``: the version of the reader that picks
+    the accounts out of them); ``label``: the market (stats and progress)."""
     events = reader.change_events()
     if events is None or not 0 <= since_block <= block:
         return None
     previous = kept_state(earlier)
     if previous is None:
         return None     # no earlier scan here, or one that kept no state (read without the lens)
-    key = digest([sorted(events.addresses), sorted(events.topics), client.block(since_block)["hash"]])
+    key = digest([sorted(events.addresses), sorted(events.topics), picking, client.block(since_block)["hash"]])
     files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}")
     touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
                            max_range=log_range, stats=stats.discovery,

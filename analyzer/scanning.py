@@ -11,7 +11,7 @@ from analyzer.chain import Anvil, redact_url
 from analyzer.console import progress_bars
 from analyzer.errors import ContagionError
 from analyzer.rpcurl import check_rpc_url
-from analyzer.scan import DEFAULT_CACHE, read_accounts_file, scan
+from analyzer.scan import DEFAULT_CACHE, MARKET_WORKERS, read_accounts_file, scan
 from protocols import parse_protocols, with_venues
 
 LARGE_BOOK_ACCOUNTS = 5_000  # beyond this, a scan through a fork is told that --rpc is the scan path
@@ -56,7 +56,7 @@ def run_scan(*, rpc: str | None, fork_url: str | None, block: int | None, protoc
         def run(url: str, at_block: int | None):
             return scan(url, plugins, block=at_block, book=address_book, markets=markets, accounts=account_list,
                         from_block=from_block, cache_dir=DEFAULT_CACHE if use_cache else None, progress=progress,
-                        since_block=since_block)
+                        since_block=since_block, market_workers=MARKET_WORKERS)
 
         try:
             if fork_url:

@@ -12,6 +12,9 @@ from analyzer.errors import ContagionError
 
 GAS_MARGIN = 1.2        # the node's gas estimate times this, plus GAS_EXTRA, is the limit sent
 GAS_EXTRA = 50_000
+# anvil mines a sent transaction at once but may answer before the block is committed: the receipt
+# is a few milliseconds away, not web3's default poll of 0.1 s (a replay sends hundreds)
+RECEIPT_POLL_S = 0.005
 
 
 def send(w3: Web3, call: Any, sender: str, what: str, *, gas: int | None = None, margin: float = GAS_MARGIN,
@@ -63,7 +66,7 @@ def send(w3: Web3, call: Any, sender: str, what: str, *, gas: int | None = None,
         tx_hash = w3.eth.send_transaction({**raw, "gas": gas}) if raw is not None else call.transact(tx)
     except Exception as exc:  # web3 raises several types for a revert
         raise ContagionError(f"{what} reverted: {exc}") from None
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=RECEIPT_POLL_S)
     if receipt["status"] != 1:
         raise ContagionError(f"{what} failed (tx {receipt['transactionHash'].hex()})")
     return receipt

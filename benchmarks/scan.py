@@ -9,7 +9,8 @@ incremental rescan, in one run, as one JSON object.
 - ``naive_accounts_per_second``: one ``getUserAccountData`` ``eth_call`` per account, on a sample of
   the discovered Aave accounts spread over the book, in the same run, one request after the other
   (``naive_concurrent_requests``: 1, the loop the issue defines); ``ratio_to_naive``. The scan
-  keeps up to ``scan_concurrent_requests`` lens calls of a market in flight (its ``workers``).
+  reads ``scan_concurrent_markets`` markets at once, as ``contagion scan`` does, each with up to
+  ``scan_concurrent_requests`` lens calls in flight (its ``workers``): at most their product.
 - ``multicall_accounts_per_second``: the Multicall3 path (a node without state overrides) on that sample.
 - ``incremental_*``: Aave V3 alone, from the full scan's
   cache: 1% of its accounts act (a supply each), a month passes, then the rescan with
@@ -18,7 +19,10 @@ incremental rescan, in one run, as one JSON object.
   accounts act too (a supply each, spread over every Compound market so that each accrues
   interest), and the rescan over all three lenders from the full scan's block is measured against
   a full scan of all three (``incremental_all_accounts_read``: accounts read in full per protocol
-  market; ``incremental_all_accounts_computed``: accounts computed from the kept state).
+  market; ``incremental_all_accounts_computed``: accounts computed from the kept state;
+  ``incremental_all_cpu_seconds`` / ``incremental_all_full_cpu_seconds``: the CPU seconds of the
+  rescan and of the full scan in this process and in the node, ``incremental_all_cpu_speedup`` their
+  ratio: the speed-up on a machine shared with other work).
 - ``peak_rss_mb``: the benchmark process's peak resident memory (every phase).
 - ``scan_cpu_seconds`` / ``node_cpu_seconds`` / ``accounts_per_cpu_second``: the CPU time the full
   scan took in this process and in the node, and the accounts per second of both together: on a
@@ -47,13 +51,14 @@ from analyzer.devnet.build import CACHE_DIR, CHAIN_ID, CODE_SIZE_LIMIT, RunningD
 from analyzer.model import TABLES
 from analyzer.multicall import Call
 from analyzer.rpc import RpcClient
-from analyzer.scan import ScanStats, scan
+from analyzer.scan import MARKET_WORKERS, ScanStats, scan
 from protocols import parse_protocols
 
 LENDERS = "aave-v3,compound-v2,comet"
 NATIVE = "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE"   # Compound's CEther market (no ERC20 to mint)
 USER_ACCOUNT_DATA = "getUserAccountData(address)(uint256,uint256,uint256,uint256,uint256,uint256)"
 WORKERS = 4     # the scan's concurrent requests (scan()'s default)
+AS_THE_CLI = {"workers": WORKERS, "market_workers": MARKET_WORKERS}   # every timed scan: as `contagion scan` runs
 
 
 def identical(a, b) -> bool:
@@ -75,6 +80,13 @@ def node_cpu_seconds(pid: int) -> float:
     """The node's CPU time so far (user + system, every thread), from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(pid: int, fn):
+    """``fn()`` and the CPU seconds it took in this process (``scan``) and in the node (``node``)."""
+    cpu, node = time.process_time(), node_cpu_seconds(pid)
+    result = fn()
+    return result, {"scan": round(time.process_time() - cpu, 3), "node": round(node_cpu_seconds(pid) - node, 3)}
 
 
 def naive_rate(url: str, pool: str, accounts: list[str], block: int) -> float:
@@ -172,7 +184,7 @@ def main() -> None:
         stats = ScanStats()
         cpu, node_cpu = time.process_time(), node_cpu_seconds(devnet.anvil.proc.pid)
         snapshot, seconds = timed(lambda: scan(devnet.url, lenders, book=book, block=block, cache_dir=Path(cache),
-                                               stats=stats, workers=WORKERS))
+                                               stats=stats, workers=WORKERS, market_workers=MARKET_WORKERS))
         cpu, node_cpu = time.process_time() - cpu, node_cpu_seconds(devnet.anvil.proc.pid) - node_cpu
         accounts = len(set(snapshot.accounts["account"]) | set(snapshot.positions["account"]))
         rpc_calls = sum(stats.requests.values())
@@ -190,7 +202,8 @@ def main() -> None:
                    scan_cpu_seconds=round(cpu, 2), node_cpu_seconds=round(node_cpu, 2),
                    accounts_per_cpu_second=round(accounts / (cpu + node_cpu), 1),
                    load_average=round(os.getloadavg()[0], 1),
-                   scan_concurrent_requests=WORKERS, naive_concurrent_requests=1,
+                   scan_concurrent_markets=MARKET_WORKERS, scan_concurrent_requests=WORKERS,
+                   naive_concurrent_requests=1,
                    naive_accounts_per_second=round(naive, 1), ratio_to_naive=round(accounts / seconds / naive, 1),
                    multicall_accounts_per_second=round(len(sample) / multicall_seconds, 1),
                    rpc_calls=rpc_calls, rpc_calls_by_method=stats.requests,
@@ -206,8 +219,9 @@ def main() -> None:
         later = w3.eth.block_number
         rescan_stats = ScanStats()
         rescan, incremental = timed(lambda: scan(devnet.url, only_aave, book=book, block=later, cache_dir=Path(cache),
-                                                 since_block=block, stats=rescan_stats))
-        full, full_seconds = timed(lambda: scan(devnet.url, only_aave, book=book, block=later, cache_dir=None))
+                                                 since_block=block, stats=rescan_stats, **AS_THE_CLI))
+        full, full_seconds = timed(lambda: scan(devnet.url, only_aave, book=book, block=later, cache_dir=None,
+                                                **AS_THE_CLI))
         out.update(incremental_protocols=["aave-v3"], incremental_accounts=len(aave),
                    incremental_changed_accounts=len(changed), incremental_seconds=round(incremental, 3),
                    incremental_full_seconds=round(full_seconds, 3),
@@ -220,9 +234,16 @@ def main() -> None:
         act_lenders(w3, book, compound, comet)
         later = w3.eth.block_number
         every_stats = ScanStats()
-        rescan, every = timed(lambda: scan(devnet.url, lenders, book=book, block=later, cache_dir=Path(cache),
-                                           since_block=block, stats=every_stats))
-        full, every_full = timed(lambda: scan(devnet.url, lenders, book=book, block=later, cache_dir=None))
+        pid = devnet.anvil.proc.pid
+        (rescan, every), every_cpu = with_cpu(pid, lambda: timed(lambda: scan(
+            devnet.url, lenders, book=book, block=later, cache_dir=Path(cache), since_block=block, stats=every_stats,
+            **AS_THE_CLI)))
+        (full, every_full), full_cpu = with_cpu(pid, lambda: timed(lambda: scan(
+            devnet.url, lenders, book=book, block=later, cache_dir=None, **AS_THE_CLI)))
+        out.update(incremental_all_cpu_seconds=every_cpu, incremental_all_full_cpu_seconds=full_cpu,
+                   # CPU of both processes: on a machine shared with other work, wall-clock seconds
+                   # mostly measure the others
+                   incremental_all_cpu_speedup=round(sum(full_cpu.values()) / sum(every_cpu.values()), 1))
         out.update(incremental_all_protocols=[p.name for p in lenders], incremental_all_seconds=round(every, 3),
                    incremental_all_changed_accounts=len(changed) + len(compound) + sum(map(len, comet.values())),
                    incremental_all_accounts_computed=every_stats.accounts_refreshed,

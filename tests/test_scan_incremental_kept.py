@@ -67,3 +67,21 @@ def test_comet_values_and_liquidatable_match_the_contract_reference():
     assert values.tolist() == [exact.present_value(p, 10**15 + 5, 10**15 + 7) for p in principal]
     words = objects([p % 2**256 for p in principal])
     assert signed(words).tolist() == principal
+
+
+def test_the_discovery_cache_is_keyed_by_how_accounts_are_picked():
+    """Logs cached by a reader that picked accounts out of them otherwise are not reused: the key
+    holds the declared fields (what discovery decodes), or the plugin's source without them."""
+    import dataclasses
+
+    from analyzer.scan import account_picking, reader_digest
+    from protocols import plugins
+    from protocols.base import AccountEvents, EventField
+
+    topic = "0x" + "11" * 32
+    by_topic_2 = AccountEvents(("0x" + "aa" * 20,), (topic,), lambda log: [], account_fields=(EventField(topic, topic=2),))
+    by_topic_1 = dataclasses.replace(by_topic_2, account_fields=(EventField(topic, topic=1),))
+    plugin = plugins()["aave-v3"]
+    assert account_picking(by_topic_2, plugin) != account_picking(by_topic_1, plugin)
+    undeclared = dataclasses.replace(by_topic_2, account_fields=())
+    assert account_picking(undeclared, plugin) == reader_digest(plugin)

@@ -28,7 +28,7 @@ from protocols import plugins
 url, book, block, cache = sys.argv[1], json.loads(Path(sys.argv[2]).read_text()), int(sys.argv[3]), Path(sys.argv[4])
 known = plugins()
 scan(url, [known[n] for n in {LENDERS!r} if n in known], book=book, block=block, cache_dir=cache,
-     chunk_blocks={CHUNK_BLOCKS}, chunk_accounts={CHUNK_ACCOUNTS}, workers=1)
+     chunk_blocks={CHUNK_BLOCKS}, chunk_accounts={CHUNK_ACCOUNTS}, workers=1, market_workers=4)
 """
 
 

@@ -19,7 +19,7 @@ from analyzer.multicall import multicall
 from protocols.base import ReadContext
 from protocols.uniswap_v3 import POOL_INIT_CODE_HASH, pool_address
 from protocols.uniswap_v3.executor import abi
-from protocols.uniswap_v3.reader import UniswapV3Reader
+from protocols.uniswap_v3.reader import TICK_BITMAP, UniswapV3Reader
 from tests.conftest import requires_anvil
 
 
@@ -101,6 +101,35 @@ def test_reader_rows_agree_with_the_chain_and_the_oracles(devnet):
         in_range = sorted(nets)
         tail = sum(n for t, n in nets.items() if t <= in_range[-2]) if len(in_range) > 2 else 0
         assert 0 < tail < int(params["liquidity"]) / 5
+
+
+@requires_anvil
+def test_the_words_of_minted_ticks_give_the_same_ticks_as_every_bitmap_word(devnet):
+    """The reader reads the tickBitmap words of the ticks the pools' Mint events name: the same
+    venues, to the tick and its liquidityNet, as reading every word from MIN_TICK's to MAX_TICK's
+    (what it falls back to when the logs contradict the pool's liquidity: here a node answering
+    no logs), from a small fraction of the words."""
+    w3 = devnet.w3
+    block = w3.eth.block_number
+    deployment = market_of(devnet.book, "uniswap-v3")
+    asked: dict[str, list[int]] = {"events": [], "no logs": []}
+
+    def read(label, get_logs):
+        def batched(calls):
+            asked[label].append(sum(c.signature == TICK_BITMAP for c in calls))
+            return multicall(w3, calls, block=block)
+        return UniswapV3Reader(ReadContext(w3, 31337, block, batched, get_logs), deployment).read_markets()
+
+    def get_logs(address, topics, from_block, to_block):
+        return [dict(log) for log in w3.eth.get_logs({"address": address, "topics": topics,
+                                                      "fromBlock": from_block, "toBlock": to_block})]
+
+    from_events, from_every_word = read("events", get_logs), read("no logs", lambda *a, **k: [])
+    assert from_events == from_every_word
+    every_word = sum(len(v3.bitmap_words(60 if p["fee"] == 3000 else {100: 1, 500: 10, 10000: 200}[p["fee"]]))
+                     for p in deployment["pools"])
+    assert sum(asked["no logs"]) == every_word       # no Mint named: every word
+    assert 0 < sum(asked["events"]) < every_word / 50
 
 
 @requires_anvil

@@ -28,8 +28,12 @@ EXACT: list[bool] = []   # per compared swap: equal to the wei and to the sqrt p
 def read_states(devnet, deployment) -> dict[str, dict]:
     w3 = devnet.w3
     block = w3.eth.block_number
-    ctx = ReadContext(w3, 31337, block, lambda calls: multicall(w3, calls, block=block, chunk_size=2000),
-                      lambda *a, **k: [])
+
+    def get_logs(address, topics, from_block, to_block):      # the reader reads the words of minted ticks
+        return [dict(log) for log in w3.eth.get_logs({"address": address, "topics": topics,
+                                                      "fromBlock": from_block, "toBlock": to_block})]
+
+    ctx = ReadContext(w3, 31337, block, lambda calls: multicall(w3, calls, block=block, chunk_size=2000), get_logs)
     return {s["pool"]: s for s in UniswapV3Reader(ctx, deployment).read_pools()}
 
 

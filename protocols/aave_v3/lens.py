@@ -203,7 +203,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     balance = balances(reader.version, scaled, by_kind[2 * index + kind.clip(0, 1)], kind == 0)
     again[owner[balance == 0]] = True
     words = previous.words.copy()
-    words[at + 2] = balance
+    words[at + 2] = 0       # kept without its balance: a rescan computes it from the scaled one
     state = KeptState(previous.accounts, previous.lengths, words).take(~again)
     keep = ~again[owner]
     owner, index, kind, balance = owner[keep], index[keep], kind[keep], balance[keep]

@@ -128,8 +128,10 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     value = present_value(principal, state["supply_index"], state["borrow_index"])
     borrowed, supplied = np.where(value < 0, -value, 0), np.where(value > 0, value, 0)
     flagged = liquidatable(state, principal, held)
-    words = np.concatenate([np.column_stack([principal % (1 << 256), assets_in, borrowed, supplied,
-                                             flagged.astype(np.int64).astype(object)]), held], axis=1)
+    # kept: the principal (signed), assetsIn and the collateral; what a rescan computes from them is
+    # left 0 (the base balances, isLiquidatable)
+    zeros = np.zeros(len(accounts), dtype=np.int64).astype(object)
+    words = np.concatenate([np.column_stack([principal, assets_in, zeros, zeros, zeros]), held], axis=1)
     kept = KeptState(accounts, np.full(len(accounts), 5 + n, dtype=np.int64), words.ravel())
     params = [f'{{"principal": "{p}", "assets_in": {int(a)}, "is_liquidatable": {"true" if f else "false"}}}'
               for p, a, f in zip(principal.tolist(), assets_in.tolist(), flagged.tolist(), strict=True)]
@@ -180,12 +182,14 @@ def liquidatable(state: dict, principal: np.ndarray, held: np.ndarray) -> np.nda
     its loop once the sum is not negative; every term it would add is not negative, so the sum
     decides alike."""
     supply_index, borrow_index = state["totals"][0], state["totals"][1]
-    owing = principal < 0
+    owing = np.flatnonzero(principal < 0)
     debt = present_value(principal[owing], supply_index, borrow_index) * state["prices"][0]
-    liquidity = np.zeros(len(principal), dtype=object)
-    liquidity[owing] = -((-debt) // state["base_scale"])       # a negative numerator: toward zero
+    liquidity = -((-debt) // state["base_scale"])       # a negative numerator: toward zero
     for i, info in enumerate(state["assets"]):
         amount = held[owing, i]
-        value = amount * state["prices"][i + 1] // info["scale"]
-        liquidity[owing] += value * info["liquidate_collateral_factor"] // exact.FACTOR_SCALE
-    return owing & (liquidity < 0)
+        some = np.flatnonzero(amount != 0)
+        value = amount[some] * state["prices"][i + 1] // info["scale"]
+        liquidity[some] += value * info["liquidate_collateral_factor"] // exact.FACTOR_SCALE
+    flagged = np.zeros(len(principal), dtype=bool)
+    flagged[owing] = liquidity < 0
+    return flagged

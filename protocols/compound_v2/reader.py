@@ -208,17 +208,17 @@ class CompoundV2Reader(Reader):
 
     # ---- accounts ----
     def account_events(self) -> AccountEvents:
-        """Accounts named by the profile's events (borrowers on every cToken, ``MarketEntered`` on
-        the Comptroller) and the receiver of every cToken ``Transfer`` (a mint, a transfer, a
-        seize: every way a cToken balance becomes non-zero); holdings: the cToken of every
-        ``Borrow`` and of every ``Transfer`` to its receiver. The profile's ``Mint`` /
-        ``MintBehalf`` are not asked: a mint emits ``Transfer(cToken, receiver)`` beside them
-        (``CToken.mintFresh``, in every fork), so the minter is found there, and leaving them out
-        cuts the logs read by a third."""
+        """Accounts named by the profile's ``Borrow`` on every cToken and the receiver of every
+        cToken ``Transfer`` (a mint, a transfer, a seize: every way a cToken balance becomes
+        non-zero); holdings: the cToken of every ``Borrow`` and of every ``Transfer`` to its
+        receiver. Not asked: the profile's ``Mint`` / ``MintBehalf`` (a mint emits
+        ``Transfer(cToken, receiver)`` beside them, ``CToken.mintFresh`` in every fork, so the
+        minter is found there) and ``MarketEntered`` (an account with neither a cToken balance nor a
+        borrow has no row, through the lens or Multicall3): leaving them out halves the logs read."""
         ctokens = tuple(r["ctoken"] for r in self.markets())
         by_address = {c.lower(): c for c in ctokens}
         specs = {(topic(spec.signature), spec.on): spec for spec in self.profile.account_events
-                 if not spec.signature.startswith(("Mint(", "MintBehalf("))}
+                 if not spec.signature.startswith(("Mint(", "MintBehalf(", "MarketEntered("))}
         borrow = [key for key, spec in specs.items() if spec.signature.startswith("Borrow(")]
 
         def received(log: dict, ctoken: str) -> list[str]:

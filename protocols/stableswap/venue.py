@@ -103,19 +103,44 @@ class StableSwapVenue(VenueModel):
         return self._to_whole(self.j, per_xp) / self._to_whole(self.i, 1.0) * self.quote_price_usd
 
     def _input_for(self, want: int) -> int:
-        """Smallest quote wei whose exchange pays at least ``want`` asset wei."""
+        """Smallest quote wei whose exchange pays at least ``want`` asset wei. The output grows with
+        the input and is nearly linear in it, so the bracket [low, high] (low pays less than
+        ``want``, high at least) closes in a few secant steps, each followed by a probe just past
+        the root on the other side (twice the step's estimated error), where bisection alone takes
+        one exchange per bit of the answer; a step that does not halve the bracket is followed by a
+        bisection."""
         if want >= self.state.balances[self.i]:
             raise ss.SwapMathError("the pool cannot pay out")
         paid = lambda dx: self.state.exchange_amounts(self.j, self.i, dx)[0]   # noqa: E731
+        low, paid_low = 0, 0
         high = max(1, want * self.state.rates[self.i] // self.state.rates[self.j])
-        while paid(high) < want:
-            high *= 2
+        paid_high = paid(high)
+        while paid_high < want:
+            low, paid_low, high = high, paid_high, high * 2
             if high > 1 << 200:
                 raise ss.SwapMathError("the pool cannot pay out")
-        low = 0
+            paid_high = paid(high)
+        bisect = False
         while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (low, middle) if paid(middle) >= want else (middle, high)
+            width = high - low
+            if bisect:
+                x = (low + high) // 2
+            else:
+                x = min(max(low + (want - paid_low) * width // max(1, paid_high - paid_low), low + 1), high - 1)
+            got = paid(x)
+            if got >= want:
+                high, paid_high = x, got
+                probe = x - 2 * ((got - want) * (x - low) // max(1, got - paid_low)) - 1
+            else:
+                low, paid_low = x, got
+                probe = x + 2 * ((want - got) * (high - x) // max(1, paid_high - got)) + 1
+            if low < probe < high:
+                got = paid(probe)
+                if got >= want:
+                    high, paid_high = probe, got
+                else:
+                    low, paid_low = probe, got
+            bisect = high - low > width // 2
         return high
 
     def trade(self, asset_amount: float) -> TradeResult:
