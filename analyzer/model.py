@@ -136,8 +136,13 @@ def receipt_claim(receipt_of: str | None) -> ReceiptClaim | None:
     raise ContagionError(f'assets: receipt_of "{receipt_of}" is not "<protocol>[:<market>]:<underlying>"')
 
 
+_EMPTY: dict[str, pd.DataFrame] = {}     # built once: a frame of typed empty columns costs 2 ms, a copy 0.1 ms
+
+
 def empty_table(name: str) -> pd.DataFrame:
-    return pd.DataFrame({col: pd.Series(dtype=dtype) for col, dtype in TABLES[name].items()})
+    if name not in _EMPTY:
+        _EMPTY[name] = pd.DataFrame({col: pd.Series(dtype=dtype) for col, dtype in TABLES[name].items()})
+    return _EMPTY[name].copy()
 
 
 def _as_strings(column: pd.Series) -> pd.Series:
@@ -151,10 +156,9 @@ def _as_strings(column: pd.Series) -> pd.Series:
 
 def _typed(frame: pd.DataFrame, schema: dict[str, str]) -> bool:
     """Whether ``frame`` has the columns of ``schema`` in order, each of its dtype, text without gaps."""
-    if list(frame.columns) != list(schema):
+    if list(frame.columns) != list(schema) or list(map(str, frame.dtypes.tolist())) != list(schema.values()):
         return False
-    return all(str(frame[col].dtype) == dtype and not (dtype == "string" and frame[col].hasnans)
-               for col, dtype in schema.items())
+    return not any(frame[col].array.isna().any() for col, dtype in schema.items() if dtype == "string")
 
 
 def to_table(name: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:

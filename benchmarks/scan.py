@@ -32,14 +32,19 @@ incremental rescan, in one run, as one JSON object.
 
     .venv/bin/python -m benchmarks.scan [--scenario mainnet-scale] [--naive-sample 1000]
     .venv/bin/python -m benchmarks.scan --state DIR   # a devnet built beforehand: DIR/state.json, DIR/book.json
+    .venv/bin/python -m benchmarks.scan --state DIR --incremental-only --profile rescan.prof
+        # the full scan (the cache the rescan starts from), then only the all-lenders rescan and the
+        # full scan it is compared with; cProfile of the rescan (every thread's calls) in rescan.prof
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -154,6 +159,48 @@ def send_all(w3, plans: list[tuple[str, list[Call]]]) -> None:
     rpc(w3, "evm_setAutomine", [True])
 
 
+def naive_vs_multicall(url: str, lenders, book: dict, aave: list[str], block: int, naive_sample: int, accounts: int,
+                       seconds: float) -> dict:
+    """The naive loop's and the Multicall3 path's rates on a sample of the Aave accounts (the
+    full scan took ``seconds`` for ``accounts``)."""
+    sample = aave[::max(1, len(aave) // naive_sample)][:naive_sample]
+    naive = naive_rate(url, market_of(book, "aave-v3")["pool"], sample, block)
+    _, multicall_seconds = timed(lambda: scan(url, lenders, book=book, block=block, accounts=sample,
+                                              cache_dir=None, use_lens=False, oracle_paths=False))
+    return {"naive_concurrent_requests": 1, "naive_accounts_per_second": round(naive, 1),
+            "ratio_to_naive": round(accounts / seconds / naive, 1),
+            "multicall_accounts_per_second": round(len(sample) / multicall_seconds, 1)}
+
+
+def aave_rescan(url: str, book: dict, cache: Path, block: int, later: int, accounts: int, changed: int) -> dict:
+    """The Aave-only rescan from ``block`` to ``later`` against a full Aave scan at ``later``."""
+    only_aave = parse_protocols("aave-v3")
+    stats = ScanStats()
+    rescan, incremental = timed(lambda: scan(url, only_aave, book=book, block=later, cache_dir=cache,
+                                             since_block=block, stats=stats, **AS_THE_CLI))
+    full, full_seconds = timed(lambda: scan(url, only_aave, book=book, block=later, cache_dir=None, **AS_THE_CLI))
+    return {"incremental_protocols": ["aave-v3"], "incremental_accounts": accounts,
+            "incremental_changed_accounts": changed, "incremental_seconds": round(incremental, 3),
+            "incremental_full_seconds": round(full_seconds, 3),
+            "incremental_speedup": round(full_seconds / incremental, 1),
+            "incremental_accounts_read": stats.accounts["aave-v3"],
+            "incremental_accounts_computed": stats.accounts_refreshed.get("aave-v3", 0),
+            "incremental_identical": identical(rescan, full)}
+
+
+def profile_rescan(path: Path, url: str, lenders, book: dict, cache: Path, block: int, later: int) -> None:
+    """cProfile of the rescan from ``block`` to ``later`` (from ``cache``, a copy of the cache it
+    started from), its markets read one after the other (one market at a time: cProfile sees only
+    the thread it runs in; the oracle paths, followed beside them, are left out), written to ``path``."""
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        scan(url, lenders, book=book, block=later, cache_dir=cache, since_block=block, workers=WORKERS, market_workers=1)
+    finally:
+        profile.disable()
+    profile.dump_stats(str(path))
+
+
 def devnet_from(state: Path | None, scenario_name: str) -> tuple[RunningDevnet, Path]:
     """The scenario's cached devnet (built when missing), or the one saved in ``state`` (a folder with
     ``state.json`` and ``book.json``, e.g. built with another checkout); and its state file."""
@@ -171,6 +218,10 @@ def main() -> None:
     parser.add_argument("--state", type=Path, help="a built devnet's folder (state.json, book.json)")
     parser.add_argument("--naive-sample", type=int, default=1_000)
     parser.add_argument("--changed-share", type=float, default=0.01, help="share of Aave accounts that act")
+    parser.add_argument("--incremental-only", action="store_true",
+                        help="after the full scan, only the all-lenders rescan and its full scan (no naive loop, "
+                             "Multicall3 sample or Aave-only rescan)")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the all-lenders rescan here")
     args = parser.parse_args()
     lenders = parse_protocols(LENDERS)
     out: dict = {"scenario": args.scenario, "protocols": [p.name for p in lenders]}
@@ -193,51 +244,38 @@ def main() -> None:
         compound = sorted(set(snapshot.positions[snapshot.positions["protocol"] == "compound-v2"]["account"]))[::step]
         comets = snapshot.positions[snapshot.positions["protocol"] == "comet"]
         comet = {m: sorted(set(comets[comets["market"] == m]["account"]))[::step] for m in set(comets["market"])}
-        sample = aave[::max(1, len(aave) // args.naive_sample)][:args.naive_sample]
-        naive = naive_rate(devnet.url, market_of(book, "aave-v3")["pool"], sample, block)
-        _, multicall_seconds = timed(lambda: scan(devnet.url, lenders, book=book, block=block, accounts=sample,
-                                                  cache_dir=None, use_lens=False, oracle_paths=False))
         out.update(accounts=accounts, account_reads=sum(stats.accounts.values()), positions=len(snapshot.positions),
                    seconds=round(seconds, 3), accounts_per_second=round(accounts / seconds, 1),
                    scan_cpu_seconds=round(cpu, 2), node_cpu_seconds=round(node_cpu, 2),
                    accounts_per_cpu_second=round(accounts / (cpu + node_cpu), 1),
                    load_average=round(os.getloadavg()[0], 1),
                    scan_concurrent_markets=MARKET_WORKERS, scan_concurrent_requests=WORKERS,
-                   naive_concurrent_requests=1,
-                   naive_accounts_per_second=round(naive, 1), ratio_to_naive=round(accounts / seconds / naive, 1),
-                   multicall_accounts_per_second=round(len(sample) / multicall_seconds, 1),
                    rpc_calls=rpc_calls, rpc_calls_by_method=stats.requests,
                    rpc_calls_per_1000_accounts=round(1000 * rpc_calls / accounts, 2),
                    discovery_ranges=stats.discovery.ranges_read)
+        if not args.incremental_only:
+            out.update(naive_vs_multicall(devnet.url, lenders, book, aave, block, args.naive_sample, accounts, seconds))
         out["peak_rss_mb_full_scan"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         del snapshot
 
         # incremental: Aave V3 from the full scan's cache; 1% of its accounts act
-        only_aave = parse_protocols("aave-v3")
         changed = aave[::max(1, round(1 / args.changed_share))]
         act(w3, book, changed)
-        later = w3.eth.block_number
-        rescan_stats = ScanStats()
-        rescan, incremental = timed(lambda: scan(devnet.url, only_aave, book=book, block=later, cache_dir=Path(cache),
-                                                 since_block=block, stats=rescan_stats, **AS_THE_CLI))
-        full, full_seconds = timed(lambda: scan(devnet.url, only_aave, book=book, block=later, cache_dir=None,
-                                                **AS_THE_CLI))
-        out.update(incremental_protocols=["aave-v3"], incremental_accounts=len(aave),
-                   incremental_changed_accounts=len(changed), incremental_seconds=round(incremental, 3),
-                   incremental_full_seconds=round(full_seconds, 3),
-                   incremental_speedup=round(full_seconds / incremental, 1),
-                   incremental_accounts_read=rescan_stats.accounts["aave-v3"],
-                   incremental_accounts_computed=rescan_stats.accounts_refreshed.get("aave-v3", 0),
-                   incremental_identical=identical(rescan, full))
-        del rescan, full
+        if not args.incremental_only:
+            out.update(aave_rescan(devnet.url, book, Path(cache), block, w3.eth.block_number, len(aave), len(changed)))
         # the same over every lender, after 1% of the Compound V2 and Comet accounts acted too
         act_lenders(w3, book, compound, comet)
         later = w3.eth.block_number
         every_stats = ScanStats()
         pid = devnet.anvil.proc.pid
+        starting_cache = Path(cache) / "before-rescan"
+        if args.profile:
+            shutil.copytree(Path(cache), starting_cache)
         (rescan, every), every_cpu = with_cpu(pid, lambda: timed(lambda: scan(
             devnet.url, lenders, book=book, block=later, cache_dir=Path(cache), since_block=block, stats=every_stats,
             **AS_THE_CLI)))
+        if args.profile:     # the same rescan again, profiled, from a copy of the cache it started from
+            profile_rescan(args.profile, devnet.url, lenders, book, starting_cache, block, later)
         (full, every_full), full_cpu = with_cpu(pid, lambda: timed(lambda: scan(
             devnet.url, lenders, book=book, block=later, cache_dir=None, **AS_THE_CLI)))
         out.update(incremental_all_cpu_seconds=every_cpu, incremental_all_full_cpu_seconds=full_cpu,

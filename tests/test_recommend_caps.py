@@ -114,9 +114,9 @@ def test_the_report_lists_each_cap_in_tokens_with_both_bad_debts(doc):
 
 
 
-def test_the_cli_option_writes_the_caps_and_refuses_prove_with_them(tmp_path):
+def test_the_cli_option_writes_the_caps_and_takes_prove_with_them(tmp_path):
     """``contagion recommend --caps``: recommendations.json carries the caps table; with ``--prove``
-    a one-line error (a fork's book is not the book at the caps)."""
+    its inputs are checked as without ``--caps`` (a one-line error for a file that is no address book)."""
     import json as json_module
 
     from tests.test_cli import assert_one_line_error, contagion
@@ -131,7 +131,7 @@ def test_the_cli_option_writes_the_caps_and_refuses_prove_with_them(tmp_path):
     proc = contagion("recommend", str(tmp_path / "snap"), "--scenarios", str(tmp_path / "stress.toml"),
                      "--budget", str(BUDGET), "--caps", "--prove", "--rpc", "http://127.0.0.1:1",
                      "--book", str(tmp_path / "stress.toml"), "--out", str(tmp_path / "out2"))
-    assert_one_line_error(proc, "--caps --prove")
+    assert_one_line_error(proc, "address book")     # its inputs checked as without --caps
 
 
 @requires_anvil
@@ -222,3 +222,37 @@ def test_compound_borrow_caps_set_on_a_fork_bind_the_comptroller_and_a_fresh_sca
         assert markets[(markets["protocol"] == "compound-v2") & (markets["asset"] == usdc)]["borrow_cap"].tolist() == [cap]
     listed = [p for p in tunings(fresh)["compound-v2"].parameters(fresh) if p.parameter == "borrow_cap"]
     assert [(p.asset, p.value) for p in listed] == [(usdc, cap)]
+
+
+@requires_anvil
+@pytest.mark.slow
+def test_prove_reads_every_recommended_value_caps_included_back_from_a_fresh_scan_of_the_fork(devnet):
+    """``prove`` with cap changes of the three protocols (Aave's PoolConfigurator supply and borrow
+    caps, Comet's collateral supply cap, Compound's Comptroller borrow cap) and a threshold cut: the
+    fork's fresh scan carries each value the tunings wrote offline (``parameters_on_fork``), and a
+    value that was not made on the fork would show (every change has its field)."""
+    from analyzer.recommend.evaluate import liquidatable_now, tunings
+    from analyzer.recommend.prove import prove
+    from analyzer.scan import scan
+    from protocols import plugins
+    from protocols.base import ParameterChange
+
+    chosen = list(plugins().values())
+    snapshot = at_caps(scan(devnet.url, chosen, book=devnet.book, cache_dir=None))
+    changes = []
+    for protocol, kind in [("aave-v3", "supply_cap"), ("aave-v3", "borrow_cap"), ("comet", "supply_cap"),
+                           ("aave-v3", "liquidation_threshold")]:
+        found = [p for p in tunings(snapshot)[protocol].parameters(snapshot) if p.parameter == kind]
+        assert found, f"the devnet's {protocol} reserves carry a tunable {kind}"
+        changes.append(ParameterChange(protocol, found[0].market, found[0].asset, kind,
+                                       round(found[0].value - 3 * found[0].step, 6)))
+    usdc = snapshot.address_of("USDC")
+    row = snapshot.markets[(snapshot.markets["protocol"] == "compound-v2") & (snapshot.markets["asset"] == usdc)].iloc[0]
+    changes.append(ParameterChange("compound-v2", row["market"], usdc, "borrow_cap", 5_000_000.0))
+    doc = {"changes": [vars(c) for c in changes], "recommendations": [], "budget_usd": 0.0, "bad_debt_after_usd": {},
+           "liquidatable_now": liquidatable_now(snapshot, changes)}
+    proof = prove(devnet.url, devnet.book, doc, [], chosen)
+    fields = {(p["protocol"], p["asset"], p["field"]) for p in proof["parameters_on_fork"]}
+    assert {(c.protocol, c.asset, c.parameter) for c in changes} <= fields, fields
+    assert proof["parameters_on_fork_ok"], [p for p in proof["parameters_on_fork"] if not p["ok"]]
+    assert proof["liquidatable_now_ok"]

@@ -105,6 +105,7 @@ def test_prove_on_the_search_output_keeps_every_replayed_scenario_within_the_bud
     proof = prove(devnet.url, devnet.book, searched, scenarios, chosen)
     assert searched["liquidatable_now"]["accounts"] and proof["liquidatable_now_ok"], proof["liquidatable_now_fork"]
     assert proof["liquidatable_now_fork"]["debt_usd"] == pytest.approx(searched["liquidatable_now"]["debt_usd"], rel=1e-6)
+    assert proof["parameters_on_fork_ok"] and len(proof["parameters_on_fork"]) >= len(searched["changes"])
     alone = proof["recommendations_alone"]
     assert len(alone) == len(searched["recommendations"]) and all(a["ok"] for a in alone), alone
     for row in proof["scenarios"]:

@@ -7,8 +7,10 @@ the engine evaluated it:
    into a new anvil, with nothing left to fetch slot by slot from the source); a scan before the
    change; each recommendation's change alone, a fresh scan, and back (``recommendations_alone``:
    the accounts and debt it makes liquidatable there beside its trade-off figures); all the
-   changes; a fresh scan after them, whose newly liquidatable accounts (each protocol's own rule
-   at the fork's oracle prices) are set beside the document's ``liquidatable_now``;
+   changes; a fresh scan after them, whose market rows are set beside those each protocol's tuning
+   wrote offline (``parameters_on_fork``: the values, caps included, the configuration calls
+   stored) and whose newly liquidatable accounts (each protocol's own rule at the fork's oracle
+   prices) beside the document's ``liquidatable_now``;
 2. per scenario, from the configured fork (evm_snapshot / evm_revert): a replay with no shock on
    the fork itself (the liquidations the change causes at today's prices, their sales through the
    real pools), then the scenario's replay on the same, settled, fork; its bad debt against the
@@ -22,6 +24,7 @@ A scenario with a forced sale is not replayed (the replay does not execute force
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -77,8 +80,12 @@ def chain_copy(rpc_url: str) -> Iterator[Any]:
 
 
 def prove(rpc_url: str, book: dict, doc: dict[str, Any], scenarios: Sequence[ShockScenario], plugins, *,
+          predicted_usd: dict[str, float] | None = None,
           progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
-    """The proof document (module docstring) of the recommendations ``doc`` on a fork of ``rpc_url``."""
+    """The proof document (module docstring) of the recommendations ``doc`` on a fork of ``rpc_url``;
+    ``predicted_usd``: the engine's bad debt per scenario on the book as it stands on the chain, with
+    the changes (default: the document's ``bad_debt_after_usd``; not the same when the search
+    stressed the book grown to the caps)."""
     from analyzer.chain import require_anvil
     from analyzer.cheats import mine
     from analyzer.engine import simulate
@@ -97,7 +104,9 @@ def prove(rpc_url: str, book: dict, doc: dict[str, Any], scenarios: Sequence[Sho
         alone = _each_alone(fork, book, plugins, doc, before, progress)
         configure(fork.w3, book, plugins, changes)
         mine(fork.w3)
-        now = newly_liquidatable(before, scan(fork.url, plugins, book=book, cache_dir=None))
+        after = scan(fork.url, plugins, book=book, cache_dir=None)
+        now = newly_liquidatable(before, after)
+        parameters = parameters_on_fork(before, after, changes)
         configured = fork.snapshot()
         rows = []
         for scenario in scenarios:
@@ -116,7 +125,7 @@ def prove(rpc_url: str, book: dict, doc: dict[str, Any], scenarios: Sequence[Sho
             fidelity = compare(engine.to_json(), {p: set(g["account"]) for p, g in liquidated.groupby("protocol")},
                                stress.to_json())
             replayed = float(sum(stress.bad_debt_usd.values()))
-            predicted = float(doc["bad_debt_after_usd"].get(scenario.name, float("nan")))
+            predicted = float((predicted_usd or doc["bad_debt_after_usd"]).get(scenario.name, float("nan")))
             gap = abs(replayed - predicted)
             allowance = max(BAD_DEBT_TOLERANCE * replayed, BAD_DEBT_FLOOR_USD)    # the fidelity criteria's
             rows.append({
@@ -133,7 +142,48 @@ def prove(rpc_url: str, book: dict, doc: dict[str, Any], scenarios: Sequence[Sho
             "liquidatable_now_predicted": doc["liquidatable_now"],
             "liquidatable_now_ok": now["accounts"] == doc["liquidatable_now"]["accounts"]
             and _same_usd(now["debt_usd"], doc["liquidatable_now"]["debt_usd"]),
-            "recommendations_alone": alone, "scenarios": rows}
+            "recommendations_alone": alone, "parameters_on_fork": parameters,
+            "parameters_on_fork_ok": all(p["ok"] for p in parameters), "scenarios": rows}
+
+
+CHECKED_COLUMNS = ("ltv", "liquidation_threshold", "liquidation_bonus", "supply_cap", "borrow_cap")
+
+
+def parameters_on_fork(before, after, changes: Sequence[ParameterChange]) -> list[dict[str, Any]]:
+    """Per market row the ``changes`` touch and per field they move (the market columns of
+    :data:`CHECKED_COLUMNS`, and the protocol's raw parameters in ``params``): the value a fresh
+    scan of the configured fork reads (``after``) beside the value each protocol's tuning writes
+    offline into the scan before the change (``before``), the snapshot the engine evaluated."""
+    import json
+
+    from analyzer.recommend.evaluate import tuned
+
+    touched = {(c.protocol, c.market, c.asset) for c in changes}
+
+    def rows(snapshot) -> dict[tuple, dict[str, Any]]:
+        mk = snapshot.markets.assign(reserve=snapshot.markets["reserve"].fillna(""))
+        return {(r["protocol"], r["market"], r["asset"], r["reserve"]): r for r in mk.to_dict("records")
+                if (r["protocol"], r["market"], r["asset"]) in touched}
+
+    was, want, got = rows(before), rows(tuned(before, changes)), rows(after)
+    out = []
+    for key in sorted(want):
+        old, new, read = was.get(key, {}), want[key], got.get(key)
+        fields = {c: (new[c], read[c] if read else None) for c in CHECKED_COLUMNS if not _equal(new[c], old.get(c))}
+        params = [json.loads(r.get("params") or "{}") if r else {} for r in (old, new, read)]
+        fields |= {f"params.{k}": (v, params[2].get(k)) for k, v in params[1].items() if params[0].get(k) != v}
+        for field, (predicted, fork) in sorted(fields.items()):
+            out.append({"protocol": key[0], "market": key[1], "asset": key[2], "reserve": key[3], "field": field,
+                        "predicted": predicted, "fork": fork, "ok": fork is not None and _equal(predicted, fork)})
+    return out
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Raw parameters (strings) exactly; numbers to float precision, an absent cap (NaN) equal to itself."""
+    if a is None or b is None or isinstance(a, str) or isinstance(b, str):
+        return a == b
+    a, b = float(a), float(b)
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _same_usd(fork_usd: float, predicted_usd: float) -> bool:

@@ -26,6 +26,7 @@ from analyzer.recommend.distance import NAMES, asset_distances
 from analyzer.recommend.evaluate import Evaluator, liquidatable_now
 from analyzer.recommend.search import Key, Search, greedy, parameters_of, prune
 from analyzer.scenarios import ShockScenario
+from protocols.base import ParameterChange
 
 SCHEMA = "defi-contagion/recommendations"
 MAX_SCENARIOS = 100   # every search step evaluates each scenario: the run grows with their number
@@ -235,9 +236,6 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
     snapshot = Snapshot.read(snapshot_dir)
     snapshot.meta["path"] = str(Path(snapshot_dir).resolve())
     scenarios = load_scenarios(scenarios_spec, snapshot)
-    if caps and prove_on is not None:
-        raise ContagionError("recommend --caps --prove: the fork's book is today's, not grown to the caps, so a "
-                             "replay there cannot check a bad debt predicted at the caps; run them apart")
     address_book = None
     if prove_on is not None:
         from analyzer.books import load_book
@@ -255,8 +253,19 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
         from analyzer.recommend.prove import prove
         from protocols import plugins
 
-        proof = prove(prove_on[0], address_book or {}, doc, scenarios, list(plugins().values()), progress=say)
+        # with --caps the search's bad debt is the book's grown to the caps; the fork holds today's
+        # book, so its replays are set beside the engine's on today's book with the same changes
+        predicted = None
+        if caps:
+            from analyzer.recommend.evaluate import outcome
+
+            predicted = outcome(snapshot, scenarios, [ParameterChange(**c) for c in doc["changes"]]).bad_debt_usd
+        proof = prove(prove_on[0], address_book or {}, doc, scenarios, list(plugins().values()),
+                      predicted_usd=predicted, progress=say)
+        proof["book"] = "today's, as on the chain (the search's bad debt at the caps is the engine's alone)" if caps \
+            else "today's, as on the chain"
         doc["proof"] = {"liquidatable_now_ok": proof["liquidatable_now_ok"],
+                        "parameters_on_fork_ok": proof["parameters_on_fork_ok"],
                         "recommendations_alone_ok": all(r["ok"] for r in proof["recommendations_alone"]),
                         "within_budget": {r["scenario"]: r.get("within_budget") for r in proof["scenarios"]},
                         "within_budget_to_model_error": {r["scenario"]: r.get("within_budget_to_model_error")

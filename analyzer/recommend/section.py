@@ -143,7 +143,14 @@ def _proof_html(proof: dict[str, Any] | None) -> str:
         f"<td>{a['liquidatable_now_accounts_fork']} / ${a['liquidatable_now_usd_fork']:,.0f}</td>"
         f"<td>{'yes' if a['ok'] else 'NO'}</td></tr>" for a in proof.get("recommendations_alone") or [])
     fork, predicted = proof["liquidatable_now_fork"], proof["liquidatable_now_predicted"]
-    return (f"<h3>Proof on a fork at block {proof['block']}</h3><p>Liquidatable after the change, fresh scan of the "
+    params = proof.get("parameters_on_fork") or []
+    wrong = [p for p in params if not p["ok"]]
+    stored = (f"Every changed value read back by a fresh scan of the fork ({len(params)} fields) equals the one evaluated. "
+              if not wrong else "Read back differently on the fork: " + ", ".join(
+                  f"{html.escape(p['protocol'])} {html.escape(p['field'])} {p['fork']} (evaluated {p['predicted']})"
+                  for p in wrong) + ". ")
+    return (f"<h3>Proof on a fork at block {proof['block']}</h3><p>Book replayed: {html.escape(proof.get('book', ''))}. "
+            f"{stored}Liquidatable after the change, fresh scan of the "
             f"fork: {len(fork['accounts'])} accounts, ${fork['debt_usd']:,.0f} (predicted {len(predicted['accounts'])}, "
             f"${predicted['debt_usd']:,.0f}).</p><table><tr><th>protocol</th><th>parameter</th><th>value</th>"
             f"<th>liquidatable now, alone: predicted</th><th>fresh scan of the fork</th><th>equal</th></tr>{alone}</table>"
