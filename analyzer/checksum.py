@@ -84,17 +84,44 @@ def checksum_many(addresses: Iterable[str | bytes]) -> list[str]:
     text = [_lower_hex(a) for a in addresses]
     if not text:
         return []
-    chars = np.frombuffer(b"".join(text), dtype=np.uint8).reshape(len(text), 40)
-    if len(text) < FEW:     # a permutation of numpy lanes costs milliseconds, whatever their number
-        digest = np.frombuffer(b"".join(keccak(t) for t in text),
-                               dtype=np.uint8).reshape(len(text), 32)
-    else:                   # in slices that keep the lanes in cache
-        digest = np.concatenate([keccak256_rows(chars[i:i + BATCH]) for i in range(0, len(text), BATCH)])
-    nibbles = np.empty((len(text), 64), dtype=np.uint8)
+    return _checksum_chars(np.frombuffer(b"".join(text), dtype=np.uint8).reshape(len(text), 40))
+
+
+def _checksum_chars(chars: np.ndarray) -> list[str]:
+    """Checksummed ``0x`` addresses of rows of 40 lower-case hex digits (uint8, shape (n, 40))."""
+    count = len(chars)
+    if count < FEW:     # a permutation of numpy lanes costs milliseconds, whatever their number
+        digest = np.frombuffer(b"".join(keccak(row.tobytes()) for row in chars), dtype=np.uint8).reshape(count, 32)
+    else:               # in slices that keep the lanes in cache
+        digest = np.concatenate([keccak256_rows(chars[i:i + BATCH]) for i in range(0, count, BATCH)])
+    nibbles = np.empty((count, 64), dtype=np.uint8)
     nibbles[:, 0::2], nibbles[:, 1::2] = digest >> 4, digest & 0x0F
     upper = (nibbles[:, :40] >= 8) & (chars >= ord("a"))
     joined = np.where(upper, chars - 32, chars).astype(np.uint8).tobytes().decode()
-    return ["0x" + joined[40 * i:40 * i + 40] for i in range(len(text))]
+    return ["0x" + joined[40 * i:40 * i + 40] for i in range(count)]
+
+
+def remember_hex_column(digits: np.ndarray) -> list[str]:
+    """Checksummed ``0x`` addresses of a column of lower-case hex digits (numpy ``S40``): those not
+    yet known hashed in one batch without a Python step per address, and remembered in every form
+    :func:`checksum` takes (20 bytes, lower-case ``0x`` text, the checksummed text)."""
+    if not len(digits):
+        return []
+    digits = np.ascontiguousarray(digits.astype("S40"))
+    raw = bytes.fromhex(digits.tobytes().decode())
+    keys = [raw[i:i + 20] for i in range(0, len(raw), 20)]
+    found = list(map(_CHECKSUMMED.get, keys))
+    missing = [i for i, known in enumerate(found) if known is None]
+    if missing:
+        done = _checksum_chars(digits.view(np.uint8).reshape(len(digits), 40)[missing])
+        if len(_CHECKSUMMED) + 3 * len(done) > MAX_CACHED:
+            _CHECKSUMMED.clear()
+        _CHECKSUMMED.update(zip([keys[i] for i in missing], done, strict=True))
+        _CHECKSUMMED.update(zip([a.lower() for a in done], done, strict=True))
+        _CHECKSUMMED.update(zip(done, done, strict=True))
+        for i, address in zip(missing, done, strict=True):
+            found[i] = address
+    return found  # type: ignore[return-value]  # every entry filled above
 
 
 def remember(addresses: Iterable[str | bytes]) -> None:

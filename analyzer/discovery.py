@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from analyzer.atomic import atomic_write_text
-from analyzer.checksum import checksum, remember
+from analyzer.checksum import checksum, remember, remember_hex_column
 from analyzer.logcolumns import LogColumns
 from analyzer.rpc import RpcClient
 from protocols.base import AccountEvents, EventField
@@ -100,8 +100,12 @@ def take_logs(events: AccountEvents, logs: LogColumns, accounts: dict[str, int],
     holdings they show to ``held``: in bulk where ``events`` declares its fields, else through the
     reader's functions, log by log."""
     if events.account_fields:
-        for account, last in declared_accounts(logs, events.account_fields).items():
-            accounts[account] = max(accounts.get(account, 0), last)
+        named = declared_accounts(logs, events.account_fields)
+        if not accounts:        # a chunk's first range: nothing to compare with
+            accounts.update(named)
+        else:
+            for account, last in named.items():
+                accounts[account] = max(accounts.get(account, 0), last)
         if events.holdings is not None:
             for account, holding in declared_holdings(logs, events.holding_fields):
                 if holding not in held.setdefault(account, []):
@@ -166,10 +170,9 @@ def declared_accounts(logs: LogColumns, fields: tuple[EventField, ...]) -> dict[
 
 
 def _checksummed(unique: np.ndarray) -> list[str]:
-    """Checksummed ``0x`` addresses of distinct ``S40`` lower-case hex digits."""
-    raw = [bytes.fromhex(u.decode()) for u in unique.tolist()]
-    remember(raw)       # once per scan: an account named in many ranges and by holdings is hashed once
-    return [checksum(r) for r in raw]
+    """Checksummed ``0x`` addresses of distinct ``S40`` lower-case hex digits (remembered: an
+    account named in many ranges and by holdings is hashed once a scan)."""
+    return remember_hex_column(unique)
 
 
 def declared_holdings(logs: LogColumns, fields: tuple[EventField, ...]) -> list[tuple[str, str]]:
@@ -244,8 +247,11 @@ def discover(client: RpcClient, events: AccountEvents, start: int, end: int, fil
 
             client.get_logs(list(events.addresses), [list(events.topics)], reached + 1, hi,
                             max_range=max_range, on_range=keep, columns=True)
-        for account, last in accounts.items():
-            found[account] = max(found.get(account, 0), last)
+        if not found:           # the first chunk: nothing to compare with
+            found.update(accounts)
+        else:
+            for account, last in accounts.items():
+                found[account] = max(found.get(account, 0), last)
         if holdings is not None:
             for account, indexes in held.items():
                 holdings.setdefault(account, set()).update(indexes)

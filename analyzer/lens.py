@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
+import numpy as np
 from eth_utils import keccak, to_checksum_address
 
 from analyzer.errors import ContagionError
@@ -95,6 +96,8 @@ def encode_arguments(*arguments: int | str | Sequence[int | str]) -> bytes:
         texts = [v for v in argument if isinstance(v, str)]
         if len(texts) == len(argument):     # addresses: one hex text, decoded at once
             body = bytes.fromhex("".join("0" * 24 + (v[2:] if v[:2] in ("0x", "0X") else v) for v in texts))
+        elif not texts:                     # uint256s (masks, ids)
+            body = b"".join([v.to_bytes(32, "big") for v in argument])  # type: ignore[union-attr]
         else:
             body = b"".join(_word(v) for v in argument)
         tail = len(argument).to_bytes(32, "big") + body
@@ -105,17 +108,23 @@ def encode_arguments(*arguments: int | str | Sequence[int | str]) -> bytes:
 
 
 def decode_rows(raw: bytes) -> list[list[int]]:
-    """``(uint256, uint256[][])`` ABI-decoded without eth-abi (which is too slow for 10^5 rows)."""
-    view, word = memoryview(raw), int.from_bytes
-    head = word(view[32:64], "big")                 # offset of the outer array
-    count = word(view[head:head + 32], "big")
-    base = head + 32
+    """``(uint256, uint256[][])`` ABI-decoded without eth-abi (which is too slow for 10^5 rows): every
+    word of the answer that fits 64 bits (most: counts, offsets, flags, indexes) converted by numpy
+    at once, the wider ones one by one; each row a slice of that one list."""
+    if len(raw) % 32:
+        raise ContagionError(f"the scan lens answered {len(raw)} bytes, not whole ABI words")
+    lanes = np.frombuffer(raw, dtype=">u8").reshape(-1, 4)
+    words: list[int] = lanes[:, 3].tolist()
+    word = int.from_bytes
+    for k in np.flatnonzero(lanes[:, :3].any(axis=1)).tolist():
+        words[k] = word(raw[32 * k:32 * k + 32], "big")
+    head = words[1] // 32                                   # the outer array's word
+    count = words[head]
+    base = head + 1
     rows = []
-    for at in range(base, base + 32 * count, 32):
-        start = base + word(view[at:at + 32], "big")
-        first = start + 32
-        rows.append([word(view[k:k + 32], "big")
-                     for k in range(first, first + 32 * word(view[start:first], "big"), 32)])
+    for at in range(base, base + count):
+        start = base + words[at] // 32
+        rows.append(words[start + 1:start + 1 + words[start]])
     return rows
 
 
@@ -152,7 +161,17 @@ def masks(holdings: dict[str, list[str]] | None, accounts: Sequence[str], reads:
     if holdings is None or len(reads) > 256:
         return []
     bit = {address.lower(): 1 << i for i, address in enumerate(reads)}
-    return [sum({bit.get(h.lower(), 0) for h in holdings.get(account, ())}) for account in accounts]
+    spelled: dict[str, int] = {}      # each holding as discovery spells it -> its bit (0: not read)
+    out = []
+    for account in accounts:
+        mask = 0
+        for holding in holdings.get(account, ()):
+            one = spelled.get(holding)
+            if one is None:
+                one = spelled[holding] = bit.get(holding.lower(), 0)
+            mask |= one
+        out.append(mask)
+    return out
 
 
 def to_int256(word: int) -> int:

@@ -11,8 +11,8 @@ from eth_abi import encode
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
-from analyzer.checksum import checksum, checksum_many, keccak256_rows, remember
-from analyzer.lens import encode_arguments
+from analyzer.checksum import checksum, checksum_many, keccak256_rows, remember, remember_hex_column
+from analyzer.lens import decode_rows, encode_arguments
 
 
 @pytest.mark.parametrize("count", [1, 7, 300, 2_000])
@@ -32,6 +32,24 @@ def test_remembered_checksums_answer_every_form():
     assert checksum(address) == checksum("0x" + address.hex()) == checksum(expected) == expected
     with pytest.raises(ValueError):
         checksum("0x1234")
+
+
+@pytest.mark.parametrize("count", [3, 1_000])
+def test_checksums_of_a_hex_column_equal_eth_utils(count):
+    draw = random.Random(count + 1)
+    raw = [bytes(draw.getrandbits(8) for _ in range(20)) for _ in range(count)]
+    remember(raw[:count // 2])     # some already known, some not
+    expected = [to_checksum_address(a) for a in raw]
+    assert remember_hex_column(np.array([a.hex().encode() for a in raw], dtype="S40")) == expected
+    assert [checksum(a) for a in raw] == [checksum("0x" + a.hex()) for a in raw] == expected
+
+
+def test_lens_rows_decode_as_eth_abi_encodes_them():
+    draw = random.Random(5)
+    widths = [0, 1, 63, 64, 65, 200, 256]     # words under and over 64 bits
+    rows = [[draw.getrandbits(draw.choice(widths)) for _ in range(draw.randrange(0, 9))] for _ in range(300)]
+    assert decode_rows(encode(["uint256", "uint256[][]"], [12, rows])) == rows
+    assert decode_rows(encode(["uint256", "uint256[][]"], [12, []])) == []
 
 
 @pytest.mark.parametrize("length", [0, 1, 32, 40, 135])

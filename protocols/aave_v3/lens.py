@@ -102,31 +102,33 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
     """Snapshot rows from lens rows, with the lens rows kept as ``_state`` (incremental rescans)."""
     from protocols.aave_v3.reader import PROTOCOL, user_flags
 
-    reserves = reader.reserves()
+    reserves = [(r["asset"], r["config"]["decimals"], r["id"]) for r in reader.reserves()]
+    position = reader._position
     positions, account_rows, state = [], [], {}
     for account, row in zip(accounts, rows, strict=True):
         if not row:
             continue
         state[account] = row
         config, emode = row[0], row[1]
-        supplied: dict[int, int] = {}
-        owed: dict[int, int] = {}
+        # per reserve index i: key 2i the supplied amount, 2i + 1 the amount owed (variable + stable)
+        amounts: dict[int, int] = {}
         for k in range(2, len(row), 3):
             index, kind = divmod(row[k], 3)
-            target = supplied if kind == 0 else owed
-            target[index] = target.get(index, 0) + row[k + 2]
+            key = 2 * index + (kind != 0)
+            amounts[key] = amounts.get(key, 0) + row[k + 2]
         collateral_off, held = [], False
-        for index in sorted(supplied.keys() | owed.keys()):     # in reserve order, as read
-            r = reserves[index]
-            decimals = r["config"]["decimals"]
-            if supplied.get(index):
-                positions.append(reader._position(account, r["asset"], "collateral", supplied[index], decimals))
-                if not user_flags(config, r["id"])[1]:
-                    collateral_off.append(r["asset"])
-                held = True
-            if owed.get(index):
-                positions.append(reader._position(account, r["asset"], "debt", owed[index], decimals))
-                held = True
+        for key in sorted(amounts):     # in reserve order, as read; a reserve's supply before its debt
+            amount = amounts[key]
+            if not amount:
+                continue
+            asset, decimals, reserve_id = reserves[key >> 1]
+            if key & 1:
+                positions.append(position(account, asset, "debt", amount, decimals))
+            else:
+                positions.append(position(account, asset, "collateral", amount, decimals))
+                if not user_flags(config, reserve_id)[1]:
+                    collateral_off.append(asset)
+            held = True
         if held:
             # json.dumps({"user_configuration": str(config), "collateral_off": ...}, sort_keys=True),
             # written out: a json.dumps per account was a tenth of the scan's Python time
