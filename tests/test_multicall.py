@@ -139,3 +139,32 @@ def test_ensure_multicall3_installs_our_runtime_code(anvil):
     code = w3.eth.get_code(MULTICALL3_ADDRESS)
     assert "0x" + code.hex().removeprefix("0x") == fixture_artifact("multicall", "Multicall3")["deployedBytecode"]
     assert multicall(w3, [Call(MULTICALL3_ADDRESS, "getChainId()(uint256)")], block=w3.eth.block_number)[0].value == 31337
+
+
+def test_one_word_outputs_decode_as_eth_abi_does():
+    """Calls whose outputs are each one word (uintN, address, bool) are decoded without eth-abi:
+    the same values and types as eth-abi's strict decoder, and the same failures (a bit past the
+    type's width, a bool other than 0/1, a short answer)."""
+    from analyzer.multicall import _decode_result
+
+    rng = random.Random(7)
+    kinds = ["uint256", "uint8", "uint16", "uint40", "uint64", "uint128", "address", "bool"]
+    for _ in range(3000):
+        outputs = [rng.choice(kinds) for _ in range(rng.randint(1, 4))]
+        words = []
+        for kind in outputs:
+            width = 256 if rng.random() < 0.1 else 160 if kind == "address" else 2 if kind == "bool" else int(kind[4:])
+            words.append(rng.getrandbits(width).to_bytes(32, "big"))
+        data = b"".join(words)
+        cut = rng.random()
+        data = data[:rng.randint(0, len(data))] if cut < 0.1 else data + bytes(rng.randint(1, 64)) if cut < 0.2 else data
+        try:
+            values = abi_decode(outputs, data)
+            expected = (True, values[0] if len(values) == 1 else values)
+        except Exception:
+            expected = (False, None)
+        got = _decode_result(Call("0x" + "11" * 20, f"f()({','.join(outputs)})"), True, data)
+        assert (got.success, got.value) == expected, (outputs, data.hex())
+        flat = got.value if isinstance(got.value, tuple) else (got.value,)
+        want = expected[1] if isinstance(expected[1], tuple) else (expected[1],)
+        assert [type(v) for v in flat] == [type(v) for v in want]
