@@ -107,7 +107,12 @@ def take_logs(events: AccountEvents, logs: LogColumns, accounts: dict[str, int],
             for account, last in named.items():
                 accounts[account] = max(accounts.get(account, 0), last)
         if events.holdings is not None:
-            for account, holding in declared_holdings(logs, events.holding_fields):
+            pairs = declared_holdings(logs, events.holding_fields)
+            if not held:        # a chunk's first range: the pairs are distinct already
+                for account, holding in pairs:
+                    held.setdefault(account, []).append(holding)
+                return
+            for account, holding in pairs:
                 if holding not in held.setdefault(account, []):
                     held[account].append(holding)
         return
