@@ -10,8 +10,10 @@ atomically. RPC URLs appear only redacted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import json
 import logging
 import threading
@@ -88,6 +90,22 @@ def read_accounts_file(path: str | Path) -> list[str]:
     return sorted(set(accounts))
 
 
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector off while a scan runs (on again after, if it was on). A
+    scan allocates millions of containers (rows, chunks, kept words) and makes next to no cycles:
+    the collector's passes walked them all (a tenth of a full scan's CPU on mainnet-scale; its
+    peak memory the same without them)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@collector_paused()
 def scan(
     url: str,
     plugins: Sequence[Plugin],

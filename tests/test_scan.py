@@ -161,3 +161,20 @@ def test_a_planted_secret_appears_in_no_output_or_log(devnet, tmp_path):
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_scan_leaves_the_garbage_collector_as_it_found_it_even_when_it_fails():
+    """A scan pauses the collector while it runs: after it, by an error too, the collector is on
+    again if it was on, and still off if it was off."""
+    import gc
+
+    with pytest.raises(ContagionError):
+        scan("http://user:pass@host with space", [])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(ContagionError):
+            scan("http://user:pass@host with space", [])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
