@@ -265,6 +265,8 @@ def single_call(w3: Web3, call: Call, *, block: int) -> CallResult:
     """The same call as a plain ``eth_call`` (used to check multicall, and for one-off reads)."""
     try:
         raw = eth_call(w3, {"to": to_checksum_address(call.target), "data": "0x" + call.calldata.hex()}, block)
+    except ContagionError:      # the node cannot answer at all (e.g. no state at the block)
+        raise
     except Exception:  # a revert: web3 raises ContractLogicError or an RPC error
         return CallResult(False, None)
     return _decode_result(call, True, raw)

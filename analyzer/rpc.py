@@ -151,13 +151,17 @@ class RpcClient:
             if method == "eth_getLogs" and any(k in message.lower() for k in RANGE_ERRORS):
                 raise RpcRangeError(message)
             if pruned_state(message):
-                raise PrunedStateError(f"RPC {redact_url(self.url)} has no state at the block asked ({message[:120]}): "
-                                       "reading a past block needs an archive node (or scan the latest block)")
+                raise self.pruned_state_error(message)
             raise ContagionError(f"RPC {redact_url(self.url)} refused {method}: {message}")
         result = payload["result"]
         if log_columns and not isinstance(result, LogColumns):
             return LogColumns.from_dicts(result)    # an answer the fast path did not take
         return result
+
+    def pruned_state_error(self, message: str) -> PrunedStateError:
+        """The one-line error for a node that has no state at the block asked."""
+        return PrunedStateError(f"RPC {redact_url(self.url)} has no state at the block asked ({message[:120]}): "
+                                "reading a past block needs an archive node (or scan the latest block)")
 
     def payload(self, method: str, params: Sequence[Any] = (), *, log_columns: bool = False) -> dict:
         """The node's JSON-RPC answer (result or error) after retrying every transient failure:
@@ -313,7 +317,8 @@ class RpcClient:
 class RetryingProvider(JSONBaseProvider):
     """A web3 provider over :class:`RpcClient`: every call a reader makes through ``w3`` (not only
     its Multicall3 batches) gets the same retries. JSON-RPC errors (reverts) pass through as web3
-    expects them."""
+    expects them, except a node's missing state at the block, which raises
+    :class:`PrunedStateError`."""
 
     def __init__(self, client: RpcClient):
         super().__init__()
@@ -321,6 +326,10 @@ class RetryingProvider(JSONBaseProvider):
 
     def make_request(self, method, params) -> Any:
         payload = self.client.payload(method, params)
+        error = payload.get("error")
+        if error and pruned_state(self.client._message(error)):
+            # no state at the block: one error at once, not a revert a reader may step over
+            raise self.client.pruned_state_error(self.client._message(error))
         return {"jsonrpc": "2.0", "id": payload.get("id", 0), **{k: payload[k] for k in ("result", "error") if k in payload}}
 
     def is_connected(self, show_traceback: bool = False) -> bool:

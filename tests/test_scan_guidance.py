@@ -24,7 +24,7 @@ class PrunedNode(_Server):
     """Forwards to anvil, but answers every read of state at a past block as a geth full node does."""
 
     def __init__(self, upstream: str, head: int):
-        self.upstream, self.head, self.calls = upstream, head, 0
+        self.upstream, self.head, self.calls, self.asked = upstream, head, 0, []
 
         def factory(server):
             class Handler(BaseHTTPRequestHandler):
@@ -36,6 +36,7 @@ class PrunedNode(_Server):
                     request = json.loads(body)
                     if request.get("method") == "eth_call":
                         server.calls += 1
+                        server.asked.append(json.dumps(request["params"], sort_keys=True))
                         if int(request["params"][1], 16) < server.head:
                             error = {"code": -32000, "message": "missing trie node 0badc0ffee (path ) <nil>"}
                             return _reply(self, 200, json.dumps({"jsonrpc": "2.0", "id": request["id"],
@@ -54,7 +55,9 @@ def test_a_pruned_block_is_one_error_naming_the_archive_node_at_once(devnet):
         scan(node.url, [plugins()["aave-v3"]], book=devnet.book, block=head - 1, cache_dir=None,
              client=RpcClient(node.url, backoff_s=0.001))
     assert "\n" not in str(raised.value)
-    assert node.calls == 1        # not retried as if the node were lagging
+    # not retried as if the node were lagging: the scan follows the oracle paths while it reads the
+    # markets, so two different reads may be in flight when the first answer comes; none is asked twice
+    assert 1 <= node.calls <= 2 and len(set(node.asked)) == node.calls, node.asked
 
 
 def test_a_large_book_through_a_fork_is_pointed_to_rpc(devnet, tmp_path, monkeypatch, caplog):
