@@ -69,10 +69,15 @@ def chain_copy(rpc_url: str) -> Iterator[Any]:
 
     source = connect(rpc_url)
     if is_anvil(source):
+        head = source.eth.get_block("latest")
         with tempfile.TemporaryDirectory(prefix="contagion-prove-") as folder:
             state = Path(folder) / "state.json"
             state.write_text(dump_state(source))
-            with Anvil(chain_id=source.eth.chain_id, load_state=state, code_size_limit=CODE_SIZE_LIMIT) as node:
+            # the copy's clock runs on from the source's head: anvil would stamp its next block with the
+            # wall clock, and a devnet state loaded hours after it was built would accrue hours of
+            # interest that the snapshot (taken at the head) does not have
+            with Anvil(chain_id=source.eth.chain_id, load_state=state, code_size_limit=CODE_SIZE_LIMIT,
+                       extra_args=("--timestamp", str(int(head["timestamp"]) + 1))) as node:
                 yield node
         return
     with Anvil(fork_url=rpc_url, fork_block=RpcClient(rpc_url).head_block()) as node:
