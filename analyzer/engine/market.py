@@ -339,12 +339,19 @@ class _Queue:
         self.table = _CurveTable([curve(int(a)) for a in used]) if len(used) else None
 
     def starts(self, chosen: np.ndarray) -> np.ndarray:
-        """Where each entry's trade starts: the round's earlier trades plus the keepers ahead of it."""
+        """Where each entry's trade starts: the round's earlier trades plus the keepers ahead of it,
+        added in queue order (the reference round's sums), so that a keeper's trade at the share
+        chosen ends on the very float where the next one's starts (one exact valuation for both)."""
         queued = self.units * chosen[self.rows]
-        ahead = np.empty(self.size)
-        for s, e in zip(self.bounds[:-1], self.bounds[1:], strict=True):   # (side, asset) groups (tens)
-            np.add.accumulate(queued[s:e], out=ahead[s:e])                  # each queue's running total
-        return self.committed + (ahead - queued)
+        first = self.bounds[:-1]
+        end = queued.copy()
+        end[first] += self.committed[first]
+        for s, e in zip(first, self.bounds[1:], strict=True):      # (side, asset) groups (tens)
+            np.add.accumulate(end[s:e], out=end[s:e])               # where each keeper's trade ends
+        start = np.empty(self.size)
+        start[1:] = end[:-1]
+        start[first] = self.committed[first]
+        return start
 
     def profit(self, base: np.ndarray, before: np.ndarray, fractions: np.ndarray, entries: np.ndarray) -> np.ndarray:
         """``base`` (k, f) plus the value of the trades ``entries`` (sorted) at each fraction: each
