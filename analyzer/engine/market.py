@@ -382,7 +382,9 @@ class _Queue:
                         split: int, c: np.ndarray, bins: np.ndarray) -> None:
         """Where the grid's bounds on a keeper's profit straddle zero, the profit from real trades on
         copies of the venues (:meth:`SlippageCurve.exact_value`), so that the keeper's decision is
-        the exact rule's; elsewhere the sign of the interpolated profit is already the exact one."""
+        the exact rule's; elsewhere the sign of the interpolated profit is already the exact one. Only
+        the sign of the largest share that pays matters (:func:`keeper_fraction` takes it), so a
+        keeper's smaller shares are not valued once a larger one surely pays."""
         assert self.table is not None
         k, width = profit.shape
         low, high = np.empty_like(ends), np.empty_like(ends)
@@ -396,17 +398,24 @@ class _Queue:
         worst[np.isnan(worst)], best[np.isnan(best)] = -np.inf, np.inf
         sums = [np.bincount(np.concatenate([np.arange(k * width), bins]), weights=np.concatenate([base.ravel(),
                             bound.ravel()]), minlength=k * width).reshape(k, width) for bound in (worst, best)]
-        undecided = np.argwhere((sums[0] <= 0) & (sums[1] > 0))
-        if not len(undecided):
-            return
+        undecided = (sums[0] <= 0) & (sums[1] > 0)
+        pays = sums[0] > 0
         keeper_of = self.rows[entries]
-        for keeper, f in undecided:          # the few keepers near break-even
-            total = float(base[keeper, f])
-            for e in np.flatnonzero(keeper_of == keeper):
-                curve, sell = self.table.curves[int(c[e, 0])], bool(e < split)
-                delta = curve.exact_value(ends[e, f + 1], sell) - curve.exact_value(ends[e, 0], sell)
-                total += float(price[e, 0]) * delta if math.isfinite(delta) else -math.inf
-            profit[keeper, f] = total
+        for keeper in np.flatnonzero(undecided.any(axis=1)):     # the few keepers near break-even
+            own = np.flatnonzero(keeper_of == keeper)
+            for f in range(width):       # the keeper takes the largest share that pays: once one does, stop
+                if pays[keeper, f]:
+                    break
+                if not undecided[keeper, f]:
+                    continue
+                total = float(base[keeper, f])
+                for e in own:
+                    curve, sell = self.table.curves[int(c[e, 0])], bool(e < split)
+                    delta = curve.exact_value(ends[e, f + 1], sell) - curve.exact_value(ends[e, 0], sell)
+                    total += float(price[e, 0]) * delta if math.isfinite(delta) else -math.inf
+                profit[keeper, f] = total
+                if total > 0:
+                    break
 
 
 def _by_column_flat(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
