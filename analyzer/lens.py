@@ -25,12 +25,14 @@ LENS_ADDRESS = to_checksum_address(keccak(text="defi-contagion/scan-lens")[-20:]
 PROBE_CODE = "0x4360005260206000f3"
 CALL_GAS = 45_000_000          # under geth's and erigon's default eth_call gas cap (50M)
 READS_PER_CALL = 4_000         # contract reads per eth_call to start from (a few thousand gas each)
-# out of gas in a sub-call shows as a plain revert of the lens: both mean "fewer accounts per call"
-SMALLER_CALL = ("gas", "revert")
+# out of gas in a sub-call shows as a plain revert of the lens, and out of gas for memory as
+# anvil's "MemoryOOG": all mean "fewer accounts per call"
+SMALLER_CALL = ("gas", "revert", "oog")
 BLOCK_RETRIES = 8
 
-LensCall = Callable[[str, bytes], bytes]
-"""``lens(runtime_code, calldata) -> returned bytes`` at the scan's block."""
+LensCall = Callable[..., bytes]
+"""``lens(runtime_code, calldata, overrides=None) -> returned bytes`` at the scan's block;
+``overrides``: more code overrides (address -> runtime code) for the same call."""
 
 
 def probe(client: RpcClient, block: int) -> bool:
@@ -55,7 +57,7 @@ def lens_caller(client: RpcClient, block: int, on_refusal: Callable[[], None] = 
     state: dict[str, bool] = {}
     lock = threading.Lock()
 
-    def call(code: str, calldata: bytes) -> bytes:
+    def call(code: str, calldata: bytes, overrides: dict[str, str] | None = None) -> bytes:
         with lock:
             if "ok" not in state:
                 state["ok"] = probe(client, block)
@@ -64,8 +66,10 @@ def lens_caller(client: RpcClient, block: int, on_refusal: Callable[[], None] = 
         if not state["ok"]:
             raise LensUnavailable
         tx = {"to": LENS_ADDRESS, "data": "0x" + calldata.hex(), "gas": hex(CALL_GAS)}
+        placed = {address: {"code": runtime} for address, runtime in (overrides or {}).items()}
+        placed[LENS_ADDRESS] = {"code": code}
         for _attempt in range(BLOCK_RETRIES):
-            answer = client.request("eth_call", [tx, hex(block), {LENS_ADDRESS: {"code": code}}])
+            answer = client.request("eth_call", [tx, hex(block), placed])
             raw = bytes.fromhex(answer[2:]) if isinstance(answer, str) and answer.startswith("0x") else b""
             if len(raw) < 64:
                 raise ContagionError(f"the scan lens answered {len(raw)} bytes, not a block and rows")
@@ -129,9 +133,10 @@ def decode_rows(raw: bytes) -> list[list[int]]:
 
 
 def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes], accounts: Sequence[str],
-              reads_per_account: int) -> list[list[int]] | None:
+              reads_per_account: int, overrides: dict[str, str] | None = None) -> list[list[int]] | None:
     """One row per account, in as few calls as the node's gas cap allows; None when the node
-    refuses state overrides (the reader then reads through Multicall3)."""
+    refuses state overrides (the reader then reads through Multicall3). ``overrides``: more
+    code placed for the same calls (address -> runtime code)."""
     learnt = getattr(lens, "accounts_per_call", {})
     size = learnt.get(code) or max(1, READS_PER_CALL // max(1, reads_per_account))
     rows: list[list[int]] = []
@@ -139,7 +144,7 @@ def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes
     while start < len(accounts):
         batch = list(accounts[start:start + size])
         try:
-            got = decode_rows(lens(code, encode(batch)))
+            got = decode_rows(lens(code, encode(batch), overrides) if overrides else lens(code, encode(batch)))
         except LensUnavailable:
             return None
         except ContagionError as exc:
