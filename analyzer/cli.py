@@ -230,8 +230,8 @@ def sweep_command(
 @app.command("recommend")
 def recommend_command(
     snapshot: Annotated[Path, typer.Argument(help="A snapshot folder.")],
-    scenarios: Annotated[str, typer.Option(help='Stress scenarios: a TOML of [[scenario]] tables, or "demo".')],
-    budget: Annotated[float, typer.Option(help="Bad debt allowed per scenario, USD.")],
+    scenarios: Annotated[str | None, typer.Option(help='Stress scenarios: a TOML of [[scenario]] tables, or "demo".')] = None,
+    budget: Annotated[float | None, typer.Option(help="Bad debt allowed per scenario, USD.")] = None,
     markets: Annotated[str | None, typer.Option(help="Comma list of markets or assets to tune (default: all).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder (recommendations.json, recommend.html).")] = Path("graphs/recommend"),
     workers: Annotated[int | None, typer.Option(help="Run on a local Dask cluster of N worker processes.")] = None,
@@ -247,9 +247,24 @@ def recommend_command(
                                                            "beyond (default: the scenarios' largest fall of the asset).")] = None,
     caps: Annotated[bool, typer.Option("--caps", help="Stress the book grown to the supply/borrow caps "
                                                      "(pro rata) and search the caps too.")] = False,
+    previous: Annotated[Path | None, typer.Option("--from", help="With --prove: no search; prove the changes of a "
+                                                  "previous one's recommendations.json (on this snapshot; its "
+                                                  "scenarios and budget).")] = None,
 ) -> None:
     """The smallest risk-parameter changes that keep every scenario's bad debt under the budget."""
     from analyzer.recommend import recommend_to_dir
+
+    if previous is not None:
+        if not prove:
+            raise ContagionError("--from proves a previous search's changes: give --prove too")
+        given = [name for name, value in (("--scenarios", scenarios), ("--budget", budget), ("--markets", markets),
+                                          ("--margin", margin), ("--workers", workers), ("--scheduler", scheduler))
+                 if value is not None] + (["--caps"] if caps else [])
+        if given:
+            raise ContagionError(f"--from takes the previous search's settings; drop {', '.join(given)}")
+    elif scenarios is None or budget is None:
+        raise ContagionError("recommend needs --scenarios SPEC and --budget USD (or --from a previous search's "
+                             "recommendations.json, with --prove)")
 
     if workers is not None and scheduler is not None:
         raise ContagionError("give --workers N or --scheduler ADDRESS, not both")
@@ -261,10 +276,10 @@ def recommend_command(
     margin_assets = [m.strip() for m in margin.split(",") if m.strip()] if margin else []
     if margin_target is not None and not margin_assets:
         raise ContagionError("--margin-target needs --margin ASSET[,ASSET]")
-    typer.echo(str(recommend_to_dir(snapshot, scenarios, budget, out, markets=wanted, workers=workers,
+    typer.echo(str(recommend_to_dir(snapshot, scenarios or "", budget or 0.0, out, markets=wanted, workers=workers,
                                     scheduler=scheduler, prove_on=(rpc, book) if prove and rpc and book else None,
                                     margin_assets=margin_assets, margin_target=margin_target, caps=caps,
-                                    say=log.info)))
+                                    previous=previous, say=log.info)))
 
 
 @app.command("replay")

@@ -12,7 +12,7 @@ node runs out of gas; an answer for another block than the one asked is asked ag
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from eth_utils import keccak, to_checksum_address
@@ -31,8 +31,9 @@ SMALLER_CALL = ("gas", "revert", "oog")
 BLOCK_RETRIES = 8
 
 LensCall = Callable[..., bytes]
-"""``lens(runtime_code, calldata, overrides=None) -> returned bytes`` at the scan's block;
-``overrides``: more code overrides (address -> runtime code) for the same call."""
+"""``lens(runtime_code, calldata, codes=None) -> returned bytes`` at the scan's block; ``codes``:
+{address: runtime code} placed beside the lens for the call (contracts whose storage the lens
+reads through code of ours: :mod:`protocols.compound_v2.borrows`)."""
 
 
 def probe(client: RpcClient, block: int) -> bool:
@@ -57,7 +58,7 @@ def lens_caller(client: RpcClient, block: int, on_refusal: Callable[[], None] = 
     state: dict[str, bool] = {}
     lock = threading.Lock()
 
-    def call(code: str, calldata: bytes, overrides: dict[str, str] | None = None) -> bytes:
+    def call(code: str, calldata: bytes, codes: Mapping[str, str] | None = None) -> bytes:
         with lock:
             if "ok" not in state:
                 state["ok"] = probe(client, block)
@@ -66,10 +67,10 @@ def lens_caller(client: RpcClient, block: int, on_refusal: Callable[[], None] = 
         if not state["ok"]:
             raise LensUnavailable
         tx = {"to": LENS_ADDRESS, "data": "0x" + calldata.hex(), "gas": hex(CALL_GAS)}
-        placed = {address: {"code": runtime} for address, runtime in (overrides or {}).items()}
-        placed[LENS_ADDRESS] = {"code": code}
+        overrides = {address: {"code": other} for address, other in (codes or {}).items()}
+        overrides[LENS_ADDRESS] = {"code": code}
         for _attempt in range(BLOCK_RETRIES):
-            answer = client.request("eth_call", [tx, hex(block), placed])
+            answer = client.request("eth_call", [tx, hex(block), overrides])
             raw = bytes.fromhex(answer[2:]) if isinstance(answer, str) and answer.startswith("0x") else b""
             if len(raw) < 64:
                 raise ContagionError(f"the scan lens answered {len(raw)} bytes, not a block and rows")
@@ -133,10 +134,10 @@ def decode_rows(raw: bytes) -> list[list[int]]:
 
 
 def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes], accounts: Sequence[str],
-              reads_per_account: int, overrides: dict[str, str] | None = None) -> list[list[int]] | None:
-    """One row per account, in as few calls as the node's gas cap allows; None when the node
-    refuses state overrides (the reader then reads through Multicall3). ``overrides``: more
-    code placed for the same calls (address -> runtime code)."""
+              reads_per_account: int, codes: Mapping[str, str] | None = None) -> list[list[int]] | None:
+    """One row per account, in as few calls as the node's gas cap allows (``codes``: as
+    :data:`LensCall`); None when the node refuses state overrides (the reader then reads through
+    Multicall3)."""
     learnt = getattr(lens, "accounts_per_call", {})
     size = learnt.get(code) or max(1, READS_PER_CALL // max(1, reads_per_account))
     rows: list[list[int]] = []
@@ -144,7 +145,7 @@ def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes
     while start < len(accounts):
         batch = list(accounts[start:start + size])
         try:
-            got = decode_rows(lens(code, encode(batch), overrides) if overrides else lens(code, encode(batch)))
+            got = decode_rows(lens(code, encode(batch), codes) if codes else lens(code, encode(batch)))
         except LensUnavailable:
             return None
         except ContagionError as exc:

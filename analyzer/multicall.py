@@ -249,25 +249,43 @@ def multicall(
     return results
 
 
-def eth_call(w3: Web3, tx: dict, block: int) -> bytes:
-    """``w3.eth.call(tx, block)``'s bytes; through the provider at once where it is ours (a scan's
-    :class:`analyzer.rpc.RetryingProvider`: the same retries), not web3's middleware and formatters
-    (following a mainnet-scale scan's oracle paths took a third less CPU). An error answer (a
-    revert) is asked again through web3, to raise what web3 raises."""
+def _answer_through_provider(w3: Web3, tx: dict, block: int | str) -> dict | None:
+    """The node's JSON-RPC answer to ``eth_call``, asked through the provider at once where it is
+    ours (a scan's :class:`analyzer.rpc.RetryingProvider`: the same retries), not web3's middleware
+    and formatters (following a mainnet-scale scan's oracle paths took a third less CPU); None for
+    any other provider."""
     if isinstance(w3.provider, RetryingProvider):
-        answer = w3.provider.make_request("eth_call", [tx, hex(block)]).get("result")
-        if isinstance(answer, str) and answer.startswith("0x"):
-            return bytes.fromhex(answer[2:])
-    return bytes(w3.eth.call(tx, block_identifier=block))
+        tag = hex(block) if isinstance(block, int) else block     # a number or "latest"
+        return w3.provider.make_request("eth_call", [tx, tag])
+    return None
 
 
-def single_call(w3: Web3, call: Call, *, block: int) -> CallResult:
-    """The same call as a plain ``eth_call`` (used to check multicall, and for one-off reads)."""
+def _result_bytes(answer: dict | None) -> bytes | None:
+    result = None if answer is None else answer.get("result")
+    if isinstance(result, str) and result.startswith("0x"):
+        return bytes.fromhex(result[2:])
+    return None
+
+
+def eth_call(w3: Web3, tx: dict, block: int | str) -> bytes:
+    """``w3.eth.call(tx, block)``'s bytes. An error answer (a revert) is asked again through web3,
+    to raise what web3 raises."""
+    raw = _result_bytes(_answer_through_provider(w3, tx, block))
+    return raw if raw is not None else bytes(w3.eth.call(tx, block_identifier=block))
+
+
+def single_call(w3: Web3, call: Call, *, block: int | str) -> CallResult:
+    """The same call as a plain ``eth_call`` (used to check multicall, and for one-off reads). A
+    revert is a failed result, from the node's first answer (not asked again)."""
+    tx = {"to": to_checksum_address(call.target), "data": "0x" + call.calldata.hex()}
     try:
-        raw = eth_call(w3, {"to": to_checksum_address(call.target), "data": "0x" + call.calldata.hex()}, block)
+        answer = _answer_through_provider(w3, tx, block)
+        raw = _result_bytes(answer) if answer is not None else bytes(w3.eth.call(tx, block_identifier=block))
     except ContagionError:      # the node cannot answer at all (e.g. no state at the block)
         raise
     except Exception:  # a revert: web3 raises ContractLogicError or an RPC error
+        return CallResult(False, None)
+    if raw is None:    # the provider's answer was an error object: a revert
         return CallResult(False, None)
     return _decode_result(call, True, raw)
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,23 @@ class ShockScenario:
         out = asdict(self)
         out["forced_sales"] = [asdict(sale) for sale in self.forced_sales]
         return out
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any], where: str = "scenario") -> ShockScenario:
+        """The scenario :meth:`to_dict` recorded (a document's ``scenarios``), validated again."""
+        known = {f.name for f in fields(cls)}
+        if not isinstance(record, dict) or set(record) - known:
+            extra = sorted(set(record) - known) if isinstance(record, dict) else [type(record).__name__]
+            raise ContagionError(f"{where}: not a recorded scenario (unexpected {extra[0]!r})")
+        raw = dict(record)
+        try:
+            raw["forced_sales"] = [ForcedSale(**sale) for sale in raw.get("forced_sales", [])]
+            raw["round_clock"] = {k: [(float(s), float(b)) for s, b in clock]
+                                  for k, clock in raw.get("round_clock", {}).items()}
+            scenario = cls(**raw)
+        except (TypeError, ValueError) as exc:
+            raise ContagionError(f"{where}: not a recorded scenario ({exc})") from None
+        return scenario.validate(where)
 
 
 def parse_relative(value: Any, where: str) -> float:

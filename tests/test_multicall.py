@@ -8,6 +8,7 @@ import pytest
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from web3 import Web3
 
 from analyzer.devnet.context import DevnetContext, npm_artifact
 from analyzer.devnet.solc import fixture_artifact
@@ -23,6 +24,7 @@ from analyzer.multicall import (
     single_call,
     split_types,
 )
+from analyzer.rpc import RetryingProvider, RpcClient
 from tests.conftest import requires_anvil
 
 pytestmark = requires_anvil
@@ -111,6 +113,22 @@ def test_multicall_equals_single_calls_including_failures(contracts):
     assert [r.success for r in batched[-3:]] == [False, False, True]
     assert batched[0].value == 10**18 and batched[4].value == 5 * 10**18 + 4
     assert batched[5].value == "WETH"
+
+
+def test_single_call_through_the_scan_provider_asks_once(contracts):
+    """Through a scan's own provider, single_call gives what it gives through web3's (reverts,
+    undecodable answers and a "latest" block included) with one request per call: a revert is read
+    from the node's first answer, not asked again."""
+    anvil, token, feed, holders = contracts
+    block = anvil.w3.eth.block_number
+    client = RpcClient(anvil.url)
+    scan_w3 = Web3(RetryingProvider(client))
+    calls = mixed_calls(token, feed, holders)
+    ours = [single_call(scan_w3, c, block=block) for c in calls]
+    assert ours == [single_call(anvil.w3, c, block=block) for c in calls]
+    assert [r.success for r in ours[-3:]] == [False, False, True]
+    assert client.calls["eth_call"] == len(calls)
+    assert single_call(scan_w3, calls[0], block="latest").value == 10**18
 
 
 def test_multicall_reads_the_block_it_is_given(contracts):

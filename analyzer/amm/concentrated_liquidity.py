@@ -285,56 +285,43 @@ class SwapResult:
 
 
 def swap(state: PoolState, zero_for_one: bool, amount_specified: int, sqrt_price_limit_x96: int | None = None,
-         *, update: bool = True) -> SwapResult:
+         *, update: bool = True, start: SwapPoint | None = None) -> SwapResult:
     """UniswapV3Pool.swap: ``amount_specified`` > 0 exact input, < 0 exact output (raw wei).
 
     With ``update`` the state is moved to the post-swap pool state. Without a limit, the pool's
-    extreme (MIN_SQRT_RATIO + 1 or MAX_SQRT_RATIO - 1) is used, as routers do.
+    extreme (MIN_SQRT_RATIO + 1 or MAX_SQRT_RATIO - 1) is used, as routers do. ``start``: the loop
+    resumes from a point this very swap passes between two of its steps (a point of
+    :class:`analyzer.amm.ladder.SwapLadder`, whose every step is one of this loop's); the result is
+    the same as from the state.
     """
     if amount_specified == 0:
         raise SwapMathError("amount_specified is 0")
     if sqrt_price_limit_x96 is None:
         sqrt_price_limit_x96 = MIN_SQRT_RATIO + 1 if zero_for_one else MAX_SQRT_RATIO - 1
-    price = state.sqrt_price_x96
-    if zero_for_one and not MIN_SQRT_RATIO < sqrt_price_limit_x96 < price:
+    if zero_for_one and not MIN_SQRT_RATIO < sqrt_price_limit_x96 < state.sqrt_price_x96:
         raise SwapMathError("SPL: price limit not below the current price")
-    if not zero_for_one and not price < sqrt_price_limit_x96 < MAX_SQRT_RATIO:
+    if not zero_for_one and not state.sqrt_price_x96 < sqrt_price_limit_x96 < MAX_SQRT_RATIO:
         raise SwapMathError("SPL: price limit not above the current price")
     exact_input = amount_specified > 0
-    remaining, calculated = amount_specified, 0
-    tick, liquidity, fee = state.tick, state.liquidity, state.fee_pips
-    ticks, nets, spacing = state.ticks, state.liquidity_net, state.tick_spacing
-    steps = crossed = 0
-    # each step reaches the next word boundary or initialised tick: a bound that only broken pool
-    # state (a tick spacing below 1) could exceed
-    max_steps = 2 * (MAX_TICK - MIN_TICK) // (256 * max(1, spacing)) + 2 * len(ticks) + 8
+    point = start or SwapPoint(state.sqrt_price_x96, state.tick, state.liquidity, 0, 0, 0, 0)
+    price, tick, liquidity, steps, crossed = point.sqrt_price_x96, point.tick, point.liquidity, point.steps, point.crossed
+    # what is left of the amount specified, and the other side's amount (the loop's signs)
+    remaining = amount_specified - point.specified if exact_input else amount_specified + point.specified
+    calculated = -point.calculated if exact_input else point.calculated
+    limit = max_swap_steps(state)
     while remaining != 0 and price != sqrt_price_limit_x96:
-        if spacing < 1 or steps > max_steps:
-            raise SwapMathError(f"the swap does not converge (tick spacing {spacing}, {steps} steps)")
-        start = price
-        tick_next, initialized = next_initialized_tick_within_one_word(ticks, tick, spacing, zero_for_one)
-        tick_next = min(max(tick_next, MIN_TICK), MAX_TICK)
-        sqrt_next = get_sqrt_ratio_at_tick(tick_next)
-        target = (sqrt_price_limit_x96 if (sqrt_next < sqrt_price_limit_x96 if zero_for_one
-                                           else sqrt_next > sqrt_price_limit_x96) else sqrt_next)
-        price, amount_in, amount_out, fee_amount = compute_swap_step(price, target, liquidity, remaining, fee)
+        if state.tick_spacing < 1 or steps > limit:
+            raise SwapMathError(f"the swap does not converge (tick spacing {state.tick_spacing}, {steps} steps)")
+        price, tick, liquidity, amount_in, amount_out, fee_amount, initialized = swap_step(
+            state, zero_for_one, sqrt_price_limit_x96, price, tick, liquidity, remaining)
         steps += 1
+        crossed += initialized
         if exact_input:
             remaining -= amount_in + fee_amount
             calculated -= amount_out
         else:
             remaining += amount_out
             calculated += amount_in + fee_amount
-        if price == sqrt_next:
-            if initialized:
-                net = nets[tick_next]
-                liquidity += -net if zero_for_one else net
-                if liquidity < 0:
-                    raise SwapMathError("liquidity below zero (inconsistent tick data)")
-                crossed += 1
-            tick = tick_next - 1 if zero_for_one else tick_next
-        elif price != start:
-            tick = get_tick_at_sqrt_ratio(price)
     if zero_for_one == exact_input:
         amount0, amount1 = amount_specified - remaining, calculated
     else:
@@ -342,3 +329,53 @@ def swap(state: PoolState, zero_for_one: bool, amount_specified: int, sqrt_price
     if update:
         state.sqrt_price_x96, state.tick, state.liquidity = price, tick, liquidity
     return SwapResult(amount0, amount1, price, tick, liquidity, steps, crossed)
+
+
+@dataclass(frozen=True)
+class SwapPoint:
+    """A swap loop between two steps: the pool's price, tick and liquidity there; ``specified``:
+    what the steps so far used of the amount specified (input with fees for an exact input, output
+    for an exact output), ``calculated``: the other side's amount, both >= 0; ``steps`` and
+    ``crossed``: the loop's counts so far."""
+
+    sqrt_price_x96: int
+    tick: int
+    liquidity: int
+    specified: int
+    calculated: int
+    steps: int
+    crossed: int
+
+
+def max_swap_steps(state: PoolState) -> int:
+    """Each step reaches the next word boundary or initialised tick: a bound on a swap's steps
+    that only broken pool state (a tick spacing below 1) could exceed."""
+    return 2 * (MAX_TICK - MIN_TICK) // (256 * max(1, state.tick_spacing)) + 2 * len(state.ticks) + 8
+
+
+def swap_step(state: PoolState, zero_for_one: bool, sqrt_price_limit_x96: int, price: int, tick: int,
+              liquidity: int, remaining: int) -> tuple[int, int, int, int, int, int, bool]:
+    """One iteration of UniswapV3Pool.swap's loop from (price, tick, liquidity) with ``remaining``
+    of the amount specified: -> (price, tick, liquidity after, amount_in, amount_out, fee_amount,
+    whether an initialised tick was crossed)."""
+    start = price
+    tick_next, initialized = next_initialized_tick_within_one_word(state.ticks, tick, state.tick_spacing,
+                                                                   zero_for_one)
+    tick_next = min(max(tick_next, MIN_TICK), MAX_TICK)
+    sqrt_next = get_sqrt_ratio_at_tick(tick_next)
+    target = (sqrt_price_limit_x96 if (sqrt_next < sqrt_price_limit_x96 if zero_for_one
+                                       else sqrt_next > sqrt_price_limit_x96) else sqrt_next)
+    price, amount_in, amount_out, fee_amount = compute_swap_step(price, target, liquidity, remaining,
+                                                                 state.fee_pips)
+    crossed = False
+    if price == sqrt_next:
+        if initialized:
+            net = state.liquidity_net[tick_next]
+            liquidity += -net if zero_for_one else net
+            if liquidity < 0:
+                raise SwapMathError("liquidity below zero (inconsistent tick data)")
+            crossed = True
+        tick = tick_next - 1 if zero_for_one else tick_next
+    elif price != start:
+        tick = get_tick_at_sqrt_ratio(price)
+    return price, tick, liquidity, amount_in, amount_out, fee_amount, crossed

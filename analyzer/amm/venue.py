@@ -13,6 +13,7 @@ from bisect import bisect_right
 from typing import ClassVar
 
 from analyzer.amm import concentrated_liquidity as cl
+from analyzer.amm import ladder
 from analyzer.engine.venues import TradeResult, VenueModel
 from analyzer.errors import ContagionError
 
@@ -96,7 +97,7 @@ class ConcentratedLiquidityVenue(VenueModel):
         # selling token0 or buying token1 moves the pool price down (zeroForOne)
         zero_for_one = sell == self.asset_is_token0
         try:
-            result = cl.swap(self.state, zero_for_one, raw if sell else -raw, update=False)
+            result = ladder.swap(self.state, zero_for_one, raw if sell else -raw, update=False)
         except cl.SwapMathError as exc:
             raise ContagionError(f"venue {self.venue or self.asset}: swap of {asset_amount:g} failed ({exc})") from None
         asset_raw = result.amount0 if self.asset_is_token0 else result.amount1

@@ -19,6 +19,10 @@ the engine evaluated it:
    stress replay on the settled fork (:func:`analyzer.fidelity.compare`).
 
 A scenario with a forced sale is not replayed (the replay does not execute forced sales).
+
+The recommendations proven are a search's just made, or a previous search's document
+(``recommend --from recommendations.json``, :func:`read_recommendations`): its changes, its scenarios
+and its budget, on the snapshot it was searched on.
 """
 
 from __future__ import annotations
@@ -35,6 +39,34 @@ from analyzer.scenarios import ShockScenario
 from protocols.base import ParameterChange
 
 LIQUIDATABLE_USD_TOLERANCE = 1e-6
+
+
+def read_recommendations(path: str | Path, snapshot) -> tuple[dict[str, Any], list[ShockScenario]]:
+    """A previous search's document (``recommendations.json``) and its stress scenarios; refused
+    unless it is one, found a feasible set of changes, and was searched on ``snapshot`` (the same
+    chain and block: the figures it predicts are that snapshot's)."""
+    import json
+
+    from analyzer.recommend.run import SCHEMA
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContagionError(f"--from {path}: not a readable recommendations.json ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ContagionError(f"--from {path}: not a recommendations document (schema {SCHEMA})")
+    if not doc.get("feasible") or not doc.get("changes"):
+        raise ContagionError(f"--from {path}: its search met no budget: there are no changes to prove")
+    searched = doc.get("snapshot") or {}
+    for key in ("chain_id", "block_number"):
+        if searched.get(key) != snapshot.meta.get(key):
+            raise ContagionError(f"--from {path}: searched on {key} {searched.get(key)}, but the snapshot's is "
+                                 f"{snapshot.meta.get(key)}: give the snapshot it was searched on")
+    records = doc.get("scenarios")
+    if not isinstance(records, list) or not records:
+        raise ContagionError(f"--from {path}: no scenarios recorded")
+    return doc, [ShockScenario.from_dict(r, f"--from {path.name}: scenario {i + 1}") for i, r in enumerate(records)]
 
 
 def configure(w3, book: dict, plugins, changes: Sequence[ParameterChange]) -> None:
@@ -223,4 +255,4 @@ def _each_alone(fork, book: dict, plugins, doc: dict[str, Any], before, progress
     return out
 
 
-__all__ = ["configure", "prove"]
+__all__ = ["configure", "prove", "read_recommendations"]

@@ -216,12 +216,14 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
                      markets: Sequence[str] | None = None, workers: int | None = None, scheduler: str | None = None,
                      prove_on: tuple[str, str | Path] | None = None,
                      margin_assets: Sequence[str] = (), margin_target: float | None = None, caps: bool = False,
-                     say: Callable[[str], None] = lambda text: None) -> Path:
+                     previous: str | Path | None = None, say: Callable[[str], None] = lambda text: None) -> Path:
     """``contagion recommend``: write recommendations.json, recommend.html and
     figures/recommend_tradeoff.png into ``out_dir`` (all at once); returns recommendations.json.
     ``prove_on``: (RPC URL, address book path): also prove the changes on a fork of that chain
     (:func:`analyzer.recommend.prove.prove`) into proof.json and the section; ``margin_assets`` /
-    ``margin_target``: dynamic-margin schedules (:func:`margin_schedules`); ``caps``: the cap analysis."""
+    ``margin_target``: dynamic-margin schedules (:func:`margin_schedules`); ``caps``: the cap analysis;
+    ``previous``: no search, the document a previous one wrote on this snapshot (its scenarios, budget
+    and changes: :func:`analyzer.recommend.prove.read_recommendations`), proven."""
     from analyzer.atomic import (
         atomic_write_bytes,
         atomic_write_text,
@@ -235,7 +237,13 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
     check_output_dir(out_dir)
     snapshot = Snapshot.read(snapshot_dir)
     snapshot.meta["path"] = str(Path(snapshot_dir).resolve())
-    scenarios = load_scenarios(scenarios_spec, snapshot)
+    if previous is not None:
+        from analyzer.recommend.prove import read_recommendations
+
+        doc, scenarios = read_recommendations(previous, snapshot)
+        caps = bool(doc.get("stress_at_caps"))
+    else:
+        scenarios = load_scenarios(scenarios_spec, snapshot)
     address_book = None
     if prove_on is not None:
         from analyzer.books import load_book
@@ -245,9 +253,10 @@ def recommend_to_dir(snapshot_dir: str | Path, scenarios_spec: str, budget_usd: 
         address_book = load_book(Path(prove_on[1])) or {}
         if not address_book.get("protocols"):
             raise ContagionError(f"--book {prove_on[1]}: no protocols in the address book")
-    with _client(workers, scheduler) as client:
-        doc = recommend(snapshot, scenarios, budget_usd, markets=markets, client=client, say=say,
-                        margin_assets=margin_assets, margin_target=margin_target, caps=caps)
+    if previous is None:
+        with _client(workers, scheduler) as client:
+            doc = recommend(snapshot, scenarios, budget_usd, markets=markets, client=client, say=say,
+                            margin_assets=margin_assets, margin_target=margin_target, caps=caps)
     proof = None
     if prove_on is not None and doc["feasible"]:
         from analyzer.recommend.prove import prove

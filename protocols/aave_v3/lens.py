@@ -199,9 +199,8 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     from protocols.aave_v3.reader import PROTOCOL
 
     reserves = reader.reserves()
-    indices = reader.ctx.multicall([Call(reader.pool, f"{name}(address)(uint256)", (r["asset"],)) for r in reserves
-                                    for name in ("getReserveNormalizedIncome", "getReserveNormalizedVariableDebt")])
-    by_kind = objects([indices[k].unwrap("Pool.getReserveNormalized*") for k in range(len(indices))])
+    # read once per reader: the accounts the rescan reads in full use them too (with_balances)
+    by_kind = objects([index for pair in normalized_indices(reader) for index in pair])
     owner, at = previous.entries(2, 3)
     code = previous.words[at].astype(np.int64)
     index, kind = code // 3, code % 3

@@ -132,7 +132,7 @@ def read_rows_from_slots(reader, accounts: Sequence[str], ids: list[int], tokens
         runs = held_runs(holders, first[batch[0]], len(batch)) if batch else [0] * len(a_tokens)
         return SELECTOR + encode_arguments(reader.pool, ids, tokens, batch, runs, *slots())
 
-    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=6, overrides=overrides)
+    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=6, codes=overrides)
     if rows is None:
         return None
     if not _checked(checks, reader.pool, accounts, rows, holders, ids, getter_rows):

@@ -2,15 +2,13 @@
 ``eth_call`` reads ``getAssetsIn`` and every non-empty ``getAccountSnapshot`` of hundreds of
 accounts. The rows are the ones :meth:`CompoundV2Reader.read_accounts` builds from Multicall3.
 
-Incremental rescans: each account's lens figures are kept as ``_state`` with the ``borrowIndex``
-of every market at the block they were read. A cToken's ``borrowBalanceStored`` is
-``principal × borrowIndex / interestIndex`` truncated (CToken.borrowBalanceStoredInternal), and
-principal and interestIndex are internal storage that no getter returns: the stored balance at a
-new index cannot be derived exactly from the old one. So an untouched account keeps its cToken
-balances and entered markets (only events change them), its borrow balance where the market's
-``borrowIndex`` did not move (no ``accrueInterest`` since), and has only ``borrowBalanceStored``
-read again in the markets whose index moved (``CompoundV2Lens.borrows``: one getter per borrow,
-not the account's whole row)."""
+Incremental rescans: each account's lens figures are kept as ``_state``, each borrow with the
+pair the cToken stores it as (principal, interestIndex: :mod:`protocols.compound_v2.borrows`), read
+beside it. An untouched account keeps its cToken balances and entered markets (only events change
+them) and its borrow pairs, so its ``borrowBalanceStored`` at a later block is computed at the
+market's new ``borrowIndex`` (CToken.borrowBalanceStoredInternal). A borrow kept without its pair
+(not proven) is kept as its balance with the ``borrowIndex`` it was read at, and only its
+``borrowBalanceStored`` is read again where that index moved (``CompoundV2Lens.borrows``)."""
 
 from __future__ import annotations
 
@@ -36,11 +34,14 @@ from analyzer.kept import (
 )
 from analyzer.lens import encode_arguments, masks, read_rows
 from protocols.base import Rows
+from protocols.compound_v2.borrows import Pair, borrow_pairs
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
 BORROWS_SELECTOR = function_signature_to_4byte_selector("borrows(address[],address[],uint256[])")
 MASK_BITS = 256      # the lens's masks are one word per account
+RECORD = 5           # kept words per market held: market, cToken balance, then a borrow (see rows_from_figures)
+KEPT_FORMAT = "borrow-pairs"    # in the market tag: a state kept in another layout is read again
 FLOAT_POWERS_OF_TEN = np.array([float(10**d) for d in range(78)])   # as Python divides a float by 10**d
 
 # An account's figures: (entered market indices, market index -> (cToken balance, borrowBalanceStored,
@@ -55,7 +56,7 @@ def lens_code() -> str:
 
 def market_tag(markets: Sequence[dict]) -> int:
     """Which market list a kept state's indices refer to (the first 8 bytes of its cTokens' hash)."""
-    return int.from_bytes(keccak(text=",".join(m["ctoken"] for m in markets))[:8], "big")
+    return int.from_bytes(keccak(text=",".join([KEPT_FORMAT, *(m["ctoken"] for m in markets)]))[:8], "big")
 
 
 def _lens_rows(reader, accounts: Sequence[str]) -> list[list[int]] | None:
@@ -104,14 +105,16 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     rows = _lens_rows(reader, accounts)
     if rows is None:
         return None
-    return rows_from_figures(reader, {a: _figures(reader, a, row) for a, row in zip(accounts, rows, strict=True)
-                                      if row})
+    figures = {a: _figures(reader, a, row) for a, row in zip(accounts, rows, strict=True) if row}
+    borrowed = {a: {j: f[1] for j, f in held.items() if f[1]} for a, (_, held) in figures.items()}
+    return rows_from_figures(reader, figures, borrow_pairs(reader, {a: b for a, b in borrowed.items() if b}))
 
 
-def rows_from_figures(reader, figures: dict[str, Figures]) -> Rows:
+def rows_from_figures(reader, figures: dict[str, Figures], pairs: dict[str, dict[int, Pair]]) -> Rows:
     """Snapshot rows from accounts' figures, with the figures kept as ``_state`` (incremental
-    rescans): ``[market tag, entered count, entered..., then (market, cToken balance, borrow
-    balance, the market's borrowIndex) per market held]``."""
+    rescans): ``[market tag, entered count, entered..., then RECORD words per market held: market,
+    cToken balance, then (principal, interestIndex, 1) of its borrow where ``pairs`` has it, else
+    (borrow balance, the market's borrowIndex, 0)]``."""
     markets = reader.markets()
     tag = market_tag(markets)
     bases = [{"protocol": PROTOCOL, "market": reader.comptroller, "asset": m["underlying"], "reserve": m["ctoken"]}
@@ -121,7 +124,7 @@ def rows_from_figures(reader, figures: dict[str, Figures]) -> Rows:
     params: dict[tuple[int, ...], str] = {}     # accounts share a few sets of entered markets
     positions, account_rows, state = [], [], {}
     for account, (entered, held) in figures.items():
-        opened = False
+        opened, proven = False, pairs.get(account, {})
         kept = [tag, len(entered), *entered]
         for j in sorted(held):
             ctoken_balance, borrow_balance, exchange_rate = held[j]
@@ -132,7 +135,8 @@ def rows_from_figures(reader, figures: dict[str, Figures]) -> Rows:
                 positions.append({**bases[j], "account": account, "side": "debt", "raw": str(borrow_balance),
                                   "amount": borrow_balance / scales[j]})
             opened = opened or bool(ctoken_balance or borrow_balance)
-            kept += [j, ctoken_balance, borrow_balance, indexes[j]]
+            kept += [j, ctoken_balance, *proven[j], 1] if j in proven else [j, ctoken_balance, borrow_balance,
+                                                                           indexes[j], 0]
         if opened:
             key = tuple(entered)
             if key not in params:
@@ -145,22 +149,30 @@ def rows_from_figures(reader, figures: dict[str, Figures]) -> Rows:
 
 def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     """Untouched accounts at this block, at once over arrays: cToken balances and entered
-    markets as kept (valued at this block's ``exchangeRateStored``), borrow balances as kept where
-    the market's ``borrowIndex`` is the one they were read at, and ``borrowBalanceStored`` read
-    again where it moved. Accounts kept under another market list are read again in full."""
+    markets as kept (valued at this block's ``exchangeRateStored``), borrows kept as their pair
+    computed at the market's ``borrowIndex`` now (``principal × borrowIndex / interestIndex``,
+    CToken.borrowBalanceStoredInternal), borrows kept as a balance taken as kept where the index
+    is the one they were read at and ``borrowBalanceStored`` read again where it moved. Accounts
+    kept under another market list (or layout) are read again in full."""
     if reader.ctx.lens is None:
         return Refreshed({}, KeptState.empty(), previous.accounts.tolist())
     markets = reader.markets()
-    again = previous.column(0) != market_tag(markets) if len(previous) else np.zeros(0, dtype=bool)
+    stale = previous.column(0) != market_tag(markets) if len(previous) else np.zeros(0, dtype=bool)
+    gone, previous = previous.accounts[stale].tolist(), previous.take(~stale)
+    again = np.zeros(len(previous), dtype=bool)
     first = 2 + previous.column(1).astype(np.int64) if len(previous) else np.zeros(0, dtype=np.int64)
-    owner, at = previous.entries(first, 4)
+    owner, at = previous.entries(first, RECORD)
     market = previous.words[at].astype(np.int64)
     again[owner[market >= min(len(markets), MASK_BITS)]] = True     # a market past the list or the lens's mask
     market = np.minimum(market, len(markets) - 1)
-    balance, borrowed = previous.words[at + 1], previous.words[at + 2].copy()
+    balance, borrowed, kept_index = previous.words[at + 1], previous.words[at + 2].copy(), previous.words[at + 3]
+    paired = previous.words[at + 4] == 1
     # a market without borrowIndex() (None: -1, never a kept index) is always read again
-    index_now = objects([-1 if m.get("borrow_index") is None else m["borrow_index"] for m in markets])
-    moved = ~again[owner] & (borrowed != 0) & (index_now[market] != previous.words[at + 3])
+    index_now = objects([-1 if m.get("borrow_index") is None else m["borrow_index"] for m in markets])[market]
+    again[owner[paired & (index_now == -1)]] = True
+    computed = paired & ~again[owner]
+    borrowed[computed] = borrowed[computed] * index_now[computed] // kept_index[computed]
+    moved = ~again[owner] & ~paired & (borrowed != 0) & (index_now != kept_index)
     if moved.any():
         masks = np.zeros(len(previous), dtype=object)
         np.add.at(masks, owner[moved], objects([1 << j for j in market[moved].tolist()]))
@@ -174,21 +186,24 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
                 raise ContagionError(f"the Compound V2 lens returned {len(fresh)} borrow balances for "
                                      f"{int(moved.sum())} asked")
             borrowed[moved] = objects(fresh)
-    return _refreshed(reader, previous, again, owner, at, market, balance, borrowed)
+    refreshed = _refreshed(reader, previous, again, owner, at, market, balance, borrowed, paired)
+    return Refreshed(refreshed.tables, refreshed.state, gone + refreshed.again)
 
 
 def _refreshed(reader, previous: KeptState, again: np.ndarray, owner: np.ndarray, at: np.ndarray, market: np.ndarray,
-               balance: np.ndarray, borrowed: np.ndarray) -> Refreshed:
+               balance: np.ndarray, borrowed: np.ndarray, paired: np.ndarray) -> Refreshed:
     """The rows and kept words (:func:`rows_from_figures`) of the accounts not read ``again``,
     from their records (``owner``: the account row, ``at``: where its words are, ``market``,
-    cToken ``balance`` and ``borrowed`` at this block)."""
+    cToken ``balance`` and ``borrowed`` at this block; ``paired``: a borrow kept as its pair,
+    kept as it is)."""
     markets = reader.markets()
     opened = np.zeros(len(previous), dtype=bool)
     opened[owner[(balance != 0) | (borrowed != 0)]] = True
     opened &= ~again
     words = previous.words.copy()
-    words[at + 2] = borrowed
-    words[at + 3] = objects([m.get("borrow_index") or 0 for m in markets])[market]
+    single = at[~paired]
+    words[single + 2] = borrowed[~paired]
+    words[single + 3] = objects([m.get("borrow_index") or 0 for m in markets])[market[~paired]]
     kept = KeptState(previous.accounts, previous.lengths, words).take(opened)
     mine = opened[owner]
     owner, market, balance, borrowed = owner[mine], market[mine], balance[mine], borrowed[mine]

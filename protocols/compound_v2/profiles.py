@@ -59,6 +59,17 @@ class ForkProfile:
     # entered markets), besides the cTokens' ERC20 Transfer: incremental rescans read only the
     # accounts these name; () where the fork's are not declared (every account is read again)
     change_events: tuple[EventSpec, ...] = ()
+    # who sets risk parameters (impersonated on a fork): the Comptroller's view naming its governance
+    # account (Compound: admin(); Venus isolated pools: owner(), the timelock its AccessControlManager allows)
+    governor_signature: str = "admin()(address)"
+    # caps, in the underlying's smallest units: the supply-cap view (None: the fork has no supply caps)
+    # and each setter (cTokens[], caps[]); the raw value meaning "no cap" per side (None: none does;
+    # any other value bounds, 0 included: no new supply or borrowing at all)
+    supply_cap_signature: str | None = None
+    supply_cap_setter: str | None = None
+    borrow_cap_setter: str = "_setMarketBorrowCaps(address[],uint256[])"
+    supply_uncapped_raw: int | None = 0
+    borrow_uncapped_raw: int = 0
 
 
 # compound-finance/compound-protocol contracts/CTokenInterfaces.sol and ComptrollerInterface events
@@ -102,6 +113,13 @@ VENUS_ISOLATED = ForkProfile(
     min_liquidatable_collateral_signature="minLiquidatableCollateral()(uint256)",
     weight_order="price_first", seize_share_over_incentive=True, oracle_admin=("owner", "setPriceOracle"),
     seize_requires_membership=True,
+    # Comptroller.sol setMarketSupplyCaps / setMarketBorrowCaps (_checkAccessAllowed: the
+    # AccessControlManager's permission for the signature), preMintHook / preBorrowHook skip the
+    # check at type(uint256).max ("unlimited"); a cap of 0 admits nothing
+    governor_signature="owner()(address)", supply_cap_signature="supplyCaps(address)(uint256)",
+    supply_cap_setter="setMarketSupplyCaps(address[],uint256[])",
+    borrow_cap_setter="setMarketBorrowCaps(address[],uint256[])",
+    supply_uncapped_raw=2**256 - 1, borrow_uncapped_raw=2**256 - 1,
 )
 
 # Events of forks that kept Compound's (no indexed fields; MarketEntered's account in data word 1)
@@ -126,6 +144,11 @@ VENUS_CORE = ForkProfile(
     liquidate_event="LiquidateBorrow(address,address,uint256,address,uint256)",
     liquidate_repay_word=2, liquidate_seize_word=4,
     forced_liquidation_signature="isForcedLiquidationEnabled(address)(bool)",
+    # SetterFacet._setMarketSupplyCaps / _setMarketBorrowCaps (ensureAllowed through the
+    # AccessControlManager; the Unitroller's admin() is the timelock); a supply cap of 0 is "minting
+    # not allowed", a borrow cap of 0 "unlimited borrowing" (PolicyFacet.mintAllowed / borrowAllowed)
+    supply_cap_signature="supplyCaps(address)(uint256)", supply_cap_setter="_setMarketSupplyCaps(address[],uint256[])",
+    supply_uncapped_raw=None,
 )
 
 BENQI = ForkProfile(

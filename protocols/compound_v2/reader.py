@@ -58,6 +58,15 @@ TRANSFER = topic("Transfer(address,address,uint256)")
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
+def cap_amount(raw: int | None, uncapped_raw: int | None, decimals: int) -> float:
+    """A Comptroller cap as the snapshot's ``supply_cap`` / ``borrow_cap`` column (token units, 0 =
+    none): none when not answered or at the profile's "no cap" value; a cap of 0 that bounds (no new
+    supply or borrowing: Venus) as one raw unit, the smallest cap there is, so that it binds."""
+    if raw is None or (uncapped_raw is not None and int(raw) == uncapped_raw):
+        return 0.0
+    return raw_to_amount(max(int(raw), 1), decimals)
+
+
 class CompoundV2Reader(Reader):
     """Reader of one Comptroller (``deployment["comptroller"]``, ``deployment["profile"]``)."""
 
@@ -106,12 +115,16 @@ class CompoundV2Reader(Reader):
                       Call(c, "borrowCaps(address)(uint256)", (ctoken,))]
             if forced_signature:
                 calls.append(Call(c, forced_signature, (ctoken,)))
-        width = len(per) + 4 + bool(forced_signature)
+            if self.profile.supply_cap_signature:
+                calls.append(Call(c, self.profile.supply_cap_signature, (ctoken,)))
+        width = len(per) + 4 + bool(forced_signature) + bool(self.profile.supply_cap_signature)
         answers = self._read(calls)
         rows, self.excluded = [], []
         for k, ctoken in enumerate(ctokens):
             a = answers[k * width:(k + 1) * width]
-            listing, price, paused, borrow_cap, *forced = a[len(per):]
+            listing, price, paused, borrow_cap, *rest = a[len(per):]
+            forced = rest[:1] if forced_signature else []
+            supply_cap = rest[-1] if self.profile.supply_cap_signature else None
             if not listing or not listing[0]:
                 continue
             if not price:
@@ -136,9 +149,10 @@ class CompoundV2Reader(Reader):
                 # up to all of a borrow in this market, healthy or not
                 "deprecated": bool(forced and forced[0]),
                 "borrow_paused": bool(paused), "reserve_factor_mantissa": reserve_factor,
-                # Comptroller.borrowCaps (underlying's smallest units, 0 = none; a comptroller
-                # without caps does not answer: none)
-                "borrow_cap_raw": int(borrow_cap or 0),
+                # Comptroller.borrowCaps / supplyCaps (underlying's smallest units; None: not
+                # answered, a comptroller without them; what "none" is: the profile's, cap_amount)
+                "borrow_cap_raw": None if borrow_cap is None else int(borrow_cap),
+                "supply_cap_raw": None if supply_cap is None else int(supply_cap),
                 "ctoken": to_checksum_address(ctoken), "underlying": to_checksum_address(a[0] or NATIVE_ASSET),
                 "exchange_rate_mantissa": int(a[1]), "protocol_seize_share_mantissa": int(a[2] or 0),
                 "symbol": a[3] or "", "ctoken_decimals": int(a[4] if a[4] is not None else 8),
@@ -190,7 +204,8 @@ class CompoundV2Reader(Reader):
             params = {k: (str(v) if isinstance(v, int) else v) for k, v in r.items()
                       if k.endswith("_mantissa") or k in ("ctoken", "ctoken_decimals", "total_supply",
                                                           "total_borrows", "total_reserves", "cash",
-                                                          "pending_blocks", "borrow_cap_raw")}
+                                                          "pending_blocks", "borrow_cap_raw",
+                                                          "supply_cap_raw")}
             params["profile"] = self.profile.name
             params["deprecated"] = r["deprecated"]
             markets.append({
@@ -201,7 +216,8 @@ class CompoundV2Reader(Reader):
                 "close_factor": r["close_factor_mantissa"] / MANTISSA,
                 "protocol_fee": r["protocol_seize_share_mantissa"] / MANTISSA,
                 "borrowable": not r["borrow_paused"], "collateral_enabled": r["collateral_factor_mantissa"] > 0,
-                "borrow_cap": raw_to_amount(r["borrow_cap_raw"], dec),
+                "borrow_cap": cap_amount(r["borrow_cap_raw"], self.profile.borrow_uncapped_raw, dec),
+                "supply_cap": cap_amount(r["supply_cap_raw"], self.profile.supply_uncapped_raw, dec),
                 "params": json.dumps(params, sort_keys=True),
             })
         return {"assets": assets, "markets": markets, "excluded": list(self.excluded)}

@@ -1,0 +1,121 @@
+"""Compound V2 borrows kept as the cToken stores them, for incremental rescans.
+
+A cToken keeps each borrow as ``accountBorrows[account] = (principal, interestIndex)``, internal
+storage that no getter returns, and answers ``borrowBalanceStored`` as ``principal × borrowIndex /
+interestIndex`` truncated (CToken.borrowBalanceStoredInternal). Only a borrow, a repay or a
+liquidation (events that name the borrower) change the pair; ``accrueInterest`` moves only the
+market's ``borrowIndex``. So with the pair kept, a rescan computes an untouched borrow at the new
+index without asking the node.
+
+The pair is read where the balance is (the scan's full read) with our ``CompoundV2Borrows`` lens
+(fixtures/contracts/slot_lens), each cToken's code replaced for that one ``eth_call`` by
+``MappingWords``, which reads the cToken's own storage. The mapping's slot is the contract's
+layout (Compound's CToken: 16; a fork's or our devnet's may differ), so it is found per market on
+one borrower: the first slot whose pair gives back the ``borrowBalanceStored`` just read. Every
+pair is then proven the same way before it is kept (``principal × borrowIndex / interestIndex``
+equals the balance read at this block); a borrow whose pair is not proven is kept as its balance
+and read again when the index moves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+
+from eth_utils import function_signature_to_4byte_selector
+
+from analyzer.devnet.solc import fixture_artifact
+from analyzer.lens import encode_arguments, read_rows
+
+SELECTOR = function_signature_to_4byte_selector("snapshots(address[],uint256[],address[],uint256[])")
+SLOT_CANDIDATES = 32     # the slots searched for accountBorrows (Compound's CToken keeps it at 16)
+ENTRY_BITS = 256         # the lens's masks are one word per account
+
+# (principal, interestIndex) of an account's borrow in one market
+Pair = tuple[int, int]
+
+
+@cache
+def lens_code() -> str:
+    return fixture_artifact("slot_lens", "CompoundV2Borrows")["deployedBytecode"]
+
+
+@cache
+def words_code() -> str:
+    return fixture_artifact("slot_lens", "MappingWords")["deployedBytecode"]
+
+
+def proven(pair: Sequence[int], borrow_index: int | None, balance: int) -> bool:
+    """Whether ``pair`` gives back ``balance`` at ``borrow_index`` (CToken.borrowBalanceStoredInternal)."""
+    principal, interest_index = pair
+    return (borrow_index is not None and principal != 0 and interest_index != 0
+            and principal * borrow_index // interest_index == balance)
+
+
+def _read(reader, entries: Sequence[tuple[int, int]], asked: Sequence[tuple[str, int]]) -> list[list[int]] | None:
+    """Per asked (account, mask over ``entries``): the pair at each entry (market index, slot) of
+    its mask, in entry order; None when the node takes no state overrides."""
+    ctokens = [reader.markets()[j]["ctoken"] for j, _ in entries]
+    slots = [slot for _, slot in entries]
+    codes = dict.fromkeys(ctokens, words_code())
+    # read_rows slices the list it is given: positions stand for the asked (an account may be asked twice)
+    positions = [str(t) for t in range(len(asked))]
+
+    def encode(batch: Sequence[str]) -> bytes:
+        chosen = [asked[int(t)] for t in batch]
+        return SELECTOR + encode_arguments(ctokens, slots, [a for a, _ in chosen], [m for _, m in chosen])
+
+    reads = max(1, sum(bin(m).count("1") for _, m in asked) // max(1, len(asked)))
+    return read_rows(reader.ctx.lens, lens_code(), encode, positions, reads_per_account=reads, codes=codes)
+
+
+def borrow_slots(reader, samples: Mapping[int, tuple[str, int]]) -> dict[int, int | None]:
+    """Per market index of ``samples`` (market -> (a borrower, its ``borrowBalanceStored`` at this
+    block)): the first slot of ``SLOT_CANDIDATES`` whose pair gives back the balance (None: none
+    does, or the node takes no overrides), kept on the reader; markets already searched are not
+    asked again."""
+    known: dict[int, int | None] = reader.__dict__.setdefault("_borrow_slots", {})
+    todo = [j for j in samples if j not in known]
+    per_call = ENTRY_BITS // SLOT_CANDIDATES
+    for start in range(0, len(todo), per_call):
+        group = todo[start:start + per_call]
+        entries = [(j, slot) for j in group for slot in range(SLOT_CANDIDATES)]
+        full = (1 << SLOT_CANDIDATES) - 1
+        rows = _read(reader, entries, [(samples[j][0], full << (SLOT_CANDIDATES * g)) for g, j in enumerate(group)])
+        for g, j in enumerate(group):
+            index, balance = reader.markets()[j].get("borrow_index"), samples[j][1]
+            words = rows[g] if rows is not None else []
+            found = [slot for slot in range(len(words) // 2) if proven(words[2 * slot:2 * slot + 2], index, balance)]
+            known[j] = found[0] if found else None
+    return {j: known[j] for j in samples}
+
+
+def borrow_pairs(reader, borrowed: Mapping[str, Mapping[int, int]]) -> dict[str, dict[int, Pair]]:
+    """Per account of ``borrowed`` (account -> {market index: ``borrowBalanceStored`` at this
+    block}): the proven (principal, interestIndex) of each borrow (:func:`proven`); borrows in a
+    market whose slot is unknown, or whose pair is not proven, are left out."""
+    markets = reader.markets()
+    samples: dict[int, tuple[str, int]] = {}
+    for account, balances in borrowed.items():
+        for j, balance in balances.items():
+            if j < ENTRY_BITS:
+                samples.setdefault(j, (account, balance))
+    slots = {j: slot for j, slot in borrow_slots(reader, samples).items() if slot is not None}
+    if not slots:
+        return {}
+    order = sorted(slots)
+    bit = {j: 1 << k for k, j in enumerate(order)}
+    asked = [(account, sum(bit[j] for j in balances if j in bit)) for account, balances in borrowed.items()]
+    asked = [(account, mask) for account, mask in asked if mask]
+    rows = _read(reader, [(j, slots[j]) for j in order], asked)
+    if rows is None:
+        return {}
+    out: dict[str, dict[int, Pair]] = {}
+    for (account, mask), row in zip(asked, rows, strict=True):
+        pairs = iter(zip(row[0::2], row[1::2], strict=True))
+        for j in order:
+            if not mask & bit[j]:
+                continue
+            pair = next(pairs)
+            if proven(pair, markets[j].get("borrow_index"), borrowed[account][j]):
+                out.setdefault(account, {})[j] = pair
+    return out
