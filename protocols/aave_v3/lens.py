@@ -23,6 +23,7 @@ from analyzer.kept import (
     Refreshed,
     decimal_strings,
     exact_amounts,
+    joined,
     labels,
     objects,
     repeated,
@@ -242,13 +243,16 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
     off: dict[int, list[str]] = {}
     for who, k in zip(owner[supplied][flag_off].tolist(), index[supplied][flag_off].tolist(), strict=True):
         off.setdefault(who, []).append(reserves[k]["asset"])      # entries in reserve order, as read
+    off_text = np.full(len(previous), "[]", dtype=object)
+    for who, assets in off.items():
+        off_text[who] = json.dumps(assets)
     # json.dumps({"collateral_off": [...], "user_configuration": str(config)}, sort_keys=True), written
     # out: tens of thousands of accounts per rescan
-    params = [f'{{"collateral_off": {json.dumps(off[i]) if i in off else "[]"}, "user_configuration": "{c}"}}'
-              for i, c in zip(held.tolist(), config[held].tolist(), strict=True)]
+    params = joined('{"collateral_off": ', off_text[held], ', "user_configuration": "', decimal_strings(config[held]),
+                    '"}')
     return pd.DataFrame({"protocol": repeated(PROTOCOL, len(held)), "market": repeated(reader.pool, len(held)),
                          "account": labels(names, held), "category": emode[held].astype(np.int64),
-                         "params": text(params)})
+                         "params": params})
 
 
 def balances(version: str, scaled: np.ndarray, index: np.ndarray, supply: np.ndarray) -> np.ndarray:
