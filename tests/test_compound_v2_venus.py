@@ -182,3 +182,48 @@ def test_venus_caps_are_read_searched_and_set_through_the_pools_own_setters(venu
         assert not _mint_reverts(w3, weth["cToken"], weth["underlying"], minter, int(room * 0.99))
     finally:
         devnet.anvil.revert(mark)
+
+
+def test_a_venus_threshold_cut_is_set_by_the_pool_and_liquidates_whom_the_tuning_predicts(venus_pool):
+    """WETH's liquidation threshold cut ten points (below its collateral factor, which follows it)
+    through ``setCollateralFactor`` as the pool's owner: the Comptroller's ``markets()`` holds both
+    values, and the accounts the tuned snapshot makes liquidatable are those the Comptroller puts in
+    shortfall (``getAccountLiquidity``), but those under its minimum liquidatable collateral."""
+    from analyzer.cheats import read
+    from analyzer.recommend.evaluate import liquidatable, tuned
+    from protocols.base import ParameterChange
+    from protocols.compound_v2.constants import PROTOCOL
+    from protocols.compound_v2.tuning import CompoundV2Tuning
+
+    devnet, deployment = venus_pool
+    w3 = devnet.w3
+    comptroller, weth = deployment["comptroller"], deployment["markets"]["WETH"]
+    cf, lt = venus.MARKETS["WETH"]
+    mark = devnet.anvil.snapshot()
+    try:
+        snapshot = read_snapshot(w3, deployment)
+        tuning = CompoundV2Tuning()
+        listed = {(p.asset, p.parameter): p for p in tuning.parameters(snapshot)}
+        assert listed[(weth["underlying"], "liquidation_threshold")].value == lt
+        change = ParameterChange(PROTOCOL, comptroller, weth["underlying"], "liquidation_threshold", round(lt - 0.10, 4))
+        predicted = {a for p, _, a in liquidatable(tuned(snapshot, [change]))} - {a for p, _, a in liquidatable(snapshot)}
+
+        def in_shortfall() -> set[str]:
+            borrowers = set(snapshot.positions.loc[snapshot.positions["side"] == "debt", "account"])
+            return {a for a in borrowers
+                    if read(w3, comptroller, "getAccountLiquidity(address)(uint256,uint256,uint256)", a)[2] > 0}
+
+        before = in_shortfall()
+        tuning.configure(w3, deployment, [change])
+        listing = read(w3, comptroller, "markets(address)(bool,uint256,uint256)", weth["cToken"])
+        assert (listing[1], listing[2]) == (round((lt - 0.10) * 1e4) * 10**14,) * 2 and lt - 0.10 < cf
+        newly = in_shortfall() - before
+        assert predicted and predicted <= newly
+        # the rest are refused by the pool's minimum liquidatable collateral (independently: their
+        # collateral's value at the oracle price, from the positions read)
+        pos = snapshot.positions.merge(snapshot.assets[["address", "price_usd"]], left_on="asset", right_on="address")
+        held = pos[pos["side"] == "collateral"].assign(usd=lambda p: p["amount"] * p["price_usd"])
+        small = set(held.groupby("account")["usd"].sum().loc[lambda usd: usd < venus.MIN_LIQUIDATABLE_COLLATERAL_USD].index)
+        assert newly - predicted <= small
+    finally:
+        devnet.anvil.revert(mark)

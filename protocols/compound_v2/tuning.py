@@ -3,7 +3,11 @@
 an error code, not a revert, above 0.9e18 or without an oracle price). In Compound's own profile
 the collateral factor is also the liquidation threshold (liquidity = Σ collateral × factor), so a
 cut both limits borrowing and makes accounts liquidatable; forks with a separate threshold
-(Venus isolated pools) are not tuned here. Steps of 100 bps, as Compound's proposals move factors.
+(Venus isolated pools) have their liquidation threshold tuned instead: ``Comptroller.setCollateralFactor(
+vToken, newCollateralFactorMantissa, newLiquidationThresholdMantissa)`` as the pool's ``owner()``
+(allowed by its AccessControlManager; refused above 1e18 or below the collateral factor, which a cut
+below it therefore lowers to the new threshold). Steps of 100 bps, as Compound's and Venus'
+proposals move factors.
 With the cap analysis on (:mod:`analyzer.recommend.caps`), each market's caps too, through the
 fork's own setters (:class:`protocols.compound_v2.profiles.ForkProfile`): Compound's borrow cap
 (``Comptroller._setMarketBorrowCaps(cTokens, newBorrowCaps)``, as the ``admin()``); Venus isolated
@@ -52,11 +56,17 @@ class CompoundV2Tuning(ParameterTuning):
             factors = set(rows["ltv"].astype(float))
             # an underlying listed twice (a legacy cToken beside its successor) is one parameter when
             # both markets share the factor, as governance sets them; left alone when they differ
-            if (market, asset) not in held or profiles != {"compound"} or len(factors) != 1:
+            if (market, asset) not in held or len(profiles) != 1 or len(factors) != 1:
                 continue
-            cf = factors.pop()
-            out.append(TunableParameter(str(market), str(asset), "collateral_factor", cf, STEP,
-                                        round(max(cf - MAX_CUT, STEP), 6), cf, margin=True))
+            fork = profiles.pop()
+            if fork == "compound":
+                cf = factors.pop()
+                out.append(TunableParameter(str(market), str(asset), "collateral_factor", cf, STEP,
+                                            round(max(cf - MAX_CUT, STEP), 6), cf, margin=True))
+            elif fork == "venus-isolated" and rows["liquidation_threshold"].nunique() == 1:
+                lt = float(rows["liquidation_threshold"].iloc[0])
+                out.append(TunableParameter(str(market), str(asset), "liquidation_threshold", lt, STEP,
+                                            round(max(lt - MAX_CUT, STEP), 6), lt, margin=True))
         return out + cap_parameters(snapshot, PROTOCOL)
 
     def apply(self, snapshot: Snapshot, changes: Sequence[ParameterChange]) -> Snapshot:
@@ -66,18 +76,22 @@ class CompoundV2Tuning(ParameterTuning):
             return snapshot
         markets = snapshot.markets.copy()
         for change in mine:
-            if change.parameter != "collateral_factor":
+            if change.parameter not in ("collateral_factor", "liquidation_threshold"):
                 raise ContagionError(f"compound-v2: {change.parameter} is not a parameter this tuning sets")
             row = (markets["protocol"] == PROTOCOL) & (markets["market"] == change.market) \
                 & (markets["asset"] == change.asset)
             if not row.any():
                 raise ContagionError(f"compound-v2: no market for {change.asset} in {change.market}")
-            mantissa = _check(change.value)
             for i in markets.index[row]:        # every cToken of the underlying
                 params = json.loads(markets.at[i, "params"] or "{}")
-                params["collateral_factor_mantissa"] = params["liquidation_threshold_mantissa"] = str(mantissa)
+                if change.parameter == "collateral_factor":
+                    cf = lt = _check(change.value)
+                else:       # Venus isolated pools: the threshold, the collateral factor at most it
+                    lt = _check_threshold(change.value)
+                    cf = min(int(params["collateral_factor_mantissa"]), lt)
+                params["collateral_factor_mantissa"], params["liquidation_threshold_mantissa"] = str(cf), str(lt)
                 markets.at[i, "params"] = json.dumps(params, sort_keys=True)
-            markets.loc[row, ["ltv", "liquidation_threshold"]] = [mantissa / MANTISSA, mantissa / MANTISSA]
+                markets.loc[i, ["ltv", "liquidation_threshold"]] = [cf / MANTISSA, lt / MANTISSA]
         out = copy.copy(snapshot)
         out.meta, out.markets = dict(snapshot.meta), markets
         return out
@@ -107,7 +121,10 @@ class CompoundV2Tuning(ParameterTuning):
             if change.parameter in CAP_COLUMN:
                 _set_caps(w3, comptroller, admin, ctokens[change.asset.lower()], change, fork)
                 continue
-            if fork.name != "compound":
+            if change.parameter == "liquidation_threshold" and fork.name == "venus-isolated":
+                _set_threshold(w3, comptroller, admin, ctokens[change.asset.lower()], change, fork)
+                continue
+            if change.parameter != "collateral_factor" or fork.name != "compound":
                 raise ContagionError(f"compound-v2: {change.parameter} of a {fork.name} pool is not a parameter this "
                                      "tuning sets")
             mantissa = _check(change.value)
@@ -143,6 +160,33 @@ def _set_caps(w3, comptroller: str, admin: str, ctokens: list[str], change: Para
     for ctoken in cts:
         if int(read(w3, comptroller, getter, ctoken)) != raw:
             raise ContagionError(f"{what}: {ctoken}'s cap did not read back as {raw}")
+
+
+def _set_threshold(w3, comptroller: str, admin: str, ctokens: list[str], change: ParameterChange,
+                   fork: ForkProfile) -> None:
+    """A Venus isolated pool's liquidation threshold, its collateral factor lowered to it when above,
+    through ``setCollateralFactor``; read back from ``markets()``."""
+    from analyzer.cheats import read, send_as
+
+    lt = _check_threshold(change.value)
+    for ctoken in (to_checksum_address(c) for c in ctokens):
+        market = read(w3, comptroller, fork.markets_signature, ctoken)
+        assert isinstance(market, (list, tuple)) and fork.liquidation_threshold_index is not None
+        cf = min(int(market[fork.collateral_factor_index]), lt)
+        send_as(w3, admin, comptroller, "setCollateralFactor(address,uint256,uint256)", ctoken, cf, lt,
+                what=f"Comptroller.setCollateralFactor({ctoken})")
+        market = read(w3, comptroller, fork.markets_signature, ctoken)
+        assert isinstance(market, (list, tuple))
+        if (int(market[fork.collateral_factor_index]), int(market[fork.liquidation_threshold_index])) != (cf, lt):
+            raise ContagionError(f"Comptroller.setCollateralFactor({ctoken}): did not read back as ({cf}, {lt})")
+
+
+def _check_threshold(value: float) -> int:
+    mantissa = _mantissa(value)
+    if not 0 < mantissa <= MANTISSA:
+        raise ContagionError(f"compound-v2: liquidation threshold {value} is outside (0, 1] "
+                             "(Comptroller.setCollateralFactor: InvalidLiquidationThreshold)")
+    return mantissa
 
 
 def _check(value: float) -> int:
