@@ -2,7 +2,9 @@
 reads the user configuration, e-mode and every non-zero aToken / debt-token scaled balance of
 hundreds of accounts. The rows are the ones :meth:`AaveV3Reader.read_accounts` builds from
 Multicall3: each balance is the token's ``balanceOf`` (the scaled balance times the reserve's
-normalized index, read once per reserve, rounded as the token rounds; stable debt read as is)."""
+normalized index, read once per reserve, rounded as the token rounds; stable debt read as is).
+The same rows are read straight from storage where the getters prove the slots
+(:mod:`.slots`, ``AaveV3SlotLens``), through the getters otherwise."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from analyzer.kept import (
 )
 from analyzer.lens import encode_arguments, masks, read_rows
 from analyzer.multicall import Call
+from protocols.aave_v3.slots import read_rows_from_slots
 from protocols.base import AccountEvents, Rows
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,uint256[],address[],address[],uint256[])")
@@ -59,7 +62,11 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
         return SELECTOR + encode_arguments(reader.pool, ids, tokens, batch, masks(held, batch, a_tokens))
 
     reads = 2 + (len(reserves) if held is None else 4)   # an account holds a few reserves
-    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)
+
+    def getter_rows(batch: Sequence[str]) -> list[list[int]] | None:
+        return read_rows(reader.ctx.lens, lens_code(), encode, batch, reads_per_account=reads)
+
+    rows = read_rows_from_slots(reader, accounts, ids, tokens, getter_rows) or getter_rows(accounts)
     if rows is None:
         return None
     return rows_from_lens(reader, accounts, with_balances(reader, rows))
