@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.atomic import atomic_write_text
+from analyzer.atomic import atomic_write_bytes, atomic_write_text
 from analyzer.checksum import checksum, remember, remember_hex_column
 from analyzer.logcolumns import LogColumns
 from analyzer.rpc import RpcClient
@@ -62,9 +62,10 @@ class ChunkFiles:
     """The chunk files of one protocol's event set; ``None`` root keeps nothing. With ``events``,
     the folder also names what it caches (``events.txt``: the addresses and topics asked)."""
 
-    def __init__(self, root: Path | None, events: AccountEvents | None = None):
+    def __init__(self, root: Path | None, events: AccountEvents | None = None, *, durable: bool = True):
         self.root = root
         self.events = events
+        self.durable = durable      # False: no fsync (a file a crash of the machine damaged is read again)
 
     def best(self, lo: int, hi: int) -> tuple[int, dict[str, int], dict[str, list[str]]] | None:
         """The cached chunk starting at ``lo`` that reaches furthest without passing ``hi``:
@@ -88,8 +89,9 @@ class ChunkFiles:
         if self.events is not None and not (self.root / "events.txt").is_file():
             atomic_write_text(self.root / "events.txt", json.dumps(
                 {"addresses": sorted(a.lower() for a in self.events.addresses), "topics": sorted(self.events.topics)}))
-        atomic_write_text(self.root / f"{lo}-{hi}.json",
-                          json.dumps({"accounts": accounts, "holdings": holdings}, separators=(",", ":")))
+        atomic_write_bytes(self.root / f"{lo}-{hi}.json", json.dumps({"accounts": accounts, "holdings": holdings},
+                                                                      separators=(",", ":")).encode(),
+                           durable=self.durable)
         if replaces is not None and replaces != hi:
             (self.root / f"{lo}-{replaces}.json").unlink(missing_ok=True)
 

@@ -18,6 +18,7 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 @dataclass(frozen=True)
@@ -180,3 +181,13 @@ def repeated(value: str, count: int) -> pd.api.extensions.ExtensionArray:
     offsets = np.arange(count + 1, dtype=np.int32) * len(data)
     return pd.arrays.ArrowStringArray(pa.StringArray.from_buffers(count, pa.py_buffer(offsets),
                                                                    pa.py_buffer(data * count)))
+
+
+def joined(*parts: str | Sequence[str] | np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """Text columns (and strings, repeated) joined row by row as one string column: Arrow joins
+    them, not a format string per row."""
+    count = next(len(p) for p in parts if not isinstance(p, str))
+    columns = [pa.scalar(p, pa.string()) if isinstance(p, str) else pa.array(list(p), type=pa.string())
+               for p in parts]
+    out = pc.binary_join_element_wise(*columns, "") if count else pa.array([], type=pa.string())
+    return pd.arrays.ArrowStringArray(out)

@@ -25,8 +25,9 @@ LENS_ADDRESS = to_checksum_address(keccak(text="defi-contagion/scan-lens")[-20:]
 PROBE_CODE = "0x4360005260206000f3"
 CALL_GAS = 45_000_000          # under geth's and erigon's default eth_call gas cap (50M)
 READS_PER_CALL = 4_000         # contract reads per eth_call to start from (a few thousand gas each)
-# out of gas in a sub-call shows as a plain revert of the lens: both mean "fewer accounts per call"
-SMALLER_CALL = ("gas", "revert")
+# out of gas in a sub-call shows as a plain revert of the lens, and out of gas for memory as
+# anvil's "MemoryOOG": all mean "fewer accounts per call"
+SMALLER_CALL = ("gas", "revert", "oog")
 BLOCK_RETRIES = 8
 
 LensCall = Callable[..., bytes]

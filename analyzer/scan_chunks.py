@@ -117,7 +117,8 @@ def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, cha
     if previous is None:
         return None     # no earlier scan here, or one that kept no state (read without the lens)
     key = digest([sorted(events.addresses), sorted(events.topics), picking, client.block(since_block)["hash"]])
-    files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}")
+    # no fsync: a rescan's few change logs are read again where a crash of the machine damaged them
+    files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}", durable=False)
     touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
                            max_range=log_range, stats=stats.discovery,
                            progress=lambda done, total: report(f"{label} changes", done, total)))

@@ -144,3 +144,54 @@ def test_merge_keeps_what_each_protocol_knows_of_a_shared_asset():
     assert len(merged) == 2
     assert merged.loc["WETH", "iv"] == 0.78
     assert merged.loc["USDC", "receipt_of"] == "aave-v3:" + WETH
+
+
+FLAT_JSON_TEXTS = [
+    '{}', ' {} ', '{"a": 1}', '{"a":-0.5e-3,"b":true,"c":null,"d":false}', '{"a": ["0xab", "0xcd"]}', '{"a": []}',
+    '{"é": "ü"}', '{"a": 1, "a": 2}', '\n{"a":\t"b"}\r',
+    # not JSON objects, or JSON only by a route the flat grammar leaves to the parser
+    '', '{', '{"a": 01}', '{"a": 1,}', '{"a": [,]}', '{"a": "\x01"}', '{"a": "\\n"}', '{"a": [1]}', '{"a": {}}',
+    '[{}]', '{} {}', '{"a": NaN}', '{"a" 1}', '{a: 1}', "{'a': 1}", '{"a": .5}', '{"a": 1.}', '{"a": +1}',
+    '\x0b{}', '{"a": "b"', '"{}"', '{"a": ["b",]}', '{"a": 1e}', '{"a": -}',
+]
+
+
+def parses_as_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(FLAT_JSON_TEXTS) | st.text(alphabet='{}[]":,-.0123456789eEtrufalsn \t\n\x01ab\\', max_size=30))
+def test_the_flat_json_fast_path_takes_only_json_objects(text):
+    """validate's regex over params: whatever it matches json.loads reads as an object (the rest is
+    parsed), so a snapshot's params are rejected exactly when they are not a JSON object."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from analyzer.model import FLAT_JSON_OBJECT
+
+    matched = pc.match_substring_regex(pa.array([text]), FLAT_JSON_OBJECT)[0].as_py()
+    assert not matched or parses_as_object(text)
+    snap = small_snapshot()
+    snap.markets.loc[0, "params"] = text
+    if text and not parses_as_object(text):
+        with pytest.raises(ContagionError, match="JSON object"):
+            snap.validate()
+    else:
+        snap.validate()
+
+
+def test_the_flat_json_fast_path_matches_what_plugins_write():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from analyzer.model import FLAT_JSON_OBJECT
+
+    written = ['{"collateral_off": [], "user_configuration": "140737488355330"}',
+               '{"principal": "-12", "assets_in": 3, "is_liquidatable": false}',
+               json.dumps({"entered": ["0x" + "ab" * 20, "0x" + "cd" * 20]}), json.dumps({"x": 0.0, "y": "z"})]
+    assert pc.match_substring_regex(pa.array(written), FLAT_JSON_OBJECT).to_pylist() == [True] * len(written)
+    assert all(json.loads(t) for t in written)

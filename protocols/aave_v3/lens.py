@@ -2,7 +2,9 @@
 reads the user configuration, e-mode and every non-zero aToken / debt-token scaled balance of
 hundreds of accounts. The rows are the ones :meth:`AaveV3Reader.read_accounts` builds from
 Multicall3: each balance is the token's ``balanceOf`` (the scaled balance times the reserve's
-normalized index, read once per reserve, rounded as the token rounds; stable debt read as is)."""
+normalized index, read once per reserve, rounded as the token rounds; stable debt read as is).
+The same rows are read straight from storage where the getters prove the slots
+(:mod:`.slots`, ``AaveV3SlotLens``), through the getters otherwise."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from analyzer.kept import (
     Refreshed,
     decimal_strings,
     exact_amounts,
+    joined,
     labels,
     objects,
     repeated,
@@ -28,6 +31,7 @@ from analyzer.kept import (
 )
 from analyzer.lens import encode_arguments, masks, read_rows
 from analyzer.multicall import Call
+from protocols.aave_v3.slots import read_rows_from_slots
 from protocols.base import AccountEvents, Rows
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,uint256[],address[],address[],uint256[])")
@@ -58,7 +62,11 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
         return SELECTOR + encode_arguments(reader.pool, ids, tokens, batch, masks(held, batch, a_tokens))
 
     reads = 2 + (len(reserves) if held is None else 4)   # an account holds a few reserves
-    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)
+
+    def getter_rows(batch: Sequence[str]) -> list[list[int]] | None:
+        return read_rows(reader.ctx.lens, lens_code(), encode, batch, reads_per_account=reads)
+
+    rows = read_rows_from_slots(reader, accounts, ids, tokens, getter_rows) or getter_rows(accounts)
     if rows is None:
         return None
     return rows_from_lens(reader, accounts, with_balances(reader, rows))
@@ -192,9 +200,8 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     from protocols.aave_v3.reader import PROTOCOL
 
     reserves = reader.reserves()
-    indices = reader.ctx.multicall([Call(reader.pool, f"{name}(address)(uint256)", (r["asset"],)) for r in reserves
-                                    for name in ("getReserveNormalizedIncome", "getReserveNormalizedVariableDebt")])
-    by_kind = objects([indices[k].unwrap("Pool.getReserveNormalized*") for k in range(len(indices))])
+    # read once per reader: the accounts the rescan reads in full use them too (with_balances)
+    by_kind = objects([index for pair in normalized_indices(reader) for index in pair])
     owner, at = previous.entries(2, 3)
     code = previous.words[at].astype(np.int64)
     index, kind = code // 3, code % 3
@@ -236,13 +243,16 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
     off: dict[int, list[str]] = {}
     for who, k in zip(owner[supplied][flag_off].tolist(), index[supplied][flag_off].tolist(), strict=True):
         off.setdefault(who, []).append(reserves[k]["asset"])      # entries in reserve order, as read
+    off_text = np.full(len(previous), "[]", dtype=object)
+    for who, assets in off.items():
+        off_text[who] = json.dumps(assets)
     # json.dumps({"collateral_off": [...], "user_configuration": str(config)}, sort_keys=True), written
     # out: tens of thousands of accounts per rescan
-    params = [f'{{"collateral_off": {json.dumps(off[i]) if i in off else "[]"}, "user_configuration": "{c}"}}'
-              for i, c in zip(held.tolist(), config[held].tolist(), strict=True)]
+    params = joined('{"collateral_off": ', off_text[held], ', "user_configuration": "', decimal_strings(config[held]),
+                    '"}')
     return pd.DataFrame({"protocol": repeated(PROTOCOL, len(held)), "market": repeated(reader.pool, len(held)),
                          "account": labels(names, held), "category": emode[held].astype(np.int64),
-                         "params": text(params)})
+                         "params": params})
 
 
 def balances(version: str, scaled: np.ndarray, index: np.ndarray, supply: np.ndarray) -> np.ndarray:

@@ -15,7 +15,17 @@ from eth_utils import function_signature_to_4byte_selector
 
 from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
-from analyzer.kept import KeptState, Refreshed, decimal_strings, exact_amounts, objects, repeated, text
+from analyzer.kept import (
+    KeptState,
+    Refreshed,
+    decimal_strings,
+    exact_amounts,
+    joined,
+    labels,
+    objects,
+    repeated,
+    text,
+)
 from analyzer.lens import encode_arguments, masks, read_rows, to_int256
 from protocols.base import Rows
 from protocols.comet import exact
@@ -133,28 +143,34 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     zeros = np.zeros(len(accounts), dtype=np.int64).astype(object)
     words = np.concatenate([np.column_stack([principal, assets_in, zeros, zeros, zeros]), held], axis=1)
     kept = KeptState(accounts, np.full(len(accounts), 5 + n, dtype=np.int64), words.ravel())
-    params = [f'{{"principal": "{p}", "assets_in": {int(a)}, "is_liquidatable": {"true" if f else "false"}}}'
-              for p, a, f in zip(principal.tolist(), assets_in.tolist(), flagged.tolist(), strict=True)]
+    # as rows_from_lens writes them
+    params = joined('{"principal": "', decimal_strings(principal), '", "assets_in": ', decimal_strings(assets_in),
+                    ', "is_liquidatable": ', np.where(flagged, "true", "false").astype(object), "}")
     m = len(accounts)
     account_rows = pd.DataFrame({"protocol": repeated(PROTOCOL, m), "market": repeated(comet, m), "account": text(accounts),
-                                 "category": np.zeros(m, dtype=np.int64), "params": text(params)})
+                                 "category": np.zeros(m, dtype=np.int64), "params": params})
     base, decimals = state["base_token"], state["decimals"]
     columns = [(base, "debt", borrowed, decimals[0]), (base, "collateral", supplied, decimals[0])]
     columns += [(a["asset"], "collateral", held[:, i], decimals[i + 1]) for i, a in enumerate(state["assets"])]
-    positions = pd.concat([_positions(comet, accounts, asset, side, raw, d) for asset, side, raw, d in columns],
-                          ignore_index=True)
+    positions = _positions(comet, accounts, columns)
     return Refreshed({"positions": positions, "accounts": account_rows}, kept, previous.accounts[again].tolist())
 
 
-def _positions(comet: str, accounts: np.ndarray, asset: str, side: str, raw: np.ndarray, decimals: int) -> pd.DataFrame:
-    """The rows of one asset and side: the accounts whose ``raw`` is not zero."""
+def _positions(comet: str, accounts: np.ndarray, columns: list[tuple[str, str, np.ndarray, int]]) -> pd.DataFrame:
+    """The rows of each (asset, side, raw per account, decimals) of ``columns`` in turn, of the
+    accounts whose ``raw`` is not zero, as one frame."""
     from protocols.comet.reader import PROTOCOL
 
-    some = np.flatnonzero(raw != 0)
-    raw, n = raw[some], len(some)
+    some = [np.flatnonzero(raw != 0) for _, _, raw, _ in columns]
+    counts = np.array([len(rows) for rows in some], dtype=np.int64)
+    which = np.repeat(np.arange(len(columns)), counts)
+    raw = np.concatenate([column[2][rows] for column, rows in zip(columns, some, strict=True)] or [objects([])])
+    n = len(raw)
     return pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(comet, n),
-                         "account": text(accounts[some]), "asset": repeated(asset, n), "reserve": repeated("", n),
-                         "side": repeated(side, n), "amount": exact_amounts(raw, np.full(n, decimals, dtype=np.int64)),
+                         "account": labels(accounts, np.concatenate(some) if some else np.zeros(0, dtype=np.int64)),
+                         "asset": labels([asset for asset, _, _, _ in columns], which), "reserve": repeated("", n),
+                         "side": labels([side for _, side, _, _ in columns], which),
+                         "amount": exact_amounts(raw, np.array([d for _, _, _, d in columns], dtype=np.int64)[which]),
                          "raw": text(decimal_strings(raw))})
 
 
