@@ -13,7 +13,7 @@ from analyzer.cheats import read
 from analyzer.demo import default_scenarios
 from analyzer.fidelity import BAD_DEBT_FLOOR_USD, BAD_DEBT_TOLERANCE
 from analyzer.recommend.evaluate import liquidatable, liquidatable_now, outcome, tunings
-from analyzer.recommend.prove import chain_copy, configure, prove
+from analyzer.recommend.prove import chain_copy, configure
 from protocols.base import ParameterChange
 from tests.conftest import requires_anvil
 
@@ -96,13 +96,27 @@ def test_every_step_the_search_recommends_is_needed(case, searched):
         assert worst(undone) > searched["budget_usd"], rec
 
 
-def test_prove_on_the_search_output_keeps_every_replayed_scenario_within_the_budget(devnet, case, searched):
-    """The recommendations made through the protocols' own configuration calls on a fork: a fresh
-    scan of the fork finds the accounts (and debt) the trade-off figures report, per recommendation
-    alone and all together; each scenario replayed there, settled then shocked, ends within the
-    budget to the engine's fidelity criteria, and within those criteria of the prediction."""
-    _, chosen, _, scenarios, _ = case
-    proof = prove(devnet.url, devnet.book, searched, scenarios, chosen)
+def test_prove_on_the_search_output_keeps_every_replayed_scenario_within_the_budget(devnet, case, searched,
+                                                                                   tmp_path, capsys):
+    """The recommendations, as the search wrote them (``recommend --prove --from``), made through the
+    protocols' own configuration calls on a fork: a fresh scan of the fork finds the accounts (and
+    debt) the trade-off figures report, per recommendation alone and all together; each scenario
+    replayed there, settled then shocked, ends within the budget to the engine's fidelity criteria,
+    and within those criteria of the prediction."""
+    import json
+
+    from analyzer.cli import main
+    from analyzer.devnet.build import write_address_book
+
+    snapshot, _, _, scenarios, _ = case
+    snapshot.write(tmp_path / "snapshot")
+    (tmp_path / "recommendations.json").write_text(json.dumps(searched))
+    write_address_book(devnet.book, tmp_path / "book.json")
+    code = main(["recommend", str(tmp_path / "snapshot"), "--from", str(tmp_path / "recommendations.json"), "--prove",
+                 "--rpc", devnet.url, "--book", str(tmp_path / "book.json"), "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    proof = json.loads((tmp_path / "out" / "proof.json").read_text())
+    assert [row["scenario"] for row in proof["scenarios"]] == [s.name for s in scenarios]
     assert searched["liquidatable_now"]["accounts"] and proof["liquidatable_now_ok"], proof["liquidatable_now_fork"]
     assert proof["liquidatable_now_fork"]["debt_usd"] == pytest.approx(searched["liquidatable_now"]["debt_usd"], rel=1e-6)
     assert proof["parameters_on_fork_ok"] and len(proof["parameters_on_fork"]) >= len(searched["changes"])

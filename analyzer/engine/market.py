@@ -339,12 +339,19 @@ class _Queue:
         self.table = _CurveTable([curve(int(a)) for a in used]) if len(used) else None
 
     def starts(self, chosen: np.ndarray) -> np.ndarray:
-        """Where each entry's trade starts: the round's earlier trades plus the keepers ahead of it."""
+        """Where each entry's trade starts: the round's earlier trades plus the keepers ahead of it,
+        added in queue order (the reference round's sums), so that a keeper's trade at the share
+        chosen ends on the very float where the next one's starts (one exact valuation for both)."""
         queued = self.units * chosen[self.rows]
-        ahead = np.empty(self.size)
-        for s, e in zip(self.bounds[:-1], self.bounds[1:], strict=True):   # (side, asset) groups (tens)
-            np.add.accumulate(queued[s:e], out=ahead[s:e])                  # each queue's running total
-        return self.committed + (ahead - queued)
+        first = self.bounds[:-1]
+        end = queued.copy()
+        end[first] += self.committed[first]
+        for s, e in zip(first, self.bounds[1:], strict=True):      # (side, asset) groups (tens)
+            np.add.accumulate(end[s:e], out=end[s:e])               # where each keeper's trade ends
+        start = np.empty(self.size)
+        start[1:] = end[:-1]
+        start[first] = self.committed[first]
+        return start
 
     def profit(self, base: np.ndarray, before: np.ndarray, fractions: np.ndarray, entries: np.ndarray) -> np.ndarray:
         """``base`` (k, f) plus the value of the trades ``entries`` (sorted) at each fraction: each
@@ -375,7 +382,9 @@ class _Queue:
                         split: int, c: np.ndarray, bins: np.ndarray) -> None:
         """Where the grid's bounds on a keeper's profit straddle zero, the profit from real trades on
         copies of the venues (:meth:`SlippageCurve.exact_value`), so that the keeper's decision is
-        the exact rule's; elsewhere the sign of the interpolated profit is already the exact one."""
+        the exact rule's; elsewhere the sign of the interpolated profit is already the exact one. Only
+        the sign of the largest share that pays matters (:func:`keeper_fraction` takes it), so a
+        keeper's smaller shares are not valued once a larger one surely pays."""
         assert self.table is not None
         k, width = profit.shape
         low, high = np.empty_like(ends), np.empty_like(ends)
@@ -389,17 +398,24 @@ class _Queue:
         worst[np.isnan(worst)], best[np.isnan(best)] = -np.inf, np.inf
         sums = [np.bincount(np.concatenate([np.arange(k * width), bins]), weights=np.concatenate([base.ravel(),
                             bound.ravel()]), minlength=k * width).reshape(k, width) for bound in (worst, best)]
-        undecided = np.argwhere((sums[0] <= 0) & (sums[1] > 0))
-        if not len(undecided):
-            return
+        undecided = (sums[0] <= 0) & (sums[1] > 0)
+        pays = sums[0] > 0
         keeper_of = self.rows[entries]
-        for keeper, f in undecided:          # the few keepers near break-even
-            total = float(base[keeper, f])
-            for e in np.flatnonzero(keeper_of == keeper):
-                curve, sell = self.table.curves[int(c[e, 0])], bool(e < split)
-                delta = curve.exact_value(ends[e, f + 1], sell) - curve.exact_value(ends[e, 0], sell)
-                total += float(price[e, 0]) * delta if math.isfinite(delta) else -math.inf
-            profit[keeper, f] = total
+        for keeper in np.flatnonzero(undecided.any(axis=1)):     # the few keepers near break-even
+            own = np.flatnonzero(keeper_of == keeper)
+            for f in range(width):       # the keeper takes the largest share that pays: once one does, stop
+                if pays[keeper, f]:
+                    break
+                if not undecided[keeper, f]:
+                    continue
+                total = float(base[keeper, f])
+                for e in own:
+                    curve, sell = self.table.curves[int(c[e, 0])], bool(e < split)
+                    delta = curve.exact_value(ends[e, f + 1], sell) - curve.exact_value(ends[e, 0], sell)
+                    total += float(price[e, 0]) * delta if math.isfinite(delta) else -math.inf
+                profit[keeper, f] = total
+                if total > 0:
+                    break
 
 
 def _by_column_flat(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

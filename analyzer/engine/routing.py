@@ -104,12 +104,10 @@ def route(venues: Sequence[VenueModel], asset_amount: float, swap_gas_usd: float
     sell, amount = asset_amount > 0, abs(asset_amount)
     candidates = []
     active = list(range(n))
-    while active:
+    while len(active) > 1:      # down to one venue: that is a single below, with no level to find
         split = np.zeros(n)
         split[active] = equal_marginal_split([venues[i] for i in active], amount, sell)
         candidates.append(split)
-        if len(active) == 1:
-            break
         active.remove(min(active, key=lambda i: split[i]))
     for i in range(n):
         single = np.zeros(n)

@@ -132,7 +132,10 @@ def read_rows_from_slots(reader, accounts: Sequence[str], ids: list[int], tokens
         runs = held_runs(holders, first[batch[0]], len(batch)) if batch else [0] * len(a_tokens)
         return SELECTOR + encode_arguments(reader.pool, ids, tokens, batch, runs, *slots())
 
-    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=6, codes=overrides)
+    # without holdings (a rescan's touched accounts) every token of every account is read: calls sized
+    # for that, not halved from a size the node's gas cap refuses (each refusal resent every override)
+    reads = 6 if holders is not everyone else 2 + 2 * len(a_tokens)
+    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads, codes=overrides)
     if rows is None:
         return None
     if not _checked(checks, reader.pool, accounts, rows, holders, ids, getter_rows):

@@ -81,7 +81,14 @@ class CometReader(Reader):
                 for c, r in zip(calls, self.ctx.multicall(calls), strict=True)]
 
     def market_state(self) -> dict:
-        """Global parameters, totals with indices accrued to the block, and every asset's info."""
+        """Global parameters, totals with indices accrued to the block, and every asset's info,
+        read once per reader (the markets row and the lens's accounts both use them)."""
+        known = self.__dict__.get("_market_state")
+        if known is None:
+            known = self._market_state = self._read_market_state()
+        return known
+
+    def _read_market_state(self) -> dict:
         comet = self.comet
         values = self._read([Call(comet, sig) for _, sig in GLOBAL_READS], "comet market")
         state = dict(zip([name for name, _ in GLOBAL_READS], values, strict=True))
