@@ -9,8 +9,10 @@ linearly interpolated). The decision is the exact rule's nevertheless: a single 
 pool is valued in closed form, and elsewhere the grid brackets each keeper's profit (the average
 price of a sale falls with its size on a convex venue and on a route across such venues); a
 keeper whose bracket straddles zero is valued on real trades on copies of the venues
-(:meth:`SlippageCurve.exact_value`). Keepers of a round queue (see :func:`keeper_fraction`): a keeper behind
-others sells into what they left, so a thin pool stops the queue instead of absorbing every sale.
+(:meth:`SlippageCurve.exact_value`), its smaller shares first bounded together by the marginal
+prices where its trades start (:meth:`_Queue._profit_ceiling`). Keepers of a round queue (see
+:func:`keeper_fraction`): a keeper behind others sells into what they left, so a thin pool stops
+the queue instead of absorbing every sale.
 
 It may take a fraction f ∈ {1, 1/2, …, 1/64} of the largest liquidation the protocol's rule allows
 (``debtToCover`` below the maximum in Aave's ``liquidationCall``, a smaller ``repayAmount`` in
@@ -403,6 +405,12 @@ class _Queue:
         keeper_of = self.rows[entries]
         for keeper in np.flatnonzero(undecided.any(axis=1)):     # the few keepers near break-even
             own = np.flatnonzero(keeper_of == keeper)
+            if undecided[keeper].sum() > 1:      # several shares to value: first bound them all at once
+                ceiling = self._profit_ceiling(base[keeper], ends[own], price[own, 0], c[own, 0], own < split)
+                if ceiling is not None:
+                    declines = undecided[keeper] & (ceiling <= 0)
+                    profit[keeper, declines] = ceiling[declines]
+                    undecided[keeper, declines] = False
             for f in range(width):       # the keeper takes the largest share that pays: once one does, stop
                 if pays[keeper, f]:
                     break
@@ -416,6 +424,31 @@ class _Queue:
                 profit[keeper, f] = total
                 if total > 0:
                     break
+
+    def _profit_ceiling(self, base: np.ndarray, ends: np.ndarray, price: np.ndarray, c: np.ndarray,
+                        sells: np.ndarray) -> np.ndarray | None:
+        """An upper bound on one keeper's profit at every share (``base`` (f,), its entries' ``ends``
+        (n, f + 1) from the start, signed USD ``price``, curve row ``c``, ``sells``) from the
+        marginal prices where its trades start: proceeds are concave in the size sold and costs
+        convex in the size bought (the premise of the grid's bounds, :meth:`_CurveTable.bounds`), so
+        a segment [s, s + x] earns at most x times the slope of the chord over [s − δ, s] (and a
+        purchase costs at least that). Two exact valuations per trade (s − δ and s, often the end of
+        the keeper ahead) instead of one per share; None where a trade starts at 0 (no chord) or a
+        valuation is infinite."""
+        assert self.table is not None
+        ceiling = base.astype(float).copy()
+        for row in range(len(ends)):
+            start = float(ends[row, 0])
+            size = ends[row, 1:] - start
+            step = min(float(size.min()), start)          # the smallest share's size, within [0, start]
+            if not step > 0:
+                return None
+            curve, sell = self.table.curves[int(c[row])], bool(sells[row])
+            slope = (curve.exact_value(start, sell) - curve.exact_value(start - step, sell)) / step
+            if not math.isfinite(slope):
+                return None
+            ceiling += float(price[row]) * size * slope
+        return ceiling
 
 
 def _by_column_flat(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
