@@ -10,6 +10,7 @@ import pytest
 from analyzer.cheats import read
 from analyzer.demo import largest_receipt_holder
 from analyzer.scenarios import ForcedSale, ShockScenario
+from protocols.compound_v2.constants import NATIVE_ASSET
 from tests.conftest import requires_anvil
 
 pytestmark = [requires_anvil, pytest.mark.slow]
@@ -30,7 +31,12 @@ def test_a_forced_sale_closes_each_account_on_the_fork_and_the_engine_agrees(dev
     pos = snapshot.positions
     aave = pos[(pos["protocol"] == "aave-v3") & (pos["side"] == "debt")]
     borrower = str(aave.loc[aave["amount"].idxmax(), "account"])
-    scenario = ShockScenario(name="forced", forced_sales=[ForcedSale(holder[0], "comet"), ForcedSale(borrower, "aave-v3")])
+    compound = pos[(pos["protocol"] == "compound-v2") & (pos["side"] == "debt")]
+    native = compound["asset"].str.lower() == NATIVE_ASSET.lower()      # CEther borrows are not closed
+    compound = compound[~compound["account"].isin(compound.loc[native, "account"])]
+    lender = str(compound.loc[compound["amount"].idxmax(), "account"])
+    scenario = ShockScenario(name="forced", forced_sales=[ForcedSale(holder[0], "comet"), ForcedSale(borrower, "aave-v3"),
+                                                          ForcedSale(lender, "compound-v2")])
     held = {(p, a.lower()): rows for (p, a), rows in pos.groupby(["protocol", pos["account"]])}
     with chain_copy(devnet.url) as fork:
         result = replay(fork.url, devnet.book, scenario, chosen, in_place=True)
@@ -42,17 +48,21 @@ def test_a_forced_sale_closes_each_account_on_the_fork_and_the_engine_agrees(dev
         data = read(fork.w3, aave_pool, "getUserAccountData(address)(uint256,uint256,uint256,uint256,uint256,uint256)",
                     borrower)
         assert data[1] == 0        # totalDebtBase
+        for reserve, side in held[("compound-v2", lender.lower())][["reserve", "side"]].itertuples(index=False):
+            view = "borrowBalanceStored(address)(uint256)" if side == "debt" else "balanceOf(address)(uint256)"
+            assert read(fork.w3, reserve, view, lender) == 0, (reserve, side)
     forced = {(f["protocol"], f["account"].lower()): f for f in result.rounds[0].forced}
-    assert set(forced) == {("comet", holder[0].lower()), ("aave-v3", borrower.lower())}
+    assert set(forced) == {("comet", holder[0].lower()), ("aave-v3", borrower.lower()), ("compound-v2", lender.lower())}
+    decimals = dict(zip(snapshot.assets["address"], snapshot.assets["decimals"], strict=True))
     for key, record in forced.items():
         rows = held[key]
         for side, moved in (("collateral", record["withdrawn_raw"]), ("debt", record["repaid_raw"])):
-            mine = rows[rows["side"] == side]
-            assert {a.lower() for a in moved} == {a.lower() for a in mine["asset"]}, (key, side)
-            for asset, raw in zip(mine["asset"], mine["raw"], strict=True):
-                # what the snapshot read, but for the interest of the few blocks since (Comet's
-                # collateral earns none)
-                assert int(moved[asset]) == pytest.approx(int(raw), rel=1e-4), (key, side, asset)
+            mine = rows[rows["side"] == side].groupby("asset")["amount"].sum()
+            assert {a.lower() for a in moved} == {a.lower() for a in mine.index}, (key, side)
+            for asset, amount in mine.items():
+                # what the snapshot read (token units), but for the interest of the few blocks since
+                # (Comet's collateral earns none)
+                assert int(moved[asset]) / 10 ** int(decimals[asset]) == pytest.approx(amount, rel=1e-4), (key, side, asset)
     assert result.rounds[0].sold_raw, "what the accounts withdrew is sold through the pools"
     engine = simulate(result.snapshot_before, engine_scenario(scenario, result))
     liquidated = engine.accounts[engine.accounts["liquidated_usd"] > 0]
