@@ -157,22 +157,19 @@ class Refreshed:
 
 
 def text(values: Sequence[str] | np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """Strings as the snapshot's string column, built as Arrow's buffers at once: one joined
-    text and its offsets (Arrow's and pandas' conversions look at each value in turn: a tenth of a
-    second per 10^5 strings)."""
+    """Strings as the snapshot's string column (Arrow's conversion: about twice as fast as joining
+    them in Python and building the buffers from the joined text)."""
     values = values.tolist() if isinstance(values, np.ndarray) else list(values)
-    data = "".join(values).encode()
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=len(values)), out=offsets[1:])
-    if offsets[-1] != len(data) or len(data) >= 2**31:     # not ASCII (characters are not bytes), or too long
-        return pd.arrays.ArrowStringArray(pa.array(values, type=pa.string()))
-    return pd.arrays.ArrowStringArray(pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets),
-                                                                   pa.py_buffer(data)))
+    return pd.arrays.ArrowStringArray(pa.array(values, type=pa.string()))
 
 
 def labels(names: Sequence[str] | np.ndarray, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """``names[codes]`` as a string column."""
-    return text(np.asarray(names, dtype=object)[np.asarray(codes, dtype=np.int64)])
+    """``names[codes]`` as a string column: the names converted once and taken by Arrow (a
+    rescan labels 10^5 positions with 10^4..10^5 account names: a tenth of the time of converting
+    each position's name)."""
+    names = names.tolist() if isinstance(names, np.ndarray) else list(names)
+    taken = pa.array(names, type=pa.string()).take(pa.array(np.asarray(codes, dtype=np.int64).reshape(-1)))
+    return pd.arrays.ArrowStringArray(taken)
 
 
 def repeated(value: str, count: int) -> pd.api.extensions.ExtensionArray:

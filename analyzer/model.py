@@ -162,24 +162,12 @@ def _typed(frame: pd.DataFrame, schema: dict[str, str]) -> bool:
     return not any(frame[col].array.isna().any() for col, dtype in schema.items() if dtype == "string")
 
 
-def _frame_of_dicts(rows: list[dict]) -> pd.DataFrame:
-    """``pd.DataFrame(rows)``; where every row has the first row's keys (a reader's rows), built
-    column by column: pandas' general path (which allows each row its own keys) was the larger part
-    of turning 10^5 positions into a table."""
-    if not rows:
-        return pd.DataFrame(rows)
-    keys = rows[0].keys()
-    if not all(row.keys() == keys for row in rows):
-        return pd.DataFrame(rows)
-    return pd.DataFrame({key: [row[key] for row in rows] for key in keys})
-
-
 def to_table(name: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     """Rows (dicts or a frame) as a typed table; unknown columns are an error, missing ones default."""
     schema = TABLES[name]
     if isinstance(rows, pd.DataFrame) and _typed(rows, schema):
         return rows.reset_index(drop=True)      # a table already (a snapshot's, passed on): as it is
-    frame = rows.copy() if isinstance(rows, pd.DataFrame) else _frame_of_dicts(list(rows))
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     extra = set(frame.columns) - set(schema)
     if extra:
         raise ContagionError(f"table {name}: unknown columns {sorted(extra)} (known: {', '.join(schema)})")

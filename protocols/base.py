@@ -615,6 +615,23 @@ class Executor(ABC):
             ``error``) when the protocol refused it: a refusal is a result, not an exception.
         """
 
+    def close_account(self, account: str, collateral: Sequence[str], debt: Sequence[str]
+                      ) -> tuple[dict[str, int], dict[str, int]]:
+        """A forced sale (:class:`analyzer.scenarios.ForcedSale`) on the fork: ``account``,
+        impersonated, repays all its ``debt`` (asset addresses as the snapshot's positions name
+        them) with tokens dealt to it, then withdraws all its ``collateral``. Returns (raw units
+        withdrawn per asset, raw units repaid per asset).
+
+        Raises
+        ------
+        ContagionError
+            The protocol's executor has no such path (the default), or the protocol refused.
+        """
+        from analyzer.errors import ContagionError
+
+        raise ContagionError(f"{self.protocol}: a forced sale is not replayed for this protocol "
+                             f"(its executor does not close accounts)")
+
 
 class PartialCollateralExecutor(Executor):
     """An executor for an absorbing protocol whose keeper buys only part of what the protocol

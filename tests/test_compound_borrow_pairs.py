@@ -9,11 +9,12 @@ from analyzer.devnet.scenario import account_address
 from analyzer.discovery import CHUNK_BLOCKS
 from analyzer.multicall import Call
 from analyzer.rpc import RpcClient
-from analyzer.scan import _read_context, scan
+from analyzer.scan import ScanStats, _read_context, scan
 from protocols import plugins
 from protocols.compound_v2.borrows import borrow_pairs
 from protocols.compound_v2.reader import CompoundV2Reader
 from tests.conftest import requires_anvil
+from tests.test_scan import tables_equal
 from tests.test_scan_incremental import send
 
 pytestmark = requires_anvil
@@ -59,3 +60,31 @@ def test_kept_borrow_pairs_give_back_borrow_balance_stored_after_interest(chain_
                 for account, held in pairs.items() for j, (principal, interest_index) in held.items()}
     assert computed == after
     assert sum(computed[key] != before[key] for key in before) > len(before) // 2   # the balances moved
+
+
+def test_a_rescan_without_borrow_pairs_reads_the_moved_borrows_again(chain_checkpoint, tmp_path, monkeypatch):
+    """Where the accountBorrows slot is not found (a fork's layout), borrows are kept as balances
+    and read again in the markets whose index moved: the rescan is still the full scan's snapshot."""
+    from protocols.compound_v2 import borrows as borrows_mod
+
+    monkeypatch.setattr(borrows_mod, "SLOT_CANDIDATES", 3)     # the devnet's slot is past the search
+    devnet = chain_checkpoint
+    w3, compound = devnet.w3, [plugins()["compound-v2"]]
+    earlier = w3.eth.block_number
+    first = scan(devnet.url, compound, book=devnet.book, block=earlier, cache_dir=tmp_path, oracle_paths=False)
+    debt = first.positions[first.positions["side"] == "debt"]
+    actor = account_address("pop-5")
+    for ctoken in sorted(set(debt["reserve"])):     # every market with a borrow accrues (no event names an account)
+        send(w3, actor, Call(ctoken, "accrueInterest()(uint256)"))
+    w3.provider.make_request("evm_increaseTime", [86400])
+    w3.provider.make_request("anvil_mine", ["0x2"])
+    later = w3.eth.block_number
+    stats = ScanStats()
+    rescan = scan(devnet.url, compound, book=devnet.book, block=later, cache_dir=tmp_path, since_block=earlier,
+                  stats=stats, oracle_paths=False)
+    tables_equal(rescan, scan(devnet.url, compound, book=devnet.book, block=later, cache_dir=None, use_lens=False,
+                              oracle_paths=False))
+    assert stats.accounts["compound-v2"] == 0 and stats.accounts_refreshed["compound-v2"] >= 40
+    after = borrows(devnet, later)
+    assert sum(after[(a, c)] != int(r) for a, c, r in zip(debt["account"], debt["reserve"], debt["raw"], strict=True)) \
+        > len(debt) // 2       # the balances moved: read again, not kept

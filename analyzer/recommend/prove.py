@@ -18,7 +18,8 @@ the engine evaluated it:
    ``within_budget_to_model_error``) and against the engine's prediction, and the engine beside the
    stress replay on the settled fork (:func:`analyzer.fidelity.compare`).
 
-A scenario with a forced sale is not replayed (the replay does not execute forced sales).
+A scenario's forced sales are made in the replay's first round (the account's positions closed by
+its protocol's executor: :meth:`protocols.base.Executor.close_account`).
 
 The recommendations proven are a search's just made, or a previous search's document
 (``recommend --from recommendations.json``, :func:`read_recommendations`): its changes, its scenarios
@@ -149,9 +150,6 @@ def prove(rpc_url: str, book: dict, doc: dict[str, Any], scenarios: Sequence[Sho
         for scenario in scenarios:
             fork.revert(configured)
             configured = fork.snapshot()        # a reverted snapshot id is spent
-            if scenario.forced_sales:
-                rows.append({"scenario": scenario.name, "replayed": False, "reason": "forced sales are not replayed"})
-                continue
             def say(message: str, name: str = scenario.name) -> None:
                 progress(f"prove {name}: {message}")
 

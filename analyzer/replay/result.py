@@ -37,6 +37,8 @@ class ReplayRound:
     # the net flow of each asset as routed: one real swap per venue used (asset, venue, model, quote, units)
     routed: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0                   # liquidatable accounts no keeper liquidated this round (see ReplaySkip)
+    # the scenario's forced sales closed this round (round 0): protocol, market, account, raw withdrawn / repaid
+    forced: list[dict[str, Any]] = field(default_factory=list)
     # per protocol: the fork's (block, timestamp) when its keepers read the round's book
     clock: dict[str, tuple[int, int]] = field(default_factory=dict)
 
@@ -124,7 +126,7 @@ class ReplayResult:
                         "skipped": r.skipped, "clock": {p: list(c) for p, c in r.clock.items()},
                         "sold_raw": {a: str(v) for a, v in r.sold_raw.items()},
                         "bought_raw": {a: str(v) for a, v in r.bought_raw.items()}, "hedge_units": r.hedge_units,
-                        "routed": r.routed,
+                        "routed": r.routed, "forced": r.forced,
                         "liquidations": [vars(x) for x in r.liquidations]} for r in self.rounds],
         }
 

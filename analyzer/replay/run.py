@@ -12,6 +12,7 @@ from analyzer.chain import Anvil, redact_url, require_anvil
 from analyzer.cheats import mine
 from analyzer.console import progress_bar
 from analyzer.engine.cascade import curve_source
+from analyzer.errors import ContagionError
 from analyzer.graph.curves import book_prices
 from analyzer.replay.fork import ReplayFork, open_fork
 from analyzer.replay.keepers import KeeperRound, Lender, keepers_round
@@ -140,11 +141,13 @@ def _round(fork: ReplayFork, round_index: int, lending: Sequence[Lender], option
     state = KeeperRound(ReplayRound(round_index, {}), price,
                         curve_source(by_index, fork.scenario.price_impact, {}),
                         np.zeros(len(price)), np.zeros(len(price)))
+    if round_index == 0:
+        _forced_sales(fork, state, lending)
     keepers_round(fork, state, lending, max_keeper_steps)
     hedge, contracts = _options_round(fork, state, options)
     record = state.record
     record.skipped, new_skips = fork.skips.in_round(round_index)
-    if not record.liquidations and not hedge.any():
+    if not record.liquidations and not record.forced and not hedge.any():
         return record, True      # nothing to trade: the fork stays where it is
     sold = fork.sales.sold(state.received, fork.decimals, fork.market.market_before, fork.scenario.sell_through)
     record.sold_raw, record.bought_raw = sold, dict(sorted(state.repaid.items()))
@@ -165,6 +168,39 @@ def _round(fork: ReplayFork, round_index: int, lending: Sequence[Lender], option
     fork.progress(f"replay: round {round_index}: {len(record.liquidations)} liquidations{skipped}; "
                   f"sold {sold_text or 'nothing'}")
     return record, not record.liquidations and _prices_quiet(mids, record.pool_prices_after, fork.scenario.tolerance)
+
+
+def _forced_sales(fork: ReplayFork, state: KeeperRound, lending: Sequence[Lender]) -> None:
+    """The scenario's forced sales, at round 0 before its keepers, as the engine makes them
+    (:func:`analyzer.engine.prepare._forced_sales`: the account's positions in the book closed, its
+    collateral sold and its debt bought back with the round's trades): each named account's
+    positions in the fork's book closed on the fork by its protocol's executor
+    (:meth:`protocols.base.Executor.close_account`), what it withdrew added to what the round sells
+    and what it repaid to what it buys."""
+    positions = fork.before.positions
+    by_name = {lender.plugin.name: lender for lender in lending}
+    for sale in fork.scenario.forced_sales:
+        held = positions[(positions["account"].str.lower() == sale.account.lower())
+                         & ((positions["protocol"] == sale.protocol) if sale.protocol else True)]
+        if held.empty:
+            where = f" in {sale.protocol}" if sale.protocol else ""
+            raise ContagionError(f"scenario {fork.scenario.name}: forced_sale: account {sale.account} has no "
+                                 f"position{where} on the fork")
+        for (protocol, market), rows in held.groupby(["protocol", "market"], sort=True):
+            if protocol not in by_name:
+                raise ContagionError(f"replay: forced sale of {sale.account} in {protocol}: no executor replays it")
+            sides = {side: sorted(set(rows.loc[rows["side"] == side, "asset"])) for side in ("collateral", "debt")}
+            withdrawn, repaid = by_name[protocol].executor_for(market).close_account(
+                str(rows["account"].iloc[0]), sides["collateral"], sides["debt"])
+            for asset, raw in withdrawn.items():
+                state.received[asset] = state.received.get(asset, 0) + raw
+            for asset, raw in repaid.items():
+                state.repaid[asset] = state.repaid.get(asset, 0) + raw
+            state.record.forced.append({"protocol": protocol, "market": market, "account": str(rows["account"].iloc[0]),
+                                        "withdrawn_raw": {a: str(v) for a, v in withdrawn.items()},
+                                        "repaid_raw": {a: str(v) for a, v in repaid.items()}})
+            fork.progress(f"replay: forced sale: {protocol} {sale.account} closed: withdrew "
+                          f"{len(withdrawn)} collateral assets, repaid {len(repaid)} debts")
 
 
 def _prices_quiet(before: dict[str, float], after: dict[str, float], tolerance: float) -> bool:

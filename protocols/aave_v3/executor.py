@@ -9,6 +9,7 @@ storage slot is found (Solidity mapping at slots 0..50) and written with ``anvil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from eth_abi import encode as abi_encode
@@ -97,6 +98,48 @@ class AaveV3Executor(Executor):
                 return
             rpc(self.w3, "anvil_setStorageAt", [token, key, "0x" + int(old, 16).to_bytes(32, "big").hex()])
         raise ContagionError(f"cannot fund the keeper with {token}: no balance slot found (balance {before})")
+
+    # ---- forced sale ------------------------------------------------------------------------
+    def close_account(self, account: str, collateral: Sequence[str], debt: Sequence[str]
+                      ) -> tuple[dict[str, int], dict[str, int]]:
+        """A forced sale: ``account`` repays each of ``debt`` in full (``Pool.repay(asset,
+        type(uint256).max, 2, account)``, the tokens dealt to it), then ``Pool.withdraw(asset,
+        type(uint256).max, account)`` s each of ``collateral``; amounts from its token balances."""
+        from analyzer.cheats import deal
+
+        account = to_checksum_address(account)
+        by_asset = {to_checksum_address(r["asset"]): r for r in self.deployment["reserves"].values()}
+
+        def balance(token: str) -> int:
+            return int(self.read(token, "balanceOf(address)(uint256)", account))
+
+        repaid: dict[str, int] = {}
+        for asset in sorted({to_checksum_address(a) for a in debt}):
+            if asset not in by_asset:
+                raise ContagionError(f"aave-v3: {asset} is not a reserve of pool {self.pool}")
+            owed = balance(by_asset[asset]["variableDebtToken"])
+            if not owed:
+                continue
+            held, dealt = balance(asset), owed + owed // 1000 + 1       # the next block's interest too
+            deal(self.w3, asset, account, held + dealt)
+            self.send(account, asset, "approve(address,uint256)", self.pool, MAX_UINT, what="approve")
+            self.send(account, self.pool, "repay(address,uint256,uint256,address)", asset, MAX_UINT, 2, account,
+                      what=f"repay all {asset}")
+            repaid[asset] = held + dealt - balance(asset)
+            deal(self.w3, asset, account, held)
+            if balance(by_asset[asset]["variableDebtToken"]):
+                raise ContagionError(f"aave-v3: {account} still owes {asset} after repaying all of it")
+        withdrawn: dict[str, int] = {}
+        for asset in sorted({to_checksum_address(a) for a in collateral}):
+            if asset not in by_asset:
+                raise ContagionError(f"aave-v3: {asset} is not a reserve of pool {self.pool}")
+            if not balance(by_asset[asset]["aToken"]):
+                continue
+            held = balance(asset)
+            self.send(account, self.pool, "withdraw(address,uint256,address)", asset, MAX_UINT, account,
+                      what=f"withdraw all {asset}")
+            withdrawn[asset] = balance(asset) - held
+        return withdrawn, repaid
 
     # ---- liquidation ------------------------------------------------------------------------
     def largest_positions(self, account: str) -> tuple[str | None, str | None]:

@@ -9,6 +9,7 @@ collateral reaches the market in a cascade.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -135,6 +136,36 @@ class CometExecutor(PartialCollateralExecutor):
         fee = {asset: raw - bought.get(asset, 0) for asset, raw in seized.items()}
         return ExecutedLiquidation(account=account, success=True, tx_hash=receipt["transactionHash"].hex(),
                                    repaid=repaid, seized=seized, fee=fee)
+
+    def close_account(self, account: str, collateral: Sequence[str], debt: Sequence[str]
+                      ) -> tuple[dict[str, int], dict[str, int]]:
+        """A forced sale: ``account`` repays its whole base borrow (``supply(base, type(uint256).max)``,
+        Comet's repay-all, with base dealt to it) and ``withdraw`` s each of ``collateral`` in full."""
+        from analyzer.cheats import deal, read, send_as
+
+        account = to_checksum_address(account)
+        comet = self.comet.address
+        repaid: dict[str, int] = {}
+        if any(to_checksum_address(a) == self.base for a in debt):
+            owed = int(read(self.w3, comet, "borrowBalanceOf(address)(uint256)", account))
+            if owed:
+                held = int(read(self.w3, self.base, "balanceOf(address)(uint256)", account))
+                deal(self.w3, self.base, account, held + owed + owed // 1000 + 1)     # interest of the next block
+                send_as(self.w3, account, self.base, "approve(address,uint256)", comet, 2**256 - 1, what="approve")
+                send_as(self.w3, account, comet, "supply(address,uint256)", self.base, 2**256 - 1,
+                        what="comet supply (repay all)")
+                spent = held + owed + owed // 1000 + 1 - int(read(self.w3, self.base, "balanceOf(address)(uint256)", account))
+                deal(self.w3, self.base, account, held)
+                repaid[self.base] = spent
+        withdrawn: dict[str, int] = {}
+        for asset in sorted({to_checksum_address(a) for a in collateral} - {self.base}):
+            balance = int(read(self.w3, comet, "collateralBalanceOf(address,address)(uint128)", account, asset))
+            if balance:
+                send_as(self.w3, account, comet, "withdraw(address,uint256)", asset, balance, what="comet withdraw")
+                withdrawn[asset] = balance
+        if int(read(self.w3, comet, "borrowBalanceOf(address)(uint256)", account)):
+            raise ContagionError(f"comet: {account} still borrows after repaying all of its base")
+        return withdrawn, repaid
 
     def fund_base(self, asset: str, collateral_raw: int) -> None:
         """Top the keeper's base up (anvil cheat) to what ``collateral_raw`` of ``asset`` costs."""

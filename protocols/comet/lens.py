@@ -28,7 +28,7 @@ from analyzer.kept import (
 )
 from analyzer.lens import encode_arguments, masks, read_rows, to_int256
 from protocols.base import Rows
-from protocols.comet import exact
+from protocols.comet import exact, feeds
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
 PRINCIPALS_SELECTOR = function_signature_to_4byte_selector("principals(address,address[])")
@@ -55,7 +55,9 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
         return SELECTOR + encode_arguments(comet, collaterals, batch, masks(held, batch, collaterals))
 
     reads = 5 + (len(collaterals) if held is None else 2)   # an account holds a few collaterals
-    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)
+    codes = feeds.feed_codes(reader)     # each price feed answered once per reader (protocols.comet.feeds)
+    rows = read_rows(feeds.guarded(reader, reader.ctx.lens), lens_code(), encode, accounts, reads_per_account=reads,
+                     codes=codes)
     if rows is None:
         return None
     return rows_from_lens(reader, accounts, rows)

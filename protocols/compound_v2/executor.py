@@ -9,6 +9,7 @@ of the collateral market. ``set_price`` moves the root feed behind the market's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +140,59 @@ class CompoundV2Executor(Executor):
         if seize_for_close <= balance:
             return close
         return close * balance // max(seize_for_close, 1)
+
+    def close_account(self, account: str, collateral: Sequence[str], debt: Sequence[str]
+                      ) -> tuple[dict[str, int], dict[str, int]]:
+        """A forced sale: ``account`` repays its whole borrow in every cToken of each of ``debt``
+        (``repayBorrow(type(uint256).max)``, the underlying dealt to it), then ``redeem`` s all its
+        cTokens of each of ``collateral``. Underlyings (what the snapshot's positions name); a
+        native-asset (CEther) borrow is refused: its repayBorrow takes the exact amount as value."""
+        from analyzer.cheats import read, send_as
+
+        account = to_checksum_address(account)
+        markets = list(self.by_ctoken.values())
+
+        def of(asset: str) -> list[str]:
+            found = [to_checksum_address(m["cToken"]) for m in markets
+                     if to_checksum_address(m["underlying"]) == to_checksum_address(asset)]
+            if not found:
+                raise ContagionError(f"compound-v2: no cToken of {asset} in {self.deployment['comptroller']}")
+            return found
+
+        def balance(token: str) -> int:
+            return int(read(self.w3, token, "balanceOf(address)(uint256)", account))
+
+        repaid: dict[str, int] = {}
+        for asset in sorted({to_checksum_address(a) for a in debt}):
+            for ctoken in of(asset):
+                owed = int(read(self.w3, ctoken, "borrowBalanceStored(address)(uint256)", account))
+                if not owed:
+                    continue
+                if asset == to_checksum_address(NATIVE_ASSET):
+                    raise ContagionError(f"compound-v2: a forced sale of {account}'s native-asset borrow is not replayed")
+                held, dealt = balance(asset), owed + owed // 1000 + 1        # the interest accrued on repaying
+                deal(self.w3, asset, account, held + dealt)
+                send_as(self.w3, account, asset, "approve(address,uint256)", ctoken, 2**256 - 1, what="approve")
+                send_as(self.w3, account, ctoken, "repayBorrow(uint256)", 2**256 - 1, what=f"repayBorrow all ({ctoken})")
+                repaid[asset] = repaid.get(asset, 0) + held + dealt - balance(asset)
+                deal(self.w3, asset, account, held)
+                if int(read(self.w3, ctoken, "borrowBalanceStored(address)(uint256)", account)):
+                    raise ContagionError(f"compound-v2: {account} still borrows from {ctoken} after repaying all")
+        withdrawn: dict[str, int] = {}
+        for asset in sorted({to_checksum_address(a) for a in collateral}):
+            for ctoken in of(asset):
+                shares = balance(ctoken)
+                if not shares:
+                    continue
+                native = asset == to_checksum_address(NATIVE_ASSET)
+                held = self.w3.eth.get_balance(account) if native else balance(asset)
+                receipt = send_as(self.w3, account, ctoken, "redeem(uint256)", shares, what=f"redeem all ({ctoken})")
+                gas = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"]) if native else 0
+                now = self.w3.eth.get_balance(account) if native else balance(asset)
+                withdrawn[asset] = withdrawn.get(asset, 0) + now + gas - held
+                if balance(ctoken):
+                    raise ContagionError(f"compound-v2: {ctoken} refused to redeem all of {account}'s cTokens")
+        return withdrawn, repaid
 
     def is_deprecated(self, ctoken: str) -> bool:
         """The profile's forced-liquidation view (Compound's isDeprecated) for ``ctoken``: anyone may

@@ -9,6 +9,7 @@ Prices move at the assets' USD feeds (the oracles of every market read them).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from eth_abi import decode
@@ -85,6 +86,46 @@ class MorphoBlueExecutor(Executor):
         if best is None:
             raise ContagionError(f"morpho-blue: {account} has no borrow of {debt_asset} against {collateral_asset}")
         return best
+
+    # ---- forced sale ----
+
+    def close_account(self, account: str, collateral: Sequence[str], debt: Sequence[str]
+                      ) -> tuple[dict[str, int], dict[str, int]]:
+        """A forced sale: in every market whose loan token is one of ``debt`` or whose collateral
+        is one of ``collateral``, ``account`` repays all its borrow shares (``repay(params, 0,
+        shares, account, "")``, the loan token dealt to it) and ``withdrawCollateral`` s all of it."""
+        from analyzer.cheats import deal, read, send_as
+        from protocols.morpho_blue.contracts import MARKET_PARAMS
+
+        account = to_checksum_address(account)
+        morpho = self.morpho.address
+        loans = {to_checksum_address(a) for a in debt}
+        collaterals = {to_checksum_address(a) for a in collateral}
+
+        def balance(token: str) -> int:
+            return int(read(self.w3, token, "balanceOf(address)(uint256)", account))
+
+        withdrawn: dict[str, int] = {}
+        repaid: dict[str, int] = {}
+        for market_id, params in sorted(self.markets().items()):
+            if params[0] not in loans and params[1] not in collaterals:
+                continue
+            _, shares, held_collateral = self.morpho.functions.position(bytes.fromhex(market_id[2:]), account).call()
+            if shares:
+                owed = exact.borrowed_assets(shares, self.accrued_market(market_id, self.w3.eth.get_block("latest")
+                                                                          ["timestamp"] + 1))
+                held, dealt = balance(params[0]), owed + owed // 1000 + 10
+                deal(self.w3, params[0], account, held + dealt)
+                send_as(self.w3, account, params[0], "approve(address,uint256)", morpho, 2**256 - 1, what="approve")
+                send_as(self.w3, account, morpho, f"repay({MARKET_PARAMS},uint256,uint256,address,bytes)", params, 0,
+                        shares, account, b"", what="morpho-blue repay all")
+                repaid[params[0]] = repaid.get(params[0], 0) + held + dealt - balance(params[0])
+                deal(self.w3, params[0], account, held)
+            if held_collateral:
+                send_as(self.w3, account, morpho, f"withdrawCollateral({MARKET_PARAMS},uint256,address,address)",
+                        params, held_collateral, account, account, what="morpho-blue withdrawCollateral")
+                withdrawn[params[1]] = withdrawn.get(params[1], 0) + held_collateral
+        return withdrawn, repaid
 
     # ---- keeper actions ----
 
