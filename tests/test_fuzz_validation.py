@@ -200,7 +200,8 @@ def test_inputs_the_scale_fuzz_found(capsys, tmp_path, snapshot_dir):
     spec = tmp_path / "spec.toml"
     for body in ('history = 5', 'history = ["a"]', 'assets = ["TKN1"]\ncovariance = [[1180591620717411303424]]'):
         spec.write_text(f"[montecarlo]\n{body}\n")
-        run(capsys, "sweep", str(snapshot_dir), "--spec", str(spec), "--out", str(tmp_path / "o"))
+        message = run(capsys, "sweep", str(snapshot_dir), "--spec", str(spec), "--out", str(tmp_path / "o"))
+    assert "a drawn move overflows" in message
     assert not (tmp_path / "o").exists()
 
 

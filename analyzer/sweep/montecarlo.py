@@ -131,6 +131,11 @@ def draw_shocks(config: dict[str, Any], where: str = "montecarlo") -> list[dict[
     symbols, cov = covariance_from_config(config, where)
     rng = np.random.default_rng(int(config.get("seed", 0)))
     log_returns = rng.standard_normal((paths, len(symbols))) @ _factor(cov, where).T
-    moves = np.maximum(np.expm1(log_returns), MAX_FALL)
+    with np.errstate(over="ignore"):
+        moves = np.expm1(log_returns)
+    if not np.isfinite(moves).all():
+        raise ContagionError(f"{where}: a drawn move overflows (a log return of {np.abs(log_returns).max():.3g}): "
+                             "the covariance (of log returns per horizon) is beyond any market's")
+    moves = np.maximum(moves, MAX_FALL)
     # rounded so the spec fingerprint (JSON) and the engine see exactly the same floats
     return [dict(zip(symbols, np.round(row, 12).tolist(), strict=True)) for row in moves]
