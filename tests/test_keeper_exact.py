@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.engine.impact import AssetVenues, ConstantProduct, SqrtLaw
-from analyzer.engine.market import KEEPER_FRACTIONS, SlippageCurve, keeper_fraction
+from analyzer.engine.keeper_share import KEEPER_FRACTIONS, keeper_fraction
+from analyzer.engine.market import SlippageCurve
 
 
 def _venues() -> AssetVenues:

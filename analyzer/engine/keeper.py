@@ -5,7 +5,7 @@ A step is what a protocol's own rule allows now (:meth:`protocols.base.Rules.liq
 keeper sells the collateral it received (receipt tokens as their underlying, ``sell_through`` of
 it) and buys the debt it repaid; when the protocol absorbs the account itself (Comet), the keeper
 instead buys the absorbed collateral at the protocol's store-front price and resells it. How much
-of the step pays for its slippage and gas is :func:`analyzer.engine.market.keeper_fraction`.
+of the step pays for its slippage and gas is :func:`analyzer.engine.keeper_share.keeper_fraction`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer.engine.market import keeper_fraction
+from analyzer.engine.keeper_share import keeper_fraction
 from protocols.base import AbsorbingRules, LendingBook, Liquidation, Rules
 
 

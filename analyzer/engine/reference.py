@@ -18,7 +18,8 @@ import numpy as np
 from analyzer.engine import attribution as attr
 from analyzer.engine.cascade import CascadeState, RoundRecord, receipt_writedowns
 from analyzer.engine.impact import reprice
-from analyzer.engine.market import KEEPER_FRACTIONS, SlippageCurve, safe_trade
+from analyzer.engine.keeper_share import KEEPER_FRACTIONS
+from analyzer.engine.market import SlippageCurve, safe_trade
 from analyzer.engine.prepare import Prepared
 from analyzer.scenarios import ShockScenario
 from protocols.base import AbsorbingRules, LendingBook
