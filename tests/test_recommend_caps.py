@@ -26,26 +26,29 @@ SCENARIO = ShockScenario(name="weth-30", price_shocks={"WETH": -0.30})
 BUDGET = 100_000.0
 
 
-def book(scale: float = 1.0, weth_cap: float = WETH_CAP, usdc_borrow_cap: float = USDC_BORROW_CAP):
-    """The book with each borrower's balances times ``scale`` (the lender's unchanged), and its caps."""
+def book(scale: float = 1.0, weth_cap: float = WETH_CAP, usdc_borrow_cap: float = USDC_BORROW_CAP,
+         lender: float = LENDER, usdc_supply_cap: float = 0.0):
+    """The book with each borrower's balances times ``scale``, the lender's USDC supply, and the caps."""
     accounts = {name: [("WETH", "collateral", c * scale), ("USDC", "debt", d * scale)]
                 for name, (c, d) in BORROWERS.items()}
-    accounts["lender"] = [("USDC", "collateral", LENDER)]
+    accounts["lender"] = [("USDC", "collateral", lender)]
     snapshot = aave_snapshot({"USDC": USDC, "WETH": WETH}, accounts, pools={"WETH": (1_000.0, 2_000_000.0, 0.003)})
     weth = snapshot.markets["asset"] == snapshot.address_of("WETH")
     snapshot.markets.loc[weth, "supply_cap"] = weth_cap
     snapshot.markets.loc[~weth, "borrow_cap"] = usdc_borrow_cap
+    snapshot.markets.loc[~weth, "supply_cap"] = usdc_supply_cap
     return snapshot
 
 
 def by_hand(weth_cap: float, usdc_borrow_cap: float) -> float:
     """Bad debt of the scenario on the book grown by hand: the borrowers hold WETH (supply cap) and
     USDC debt (borrow cap), both capped, so each grows by the smaller of cap / today's total; the
-    lender's USDC supply is uncapped and stays."""
+    lender's USDC supply is uncapped and lends what the grown borrowing lacks."""
     weth_total = sum(c for c, _ in BORROWERS.values())
     usdc_debt_total = sum(d for _, d in BORROWERS.values())
     scale = max(min(weth_cap / weth_total, usdc_borrow_cap / usdc_debt_total), 1.0)
-    return settle_then_shock(book(scale, weth_cap, usdc_borrow_cap), SCENARIO).total_bad_debt_usd
+    lender = max(LENDER, usdc_debt_total * scale)
+    return settle_then_shock(book(scale, weth_cap, usdc_borrow_cap, lender), SCENARIO).total_bad_debt_usd
 
 
 def test_the_book_grows_account_by_account_to_the_tightest_cap_it_holds():
@@ -55,12 +58,31 @@ def test_the_book_grows_account_by_account_to_the_tightest_cap_it_holds():
     for name, (c, d) in BORROWERS.items():
         assert pos[(name, "collateral")] == pytest.approx(c * scale, rel=1e-12)
         assert pos[(name, "debt")] == pytest.approx(d * scale, rel=1e-12)
-    assert pos[("lender", "collateral")] == LENDER
     debt = grown.positions[grown.positions["side"] == "debt"]["amount"].sum()
     assert debt == pytest.approx(USDC_BORROW_CAP, rel=1e-12)       # the binding cap is reached, not passed
+    # the 1M borrowed is lent: the lender (500k today, no debt) lends what the borrowing lacks
+    assert pos[("lender", "collateral")] == pytest.approx(USDC_BORROW_CAP, rel=1e-12)
     # health is kept: what is liquidatable at today's prices is the same
     assert settle_then_shock(grown, ShockScenario(name="calm")).settlement.total_accounts == \
         settle_then_shock(book(), ShockScenario(name="calm")).settlement.total_accounts
+
+
+def test_borrowing_grows_no_further_than_the_supply_cap_can_lend():
+    """A USDC supply cap of 600k bounds the USDC borrowing (2.14x, tighter than the WETH and borrow
+    caps' 5x and 3.57x); the lender lends the 100k the borrowing lacks, exactly to the supply cap.
+    A lender whose supply the borrowing does not need does not grow."""
+    usdc_supply_cap = 600_000.0
+    snapshot = book(usdc_supply_cap=usdc_supply_cap)
+    grown = grown_to_caps(at_caps(snapshot))
+    scale = usdc_supply_cap / 280_000.0
+    pos = grown.positions.set_index(["account", "side"])["amount"]
+    for name, (c, d) in BORROWERS.items():
+        assert pos[(name, "collateral")] == pytest.approx(c * scale, rel=1e-12)
+        assert pos[(name, "debt")] == pytest.approx(d * scale, rel=1e-12)
+    assert pos[("lender", "collateral")] == pytest.approx(usdc_supply_cap, rel=1e-12)
+    # enough supply today: nobody lends more
+    rich = grown_to_caps(at_caps(book(lender=2_000_000.0)))
+    assert rich.positions.set_index(["account", "side"])["amount"][("lender", "collateral")] == 2_000_000.0
 
 
 def test_the_cap_analysis_is_opt_in():

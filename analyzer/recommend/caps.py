@@ -20,6 +20,13 @@ in its balances), so the grown book is today's book at scale: no account is liqu
 prices that was not already; and no reserve ends over its cap (each account grows at most by each
 factor of what it holds), those whose holders are all bound by it end exactly at it.
 
+Borrowing is lent: a reserve's debt cannot outgrow what its supply may reach (an Aave borrow
+transfers the underlying out of the aToken, a Compound or Comet borrow out of the market's cash),
+so a debt side also has the factor ``supply cap / debt total`` where the asset's supply is capped.
+Where the grown debt exceeds the grown supply, the reserve's *lenders* (accounts with no debt in
+the market, whose health a larger supply cannot move) lend the difference, in proportion to what
+they lend today (:func:`lender_growth`), up to the grown debt, so within the supply cap.
+
 The growth is made on the snapshot's positions (``amount`` and the exact ``raw`` integer), the
 rows every plugin builds its books from, so each protocol's own rule (exact integer math included)
 sees a consistent book; it is the first step of every evaluation when the cap analysis is on
@@ -73,12 +80,15 @@ def growth_factors(snapshot: Snapshot) -> dict[tuple[str, str, str, str, str], f
     the book holds."""
     totals = book_totals(snapshot)
     mk = snapshot.markets.assign(reserve=snapshot.markets["reserve"].fillna(""))
-    out = {}
-    for column, side in CAP_COLUMN.items():
+    out: dict[tuple[str, str, str, str, str], float] = {}
+    # the supply cap bounds the collateral side and, as the liquidity it can lend, the debt side
+    for column, sides in (("supply_cap", ("collateral", "debt")), ("borrow_cap", ("debt",))):
         for row in mk[mk[column] > 0].drop_duplicates([*KEYS, column]).itertuples(index=False):
-            total = float(totals.get((row.protocol, row.market, row.asset, row.reserve, side), 0.0))
-            if total > 0:
-                out[(row.protocol, row.market, row.asset, row.reserve, side)] = max(float(getattr(row, column)) / total, 1.0)
+            for side in sides:
+                key = (row.protocol, row.market, row.asset, row.reserve, side)
+                total = float(totals.get(key, 0.0))
+                if total > 0:
+                    out[key] = min(out.get(key, math.inf), max(float(getattr(row, column)) / total, 1.0))
     return out
 
 
@@ -92,6 +102,24 @@ def account_growth(snapshot: Snapshot) -> pd.Series:
     return g.where(np.isfinite(g), 1.0)
 
 
+def lender_growth(snapshot: Snapshot, g: pd.Series) -> pd.Series:
+    """Per position row: the factor its supply grows by to fund the grown borrowing (module
+    docstring), 1 but for the supply rows of accounts with no debt in their market, of reserves whose
+    grown debt exceeds their grown supply."""
+    pos = snapshot.positions
+    keys = [pos["protocol"], pos["market"], pos["asset"], pos["reserve"].fillna("")]
+    debt, supply = pos["side"] == "debt", pos["side"] == "collateral"
+    in_debt = debt.groupby([pos["protocol"], pos["market"], pos["account"]]).transform("any")
+    lends = supply & ~in_debt
+    grown = (pos["amount"] * g)
+    debt_total = grown.where(debt, 0.0).groupby(keys).transform("sum")
+    supply_total = grown.where(supply, 0.0).groupby(keys).transform("sum")
+    lent = grown.where(lends, 0.0).groupby(keys).transform("sum")
+    short = (debt_total - supply_total).clip(lower=0.0)
+    factor = 1.0 + short / lent.where(lent > 0)
+    return factor.where(lends & (short > 0) & (lent > 0), 1.0)
+
+
 def _scaled_raw(raw: str, factor: float) -> str:
     if factor == 1.0 or not raw:
         return raw
@@ -100,8 +128,10 @@ def _scaled_raw(raw: str, factor: float) -> str:
 
 
 def grown_to_caps(snapshot: Snapshot) -> Snapshot:
-    """The book grown to the caps (module docstring): a copy whose positions are scaled, account by account."""
+    """The book grown to the caps (module docstring): a copy whose positions are scaled, account by
+    account, and its lenders' supply where the grown borrowing needs it."""
     g = account_growth(snapshot)
+    g = g * lender_growth(snapshot, g)
     if (g == 1.0).all():
         return snapshot
     pos = snapshot.positions.copy()
@@ -173,4 +203,4 @@ def cap_table(recommendations: Sequence[dict]) -> list[dict]:
 
 
 __all__ = ["CAP_COLUMN", "META_KEY", "apply_caps", "at_caps", "book_at_caps", "cap_parameters", "cap_step",
-           "cap_table", "caps_on", "grown_to_caps", "growth_factors"]
+           "cap_table", "caps_on", "grown_to_caps", "growth_factors", "lender_growth"]
