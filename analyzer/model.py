@@ -392,7 +392,9 @@ class Snapshot:
             if not file.is_file():
                 raise ContagionError(f"{path}: missing {name}.parquet")
             try:
-                tables[name] = pq.read_table(file).to_pandas()
+                table = pq.read_table(file)
+                table.validate(full=True)   # e.g. strings that are not UTF-8: Arrow reads them as they are
+                tables[name] = table.to_pandas()
             except Exception as exc:  # a damaged file fails in many ways (Arrow, Thrift, UTF-8, ...)
                 raise ContagionError(f"{file}: unreadable Parquet ({type(exc).__name__}: "
                                      f"{' '.join(str(exc).split())[:160]})") from None

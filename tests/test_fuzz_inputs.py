@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,6 +94,20 @@ def test_mutated_snapshot_files(tmp_path_factory, member, data):
     original = (target / member).read_bytes()
     (target / member).write_bytes(data.draw(mutated(original)))
     accepts_or_refuses_cleanly(lambda: Snapshot.read(target))
+
+
+def test_a_string_that_is_not_utf8_in_a_snapshot_table_is_refused(tmp_path):
+    """The case the fuzz found: a byte of an asset address turned into 0x80 (not UTF-8). Arrow
+    reads the file without looking at the strings; the snapshot refuses it in one line."""
+    target = tmp_path / "mutated"
+    shutil.copytree(_snapshot_dir(tmp_path), target)
+    data = bytearray((target / "assets.parquet").read_bytes())
+    at = data.find(b"0x")
+    assert at > 0
+    data[at + 1] = 0x80
+    (target / "assets.parquet").write_bytes(bytes(data))
+    with pytest.raises(ContagionError, match="unreadable Parquet.*UTF8"):
+        Snapshot.read(target)
 
 
 @FUZZ

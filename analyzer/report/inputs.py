@@ -111,7 +111,9 @@ def _accounts(path: Path) -> list[dict[str, Any]]:
     if not file.is_file():
         return []
     try:
-        frame = pq.read_table(file).to_pandas()
+        table = pq.read_table(file)
+        table.validate(full=True)       # strings that are not UTF-8 are read as they are
+        frame = table.to_pandas()
     except (pa.ArrowException, OSError) as exc:
         raise ContagionError(f"{file}: unreadable Parquet ({' '.join(str(exc).split())[:200]})") from None
     missing = {"protocol", "account", "liquidated_usd", "bad_debt_usd"} - set(frame.columns)
