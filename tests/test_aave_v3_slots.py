@@ -27,6 +27,19 @@ def aave():
     return [plugins()["aave-v3"]]
 
 
+def slot_reads_taken(monkeypatch) -> list[bool]:
+    """Whether each call of the lens's storage read was taken (True) or sent to the getters."""
+    taken: list[bool] = []
+    real = aave_lens.read_rows_from_slots
+
+    def spy(*args, **kwargs):
+        rows = real(*args, **kwargs)
+        taken.append(rows is not None)
+        return rows
+    monkeypatch.setattr(aave_lens, "read_rows_from_slots", spy)
+    return taken
+
+
 @pytest.mark.slow
 def test_the_slots_are_those_of_the_storage_layout_solc_gives_for_the_real_sources():
     from protocols.aave_v3 import origin
@@ -89,14 +102,7 @@ def test_the_words_read_from_storage_are_the_getters_answers(aave_reader):
 @requires_anvil
 def test_a_scan_proves_its_storage_reads_then_takes_them(devnet, aave_reader, monkeypatch):
     _, accounts, reference, block = aave_reader
-    taken = []
-    real = aave_lens.read_rows_from_slots
-
-    def spy(*args, **kwargs):
-        rows = real(*args, **kwargs)
-        taken.append(rows is not None)
-        return rows
-    monkeypatch.setattr(aave_lens, "read_rows_from_slots", spy)
+    taken = slot_reads_taken(monkeypatch)
     got = scan(devnet.url, aave(), book=devnet.book, block=block, accounts=accounts, cache_dir=None, oracle_paths=False)
     tables_equal(got, reference)
     assert taken and all(taken)
@@ -118,14 +124,7 @@ def test_both_releases_read_from_storage_to_the_multicall_snapshot(aave_devnet, 
     """3.0 (stable debt read through its token, a 128-bit balance word) and 3.6 (120 bits and a
     delegation mode byte): the storage reads are taken, and the snapshot is the Multicall3 one."""
     block = aave_devnet.w3.eth.block_number
-    taken = []
-    real = aave_lens.read_rows_from_slots
-
-    def spy(*args, **kwargs):
-        rows = real(*args, **kwargs)
-        taken.append(rows is not None)
-        return rows
-    monkeypatch.setattr(aave_lens, "read_rows_from_slots", spy)
+    taken = slot_reads_taken(monkeypatch)
     got = scan(aave_devnet.url, aave(), book=aave_devnet.book, block=block, cache_dir=None, oracle_paths=False)
     tables_equal(got, scan(aave_devnet.url, aave(), book=aave_devnet.book, block=block, cache_dir=None,
                            use_lens=False, oracle_paths=False))

@@ -86,6 +86,12 @@ class CompoundV2Reader(Reader):
         return [r.value if r.success else None for r in self.ctx.multicall(list(calls))]
 
     # ---- markets ----
+    PER_MARKET = ["underlying()(address)", "exchangeRateStored()(uint256)", "protocolSeizeShareMantissa()(uint256)",
+                  "symbol()(string)", "decimals()(uint8)", "totalSupply()(uint256)", "totalBorrows()(uint256)",
+                  "totalReserves()(uint256)", "getCash()(uint256)", "borrowRatePerBlock()(uint256)",
+                  "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)",
+                  "accrualBlockNumber()(uint256)", "borrowIndex()(uint256)"]
+
     def markets(self) -> list[dict[str, Any]]:
         """One dict per listed cToken with its exact mantissas (cached per reader)."""
         if self._markets is not None:
@@ -98,80 +104,89 @@ class CompoundV2Reader(Reader):
         values = self._read(head)
         if values[0] is None or values[1] is None:
             raise ContagionError(f"compound-v2: {c} does not answer getAllMarkets()/oracle(): not a Comptroller?")
-        ctokens, oracle, close_factor, incentive = values[:4]
-        min_liquidatable = values[4] if len(values) > 4 else None
-        per = ["underlying()(address)", "exchangeRateStored()(uint256)", "protocolSeizeShareMantissa()(uint256)",
-               "symbol()(string)", "decimals()(uint8)", "totalSupply()(uint256)", "totalBorrows()(uint256)",
-               "totalReserves()(uint256)", "getCash()(uint256)", "borrowRatePerBlock()(uint256)",
-               "supplyRatePerBlock()(uint256)", "reserveFactorMantissa()(uint256)", "accrualBlockNumber()(uint256)",
-               "borrowIndex()(uint256)"]
-        calls = []
-        forced_signature = self.profile.forced_liquidation_signature
-        for ctoken in ctokens:
-            calls += [Call(ctoken, sig) for sig in per]
-            calls += [Call(c, self.profile.markets_signature, (ctoken,)),
-                      Call(oracle, "getUnderlyingPrice(address)(uint256)", (ctoken,)),
-                      Call(c, "borrowGuardianPaused(address)(bool)", (ctoken,)),
-                      Call(c, "borrowCaps(address)(uint256)", (ctoken,))]
-            if forced_signature:
-                calls.append(Call(c, forced_signature, (ctoken,)))
-            if self.profile.supply_cap_signature:
-                calls.append(Call(c, self.profile.supply_cap_signature, (ctoken,)))
-        width = len(per) + 4 + bool(forced_signature) + bool(self.profile.supply_cap_signature)
+        ctokens, oracle = values[:2]
+        comptroller = {"close_factor": values[2], "incentive": values[3],
+                       "min_liquidatable_collateral_mantissa": None if len(values) < 5 or values[4] is None
+                       else int(values[4])}
+        calls = self._market_calls(ctokens, oracle)
+        width = len(calls) // len(ctokens) if ctokens else 0
         answers = self._read(calls)
         rows, self.excluded = [], []
         for k, ctoken in enumerate(ctokens):
-            a = answers[k * width:(k + 1) * width]
-            listing, price, paused, borrow_cap, *rest = a[len(per):]
-            forced = rest[:1] if forced_signature else []
-            supply_cap = rest[-1] if self.profile.supply_cap_signature else None
-            if not listing or not listing[0]:
-                continue
-            if not price:
-                # mainnet's PriceOracle reverts ConfigNotFound for the markets it dropped (legacy
-                # WBTC, FEI, REP, SAI); a price of 0 is Compound's "unavailable". Never priced at 0:
-                # the market is left out and named (the scan warns and records it in the meta)
-                self.excluded.append({
-                    "protocol": PROTOCOL, "market": self.comptroller, "asset": to_checksum_address(ctoken),
-                    "reason": f"oracle getUnderlyingPrice({to_checksum_address(ctoken)}) "
-                              + ("reverted" if price is None else "returned 0")})
-                continue
-            cf = int(listing[self.profile.collateral_factor_index])
-            lt_index = self.profile.liquidation_threshold_index
-            reserve_factor = int(a[11] or 0)
-            li_index = self.profile.liquidation_incentive_index
-            market_incentive = incentive if li_index is None else listing[li_index]
-            if market_incentive is None:
-                raise ContagionError(f"compound-v2: {c} has no liquidation incentive for {ctoken} "
-                                     f"(profile {self.profile.name})")
-            rows.append({
-                # the profile's forced-liquidation view (Compound: isDeprecated): anyone may repay
-                # up to all of a borrow in this market, healthy or not
-                "deprecated": bool(forced and forced[0]),
-                "borrow_paused": bool(paused), "reserve_factor_mantissa": reserve_factor,
-                # Comptroller.borrowCaps / supplyCaps (underlying's smallest units; None: not
-                # answered, a comptroller without them; what "none" is: the profile's, cap_amount)
-                "borrow_cap_raw": None if borrow_cap is None else int(borrow_cap),
-                "supply_cap_raw": None if supply_cap is None else int(supply_cap),
-                "ctoken": to_checksum_address(ctoken), "underlying": to_checksum_address(a[0] or NATIVE_ASSET),
-                "exchange_rate_mantissa": int(a[1]), "protocol_seize_share_mantissa": int(a[2] or 0),
-                "symbol": a[3] or "", "ctoken_decimals": int(a[4] if a[4] is not None else 8),
-                "total_supply": int(a[5] or 0), "total_borrows": int(a[6] or 0), "total_reserves": int(a[7] or 0),
-                "cash": int(a[8] or 0), "collateral_factor_mantissa": cf,
-                "borrow_rate_per_block_mantissa": int(a[9] or 0), "supply_rate_per_block_mantissa": int(a[10] or 0),
-                # blocks since the market last ran accrueInterest: interest its stored balances do
-                # not show yet, which its next interaction adds (0 when not answered)
-                "pending_blocks": max(int(self.ctx.block) - int(a[12]), 0) if a[12] is not None else 0,
-                "liquidation_threshold_mantissa": cf if lt_index is None else int(listing[lt_index]),
-                "price_mantissa": int(price),
-                "close_factor_mantissa": int(close_factor), "liquidation_incentive_mantissa": int(market_incentive),
-                "min_liquidatable_collateral_mantissa": None if min_liquidatable is None else int(min_liquidatable),
-                # what the market's stored borrow balances are scaled by (incremental rescans: lens.py)
-                "borrow_index": None if a[13] is None else int(a[13]),
-            })
+            row = self._market_row(ctoken, answers[k * width:(k + 1) * width], comptroller)
+            if row is not None:
+                rows.append(row)
         self._underlying_meta(rows)
         self._markets = rows
         return rows
+
+    def _market_calls(self, ctokens: Sequence[str], oracle: str) -> list[Call]:
+        """Per cToken, the same calls in the same order: its own views, then the Comptroller's and
+        the oracle's about it (the profile's forced-liquidation and supply-cap views where it has them)."""
+        c, profile = self.comptroller, self.profile
+        calls = []
+        for ctoken in ctokens:
+            calls += [Call(ctoken, sig) for sig in self.PER_MARKET]
+            calls += [Call(c, profile.markets_signature, (ctoken,)),
+                      Call(oracle, "getUnderlyingPrice(address)(uint256)", (ctoken,)),
+                      Call(c, "borrowGuardianPaused(address)(bool)", (ctoken,)),
+                      Call(c, "borrowCaps(address)(uint256)", (ctoken,))]
+            if profile.forced_liquidation_signature:
+                calls.append(Call(c, profile.forced_liquidation_signature, (ctoken,)))
+            if profile.supply_cap_signature:
+                calls.append(Call(c, profile.supply_cap_signature, (ctoken,)))
+        return calls
+
+    def _market_row(self, ctoken: str, a: list[Any], comptroller: dict[str, Any]) -> dict[str, Any] | None:
+        """One listed, priced cToken's row from its answers to :meth:`_market_calls`; None for a
+        market not listed, or left out (and named in ``self.excluded``) for want of a price."""
+        listing, price, paused, borrow_cap, *rest = a[len(self.PER_MARKET):]
+        forced = rest[:1] if self.profile.forced_liquidation_signature else []
+        supply_cap = rest[-1] if self.profile.supply_cap_signature else None
+        if not listing or not listing[0]:
+            return None
+        if not price:
+            # mainnet's PriceOracle reverts ConfigNotFound for the markets it dropped (legacy
+            # WBTC, FEI, REP, SAI); a price of 0 is Compound's "unavailable". Never priced at 0:
+            # the market is left out and named (the scan warns and records it in the meta)
+            self.excluded.append({
+                "protocol": PROTOCOL, "market": self.comptroller, "asset": to_checksum_address(ctoken),
+                "reason": f"oracle getUnderlyingPrice({to_checksum_address(ctoken)}) "
+                          + ("reverted" if price is None else "returned 0")})
+            return None
+        cf = int(listing[self.profile.collateral_factor_index])
+        lt_index = self.profile.liquidation_threshold_index
+        li_index = self.profile.liquidation_incentive_index
+        market_incentive = comptroller["incentive"] if li_index is None else listing[li_index]
+        if market_incentive is None:
+            raise ContagionError(f"compound-v2: {self.comptroller} has no liquidation incentive for {ctoken} "
+                                 f"(profile {self.profile.name})")
+        return {
+            # the profile's forced-liquidation view (Compound: isDeprecated): anyone may repay
+            # up to all of a borrow in this market, healthy or not
+            "deprecated": bool(forced and forced[0]),
+            "borrow_paused": bool(paused), "reserve_factor_mantissa": int(a[11] or 0),
+            # Comptroller.borrowCaps / supplyCaps (underlying's smallest units; None: not
+            # answered, a comptroller without them; what "none" is: the profile's, cap_amount)
+            "borrow_cap_raw": None if borrow_cap is None else int(borrow_cap),
+            "supply_cap_raw": None if supply_cap is None else int(supply_cap),
+            "ctoken": to_checksum_address(ctoken), "underlying": to_checksum_address(a[0] or NATIVE_ASSET),
+            "exchange_rate_mantissa": int(a[1]), "protocol_seize_share_mantissa": int(a[2] or 0),
+            "symbol": a[3] or "", "ctoken_decimals": int(a[4] if a[4] is not None else 8),
+            "total_supply": int(a[5] or 0), "total_borrows": int(a[6] or 0), "total_reserves": int(a[7] or 0),
+            "cash": int(a[8] or 0), "collateral_factor_mantissa": cf,
+            "borrow_rate_per_block_mantissa": int(a[9] or 0), "supply_rate_per_block_mantissa": int(a[10] or 0),
+            # blocks since the market last ran accrueInterest: interest its stored balances do
+            # not show yet, which its next interaction adds (0 when not answered)
+            "pending_blocks": max(int(self.ctx.block) - int(a[12]), 0) if a[12] is not None else 0,
+            "liquidation_threshold_mantissa": cf if lt_index is None else int(listing[lt_index]),
+            "price_mantissa": int(price),
+            "close_factor_mantissa": int(comptroller["close_factor"]),
+            "liquidation_incentive_mantissa": int(market_incentive),
+            "min_liquidatable_collateral_mantissa": comptroller["min_liquidatable_collateral_mantissa"],
+            # what the market's stored borrow balances are scaled by (incremental rescans: lens.py)
+            "borrow_index": None if a[13] is None else int(a[13]),
+        }
 
     def _underlying_meta(self, rows: list[dict[str, Any]]) -> None:
         tokens = [r["underlying"] for r in rows if r["underlying"] != NATIVE_ASSET]
