@@ -51,3 +51,14 @@ def test_a_rescan_reads_only_touched_accounts_and_equals_a_full_scan(chain_check
     common = before.index.intersection(after.index)
     assert (before[common] != after[common]).sum() > 100
     assert newcomer in set(rescan.accounts["account"])
+    # a rescan of the rescan: from the state the first one kept (its computed accounts by reference
+    # to the earlier scan's), after another account acts and a day passes
+    send(w3, actor, Call(pool, "supply(address,uint256,address,uint16)", (weth, 10**18, actor, 0)))
+    w3.provider.make_request("evm_increaseTime", [86400])
+    w3.provider.make_request("anvil_mine", ["0x2"])
+    last = w3.eth.block_number
+    again = scan(devnet.url, aave, book=devnet.book, block=last, cache_dir=tmp_path, since_block=later,
+                 stats=(stats := ScanStats()))
+    tables_equal(again, scan(devnet.url, aave, book=devnet.book, block=last, cache_dir=None, use_lens=False))
+    assert stats.accounts["aave-v3"] == 1
+    assert stats.accounts_refreshed["aave-v3"] >= len(set(first.accounts["account"])) - 1

@@ -211,9 +211,6 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     index = np.minimum(index, len(reserves) - 1)
     balance = balances(reader.version, scaled, by_kind[2 * index + kind.clip(0, 1)], kind == 0)
     again[owner[balance == 0]] = True
-    words = previous.words.copy()
-    words[at + 2] = 0       # kept without its balance: a rescan computes it from the scaled one
-    state = KeptState(previous.accounts, previous.lengths, words).take(~again)
     keep = ~again[owner]
     owner, index, kind, balance = owner[keep], index[keep], kind[keep], balance[keep]
     decimals = np.array([r["config"]["decimals"] for r in reserves], dtype=np.int64)
@@ -224,7 +221,10 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
         "side": labels(("collateral", "debt"), kind), "amount": exact_amounts(balance, decimals[index]),
         "raw": text(decimal_strings(balance))})
     accounts = _account_rows(reader, previous, names, owner, index, kind)
-    return Refreshed({"positions": positions, "accounts": accounts}, state, previous.accounts[again].tolist())
+    # every computed account's words are the ones kept (a balance word is never read back: a rescan
+    # computes it from the scaled one), so they are kept by reference, none written again
+    return Refreshed({"positions": positions, "accounts": accounts}, KeptState.empty(),
+                     previous.accounts[again].tolist(), carried=~again)
 
 
 def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: np.ndarray,
