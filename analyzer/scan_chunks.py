@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analyzer.atomic import atomic_write_bytes
@@ -153,20 +154,36 @@ def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, cha
     key = digest([sorted(events.addresses), sorted(events.topics), picking, client.block(since_block)["hash"]])
     # no fsync: a rescan's few change logs are read again where a crash of the machine damaged them
     files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}", durable=False)
+    held: dict[str, set[str]] | None = {} if events.holdings is not None else None
     touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
                            max_range=log_range, stats=stats.discovery,
-                           progress=lambda done, total: report(f"{label} changes", done, total)))
+                           progress=lambda done, total: report(f"{label} changes", done, total), holdings=held))
     if accounts is not None:
         wanted = set(accounts)      # as the readers name them: checksummed (discovery, account files)
         touched &= wanted
         previous = previous.take(pd.Index(previous.accounts).isin(list(wanted)))
     untouched = previous.without(touched)
     refreshed = reader.refresh_accounts(untouched)
+    if held is not None:
+        read = touched | set(refreshed.again)
+        reader.holdings = _holdings(reader, previous, read, held)
     # a later rescan from this block starts from these (the accounts read have theirs beside their rows)
     cache.put(f"{KEPT}{since_block}", _kept_chunk(refreshed, untouched, touched, since_block, block,
                                                    by_reference=accounts is None and refers < MAX_REFERENCES))
     stats.accounts_refreshed[label] = len(untouched) - len(refreshed.again)
     return refreshed.tables, sorted(touched | set(refreshed.again))
+
+
+def _holdings(reader, previous: KeptState, read: set[str], since: dict[str, set[str]]) -> dict[str, list[str]] | None:
+    """The holdings of the accounts a rescan reads in full: those each had at the earlier block
+    (:meth:`protocols.base.Reader.kept_holdings`) and those the change events show since (a
+    holding becomes non-zero only through one); None where the reader cannot say (read in full)."""
+    kept = reader.kept_holdings(previous.take(np.fromiter((a in read for a in previous.accounts.tolist()), dtype=bool,
+                                                          count=len(previous))))
+    if kept is None:
+        return None
+    out = {account: set(kept.get(account, ())) | since.get(account, set()) for account in read}
+    return {account: sorted(holdings) for account, holdings in out.items()}
 
 
 def _kept_chunk(refreshed: Refreshed, untouched: KeptState, touched: set[str], since_block: int, block: int,

@@ -178,7 +178,34 @@ def change_events(reader) -> AccountEvents:
         found = [checksum(topics[i][-20:]) for i in indexes if i < len(topics)]
         return [a for a in found if int(a, 16)]
 
-    return AccountEvents((pool, *tokens), tuple(sorted({t for t, _ in where})), accounts)
+    # an aToken balance becomes non-zero only by a mint or a transfer to the account, each a
+    # Transfer(from, to) of the aToken (ScaledBalanceTokenBase._mintScaled / _transfer, every 3.x)
+    a_tokens = {checksum(r["aToken"]) for r in reader.reserves()}
+    transfer = bytes(keccak(text="Transfer(address,address,uint256)"))
+
+    def holdings(log: dict) -> list[tuple[str, str]]:
+        token = checksum(log["address"])
+        topics = [bytes(t) if not isinstance(t, str) else bytes.fromhex(t[2:]) for t in log["topics"]]
+        if token not in a_tokens or len(topics) < 3 or topics[0] != transfer or not int.from_bytes(topics[2], "big"):
+            return []
+        return [(checksum(topics[2][-20:]), token)]
+
+    return AccountEvents((pool, *tokens), tuple(sorted({t for t, _ in where})), accounts, holdings)
+
+
+def kept_holdings(reader, kept: KeptState) -> dict[str, list[str]]:
+    """The aTokens each kept account held (a record of an aToken balance, by its reserve in
+    ``reserves()``: every non-zero one the lens read)."""
+    reserves = reader.reserves()
+    owner, at = kept.entries(2, 3)
+    code = kept.words[at].astype(np.int64)
+    index, kind = code // 3, code % 3
+    held = (kind == 0) & (index < len(reserves))
+    out: dict[str, list[str]] = {account: [] for account in kept.accounts.tolist()}
+    names = kept.accounts
+    for who, r in zip(owner[held].tolist(), index[held].tolist(), strict=True):
+        out[names[who]].append(reserves[r]["aToken"])
+    return out
 
 
 def _ray_mul(version: str):
