@@ -146,14 +146,21 @@ class Refreshed:
         ``positions`` and ``accounts`` frames of the accounts computed (columns of
         :data:`analyzer.model.TABLES`).
     state : KeptState
-        Their kept words at this block (what a later rescan starts from).
+        Their kept words at this block (what a later rescan starts from): every computed account's,
+        or with ``carried`` only those whose words changed.
     again : list of str
         The accounts that could not be computed and must be read in full.
+    carried : numpy.ndarray or None
+        A mask over the ``previous`` accounts refreshed: those computed whose kept words are the
+        ones ``previous`` holds (the rescan keeps them by reference to the earlier state, not
+        written again: :func:`analyzer.scan_chunks.incremental_plan`); None: ``state`` holds
+        every computed account.
     """
 
     tables: dict[str, pd.DataFrame]
     state: KeptState
     again: list[str]
+    carried: np.ndarray | None = None
 
 
 def text(values: Sequence[str] | np.ndarray) -> pd.api.extensions.ExtensionArray:

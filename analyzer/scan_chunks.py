@@ -13,17 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analyzer.atomic import atomic_write_bytes
 from analyzer.discovery import ChunkFiles, DiscoveryStats, discover
-from analyzer.kept import KeptState
+from analyzer.kept import KeptState, Refreshed
 from analyzer.model import Snapshot, to_table
 from protocols.base import Rows
 
 EXCLUDED = "excluded"   # the rows a reader adds for markets it read but left out (see protocols.base.Rows)
 STATE = "state-"        # the kept words of a chunk of positions (analyzer.kept), beside it
 KEPT = "kept-from-"     # the kept words of the accounts a rescan computed, by the block it started from
+MAX_REFERENCES = 8      # rescans in a row that keep their unchanged accounts by reference to the one before
 
 
 @dataclass
@@ -66,6 +68,17 @@ class ChunkCache:
         except (EOFError, ValueError, TypeError, OSError):
             return None  # a damaged chunk is simply read again
 
+    def block(self) -> int | None:
+        """The block of a scan's cache (``<chain cache>/<block>/<plugin>/<key>``); None otherwise."""
+        if self.root is None or not self.root.parent.parent.name.isdigit():
+            return None
+        return int(self.root.parent.parent.name)
+
+    def at_block(self, block: int) -> ChunkCache:
+        """The cache of the same plugin and market at another block of the chain."""
+        assert self.root is not None
+        return ChunkCache(self.root.parents[2] / str(block) / self.root.parent.name / self.root.name)
+
     def names(self, prefix: str) -> list[str]:
         """The chunks whose name starts with ``prefix``."""
         if self.root is None or not self.root.is_dir():
@@ -87,7 +100,14 @@ def kept_state(cache: ChunkCache) -> KeptState | None:
     """The accounts' kept words of a finished scan in ``cache``: each chunk of positions has its
     state beside it (written first), and a rescan's computed accounts theirs (``kept-from-*``);
     None when a chunk kept none (read without the lens, or by an older version)."""
-    parts = []
+    found = _kept_state(cache)
+    return None if found is None else found[0]
+
+
+def _kept_state(cache: ChunkCache, depth: int = 0) -> tuple[KeptState, int] | None:
+    """:func:`kept_state` and how many earlier blocks it refers to (a rescan's ``kept-from-*``
+    chunk may keep its untouched accounts by reference: :func:`incremental_plan`)."""
+    parts, refers = [], 0
     for name in cache.names("positions-"):
         chunk = cache.get(STATE + name.removeprefix("positions-"))
         part = None if chunk is None else KeptState.from_chunk(chunk)
@@ -95,11 +115,25 @@ def kept_state(cache: ChunkCache) -> KeptState | None:
             return None
         parts.append(part)
     for name in cache.names(KEPT):
-        part = KeptState.from_chunk(cache.get(name) or {})
+        chunk = cache.get(name)
+        if not isinstance(chunk, dict):
+            return None
+        if "base" in chunk:     # the earlier state less ``dropped``, then the accounts whose words changed
+            base = chunk["base"]
+            own = cache.block()
+            if not isinstance(base, int) or own is None or not 0 <= base < own or depth >= MAX_REFERENCES:
+                return None
+            earlier = _kept_state(cache.at_block(base), depth + 1)
+            if earlier is None:
+                return None     # the earlier scan's cache is gone: read in full
+            parts.append(earlier[0].without(chunk.get("dropped", [])))
+            refers = max(refers, earlier[1] + 1)
+            chunk = chunk.get("changed", {})
+        part = KeptState.from_chunk(chunk)
         if part is None:
             return None
         parts.append(part)
-    return KeptState.concat(parts) if parts else None
+    return (KeptState.concat(parts), refers) if parts else None
 
 
 def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
@@ -113,25 +147,60 @@ def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, cha
     events = reader.change_events()
     if events is None or not 0 <= since_block <= block:
         return None
-    previous = kept_state(earlier)
-    if previous is None:
+    found = _kept_state(earlier)
+    if found is None:
         return None     # no earlier scan here, or one that kept no state (read without the lens)
+    previous, refers = found
     key = digest([sorted(events.addresses), sorted(events.topics), picking, client.block(since_block)["hash"]])
     # no fsync: a rescan's few change logs are read again where a crash of the machine damaged them
     files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}", durable=False)
+    held: dict[str, set[str]] | None = {} if events.holdings is not None else None
     touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
                            max_range=log_range, stats=stats.discovery,
-                           progress=lambda done, total: report(f"{label} changes", done, total)))
+                           progress=lambda done, total: report(f"{label} changes", done, total), holdings=held))
     if accounts is not None:
         wanted = set(accounts)      # as the readers name them: checksummed (discovery, account files)
         touched &= wanted
         previous = previous.take(pd.Index(previous.accounts).isin(list(wanted)))
     untouched = previous.without(touched)
     refreshed = reader.refresh_accounts(untouched)
+    if held is not None:
+        read = touched | set(refreshed.again)
+        reader.holdings = _holdings(reader, previous, read, held)
     # a later rescan from this block starts from these (the accounts read have theirs beside their rows)
-    cache.put(f"{KEPT}{since_block}", refreshed.state.to_chunk())
+    cache.put(f"{KEPT}{since_block}", _kept_chunk(refreshed, untouched, touched, since_block, block,
+                                                   by_reference=accounts is None and refers < MAX_REFERENCES))
     stats.accounts_refreshed[label] = len(untouched) - len(refreshed.again)
     return refreshed.tables, sorted(touched | set(refreshed.again))
+
+
+def _holdings(reader, previous: KeptState, read: set[str], since: dict[str, set[str]]) -> dict[str, list[str]] | None:
+    """The holdings of the accounts a rescan reads in full: those each had at the earlier block
+    (:meth:`protocols.base.Reader.kept_holdings`) and those the change events show since (a
+    holding becomes non-zero only through one); None where the reader cannot say (read in full)."""
+    kept = reader.kept_holdings(previous.take(np.fromiter((a in read for a in previous.accounts.tolist()), dtype=bool,
+                                                          count=len(previous))))
+    if kept is None:
+        return None
+    out = {account: set(kept.get(account, ())) | since.get(account, set()) for account in read}
+    return {account: sorted(holdings) for account, holdings in out.items()}
+
+
+def _kept_chunk(refreshed: Refreshed, untouched: KeptState, touched: set[str], since_block: int, block: int,
+                by_reference: bool) -> dict:
+    """The kept words of the accounts a rescan computed, as stored. Where the reader says which
+    accounts' words are unchanged (``refreshed.carried``), those are kept by reference: the
+    earlier block's state less the accounts whose words are not carried (``dropped``), then the
+    words that changed, a few thousand words for a 1% change instead of every account's (writing
+    them all was a tenth of a mainnet-scale rescan). Written in full without a reference, after
+    ``MAX_REFERENCES`` rescans in a row (a rescan's load stays bounded), or with an account list."""
+    carried = refreshed.carried
+    if carried is None:
+        return refreshed.state.to_chunk()
+    if not by_reference or since_block >= block:
+        return KeptState.concat([untouched.take(carried), refreshed.state]).to_chunk()
+    dropped = sorted(touched | set(untouched.accounts[~carried].tolist()))
+    return {"base": since_block, "dropped": dropped, "changed": refreshed.state.to_chunk()}
 
 
 def _rows_to_snapshot(rows: list[Rows], frames: dict[str, pd.DataFrame] | None = None) -> Snapshot:

@@ -165,6 +165,13 @@ class Reader(ABC):
         balance, flag and mode); None (default): the protocol does not declare them."""
         return None
 
+    def kept_holdings(self, kept: KeptState) -> dict[str, list[str]] | None:
+        """Incremental rescans: the holdings (:attr:`AccountEvents.holdings`) each account had at
+        the earlier block, from the words kept of it; with the holdings the change events show
+        since (:meth:`change_events` declaring ``holdings``), the accounts a rescan reads in full
+        are read for those only. None (default): unknown, the accounts read are read in full."""
+        return None
+
     def refresh_accounts(self, previous: KeptState) -> Refreshed:
         """Incremental rescans: ``previous`` holds the accounts that no :meth:`change_events` event
         named since an earlier scan, with the words that scan kept of each (``Rows["_state"]``).

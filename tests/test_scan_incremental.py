@@ -3,6 +3,7 @@ read; the others are computed from the state that scan kept, and the snapshot is
 
 from __future__ import annotations
 
+from analyzer import scan_chunks
 from analyzer.books import market_of
 from analyzer.cheats import deal
 from analyzer.devnet.scenario import account_address
@@ -15,6 +16,19 @@ from tests.test_scan import tables_equal
 pytestmark = requires_anvil
 
 
+def read_reserves(devnet) -> list[dict]:
+    """The pool's reserves with their tokens, read with the scan's reader at the head."""
+    from functools import partial
+
+    from analyzer.multicall import multicall
+    from protocols.aave_v3.reader import AaveV3Reader
+    from protocols.base import ReadContext
+
+    w3, block = devnet.w3, devnet.w3.eth.block_number
+    ctx = ReadContext(w3, w3.eth.chain_id, block, partial(multicall, w3, block=block), lambda *a: [])
+    return AaveV3Reader(ctx, market_of(devnet.book, "aave-v3")).reserves()
+
+
 def send(w3, sender: str, call: Call) -> None:
     w3.provider.make_request("anvil_impersonateAccount", [sender])
     w3.provider.make_request("anvil_setBalance", [sender, hex(10**20)])
@@ -22,8 +36,11 @@ def send(w3, sender: str, call: Call) -> None:
     assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
 
 
-def test_a_rescan_reads_only_touched_accounts_and_equals_a_full_scan(chain_checkpoint, tmp_path):
+def test_a_rescan_reads_only_touched_accounts_and_equals_a_full_scan(chain_checkpoint, tmp_path, monkeypatch):
     devnet = chain_checkpoint
+    given = []     # the holdings the touched accounts were read under (kept + since the earlier block)
+    real_holdings = scan_chunks._holdings
+    monkeypatch.setattr(scan_chunks, "_holdings", lambda *args: given.append(real_holdings(*args)) or given[-1])
     w3, aave = devnet.w3, [plugins()["aave-v3"]]
     deployment = market_of(devnet.book, "aave-v3")
     pool, weth = deployment["pool"], devnet.book["tokens"]["WETH"]
@@ -51,3 +68,21 @@ def test_a_rescan_reads_only_touched_accounts_and_equals_a_full_scan(chain_check
     common = before.index.intersection(after.index)
     assert (before[common] != after[common]).sum() > 100
     assert newcomer in set(rescan.accounts["account"])
+    a_weth = next(r["aToken"] for r in read_reserves(devnet) if r["asset"] == weth)
+    assert given[-1] is not None and given[-1][newcomer] == [a_weth] and a_weth in given[-1][actor]
+    # a rescan of the rescan: from the state the first one kept (its computed accounts by reference
+    # to the earlier scan's), after another account acts and a day passes
+    send(w3, actor, Call(pool, "supply(address,uint256,address,uint16)", (weth, 10**18, actor, 0)))
+    # an aToken received by transfer alone (no Pool event names the receiver)
+    receiver = account_address("incremental-receiver")
+    send(w3, actor, Call(a_weth, "transfer(address,uint256)(bool)", (receiver, 10**17)))
+    w3.provider.make_request("evm_increaseTime", [86400])
+    w3.provider.make_request("anvil_mine", ["0x2"])
+    last = w3.eth.block_number
+    again = scan(devnet.url, aave, book=devnet.book, block=last, cache_dir=tmp_path, since_block=later,
+                 stats=(stats := ScanStats()))
+    tables_equal(again, scan(devnet.url, aave, book=devnet.book, block=last, cache_dir=None, use_lens=False))
+    assert stats.accounts["aave-v3"] == 2
+    assert given[-1] is not None and given[-1][receiver] == [a_weth]
+    assert receiver in set(again.accounts["account"])
+    assert stats.accounts_refreshed["aave-v3"] >= len(set(first.accounts["account"])) - 1

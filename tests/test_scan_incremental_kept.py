@@ -9,8 +9,9 @@ import random
 import numpy as np
 import pandas as pd
 
-from analyzer.kept import KeptState, exact_amounts, labels, objects, repeated, text
+from analyzer.kept import KeptState, Refreshed, exact_amounts, labels, objects, repeated, text
 from analyzer.model import raw_to_amount
+from analyzer.scan_chunks import KEPT, MAX_REFERENCES, STATE, ChunkCache, _kept_chunk, kept_state
 from protocols.comet import exact
 from protocols.comet.lens import liquidatable, present_value, signed
 
@@ -30,6 +31,45 @@ def test_kept_state_round_trips_and_finds_each_accounts_records():
     assert KeptState.from_state(state).without(["0xB"]).accounts.tolist() == ["0xA", "0xC"]
     twice = KeptState.concat([kept, KeptState.from_state({"0xA": [1, 1]})]).without([])
     assert twice.accounts.tolist() == ["0xB", "0xC", "0xA"] and twice.column(0).tolist() == [8, 9, 1]
+
+
+def test_a_rescans_kept_state_refers_to_the_earlier_one_for_the_accounts_it_carries(tmp_path):
+    def at(block: int) -> ChunkCache:
+        return ChunkCache(tmp_path / str(block) / "plugin" / "key")
+
+    first = {"0xA": [1, 10], "0xB": [2, 20], "0xC": [3, 30], "0xD": [4, 40]}
+    at(5).put(STATE + "x", KeptState.chunk_of(first))
+    at(5).put("positions-x", {"positions": []})
+    previous = kept_state(at(5))
+    assert previous is not None
+    # a rescan 5 -> 9: D was touched (read in full at 9), C's words changed, A and B are carried
+    untouched = previous.without(["0xD"])
+    refreshed = Refreshed({}, KeptState.from_state({"0xC": [3, 31]}), [], carried=np.array([True, True, False]))
+    chunk = _kept_chunk(refreshed, untouched, {"0xD"}, 5, 9, by_reference=True)
+    assert chunk["base"] == 5 and chunk["dropped"] == ["0xC", "0xD"]     # C's words are in the chunk
+    at(9).put(f"{KEPT}5", chunk)
+    at(9).put(STATE + "y", KeptState.chunk_of({"0xD": [4, 41]}))
+    at(9).put("positions-y", {"positions": []})
+    later = kept_state(at(9))
+    assert later is not None
+    assert dict(zip(later.accounts.tolist(), later.column(1).tolist(), strict=True)) == \
+        {"0xA": 10, "0xB": 20, "0xC": 31, "0xD": 41}
+    # written in full: without a reference (an account list, too many references in a row) it is
+    # the same state
+    full = _kept_chunk(refreshed, untouched, {"0xD"}, 5, 9, by_reference=False)
+    assert "base" not in full and sorted(full["accounts"]) == ["0xA", "0xB", "0xC"]
+    # the earlier scan's cache gone: no state (the rescan reads every account)
+    for path in (tmp_path / "5").rglob("*.chunk"):
+        path.unlink()
+    assert kept_state(at(9)) is None
+    # a reference to a later or the same block is never followed, nor a chain past MAX_REFERENCES
+    at(12).put(f"{KEPT}12", {"base": 12, "dropped": [], "changed": KeptState.chunk_of({})})
+    assert kept_state(at(12)) is None
+    at(0).put(STATE + "z", KeptState.chunk_of(first))
+    at(0).put("positions-z", {"positions": []})
+    for block in range(1, MAX_REFERENCES + 2):
+        at(block).put(f"{KEPT}{block - 1}", {"base": block - 1, "dropped": [], "changed": KeptState.chunk_of({})})
+    assert kept_state(at(MAX_REFERENCES)) is not None and kept_state(at(MAX_REFERENCES + 1)) is None
 
 
 def test_exact_amounts_and_string_columns_match_the_per_value_conversions():

@@ -1,5 +1,6 @@
 """mainnet-scale (issue 19): on ~100,000 discovered accounts, the lens read under each account's
-holdings gives the snapshot of the lens read in full, and a sample of it the Multicall3 snapshot.
+holdings gives the snapshot of the lens read in full, and the Multicall3 read of every one of them
+(a node without state overrides: minutes) the same snapshot, table for table.
 
 Building the mainnet-scale devnet takes many minutes (loading its cached state, seconds), so this
 runs only when asked: ``CONTAGION_SCALE_TESTS=1 pytest tests/test_scan_scale.py``. With
@@ -44,7 +45,7 @@ def scale():
         yield running
 
 
-def test_the_masked_lens_equals_the_full_lens_and_a_sample_equals_multicall(scale):
+def test_the_masked_lens_equals_the_full_lens_and_multicall(scale):
     lenders = parse_protocols(LENDERS)
     block = scale.w3.eth.block_number
     discovered = scan(scale.url, lenders, book=scale.book, block=block, cache_dir=None, oracle_paths=False)
@@ -53,10 +54,7 @@ def test_the_masked_lens_equals_the_full_lens_and_a_sample_equals_multicall(scal
     full = scan(scale.url, lenders, book=scale.book, block=block, accounts=accounts, cache_dir=None,
                 oracle_paths=False)
     tables_equal(discovered, full)
-    sample = accounts[::100]
-    through_multicall = scan(scale.url, lenders, book=scale.book, block=block, accounts=sample, cache_dir=None,
+    through_multicall = scan(scale.url, lenders, book=scale.book, block=block, accounts=accounts, cache_dir=None,
                              oracle_paths=False, use_lens=False)
-    through_lens = scan(scale.url, lenders, book=scale.book, block=block, accounts=sample, cache_dir=None,
-                        oracle_paths=False)
-    tables_equal(through_lens, through_multicall)
-    assert len(through_lens.positions) > 1_000
+    assert len(through_multicall.positions) >= 100_000
+    tables_equal(discovered, through_multicall)

@@ -178,7 +178,34 @@ def change_events(reader) -> AccountEvents:
         found = [checksum(topics[i][-20:]) for i in indexes if i < len(topics)]
         return [a for a in found if int(a, 16)]
 
-    return AccountEvents((pool, *tokens), tuple(sorted({t for t, _ in where})), accounts)
+    # an aToken balance becomes non-zero only by a mint or a transfer to the account, each a
+    # Transfer(from, to) of the aToken (ScaledBalanceTokenBase._mintScaled / _transfer, every 3.x)
+    a_tokens = {checksum(r["aToken"]) for r in reader.reserves()}
+    transfer = bytes(keccak(text="Transfer(address,address,uint256)"))
+
+    def holdings(log: dict) -> list[tuple[str, str]]:
+        token = checksum(log["address"])
+        topics = [bytes(t) if not isinstance(t, str) else bytes.fromhex(t[2:]) for t in log["topics"]]
+        if token not in a_tokens or len(topics) < 3 or topics[0] != transfer or not int.from_bytes(topics[2], "big"):
+            return []
+        return [(checksum(topics[2][-20:]), token)]
+
+    return AccountEvents((pool, *tokens), tuple(sorted({t for t, _ in where})), accounts, holdings)
+
+
+def kept_holdings(reader, kept: KeptState) -> dict[str, list[str]]:
+    """The aTokens each kept account held (a record of an aToken balance, by its reserve in
+    ``reserves()``: every non-zero one the lens read)."""
+    reserves = reader.reserves()
+    owner, at = kept.entries(2, 3)
+    code = kept.words[at].astype(np.int64)
+    index, kind = code // 3, code % 3
+    held = (kind == 0) & (index < len(reserves))
+    out: dict[str, list[str]] = {account: [] for account in kept.accounts.tolist()}
+    names = kept.accounts
+    for who, r in zip(owner[held].tolist(), index[held].tolist(), strict=True):
+        out[names[who]].append(reserves[r]["aToken"])
+    return out
 
 
 def _ray_mul(version: str):
@@ -211,9 +238,6 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     index = np.minimum(index, len(reserves) - 1)
     balance = balances(reader.version, scaled, by_kind[2 * index + kind.clip(0, 1)], kind == 0)
     again[owner[balance == 0]] = True
-    words = previous.words.copy()
-    words[at + 2] = 0       # kept without its balance: a rescan computes it from the scaled one
-    state = KeptState(previous.accounts, previous.lengths, words).take(~again)
     keep = ~again[owner]
     owner, index, kind, balance = owner[keep], index[keep], kind[keep], balance[keep]
     decimals = np.array([r["config"]["decimals"] for r in reserves], dtype=np.int64)
@@ -224,7 +248,10 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
         "side": labels(("collateral", "debt"), kind), "amount": exact_amounts(balance, decimals[index]),
         "raw": text(decimal_strings(balance))})
     accounts = _account_rows(reader, previous, names, owner, index, kind)
-    return Refreshed({"positions": positions, "accounts": accounts}, state, previous.accounts[again].tolist())
+    # every computed account's words are the ones kept (a balance word is never read back: a rescan
+    # computes it from the scaled one), so they are kept by reference, none written again
+    return Refreshed({"positions": positions, "accounts": accounts}, KeptState.empty(),
+                     previous.accounts[again].tolist(), carried=~again)
 
 
 def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: np.ndarray,

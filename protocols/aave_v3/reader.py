@@ -235,6 +235,9 @@ class AaveV3Reader(Reader):
     def refresh_accounts(self, previous: KeptState) -> Refreshed:
         return lens.refresh_accounts(self, previous)
 
+    def kept_holdings(self, kept: KeptState) -> dict[str, list[str]] | None:
+        return lens.kept_holdings(self, kept)
+
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         """Per account: e-mode, user configuration, and aToken / debt-token ``balanceOf`` of every
         reserve the configuration flags (amounts in underlying units; raw = exact integers)."""

@@ -122,29 +122,37 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     n = len(state["assets"])
     again = previous.lengths - 5 > n
     principal = signed(previous.column(0))
+    moved = np.zeros(len(previous), dtype=bool)
     unseen = ~again & (principal <= 0)           # a borrow may have moved without an event
     if unseen.any():
         read = _principals(reader, previous.accounts[unseen].tolist()) if reader.ctx.lens is not None else None
         if read is None:                         # no lens calls: read them again in full
             again |= unseen
         else:
-            principal[unseen] = objects(read)
+            fresh = objects(read)
+            moved[unseen] = fresh != principal[unseen]
+            principal[unseen] = fresh
     held = np.full((len(previous), n), 0, dtype=object)
     owner, at = previous.entries(5, 1)
     fits = ~again[owner]
     held[owner[fits], (at - previous.starts[owner] - 5)[fits]] = previous.words[at[fits]]
     # nothing open: no rows, as the lens gives none
     keep = ~again & ((principal != 0) | (held != 0).any(axis=1))
+    # an account's words hold at this block as kept unless its principal moved or the market lists
+    # more collateral assets than when it was read (its words are then padded to them)
+    carried = keep & ~moved & (previous.lengths == 5 + n)
+    changed = ~carried[keep]
     principal, held, assets_in = principal[keep], held[keep], previous.column(1)[keep]
     accounts = previous.accounts[keep]
     value = present_value(principal, state["supply_index"], state["borrow_index"])
     borrowed, supplied = np.where(value < 0, -value, 0), np.where(value > 0, value, 0)
     flagged = liquidatable(state, principal, held)
-    # kept: the principal (signed), assetsIn and the collateral; what a rescan computes from them is
-    # left 0 (the base balances, isLiquidatable)
-    zeros = np.zeros(len(accounts), dtype=np.int64).astype(object)
-    words = np.concatenate([np.column_stack([principal, assets_in, zeros, zeros, zeros]), held], axis=1)
-    kept = KeptState(accounts, np.full(len(accounts), 5 + n, dtype=np.int64), words.ravel())
+    # kept, of the accounts whose words changed: the principal (signed), assetsIn and the collateral;
+    # what a rescan computes from them is left 0 (the base balances, isLiquidatable)
+    zeros = np.zeros(int(changed.sum()), dtype=np.int64).astype(object)
+    words = np.concatenate([np.column_stack([principal[changed], assets_in[changed], zeros, zeros, zeros]),
+                            held[changed]], axis=1)
+    kept = KeptState(accounts[changed], np.full(len(zeros), 5 + n, dtype=np.int64), words.ravel())
     # as rows_from_lens writes them
     params = joined('{"principal": "', decimal_strings(principal), '", "assets_in": ', decimal_strings(assets_in),
                     ', "is_liquidatable": ', np.where(flagged, "true", "false").astype(object), "}")
@@ -155,7 +163,8 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     columns = [(base, "debt", borrowed, decimals[0]), (base, "collateral", supplied, decimals[0])]
     columns += [(a["asset"], "collateral", held[:, i], decimals[i + 1]) for i, a in enumerate(state["assets"])]
     positions = _positions(comet, accounts, columns)
-    return Refreshed({"positions": positions, "accounts": account_rows}, kept, previous.accounts[again].tolist())
+    return Refreshed({"positions": positions, "accounts": account_rows}, kept, previous.accounts[again].tolist(),
+                     carried=carried)
 
 
 def _positions(comet: str, accounts: np.ndarray, columns: list[tuple[str, str, np.ndarray, int]]) -> pd.DataFrame:

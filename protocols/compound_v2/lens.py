@@ -158,7 +158,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
         return Refreshed({}, KeptState.empty(), previous.accounts.tolist())
     markets = reader.markets()
     stale = previous.column(0) != market_tag(markets) if len(previous) else np.zeros(0, dtype=bool)
-    gone, previous = previous.accounts[stale].tolist(), previous.take(~stale)
+    gone, previous = previous.accounts[stale].tolist(), previous.take(~stale) if stale.any() else previous
     again = np.zeros(len(previous), dtype=bool)
     first = 2 + previous.column(1).astype(np.int64) if len(previous) else np.zeros(0, dtype=np.int64)
     owner, at = previous.entries(first, RECORD)
@@ -186,24 +186,29 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
                 raise ContagionError(f"the Compound V2 lens returned {len(fresh)} borrow balances for "
                                      f"{int(moved.sum())} asked")
             borrowed[moved] = objects(fresh)
-    refreshed = _refreshed(reader, previous, again, owner, at, market, balance, borrowed, paired)
-    return Refreshed(refreshed.tables, refreshed.state, gone + refreshed.again)
+    refreshed = _refreshed(reader, previous, again, owner, at, market, balance, borrowed, moved)
+    carried = np.zeros(len(stale), dtype=bool)     # over the accounts before the stale ones were taken out
+    carried[~stale] = refreshed.carried
+    return Refreshed(refreshed.tables, refreshed.state, gone + refreshed.again, carried)
 
 
 def _refreshed(reader, previous: KeptState, again: np.ndarray, owner: np.ndarray, at: np.ndarray, market: np.ndarray,
-               balance: np.ndarray, borrowed: np.ndarray, paired: np.ndarray) -> Refreshed:
+               balance: np.ndarray, borrowed: np.ndarray, moved: np.ndarray) -> Refreshed:
     """The rows and kept words (:func:`rows_from_figures`) of the accounts not read ``again``,
     from their records (``owner``: the account row, ``at``: where its words are, ``market``,
-    cToken ``balance`` and ``borrowed`` at this block; ``paired``: a borrow kept as its pair,
-    kept as it is)."""
+    cToken ``balance`` and ``borrowed`` at this block; ``moved``: a borrow kept as its balance
+    that was read again, kept as that balance and this block's index). Every other record's words
+    hold at this block as kept (a pair, a balance whose index has not moved, no borrow): only
+    the accounts with a moved borrow have their words written again (``carried``: the others)."""
     markets = reader.markets()
     opened = np.zeros(len(previous), dtype=bool)
     opened[owner[(balance != 0) | (borrowed != 0)]] = True
     opened &= ~again
-    words = previous.words.copy()
-    single = at[~paired]
-    words[single + 2] = borrowed[~paired]
-    words[single + 3] = objects([m.get("borrow_index") or 0 for m in markets])[market[~paired]]
+    words = previous.words.copy() if moved.any() else previous.words
+    words[at[moved] + 2] = borrowed[moved]
+    words[at[moved] + 3] = objects([m.get("borrow_index") or 0 for m in markets])[market[moved]]
+    rewritten = np.zeros(len(previous), dtype=bool)
+    rewritten[owner[moved]] = True
     kept = KeptState(previous.accounts, previous.lengths, words).take(opened)
     mine = opened[owner]
     owner, market, balance, borrowed = owner[mine], market[mine], balance[mine], borrowed[mine]
@@ -224,7 +229,8 @@ def _refreshed(reader, previous: KeptState, again: np.ndarray, owner: np.ndarray
                                     "reserve": labels([m["ctoken"] for m in markets], j), "side": repeated(side, n),
                                     "amount": amount, "raw": text(decimal_strings(raw))}))
     return Refreshed({"positions": pd.concat(frames, ignore_index=True), "accounts": _account_rows(reader, kept)},
-                     kept, previous.accounts[again].tolist())
+                     KeptState(previous.accounts, previous.lengths, words).take(opened & rewritten),
+                     previous.accounts[again].tolist(), carried=opened & ~rewritten)
 
 
 def _account_rows(reader, kept: KeptState) -> pd.DataFrame:
