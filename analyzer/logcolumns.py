@@ -91,16 +91,36 @@ def parse_log_answer(content: bytes, request_id: int) -> LogColumns | None:
     if not (content.count(b"{") == content.count(b"}") == count + 1 == content.count(b"[") == content.count(b"]")
             and content.rstrip().endswith(b"}")):
         return None
-    joined = b",".join(topic_lists).lower()
-    topics = TOPIC.findall(joined)
-    # written without spaces, n topics take 69n - 1 bytes ('"0x<64 digits>"' joined by commas)
+    topics_found = _compact_topics(topic_lists, count)
+    if topics_found is None:    # spaces, another case of "0x", or not topics: one regular expression
+        joined = b",".join(topic_lists).lower()
+        found = TOPIC.findall(joined)
+        counts = np.fromiter((t.count(b"0x") for t in topic_lists), dtype=np.int64, count=count)
+        if int(counts.sum()) != len(found):
+            return None
+        topics_found = (np.array(found, dtype="S66") if found else np.empty(0, "S66"), counts)
+    topics, counts = topics_found
+    return LogColumns(address=np.frombuffer(b"".join(addresses).lower(), dtype="S42").copy(),
+                      topics=topics, topic_counts=counts, data=list(data),
+                      block=np.array([int(b, 16) for b in blocks], dtype=np.int64))
+
+
+def _compact_topics(topic_lists: list[bytes], count: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(every topic, lower-case, as ``S66``; the number of each log's topics) where every list is
+    written without spaces, so that n topics take 69n - 1 bytes (``"0x<64 hex digits>"`` joined by
+    commas): the lists joined are then rows of 69 bytes, checked and cut at once; None otherwise."""
     lengths = np.fromiter(map(len, topic_lists), dtype=np.int64, count=count)
     counts = (lengths + 1) // 69
     if not np.array_equal(lengths, np.maximum(69 * counts - 1, 0)):
-        counts = np.fromiter((t.count(b"0x") for t in topic_lists), dtype=np.int64, count=count)
-    if int(counts.sum()) != len(topics):
         return None
-    return LogColumns(address=np.frombuffer(b"".join(addresses).lower(), dtype="S42").copy(),
-                      topics=np.array(topics, dtype="S66") if topics else np.empty(0, "S66"),
-                      topic_counts=counts, data=list(data),
-                      block=np.array([int(b, 16) for b in blocks], dtype=np.int64))
+    if not counts.any():
+        return np.empty(0, "S66"), counts
+    rows = np.frombuffer(b",".join([t for t in topic_lists if t]).lower() + b",", dtype=np.uint8).reshape(-1, 69)
+    if not ((rows[:, [0, 67]] == ord('"')).all() and (rows[:, 68] == ord(",")).all()
+            and (rows[:, 1] == ord("0")).all() and (rows[:, 2] == ord("x")).all()):
+        return None
+    try:    # every digit hex (what the pattern asks); lower case already
+        bytes.fromhex(np.ascontiguousarray(rows[:, 3:67]).tobytes().decode("ascii"))
+    except ValueError:
+        return None
+    return np.ascontiguousarray(rows[:, 1:67]).view("S66").ravel(), counts

@@ -32,6 +32,8 @@ incremental rescan, in one run, as one JSON object.
 
     .venv/bin/python -m benchmarks.scan [--scenario mainnet-scale] [--naive-sample 1000]
     .venv/bin/python -m benchmarks.scan --state DIR   # a devnet built beforehand: DIR/state.json, DIR/book.json
+    .venv/bin/python -m benchmarks.scan --state DIR --full-only
+        # the full scan and the naive loop only (``ratio_to_naive``; no Multicall3 sample, no rescans)
     .venv/bin/python -m benchmarks.scan --state DIR --incremental-only --profile rescan.prof
         # the full scan (the cache the rescan starts from), then only the all-lenders rescan and the
         # full scan it is compared with; cProfile of the rescan (every thread's calls) in rescan.prof
@@ -160,16 +162,18 @@ def send_all(w3, plans: list[tuple[str, list[Call]]]) -> None:
 
 
 def naive_vs_multicall(url: str, lenders, book: dict, aave: list[str], block: int, naive_sample: int, accounts: int,
-                       seconds: float) -> dict:
-    """The naive loop's and the Multicall3 path's rates on a sample of the Aave accounts (the
-    full scan took ``seconds`` for ``accounts``)."""
+                       seconds: float, with_multicall: bool = True) -> dict:
+    """The naive loop's and (``with_multicall``) the Multicall3 path's rates on a sample of the Aave
+    accounts (the full scan took ``seconds`` for ``accounts``)."""
     sample = aave[::max(1, len(aave) // naive_sample)][:naive_sample]
     naive = naive_rate(url, market_of(book, "aave-v3")["pool"], sample, block)
-    _, multicall_seconds = timed(lambda: scan(url, lenders, book=book, block=block, accounts=sample,
-                                              cache_dir=None, use_lens=False, oracle_paths=False))
-    return {"naive_concurrent_requests": 1, "naive_accounts_per_second": round(naive, 1),
-            "ratio_to_naive": round(accounts / seconds / naive, 1),
-            "multicall_accounts_per_second": round(len(sample) / multicall_seconds, 1)}
+    out = {"naive_concurrent_requests": 1, "naive_accounts_per_second": round(naive, 1),
+           "ratio_to_naive": round(accounts / seconds / naive, 1)}
+    if with_multicall:
+        _, multicall_seconds = timed(lambda: scan(url, lenders, book=book, block=block, accounts=sample,
+                                                  cache_dir=None, use_lens=False, oracle_paths=False))
+        out["multicall_accounts_per_second"] = round(len(sample) / multicall_seconds, 1)
+    return out
 
 
 def aave_rescan(url: str, book: dict, cache: Path, block: int, later: int, accounts: int, changed: int) -> dict:
@@ -221,6 +225,8 @@ def main() -> None:
     parser.add_argument("--incremental-only", action="store_true",
                         help="after the full scan, only the all-lenders rescan and its full scan (no naive loop, "
                              "Multicall3 sample or Aave-only rescan)")
+    parser.add_argument("--full-only", action="store_true",
+                        help="only the full scan and the naive loop (ratio_to_naive): no Multicall3 sample, no rescans")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the all-lenders rescan here")
     args = parser.parse_args()
     lenders = parse_protocols(LENDERS)
@@ -254,9 +260,13 @@ def main() -> None:
                    rpc_calls_per_1000_accounts=round(1000 * rpc_calls / accounts, 2),
                    discovery_ranges=stats.discovery.ranges_read)
         if not args.incremental_only:
-            out.update(naive_vs_multicall(devnet.url, lenders, book, aave, block, args.naive_sample, accounts, seconds))
+            out.update(naive_vs_multicall(devnet.url, lenders, book, aave, block, args.naive_sample, accounts, seconds,
+                                          with_multicall=not args.full_only))
         out["peak_rss_mb_full_scan"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         del snapshot
+        if args.full_only:
+            print(json.dumps(out, indent=2))
+            return
 
         # incremental: Aave V3 from the full scan's cache; 1% of its accounts act
         changed = aave[::max(1, round(1 / args.changed_share))]
