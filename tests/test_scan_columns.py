@@ -56,8 +56,11 @@ def test_declared_events_find_what_the_readers_functions_find(devnet, name):
     w3 = devnet.w3
     ctx = ReadContext(w3=w3, chain_id=client.chain_id(), block=block, get_logs=None,
                       multicall=lambda calls: multicall(w3, calls, block=block))
-    for market in deployments_for([plugins()[name]], client.chain_id(), devnet.book, None):
-        events = market.plugin.reader(ctx, market.deployment).account_events()
+    markets = deployments_for([plugins()[name]], client.chain_id(), devnet.book, None)
+    for market, kind in [(m, k) for m in markets for k in ("account_events", "change_events")]:
+        events = getattr(market.plugin.reader(ctx, market.deployment), kind)()
+        if events is None or not events.account_fields:
+            continue
         query = [{"address": list(events.addresses), "topics": [list(events.topics)], "fromBlock": "0x0",
                   "toBlock": hex(block)}]
         answer = requests.post(devnet.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs",

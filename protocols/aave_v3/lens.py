@@ -32,7 +32,7 @@ from analyzer.kept import (
 from analyzer.lens import encode_arguments, masks, read_rows
 from analyzer.multicall import Call
 from protocols.aave_v3.slots import read_rows_from_slots
-from protocols.base import AccountEvents, Rows
+from protocols.base import AccountEvents, EventField, Rows
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,uint256[],address[],address[],uint256[])")
 ZERO = "0x" + "00" * 20
@@ -190,7 +190,13 @@ def change_events(reader) -> AccountEvents:
             return []
         return [(checksum(topics[2][-20:]), token)]
 
-    return AccountEvents((pool, *tokens), tuple(sorted({t for t, _ in where})), accounts, holdings)
+    # the same declared, for discovery to decode every log of a range at once
+    fields = tuple(EventField("0x" + keccak(text=sig).hex(), emitters, topic=i, skip_zero=True)
+                   for events, emitters in ((POOL_EVENTS, (pool,)), (TOKEN_EVENTS, tokens))
+                   for sig, indexes in events.items() for i in indexes)
+    received = EventField("0x" + transfer.hex(), tuple(sorted(a_tokens)), topic=2, skip_zero=True)
+    return AccountEvents((pool, *tokens), tuple(sorted({t for t, _ in where})), accounts, holdings,
+                         account_fields=fields, holding_fields=(received,))
 
 
 def kept_holdings(reader, kept: KeptState) -> dict[str, list[str]]:

@@ -47,6 +47,14 @@ CHANGE_EVENTS = {
 }
 ZERO_ADDRESS = "0x" + "00" * 20
 
+
+def _fields(events: dict[str, tuple[int, ...]]) -> tuple[EventField, ...]:
+    """Where ``events`` (signature -> topics holding accounts) name accounts, declared (the zero
+    address of a mint or burn and the Comet itself never named), as ``CometReader._events`` reads them."""
+    return tuple(EventField("0x" + bytes(event_signature_to_log_topic(sig)).hex(), topic=k, skip_zero=True,
+                            skip_emitter=True) for sig, positions in events.items() for k in positions)
+
+
 GLOBAL_READS = (
     ("base_token", "baseToken()(address)"),
     ("base_feed", "baseTokenPriceFeed()(address)"),
@@ -196,9 +204,7 @@ class CometReader(Reader):
             return [(checksum(raw[2][-20:]), checksum(raw[3][-20:]))]
 
         return AccountEvents((self.comet,), tuple("0x" + t.hex() for t in topics), accounts, holdings,
-                             account_fields=tuple(EventField("0x" + bytes(event_signature_to_log_topic(sig)).hex(),
-                                                             topic=k, skip_zero=True, skip_emitter=True)
-                                                  for sig, positions in ENUMERATION_EVENTS.items() for k in positions),
+                             account_fields=_fields(ENUMERATION_EVENTS),
                              holding_fields=tuple(EventField("0x" + t.hex(), topic=2, holding_topic=3)
                                                   for t in sorted(collateral_topics)))
 
@@ -206,7 +212,8 @@ class CometReader(Reader):
         """Incremental rescans: every event that moves an account's principal, ``assetsIn`` or
         collateral balances (:data:`CHANGE_EVENTS`)."""
         topics, accounts = self._events(CHANGE_EVENTS)
-        return AccountEvents((self.comet,), tuple("0x" + t.hex() for t in topics), accounts)
+        return AccountEvents((self.comet,), tuple("0x" + t.hex() for t in topics), accounts,
+                             account_fields=_fields(CHANGE_EVENTS))
 
     def refresh_accounts(self, previous: KeptState) -> Refreshed:
         return lens.refresh_accounts(self, previous)
