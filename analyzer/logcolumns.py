@@ -23,6 +23,10 @@ FIELD = {
     "data": re.compile(rb'"data"\s*:\s*"(0x[0-9a-fA-F]*)"'),
     "blockNumber": re.compile(rb'"blockNumber"\s*:\s*"(0x[0-9a-fA-F]+)"'),
 }
+# the four fields in one pass, where a node writes them in this order without spaces (anvil and reth:
+# blockHash between data and blockNumber; geth: none)
+LOG = re.compile(rb'"address":"(0x[0-9a-fA-F]{40})","topics":\[([^\]]*)\],"data":"(0x[0-9a-fA-F]*)",'
+                 rb'(?:"blockHash":"0x[0-9a-fA-F]{64}",)?"blockNumber":"(0x[0-9a-fA-F]+)"')
 TOPIC = re.compile(rb"0x[0-9a-fA-F]{64}")
 ANSWER_ID = re.compile(rb'"id"\s*:\s*(\d+)')
 RESULT_OPENS = re.compile(rb'"result"\s*:\s*\[')
@@ -82,15 +86,19 @@ def parse_log_answer(content: bytes, request_id: int) -> LogColumns | None:
     ids = ANSWER_ID.findall(content if len(content) < 512 else content[:256] + b" " + content[-256:])
     if len(ids) != 1 or int(ids[0]) != request_id:
         return None
-    addresses, topic_lists, data, blocks = (pattern.findall(content) for pattern in FIELD.values())
-    count = len(blocks)
-    if not len(addresses) == len(topic_lists) == len(data) == count:
-        return None
     # whole: the answer's object and one object per log, closed (a body cut short is not); no value
     # of a log holds a bracket, so these counts are exact
-    if not (content.count(b"{") == content.count(b"}") == count + 1 == content.count(b"[") == content.count(b"]")
+    count = content.count(b"{") - 1
+    if not (content.count(b"}") == count + 1 == content.count(b"[") == content.count(b"]")
             and content.rstrip().endswith(b"}")):
         return None
+    logs = LOG.findall(content)     # a match lies within one log: as many as logs, each log matched once
+    if len(logs) == count:
+        addresses, topic_lists, data, blocks = (list(column) for column in zip(*logs, strict=True)) if logs else ([], [], [], [])
+    else:                           # fields in another order or spaced: one pass each
+        addresses, topic_lists, data, blocks = (pattern.findall(content) for pattern in FIELD.values())
+        if not len(addresses) == len(topic_lists) == len(data) == len(blocks) == count:
+            return None
     topics_found = _compact_topics(topic_lists, count)
     if topics_found is None:    # spaces, another case of "0x", or not topics: one regular expression
         joined = b",".join(topic_lists).lower()
