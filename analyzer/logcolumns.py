@@ -23,7 +23,13 @@ FIELD = {
     "data": re.compile(rb'"data"\s*:\s*"(0x[0-9a-fA-F]*)"'),
     "blockNumber": re.compile(rb'"blockNumber"\s*:\s*"(0x[0-9a-fA-F]+)"'),
 }
+# the four fields in one pass, where a node writes them in this order without spaces (anvil and reth:
+# blockHash between data and blockNumber; geth: none)
+LOG = re.compile(rb'"address":"(0x[0-9a-fA-F]{40})","topics":\[([^\]]*)\],"data":"(0x[0-9a-fA-F]*)",'
+                 rb'(?:"blockHash":"0x[0-9a-fA-F]{64}",)?"blockNumber":"(0x[0-9a-fA-F]+)"')
 TOPIC = re.compile(rb"0x[0-9a-fA-F]{64}")
+FRAME_COLUMNS, FRAME = [0, 1, 2, 67, 68], np.frombuffer(b'"0x",', dtype=np.uint8)   # a topic's 69 bytes: "0x...",
+FRAME_AND_DIGITS = b'"x,0123456789abcdef'
 ANSWER_ID = re.compile(rb'"id"\s*:\s*(\d+)')
 RESULT_OPENS = re.compile(rb'"result"\s*:\s*\[')
 
@@ -82,45 +88,49 @@ def parse_log_answer(content: bytes, request_id: int) -> LogColumns | None:
     ids = ANSWER_ID.findall(content if len(content) < 512 else content[:256] + b" " + content[-256:])
     if len(ids) != 1 or int(ids[0]) != request_id:
         return None
-    addresses, topic_lists, data, blocks = (pattern.findall(content) for pattern in FIELD.values())
-    count = len(blocks)
-    if not len(addresses) == len(topic_lists) == len(data) == count:
-        return None
     # whole: the answer's object and one object per log, closed (a body cut short is not); no value
     # of a log holds a bracket, so these counts are exact
-    if not (content.count(b"{") == content.count(b"}") == count + 1 == content.count(b"[") == content.count(b"]")
+    count = content.count(b"{") - 1
+    if not (content.count(b"}") == count + 1 == content.count(b"[") == content.count(b"]")
             and content.rstrip().endswith(b"}")):
         return None
-    topics_found = _compact_topics(topic_lists, count)
-    if topics_found is None:    # spaces, another case of "0x", or not topics: one regular expression
-        joined = b",".join(topic_lists).lower()
-        found = TOPIC.findall(joined)
-        counts = np.fromiter((t.count(b"0x") for t in topic_lists), dtype=np.int64, count=count)
+    logs = LOG.findall(content)     # a match lies within one log: as many as logs, each log matched once
+    if len(logs) == count:
+        addresses, topic_lists, data, blocks = (list(column) for column in zip(*logs, strict=True)) if logs else ([], [], [], [])
+    else:                           # fields in another order or spaced: one pass each
+        addresses, topic_lists, data, blocks = (pattern.findall(content) for pattern in FIELD.values())
+        if not len(addresses) == len(topic_lists) == len(data) == len(blocks) == count:
+            return None
+    # written without spaces, n topics take 69n - 1 bytes ('"0x<64 digits>"' joined by commas)
+    lengths = np.fromiter(map(len, topic_lists), dtype=np.int64, count=count)
+    counts = (lengths + 1) // 69
+    compact = np.array_equal(lengths, np.maximum(69 * counts - 1, 0))
+    topics = _compact_topics(topic_lists, counts) if compact else None
+    if topics is None:          # spaces, upper case: one regular expression
+        found = TOPIC.findall(b",".join(topic_lists).lower())
+        if not compact:
+            counts = np.fromiter((t.count(b"0x") for t in topic_lists), dtype=np.int64, count=count)
         if int(counts.sum()) != len(found):
             return None
-        topics_found = (np.array(found, dtype="S66") if found else np.empty(0, "S66"), counts)
-    topics, counts = topics_found
+        topics = np.array(found, dtype="S66") if found else np.empty(0, "S66")
     return LogColumns(address=np.frombuffer(b"".join(addresses).lower(), dtype="S42").copy(),
                       topics=topics, topic_counts=counts, data=list(data),
                       block=np.array([int(b, 16) for b in blocks], dtype=np.int64))
 
 
-def _compact_topics(topic_lists: list[bytes], count: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(every topic, lower-case, as ``S66``; the number of each log's topics) where every list is
-    written without spaces, so that n topics take 69n - 1 bytes (``"0x<64 hex digits>"`` joined by
-    commas): the lists joined are then rows of 69 bytes, checked and cut at once; None otherwise."""
-    lengths = np.fromiter(map(len, topic_lists), dtype=np.int64, count=count)
-    counts = (lengths + 1) // 69
-    if not np.array_equal(lengths, np.maximum(69 * counts - 1, 0)):
-        return None
+def _compact_topics(topic_lists: list[bytes], counts: np.ndarray) -> np.ndarray | None:
+    """Every topic as ``S66``, where every list is written in lower case without spaces (``counts``
+    topics each, ``"0x<64 hex digits>"`` joined by commas): the lists joined are then rows of 69
+    bytes, checked and cut at once; None otherwise."""
     if not counts.any():
-        return np.empty(0, "S66"), counts
-    rows = np.frombuffer(b",".join([t for t in topic_lists if t]).lower() + b",", dtype=np.uint8).reshape(-1, 69)
-    if not ((rows[:, [0, 67]] == ord('"')).all() and (rows[:, 68] == ord(",")).all()
-            and (rows[:, 1] == ord("0")).all() and (rows[:, 2] == ord("x")).all()):
+        return np.empty(0, "S66")
+    # every topic with its comma: rows of 69 bytes, each '"0x' + 64 digits + '",' where its frame is
+    # that and every other byte a lower-case hex digit (checked on the joined bytes at once)
+    joined = b",".join([*(t for t in topic_lists if t), b""])
+    rows = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 69)
+    if not (rows[:, FRAME_COLUMNS] == FRAME).all():
         return None
-    try:    # every digit hex (what the pattern asks); lower case already
-        bytes.fromhex(np.ascontiguousarray(rows[:, 3:67]).tobytes().decode("ascii"))
-    except ValueError:
-        return None
-    return np.ascontiguousarray(rows[:, 1:67]).view("S66").ravel(), counts
+    if joined.translate(None, FRAME_AND_DIGITS) or joined.count(b"x") != len(rows) \
+            or joined.count(b",") != len(rows) or joined.count(b'"') != 2 * len(rows):
+        return None     # another byte (upper case: the regular expression lowers it), or a frame byte among the digits
+    return np.ascontiguousarray(rows[:, 1:67]).view("S66").ravel()
