@@ -407,20 +407,24 @@ class Snapshot:
             raise ContagionError(f"{path}: malformed table ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
         return snapshot.validate()
 
-    def merge(self, other: Snapshot) -> Snapshot:
-        """Tables of both snapshots (same chain and block); assets deduplicated by address."""
-        for key in ("chain_id", "block_number"):
-            if key in self.meta and key in other.meta and self.meta[key] != other.meta[key]:
-                raise ContagionError(f"cannot merge snapshots with different {key}: {self.meta[key]} vs {other.meta[key]}")
-        meta = {**other.meta, **self.meta}
-        # protocols: {plugin: {market: deployment}}; two markets of one plugin both stay
-        meta["protocols"] = {name: {**other.meta.get("protocols", {}).get(name, {}), **markets}
-                             for name, markets in self.meta.get("protocols", {}).items()}
-        meta["protocols"] |= {name: markets for name, markets in other.meta.get("protocols", {}).items()
-                              if name not in meta["protocols"]}
+    def merge(self, *others: Snapshot) -> Snapshot:
+        """Tables of all the snapshots (same chain and block), as merging them in turn; assets
+        deduplicated by address. Merged at once: a scan's markets in one concatenation per table,
+        not one per market."""
+        meta = dict(self.meta)
+        for other in others:
+            for key in ("chain_id", "block_number"):
+                if key in meta and key in other.meta and meta[key] != other.meta[key]:
+                    raise ContagionError(f"cannot merge snapshots with different {key}: {meta[key]} vs {other.meta[key]}")
+            # protocols: {plugin: {market: deployment}}; two markets of one plugin both stay
+            protocols = {name: {**other.meta.get("protocols", {}).get(name, {}), **markets}
+                         for name, markets in meta.get("protocols", {}).items()}
+            protocols |= {name: markets for name, markets in other.meta.get("protocols", {}).items()
+                          if name not in protocols}
+            meta = {**other.meta, **meta, "protocols": protocols}
         tables = {}
         for name, keys in KEYS.items():
-            frame = pd.concat([self.table(name), other.table(name)], ignore_index=True)
+            frame = pd.concat([self.table(name), *(other.table(name) for other in others)], ignore_index=True)
             if name == "assets" and len(frame):
                 # one protocol may know more of an asset than another (Lyra its IV, Aave that a
                 # token is its receipt): the first row wins, its gaps filled from later ones

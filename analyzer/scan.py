@@ -230,10 +230,15 @@ def _read_markets(run: _Run) -> Snapshot:
     # merged into the whole snapshot market after market (each merge re-checked every row so far)
     own: dict[str, list[pd.DataFrame]] = {name: [] for name in ACCOUNT_TABLES}
     early = _read_at_once(run, snapshot)
+    parts: list[Snapshot] = []      # merged at once, before a market that reads what came before it
     for market in run.markets:
         if market.plugin.reader is None:
             continue
-        part = early.pop(id(market), None) or _scan_market(run, market, snapshot)
+        part = early.pop(id(market), None)
+        if part is None:
+            if parts:
+                snapshot, parts = snapshot.merge(*parts), []
+            part = _scan_market(run, market, snapshot)
         for row in part.meta.get(EXCLUDED, []):
             log.warning("scan: %s market %s left out: %s", row["protocol"], row["asset"], row["reason"])
             excluded_markets.append(row)
@@ -241,8 +246,10 @@ def _read_markets(run: _Run) -> Snapshot:
         for name in ACCOUNT_TABLES:
             own[name].append(part.table(name))
             setattr(part, name, empty_table(name))
-        snapshot = snapshot.merge(part)
+        parts.append(part)
         read_markets.setdefault(market.plugin.name, {})[market.name] = market.deployment
+    if parts:
+        snapshot = snapshot.merge(*parts)
     for name, frames in own.items():
         setattr(snapshot, name, pd.concat([snapshot.table(name), *frames], ignore_index=True))
     snapshot.meta["protocols"] = read_markets

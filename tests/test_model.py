@@ -146,6 +146,27 @@ def test_merge_keeps_what_each_protocol_knows_of_a_shared_asset():
     assert merged.loc["USDC", "receipt_of"] == "aave-v3:" + WETH
 
 
+def test_merging_at_once_is_merging_in_turn():
+    parts = [small_snapshot() for _ in range(3)]
+    parts[1].assets.loc[parts[1].assets["symbol"] == "WETH", "iv"] = 0.5
+    parts[2].assets.loc[parts[2].assets["symbol"] == "WETH", "iv"] = 0.9
+    parts[2].assets.loc[parts[2].assets["symbol"] == "USDC", "receipt_of"] = "aave-v3:" + WETH
+    parts[1].positions["account"] = "0x" + "11" * 20     # another account's rows in the second part
+    for k, part in enumerate(parts):
+        part.meta["protocols"] = {"aave-v3": {f"market-{k}": {"pool": k}}, f"only-{k}": {"m": {}}}
+    at_once = parts[0].merge(parts[1], parts[2])
+    in_turn = parts[0].merge(parts[1]).merge(parts[2])
+    assert at_once.meta == in_turn.meta and len(at_once.meta["protocols"]["aave-v3"]) == 3
+    for name in ("assets", "markets", "positions", "accounts"):
+        assert at_once.table(name).equals(in_turn.table(name)), name
+    assert at_once.assets.set_index("symbol").loc["WETH", "iv"] == 0.5
+    assert len(at_once.positions) > len(parts[0].positions)     # the second part's account is in
+    bad = small_snapshot()
+    bad.meta["block_number"] = 1
+    with pytest.raises(ContagionError, match="different block_number"):
+        parts[0].merge(parts[1], bad)
+
+
 FLAT_JSON_TEXTS = [
     '{}', ' {} ', '{"a": 1}', '{"a":-0.5e-3,"b":true,"c":null,"d":false}', '{"a": ["0xab", "0xcd"]}', '{"a": []}',
     '{"é": "ü"}', '{"a": 1, "a": 2}', '\n{"a":\t"b"}\r',
