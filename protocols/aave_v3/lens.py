@@ -21,6 +21,7 @@ from analyzer.devnet.solc import fixture_artifact
 from analyzer.kept import (
     KeptState,
     Refreshed,
+    arrow_text,
     decimal_strings,
     exact_amounts,
     joined,
@@ -247,7 +248,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     keep = ~again[owner]
     owner, index, kind, balance = owner[keep], index[keep], kind[keep], balance[keep]
     decimals = np.array([r["config"]["decimals"] for r in reserves], dtype=np.int64)
-    names, n = previous.accounts, len(owner)
+    names, n = arrow_text(previous.accounts), len(owner)      # converted once, labelling both tables
     positions = pd.DataFrame({
         "protocol": repeated(PROTOCOL, n), "market": repeated(reader.pool, n), "account": labels(names, owner),
         "asset": labels([r["asset"] for r in reserves], index), "reserve": repeated("", n),

@@ -18,6 +18,8 @@ from analyzer.devnet.solc import fixture_artifact
 from analyzer.kept import (
     KeptState,
     Refreshed,
+    Texts,
+    arrow_text,
     decimal_strings,
     exact_amounts,
     joined,
@@ -143,7 +145,8 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     carried = keep & ~moved & (previous.lengths == 5 + n)
     changed = ~carried[keep]
     principal, held, assets_in = principal[keep], held[keep], previous.column(1)[keep]
-    accounts = previous.accounts[keep]
+    names = previous.accounts[keep]
+    accounts = arrow_text(names)        # converted once, labelling both tables
     value = present_value(principal, state["supply_index"], state["borrow_index"])
     borrowed, supplied = np.where(value < 0, -value, 0), np.where(value > 0, value, 0)
     flagged = liquidatable(state, principal, held)
@@ -152,7 +155,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     zeros = np.zeros(int(changed.sum()), dtype=np.int64).astype(object)
     words = np.concatenate([np.column_stack([principal[changed], assets_in[changed], zeros, zeros, zeros]),
                             held[changed]], axis=1)
-    kept = KeptState(accounts[changed], np.full(len(zeros), 5 + n, dtype=np.int64), words.ravel())
+    kept = KeptState(names[changed], np.full(len(zeros), 5 + n, dtype=np.int64), words.ravel())
     # as rows_from_lens writes them
     params = joined('{"principal": "', decimal_strings(principal), '", "assets_in": ', decimal_strings(assets_in),
                     ', "is_liquidatable": ', np.where(flagged, "true", "false").astype(object), "}")
@@ -167,7 +170,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
                      carried=carried)
 
 
-def _positions(comet: str, accounts: np.ndarray, columns: list[tuple[str, str, np.ndarray, int]]) -> pd.DataFrame:
+def _positions(comet: str, accounts: Texts, columns: list[tuple[str, str, np.ndarray, int]]) -> pd.DataFrame:
     """The rows of each (asset, side, raw per account, decimals) of ``columns`` in turn, of the
     accounts whose ``raw`` is not zero, as one frame."""
     from protocols.comet.reader import PROTOCOL

@@ -25,6 +25,7 @@ from analyzer.errors import ContagionError
 from analyzer.kept import (
     KeptState,
     Refreshed,
+    arrow_text,
     decimal_strings,
     exact_amounts,
     labels,
@@ -212,7 +213,7 @@ def _refreshed(reader, previous: KeptState, again: np.ndarray, owner: np.ndarray
     kept = KeptState(previous.accounts, previous.lengths, words).take(opened)
     mine = opened[owner]
     owner, market, balance, borrowed = owner[mine], market[mine], balance[mine], borrowed[mine]
-    names = previous.accounts
+    names = arrow_text(previous.accounts)      # converted once, labelling both sides
     decimals = np.array([m["underlying_decimals"] for m in markets], dtype=np.int64)
     rate = objects([m["exchange_rate_mantissa"] for m in markets])
     frames = []
