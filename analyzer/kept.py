@@ -59,6 +59,8 @@ class KeptState:
         parts = [p for p in parts if len(p.accounts)]
         if not parts:
             return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
         return cls(np.concatenate([p.accounts for p in parts]), np.concatenate([p.lengths for p in parts]),
                    np.concatenate([p.words for p in parts]))
 
@@ -80,6 +82,28 @@ class KeptState:
         except (KeyError, TypeError, ValueError):
             return None
         return kept if len(kept.accounts) == len(kept.lengths) and int(kept.lengths.sum()) == len(kept.words) else None
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterable[Mapping[str, list]]) -> KeptState | None:
+        """The states stored by :meth:`to_chunk`, in turn, as one: their lists joined and made
+        arrays once (not an array per chunk, then their concatenation: a third of loading a
+        mainnet-scale state); None when one is not a stored state (damaged, older)."""
+        accounts: list[str] = []
+        lengths: list[int] = []
+        words: list[int] = []
+        try:
+            for chunk in chunks:
+                if not isinstance(chunk, Mapping):
+                    return None
+                more_accounts, more_lengths, more_words = chunk["accounts"], chunk["lengths"], chunk["words"]
+                if len(more_accounts) != len(more_lengths) or sum(more_lengths) != len(more_words):
+                    return None
+                accounts += more_accounts
+                lengths += more_lengths
+                words += more_words
+            return cls.from_lists(accounts, lengths, words)
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def __len__(self) -> int:
         return len(self.accounts)

@@ -107,13 +107,11 @@ def kept_state(cache: ChunkCache) -> KeptState | None:
 def _kept_state(cache: ChunkCache, depth: int = 0) -> tuple[KeptState, int] | None:
     """:func:`kept_state` and how many earlier blocks it refers to (a rescan's ``kept-from-*``
     chunk may keep its untouched accounts by reference: :func:`incremental_plan`)."""
-    parts, refers = [], 0
+    parts: list[KeptState | None] = []
+    stored: list[Any] = []      # stored states in a row, made one KeptState at once (KeptState.from_chunks)
+    refers = 0
     for name in cache.names("positions-"):
-        chunk = cache.get(STATE + name.removeprefix("positions-"))
-        part = None if chunk is None else KeptState.from_chunk(chunk)
-        if part is None:
-            return None
-        parts.append(part)
+        stored.append(cache.get(STATE + name.removeprefix("positions-")))
     for name in cache.names(KEPT):
         chunk = cache.get(name)
         if not isinstance(chunk, dict):
@@ -126,14 +124,18 @@ def _kept_state(cache: ChunkCache, depth: int = 0) -> tuple[KeptState, int] | No
             earlier = _kept_state(cache.at_block(base), depth + 1)
             if earlier is None:
                 return None     # the earlier scan's cache is gone: read in full
+            if stored:
+                parts.append(KeptState.from_chunks(stored))
+                stored = []
             parts.append(earlier[0].without(chunk.get("dropped", [])))
             refers = max(refers, earlier[1] + 1)
             chunk = chunk.get("changed", {})
-        part = KeptState.from_chunk(chunk)
-        if part is None:
-            return None
-        parts.append(part)
-    return (KeptState.concat(parts), refers) if parts else None
+        stored.append(chunk)
+    if stored:
+        parts.append(KeptState.from_chunks(stored))
+    if any(part is None for part in parts):
+        return None
+    return (KeptState.concat(p for p in parts if p is not None), refers) if parts else None
 
 
 def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,

@@ -29,6 +29,12 @@ def test_kept_state_round_trips_and_finds_each_accounts_records():
     assert owner.tolist() == [0, 2, 2, 2] and kept.words[at].tolist() == [10, 21, 23, 25]
     assert KeptState.from_chunk({"accounts": ["0xA"], "lengths": [3], "words": [1]}) is None
     assert KeptState.from_state(state).without(["0xB"]).accounts.tolist() == ["0xA", "0xC"]
+    # stored states in turn, made one at once: the same accounts, lengths and words in order
+    joined = KeptState.from_chunks([KeptState.chunk_of(state), KeptState.chunk_of({"0xD": [5]})])
+    assert joined is not None and joined.accounts.tolist() == ["0xA", "0xB", "0xC", "0xD"]
+    assert joined.lengths.tolist() == [5, 2, 9, 1] and joined.words.tolist() == [*kept.words.tolist(), 5]
+    assert KeptState.from_chunks([KeptState.chunk_of(state), {"accounts": ["0xA"], "lengths": [3], "words": [1]}]) \
+        is None and KeptState.from_chunks([None]) is None and KeptState.from_chunks([{"words": []}]) is None
     twice = KeptState.concat([kept, KeptState.from_state({"0xA": [1, 1]})]).without([])
     assert twice.accounts.tolist() == ["0xB", "0xC", "0xA"] and twice.column(0).tolist() == [8, 9, 1]
 
