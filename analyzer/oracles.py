@@ -31,6 +31,7 @@ from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
 from analyzer.chain import require_anvil, rpc
+from analyzer.checksum import checksum
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call, multicall, single_call
 
@@ -146,10 +147,12 @@ def resolve(w3: Web3, asset: str, protocol: str, source: str, block: int | None 
 
 
 def resolve_many(w3: Web3, sources: Sequence[tuple[str, str, str]], block: int | None = None) -> list[FeedPath]:
-    """:func:`resolve` for many ``(asset, protocol, source)`` at once: one batch of reads per hop."""
+    """:func:`resolve` for many ``(asset, protocol, source)`` at once: one batch of reads per hop
+    (addresses checksummed through :func:`analyzer.checksum.checksum`, remembered: a scan's oracle
+    paths checksum the same few dozen addresses hundreds of times)."""
     block = w3.eth.block_number if block is None else block
     hops: list[list[tuple[str, str]]] = [[] for _ in sources]
-    at = [to_checksum_address(source) for _, _, source in sources]
+    at = [checksum(source) for _, _, source in sources]
     reads: dict[str, list[object | None]] = {}
     open_ = list(range(len(sources)))
     for _ in range(MAX_HOPS + 1):
@@ -163,9 +166,9 @@ def resolve_many(w3: Web3, sources: Sequence[tuple[str, str, str]], block: int |
                                      f"multiplicative feed at {address}): it falls when its feeds rise, so no "
                                      "root move sets it")
             for (_getter, kind), following in zip(NEXT_FEED_GETTERS, answers, strict=False):
-                if following and int(following, 16) != 0 and to_checksum_address(following) != address:
+                if following and int(following, 16) != 0 and checksum(following) != address:
                     hops[i].append((address, kind))
-                    at[i] = to_checksum_address(following)
+                    at[i] = checksum(following)
                     still.append(i)
                     break
             else:
@@ -186,7 +189,7 @@ def resolve_many(w3: Web3, sources: Sequence[tuple[str, str, str]], block: int |
             raise ContagionError(f"{protocol}: cannot find the root feed of {asset}'s price: it stopped at "
                                  f"{address}, which is no feed (no latestRoundData/decimals) and no known "
                                  f"wrapper ({', '.join(g.split('(')[0] for g, _ in NEXT_FEED_GETTERS)})")
-        paths.append(FeedPath(to_checksum_address(asset), protocol, tuple(hops[i]), source_usd,
+        paths.append(FeedPath(checksum(asset), protocol, tuple(hops[i]), source_usd,
                               int(round_data[1]), int(decimals)))
     return paths
 
@@ -356,10 +359,10 @@ def protocol_paths(w3: Web3, protocol: str, sources: Iterable, assets: Iterable[
                    block: int | None = None) -> tuple[list[FeedPath], dict[str, str]]:
     """The root paths of ``protocol``'s price sources (``protocols.base.PriceSource``), restricted
     to ``assets`` when given, and the assets it cannot price (asset -> reason: the oracle reverts)."""
-    wanted = None if assets is None else {to_checksum_address(a) for a in assets}
+    wanted = None if assets is None else {checksum(a) for a in assets}
     todo, unpriced = [], {}
     for source in sources:
-        asset = to_checksum_address(source.asset)
+        asset = checksum(source.asset)
         if wanted is not None and asset not in wanted:
             continue
         if source.feed is None:
