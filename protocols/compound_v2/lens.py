@@ -1,14 +1,17 @@
-"""Compound V2 accounts through our lens (fixtures/contracts/lens: ``CompoundV2Lens``): one
-``eth_call`` reads ``getAssetsIn`` and every non-empty ``getAccountSnapshot`` of hundreds of
-accounts. The rows are the ones :meth:`CompoundV2Reader.read_accounts` builds from Multicall3.
+"""Compound V2 accounts through our lenses. A full read takes accounts from storage where the
+deployment's slots are proven (:mod:`protocols.compound_v2.slots`: ``CompoundV2Accounts``), and the
+others through the getter lens (fixtures/contracts/lens: ``CompoundV2Lens``): one ``eth_call``
+reads ``getAssetsIn`` and every non-empty ``getAccountSnapshot`` of hundreds of accounts. The rows
+are the ones :meth:`CompoundV2Reader.read_accounts` builds from Multicall3.
 
 Incremental rescans: each account's lens figures are kept as ``_state``, each borrow with the
 pair the cToken stores it as (principal, interestIndex: :mod:`protocols.compound_v2.borrows`), read
-beside it. An untouched account keeps its cToken balances and entered markets (only events change
-them) and its borrow pairs, so its ``borrowBalanceStored`` at a later block is computed at the
-market's new ``borrowIndex`` (CToken.borrowBalanceStoredInternal). A borrow kept without its pair
-(not proven) is kept as its balance with the ``borrowIndex`` it was read at, and only its
-``borrowBalanceStored`` is read again where that index moved (``CompoundV2Lens.borrows``)."""
+with it (from storage) or beside it (through the getters). An untouched account keeps its cToken
+balances and entered markets (only events change them) and its borrow pairs, so its
+``borrowBalanceStored`` at a later block is computed at the market's new ``borrowIndex``
+(CToken.borrowBalanceStoredInternal). A borrow kept without its pair (not proven) is kept as its
+balance with the ``borrowIndex`` it was read at, and only its ``borrowBalanceStored`` is read
+again where that index moved (``CompoundV2Lens.borrows``)."""
 
 from __future__ import annotations
 
@@ -35,8 +38,10 @@ from analyzer.kept import (
 )
 from analyzer.lens import encode_arguments, masks, read_rows
 from protocols.base import Rows
+from protocols.compound_v2 import slots
 from protocols.compound_v2.borrows import Pair, borrow_pairs
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
+from protocols.compound_v2.slots import Figures
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
 BORROWS_SELECTOR = function_signature_to_4byte_selector("borrows(address[],address[],uint256[])")
@@ -44,10 +49,6 @@ MASK_BITS = 256      # the lens's masks are one word per account
 RECORD = 5           # kept words per market held: market, cToken balance, then a borrow (see rows_from_figures)
 KEPT_FORMAT = "borrow-pairs"    # in the market tag: a state kept in another layout is read again
 FLOAT_POWERS_OF_TEN = np.array([float(10**d) for d in range(78)])   # as Python divides a float by 10**d
-
-# An account's figures: (entered market indices, market index -> (cToken balance, borrowBalanceStored,
-# exchangeRateStored)), market indices into the reader's markets()
-Figures = tuple[list[int], dict[int, tuple[int, int, int]]]
 
 
 @cache
@@ -98,17 +99,38 @@ def _figures(reader, account: str, row: Sequence[int]) -> Figures:
     return entered, held
 
 
-def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
-    """The reader's rows for ``accounts`` through the lens; None when the node has no lens calls."""
-    if reader.ctx.lens is None:
-        return None
-    accounts = [a if a != a.lower() else to_checksum_address(a) for a in accounts]  # checksumming costs
+def _getter_figures(reader, accounts: Sequence[str]) -> dict[str, Figures] | None:
+    """Figures of ``accounts`` (those with any) through the getter lens; None when the node has no lens calls."""
     rows = _lens_rows(reader, accounts)
     if rows is None:
         return None
-    figures = {a: _figures(reader, a, row) for a, row in zip(accounts, rows, strict=True) if row}
-    borrowed = {a: {j: f[1] for j, f in held.items() if f[1]} for a, (_, held) in figures.items()}
-    return rows_from_figures(reader, figures, borrow_pairs(reader, {a: b for a, b in borrowed.items() if b}))
+    return {a: _figures(reader, a, row) for a, row in zip(accounts, rows, strict=True) if row}
+
+
+def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
+    """The reader's rows for ``accounts``: from storage where the slots are proven and the
+    accounts' holdings known (:mod:`protocols.compound_v2.slots`, the borrow pairs read with them),
+    the others through the getter lens (pairs read beside them: :func:`borrow_pairs`); None when
+    the node has no lens calls."""
+    if reader.ctx.lens is None:
+        return None
+    accounts = [a if a != a.lower() else to_checksum_address(a) for a in accounts]  # checksumming costs
+    # from storage only under discovered holdings: without them every account is read in every
+    # market, so one market whose slots no sample proves sends every account to the getters, and
+    # the accounts asked (a rescan's touched ones) are too few to pay for the search
+    account_masks = masks(reader.holdings, accounts, [m["ctoken"] for m in reader.markets()])
+    stored = slots.read_figures(reader, accounts, account_masks, lambda asked: _getter_figures(reader, asked)) \
+        if account_masks else None
+    figures, pairs, rest = stored if stored is not None else ({}, {}, accounts)
+    if rest:
+        through_getters = _getter_figures(reader, rest)
+        if through_getters is None:
+            return None
+        borrowed = {a: {j: f[1] for j, f in held.items() if f[1]} for a, (_, held) in through_getters.items()}
+        pairs.update(borrow_pairs(reader, {a: b for a, b in borrowed.items() if b}))
+        figures.update(through_getters)
+    in_order = {a: figures[a] for a in accounts if a in figures} if stored is not None and rest else figures
+    return rows_from_figures(reader, in_order, pairs)
 
 
 def rows_from_figures(reader, figures: dict[str, Figures], pairs: dict[str, dict[int, Pair]]) -> Rows:
