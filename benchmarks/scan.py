@@ -205,6 +205,32 @@ def profile_rescan(path: Path, url: str, lenders, book: dict, cache: Path, block
     profile.dump_stats(str(path))
 
 
+def lenders_rescan(devnet: RunningDevnet, lenders, cache: Path, block: int, profile: Path | None) -> dict:
+    """The rescan over every lender from ``block`` (its full scan's ``cache``) to the head, against a
+    full scan at the head: seconds, CPU seconds of this process and the node, accounts read and
+    computed, and whether the two snapshots are identical; a cProfile of the rescan in ``profile``."""
+    later, book, stats = devnet.w3.eth.block_number, devnet.book, ScanStats()
+    pid = devnet.anvil.proc.pid
+    starting_cache = cache / "before-rescan"
+    if profile:
+        shutil.copytree(cache, starting_cache)
+    (rescan, every), every_cpu = with_cpu(pid, lambda: timed(lambda: scan(
+        devnet.url, lenders, book=book, block=later, cache_dir=cache, since_block=block, stats=stats, **AS_THE_CLI)))
+    if profile:     # the same rescan again, profiled, from a copy of the cache it started from
+        profile_rescan(profile, devnet.url, lenders, book, starting_cache, block, later)
+    (full, every_full), full_cpu = with_cpu(pid, lambda: timed(lambda: scan(
+        devnet.url, lenders, book=book, block=later, cache_dir=None, **AS_THE_CLI)))
+    # CPU of both processes: on a machine shared with other work, wall-clock seconds mostly measure the others
+    return {"incremental_all_cpu_seconds": every_cpu, "incremental_all_full_cpu_seconds": full_cpu,
+            "incremental_all_cpu_speedup": round(sum(full_cpu.values()) / sum(every_cpu.values()), 1),
+            "incremental_all_protocols": [p.name for p in lenders], "incremental_all_seconds": round(every, 3),
+            "incremental_all_accounts_computed": stats.accounts_refreshed,
+            "incremental_all_full_seconds": round(every_full, 3),
+            "incremental_all_speedup": round(every_full / every, 1),
+            "incremental_all_accounts_read": stats.accounts,
+            "incremental_all_identical": identical(rescan, full)}
+
+
 def devnet_from(state: Path | None, scenario_name: str) -> tuple[RunningDevnet, Path]:
     """The scenario's cached devnet (built when missing), or the one saved in ``state`` (a folder with
     ``state.json`` and ``book.json``, e.g. built with another checkout); and its state file."""
@@ -275,30 +301,8 @@ def main() -> None:
             out.update(aave_rescan(devnet.url, book, Path(cache), block, w3.eth.block_number, len(aave), len(changed)))
         # the same over every lender, after 1% of the Compound V2 and Comet accounts acted too
         act_lenders(w3, book, compound, comet)
-        later = w3.eth.block_number
-        every_stats = ScanStats()
-        pid = devnet.anvil.proc.pid
-        starting_cache = Path(cache) / "before-rescan"
-        if args.profile:
-            shutil.copytree(Path(cache), starting_cache)
-        (rescan, every), every_cpu = with_cpu(pid, lambda: timed(lambda: scan(
-            devnet.url, lenders, book=book, block=later, cache_dir=Path(cache), since_block=block, stats=every_stats,
-            **AS_THE_CLI)))
-        if args.profile:     # the same rescan again, profiled, from a copy of the cache it started from
-            profile_rescan(args.profile, devnet.url, lenders, book, starting_cache, block, later)
-        (full, every_full), full_cpu = with_cpu(pid, lambda: timed(lambda: scan(
-            devnet.url, lenders, book=book, block=later, cache_dir=None, **AS_THE_CLI)))
-        out.update(incremental_all_cpu_seconds=every_cpu, incremental_all_full_cpu_seconds=full_cpu,
-                   # CPU of both processes: on a machine shared with other work, wall-clock seconds
-                   # mostly measure the others
-                   incremental_all_cpu_speedup=round(sum(full_cpu.values()) / sum(every_cpu.values()), 1))
-        out.update(incremental_all_protocols=[p.name for p in lenders], incremental_all_seconds=round(every, 3),
-                   incremental_all_changed_accounts=len(changed) + len(compound) + sum(map(len, comet.values())),
-                   incremental_all_accounts_computed=every_stats.accounts_refreshed,
-                   incremental_all_full_seconds=round(every_full, 3),
-                   incremental_all_speedup=round(every_full / every, 1),
-                   incremental_all_accounts_read=every_stats.accounts,
-                   incremental_all_identical=identical(rescan, full))
+        out.update(lenders_rescan(devnet, lenders, Path(cache), block, args.profile))
+        out["incremental_all_changed_accounts"] = len(changed) + len(compound) + sum(map(len, comet.values()))
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(out, indent=2))
 

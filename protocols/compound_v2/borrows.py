@@ -19,7 +19,7 @@ and read again when the index moves."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 
 from eth_utils import function_signature_to_4byte_selector
@@ -108,11 +108,7 @@ def _first_proven(reader, samples: Mapping[int, tuple[str, int]], tries: Mapping
     """Per market of ``tries`` (market -> candidate slots): the first candidate whose pair for the
     market's sample gives back its balance (None: none), in calls of up to ``ENTRY_BITS`` entries."""
     markets, out = reader.markets(), {}
-    group: list[int] = []
-    for j in [*tries, None]:
-        if j is not None and sum(len(tries[k]) for k in group) + len(tries[j]) <= ENTRY_BITS:
-            group.append(j)
-            continue
+    for group in slot_groups(tries, ENTRY_BITS):
         entries: list[tuple[str, int]] = []
         asked = []
         for k in group:
@@ -124,8 +120,22 @@ def _first_proven(reader, samples: Mapping[int, tuple[str, int]], tries: Mapping
             index, balance = markets[k].get("borrow_index"), samples[k][1]
             out[k] = next((slot for slot, pair in zip(tries[k], pairs, strict=False) if proven(pair, index, balance)),
                           None)
-        group = [] if j is None else [j]
     return out
+
+
+def slot_groups(tries: Mapping[int, Sequence[int]], limit: int) -> Iterator[list[int]]:
+    """The markets of ``tries`` (market -> candidate slots) in turn, grouped so that a group's
+    candidates fit one lens mask of ``limit`` entries (a market with more is a group alone)."""
+    group: list[int] = []
+    size = 0
+    for j, slots in tries.items():
+        if group and size + len(slots) > limit:
+            yield group
+            group, size = [], 0
+        group.append(j)
+        size += len(slots)
+    if group:
+        yield group
 
 
 def borrow_pairs(reader, borrowed: Mapping[str, Mapping[int, int]]) -> dict[str, dict[int, Pair]]:

@@ -39,7 +39,7 @@ from analyzer.devnet.solc import fixture_artifact
 from analyzer.lens import encode_arguments, read_rows
 from analyzer.multicall import Call
 from protocols.compound_v2 import borrows
-from protocols.compound_v2.borrows import Pair, proven, read_entries, search_slots, words_code
+from protocols.compound_v2.borrows import Pair, proven, read_entries, search_slots, slot_groups, words_code
 
 log = logging.getLogger(__name__)
 
@@ -319,11 +319,7 @@ def _tried(reader, truth: dict[str, Figures], tries: dict[int, list[int]]) -> tu
     markets = reader.markets()
     balance: dict[int, int] = {}
     borrow: dict[int, int] = {}
-    group: list[int] = []
-    for j in [*tries, None]:
-        if j is not None and sum(len(tries[k]) for k in group) + len(tries[j]) <= MASK_BITS:
-            group.append(j)
-            continue
+    for group in slot_groups(tries, MASK_BITS):
         entries: list[tuple[str, int]] = []
         asked: list[tuple[str, int]] = []
         where: list[tuple[int, int, int]] = []
@@ -347,5 +343,4 @@ def _tried(reader, truth: dict[str, Figures], tries: dict[int, list[int]]) -> tu
                 slot = next((s for s, pair in zip(tries[k], pairs, strict=True) if proven(pair, index, figure)), None)
                 if slot is not None:
                     borrow[k] = slot
-        group = [] if j is None else [j]
     return balance, borrow
