@@ -144,9 +144,9 @@ def _named(logs: LogColumns, spec: EventField) -> tuple[np.ndarray, np.ndarray]:
         index = np.flatnonzero(mask)
         words = logs.topics[starts[index] + spec.topic]
     else:
-        at = 2 + 64 * int(spec.word or 0)
-        index = np.array([i for i in np.flatnonzero(mask) if len(logs.data[i]) >= at + 64], dtype=np.int64)
-        words = np.array([b"0x" + logs.data[i][at:at + 64].lower() for i in index], dtype="S66")
+        index = np.flatnonzero(mask)
+        has, words = logs.data_words(index, int(spec.word or 0))
+        index = index[has]
     named = _address_of(words)
     keep = np.ones(len(index), dtype=bool)
     if spec.skip_zero:
