@@ -57,6 +57,7 @@ class LogColumns:
     data_starts: np.ndarray
     data_lengths: np.ndarray
     _data: list[bytes] | None = field(default=None, repr=False, compare=False)
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)    # columns and masks asked before
 
     def __len__(self) -> int:
         return len(self.block)
@@ -91,7 +92,43 @@ class LogColumns:
 
     @property
     def topic_starts(self) -> np.ndarray:
-        return np.cumsum(self.topic_counts) - self.topic_counts
+        if "starts" not in self._memo:
+            self._memo["starts"] = np.cumsum(self.topic_counts) - self.topic_counts
+        return self._memo["starts"]
+
+    def of_event(self, topic0: str, emitters: Sequence[str] = ()) -> np.ndarray:
+        """The mask of the logs whose first topic is ``topic0`` (``0x`` hex text), emitted by one of
+        ``emitters`` (hex text, any case; every emitter when empty). Each event's mask and each set
+        of emitters' is made once (a reader declares several fields on one event)."""
+        key = (topic0.lower(), tuple(emitters))
+        if key not in self._memo:
+            if "topic0" not in self._memo:
+                first = np.zeros(len(self), dtype="S66")
+                first[self.topic_counts > 0] = self.topics[self.topic_starts[self.topic_counts > 0]]
+                self._memo["topic0"] = first
+            if (topic0.lower(), ()) not in self._memo:
+                self._memo[topic0.lower(), ()] = self._memo["topic0"] == topic0.lower().encode()
+            if emitters and ("emitters", key[1]) not in self._memo:
+                self._memo["emitters", key[1]] = self.emitted_by(emitters)
+            self._memo[key] = self._memo[topic0.lower(), ()] & self._memo["emitters", key[1]] if emitters \
+                else self._memo[topic0.lower(), ()]
+        return self._memo[key]
+
+    def emitted_by(self, emitters: Sequence[str]) -> np.ndarray:
+        """The mask of the logs emitted by one of ``emitters`` (hex text, any case): matched on the
+        first 8 digits of each address as one integer, then every match checked whole (np.isin
+        compares every address with every emitter)."""
+        wanted = np.unique(np.array([e.lower() for e in emitters], dtype="S42"))
+        keys = _prefix_keys(wanted)
+        order = np.argsort(keys)
+        keys, wanted = keys[order], wanted[order]
+        if len(np.unique(keys)) < len(keys) or self.address.dtype != wanted.dtype or not len(wanted):
+            return np.isin(self.address, wanted)       # two emitters alike in their first digits
+        found = _prefix_keys(self.address)
+        at = np.minimum(np.searchsorted(keys, found), len(keys) - 1)
+        mask = keys[at] == found
+        mask[mask] = self.address[mask] == wanted[at[mask]]
+        return mask
 
     def topic(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(topic ``index`` of every log that has it, as ``S66``; the mask of those logs)."""
@@ -117,6 +154,12 @@ class LogColumns:
                              block=np.array([int(log["blockNumber"], 16) if isinstance(log["blockNumber"], str)
                                              else int(log["blockNumber"]) for log in logs], dtype=np.int64),
                              data=[str(log.get("data", "0x")).encode() for log in logs])
+def _prefix_keys(addresses: np.ndarray) -> np.ndarray:
+    """The 8 bytes after ``0x`` of each ``S42`` address, as one uint64 each."""
+    rows = np.ascontiguousarray(addresses).view(np.uint8).reshape(len(addresses), addresses.dtype.itemsize)
+    return np.ascontiguousarray(rows[:, 2:10]).view(np.uint64).ravel()
+
+
 def parse_log_answer(content: bytes, request_id: int) -> LogColumns | None:
     """The logs of a JSON-RPC ``eth_getLogs`` answer ``content`` (to request ``request_id``) as
     columns; None when it is not plainly such an answer (an error, another id, a field missing)."""

@@ -93,3 +93,24 @@ def test_an_answer_of_another_layout_is_left_to_the_regular_expressions():
                  compact(4, reordered)):
         assert _fixed_layout(body, 4) is None
         assert same_columns(parse_log_answer(body, 4), LogColumns.from_dicts(logs))
+
+
+def test_the_logs_of_an_event_and_its_emitters_are_those_a_plain_loop_picks():
+    rng = random.Random(3)
+    logs = random_logs(rng, 300)
+    emitters = ["0x" + "ab" * 20, "0x" + "ab" * 4 + "cd" * 16, "0x" + "12" * 20]    # two alike in their first digits
+    event = hex_text(rng, 64)
+    for i, log in enumerate(logs):
+        log["address"] = [*emitters, "0x" + "ab" * 4 + "ef" * 16, log["address"]][i % 5]
+        if log["topics"] and i % 3:
+            log["topics"][0] = "0x" + event[2:].upper() if i % 7 == 0 else event
+    columns = _fixed_layout(compact(1, logs), 1)
+    assert columns is not None
+    for wanted in ([emitters[0].upper()], emitters[:2], emitters[1:], []):
+        expected = [bool(log["topics"]) and log["topics"][0].lower() == event
+                    and (not wanted or log["address"].lower() in {e.lower() for e in wanted}) for log in logs]
+        assert columns.of_event(event, tuple(wanted)).tolist() == expected
+        assert columns.of_event(event.upper(), tuple(wanted)).tolist() == expected     # remembered
+        if wanted:
+            assert columns.emitted_by(wanted).tolist() == [log["address"].lower() in {e.lower() for e in wanted}
+                                                           for log in logs]
