@@ -9,7 +9,16 @@ import random
 import numpy as np
 import pandas as pd
 
-from analyzer.kept import KeptState, Refreshed, exact_amounts, labels, objects, repeated, text
+from analyzer.kept import (
+    KeptState,
+    Refreshed,
+    decimal_strings,
+    exact_amounts,
+    labels,
+    objects,
+    repeated,
+    text,
+)
 from analyzer.model import raw_to_amount
 from analyzer.scan_chunks import KEPT, MAX_REFERENCES, STATE, ChunkCache, _kept_chunk, kept_state
 from protocols.comet import exact
@@ -90,6 +99,15 @@ def test_exact_amounts_and_string_columns_match_the_per_value_conversions():
     names = ["collateral", "debt", ""]
     assert pd.Series(labels(names, codes)).tolist() == [names[c] for c in codes]
     assert pd.Series(repeated("0xAbC", 4)).tolist() == ["0xAbC"] * 4 and len(repeated("x", 0)) == 0
+
+
+def test_decimal_strings_equal_str_across_the_int64_edges():
+    """Arrow's int64 text where a column fits, ``str`` where it does not, signed: as ``str``."""
+    rng = random.Random(5)
+    edges = [0, 1, -1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**64, 2**256 - 1, -(2**255)]
+    fitting = [rng.randrange(-(2**63), 2**63) for _ in range(500)] + edges[:5]
+    for column in (fitting, fitting + [edges[5]], [edges[6]] + fitting, edges, [], [rng.getrandbits(200)]):
+        assert decimal_strings(objects(column)).to_pylist() == [str(v) for v in column]
 
 
 def test_comet_values_and_liquidatable_match_the_contract_reference():

@@ -221,7 +221,8 @@ def _ray_mul(version: str):
     if (major, minor) < (3, 5):
         half_up = lambda a, b: (a * b + RAY // 2) // RAY  # noqa: E731
         return half_up, half_up
-    return (lambda a, b: a * b // RAY), (lambda a, b: -(-(a * b) // RAY))
+    # ceil(a·b / RAY) of non-negative integers, one operation fewer than -(-(a·b) // RAY)
+    return (lambda a, b: a * b // RAY), (lambda a, b: (a * b + (RAY - 1)) // RAY)
 
 
 def refresh_accounts(reader, previous: KeptState) -> Refreshed:
@@ -308,6 +309,8 @@ def balances(version: str, scaled: np.ndarray, index: np.ndarray, supply: np.nda
     """``balanceOf`` of scaled balances at reserve indices, element by element (object arrays of
     ints; ``supply``: aToken, else variable debt), by the version's rule (:func:`_ray_mul`)."""
     supply_rule, debt_rule = _ray_mul(version)
+    if supply_rule is debt_rule:        # one rule for both (before 3.5): at once, no split
+        return supply_rule(scaled, index)
     out = np.empty(len(scaled), dtype=object)
     out[supply] = supply_rule(scaled[supply], index[supply])
     out[~supply] = debt_rule(scaled[~supply], index[~supply])
