@@ -28,6 +28,7 @@ MAX_CACHED = 1 << 21
 BATCH = 16_384
 FEW = 256
 _CHECKSUMMED: dict[str | bytes, str] = {}
+_BY_DIGITS: dict[bytes, str] = {}      # 40 lower-case hex digits -> checksummed (remember_hex_column)
 
 
 def _rotate(lane: np.ndarray, by: int) -> np.ndarray:
@@ -103,24 +104,27 @@ def _checksum_chars(chars: np.ndarray) -> list[str]:
 
 def remember_hex_column(digits: np.ndarray) -> list[str]:
     """Checksummed ``0x`` addresses of a column of lower-case hex digits (numpy ``S40``): those not
-    yet known hashed in one batch without a Python step per address, and remembered in every form
-    :func:`checksum` takes (20 bytes, lower-case ``0x`` text, the checksummed text)."""
+    yet met in a column hashed in one batch without a Python step per address, and remembered by
+    their digits and in the checksummed form (what readers pass :func:`checksum` again)."""
     if not len(digits):
         return []
-    digits = np.ascontiguousarray(digits.astype("S40"))
-    raw = bytes.fromhex(digits.tobytes().decode())
-    keys = [raw[i:i + 20] for i in range(0, len(raw), 20)]
-    found = list(map(_CHECKSUMMED.get, keys))
-    missing = [i for i, known in enumerate(found) if known is None]
-    if missing:
-        done = _checksum_chars(digits.view(np.uint8).reshape(len(digits), 40)[missing])
-        if len(_CHECKSUMMED) + 3 * len(done) > MAX_CACHED:
-            _CHECKSUMMED.clear()
-        _CHECKSUMMED.update(zip([keys[i] for i in missing], done, strict=True))
-        _CHECKSUMMED.update(zip([a.lower() for a in done], done, strict=True))
-        _CHECKSUMMED.update(zip(done, done, strict=True))
-        for i, address in zip(missing, done, strict=True):
-            found[i] = address
+    keys = np.ascontiguousarray(digits.astype("S40")).tolist()
+    found = list(map(_BY_DIGITS.get, keys))
+    missing = [i for i, known in enumerate(found) if known is None] if None in found else []
+    if not missing:
+        return found  # type: ignore[return-value]  # every entry known
+    whole = len(missing) == len(keys)
+    done = _checksum_chars(np.frombuffer(b"".join(keys if whole else [keys[i] for i in missing]),
+                                         dtype=np.uint8).reshape(len(missing), 40))
+    if len(_CHECKSUMMED) + len(done) > MAX_CACHED or len(_BY_DIGITS) + len(done) > MAX_CACHED:
+        _CHECKSUMMED.clear()
+        _BY_DIGITS.clear()
+    _BY_DIGITS.update(zip(keys if whole else [keys[i] for i in missing], done, strict=True))
+    _CHECKSUMMED.update(zip(done, done, strict=True))
+    if whole:
+        return done
+    for i, address in zip(missing, done, strict=True):
+        found[i] = address
     return found  # type: ignore[return-value]  # every entry filled above
 
 

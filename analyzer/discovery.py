@@ -134,19 +134,14 @@ def _named(logs: LogColumns, spec: EventField) -> tuple[np.ndarray, np.ndarray]:
     """(the logs ``spec`` names an address in, as indices; those addresses, lower-case hex without
     ``0x``, as ``S40``)."""
     counts, starts = logs.topic_counts, logs.topic_starts
-    first = np.zeros(len(logs), dtype="S66")
-    first[counts > 0] = logs.topics[starts[counts > 0]]
-    mask = first == spec.topic0.lower().encode()
-    if spec.emitters:
-        mask &= np.isin(logs.address, [e.lower().encode() for e in spec.emitters])
+    mask = logs.of_event(spec.topic0, spec.emitters)
     if spec.topic is not None:
-        mask &= counts > spec.topic
-        index = np.flatnonzero(mask)
+        index = np.flatnonzero(mask & (counts > spec.topic))
         words = logs.topics[starts[index] + spec.topic]
     else:
-        at = 2 + 64 * int(spec.word or 0)
-        index = np.array([i for i in np.flatnonzero(mask) if len(logs.data[i]) >= at + 64], dtype=np.int64)
-        words = np.array([b"0x" + logs.data[i][at:at + 64].lower() for i in index], dtype="S66")
+        index = np.flatnonzero(mask)
+        has, words = logs.data_words(index, int(spec.word or 0))
+        index = index[has]
     named = _address_of(words)
     keep = np.ones(len(index), dtype=bool)
     if spec.skip_zero:

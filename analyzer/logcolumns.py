@@ -3,55 +3,132 @@
 A mainnet-sized discovery is hundreds of megabytes of logs: ``json.loads`` builds a dict per log
 and a string per field, and then a Python callback per log looked at them (seconds each at 10^5
 accounts). A log answer's values are only hex strings, numbers in hex, booleans and one array of
-hex strings (``topics``), and its keys are fixed words (Ethereum JSON-RPC, ``eth_getLogs``): so each
+hex strings (``topics``), and its keys are fixed words (Ethereum JSON-RPC, ``eth_getLogs``). Where
+a node writes them compactly in its fixed order (anvil, reth, geth: :func:`_fixed_layout`), every
+field sits at an offset from its log's ``{`` or from the end of the variable field before it, so
+the columns are cut out of the bytes with numpy, without a Python step per log. Otherwise each
 field is one regular expression over the whole answer, found in log order. The answer is taken
-this way only when it is plainly a log list (no ``"error"``, the id asked, as many of each field as
-there are logs); anything else is left to the JSON decoder.
+only when it is plainly a log list (no error, the id asked, as many of each field as there are
+logs, every value checked); anything else is left to the JSON decoder.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
+# each value closed where the next key or the log's end follows (a value cut short by a stray quote is not one)
 FIELD = {
-    "address": re.compile(rb'"address"\s*:\s*"(0x[0-9a-fA-F]{40})"'),
-    "topics": re.compile(rb'"topics"\s*:\s*\[([^\]]*)\]'),
-    "data": re.compile(rb'"data"\s*:\s*"(0x[0-9a-fA-F]*)"'),
-    "blockNumber": re.compile(rb'"blockNumber"\s*:\s*"(0x[0-9a-fA-F]+)"'),
+    "address": re.compile(rb'"address"\s*:\s*"(0x[0-9a-fA-F]{40})"(?=\s*[,}])'),
+    "topics": re.compile(rb'"topics"\s*:\s*\[([^\]]*)\](?=\s*[,}])'),
+    "data": re.compile(rb'"data"\s*:\s*"(0x[0-9a-fA-F]*)"(?=\s*[,}])'),
+    "blockNumber": re.compile(rb'"blockNumber"\s*:\s*"(0x[0-9a-fA-F]+)"(?=\s*[,}])'),
 }
 # the four fields in one pass, where a node writes them in this order without spaces (anvil and reth:
 # blockHash between data and blockNumber; geth: none)
 LOG = re.compile(rb'"address":"(0x[0-9a-fA-F]{40})","topics":\[([^\]]*)\],"data":"(0x[0-9a-fA-F]*)",'
-                 rb'(?:"blockHash":"0x[0-9a-fA-F]{64}",)?"blockNumber":"(0x[0-9a-fA-F]+)"')
+                 rb'(?:"blockHash":"0x[0-9a-fA-F]{64}",)?"blockNumber":"(0x[0-9a-fA-F]+)"(?=[,}])')
 TOPIC = re.compile(rb"0x[0-9a-fA-F]{64}")
 FRAME_COLUMNS, FRAME = [0, 1, 2, 67, 68], np.frombuffer(b'"0x",', dtype=np.uint8)   # a topic's 69 bytes: "0x...",
 FRAME_AND_DIGITS = b'"x,0123456789abcdef'
 ANSWER_ID = re.compile(rb'"id"\s*:\s*(\d+)')
 RESULT_OPENS = re.compile(rb'"result"\s*:\s*\[')
+HEX_DIGITS = b"0123456789abcdefABCDEF"
+WORD_DIGITS = 64        # a data word: 32 bytes in hex
 
 
 @dataclass
 class LogColumns:
-    """Logs as columns: ``address`` (lower-case ``0x`` hex), ``topics`` (every topic of every log in
-    order, lower-case ``0x`` hex, as a numpy ``S66`` array) with ``topic_counts`` per log, ``data``
-    (``0x`` hex, bytes) and ``block`` (int64)."""
+    """Logs as columns: ``address`` (lower-case ``0x`` hex, ``S42``), ``topics`` (every topic of every
+    log in order, lower-case ``0x`` hex, as a numpy ``S66`` array) with ``topic_counts`` per log,
+    ``block`` (int64), and each log's data as hex digits (as the node spelled them, without ``0x``):
+    ``data_lengths[i]`` digits from ``data_starts[i]`` in ``data_digits`` (uint8; the node's answer
+    itself where it was read by offsets)."""
 
     address: np.ndarray
     topics: np.ndarray
     topic_counts: np.ndarray
-    data: list[bytes]
     block: np.ndarray
+    data_digits: np.ndarray
+    data_starts: np.ndarray
+    data_lengths: np.ndarray
+    _data: list[bytes] | None = field(default=None, repr=False, compare=False)
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)    # columns and masks asked before
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.block)
+
+    @classmethod
+    def with_data(cls, address: np.ndarray, topics: np.ndarray, topic_counts: np.ndarray, block: np.ndarray,
+                  data: Sequence[bytes]) -> LogColumns:
+        """Columns whose data is each log's ``0x`` hex text (bytes)."""
+        digits = [d[2:] if d[:2] in (b"0x", b"0X") else d for d in data]
+        lengths = np.fromiter(map(len, digits), dtype=np.int64, count=len(digits))
+        return cls(address, topics, topic_counts, block, np.frombuffer(b"".join(digits), dtype=np.uint8),
+                   np.cumsum(lengths) - lengths, lengths)
+
+    @property
+    def data(self) -> list[bytes]:
+        """Each log's data as ``0x`` hex text (bytes)."""
+        if self._data is None:
+            whole = self.data_digits.tobytes()
+            self._data = [b"0x" + whole[s:s + n] for s, n in zip(self.data_starts.tolist(), self.data_lengths.tolist(),
+                                                                 strict=True)]
+        return self._data
+
+    def data_words(self, logs: np.ndarray, word: int) -> tuple[np.ndarray, np.ndarray]:
+        """(which of ``logs`` (indices) have data word ``word`` (0-based), as a mask; that word of
+        each of them, 64 lower-case hex digits as ``S64``)."""
+        at = self.data_starts[logs] + WORD_DIGITS * word
+        has = self.data_lengths[logs] >= WORD_DIGITS * (word + 1)
+        if not has.any():
+            return has, np.empty(0, dtype="S64")
+        rows = sliding_window_view(self.data_digits, WORD_DIGITS)[at[has]]
+        return has, np.frombuffer(rows.tobytes().lower(), dtype="S64")
 
     @property
     def topic_starts(self) -> np.ndarray:
-        return np.cumsum(self.topic_counts) - self.topic_counts
+        if "starts" not in self._memo:
+            self._memo["starts"] = np.cumsum(self.topic_counts) - self.topic_counts
+        return self._memo["starts"]
+
+    def of_event(self, topic0: str, emitters: Sequence[str] = ()) -> np.ndarray:
+        """The mask of the logs whose first topic is ``topic0`` (``0x`` hex text), emitted by one of
+        ``emitters`` (hex text, any case; every emitter when empty). Each event's mask and each set
+        of emitters' is made once (a reader declares several fields on one event)."""
+        key = (topic0.lower(), tuple(emitters))
+        if key not in self._memo:
+            if "topic0" not in self._memo:
+                first = np.zeros(len(self), dtype="S66")
+                first[self.topic_counts > 0] = self.topics[self.topic_starts[self.topic_counts > 0]]
+                self._memo["topic0"] = first
+            if (topic0.lower(), ()) not in self._memo:
+                self._memo[topic0.lower(), ()] = self._memo["topic0"] == topic0.lower().encode()
+            if emitters and ("emitters", key[1]) not in self._memo:
+                self._memo["emitters", key[1]] = self.emitted_by(emitters)
+            self._memo[key] = self._memo[topic0.lower(), ()] & self._memo["emitters", key[1]] if emitters \
+                else self._memo[topic0.lower(), ()]
+        return self._memo[key]
+
+    def emitted_by(self, emitters: Sequence[str]) -> np.ndarray:
+        """The mask of the logs emitted by one of ``emitters`` (hex text, any case): matched on the
+        first 8 digits of each address as one integer, then every match checked whole (np.isin
+        compares every address with every emitter)."""
+        wanted = np.unique(np.array([e.lower() for e in emitters], dtype="S42"))
+        keys = _prefix_keys(wanted)
+        order = np.argsort(keys)
+        keys, wanted = keys[order], wanted[order]
+        if len(np.unique(keys)) < len(keys) or self.address.dtype != wanted.dtype or not len(wanted):
+            return np.isin(self.address, wanted)       # two emitters alike in their first digits
+        found = _prefix_keys(self.address)
+        at = np.minimum(np.searchsorted(keys, found), len(keys) - 1)
+        mask = keys[at] == found
+        mask[mask] = self.address[mask] == wanted[at[mask]]
+        return mask
 
     def topic(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(topic ``index`` of every log that has it, as ``S66``; the mask of those logs)."""
@@ -71,17 +148,23 @@ class LogColumns:
     def from_dicts(cls, logs: Sequence[dict]) -> LogColumns:
         """Columns of logs a JSON decoder gave (a node whose answer the fast path did not take)."""
         topics = [str(t).lower() for log in logs for t in log.get("topics", [])]
-        return cls(address=np.array([str(log["address"]).lower() for log in logs], dtype="S42"),
-                   topics=np.array(topics, dtype="S66"),
-                   topic_counts=np.array([len(log.get("topics", [])) for log in logs], dtype=np.int64),
-                   data=[str(log.get("data", "0x")).encode() for log in logs],
-                   block=np.array([int(log["blockNumber"], 16) if isinstance(log["blockNumber"], str)
-                                   else int(log["blockNumber"]) for log in logs], dtype=np.int64))
+        return cls.with_data(address=np.array([str(log["address"]).lower() for log in logs], dtype="S42"),
+                             topics=np.array(topics, dtype="S66"),
+                             topic_counts=np.array([len(log.get("topics", [])) for log in logs], dtype=np.int64),
+                             block=np.array([int(log["blockNumber"], 16) if isinstance(log["blockNumber"], str)
+                                             else int(log["blockNumber"]) for log in logs], dtype=np.int64),
+                             data=[str(log.get("data", "0x")).encode() for log in logs])
+def _prefix_keys(addresses: np.ndarray) -> np.ndarray:
+    """The 8 bytes after ``0x`` of each ``S42`` address, as one uint64 each."""
+    rows = np.ascontiguousarray(addresses).view(np.uint8).reshape(len(addresses), addresses.dtype.itemsize)
+    return np.ascontiguousarray(rows[:, 2:10]).view(np.uint64).ravel()
 
 
 def parse_log_answer(content: bytes, request_id: int) -> LogColumns | None:
     """The logs of a JSON-RPC ``eth_getLogs`` answer ``content`` (to request ``request_id``) as
     columns; None when it is not plainly such an answer (an error, another id, a field missing)."""
+    if (fixed := _fixed_layout(content, request_id)) is not None:
+        return fixed
     if b'"error"' in content or RESULT_OPENS.search(content) is None:
         return None
     # a log has no "id" key: the answer's id sits before or after its result
@@ -113,9 +196,9 @@ def parse_log_answer(content: bytes, request_id: int) -> LogColumns | None:
         if int(counts.sum()) != len(found):
             return None
         topics = np.array(found, dtype="S66") if found else np.empty(0, "S66")
-    return LogColumns(address=np.frombuffer(b"".join(addresses).lower(), dtype="S42").copy(),
-                      topics=topics, topic_counts=counts, data=list(data),
-                      block=np.array([int(b, 16) for b in blocks], dtype=np.int64))
+    return LogColumns.with_data(address=np.frombuffer(b"".join(addresses).lower(), dtype="S42").copy(),
+                                topics=topics, topic_counts=counts, data=data,
+                                block=np.array([int(b, 16) for b in blocks], dtype=np.int64))
 
 
 def _compact_topics(topic_lists: list[bytes], counts: np.ndarray) -> np.ndarray | None:
@@ -134,3 +217,186 @@ def _compact_topics(topic_lists: list[bytes], counts: np.ndarray) -> np.ndarray 
             or joined.count(b",") != len(rows) or joined.count(b'"') != 2 * len(rows):
         return None     # another byte (upper case: the regular expression lowers it), or a frame byte among the digits
     return np.ascontiguousarray(rows[:, 1:67]).view("S66").ravel()
+
+
+# a node's compact answer: this head, then per log (anvil, reth and geth write these keys first, in
+# this order) '{"address":"0x<40>","topics":[<topics>],"data":"0x<digits>",' then, anvil and reth,
+# '"blockHash":"0x<64>",' and '"blockNumber":"0x<digits>"', then keys nothing here reads
+HEAD = re.compile(rb'\{"jsonrpc":"2\.0","id":(\d+),"result":\[')
+LOG_HEAD, TOPICS_HEAD, DATA_HEAD = b'{"address":"0x', b'","topics":[', b'],"data":"0x'
+HASH_HEAD, NUMBER_HEAD = b'","blockHash":"0x', b'","blockNumber":"0x'
+DATA_END = b'","block'   # what follows a log's data in both
+TOPIC_BYTES = 69        # '"0x<64 digits>"' and the comma (or ']') after it
+DATA_PROBES = 9         # data of up to 8 words is found by offsets; longer, by a search per log
+NUMBER_DIGITS = 15      # a block number's digits at most (int64)
+LOWER_HEX = b"0123456789abcdef"
+HEX_VALUE = np.full(256, 255, dtype=np.uint8)
+HEX_VALUE[np.frombuffer(LOWER_HEX, np.uint8)] = HEX_VALUE[np.frombuffer(LOWER_HEX.upper(), np.uint8)] = np.arange(16)
+OPEN, CLOSE, LIST_OPEN, LIST_CLOSE = b"{}[]"
+
+
+def _fixed_layout(content: bytes, request_id: int) -> LogColumns | None:
+    """The logs of an answer written compactly in the nodes' key order, cut out at offsets; None
+    for any other answer (or anything out of place)."""
+    head = HEAD.match(content)
+    if head is None or int(head[1]) != request_id:
+        return None
+    body = np.frombuffer(content, dtype=np.uint8)
+    starts, closes = _brackets(body)
+    if starts is None or closes is None:
+        return None
+    tail = content.rstrip()
+    if not len(starts):
+        return _empty() if tail == content[:head.end()] + b"]}" else None
+    # the logs follow the head and each other ('},{'), the last closes the answer ('}]}')
+    heads = _rows(body, starts, len(LOG_HEAD) + 40 + len(TOPICS_HEAD))
+    if heads is None or not (starts[0] == head.end() and tail.endswith(b"}]}") and len(tail) == closes[-1] + 2
+                             and (body[starts[1:] - 2] == CLOSE).all() and (body[starts[1:] - 1] == ord(",")).all()
+                             and _is(heads[:, :len(LOG_HEAD)], LOG_HEAD) and _is(heads[:, -len(TOPICS_HEAD):], TOPICS_HEAD)):
+        return None
+    address = _hex_column(heads[:, len(LOG_HEAD):len(LOG_HEAD) + 40])
+    # topics: up to the first ']' after '[' (no value holds one)
+    first = starts + len(heads[0])
+    ends = closes[np.minimum(np.searchsorted(closes, first), len(closes) - 1)]
+    counts = (ends - first + 1) // TOPIC_BYTES
+    if address is None or not np.array_equal(ends - first, np.maximum(TOPIC_BYTES * counts - 1, 0)):
+        return None
+    topics = _topics(body, first, counts)
+    if topics is None or not _at(body, ends, DATA_HEAD):
+        return None
+    data_starts = ends + len(DATA_HEAD)
+    data_ends = _data_ends(content, body, data_starts)
+    if data_ends is None or not _all_hex(body, data_starts, data_ends - data_starts):
+        return None
+    block = _block_numbers(body, data_ends)
+    if block is None:
+        return None
+    return LogColumns(address=_prefixed(address), topics=topics, topic_counts=counts, block=block,
+                      data_digits=body, data_starts=data_starts, data_lengths=data_ends - data_starts)
+
+
+def _brackets(body: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(where each log's '{' is, where every ']' is), where the brackets are the answer's object
+    and list and each log's object and topic list, and nothing else (no value holds one)."""
+    # '{}[]' are the bytes 0x59 with bits 1, 2 and 5 free (and only 'Y', '_', 'y' and DEL besides):
+    # one pass over the answer, in one scratch buffer
+    scratch = np.bitwise_and(body, 0xD9)
+    found = np.equal(scratch, 0x59, out=scratch.view(bool))
+    marks = np.flatnonzero(found)
+    kinds = body[marks]
+    opens, closes = marks[kinds == OPEN], marks[kinds == LIST_CLOSE]
+    if not (len(opens) and opens[0] == 0
+            and np.count_nonzero(kinds == CLOSE) == np.count_nonzero(kinds == LIST_OPEN) == len(closes) == len(opens)):
+        return None, None
+    return opens[1:], closes
+
+
+def _empty() -> LogColumns:
+    none = np.empty(0, dtype=np.int64)
+    return LogColumns(np.empty(0, "S42"), np.empty(0, "S66"), none, none, np.empty(0, np.uint8), none, none)
+
+
+def _rows(body: np.ndarray, at: np.ndarray, width: int) -> np.ndarray | None:
+    """The ``width`` bytes from each offset ``at`` (rows of uint8); None if one runs past the end."""
+    if not len(at):
+        return np.empty((0, width), dtype=np.uint8)
+    if width > len(body) or int(at.max()) > len(body) - width or int(at.min()) < 0:
+        return None
+    return sliding_window_view(body, width)[at]
+
+
+def _at(body: np.ndarray, at: np.ndarray, text: bytes) -> bool:
+    """Whether ``text`` is written at every offset ``at``."""
+    rows = _rows(body, at, len(text))
+    return rows is not None and _is(rows, text)
+
+
+def _is(rows: np.ndarray, text: bytes) -> bool:
+    """Whether every row (uint8) is ``text``."""
+    return bool((rows == np.frombuffer(text, dtype=np.uint8)).all())
+
+
+def _hex_column(rows: np.ndarray) -> np.ndarray | None:
+    """Rows of hex digits (uint8) in lower case, as ``S<width>``; None if one is not a hex digit."""
+    width = rows.shape[1]
+    text = rows.tobytes()
+    if text.translate(None, LOWER_HEX):
+        text = text.lower()
+        if text.translate(None, LOWER_HEX):
+            return None
+    return np.frombuffer(text, dtype=f"S{width}")
+
+
+def _prefixed(digits: np.ndarray) -> np.ndarray:
+    """``0x`` + each of ``digits`` (``S<n>``), as ``S<n + 2>``."""
+    width = digits.dtype.itemsize
+    out = np.empty((len(digits), width + 2), dtype=np.uint8)
+    out[:, :2] = np.frombuffer(b"0x", dtype=np.uint8)
+    out[:, 2:] = digits.view(np.uint8).reshape(len(digits), width)
+    return out.view(f"S{width + 2}").ravel()
+
+
+def _topics(body: np.ndarray, first: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
+    """Every topic (``counts`` from each offset ``first``) as lower-case ``S66``; None if one is not
+    '"0x<64 hex digits>"' followed by ',' (or ']' after a log's last)."""
+    total = int(counts.sum())
+    if not total:
+        return np.empty(0, "S66")
+    log_of = np.repeat(np.arange(len(counts)), counts)
+    place = np.arange(total) - (np.cumsum(counts) - counts)[log_of]
+    rows = _rows(body, first[log_of] + TOPIC_BYTES * place, TOPIC_BYTES)
+    after = np.where(place == counts[log_of] - 1, LIST_CLOSE, ord(","))
+    if rows is None or not (_is(rows[:, :3], b'"0x') and _is(rows[:, 67:68], b'"') and np.array_equal(rows[:, 68], after)):
+        return None
+    digits = _hex_column(rows[:, 3:67])
+    return None if digits is None else _prefixed(digits)
+
+
+def _data_ends(content: bytes, body: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
+    """Where each log's data digits end (its closing quote, before '","block'): at one of the first
+    ``DATA_PROBES`` whole words, else found by a search (data not of whole words, or longer)."""
+    probes = np.minimum(starts[:, None] + WORD_DIGITS * np.arange(DATA_PROBES), len(body) - 1)
+    quoted = body[probes] == ord('"')
+    ends = starts + WORD_DIGITS * quoted.argmax(axis=1)
+    after = _rows(body, np.minimum(ends, len(body) - len(DATA_END)), len(DATA_END))
+    assert after is not None    # every row starts within the answer
+    for log in np.flatnonzero(~(after == np.frombuffer(DATA_END, np.uint8)).all(axis=1)).tolist():
+        ends[log] = content.find(b'"', int(starts[log]))
+    return None if (ends < 0).any() else ends
+
+
+def _all_hex(body: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bool:
+    """Whether every log's data (``lengths`` bytes from ``starts``) is hex digits (either case):
+    checked at once for the logs of each length."""
+    for length in np.unique(lengths).tolist():
+        if length:
+            rows = _rows(body, starts[lengths == length], length)
+            if rows is None or rows.tobytes().lower().translate(None, LOWER_HEX):
+                return False
+    return True
+
+
+def _block_numbers(body: np.ndarray, data_ends: np.ndarray) -> np.ndarray | None:
+    """Each log's block number: the hex digits after its blockHash (anvil, reth) or right after
+    its data (geth), read at once; None where a log has neither."""
+    hashed = len(HASH_HEAD) + 64 + len(NUMBER_HEAD)
+    window = NUMBER_DIGITS + 2      # the digits, their quote and what follows (',' or '}')
+    rows = _rows(body, data_ends, hashed + window)
+    if rows is not None and _is(rows[:, :len(HASH_HEAD)], HASH_HEAD) and _is(rows[:, hashed - len(NUMBER_HEAD):hashed],
+                                                                             NUMBER_HEAD):
+        digits = rows[:, hashed:]
+    else:
+        rows = _rows(body, data_ends, len(NUMBER_HEAD) + window)
+        if rows is None or not _is(rows[:, :len(NUMBER_HEAD)], NUMBER_HEAD):
+            return None
+        digits = rows[:, len(NUMBER_HEAD):]
+    closed = digits[:, :-1] == ord('"')
+    width = closed.argmax(axis=1)
+    inside = np.arange(NUMBER_DIGITS + 1) < width[:, None]
+    values = np.where(inside, HEX_VALUE[digits[:, :-1]], 0).astype(np.int64)
+    follows = digits[np.arange(len(digits)), width + 1]
+    if not (closed.any(axis=1).all() and (width > 0).all() and (values < 16).all()
+            and ((follows == ord(",")) | (follows == CLOSE)).all()):
+        return None
+    powers = np.where(inside, width[:, None] - 1 - np.arange(NUMBER_DIGITS + 1), 0)
+    return (values << (4 * powers)).sum(axis=1)

@@ -406,6 +406,8 @@ def _discover_accounts(run: _Run, reader, plugin: Plugin, start: int, label: str
     events = reader.account_events()
     if events is None:
         return {"accounts": reader.discover_accounts(start, run.block), "holdings": None}
+    if run.from_block is None:      # from the deployment: events another names before are not asked
+        events = events.from_deployment()
     # keyed by what is asked, how accounts are picked out of its logs, and the chain's history (its
     # first block's hash), not the scan block
     key = digest([sorted(events.addresses), sorted(events.topics), account_picking(events, plugin),

@@ -110,6 +110,22 @@ class AccountEvents:
     # both functions stay, the reference the declarations are tested against
     account_fields: tuple[EventField, ...] = ()
     holding_fields: tuple[EventField, ...] = ()
+    # topic0s (of ``topics``) whose every account, and holding, a log of the other topics has named
+    # at the same block or before (e.g. a borrow needs collateral, whose receipt a transfer names):
+    # discovery from the deployment's first block leaves them out (:meth:`from_deployment`); from a
+    # later block it asks them (what came before is not read)
+    named_before: tuple[str, ...] = ()
+
+    def from_deployment(self) -> AccountEvents:
+        """These events without ``named_before``: what discovery from the deployment asks (the same
+        accounts and holdings, from fewer logs)."""
+        if not self.named_before:
+            return self
+        left = {t.lower() for t in self.named_before}
+        return replace(
+            self, topics=tuple(t for t in self.topics if t.lower() not in left),
+            account_fields=tuple(f for f in self.account_fields if f.topic0.lower() not in left),
+            holding_fields=tuple(f for f in self.holding_fields if f.topic0.lower() not in left), named_before=())
 
 
 class Reader(ABC):

@@ -45,6 +45,9 @@ CHANGE_EVENTS = {
     "AbsorbDebt(address,address,uint256,uint256)": (2,),                     # borrower
     "AbsorbCollateral(address,address,address,uint256,uint256)": (2,),       # borrower
 }
+# enumeration events whose accounts the others name first (CometReader.account_events)
+NAMED_BEFORE = ("Supply(address,address,uint256)", "Withdraw(address,address,uint256)",
+                "WithdrawCollateral(address,address,address,uint256)")
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
@@ -190,7 +193,12 @@ class CometReader(Reader):
     def account_events(self) -> AccountEvents:
         """Accounts named by Supply / Withdraw / SupplyCollateral / WithdrawCollateral / Transfer /
         TransferCollateral events (the zero address of a mint or burn and the Comet itself excluded);
-        holdings: the collateral asset each SupplyCollateral / TransferCollateral gives its receiver."""
+        holdings: the collateral asset each SupplyCollateral / TransferCollateral gives its receiver.
+        ``Supply``, ``Withdraw`` and ``WithdrawCollateral`` name no account the others have not named
+        before (``named_before``): a supply that leaves ``dst`` a positive balance emits
+        ``Transfer(0, dst)`` beside it, one that only repays names a borrower (``Comet.supplyBase``);
+        a withdrawal's ``src`` held base or collateral, or borrowed, which needs collateral
+        (``isBorrowCollateralized``) that only ``SupplyCollateral`` / ``TransferCollateral`` give."""
         topics, accounts = self._events(ENUMERATION_EVENTS)
         # holdings: the receiver (topic 2) and the asset (topic 3) of every collateral supply or transfer
         collateral_topics = {bytes(event_signature_to_log_topic(sig)) for sig in
@@ -206,7 +214,9 @@ class CometReader(Reader):
         return AccountEvents((self.comet,), tuple("0x" + t.hex() for t in topics), accounts, holdings,
                              account_fields=_fields(ENUMERATION_EVENTS),
                              holding_fields=tuple(EventField("0x" + t.hex(), topic=2, holding_topic=3)
-                                                  for t in sorted(collateral_topics)))
+                                                  for t in sorted(collateral_topics)),
+                             named_before=tuple("0x" + bytes(event_signature_to_log_topic(sig)).hex()
+                                                for sig in NAMED_BEFORE))
 
     def change_events(self) -> AccountEvents:
         """Incremental rescans: every event that moves an account's principal, ``assetsIn`` or
