@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -162,19 +163,35 @@ def _typed(frame: pd.DataFrame, schema: dict[str, str]) -> bool:
     return not any(frame[col].array.isna().any() for col, dtype in schema.items() if dtype == "string")
 
 
-def to_table(name: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
-    """Rows (dicts or a frame) as a typed table; unknown columns are an error, missing ones default."""
+Columns: TypeAlias = dict[str, list]
+"""A table given as its columns: column name -> its values, one per row, every column as long;
+a column left out takes its default, as a key missing from a row dict. A reader gives its many
+rows this way (the lens readers' positions and accounts): :func:`to_table` converts each text
+column at once, where a list of row dicts is first a frame of Python objects, its text converted
+twice (a quarter of a mainnet-scale scan's Python time). Plain lists: a reader's chunk is kept with
+marshal (:class:`analyzer.scan_chunks.ChunkCache`)."""
+
+Table: TypeAlias = list[dict] | Columns
+"""A reader's rows of one table: row dicts or :data:`Columns`."""
+
+_DEFAULTS = {"string": "", "float64": np.nan, "int64": 0, "bool": False}
+
+
+def to_table(name: str, rows: list[dict] | Columns | pd.DataFrame) -> pd.DataFrame:
+    """Rows (dicts, :data:`Columns` or a frame) as a typed table; unknown columns are an error,
+    missing ones default."""
     schema = TABLES[name]
     if isinstance(rows, pd.DataFrame) and _typed(rows, schema):
         return rows.reset_index(drop=True)      # a table already (a snapshot's, passed on): as it is
+    if isinstance(rows, dict):
+        return _from_columns(name, rows)
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     extra = set(frame.columns) - set(schema)
     if extra:
         raise ContagionError(f"table {name}: unknown columns {sorted(extra)} (known: {', '.join(schema)})")
-    defaults = {"string": "", "float64": np.nan, "int64": 0, "bool": False}
     for col, dtype in schema.items():
         if col not in frame.columns:
-            frame[col] = defaults[dtype] if len(frame) else pd.Series(dtype=dtype)
+            frame[col] = _DEFAULTS[dtype] if len(frame) else pd.Series(dtype=dtype)
     frame = frame[list(schema)]
     try:
         for col, dtype in schema.items():
@@ -185,6 +202,68 @@ def to_table(name: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     except (ValueError, TypeError) as exc:
         raise ContagionError(f"table {name}: column {col} is not {dtype} ({exc})") from None
     return frame.reset_index(drop=True)
+
+
+def _from_columns(name: str, columns: Columns) -> pd.DataFrame:
+    """:func:`to_table` of :data:`Columns`: the same table as of the same rows given as dicts."""
+    schema = TABLES[name]
+    extra = set(columns) - set(schema)
+    if extra:
+        raise ContagionError(f"table {name}: unknown columns {sorted(extra)} (known: {', '.join(schema)})")
+    lengths = {col: len(values) for col, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ContagionError(f"table {name}: columns of different lengths {lengths}")
+    count = next(iter(lengths.values()), 0)
+    out: dict[str, Any] = {}
+    try:
+        for col, dtype in schema.items():
+            values = columns.get(col)
+            if values is None:
+                values = [_DEFAULTS[dtype]] * count if dtype != "string" else None
+            if dtype == "string":
+                out[col] = _text_column(values, count)
+            else:
+                out[col] = pd.Series(values).astype(dtype).to_numpy()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ContagionError(f"table {name}: column {col} is not {dtype} ({exc})") from None
+    return pd.DataFrame(out)
+
+
+def _text_column(values: list | None, count: int) -> pd.api.extensions.ExtensionArray:
+    """A :data:`Columns` text column (None: ``count`` times "") as the string dtype: a column of
+    Python strings (the usual case) converted by Arrow at once, any other as :func:`_as_strings`."""
+    if values is None or (values and type(values[0]) is str and values.count(values[0]) == count):
+        # one text throughout (a reader's protocol and market): counted by identity mostly, not converted
+        return pd.arrays.ArrowStringArray(pa.repeat(pa.scalar(values[0] if values else "", pa.string()), count))
+    if set(map(type, values)) <= {str}:         # Arrow would take bytes as text too
+        return pd.arrays.ArrowStringArray(pa.array(values, type=pa.string()))
+    return _as_strings(pd.Series(values)).array
+
+
+def concat_tables(name: str, parts: Sequence[Table]) -> pd.DataFrame:
+    """Readers' rows of table ``name`` (row dicts or :data:`Columns`, e.g. one per chunk of
+    accounts) as one table, in order: consecutive parts of the same shape are joined first (lists
+    of rows, or the columns of parts with the same columns, each column one list), so a table of
+    many chunks is converted at once."""
+    runs: list[Table] = []
+    for part in parts:
+        if not _row_count(part):
+            continue
+        last = runs[-1] if runs else None
+        if isinstance(part, dict) and isinstance(last, dict) and last.keys() == part.keys():
+            for col, values in part.items():
+                last[col].extend(values)
+        elif isinstance(part, list) and isinstance(last, list):
+            last.extend(part)
+        else:
+            runs.append({col: list(values) for col, values in part.items()} if isinstance(part, dict) else list(part))
+    if len(runs) <= 1:
+        return to_table(name, runs[0] if runs else [])
+    return pd.concat([to_table(name, run) for run in runs], ignore_index=True)
+
+
+def _row_count(part: Table) -> int:
+    return len(next(iter(part.values()), ())) if isinstance(part, dict) else len(part)
 
 
 @dataclass

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.kept import KeptState, Refreshed
+from analyzer.model import Table
 
 if TYPE_CHECKING:
     from web3 import Web3
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
     from analyzer.model import Snapshot
     from analyzer.multicall import Call, CallResult
 
-Rows = dict[str, list[dict]]
-"""Snapshot rows by table name, e.g. ``{"positions": [{...}, ...], "markets": [...]}``. A reader
+Rows = dict[str, Table]
+"""Snapshot rows by table name, e.g. ``{"positions": [{...}, ...], "markets": [...]}``, a table as
+row dicts or as its columns (:data:`analyzer.model.Columns`: many rows at once). A reader
 may add ``"excluded"``: ``{protocol, market, asset, reason}`` rows for markets it read but left out
 of every table (an oracle that reverts): the scan warns and lists them in the snapshot's meta
 (``excluded_markets``), so a market is never silently priced at 0 or dropped."""

@@ -107,42 +107,52 @@ def with_balances(reader, rows: list[list[int]]) -> list[list[int]]:
 
 
 def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -> Rows:
-    """Snapshot rows from lens rows, with the lens rows kept as ``_state`` (incremental rescans)."""
+    """Snapshot rows from lens rows, as columns (:data:`analyzer.model.Columns`), with the lens
+    rows kept as ``_state`` (incremental rescans)."""
     from protocols.aave_v3.reader import PROTOCOL, user_flags
 
-    reserves = [(r["asset"], r["config"]["decimals"], r["id"]) for r in reader.reserves()]
-    position = reader._position
-    positions, account_rows, state = [], [], {}
+    reserves = [(r["asset"], 10 ** r["config"]["decimals"], r["id"]) for r in reader.reserves()]
+    owners, assets, sides, amounts, raws = [], [], [], [], []     # the positions' columns
+    holders, categories, params, state = [], [], [], {}           # the accounts'
     for account, row in zip(accounts, rows, strict=True):
         if not row:
             continue
         state[account] = row
         config, emode = row[0], row[1]
         # per reserve index i: key 2i the supplied amount, 2i + 1 the amount owed (variable + stable)
-        amounts: dict[int, int] = {}
+        held: dict[int, int] = {}
         for k in range(2, len(row), 3):
             index, kind = divmod(row[k], 3)
             key = 2 * index + (kind != 0)
-            amounts[key] = amounts.get(key, 0) + row[k + 2]
-        collateral_off, held = [], False
-        for key in sorted(amounts):     # in reserve order, as read; a reserve's supply before its debt
-            amount = amounts[key]
+            held[key] = held.get(key, 0) + row[k + 2]
+        collateral_off, opened = [], False
+        for key in sorted(held):     # in reserve order, as read; a reserve's supply before its debt
+            amount = held[key]
             if not amount:
                 continue
-            asset, decimals, reserve_id = reserves[key >> 1]
+            asset, scale, reserve_id = reserves[key >> 1]
+            owners.append(account)
+            assets.append(asset)
+            amounts.append(amount / scale)      # analyzer.model.raw_to_amount: int / int, correctly rounded
+            raws.append(str(amount))
             if key & 1:
-                positions.append(position(account, asset, "debt", amount, decimals))
+                sides.append("debt")
             else:
-                positions.append(position(account, asset, "collateral", amount, decimals))
+                sides.append("collateral")
                 if not user_flags(config, reserve_id)[1]:
                     collateral_off.append(asset)
-            held = True
-        if held:
+            opened = True
+        if opened:
             # json.dumps({"user_configuration": str(config), "collateral_off": ...}, sort_keys=True),
             # written out: a json.dumps per account was a tenth of the scan's Python time
             off = json.dumps(collateral_off) if collateral_off else "[]"
-            account_rows.append({"protocol": PROTOCOL, "market": reader.pool, "account": account, "category": emode,
-                                 "params": f'{{"collateral_off": {off}, "user_configuration": "{config}"}}'})
+            holders.append(account)
+            categories.append(emode)
+            params.append(f'{{"collateral_off": {off}, "user_configuration": "{config}"}}')
+    positions = {"protocol": [PROTOCOL] * len(owners), "market": [reader.pool] * len(owners), "account": owners,
+                 "asset": assets, "side": sides, "amount": amounts, "raw": raws}
+    account_rows = {"protocol": [PROTOCOL] * len(holders), "market": [reader.pool] * len(holders),
+                    "account": holders, "category": categories, "params": params}
     return {"positions": positions, "accounts": account_rows, "_state": state}  # type: ignore[dict-item]
 
 

@@ -66,13 +66,23 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
 
 
 def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -> Rows:
-    """Snapshot rows from lens rows, with the lens rows kept as ``_state`` (incremental rescans)."""
+    """Snapshot rows from lens rows, as columns (:data:`analyzer.model.Columns`), with the lens
+    rows kept as ``_state`` (incremental rescans)."""
     from protocols.comet.reader import PROTOCOL
 
     state, comet = reader._lens_state, reader.comet
-    base, decimals = state["base_token"], state["decimals"]
+    base, scales = state["base_token"], [10 ** d for d in state["decimals"]]
     collaterals = [a["asset"] for a in state["assets"]]
-    positions, account_rows, kept = [], [], {}
+    owners, assets, sides, amounts, raws = [], [], [], [], []     # the positions' columns
+    holders, params, kept = [], [], {}                             # the accounts'
+
+    def position(account: str, asset: str, side: str, raw: int, scale: int) -> None:
+        owners.append(account)
+        assets.append(asset)
+        sides.append(side)
+        amounts.append(raw / scale)     # analyzer.model.raw_to_amount: int / int, correctly rounded
+        raws.append(str(raw))
+
     for account, row in zip(accounts, rows, strict=True):
         if not row:
             continue
@@ -80,18 +90,20 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
         principal, assets_in, borrowed, supplied, liquidatable = to_int256(row[0]), *row[1:5]
         # json.dumps({"principal": str(principal), "assets_in": assets_in, "is_liquidatable": bool(...)}),
         # written out: tens of thousands of accounts per rescan
-        params = (f'{{"principal": "{principal}", "assets_in": {int(assets_in)}, '
-                  f'"is_liquidatable": {"true" if liquidatable else "false"}}}')
-        account_rows.append({"protocol": PROTOCOL, "market": comet, "account": account, "category": 0,
-                             "params": params})
+        holders.append(account)
+        params.append(f'{{"principal": "{principal}", "assets_in": {int(assets_in)}, '
+                      f'"is_liquidatable": {"true" if liquidatable else "false"}}}')
         if borrowed:
-            positions.append(reader._position(comet, account, base, "debt", borrowed, decimals[0]))
+            position(account, base, "debt", borrowed, scales[0])
         if supplied:
-            positions.append(reader._position(comet, account, base, "collateral", supplied, decimals[0]))
+            position(account, base, "collateral", supplied, scales[0])
         for i, amount in enumerate(row[5:]):
             if amount:
-                positions.append(reader._position(comet, account, collaterals[i], "collateral", amount,
-                                                  decimals[i + 1]))
+                position(account, collaterals[i], "collateral", amount, scales[i + 1])
+    positions = {"protocol": [PROTOCOL] * len(owners), "market": [comet] * len(owners), "account": owners,
+                 "asset": assets, "side": sides, "amount": amounts, "raw": raws}
+    account_rows = {"protocol": [PROTOCOL] * len(holders), "market": [comet] * len(holders), "account": holders,
+                    "category": [0] * len(holders), "params": params}
     return {"positions": positions, "accounts": account_rows, "_state": kept}  # type: ignore[dict-item]
 
 

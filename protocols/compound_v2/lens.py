@@ -134,29 +134,34 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
 
 
 def rows_from_figures(reader, figures: dict[str, Figures], pairs: dict[str, dict[int, Pair]]) -> Rows:
-    """Snapshot rows from accounts' figures, with the figures kept as ``_state`` (incremental
-    rescans): ``[market tag, entered count, entered..., then RECORD words per market held: market,
-    cToken balance, then (principal, interestIndex, 1) of its borrow where ``pairs`` has it, else
-    (borrow balance, the market's borrowIndex, 0)]``."""
+    """Snapshot rows from accounts' figures, as columns (:data:`analyzer.model.Columns`), with the
+    figures kept as ``_state`` (incremental rescans): ``[market tag, entered count, entered...,
+    then RECORD words per market held: market, cToken balance, then (principal, interestIndex,
+    1) of its borrow where ``pairs`` has it, else (borrow balance, the market's borrowIndex, 0)]``."""
     markets = reader.markets()
     tag = market_tag(markets)
-    bases = [{"protocol": PROTOCOL, "market": reader.comptroller, "asset": m["underlying"], "reserve": m["ctoken"]}
-             for m in markets]
     scales = [10 ** m["underlying_decimals"] for m in markets]
     indexes = [m.get("borrow_index") or 0 for m in markets]
     params: dict[tuple[int, ...], str] = {}     # accounts share a few sets of entered markets
-    positions, account_rows, state = [], [], {}
+    owners, held_in, sides, amounts, raws = [], [], [], [], []     # the positions' columns (held_in: market)
+    holders, entered_params, state = [], [], {}                     # the accounts'
     for account, (entered, held) in figures.items():
         opened, proven = False, pairs.get(account, {})
         kept = [tag, len(entered), *entered]
         for j in sorted(held):
             ctoken_balance, borrow_balance, exchange_rate = held[j]
             if ctoken_balance:
-                positions.append({**bases[j], "account": account, "side": "collateral", "raw": str(ctoken_balance),
-                                  "amount": ctoken_balance * exchange_rate / MANTISSA / scales[j]})
+                owners.append(account)
+                held_in.append(j)
+                sides.append("collateral")
+                raws.append(str(ctoken_balance))
+                amounts.append(ctoken_balance * exchange_rate / MANTISSA / scales[j])
             if borrow_balance:
-                positions.append({**bases[j], "account": account, "side": "debt", "raw": str(borrow_balance),
-                                  "amount": borrow_balance / scales[j]})
+                owners.append(account)
+                held_in.append(j)
+                sides.append("debt")
+                raws.append(str(borrow_balance))
+                amounts.append(borrow_balance / scales[j])
             opened = opened or bool(ctoken_balance or borrow_balance)
             kept += [j, ctoken_balance, *proven[j], 1] if j in proven else [j, ctoken_balance, borrow_balance,
                                                                            indexes[j], 0]
@@ -164,9 +169,15 @@ def rows_from_figures(reader, figures: dict[str, Figures], pairs: dict[str, dict
             key = tuple(entered)
             if key not in params:
                 params[key] = json.dumps({"entered": [markets[j]["ctoken"] for j in entered]})
-            account_rows.append({"protocol": PROTOCOL, "market": reader.comptroller, "account": account,
-                                 "category": 0, "params": params[key]})
+            holders.append(account)
+            entered_params.append(params[key])
             state[account] = kept
+    underlying, ctokens = [m["underlying"] for m in markets], [m["ctoken"] for m in markets]
+    positions = {"protocol": [PROTOCOL] * len(owners), "market": [reader.comptroller] * len(owners),
+                 "account": owners, "asset": [underlying[j] for j in held_in],
+                 "reserve": [ctokens[j] for j in held_in], "side": sides, "amount": amounts, "raw": raws}
+    account_rows = {"protocol": [PROTOCOL] * len(holders), "market": [reader.comptroller] * len(holders),
+                    "account": holders, "category": [0] * len(holders), "params": entered_params}
     return {"positions": positions, "accounts": account_rows, "_state": state}  # type: ignore[dict-item]
 
 

@@ -169,7 +169,7 @@ class LyraReader(Reader):
             "params": lyra_params, "strikes": strike_rows, "boards": [int(b) for b in boards]}
 
     def read_markets(self) -> Rows:
-        rows: Rows = {"assets": [], "markets": [], "hedgers": []}
+        rows: dict[str, list[dict]] = {"assets": [], "markets": [], "hedgers": []}
         now = self.ctx.w3.eth.get_block(self.ctx.block)["timestamp"]
         underlying = self.deployment.get("underlying_token")
         for m in self.deployment["markets"]:
@@ -224,7 +224,7 @@ class LyraReader(Reader):
         return sorted(owners)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
-        rows: Rows = {"options": []}
+        rows: dict[str, list[dict]] = {"options": []}
         for m in self.deployment["markets"]:
             answers = self._read([Call(m["optionToken"], f"getOwnerPositions(address)({POSITION}[])", (a,))
                                   for a in accounts], "positions")
