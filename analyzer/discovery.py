@@ -301,7 +301,9 @@ def discover(client: RpcClient, events: AccountEvents, start: int, end: int, fil
         else:
             for account, last in accounts.items():
                 found[account] = max(found.get(account, 0), last)
-        if holdings is not None:
+        if holdings is not None and not holdings:       # the first chunk: each account's set made at once
+            holdings.update(zip(held, map(set, held.values()), strict=True))
+        elif holdings is not None:
             for account, indexes in held.items():
                 holdings.setdefault(account, set()).update(indexes)
         progress(done, len(parts))
