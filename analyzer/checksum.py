@@ -31,22 +31,48 @@ _CHECKSUMMED: dict[str | bytes, str] = {}
 _BY_DIGITS: dict[bytes, str] = {}      # 40 lower-case hex digits -> checksummed (remember_hex_column)
 
 
-def _rotate(lane: np.ndarray, by: int) -> np.ndarray:
-    return lane if by == 0 else (lane << np.uint64(by)) | (lane >> np.uint64(64 - by))
+# lane i = x + 5 * y: its rotation (rho) and where the pi step moves it
+SHIFTS = {x + 5 * y: (np.uint64(ROTATIONS[x][y]), np.uint64((64 - ROTATIONS[x][y]) % 64)) for x in range(5) for y in range(5)}
+MOVED_TO = {x + 5 * y: y + 5 * ((2 * x + 3 * y) % 5) for x in range(5) for y in range(5)}
+ONE, SIXTY_THREE = np.uint64(1), np.uint64(63)
 
 
 def _permute(state: list[np.ndarray]) -> list[np.ndarray]:
-    """Keccak-f[1600] on lanes ``state[x + 5 * y]`` (each an array: one lane per message)."""
+    """Keccak-f[1600] on lanes ``state[x + 5 * y]`` (each an array: one lane per message), in place:
+    every step writes into arrays made once (a new array per operation cost a third more)."""
+    count = len(state[0])
+    columns = [np.empty(count, np.uint64) for _ in range(5)]
+    moved = [np.empty(count, np.uint64) for _ in range(25)]
+    mix, spare = np.empty(count, np.uint64), np.empty(count, np.uint64)
+    xor, shl, shr, both = np.bitwise_xor, np.left_shift, np.right_shift, np.bitwise_and
     for constant in ROUND_CONSTANTS:
-        columns = [state[x] ^ state[x + 5] ^ state[x + 10] ^ state[x + 15] ^ state[x + 20] for x in range(5)]
-        mix = [columns[(x - 1) % 5] ^ _rotate(columns[(x + 1) % 5], 1) for x in range(5)]
-        moved: list[np.ndarray] = [state[0]] * 25
-        for x in range(5):
+        for x in range(5):      # theta: the parity of each column
+            xor(state[x], state[x + 5], out=columns[x])
+            for y in (2, 3, 4):
+                xor(columns[x], state[x + 5 * y], out=columns[x])
+        for x in range(5):      # theta's mix into each lane, then rho (rotate) and pi (move)
+            right = columns[(x + 1) % 5]
+            shl(right, ONE, out=mix)
+            shr(right, SIXTY_THREE, out=spare)
+            np.bitwise_or(mix, spare, out=mix)
+            xor(mix, columns[(x - 1) % 5], out=mix)
             for y in range(5):
-                moved[y + 5 * ((2 * x + 3 * y) % 5)] = _rotate(state[x + 5 * y] ^ mix[x], ROTATIONS[x][y])
-        state = [moved[x + 5 * y] ^ (~moved[(x + 1) % 5 + 5 * y] & moved[(x + 2) % 5 + 5 * y])
-                 for y in range(5) for x in range(5)]
-        state[0] = state[0] ^ constant
+                lane, target = state[x + 5 * y], moved[MOVED_TO[x + 5 * y]]
+                xor(lane, mix, out=lane)
+                left, back = SHIFTS[x + 5 * y]
+                if left:
+                    shl(lane, left, out=target)
+                    shr(lane, back, out=spare)
+                    np.bitwise_or(target, spare, out=target)
+                else:
+                    target[...] = lane
+        for y in range(5):      # chi
+            for x in range(5):
+                out = state[x + 5 * y]
+                np.invert(moved[(x + 1) % 5 + 5 * y], out=out)
+                both(out, moved[(x + 2) % 5 + 5 * y], out=out)
+                xor(out, moved[x + 5 * y], out=out)
+        xor(state[0], constant, out=state[0])     # iota
     return state
 
 

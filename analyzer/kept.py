@@ -157,8 +157,12 @@ def exact_amounts(raw: np.ndarray, decimals: np.ndarray) -> np.ndarray:
 
 
 def decimal_strings(values: np.ndarray) -> pa.StringArray:
-    """Exact integers as decimal text (the snapshot's ``raw`` column), as Arrow strings."""
-    return pa.array(list(map(str, values.tolist())), type=pa.string())
+    """Exact integers as decimal text (the snapshot's ``raw`` column), as Arrow strings: a column
+    within int64 (cToken balances, small counts) formatted by Arrow at once, any other by ``str``."""
+    try:
+        return pa.array(values.astype(np.int64)).cast(pa.string())
+    except OverflowError:   # a wider value (numpy stops at the first)
+        return pa.array(list(map(str, values.tolist())), type=pa.string())
 
 
 @dataclass(frozen=True)

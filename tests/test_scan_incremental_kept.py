@@ -9,7 +9,16 @@ import random
 import numpy as np
 import pandas as pd
 
-from analyzer.kept import KeptState, Refreshed, exact_amounts, labels, objects, repeated, text
+from analyzer.kept import (
+    KeptState,
+    Refreshed,
+    decimal_strings,
+    exact_amounts,
+    labels,
+    objects,
+    repeated,
+    text,
+)
 from analyzer.model import raw_to_amount
 from analyzer.scan_chunks import KEPT, MAX_REFERENCES, STATE, ChunkCache, _kept_chunk, kept_state
 from protocols.comet import exact
@@ -92,6 +101,15 @@ def test_exact_amounts_and_string_columns_match_the_per_value_conversions():
     assert pd.Series(repeated("0xAbC", 4)).tolist() == ["0xAbC"] * 4 and len(repeated("x", 0)) == 0
 
 
+def test_decimal_strings_equal_str_across_the_int64_edges():
+    """Arrow's int64 text where a column fits, ``str`` where it does not, signed: as ``str``."""
+    rng = random.Random(5)
+    edges = [0, 1, -1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**64, 2**256 - 1, -(2**255)]
+    fitting = [rng.randrange(-(2**63), 2**63) for _ in range(500)] + edges[:5]
+    for column in (fitting, fitting + [edges[5]], [edges[6]] + fitting, edges, [], [rng.getrandbits(200)]):
+        assert decimal_strings(objects(column)).to_pylist() == [str(v) for v in column]
+
+
 def test_comet_values_and_liquidatable_match_the_contract_reference():
     rng = random.Random(11)
     assets = [{"scale": 10**18, "liquidate_collateral_factor": 85 * 10**16},
@@ -131,3 +149,50 @@ def test_the_discovery_cache_is_keyed_by_how_accounts_are_picked():
     assert account_picking(by_topic_2, plugin) != account_picking(by_topic_1, plugin)
     undeclared = dataclasses.replace(by_topic_2, account_fields=())
     assert account_picking(undeclared, plugin) == reader_digest(plugin)
+
+
+class _AaveMarket:
+    """What the Aave refresh and its per-account reference read of a reader: reserves, version,
+    pool, the normalized indices at the block (given, not read) and the reader's own rows."""
+
+    from protocols.aave_v3.reader import AaveV3Reader
+    _position = AaveV3Reader._position
+
+    def __init__(self, rng: random.Random, version: str):
+        self.version, self.pool = version, "0x" + "a1" * 20
+        ids = rng.sample(range(40), 6)     # reserve ids are not their places in the list
+        self._reserves = [{"asset": f"0x{i:040x}", "id": reserve_id, "config": {"decimals": rng.choice([6, 8, 18])}}
+                          for i, reserve_id in enumerate(ids)]
+        self._normalized_indices = [(10**27 + rng.getrandbits(88), 10**27 + rng.getrandbits(88)) for _ in ids]
+
+    def reserves(self) -> list[dict]:
+        return self._reserves
+
+
+def test_aave_refresh_equals_the_per_account_rows_of_the_lens_read():
+    """The Aave refresh (balances at once, accounts rows once per configuration) against
+    rows_from_lens, the per-account path a full read takes, on random kept rows: shared and
+    distinct configurations, collateral flags off, e-modes, both rounding rules."""
+    from analyzer.model import to_table
+    from protocols.aave_v3.lens import refresh_accounts, rows_from_lens, with_balances
+
+    rng = random.Random(23)
+    for version in ("3.3", "3.6"):
+        market = _AaveMarket(rng, version)
+        shared = [rng.getrandbits(rng.choice([12, 80, 160])) for _ in range(5)]
+        state: dict[str, list[int]] = {}
+        for n in range(400):
+            config = rng.choice(shared) if rng.random() < 0.8 else rng.getrandbits(rng.choice([8, 90, 200]))
+            row = [config, rng.choice([0, 0, 1, 3])]
+            for place in sorted(rng.sample(range(6), rng.randrange(1, 4))):
+                for kind in sorted(rng.sample((0, 1), rng.randrange(1, 3))):
+                    row += [3 * place + kind, 1 + rng.getrandbits(rng.choice([20, 64, 100])), 0]
+            state[f"0x{n:040x}"] = row
+        refreshed = refresh_accounts(market, KeptState.from_state(state))
+        assert refreshed.again == [] and refreshed.carried is not None and refreshed.carried.all()
+        expected = rows_from_lens(market, list(state), with_balances(market, [list(r) for r in state.values()]))
+        for name in ("positions", "accounts"):
+            got = to_table(name, refreshed.tables[name])
+            assert got.equals(to_table(name, expected[name])), name
+        params = to_table("accounts", expected["accounts"])["params"]
+        assert len(params) and (~params.str.contains('"collateral_off": []', regex=False)).any()

@@ -24,7 +24,6 @@ from analyzer.kept import (
     arrow_text,
     decimal_strings,
     exact_amounts,
-    joined,
     labels,
     objects,
     repeated,
@@ -232,7 +231,8 @@ def _ray_mul(version: str):
     if (major, minor) < (3, 5):
         half_up = lambda a, b: (a * b + RAY // 2) // RAY  # noqa: E731
         return half_up, half_up
-    return (lambda a, b: a * b // RAY), (lambda a, b: -(-(a * b) // RAY))
+    # ceil(a·b / RAY) of non-negative integers, one operation fewer than -(-(a·b) // RAY)
+    return (lambda a, b: a * b // RAY), (lambda a, b: (a * b + (RAY - 1)) // RAY)
 
 
 def refresh_accounts(reader, previous: KeptState) -> Refreshed:
@@ -275,34 +275,52 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
                   kind: np.ndarray) -> pd.DataFrame:
     """The accounts rows of the accounts that hold a position (``owner`` of each position), as
     :func:`rows_from_lens` writes them: e-mode, and the user configuration with the supplied
-    reserves whose collateral flag is off."""
+    reserves whose collateral flag is off. Accounts share a few thousand configurations (60,000
+    accounts, 8,000 on mainnet-scale): each is tested and written once, its text taken by Arrow."""
     from protocols.aave_v3.reader import PROTOCOL
 
     reserves = reader.reserves()
     held = np.flatnonzero(np.bincount(owner, minlength=len(previous)))
     config, emode = previous.column(0), previous.column(1)
+    values = config[held].tolist()
+    configs = list(dict.fromkeys(values))
+    code_of_config = {c: i for i, c in enumerate(configs)}
+    codes = np.fromiter(map(code_of_config.__getitem__, values), dtype=np.int64, count=len(values))
+    code_of = np.zeros(len(previous), dtype=np.int64)
+    code_of[held] = codes
     supplied = kind == 0
-    bits = np.array([2 * r["id"] + 1 for r in reserves], dtype=object)[index[supplied]]
-    flag_off = ((config[owner[supplied]] >> bits) & 1) == 0
+    # the collateral flag of each supplied reserve, tested once per (configuration, reserve)
+    pair = code_of[owner[supplied]] * len(reserves) + index[supplied]
+    seen = np.zeros(len(configs) * len(reserves), dtype=bool)
+    seen[pair] = True
+    pairs = np.flatnonzero(seen)
+    bits = objects([2 * r["id"] + 1 for r in reserves])
+    off_of = np.zeros(len(seen), dtype=bool)
+    off_of[pairs] = ((objects(configs)[pairs // len(reserves)] >> bits[pairs % len(reserves)]) & 1) == 0
+    flag_off = off_of[pair]
     off: dict[int, list[str]] = {}
     for who, k in zip(owner[supplied][flag_off].tolist(), index[supplied][flag_off].tolist(), strict=True):
         off.setdefault(who, []).append(reserves[k]["asset"])      # entries in reserve order, as read
-    off_text = np.full(len(previous), "[]", dtype=object)
-    for who, assets in off.items():
-        off_text[who] = json.dumps(assets)
     # json.dumps({"collateral_off": [...], "user_configuration": str(config)}, sort_keys=True), written
-    # out: tens of thousands of accounts per rescan
-    params = joined('{"collateral_off": ', off_text[held], ', "user_configuration": "', decimal_strings(config[held]),
-                    '"}')
+    # out: once per configuration, and once per account with a flag off (a few)
+    params = [f'{{"collateral_off": [], "user_configuration": "{c}"}}' for c in configs]
+    param_of = codes.copy()
+    row_of = np.zeros(len(previous), dtype=np.int64)
+    row_of[held] = np.arange(len(held))
+    for who, assets in off.items():
+        param_of[row_of[who]] = len(params)
+        params.append(f'{{"collateral_off": {json.dumps(assets)}, "user_configuration": "{config[who]}"}}')
     return pd.DataFrame({"protocol": repeated(PROTOCOL, len(held)), "market": repeated(reader.pool, len(held)),
                          "account": labels(names, held), "category": emode[held].astype(np.int64),
-                         "params": params})
+                         "params": labels(params, param_of)})
 
 
 def balances(version: str, scaled: np.ndarray, index: np.ndarray, supply: np.ndarray) -> np.ndarray:
     """``balanceOf`` of scaled balances at reserve indices, element by element (object arrays of
     ints; ``supply``: aToken, else variable debt), by the version's rule (:func:`_ray_mul`)."""
     supply_rule, debt_rule = _ray_mul(version)
+    if supply_rule is debt_rule:        # one rule for both (before 3.5): at once, no split
+        return supply_rule(scaled, index)
     out = np.empty(len(scaled), dtype=object)
     out[supply] = supply_rule(scaled[supply], index[supply])
     out[~supply] = debt_rule(scaled[~supply], index[~supply])
