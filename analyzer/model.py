@@ -235,8 +235,12 @@ def _text_column(values: list | None, count: int) -> pd.api.extensions.Extension
     if values is None or (values and type(values[0]) is str and values.count(values[0]) == count):
         # one text throughout (a reader's protocol and market): counted by identity mostly, not converted
         return pd.arrays.ArrowStringArray(pa.repeat(pa.scalar(values[0] if values else "", pa.string()), count))
-    if set(map(type, values)) <= {str}:         # Arrow would take bytes as text too
-        return pd.arrays.ArrowStringArray(pa.array(values, type=pa.string()))
+    try:    # Arrow's own inference: text only where every value is a string (bytes: binary)
+        array = pa.array(values)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        array = None
+    if array is not None and array.type == pa.string() and not array.null_count:
+        return pd.arrays.ArrowStringArray(array)
     return _as_strings(pd.Series(values)).array
 
 

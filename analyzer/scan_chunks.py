@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import marshal
+import operator
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +238,7 @@ def scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, f
     markets = _cached(cache, "markets", reader.read_markets, stats)
     if accounts is None:
         found = _cached(cache, f"accounts-{from_block}-{block}", discovered, stats)
-        targets = sorted(set(found["accounts"]))
+        targets = _ascending(found["accounts"])
         reader.holdings = found["holdings"]     # the discovered accounts' holdings: read only those
     else:
         targets = sorted(set(accounts))
@@ -245,6 +247,13 @@ def scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, f
     positions = _read_positions(reader, cache, targets, chunk_accounts, workers,
                                 lambda done: report(f"{label} accounts", done, len(targets)), stats)
     return _rows_to_snapshot([markets, *positions], refreshed)
+
+
+def _ascending(accounts: Sequence[str]) -> list[str]:
+    """``sorted(set(accounts))``, the list as it is where it is so already (discovery's is): sorting
+    10^5 addresses again was a hundredth of a scan's Python time."""
+    listed = list(accounts)
+    return listed if all(map(operator.lt, listed, islice(listed, 1, None))) else sorted(set(listed))
 
 
 def _cached(cache: ChunkCache, name: str, read, stats: ScanStats) -> Any:
