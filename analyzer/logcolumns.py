@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 # each value closed where the next key or the log's end follows (a value cut short by a stray quote is not one)
 FIELD = {
@@ -87,7 +86,8 @@ class LogColumns:
         has = self.data_lengths[logs] >= WORD_DIGITS * (word + 1)
         if not has.any():
             return has, np.empty(0, dtype="S64")
-        rows = sliding_window_view(self.data_digits, WORD_DIGITS)[at[has]]
+        rows = _rows(self.data_digits, at[has], WORD_DIGITS)
+        assert rows is not None     # every word lies within the data
         return has, np.frombuffer(rows.tobytes().lower(), dtype="S64")
 
     @property
@@ -302,7 +302,10 @@ def _rows(body: np.ndarray, at: np.ndarray, width: int) -> np.ndarray | None:
         return np.empty((0, width), dtype=np.uint8)
     if width > len(body) or int(at.max()) > len(body) - width or int(at.min()) < 0:
         return None
-    return sliding_window_view(body, width)[at]
+    # one item of ``width`` bytes starting at every byte: a gather of whole items (a third faster
+    # than rows of a sliding window, which copy byte by byte)
+    items = np.ndarray(buffer=body, dtype=f"S{width}", shape=(len(body) - width + 1,), strides=(1,))
+    return items[at].view(np.uint8).reshape(len(at), width)
 
 
 def _at(body: np.ndarray, at: np.ndarray, text: bytes) -> bool:
