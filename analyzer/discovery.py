@@ -9,7 +9,7 @@ accepted ``eth_getLogs`` range, so an interrupted scan re-reads no range it fini
 folder is keyed by the protocol's addresses and topics and by the hash of the first block, so two
 chains (two devnets with one chain id) never share chunks.
 
-Logs arrive as columns (:mod:`analyzer.logcolumns`); a protocol that declares where its events
+Logs arrive as columns (:mod:`analyzer.loganswer`); a protocol that declares where its events
 name accounts and holdings (:class:`protocols.base.EventField`) has them decoded for every log of a
 range at once with numpy, and every distinct account checksummed once; otherwise its functions
 read the logs one by one.
