@@ -121,11 +121,13 @@ def _checksum_chars(chars: np.ndarray) -> list[str]:
         digest = np.frombuffer(b"".join(keccak(row.tobytes()) for row in chars), dtype=np.uint8).reshape(count, 32)
     else:               # in slices that keep the lanes in cache
         digest = np.concatenate([keccak256_rows(chars[i:i + BATCH]) for i in range(0, count, BATCH)])
-    nibbles = np.empty((count, 64), dtype=np.uint8)
-    nibbles[:, 0::2], nibbles[:, 1::2] = digest >> 4, digest & 0x0F
-    upper = (nibbles[:, :40] >= 8) & (chars >= ord("a"))
-    joined = np.where(upper, chars - 32, chars).astype(np.uint8).tobytes().decode()
-    return ["0x" + joined[40 * i:40 * i + 40] for i in range(count)]
+    # a nibble of 8 or more: the high bit of each 4 (bits 7 and 3 of each of the first 20 bytes)
+    high = np.unpackbits(digest[:, :20], axis=1)[:, ::4]
+    text = np.empty((count, 42), dtype=np.uint8)
+    text[:, :2] = np.frombuffer(b"0x", dtype=np.uint8)
+    text[:, 2:] = chars ^ ((high & (chars >= ord("a"))) << 5)      # a letter's 0x20 bit off: upper case
+    joined = text.tobytes().decode()
+    return [joined[42 * i:42 * i + 42] for i in range(count)]
 
 
 def remember_hex_column(digits: np.ndarray) -> list[str]:

@@ -9,7 +9,7 @@ accepted ``eth_getLogs`` range, so an interrupted scan re-reads no range it fini
 folder is keyed by the protocol's addresses and topics and by the hash of the first block, so two
 chains (two devnets with one chain id) never share chunks.
 
-Logs arrive as columns (:mod:`analyzer.logcolumns`); a protocol that declares where its events
+Logs arrive as columns (:mod:`analyzer.loganswer`); a protocol that declares where its events
 name accounts and holdings (:class:`protocols.base.EventField`) has them decoded for every log of a
 range at once with numpy, and every distinct account checksummed once; otherwise its functions
 read the logs one by one.
@@ -301,7 +301,9 @@ def discover(client: RpcClient, events: AccountEvents, start: int, end: int, fil
         else:
             for account, last in accounts.items():
                 found[account] = max(found.get(account, 0), last)
-        if holdings is not None:
+        if holdings is not None and not holdings:       # the first chunk: each account's set made at once
+            holdings.update(zip(held, map(set, held.values()), strict=True))
+        elif holdings is not None:
             for account, indexes in held.items():
                 holdings.setdefault(account, set()).update(indexes)
         progress(done, len(parts))

@@ -31,7 +31,8 @@ import urllib3.exceptions
 from web3.providers.base import JSONBaseProvider
 
 from analyzer.errors import ContagionError
-from analyzer.logcolumns import LogColumns, parse_log_answer
+from analyzer.loganswer import parse_log_answer
+from analyzer.logcolumns import LogColumns
 from analyzer.rpcurl import check_rpc_url, redact_url
 
 # urllib3 logs every request line (path and query included) at DEBUG: a key there would reach a

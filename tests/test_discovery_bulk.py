@@ -11,7 +11,7 @@ import numpy as np
 from eth_utils import to_checksum_address
 
 from analyzer.discovery import _distinct, take_logs
-from analyzer.logcolumns import parse_log_answer
+from analyzer.loganswer import parse_log_answer
 from protocols.base import AccountEvents, EventField
 
 EMITTERS = tuple(to_checksum_address("0x" + c * 20) for c in ("1a", "2b", "3c"))    # as readers spell them

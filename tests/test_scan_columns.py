@@ -13,7 +13,8 @@ import requests
 
 from analyzer.books import deployments_for
 from analyzer.discovery import take_logs
-from analyzer.logcolumns import LogColumns, parse_log_answer
+from analyzer.loganswer import parse_log_answer
+from analyzer.logcolumns import LogColumns
 from analyzer.multicall import multicall
 from analyzer.rpc import RpcClient
 from protocols import plugins

@@ -9,7 +9,8 @@ import random
 import numpy as np
 import pytest
 
-from analyzer.logcolumns import LogColumns, _fixed_layout, parse_log_answer
+from analyzer.loganswer import _fixed_layout, parse_log_answer
+from analyzer.logcolumns import LogColumns
 
 
 def same_columns(left: LogColumns, right: LogColumns) -> bool:
