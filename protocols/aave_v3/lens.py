@@ -9,6 +9,7 @@ The same rows are read straight from storage where the getters prove the slots
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Sequence
 from functools import cache
 
@@ -109,48 +110,50 @@ def with_balances(reader, rows: list[list[int]]) -> list[list[int]]:
 def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -> Rows:
     """Snapshot rows from lens rows, as columns (:data:`analyzer.model.Columns`), with the lens
     rows kept as ``_state`` (incremental rescans)."""
-    from protocols.aave_v3.reader import PROTOCOL, user_flags
+    from protocols.aave_v3.reader import PROTOCOL
 
-    reserves = [(r["asset"], 10 ** r["config"]["decimals"], r["id"]) for r in reader.reserves()]
-    owners, assets, sides, amounts, raws = [], [], [], [], []     # the positions' columns
-    holders, categories, params, state = [], [], [], {}           # the accounts'
+    # per key 2i (reserve i supplied) and 2i + 1 (owed: variable + stable): asset, 10^decimals,
+    # side, and the user configuration's collateral bit of a supply (bit 2·id + 1, reader.user_flags)
+    reserves = reader.reserves()
+    asset_of = [r["asset"] for r in reserves for _ in range(2)]
+    scale_of = [10 ** r["config"]["decimals"] for r in reserves for _ in range(2)]
+    side_of = ["collateral", "debt"] * len(reserves)
+    bit_of = [bit for r in reserves for bit in (1 << (2 * r["id"] + 1), 0)]
+    owners, held_keys, balances = [], [], []                # per position: the account, its key, its raw amount
+    holders, categories, params, state = [], [], [], {}     # the accounts' columns
     for account, row in zip(accounts, rows, strict=True):
         if not row:
             continue
         state[account] = row
-        config, emode = row[0], row[1]
-        # per reserve index i: key 2i the supplied amount, 2i + 1 the amount owed (variable + stable)
+        config = row[0]
         held: dict[int, int] = {}
         for k in range(2, len(row), 3):
             index, kind = divmod(row[k], 3)
             key = 2 * index + (kind != 0)
             held[key] = held.get(key, 0) + row[k + 2]
         collateral_off, opened = [], False
-        for key in sorted(held):     # in reserve order, as read; a reserve's supply before its debt
+        for key in sorted(held) if len(held) > 1 else held:   # in reserve order; a reserve's supply before its debt
             amount = held[key]
             if not amount:
                 continue
-            asset, scale, reserve_id = reserves[key >> 1]
             owners.append(account)
-            assets.append(asset)
-            amounts.append(amount / scale)      # analyzer.model.raw_to_amount: int / int, correctly rounded
-            raws.append(str(amount))
-            if key & 1:
-                sides.append("debt")
-            else:
-                sides.append("collateral")
-                if not user_flags(config, reserve_id)[1]:
-                    collateral_off.append(asset)
+            held_keys.append(key)
+            balances.append(amount)
+            if bit_of[key] and not config & bit_of[key]:
+                collateral_off.append(asset_of[key])
             opened = True
         if opened:
             # json.dumps({"user_configuration": str(config), "collateral_off": ...}, sort_keys=True),
             # written out: a json.dumps per account was a tenth of the scan's Python time
             off = json.dumps(collateral_off) if collateral_off else "[]"
             holders.append(account)
-            categories.append(emode)
+            categories.append(row[1])
             params.append(f'{{"collateral_off": {off}, "user_configuration": "{config}"}}')
     positions = {"protocol": [PROTOCOL] * len(owners), "market": [reader.pool] * len(owners), "account": owners,
-                 "asset": assets, "side": sides, "amount": amounts, "raw": raws}
+                 "asset": list(map(asset_of.__getitem__, held_keys)), "side": list(map(side_of.__getitem__, held_keys)),
+                 # analyzer.model.raw_to_amount: int / int, correctly rounded
+                 "amount": list(map(operator.truediv, balances, map(scale_of.__getitem__, held_keys))),
+                 "raw": list(map(str, balances))}
     account_rows = {"protocol": [PROTOCOL] * len(holders), "market": [reader.pool] * len(holders),
                     "account": holders, "category": categories, "params": params}
     return {"positions": positions, "accounts": account_rows, "_state": state}  # type: ignore[dict-item]
