@@ -121,3 +121,27 @@ def test_discovered_accounts_are_read_under_their_holdings_to_the_same_snapshot(
     for protocol, module in present.items():
         if protocol in devnet.book["protocols"]:
             assert skipped.get(module.__name__, 0) > 0, protocol
+
+
+def test_comet_borrowers_are_liquidatable_or_not_through_the_lens_as_on_chain(chain_checkpoint):
+    """The Comet lens reads principals and collateral; the base balances and isLiquidatable are
+    computed from them (protocols/comet/lens.py base_balances). After cUSDCv3's collaterals fall
+    15%, some borrowers are liquidatable and some are not: the snapshot equals Multicall3's, which
+    calls borrowBalanceOf, balanceOf and isLiquidatable on chain, table for table."""
+    from protocols.comet.executor import CometExecutor
+
+    devnet = chain_checkpoint
+    if "comet" not in devnet.book["protocols"]:
+        pytest.skip("comet is not in this devnet (CONTAGION_TEST_PROTOCOLS)")
+    executor = CometExecutor(devnet.w3, devnet.book["protocols"]["comet"]["cUSDCv3"], devnet.w3.eth.accounts[4])
+    for symbol in ("WETH", "wstETH", "WBTC", "LINK"):
+        executor.set_price(devnet.book["tokens"][symbol], devnet.scenario.assets[symbol].price_usd * 0.85)
+    block = devnet.w3.eth.block_number
+    reference = scan(devnet.url, chosen("comet"), book=devnet.book, block=block, cache_dir=None, oracle_paths=False,
+                     use_lens=False)
+    got = scan(devnet.url, chosen("comet"), book=devnet.book, block=block, cache_dir=None, oracle_paths=False)
+    tables_equal(got, reference)
+    params = [json.loads(p) for p in got.accounts["params"]]
+    flags = [p["is_liquidatable"] for p in params if int(p["principal"]) < 0]
+    assert any(flags) and not all(flags), flags
+    assert (got.positions["side"] == "debt").sum() == len(flags)

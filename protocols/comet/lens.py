@@ -1,8 +1,10 @@
 """Comet accounts through our lens (fixtures/contracts/lens: ``CometLens``): one ``eth_call``
-reads ``userBasic``, the base balances, ``isLiquidatable`` and every collateral balance of
-hundreds of accounts; the market state is read once per scan, not once per batch. The rows are
-the ones :meth:`CometReader.read_accounts` builds from Multicall3, and the lens rows are kept for
-incremental rescans (:func:`refresh_accounts`: an untouched account is computed, not read)."""
+reads ``userBasic`` and every collateral balance of hundreds of accounts; the market state is
+read once per scan, not once per batch, and the base balances and ``isLiquidatable`` are computed
+from both over arrays (:func:`base_balances`), for a full read as for a rescan. The rows are the
+ones :meth:`CometReader.read_accounts` builds from Multicall3 (which calls those getters on
+chain), and the lens rows are kept for incremental rescans (:func:`refresh_accounts`: an
+untouched account is computed, not read)."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from analyzer.kept import (
 )
 from analyzer.lens import encode_arguments, masks, read_rows, to_int256
 from protocols.base import Rows
-from protocols.comet import exact, feeds
+from protocols.comet import exact
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
 PRINCIPALS_SELECTOR = function_signature_to_4byte_selector("principals(address,address[])")
@@ -56,10 +58,8 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     def encode(batch: Sequence[str]) -> bytes:
         return SELECTOR + encode_arguments(comet, collaterals, batch, masks(held, batch, collaterals))
 
-    reads = 5 + (len(collaterals) if held is None else 2)   # an account holds a few collaterals
-    codes = feeds.feed_codes(reader)     # each price feed answered once per reader (protocols.comet.feeds)
-    rows = read_rows(feeds.guarded(reader, reader.ctx.lens), lens_code(), encode, accounts, reads_per_account=reads,
-                     codes=codes)
+    reads = 1 + (len(collaterals) if held is None else 2)   # an account holds a few collaterals
+    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=reads)
     if rows is None:
         return None
     return rows_from_lens(reader, accounts, rows)
@@ -67,7 +67,8 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
 
 def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -> Rows:
     """Snapshot rows from lens rows, as columns (:data:`analyzer.model.Columns`), with the lens
-    rows kept as ``_state`` (incremental rescans)."""
+    rows kept as ``_state`` (incremental rescans). The base balances and ``isLiquidatable`` are
+    computed from the rows' principals and collateral balances (:func:`base_balances`)."""
     from protocols.comet.reader import PROTOCOL
 
     state, comet = reader._lens_state, reader.comet
@@ -75,6 +76,10 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
     collaterals = [a["asset"] for a in state["assets"]]
     owners, assets, sides, amounts, raws = [], [], [], [], []     # the positions' columns
     holders, params, kept = [], [], {}                             # the accounts'
+    full = [row for row in rows if row]
+    words = np.array(full, dtype=object).reshape(len(full), 5 + len(collaterals))
+    computed = zip(*(column.tolist() for column in base_balances(state, signed(words[:, 0]), words[:, 5:])),
+                   strict=True)
 
     def position(account: str, asset: str, side: str, raw: int, scale: int) -> None:
         owners.append(account)
@@ -87,7 +92,8 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
         if not row:
             continue
         kept[account] = list(row)
-        principal, assets_in, borrowed, supplied, liquidatable = to_int256(row[0]), *row[1:5]
+        principal, assets_in = to_int256(row[0]), row[1]
+        borrowed, supplied, liquidatable = next(computed)
         # json.dumps({"principal": str(principal), "assets_in": assets_in, "is_liquidatable": bool(...)}),
         # written out: tens of thousands of accounts per rescan
         holders.append(account)
@@ -159,9 +165,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     principal, held, assets_in = principal[keep], held[keep], previous.column(1)[keep]
     names = previous.accounts[keep]
     accounts = arrow_text(names)        # converted once, labelling both tables
-    value = present_value(principal, state["supply_index"], state["borrow_index"])
-    borrowed, supplied = np.where(value < 0, -value, 0), np.where(value > 0, value, 0)
-    flagged = liquidatable(state, principal, held)
+    borrowed, supplied, flagged = base_balances(state, principal, held)
     # kept, of the accounts whose words changed: the principal (signed), assetsIn and the collateral;
     # what a rescan computes from them is left 0 (the base balances, isLiquidatable)
     zeros = np.zeros(int(changed.sum()), dtype=np.int64).astype(object)
@@ -206,6 +210,14 @@ def signed(words: np.ndarray) -> np.ndarray:
     negative = out >= 1 << 255
     out[negative] = out[negative] - (1 << 256)
     return out
+
+
+def base_balances(state: dict, principal: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per account of signed ``principal`` and collateral balances ``held`` (one column per asset
+    of the market state): ``borrowBalanceOf`` and ``balanceOf`` (CometCore.presentValue at this
+    block's accrued indices, as both getters take it) and ``isLiquidatable`` (:func:`liquidatable`)."""
+    value = present_value(principal, state["supply_index"], state["borrow_index"])
+    return np.where(value < 0, -value, 0), np.where(value > 0, value, 0), liquidatable(state, principal, held)
 
 
 def present_value(principal: np.ndarray, supply_index: int, borrow_index: int) -> np.ndarray:
