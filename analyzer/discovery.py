@@ -32,6 +32,7 @@ from analyzer.rpc import RpcClient
 from protocols.base import AccountEvents, EventField
 
 CHUNK_BLOCKS = 100_000
+Checksummed = tuple[np.ndarray, list[str]]      # distinct S40 digits, sorted, and their checksummed forms
 
 
 __all__ = ["checksum"]      # readers checksum the accounts their logs name with it (analyzer.checksum)
@@ -104,14 +105,14 @@ def take_logs(events: AccountEvents, logs: LogColumns, accounts: dict[str, int],
     holdings they show to ``held``: in bulk where ``events`` declares its fields, else through the
     reader's functions, log by log."""
     if events.account_fields:
-        named = declared_accounts(logs, events.account_fields)
+        named, checksummed = _declared_accounts(logs, events.account_fields)
         if not accounts:        # a chunk's first range: nothing to compare with
             accounts.update(named)
         else:
             for account, last in named.items():
                 accounts[account] = max(accounts.get(account, 0), last)
         if events.holdings is not None:
-            names, held_names, account_of, holding_of = holding_pairs(logs, events.holding_fields)
+            names, held_names, account_of, holding_of = holding_pairs(logs, events.holding_fields, checksummed)
             if not held:        # a chunk's first range: the pairs are distinct already, grouped at once
                 held.update(_grouped(names, held_names, account_of, holding_of))
                 return
@@ -162,14 +163,20 @@ def _address_of(words: np.ndarray) -> np.ndarray:
 
 def declared_accounts(logs: LogColumns, fields: tuple[EventField, ...]) -> dict[str, int]:
     """Every account ``fields`` name in ``logs`` (checksummed) with the last block naming it."""
+    return _declared_accounts(logs, fields)[0]
+
+
+def _declared_accounts(logs: LogColumns, fields: tuple[EventField, ...]) -> tuple[dict[str, int], Checksummed]:
+    """:func:`declared_accounts`, and the accounts' digits (sorted) with their checksummed forms."""
     index = [_named(logs, spec) for spec in fields]
     if not index:
-        return {}
+        return {}, (np.empty(0, "S40"), [])
     named = np.concatenate([n for _, n in index])
     blocks = np.concatenate([logs.block[i] for i, _ in index])
     unique, _, order, starts = _distinct(named)
     last = np.maximum.reduceat(blocks[order], starts) if len(starts) else np.empty(0, np.int64)
-    return dict(zip(_checksummed(unique), last.tolist(), strict=True))
+    checksummed = _checksummed(unique)
+    return dict(zip(checksummed, last.tolist(), strict=True)), (unique, checksummed)
 
 
 def _distinct(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -196,17 +203,23 @@ def _distinct(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return ordered[starts], inverse, order, starts
 
 
-def _checksummed(unique: np.ndarray) -> list[str]:
+def _checksummed(unique: np.ndarray, known: Checksummed | None = None) -> list[str]:
     """Checksummed ``0x`` addresses of distinct ``S40`` lower-case hex digits (remembered: an
-    account named in many ranges and by holdings is hashed once a scan)."""
+    account named in many ranges and by holdings is hashed once a scan); taken from ``known``
+    (sorted digits and their checksummed forms) where it has them all: a holding's account is
+    one the same logs named (no lookup per address)."""
+    if known is not None and len(known[0]) and len(unique):
+        at = np.minimum(np.searchsorted(known[0], unique), len(known[0]) - 1)
+        if np.array_equal(known[0][at], unique):
+            return list(map(known[1].__getitem__, at.tolist()))
     return remember_hex_column(unique)
 
 
-def holding_pairs(logs: LogColumns, fields: tuple[EventField, ...]) -> tuple[list[str], list[str], np.ndarray,
-                                                                                np.ndarray]:
+def holding_pairs(logs: LogColumns, fields: tuple[EventField, ...], accounts_known: Checksummed | None = None
+                  ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Every (account, holding) pair ``fields`` name in ``logs``, once each, in log order: (the
-    accounts, checksummed; the holdings, as spelled; per pair, the index of its account in the
-    first and of its holding in the second)."""
+    accounts, checksummed (those in ``accounts_known`` taken from it); the holdings, as spelled;
+    per pair, the index of its account in the first and of its holding in the second)."""
     order, accounts, holdings = [], [], []
     for spec in fields:
         index, named = _named(logs, spec)
@@ -233,7 +246,7 @@ def holding_pairs(logs: LogColumns, fields: tuple[EventField, ...]) -> tuple[lis
     # the distinct pairs (one integer each), in log order
     _, first = np.unique(names_inverse.astype(np.int64) * len(held_unique) + held_inverse, return_index=True)
     first.sort()
-    names = _checksummed(names_unique)
+    names = _checksummed(names_unique, accounts_known)
     held_names = [spelled.get(h) or c for h, c in zip(held_unique.tolist(), _checksummed(held_unique), strict=True)]
     return names, held_names, names_inverse[first], held_inverse[first]
 
