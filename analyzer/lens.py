@@ -115,14 +115,19 @@ def encode_arguments(*arguments: int | str | Sequence[int | str]) -> bytes:
 def decode_rows(raw: bytes) -> list[list[int]]:
     """``(uint256, uint256[][])`` ABI-decoded without eth-abi (which is too slow for 10^5 rows): every
     word of the answer that fits 64 bits (most: counts, offsets, flags, indexes) converted by numpy
-    at once, the wider ones one by one; each row a slice of that one list."""
+    at once, those that fit 128 bits (balances) as their two 64-bit halves joined at once, the
+    wider ones one by one; each row a slice of that one list."""
     if len(raw) % 32:
         raise ContagionError(f"the scan lens answered {len(raw)} bytes, not whole ABI words")
     lanes = np.frombuffer(raw, dtype=">u8").reshape(-1, 4)
-    words: list[int] = lanes[:, 3].tolist()
+    wide = np.flatnonzero(lanes[:, :3].any(axis=1))
+    values = lanes[:, 3].astype(object)     # Python integers
+    halves = ~lanes[wide, :2].any(axis=1)
+    values[wide[halves]] = (lanes[wide[halves], 2].astype(object) << 64) | values[wide[halves]]
     word = int.from_bytes
-    for k in np.flatnonzero(lanes[:, :3].any(axis=1)).tolist():
-        words[k] = word(raw[32 * k:32 * k + 32], "big")
+    for k in wide[~halves].tolist():
+        values[k] = word(raw[32 * k:32 * k + 32], "big")
+    words: list[int] = values.tolist()
     head = words[1] // 32                                   # the outer array's word
     count = words[head]
     base = head + 1

@@ -46,7 +46,7 @@ def test_checksums_of_a_hex_column_equal_eth_utils(count):
 
 def test_lens_rows_decode_as_eth_abi_encodes_them():
     draw = random.Random(5)
-    widths = [0, 1, 63, 64, 65, 200, 256]     # words under and over 64 bits
+    widths = [0, 1, 63, 64, 65, 127, 128, 129, 200, 256]     # words under and over 64 and 128 bits
     rows = [[draw.getrandbits(draw.choice(widths)) for _ in range(draw.randrange(0, 9))] for _ in range(300)]
     assert decode_rows(encode(["uint256", "uint256[][]"], [12, rows])) == rows
     assert decode_rows(encode(["uint256", "uint256[][]"], [12, []])) == []

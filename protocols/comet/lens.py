@@ -8,6 +8,7 @@ untouched account is computed, not read)."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from functools import cache
 
@@ -72,22 +73,15 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
     from protocols.comet.reader import PROTOCOL
 
     state, comet = reader._lens_state, reader.comet
-    base, scales = state["base_token"], [10 ** d for d in state["decimals"]]
-    collaterals = [a["asset"] for a in state["assets"]]
-    owners, assets, sides, amounts, raws = [], [], [], [], []     # the positions' columns
-    holders, params, kept = [], [], {}                             # the accounts'
+    # per asset (the base first, then each collateral): its address and 10^decimals
+    asset_of = [state["base_token"], *(a["asset"] for a in state["assets"])]
+    scale_of = [10 ** d for d in state["decimals"]]
+    owners, held, sides, balances = [], [], [], []      # per position: the account, its asset, side, raw amount
+    holders, params, kept = [], [], {}                  # the accounts' columns
     full = [row for row in rows if row]
-    words = np.array(full, dtype=object).reshape(len(full), 5 + len(collaterals))
+    words = np.array(full, dtype=object).reshape(len(full), 5 + len(state["assets"]))
     computed = zip(*(column.tolist() for column in base_balances(state, signed(words[:, 0]), words[:, 5:])),
                    strict=True)
-
-    def position(account: str, asset: str, side: str, raw: int, scale: int) -> None:
-        owners.append(account)
-        assets.append(asset)
-        sides.append(side)
-        amounts.append(raw / scale)     # analyzer.model.raw_to_amount: int / int, correctly rounded
-        raws.append(str(raw))
-
     for account, row in zip(accounts, rows, strict=True):
         if not row:
             continue
@@ -100,14 +94,26 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
         params.append(f'{{"principal": "{principal}", "assets_in": {int(assets_in)}, '
                       f'"is_liquidatable": {"true" if liquidatable else "false"}}}')
         if borrowed:
-            position(account, base, "debt", borrowed, scales[0])
+            owners.append(account)
+            held.append(0)
+            sides.append("debt")
+            balances.append(borrowed)
         if supplied:
-            position(account, base, "collateral", supplied, scales[0])
-        for i, amount in enumerate(row[5:]):
-            if amount:
-                position(account, collaterals[i], "collateral", amount, scales[i + 1])
+            owners.append(account)
+            held.append(0)
+            sides.append("collateral")
+            balances.append(supplied)
+        for i in range(5, len(row)):
+            if row[i]:
+                owners.append(account)
+                held.append(i - 4)
+                sides.append("collateral")
+                balances.append(row[i])
     positions = {"protocol": [PROTOCOL] * len(owners), "market": [comet] * len(owners), "account": owners,
-                 "asset": assets, "side": sides, "amount": amounts, "raw": raws}
+                 "asset": list(map(asset_of.__getitem__, held)), "side": sides,
+                 # analyzer.model.raw_to_amount: int / int, correctly rounded
+                 "amount": list(map(operator.truediv, balances, map(scale_of.__getitem__, held))),
+                 "raw": list(map(str, balances))}
     account_rows = {"protocol": [PROTOCOL] * len(holders), "market": [comet] * len(holders), "account": holders,
                     "category": [0] * len(holders), "params": params}
     return {"positions": positions, "accounts": account_rows, "_state": kept}  # type: ignore[dict-item]

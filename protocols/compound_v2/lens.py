@@ -143,7 +143,7 @@ def rows_from_figures(reader, figures: dict[str, Figures], pairs: dict[str, dict
     scales = [10 ** m["underlying_decimals"] for m in markets]
     indexes = [m.get("borrow_index") or 0 for m in markets]
     params: dict[tuple[int, ...], str] = {}     # accounts share a few sets of entered markets
-    owners, held_in, sides, amounts, raws = [], [], [], [], []     # the positions' columns (held_in: market)
+    owners, held_in, sides, amounts, balances = [], [], [], [], []     # per position (held_in: market; raw)
     holders, entered_params, state = [], [], {}                     # the accounts'
     for account, (entered, held) in figures.items():
         opened, proven = False, pairs.get(account, {})
@@ -154,13 +154,13 @@ def rows_from_figures(reader, figures: dict[str, Figures], pairs: dict[str, dict
                 owners.append(account)
                 held_in.append(j)
                 sides.append("collateral")
-                raws.append(str(ctoken_balance))
+                balances.append(ctoken_balance)
                 amounts.append(ctoken_balance * exchange_rate / MANTISSA / scales[j])
             if borrow_balance:
                 owners.append(account)
                 held_in.append(j)
                 sides.append("debt")
-                raws.append(str(borrow_balance))
+                balances.append(borrow_balance)
                 amounts.append(borrow_balance / scales[j])
             opened = opened or bool(ctoken_balance or borrow_balance)
             kept += [j, ctoken_balance, *proven[j], 1] if j in proven else [j, ctoken_balance, borrow_balance,
@@ -174,8 +174,9 @@ def rows_from_figures(reader, figures: dict[str, Figures], pairs: dict[str, dict
             state[account] = kept
     underlying, ctokens = [m["underlying"] for m in markets], [m["ctoken"] for m in markets]
     positions = {"protocol": [PROTOCOL] * len(owners), "market": [reader.comptroller] * len(owners),
-                 "account": owners, "asset": [underlying[j] for j in held_in],
-                 "reserve": [ctokens[j] for j in held_in], "side": sides, "amount": amounts, "raw": raws}
+                 "account": owners, "asset": list(map(underlying.__getitem__, held_in)),
+                 "reserve": list(map(ctokens.__getitem__, held_in)), "side": sides, "amount": amounts,
+                 "raw": list(map(str, balances))}
     account_rows = {"protocol": [PROTOCOL] * len(holders), "market": [reader.comptroller] * len(holders),
                     "account": holders, "category": [0] * len(holders), "params": entered_params}
     return {"positions": positions, "accounts": account_rows, "_state": state}  # type: ignore[dict-item]
