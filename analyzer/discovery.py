@@ -105,7 +105,7 @@ def take_logs(events: AccountEvents, logs: LogColumns, accounts: dict[str, int],
     holdings they show to ``held``: in bulk where ``events`` declares its fields, else through the
     reader's functions, log by log."""
     if events.account_fields:
-        named, checksummed = _declared_accounts(logs, events.account_fields)
+        named, checksummed = declared_accounts(logs, events.account_fields)
         if not accounts:        # a chunk's first range: nothing to compare with
             accounts.update(named)
         else:
@@ -161,13 +161,9 @@ def _address_of(words: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(digits[:, width - 40:]).view("S40").ravel()
 
 
-def declared_accounts(logs: LogColumns, fields: tuple[EventField, ...]) -> dict[str, int]:
-    """Every account ``fields`` name in ``logs`` (checksummed) with the last block naming it."""
-    return _declared_accounts(logs, fields)[0]
-
-
-def _declared_accounts(logs: LogColumns, fields: tuple[EventField, ...]) -> tuple[dict[str, int], Checksummed]:
-    """:func:`declared_accounts`, and the accounts' digits (sorted) with their checksummed forms."""
+def declared_accounts(logs: LogColumns, fields: tuple[EventField, ...]) -> tuple[dict[str, int], Checksummed]:
+    """Every account ``fields`` name in ``logs`` (checksummed) with the last block naming it, and the
+    accounts' digits (sorted) with their checksummed forms (what :func:`holding_pairs` looks up)."""
     index = [_named(logs, spec) for spec in fields]
     if not index:
         return {}, (np.empty(0, "S40"), [])
@@ -249,12 +245,6 @@ def holding_pairs(logs: LogColumns, fields: tuple[EventField, ...], accounts_kno
     names = _checksummed(names_unique, accounts_known)
     held_names = [spelled.get(h) or c for h, c in zip(held_unique.tolist(), _checksummed(held_unique), strict=True)]
     return names, held_names, names_inverse[first], held_inverse[first]
-
-
-def declared_holdings(logs: LogColumns, fields: tuple[EventField, ...]) -> list[tuple[str, str]]:
-    """Every (account, holding) pair ``fields`` name in ``logs``, once each, in log order."""
-    names, held_names, account_of, holding_of = holding_pairs(logs, fields)
-    return [(names[a], held_names[h]) for a, h in zip(account_of.tolist(), holding_of.tolist(), strict=True)]
 
 
 def _grouped(names: list[str], held_names: list[str], account_of: np.ndarray,

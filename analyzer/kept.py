@@ -14,12 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 
 @dataclass(frozen=True)
@@ -156,15 +153,6 @@ def exact_amounts(raw: np.ndarray, decimals: np.ndarray) -> np.ndarray:
     return (raw / POWERS_OF_TEN[np.asarray(decimals, dtype=np.int64)]).astype(np.float64)
 
 
-def decimal_strings(values: np.ndarray) -> pa.StringArray:
-    """Exact integers as decimal text (the snapshot's ``raw`` column), as Arrow strings: a column
-    within int64 (cToken balances, small counts) formatted by Arrow at once, any other by ``str``."""
-    try:
-        return pa.array(values.astype(np.int64)).cast(pa.string())
-    except OverflowError:   # a wider value (numpy stops at the first)
-        return pa.array(list(map(str, values.tolist())), type=pa.string())
-
-
 @dataclass(frozen=True)
 class Refreshed:
     """A rescan's untouched accounts computed at its block (:meth:`protocols.base.Reader.refresh_accounts`).
@@ -190,44 +178,3 @@ class Refreshed:
     state: KeptState
     again: list[str]
     carried: np.ndarray | None = None
-
-
-Texts: TypeAlias = Sequence[str] | np.ndarray | pa.StringArray   # text columns, as given
-
-
-def arrow_text(values: Texts) -> pa.StringArray:
-    """Strings as Arrow strings (Arrow's conversion: about twice as fast as joining them in Python
-    and building the buffers from the joined text); Arrow strings as they are."""
-    if isinstance(values, pa.Array):
-        return values
-    return pa.array(values.tolist() if isinstance(values, np.ndarray) else list(values), type=pa.string())
-
-
-def text(values: Texts) -> pd.api.extensions.ExtensionArray:
-    """Strings as the snapshot's string column."""
-    return pd.arrays.ArrowStringArray(arrow_text(values))
-
-
-def labels(names: Texts, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """``names[codes]`` as a string column: the names converted once and taken by Arrow (a
-    rescan labels 10^5 positions with 10^4..10^5 account names: a tenth of the time of converting
-    each position's name; names labelling several columns are best converted once, :func:`arrow_text`)."""
-    taken = arrow_text(names).take(pa.array(np.asarray(codes, dtype=np.int64).reshape(-1)))
-    return pd.arrays.ArrowStringArray(taken)
-
-
-def repeated(value: str, count: int) -> pd.api.extensions.ExtensionArray:
-    """``value`` ``count`` times as a string column."""
-    data = value.encode()
-    offsets = np.arange(count + 1, dtype=np.int32) * len(data)
-    return pd.arrays.ArrowStringArray(pa.StringArray.from_buffers(count, pa.py_buffer(offsets),
-                                                                   pa.py_buffer(data * count)))
-
-
-def joined(*parts: str | Texts) -> pd.api.extensions.ExtensionArray:
-    """Text columns (and strings, repeated) joined row by row as one string column: Arrow joins
-    them, not a format string per row."""
-    count = next(len(p) for p in parts if not isinstance(p, str))
-    columns = [pa.scalar(p, pa.string()) if isinstance(p, str) else arrow_text(p) for p in parts]
-    out = pc.binary_join_element_wise(*columns, "") if count else pa.array([], type=pa.string())
-    return pd.arrays.ArrowStringArray(out)

@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 
 from analyzer.atomic import atomic_directory, atomic_write_text
 from analyzer.errors import ContagionError
+from analyzer.textcolumns import repeated
 
 SCHEMA_VERSION = 1
 
@@ -234,7 +235,7 @@ def _text_column(values: list | None, count: int) -> pd.api.extensions.Extension
     Python strings (the usual case) converted by Arrow at once, any other as :func:`_as_strings`."""
     if values is None or (values and type(values[0]) is str and values.count(values[0]) == count):
         # one text throughout (a reader's protocol and market): counted by identity mostly, not converted
-        return pd.arrays.ArrowStringArray(pa.repeat(pa.scalar(values[0] if values else "", pa.string()), count))
+        return repeated(values[0] if values else "", count)
     try:    # Arrow's own inference: text only where every value is a string (bytes: binary)
         array = pa.array(values)
     except (pa.ArrowException, OverflowError, TypeError, ValueError):

@@ -1,4 +1,4 @@
-"""What an incremental rescan computes at once over arrays (analyzer.kept, the readers' refresh)
+"""What an incremental rescan computes at once over arrays (analyzer.kept and analyzer.textcolumns, the readers' refresh)
 agrees with the plain per-value reference it replaces: the ragged kept state, exact amounts and
 string columns, Comet's present value and isLiquidatable."""
 
@@ -9,18 +9,10 @@ import random
 import numpy as np
 import pandas as pd
 
-from analyzer.kept import (
-    KeptState,
-    Refreshed,
-    decimal_strings,
-    exact_amounts,
-    labels,
-    objects,
-    repeated,
-    text,
-)
+from analyzer.kept import KeptState, Refreshed, exact_amounts, objects
 from analyzer.model import raw_to_amount
 from analyzer.scan_chunks import KEPT, MAX_REFERENCES, STATE, ChunkCache, _kept_chunk, kept_state
+from analyzer.textcolumns import decimal_strings, labels, repeated, text
 from protocols.comet import exact
 from protocols.comet.lens import liquidatable, present_value, signed
 

@@ -19,19 +19,10 @@ from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_
 
 from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
-from analyzer.kept import (
-    KeptState,
-    Refreshed,
-    arrow_text,
-    decimal_strings,
-    exact_amounts,
-    labels,
-    objects,
-    repeated,
-    text,
-)
+from analyzer.kept import KeptState, Refreshed, exact_amounts, objects
 from analyzer.lens import encode_arguments, masks, read_rows
 from analyzer.multicall import Call
+from analyzer.textcolumns import arrow_text, decimal_strings, labels, repeated, text
 from protocols.aave_v3.slots import read_rows_from_slots
 from protocols.base import AccountEvents, EventField, Rows
 

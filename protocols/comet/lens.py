@@ -18,20 +18,9 @@ from eth_utils import function_signature_to_4byte_selector
 
 from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
-from analyzer.kept import (
-    KeptState,
-    Refreshed,
-    Texts,
-    arrow_text,
-    decimal_strings,
-    exact_amounts,
-    joined,
-    labels,
-    objects,
-    repeated,
-    text,
-)
+from analyzer.kept import KeptState, Refreshed, exact_amounts, objects
 from analyzer.lens import encode_arguments, masks, read_rows, to_int256
+from analyzer.textcolumns import Texts, arrow_text, decimal_strings, joined, labels, repeated, text
 from protocols.base import Rows
 from protocols.comet import exact
 

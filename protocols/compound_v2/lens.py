@@ -25,18 +25,9 @@ from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_
 
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
-from analyzer.kept import (
-    KeptState,
-    Refreshed,
-    arrow_text,
-    decimal_strings,
-    exact_amounts,
-    labels,
-    objects,
-    repeated,
-    text,
-)
+from analyzer.kept import KeptState, Refreshed, exact_amounts, objects
 from analyzer.lens import encode_arguments, masks, read_rows
+from analyzer.textcolumns import arrow_text, decimal_strings, labels, repeated, text
 from protocols.base import Rows
 from protocols.compound_v2 import slots
 from protocols.compound_v2.borrows import Pair, borrow_pairs
