@@ -55,7 +55,10 @@ def joined(*parts: str | Texts) -> pd.api.extensions.ExtensionArray:
 
 def decimal_strings(values: np.ndarray) -> pa.StringArray:
     """Exact integers as decimal text (the snapshot's ``raw`` column), as Arrow strings: a column
-    within int64 (cToken balances, small counts) formatted by Arrow at once, any other by ``str``."""
+    within int64 (cToken balances, small counts) formatted by Arrow at once, any other by ``str``;
+    a fixed-width integer column (signed or not) by Arrow as it is."""
+    if values.dtype.kind in "iu":
+        return pa.array(values).cast(pa.string())
     try:
         return pa.array(values.astype(np.int64)).cast(pa.string())
     except OverflowError:   # a wider value (numpy stops at the first)

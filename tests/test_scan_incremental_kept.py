@@ -100,6 +100,9 @@ def test_decimal_strings_equal_str_across_the_int64_edges():
     fitting = [rng.randrange(-(2**63), 2**63) for _ in range(500)] + edges[:5]
     for column in (fitting, fitting + [edges[5]], [edges[6]] + fitting, edges, [], [rng.getrandbits(200)]):
         assert decimal_strings(objects(column)).to_pylist() == [str(v) for v in column]
+    unsigned = np.array([0, 2**63 - 1, 2**63, 2**64 - 1], dtype=np.uint64)    # never read as int64: no wrap
+    assert decimal_strings(unsigned).to_pylist() == ["0", str(2**63 - 1), str(2**63), str(2**64 - 1)]
+    assert decimal_strings(np.array([-(2**63), 7], dtype=np.int64)).to_pylist() == [str(-(2**63)), "7"]
 
 
 def test_comet_values_and_liquidatable_match_the_contract_reference():
