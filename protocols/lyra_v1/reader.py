@@ -42,6 +42,56 @@ def _wad(value: int) -> float:
     return int(value) / WAD
 
 
+def _lyra_params(params_raw, fc, gcp, pcp, pricing, hedger_params, variance, exchange) -> dict[str, Any]:
+    """A market's risk and fee parameters (the ``params`` of :meth:`LyraReader.market_state`) from the
+    answers of getMinCollatParams, getForceCloseParams, getGreekCacheParams, getPartialCollatParams,
+    getPricingParams, getPoolHedgerParams, getVarianceFeeParams and getExchangeParams."""
+    min_collat = {name: (int(v) if name in SECONDS_FIELDS else _wad(v))
+                  for name, v in zip(MIN_COLLAT_FIELDS, params_raw, strict=True)}
+    lyra_params = {**min_collat, "rate_and_carry": _wad(gcp[9]), "liquidate_vol_shock": _wad(fc[6]),
+                   "liquidate_post_cutoff_vol_shock": _wad(fc[7]), "liquidate_spot_min": _wad(fc[9]),
+                   "penalty_ratio": _wad(pcp[0]), "liquidator_fee_ratio": _wad(pcp[1]),
+                   "sm_fee_ratio": _wad(pcp[2]), "min_liquidation_fee": _wad(pcp[3]),
+                   "standard_size": _wad(pricing[7]), "skew_adjustment_factor": _wad(pricing[8]),
+                   "hedge_cap": _wad(hedger_params[1]),
+                   # OptionMarketPricer.getTradeResult's fees on a liquidation's buy-back
+                   "option_price_fee_coefficient": _wad(pricing[0]), "option_price_fee_1x_point": int(pricing[1]),
+                   "option_price_fee_2x_point": int(pricing[2]), "spot_price_fee_coefficient": _wad(pricing[3]),
+                   "spot_price_fee_1x_point": int(pricing[4]), "spot_price_fee_2x_point": int(pricing[5]),
+                   "vega_fee_coefficient": _wad(pricing[6]),
+                   "force_close_variance_fee_coefficient": _wad(variance[1]),
+                   "variance_skew_adjustment_coefficient": _wad(variance[2]),
+                   "variance_reference_skew": _wad(variance[3]),
+                   "variance_minimum_static_skew_adjustment": _wad(variance[4]),
+                   "variance_vega_coefficient": _wad(variance[5]), "variance_minimum_static_vega": _wad(variance[6]),
+                   "variance_iv_variance_coefficient": _wad(variance[7]),
+                   "variance_minimum_static_iv_variance": _wad(variance[8]),
+                   # SynthetixAdapter.estimateExchangeToExactQuote: a base-collateralised buy-back in base
+                   "base_quote_fee_rate": _wad(exchange[4])}
+    return lyra_params
+
+
+def _strike_rows(flat, strikes, caches, skew_gwav, nav_skew_gwav, boards_at) -> list[dict[str, Any]]:
+    """One row per strike id of ``flat`` (getStrikeAndBoard, getStrikeCache and the skew GWAVs of each),
+    with its board's figures from ``boards_at`` (board id -> IV GWAVs, cache time, IV variance)."""
+    strike_rows = []
+    for sid, (strike, board), cache_row, skew_g, nav_skew_g in zip(flat, strikes, caches, skew_gwav, nav_skew_gwav,
+                                                                    strict=True):
+        greeks, at = cache_row[4], boards_at[board[0]]
+        strike_rows.append({
+            "strike_id": sid, "board_id": board[0], "expiry": board[1], "base_iv": _wad(board[2]),
+            "frozen": board[3], "strike": _wad(strike[1]), "skew": _wad(strike[2]),
+            "long_call": _wad(strike[3]), "short_call_base": _wad(strike[4]), "short_call_quote": _wad(strike[5]),
+            "long_put": _wad(strike[6]), "short_put": _wad(strike[7]),
+            "call_exposure": _wad(cache_row[5]), "put_exposure": _wad(cache_row[6]),
+            "cached_call_delta": _wad(greeks[0]), "cached_put_delta": _wad(greeks[1]),
+            "cached_std_vega": _wad(greeks[2]), "gwav_vol": _wad(at["iv_gwav"] * skew_g // WAD),
+            "nav_vol": _wad(at["nav_iv_gwav"] * nav_skew_g // WAD),
+            "cache_updated_at": at["updated_at"],
+            "board_iv_variance": at["iv_variance"], "variance_iv_gwav": _wad(at["variance_iv_gwav"])})
+    return strike_rows
+
+
 class LyraReader(Reader):
     protocol = "lyra-v1"
     book_keys = ("synthetixAdapter", "markets")
@@ -115,43 +165,10 @@ class LyraReader(Reader):
         iv_gwav = dict(zip(boards, gwav[:nb], strict=True))
         nav_iv_gwav = dict(zip(boards, gwav[nb:2 * nb], strict=True))
         skew_gwav, nav_skew_gwav = gwav[2 * nb:2 * nb + ns], gwav[2 * nb + ns:]
-        min_collat = {name: (int(v) if name in SECONDS_FIELDS else _wad(v))
-                      for name, v in zip(MIN_COLLAT_FIELDS, params_raw, strict=True)}
-        lyra_params = {**min_collat, "rate_and_carry": _wad(gcp[9]), "liquidate_vol_shock": _wad(fc[6]),
-                       "liquidate_post_cutoff_vol_shock": _wad(fc[7]), "liquidate_spot_min": _wad(fc[9]),
-                       "penalty_ratio": _wad(pcp[0]), "liquidator_fee_ratio": _wad(pcp[1]),
-                       "sm_fee_ratio": _wad(pcp[2]), "min_liquidation_fee": _wad(pcp[3]),
-                       "standard_size": _wad(pricing[7]), "skew_adjustment_factor": _wad(pricing[8]),
-                       "hedge_cap": _wad(hedger_params[1]),
-                       # OptionMarketPricer.getTradeResult's fees on a liquidation's buy-back
-                       "option_price_fee_coefficient": _wad(pricing[0]), "option_price_fee_1x_point": int(pricing[1]),
-                       "option_price_fee_2x_point": int(pricing[2]), "spot_price_fee_coefficient": _wad(pricing[3]),
-                       "spot_price_fee_1x_point": int(pricing[4]), "spot_price_fee_2x_point": int(pricing[5]),
-                       "vega_fee_coefficient": _wad(pricing[6]),
-                       "force_close_variance_fee_coefficient": _wad(variance[1]),
-                       "variance_skew_adjustment_coefficient": _wad(variance[2]),
-                       "variance_reference_skew": _wad(variance[3]),
-                       "variance_minimum_static_skew_adjustment": _wad(variance[4]),
-                       "variance_vega_coefficient": _wad(variance[5]), "variance_minimum_static_vega": _wad(variance[6]),
-                       "variance_iv_variance_coefficient": _wad(variance[7]),
-                       "variance_minimum_static_iv_variance": _wad(variance[8]),
-                       # SynthetixAdapter.estimateExchangeToExactQuote: a base-collateralised buy-back in base
-                       "base_quote_fee_rate": _wad(exchange[4])}
-        strike_rows = []
-        for sid, (strike, board), cache_row, skew_g, nav_skew_g in zip(flat, strikes, caches, skew_gwav, nav_skew_gwav,
-                                                                        strict=True):
-            greeks = cache_row[4]
-            strike_rows.append({
-                "strike_id": sid, "board_id": board[0], "expiry": board[1], "base_iv": _wad(board[2]),
-                "frozen": board[3], "strike": _wad(strike[1]), "skew": _wad(strike[2]),
-                "long_call": _wad(strike[3]), "short_call_base": _wad(strike[4]), "short_call_quote": _wad(strike[5]),
-                "long_put": _wad(strike[6]), "short_put": _wad(strike[7]),
-                "call_exposure": _wad(cache_row[5]), "put_exposure": _wad(cache_row[6]),
-                "cached_call_delta": _wad(greeks[0]), "cached_put_delta": _wad(greeks[1]),
-                "cached_std_vega": _wad(greeks[2]), "gwav_vol": _wad(iv_gwav[board[0]] * skew_g // WAD),
-                "nav_vol": _wad(nav_iv_gwav[board[0]] * nav_skew_g // WAD),
-                "cache_updated_at": cache_updated_at[board[0]],
-                "board_iv_variance": iv_variance[board[0]], "variance_iv_gwav": _wad(variance_gwav[board[0]])})
+        lyra_params = _lyra_params(params_raw, fc, gcp, pcp, pricing, hedger_params, variance, exchange)
+        boards_at = {b: {"iv_gwav": iv_gwav[b], "nav_iv_gwav": nav_iv_gwav[b], "updated_at": cache_updated_at[b],
+                         "iv_variance": iv_variance[b], "variance_iv_gwav": variance_gwav[b]} for b in boards}
+        strike_rows = _strike_rows(flat, strikes, caches, skew_gwav, nav_skew_gwav, boards_at)
         names = ("free", "burnable", "used_collat", "pending_delta", "used_delta", "nav")
         return {
             "spot": _wad(spot_raw), "spot_raw": str(spot_raw), "base_asset": to_checksum_address(m["baseAsset"]),
