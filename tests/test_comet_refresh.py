@@ -134,3 +134,29 @@ def test_the_principals_lens_reads_userbasic_after_silent_base_transfers(chain_c
     assert sizes[0] == 7 and max(sizes[1:]) <= 3 and len(sizes) >= len(accounts) // 3
     # the lens as the scan calls it
     assert comet_lens._principals(reader, accounts).tolist() == expected
+
+
+@requires_anvil
+def test_market_state_in_two_rounds_accrues_to_the_blocks_time(chain_checkpoint, monkeypatch):
+    """The market state read with the block's timestamp (Multicall3.getCurrentBlockTimestamp) and
+    the first assets in the globals' round: the indices it accrues give Comet's own totalSupply and
+    totalBorrow (which accrue to the block's time on chain) a month after the last accrual, and
+    the assets past the first round are read after it to the same state."""
+    devnet = chain_checkpoint
+    if "comet" not in devnet.book["protocols"]:
+        pytest.skip("comet is not in this devnet")
+    w3 = devnet.w3
+    w3.provider.make_request("evm_increaseTime", [30 * 86400])
+    w3.provider.make_request("anvil_mine", ["0x1"])
+    block = w3.eth.block_number
+    ctx = ReadContext(w3=w3, chain_id=w3.eth.chain_id, block=block,
+                      multicall=lambda calls: multicall(w3, calls, block=block), get_logs=None)
+    for market in devnet.book["protocols"]["comet"].values():
+        state = CometReader(ctx, market)._read_market_state()
+        assert len(state["assets"]) > 1 and state["supply_index"] > state["totals"][0]
+        assert state["total_supply"] == state["total_supply_base"] * state["supply_index"] // 10**15
+        assert state["total_borrow"] == state["total_borrow_base"] * state["borrow_index"] // 10**15
+        for first in (0, 1):
+            monkeypatch.setattr("protocols.comet.reader.ASSET_READS", first)
+            assert CometReader(ctx, market)._read_market_state() == state
+        monkeypatch.undo()

@@ -17,7 +17,7 @@ from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
 from analyzer.kept import KeptState, Refreshed
 from analyzer.model import raw_to_amount
-from analyzer.multicall import Call
+from analyzer.multicall import MULTICALL3_ADDRESS, Call, CallResult
 from protocols.base import AccountEvents, EventField, Reader, Rows
 from protocols.comet import exact, lens
 
@@ -74,6 +74,15 @@ GLOBAL_READS = (
 )
 
 
+# getAssetInfo offsets read with the globals, before numAssets is known: Comet lists up to 15
+# collateral assets (CometCore.MAX_ASSETS; a market listing more has the rest read after)
+ASSET_READS = 15
+
+
+def _unwrap(calls: Sequence[Call], results: Sequence[CallResult], what: str) -> list:
+    return [r.unwrap(f"{what}: {c.signature.split('(')[0]} on {c.target}") for c, r in zip(calls, results, strict=True)]
+
+
 class CometReader(Reader):
     """One Comet deployment: ``deployment["comet"]`` is its address (cUSDCv3 on Ethereum)."""
 
@@ -82,14 +91,16 @@ class CometReader(Reader):
 
     @property
     def comet(self) -> str:
-        address = self.deployment.get("comet")
-        if not address:
-            raise ContagionError("comet address book entry: missing \"comet\" (the Comet proxy address)")
-        return to_checksum_address(address)
+        known = self.__dict__.get("_comet")
+        if known is None:
+            address = self.deployment.get("comet")
+            if not address:
+                raise ContagionError("comet address book entry: missing \"comet\" (the Comet proxy address)")
+            known = self._comet = to_checksum_address(address)
+        return known
 
     def _read(self, calls: Sequence[Call], what: str) -> list:
-        return [r.unwrap(f"{what}: {c.signature.split('(')[0]} on {c.target}")
-                for c, r in zip(calls, self.ctx.multicall(calls), strict=True)]
+        return _unwrap(calls, self.ctx.multicall(calls), what)
 
     def market_state(self) -> dict:
         """Global parameters, totals with indices accrued to the block, and every asset's info,
@@ -100,12 +111,25 @@ class CometReader(Reader):
         return known
 
     def _read_market_state(self) -> dict:
+        """Two Multicall3 rounds (each a round trip): the globals, the block's timestamp and the
+        first :data:`ASSET_READS` assets' info (an offset past ``numAssets`` reverts, and is left
+        out); then each token's price, decimals, reserves and symbol and the rates at the
+        utilization read first."""
         comet = self.comet
-        values = self._read([Call(comet, sig) for _, sig in GLOBAL_READS], "comet market")
-        state = dict(zip([name for name, _ in GLOBAL_READS], values, strict=True))
+        first = ([Call(comet, sig) for _, sig in GLOBAL_READS]
+                 + [Call(MULTICALL3_ADDRESS, "getCurrentBlockTimestamp()(uint256)")]
+                 + [Call(comet, f"getAssetInfo(uint8)({ASSET_INFO})", (i,)) for i in range(ASSET_READS)])
+        results = self.ctx.multicall(first)
+        g = len(GLOBAL_READS)
+        values = _unwrap(first[:g + 1], results[:g + 1], "comet market")
+        state = dict(zip([name for name, _ in GLOBAL_READS], values[:g], strict=True))
+        timestamp = values[g]
         state["base_token"], state["base_feed"] = map(to_checksum_address, (state["base_token"], state["base_feed"]))
-        infos = self._read([Call(comet, f"getAssetInfo(uint8)({ASSET_INFO})", (i,))
-                            for i in range(state["num_assets"])], "comet assets") if state["num_assets"] else []
+        n = state["num_assets"]
+        infos = _unwrap(first[g + 1:g + 1 + n], results[g + 1:g + 1 + n], "comet assets")
+        if n > ASSET_READS:
+            infos += self._read([Call(comet, f"getAssetInfo(uint8)({ASSET_INFO})", (i,))
+                                 for i in range(ASSET_READS, n)], "comet assets")
         state["assets"] = [dict(zip(("offset", "asset", "feed", "scale", "borrow_collateral_factor",
                                      "liquidate_collateral_factor", "liquidation_factor", "supply_cap"), info,
                                     strict=True)) for info in infos]
@@ -119,16 +143,17 @@ class CometReader(Reader):
                  + [Call(state["base_token"], "balanceOf(address)(uint256)", (comet,)),
                     Call(comet, "getSupplyRate(uint256)(uint64)", (state["utilization"],)),
                     Call(comet, "getBorrowRate(uint256)(uint64)", (state["utilization"],))])
-        values = self._read(reads, "comet prices")
+        symbols = [Call(t, "symbol()(string)") for t in tokens]
+        results = self.ctx.multicall(reads + symbols)
+        values = _unwrap(reads, results[:len(reads)], "comet prices")
         k = len(tokens)
         state["prices"], state["decimals"] = values[:k], values[k:2 * k]
         state["collateral_reserves"] = values[2 * k:3 * k - 1]
         state["base_balance"], supply_rate, borrow_rate = values[3 * k - 1:]
         # symbol() is optional in ERC20 (and bytes32 in some old tokens): a failure leaves it blank
-        symbols = self.ctx.multicall([Call(t, "symbol()(string)") for t in tokens])
-        state["symbols"] = [r.value if r.success else "" for r in symbols]
+        state["symbols"] = [r.value if r.success else "" for r in results[len(reads):]]
         supply_index, borrow_index, _, _, total_supply_base, total_borrow_base, last_accrual, _ = state["totals"]
-        elapsed = self.ctx.w3.eth.get_block(self.ctx.block)["timestamp"] - last_accrual
+        elapsed = timestamp - last_accrual
         state["supply_index"] = exact.accrued_index(supply_index, supply_rate, max(elapsed, 0))
         state["borrow_index"] = exact.accrued_index(borrow_index, borrow_rate, max(elapsed, 0))
         state["total_supply_base"], state["total_borrow_base"] = total_supply_base, total_borrow_base
