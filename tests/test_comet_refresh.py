@@ -1,7 +1,7 @@
 """Comet's incremental refresh (protocols/comet/lens.py) against independent computations: the
 packed principals lens against ``userBasic`` read through Multicall3 (after base transfers that
-name no borrower in any event), and its decoding and text / amount columns against Python's
-integers."""
+name no borrower in any event), its decoding against Python's integers, the sparse isLiquidatable
+against Comet's loop, and the market state against Comet's own accrued totals."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from analyzer.devnet.scenario import account_address
 from analyzer.errors import ContagionError
 from analyzer.kept import objects
 from analyzer.lens import lens_caller
-from analyzer.model import raw_to_amount
 from analyzer.multicall import Call, multicall
 from analyzer.rpc import RpcClient
 from protocols.base import ReadContext
@@ -37,26 +36,6 @@ def test_packed_principals_decode_as_python_ints():
     assert decoded.dtype == object and decoded.tolist() == values
     assert all(type(v) is int for v in decoded.tolist())        # Python ints, not numpy's
     assert comet_lens.int128s(b"").tolist() == []
-
-
-@pytest.mark.parametrize("negative", [False, True])
-def test_decimal_text_and_amounts_equal_str_and_int_division(negative):
-    """One float conversion decides which values take numpy's way: the text is ``str``'s and the
-    amount Python's int / int (:func:`analyzer.model.raw_to_amount`) for every value and decimals,
-    across the 2^53 and 2^63 edges and past 10^22."""
-    rng = random.Random(7 + negative)
-    values = [abs(v) for v in EDGES] + [rng.getrandbits(rng.choice([20, 52, 53, 54, 62, 63, 64, 90, 128]))
-                                        for _ in range(3000)]
-    if negative:
-        values = [-v for v in values]
-    decimals = np.array([rng.choice([0, 6, 8, 15, 18, 22, 23, 30]) for _ in values], dtype=np.int64)
-    texts, amounts = comet_lens._decimals(objects(values), decimals)
-    assert texts.to_pylist() == [str(v) for v in values]
-    assert amounts.dtype == np.float64
-    assert amounts.tolist() == [raw_to_amount(v, int(d)) for v, d in zip(values, decimals, strict=True)]
-    only_small = [v for v in values if abs(v) < 2**63]
-    assert comet_lens._decimals(objects(only_small))[0].to_pylist() == [str(v) for v in only_small]
-    assert comet_lens._decimals(objects([]), np.array([], dtype=np.int64))[0].to_pylist() == []
 
 
 def test_sparse_liquidatable_equals_the_dense_table():

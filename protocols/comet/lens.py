@@ -14,14 +14,12 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from eth_utils import function_signature_to_4byte_selector
 
 from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
-from analyzer.kept import POWERS_OF_TEN, KeptState, Refreshed, objects
+from analyzer.kept import KeptState, Refreshed, exact_amounts, objects
 from analyzer.lens import SMALLER_CALL, LensUnavailable, encode_arguments, masks, read_rows, to_int256
 from analyzer.textcolumns import Texts, arrow_text, decimal_strings, joined, labels, repeated, text
 from protocols.base import Rows
@@ -210,7 +208,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     accounts = arrow_text(names)        # converted once, labelling both tables
     m = len(accounts)
     # as rows_from_lens writes them
-    params = joined('{"principal": "', _decimals(principal)[0], '", "assets_in": ', decimal_strings(assets_in),
+    params = joined('{"principal": "', decimal_strings(principal), '", "assets_in": ', decimal_strings(assets_in),
                     ', "is_liquidatable": ', np.where(flagged, "true", "false").astype(object), "}")
     account_rows = pd.DataFrame({"protocol": repeated(PROTOCOL, m), "market": repeated(comet, m), "account": text(accounts),
                                  "category": np.zeros(m, dtype=np.int64), "params": params})
@@ -245,43 +243,13 @@ def _positions(state: dict, comet: str, accounts: Texts, value: np.ndarray, owne
     # per row: its asset (0: the base, i + 1: collateral i) and side (0: debt, 1: collateral)
     which = np.concatenate([np.zeros(len(debt) + len(supply), dtype=np.int64), asset[order] + 1])
     side = np.concatenate([np.zeros(len(debt), dtype=np.int64), np.ones(len(supply) + len(order), dtype=np.int64)])
-    texts, amounts = _decimals(raw, np.array(state["decimals"], dtype=np.int64)[which])
     count = len(raw)
     return pd.DataFrame({"protocol": repeated(PROTOCOL, count), "market": repeated(comet, count),
                          "account": labels(accounts, who),
                          "asset": labels([state["base_token"], *(a["asset"] for a in state["assets"])], which),
                          "reserve": repeated("", count), "side": labels(["debt", "collateral"], side),
-                         "amount": amounts, "raw": text(texts)})
-
-
-TWO_53, TWO_63 = float(2**53), float(2**63)
-
-
-def _decimals(values: np.ndarray, decimals: np.ndarray | None = None) -> tuple[pa.StringArray, np.ndarray]:
-    """Exact integers (an object array) as decimal text (:func:`decimal_strings`) and, with
-    ``decimals``, as float64 token units (:func:`analyzer.kept.exact_amounts`: Python's int / int,
-    correctly rounded), both from one conversion to float64: a value below 2^63 in size is text
-    from Arrow's int64, one below 2^53 (exact as a float) over a power of ten within 10^22 (exact
-    too) is one IEEE division (correctly rounded, as Python's); the others go one by one."""
-    floats = values.astype(np.float64)
-    size = np.abs(floats)
-    small = size < TWO_63                       # its float is below 2^63: so is the integer
-    if small.all():
-        texts = pa.array(values.astype(np.int64)).cast(pa.string())
-    else:
-        wide = ~small
-        texts = pc.replace_with_mask(pa.array(np.where(small, values, 0).astype(np.int64)).cast(pa.string()),
-                                     pa.array(wide), pa.array(list(map(str, values[wide].tolist())), type=pa.string()))
-    if decimals is None:
-        return texts, floats
-    amounts = floats / POWERS[np.minimum(decimals, len(POWERS) - 1)]
-    slow = np.flatnonzero((size >= TWO_53) | (decimals >= len(POWERS)))
-    if len(slow):
-        amounts[slow] = (values[slow] / POWERS_OF_TEN[decimals[slow]]).astype(np.float64)
-    return texts, amounts
-
-
-POWERS = np.array([10.0**d for d in range(23)])    # exact as float64: 10^22 = 2^22 * 5^22, 5^22 < 2^53
+                         "amount": exact_amounts(raw, np.array(state["decimals"], dtype=np.int64)[which]),
+                         "raw": text(decimal_strings(raw))})
 
 
 def signed(words: np.ndarray) -> np.ndarray:
