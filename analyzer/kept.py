@@ -145,12 +145,24 @@ def objects(values: Sequence[int]) -> np.ndarray:
 POWERS_OF_TEN = objects([10**d for d in range(78)])   # a token's decimals are within 0..77
 
 
+FLOAT_POWERS_OF_TEN = np.array([10.0**d for d in range(23)])    # exact: 10^22 = 2^22 · 5^22, 5^22 < 2^53
+EXACT_FLOATS = float(2**53)     # every integer below it in size is exact as a float64
+
+
 def exact_amounts(raw: np.ndarray, decimals: np.ndarray) -> np.ndarray:
     """float64 token units of exact integers, each correctly rounded as
-    :func:`analyzer.model.raw_to_amount` (Python's int / int)."""
+    :func:`analyzer.model.raw_to_amount` (Python's int / int). A value below 2^53 in size over
+    10^d with d ≤ 22 is one IEEE division of two exact floats, which rounds the exact quotient
+    correctly, as Python's int / int does; only the others are divided one by one as Python ints."""
     if not len(raw):
         return np.array([], dtype=np.float64)
-    return (raw / POWERS_OF_TEN[np.asarray(decimals, dtype=np.int64)]).astype(np.float64)
+    decimals = np.broadcast_to(np.asarray(decimals, dtype=np.int64), np.shape(raw))
+    floats = raw.astype(np.float64)
+    amounts = floats / FLOAT_POWERS_OF_TEN[np.minimum(decimals, len(FLOAT_POWERS_OF_TEN) - 1)]
+    slow = np.flatnonzero((np.abs(floats) >= EXACT_FLOATS) | (decimals >= len(FLOAT_POWERS_OF_TEN)))
+    if len(slow):
+        amounts[slow] = (np.asarray(raw, dtype=object)[slow] / POWERS_OF_TEN[decimals[slow]]).astype(np.float64)
+    return amounts
 
 
 @dataclass(frozen=True)

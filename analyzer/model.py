@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 
 from analyzer.atomic import atomic_directory, atomic_write_text
 from analyzer.errors import ContagionError
+from analyzer.rowkeys import has_duplicate_keys
 from analyzer.textcolumns import repeated
 
 SCHEMA_VERSION = 1
@@ -159,9 +160,18 @@ def _as_strings(column: pd.Series) -> pd.Series:
 
 def _typed(frame: pd.DataFrame, schema: dict[str, str]) -> bool:
     """Whether ``frame`` has the columns of ``schema`` in order, each of its dtype, text without gaps."""
-    if list(frame.columns) != list(schema) or list(map(str, frame.dtypes.tolist())) != list(schema.values()):
+    if frame.columns.tolist() != list(schema) or list(map(str, frame.dtypes.tolist())) != list(schema.values()):
         return False
-    return not any(frame[col].array.isna().any() for col, dtype in schema.items() if dtype == "string")
+    return not len(frame) or not any(_has_gaps(frame[col].array) for col, dtype in schema.items() if dtype == "string")
+
+
+def _has_gaps(values: pd.api.extensions.ExtensionArray) -> bool:
+    """Whether a column holds NA: an Arrow column's count of them, kept as it was built (a snapshot's
+    tables are checked each time one is made of them: a mask of each text column was a fortieth of
+    a rescan), else its mask."""
+    if isinstance(values, pd.arrays.ArrowExtensionArray):
+        return values.__arrow_array__().null_count > 0
+    return bool(values.isna().any())
 
 
 Columns: TypeAlias = dict[str, list]
@@ -186,7 +196,10 @@ def to_table(name: str, rows: list[dict] | Columns | pd.DataFrame) -> pd.DataFra
         return rows.reset_index(drop=True)      # a table already (a snapshot's, passed on): as it is
     if isinstance(rows, dict):
         return _from_columns(name, rows)
-    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if not isinstance(rows, pd.DataFrame):
+        rows = list(rows)
+        return _from_columns(name, _columns_of(rows), len(rows))
+    frame = rows.copy()
     extra = set(frame.columns) - set(schema)
     if extra:
         raise ContagionError(f"table {name}: unknown columns {sorted(extra)} (known: {', '.join(schema)})")
@@ -200,13 +213,22 @@ def to_table(name: str, rows: list[dict] | Columns | pd.DataFrame) -> pd.DataFra
                 frame[col] = _as_strings(frame[col])
             else:
                 frame[col] = frame[col].astype(dtype)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ContagionError(f"table {name}: column {col} is not {dtype} ({exc})") from None
     return frame.reset_index(drop=True)
 
 
-def _from_columns(name: str, columns: Columns) -> pd.DataFrame:
-    """:func:`to_table` of :data:`Columns`: the same table as of the same rows given as dicts."""
+def _columns_of(rows: list[dict]) -> Columns:
+    """Row dicts as :data:`Columns`, a key some rows lack as NaN in those (where a frame of the rows
+    holds NaN): converted a column at a time, not a frame of Python objects set column by column (a
+    market's few rows of markets and assets took 5 ms that way, a twentieth of a rescan)."""
+    keys = dict.fromkeys(key for row in rows for key in row)
+    return {key: [row.get(key, np.nan) for row in rows] for key in keys}
+
+
+def _from_columns(name: str, columns: Columns, count: int = 0) -> pd.DataFrame:
+    """:func:`to_table` of :data:`Columns`: the same table as of the same rows given as dicts
+    (``count`` rows where there are no columns)."""
     schema = TABLES[name]
     extra = set(columns) - set(schema)
     if extra:
@@ -214,7 +236,7 @@ def _from_columns(name: str, columns: Columns) -> pd.DataFrame:
     lengths = {col: len(values) for col, values in columns.items()}
     if len(set(lengths.values())) > 1:
         raise ContagionError(f"table {name}: columns of different lengths {lengths}")
-    count = next(iter(lengths.values()), 0)
+    count = next(iter(lengths.values()), count)
     out: dict[str, Any] = {}
     try:
         for col, dtype in schema.items():
@@ -245,17 +267,20 @@ def _text_column(values: list | None, count: int) -> pd.api.extensions.Extension
     return _as_strings(pd.Series(values)).array
 
 
-def concat_tables(name: str, parts: Sequence[Table]) -> pd.DataFrame:
+def concat_tables(name: str, parts: Sequence[Table | pd.DataFrame]) -> pd.DataFrame:
     """Readers' rows of table ``name`` (row dicts or :data:`Columns`, e.g. one per chunk of
-    accounts) as one table, in order: consecutive parts of the same shape are joined first (lists
-    of rows, or the columns of parts with the same columns, each column one list), so a table of
-    many chunks is converted at once."""
-    runs: list[Table] = []
+    accounts, or frames: the tables a rescan computes) as one table, in order: consecutive parts of
+    the same shape are joined first (lists of rows, or the columns of parts with the same columns,
+    each column one list), so a table of many chunks is converted at once, and the table is put
+    together once."""
+    runs: list[Table | pd.DataFrame] = []
     for part in parts:
         if not _row_count(part):
             continue
         last = runs[-1] if runs else None
-        if isinstance(part, dict) and isinstance(last, dict) and last.keys() == part.keys():
+        if isinstance(part, pd.DataFrame):
+            runs.append(part)
+        elif isinstance(part, dict) and isinstance(last, dict) and last.keys() == part.keys():
             for col, values in part.items():
                 last[col].extend(values)
         elif isinstance(part, list) and isinstance(last, list):
@@ -267,7 +292,7 @@ def concat_tables(name: str, parts: Sequence[Table]) -> pd.DataFrame:
     return pd.concat([to_table(name, run) for run in runs], ignore_index=True)
 
 
-def _row_count(part: Table) -> int:
+def _row_count(part: Table | pd.DataFrame) -> int:
     return len(next(iter(part.values()), ())) if isinstance(part, dict) else len(part)
 
 
@@ -332,9 +357,8 @@ class Snapshot:
         """Raise ContagionError naming the first problem found; return self when sound."""
         for name, keys in KEYS.items():
             frame = self.table(name)
-            dup = frame.duplicated(list(keys), keep=False)
-            if dup.any():
-                row = frame.loc[dup].iloc[0]
+            if has_duplicate_keys(frame, keys):     # integer codes: a sixth of ``duplicated``'s time
+                row = frame.loc[frame.duplicated(list(keys), keep=False)].iloc[0]
                 raise ContagionError(f"{name}: duplicate key {', '.join(f'{k}={row[k]}' for k in keys)}")
         assets = set(self.assets["address"])
         prices = self.assets.set_index("address")["price_usd"]
@@ -508,22 +532,31 @@ class Snapshot:
             meta = {**other.meta, **meta, "protocols": protocols}
         tables = {}
         for name, keys in KEYS.items():
-            frame = pd.concat([self.table(name), *(other.table(name) for other in others)], ignore_index=True)
-            if name == "assets" and len(frame):
-                # one protocol may know more of an asset than another (Lyra its IV, Aave that a
-                # token is its receipt): the first row wins, its gaps filled from later ones
-                known_iv: dict[str, float] = {}
-                receipts: dict[str, str] = {}
-                for address, iv, receipt_of in zip(frame["address"], frame["iv"], frame["receipt_of"], strict=True):
-                    if pd.notna(iv):
-                        known_iv.setdefault(address, float(iv))
-                    if receipt_of:
-                        receipts.setdefault(address, str(receipt_of))
-                frame = frame.drop_duplicates("address", keep="first").copy()
-                frame["iv"] = [known_iv.get(a, np.nan) for a in frame["address"]]
-                frame["receipt_of"] = [receipts.get(a, "") for a in frame["address"]]
+            frames = [frame for frame in (self.table(name), *(other.table(name) for other in others)) if len(frame)]
+            if not frames:
+                continue    # the table's default: empty
+            frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            if name == "assets":
+                frame = _first_of_each_asset(frame)
             tables[name] = frame.drop_duplicates(list(keys), keep="first")
         return Snapshot(meta=meta, **tables)
+
+
+def _first_of_each_asset(assets: pd.DataFrame) -> pd.DataFrame:
+    """One row per address, the first; its gaps filled from later ones: one protocol may know more
+    of an asset than another (Lyra its IV, Aave that a token is its receipt)."""
+    known_iv: dict[str, float] = {}
+    receipts: dict[str, str] = {}
+    for address, iv, receipt_of in zip(assets["address"].tolist(), assets["iv"].tolist(),
+                                       assets["receipt_of"].tolist(), strict=True):
+        if pd.notna(iv):
+            known_iv.setdefault(address, float(iv))
+        if receipt_of:
+            receipts.setdefault(address, str(receipt_of))
+    first = assets.drop_duplicates("address", keep="first").copy()
+    first["iv"] = [known_iv.get(a, np.nan) for a in first["address"].tolist()]
+    first["receipt_of"] = [receipts.get(a, "") for a in first["address"].tolist()]
+    return first
 
 
 _SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner: json.loads less its wrapper

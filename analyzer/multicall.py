@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_abi.exceptions import DecodingError
+from eth_abi.exceptions import DecodingError, ParseError
+from eth_abi.grammar import ABIType, BasicType, TupleType
+from eth_abi.grammar import parse as parse_abi_type
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import Web3
 
@@ -95,42 +98,150 @@ class Call:
         return _encode_known_call(self.signature, self.args)
 
     def decode(self, data: bytes) -> Any:
-        """The decoded answer: a single value for one output, else a tuple."""
-        _, _, outputs = parse_signature(self.signature)
-        words = _word_decoders(outputs)
-        values = abi_decode(list(outputs), data) if words is None else _decode_words(words, data)
+        """The decoded answer: a single value for one output, else a tuple; exactly what
+        ``eth_abi.decode`` gives (or raises)."""
+        return _answer_decoder(self.signature)(data)
+
+
+@lru_cache(maxsize=1 << 12)
+def _answer_decoder(signature: str) -> Callable[[bytes], Any]:
+    """What :meth:`Call.decode` does for ``signature``, compiled once. Where every output is
+    static, its words are read directly (eth-abi took most of the time of reading Aave's reserves,
+    market data and oracles); eth-abi decodes any other answer (a dynamic output) and any answer
+    a word reader finds unusual (short, a padding byte it refuses), so an answer decodes or
+    fails exactly as eth-abi has it."""
+    outputs = list(parse_signature(signature)[2])
+
+    def through_eth_abi(data: bytes) -> Any:
+        values = abi_decode(outputs, data)
         return values[0] if len(values) == 1 else values
 
+    readers: list[Callable[[bytes], Any]] = []
+    try:
+        shape = tuple(_layout(parse_abi_type(kind), readers) for kind in outputs)
+    except (ValueError, ParseError):
+        return through_eth_abi
+    words = tuple((_WORD * i, read) for i, read in enumerate(readers))
+    build = _builder(shape[0], 0) if len(shape) == 1 else _builder(shape, 0)
 
-@lru_cache(maxsize=1 << 10)
-def _word_decoders(outputs: tuple[str, ...]) -> tuple[tuple[str, int], ...] | None:
-    """(kind, bits) per output where every output is one word (uintN, address, bool); None otherwise
-    (eth-abi decodes those)."""
-    kinds = []
-    for kind in outputs:
-        if kind in ("address", "bool"):
-            kinds.append((kind, 160 if kind == "address" else 1))
-        elif kind.startswith("uint") and kind[4:].isdigit() and 8 <= int(kind[4:]) <= 256 and int(kind[4:]) % 8 == 0:
-            kinds.append(("uint", int(kind[4:])))
-        else:
-            return None
-    return tuple(kinds)
+    def answer(data: bytes) -> Any:
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray)):
+                return through_eth_abi(data)
+            data = bytes(data)         # HexBytes: a bytesN value is plain bytes, as eth-abi's
+        if len(data) < _WORD * len(words):
+            return through_eth_abi(data)
+        try:
+            return build([read(data[at:at + _WORD]) for at, read in words])
+        except _Unusual:
+            return through_eth_abi(data)
+    return answer
 
 
-def _decode_words(kinds: tuple[tuple[str, int], ...], data: bytes) -> tuple:
-    """What ``eth_abi.decode`` gives for one-word outputs (its strict checks: no bits past the
-    type's width, a bool 0 or 1; a short answer fails), a tenth of its time: the
-    scan's market and oracle reads decode thousands of these per block."""
-    if len(data) < _WORD * len(kinds):
-        raise ValueError(f"{len(data)} bytes for {len(kinds)} words")
-    values: list[Any] = []
-    for i, (kind, bits) in enumerate(kinds):
-        value = int.from_bytes(data[_WORD * i:_WORD * (i + 1)], "big")
-        if value >> bits:
-            raise ValueError(f"word {i} is wider than its type")
-        values.append(f"0x{value:040x}" if kind == "address" else    # lower case, as eth-abi
-                      bool(value) if kind == "bool" else value)
-    return tuple(values)
+class _Unusual(Exception):
+    """A word eth-abi's strict decoder may refuse: eth-abi decodes the answer (and raises)."""
+
+
+_WORD = 32
+_ZERO_WORD = bytes(_WORD)
+_TRUE_WORD = (1).to_bytes(_WORD, "big")
+
+
+def _uint_reader(bits: int) -> Callable[[bytes], int]:
+    def read(word: bytes) -> int:
+        value = int.from_bytes(word, "big")
+        if value >> bits:           # eth-abi: non-empty padding
+            raise _Unusual
+        return value
+    return read
+
+
+def _int_reader(bits: int) -> Callable[[bytes], int]:
+    half = 1 << (bits - 1)
+
+    def read(word: bytes) -> int:
+        # the word sign-extends an intN exactly when its 256-bit value is within intN's range
+        value = int.from_bytes(word, "big", signed=True)
+        if not -half <= value < half:
+            raise _Unusual
+        return value
+    return read
+
+
+def _bytes_reader(size: int) -> Callable[[bytes], bytes]:
+    padding = bytes(_WORD - size)
+
+    def read(word: bytes) -> bytes:
+        if word[size:] != padding:
+            raise _Unusual
+        return word[:size]
+    return read
+
+
+def _address(word: bytes) -> str:
+    if word[:12] != _ZERO_WORD[:12]:
+        raise _Unusual
+    return "0x" + word[12:].hex()   # lower case, as eth-abi
+
+
+def _bool(word: bytes) -> bool:
+    if word == _ZERO_WORD:
+        return False
+    if word == _TRUE_WORD:
+        return True
+    raise _Unusual
+
+
+def _word_reader(abi_type: BasicType) -> Callable[[bytes], Any] | None:
+    """What reads one word of ``abi_type`` (uintN, intN, address, bool, bytesN), None for any other
+    type (eth-abi's: dynamic, fixed-point, an alias such as ``uint``, an invalid size)."""
+    base, sub = abi_type.base, abi_type.sub
+    if base in ("uint", "int") and isinstance(sub, int) and 8 <= sub <= 256 and sub % 8 == 0:
+        return _uint_reader(sub) if base == "uint" else _int_reader(sub)
+    if base == "bytes" and isinstance(sub, int) and 1 <= sub <= 32:
+        return _bytes_reader(sub)
+    if sub is None:
+        return {"address": _address, "bool": _bool}.get(base)
+    return None
+
+
+_Shape = tuple[Any, ...] | None     # None: one word; a tuple: a tuple or fixed array of shapes
+
+
+def _layout(abi_type: ABIType, readers: list) -> _Shape:
+    """Append to ``readers`` one reader per word of a static ``abi_type``, in order (its ABI
+    encoding is those words, no offsets), and return how its values nest; ValueError where the
+    type is dynamic or one :func:`_word_reader` leaves to eth-abi."""
+    if abi_type.arrlist:
+        dims = abi_type.arrlist[-1]
+        if len(dims) != 1 or dims[0] < 1:
+            raise ValueError(f"{abi_type.to_type_str()} is dynamic")
+        return tuple(_layout(abi_type.item_type, readers) for _ in range(dims[0]))
+    if isinstance(abi_type, TupleType):
+        return tuple(_layout(c, readers) for c in abi_type.components)
+    reader = _word_reader(abi_type)
+    if reader is None:
+        raise ValueError(f"{abi_type.to_type_str()} is left to eth-abi")
+    readers.append(reader)
+    return None
+
+
+def _builder(shape: _Shape, first: int) -> Callable[[list], Any]:
+    """From the flat list of word values, the value of ``shape`` whose first word is ``first``."""
+    if shape is None:
+        return itemgetter(first)
+    if all(s is None for s in shape):
+        end = first + len(shape)
+        return lambda values: tuple(values[first:end])
+    parts, at = [], first
+    for s in shape:
+        parts.append(_builder(s, at))
+        at += _word_count(s)
+    return lambda values: tuple([part(values) for part in parts])
+
+
+def _word_count(shape: _Shape) -> int:
+    return 1 if shape is None else sum(_word_count(s) for s in shape)
 
 
 @dataclass(frozen=True)
@@ -152,9 +263,6 @@ def _decode_result(call: Call, success: bool, data: bytes) -> CallResult:
     except (DecodingError, ValueError, OverflowError):
         # e.g. a call to an address without code "succeeds" with empty data
         return CallResult(False, None)
-
-
-_WORD = 32
 
 
 def _word(value: int) -> bytes:

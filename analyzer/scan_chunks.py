@@ -21,7 +21,7 @@ import pandas as pd
 from analyzer.atomic import atomic_write_bytes
 from analyzer.discovery import ChunkFiles, DiscoveryStats, discover
 from analyzer.kept import KeptState, Refreshed
-from analyzer.model import Snapshot, Table, concat_tables, to_table
+from analyzer.model import Snapshot, Table, concat_tables
 from protocols.base import Rows
 
 EXCLUDED = "excluded"   # the rows a reader adds for markets it read but left out (see protocols.base.Rows)
@@ -214,20 +214,20 @@ def _kept_chunk(refreshed: Refreshed, untouched: KeptState, touched: set[str], s
 
 
 def _rows_to_snapshot(rows: list[Rows], frames: dict[str, pd.DataFrame] | None = None) -> Snapshot:
-    """Readers' rows (and ``frames``: tables computed at once) as a Snapshot; their ``excluded``
-    rows (markets read but left out) go to the meta. Each table's parts (row dicts or
-    :data:`analyzer.model.Columns`, one per chunk) are converted at once (:func:`concat_tables`)."""
-    tables: dict[str, list[Table]] = {}
+    """Readers' rows (and ``frames``: tables computed at once, after them) as a Snapshot; their
+    ``excluded`` rows (markets read but left out) go to the meta. Each table's parts (row dicts or
+    :data:`analyzer.model.Columns`, one per chunk, and its frame) are put together once
+    (:func:`concat_tables`)."""
+    tables: dict[str, list[Table | pd.DataFrame]] = {}
     for part in rows:
         for name, table_rows in part.items():
             if name.startswith("_"):
                 continue    # a reader's own state for later rescans, not a snapshot table
             tables.setdefault(name, []).append(table_rows)
     excluded = [row for part in tables.pop(EXCLUDED, []) for row in part]
-    built = {name: concat_tables(name, parts) for name, parts in tables.items()}
     for name, frame in (frames or {}).items():
-        built[name] = to_table(name, pd.concat([built[name], to_table(name, frame)], ignore_index=True)
-                               if name in built else frame)
+        tables.setdefault(name, []).append(frame)
+    built = {name: concat_tables(name, parts) for name, parts in tables.items()}
     return Snapshot(meta={EXCLUDED: excluded} if excluded else {}, **built)
 
 

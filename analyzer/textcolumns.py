@@ -54,12 +54,22 @@ def joined(*parts: str | Texts) -> pd.api.extensions.ExtensionArray:
 
 
 def decimal_strings(values: np.ndarray) -> pa.StringArray:
-    """Exact integers as decimal text (the snapshot's ``raw`` column), as Arrow strings: a column
-    within int64 (cToken balances, small counts) formatted by Arrow at once, any other by ``str``;
-    a fixed-width integer column (signed or not) by Arrow as it is."""
+    """Exact integers as decimal text (the snapshot's ``raw`` column), as Arrow strings: values
+    within int64 in size (cToken balances, 6- and 8-decimal balances, counts) formatted by Arrow
+    at once, the wider ones by ``str``; a fixed-width integer column (signed or not) by Arrow as it is."""
     if values.dtype.kind in "iu":
         return pa.array(values).cast(pa.string())
     try:
+        small = np.abs(values.astype(np.float64)) < INT64_FLOATS   # its float is below 2^63: so is the integer
+    except OverflowError:       # past a float64's range
+        small = np.zeros(len(values), dtype=bool)
+    if small.all():
         return pa.array(values.astype(np.int64)).cast(pa.string())
-    except OverflowError:   # a wider value (numpy stops at the first)
+    if not small.any():
         return pa.array(list(map(str, values.tolist())), type=pa.string())
+    wide = ~small    # Arrow writes the int64-sized values, str the wider ones (18-decimal balances)
+    return pc.replace_with_mask(pa.array(np.where(small, values, 0).astype(np.int64)).cast(pa.string()),
+                                pa.array(wide), pa.array(list(map(str, values[wide].tolist())), type=pa.string()))
+
+
+INT64_FLOATS = float(2**63)

@@ -71,6 +71,47 @@ def test_columns_are_the_table_of_the_same_rows_as_dicts(positions, accounts):
 
 
 POSITION_KEYS = ("protocol", "market", "account", "asset", "side", "amount", "raw")   # reserve: left to its default
+
+# any value a plugin may put in a row: text, numbers of every size, NaN, None, flags, bytes
+ANY_VALUE = (TEXT | ADDRESS | st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats()
+             | st.binary(max_size=4) | st.sampled_from([float("nan"), 2**63, 2**64, -2**63 - 1, 2**256 - 1]))
+
+
+def table_rows(name: str):
+    """Row dicts of table ``name``, each with some of its columns (the others: a gap in that row)."""
+    columns = list(TABLES[name])
+    return st.lists(st.dictionaries(st.sampled_from(columns), ANY_VALUE, max_size=len(columns)), max_size=8)
+
+
+def outcome(convert):
+    """The table ``convert()`` returns, or the error it raises (its type and message)."""
+    try:
+        return convert()
+    except Exception as exc:  # noqa: BLE001 - the outcome compared is whatever is raised
+        return type(exc), str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["markets", "assets", "positions", "options", "option_instruments"]).flatmap(
+    lambda name: st.tuples(st.just(name), table_rows(name))))
+def test_row_dicts_with_gaps_are_the_table_of_their_frame(name_rows):
+    """Row dicts go column by column (:func:`analyzer.model._columns_of`): the table, or the error,
+    is the one of the frame ``pd.DataFrame(rows)`` they made before (a key a row lacks is NaN there:
+    a flag True, a number NaN, text "")."""
+    name, rows = name_rows
+    got, want = outcome(lambda: to_table(name, rows)), outcome(lambda: to_table(name, pd.DataFrame(rows)))
+    if isinstance(want, pd.DataFrame):
+        assert isinstance(got, pd.DataFrame), got
+        same(got, want)
+    else:
+        assert got == want
+
+
+def test_a_flag_missing_from_a_row_is_true_as_in_the_frame_of_rows():
+    rows = [{"protocol": "p", "asset": "0xA", "isolated": False}, {"protocol": "p", "asset": "0xB"}]
+    table = to_table("markets", rows)
+    assert table["isolated"].tolist() == [False, True] and table["borrowable"].tolist() == [False, False]
+
 ACCOUNT_KEYS = ("protocol", "market", "account", "category", "params")
 
 

@@ -14,23 +14,32 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from eth_utils import function_signature_to_4byte_selector
 
 from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
-from analyzer.kept import KeptState, Refreshed, exact_amounts, objects
-from analyzer.lens import encode_arguments, masks, read_rows, to_int256
+from analyzer.errors import ContagionError
+from analyzer.kept import POWERS_OF_TEN, KeptState, Refreshed, objects
+from analyzer.lens import SMALLER_CALL, LensUnavailable, encode_arguments, masks, read_rows, to_int256
 from analyzer.textcolumns import Texts, arrow_text, decimal_strings, joined, labels, repeated, text
 from protocols.base import Rows
 from protocols.comet import exact
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
-PRINCIPALS_SELECTOR = function_signature_to_4byte_selector("principals(address,address[])")
+PRINCIPALS_SELECTOR = function_signature_to_4byte_selector("principals(address,bytes)")
+PRINCIPALS_PER_CALL = 4_000     # accounts per principals call to start from (a userBasic call each)
 
 
 @cache
 def lens_code() -> str:
     return fixture_artifact("lens", "CometLens")["deployedBytecode"]
+
+
+@cache
+def principals_code() -> str:
+    return fixture_artifact("comet_lens", "CometPrincipals")["deployedBytecode"]
 
 
 def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
@@ -108,14 +117,45 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
     return {"positions": positions, "accounts": account_rows, "_state": kept}  # type: ignore[dict-item]
 
 
-def _principals(reader, accounts: Sequence[str]) -> list[int] | None:
-    """``userBasic(account).principal`` of ``accounts`` (``CometLens.principals``); None when the
-    node has no lens calls."""
-    def encode(batch: Sequence[str]) -> bytes:
-        return PRINCIPALS_SELECTOR + encode_arguments(reader.comet, batch)
+def _principals(reader, accounts: Sequence[str]) -> np.ndarray | None:
+    """``userBasic(account).principal`` of ``accounts`` (checksummed), signed, as Python ints in
+    an object array (``CometPrincipals.principals``: 20 bytes per account in, 16 out, decoded by
+    numpy at once); None when the node has no lens calls. Batches are halved when the node runs out
+    of gas, as :func:`analyzer.lens.read_rows` halves them."""
+    lens, code = reader.ctx.lens, principals_code()
+    learnt = getattr(lens, "accounts_per_call", {})
+    size = learnt.get(code) or PRINCIPALS_PER_CALL
+    users = bytes.fromhex("".join(accounts).replace("0x", ""))
+    head = PRINCIPALS_SELECTOR + bytes(12) + bytes.fromhex(reader.comet[2:]) + (64).to_bytes(32, "big")
+    answers, start = [], 0
+    while start < len(accounts):
+        count = min(size, len(accounts) - start)
+        batch = users[20 * start:20 * (start + count)]
+        try:
+            raw = lens(code, head + len(batch).to_bytes(32, "big") + batch + bytes(-len(batch) % 32))
+        except LensUnavailable:
+            return None
+        except ContagionError as exc:
+            if not any(k in str(exc).lower() for k in SMALLER_CALL) or size == 1:
+                raise
+            size = learnt[code] = max(1, size // 2)
+            continue
+        if len(raw) < 96 + 16 * count or int.from_bytes(raw[64:96], "big") != 16 * count:
+            raise ContagionError(f"the Comet principals lens answered {len(raw)} bytes for {count} accounts")
+        answers.append(raw[96:96 + 16 * count])
+        start += count
+    return int128s(b"".join(answers))
 
-    rows = read_rows(reader.ctx.lens, lens_code(), encode, accounts, reads_per_account=1)
-    return None if rows is None else [to_int256(row[0]) for row in rows]
+
+def int128s(data: bytes) -> np.ndarray:
+    """Packed 16-byte two's complement big-endian integers as Python ints (an object array): those
+    within int64 (the high half only the low half's sign) converted by numpy at once, the others
+    one by one."""
+    halves = np.frombuffer(data, dtype=">i8").reshape(-1, 2).astype(np.int64)
+    out = halves[:, 1].astype(object)
+    for k in np.flatnonzero(halves[:, 0] != halves[:, 1] >> 63).tolist():
+        out[k] = int.from_bytes(data[16 * k:16 * k + 16], "big", signed=True)
+    return out
 
 
 def refresh_accounts(reader, previous: KeptState) -> Refreshed:
@@ -124,19 +164,21 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     and of a supplier's principal, but not a base transfer's borrow (``transferBase`` emits
     ``Transfer(src, 0)`` only for the supply src gives up, ``Transfer(0, dst)`` only for the supply
     dst gains). So a kept supplier (principal > 0) is computed without a read, and every other
-    account has only its principal read again (``CometLens.principals``). Then ``borrowBalanceOf``
+    account has only its principal read again (:func:`_principals`). Then ``borrowBalanceOf``
     / ``balanceOf`` are the principal's present value at this block's accrued indices
     (CometCore.presentValue), and ``isLiquidatable`` is Comet's sum at this block's prices over the
     stored indices (:func:`liquidatable`). An account kept with more collateral assets than the
-    market now lists is read again in full."""
+    market now lists is read again in full. The collateral is handled as the list of the balances
+    that are not zero (account, asset, amount), not as a table of every account by every asset."""
     from protocols.comet.reader import PROTOCOL
 
     if getattr(reader, "_lens_state", None) is None:
         reader._lens_state = reader.market_state()
     state, comet = reader._lens_state, reader.comet
     n = len(state["assets"])
-    again = previous.lengths - 5 > n
-    principal = signed(previous.column(0))
+    lengths, starts, words = previous.lengths, previous.starts, previous.words
+    again = lengths - 5 > n
+    principal = signed(words[starts])
     moved = np.zeros(len(previous), dtype=bool)
     unseen = ~again & (principal <= 0)           # a borrow may have moved without an event
     if unseen.any():
@@ -144,59 +186,102 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
         if read is None:                         # no lens calls: read them again in full
             again |= unseen
         else:
-            fresh = objects(read)
-            moved[unseen] = fresh != principal[unseen]
-            principal[unseen] = fresh
-    held = np.full((len(previous), n), 0, dtype=object)
+            moved[unseen] = read != principal[unseen]
+            principal[unseen] = read
+    # the collateral balances that are not zero: (account, asset offset, amount), by account then asset
     owner, at = previous.entries(5, 1)
-    fits = ~again[owner]
-    held[owner[fits], (at - previous.starts[owner] - 5)[fits]] = previous.words[at[fits]]
+    amount = words[at]
+    some = np.flatnonzero((amount != 0) & ~again[owner])
+    owner, amount = owner[some], amount[some]
+    asset = at[some] - starts[owner] - 5
+    holds = np.zeros(len(previous), dtype=bool)
+    holds[owner] = True
     # nothing open: no rows, as the lens gives none
-    keep = ~again & ((principal != 0) | (held != 0).any(axis=1))
+    keep = ~again & ((principal != 0) | holds)
     # an account's words hold at this block as kept unless its principal moved or the market lists
     # more collateral assets than when it was read (its words are then padded to them)
-    carried = keep & ~moved & (previous.lengths == 5 + n)
+    carried = keep & ~moved & (lengths == 5 + n)
+    owner = (np.cumsum(keep) - 1)[owner]         # now a row of the accounts kept
     changed = ~carried[keep]
-    principal, held, assets_in = principal[keep], held[keep], previous.column(1)[keep]
-    names = previous.accounts[keep]
+    principal, assets_in, names = principal[keep], words[starts[keep] + 1], previous.accounts[keep]
+    value = present_value(principal, state["supply_index"], state["borrow_index"])
+    flagged = _liquidatable(state, principal, owner, asset, amount)
+    kept = _kept_words(names, principal, assets_in, owner, asset, amount, changed, n)
     accounts = arrow_text(names)        # converted once, labelling both tables
-    borrowed, supplied, flagged = base_balances(state, principal, held)
-    # kept, of the accounts whose words changed: the principal (signed), assetsIn and the collateral;
-    # what a rescan computes from them is left 0 (the base balances, isLiquidatable)
-    zeros = np.zeros(int(changed.sum()), dtype=np.int64).astype(object)
-    words = np.concatenate([np.column_stack([principal[changed], assets_in[changed], zeros, zeros, zeros]),
-                            held[changed]], axis=1)
-    kept = KeptState(names[changed], np.full(len(zeros), 5 + n, dtype=np.int64), words.ravel())
-    # as rows_from_lens writes them
-    params = joined('{"principal": "', decimal_strings(principal), '", "assets_in": ', decimal_strings(assets_in),
-                    ', "is_liquidatable": ', np.where(flagged, "true", "false").astype(object), "}")
     m = len(accounts)
+    # as rows_from_lens writes them
+    params = joined('{"principal": "', _decimals(principal)[0], '", "assets_in": ', decimal_strings(assets_in),
+                    ', "is_liquidatable": ', np.where(flagged, "true", "false").astype(object), "}")
     account_rows = pd.DataFrame({"protocol": repeated(PROTOCOL, m), "market": repeated(comet, m), "account": text(accounts),
                                  "category": np.zeros(m, dtype=np.int64), "params": params})
-    base, decimals = state["base_token"], state["decimals"]
-    columns = [(base, "debt", borrowed, decimals[0]), (base, "collateral", supplied, decimals[0])]
-    columns += [(a["asset"], "collateral", held[:, i], decimals[i + 1]) for i, a in enumerate(state["assets"])]
-    positions = _positions(comet, accounts, columns)
+    positions = _positions(state, comet, accounts, value, owner, asset, amount)
     return Refreshed({"positions": positions, "accounts": account_rows}, kept, previous.accounts[again].tolist(),
                      carried=carried)
 
 
-def _positions(comet: str, accounts: Texts, columns: list[tuple[str, str, np.ndarray, int]]) -> pd.DataFrame:
-    """The rows of each (asset, side, raw per account, decimals) of ``columns`` in turn, of the
-    accounts whose ``raw`` is not zero, as one frame."""
+def _kept_words(names: np.ndarray, principal: np.ndarray, assets_in: np.ndarray, owner: np.ndarray, asset: np.ndarray,
+                amount: np.ndarray, changed: np.ndarray, n: int) -> KeptState:
+    """The kept words of the accounts whose words ``changed``: the principal (signed), assetsIn,
+    three words a rescan computes (left 0: the base balances, isLiquidatable), then the balance of
+    each of the market's ``n`` collateral assets."""
+    rows = np.zeros((int(changed.sum()), 5 + n), dtype=object)
+    rows[:, 0], rows[:, 1] = principal[changed], assets_in[changed]
+    mine = changed[owner]
+    rows[(np.cumsum(changed) - 1)[owner[mine]], 5 + asset[mine]] = amount[mine]
+    return KeptState(names[changed], np.full(len(rows), 5 + n, dtype=np.int64), rows.ravel())
+
+
+def _positions(state: dict, comet: str, accounts: Texts, value: np.ndarray, owner: np.ndarray, asset: np.ndarray,
+               amount: np.ndarray) -> pd.DataFrame:
+    """The positions of the accounts: the base borrowed (``value`` < 0) then the base supplied
+    (``value`` > 0), each in account order, then each collateral asset's balances (``owner``,
+    ``asset``, ``amount``: the balances not zero) in turn, as :func:`rows_from_lens` orders them."""
     from protocols.comet.reader import PROTOCOL
 
-    some = [np.flatnonzero(raw != 0) for _, _, raw, _ in columns]
-    counts = np.array([len(rows) for rows in some], dtype=np.int64)
-    which = np.repeat(np.arange(len(columns)), counts)
-    raw = np.concatenate([column[2][rows] for column, rows in zip(columns, some, strict=True)] or [objects([])])
-    n = len(raw)
-    return pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(comet, n),
-                         "account": labels(accounts, np.concatenate(some) if some else np.zeros(0, dtype=np.int64)),
-                         "asset": labels([asset for asset, _, _, _ in columns], which), "reserve": repeated("", n),
-                         "side": labels([side for _, side, _, _ in columns], which),
-                         "amount": exact_amounts(raw, np.array([d for _, _, _, d in columns], dtype=np.int64)[which]),
-                         "raw": text(decimal_strings(raw))})
+    debt, supply = np.flatnonzero(value < 0), np.flatnonzero(value > 0)
+    order = np.argsort(asset, kind="stable")
+    who = np.concatenate([debt, supply, owner[order]])
+    raw = np.concatenate([-value[debt], value[supply], amount[order]])
+    # per row: its asset (0: the base, i + 1: collateral i) and side (0: debt, 1: collateral)
+    which = np.concatenate([np.zeros(len(debt) + len(supply), dtype=np.int64), asset[order] + 1])
+    side = np.concatenate([np.zeros(len(debt), dtype=np.int64), np.ones(len(supply) + len(order), dtype=np.int64)])
+    texts, amounts = _decimals(raw, np.array(state["decimals"], dtype=np.int64)[which])
+    count = len(raw)
+    return pd.DataFrame({"protocol": repeated(PROTOCOL, count), "market": repeated(comet, count),
+                         "account": labels(accounts, who),
+                         "asset": labels([state["base_token"], *(a["asset"] for a in state["assets"])], which),
+                         "reserve": repeated("", count), "side": labels(["debt", "collateral"], side),
+                         "amount": amounts, "raw": text(texts)})
+
+
+TWO_53, TWO_63 = float(2**53), float(2**63)
+
+
+def _decimals(values: np.ndarray, decimals: np.ndarray | None = None) -> tuple[pa.StringArray, np.ndarray]:
+    """Exact integers (an object array) as decimal text (:func:`decimal_strings`) and, with
+    ``decimals``, as float64 token units (:func:`analyzer.kept.exact_amounts`: Python's int / int,
+    correctly rounded), both from one conversion to float64: a value below 2^63 in size is text
+    from Arrow's int64, one below 2^53 (exact as a float) over a power of ten within 10^22 (exact
+    too) is one IEEE division (correctly rounded, as Python's); the others go one by one."""
+    floats = values.astype(np.float64)
+    size = np.abs(floats)
+    small = size < TWO_63                       # its float is below 2^63: so is the integer
+    if small.all():
+        texts = pa.array(values.astype(np.int64)).cast(pa.string())
+    else:
+        wide = ~small
+        texts = pc.replace_with_mask(pa.array(np.where(small, values, 0).astype(np.int64)).cast(pa.string()),
+                                     pa.array(wide), pa.array(list(map(str, values[wide].tolist())), type=pa.string()))
+    if decimals is None:
+        return texts, floats
+    amounts = floats / POWERS[np.minimum(decimals, len(POWERS) - 1)]
+    slow = np.flatnonzero((size >= TWO_53) | (decimals >= len(POWERS)))
+    if len(slow):
+        amounts[slow] = (values[slow] / POWERS_OF_TEN[decimals[slow]]).astype(np.float64)
+    return texts, amounts
+
+
+POWERS = np.array([10.0**d for d in range(23)])    # exact as float64: 10^22 = 2^22 * 5^22, 5^22 < 2^53
 
 
 def signed(words: np.ndarray) -> np.ndarray:
@@ -225,20 +310,34 @@ def present_value(principal: np.ndarray, supply_index: int, borrow_index: int) -
 
 
 def liquidatable(state: dict, principal: np.ndarray, held: np.ndarray) -> np.ndarray:
-    """Comet.isLiquidatable of each account (:meth:`protocols.comet.exact.CometState.is_liquidatable`):
-    the debt's present value at the stored indices in base price units (truncated toward zero),
-    plus each collateral's value times its liquidate collateral factor, below zero. Comet leaves
-    its loop once the sum is not negative; every term it would add is not negative, so the sum
-    decides alike."""
-    supply_index, borrow_index = state["totals"][0], state["totals"][1]
+    """Comet.isLiquidatable of each account of signed ``principal`` and collateral balances
+    ``held`` (one column per asset of the market state): :func:`_liquidatable`."""
+    owner, asset = np.nonzero(held != 0)
+    return _liquidatable(state, principal, owner, asset, held[owner, asset])
+
+
+def _liquidatable(state: dict, principal: np.ndarray, owner: np.ndarray, asset: np.ndarray,
+                  amount: np.ndarray) -> np.ndarray:
+    """Comet.isLiquidatable of each account (:meth:`protocols.comet.exact.CometState.is_liquidatable`)
+    of signed ``principal`` holding ``amount`` of collateral ``asset`` (offsets) per ``owner`` (a
+    row of ``principal``): the debt's present value at the stored indices in base price units
+    (truncated toward zero), plus each collateral's value times its liquidate collateral factor,
+    below zero. Comet leaves its loop once the sum is not negative; every term it would add is not
+    negative, so the sum decides alike. Only borrowers (principal < 0) are summed."""
+    flagged = np.zeros(len(principal), dtype=bool)
     owing = np.flatnonzero(principal < 0)
+    if not len(owing):
+        return flagged
+    supply_index, borrow_index = state["totals"][0], state["totals"][1]
     debt = present_value(principal[owing], supply_index, borrow_index) * state["prices"][0]
     liquidity = -((-debt) // state["base_scale"])       # a negative numerator: toward zero
-    for i, info in enumerate(state["assets"]):
-        amount = held[owing, i]
-        some = np.flatnonzero(amount != 0)
-        value = amount[some] * state["prices"][i + 1] // info["scale"]
-        liquidity[some] += value * info["liquidate_collateral_factor"] // exact.FACTOR_SCALE
-    flagged = np.zeros(len(principal), dtype=bool)
+    borrower = np.full(len(principal), -1, dtype=np.int64)
+    borrower[owing] = np.arange(len(owing))
+    mine = np.flatnonzero(borrower[owner] >= 0)
+    at = asset[mine]
+    prices = objects(state["prices"][1:])[at]
+    scales = objects([info["scale"] for info in state["assets"]])[at]
+    factors = objects([info["liquidate_collateral_factor"] for info in state["assets"]])[at]
+    np.add.at(liquidity, borrower[owner[mine]], amount[mine] * prices // scales * factors // exact.FACTOR_SCALE)
     flagged[owing] = liquidity < 0
     return flagged
