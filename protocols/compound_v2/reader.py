@@ -292,14 +292,19 @@ class CompoundV2Reader(Reader):
     def change_events(self) -> AccountEvents | None:
         """Incremental rescans: the profile's change events (every way a cToken balance, a borrow
         principal or a market membership changes) and both sides of every cToken ``Transfer``;
-        None for a fork whose events are not declared."""
+        None for a fork whose events are not declared. Holdings, as :meth:`account_events`': the
+        cToken of a ``Transfer`` to its receiver and of a ``Borrow`` to its borrower (the accounts
+        a rescan reads are read in those and the markets they held before: :meth:`kept_holdings`)."""
         if not self.profile.change_events:
             return None
         ctokens = tuple(r["ctoken"] for r in self.markets())
+        by_address = {c.lower(): c for c in ctokens}
         skip = {c.lower() for c in ctokens} | {ZERO_ADDRESS}
         specs: dict[tuple[str, str], list[EventSpec]] = {}
         for spec in self.profile.change_events:
             specs.setdefault((topic(spec.signature), spec.on), []).append(spec)
+        borrow = {key: [s for s in listed if s.signature.startswith("Borrow(")] for key, listed in specs.items()
+                  if key[1] == "ctoken"}
 
         def accounts(log: dict) -> list[str]:
             if not log["topics"]:
@@ -312,8 +317,21 @@ class CompoundV2Reader(Reader):
                 named = [_named(log, spec) for spec in specs.get((first, on), ())]
             return [a for a in named if a.lower() not in skip]
 
+        def holdings(log: dict) -> list[tuple[str, str]]:
+            ctoken = by_address.get(str(log["address"]).lower())
+            if ctoken is None or not log["topics"]:
+                return []
+            first = _first_topic(log)
+            if first == TRANSFER:
+                receiver = _topic_address(log, 2) if len(log["topics"]) > 2 else ZERO_ADDRESS
+                return [] if receiver.lower() in skip else [(receiver, ctoken)]
+            return [(_named(log, spec), ctoken) for spec in borrow.get((first, "ctoken"), ())]
+
         return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {TRANSFER})),
-                             accounts)
+                             accounts, holdings)
+
+    def kept_holdings(self, kept: KeptState) -> dict[str, list[str]] | None:
+        return lens.kept_holdings(self, kept)
 
     def refresh_accounts(self, previous: KeptState) -> Refreshed:
         return lens.refresh_accounts(self, previous)

@@ -1,0 +1,50 @@
+"""Python's ``int * int / int`` over arrays, bit for bit, without a Python integer per element.
+
+A cToken position's amount is ``balance * exchangeRateStored / 1e18`` divided by the underlying's
+scale (:func:`protocols.compound_v2.lens.rows_from_figures`): Python's true division of the exact
+product, correctly rounded to the nearest float64 (ties to even). The product reaches 2^150, so
+over a column it was a Python multiplication and division per position (most of a rescan's
+Python time in Compound). Here the balances (int64) and each market's rate (as an exact sum of
+doubles) are multiplied in the platform's extended precision (x86's 80-bit long double: 64-bit
+significands) and rounded to float64 once; that rounding equals the exact one unless the exact
+quotient lies within the extended product's error of a midpoint between two doubles (about one
+position in 200 on x86; every one where long double is double), and those are computed with
+Python integers (:func:`reference`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+
+LONG = np.longdouble
+# the extended result's relative error: two products and a sum, each within eps / 2, and the
+# rate's dropped third double (2^-106): 4 eps leaves room
+TOLERANCE = LONG(4) * np.finfo(LONG).eps
+
+
+def reference(values: Sequence[int], factors: Sequence[int], divisor: int) -> np.ndarray:
+    """``value * factor / divisor`` per element, with Python integers (the definition)."""
+    return np.array([int(v) * int(f) / divisor for v, f in zip(values, factors, strict=True)], dtype=np.float64)
+
+
+def product_quotients(values: np.ndarray, factors: Sequence[int], group: np.ndarray, divisor: int) -> np.ndarray:
+    """``values[i] * factors[group[i]] / divisor`` as Python computes it (:func:`reference`), for
+    ``values`` a non-negative int64 column, ``factors`` (per group) positive Python integers."""
+    values = np.asarray(values, dtype=np.int64)
+    exact = [Fraction(f, divisor) for f in factors]
+    high = np.array([float(q) for q in exact], dtype=np.float64)
+    low = np.array([float(q - Fraction(h)) for q, h in zip(exact, high.tolist(), strict=True)], dtype=np.float64)
+    wide = values.astype(LONG)      # exact: 63 bits fit a 64-bit significand
+    quotient = wide * high[group].astype(LONG) + wide * low[group].astype(LONG)
+    rounded = quotient.astype(np.float64)
+    # how far the extended quotient is from the midpoint between ``rounded`` and its neighbour on
+    # its side (exact: both are within one double's ulp); at a power of two that neighbour is closer
+    off = np.abs(quotient - rounded.astype(LONG))
+    half = LONG(0.5) * np.spacing(rounded).astype(LONG)
+    unsure = (np.abs(off - half) <= TOLERANCE * quotient) | (np.frexp(rounded)[0] == 0.5) | (values == 0)
+    if unsure.any():
+        where = np.flatnonzero(unsure)
+        rounded[where] = reference(values[where].tolist(), [factors[g] for g in group[where].tolist()], divisor)
+    return rounded
