@@ -127,7 +127,7 @@ class RpcClient:
     """JSON-RPC over HTTP with retries. ``max_retries`` bounds attempts per request."""
 
     def __init__(self, url: str, *, timeout: float = 30.0, max_retries: int = 8, backoff_s: float = 0.05,
-                 max_backoff_s: float = 2.0, seed: int = 0):
+                 max_backoff_s: float = 2.0, seed: int = 0, loopback: bool = True):
         self.url = check_rpc_url(url)
         self.websocket = url.lower().startswith(("ws://", "wss://"))
         self.timeout = timeout
@@ -142,7 +142,8 @@ class RpcClient:
         self._id = 0
         self.log_span: int | None = None   # the widest eth_getLogs range the node is known to accept
         self._chain_id: str | None = None
-        self._loopback = loopback_target(self.url)
+        # a node on this machine over http.client (False: through requests, as a remote node)
+        self._loopback = loopback_target(self.url) if loopback else None
 
     def _post_loopback(self, body: dict, node: tuple[str, int, str, dict[str, str]]) -> tuple[int, bytes]:
         """:meth:`_post` to a loopback ``node`` (:func:`loopback_target`) on this thread's kept-alive

@@ -8,7 +8,11 @@ incremental rescan, in one run, as one JSON object.
   of that scan.
 - ``naive_accounts_per_second``: one ``getUserAccountData`` ``eth_call`` per account, on a sample of
   the discovered Aave accounts spread over the book, in the same run, one request after the other
-  (``naive_concurrent_requests``: 1, the loop the issue defines); ``ratio_to_naive``. The scan
+  (``naive_concurrent_requests``: 1, the loop the issue defines), over requests as a script's loop
+  would be (web3.py's provider is several times slower still); ``ratio_to_naive``.
+  ``naive_loopback_accounts_per_second`` / ``ratio_to_naive_loopback``: the same loop over the
+  scan's own transport for a node on this machine (http.client on a kept-alive connection,
+  :func:`analyzer.rpc.loopback_target`), where the node's own work per call is most of its cost. The scan
   reads ``scan_concurrent_markets`` markets at once, as ``contagion scan`` does, each with up to
   ``scan_concurrent_requests`` lens calls in flight (its ``workers``): at most their product.
 - ``multicall_accounts_per_second``: the Multicall3 path (a node without state overrides) on that sample.
@@ -96,8 +100,11 @@ def with_cpu(pid: int, fn):
     return result, {"scan": round(time.process_time() - cpu, 3), "node": round(node_cpu_seconds(pid) - node, 3)}
 
 
-def naive_rate(url: str, pool: str, accounts: list[str], block: int) -> float:
-    client = RpcClient(url)
+def naive_rate(url: str, pool: str, accounts: list[str], block: int, loopback: bool = False) -> float:
+    """Accounts per second of one ``getUserAccountData`` ``eth_call`` per account, one after the
+    other, over a plain HTTP client (requests: what a script's loop uses; ``loopback``: our own
+    http.client transport for a node on this machine, :func:`analyzer.rpc.loopback_target`)."""
+    client = RpcClient(url, loopback=loopback)
     started = time.perf_counter()
     for account in accounts:
         call = Call(pool, USER_ACCOUNT_DATA, (account,))
@@ -166,9 +173,12 @@ def naive_vs_multicall(url: str, lenders, book: dict, aave: list[str], block: in
     """The naive loop's and (``with_multicall``) the Multicall3 path's rates on a sample of the Aave
     accounts (the full scan took ``seconds`` for ``accounts``)."""
     sample = aave[::max(1, len(aave) // naive_sample)][:naive_sample]
-    naive = naive_rate(url, market_of(book, "aave-v3")["pool"], sample, block)
+    pool = market_of(book, "aave-v3")["pool"]
+    naive, lean = naive_rate(url, pool, sample, block), naive_rate(url, pool, sample, block, loopback=True)
     out = {"naive_concurrent_requests": 1, "naive_accounts_per_second": round(naive, 1),
-           "ratio_to_naive": round(accounts / seconds / naive, 1)}
+           "ratio_to_naive": round(accounts / seconds / naive, 1),
+           "naive_loopback_accounts_per_second": round(lean, 1),
+           "ratio_to_naive_loopback": round(accounts / seconds / lean, 1)}
     if with_multicall:
         _, multicall_seconds = timed(lambda: scan(url, lenders, book=book, block=block, accounts=sample,
                                                   cache_dir=None, use_lens=False, oracle_paths=False))

@@ -89,14 +89,14 @@ class _Node:
 
 def test_the_node_sees_what_requests_sends(monkeypatch):
     """The same calls through the loopback transport and through requests (the transport a remote
-    node gets, switched on here by clearing the client's loopback target) reach the node alike."""
+    node gets) reach the node alike."""
     node = _Node()
     try:
         url = node.url(userinfo="alice:s3cr%40t@", path="/v2/key?apikey=q")
         lean = RpcClient(url)
         assert lean._loopback is not None
-        plain = RpcClient(url)
-        plain._loopback = None                  # requests, as for a remote node
+        plain = RpcClient(url, loopback=False)      # requests, as for a remote node
+        assert plain._loopback is None
         for client in (lean, plain):
             assert client.block_number() == 42
             assert client.request("eth_getBalance", ["0x" + "11" * 20, "latest"]) == "0x2a"
