@@ -254,7 +254,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
                        index, kind.clip(0, 1))
     again[owner[wideint.is_zero(balance)]] = True
     keep = np.flatnonzero(~again[owner])
-    owner, index, kind, balance = owner[keep], index[keep], kind[keep], np.take(balance, keep, axis=1)
+    owner, index, kind, balance = owner[keep], index[keep], kind[keep], wideint.taken(balance, keep)
     decimals = np.array([r["config"]["decimals"] for r in reserves], dtype=np.int64)
     names, n = arrow_text(previous.accounts), len(owner)      # converted once, labelling both tables
     positions = pd.DataFrame({
@@ -280,9 +280,7 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
     reserves = reader.reserves()
     held = np.flatnonzero(np.bincount(owner, minlength=len(previous)))
     starts = previous.starts[held]
-    # pandas' hash table numbers the configurations (half the time of a dict of Python ints; by
-    # their floats and low 64 bits, numbered by pandas, was no faster: two Python operations each)
-    codes, configs = pd.factorize(previous.words[starts], sort=False)
+    codes, configs = wideint.factorized(previous.words, starts)
     code_of = np.zeros(len(previous), dtype=np.int64)
     code_of[held] = codes
     supplied = np.flatnonzero(kind == 0)
