@@ -104,8 +104,8 @@ class KeptState:
         if not lengths:
             return cls.empty()
         values = np.concatenate(words).astype(object)
-        values[np.concatenate(wide_at)] = objects(wide)
-        return cls(np.array(accounts, dtype=object), np.concatenate(lengths), values)
+        values[np.concatenate(wide_at)] = np.fromiter(wide, dtype=object, count=len(wide))
+        return cls(np.fromiter(accounts, dtype=object, count=len(accounts)), np.concatenate(lengths), values)
 
     def __len__(self) -> int:
         return len(self.accounts)
@@ -121,8 +121,9 @@ class KeptState:
     def without(self, accounts: Iterable[str]) -> KeptState:
         """The accounts not in ``accounts``, each once (the last kept where one appears twice)."""
         gone = set(accounts)
-        rows = np.fromiter((a not in gone for a in self.accounts.tolist()), dtype=bool, count=len(self.accounts))
-        if len(set(self.accounts.tolist())) < len(self.accounts):    # two scans' chunks of one block
+        listed = self.accounts.tolist()
+        rows = ~np.fromiter(map(gone.__contains__, listed), dtype=bool, count=len(listed))
+        if len(set(listed)) < len(listed):    # two scans' chunks of one block
             rows &= ~pd.Index(self.accounts).duplicated(keep="last")
         return self.take(rows)
 

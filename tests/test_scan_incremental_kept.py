@@ -117,6 +117,51 @@ def test_a_rescans_kept_state_refers_to_the_earlier_one_for_the_accounts_it_carr
     assert kept_state(at(MAX_REFERENCES)) is not None and kept_state(at(MAX_REFERENCES + 1)) is None
 
 
+
+def test_a_chain_of_references_is_the_state_built_block_by_block(tmp_path):
+    """Rescans in a row, each keeping its carried accounts by reference to the block before: the
+    state loaded at once equals the one built block by block as plain lists (each block: its own
+    chunks, then the earlier state less what it dropped, each account once, the last kept, then
+    its changed words), with two scans' chunks at one block (an account twice)."""
+    rng = random.Random(13)
+
+    def at(block: int) -> ChunkCache:
+        return ChunkCache(tmp_path / str(block) / "plugin" / "key")
+
+    def once_each(rows: list) -> list:
+        last = {account: i for i, (account, _) in enumerate(rows)}
+        return [row for i, row in enumerate(rows) if last[row[0]] == i]
+
+    names = [f"0x{n:040x}" for n in range(60)]
+
+    def some(k: int) -> list:
+        return [(a, [rng.getrandbits(rng.choice([8, 70, 256])) for _ in range(rng.randrange(1, 5))])
+                for a in rng.sample(names, k)]
+
+    def put(block: int, name: str, rows: list) -> None:
+        at(block).put(STATE + name, KeptState.chunk_of(dict(rows)))
+        at(block).put("positions-" + name, {"positions": []})
+
+    expected: dict[int, list] = {}
+    own = sorted(some(30)), sorted(some(20))
+    put(0, "a", own[0])
+    put(0, "b", own[1])       # another scan's chunk of the same block: accounts twice
+    expected[0] = own[0] + own[1]
+    for block in range(1, 6):
+        read = some(3)
+        dropped = sorted({a for a, _ in read} | set(rng.sample(names, 5)))
+        changed = some(4)
+        put(block, "r", read)
+        at(block).put(f"{KEPT}{block - 1}", {"base": block - 1, "dropped": dropped,
+                                             "changed": KeptState.chunk_of(dict(changed))})
+        earlier = once_each([row for row in expected[block - 1] if row[0] not in dropped])
+        expected[block] = read + earlier + changed
+        got = kept_state(at(block))
+        assert got is not None
+        rows = [(a, got.words[s:s + n].tolist()) for a, s, n in zip(got.accounts.tolist(), got.starts.tolist(),
+                                                                     got.lengths.tolist(), strict=True)]
+        assert rows == expected[block], block
+
 def test_exact_amounts_and_string_columns_match_the_per_value_conversions():
     rng = random.Random(7)
     raw = [rng.getrandbits(rng.choice([1, 40, 64, 90, 130, 200])) for _ in range(2000)]
