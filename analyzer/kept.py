@@ -66,12 +66,14 @@ class KeptState:
     @staticmethod
     def chunk_of(state: Mapping[str, Sequence[int]]) -> dict[str, Any]:
         """A reader's ``Rows["_state"]`` in the stored shape (:meth:`to_chunk`), without arrays."""
-        return _stored(list(state), [len(w) for w in state.values()], objects(list(chain.from_iterable(state.values()))))
+        lengths = [len(w) for w in state.values()]
+        words = np.fromiter(chain.from_iterable(state.values()), dtype=object, count=sum(lengths))
+        return _stored(list(state), lengths, words, mine=True)
 
     def to_chunk(self) -> dict[str, Any]:
         """The stored shape (what :class:`analyzer.scan_chunks.ChunkCache` writes): the accounts as
         a list, the lengths and the words that fit in int64 as binary, the others as integers."""
-        return _stored(self.accounts.tolist(), self.lengths, self.words)
+        return _stored(self.accounts.tolist(), self.lengths, self.words, mine=False)
 
     @classmethod
     def from_chunk(cls, chunk: Any) -> KeptState | None:
@@ -123,9 +125,8 @@ class KeptState:
         gone = set(accounts)
         listed = self.accounts.tolist()
         rows = ~np.fromiter(map(gone.__contains__, listed), dtype=bool, count=len(listed))
-        if len(set(listed)) < len(listed):    # two scans' chunks of one block
-            rows &= ~pd.Index(self.accounts).duplicated(keep="last")
-        return self.take(rows)
+        once = last_of_each(listed)     # two scans' chunks of one block
+        return self.take(rows if once is None else rows & once)
 
     def column(self, offset: int) -> np.ndarray:
         """Each account's word at ``offset`` (every account has more than ``offset`` words)."""
@@ -148,24 +149,35 @@ def objects(values: Sequence[int]) -> np.ndarray:
     return out
 
 
+def last_of_each(names: list[str]) -> np.ndarray | None:
+    """A mask of the last place of each name in ``names``; None when each is there once. A dict
+    keeps the last place of a key (pandas' ``duplicated`` takes 10 times longer: it converts
+    10^5 addresses to Arrow strings first)."""
+    if len(set(names)) == len(names):
+        return None
+    once = np.zeros(len(names), dtype=bool)
+    once[list(dict(zip(names, range(len(names)), strict=True)).values())] = True
+    return once
+
+
 FORMAT = 2      # the stored shape of a kept state (:func:`_stored`): a chunk of another is read again
 INT64 = np.dtype("<i8")
 
 
-def _stored(accounts: list[str], lengths: Sequence[int] | np.ndarray, words: np.ndarray) -> dict[str, Any]:
-    """Accounts, lengths and words (an object array of integers) as stored: ``words`` holds every
-    word as int64 (0 for the wide ones), ``wide_at`` where the words that do not fit are and
-    ``wide`` those words (Python integers, any size)."""
+def _stored(accounts: list[str], lengths: Sequence[int] | np.ndarray, words: np.ndarray, mine: bool) -> dict[str, Any]:
+    """Accounts, lengths and words (an object array of integers; ``mine``: one the caller leaves
+    to it) as stored: ``words`` holds every word as int64 (0 for the wide ones), ``wide_at`` where
+    the words that do not fit are and ``wide`` those words (Python integers, any size)."""
     try:    # a float is exact enough to tell: rounding is monotone and ±2^63 are floats
         floats = words.astype(np.float64)
         wide_at = np.flatnonzero(~((floats > -(2.0**63)) & (floats < 2.0**63)))
     except OverflowError:   # past a float's range (a word wider than 1023 bits)
         wide_at = np.flatnonzero([not -(2**63) <= int(w) < 2**63 for w in words.tolist()])
-    narrow = words.copy()
+    wide = words[wide_at].tolist()
+    narrow = words if mine else words.copy()
     narrow[wide_at] = 0
     return {"kept": FORMAT, "accounts": accounts, "lengths": np.asarray(lengths, dtype=INT64).tobytes(),
-            "words": narrow.astype(INT64).tobytes(), "wide_at": wide_at.astype(INT64).tobytes(),
-            "wide": words[wide_at].tolist()}
+            "words": narrow.astype(INT64).tobytes(), "wide_at": wide_at.astype(INT64).tobytes(), "wide": wide}
 
 
 def _parts(chunk: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

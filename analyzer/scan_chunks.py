@@ -20,7 +20,7 @@ import pandas as pd
 
 from analyzer.atomic import atomic_write_bytes
 from analyzer.discovery import ChunkFiles, DiscoveryStats, discover
-from analyzer.kept import KeptState, Refreshed
+from analyzer.kept import KeptState, Refreshed, last_of_each
 from analyzer.model import Snapshot, Table, concat_tables
 from protocols.base import Rows
 
@@ -138,9 +138,9 @@ def _kept_state(cache: ChunkCache) -> tuple[KeptState, int] | None:
         start = end
     for first, end in regions.values():    # each earlier state once per account, the last kept (KeptState.without)
         within = np.flatnonzero(rows[first:end]) + first
-        names = [listed[i] for i in within.tolist()]
-        if len(set(names)) < len(names):
-            rows[within[pd.Index(names).duplicated(keep="last")]] = False
+        once = last_of_each([listed[i] for i in within.tolist()])
+        if once is not None:
+            rows[within[~once]] = False
     return (kept if rows.all() else kept.take(rows)), refers
 
 
