@@ -101,18 +101,60 @@ def test_the_principals_lens_reads_userbasic_after_silent_base_transfers(chain_c
     sizes = []
 
     def small_gas(code, calldata, codes=None):      # a node whose gas cap takes 3 accounts a call
-        count = int.from_bytes(calldata[68:100], "big") // 20
+        at = 68 if codes is None else 100           # the length word: after the selector, (comet[, slot], offset)
+        count = int.from_bytes(calldata[at:at + 32], "big") // 20
         sizes.append(count)
         if count > 3:
             raise ContagionError("execution reverted: out of gas")
-        return ctx.lens(code, calldata)
+        return ctx.lens(code, calldata, codes) if codes else ctx.lens(code, calldata)
 
     monkeypatch.setattr(comet_lens, "PRINCIPALS_PER_CALL", 7)
-    got = comet_lens._principals(CometReader(dataclasses.replace(ctx, lens=small_gas), market), accounts)
-    assert got is not None and got.tolist() == expected
-    assert sizes[0] == 7 and max(sizes[1:]) <= 3 and len(sizes) >= len(accounts) // 3
-    # the lens as the scan calls it
+    monkeypatch.setattr(comet_lens, "SLOT_PRINCIPALS_PER_CALL", 7)
+    small = CometReader(dataclasses.replace(ctx, lens=small_gas), market)
+    for slot in (None, 3):                          # through the getter, then from storage
+        sizes.clear()
+        got = comet_lens._principals_read(small, accounts, slot)
+        assert got is not None and got.tolist() == expected
+        assert sizes[0] == 7 and max(sizes[1:]) <= 3 and len(sizes) >= len(accounts) // 3
+    # the lens as the scan calls it: the slot proven (mainnet's 5 is another mapping here), storage read
     assert comet_lens._principals(reader, accounts).tolist() == expected
+    assert reader._user_basic_slot == 3
+
+
+@requires_anvil
+def test_the_principals_are_read_through_the_getter_when_no_slot_is_proven(chain_checkpoint, monkeypatch, caplog):
+    """A layout none of the slots gives (here: mainnet's slot alone, the fixture's ``totalsCollateral``)
+    is found against ``userBasic`` and the principals are read through the getter, equal to
+    ``userBasic`` through Multicall3; so are they when every account checked has no principal
+    (nothing proves a slot)."""
+    devnet = chain_checkpoint
+    w3 = devnet.w3
+    if "comet" not in devnet.book["protocols"]:
+        pytest.skip("comet is not in this devnet")
+    market = market_of(devnet.book, "comet", "cUSDCv3")
+    block = w3.eth.block_number
+    ctx = ReadContext(w3=w3, chain_id=w3.eth.chain_id, block=block,
+                      multicall=lambda calls: multicall(w3, calls, block=block),
+                      get_logs=lambda address, topics, start, end: w3.eth.get_logs(
+                          {"address": address, "topics": topics, "fromBlock": start, "toBlock": end}),
+                      lens=lens_caller(RpcClient(devnet.url), block))
+    accounts = sorted(CometReader(ctx, market).discover_accounts(0, block))
+    answers = multicall(w3, [Call(market["comet"], f"userBasic(address){USER_BASIC}", (a,)) for a in accounts],
+                        block=block)
+    expected = [r.value[0] for r in answers]
+    assert any(p < 0 for p in expected) and any(p > 0 for p in expected)
+
+    monkeypatch.setattr(comet_lens, "USER_BASIC_SLOTS", (5,))
+    reader = CometReader(ctx, market)
+    assert comet_lens._principals(reader, accounts).tolist() == expected
+    assert reader._user_basic_slot is None and "no userBasic slot" in caplog.text
+    # storage at the wrong slot does differ: what the getter path is for
+    assert comet_lens._principals_read(reader, accounts, 5).tolist() != expected
+
+    monkeypatch.setattr(comet_lens, "USER_BASIC_SLOTS", (3,))
+    nobody = [account_address(f"never-used-{k}") for k in range(20)]
+    reader = CometReader(ctx, market)
+    assert comet_lens._principals(reader, nobody).tolist() == [0] * 20 and reader._user_basic_slot is None
 
 
 @requires_anvil

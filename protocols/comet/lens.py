@@ -8,6 +8,7 @@ untouched account is computed, not read)."""
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections.abc import Sequence
 from functools import cache
@@ -20,14 +21,23 @@ from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from analyzer.kept import KeptState, Refreshed, exact_amounts, objects
-from analyzer.lens import SMALLER_CALL, LensUnavailable, encode_arguments, masks, read_rows, to_int256
+from analyzer.lens import encode_arguments, in_batches, masks, read_rows, to_int256
 from analyzer.textcolumns import Texts, arrow_text, decimal_strings, joined, labels, repeated, text
 from protocols.base import Rows
 from protocols.comet import exact
 
+log = logging.getLogger(__name__)
+
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
 PRINCIPALS_SELECTOR = function_signature_to_4byte_selector("principals(address,bytes)")
 PRINCIPALS_PER_CALL = 4_000     # accounts per principals call to start from (a userBasic call each)
+SLOTS_SELECTOR = function_signature_to_4byte_selector("principals(address,uint256,bytes)")
+SLOT_PRINCIPALS_PER_CALL = 10_000   # accounts per storage read to start from (a keccak and a cold sload each)
+# the slot of Comet's ``userBasic`` mapping: compound-finance/comet CometStorage (after the totals'
+# two words, totalsCollateral, isAllowed and userNonce), then our interface-exact Comet
+# (fixtures/contracts/comet: totals, assetInfos)
+USER_BASIC_SLOTS = (5, 3)
+CHECKED = 16                    # accounts whose principals prove the slot
 
 
 @cache
@@ -38,6 +48,16 @@ def lens_code() -> str:
 @cache
 def principals_code() -> str:
     return fixture_artifact("comet_lens", "CometPrincipals")["deployedBytecode"]
+
+
+@cache
+def slots_lens_code() -> str:
+    return fixture_artifact("comet_lens", "CometPrincipalSlots")["deployedBytecode"]
+
+
+@cache
+def slots_reader_code() -> str:
+    return fixture_artifact("comet_lens", "CometUserBasicSlots")["deployedBytecode"]
 
 
 def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
@@ -117,32 +137,69 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
 
 def _principals(reader, accounts: Sequence[str]) -> np.ndarray | None:
     """``userBasic(account).principal`` of ``accounts`` (checksummed), signed, as Python ints in
-    an object array (``CometPrincipals.principals``: 20 bytes per account in, 16 out, decoded by
-    numpy at once); None when the node has no lens calls. Batches are halved when the node runs out
-    of gas, as :func:`analyzer.lens.read_rows` halves them."""
-    lens, code = reader.ctx.lens, principals_code()
-    learnt = getattr(lens, "accounts_per_call", {})
-    size = learnt.get(code) or PRINCIPALS_PER_CALL
+    an object array, 20 bytes per account in and 16 out (decoded by numpy at once); None when the
+    node has no lens calls. Read from Comet's storage (``CometPrincipalSlots``: a word per
+    account, no call) once the ``userBasic`` slot is proven for the reader (:func:`user_basic_slot`),
+    else through the getter (``CometPrincipals``: a ``userBasic`` call per account)."""
+    slot = user_basic_slot(reader, accounts)
+    if slot is None:
+        return _principals_read(reader, accounts)
+    return _principals_read(reader, accounts, slot)
+
+
+def _principals_read(reader, accounts: Sequence[str], slot: int | None = None) -> np.ndarray | None:
+    """The principals of ``accounts`` through the getter lens (``slot`` None) or from the
+    ``userBasic`` mapping at ``slot``, in batches halved when the node runs out of gas
+    (:func:`analyzer.lens.in_batches`)."""
+    lens = reader.ctx.lens
+    comet = bytes(12) + bytes.fromhex(reader.comet[2:])
     users = bytes.fromhex("".join(accounts).replace("0x", ""))
-    head = PRINCIPALS_SELECTOR + bytes(12) + bytes.fromhex(reader.comet[2:]) + (64).to_bytes(32, "big")
-    answers, start = [], 0
-    while start < len(accounts):
-        count = min(size, len(accounts) - start)
-        batch = users[20 * start:20 * (start + count)]
-        try:
-            raw = lens(code, head + len(batch).to_bytes(32, "big") + batch + bytes(-len(batch) % 32))
-        except LensUnavailable:
-            return None
-        except ContagionError as exc:
-            if not any(k in str(exc).lower() for k in SMALLER_CALL) or size == 1:
-                raise
-            size = learnt[code] = max(1, size // 2)
-            continue
+    if slot is None:
+        code, codes = principals_code(), None
+        head = PRINCIPALS_SELECTOR + comet + (64).to_bytes(32, "big")
+        first_size = PRINCIPALS_PER_CALL
+    else:
+        code, codes = slots_lens_code(), {reader.comet: slots_reader_code()}
+        head = SLOTS_SELECTOR + comet + slot.to_bytes(32, "big") + (96).to_bytes(32, "big")
+        first_size = SLOT_PRINCIPALS_PER_CALL
+
+    def read(start: int, stop: int) -> bytes:
+        batch = users[20 * start:20 * stop]
+        calldata = head + len(batch).to_bytes(32, "big") + batch + bytes(-len(batch) % 32)
+        return lens(code, calldata, codes) if codes else lens(code, calldata)
+
+    def check(start: int, stop: int, raw: bytes) -> None:
+        count = stop - start
         if len(raw) < 96 + 16 * count or int.from_bytes(raw[64:96], "big") != 16 * count:
             raise ContagionError(f"the Comet principals lens answered {len(raw)} bytes for {count} accounts")
-        answers.append(raw[96:96 + 16 * count])
-        start += count
-    return int128s(b"".join(answers))
+
+    answers = in_batches(lens, code, len(accounts), first_size, read, check)
+    if answers is None:
+        return None
+    return int128s(b"".join(raw[96:96 + int.from_bytes(raw[64:96], "big")] for raw in answers))
+
+
+def user_basic_slot(reader, accounts: Sequence[str]) -> int | None:
+    """The slot of Comet's ``userBasic`` mapping, proven once per reader: the first
+    :data:`CHECKED` of ``accounts`` (spread over them) read from each of :data:`USER_BASIC_SLOTS` in turn, the first
+    slot whose principals equal ``userBasic``'s (through the getter lens) for all of them, one at
+    least not zero, taken. None (the getter for every account) when none is proven: another
+    layout, or only zero principals among the accounts checked."""
+    if "_user_basic_slot" in reader.__dict__:
+        return reader._user_basic_slot
+    reader._user_basic_slot = None
+    sample = list(accounts[::max(1, len(accounts) // CHECKED)][:CHECKED])     # spread over them
+    truth = _principals_read(reader, sample) if sample else None
+    if truth is None or not any(truth.tolist()):
+        return None
+    for slot in USER_BASIC_SLOTS:
+        read = _principals_read(reader, sample, slot)
+        if read is not None and read.tolist() == truth.tolist():
+            reader._user_basic_slot = slot
+            return slot
+    log.warning("comet %s: no userBasic slot of %s gives the getter's principals: reading them through "
+                "the getter", reader.comet, USER_BASIC_SLOTS)
+    return None
 
 
 def int128s(data: bytes) -> np.ndarray:
