@@ -156,3 +156,19 @@ def test_near_midpoints_are_near_midpoints():
                   if Fraction(v, 10**d) == Fraction(v / 10**d) + Fraction(np.spacing(v / 10**d)) / 2
                   or Fraction(v, 10**d) == Fraction(v / 10**d) - Fraction(np.spacing(v / 10**d)) / 2]
     assert exact_ties
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_factorized_numbers_values_as_pandas(wide):
+    """Codes in order of first appearance and the values of the codes, as ``pd.factorize`` of
+    the Python ints: values sharing a float or their low 64 bits told apart."""
+    import pandas as pd
+
+    rng = random.Random(5)
+    shared = [2**73 + k for k in range(8)] + [2**73 + 2**64 + k for k in range(8)] + [0, 1, 2**53, 2**53 + 1]
+    shared += [2**200] if wide else []
+    values = [rng.choice(shared) for _ in range(3000)]
+    at = np.array(rng.sample(range(len(values)), 2000), dtype=np.int64)
+    codes, first = wideint.factorized(wideint.from_ints(objects(values), at))
+    expected_codes, expected = pd.factorize(np.array([values[i] for i in at.tolist()], dtype=object), sort=False)
+    assert codes.tolist() == expected_codes.tolist() and [values[at[i]] for i in first] == expected.tolist()
