@@ -38,30 +38,70 @@ def test_packed_principals_decode_as_python_ints():
     assert comet_lens.int128s(b"").tolist() == []
 
 
+ASSETS = [{"scale": 10**18, "liquidate_collateral_factor": 85 * 10**16},
+          {"scale": 10**8, "liquidate_collateral_factor": 7 * 10**17},
+          {"scale": 10**6, "liquidate_collateral_factor": 9 * 10**17}]
+STATE = {"totals": [10**15 + 3, 10**15 + 99], "prices": [10**8, 3000 * 10**8, 60000 * 10**8, 10**8],
+         "base_scale": 10**6, "assets": ASSETS}
+
+
+def comets_loop(state: dict, principal: np.ndarray, held: np.ndarray) -> list[bool]:
+    """Comet.isLiquidatable, term by term in Python integers."""
+    out = []
+    for i, p in enumerate(principal.tolist()):
+        liquidity = 0
+        if p < 0:
+            debt = -((-p) * state["totals"][1] // 10**15) * state["prices"][0]
+            liquidity = -((-debt) // state["base_scale"])
+            for k, info in enumerate(state["assets"]):
+                liquidity += held[i, k] * state["prices"][k + 1] // info["scale"] * \
+                    info["liquidate_collateral_factor"] // 10**18
+        out.append(liquidity < 0)
+    return out
+
+
 def test_sparse_liquidatable_equals_the_dense_table():
     """The refresh sums only borrowers' non-zero balances; the same accounts as a dense table of
     every account by every asset (:func:`protocols.comet.lens.liquidatable`) flag alike."""
     rng = random.Random(13)
-    assets = [{"scale": 10**18, "liquidate_collateral_factor": 85 * 10**16},
-              {"scale": 10**8, "liquidate_collateral_factor": 7 * 10**17},
-              {"scale": 10**6, "liquidate_collateral_factor": 9 * 10**17}]
-    state = {"totals": [10**15 + 3, 10**15 + 99], "prices": [10**8, 3000 * 10**8, 60000 * 10**8, 10**8],
-             "base_scale": 10**6, "assets": assets}
     principal = objects([rng.choice([-1, 1, 0]) * rng.getrandbits(rng.choice([20, 40, 70])) for _ in range(2000)])
-    held = np.array([[rng.choice([0, 0, rng.getrandbits(rng.choice([24, 64, 80]))]) for _ in assets]
+    held = np.array([[rng.choice([0, 0, rng.getrandbits(rng.choice([24, 64, 80]))]) for _ in ASSETS]
                      for _ in principal], dtype=object)
     owner, asset = np.nonzero(held != 0)
-    sparse = comet_lens._liquidatable(state, principal, owner, asset, held[owner, asset])
-    dense = np.zeros(len(principal), dtype=bool)
-    for i, p in enumerate(principal.tolist()):       # Comet's loop, term by term
-        if p < 0:
-            debt = -((-p) * state["totals"][1] // 10**15) * state["prices"][0]
-            liquidity = -((-debt) // state["base_scale"])
-            for k, info in enumerate(assets):
-                liquidity += held[i, k] * state["prices"][k + 1] // info["scale"] * \
-                    info["liquidate_collateral_factor"] // 10**18
-            dense[i] = liquidity < 0
-    assert sparse.tolist() == dense.tolist() and 0 < dense.sum() < (principal < 0).sum()
+    sparse = comet_lens._liquidatable(STATE, principal, owner, asset, held[owner, asset])
+    dense = comets_loop(STATE, principal, held)
+    assert sparse.tolist() == dense and 0 < sum(dense) < (principal < 0).sum()
+
+
+def test_borrowers_on_the_line_are_summed_as_comet_sums_them(monkeypatch):
+    """Borrowers whose sum is a few units from zero either way (where a float sum cannot tell) are
+    flagged as Comet's integer loop flags them; the others are decided by the float sum without
+    it, as the loop decides them too."""
+    rng = random.Random(29)
+    principal, held = [], []
+    for _ in range(3000):
+        row = [rng.choice([0, rng.getrandbits(rng.choice([30, 60, 90]))]) for _ in ASSETS]
+        row[rng.randrange(3)] = rng.getrandbits(rng.choice([30, 60, 90])) | 1
+        credit = sum(a * STATE["prices"][k + 1] // ASSETS[k]["scale"] * ASSETS[k]["liquidate_collateral_factor"] // 10**18
+                     for k, a in enumerate(row))
+        # the principal whose debt term is about the credit, then a few units either side
+        p = -(credit * STATE["base_scale"] // STATE["prices"][0] * 10**15 // STATE["totals"][1]) - rng.randrange(-400, 400)
+        principal.append(p if rng.random() < 0.9 else -rng.getrandbits(80))
+        held.append(row)
+    principal_array, held_array = objects(principal), np.array(held, dtype=object)
+    summed = []
+    real = comet_lens._liquidatable_exact
+
+    def exact(state, principal, *rest):
+        summed.append(len(principal))
+        return real(state, principal, *rest)
+
+    monkeypatch.setattr(comet_lens, "_liquidatable_exact", exact)
+    owner, asset = np.nonzero(held_array != 0)
+    got = comet_lens._liquidatable(STATE, principal_array, owner, asset, held_array[owner, asset])
+    expected = comets_loop(STATE, principal_array, held_array)
+    assert got.tolist() == expected
+    assert 0 < sum(expected) < len(expected) and 100 < sum(summed) < len(expected)
 
 
 @requires_anvil

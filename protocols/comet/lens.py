@@ -265,7 +265,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     accounts = arrow_text(names)        # converted once, labelling both tables
     m = len(accounts)
     # as rows_from_lens writes them
-    params = joined('{"principal": "', decimal_strings(principal), '", "assets_in": ', decimal_strings(assets_in),
+    params = joined('{"principal": "', decimal_strings(principal), '", "assets_in": ', decimal_strings(assets_in.astype(np.int64)),
                     ', "is_liquidatable": ', np.where(flagged, "true", "false").astype(object), "}")
     account_rows = pd.DataFrame({"protocol": repeated(PROTOCOL, m), "market": repeated(comet, m), "account": text(accounts),
                                  "category": np.zeros(m, dtype=np.int64), "params": params})
@@ -345,10 +345,48 @@ def _liquidatable(state: dict, principal: np.ndarray, owner: np.ndarray, asset: 
                   amount: np.ndarray) -> np.ndarray:
     """Comet.isLiquidatable of each account (:meth:`protocols.comet.exact.CometState.is_liquidatable`)
     of signed ``principal`` holding ``amount`` of collateral ``asset`` (offsets) per ``owner`` (a
-    row of ``principal``): the debt's present value at the stored indices in base price units
-    (truncated toward zero), plus each collateral's value times its liquidate collateral factor,
-    below zero. Comet leaves its loop once the sum is not negative; every term it would add is not
-    negative, so the sum decides alike. Only borrowers (principal < 0) are summed."""
+    row of ``principal``): Comet's sum (:func:`_liquidatable_exact`) decided in float64 where its
+    sign is certain, and summed as Comet does only for the borrowers near the line.
+
+    The float sum is the real-valued one (no truncation): Comet's truncations take less than
+    ``basePrice / baseScale + 1`` from the debt's term and less than 2 from each collateral's
+    term, and the float's own rounding is below 1e-12 of the terms' sizes; a borrower whose float
+    sum is farther from zero than all of that together has Comet's sign."""
+    flagged = np.zeros(len(principal), dtype=bool)
+    owing = np.flatnonzero(principal < 0)
+    if not len(owing):
+        return flagged
+    borrower = np.full(len(principal), -1, dtype=np.int64)
+    borrower[owing] = np.arange(len(owing))
+    mine = np.flatnonzero(borrower[owner] >= 0)
+    by, at = borrower[owner[mine]], asset[mine]
+    price, base_scale = float(state["prices"][0]), float(state["base_scale"])
+    debt = principal[owing].astype(np.float64) * (float(state["totals"][1]) / exact.BASE_INDEX_SCALE) * price / base_scale
+    assets = state["assets"]
+    value = (amount[mine].astype(np.float64) * np.array([float(p) for p in state["prices"][1:]])[at]
+             / np.array([float(a["scale"]) for a in assets])[at]
+             * np.array([float(a["liquidate_collateral_factor"]) for a in assets])[at] / exact.FACTOR_SCALE)
+    credit = np.bincount(by, weights=value, minlength=len(owing))
+    liquidity = debt + credit
+    slack = 1e-12 * (credit - debt) + price / base_scale + 2 + 2 * np.bincount(by, minlength=len(owing))
+    sure = np.abs(liquidity) > slack
+    flagged[owing[sure]] = liquidity[sure] < 0
+    near = owing[~sure]
+    if len(near):
+        row = np.full(len(principal), -1, dtype=np.int64)
+        row[near] = np.arange(len(near))
+        theirs = np.flatnonzero(row[owner] >= 0)
+        flagged[near] = _liquidatable_exact(state, principal[near], row[owner[theirs]], asset[theirs], amount[theirs])
+    return flagged
+
+
+def _liquidatable_exact(state: dict, principal: np.ndarray, owner: np.ndarray, asset: np.ndarray,
+                        amount: np.ndarray) -> np.ndarray:
+    """Comet.isLiquidatable as Comet sums it, in Python integers: the debt's present value at the
+    stored indices in base price units (truncated toward zero), plus each collateral's value times
+    its liquidate collateral factor, below zero. Comet leaves its loop once the sum is not
+    negative; every term it would add is not negative, so the sum decides alike. Only borrowers
+    (principal < 0) are summed."""
     flagged = np.zeros(len(principal), dtype=bool)
     owing = np.flatnonzero(principal < 0)
     if not len(owing):
