@@ -221,3 +221,44 @@ def test_market_state_in_two_rounds_accrues_to_the_blocks_time(chain_checkpoint,
             monkeypatch.setattr("protocols.comet.reader.ASSET_READS", first)
             assert CometReader(ctx, market)._read_market_state() == state
         monkeypatch.undo()
+
+
+def test_a_refresh_of_untouched_accounts_gives_the_full_reads_rows(monkeypatch):
+    """Untouched accounts computed by the refresh (limbs: analyzer.wideint) give the rows the full
+    read builds from the same words in Python integers (:func:`protocols.comet.lens.rows_from_lens`):
+    base balances at this block's indices, raw text and amounts, params with the signed principal
+    and isLiquidatable, across int64, 2^64, int104 and 18-decimal sizes."""
+    import types
+
+    from analyzer.kept import KeptState
+
+    rng = random.Random(41)
+    assets = [{**info, "asset": f"0x{k + 1:040x}"} for k, info in enumerate(ASSETS)]
+    state = {**STATE, "assets": assets, "supply_index": 10**15 + 123_457, "borrow_index": 10**15 + 987_653,
+             "base_token": "0x" + "ba" * 20, "decimals": [18, 18, 8, 6]}
+    rows, principals = {}, {}
+    for k in range(3000):
+        principal = rng.choice([-1, 1]) * rng.choice([rng.getrandbits(rng.choice([1, 20, 53, 63, 64, 90, 103])),
+                                                     rng.choice(EDGES[:13])])
+        principal = rng.choice([principal, principal, 0])
+        held = [rng.choice([0, 0, rng.getrandbits(rng.choice([1, 40, 64, 80, 120]))]) for _ in assets]
+        if principal < 0 and not any(held):
+            held[0] = rng.getrandbits(90) + 1
+        if principal == 0 and not any(held):
+            continue                                # the lens gives no row: nothing open
+        account = f"0x{k:040X}"
+        assets_in = sum(1 << i for i, amount in enumerate(held) if amount)
+        rows[account] = [principal % 2**256, assets_in, 0, 0, 0, *held]
+        principals[account] = principal
+    reader = types.SimpleNamespace(comet="0x" + "c0" * 20, _lens_state=state, ctx=types.SimpleNamespace(lens=object()))
+    monkeypatch.setattr(comet_lens, "_principals", lambda _, accounts: objects([principals[a] for a in accounts]))
+    refreshed = comet_lens.refresh_accounts(reader, KeptState.from_state(rows))
+    full = comet_lens.rows_from_lens(reader, list(rows), list(rows.values()))
+    assert refreshed.again == [] and bool(refreshed.carried.all())
+    assert refreshed.tables["accounts"]["account"].tolist() == full["accounts"]["account"]
+    assert refreshed.tables["accounts"]["params"].tolist() == full["accounts"]["params"]
+    columns = ("account", "asset", "side", "amount", "raw")
+    got = sorted(zip(*(refreshed.tables["positions"][c].tolist() for c in columns), strict=True))
+    expected = sorted(zip(*(full["positions"][c] for c in columns), strict=True))
+    assert got == expected
+    assert any(int(raw) >= 2**64 for _, _, _, _, raw in got) and any('"principal": "-' in p for p in full["accounts"]["params"])
