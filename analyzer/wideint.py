@@ -102,20 +102,21 @@ def _two_halves(high: np.ndarray, low: np.ndarray) -> np.ndarray:
     return out
 
 
-def factorized(values: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``pd.factorize(values[at])`` of non-negative Python ints (a code per distinct value, in
-    order of first appearance; the values of the codes), numbered by their limbs (:func:`from_ints`)
-    in pandas' numeric hash tables: on freshly loaded Python ints (a rescan's kept state) three
-    quarters of the time of hashing them (60,000 user configurations of 74 bits)."""
-    limbs = from_ints(values, at)
-    if len(limbs) > 4:
-        return pd.factorize(values[at], sort=False)
-    low_codes, lows = pd.factorize(limbs[1] * _BASE + limbs[0], sort=False)
-    high_codes, _ = pd.factorize(limbs[3] * _BASE + limbs[2], sort=False)
-    codes, _ = pd.factorize(high_codes.astype(np.int64) * len(lows) + low_codes, sort=False)
+def factorized(limbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values numbered as ``pd.factorize`` numbers them: a code per distinct value, in order
+    of first appearance, and the first value of each code (indices). Two limbs at a time (below
+    10^16: one uint64) in pandas' numeric hash tables: on freshly loaded Python ints (a
+    rescan's kept state) with :func:`from_ints`, three quarters of the time of hashing the ints
+    (60,000 user configurations of 74 bits)."""
+    count = limbs.shape[1]
+    codes = np.zeros(count, dtype=np.int64)
+    for i in range(0, len(limbs), 2):
+        half = limbs[i] if i + 1 == len(limbs) else limbs[i + 1] * _BASE + limbs[i]
+        part, seen = pd.factorize(half, sort=False)
+        codes, _ = pd.factorize(codes * len(seen) + part, sort=False)      # below count^2
     # codes count up from 0 in order of first appearance: a code is first where the running maximum rises
     first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
-    return codes, values[at[first]]
+    return codes.astype(np.int64), first
 
 
 def _python_limbs(values: np.ndarray) -> np.ndarray:

@@ -169,6 +169,6 @@ def test_factorized_numbers_values_as_pandas(wide):
     shared += [2**200] if wide else []
     values = [rng.choice(shared) for _ in range(3000)]
     at = np.array(rng.sample(range(len(values)), 2000), dtype=np.int64)
-    codes, uniques = wideint.factorized(objects(values), at)
+    codes, first = wideint.factorized(wideint.from_ints(objects(values), at))
     expected_codes, expected = pd.factorize(np.array([values[i] for i in at.tolist()], dtype=object), sort=False)
-    assert codes.tolist() == expected_codes.tolist() and uniques.tolist() == expected.tolist()
+    assert codes.tolist() == expected_codes.tolist() and [values[at[i]] for i in first] == expected.tolist()

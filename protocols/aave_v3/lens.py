@@ -15,6 +15,8 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from analyzer import wideint
@@ -280,7 +282,9 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
     reserves = reader.reserves()
     held = np.flatnonzero(np.bincount(owner, minlength=len(previous)))
     starts = previous.starts[held]
-    codes, configs = wideint.factorized(previous.words, starts)
+    limbs = wideint.from_ints(previous.words, starts)
+    codes, first = wideint.factorized(limbs)
+    configs = previous.words[starts[first]]
     code_of = np.zeros(len(previous), dtype=np.int64)
     code_of[held] = codes
     supplied = np.flatnonzero(kind == 0)
@@ -289,26 +293,40 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
     seen = np.zeros(len(configs) * len(reserves), dtype=bool)
     seen[pair] = True
     pairs = np.flatnonzero(seen)
-    bits = objects([2 * r["id"] + 1 for r in reserves])
     off_of = np.zeros(len(seen), dtype=bool)
-    off_of[pairs] = ((configs[pairs // len(reserves)] >> bits[pairs % len(reserves)]) & 1) == 0
+    off_of[pairs] = ~_flags(configs, pairs // len(reserves), np.array([2 * r["id"] + 1 for r in reserves])[
+        pairs % len(reserves)])
     flag_off = supplied[off_of[pair]]
     off: dict[int, list[str]] = {}
     for who, k in zip(owner[flag_off].tolist(), index[flag_off].tolist(), strict=True):
         off.setdefault(who, []).append(reserves[k]["asset"])      # entries in reserve order, as read
     # json.dumps({"collateral_off": [...], "user_configuration": str(config)}, sort_keys=True), written
-    # out: once per configuration, and once per account with a flag off (a few)
-    params = [f'{{"collateral_off": [], "user_configuration": "{c}"}}' for c in configs.tolist()]
+    # out: once per configuration (its text from its limbs), and once per account with a flag off (a few)
+    texts = wideint.decimal_text(wideint.taken(limbs, first))
+    params = pc.binary_join_element_wise('{"collateral_off": [], "user_configuration": "', texts, '"}', "")
     param_of = codes.astype(np.int64)
     row_of = np.zeros(len(previous), dtype=np.int64)
     row_of[held] = np.arange(len(held))
     config = previous.words
+    more: list[str] = []
     for who, assets in off.items():
-        param_of[row_of[who]] = len(params)
-        params.append(f'{{"collateral_off": {json.dumps(assets)}, "user_configuration": "{config[starts[row_of[who]]]}"}}')
+        param_of[row_of[who]] = len(params) + len(more)
+        more.append(f'{{"collateral_off": {json.dumps(assets)}, "user_configuration": "{config[starts[row_of[who]]]}"}}')
+    if more:
+        params = pa.concat_arrays([params, pa.array(more, type=pa.string())])
     return pd.DataFrame({"protocol": repeated(PROTOCOL, len(held)), "market": repeated(reader.pool, len(held)),
                          "account": labels(names, held), "category": previous.words[starts + 1].astype(np.int64),
                          "params": labels(params, param_of)})
+
+
+def _flags(configs: np.ndarray, which: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Bit ``bits[i]`` of ``configs[which[i]]`` (Python ints), as booleans: over their two 64-bit
+    halves, taken once per configuration (below 2^128; past it, by Python per test)."""
+    if len(configs) and configs.astype(np.float64).max() >= 2.0**128:
+        return ((configs[which] >> objects(bits.tolist())) & 1) == 1
+    low, high = (configs & (2**64 - 1)).astype(np.uint64), (configs >> 64).astype(np.uint64)
+    word = np.where(bits < 64, low[which], high[which])
+    return ((word >> (bits % 64).astype(np.uint64)) & np.uint64(1)) == 1
 
 
 def balances(version: str, indices: Sequence[tuple[int, int]], scaled: np.ndarray, index: np.ndarray,
