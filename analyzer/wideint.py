@@ -119,6 +119,22 @@ def factorized(limbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), first
 
 
+def halves(limbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The low and high 64 bits of values below 10^32 (at most 4 limbs; below 2^107): the low
+    ones by uint64 arithmetic (modulo 2^64, exact), the high ones the float of
+    ``(value - low) / 2^64``, within 2^-8 of that integer there (the value's float is within
+    2^54 of it), rounded."""
+    if len(limbs) > 4:
+        raise ValueError("values of over 32 digits")
+    padded = limbs if len(limbs) == 4 else np.concatenate([limbs, np.zeros((4 - len(limbs), limbs.shape[1]), np.uint64)])
+    bottom = padded[1] * _BASE + padded[0]
+    top = padded[3] * _BASE + padded[2]
+    low = top * _HALF + bottom                  # wraps: modulo 2^64
+    value = top.astype(np.float64) * 1e16 + bottom.astype(np.float64)
+    high = np.rint((value - low.astype(np.float64)) / 2.0**64).astype(np.uint64)
+    return low, high
+
+
 def _python_limbs(values: np.ndarray) -> np.ndarray:
     """Limbs by Python integer operations (a few values)."""
     rest = np.asarray(values, dtype=object)

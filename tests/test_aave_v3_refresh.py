@@ -10,11 +10,12 @@ import random
 import numpy as np
 import pytest
 
+from analyzer import wideint
 from analyzer.kept import KeptState, objects
 from tests.test_scan_incremental_kept import _AaveMarket
 
 
-@pytest.mark.parametrize("widest", [64, 127, 128, 200])
+@pytest.mark.parametrize("widest", [64, 105, 106, 107, 127, 200])
 def test_flags_are_the_configurations_bits(widest):
     from protocols.aave_v3.lens import _flags
 
@@ -22,7 +23,7 @@ def test_flags_are_the_configurations_bits(widest):
     configs = [rng.getrandbits(rng.randint(1, widest)) for _ in range(300)] + [2**64 - 1, 2**64, 2**widest - 1]
     which = np.array([rng.randrange(len(configs)) for _ in range(5000)], dtype=np.int64)
     bits = np.array([rng.randrange(min(widest, 127)) for _ in range(5000)], dtype=np.int64)
-    got = _flags(objects(configs), which, bits)
+    got = _flags(wideint.from_ints(objects(configs)), which, bits)
     assert got.tolist() == [bool(configs[w] >> b & 1) for w, b in zip(which.tolist(), bits.tolist(), strict=True)]
 
 

@@ -172,3 +172,12 @@ def test_factorized_numbers_values_as_pandas(wide):
     codes, first = wideint.factorized(wideint.from_ints(objects(values), at))
     expected_codes, expected = pd.factorize(np.array([values[i] for i in at.tolist()], dtype=object), sort=False)
     assert codes.tolist() == expected_codes.tolist() and [values[at[i]] for i in first] == expected.tolist()
+
+
+def test_halves_are_the_low_and_high_64_bits():
+    rng = random.Random(7)
+    values = [v for v in _values(7) if v < 10**32] + [10**32 - 1, 2**64 - 1, 2**64, 2**106 - 1, 2**106 + 2**64 - 1]
+    values += [rng.getrandbits(106) for _ in range(3000)] + [(k << 64) + d for k in (1, 2**40, 2**42 - 1)
+                                                              for d in (0, 1, 2**63, 2**64 - 1)]
+    low, high = wideint.halves(wideint.from_ints(objects(values)))
+    assert low.tolist() == [v % 2**64 for v in values] and high.tolist() == [v >> 64 for v in values]

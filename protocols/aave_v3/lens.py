@@ -284,13 +284,13 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
     starts = previous.starts[held]
     limbs = wideint.from_ints(previous.words, starts)
     codes, first = wideint.factorized(limbs)
-    configs = previous.words[starts[first]]
+    configs = wideint.taken(limbs, first)
     code_of = np.zeros(len(previous), dtype=np.int64)
     code_of[held] = codes
     supplied = np.flatnonzero(kind == 0)
     # the collateral flag of each supplied reserve, tested once per (configuration, reserve)
     pair = code_of[owner[supplied]] * len(reserves) + index[supplied]
-    seen = np.zeros(len(configs) * len(reserves), dtype=bool)
+    seen = np.zeros(len(first) * len(reserves), dtype=bool)
     seen[pair] = True
     pairs = np.flatnonzero(seen)
     off_of = np.zeros(len(seen), dtype=bool)
@@ -302,7 +302,7 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
         off.setdefault(who, []).append(reserves[k]["asset"])      # entries in reserve order, as read
     # json.dumps({"collateral_off": [...], "user_configuration": str(config)}, sort_keys=True), written
     # out: once per configuration (its text from its limbs), and once per account with a flag off (a few)
-    texts = wideint.decimal_text(wideint.taken(limbs, first))
+    texts = wideint.decimal_text(configs)
     params = pc.binary_join_element_wise('{"collateral_off": [], "user_configuration": "', texts, '"}', "")
     param_of = codes.astype(np.int64)
     row_of = np.zeros(len(previous), dtype=np.int64)
@@ -320,11 +320,12 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
 
 
 def _flags(configs: np.ndarray, which: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """Bit ``bits[i]`` of ``configs[which[i]]`` (Python ints), as booleans: over their two 64-bit
-    halves, taken once per configuration (below 2^128; past it, by Python per test)."""
-    if len(configs) and configs.astype(np.float64).max() >= 2.0**128:
-        return ((configs[which] >> objects(bits.tolist())) & 1) == 1
-    low, high = (configs & (2**64 - 1)).astype(np.uint64), (configs >> 64).astype(np.uint64)
+    """Bit ``bits[i]`` of configuration ``which[i]`` (limbs, :mod:`analyzer.wideint`), as booleans:
+    over the configurations' two 64-bit halves below 10^32 (2^106: 53 reserves), by Python past it."""
+    configs = wideint.trimmed(configs)
+    if len(configs) > 4:
+        return ((wideint.to_ints(configs)[which] >> objects(bits.tolist())) & 1) == 1
+    low, high = wideint.halves(configs)
     word = np.where(bits < 64, low[which], high[which])
     return ((word >> (bits % 64).astype(np.uint64)) & np.uint64(1)) == 1
 
