@@ -257,7 +257,7 @@ def _rows_to_snapshot(rows: list[Rows], frames: dict[str, pd.DataFrame] | None =
     for name, frame in (frames or {}).items():
         tables.setdefault(name, []).append(frame)
     built = {name: concat_tables(name, parts) for name, parts in tables.items()}
-    return Snapshot(meta={EXCLUDED: excluded} if excluded else {}, **built)
+    return Snapshot.of_tables({EXCLUDED: excluded} if excluded else {}, built)     # typed: as they are
 
 
 def scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, from_block, block, chunk_accounts,
