@@ -53,3 +53,22 @@ def test_aave_refresh_with_configurations_of_two_halves_equals_the_lens_read():
         params = to_table("accounts", expected["accounts"])["params"]
         assert (~params.str.contains('"collateral_off": []', regex=False)).any()
     assert max(ids) >= 32       # a collateral bit in the high half
+
+
+def test_aave_refresh_leaves_out_the_accounts_read_again():
+    """An account with stable debt is read again: the others' rows are the lens read's, labelled
+    by their accounts (not every kept account's)."""
+    from analyzer.model import to_table
+    from protocols.aave_v3.lens import refresh_accounts, rows_from_lens, with_balances
+
+    rng = random.Random(37)
+    market = _AaveMarket(rng, "3.6")
+    state = {f"0x{n:040x}": [rng.getrandbits(70), n % 2, 3 * (n % 6), 1 + rng.getrandbits(80), 0] for n in range(50)}
+    stable = "0x" + "ee" * 20
+    state[stable] = [rng.getrandbits(70), 0, 3 * 2 + 2, 10**20, 10**20]
+    refreshed = refresh_accounts(market, KeptState.from_state(state))
+    assert refreshed.again == [stable]
+    computed = {a: r for a, r in state.items() if a != stable}
+    expected = rows_from_lens(market, list(computed), with_balances(market, [list(r) for r in computed.values()]))
+    for name in ("positions", "accounts"):
+        assert to_table(name, refreshed.tables[name]).equals(to_table(name, expected[name])), name

@@ -315,7 +315,8 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
     if more:
         params = pa.concat_arrays([params, pa.array(more, type=pa.string())])
     return pd.DataFrame({"protocol": repeated(PROTOCOL, len(held)), "market": repeated(reader.pool, len(held)),
-                         "account": labels(names, held), "category": previous.words[starts + 1].astype(np.int64),
+                         "account": text(names) if len(held) == len(names) else labels(names, held),
+                         "category": previous.words[starts + 1].astype(np.int64),
                          "params": labels(params, param_of)})
 
 
