@@ -271,3 +271,35 @@ def test_a_routed_purchase_costs_no_more_than_the_cheapest_single_venue():
             with contextlib.suppress(ContagionError):   # a purchase beyond the pool's reserve
                 singles.append(pool.copy().trade(-size).amount_in)
         assert routed <= min(singles) * (1 + 1e-12)
+
+
+def test_collateral_assets_are_those_pandas_finds():
+    """The assets of collateral positions, by Arrow over Arrow text in chunks (a chunk of one side,
+    of both, an asset held only as debt, a side that is neither) and by pandas over other columns:
+    what a mask of the frame gives."""
+    import pandas as pd
+    import pyarrow as pa
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from analyzer.engine.impact import _collateral_assets
+
+    texts = st.sampled_from(["0xA", "0xB", "0xC", "", "collateral", "debt", "Collateral"])
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.lists(st.tuples(texts, st.sampled_from(["collateral", "debt", "debt ", ""])), max_size=6),
+                    max_size=4), st.booleans())
+    def check(chunks, arrow):
+        rows = [row for chunk in chunks for row in chunk]
+        if arrow:
+            def column(i):
+                return pd.arrays.ArrowStringArray(pa.chunked_array(
+                    [pa.array([r[i] for r in chunk], type=pa.large_string()) for chunk in chunks],
+                    type=pa.large_string()))
+            positions = pd.DataFrame({"asset": column(0), "side": column(1)})
+        else:
+            positions = pd.DataFrame({"asset": [r[0] for r in rows], "side": [r[1] for r in rows]}, dtype=object)
+        want = {asset for asset, side in rows if side == "collateral"}
+        assert _collateral_assets(positions) == want
+
+    check()
