@@ -3,8 +3,9 @@
 A reader keeps, per account, a list of integers (``Rows["_state"]``: its lens row, or what it needs
 to compute the account at a later block). A rescan computes every account no event touched at
 once, so the kept lists of one protocol market are held as one ragged array (:class:`KeptState`:
-accounts, lengths, and every word in a row) and stored in that shape, three flat lists in a chunk
-(:mod:`analyzer.scan_chunks`), not one object per account. Words are Python integers in object
+accounts, lengths, and every word in a row) and stored in that shape in a chunk
+(:mod:`analyzer.scan_chunks`), not one object per account: the lengths and the words that fit
+in int64 as bytes, the others as integers (:func:`_stored`). Words are Python integers in object
 arrays: the protocols' balances and indices are up to 256 bits, and numpy applies Python's exact
 integer operators element by element (``a * b // c`` over a column is one line, and exact).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,45 +64,50 @@ class KeptState:
                    np.concatenate([p.words for p in parts]))
 
     @staticmethod
-    def chunk_of(state: Mapping[str, Sequence[int]]) -> dict[str, list]:
+    def chunk_of(state: Mapping[str, Sequence[int]]) -> dict[str, Any]:
         """A reader's ``Rows["_state"]`` in the stored shape (:meth:`to_chunk`), without arrays."""
-        return {"accounts": list(state), "lengths": [len(w) for w in state.values()],
-                "words": list(chain.from_iterable(state.values()))}
+        lengths = [len(w) for w in state.values()]
+        words = np.fromiter(chain.from_iterable(state.values()), dtype=object, count=sum(lengths))
+        return _stored(list(state), lengths, words, mine=True)
 
-    def to_chunk(self) -> dict[str, list]:
-        """Three flat lists (what :class:`analyzer.scan_chunks.ChunkCache` stores)."""
-        return {"accounts": self.accounts.tolist(), "lengths": self.lengths.tolist(), "words": self.words.tolist()}
+    def to_chunk(self) -> dict[str, Any]:
+        """The stored shape (what :class:`analyzer.scan_chunks.ChunkCache` writes): the accounts as
+        a list, the lengths and the words that fit in int64 as binary, the others as integers."""
+        return _stored(self.accounts.tolist(), self.lengths, self.words, mine=False)
 
     @classmethod
-    def from_chunk(cls, chunk: Mapping[str, list]) -> KeptState | None:
+    def from_chunk(cls, chunk: Any) -> KeptState | None:
         """The state stored by :meth:`to_chunk`; None when ``chunk`` is not one (damaged, older)."""
-        try:
-            kept = cls.from_lists(chunk["accounts"], chunk["lengths"], chunk["words"])
-        except (KeyError, TypeError, ValueError):
-            return None
-        return kept if len(kept.accounts) == len(kept.lengths) and int(kept.lengths.sum()) == len(kept.words) else None
+        return cls.from_chunks([chunk])
 
     @classmethod
-    def from_chunks(cls, chunks: Iterable[Mapping[str, list]]) -> KeptState | None:
-        """The states stored by :meth:`to_chunk`, in turn, as one: their lists joined and made
-        arrays once (not an array per chunk, then their concatenation: a third of loading a
-        mainnet-scale state); None when one is not a stored state (damaged, older)."""
+    def from_chunks(cls, chunks: Iterable[Any]) -> KeptState | None:
+        """The states stored by :meth:`to_chunk`, in turn, as one; None when one is not a stored
+        state of this format (damaged, older). Their binary words are joined and made Python
+        integers at once (``astype(object)``), then the wide ones put in place: marshal reads a
+        list of 10^6 integers five times slower than it copies their bytes."""
         accounts: list[str] = []
-        lengths: list[int] = []
-        words: list[int] = []
-        try:
-            for chunk in chunks:
-                if not isinstance(chunk, Mapping):
-                    return None
-                more_accounts, more_lengths, more_words = chunk["accounts"], chunk["lengths"], chunk["words"]
-                if len(more_accounts) != len(more_lengths) or sum(more_lengths) != len(more_words):
-                    return None
-                accounts += more_accounts
-                lengths += more_lengths
-                words += more_words
-            return cls.from_lists(accounts, lengths, words)
-        except (KeyError, TypeError, ValueError):
-            return None
+        lengths: list[np.ndarray] = []
+        words: list[np.ndarray] = []
+        wide_at: list[np.ndarray] = []
+        wide: list[int] = []
+        count = 0
+        for chunk in chunks:
+            parts = _parts(chunk)
+            if parts is None:
+                return None
+            more_lengths, more_words, more_wide_at = parts
+            accounts += chunk["accounts"]
+            lengths.append(more_lengths)
+            words.append(more_words)
+            wide_at.append(more_wide_at + count)
+            wide += chunk["wide"]
+            count += len(more_words)
+        if not lengths:
+            return cls.empty()
+        values = np.concatenate(words).astype(object)
+        values[np.concatenate(wide_at)] = np.fromiter(wide, dtype=object, count=len(wide))
+        return cls(np.fromiter(accounts, dtype=object, count=len(accounts)), np.concatenate(lengths), values)
 
     def __len__(self) -> int:
         return len(self.accounts)
@@ -116,10 +123,10 @@ class KeptState:
     def without(self, accounts: Iterable[str]) -> KeptState:
         """The accounts not in ``accounts``, each once (the last kept where one appears twice)."""
         gone = set(accounts)
-        rows = np.fromiter((a not in gone for a in self.accounts.tolist()), dtype=bool, count=len(self.accounts))
-        if len(set(self.accounts.tolist())) < len(self.accounts):    # two scans' chunks of one block
-            rows &= ~pd.Index(self.accounts).duplicated(keep="last")
-        return self.take(rows)
+        listed = self.accounts.tolist()
+        rows = ~np.fromiter(map(gone.__contains__, listed), dtype=bool, count=len(listed))
+        once = last_of_each(listed)     # two scans' chunks of one block
+        return self.take(rows if once is None else rows & once)
 
     def column(self, offset: int) -> np.ndarray:
         """Each account's word at ``offset`` (every account has more than ``offset`` words)."""
@@ -140,6 +147,54 @@ def objects(values: Sequence[int]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
+
+
+def last_of_each(names: list[str]) -> np.ndarray | None:
+    """A mask of the last place of each name in ``names``; None when each is there once. A dict
+    keeps the last place of a key (pandas' ``duplicated`` takes 10 times longer: it converts
+    10^5 addresses to Arrow strings first)."""
+    if len(set(names)) == len(names):
+        return None
+    once = np.zeros(len(names), dtype=bool)
+    once[list(dict(zip(names, range(len(names)), strict=True)).values())] = True
+    return once
+
+
+FORMAT = 2      # the stored shape of a kept state (:func:`_stored`): a chunk of another is read again
+INT64 = np.dtype("<i8")
+
+
+def _stored(accounts: list[str], lengths: Sequence[int] | np.ndarray, words: np.ndarray, mine: bool) -> dict[str, Any]:
+    """Accounts, lengths and words (an object array of integers; ``mine``: one the caller leaves
+    to it) as stored: ``words`` holds every word as int64 (0 for the wide ones), ``wide_at`` where
+    the words that do not fit are and ``wide`` those words (Python integers, any size)."""
+    try:    # a float is exact enough to tell: rounding is monotone and ±2^63 are floats
+        floats = words.astype(np.float64)
+        wide_at = np.flatnonzero(~((floats > -(2.0**63)) & (floats < 2.0**63)))
+    except OverflowError:   # past a float's range (a word wider than 1023 bits)
+        wide_at = np.flatnonzero([not -(2**63) <= int(w) < 2**63 for w in words.tolist()])
+    wide = words[wide_at].tolist()
+    narrow = words if mine else words.copy()
+    narrow[wide_at] = 0
+    return {"kept": FORMAT, "accounts": accounts, "lengths": np.asarray(lengths, dtype=INT64).tobytes(),
+            "words": narrow.astype(INT64).tobytes(), "wide_at": wide_at.astype(INT64).tobytes(), "wide": wide}
+
+
+def _parts(chunk: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A stored state's lengths, int64 words and wide words' places, checked against each other;
+    None when ``chunk`` is not a stored state of this format."""
+    if not isinstance(chunk, dict) or chunk.get("kept") != FORMAT:
+        return None
+    binary = [b for b in (chunk.get(key) for key in ("lengths", "words", "wide_at"))
+              if isinstance(b, bytes) and len(b) % INT64.itemsize == 0]
+    if len(binary) < 3 or not isinstance(chunk.get("accounts"), list) or not isinstance(chunk.get("wide"), list):
+        return None
+    lengths, words, wide_at = (np.frombuffer(b, dtype=INT64) for b in binary)
+    if len(lengths) != len(chunk["accounts"]) or len(wide_at) != len(chunk["wide"]) or \
+            (len(lengths) and int(lengths.min()) < 0) or int(lengths.sum()) != len(words) or \
+            (len(wide_at) and not 0 <= int(wide_at.min()) <= int(wide_at.max()) < len(words)):
+        return None
+    return lengths, words, wide_at
 
 
 POWERS_OF_TEN = objects([10**d for d in range(78)])   # a token's decimals are within 0..77

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 from eth_utils import keccak, to_checksum_address
@@ -30,6 +31,7 @@ READS_PER_CALL = 4_000         # contract reads per eth_call to start from (a fe
 SMALLER_CALL = ("gas", "revert", "oog")
 BLOCK_RETRIES = 8
 
+T = TypeVar("T")
 LensCall = Callable[..., bytes]
 """``lens(runtime_code, calldata, codes=None) -> returned bytes`` at the scan's block; ``codes``:
 {address: runtime code} placed beside the lens for the call (contracts whose storage the lens
@@ -138,19 +140,20 @@ def decode_rows(raw: bytes) -> list[list[int]]:
     return rows
 
 
-def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes], accounts: Sequence[str],
-              reads_per_account: int, codes: Mapping[str, str] | None = None) -> list[list[int]] | None:
-    """One row per account, in as few calls as the node's gas cap allows (``codes``: as
-    :data:`LensCall`); None when the node refuses state overrides (the reader then reads through
-    Multicall3)."""
+def in_batches(lens: LensCall, code: str, count: int, first_size: int, read: Callable[[int, int], T],
+               check: Callable[[int, int, T], None] = lambda start, stop, answer: None) -> list[T] | None:
+    """``read(start, stop)`` over consecutive slices of ``range(count)``, each answer ``check``ed,
+    in as few calls as the node's gas cap allows: slices of ``first_size`` (or the size learnt for
+    ``code`` before, on ``lens.accounts_per_call``), halved (and the size learnt) while the node
+    runs out of gas; None when the node refuses state overrides."""
     learnt = getattr(lens, "accounts_per_call", {})
-    size = learnt.get(code) or max(1, READS_PER_CALL // max(1, reads_per_account))
-    rows: list[list[int]] = []
+    size = learnt.get(code) or first_size
+    answers: list[T] = []
     start = 0
-    while start < len(accounts):
-        batch = list(accounts[start:start + size])
+    while start < count:
+        stop = min(count, start + size)
         try:
-            got = decode_rows(lens(code, encode(batch), codes) if codes else lens(code, encode(batch)))
+            answer = read(start, stop)
         except LensUnavailable:
             return None
         except ContagionError as exc:
@@ -158,11 +161,27 @@ def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes
                 raise
             size = learnt[code] = max(1, size // 2)
             continue
-        if len(got) != len(batch):
-            raise ContagionError(f"the scan lens returned {len(got)} rows for {len(batch)} accounts")
-        rows.extend(got)
-        start += len(batch)
-    return rows
+        check(start, stop, answer)
+        answers.append(answer)
+        start = stop
+    return answers
+
+
+def read_rows(lens: LensCall, code: str, encode: Callable[[Sequence[str]], bytes], accounts: Sequence[str],
+              reads_per_account: int, codes: Mapping[str, str] | None = None) -> list[list[int]] | None:
+    """One row per account, in as few calls as the node's gas cap allows (``codes``: as
+    :data:`LensCall`); None when the node refuses state overrides (the reader then reads through
+    Multicall3)."""
+    def read(start: int, stop: int) -> list[list[int]]:
+        batch = list(accounts[start:stop])
+        return decode_rows(lens(code, encode(batch), codes) if codes else lens(code, encode(batch)))
+
+    def check(start: int, stop: int, got: list[list[int]]) -> None:
+        if len(got) != stop - start:
+            raise ContagionError(f"the scan lens returned {len(got)} rows for {stop - start} accounts")
+
+    batches = in_batches(lens, code, len(accounts), max(1, READS_PER_CALL // max(1, reads_per_account)), read, check)
+    return None if batches is None else [row for rows in batches for row in rows]
 
 
 def masks(holdings: dict[str, list[str]] | None, accounts: Sequence[str], reads: Sequence[str]) -> list[int]:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from analyzer.atomic import atomic_write_bytes
 from analyzer.discovery import ChunkFiles, DiscoveryStats, discover
-from analyzer.kept import KeptState, Refreshed
+from analyzer.kept import KeptState, Refreshed, last_of_each
 from analyzer.model import Snapshot, Table, concat_tables
 from protocols.base import Rows
 
@@ -112,38 +112,67 @@ def kept_state(cache: ChunkCache) -> KeptState | None:
     return None if found is None else found[0]
 
 
-def _kept_state(cache: ChunkCache, depth: int = 0) -> tuple[KeptState, int] | None:
+def _kept_state(cache: ChunkCache) -> tuple[KeptState, int] | None:
     """:func:`kept_state` and how many earlier blocks it refers to (a rescan's ``kept-from-*``
-    chunk may keep its untouched accounts by reference: :func:`incremental_plan`)."""
-    parts: list[KeptState | None] = []
-    stored: list[Any] = []      # stored states in a row, made one KeptState at once (KeptState.from_chunks)
+    chunk may keep its untouched accounts by reference: :func:`incremental_plan`). The stored
+    states of every block referred to are made one KeptState at once, then the accounts each
+    reference drops are left out in one pass (not each earlier block's state built, then less
+    its dropped accounts, block by block)."""
+    found = _kept_pieces(cache, 0, frozenset())
+    if found is None:
+        return None
+    pieces, refers = found
+    kept = KeptState.from_chunks(chunk for chunk, _, _ in pieces)
+    if kept is None or not any(gone or region is not None for _, gone, region in pieces):
+        return None if kept is None else (kept, refers)
+    listed = kept.accounts.tolist()
+    rows = np.ones(len(listed), dtype=bool)
+    ends = np.cumsum([len(chunk["accounts"]) for chunk, _, _ in pieces])
+    regions: dict[int, list[int]] = {}      # the rows of each earlier state referred to: [first, end)
+    start = 0
+    for (_, gone, region), end in zip(pieces, ends.tolist(), strict=True):
+        if gone:
+            rows[start:end] = ~np.fromiter(map(gone.__contains__, listed[start:end]), dtype=bool, count=end - start)
+        if region is not None:
+            regions.setdefault(region, [start, end])[1] = end
+        start = end
+    for first, end in regions.values():    # each earlier state once per account, the last kept (KeptState.without)
+        within = np.flatnonzero(rows[first:end]) + first
+        once = last_of_each([listed[i] for i in within.tolist()])
+        if once is not None:
+            rows[within[~once]] = False
+    return (kept if rows.all() else kept.take(rows)), refers
+
+
+Pieces = list[tuple[Any, frozenset[str], int | None]]    # stored states, each with the accounts left out of it
+
+
+def _kept_pieces(cache: ChunkCache, depth: int, gone: frozenset[str]) -> tuple[Pieces, int] | None:
+    """The stored states :func:`_kept_state` joins, in turn, each with the accounts left out of it
+    (``gone``: those dropped by the references that lead to it) and the reference at the top it
+    comes through (None: this block's own); and how many blocks the deepest reference goes back."""
+    pieces: Pieces = []
     refers = 0
     for name in cache.names("positions-"):
-        stored.append(cache.get(STATE + name.removeprefix("positions-")))
+        pieces.append((cache.get(STATE + name.removeprefix("positions-")), gone, None))
     for name in cache.names(KEPT):
         chunk = cache.get(name)
         if not isinstance(chunk, dict):
             return None
         if "base" in chunk:     # the earlier state less ``dropped``, then the accounts whose words changed
-            base = chunk["base"]
+            base, dropped = chunk["base"], chunk.get("dropped", [])
             own = cache.block()
-            if not isinstance(base, int) or own is None or not 0 <= base < own or depth >= MAX_REFERENCES:
+            if not isinstance(base, int) or own is None or not 0 <= base < own or depth >= MAX_REFERENCES or \
+                    not isinstance(dropped, list):
                 return None
-            earlier = _kept_state(cache.at_block(base), depth + 1)
+            earlier = _kept_pieces(cache.at_block(base), depth + 1, gone | frozenset(dropped))
             if earlier is None:
                 return None     # the earlier scan's cache is gone: read in full
-            if stored:
-                parts.append(KeptState.from_chunks(stored))
-                stored = []
-            parts.append(earlier[0].without(chunk.get("dropped", [])))
+            pieces += [(piece, left_out, len(pieces) if depth == 0 else region) for piece, left_out, region in earlier[0]]
             refers = max(refers, earlier[1] + 1)
             chunk = chunk.get("changed", {})
-        stored.append(chunk)
-    if stored:
-        parts.append(KeptState.from_chunks(stored))
-    if any(part is None for part in parts):
-        return None
-    return (KeptState.concat(p for p in parts if p is not None), refers) if parts else None
+        pieces.append((chunk, gone, None))
+    return (pieces, refers) if pieces else None
 
 
 def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
@@ -188,7 +217,7 @@ def _holdings(reader, previous: KeptState, read: set[str], since: dict[str, set[
     """The holdings of the accounts a rescan reads in full: those each had at the earlier block
     (:meth:`protocols.base.Reader.kept_holdings`) and those the change events show since (a
     holding becomes non-zero only through one); None where the reader cannot say (read in full)."""
-    kept = reader.kept_holdings(previous.take(np.fromiter((a in read for a in previous.accounts.tolist()), dtype=bool,
+    kept = reader.kept_holdings(previous.take(np.fromiter(map(read.__contains__, previous.accounts.tolist()), dtype=bool,
                                                           count=len(previous))))
     if kept is None:
         return None
@@ -228,7 +257,7 @@ def _rows_to_snapshot(rows: list[Rows], frames: dict[str, pd.DataFrame] | None =
     for name, frame in (frames or {}).items():
         tables.setdefault(name, []).append(frame)
     built = {name: concat_tables(name, parts) for name, parts in tables.items()}
-    return Snapshot(meta={EXCLUDED: excluded} if excluded else {}, **built)
+    return Snapshot.of_tables({EXCLUDED: excluded} if excluded else {}, built)     # typed: as they are
 
 
 def scan_protocol(label: str, reader, cache: ChunkCache, accounts, discovered, from_block, block, chunk_accounts,

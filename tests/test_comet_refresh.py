@@ -38,30 +38,70 @@ def test_packed_principals_decode_as_python_ints():
     assert comet_lens.int128s(b"").tolist() == []
 
 
+ASSETS = [{"scale": 10**18, "liquidate_collateral_factor": 85 * 10**16},
+          {"scale": 10**8, "liquidate_collateral_factor": 7 * 10**17},
+          {"scale": 10**6, "liquidate_collateral_factor": 9 * 10**17}]
+STATE = {"totals": [10**15 + 3, 10**15 + 99], "prices": [10**8, 3000 * 10**8, 60000 * 10**8, 10**8],
+         "base_scale": 10**6, "assets": ASSETS}
+
+
+def comets_loop(state: dict, principal: np.ndarray, held: np.ndarray) -> list[bool]:
+    """Comet.isLiquidatable, term by term in Python integers."""
+    out = []
+    for i, p in enumerate(principal.tolist()):
+        liquidity = 0
+        if p < 0:
+            debt = -((-p) * state["totals"][1] // 10**15) * state["prices"][0]
+            liquidity = -((-debt) // state["base_scale"])
+            for k, info in enumerate(state["assets"]):
+                liquidity += held[i, k] * state["prices"][k + 1] // info["scale"] * \
+                    info["liquidate_collateral_factor"] // 10**18
+        out.append(liquidity < 0)
+    return out
+
+
 def test_sparse_liquidatable_equals_the_dense_table():
     """The refresh sums only borrowers' non-zero balances; the same accounts as a dense table of
     every account by every asset (:func:`protocols.comet.lens.liquidatable`) flag alike."""
     rng = random.Random(13)
-    assets = [{"scale": 10**18, "liquidate_collateral_factor": 85 * 10**16},
-              {"scale": 10**8, "liquidate_collateral_factor": 7 * 10**17},
-              {"scale": 10**6, "liquidate_collateral_factor": 9 * 10**17}]
-    state = {"totals": [10**15 + 3, 10**15 + 99], "prices": [10**8, 3000 * 10**8, 60000 * 10**8, 10**8],
-             "base_scale": 10**6, "assets": assets}
     principal = objects([rng.choice([-1, 1, 0]) * rng.getrandbits(rng.choice([20, 40, 70])) for _ in range(2000)])
-    held = np.array([[rng.choice([0, 0, rng.getrandbits(rng.choice([24, 64, 80]))]) for _ in assets]
+    held = np.array([[rng.choice([0, 0, rng.getrandbits(rng.choice([24, 64, 80]))]) for _ in ASSETS]
                      for _ in principal], dtype=object)
     owner, asset = np.nonzero(held != 0)
-    sparse = comet_lens._liquidatable(state, principal, owner, asset, held[owner, asset])
-    dense = np.zeros(len(principal), dtype=bool)
-    for i, p in enumerate(principal.tolist()):       # Comet's loop, term by term
-        if p < 0:
-            debt = -((-p) * state["totals"][1] // 10**15) * state["prices"][0]
-            liquidity = -((-debt) // state["base_scale"])
-            for k, info in enumerate(assets):
-                liquidity += held[i, k] * state["prices"][k + 1] // info["scale"] * \
-                    info["liquidate_collateral_factor"] // 10**18
-            dense[i] = liquidity < 0
-    assert sparse.tolist() == dense.tolist() and 0 < dense.sum() < (principal < 0).sum()
+    sparse = comet_lens._liquidatable(STATE, principal, owner, asset, held[owner, asset])
+    dense = comets_loop(STATE, principal, held)
+    assert sparse.tolist() == dense and 0 < sum(dense) < (principal < 0).sum()
+
+
+def test_borrowers_on_the_line_are_summed_as_comet_sums_them(monkeypatch):
+    """Borrowers whose sum is a few units from zero either way (where a float sum cannot tell) are
+    flagged as Comet's integer loop flags them; the others are decided by the float sum without
+    it, as the loop decides them too."""
+    rng = random.Random(29)
+    principal, held = [], []
+    for _ in range(3000):
+        row = [rng.choice([0, rng.getrandbits(rng.choice([30, 60, 90]))]) for _ in ASSETS]
+        row[rng.randrange(3)] = rng.getrandbits(rng.choice([30, 60, 90])) | 1
+        credit = sum(a * STATE["prices"][k + 1] // ASSETS[k]["scale"] * ASSETS[k]["liquidate_collateral_factor"] // 10**18
+                     for k, a in enumerate(row))
+        # the principal whose debt term is about the credit, then a few units either side
+        p = -(credit * STATE["base_scale"] // STATE["prices"][0] * 10**15 // STATE["totals"][1]) - rng.randrange(-400, 400)
+        principal.append(p if rng.random() < 0.9 else -rng.getrandbits(80))
+        held.append(row)
+    principal_array, held_array = objects(principal), np.array(held, dtype=object)
+    summed = []
+    real = comet_lens._liquidatable_exact
+
+    def exact(state, principal, *rest):
+        summed.append(len(principal))
+        return real(state, principal, *rest)
+
+    monkeypatch.setattr(comet_lens, "_liquidatable_exact", exact)
+    owner, asset = np.nonzero(held_array != 0)
+    got = comet_lens._liquidatable(STATE, principal_array, owner, asset, held_array[owner, asset])
+    expected = comets_loop(STATE, principal_array, held_array)
+    assert got.tolist() == expected
+    assert 0 < sum(expected) < len(expected) and 100 < sum(summed) < len(expected)
 
 
 @requires_anvil
@@ -101,18 +141,60 @@ def test_the_principals_lens_reads_userbasic_after_silent_base_transfers(chain_c
     sizes = []
 
     def small_gas(code, calldata, codes=None):      # a node whose gas cap takes 3 accounts a call
-        count = int.from_bytes(calldata[68:100], "big") // 20
+        at = 68 if codes is None else 100           # the length word: after the selector, (comet[, slot], offset)
+        count = int.from_bytes(calldata[at:at + 32], "big") // 20
         sizes.append(count)
         if count > 3:
             raise ContagionError("execution reverted: out of gas")
-        return ctx.lens(code, calldata)
+        return ctx.lens(code, calldata, codes) if codes else ctx.lens(code, calldata)
 
     monkeypatch.setattr(comet_lens, "PRINCIPALS_PER_CALL", 7)
-    got = comet_lens._principals(CometReader(dataclasses.replace(ctx, lens=small_gas), market), accounts)
-    assert got is not None and got.tolist() == expected
-    assert sizes[0] == 7 and max(sizes[1:]) <= 3 and len(sizes) >= len(accounts) // 3
-    # the lens as the scan calls it
+    monkeypatch.setattr(comet_lens, "SLOT_PRINCIPALS_PER_CALL", 7)
+    small = CometReader(dataclasses.replace(ctx, lens=small_gas), market)
+    for slot in (None, 3):                          # through the getter, then from storage
+        sizes.clear()
+        got = comet_lens._principals_read(small, accounts, slot)
+        assert got is not None and got.tolist() == expected
+        assert sizes[0] == 7 and max(sizes[1:]) <= 3 and len(sizes) >= len(accounts) // 3
+    # the lens as the scan calls it: the slot proven (mainnet's 5 is another mapping here), storage read
     assert comet_lens._principals(reader, accounts).tolist() == expected
+    assert reader._user_basic_slot == 3
+
+
+@requires_anvil
+def test_the_principals_are_read_through_the_getter_when_no_slot_is_proven(chain_checkpoint, monkeypatch, caplog):
+    """A layout none of the slots gives (here: mainnet's slot alone, the fixture's ``totalsCollateral``)
+    is found against ``userBasic`` and the principals are read through the getter, equal to
+    ``userBasic`` through Multicall3; so are they when every account checked has no principal
+    (nothing proves a slot)."""
+    devnet = chain_checkpoint
+    w3 = devnet.w3
+    if "comet" not in devnet.book["protocols"]:
+        pytest.skip("comet is not in this devnet")
+    market = market_of(devnet.book, "comet", "cUSDCv3")
+    block = w3.eth.block_number
+    ctx = ReadContext(w3=w3, chain_id=w3.eth.chain_id, block=block,
+                      multicall=lambda calls: multicall(w3, calls, block=block),
+                      get_logs=lambda address, topics, start, end: w3.eth.get_logs(
+                          {"address": address, "topics": topics, "fromBlock": start, "toBlock": end}),
+                      lens=lens_caller(RpcClient(devnet.url), block))
+    accounts = sorted(CometReader(ctx, market).discover_accounts(0, block))
+    answers = multicall(w3, [Call(market["comet"], f"userBasic(address){USER_BASIC}", (a,)) for a in accounts],
+                        block=block)
+    expected = [r.value[0] for r in answers]
+    assert any(p < 0 for p in expected) and any(p > 0 for p in expected)
+
+    monkeypatch.setattr(comet_lens, "USER_BASIC_SLOTS", (5,))
+    reader = CometReader(ctx, market)
+    assert comet_lens._principals(reader, accounts).tolist() == expected
+    assert reader._user_basic_slot is None and "no userBasic slot" in caplog.text
+    # storage at the wrong slot does differ: what the getter path is for
+    assert comet_lens._principals_read(reader, accounts, 5).tolist() != expected
+
+    monkeypatch.setattr(comet_lens, "USER_BASIC_SLOTS", (3,))
+    nobody = [account_address(f"never-used-{k}") for k in range(20)]
+    reader = CometReader(ctx, market)
+    assert comet_lens._principals(reader, nobody).tolist() == [0] * 20 and reader._user_basic_slot is None
 
 
 @requires_anvil
@@ -139,3 +221,44 @@ def test_market_state_in_two_rounds_accrues_to_the_blocks_time(chain_checkpoint,
             monkeypatch.setattr("protocols.comet.reader.ASSET_READS", first)
             assert CometReader(ctx, market)._read_market_state() == state
         monkeypatch.undo()
+
+
+def test_a_refresh_of_untouched_accounts_gives_the_full_reads_rows(monkeypatch):
+    """Untouched accounts computed by the refresh (limbs: analyzer.wideint) give the rows the full
+    read builds from the same words in Python integers (:func:`protocols.comet.lens.rows_from_lens`):
+    base balances at this block's indices, raw text and amounts, params with the signed principal
+    and isLiquidatable, across int64, 2^64, int104 and 18-decimal sizes."""
+    import types
+
+    from analyzer.kept import KeptState
+
+    rng = random.Random(41)
+    assets = [{**info, "asset": f"0x{k + 1:040x}"} for k, info in enumerate(ASSETS)]
+    state = {**STATE, "assets": assets, "supply_index": 10**15 + 123_457, "borrow_index": 10**15 + 987_653,
+             "base_token": "0x" + "ba" * 20, "decimals": [18, 18, 8, 6]}
+    rows, principals = {}, {}
+    for k in range(3000):
+        principal = rng.choice([-1, 1]) * rng.choice([rng.getrandbits(rng.choice([1, 20, 53, 63, 64, 90, 103])),
+                                                     rng.choice(EDGES[:13])])
+        principal = rng.choice([principal, principal, 0])
+        held = [rng.choice([0, 0, rng.getrandbits(rng.choice([1, 40, 64, 80, 120]))]) for _ in assets]
+        if principal < 0 and not any(held):
+            held[0] = rng.getrandbits(90) + 1
+        if principal == 0 and not any(held):
+            continue                                # the lens gives no row: nothing open
+        account = f"0x{k:040X}"
+        assets_in = sum(1 << i for i, amount in enumerate(held) if amount)
+        rows[account] = [principal % 2**256, assets_in, 0, 0, 0, *held]
+        principals[account] = principal
+    reader = types.SimpleNamespace(comet="0x" + "c0" * 20, _lens_state=state, ctx=types.SimpleNamespace(lens=object()))
+    monkeypatch.setattr(comet_lens, "_principals", lambda _, accounts: objects([principals[a] for a in accounts]))
+    refreshed = comet_lens.refresh_accounts(reader, KeptState.from_state(rows))
+    full = comet_lens.rows_from_lens(reader, list(rows), list(rows.values()))
+    assert refreshed.again == [] and bool(refreshed.carried.all())
+    assert refreshed.tables["accounts"]["account"].tolist() == full["accounts"]["account"]
+    assert refreshed.tables["accounts"]["params"].tolist() == full["accounts"]["params"]
+    columns = ("account", "asset", "side", "amount", "raw")
+    got = sorted(zip(*(refreshed.tables["positions"][c].tolist() for c in columns), strict=True))
+    expected = sorted(zip(*(full["positions"][c] for c in columns), strict=True))
+    assert got == expected
+    assert any(int(raw) >= 2**64 for _, _, _, _, raw in got) and any('"principal": "-' in p for p in full["accounts"]["params"])

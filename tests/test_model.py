@@ -216,3 +216,44 @@ def test_the_flat_json_fast_path_matches_what_plugins_write():
                json.dumps({"entered": ["0x" + "ab" * 20, "0x" + "cd" * 20]}), json.dumps({"x": 0.0, "y": "z"})]
     assert pc.match_substring_regex(pa.array(written), FLAT_JSON_OBJECT).to_pylist() == [True] * len(written)
     assert all(json.loads(t) for t in written)
+
+
+NUMBERS = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-2**64, 2**64) | st.booleans() | st.none()
+           | st.sampled_from(["1.5", "x", "", "7"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["float64", "int64", "bool"]), st.lists(NUMBERS, max_size=6),
+       st.sampled_from(["float", "int", "bool", "mixed"]))
+def test_number_columns_are_what_pandas_makes_of_them(dtype, values, kind):
+    """A reader's column of numbers as the table's dtype: the values (or the error) pandas'
+    ``astype`` gives, whether the fast path (Python numbers of the column's own kind) takes it or not."""
+    import numpy as np
+
+    from analyzer.model import _number_column
+    if kind != "mixed":     # mostly one kind of value, as readers give them
+        values = [v for v in values if type(v).__name__ == kind]
+    try:
+        want = pd.Series(values).astype(dtype).to_numpy()
+    except (ValueError, TypeError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            _number_column(values, dtype)
+        return
+    got = _number_column(values, dtype)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8))     # bit for bit (NaN, -0.0)
+
+
+def test_a_snapshot_of_typed_tables_is_the_snapshot_of_them():
+    """``Snapshot.of_tables`` of tables made by ``to_table``: the same tables a Snapshot makes."""
+    from analyzer.model import to_table
+
+    snap = small_snapshot()
+    tables = {"assets": to_table("assets", snap.assets.to_dict("records")),
+              "positions": to_table("positions", snap.positions.to_dict("records"))}
+    fast = Snapshot.of_tables({"chain_id": 1, "block_number": 1}, tables)
+    slow = Snapshot(meta={"chain_id": 1, "block_number": 1}, **tables)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(fast.table(name), slow.table(name))
+    assert fast.meta == slow.meta
+    fast.validate()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from analyzer.errors import ContagionError
 from analyzer.model import KEYS, Snapshot
-from analyzer.rowkeys import column_codes, has_duplicate_keys, row_codes
+from analyzer.rowkeys import column_codes, column_hashes, has_duplicate_keys, row_codes
 
 TEXTS = ["", "a", "b", "0x" + "ab" * 20, "é", "aave-v3"]     # few values: rows repeat often
 
@@ -130,3 +130,75 @@ def test_validate_names_the_first_duplicate_of_every_table(name):
     with pytest.raises(ContagionError) as raised:
         snapshot.validate()
     assert str(raised.value) == want
+
+
+# texts around the 8-byte words the hash reads: shorter, as long, longer; differing at the start, the
+# middle (which a long text's three words may not read) or the end
+SHAPES = ["", "a", "ab", "abcdefg", "abcdefgh", "abcdefgx", "xbcdefgh", "abcdefghi", "0x" + "ab" * 20,
+          "0x" + "ab" * 19 + "ac", "0x" + "ab" * 10 + "cd" + "ab" * 9, "0x" + "a" * 60, "0x" + "a" * 29 + "b" * 31,
+          "é" * 5, "aave-v3", "comet"]
+
+
+@st.composite
+def text_columns(draw):
+    """A text column as Arrow chunks of many kinds: one text repeated, texts of one length (read in
+    place), of many lengths (dictionary-encoded), slices of a larger array (offset), string and
+    large_string, buffers exactly as long as their texts (no padding to read past)."""
+    chunks = []
+    for _ in range(draw(st.integers(0, 5))):
+        kind = draw(st.sampled_from(["repeated", "one-width", "any", "sliced", "unpadded"]))
+        size = draw(st.integers(0, 12))
+        if kind == "repeated":
+            values = [draw(st.sampled_from(SHAPES))] * size
+        elif kind == "one-width":
+            width = draw(st.sampled_from([0, 1, 7, 8, 9, 42]))
+            values = draw(st.lists(st.sampled_from([t for t in SHAPES if len(t.encode()) == width] or [""]),
+                                   min_size=size, max_size=size))
+        else:
+            values = draw(st.lists(st.sampled_from(SHAPES), min_size=size, max_size=size))
+        kind_type = draw(st.sampled_from([pa.string(), pa.large_string()]))
+        if kind == "sliced":
+            lead = draw(st.lists(st.sampled_from(SHAPES), max_size=3))
+            chunk = pa.array(lead + values + lead, type=kind_type).slice(len(lead), len(values))
+        elif kind == "unpadded":
+            data = "".join(values).encode()
+            offsets = np.cumsum([0] + [len(v.encode()) for v in values]).astype(
+                np.int64 if kind_type == pa.large_string() else np.int32)
+            chunk = pa.Array.from_buffers(kind_type, len(values), [None, pa.py_buffer(offsets.tobytes()),
+                                                                   pa.py_buffer(data)])
+        else:
+            chunk = pa.array(values, type=kind_type)
+        chunks.append(chunk.cast(pa.large_string()))
+    return pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array(chunks, type=pa.large_string())))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text_columns())
+def test_equal_texts_hash_alike_in_every_kind_of_chunk(column):
+    """The hash of a text is a function of the text alone, whatever chunk holds it; and the texts
+    here (each of their distinct words read) hash apart except where they are equal."""
+    hashes = column_hashes(column).tolist()
+    texts = column.tolist()
+    by_text = {}
+    for text, hashed in zip(texts, hashes, strict=True):
+        assert by_text.setdefault(text, hashed) == hashed
+    assert len(set(by_text.values())) >= len(by_text) - (1 if "0x" + "ab" * 10 + "cd" + "ab" * 9 in by_text else 0)
+
+
+def test_rows_whose_hashes_collide_are_compared_exactly(monkeypatch):
+    """Every row of one hash (a collision of all): the duplicate is still the rows' exact keys."""
+    import analyzer.rowkeys as rowkeys
+    monkeypatch.setattr(rowkeys, "row_hashes", lambda frame, keys: np.zeros(len(frame), dtype=np.uint64))
+    frame = pd.DataFrame({"a": arrow_column(["x", "y", "x"], []), "b": arrow_column(["1", "1", "2"], [])})
+    assert not has_duplicate_keys(frame, ["a", "b"])
+    assert has_duplicate_keys(frame, ["a"])
+    assert has_duplicate_keys(pd.concat([frame, frame.iloc[[1]]], ignore_index=True), ["a", "b"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(text_columns(), min_size=1, max_size=3))
+def test_duplicates_by_hash_are_pandas_duplicates(columns):
+    """Over columns of every kind of chunk: a duplicate key exactly where pandas finds one."""
+    rows = min(len(c) for c in columns)
+    frame = pd.DataFrame({f"k{i}": pd.Series(c.array[:rows]) for i, c in enumerate(columns)})
+    assert has_duplicate_keys(frame, list(frame.columns)) == bool(frame.duplicated(list(frame.columns)).any())

@@ -40,6 +40,44 @@ def test_kept_state_round_trips_and_finds_each_accounts_records():
     assert twice.accounts.tolist() == ["0xB", "0xC", "0xA"] and twice.column(0).tolist() == [8, 9, 1]
 
 
+
+def test_stored_words_come_back_exactly_and_a_damaged_or_older_chunk_is_refused(tmp_path):
+    """Words are stored as int64 bytes with the wide ones beside them: every integer comes back
+    the same Python int (across the int64 and uint64 edges, up to 2^256), through the file."""
+    rng = random.Random(3)
+    edges = [0, 1, 256, 257, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**255, 2**256 - 1, -1, -(2**63), -(2**63) - 1]
+    state = {f"0x{n:040x}": [rng.choice(edges) if rng.random() < 0.3 else rng.getrandbits(rng.choice([1, 8, 62, 63, 64,
+                             65, 127, 200, 256])) for _ in range(rng.randrange(0, 12))] for n in range(300)}
+    state["0xnarrow"], state["0xwide"], state["0xnone"] = [5, 2**63 - 1], [2**256 - 1, 2**64], []
+    cache = ChunkCache(tmp_path)
+    cache.put("s", KeptState.chunk_of(state))
+    kept = KeptState.from_chunk(cache.get("s"))
+    assert kept is not None and kept.accounts.tolist() == list(state)
+    assert kept.lengths.dtype == np.int64 and kept.lengths.tolist() == [len(w) for w in state.values()]
+    expected = [w for words in state.values() for w in words]
+    assert kept.words.dtype == object and kept.words.tolist() == expected
+    assert all(type(w) is int for w in kept.words)
+    # what a rescan writes of a KeptState, and two stored states joined, the same
+    again = KeptState.from_chunks([kept.to_chunk(), KeptState.chunk_of({"0xD": [2**70, 3]})])
+    assert again is not None and again.words.tolist() == [*expected, 2**70, 3]
+    assert again.accounts.tolist() == [*state, "0xD"] and again.lengths.tolist()[-1] == 2
+    assert KeptState.from_chunks([]) is not None and len(KeptState.from_chunk(KeptState.chunk_of({}))) == 0
+    # a truncated file is not read; a stored state whose parts disagree, or of the older shape, is refused
+    path = tmp_path / f"s{ChunkCache.SUFFIX}"
+    data = path.read_bytes()
+    for cut in (len(data) - 1, len(data) // 2, 10):
+        path.write_bytes(data[:cut])
+        assert KeptState.from_chunk(cache.get("s")) is None
+    good = KeptState.chunk_of({"0xA": [1, 2**64], "0xB": [3]})
+    for damaged in ({**good, "kept": 1}, {**good, "lengths": good["lengths"][:-8]}, {**good, "words": good["words"][:-1]},
+                    {**good, "wide": []}, {**good, "wide_at": np.array([3], dtype=np.int64).tobytes()},
+                    {**good, "lengths": np.array([-1, 4], dtype=np.int64).tobytes()}, {**good, "accounts": "0xA"},
+                    {key: value for key, value in good.items() if key != "wide_at"},
+                    {"accounts": ["0xA", "0xB"], "lengths": [2, 1], "words": [1, 2**64, 3]}, None, []):
+        assert KeptState.from_chunk(damaged) is None, damaged
+        assert KeptState.from_chunks([good, damaged]) is None
+    assert KeptState.from_chunk(good) is not None
+
 def test_a_rescans_kept_state_refers_to_the_earlier_one_for_the_accounts_it_carries(tmp_path):
     def at(block: int) -> ChunkCache:
         return ChunkCache(tmp_path / str(block) / "plugin" / "key")
@@ -78,6 +116,51 @@ def test_a_rescans_kept_state_refers_to_the_earlier_one_for_the_accounts_it_carr
         at(block).put(f"{KEPT}{block - 1}", {"base": block - 1, "dropped": [], "changed": KeptState.chunk_of({})})
     assert kept_state(at(MAX_REFERENCES)) is not None and kept_state(at(MAX_REFERENCES + 1)) is None
 
+
+
+def test_a_chain_of_references_is_the_state_built_block_by_block(tmp_path):
+    """Rescans in a row, each keeping its carried accounts by reference to the block before: the
+    state loaded at once equals the one built block by block as plain lists (each block: its own
+    chunks, then the earlier state less what it dropped, each account once, the last kept, then
+    its changed words), with two scans' chunks at one block (an account twice)."""
+    rng = random.Random(13)
+
+    def at(block: int) -> ChunkCache:
+        return ChunkCache(tmp_path / str(block) / "plugin" / "key")
+
+    def once_each(rows: list) -> list:
+        last = {account: i for i, (account, _) in enumerate(rows)}
+        return [row for i, row in enumerate(rows) if last[row[0]] == i]
+
+    names = [f"0x{n:040x}" for n in range(60)]
+
+    def some(k: int) -> list:
+        return [(a, [rng.getrandbits(rng.choice([8, 70, 256])) for _ in range(rng.randrange(1, 5))])
+                for a in rng.sample(names, k)]
+
+    def put(block: int, name: str, rows: list) -> None:
+        at(block).put(STATE + name, KeptState.chunk_of(dict(rows)))
+        at(block).put("positions-" + name, {"positions": []})
+
+    expected: dict[int, list] = {}
+    own = sorted(some(30)), sorted(some(20))
+    put(0, "a", own[0])
+    put(0, "b", own[1])       # another scan's chunk of the same block: accounts twice
+    expected[0] = own[0] + own[1]
+    for block in range(1, 6):
+        read = some(3)
+        dropped = sorted({a for a, _ in read} | set(rng.sample(names, 5)))
+        changed = some(4)
+        put(block, "r", read)
+        at(block).put(f"{KEPT}{block - 1}", {"base": block - 1, "dropped": dropped,
+                                             "changed": KeptState.chunk_of(dict(changed))})
+        earlier = once_each([row for row in expected[block - 1] if row[0] not in dropped])
+        expected[block] = read + earlier + changed
+        got = kept_state(at(block))
+        assert got is not None
+        rows = [(a, got.words[s:s + n].tolist()) for a, s, n in zip(got.accounts.tolist(), got.starts.tolist(),
+                                                                     got.lengths.tolist(), strict=True)]
+        assert rows == expected[block], block
 
 def test_exact_amounts_and_string_columns_match_the_per_value_conversions():
     rng = random.Random(7)

@@ -111,10 +111,8 @@ def with_default_depth(snapshot, path: str | Path = PARAMETER_FILE):
     none (:func:`analyzer.engine.impact.assets_needing_venue`), recorded in ``meta["assumed_depth"]``.
     An asset without a positive price cannot be given a depth in asset units and is left out (the
     engine then names it)."""
-    import pandas as pd
-
     from analyzer.engine.impact import assets_needing_venue, venue_row
-    from analyzer.model import receipt_claim, to_table
+    from analyzer.model import concat_tables, receipt_claim
 
     listed = set(snapshot.assets["address"])
     # a receipt is redeemed and its underlying sold; the native coin is sold as its wrapped token
@@ -144,7 +142,7 @@ def with_default_depth(snapshot, path: str | Path = PARAMETER_FILE):
         assumed[symbol] = {"model": "sqrt_law" if entry.order_book is None else "order_book", **described,
                            "generic": symbol not in by_symbol,
                            "parameters": PARAMETER_FILE.name if Path(path) == PARAMETER_FILE else str(path)}
-    snapshot.venues = to_table("venues", pd.concat([snapshot.venues, pd.DataFrame(rows)], ignore_index=True))
+    snapshot.venues = concat_tables("venues", [snapshot.venues, rows])    # the table as it is, the rows after it
     snapshot.meta["assumed_depth"] = assumed
     return snapshot
 

@@ -8,26 +8,39 @@ untouched account is computed, not read)."""
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from eth_utils import function_signature_to_4byte_selector
 
+from analyzer import wideint
 from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
-from analyzer.kept import KeptState, Refreshed, exact_amounts, objects
-from analyzer.lens import SMALLER_CALL, LensUnavailable, encode_arguments, masks, read_rows, to_int256
+from analyzer.kept import KeptState, Refreshed, objects
+from analyzer.lens import encode_arguments, in_batches, masks, read_rows, to_int256
 from analyzer.textcolumns import Texts, arrow_text, decimal_strings, joined, labels, repeated, text
 from protocols.base import Rows
 from protocols.comet import exact
 
+log = logging.getLogger(__name__)
+
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
 PRINCIPALS_SELECTOR = function_signature_to_4byte_selector("principals(address,bytes)")
 PRINCIPALS_PER_CALL = 4_000     # accounts per principals call to start from (a userBasic call each)
+SLOTS_SELECTOR = function_signature_to_4byte_selector("principals(address,uint256,bytes)")
+SLOT_PRINCIPALS_PER_CALL = 10_000   # accounts per storage read to start from (a keccak and a cold sload each)
+# the slot of Comet's ``userBasic`` mapping: compound-finance/comet CometStorage (after the totals'
+# two words, totalsCollateral, isAllowed and userNonce), then our interface-exact Comet
+# (fixtures/contracts/comet: totals, assetInfos)
+USER_BASIC_SLOTS = (5, 3)
+CHECKED = 16                    # accounts whose principals prove the slot
+BASE_INDEX_DIGITS = 15          # exact.BASE_INDEX_SCALE = 10^15
 
 
 @cache
@@ -38,6 +51,16 @@ def lens_code() -> str:
 @cache
 def principals_code() -> str:
     return fixture_artifact("comet_lens", "CometPrincipals")["deployedBytecode"]
+
+
+@cache
+def slots_lens_code() -> str:
+    return fixture_artifact("comet_lens", "CometPrincipalSlots")["deployedBytecode"]
+
+
+@cache
+def slots_reader_code() -> str:
+    return fixture_artifact("comet_lens", "CometUserBasicSlots")["deployedBytecode"]
 
 
 def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
@@ -117,32 +140,69 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
 
 def _principals(reader, accounts: Sequence[str]) -> np.ndarray | None:
     """``userBasic(account).principal`` of ``accounts`` (checksummed), signed, as Python ints in
-    an object array (``CometPrincipals.principals``: 20 bytes per account in, 16 out, decoded by
-    numpy at once); None when the node has no lens calls. Batches are halved when the node runs out
-    of gas, as :func:`analyzer.lens.read_rows` halves them."""
-    lens, code = reader.ctx.lens, principals_code()
-    learnt = getattr(lens, "accounts_per_call", {})
-    size = learnt.get(code) or PRINCIPALS_PER_CALL
+    an object array, 20 bytes per account in and 16 out (decoded by numpy at once); None when the
+    node has no lens calls. Read from Comet's storage (``CometPrincipalSlots``: a word per
+    account, no call) once the ``userBasic`` slot is proven for the reader (:func:`user_basic_slot`),
+    else through the getter (``CometPrincipals``: a ``userBasic`` call per account)."""
+    slot = user_basic_slot(reader, accounts)
+    if slot is None:
+        return _principals_read(reader, accounts)
+    return _principals_read(reader, accounts, slot)
+
+
+def _principals_read(reader, accounts: Sequence[str], slot: int | None = None) -> np.ndarray | None:
+    """The principals of ``accounts`` through the getter lens (``slot`` None) or from the
+    ``userBasic`` mapping at ``slot``, in batches halved when the node runs out of gas
+    (:func:`analyzer.lens.in_batches`)."""
+    lens = reader.ctx.lens
+    comet = bytes(12) + bytes.fromhex(reader.comet[2:])
     users = bytes.fromhex("".join(accounts).replace("0x", ""))
-    head = PRINCIPALS_SELECTOR + bytes(12) + bytes.fromhex(reader.comet[2:]) + (64).to_bytes(32, "big")
-    answers, start = [], 0
-    while start < len(accounts):
-        count = min(size, len(accounts) - start)
-        batch = users[20 * start:20 * (start + count)]
-        try:
-            raw = lens(code, head + len(batch).to_bytes(32, "big") + batch + bytes(-len(batch) % 32))
-        except LensUnavailable:
-            return None
-        except ContagionError as exc:
-            if not any(k in str(exc).lower() for k in SMALLER_CALL) or size == 1:
-                raise
-            size = learnt[code] = max(1, size // 2)
-            continue
+    if slot is None:
+        code, codes = principals_code(), None
+        head = PRINCIPALS_SELECTOR + comet + (64).to_bytes(32, "big")
+        first_size = PRINCIPALS_PER_CALL
+    else:
+        code, codes = slots_lens_code(), {reader.comet: slots_reader_code()}
+        head = SLOTS_SELECTOR + comet + slot.to_bytes(32, "big") + (96).to_bytes(32, "big")
+        first_size = SLOT_PRINCIPALS_PER_CALL
+
+    def read(start: int, stop: int) -> bytes:
+        batch = users[20 * start:20 * stop]
+        calldata = head + len(batch).to_bytes(32, "big") + batch + bytes(-len(batch) % 32)
+        return lens(code, calldata, codes) if codes else lens(code, calldata)
+
+    def check(start: int, stop: int, raw: bytes) -> None:
+        count = stop - start
         if len(raw) < 96 + 16 * count or int.from_bytes(raw[64:96], "big") != 16 * count:
             raise ContagionError(f"the Comet principals lens answered {len(raw)} bytes for {count} accounts")
-        answers.append(raw[96:96 + 16 * count])
-        start += count
-    return int128s(b"".join(answers))
+
+    answers = in_batches(lens, code, len(accounts), first_size, read, check)
+    if answers is None:
+        return None
+    return int128s(b"".join(raw[96:96 + int.from_bytes(raw[64:96], "big")] for raw in answers))
+
+
+def user_basic_slot(reader, accounts: Sequence[str]) -> int | None:
+    """The slot of Comet's ``userBasic`` mapping, proven once per reader: the first
+    :data:`CHECKED` of ``accounts`` (spread over them) read from each of :data:`USER_BASIC_SLOTS` in turn, the first
+    slot whose principals equal ``userBasic``'s (through the getter lens) for all of them, one at
+    least not zero, taken. None (the getter for every account) when none is proven: another
+    layout, or only zero principals among the accounts checked."""
+    if "_user_basic_slot" in reader.__dict__:
+        return reader._user_basic_slot
+    reader._user_basic_slot = None
+    sample = list(accounts[::max(1, len(accounts) // CHECKED)][:CHECKED])     # spread over them
+    truth = _principals_read(reader, sample) if sample else None
+    if truth is None or not any(truth.tolist()):
+        return None
+    for slot in USER_BASIC_SLOTS:
+        read = _principals_read(reader, sample, slot)
+        if read is not None and read.tolist() == truth.tolist():
+            reader._user_basic_slot = slot
+            return slot
+    log.warning("comet %s: no userBasic slot of %s gives the getter's principals: reading them through "
+                "the getter", reader.comet, USER_BASIC_SLOTS)
+    return None
 
 
 def int128s(data: bytes) -> np.ndarray:
@@ -202,17 +262,21 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     owner = (np.cumsum(keep) - 1)[owner]         # now a row of the accounts kept
     changed = ~carried[keep]
     principal, assets_in, names = principal[keep], words[starts[keep] + 1], previous.accounts[keep]
-    value = present_value(principal, state["supply_index"], state["borrow_index"])
+    # the principals' sizes and present values as limbs (analyzer.wideint): no Python int per account
+    negative = principal < 0
+    size = wideint.from_ints(np.abs(principal))
+    value = present_values(size, negative, state["supply_index"], state["borrow_index"])
     flagged = _liquidatable(state, principal, owner, asset, amount)
     kept = _kept_words(names, principal, assets_in, owner, asset, amount, changed, n)
     accounts = arrow_text(names)        # converted once, labelling both tables
     m = len(accounts)
-    # as rows_from_lens writes them
-    params = joined('{"principal": "', decimal_strings(principal), '", "assets_in": ', decimal_strings(assets_in),
-                    ', "is_liquidatable": ', np.where(flagged, "true", "false").astype(object), "}")
+    # as rows_from_lens writes them (str(principal): its sign, then its size)
+    params = joined('{"principal": "', _chosen(["", "-"], negative), wideint.decimal_text(size), '", "assets_in": ',
+                    decimal_strings(assets_in.astype(np.int64)),
+                    ', "is_liquidatable": ', _chosen(["false", "true"], flagged), "}")
     account_rows = pd.DataFrame({"protocol": repeated(PROTOCOL, m), "market": repeated(comet, m), "account": text(accounts),
                                  "category": np.zeros(m, dtype=np.int64), "params": params})
-    positions = _positions(state, comet, accounts, value, owner, asset, amount)
+    positions = _positions(state, comet, accounts, negative, value, owner, asset, amount)
     return Refreshed({"positions": positions, "accounts": account_rows}, kept, previous.accounts[again].tolist(),
                      carried=carried)
 
@@ -229,27 +293,50 @@ def _kept_words(names: np.ndarray, principal: np.ndarray, assets_in: np.ndarray,
     return KeptState(names[changed], np.full(len(rows), 5 + n, dtype=np.int64), rows.ravel())
 
 
-def _positions(state: dict, comet: str, accounts: Texts, value: np.ndarray, owner: np.ndarray, asset: np.ndarray,
-               amount: np.ndarray) -> pd.DataFrame:
-    """The positions of the accounts: the base borrowed (``value`` < 0) then the base supplied
-    (``value`` > 0), each in account order, then each collateral asset's balances (``owner``,
-    ``asset``, ``amount``: the balances not zero) in turn, as :func:`rows_from_lens` orders them."""
+def _positions(state: dict, comet: str, accounts: Texts, negative: np.ndarray, value: np.ndarray, owner: np.ndarray,
+               asset: np.ndarray, amount: np.ndarray) -> pd.DataFrame:
+    """The positions of the accounts: the base borrowed (``value``, limbs, not zero where
+    ``negative``) then the base supplied (not zero where not), each in account order, then each
+    collateral asset's balances (``owner``, ``asset``, ``amount``: the balances not zero) in turn,
+    as :func:`rows_from_lens` orders them."""
     from protocols.comet.reader import PROTOCOL
 
-    debt, supply = np.flatnonzero(value < 0), np.flatnonzero(value > 0)
+    some = ~wideint.is_zero(value)
+    debt, supply = np.flatnonzero(negative & some), np.flatnonzero(~negative & some)
     order = np.argsort(asset, kind="stable")
     who = np.concatenate([debt, supply, owner[order]])
-    raw = np.concatenate([-value[debt], value[supply], amount[order]])
+    raw = stacked([wideint.taken(value, debt), wideint.taken(value, supply), wideint.from_ints(amount, order)])
     # per row: its asset (0: the base, i + 1: collateral i) and side (0: debt, 1: collateral)
     which = np.concatenate([np.zeros(len(debt) + len(supply), dtype=np.int64), asset[order] + 1])
     side = np.concatenate([np.zeros(len(debt), dtype=np.int64), np.ones(len(supply) + len(order), dtype=np.int64)])
-    count = len(raw)
+    count = len(who)
     return pd.DataFrame({"protocol": repeated(PROTOCOL, count), "market": repeated(comet, count),
                          "account": labels(accounts, who),
                          "asset": labels([state["base_token"], *(a["asset"] for a in state["assets"])], which),
                          "reserve": repeated("", count), "side": labels(["debt", "collateral"], side),
-                         "amount": exact_amounts(raw, np.array(state["decimals"], dtype=np.int64)[which]),
-                         "raw": text(decimal_strings(raw))})
+                         # analyzer.model.raw_to_amount and str, exactly (analyzer.wideint)
+                         "amount": wideint.quotient_floats(raw, np.array(state["decimals"], dtype=np.int64)[which]),
+                         "raw": text(wideint.decimal_text(raw))})
+
+
+def _chosen(texts: list[str], flags: np.ndarray) -> pa.StringArray:
+    """``texts[1]`` where ``flags``, else ``texts[0]``, as Arrow strings."""
+    return pa.array(texts, type=pa.string()).take(pa.array(flags.astype(np.int64)))
+
+
+def stacked(parts: list[np.ndarray]) -> np.ndarray:
+    """Limbs of several value columns side by side (as one column of their values in turn)."""
+    width = max(len(p) for p in parts)
+    return np.concatenate([p if len(p) == width else np.concatenate(
+        [p, np.zeros((width - len(p), p.shape[1]), dtype=np.uint64)]) for p in parts], axis=1)
+
+
+def present_values(size: np.ndarray, negative: np.ndarray, supply_index: int, borrow_index: int) -> np.ndarray:
+    """The size of CometCore.presentValue of principals of ``size`` (limbs) and sign ``negative``,
+    as limbs: ``size · index // BASE_INDEX_SCALE`` at the supply index, or at the borrow index
+    (presentValueBorrow) for a borrow (:func:`protocols.comet.exact.present_value`)."""
+    return wideint.scaled_quotients(size, [supply_index, borrow_index], [0, 0], negative.astype(np.int64),
+                                    BASE_INDEX_DIGITS)
 
 
 def signed(words: np.ndarray) -> np.ndarray:
@@ -288,10 +375,48 @@ def _liquidatable(state: dict, principal: np.ndarray, owner: np.ndarray, asset: 
                   amount: np.ndarray) -> np.ndarray:
     """Comet.isLiquidatable of each account (:meth:`protocols.comet.exact.CometState.is_liquidatable`)
     of signed ``principal`` holding ``amount`` of collateral ``asset`` (offsets) per ``owner`` (a
-    row of ``principal``): the debt's present value at the stored indices in base price units
-    (truncated toward zero), plus each collateral's value times its liquidate collateral factor,
-    below zero. Comet leaves its loop once the sum is not negative; every term it would add is not
-    negative, so the sum decides alike. Only borrowers (principal < 0) are summed."""
+    row of ``principal``): Comet's sum (:func:`_liquidatable_exact`) decided in float64 where its
+    sign is certain, and summed as Comet does only for the borrowers near the line.
+
+    The float sum is the real-valued one (no truncation): Comet's truncations take less than
+    ``basePrice / baseScale + 1`` from the debt's term and less than 2 from each collateral's
+    term, and the float's own rounding is below 1e-12 of the terms' sizes; a borrower whose float
+    sum is farther from zero than all of that together has Comet's sign."""
+    flagged = np.zeros(len(principal), dtype=bool)
+    owing = np.flatnonzero(principal < 0)
+    if not len(owing):
+        return flagged
+    borrower = np.full(len(principal), -1, dtype=np.int64)
+    borrower[owing] = np.arange(len(owing))
+    mine = np.flatnonzero(borrower[owner] >= 0)
+    by, at = borrower[owner[mine]], asset[mine]
+    price, base_scale = float(state["prices"][0]), float(state["base_scale"])
+    debt = principal[owing].astype(np.float64) * (float(state["totals"][1]) / exact.BASE_INDEX_SCALE) * price / base_scale
+    assets = state["assets"]
+    value = (amount[mine].astype(np.float64) * np.array([float(p) for p in state["prices"][1:]])[at]
+             / np.array([float(a["scale"]) for a in assets])[at]
+             * np.array([float(a["liquidate_collateral_factor"]) for a in assets])[at] / exact.FACTOR_SCALE)
+    credit = np.bincount(by, weights=value, minlength=len(owing))
+    liquidity = debt + credit
+    slack = 1e-12 * (credit - debt) + price / base_scale + 2 + 2 * np.bincount(by, minlength=len(owing))
+    sure = np.abs(liquidity) > slack
+    flagged[owing[sure]] = liquidity[sure] < 0
+    near = owing[~sure]
+    if len(near):
+        row = np.full(len(principal), -1, dtype=np.int64)
+        row[near] = np.arange(len(near))
+        theirs = np.flatnonzero(row[owner] >= 0)
+        flagged[near] = _liquidatable_exact(state, principal[near], row[owner[theirs]], asset[theirs], amount[theirs])
+    return flagged
+
+
+def _liquidatable_exact(state: dict, principal: np.ndarray, owner: np.ndarray, asset: np.ndarray,
+                        amount: np.ndarray) -> np.ndarray:
+    """Comet.isLiquidatable as Comet sums it, in Python integers: the debt's present value at the
+    stored indices in base price units (truncated toward zero), plus each collateral's value times
+    its liquidate collateral factor, below zero. Comet leaves its loop once the sum is not
+    negative; every term it would add is not negative, so the sum decides alike. Only borrowers
+    (principal < 0) are summed."""
     flagged = np.zeros(len(principal), dtype=bool)
     owing = np.flatnonzero(principal < 0)
     if not len(owing):
