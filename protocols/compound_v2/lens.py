@@ -22,18 +22,20 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
-from analyzer.kept import KeptState, Refreshed, exact_amounts, objects
+from analyzer.kept import KeptState, Refreshed, objects
 from analyzer.lens import encode_arguments, masks, read_rows
 from analyzer.textcolumns import arrow_text, decimal_strings, labels, repeated, text
 from protocols.base import Rows
 from protocols.compound_v2 import slots
 from protocols.compound_v2.borrows import Pair, borrow_pairs
+from protocols.compound_v2.columns import decimal_text, int64_where_fits
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
-from protocols.compound_v2.quotients import product_quotients
+from protocols.compound_v2.quotients import floor_products, product_quotients, quotients, wide_quotients
 from protocols.compound_v2.slots import Figures
 
 SELECTOR = function_signature_to_4byte_selector("accounts(address,address[],address[],uint256[])")
@@ -208,8 +210,9 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     is the one they were read at and ``borrowBalanceStored`` read again where it moved. Accounts
     kept under another market list (or layout) are read again in full.
 
-    Markets, flags and (where they fit) cToken balances are int64 columns; Python integers only
-    for the borrow records (their exact ``principal × borrowIndex // interestIndex``)."""
+    Markets, flags and (where they fit) cToken balances are int64 columns; borrows at the new index
+    too where their operands fit (:func:`protocols.compound_v2.quotients.floor_products`), the
+    others (18-decimal principals past 2^63) as Python integers, exact."""
     if reader.ctx.lens is None:
         return Refreshed({}, KeptState.empty(), previous.accounts.tolist())
     markets = reader.markets()
@@ -218,19 +221,29 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     starts, words = previous.starts, previous.words
     entered = words[starts + 1].astype(np.int64) if len(previous) else np.zeros(0, dtype=np.int64)
     owner, at = previous.entries(2 + entered, RECORD)
-    records = Records(owner, at, words[at].astype(np.int64), fixed_width(words[at + 1]), np.flatnonzero(words[at + 2]))
+    borrow_words = words[at + 2]
+    records = Records(owner, at, words[at].astype(np.int64), fixed_width(words[at + 1]), np.flatnonzero(borrow_words))
     again = np.zeros(len(previous), dtype=bool)
     again[owner[records.market >= min(len(markets), MASK_BITS)]] = True   # past the list or the lens's mask
     market = np.minimum(records.market, len(markets) - 1)
     borrows = records.borrows
     b_owner, b_market = owner[borrows], market[borrows]
-    borrowed, kept_index = words[at[borrows] + 2], words[at[borrows] + 3]
+    borrowed, kept_index = borrow_words[borrows], words[at[borrows] + 3]
     paired = words[at[borrows] + 4].astype(np.int64) == 1
     # a market without borrowIndex() (None: -1, never a kept index) is always read again
-    index_now = objects([-1 if m.get("borrow_index") is None else m["borrow_index"] for m in markets])[b_market]
+    index_now = objects(index_now_of(markets))[b_market]
     again[b_owner[paired & (index_now == -1)]] = True
     computed = paired & ~again[b_owner]
-    borrowed[computed] = borrowed[computed] * index_now[computed] // kept_index[computed]
+    # at the new index in int64 where the operands fit, the others (and the balances read again) as Python integers
+    small, wide = int64_where_fits(borrowed, often_wide=True)
+    kept_small, kept_wide = int64_where_fits(kept_index)
+    index_small = np.array([i if 0 <= i < 2**63 else -1 for i in index_now_of(markets)], dtype=np.int64)[b_market]
+    fast = np.flatnonzero(computed & ~wide & ~kept_wide & (index_small >= 0))
+    quotient, exact = floor_products(small[fast], index_small[fast], kept_small[fast])
+    small[fast[exact]] = quotient[exact]
+    slow = computed.copy()
+    slow[fast[exact]] = False
+    borrowed[slow] = borrowed[slow] * index_now[slow] // kept_index[slow]
     moved = ~again[b_owner] & ~paired & (index_now != kept_index)
     if moved.any():
         masks = np.zeros(len(previous), dtype=object)
@@ -245,7 +258,9 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
                 raise ContagionError(f"the Compound V2 lens returned {len(fresh)} borrow balances for "
                                      f"{int(moved.sum())} asked")
             borrowed[moved] = objects(fresh)
-    refreshed = _refreshed(reader, previous, again, records._replace(market=market), borrowed, moved)
+    redo = slow | moved
+    small[redo], wide[redo] = int64_where_fits(borrowed[redo], often_wide=True)
+    refreshed = _refreshed(reader, previous, again, records._replace(market=market), Debts(small, wide, borrowed), moved)
     carried = np.zeros(len(stale), dtype=bool)     # over the accounts before the stale ones were taken out
     carried[~stale] = refreshed.carried
     return Refreshed(refreshed.tables, refreshed.state, gone + refreshed.again, carried)
@@ -263,6 +278,21 @@ class Records(NamedTuple):
     borrows: np.ndarray
 
 
+class Debts(NamedTuple):
+    """The borrow of each of a state's ``Records.borrows`` at this block: ``small`` (int64) where
+    ``wide`` is unset, else ``values`` (Python integers; :mod:`protocols.compound_v2.columns`).
+    ``values`` holds the balances read again (``moved``) too."""
+
+    small: np.ndarray
+    wide: np.ndarray
+    values: np.ndarray
+
+
+def index_now_of(markets: Sequence[dict]) -> list[int]:
+    """Each market's ``borrowIndex`` at this block (-1: the market has none, never a kept index)."""
+    return [-1 if m.get("borrow_index") is None else m["borrow_index"] for m in markets]
+
+
 def fixed_width(values: np.ndarray) -> np.ndarray:
     """Python integers as int64 where every one fits (cToken balances do), else as they are."""
     try:
@@ -271,50 +301,52 @@ def fixed_width(values: np.ndarray) -> np.ndarray:
         return values
 
 
-def _refreshed(reader, previous: KeptState, again: np.ndarray, records: Records, borrowed: np.ndarray,
+def _refreshed(reader, previous: KeptState, again: np.ndarray, records: Records, debts: Debts,
                moved: np.ndarray) -> Refreshed:
     """The rows and kept words (:func:`rows_from_figures`) of the accounts not read ``again``,
-    from their ``records`` at this block (``borrowed``: the borrow of each of ``records.borrows``
+    from their ``records`` at this block (``debts``: the borrow of each of ``records.borrows``
     at this block; ``moved``: those kept as a balance and read again, kept as that balance and
     this block's index). Every other record's words hold at this block as kept (a pair, a balance
     whose index has not moved, no borrow): only the accounts with a moved borrow have their words
-    written again (``carried``: the others)."""
+    written again (``carried``: the others). Positions: every collateral, then every debt."""
     markets = reader.markets()
     owner, market, balance, borrows = records.owner, records.market, records.balance, records.borrows
-    debt = borrowed != 0
+    debt = (debts.small != 0) | debts.wide
     opened = np.zeros(len(previous), dtype=bool)
     opened[owner[balance != 0]] = True
     opened[owner[borrows[debt]]] = True
     opened &= ~again
     rewritten = np.zeros(len(previous), dtype=bool)
     rewritten[owner[borrows[moved]]] = True
-    names = arrow_text(previous.accounts)      # converted once, labelling every side
     decimals = np.array([m["underlying_decimals"] for m in markets], dtype=np.int64)
     rates = [m["exchange_rate_mantissa"] for m in markets]
-    frames = []
-    for side in ("collateral", "debt"):
-        if side == "collateral":
-            where = np.flatnonzero((balance != 0) & opened[owner])
-            raw = balance[where]
-            # cToken balance × exchangeRateStored / 1e18 / 10^decimals, as rows_from_figures
-            j = market[where]
-            underlying = product_quotients(raw, rates, j, MANTISSA) if raw.dtype == np.int64 \
-                else ((raw * objects(rates)[j]) / MANTISSA).astype(np.float64)
-            amount = underlying / FLOAT_POWERS_OF_TEN[decimals[j]]
-        else:
-            mine = np.flatnonzero(debt & opened[owner[borrows]])
-            where, raw = borrows[mine], borrowed[mine]
-            j = market[where]
-            amount = exact_amounts(raw, decimals[j])
-        n = len(where)
-        frames.append(pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
-                                    "account": labels(names, owner[where]),
-                                    "asset": labels([m["underlying"] for m in markets], j),
-                                    "reserve": labels([m["ctoken"] for m in markets], j), "side": repeated(side, n),
-                                    "amount": amount, "raw": text(decimal_strings(raw))}))
-    return Refreshed({"positions": pd.concat(frames, ignore_index=True),
-                      "accounts": _account_rows(reader, previous, opened, names)},
-                     _rewritten(reader, previous, opened & rewritten, records, borrowed, moved),
+    lent = np.flatnonzero((balance != 0) & opened[owner])
+    raw = balance[lent]
+    j = market[lent]
+    # cToken balance × exchangeRateStored / 1e18 / 10^decimals, as rows_from_figures
+    underlying = product_quotients(raw, rates, j, MANTISSA) if raw.dtype == np.int64 \
+        else ((raw * objects(rates)[j]) / MANTISSA).astype(np.float64)
+    lent_amount = underlying / FLOAT_POWERS_OF_TEN[decimals[j]]
+    mine = np.flatnonzero(debt & opened[owner[borrows]])
+    small, wide, values = debts.small[mine], debts.wide[mine], debts.values[mine]
+    k = market[borrows[mine]]
+    owed = np.empty(len(mine), dtype=np.float64)    # balance / 10^decimals, as rows_from_figures
+    scales = [10**int(d) for d in decimals]
+    owed[~wide] = quotients(small[~wide], scales, k[~wide])
+    owed[wide] = wide_quotients(values[wide], scales, k[wide])
+    where = np.concatenate([lent, borrows[mine]])
+    j = market[where]
+    n = len(where)
+    names = arrow_text(previous.accounts)      # converted once, labelling every side
+    positions = pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
+                              "account": labels(names, owner[where]),
+                              "asset": labels([m["underlying"] for m in markets], j),
+                              "reserve": labels([m["ctoken"] for m in markets], j),
+                              "side": labels(["collateral", "debt"], np.repeat([0, 1], [len(lent), len(mine)])),
+                              "amount": np.concatenate([lent_amount, owed]),
+                              "raw": text(pa.concat_arrays([decimal_strings(raw), decimal_text(small, wide, values)]))})
+    return Refreshed({"positions": positions, "accounts": _account_rows(reader, previous, opened, names)},
+                     _rewritten(reader, previous, opened & rewritten, records, debts.values, moved),
                      previous.accounts[again].tolist(), carried=opened & ~rewritten)
 
 
@@ -337,12 +369,6 @@ def _rewritten(reader, previous: KeptState, rows: np.ndarray, records: Records, 
     return kept
 
 
-def entered_params(ctokens: Sequence[str]) -> str:
-    """An account's ``params``: its entered markets by cToken (``json.dumps`` of ``{"entered":
-    ctokens}``, written out: checksummed addresses need no escaping)."""
-    return '{"entered": [' + ", ".join(f'"{c}"' for c in ctokens) + "]}"
-
-
 def _account_rows(reader, previous: KeptState, opened: np.ndarray, names) -> pd.DataFrame:
     """Accounts rows of the ``opened`` kept accounts (``names``: every kept account's, as Arrow
     text): their entered markets by cToken. Accounts share a few sets of entered markets: each
@@ -358,18 +384,23 @@ def _account_rows(reader, previous: KeptState, opened: np.ndarray, names) -> pd.
     market = words[starts[owner] + 2 + within].astype(np.int64)
     # each set as one number, its markets as digits (base: one more than the markets), where it fits
     # in 64 bits; otherwise the sets as rows
-    base, width = len(markets) + 1, int(count.max(initial=0))
+    base, width, ends = len(markets) + 1, int(count.max(initial=0)), np.cumsum(count)
     if base ** (width + 1) < 2**62:
-        digits = np.zeros(n, dtype=np.int64)
-        np.add.at(digits, owner, (market + 1) * base ** (width - within))
-        _, first, which = np.unique(digits, return_index=True, return_inverse=True)
+        # each account's digits summed as the difference of running sums (modulo 2^64: exact, each sum fits)
+        placed = ((market + 1) * base ** (width - within)).astype(np.uint64)
+        running = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(placed)])
+        digits = (running[ends] - running[ends - count]).astype(np.int64)
+        which, _ = pd.factorize(digits)
+        # the sets in order of first appearance: each first where its code passes every earlier one
+        first = np.flatnonzero(which > np.maximum.accumulate(np.concatenate([[-1], which[:-1]])))
     else:
         entered = np.full((n, width + 1), -1, dtype=np.int64)     # -1 past each set
         entered[owner, within] = market
         _, first, which = np.unique(entered, axis=0, return_index=True, return_inverse=True)
-    ctokens = [m["ctoken"] for m in markets]
-    params = [entered_params([ctokens[j] for j in words[starts[i] + 2:starts[i] + 2 + count[i]]])
-              for i in first.tolist()]
+    quoted = [f'"{m["ctoken"]}"' for m in markets]
+    flat = market.tolist()
+    params = ['{"entered": [' + ", ".join([quoted[j] for j in flat[end - c:end]]) + "]}"
+              for end, c in zip(ends[first].tolist(), count[first].tolist(), strict=True)]
     return pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
                          "account": labels(names, rows), "category": np.zeros(n, dtype=np.int64),
                          "params": labels(params, which.reshape(-1))})

@@ -12,7 +12,7 @@ market, also where two share an underlying (legacy cWBTC and cWBTC2 on Ethereum)
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from eth_utils import keccak, to_checksum_address
@@ -56,6 +56,26 @@ def _named(log: dict, spec: EventSpec) -> str:
 
 TRANSFER = topic("Transfer(address,address,uint256)")
 ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def _holdings(by_address: Mapping[str, str], borrows: Mapping[str, Sequence[EventSpec]],
+              skipped: Callable[[str, str], bool]) -> Callable[[dict], list[tuple[str, str]]]:
+    """An :class:`AccountEvents`' holdings: the cToken of a ``Transfer`` to its receiver (unless
+    ``skipped(receiver, ctoken)``; a ``Transfer`` without one: the zero address) and of a borrow
+    event (``borrows``: topic -> its specs) to each account it names. ``by_address``: lower-case
+    address -> cToken."""
+
+    def holdings(log: dict) -> list[tuple[str, str]]:
+        ctoken = by_address.get(str(log["address"]).lower())
+        if ctoken is None or not log["topics"]:
+            return []
+        first = _first_topic(log)
+        if first == TRANSFER:
+            receiver = _topic_address(log, 2) if len(log["topics"]) > 2 else ZERO_ADDRESS
+            return [] if skipped(receiver, ctoken) else [(receiver, ctoken)]
+        return [(_named(log, spec), ctoken) for spec in borrows.get(first, ())]
+
+    return holdings
 
 
 def cap_amount(raw: int | None, uncapped_raw: int | None, decimals: int) -> float:
@@ -268,16 +288,8 @@ class CompoundV2Reader(Reader):
             spec = specs.get((first, "ctoken"))
             return [] if spec is None else [_named(log, spec)]
 
-        def holdings(log: dict) -> list[tuple[str, str]]:
-            ctoken = by_address.get(str(log["address"]).lower())
-            if ctoken is None or not log["topics"]:
-                return []
-            first = _first_topic(log)
-            if first == TRANSFER:
-                return [(receiver, ctoken) for receiver in received(log, ctoken)]
-            if (first, "ctoken") in borrow:
-                return [(_named(log, specs[(first, "ctoken")]), ctoken)]
-            return []
+        holdings = _holdings(by_address, {t: [specs[(t, on)]] for t, on in borrow if on == "ctoken"},
+                             lambda receiver, ctoken: receiver in (ctoken, ZERO_ADDRESS))
 
         def declared(spec: EventSpec, **options) -> EventField:
             emitters = (self.comptroller,) if spec.on == "comptroller" else ctokens
@@ -317,15 +329,8 @@ class CompoundV2Reader(Reader):
                 named = [_named(log, spec) for spec in specs.get((first, on), ())]
             return [a for a in named if a.lower() not in skip]
 
-        def holdings(log: dict) -> list[tuple[str, str]]:
-            ctoken = by_address.get(str(log["address"]).lower())
-            if ctoken is None or not log["topics"]:
-                return []
-            first = _first_topic(log)
-            if first == TRANSFER:
-                receiver = _topic_address(log, 2) if len(log["topics"]) > 2 else ZERO_ADDRESS
-                return [] if receiver.lower() in skip else [(receiver, ctoken)]
-            return [(_named(log, spec), ctoken) for spec in borrow.get((first, "ctoken"), ())]
+        holdings = _holdings(by_address, {t: listed for (t, _), listed in borrow.items()},
+                             lambda receiver, _: receiver.lower() in skip)
 
         return AccountEvents((*ctokens, self.comptroller), tuple(sorted({t for t, _ in specs} | {TRANSFER})),
                              accounts, holdings)
