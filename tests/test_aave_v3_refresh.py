@@ -12,7 +12,7 @@ import pytest
 
 from analyzer import wideint
 from analyzer.kept import KeptState, objects
-from tests.test_scan_incremental_kept import _AaveMarket
+from tests.test_scan_incremental_kept import _AaveMarket, _kept_aave_rows
 
 
 @pytest.mark.parametrize("widest", [64, 105, 106, 107, 127, 200])
@@ -36,15 +36,7 @@ def test_aave_refresh_with_configurations_of_two_halves_equals_the_lens_read():
     for version in ("3.3", "3.6"):
         market = _AaveMarket(rng, version)
         ids += [r["id"] for r in market.reserves()]
-        shared = [rng.getrandbits(rng.choice([12, 70, 80, 127])) for _ in range(6)]
-        state: dict[str, list[int]] = {}
-        for n in range(400):
-            config = rng.choice(shared) if rng.random() < 0.8 else rng.getrandbits(rng.choice([8, 66, 100]))
-            row = [config, rng.choice([0, 0, 1, 3])]
-            for place in sorted(rng.sample(range(6), rng.randrange(1, 4))):
-                for kind in sorted(rng.sample((0, 1), rng.randrange(1, 3))):
-                    row += [3 * place + kind, 1 + rng.getrandbits(rng.choice([20, 64, 100])), 0]
-            state[f"0x{n:040x}"] = row
+        state = _kept_aave_rows(rng, shared_bits=[12, 70, 80, 127], own_bits=[8, 66, 100], shared=6)
         refreshed = refresh_accounts(market, KeptState.from_state(state))
         assert refreshed.again == []
         expected = rows_from_lens(market, list(state), with_balances(market, [list(r) for r in state.values()]))

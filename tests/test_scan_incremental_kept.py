@@ -247,6 +247,23 @@ class _AaveMarket:
         return self._reserves
 
 
+def _kept_aave_rows(rng: random.Random, shared_bits: list[int], own_bits: list[int], shared: int,
+                    accounts: int = 400) -> dict[str, list[int]]:
+    """Random kept Aave rows of ``accounts`` accounts over six reserves: most share one of ``shared``
+    configurations (of ``shared_bits`` bits), the others have their own (``own_bits``); e-modes;
+    supplies and variable debts of 20 to 100 bits (balance words 0: a refresh computes them)."""
+    common = [rng.getrandbits(rng.choice(shared_bits)) for _ in range(shared)]
+    state: dict[str, list[int]] = {}
+    for n in range(accounts):
+        config = rng.choice(common) if rng.random() < 0.8 else rng.getrandbits(rng.choice(own_bits))
+        row = [config, rng.choice([0, 0, 1, 3])]
+        for place in sorted(rng.sample(range(6), rng.randrange(1, 4))):
+            for kind in sorted(rng.sample((0, 1), rng.randrange(1, 3))):
+                row += [3 * place + kind, 1 + rng.getrandbits(rng.choice([20, 64, 100])), 0]
+        state[f"0x{n:040x}"] = row
+    return state
+
+
 def test_aave_refresh_equals_the_per_account_rows_of_the_lens_read():
     """The Aave refresh (balances at once, accounts rows once per configuration) against
     rows_from_lens, the per-account path a full read takes, on random kept rows: shared and
@@ -257,15 +274,7 @@ def test_aave_refresh_equals_the_per_account_rows_of_the_lens_read():
     rng = random.Random(23)
     for version in ("3.3", "3.6"):
         market = _AaveMarket(rng, version)
-        shared = [rng.getrandbits(rng.choice([12, 80, 160])) for _ in range(5)]
-        state: dict[str, list[int]] = {}
-        for n in range(400):
-            config = rng.choice(shared) if rng.random() < 0.8 else rng.getrandbits(rng.choice([8, 90, 200]))
-            row = [config, rng.choice([0, 0, 1, 3])]
-            for place in sorted(rng.sample(range(6), rng.randrange(1, 4))):
-                for kind in sorted(rng.sample((0, 1), rng.randrange(1, 3))):
-                    row += [3 * place + kind, 1 + rng.getrandbits(rng.choice([20, 64, 100])), 0]
-            state[f"0x{n:040x}"] = row
+        state = _kept_aave_rows(rng, shared_bits=[12, 80, 160], own_bits=[8, 90, 200], shared=5)
         refreshed = refresh_accounts(market, KeptState.from_state(state))
         assert refreshed.again == [] and refreshed.carried is not None and refreshed.carried.all()
         expected = rows_from_lens(market, list(state), with_balances(market, [list(r) for r in state.values()]))
