@@ -68,9 +68,16 @@ def decimal_strings(values: np.ndarray) -> pa.StringArray:
         return pa.array(values.astype(np.int64)).cast(pa.string())
     if not small.any():
         return pa.array(list(map(str, values.tolist())), type=pa.string())
-    wide = ~small    # Arrow writes the int64-sized values, str the wider ones (18-decimal balances)
-    return pc.replace_with_mask(pa.array(np.where(small, values, 0).astype(np.int64)).cast(pa.string()),
-                                pa.array(wide), pa.array(list(map(str, values[wide].tolist())), type=pa.string()))
+    return split_decimal_strings(np.where(small, values, 0).astype(np.int64), ~small, values)
+
+
+def split_decimal_strings(small: np.ndarray, wide: np.ndarray, values: np.ndarray) -> pa.StringArray:
+    """:func:`decimal_strings` of a column already split in two: Arrow writes the int64 ``small``
+    where ``wide`` is unset, ``str`` the Python integers ``values[wide]`` (18-decimal balances)."""
+    text = pa.array(small).cast(pa.string())
+    if not wide.any():
+        return text
+    return pc.replace_with_mask(text, pa.array(wide), pa.array(list(map(str, values[wide].tolist())), type=pa.string()))
 
 
 INT64_FLOATS = float(2**63)

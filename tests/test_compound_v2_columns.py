@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from analyzer.kept import objects
-from protocols.compound_v2.columns import decimal_text, int64_where_fits
+from analyzer.textcolumns import split_decimal_strings
+from protocols.compound_v2.columns import int64_where_fits
 from protocols.compound_v2.quotients import EXACT_LONG, floor_products, quotients, wide_quotients
 
 needs_long = pytest.mark.skipif(not EXACT_LONG, reason="long double is double here: every borrow goes to Python")
@@ -67,7 +68,7 @@ def test_words_as_int64_where_they_fit():
 def test_decimal_text_of_int64_and_wider_values():
     values = [0, 7, 2**63 - 1, 2**63, 10**30 + 1, 12345]
     small, wide = int64_where_fits(objects(values))
-    assert decimal_text(small, wide, objects(values)).to_pylist() == [str(v) for v in values]
+    assert split_decimal_strings(small, wide, objects(values)).to_pylist() == [str(v) for v in values]
 
 
 def test_wide_balances_over_their_scale_equal_python_division():

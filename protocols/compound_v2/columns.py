@@ -1,15 +1,13 @@
 """Exact integer columns of a Compound V2 rescan as int64 where they fit, Python integers only where
 they do not (18-decimal borrows past 2^63, about 9.2 tokens): a column is ``(small, wide, values)``,
 ``small`` the int64 value of each element where ``wide`` is unset, ``values`` (an object array of
-Python integers) the value of the others."""
+Python integers) the value of the others; its text is :func:`analyzer.textcolumns.split_decimal_strings`."""
 
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-INT64_FLOATS = float(2**63)
+from analyzer.textcolumns import INT64_FLOATS
 
 
 def int64_where_fits(values: np.ndarray, often_wide: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -27,10 +25,3 @@ def int64_where_fits(values: np.ndarray, often_wide: bool = False) -> tuple[np.n
     small[~wide] = values[~wide].astype(np.int64)
     return small, wide
 
-
-def decimal_text(small: np.ndarray, wide: np.ndarray, values: np.ndarray) -> pa.StringArray:
-    """A column's decimal text (the snapshot's ``raw``): Arrow formats the int64 values, ``str`` the wide ones."""
-    text = pa.array(small).cast(pa.string())
-    if not wide.any():
-        return text
-    return pc.replace_with_mask(text, pa.array(wide), pa.array(list(map(str, values[wide].tolist())), type=pa.string()))

@@ -29,11 +29,11 @@ from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from analyzer.kept import KeptState, Refreshed, objects
 from analyzer.lens import encode_arguments, masks, read_rows
-from analyzer.textcolumns import arrow_text, decimal_strings, labels, repeated, text
+from analyzer.textcolumns import arrow_text, decimal_strings, labels, repeated, split_decimal_strings, text
 from protocols.base import Rows
 from protocols.compound_v2 import slots
 from protocols.compound_v2.borrows import Pair, borrow_pairs
-from protocols.compound_v2.columns import decimal_text, int64_where_fits
+from protocols.compound_v2.columns import int64_where_fits
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
 from protocols.compound_v2.quotients import floor_products, product_quotients, quotients, wide_quotients
 from protocols.compound_v2.slots import Figures
@@ -344,7 +344,7 @@ def _refreshed(reader, previous: KeptState, again: np.ndarray, records: Records,
                               "reserve": labels([m["ctoken"] for m in markets], j),
                               "side": labels(["collateral", "debt"], np.repeat([0, 1], [len(lent), len(mine)])),
                               "amount": np.concatenate([lent_amount, owed]),
-                              "raw": text(pa.concat_arrays([decimal_strings(raw), decimal_text(small, wide, values)]))})
+                              "raw": text(pa.concat_arrays([decimal_strings(raw), split_decimal_strings(small, wide, values)]))})
     return Refreshed({"positions": positions, "accounts": _account_rows(reader, previous, opened, names)},
                      _rewritten(reader, previous, opened & rewritten, records, debts.values, moved),
                      previous.accounts[again].tolist(), carried=opened & ~rewritten)
