@@ -5,26 +5,37 @@ to compute the account at a later block). A rescan computes every account no eve
 once, so the kept lists of one protocol market are held as one ragged array (:class:`KeptState`:
 accounts, lengths, and every word in a row) and stored in that shape in a chunk
 (:mod:`analyzer.scan_chunks`), not one object per account: the lengths and the words that fit
-in int64 as bytes, the others as integers (:func:`_stored`). Words are Python integers in object
-arrays: the protocols' balances and indices are up to 256 bits, and numpy applies Python's exact
-integer operators element by element (``a * b // c`` over a column is one line, and exact).
+in int64 as bytes, the others as integers (:func:`_stored`). A state read back holds them so:
+int64 words, and the few wide ones (balances and indices reach 256 bits) as Python integers
+beside them, which a reader's refresh takes as int64 columns or as exact limbs
+(:mod:`analyzer.wideint`), not a Python integer per word.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from analyzer import wideint
 
-@dataclass(frozen=True)
+
 class KeptState:
-    """Accounts' kept words as one ragged array: account ``i``'s words are
-    ``words[starts[i]:starts[i] + lengths[i]]``.
+    """Accounts' kept words as one ragged array: account ``i``'s words are the ``lengths[i]``
+    words from ``starts[i]`` on.
+
+    A state read from chunks holds its words as they are stored, not a Python integer per word:
+    every word as int64 (``narrow``; 0 for those past int64) and the few past int64 beside them
+    (``wide``, Python integers, at ``wide_at``). Words at given positions come as int64 with a
+    mask of the wide ones (:meth:`ints`), as exact limbs of their sizes (:meth:`limbs`,
+    :mod:`analyzer.wideint`) or as Python integers (:meth:`values`); ``words``, all of them as
+    Python integers, is built when first asked for (for callers that want them: 0.07 s on
+    mainnet-scale's 1.2 million words).
 
     Attributes
     ----------
@@ -32,17 +43,33 @@ class KeptState:
         Checksummed addresses (object array of str).
     lengths : numpy.ndarray
         int64, the number of words of each account.
+    narrow : numpy.ndarray
+        int64, every account's words in turn, 0 for those past int64.
+    wide_at : numpy.ndarray
+        int64, ascending: where in ``narrow`` the words past int64 are.
+    wide : numpy.ndarray
+        Those words (object array of Python int, any size, either sign).
     words : numpy.ndarray
-        Every account's words in turn (object array of Python int).
+        Every word as a Python int (object array). A state built of ``words``, or whose ``words``
+        were asked for, holds its words there: writing into them (as a caller that builds a
+        changed state from a taken one does) changes the state.
     """
 
-    accounts: np.ndarray
-    lengths: np.ndarray
-    words: np.ndarray
+    def __init__(self, accounts: np.ndarray, lengths: np.ndarray, words: np.ndarray | None = None, *,
+                 narrow: np.ndarray | None = None, wide_at: np.ndarray | None = None,
+                 wide: np.ndarray | None = None):
+        self.accounts = accounts
+        self.lengths = lengths
+        if words is not None:
+            self.__dict__["words"] = words      # what the cached property returns from now on
+        elif narrow is None or wide_at is None or wide is None:
+            raise TypeError("a KeptState is built of its words, or of narrow, wide_at and wide")
+        self._narrow, self._wide_at, self._wide = narrow, wide_at, wide
 
     @classmethod
     def empty(cls) -> KeptState:
-        return cls(np.array([], dtype=object), np.array([], dtype=np.int64), np.array([], dtype=object))
+        return cls(np.array([], dtype=object), np.array([], dtype=np.int64), narrow=np.array([], dtype=np.int64),
+                   wide_at=np.array([], dtype=np.int64), wide=np.array([], dtype=object))
 
     @classmethod
     def from_lists(cls, accounts: Sequence[str], lengths: Sequence[int], words: Sequence[int]) -> KeptState:
@@ -60,20 +87,26 @@ class KeptState:
             return cls.empty()
         if len(parts) == 1:
             return parts[0]
+        forms = [p._form() for p in parts]
+        ends = np.cumsum([len(narrow) for narrow, _, _ in forms])
         return cls(np.concatenate([p.accounts for p in parts]), np.concatenate([p.lengths for p in parts]),
-                   np.concatenate([p.words for p in parts]))
+                   narrow=np.concatenate([narrow for narrow, _, _ in forms]),
+                   wide_at=np.concatenate([at + (end - len(narrow)) for (narrow, at, _), end in zip(forms, ends.tolist(),
+                                                                                                  strict=True)]),
+                   wide=np.concatenate([wide for _, _, wide in forms]))
 
     @staticmethod
     def chunk_of(state: Mapping[str, Sequence[int]]) -> dict[str, Any]:
         """A reader's ``Rows["_state"]`` in the stored shape (:meth:`to_chunk`), without arrays."""
         lengths = [len(w) for w in state.values()]
         words = np.fromiter(chain.from_iterable(state.values()), dtype=object, count=sum(lengths))
-        return _stored(list(state), lengths, words, mine=True)
+        return _stored(list(state), lengths, *_split(words, mine=True))
 
     def to_chunk(self) -> dict[str, Any]:
         """The stored shape (what :class:`analyzer.scan_chunks.ChunkCache` writes): the accounts as
-        a list, the lengths and the words that fit in int64 as binary, the others as integers."""
-        return _stored(self.accounts.tolist(), self.lengths, self.words, mine=False)
+        a list, the lengths and the words as int64 bytes (0 for the wide ones), the wide ones'
+        places as int64 bytes and they as integers."""
+        return _stored(self.accounts.tolist(), self.lengths, *self._form())
 
     @classmethod
     def from_chunk(cls, chunk: Any) -> KeptState | None:
@@ -83,9 +116,9 @@ class KeptState:
     @classmethod
     def from_chunks(cls, chunks: Iterable[Any]) -> KeptState | None:
         """The states stored by :meth:`to_chunk`, in turn, as one; None when one is not a stored
-        state of this format (damaged, older). Their binary words are joined and made Python
-        integers at once (``astype(object)``), then the wide ones put in place: marshal reads a
-        list of 10^6 integers five times slower than it copies their bytes."""
+        state of this format (damaged, older). Their binary parts are joined as they are: no
+        Python integer is made of a word (marshal reads a list of 10^6 integers five times slower
+        than it copies their bytes, and making them of the bytes took a tenth of a rescan)."""
         accounts: list[str] = []
         lengths: list[np.ndarray] = []
         words: list[np.ndarray] = []
@@ -105,9 +138,9 @@ class KeptState:
             count += len(more_words)
         if not lengths:
             return cls.empty()
-        values = np.concatenate(words).astype(object)
-        values[np.concatenate(wide_at)] = np.fromiter(wide, dtype=object, count=len(wide))
-        return cls(np.fromiter(accounts, dtype=object, count=len(accounts)), np.concatenate(lengths), values)
+        return cls(np.fromiter(accounts, dtype=object, count=len(accounts)), np.concatenate(lengths),
+                   narrow=np.concatenate(words), wide_at=np.concatenate(wide_at),
+                   wide=np.fromiter(wide, dtype=object, count=len(wide)))
 
     def __len__(self) -> int:
         return len(self.accounts)
@@ -116,9 +149,93 @@ class KeptState:
     def starts(self) -> np.ndarray:
         return np.cumsum(self.lengths) - self.lengths
 
+    @cached_property
+    def words(self) -> np.ndarray:
+        narrow, wide_at, wide = self._held()
+        words = narrow.astype(object)
+        words[wide_at] = wide
+        return words
+
+    @property
+    def narrow(self) -> np.ndarray:
+        return self._form()[0]
+
+    @property
+    def wide_at(self) -> np.ndarray:
+        return self._form()[1]
+
+    @property
+    def wide(self) -> np.ndarray:
+        return self._form()[2]
+
+    def _form(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(narrow, wide_at, wide): as held, or of ``words`` where the state holds them."""
+        words = self.__dict__.get("words")
+        return self._held() if words is None else _split(words)
+
+    def _held(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(narrow, wide_at, wide) of a state built of them."""
+        narrow, wide_at, wide = self._narrow, self._wide_at, self._wide
+        assert narrow is not None and wide_at is not None and wide is not None
+        return narrow, wide_at, wide
+
+    def ints(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The words at positions ``at`` as int64 (0 where past it), and a mask of those past it.
+
+        Parameters
+        ----------
+        at : numpy.ndarray
+            Positions of words (integers: :attr:`starts` plus an offset, :meth:`entries`).
+
+        Returns
+        -------
+        values : numpy.ndarray
+            int64, each word, 0 where it is past int64.
+        wide : numpy.ndarray
+            bool, the words past int64 (their value: :meth:`values` or :meth:`limbs`).
+        """
+        values, where, _ = self._at(at)
+        wide = np.zeros(len(values), dtype=bool)
+        wide[where] = True
+        return values, wide
+
+    def limbs(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The words at positions ``at``, exactly, as the limbs of their sizes (``|word|``,
+        :mod:`analyzer.wideint`) and a mask of the negative ones: from their int64, and from
+        Python integers for the wide ones only (:func:`analyzer.wideint.from_int64`)."""
+        return wideint.from_int64(*self._at(at))
+
+    def values(self, at: np.ndarray) -> np.ndarray:
+        """The words at positions ``at`` as Python integers (object array): for a few words, or a check."""
+        values, where, wide = self._at(at)
+        out = values.astype(object)
+        out[where] = wide
+        return out
+
+    def _at(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The words at ``at`` in the held form: int64 (0 where past it), which of them (positions
+        in ``at``) are past it, and those words."""
+        at = np.asarray(at, dtype=np.int64)
+        words = self.__dict__.get("words")
+        if words is not None:
+            return _split(words[at])
+        narrow, wide_at, wide = self._held()
+        if not len(wide_at):
+            return narrow[at], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
+        rank = np.searchsorted(wide_at, at)
+        where = np.flatnonzero(wide_at[np.minimum(rank, len(wide_at) - 1)] == at)
+        return narrow[at], where, wide[rank[where]]
+
     def take(self, rows: np.ndarray) -> KeptState:
         """The accounts where the boolean mask ``rows`` is set."""
-        return KeptState(self.accounts[rows], self.lengths[rows], self.words[np.repeat(rows, self.lengths)])
+        mask = np.repeat(rows, self.lengths)
+        words = self.__dict__.get("words")
+        if words is not None:
+            return KeptState(self.accounts[rows], self.lengths[rows], words[mask])
+        narrow, wide_at, wide = self._held()
+        kept = mask[wide_at]
+        return KeptState(self.accounts[rows], self.lengths[rows], narrow=narrow[mask],
+                         wide_at=(np.cumsum(mask) - 1)[wide_at[kept]], wide=wide[kept])
 
     def without(self, accounts: Iterable[str]) -> KeptState:
         """The accounts not in ``accounts``, each once (the last kept where one appears twice)."""
@@ -129,8 +246,9 @@ class KeptState:
         return self.take(rows if once is None else rows & once)
 
     def column(self, offset: int) -> np.ndarray:
-        """Each account's word at ``offset`` (every account has more than ``offset`` words)."""
-        return self.words[self.starts + offset]
+        """Each account's word at ``offset`` as a Python int (every account has more than
+        ``offset`` words; as arrays: :meth:`ints` or :meth:`limbs` of ``starts + offset``)."""
+        return self.values(self.starts + offset)
 
     def entries(self, first: np.ndarray | int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Fixed-width records after each account's first ``first`` words (a number, or one per
@@ -164,20 +282,31 @@ FORMAT = 2      # the stored shape of a kept state (:func:`_stored`): a chunk of
 INT64 = np.dtype("<i8")
 
 
-def _stored(accounts: list[str], lengths: Sequence[int] | np.ndarray, words: np.ndarray, mine: bool) -> dict[str, Any]:
-    """Accounts, lengths and words (an object array of integers; ``mine``: one the caller leaves
-    to it) as stored: ``words`` holds every word as int64 (0 for the wide ones), ``wide_at`` where
-    the words that do not fit are and ``wide`` those words (Python integers, any size)."""
-    try:    # a float is exact enough to tell: rounding is monotone and ±2^63 are floats
-        floats = words.astype(np.float64)
-        wide_at = np.flatnonzero(~((floats > -(2.0**63)) & (floats < 2.0**63)))
-    except OverflowError:   # past a float's range (a word wider than 1023 bits)
-        wide_at = np.flatnonzero([not -(2**63) <= int(w) < 2**63 for w in words.tolist()])
-    wide = words[wide_at].tolist()
+def _split(words: np.ndarray, mine: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integers (an object array; ``mine``: one the caller leaves to it) as a state holds them:
+    int64 (0 for those past it), where those past it are, and they (an object array)."""
+    try:    # a float tells, but at ±2^63 (its rounding is monotone, and ±2^63 are floats)
+        floats = np.asarray(words, dtype=np.float64)
+        beyond = (floats > 2.0**63) | (floats < -(2.0**63))
+        edge = np.flatnonzero(np.abs(floats) == 2.0**63)
+    except OverflowError:   # past a float's range (a word wider than 1023 bits): each one tells
+        beyond, edge = np.zeros(len(words), dtype=bool), np.arange(len(words))
+    if len(edge):
+        beyond[edge[[not -(2**63) <= w < 2**63 for w in words[edge].tolist()]]] = True
+    wide_at = np.flatnonzero(beyond)
+    wide = np.asarray(words[wide_at], dtype=object)
     narrow = words if mine else words.copy()
     narrow[wide_at] = 0
+    return narrow.astype(INT64), wide_at.astype(INT64), wide
+
+
+def _stored(accounts: list[str], lengths: Sequence[int] | np.ndarray, narrow: np.ndarray, wide_at: np.ndarray,
+            wide: np.ndarray) -> dict[str, Any]:
+    """A state as stored: the accounts, the lengths, every word as int64 (0 for the wide ones) and
+    where the wide ones are as int64 bytes, and those words (Python integers, any size)."""
     return {"kept": FORMAT, "accounts": accounts, "lengths": np.asarray(lengths, dtype=INT64).tobytes(),
-            "words": narrow.astype(INT64).tobytes(), "wide_at": wide_at.astype(INT64).tobytes(), "wide": wide}
+            "words": np.asarray(narrow, dtype=INT64).tobytes(), "wide_at": np.asarray(wide_at, dtype=INT64).tobytes(),
+            "wide": wide.tolist()}
 
 
 def _parts(chunk: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

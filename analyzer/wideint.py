@@ -60,6 +60,36 @@ def from_ints(values: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         [p, np.zeros((width - len(p), p.shape[1]), dtype=np.uint64)]) for p in parts], axis=1)
 
 
+def from_int64(values: np.ndarray, wide_at: np.ndarray | None = None,
+               wide: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The limbs of the sizes (``|value|``) of integers of either sign, and a mask of the negative
+    ones: int64 ``values``, but for those at ``wide_at`` (indices into ``values``), which are the
+    integers ``wide`` (Python ints, any size: past int64) instead. The int64 ones by numpy
+    alone (-2^63's size too: its negation wraps to itself, whose uint64 is 2^63); only the wide
+    ones by :func:`from_ints`.
+
+    Examples
+    --------
+    >>> limbs, negative = from_int64(np.array([5, -7, 0]), np.array([2]), np.array([-(10**20)], dtype=object))
+    >>> to_ints(limbs).tolist(), negative.tolist()
+    ([5, 7, 100000000000000000000], [False, True, True])
+    """
+    values = np.asarray(values, dtype=np.int64)
+    negative = values < 0
+    limbs = _from_uint64(np.where(negative, -values, values).view(np.uint64))
+    if wide_at is None or wide is None or not len(wide_at):
+        return limbs, negative
+    wide = np.asarray(wide, dtype=object)
+    below = wide < 0
+    rows = from_ints(np.where(below, -wide, wide))
+    if len(rows) > len(limbs):
+        limbs = np.concatenate([limbs, np.zeros((len(rows) - len(limbs), len(values)), dtype=np.uint64)])
+    limbs[:, wide_at] = 0
+    limbs[:len(rows), wide_at] = rows
+    negative[wide_at] = below.astype(bool)
+    return limbs, negative
+
+
 def _block_limbs(values: np.ndarray) -> np.ndarray:
     floats = values.astype(np.float64)
     exact = floats < EXACT_FLOATS        # a float below 2^53 is of an integer below 2^53: the same
