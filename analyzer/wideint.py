@@ -80,18 +80,36 @@ def from_int64(values: np.ndarray, wide_at: np.ndarray | None = None,
     if wide_at is None or wide is None or not len(wide_at):
         return limbs, negative
     wide = np.asarray(wide, dtype=object)
-    below = wide < 0
-    rows = from_ints(np.where(below, -wide, wide))
-    if len(rows) > len(limbs):
-        limbs = np.concatenate([limbs, np.zeros((len(rows) - len(limbs), len(values)), dtype=np.uint64)])
-    limbs[:, wide_at] = 0
-    limbs[:len(rows), wide_at] = rows
-    negative[wide_at] = below.astype(bool)
-    return limbs, negative
+    below = np.asarray(wide < 0, dtype=bool)
+    sizes = wide.copy()
+    sizes[below] = -sizes[below]
+    negative[wide_at] = below
+    return put(limbs, wide_at, from_ints(sizes)), negative
+
+
+def put(limbs: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``limbs`` with the values at ``at`` (indices) replaced by ``values`` (limbs): in place,
+    unless ``values`` has more limbs (then a copy with more)."""
+    if not len(at):
+        return limbs
+    limbs = widened(limbs, len(values))
+    limbs[:, at] = 0
+    limbs[:len(values), at] = values
+    return limbs
+
+
+def widened(limbs: np.ndarray, count: int) -> np.ndarray:
+    """``limbs`` with zero limbs on top up to ``count`` (itself when it has as many)."""
+    if len(limbs) >= count:
+        return limbs
+    return np.concatenate([limbs, np.zeros((count - len(limbs), limbs.shape[1]), dtype=np.uint64)])
 
 
 def _block_limbs(values: np.ndarray) -> np.ndarray:
-    floats = values.astype(np.float64)
+    try:
+        floats = values.astype(np.float64)
+    except OverflowError:       # a value past a float's range (2^1024)
+        return _python_limbs(values)
     exact = floats < EXACT_FLOATS        # a float below 2^53 is of an integer below 2^53: the same
     if exact.all():
         return _from_uint64(floats.astype(np.uint64))

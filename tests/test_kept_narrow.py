@@ -139,12 +139,12 @@ def test_writing_into_the_words_of_a_taken_state_changes_the_state():
 
 def test_a_break_in_the_wide_words_places_is_caught():
     """The checks above can fail: a state whose wide words sit one place off reads as other lists."""
-    state = {"0xA": [2**64, 1, 2], "0xB": [3, 2**70]}
+    state = {"0xA": [1, 2**64, 2], "0xB": [3, 2**70]}
     kept = _stored(state)
-    shifted = KeptState(kept.accounts, kept.lengths, narrow=kept.narrow, wide_at=kept.wide_at + 1, wide=kept.wide)
+    shifted = KeptState(kept.accounts, kept.lengths, narrow=kept.narrow, wide_at=kept.wide_at - 1, wide=kept.wide)
     with pytest.raises(AssertionError):
         assert _rows(shifted) == list(state.items())
-    assert shifted.values(np.array([0, 1])).tolist() != [2**64, 1]
+    assert shifted.values(np.array([0, 1])).tolist() == [2**64, 0] != [1, 2**64]
 
 
 def test_wideint_limbs_of_int64_and_wide_words_are_their_sizes():
@@ -203,3 +203,21 @@ def test_a_chain_of_rescans_reads_back_as_the_lists_block_by_block(tmp_path):
         got = kept_state(at(block))
         assert got is not None and _narrow_only(got)
         assert _rows(got) == expected[block], block
+
+
+def test_a_stored_state_of_another_format_or_damaged_is_refused():
+    """Format 3 stores the wide words as limbs (uint32, each below 10^8) and signs: a chunk of
+    format 2 (the wide words as Python ints) is refused (the rescan reads in full), as is one
+    whose parts disagree."""
+    good = KeptState.chunk_of({"0xA": [1, 2**64, -(2**70)], "0xB": [3]})
+    assert good["kept"] == 3 and _rows(KeptState.from_chunk(good)) == [("0xA", [1, 2**64, -(2**70)]), ("0xB", [3])]
+    older = {**good, "kept": 2, "wide": [2**64, -(2**70)]}
+    limbs = np.frombuffer(good["wide"], dtype="<u4").copy()
+    too_big = limbs.copy()
+    too_big[0] = 10**8
+    for damaged in (older, {**good, "wide": too_big.tobytes()}, {**good, "wide": good["wide"][:-4]},
+                    {**good, "negative": b"\x00\x02"}, {**good, "negative": b"\x00"}, {**good, "limbs": 0},
+                    {**good, "limbs": good["limbs"] + 1}, {**good, "wide_at": np.array([2, 1], dtype="<i8").tobytes()},
+                    {**good, "wide_at": np.array([1, 4], dtype="<i8").tobytes()}, {**good, "limbs": "3"}):
+        assert KeptState.from_chunk(damaged) is None, damaged
+    assert KeptState.from_chunk({**good, "wide": limbs.tobytes()}) is not None
