@@ -60,8 +60,56 @@ def from_ints(values: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         [p, np.zeros((width - len(p), p.shape[1]), dtype=np.uint64)]) for p in parts], axis=1)
 
 
+def from_int64(values: np.ndarray, wide_at: np.ndarray | None = None,
+               wide: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The limbs of the sizes (``|value|``) of integers of either sign, and a mask of the negative
+    ones: int64 ``values``, but for those at ``wide_at`` (indices into ``values``), which are the
+    integers ``wide`` (Python ints, any size: past int64) instead. The int64 ones by numpy
+    alone (-2^63's size too: its negation wraps to itself, whose uint64 is 2^63); only the wide
+    ones by :func:`from_ints`.
+
+    Examples
+    --------
+    >>> limbs, negative = from_int64(np.array([5, -7, 0]), np.array([2]), np.array([-(10**20)], dtype=object))
+    >>> to_ints(limbs).tolist(), negative.tolist()
+    ([5, 7, 100000000000000000000], [False, True, True])
+    """
+    values = np.asarray(values, dtype=np.int64)
+    negative = values < 0
+    limbs = _from_uint64(np.where(negative, -values, values).view(np.uint64))
+    if wide_at is None or wide is None or not len(wide_at):
+        return limbs, negative
+    wide = np.asarray(wide, dtype=object)
+    below = np.asarray(wide < 0, dtype=bool)
+    sizes = wide.copy()
+    sizes[below] = -sizes[below]
+    negative[wide_at] = below
+    return put(limbs, wide_at, from_ints(sizes)), negative
+
+
+def put(limbs: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``limbs`` with the values at ``at`` (indices) replaced by ``values`` (limbs): in place,
+    unless ``values`` has more limbs (then a copy with more)."""
+    if not len(at):
+        return limbs
+    limbs = widened(limbs, len(values))
+    limbs[:, at] = 0
+    limbs[:len(values), at] = values
+    return limbs
+
+
+def widened(limbs: np.ndarray, count: int) -> np.ndarray:
+    """``limbs`` with zero limbs on top up to ``count`` (itself when it has as many)."""
+    if len(limbs) >= count:
+        return limbs
+    return np.concatenate([limbs, np.zeros((count - len(limbs), limbs.shape[1]), dtype=np.uint64)])
+
+
 def _block_limbs(values: np.ndarray) -> np.ndarray:
-    floats = values.astype(np.float64)
+    try:
+        floats = values.astype(np.float64)
+    except OverflowError:       # a value past a float's range (2^1024)
+        return _python_limbs(values)
     exact = floats < EXACT_FLOATS        # a float below 2^53 is of an integer below 2^53: the same
     if exact.all():
         return _from_uint64(floats.astype(np.uint64))
