@@ -93,8 +93,8 @@ def put(limbs: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
     if not len(at):
         return limbs
     limbs = widened(limbs, len(values))
-    limbs[:, at] = 0
-    limbs[:len(values), at] = values
+    for i, row in enumerate(limbs):     # row by row: a 2-d assignment took four times as long
+        row[at] = values[i] if i < len(values) else 0
     return limbs
 
 
@@ -136,8 +136,14 @@ def _block_limbs(values: np.ndarray) -> np.ndarray:
 
 
 def _from_uint64(values: np.ndarray) -> np.ndarray:
-    high = values // _HALF
-    return _two_halves(high, values - high * _HALF)
+    """Limbs of uint64 values (four rows, the top one 0: below 2^64 < 10^24)."""
+    out = np.empty((4, len(values)), dtype=np.uint64)
+    np.floor_divide(values, _HALF, out=out[2])       # below 1845: its own limb
+    low = values - out[2] * _HALF
+    np.floor_divide(low, _BASE, out=out[1])
+    np.subtract(low, out[1] * _BASE, out=out[0])
+    out[3] = 0
+    return out
 
 
 def _two_halves(high: np.ndarray, low: np.ndarray) -> np.ndarray:
@@ -297,14 +303,17 @@ def decimal_text(limbs: np.ndarray) -> pa.StringArray:
     if count * len(limbs) * DIGITS >= 2**31:      # int32 offsets: halves
         half = count // 2
         return pa.concat_arrays([decimal_text(limbs[:, :half]), decimal_text(limbs[:, half:])])
-    # limb by limb (2-d operations took twice as long): its two halves' digits written in place
-    data = np.empty((count, len(limbs), 2), dtype=np.uint32)
+    # limb by limb (2-d operations took twice as long): its two halves' digits, a row each, then
+    # the rows turned to one value's digits after another's at once (a fifth faster than writing
+    # each half's digits in place, strided)
+    rows = np.empty((2 * len(limbs), count), dtype=np.uint32)
     upper, lower = np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
     for i, limb in enumerate(limbs[::-1]):
         np.floor_divide(limb, _FOUR, out=upper)
         np.subtract(limb, np.multiply(upper, _FOUR, out=lower), out=lower)
-        data[:, i, 0] = _FOUR_DIGITS.take(upper)
-        data[:, i, 1] = _FOUR_DIGITS.take(lower)
+        _FOUR_DIGITS.take(upper, out=rows[2 * i])
+        _FOUR_DIGITS.take(lower, out=rows[2 * i + 1])
+    data = np.ascontiguousarray(rows.T)
     width = DIGITS * len(limbs)
     fixed = pa.StringArray.from_buffers(count, pa.py_buffer(np.arange(count + 1, dtype=np.int32) * width),
                                         pa.py_buffer(data))

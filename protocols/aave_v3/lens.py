@@ -255,8 +255,9 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     # read once per reader: the accounts the rescan reads in full use them too (with_balances)
     balance = balances(reader.version, normalized_indices(reader), scaled, index, kind.clip(0, 1))
     again[owner[wideint.is_zero(balance)]] = True
-    keep = np.flatnonzero(~again[owner])
-    owner, index, kind, balance = owner[keep], index[keep], kind[keep], wideint.taken(balance, keep)
+    if again.any():
+        keep = np.flatnonzero(~again[owner])
+        owner, index, kind, balance = owner[keep], index[keep], kind[keep], wideint.taken(balance, keep)
     decimals = np.array([r["config"]["decimals"] for r in reserves], dtype=np.int64)
     names, n = arrow_text(previous.accounts), len(owner)      # converted once, labelling both tables
     positions = pd.DataFrame({
