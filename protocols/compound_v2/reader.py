@@ -23,7 +23,7 @@ from analyzer.kept import KeptState, Refreshed
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, EventField, Reader, Rows
-from protocols.compound_v2 import lens
+from protocols.compound_v2 import lens, refresh
 from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
 from protocols.compound_v2.profiles import EventSpec, profile
 
@@ -339,7 +339,7 @@ class CompoundV2Reader(Reader):
         return lens.kept_holdings(self, kept)
 
     def refresh_accounts(self, previous: KeptState) -> Refreshed:
-        return lens.refresh_accounts(self, previous)
+        return refresh.refresh_accounts(self, previous)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts
