@@ -32,7 +32,6 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     collateral assets than the market now lists is read again in full. The collateral is handled
     as the list of the balances that are not zero (account, asset, amount), not as a table of
     every account by every asset."""
-
     state, comet = lens.lens_state(reader), reader.comet
     n = len(state["assets"])
     words = _Words(previous)
@@ -86,8 +85,9 @@ def _account_rows(comet: str, accounts: pa.StringArray, principal: Ints, assets_
 
 
 def principals_now(reader, accounts: np.ndarray, principal: Ints, unseen: np.ndarray) -> tuple[Ints, np.ndarray] | None:
-    """The principals at this block: those kept (``principal``) but where ``unseen``, read again from the node (:func:`protocols.comet.lens.principals`);
-    and a mask of those that moved. None when the node has no lens calls."""
+    """The principals at this block: those kept (``principal``) but where ``unseen``, read again
+    from the node (:func:`protocols.comet.lens.principals`); and a mask of those that moved. None
+    when the node has no lens calls."""
     moved = np.zeros(len(accounts), dtype=bool)
     rows = np.flatnonzero(unseen)
     if not len(rows):
