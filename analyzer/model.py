@@ -350,19 +350,21 @@ class Snapshot:
         return getattr(self, name)
 
     # ---- lookups used everywhere ----
+    # the columns as lists first: iterating an Arrow text column makes each value through pandas
     def price_of(self) -> dict[str, float]:
-        return dict(zip(self.assets["address"], self.assets["price_usd"], strict=True))
+        return dict(zip(self.assets["address"].tolist(), self.assets["price_usd"].tolist(), strict=True))
 
     def symbol_of(self) -> dict[str, str]:
-        return dict(zip(self.assets["address"], self.assets["symbol"], strict=True))
+        return dict(zip(self.assets["address"].tolist(), self.assets["symbol"].tolist(), strict=True))
 
     def wrapped_native_of(self) -> dict[str, str]:
         """{native coin placeholder: its wrapped token}: ETH (``0xEeee…`` or the zero address, as
         Compound's CEther market lists it) and WETH are one asset, priced by the same feed and sold
         by wrapping, when the snapshot holds both (the wrapped one named "W" + the coin's symbol)."""
-        by_symbol = dict(zip(self.assets["symbol"], self.assets["address"], strict=True))
+        addresses, symbols = self.assets["address"].tolist(), self.assets["symbol"].tolist()
+        by_symbol = dict(zip(symbols, addresses, strict=True))
         out = {}
-        for address, symbol in zip(self.assets["address"], self.assets["symbol"], strict=True):
+        for address, symbol in zip(addresses, symbols, strict=True):
             if str(address).lower() in NATIVE_PLACEHOLDERS and f"W{symbol}" in by_symbol:
                 out[str(address)] = str(by_symbol[f"W{symbol}"])
         return out
