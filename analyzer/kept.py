@@ -5,26 +5,37 @@ to compute the account at a later block). A rescan computes every account no eve
 once, so the kept lists of one protocol market are held as one ragged array (:class:`KeptState`:
 accounts, lengths, and every word in a row) and stored in that shape in a chunk
 (:mod:`analyzer.scan_chunks`), not one object per account: the lengths and the words that fit
-in int64 as bytes, the others as integers (:func:`_stored`). Words are Python integers in object
-arrays: the protocols' balances and indices are up to 256 bits, and numpy applies Python's exact
-integer operators element by element (``a * b // c`` over a column is one line, and exact).
+in int64 as bytes, the others as integers (:func:`_stored`). A state read back holds them so:
+int64 words, and the few wide ones (balances and indices reach 256 bits) as Python integers
+beside them, which a reader's refresh takes as int64 columns or as exact limbs
+(:mod:`analyzer.wideint`), not a Python integer per word.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from analyzer import wideint
 
-@dataclass(frozen=True)
+
 class KeptState:
-    """Accounts' kept words as one ragged array: account ``i``'s words are
-    ``words[starts[i]:starts[i] + lengths[i]]``.
+    """Accounts' kept words as one ragged array: account ``i``'s words are the ``lengths[i]``
+    words from ``starts[i]`` on.
+
+    A state read from chunks holds its words as they are stored, with no Python integer: every
+    word as int64 (``narrow``; 0 for those past int64) and the few past int64 beside them, at
+    ``wide_at``, as the limbs of their sizes (:mod:`analyzer.wideint`) and their signs. Words at
+    given positions come as int64 with a mask of the wide ones (:meth:`ints`), as exact limbs
+    of their sizes (:meth:`limbs`) or as Python integers (:meth:`values`). ``wide`` and
+    ``words`` (every word as a Python integer) are built when first asked for, for callers that
+    want Python integers (``words``: 0.07 s on mainnet-scale's 1.2 million words).
 
     Attributes
     ----------
@@ -32,17 +43,41 @@ class KeptState:
         Checksummed addresses (object array of str).
     lengths : numpy.ndarray
         int64, the number of words of each account.
+    narrow : numpy.ndarray
+        int64, every account's words in turn, 0 for those past int64.
+    wide_at : numpy.ndarray
+        int64, ascending: where in ``narrow`` the words past int64 are.
+    wide : numpy.ndarray
+        Those words (object array of Python int, any size, either sign).
     words : numpy.ndarray
-        Every account's words in turn (object array of Python int).
+        Every word as a Python int (object array). A state built of ``words``, or whose ``words``
+        were asked for, holds its words there: writing into them (as a caller that builds a
+        changed state from a taken one does) changes the state.
     """
 
-    accounts: np.ndarray
-    lengths: np.ndarray
-    words: np.ndarray
+    def __init__(self, accounts: np.ndarray, lengths: np.ndarray, words: np.ndarray | None = None, *,
+                 narrow: np.ndarray | None = None, wide_at: np.ndarray | None = None,
+                 wide: np.ndarray | None = None, wide_limbs: np.ndarray | None = None,
+                 wide_negative: np.ndarray | None = None):
+        """Of ``words`` (Python integers), or of ``narrow``, ``wide_at`` and the wide words, as
+        Python integers (``wide``) or as the limbs of their sizes and their signs."""
+        self.accounts = accounts
+        self.lengths = lengths
+        self._held: _Held | None = None
+        if words is not None:
+            self.__dict__["words"] = words      # what the cached property returns from now on
+        elif narrow is not None and wide_at is not None and wide is not None:
+            self._held = _Held(narrow, wide_at, *_signed_limbs(np.asarray(wide, dtype=object)))
+        elif narrow is not None and wide_at is not None and wide_limbs is not None and wide_negative is not None:
+            self._held = _Held(narrow, wide_at, wide_limbs, wide_negative)
+        else:
+            raise TypeError("a KeptState is built of its words, or of narrow, wide_at and the wide words")
 
     @classmethod
     def empty(cls) -> KeptState:
-        return cls(np.array([], dtype=object), np.array([], dtype=np.int64), np.array([], dtype=object))
+        return cls(np.array([], dtype=object), np.array([], dtype=np.int64), narrow=np.array([], dtype=np.int64),
+                   wide_at=np.array([], dtype=np.int64), wide_limbs=np.zeros((1, 0), dtype=np.uint64),
+                   wide_negative=np.array([], dtype=bool))
 
     @classmethod
     def from_lists(cls, accounts: Sequence[str], lengths: Sequence[int], words: Sequence[int]) -> KeptState:
@@ -60,20 +95,26 @@ class KeptState:
             return cls.empty()
         if len(parts) == 1:
             return parts[0]
-        return cls(np.concatenate([p.accounts for p in parts]), np.concatenate([p.lengths for p in parts]),
-                   np.concatenate([p.words for p in parts]))
+        return cls._of(np.concatenate([p.accounts for p in parts]), np.concatenate([p.lengths for p in parts]),
+                       _joined([p._form() for p in parts]))
+
+    @classmethod
+    def _of(cls, accounts: np.ndarray, lengths: np.ndarray, held: _Held) -> KeptState:
+        return cls(accounts, lengths, narrow=held.narrow, wide_at=held.wide_at, wide_limbs=held.wide_limbs,
+                   wide_negative=held.wide_negative)
 
     @staticmethod
     def chunk_of(state: Mapping[str, Sequence[int]]) -> dict[str, Any]:
         """A reader's ``Rows["_state"]`` in the stored shape (:meth:`to_chunk`), without arrays."""
         lengths = [len(w) for w in state.values()]
         words = np.fromiter(chain.from_iterable(state.values()), dtype=object, count=sum(lengths))
-        return _stored(list(state), lengths, words, mine=True)
+        return _stored(list(state), lengths, _split(words, mine=True))
 
     def to_chunk(self) -> dict[str, Any]:
         """The stored shape (what :class:`analyzer.scan_chunks.ChunkCache` writes): the accounts as
-        a list, the lengths and the words that fit in int64 as binary, the others as integers."""
-        return _stored(self.accounts.tolist(), self.lengths, self.words, mine=False)
+        a list, then bytes: the lengths and the words as int64 (0 for the wide ones), where the
+        wide ones are, their sizes' limbs as uint32 and their signs."""
+        return _stored(self.accounts.tolist(), self.lengths, self._form())
 
     @classmethod
     def from_chunk(cls, chunk: Any) -> KeptState | None:
@@ -83,31 +124,23 @@ class KeptState:
     @classmethod
     def from_chunks(cls, chunks: Iterable[Any]) -> KeptState | None:
         """The states stored by :meth:`to_chunk`, in turn, as one; None when one is not a stored
-        state of this format (damaged, older). Their binary words are joined and made Python
-        integers at once (``astype(object)``), then the wide ones put in place: marshal reads a
-        list of 10^6 integers five times slower than it copies their bytes."""
+        state of this format (damaged, older). Their binary parts are joined as they are: no
+        Python integer is made of a word (marshal reads a list of 10^6 integers five times slower
+        than it copies their bytes, and making them of the bytes took a tenth of a rescan)."""
         accounts: list[str] = []
         lengths: list[np.ndarray] = []
-        words: list[np.ndarray] = []
-        wide_at: list[np.ndarray] = []
-        wide: list[int] = []
-        count = 0
+        parts: list[_Held] = []
         for chunk in chunks:
-            parts = _parts(chunk)
-            if parts is None:
+            found = _parts(chunk)
+            if found is None:
                 return None
-            more_lengths, more_words, more_wide_at = parts
             accounts += chunk["accounts"]
-            lengths.append(more_lengths)
-            words.append(more_words)
-            wide_at.append(more_wide_at + count)
-            wide += chunk["wide"]
-            count += len(more_words)
+            lengths.append(found[0])
+            parts.append(found[1])
         if not lengths:
             return cls.empty()
-        values = np.concatenate(words).astype(object)
-        values[np.concatenate(wide_at)] = np.fromiter(wide, dtype=object, count=len(wide))
-        return cls(np.fromiter(accounts, dtype=object, count=len(accounts)), np.concatenate(lengths), values)
+        return cls._of(np.fromiter(accounts, dtype=object, count=len(accounts)), np.concatenate(lengths),
+                       _joined(parts))
 
     def __len__(self) -> int:
         return len(self.accounts)
@@ -116,9 +149,102 @@ class KeptState:
     def starts(self) -> np.ndarray:
         return np.cumsum(self.lengths) - self.lengths
 
+    @cached_property
+    def words(self) -> np.ndarray:
+        held = self._held
+        assert held is not None
+        words = held.narrow.astype(object)
+        words[held.wide_at] = _python_ints(held.wide_limbs, held.wide_negative)
+        return words
+
+    @property
+    def narrow(self) -> np.ndarray:
+        return self._form().narrow
+
+    @property
+    def wide_at(self) -> np.ndarray:
+        return self._form().wide_at
+
+    @property
+    def wide(self) -> np.ndarray:
+        held = self._form()
+        return _python_ints(held.wide_limbs, held.wide_negative)
+
+    def _form(self) -> _Held:
+        """The words as held: as built, or of ``words`` where the state holds them."""
+        words = self.__dict__.get("words")
+        if words is not None:
+            return _split(words)
+        assert self._held is not None
+        return self._held
+
+    def ints(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The words at positions ``at`` as int64 (0 where past it), and a mask of those past it.
+
+        Parameters
+        ----------
+        at : numpy.ndarray
+            Positions of words (integers: :attr:`starts` plus an offset, :meth:`entries`).
+
+        Returns
+        -------
+        values : numpy.ndarray
+            int64, each word, 0 where it is past int64.
+        wide : numpy.ndarray
+            bool, the words past int64 (their value: :meth:`limbs` or :meth:`values`).
+        """
+        held = self._at(at)
+        wide = np.zeros(len(held.narrow), dtype=bool)
+        wide[held.wide_at] = True
+        return held.narrow, wide
+
+    def limbs(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The words at positions ``at``, exactly, as the limbs of their sizes (``|word|``,
+        :mod:`analyzer.wideint`) and a mask of the negative ones: the int64 ones by
+        :func:`analyzer.wideint.from_int64`, the wide ones as held."""
+        held = self._at(at)
+        limbs, negative = wideint.from_int64(held.narrow)
+        negative[held.wide_at] = held.wide_negative
+        return wideint.put(limbs, held.wide_at, held.wide_limbs), negative
+
+    def values(self, at: np.ndarray) -> np.ndarray:
+        """The words at positions ``at`` as Python integers (object array): for a few words, or a check."""
+        held = self._at(at)
+        out = held.narrow.astype(object)
+        out[held.wide_at] = _python_ints(held.wide_limbs, held.wide_negative)
+        return out
+
+    def _at(self, at: np.ndarray) -> _Held:
+        """The words at ``at`` as held (``wide_at``: positions in ``at``)."""
+        at = np.asarray(at, dtype=np.int64)
+        words = self.__dict__.get("words")
+        if words is not None:
+            return _split(words[at])
+        held = self._form()
+        which = self._wide_of[at]
+        where = np.flatnonzero(which >= 0)
+        which = which[where]
+        return _Held(held.narrow[at], where, wideint.taken(held.wide_limbs, which), held.wide_negative[which])
+
+    @cached_property
+    def _wide_of(self) -> np.ndarray:
+        """Per word: its place among the wide words, -1 for the int64 ones (one gather per lookup)."""
+        held = self._form()
+        out = np.full(len(held.narrow), -1, dtype=np.int64)
+        out[held.wide_at] = np.arange(len(held.wide_at))
+        return out
+
     def take(self, rows: np.ndarray) -> KeptState:
         """The accounts where the boolean mask ``rows`` is set."""
-        return KeptState(self.accounts[rows], self.lengths[rows], self.words[np.repeat(rows, self.lengths)])
+        mask = np.repeat(rows, self.lengths)
+        words = self.__dict__.get("words")
+        if words is not None:
+            return KeptState(self.accounts[rows], self.lengths[rows], words[mask])
+        held = self._form()
+        kept = mask[held.wide_at]
+        return KeptState._of(self.accounts[rows], self.lengths[rows],
+                             _Held(held.narrow[mask], (np.cumsum(mask) - 1)[held.wide_at[kept]],
+                                   held.wide_limbs[:, kept], held.wide_negative[kept]))
 
     def without(self, accounts: Iterable[str]) -> KeptState:
         """The accounts not in ``accounts``, each once (the last kept where one appears twice)."""
@@ -129,8 +255,9 @@ class KeptState:
         return self.take(rows if once is None else rows & once)
 
     def column(self, offset: int) -> np.ndarray:
-        """Each account's word at ``offset`` (every account has more than ``offset`` words)."""
-        return self.words[self.starts + offset]
+        """Each account's word at ``offset`` as a Python int (every account has more than
+        ``offset`` words; as arrays: :meth:`ints` or :meth:`limbs` of ``starts + offset``)."""
+        return self.values(self.starts + offset)
 
     def entries(self, first: np.ndarray | int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Fixed-width records after each account's first ``first`` words (a number, or one per
@@ -160,41 +287,99 @@ def last_of_each(names: list[str]) -> np.ndarray | None:
     return once
 
 
-FORMAT = 2      # the stored shape of a kept state (:func:`_stored`): a chunk of another is read again
+class _Held(NamedTuple):
+    """Words as a state holds them: int64 (``narrow``, 0 where past it), and the ones past it at
+    ``wide_at`` (ascending) as the limbs of their sizes (``(k, m)`` uint64, :mod:`analyzer.wideint`)
+    and their signs."""
+
+    narrow: np.ndarray
+    wide_at: np.ndarray
+    wide_limbs: np.ndarray
+    wide_negative: np.ndarray
+
+
+FORMAT = 3      # the stored shape of a kept state (:func:`_stored`): a chunk of another is read again
 INT64 = np.dtype("<i8")
+LIMB = np.dtype("<u4")      # a limb is below 10^8
 
 
-def _stored(accounts: list[str], lengths: Sequence[int] | np.ndarray, words: np.ndarray, mine: bool) -> dict[str, Any]:
-    """Accounts, lengths and words (an object array of integers; ``mine``: one the caller leaves
-    to it) as stored: ``words`` holds every word as int64 (0 for the wide ones), ``wide_at`` where
-    the words that do not fit are and ``wide`` those words (Python integers, any size)."""
-    try:    # a float is exact enough to tell: rounding is monotone and ±2^63 are floats
-        floats = words.astype(np.float64)
-        wide_at = np.flatnonzero(~((floats > -(2.0**63)) & (floats < 2.0**63)))
-    except OverflowError:   # past a float's range (a word wider than 1023 bits)
-        wide_at = np.flatnonzero([not -(2**63) <= int(w) < 2**63 for w in words.tolist()])
-    wide = words[wide_at].tolist()
+def _signed_limbs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Python integers (an object array, any size) as the limbs of their sizes and their signs."""
+    negative = np.asarray(values < 0, dtype=bool) if len(values) else np.zeros(0, dtype=bool)
+    sizes = values.copy()
+    sizes[negative] = -sizes[negative]
+    return wideint.from_ints(sizes) if len(values) else np.zeros((1, 0), dtype=np.uint64), negative
+
+
+def _python_ints(limbs: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """Signed Python integers (an object array) of the limbs of their sizes and their signs."""
+    out = wideint.to_ints(limbs)
+    out[negative] = -out[negative]
+    return out
+
+
+def _split(words: np.ndarray, mine: bool = False) -> _Held:
+    """Integers (an object array; ``mine``: one the caller leaves to it) as a state holds them."""
+    try:    # a float tells, but at ±2^63 (its rounding is monotone, and ±2^63 are floats)
+        floats = np.asarray(words, dtype=np.float64)
+        beyond = (floats > 2.0**63) | (floats < -(2.0**63))
+        edge = np.flatnonzero(np.abs(floats) == 2.0**63)
+    except OverflowError:   # past a float's range (a word wider than 1023 bits): each one tells
+        beyond, edge = np.zeros(len(words), dtype=bool), np.arange(len(words))
+    if len(edge):
+        beyond[edge[[not -(2**63) <= w < 2**63 for w in words[edge].tolist()]]] = True
+    wide_at = np.flatnonzero(beyond)
+    limbs, negative = _signed_limbs(np.asarray(words[wide_at], dtype=object))
     narrow = words if mine else words.copy()
     narrow[wide_at] = 0
+    return _Held(narrow.astype(INT64), wide_at.astype(INT64), limbs, negative)
+
+
+def _joined(parts: Sequence[_Held]) -> _Held:
+    """States' words in turn, as one (each part's wide limbs padded to the widest's)."""
+    if len(parts) == 1:
+        return parts[0]
+    ends = np.cumsum([len(p.narrow) for p in parts]) - [len(p.narrow) for p in parts]
+    rows = max(len(p.wide_limbs) for p in parts)
+    return _Held(np.concatenate([p.narrow for p in parts]),
+                 np.concatenate([p.wide_at + start for p, start in zip(parts, ends.tolist(), strict=True)]),
+                 np.concatenate([wideint.widened(p.wide_limbs, rows) for p in parts], axis=1),
+                 np.concatenate([p.wide_negative for p in parts]))
+
+
+def _stored(accounts: list[str], lengths: Sequence[int] | np.ndarray, held: _Held) -> dict[str, Any]:
+    """A state as stored: the accounts, then bytes: the lengths, every word as int64 (0 for the
+    wide ones), where the wide ones are, their sizes' limbs (``limbs`` rows of uint32) and signs."""
+    limbs = wideint.trimmed(held.wide_limbs)
     return {"kept": FORMAT, "accounts": accounts, "lengths": np.asarray(lengths, dtype=INT64).tobytes(),
-            "words": narrow.astype(INT64).tobytes(), "wide_at": wide_at.astype(INT64).tobytes(), "wide": wide}
+            "words": np.asarray(held.narrow, dtype=INT64).tobytes(),
+            "wide_at": np.asarray(held.wide_at, dtype=INT64).tobytes(), "limbs": len(limbs),
+            "wide": limbs.astype(LIMB).tobytes(), "negative": held.wide_negative.astype(np.uint8).tobytes()}
 
 
-def _parts(chunk: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """A stored state's lengths, int64 words and wide words' places, checked against each other;
-    None when ``chunk`` is not a stored state of this format."""
-    if not isinstance(chunk, dict) or chunk.get("kept") != FORMAT:
+def _parts(chunk: Any) -> tuple[np.ndarray, _Held] | None:
+    """A stored state's lengths and words, checked against each other; None when ``chunk`` is
+    not a stored state of this format."""
+    if not isinstance(chunk, dict) or chunk.get("kept") != FORMAT or not isinstance(chunk.get("accounts"), list):
         return None
-    binary = [b for b in (chunk.get(key) for key in ("lengths", "words", "wide_at"))
-              if isinstance(b, bytes) and len(b) % INT64.itemsize == 0]
-    if len(binary) < 3 or not isinstance(chunk.get("accounts"), list) or not isinstance(chunk.get("wide"), list):
+    binary = [b for b in (chunk.get(key) for key in ("lengths", "words", "wide_at", "wide", "negative"))
+              if isinstance(b, bytes)]
+    rows = chunk.get("limbs")
+    if len(binary) < 5 or not isinstance(rows, int) or rows < 1 or any(len(b) % INT64.itemsize for b in binary[:3]):
         return None
-    lengths, words, wide_at = (np.frombuffer(b, dtype=INT64) for b in binary)
-    if len(lengths) != len(chunk["accounts"]) or len(wide_at) != len(chunk["wide"]) or \
-            (len(lengths) and int(lengths.min()) < 0) or int(lengths.sum()) != len(words) or \
-            (len(wide_at) and not 0 <= int(wide_at.min()) <= int(wide_at.max()) < len(words)):
+    lengths, words, wide_at = (np.frombuffer(b, dtype=INT64) for b in binary[:3])
+    count = len(wide_at)
+    if len(binary[3]) != rows * count * LIMB.itemsize or len(binary[4]) != count:
         return None
-    return lengths, words, wide_at
+    limbs = np.frombuffer(binary[3], dtype=LIMB).reshape(rows, count)
+    negative = np.frombuffer(binary[4], dtype=np.uint8)
+    if len(lengths) != len(chunk["accounts"]) or (len(lengths) and int(lengths.min()) < 0) or \
+            int(lengths.sum()) != len(words):
+        return None
+    if count and not (int(wide_at[0]) >= 0 and int(wide_at[-1]) < len(words) and (np.diff(wide_at) > 0).all()
+                      and (limbs < wideint.BASE).all() and int(negative.max()) <= 1):
+        return None
+    return lengths, _Held(words, wide_at, limbs.astype(np.uint64), negative.astype(bool))
 
 
 POWERS_OF_TEN = objects([10**d for d in range(78)])   # a token's decimals are within 0..77

@@ -359,6 +359,14 @@ def protocol_paths(w3: Web3, protocol: str, sources: Iterable, assets: Iterable[
                    block: int | None = None) -> tuple[list[FeedPath], dict[str, str]]:
     """The root paths of ``protocol``'s price sources (``protocols.base.PriceSource``), restricted
     to ``assets`` when given, and the assets it cannot price (asset -> reason: the oracle reverts)."""
+    todo, unpriced = protocol_sources(protocol, sources, assets)
+    return resolve_many(w3, todo, block), unpriced
+
+
+def protocol_sources(protocol: str, sources: Iterable, assets: Iterable[str] | None = None
+                     ) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
+    """What :func:`protocol_paths` resolves: ``(asset, protocol, feed)`` of each source it follows
+    (:func:`resolve_many`'s input), and the assets it cannot price."""
     wanted = None if assets is None else {checksum(a) for a in assets}
     todo, unpriced = [], {}
     for source in sources:
@@ -369,7 +377,7 @@ def protocol_paths(w3: Web3, protocol: str, sources: Iterable, assets: Iterable[
             unpriced[asset] = source.error or "no price source"
             continue
         todo.append((asset, protocol, source.feed))
-    return resolve_many(w3, todo, block), unpriced
+    return todo, unpriced
 
 
 def derived_prices(paths: Sequence[FeedPath]) -> dict[str, dict[str, float | str]]:

@@ -138,7 +138,7 @@ def _kept_state(cache: ChunkCache) -> tuple[KeptState, int] | None:
         start = end
     for first, end in regions.values():    # each earlier state once per account, the last kept (KeptState.without)
         within = np.flatnonzero(rows[first:end]) + first
-        once = last_of_each([listed[i] for i in within.tolist()])
+        once = last_of_each(kept.accounts[within].tolist())
         if once is not None:
             rows[within[~once]] = False
     return (kept if rows.all() else kept.take(rows)), refers

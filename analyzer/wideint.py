@@ -60,8 +60,56 @@ def from_ints(values: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         [p, np.zeros((width - len(p), p.shape[1]), dtype=np.uint64)]) for p in parts], axis=1)
 
 
+def from_int64(values: np.ndarray, wide_at: np.ndarray | None = None,
+               wide: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The limbs of the sizes (``|value|``) of integers of either sign, and a mask of the negative
+    ones: int64 ``values``, but for those at ``wide_at`` (indices into ``values``), which are the
+    integers ``wide`` (Python ints, any size: past int64) instead. The int64 ones by numpy
+    alone (-2^63's size too: its negation wraps to itself, whose uint64 is 2^63); only the wide
+    ones by :func:`from_ints`.
+
+    Examples
+    --------
+    >>> limbs, negative = from_int64(np.array([5, -7, 0]), np.array([2]), np.array([-(10**20)], dtype=object))
+    >>> to_ints(limbs).tolist(), negative.tolist()
+    ([5, 7, 100000000000000000000], [False, True, True])
+    """
+    values = np.asarray(values, dtype=np.int64)
+    negative = values < 0
+    limbs = _from_uint64(np.where(negative, -values, values).view(np.uint64))
+    if wide_at is None or wide is None or not len(wide_at):
+        return limbs, negative
+    wide = np.asarray(wide, dtype=object)
+    below = np.asarray(wide < 0, dtype=bool)
+    sizes = wide.copy()
+    sizes[below] = -sizes[below]
+    negative[wide_at] = below
+    return put(limbs, wide_at, from_ints(sizes)), negative
+
+
+def put(limbs: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``limbs`` with the values at ``at`` (indices) replaced by ``values`` (limbs): in place,
+    unless ``values`` has more limbs (then a copy with more)."""
+    if not len(at):
+        return limbs
+    limbs = widened(limbs, len(values))
+    for i, row in enumerate(limbs):     # row by row: a 2-d assignment took four times as long
+        row[at] = values[i] if i < len(values) else 0
+    return limbs
+
+
+def widened(limbs: np.ndarray, count: int) -> np.ndarray:
+    """``limbs`` with zero limbs on top up to ``count`` (itself when it has as many)."""
+    if len(limbs) >= count:
+        return limbs
+    return np.concatenate([limbs, np.zeros((count - len(limbs), limbs.shape[1]), dtype=np.uint64)])
+
+
 def _block_limbs(values: np.ndarray) -> np.ndarray:
-    floats = values.astype(np.float64)
+    try:
+        floats = values.astype(np.float64)
+    except OverflowError:       # a value past a float's range (2^1024)
+        return _python_limbs(values)
     exact = floats < EXACT_FLOATS        # a float below 2^53 is of an integer below 2^53: the same
     if exact.all():
         return _from_uint64(floats.astype(np.uint64))
@@ -88,8 +136,14 @@ def _block_limbs(values: np.ndarray) -> np.ndarray:
 
 
 def _from_uint64(values: np.ndarray) -> np.ndarray:
-    high = values // _HALF
-    return _two_halves(high, values - high * _HALF)
+    """Limbs of uint64 values (four rows, the top one 0: below 2^64 < 10^24)."""
+    out = np.empty((4, len(values)), dtype=np.uint64)
+    np.floor_divide(values, _HALF, out=out[2])       # below 1845: its own limb
+    low = values - out[2] * _HALF
+    np.floor_divide(low, _BASE, out=out[1])
+    np.subtract(low, out[1] * _BASE, out=out[0])
+    out[3] = 0
+    return out
 
 
 def _two_halves(high: np.ndarray, low: np.ndarray) -> np.ndarray:
@@ -249,14 +303,17 @@ def decimal_text(limbs: np.ndarray) -> pa.StringArray:
     if count * len(limbs) * DIGITS >= 2**31:      # int32 offsets: halves
         half = count // 2
         return pa.concat_arrays([decimal_text(limbs[:, :half]), decimal_text(limbs[:, half:])])
-    # limb by limb (2-d operations took twice as long): its two halves' digits written in place
-    data = np.empty((count, len(limbs), 2), dtype=np.uint32)
+    # limb by limb (2-d operations took twice as long): its two halves' digits, a row each, then
+    # the rows turned to one value's digits after another's at once (a fifth faster than writing
+    # each half's digits in place, strided)
+    rows = np.empty((2 * len(limbs), count), dtype=np.uint32)
     upper, lower = np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
     for i, limb in enumerate(limbs[::-1]):
         np.floor_divide(limb, _FOUR, out=upper)
         np.subtract(limb, np.multiply(upper, _FOUR, out=lower), out=lower)
-        data[:, i, 0] = _FOUR_DIGITS.take(upper)
-        data[:, i, 1] = _FOUR_DIGITS.take(lower)
+        _FOUR_DIGITS.take(upper, out=rows[2 * i])
+        _FOUR_DIGITS.take(lower, out=rows[2 * i + 1])
+    data = np.ascontiguousarray(rows.T)
     width = DIGITS * len(limbs)
     fixed = pa.StringArray.from_buffers(count, pa.py_buffer(np.arange(count + 1, dtype=np.int32) * width),
                                         pa.py_buffer(data))

@@ -1,17 +1,18 @@
-"""Compound V2's refresh of untouched accounts (``lens.refresh_accounts``) gives the rows the full
+"""Compound V2's refresh of untouched accounts (``refresh.refresh_accounts``) gives the rows the full
 read builds (``rows_from_figures``) from the accounts' figures at the later block, and keeps, for
 the next rescan, only the words that changed: a borrow kept as its balance whose market's index
 moved, read again, written with the new balance and index."""
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
 from analyzer.kept import KeptState
-from protocols.compound_v2 import lens
+from protocols.compound_v2 import lens, refresh
 
 MANTISSA = 10**18
 
@@ -46,8 +47,8 @@ def test_refreshed_rows_are_the_full_reads_and_only_moved_borrows_are_written_ag
     def fresh_borrows(_reader, moved):
         asked.append(moved)
         return [[101 * 10**18]]     # a's borrowBalanceStored in market 0 at the later block
-    monkeypatch.setattr(lens, "_borrows", fresh_borrows)
-    refreshed = lens.refresh_accounts(reader(after), previous)
+    monkeypatch.setattr(lens, "borrows_stored", fresh_borrows)
+    refreshed = refresh.refresh_accounts(reader(after), previous)
     assert asked == [{a: 1}]        # only a's market-0 borrow: the index moved, no pair
     # the full read at the later block: b's pair at the new index (3e6/2 × 2e18 / 1e18), a's read again
     expected = lens.rows_from_figures(reader(after), {
@@ -69,3 +70,84 @@ def test_refreshed_rows_are_the_full_reads_and_only_moved_borrows_are_written_ag
     assert refreshed.state.accounts.tolist() == [a]
     assert refreshed.state.words.tolist() == expected["_state"][a]
     assert np.array_equal(refreshed.state.words, np.array(expected["_state"][a], dtype=object))
+
+
+def test_random_books_equal_the_full_read_at_the_later_block(monkeypatch):
+    # 18-decimal principals past 2^63 (and past 2^100), interest indices from 1e18 to 2^62, cToken
+    # balances, borrows kept as pairs and as balances (their market's index moved or not); the
+    # expected rows are the full read's (rows_from_figures, Python integers) of each borrow at the
+    # later block: principal × borrowIndex // interestIndex, or the balance the lens returns
+    rng = random.Random(17)
+    decimals = [18, 6, 8, 18, 18]
+    index_before = [rng.randrange(10**18, 2**61) for _ in decimals]
+    index_after = [i + rng.randrange(0, i // 1000) for i in index_before]
+    index_after[3] = index_before[3]        # a market whose index did not move
+    before = [market(k, decimals[k], rng.randrange(10**14, 10**27), index_before[k]) for k in range(len(decimals))]
+    after = [market(k, decimals[k], rng.randrange(10**14, 10**27), index_after[k]) for k in range(len(decimals))]
+    figures_before, figures_after, pairs, fresh = {}, {}, {}, {}
+    for n in range(400):
+        account = f"0x{0x1000 + n:040x}"
+        entered = rng.sample(range(len(decimals)), rng.randrange(1, 4))
+        held_before, held_after, proven = {}, {}, {}
+        for j in entered:
+            ctoken_balance = rng.choice([0, rng.randrange(1, 2 ** rng.randrange(1, 63))])
+            borrowed = rng.choice([0, rng.randrange(1, 2 ** rng.randrange(1, 110))])
+            if not (ctoken_balance or borrowed):
+                continue
+            if borrowed and rng.random() < 0.7:     # kept as its pair (principal, interestIndex)
+                interest_index = rng.randrange(10**18, index_before[j] + 1)
+                proven[j] = (borrowed, interest_index)
+                now = borrowed * index_after[j] // interest_index
+            elif borrowed and index_after[j] != index_before[j]:    # a balance, read again at the new index
+                now = borrowed + rng.randrange(0, 10**6)
+                fresh[(account, j)] = now
+            else:
+                now = borrowed
+            held_before[j] = (ctoken_balance, borrowed, 0)
+            held_after[j] = (ctoken_balance, now, after[j]["exchange_rate_mantissa"])
+        figures_before[account] = (entered, held_before)
+        figures_after[account] = (entered, held_after)
+        if proven:
+            pairs[account] = proven
+    earlier = lens.rows_from_figures(reader(before), figures_before, pairs)
+
+    def borrows_stored(_reader, moved):
+        return [[fresh[(a, j)] for j in range(len(decimals)) if mask >> j & 1] for a, mask in moved.items()]
+    monkeypatch.setattr(lens, "borrows_stored", borrows_stored)
+    refreshed = refresh.refresh_accounts(reader(after), KeptState.from_state(earlier["_state"]))
+    expected = lens.rows_from_figures(reader(after), figures_after, pairs)
+    assert refreshed.again == []
+    for name in ("positions", "accounts"):
+        got = refreshed.tables[name].astype(object)
+        want = pd.DataFrame(expected[name]).astype(object)
+        key = list(want.columns)
+        pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
+                                      want.sort_values(key).reset_index(drop=True), check_dtype=False, check_exact=True)
+    # the accounts with a balance read again are written again, with their balances and the new
+    # index (the index kept beside no borrow is never used, and not written again)
+    words, ends = refreshed.state.words.tolist(), np.cumsum(refreshed.state.lengths).tolist()
+    written = {a: words[end - n:end] for a, n, end in zip(refreshed.state.accounts.tolist(),
+                                                            refreshed.state.lengths.tolist(), ends, strict=True)}
+    assert set(written) == {a for a, _ in fresh}
+    assert {a: without_unused_indices(w) for a, w in written.items()} == \
+        {a: without_unused_indices(expected["_state"][a]) for a in written}
+
+
+def without_unused_indices(words: list[int]) -> list[int | None]:
+    """Kept words (rows_from_figures) with the index of each record without a borrow as None."""
+    first = 2 + words[1]
+    return words[:first] + [None if k % 5 == 3 and not words[first + k - 1] else w
+                            for k, w in enumerate(words[first:])]
+
+
+def test_accounts_kept_under_another_market_list_or_with_unexpected_words_are_read_again():
+    markets = [market(0, 18, 2 * 10**26, 10**18), market(1, 6, 2 * 10**14, 10**18)]
+    a, b, c, d = (f"0x{k:040x}" for k in range(0xA, 0xE))
+    kept = lens.rows_from_figures(reader(markets), {a: ([0], {0: (10**8, 0, 0)}), b: ([1], {1: (10**8, 0, 0)}),
+                                                    c: ([0], {0: (10**8, 0, 0)})}, {})["_state"]
+    other = lens.rows_from_figures(reader(markets[:1]), {d: ([0], {0: (10**8, 0, 0)})}, {})["_state"]
+    kept[b][3] = 2          # a market past the list
+    kept[c][4] = 2**64      # a cToken balance past int64
+    refreshed = refresh.refresh_accounts(reader(markets), KeptState.from_state({**kept, **other}))
+    assert sorted(refreshed.again) == [b, c, d]
+    assert refreshed.tables["accounts"]["account"].tolist() == [a]

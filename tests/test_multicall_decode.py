@@ -217,3 +217,42 @@ def test_any_bytes_type_is_decoded_as_plain_bytes():
         assert call_outcome(outputs, given) == eth_abi_outcome(outputs, given)
         assert type(Call(TARGET, "f()(bytes4)").decode(given)) is bytes
     assert call_outcome(outputs, data.hex()) == eth_abi_outcome(outputs, data.hex())   # not bytes: eth-abi's TypeError
+
+
+ONE_DYNAMIC = ["string", "bytes", "address[]", "uint256[]", "uint8[]", "int24[]", "bool[]", "bytes32[]"]
+
+
+def test_one_dynamic_output_is_read_without_eth_abi(monkeypatch):
+    """A symbol (``string``), a list of reserves (``address[]``), of amounts (``uint256[]``): each
+    well-formed answer decodes as eth-abi decodes it, without asking eth-abi."""
+    rng = random.Random(14)
+    cases = []
+    for _ in range(600):
+        kind = rng.choice(ONE_DYNAMIC)
+        data = abi_encode([kind], [random_value(rng, kind)])
+        cases.append((kind, data, eth_abi_outcome([kind], data)))
+
+    def no_eth_abi(*args, **kwargs):
+        raise AssertionError("a well-formed answer of one dynamic output went to eth-abi")
+
+    monkeypatch.setattr(multicall_module, "abi_decode", no_eth_abi)
+    for kind, data, expected in cases:
+        assert expected[0] == "ok"
+        assert call_outcome([kind], data) == expected, (kind, data.hex())
+
+
+def test_one_dynamic_output_damaged_gives_what_eth_abi_gives():
+    """Cut short, longer, a moved offset, a length past the end, dirty padding, bytes that are not
+    UTF-8: the same value or the same exception as eth-abi."""
+    rng = random.Random(15)
+    refused = 0
+    for _ in range(3000):
+        kind = rng.choice(ONE_DYNAMIC)
+        data = damaged(rng, abi_encode([kind], [random_value(rng, kind)]))
+        if rng.random() < 0.2 and len(data) >= 64:      # a length or an offset of its own
+            spot = rng.choice([0, 32])
+            data = data[:spot] + rng.choice([0, 1, 31, 33, 64, len(data), 2**64]).to_bytes(32, "big") + data[spot + 32:]
+        expected = eth_abi_outcome([kind], data)
+        assert call_outcome([kind], data) == expected, (kind, data.hex())
+        refused += expected[0] == "raises"
+    assert refused > 500

@@ -8,20 +8,25 @@ overrides alone; the source devnet is only read.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import pytest
 from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
-from analyzer.books import market_of
+from analyzer.books import Market, deployments_for, market_of
 from analyzer.chain import Anvil, rpc
 from analyzer.devnet.feeds import FEED_ADMIN, ORACLE_NODE
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
 from analyzer.multicall import Call, single_call
-from analyzer.oracles import ROUND_DATA, PriceMover, feed_usd, protocol_paths, resolve
+from analyzer.oracles import ROUND_DATA, PriceMover, derived_prices, feed_usd, protocol_paths, resolve
 from analyzer.replay.oracles import ForkOracles
+from analyzer.scan import read_derived_prices
 from protocols import parse_protocols
+from protocols.base import PriceSource, PriceSources
 from tests.conftest import requires_anvil
 
 pytestmark = requires_anvil
@@ -299,3 +304,39 @@ def test_comets_wrappers_resolve_to_their_roots_and_follow_them(devnet):
         mover.refresh()
         now = w3.eth.get_block("latest")["timestamp"]
         assert read(w3, scaled, ROUND_DATA)[3] == read(w3, product, ROUND_DATA)[3] == now
+
+
+class _StopsAtNoCode(PriceSources):
+    """A protocol whose oracle reads CRV's price from an address without code: no feed to follow."""
+
+    def price_sources(self) -> list[PriceSource]:
+        return [PriceSource(self.deployment["crv"], "0x000000000000000000000000000000000000dEaD")]
+
+
+def test_a_scan_follows_every_market_s_price_sources_at_once_and_leaves_out_one_it_cannot(devnet, caplog):
+    """The scan's derived prices are those of each market's sources followed alone; wstETH's is the
+    ratio of what its source and WETH's answer on the chain; a market whose source leads nowhere is
+    left out (logged) and the others' prices stay."""
+    w3, book = devnet.w3, devnet.book
+    block = w3.eth.block_number
+    plugins = [p for p in parse_protocols(None) if p.name in PRICED_BY_FEEDS]
+    markets = deployments_for(plugins, w3.eth.chain_id, book)
+    alone = []
+    for market in markets:
+        sources = market.plugin.price_sources(w3, market.deployment, block).price_sources()
+        alone += protocol_paths(w3, market.plugin.name, sources, block=block)[0]
+    expected = derived_prices(alone)
+    weth, wsteth = book["tokens"]["WETH"], book["tokens"]["wstETH"]
+    assert expected[wsteth]["base"] == weth
+    aave = next(m for m in markets if m.plugin.name == "aave-v3")
+    oracle = aave.plugin.price_sources(w3, aave.deployment, block).price_sources()
+    feed = {s.asset: s.feed for s in oracle}
+    ratio = feed_usd(w3, feed[wsteth], block) / feed_usd(w3, feed[weth], block)
+    assert expected[wsteth]["ratio"] == pytest.approx(ratio, rel=1e-12)
+    assert read_derived_prices(w3, markets, block) == expected
+
+    broken = Market(dataclasses.replace(aave.plugin, name="broken", price_sources=_StopsAtNoCode), "broken",
+                    {"crv": book["tokens"]["CRV"]})
+    with caplog.at_level(logging.WARNING, logger="analyzer.scan"):
+        assert read_derived_prices(w3, [broken, *markets], block) == expected
+    assert "broken broken's price sources not followed" in caplog.text and "0x000000000000000000000000000000000000dEaD" in caplog.text

@@ -270,16 +270,18 @@ def test_aave_refresh_equals_the_per_account_rows_of_the_lens_read():
     distinct configurations, collateral flags off, e-modes, both rounding rules."""
     from analyzer.model import to_table
     from protocols.aave_v3.lens import refresh_accounts, rows_from_lens, with_balances
+    from tests.test_aave_v3_refresh import held_both_ways
 
     rng = random.Random(23)
     for version in ("3.3", "3.6"):
         market = _AaveMarket(rng, version)
         state = _kept_aave_rows(rng, shared_bits=[12, 80, 160], own_bits=[8, 90, 200], shared=5)
-        refreshed = refresh_accounts(market, KeptState.from_state(state))
-        assert refreshed.again == [] and refreshed.carried is not None and refreshed.carried.all()
         expected = rows_from_lens(market, list(state), with_balances(market, [list(r) for r in state.values()]))
-        for name in ("positions", "accounts"):
-            got = to_table(name, refreshed.tables[name])
-            assert got.equals(to_table(name, expected[name])), name
+        for previous in held_both_ways(state):
+            refreshed = refresh_accounts(market, previous)
+            assert refreshed.again == [] and refreshed.carried is not None and refreshed.carried.all()
+            for name in ("positions", "accounts"):
+                got = to_table(name, refreshed.tables[name])
+                assert got.equals(to_table(name, expected[name])), name
         params = to_table("accounts", expected["accounts"])["params"]
         assert len(params) and (~params.str.contains('"collateral_off": []', regex=False)).any()

@@ -211,7 +211,7 @@ def kept_holdings(reader, kept: KeptState) -> dict[str, list[str]]:
     ``reserves()``: every non-zero one the lens read)."""
     reserves = reader.reserves()
     owner, at = kept.entries(2, 3)
-    code = kept.words[at].astype(np.int64)
+    code, _ = kept.ints(at)
     index, kind = code // 3, code % 3
     held = (kind == 0) & (index < len(reserves))
     out: dict[str, list[str]] = {account: [] for account in kept.accounts.tolist()}
@@ -246,17 +246,18 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
 
     reserves = reader.reserves()
     owner, at = previous.entries(2, 3)
-    code = previous.words[at].astype(np.int64)
+    code, odd = previous.ints(at)      # a record's reserve and kind (odd: past int64, never a lens's)
+    scaled, negative = previous.limbs(at + 1)
     index, kind = code // 3, code % 3
     again = np.zeros(len(previous), dtype=bool)
-    again[owner[(kind == 2) | (index >= len(reserves))]] = True
-    index = np.minimum(index, len(reserves) - 1)
+    again[owner[(kind == 2) | (index >= len(reserves)) | (index < 0) | odd | negative]] = True
+    index = np.minimum(index.clip(0), len(reserves) - 1)
     # read once per reader: the accounts the rescan reads in full use them too (with_balances)
-    balance = balances(reader.version, normalized_indices(reader), wideint.from_ints(previous.words, at + 1),
-                       index, kind.clip(0, 1))
+    balance = balances(reader.version, normalized_indices(reader), scaled, index, kind.clip(0, 1))
     again[owner[wideint.is_zero(balance)]] = True
-    keep = np.flatnonzero(~again[owner])
-    owner, index, kind, balance = owner[keep], index[keep], kind[keep], wideint.taken(balance, keep)
+    if again.any():
+        keep = np.flatnonzero(~again[owner])
+        owner, index, kind, balance = owner[keep], index[keep], kind[keep], wideint.taken(balance, keep)
     decimals = np.array([r["config"]["decimals"] for r in reserves], dtype=np.int64)
     names, n = arrow_text(previous.accounts), len(owner)      # converted once, labelling both tables
     positions = pd.DataFrame({
@@ -282,7 +283,7 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
     reserves = reader.reserves()
     held = np.flatnonzero(np.bincount(owner, minlength=len(previous)))
     starts = previous.starts[held]
-    limbs = wideint.from_ints(previous.words, starts)
+    limbs, _ = previous.limbs(starts)       # user configurations: bitmaps, never negative
     codes, first = wideint.factorized(limbs)
     configs = wideint.taken(limbs, first)
     code_of = np.zeros(len(previous), dtype=np.int64)
@@ -307,16 +308,16 @@ def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: 
     param_of = codes.astype(np.int64)
     row_of = np.zeros(len(previous), dtype=np.int64)
     row_of[held] = np.arange(len(held))
-    config = previous.words
     more: list[str] = []
-    for who, assets in off.items():
+    config = previous.values(starts[row_of[list(off)]]).tolist() if off else []
+    for (who, assets), value in zip(off.items(), config, strict=True):
         param_of[row_of[who]] = len(params) + len(more)
-        more.append(f'{{"collateral_off": {json.dumps(assets)}, "user_configuration": "{config[starts[row_of[who]]]}"}}')
+        more.append(f'{{"collateral_off": {json.dumps(assets)}, "user_configuration": "{value}"}}')
     if more:
         params = pa.concat_arrays([params, pa.array(more, type=pa.string())])
     return pd.DataFrame({"protocol": repeated(PROTOCOL, len(held)), "market": repeated(reader.pool, len(held)),
                          "account": text(names) if len(held) == len(names) else labels(names, held),
-                         "category": previous.words[starts + 1].astype(np.int64),
+                         "category": previous.ints(starts + 1)[0],
                          "params": labels(params, param_of)})
 
 

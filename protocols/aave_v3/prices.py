@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from eth_utils import to_checksum_address
 
+from analyzer.checksum import checksum
 from analyzer.multicall import Call, multicall, single_call
 from protocols.base import PriceSource, PriceSources
 
@@ -28,7 +29,7 @@ class AaveV3PriceSources(PriceSources):
         grace = single_call(self.w3, Call(sentinel.value, "getGracePeriod()(uint256)"), block=block)
         if not (feed.success and grace.success):
             return None
-        return to_checksum_address(feed.value), int(grace.value)
+        return checksum(feed.value), int(grace.value)
 
     def price_sources(self) -> list[PriceSource]:
         block = self.read_block()
@@ -44,8 +45,8 @@ class AaveV3PriceSources(PriceSources):
                           block=block)
         for asset, source in zip(reserves, found, strict=True):
             if source.success and int(source.value, 16) != 0:
-                sources.append(PriceSource(to_checksum_address(asset), to_checksum_address(source.value)))
+                sources.append(PriceSource(checksum(asset), checksum(source.value)))
             else:
-                sources.append(PriceSource(to_checksum_address(asset), None,
+                sources.append(PriceSource(checksum(asset), None,
                                            f"AaveOracle {oracle} has no source for {asset} (fallback oracle)"))
         return sources

@@ -89,8 +89,8 @@ class AaveV3Reader(Reader):
             Call(MULTICALL3_ADDRESS, "getCurrentBlockTimestamp()(uint256)")])]
         self.version = version_of_revision(revision, pool)
         self.pool_revision, self.block_timestamp = revision, now
-        data_provider = to_checksum_address(provider_dp)  # the provider's, at this block
-        assets = [to_checksum_address(a) for a in assets]
+        data_provider = checksum(provider_dp)  # the provider's, at this block
+        assets = [checksum(a) for a in assets]
         per_reserve = [
             lambda a: Call(pool, abi.GET_RESERVE_DATA, (a,)),
             lambda a: Call(oracle_addr, "getAssetPrice(address)(uint256)", (a,)),
@@ -118,10 +118,10 @@ class AaveV3Reader(Reader):
             deficit = chunk[8].unwrap(f"Pool.getReserveDeficit({asset})") if has_deficit(self.version) else 0
             reserves.append({
                 "asset": asset, "symbol": symbol, "id": data[7], "configuration": data[0][0], "config": config,
-                "liquidity_index": data[1], "variable_borrow_index": data[3], "aToken": to_checksum_address(data[8]),
+                "liquidity_index": data[1], "variable_borrow_index": data[3], "aToken": checksum(data[8]),
                 "liquidity_rate": data[2], "variable_borrow_rate": data[4],     # ray a year
-                "stableDebtToken": to_checksum_address(data[9]) if has_stable_debt(self.version) else ZERO,
-                "variableDebtToken": to_checksum_address(data[10]),
+                "stableDebtToken": checksum(data[9]) if has_stable_debt(self.version) else ZERO,
+                "variableDebtToken": checksum(data[10]),
                 "price_raw": chunk[1].unwrap(f"AaveOracle.getAssetPrice({asset})"), "base_unit": base_unit,
                 "grace_period_until": grace, "deficit_raw": deficit,
             })

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from eth_utils import to_checksum_address
 
+from analyzer.checksum import checksum
 from analyzer.multicall import Call, multicall, single_call
 from protocols.base import PriceSource, PriceSources
 
@@ -21,10 +22,10 @@ class CometPriceSources(PriceSources):
             return single_call(self.w3, Call(comet, signature, args), block=block).unwrap(
                 f"Comet.{signature.split('(')[0]}")
 
-        sources = [PriceSource(to_checksum_address(read("baseToken()(address)")),
-                               to_checksum_address(read("baseTokenPriceFeed()(address)")))]
+        sources = [PriceSource(checksum(read("baseToken()(address)")),
+                               checksum(read("baseTokenPriceFeed()(address)")))]
         infos = multicall(self.w3, [Call(comet, ASSET_INFO, (i,)) for i in range(int(read("numAssets()(uint8)")))],
                           block=block)
         for info in (result.unwrap("Comet.getAssetInfo") for result in infos):
-            sources.append(PriceSource(to_checksum_address(info[1]), to_checksum_address(info[2])))
+            sources.append(PriceSource(checksum(info[1]), checksum(info[2])))
         return sources

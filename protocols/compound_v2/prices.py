@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from eth_utils import to_checksum_address
 
+from analyzer.checksum import checksum
 from analyzer.multicall import Call, multicall, single_call
 from protocols.base import PriceSource, PriceSources
 from protocols.compound_v2.constants import NATIVE_ASSET
@@ -34,7 +35,7 @@ class CompoundV2PriceSources(PriceSources):
         sources = []
         for i, ctoken in enumerate(ctokens):
             underlying, price, config, devnet_source = answers[len(reads) * i:len(reads) * (i + 1)]
-            asset = to_checksum_address(underlying.value) if underlying.success else NATIVE_ASSET
+            asset = checksum(underlying.value) if underlying.success else NATIVE_ASSET
             if not price.success:
                 sources.append(PriceSource(asset, None, f"oracle {oracle} reverts on getUnderlyingPrice({ctoken})"))
                 continue
@@ -45,5 +46,5 @@ class CompoundV2PriceSources(PriceSources):
                 sources.append(PriceSource(asset, None, f"oracle {oracle} has no feed for {ctoken} (fixed price or "
                                                         "an unknown oracle)"))
             else:
-                sources.append(PriceSource(asset, to_checksum_address(feed)))
+                sources.append(PriceSource(asset, checksum(feed)))
         return sources

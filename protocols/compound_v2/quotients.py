@@ -9,7 +9,10 @@ doubles) are multiplied in the platform's extended precision (x86's 80-bit long 
 significands) and rounded to float64 once; that rounding equals the exact one unless the exact
 quotient lies within the extended product's error of a midpoint between two doubles (about one
 position in 200 on x86; every one where long double is double), and those are computed with
-Python integers (:func:`reference`)."""
+Python integers (:func:`reference`).
+
+A borrow at a new index (``principal × borrowIndex // interestIndex``) is exact over limbs
+(:mod:`analyzer.wideint`): :func:`floor_quotients`."""
 
 from __future__ import annotations
 
@@ -31,75 +34,56 @@ def reference(values: Sequence[int], factors: Sequence[int], divisor: int) -> np
 
 def product_quotients(values: np.ndarray, factors: Sequence[int], group: np.ndarray, divisor: int) -> np.ndarray:
     """``values[i] * factors[group[i]] / divisor`` as Python computes it (:func:`reference`), for
-    ``values`` a non-negative int64 column, ``factors`` (per group) positive Python integers."""
-    return _rounded(values, [Fraction(f, divisor) for f in factors], group,
-                    lambda v, g: reference(v, [factors[k] for k in g], divisor))
-
-
-def quotients(values: np.ndarray, divisors: Sequence[int], group: np.ndarray) -> np.ndarray:
-    """``values[i] / divisors[group[i]]`` as Python's int / int (a borrow balance over its
-    token's scale), for ``values`` a non-negative int64 column, ``divisors`` positive integers."""
-    return _rounded(values, [Fraction(1, d) for d in divisors], group,
-                    lambda v, g: np.array([x / divisors[k] for x, k in zip(v, g, strict=True)], dtype=np.float64))
-
-
-def wide_quotients(values: np.ndarray, divisors: Sequence[int], group: np.ndarray) -> np.ndarray:
-    """:func:`quotients` of ``values`` an object array of non-negative Python integers of any size
-    (18-decimal borrows past int64): each is taken in extended precision to within its last bit
-    (the tolerance widened by that), the undecided ones divided as Python integers."""
-    return _rounded(values, [Fraction(1, d) for d in divisors], group,
-                    lambda v, g: np.array([x / divisors[k] for x, k in zip(v, g, strict=True)], dtype=np.float64),
-                    values.astype(LONG), TOLERANCE + 2 * np.finfo(LONG).eps)
-
-
-def _rounded(values: np.ndarray, exact: Sequence[Fraction], group: np.ndarray, slow, wide: np.ndarray | None = None,
-             tolerance: np.floating = TOLERANCE) -> np.ndarray:
-    """``values[i] × exact[group[i]]`` correctly rounded to float64 (``slow(values, groups)``, as
-    Python lists, where the extended product cannot tell); ``wide``: the values in extended
-    precision, within ``tolerance`` of the exact ones (default: int64 values, exact there)."""
-    if wide is None:
-        values = np.asarray(values, dtype=np.int64)
-        wide = values.astype(LONG)      # exact: 63 bits fit a 64-bit significand
+    ``values`` a non-negative int64 column, ``factors`` (per group) positive Python integers:
+    the product in extended precision, each factor over the divisor as an exact sum of doubles,
+    rounded to float64 once; where that cannot tell (the extended quotient within its error of a
+    midpoint between two doubles), :func:`reference`."""
+    values = np.asarray(values, dtype=np.int64)
+    exact = [Fraction(f, divisor) for f in factors]
     high = np.array([float(q) for q in exact], dtype=np.float64)
     low = np.array([float(q - Fraction(h)) for q, h in zip(exact, high.tolist(), strict=True)], dtype=np.float64)
-    quotient = wide * high[group].astype(LONG) + wide * low[group].astype(LONG)
+    extended = values.astype(LONG)      # exact: 63 bits fit a 64-bit significand
+    quotient = extended * high[group].astype(LONG) + extended * low[group].astype(LONG)
     rounded = quotient.astype(np.float64)
     # how far the extended quotient is from the midpoint between ``rounded`` and its neighbour on
     # its side (exact: both are within one double's ulp); at a power of two that neighbour is closer
     off = np.abs(quotient - rounded.astype(LONG))
     half = LONG(0.5) * np.spacing(rounded).astype(LONG)
-    unsure = (np.abs(off - half) <= tolerance * quotient) | (np.frexp(rounded)[0] == 0.5) | (values == 0)
+    unsure = (np.abs(off - half) <= TOLERANCE * quotient) | (np.frexp(rounded)[0] == 0.5) | (values == 0)
     if unsure.any():
         where = np.flatnonzero(unsure)
-        rounded[where] = slow(values[where].tolist(), group[where].tolist())
+        rounded[where] = reference(values[where].tolist(), [factors[k] for k in group[where].tolist()], divisor)
     return rounded
 
 
-EXACT_LONG = np.finfo(LONG).nmant >= 63     # a 64-bit significand (x86's long double)
-INT64 = 2**63
+def floor_quotients(limbs: np.ndarray, divisors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``value // divisor`` per value, exactly, over limbs (:mod:`analyzer.wideint`; a borrow's
+    ``principal × borrowIndex`` over its interestIndex): (the quotients' limbs, which of them are
+    exact: those whose divisor is in (0, 2^62); the others, Python integers, by the caller).
 
-
-def floor_products(values: np.ndarray, factors: np.ndarray, divisors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``values * factors // divisors`` exactly, element by element, over int64 columns (a borrow
-    at a new index: ``principal × borrowIndex // interestIndex``): (the quotients, which of them
-    are exact). Exact where the operands are non-negative, ``factors`` below 2^62, ``divisors``
-    in (0, 2^61) and the quotient below 2^62 (the others: Python integers, by the caller).
-
-    The quotient is estimated in extended precision (64-bit significands: within one of the
-    exact one, two roundings of 2^-64 each below 2^62), then corrected by the remainder
-    ``values × factors − estimate × divisors``, exact from its low 64 bits: it lies in
-    [−divisor, 2 divisor), well within int64."""
-    values, factors, divisors = (np.asarray(a, dtype=np.int64) for a in (values, factors, divisors))
-    ok = (values >= 0) & (factors >= 0) & (factors < 2**62) & (divisors > 0) & (divisors < 2**61)
-    if not EXACT_LONG:
-        return np.zeros(len(values), dtype=np.int64), np.zeros(len(values), dtype=bool)
+    Long division, a limb at a time: the remainder so far times 10^8 plus the next limb (below
+    ``divisor × 10^8``) over the divisor, estimated in float64 (the quotient's limb is below
+    10^8 < 2^27 and the estimate within 2^-51 of it, relatively: within one), then corrected by
+    the remainder ``remainder × 10^8 + limb − estimate × divisor``, exact from its low 64 bits:
+    it lies in [−divisor, 2 divisor)."""
+    divisors = np.asarray(divisors, dtype=np.int64)
+    ok = (divisors > 0) & (divisors < 2**62)
     safe = np.where(ok, divisors, 1)
-    estimate = np.floor(values.astype(LONG) * factors.astype(LONG) / safe.astype(LONG))
-    ok &= estimate < LONG(2**62)
-    guess = np.where(ok, estimate, 0).astype(np.int64)
-    with np.errstate(over="ignore"):
-        remainder = (values.astype(np.uint64) * factors.astype(np.uint64)
-                     - guess.astype(np.uint64) * safe.astype(np.uint64)).view(np.int64)
-    quotient = guess + np.floor_divide(remainder, safe)
-    ok &= np.abs(remainder) < 2 * safe + 1      # always (the estimate is within one): a guard
-    return np.where(ok, quotient, 0), ok
+    divisor, inverse = safe.astype(np.uint64), 1.0 / safe.astype(np.float64)
+    remainder = np.zeros(limbs.shape[1], dtype=np.uint64)
+    out = np.empty_like(limbs)
+    for i in range(len(limbs) - 1, -1, -1):
+        digit = np.floor((remainder.astype(np.float64) * LIMB + limbs[i].astype(np.float64)) * inverse).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            left = (remainder * _LIMB + limbs[i] - digit * divisor).view(np.int64)
+        under, over = left < 0, left >= safe
+        digit += over.view(np.uint8)
+        digit -= under.view(np.uint8)
+        left += (under.view(np.int8) - over.view(np.int8)) * safe
+        out[i] = digit
+        remainder = left.view(np.uint64)
+    return out, ok
+
+
+LIMB = 10**8        # analyzer.wideint's base
+_LIMB = np.uint64(LIMB)

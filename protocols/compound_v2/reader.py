@@ -23,7 +23,7 @@ from analyzer.kept import KeptState, Refreshed
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, EventField, Reader, Rows
-from protocols.compound_v2 import lens
+from protocols.compound_v2 import lens, refresh
 from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
 from protocols.compound_v2.profiles import EventSpec, profile
 
@@ -170,8 +170,8 @@ class CompoundV2Reader(Reader):
             # WBTC, FEI, REP, SAI); a price of 0 is Compound's "unavailable". Never priced at 0:
             # the market is left out and named (the scan warns and records it in the meta)
             self.excluded.append({
-                "protocol": PROTOCOL, "market": self.comptroller, "asset": to_checksum_address(ctoken),
-                "reason": f"oracle getUnderlyingPrice({to_checksum_address(ctoken)}) "
+                "protocol": PROTOCOL, "market": self.comptroller, "asset": checksum(ctoken),
+                "reason": f"oracle getUnderlyingPrice({checksum(ctoken)}) "
                           + ("reverted" if price is None else "returned 0")})
             return None
         cf = int(listing[self.profile.collateral_factor_index])
@@ -190,7 +190,7 @@ class CompoundV2Reader(Reader):
             # answered, a comptroller without them; what "none" is: the profile's, cap_amount)
             "borrow_cap_raw": None if borrow_cap is None else int(borrow_cap),
             "supply_cap_raw": None if supply_cap is None else int(supply_cap),
-            "ctoken": to_checksum_address(ctoken), "underlying": to_checksum_address(a[0] or NATIVE_ASSET),
+            "ctoken": checksum(ctoken), "underlying": checksum(a[0] or NATIVE_ASSET),
             "exchange_rate_mantissa": int(a[1]), "protocol_seize_share_mantissa": int(a[2] or 0),
             "symbol": a[3] or "", "ctoken_decimals": int(a[4] if a[4] is not None else 8),
             "total_supply": int(a[5] or 0), "total_borrows": int(a[6] or 0), "total_reserves": int(a[7] or 0),
@@ -339,7 +339,7 @@ class CompoundV2Reader(Reader):
         return lens.kept_holdings(self, kept)
 
     def refresh_accounts(self, previous: KeptState) -> Refreshed:
-        return lens.refresh_accounts(self, previous)
+        return refresh.refresh_accounts(self, previous)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts
