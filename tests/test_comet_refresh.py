@@ -20,6 +20,8 @@ from analyzer.multicall import Call, multicall
 from analyzer.rpc import RpcClient
 from protocols.base import ReadContext
 from protocols.comet import lens as comet_lens
+from protocols.comet import refresh as comet_refresh
+from protocols.comet.ints import Ints
 from protocols.comet.reader import USER_BASIC, CometReader
 from tests.conftest import requires_anvil
 from tests.test_scan_incremental import send
@@ -32,10 +34,12 @@ def test_packed_principals_decode_as_python_ints():
     rng = random.Random(3)
     values = EDGES + [rng.randrange(-(2**103), 2**103) >> rng.randrange(104) for _ in range(2000)]
     data = b"".join(v.to_bytes(16, "big", signed=True) for v in values)
-    decoded = comet_lens.int128s(data)
-    assert decoded.dtype == object and decoded.tolist() == values
-    assert all(type(v) is int for v in decoded.tolist())        # Python ints, not numpy's
-    assert comet_lens.int128s(b"").tolist() == []
+    decoded = Ints.of_int128s(data)
+    assert decoded.small.dtype == np.int64 and decoded.values().tolist() == values
+    assert all(type(v) is int for v in decoded.values().tolist())        # Python ints, not numpy's
+    # int64 where a value fits, and only there
+    assert decoded.wide_at.tolist() == [k for k, v in enumerate(values) if not -(2**63) <= v < 2**63]
+    assert Ints.of_int128s(b"").values().tolist() == []
 
 
 ASSETS = [{"scale": 10**18, "liquidate_collateral_factor": 85 * 10**16},
@@ -154,10 +158,10 @@ def test_the_principals_lens_reads_userbasic_after_silent_base_transfers(chain_c
     for slot in (None, 3):                          # through the getter, then from storage
         sizes.clear()
         got = comet_lens._principals_read(small, accounts, slot)
-        assert got is not None and got.tolist() == expected
+        assert got is not None and Ints.of_int128s(got).values().tolist() == expected
         assert sizes[0] == 7 and max(sizes[1:]) <= 3 and len(sizes) >= len(accounts) // 3
     # the lens as the scan calls it: the slot proven (mainnet's 5 is another mapping here), storage read
-    assert comet_lens._principals(reader, accounts).tolist() == expected
+    assert Ints.of_int128s(comet_lens.principals(reader, accounts)).values().tolist() == expected
     assert reader._user_basic_slot == 3
 
 
@@ -186,15 +190,16 @@ def test_the_principals_are_read_through_the_getter_when_no_slot_is_proven(chain
 
     monkeypatch.setattr(comet_lens, "USER_BASIC_SLOTS", (5,))
     reader = CometReader(ctx, market)
-    assert comet_lens._principals(reader, accounts).tolist() == expected
+    assert Ints.of_int128s(comet_lens.principals(reader, accounts)).values().tolist() == expected
     assert reader._user_basic_slot is None and "no userBasic slot" in caplog.text
     # storage at the wrong slot does differ: what the getter path is for
-    assert comet_lens._principals_read(reader, accounts, 5).tolist() != expected
+    assert Ints.of_int128s(comet_lens._principals_read(reader, accounts, 5)).values().tolist() != expected
 
     monkeypatch.setattr(comet_lens, "USER_BASIC_SLOTS", (3,))
     nobody = [account_address(f"never-used-{k}") for k in range(20)]
     reader = CometReader(ctx, market)
-    assert comet_lens._principals(reader, nobody).tolist() == [0] * 20 and reader._user_basic_slot is None
+    assert Ints.of_int128s(comet_lens.principals(reader, nobody)).values().tolist() == [0] * 20
+    assert reader._user_basic_slot is None
 
 
 @requires_anvil
@@ -223,11 +228,16 @@ def test_market_state_in_two_rounds_accrues_to_the_blocks_time(chain_checkpoint,
         monkeypatch.undo()
 
 
-def test_a_refresh_of_untouched_accounts_gives_the_full_reads_rows(monkeypatch):
-    """Untouched accounts computed by the refresh (limbs: analyzer.wideint) give the rows the full
-    read builds from the same words in Python integers (:func:`protocols.comet.lens.rows_from_lens`):
-    base balances at this block's indices, raw text and amounts, params with the signed principal
-    and isLiquidatable, across int64, 2^64, int104 and 18-decimal sizes."""
+@pytest.mark.parametrize("kept", ["lens words", "the full read's kept words, through a chunk"])
+def test_a_refresh_of_untouched_accounts_gives_the_full_reads_rows(monkeypatch, kept):
+    """Untouched accounts computed by the refresh (int64 words and limbs: analyzer.wideint) give
+    the rows the full read builds from the same words in Python integers
+    (:func:`protocols.comet.lens.rows_from_lens`): base balances at this block's indices, raw text
+    and amounts, params with the signed principal and isLiquidatable, across int64, 2^64, int104
+    and 18-decimal sizes; from the lens's words (principals in two's complement) as from the
+    words the full read keeps (signed) as a rescan loads them (int64 and the wide ones beside).
+    Borrowers whose principal the node now gives otherwise (a silent base transfer) are computed
+    at it and are the only accounts whose words are kept again."""
     import types
 
     from analyzer.kept import KeptState
@@ -236,7 +246,7 @@ def test_a_refresh_of_untouched_accounts_gives_the_full_reads_rows(monkeypatch):
     assets = [{**info, "asset": f"0x{k + 1:040x}"} for k, info in enumerate(ASSETS)]
     state = {**STATE, "assets": assets, "supply_index": 10**15 + 123_457, "borrow_index": 10**15 + 987_653,
              "base_token": "0x" + "ba" * 20, "decimals": [18, 18, 8, 6]}
-    rows, principals = {}, {}
+    rows, principals, now = {}, {}, {}
     for k in range(3000):
         principal = rng.choice([-1, 1]) * rng.choice([rng.getrandbits(rng.choice([1, 20, 53, 63, 64, 90, 103])),
                                                      rng.choice(EDGES[:13])])
@@ -250,11 +260,28 @@ def test_a_refresh_of_untouched_accounts_gives_the_full_reads_rows(monkeypatch):
         assets_in = sum(1 << i for i, amount in enumerate(held) if amount)
         rows[account] = [principal % 2**256, assets_in, 0, 0, 0, *held]
         principals[account] = principal
+        # a borrower (or an account with none) may have moved without an event: now another principal
+        now[account] = -rng.getrandbits(rng.choice([30, 70, 100])) - 1 if principal <= 0 and k % 7 == 0 else principal
+    moved = [a for a in rows if now[a] != principals[a]]
     reader = types.SimpleNamespace(comet="0x" + "c0" * 20, _lens_state=state, ctx=types.SimpleNamespace(lens=object()))
-    monkeypatch.setattr(comet_lens, "_principals", lambda _, accounts: objects([principals[a] for a in accounts]))
-    refreshed = comet_lens.refresh_accounts(reader, KeptState.from_state(rows))
-    full = comet_lens.rows_from_lens(reader, list(rows), list(rows.values()))
-    assert refreshed.again == [] and bool(refreshed.carried.all())
+    asked = []
+
+    def read(_, accounts):
+        asked.extend(accounts)
+        return b"".join(now[a].to_bytes(16, "big", signed=True) for a in accounts)
+
+    monkeypatch.setattr(comet_lens, "principals", read)
+    earlier = comet_lens.rows_from_lens(reader, list(rows), list(rows.values()))
+    previous = KeptState.from_state(rows) if kept == "lens words" else \
+        KeptState.from_chunks([KeptState.chunk_of(earlier["_state"])])
+    refreshed = comet_refresh.refresh_accounts(reader, previous)
+    later = {a: [now[a] % 2**256, *row[1:]] for a, row in rows.items()}
+    full = comet_lens.rows_from_lens(reader, list(later), list(later.values()))
+    assert sorted(asked) == sorted(a for a in rows if principals[a] <= 0)      # suppliers: not read
+    assert refreshed.again == [] and refreshed.carried.tolist() == [now[a] == principals[a] for a in rows]
+    assert len(moved) > 50 and refreshed.state.accounts.tolist() == moved
+    assert [list(map(int, refreshed.state.values(refreshed.state.starts[i] + np.arange(8)))) for i in range(len(moved))] \
+        == [[now[a], later[a][1], 0, 0, 0, *later[a][5:]] for a in moved]
     assert refreshed.tables["accounts"]["account"].tolist() == full["accounts"]["account"]
     assert refreshed.tables["accounts"]["params"].tolist() == full["accounts"]["params"]
     columns = ("account", "asset", "side", "amount", "raw")
@@ -262,3 +289,45 @@ def test_a_refresh_of_untouched_accounts_gives_the_full_reads_rows(monkeypatch):
     expected = sorted(zip(*(full["positions"][c] for c in columns), strict=True))
     assert got == expected
     assert any(int(raw) >= 2**64 for _, _, _, _, raw in got) and any('"principal": "-' in p for p in full["accounts"]["params"])
+
+
+def test_ints_are_python_integers():
+    """The refresh's integer columns (int64 where a value fits, Python ints beside) against Python
+    integers: sign, zero, taking, replacing, comparing, floats, limbs and text, across the edges
+    of int64 and two's complement words."""
+    from analyzer import wideint
+
+    rng = random.Random(5)
+    values = EDGES + [rng.choice([-1, 1]) * rng.getrandbits(rng.choice([3, 40, 63, 64, 100, 200])) for _ in range(3000)]
+    ints = Ints.of(values)
+    assert ints.values().tolist() == values and len(ints.wide) < len(values) // 2
+    assert ints.negative().tolist() == [v < 0 for v in values] and ints.nonzero().tolist() == [v != 0 for v in values]
+    assert Ints.of([v % 2**256 for v in values]).signed().values().tolist() == values
+    assert Ints.of([v % 2**256 for v in values]).signed().wide_at.tolist() == ints.wide_at.tolist()
+    rows = np.array(rng.sample(range(len(values)), 900))
+    assert ints.taken(rows).values().tolist() == [values[k] for k in rows.tolist()]
+    some = np.sort(rows[:400])
+    other = [rng.choice([v, -v, v + 1, 2**70 + v]) for v in (values[k] for k in some.tolist())]
+    replaced = ints.replaced(some, Ints.of(other))
+    expected = list(values)
+    for k, v in zip(some.tolist(), other, strict=True):
+        expected[k] = v
+    assert replaced.values().tolist() == expected
+    assert replaced.equal(ints).tolist() == [a == b for a, b in zip(expected, values, strict=True)]
+    assert ints.floats().tolist() == [float(v) for v in values]
+    limbs, negative = ints.limbs()
+    assert wideint.to_ints(limbs).tolist() == [abs(v) for v in values] and negative.tolist() == [v < 0 for v in values]
+    assert ints.text().to_pylist() == [str(v) for v in values]
+
+
+def test_approximate_floats_are_within_a_few_units_of_the_last_place():
+    """The collateral's floats in the liquidatable sum: within 4 units of the last place of
+    Python's correctly rounded float."""
+    from analyzer import wideint
+
+    rng = random.Random(8)
+    values = [0, 1, 2**53 - 1, 2**53 + 1, 2**64 + 1, 10**32 - 1, 10**32 + 1] + \
+        [rng.getrandbits(rng.choice([8, 53, 60, 64, 90, 128, 200])) for _ in range(5000)]
+    got = comet_refresh.approximate_floats(wideint.from_ints(objects(values)))
+    assert all(abs(g - float(v)) <= 4 * np.spacing(float(v)) for g, v in zip(got.tolist(), values, strict=True))
+    assert got[:4].tolist() == [0.0, 1.0, float(2**53 - 1), float(2**53)]

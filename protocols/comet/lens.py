@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from eth_utils import function_signature_to_4byte_selector
 
@@ -22,9 +21,8 @@ from analyzer import wideint
 from analyzer.checksum import checksum
 from analyzer.devnet.solc import fixture_artifact
 from analyzer.errors import ContagionError
-from analyzer.kept import KeptState, Refreshed, objects
+from analyzer.kept import objects
 from analyzer.lens import encode_arguments, in_batches, masks, read_rows, to_int256
-from analyzer.textcolumns import Texts, arrow_text, decimal_strings, joined, labels, repeated, text
 from protocols.base import Rows
 from protocols.comet import exact
 
@@ -68,10 +66,8 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     if reader.ctx.lens is None:
         return None
     accounts = [checksum(a) for a in accounts]      # as the Multicall3 reader names them
-    if getattr(reader, "_lens_state", None) is None:
-        reader._lens_state = reader.market_state()
     comet = reader.comet
-    collaterals = [a["asset"] for a in reader._lens_state["assets"]]
+    collaterals = [a["asset"] for a in lens_state(reader)["assets"]]
 
     held = reader.holdings
 
@@ -83,6 +79,13 @@ def read_accounts(reader, accounts: Sequence[str]) -> Rows | None:
     if rows is None:
         return None
     return rows_from_lens(reader, accounts, rows)
+
+
+def lens_state(reader) -> dict:
+    """The market state the lens rows are computed with (:meth:`CometReader.market_state`), once per reader."""
+    if getattr(reader, "_lens_state", None) is None:
+        reader._lens_state = reader.market_state()
+    return reader._lens_state
 
 
 def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -> Rows:
@@ -104,8 +107,8 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
     for account, row in zip(accounts, rows, strict=True):
         if not row:
             continue
-        kept[account] = list(row)
         principal, assets_in = to_int256(row[0]), row[1]
+        kept[account] = [principal, *row[1:]]    # signed: an int64 word where it fits (analyzer.kept)
         borrowed, supplied, liquidatable = next(computed)
         # json.dumps({"principal": str(principal), "assets_in": assets_in, "is_liquidatable": bool(...)}),
         # written out: tens of thousands of accounts per rescan
@@ -138,22 +141,23 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
     return {"positions": positions, "accounts": account_rows, "_state": kept}  # type: ignore[dict-item]
 
 
-def _principals(reader, accounts: Sequence[str]) -> np.ndarray | None:
-    """``userBasic(account).principal`` of ``accounts`` (checksummed), signed, as Python ints in
-    an object array, 20 bytes per account in and 16 out (decoded by numpy at once); None when the
-    node has no lens calls. Read from Comet's storage (``CometPrincipalSlots``: a word per
-    account, no call) once the ``userBasic`` slot is proven for the reader (:func:`user_basic_slot`),
-    else through the getter (``CometPrincipals``: a ``userBasic`` call per account)."""
+def principals(reader, accounts: Sequence[str]) -> bytes | None:
+    """``userBasic(account).principal`` of ``accounts`` (checksummed), packed: 16 bytes each, two's
+    complement big-endian (:meth:`protocols.comet.ints.Ints.of_int128s`), 20 bytes per account in;
+    None when the node has no lens calls. Read from Comet's storage (``CometPrincipalSlots``: a
+    word per account, no call) once the ``userBasic`` slot is proven for the reader
+    (:func:`user_basic_slot`), else through the getter (``CometPrincipals``: a ``userBasic`` call
+    per account)."""
     slot = user_basic_slot(reader, accounts)
     if slot is None:
         return _principals_read(reader, accounts)
     return _principals_read(reader, accounts, slot)
 
 
-def _principals_read(reader, accounts: Sequence[str], slot: int | None = None) -> np.ndarray | None:
-    """The principals of ``accounts`` through the getter lens (``slot`` None) or from the
-    ``userBasic`` mapping at ``slot``, in batches halved when the node runs out of gas
-    (:func:`analyzer.lens.in_batches`)."""
+def _principals_read(reader, accounts: Sequence[str], slot: int | None = None) -> bytes | None:
+    """The principals of ``accounts``, packed (:func:`principals`), through the getter lens
+    (``slot`` None) or from the ``userBasic`` mapping at ``slot``, in batches halved when the node
+    runs out of gas (:func:`analyzer.lens.in_batches`)."""
     lens = reader.ctx.lens
     comet = bytes(12) + bytes.fromhex(reader.comet[2:])
     users = bytes.fromhex("".join(accounts).replace("0x", ""))
@@ -179,7 +183,7 @@ def _principals_read(reader, accounts: Sequence[str], slot: int | None = None) -
     answers = in_batches(lens, code, len(accounts), first_size, read, check)
     if answers is None:
         return None
-    return int128s(b"".join(raw[96:96 + int.from_bytes(raw[64:96], "big")] for raw in answers))
+    return b"".join(raw[96:96 + int.from_bytes(raw[64:96], "big")] for raw in answers)
 
 
 def user_basic_slot(reader, accounts: Sequence[str]) -> int | None:
@@ -193,11 +197,11 @@ def user_basic_slot(reader, accounts: Sequence[str]) -> int | None:
     reader._user_basic_slot = None
     sample = list(accounts[::max(1, len(accounts) // CHECKED)][:CHECKED])     # spread over them
     truth = _principals_read(reader, sample) if sample else None
-    if truth is None or not any(truth.tolist()):
+    if truth is None or not any(truth):
         return None
     for slot in USER_BASIC_SLOTS:
         read = _principals_read(reader, sample, slot)
-        if read is not None and read.tolist() == truth.tolist():
+        if read == truth:
             reader._user_basic_slot = slot
             return slot
     log.warning("comet %s: no userBasic slot of %s gives the getter's principals: reading them through "
@@ -205,121 +209,7 @@ def user_basic_slot(reader, accounts: Sequence[str]) -> int | None:
     return None
 
 
-def int128s(data: bytes) -> np.ndarray:
-    """Packed 16-byte two's complement big-endian integers as Python ints (an object array): those
-    within int64 (the high half only the low half's sign) converted by numpy at once, the others
-    one by one."""
-    halves = np.frombuffer(data, dtype=">i8").reshape(-1, 2).astype(np.int64)
-    out = halves[:, 1].astype(object)
-    for k in np.flatnonzero(halves[:, 0] != halves[:, 1] >> 63).tolist():
-        out[k] = int.from_bytes(data[16 * k:16 * k + 16], "big", signed=True)
-    return out
-
-
-def refresh_accounts(reader, previous: KeptState) -> Refreshed:
-    """Untouched accounts at this block, at once over arrays. Comet keeps each account's
-    principal, ``assetsIn`` and collateral balances; events name every change of the collateral
-    and of a supplier's principal, but not a base transfer's borrow (``transferBase`` emits
-    ``Transfer(src, 0)`` only for the supply src gives up, ``Transfer(0, dst)`` only for the supply
-    dst gains). So a kept supplier (principal > 0) is computed without a read, and every other
-    account has only its principal read again (:func:`_principals`). Then ``borrowBalanceOf``
-    / ``balanceOf`` are the principal's present value at this block's accrued indices
-    (CometCore.presentValue), and ``isLiquidatable`` is Comet's sum at this block's prices over the
-    stored indices (:func:`liquidatable`). An account kept with more collateral assets than the
-    market now lists is read again in full. The collateral is handled as the list of the balances
-    that are not zero (account, asset, amount), not as a table of every account by every asset."""
-    from protocols.comet.reader import PROTOCOL
-
-    if getattr(reader, "_lens_state", None) is None:
-        reader._lens_state = reader.market_state()
-    state, comet = reader._lens_state, reader.comet
-    n = len(state["assets"])
-    lengths, starts, words = previous.lengths, previous.starts, previous.words
-    again = lengths - 5 > n
-    principal = signed(words[starts])
-    moved = np.zeros(len(previous), dtype=bool)
-    unseen = ~again & (principal <= 0)           # a borrow may have moved without an event
-    if unseen.any():
-        read = _principals(reader, previous.accounts[unseen].tolist()) if reader.ctx.lens is not None else None
-        if read is None:                         # no lens calls: read them again in full
-            again |= unseen
-        else:
-            moved[unseen] = read != principal[unseen]
-            principal[unseen] = read
-    # the collateral balances that are not zero: (account, asset offset, amount), by account then asset
-    owner, at = previous.entries(5, 1)
-    amount = words[at]
-    some = np.flatnonzero((amount != 0) & ~again[owner])
-    owner, amount = owner[some], amount[some]
-    asset = at[some] - starts[owner] - 5
-    holds = np.zeros(len(previous), dtype=bool)
-    holds[owner] = True
-    # nothing open: no rows, as the lens gives none
-    keep = ~again & ((principal != 0) | holds)
-    # an account's words hold at this block as kept unless its principal moved or the market lists
-    # more collateral assets than when it was read (its words are then padded to them)
-    carried = keep & ~moved & (lengths == 5 + n)
-    owner = (np.cumsum(keep) - 1)[owner]         # now a row of the accounts kept
-    changed = ~carried[keep]
-    principal, assets_in, names = principal[keep], words[starts[keep] + 1], previous.accounts[keep]
-    # the principals' sizes and present values as limbs (analyzer.wideint): no Python int per account
-    negative = principal < 0
-    size = wideint.from_ints(np.abs(principal))
-    value = present_values(size, negative, state["supply_index"], state["borrow_index"])
-    flagged = _liquidatable(state, principal, owner, asset, amount)
-    kept = _kept_words(names, principal, assets_in, owner, asset, amount, changed, n)
-    accounts = arrow_text(names)        # converted once, labelling both tables
-    m = len(accounts)
-    # as rows_from_lens writes them (str(principal): its sign, then its size)
-    params = joined('{"principal": "', _chosen(["", "-"], negative), wideint.decimal_text(size), '", "assets_in": ',
-                    decimal_strings(assets_in.astype(np.int64)),
-                    ', "is_liquidatable": ', _chosen(["false", "true"], flagged), "}")
-    account_rows = pd.DataFrame({"protocol": repeated(PROTOCOL, m), "market": repeated(comet, m), "account": text(accounts),
-                                 "category": np.zeros(m, dtype=np.int64), "params": params})
-    positions = _positions(state, comet, accounts, negative, value, owner, asset, amount)
-    return Refreshed({"positions": positions, "accounts": account_rows}, kept, previous.accounts[again].tolist(),
-                     carried=carried)
-
-
-def _kept_words(names: np.ndarray, principal: np.ndarray, assets_in: np.ndarray, owner: np.ndarray, asset: np.ndarray,
-                amount: np.ndarray, changed: np.ndarray, n: int) -> KeptState:
-    """The kept words of the accounts whose words ``changed``: the principal (signed), assetsIn,
-    three words a rescan computes (left 0: the base balances, isLiquidatable), then the balance of
-    each of the market's ``n`` collateral assets."""
-    rows = np.zeros((int(changed.sum()), 5 + n), dtype=object)
-    rows[:, 0], rows[:, 1] = principal[changed], assets_in[changed]
-    mine = changed[owner]
-    rows[(np.cumsum(changed) - 1)[owner[mine]], 5 + asset[mine]] = amount[mine]
-    return KeptState(names[changed], np.full(len(rows), 5 + n, dtype=np.int64), rows.ravel())
-
-
-def _positions(state: dict, comet: str, accounts: Texts, negative: np.ndarray, value: np.ndarray, owner: np.ndarray,
-               asset: np.ndarray, amount: np.ndarray) -> pd.DataFrame:
-    """The positions of the accounts: the base borrowed (``value``, limbs, not zero where
-    ``negative``) then the base supplied (not zero where not), each in account order, then each
-    collateral asset's balances (``owner``, ``asset``, ``amount``: the balances not zero) in turn,
-    as :func:`rows_from_lens` orders them."""
-    from protocols.comet.reader import PROTOCOL
-
-    some = ~wideint.is_zero(value)
-    debt, supply = np.flatnonzero(negative & some), np.flatnonzero(~negative & some)
-    order = np.argsort(asset, kind="stable")
-    who = np.concatenate([debt, supply, owner[order]])
-    raw = stacked([wideint.taken(value, debt), wideint.taken(value, supply), wideint.from_ints(amount, order)])
-    # per row: its asset (0: the base, i + 1: collateral i) and side (0: debt, 1: collateral)
-    which = np.concatenate([np.zeros(len(debt) + len(supply), dtype=np.int64), asset[order] + 1])
-    side = np.concatenate([np.zeros(len(debt), dtype=np.int64), np.ones(len(supply) + len(order), dtype=np.int64)])
-    count = len(who)
-    return pd.DataFrame({"protocol": repeated(PROTOCOL, count), "market": repeated(comet, count),
-                         "account": labels(accounts, who),
-                         "asset": labels([state["base_token"], *(a["asset"] for a in state["assets"])], which),
-                         "reserve": repeated("", count), "side": labels(["debt", "collateral"], side),
-                         # analyzer.model.raw_to_amount and str, exactly (analyzer.wideint)
-                         "amount": wideint.quotient_floats(raw, np.array(state["decimals"], dtype=np.int64)[which]),
-                         "raw": text(wideint.decimal_text(raw))})
-
-
-def _chosen(texts: list[str], flags: np.ndarray) -> pa.StringArray:
+def chosen(texts: list[str], flags: np.ndarray) -> pa.StringArray:
     """``texts[1]`` where ``flags``, else ``texts[0]``, as Arrow strings."""
     return pa.array(texts, type=pa.string()).take(pa.array(flags.astype(np.int64)))
 
@@ -373,15 +263,25 @@ def liquidatable(state: dict, principal: np.ndarray, held: np.ndarray) -> np.nda
 
 def _liquidatable(state: dict, principal: np.ndarray, owner: np.ndarray, asset: np.ndarray,
                   amount: np.ndarray) -> np.ndarray:
+    """:func:`liquidatable_sparse` of signed ``principal`` and ``amount`` as Python integers (object arrays)."""
+    return liquidatable_sparse(state, principal.astype(np.float64), owner, asset, amount.astype(np.float64),
+                               lambda rows, entries: (principal[rows], amount[entries]))
+
+
+def liquidatable_sparse(state: dict, principal: np.ndarray, owner: np.ndarray, asset: np.ndarray, amount: np.ndarray,
+                        integers: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Comet.isLiquidatable of each account (:meth:`protocols.comet.exact.CometState.is_liquidatable`)
-    of signed ``principal`` holding ``amount`` of collateral ``asset`` (offsets) per ``owner`` (a
-    row of ``principal``): Comet's sum (:func:`_liquidatable_exact`) decided in float64 where its
-    sign is certain, and summed as Comet does only for the borrowers near the line.
+    of signed principal (``principal``: its float64) holding ``amount`` (float64) of collateral
+    ``asset`` (offsets) per ``owner`` (a row of ``principal``): Comet's sum
+    (:func:`_liquidatable_exact`) decided in float64 where its sign is certain, and summed as
+    Comet does only for the borrowers near the line, of their Python integers
+    (``integers(rows, entries)``: the principals at ``rows`` and the amounts at ``entries``).
 
     The float sum is the real-valued one (no truncation): Comet's truncations take less than
     ``basePrice / baseScale + 1`` from the debt's term and less than 2 from each collateral's
     term, and the float's own rounding is below 1e-12 of the terms' sizes; a borrower whose float
-    sum is farther from zero than all of that together has Comet's sign."""
+    sum is farther from zero than all of that together has Comet's sign. (A float is correctly
+    rounded, so of the integer's sign.)"""
     flagged = np.zeros(len(principal), dtype=bool)
     owing = np.flatnonzero(principal < 0)
     if not len(owing):
@@ -391,9 +291,9 @@ def _liquidatable(state: dict, principal: np.ndarray, owner: np.ndarray, asset: 
     mine = np.flatnonzero(borrower[owner] >= 0)
     by, at = borrower[owner[mine]], asset[mine]
     price, base_scale = float(state["prices"][0]), float(state["base_scale"])
-    debt = principal[owing].astype(np.float64) * (float(state["totals"][1]) / exact.BASE_INDEX_SCALE) * price / base_scale
+    debt = principal[owing] * (float(state["totals"][1]) / exact.BASE_INDEX_SCALE) * price / base_scale
     assets = state["assets"]
-    value = (amount[mine].astype(np.float64) * np.array([float(p) for p in state["prices"][1:]])[at]
+    value = (amount[mine] * np.array([float(p) for p in state["prices"][1:]])[at]
              / np.array([float(a["scale"]) for a in assets])[at]
              * np.array([float(a["liquidate_collateral_factor"]) for a in assets])[at] / exact.FACTOR_SCALE)
     credit = np.bincount(by, weights=value, minlength=len(owing))
@@ -406,7 +306,8 @@ def _liquidatable(state: dict, principal: np.ndarray, owner: np.ndarray, asset: 
         row = np.full(len(principal), -1, dtype=np.int64)
         row[near] = np.arange(len(near))
         theirs = np.flatnonzero(row[owner] >= 0)
-        flagged[near] = _liquidatable_exact(state, principal[near], row[owner[theirs]], asset[theirs], amount[theirs])
+        principals, amounts = integers(near, theirs)
+        flagged[near] = _liquidatable_exact(state, principals, row[owner[theirs]], asset[theirs], amounts)
     return flagged
 
 

@@ -19,7 +19,7 @@ from analyzer.kept import KeptState, Refreshed
 from analyzer.model import raw_to_amount
 from analyzer.multicall import MULTICALL3_ADDRESS, Call, CallResult
 from protocols.base import AccountEvents, EventField, Reader, Rows
-from protocols.comet import exact, lens
+from protocols.comet import exact, lens, refresh
 
 PROTOCOL = "comet"
 ASSET_INFO = "(uint8,address,address,uint64,uint64,uint64,uint64,uint128)"
@@ -251,7 +251,7 @@ class CometReader(Reader):
                              account_fields=_fields(CHANGE_EVENTS))
 
     def refresh_accounts(self, previous: KeptState) -> Refreshed:
-        return lens.refresh_accounts(self, previous)
+        return refresh.refresh_accounts(self, previous)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts
