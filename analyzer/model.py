@@ -384,7 +384,7 @@ class Snapshot:
         # each position's asset and side as its place among the allowed values (one Arrow pass each):
         # both checked so, and the duplicate check hashes these codes, not the texts again
         allowed = {col: codes for col, values in (("asset", self.assets["address"].tolist()), ("side", SIDES))
-                   if (codes := _places_in(pos[col], values)) is not None}
+                   if col in pos.columns and (codes := _places_in(pos[col], values)) is not None}
         for name, keys in KEYS.items():
             frame = self.table(name)
             if has_duplicate_keys(frame, keys, allowed if name == "positions" else None):

@@ -60,3 +60,18 @@ def test_places_in_leaves_other_columns_to_the_value_checks():
     assert _places_in(pd.Series(["debt"], dtype="string"), [pd.NA]) is None
     assert _places_in(pd.Series([], dtype="string"), ["debt"]).tolist() == []
     assert np.array_equal(_places_in(pd.Series(["debt", "collateral"], dtype="string"), ["collateral", "debt"]), [1, 0])
+
+
+def test_a_positions_table_without_its_columns_is_refused_where_it_was():
+    """A table set by hand without a key column: the duplicate check of the tables before it runs
+    first, as before (the places of asset and side are taken only where the columns are)."""
+    import pytest
+
+    from analyzer.errors import ContagionError
+    from analyzer.model import Snapshot
+
+    snap = Snapshot(meta={"chain_id": 1, "block_number": 1},
+                    assets=[{"address": "0xA", "symbol": "A", "decimals": 18, "price_usd": 1.0}] * 2)
+    snap.positions = snap.positions.drop(columns=["side"])
+    with pytest.raises(ContagionError, match="assets: duplicate key address=0xA"):
+        snap.validate()
