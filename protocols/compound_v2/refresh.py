@@ -181,7 +181,8 @@ def _refreshed(reader, previous: KeptState, records: Records, debts: Debts) -> R
                               "reserve": labels([m["ctoken"] for m in markets], j),
                               "side": labels(["collateral", "debt"], np.repeat([0, 1], [len(lent), len(mine)])),
                               "amount": np.concatenate([lent_amount, owed]),
-                              "raw": text(pa.concat_arrays([decimal_strings(raw), wideint.decimal_text(owed_limbs)]))})
+                              "raw": text(pa.concat_arrays([decimal_strings(raw), wideint.decimal_text(owed_limbs)]))},
+                             copy=False)       # every column is new here: none copied
     return Refreshed({"positions": positions, "accounts": _account_rows(reader, previous, opened, names)},
                      _rewritten(reader, previous, opened & rewritten, records, debts),
                      previous.accounts[again].tolist(), carried=opened & ~rewritten)
@@ -241,7 +242,7 @@ def _account_rows(reader, previous: KeptState, opened: np.ndarray, names) -> pd.
         pa.ListArray.from_arrays(pa.array(offsets), sets), ", "), pa.scalar("]}"), "")
     return pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
                          "account": labels(names, rows), "category": np.zeros(n, dtype=np.int64),
-                         "params": labels(params, which.reshape(-1))})
+                         "params": labels(params, which.reshape(-1))}, copy=False)
 
 
 def _ranks(count: np.ndarray) -> np.ndarray:
