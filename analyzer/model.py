@@ -55,7 +55,8 @@ import pyarrow.parquet as pq
 from analyzer.atomic import atomic_directory, atomic_write_text
 from analyzer.errors import ContagionError
 from analyzer.rowkeys import has_duplicate_keys
-from analyzer.textcolumns import repeated
+from analyzer.textcolumns import all_decimal, repeated
+from analyzer.textcolumns import text as text_column
 
 SCHEMA_VERSION = 1
 
@@ -349,19 +350,21 @@ class Snapshot:
         return getattr(self, name)
 
     # ---- lookups used everywhere ----
+    # the columns as lists first: iterating an Arrow text column makes each value through pandas
     def price_of(self) -> dict[str, float]:
-        return dict(zip(self.assets["address"], self.assets["price_usd"], strict=True))
+        return dict(zip(self.assets["address"].tolist(), self.assets["price_usd"].tolist(), strict=True))
 
     def symbol_of(self) -> dict[str, str]:
-        return dict(zip(self.assets["address"], self.assets["symbol"], strict=True))
+        return dict(zip(self.assets["address"].tolist(), self.assets["symbol"].tolist(), strict=True))
 
     def wrapped_native_of(self) -> dict[str, str]:
         """{native coin placeholder: its wrapped token}: ETH (``0xEeee…`` or the zero address, as
         Compound's CEther market lists it) and WETH are one asset, priced by the same feed and sold
         by wrapping, when the snapshot holds both (the wrapped one named "W" + the coin's symbol)."""
-        by_symbol = dict(zip(self.assets["symbol"], self.assets["address"], strict=True))
+        addresses, symbols = self.assets["address"].tolist(), self.assets["symbol"].tolist()
+        by_symbol = dict(zip(symbols, addresses, strict=True))
         out = {}
-        for address, symbol in zip(self.assets["address"], self.assets["symbol"], strict=True):
+        for address, symbol in zip(addresses, symbols, strict=True):
             if str(address).lower() in NATIVE_PLACEHOLDERS and f"W{symbol}" in by_symbol:
                 out[str(address)] = str(by_symbol[f"W{symbol}"])
         return out
@@ -377,9 +380,14 @@ class Snapshot:
     # ---- validation ----
     def validate(self) -> Snapshot:
         """Raise ContagionError naming the first problem found; return self when sound."""
+        pos = self.positions
+        # each position's asset and side as its place among the allowed values (one Arrow pass each):
+        # both checked so, and the duplicate check hashes these codes, not the texts again
+        allowed = {col: codes for col, values in (("asset", self.assets["address"].tolist()), ("side", SIDES))
+                   if col in pos.columns and (codes := _places_in(pos[col], values)) is not None}
         for name, keys in KEYS.items():
             frame = self.table(name)
-            if has_duplicate_keys(frame, keys):     # on integer codes: about half ``duplicated``'s time
+            if has_duplicate_keys(frame, keys, allowed if name == "positions" else None):
                 row = frame.loc[frame.duplicated(list(keys), keep=False)].iloc[0]
                 raise ContagionError(f"{name}: duplicate key {', '.join(f'{k}={row[k]}' for k in keys)}")
         assets = set(self.assets["address"])
@@ -392,23 +400,26 @@ class Snapshot:
         for name, col in (("markets", "asset"), ("positions", "asset"), ("venues", "asset"),
                           ("hedgers", "asset"), ("options", "collateral_asset")):
             frame = self.table(name)
+            if name == "positions" and col in allowed:
+                continue
             values = frame[col][frame[col] != ""] if name == "options" else frame[col]
             unknown = set(values.unique()) - assets
             if unknown:
                 raise ContagionError(f"{name}: {col} {sorted(unknown)[0]} is not in the assets table")
-        pos = self.positions
-        if (~pos["side"].isin(SIDES)).any():
+        if "side" not in allowed and (~pos["side"].isin(SIDES)).any():
             raise ContagionError(f"positions: side must be one of {SIDES}, got {pos.loc[~pos['side'].isin(SIDES), 'side'].iloc[0]!r}")
         for name, cols in (("positions", ("amount",)), ("options", ("size", "collateral", "strike"))):
             for col in cols:
                 values = self.table(name)[col]
                 if (~np.isfinite(values) | (values < 0)).any():
                     raise ContagionError(f"{name}: {col} must be finite and non-negative")
-        # ASCII digits only, at least one (Arrow's check: a tenth of a regex match over 10^5 rows)
-        digits = pc.ascii_is_decimal(pa.array(pos["raw"].array, type=pa.string()))
-        bad = ~digits.fill_null(False).to_numpy(zero_copy_only=False)
-        if bad.any():
-            raise ContagionError(f"positions: raw must be a non-negative integer string, got {pos['raw'][bad].iloc[0]!r}")
+        # ASCII digits only, at least one: an Arrow column's bytes at once (all_decimal), else each text
+        raw = pos["raw"].array
+        if not (isinstance(raw, pd.arrays.ArrowStringArray) and all_decimal(raw.__arrow_array__())):
+            digits = pc.ascii_is_decimal(pa.array(raw, type=pa.string()))
+            bad = ~digits.fill_null(False).to_numpy(zero_copy_only=False)
+            if bad.any():
+                raise ContagionError(f"positions: raw must be a non-negative integer string, got {pos['raw'][bad].iloc[0]!r}")
         opts = self.options
         if (~opts["kind"].isin(OPTION_KINDS)).any() or (~opts["side"].isin(OPTION_SIDES)).any():
             raise ContagionError("options: kind must be call|put and side long|short")
@@ -559,9 +570,24 @@ class Snapshot:
                 continue    # the table's default: empty
             frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             if name == "assets":
-                frame = _first_of_each_asset(frame)
-            tables[name] = frame.drop_duplicates(list(keys), keep="first")
+                frame = _first_of_each_asset(frame)     # one row per address: the key
+            elif has_duplicate_keys(frame, keys):       # most have none: not dropped (a copy) then
+                frame = frame.drop_duplicates(list(keys), keep="first")
+            tables[name] = frame
         return Snapshot(meta=meta, **tables)
+
+
+def _places_in(column: pd.Series, values: Sequence[str]) -> np.ndarray | None:
+    """Each text of an Arrow ``column`` as its place in ``values`` (Arrow's ``index_in``: equal
+    exactly where the texts are); None when one is not among them, or the column is not Arrow text."""
+    array = column.array
+    if not isinstance(array, pd.arrays.ArrowStringArray) or not all(type(value) is str for value in values):
+        return None
+    texts = array.__arrow_array__()
+    places = pc.index_in(texts, value_set=pa.array(values, type=texts.type))
+    if places.null_count:
+        return None
+    return np.concatenate([chunk.to_numpy() for chunk in places.chunks] or [np.zeros(0, dtype=np.int32)])
 
 
 def _first_of_each_asset(assets: pd.DataFrame) -> pd.DataFrame:
@@ -576,8 +602,9 @@ def _first_of_each_asset(assets: pd.DataFrame) -> pd.DataFrame:
         if receipt_of:
             receipts.setdefault(address, str(receipt_of))
     first = assets.drop_duplicates("address", keep="first").copy()
-    first["iv"] = [known_iv.get(a, np.nan) for a in first["address"].tolist()]
-    first["receipt_of"] = [receipts.get(a, "") for a in first["address"].tolist()]
+    addresses = first["address"].tolist()
+    first["iv"] = np.array([known_iv.get(a, np.nan) for a in addresses], dtype=np.float64)
+    first["receipt_of"] = text_column([receipts.get(a, "") for a in addresses])      # the snapshot's text type
     return first
 
 

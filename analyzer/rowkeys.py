@@ -19,7 +19,7 @@ took 52 ms, their hashes 25 (the 10^5 accounts' three: 20 ms, 7; a loaded machin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,17 +29,33 @@ import pyarrow.compute as pc
 INT64_CODES = 2 ** 63     # combined codes stay below this: products of more are renumbered first
 
 
-def has_duplicate_keys(frame: pd.DataFrame, keys: Sequence[str]) -> bool:
+def has_duplicate_keys(frame: pd.DataFrame, keys: Sequence[str], codes: Mapping[str, np.ndarray] | None = None) -> bool:
     """Whether two rows of ``frame`` hold the same values in ``keys``
-    (``frame.duplicated(keys).any()``): the rows whose hash repeats, compared exactly."""
+    (``frame.duplicated(keys).any()``): the rows whose hash repeats, compared exactly. ``codes``:
+    integers for some key columns, equal exactly where their values are (the caller's, e.g. each
+    value's place in the list of the values allowed), hashed in place of the values."""
     if len(frame) < 2:
         return False
-    hashes = row_hashes(frame, keys)
-    ordered = np.sort(hashes)
+    if len(frame) <= FEW_ROWS and all(_exact_values(frame[key]) for key in keys):
+        return len(set(zip(*(frame[key].tolist() for key in keys), strict=True))) < len(frame)
+    ordered = row_hashes(frame, keys, codes)
+    ordered.sort()      # in place: the rows' order is hashed again only where two hashes are equal
     repeats = ordered[1:][ordered[1:] == ordered[:-1]]
     if not len(repeats):
         return False
-    return _has_equal_rows(frame.iloc[np.flatnonzero(np.isin(hashes, repeats))], keys)
+    return _has_equal_rows(frame.iloc[np.flatnonzero(np.isin(row_hashes(frame, keys, codes), repeats))], keys)
+
+
+FEW_ROWS = 4096   # a table this small: its keys as a set of tuples (a market table's 63 rows: 0.1 ms, not 3)
+
+
+def _exact_values(column: pd.Series) -> bool:
+    """Whether ``column``'s Python values compare as ``duplicated`` compares the column's: Arrow
+    text without NA (str), int64 (int); NA and floats (NaN) are left to the codes."""
+    values = column.array
+    if isinstance(values, pd.arrays.ArrowStringArray):
+        return not values.__arrow_array__().null_count
+    return column.dtype == np.int64
 
 
 def _has_equal_rows(frame: pd.DataFrame, keys: Sequence[str]) -> bool:
@@ -47,78 +63,102 @@ def _has_equal_rows(frame: pd.DataFrame, keys: Sequence[str]) -> bool:
     return bool((codes[1:] == codes[:-1]).any())
 
 
-def row_hashes(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
-    """One uint64 per row, equal where the rows' ``keys`` are equal (and, rarely, elsewhere)."""
+def row_hashes(frame: pd.DataFrame, keys: Sequence[str], codes: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """One uint64 per row, equal where the rows' ``keys`` are equal (and, rarely, elsewhere): the
+    key columns' hashes in turn as the digits of a polynomial, ``h·K + column's``. Computed in two
+    arrays of the table's length, not a new one per step: at 2·10^5 rows each new array's pages
+    cost as much as the arithmetic on it."""
     combined = np.zeros(len(frame), dtype=np.uint64)
+    scratch = np.empty(len(frame), dtype=np.uint64)
     for key in keys:
         combined *= _ODD[0]
-        combined += column_hashes(frame[key])
-    return _mixed(combined)
+        if codes is not None and key in codes:
+            combined += codes[key].astype(np.uint64, copy=False)
+        else:
+            _add_column_hashes(frame[key], combined, scratch)
+    return combined
 
 
 # odd 64-bit multipliers (the golden ratio, MurmurHash3's finaliser's): multiplying by one is a bijection
 _ODD = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53),
         np.uint64(0xD6E8FEB86659FD93))
-_SHIFT = np.uint64(32)
 _WORD = 8
-
-
-def _mixed(values: np.ndarray) -> np.ndarray:
-    values ^= values >> _SHIFT
-    values *= _ODD[1]
-    values ^= values >> _SHIFT
-    return values
 
 
 def column_hashes(column: pd.Series) -> np.ndarray:
     """uint64 per value, equal for equal values (all NA alike): Arrow text without NA from its
-    bytes (:func:`_text_hashes`), any other column its exact codes."""
+    bytes (:func:`_add_text_hashes`), any other column its exact codes."""
+    hashes = np.zeros(len(column), dtype=np.uint64)
+    _add_column_hashes(column, hashes, np.empty(len(column), dtype=np.uint64))
+    return hashes
+
+
+def _add_column_hashes(column: pd.Series, into: np.ndarray, scratch: np.ndarray) -> None:
+    """:func:`column_hashes` added to ``into`` (``scratch``, as long, is overwritten)."""
     if isinstance(column.array, pd.arrays.ArrowExtensionArray):
         values = column.array.__arrow_array__()
         if (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)) and not values.null_count:
-            parts = [_text_hashes(chunk) for chunk in values.chunks]
-            return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
-    return column_codes(column)[0].astype(np.uint64)
+            at = 0
+            for chunk in values.chunks:
+                _add_text_hashes(chunk, into[at:at + len(chunk)], scratch[at:at + len(chunk)])
+                at += len(chunk)
+            return
+    into += column_codes(column)[0].astype(np.uint64)
 
 
-def _text_hashes(chunk: pa.Array) -> np.ndarray:
-    """uint64 per text of ``chunk`` (no NA), a function of the text alone (so equal in every chunk
-    where the texts are): of its length and three 8-byte words of it, the first, the middle and the
-    last (a text under 8 bytes: its bytes, zero-extended, thrice). Texts all of one length (the
-    addresses) are read in place, a word of every row at once, and a chunk of one text repeated
-    (a reader's protocol and market) hashes it once; others are dictionary-encoded first (a few
-    distinct values: side, reserve) and their distinct values hashed."""
+def _add_text_hashes(chunk: pa.Array, into: np.ndarray, scratch: np.ndarray) -> None:
+    """Add the hash of each text of ``chunk`` (no NA) to ``into``: a function of the text alone (so
+    equal in every chunk where the texts are), of its length and three 8-byte words of it, the
+    first, the middle and the last (a text under 8 bytes: its bytes, zero-extended, thrice). Texts
+    all of one length (the addresses) are read in place, a word of every row at once, and a chunk
+    of one text repeated (a reader's protocol and market) hashes it once; others are
+    dictionary-encoded first (a few distinct values: side, reserve) and their distinct values hashed."""
     count = len(chunk)
     if not count:
-        return np.zeros(0, dtype=np.uint64)
+        return
     offsets = _offsets(chunk)
     start, end = int(offsets[0]), int(offsets[-1])
     width = (end - start) // count
-    if width * count != end - start or not (np.diff(offsets) == width).all():
+    if width * count != end - start or \
+            not (np.subtract(offsets[1:], offsets[:-1], out=scratch.view(np.int64)) == width).all():
         encoded = chunk.dictionary_encode()
-        return _distinct_hashes(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
+        into += np.take(_distinct_hashes(encoded.dictionary), encoded.indices.to_numpy(zero_copy_only=False),
+                        out=scratch)
+        return
     if _one_text(chunk.buffers()[2], start, width, count):
-        return np.full(count, _distinct_hashes(chunk[:1])[0])
-    data = _padded(chunk.buffers()[2], start, end)
-    last = max(width - _WORD, 0)
-    words = [np.ndarray((count,), dtype="<u8", buffer=data, offset=start + at, strides=(width,))
+        into += _distinct_hashes(chunk[:1])[0]
+        return
+    if width < _WORD:      # words past a text: read from a copy padded with zeros where the buffer ends
+        data = _padded(chunk.buffers()[2], start, end)
+        into += _word_hashes(np.uint64(width), [np.ndarray((count,), dtype="<u8", buffer=data, offset=start,
+                                                           strides=(width,))] * 3)
+        return
+    last = width - _WORD    # every word within its text: the buffer read as it is
+    words = [np.ndarray((count,), dtype="<u8", buffer=chunk.buffers()[2], offset=start + at, strides=(width,))
              for at in (0, last // 2, last)]
-    return _word_hashes(np.uint64(width), words)
+    # _word_hashes of one length, in ``scratch``
+    np.multiply(words[0], _ODD[0], out=scratch)
+    scratch += words[1]
+    scratch *= _ODD[1]
+    scratch += words[2]
+    scratch *= _ODD[2]
+    scratch += np.uint64(width)
+    into += scratch
 
 
 def _one_text(data: pa.Buffer | None, start: int, width: int, count: int) -> bool:
     """Whether ``count`` texts of ``width`` bytes from ``start`` are one text repeated: their ends
-    compared first (most chunks of addresses differ there), then all their bytes at once."""
+    compared first (most chunks of addresses differ there), then each with the next at once (the
+    bytes against themselves a text later)."""
     if data is None or not width:
         return True
-    first = data.slice(start, width)
-    if not first.equals(data.slice(start + (count - 1) * width, width)):
+    if not data.slice(start, width).equals(data.slice(start + (count - 1) * width, width)):
         return False
-    return data.slice(start, count * width).equals(pa.py_buffer(first.to_pybytes() * count))
+    return data.slice(start, (count - 1) * width).equals(data.slice(start + width, (count - 1) * width))
 
 
 def _distinct_hashes(texts: pa.Array) -> np.ndarray:
-    """:func:`_text_hashes` of texts of any lengths: each word gathered from where it starts."""
+    """The text hashes of texts of any lengths: each word gathered from where it starts."""
     offsets = _offsets(texts)
     lengths = np.diff(offsets)
     data = _padded(texts.buffers()[2], int(offsets[0]), int(offsets[-1]))
@@ -131,22 +171,26 @@ def _distinct_hashes(texts: pa.Array) -> np.ndarray:
 
 def _word_hashes(lengths: np.ndarray | np.uint64, words: list[np.ndarray]) -> np.ndarray:
     """The hash of texts of ``lengths`` (one, or each its own) from their three words, those of
-    texts under 8 bytes cut to them."""
+    texts under 8 bytes cut to them: ``((w0·K0 + w1)·K1 + w2)·K2 + length``."""
     if (np.asarray(lengths) < _WORD).any():
         keep = (np.uint64(1) << (np.minimum(lengths, _WORD) * np.uint64(8) % np.uint64(64))) - np.uint64(1)
         keep = np.where(lengths < _WORD, keep, ~np.uint64(0))
         words = [word & keep for word in words]
-    with np.errstate(over="ignore"):      # a scalar length's product wraps as the arrays' do
-        hashed = lengths * _ODD[3] ^ words[0] * _ODD[0]
-    hashed ^= words[1] * _ODD[1]
-    hashed ^= words[2] * _ODD[2]
-    return _mixed(hashed)
+    hashed = words[0] * _ODD[0]
+    hashed += words[1]
+    hashed *= _ODD[1]
+    hashed += words[2]
+    hashed *= _ODD[2]
+    hashed += lengths
+    return hashed
 
 
 def _offsets(texts: pa.Array) -> np.ndarray:
+    """The int64 offsets of ``texts`` (a large_string's as they are, read-only)."""
     wide = pa.types.is_large_string(texts.type)
-    return np.frombuffer(texts.buffers()[1], dtype=np.int64 if wide else np.int32, count=len(texts) + 1,
-                         offset=texts.offset * (8 if wide else 4)).astype(np.int64)
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64 if wide else np.int32, count=len(texts) + 1,
+                            offset=texts.offset * (8 if wide else 4))
+    return offsets.astype(np.int64, copy=False)
 
 
 def _padded(data: pa.Buffer | None, start: int, end: int) -> pa.Buffer | np.ndarray:

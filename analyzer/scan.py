@@ -287,6 +287,24 @@ def _read_at_once(run: _Run, snapshot: Snapshot) -> dict[int, Snapshot]:
     return {key: future.result() for key, future in futures.items()}
 
 
+class _Headers:
+    """Block headers asked once per scan: every market's rescan keys its change logs by the same
+    earlier block's hash (one ``eth_getBlockByNumber`` per market before), and the scan's own
+    block is asked by :func:`_start`. Asked under a lock: markets read at once wait for one answer."""
+
+    def __init__(self, client: RpcClient):
+        self.client = client
+        self.lock = threading.Lock()
+        self.seen: dict[int, dict] = {}
+
+    def __call__(self, number: int) -> dict:
+        with self.lock:
+            header = self.seen.get(number)
+            if header is None:
+                header = self.seen[number] = self.client.block(number)
+            return header
+
+
 @dataclass(frozen=True)
 class _Run:
     """What every market's read in one scan shares: the node, the block, the cache, the options."""
@@ -302,6 +320,7 @@ class _Run:
     span_file: Path | None              # where the node's accepted eth_getLogs width is remembered
     from_block: int | None
     log_range: int
+    header: Callable[[int], dict]       # a block's header, asked once per scan (_Headers)
     accounts: Sequence[str] | None = None
     since_block: int | None = None
     chunk_blocks: int = CHUNK_BLOCKS
@@ -327,7 +346,8 @@ def _start(url: str, client: RpcClient, plugins: Sequence[Plugin], block: int | 
     block = client.head_block() if block is None else int(block)
     if from_block is not None and not 0 <= from_block <= block:
         raise ContagionError(f"--from-block {from_block} must be within 0..{block}")
-    header = client.block(block)
+    headers = _Headers(client)
+    header = headers(block)
     found = deployments_for(plugins, chain_id, book, markets)
     if not found:
         names = ", ".join(p.name for p in plugins)
@@ -338,7 +358,8 @@ def _start(url: str, client: RpcClient, plugins: Sequence[Plugin], block: int | 
     client.log_span = client.log_span or load_log_span(span_file)
     return _Run(url=url, client=client, chain_id=chain_id, block=block, block_timestamp=int(header["timestamp"], 16),
                 markets=found, ctx=_read_context(url, client, chain_id, block, use_lens, log_range),
-                chain_cache=chain_cache, span_file=span_file, from_block=from_block, log_range=log_range)
+                chain_cache=chain_cache, span_file=span_file, from_block=from_block, log_range=log_range,
+                header=headers)
 
 
 def _read_context(url: str, client: RpcClient, chain_id: int, block: int, use_lens: bool,
@@ -385,7 +406,7 @@ def _scan_market(run: _Run, market: Market, snapshot: Snapshot) -> Snapshot:
         plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, reader_digest(plugin),
                                 label,
                                 run.since_block, run.block, run.chunk_blocks, run.log_range, run.report, run.stats,
-                                run.accounts)
+                                run.accounts, header=run.header)
         if plan is not None:
             refreshed, targets = plan
     discovered = functools.partial(_discover_accounts, run, reader, plugin, start, label)
@@ -413,7 +434,7 @@ def _discover_accounts(run: _Run, reader, plugin: Plugin, start: int, label: str
     # keyed by what is asked, how accounts are picked out of its logs, and the chain's history (its
     # first block's hash), not the scan block
     key = digest([sorted(events.addresses), sorted(events.topics), account_picking(events, plugin),
-                  run.client.block(start)["hash"]])
+                  run.header(start)["hash"]])
     name = plugin.name
     files = ChunkFiles(None if run.chain_cache is None else run.chain_cache / "logs" / f"{name}-{key}", events)
     held: dict[str, set[str]] | None = {} if events.holdings is not None and run.from_block is None else None

@@ -8,7 +8,7 @@ import hashlib
 import json
 import marshal
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
@@ -177,12 +177,14 @@ def _kept_pieces(cache: ChunkCache, depth: int, gone: frozenset[str]) -> tuple[P
 
 def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
                      picking: str, label: str, since_block: int, block: int, chunk_blocks: int, log_range: int,
-                     report, stats: ScanStats, accounts: Sequence[str] | None = None):
+                     report, stats: ScanStats, accounts: Sequence[str] | None = None,
+                     header: Callable[[int], dict] | None = None):
     """(frames of the accounts computed without reading, accounts to read) for a rescan from
     ``since_block``; None when the protocol declares no change events or the cache kept no state
     at that block. With an account list, only those accounts are considered. ``name``: the
     plugin (its cache of change logs, keyed by ``picking``: the version of the reader that picks
-    the accounts out of them); ``label``: the market (stats and progress)."""
+    the accounts out of them); ``label``: the market (stats and progress); ``header``: a block's
+    header (default ``client.block``; a scan's asks each block once for all its markets)."""
     events = reader.change_events()
     if events is None or not 0 <= since_block <= block:
         return None
@@ -190,7 +192,7 @@ def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, cha
     if found is None:
         return None     # no earlier scan here, or one that kept no state (read without the lens)
     previous, refers = found
-    key = digest([sorted(events.addresses), sorted(events.topics), picking, client.block(since_block)["hash"]])
+    key = digest([sorted(events.addresses), sorted(events.topics), picking, (header or client.block)(since_block)["hash"]])
     # no fsync: a rescan's few change logs are read again where a crash of the machine damaged them
     files = ChunkFiles(chain_cache / "changes" / f"{name}-{key}", durable=False)
     held: dict[str, set[str]] | None = {} if events.holdings is not None else None

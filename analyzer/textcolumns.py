@@ -81,3 +81,25 @@ def split_decimal_strings(small: np.ndarray, wide: np.ndarray, values: np.ndarra
 
 
 INT64_FLOATS = float(2**63)
+
+
+def all_decimal(values: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether every text of ``values`` is ASCII digits, at least one, none NA (as Arrow's
+    ``ascii_is_decimal`` holds each): each chunk's text bytes checked at once by numpy, its offsets
+    rising, the bytes' least and greatest (the 2·10^5 positions' ``raw``: 0.6 ms, Arrow's check of
+    each text 4 ms)."""
+    for chunk in values.chunks if isinstance(values, pa.ChunkedArray) else [values]:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)) or chunk.null_count:
+            return False
+        if not len(chunk):
+            continue
+        wide = pa.types.is_large_string(chunk.type)
+        offsets: np.ndarray = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32,
+                                            count=len(chunk) + 1, offset=chunk.offset * (8 if wide else 4))
+        if not (offsets[1:] > offsets[:-1]).all():
+            return False        # an empty text
+        start, end = int(offsets[0]), int(offsets[-1])
+        text = np.frombuffer(chunk.buffers()[2], dtype=np.uint8, count=end - start, offset=start)
+        if text.min() < ord("0") or text.max() > ord("9"):     # two reductions, no array of the bytes' tests
+            return False
+    return True

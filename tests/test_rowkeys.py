@@ -6,6 +6,8 @@ same duplicate as before, in every table."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -13,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import analyzer.rowkeys as rowkeys
 from analyzer.errors import ContagionError
 from analyzer.model import KEYS, Snapshot
 from analyzer.rowkeys import column_codes, column_hashes, has_duplicate_keys, row_codes
@@ -58,11 +61,13 @@ def same_partition(codes: np.ndarray, groups: np.ndarray) -> bool:
     return len(pairs) == len(set(codes.tolist())) == len(set(groups.tolist()))
 
 
+@pytest.mark.parametrize("few_rows", [0, rowkeys.FEW_ROWS])   # hashed, and (few rows) as a set of tuples
 @settings(max_examples=400, deadline=None)
-@given(key_frames())
-def test_rows_share_a_code_exactly_when_pandas_holds_their_keys_equal(frame):
+@given(frame=key_frames())
+def test_rows_share_a_code_exactly_when_pandas_holds_their_keys_equal(few_rows, frame):
     keys = list(frame.columns)
-    assert has_duplicate_keys(frame, keys) == bool(frame.duplicated(keys).any())
+    with patch.object(rowkeys, "FEW_ROWS", few_rows):
+        assert has_duplicate_keys(frame, keys) == bool(frame.duplicated(keys).any())
     codes = row_codes(frame, keys)
     assert codes.dtype == np.int64 and len(codes) == len(frame)
     assert same_partition(codes, frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy())
@@ -195,10 +200,25 @@ def test_rows_whose_hashes_collide_are_compared_exactly(monkeypatch):
     assert has_duplicate_keys(pd.concat([frame, frame.iloc[[1]]], ignore_index=True), ["a", "b"])
 
 
+@pytest.mark.parametrize("few_rows", [0, rowkeys.FEW_ROWS])
 @settings(max_examples=300, deadline=None)
-@given(st.lists(text_columns(), min_size=1, max_size=3))
-def test_duplicates_by_hash_are_pandas_duplicates(columns):
+@given(columns=st.lists(text_columns(), min_size=1, max_size=3))
+def test_duplicates_by_hash_are_pandas_duplicates(few_rows, columns):
     """Over columns of every kind of chunk: a duplicate key exactly where pandas finds one."""
     rows = min(len(c) for c in columns)
     frame = pd.DataFrame({f"k{i}": pd.Series(c.array[:rows]) for i, c in enumerate(columns)})
-    assert has_duplicate_keys(frame, list(frame.columns)) == bool(frame.duplicated(list(frame.columns)).any())
+    with patch.object(rowkeys, "FEW_ROWS", few_rows):
+        assert has_duplicate_keys(frame, list(frame.columns)) == bool(frame.duplicated(list(frame.columns)).any())
+
+
+@settings(max_examples=300, deadline=None)
+@given(columns=st.lists(text_columns(), min_size=2, max_size=3), which=st.integers(0, 2))
+def test_codes_given_for_a_column_find_the_same_duplicates(columns, which):
+    """A key column given as codes (its values' places in a list of them, pandas' factorize here)
+    in place of its text: a duplicate exactly where pandas finds one over the texts."""
+    rows = min(len(c) for c in columns)
+    frame = pd.DataFrame({f"k{i}": pd.Series(c.array[:rows]) for i, c in enumerate(columns)})
+    key = f"k{which % len(columns)}"
+    codes = {key: pd.factorize(frame[key].astype(object))[0].astype(np.int64)}
+    with patch.object(rowkeys, "FEW_ROWS", 0):
+        assert has_duplicate_keys(frame, list(frame.columns), codes) == bool(frame.duplicated(list(frame.columns)).any())

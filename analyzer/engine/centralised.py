@@ -114,12 +114,13 @@ def with_default_depth(snapshot, path: str | Path = PARAMETER_FILE):
     from analyzer.engine.impact import assets_needing_venue, venue_row
     from analyzer.model import concat_tables, receipt_claim
 
-    listed = set(snapshot.assets["address"])
+    addresses = snapshot.assets["address"].tolist()     # lists: not each value through pandas
+    listed = set(addresses)
     # a receipt is redeemed and its underlying sold; the native coin is sold as its wrapped token
-    redeemed = {a for a, text in zip(snapshot.assets["address"], snapshot.assets["receipt_of"].fillna(""),
-                                     strict=True) if (claim := receipt_claim(text)) and claim.underlying in listed}
+    redeemed = {a for a, text in zip(addresses, snapshot.assets["receipt_of"].fillna("").tolist(), strict=True)
+                if (claim := receipt_claim(text)) and claim.underlying in listed}
     redeemed |= set(snapshot.wrapped_native_of())
-    missing = assets_needing_venue(snapshot, redeemed) - set(snapshot.venues["asset"])
+    missing = assets_needing_venue(snapshot, redeemed) - set(snapshot.venues["asset"].tolist())
     if not missing:
         return snapshot
     by_symbol, default = load_parameters(path)

@@ -21,10 +21,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from analyzer.wideint import EXTENDED
+
 LONG = np.longdouble
-# the extended result's relative error: two products and a sum, each within eps / 2, and the
-# rate's dropped third double (2^-106): 4 eps leaves room
-TOLERANCE = LONG(4) * np.finfo(LONG).eps
 
 
 def reference(values: Sequence[int], factors: Sequence[int], divisor: int) -> np.ndarray:
@@ -36,24 +35,32 @@ def product_quotients(values: np.ndarray, factors: Sequence[int], group: np.ndar
     """``values[i] * factors[group[i]] / divisor`` as Python computes it (:func:`reference`), for
     ``values`` a non-negative int64 column, ``factors`` (per group) positive Python integers:
     the product in extended precision, each factor over the divisor as an exact sum of doubles,
-    rounded to float64 once; where that cannot tell (the extended quotient within its error of a
-    midpoint between two doubles), :func:`reference`."""
+    rounded to float64 once; where that cannot tell (the extended quotient's 11 bits below a
+    double's within its error of a midpoint between two doubles), :func:`reference`."""
     values = np.asarray(values, dtype=np.int64)
     exact = [Fraction(f, divisor) for f in factors]
     high = np.array([float(q) for q in exact], dtype=np.float64)
     low = np.array([float(q - Fraction(h)) for q, h in zip(exact, high.tolist(), strict=True)], dtype=np.float64)
     extended = values.astype(LONG)      # exact: 63 bits fit a 64-bit significand
-    quotient = extended * high[group].astype(LONG) + extended * low[group].astype(LONG)
+    quotient = extended * high.astype(LONG)[group]
+    quotient += extended * low.astype(LONG)[group]
     rounded = quotient.astype(np.float64)
-    # how far the extended quotient is from the midpoint between ``rounded`` and its neighbour on
-    # its side (exact: both are within one double's ulp); at a power of two that neighbour is closer
-    off = np.abs(quotient - rounded.astype(LONG))
-    half = LONG(0.5) * np.spacing(rounded).astype(LONG)
-    unsure = (np.abs(off - half) <= TOLERANCE * quotient) | (np.frexp(rounded)[0] == 0.5) | (values == 0)
+    if EXTENDED:        # within a unit of the last place of the exact quotient: a margin of 8 leaves room
+        below = quotient.view(np.uint64)[::2] & _BELOW_DOUBLE
+        unsure = below - (_MIDPOINT - _MARGIN) <= 2 * _MARGIN
+    else:
+        unsure = np.ones(len(values), dtype=bool)
     if unsure.any():
         where = np.flatnonzero(unsure)
         rounded[where] = reference(values[where].tolist(), [factors[k] for k in group[where].tolist()], divisor)
     return rounded
+
+
+# x86's 80-bit extended precision (as analyzer.wideint.quotient_floats reads it): the significand's
+# 11 bits below a double's tell how near a midpoint between two doubles the quotient is
+_MIDPOINT = np.uint64(1 << 10)
+_BELOW_DOUBLE = np.uint64((1 << 11) - 1)
+_MARGIN = np.uint64(8)
 
 
 def floor_quotients(limbs: np.ndarray, divisors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

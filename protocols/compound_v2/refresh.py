@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzer import wideint
 from analyzer.errors import ContagionError
@@ -39,8 +40,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     if reader.ctx.lens is None:
         return Refreshed({}, KeptState.empty(), previous.accounts.tolist())
     markets = reader.markets()
-    tag, odd_tag = previous.ints(previous.starts)
-    stale = (tag != market_tag(markets)) | odd_tag
+    stale = previous.narrow[previous.starts] != market_tag(markets)     # a wide tag is 0 there: stale too
     gone, previous = previous.accounts[stale].tolist(), previous.take(~stale) if stale.any() else previous
     records = _records(previous, len(markets))
     debts = _debts(reader, previous, records)
@@ -69,16 +69,23 @@ class Records(NamedTuple):
 
 
 def _records(previous: KeptState, count: int) -> Records:
-    """The records of ``previous`` under a list of ``count`` markets, each word taken as int64
-    (every record's five words in one lookup)."""
-    entered, _ = previous.ints(previous.starts + 1)
-    owner, at = previous.entries(2 + entered, RECORD)
-    words, wide = (a.reshape(RECORD, -1) for a in previous.ints(np.concatenate([at + k for k in range(RECORD)])))
-    market, balance, borrowed, index, flag = words
-    odd = wide[0] | wide[1] | wide[3] | wide[4] | (market < 0) | (market >= min(count, MASK_BITS))
+    """The records of ``previous`` under a list of ``count`` markets, as int64 columns of its
+    words as held (:attr:`analyzer.kept.KeptState.narrow`: no lookup per word). A word past int64
+    is a borrow's (a principal or balance: ``wide``), or the account's words are not the refresh's
+    to read (its counts, markets, balances, indices or flags): read again."""
+    narrow, wide_at, starts = previous.narrow, previous.wide_at, previous.starts
+    owner, at = previous.entries(2 + narrow[starts + 1], RECORD)
+    record = np.searchsorted(at, wide_at, side="right") - 1     # each wide word's record, if it is in one
+    borrow = (record >= 0) & (wide_at - at[np.maximum(record, 0)] == 2)
+    wide = np.zeros(len(at), dtype=bool)
+    wide[record[borrow]] = True
+    market = narrow[at]
+    odd = (market < 0) | (market >= min(count, MASK_BITS))
     again = np.zeros(len(previous), dtype=bool)
     again[owner[odd]] = True
-    return Records(owner, at, np.where(odd, 0, market), balance, borrowed, wide[2], index, flag == 1, again)
+    again[np.searchsorted(starts, wide_at[~borrow], side="right") - 1] = True
+    return Records(owner, at, np.where(odd, 0, market), narrow[at + 1], narrow[at + 2], wide, narrow[at + 3],
+                   narrow[at + 4] == 1, again)
 
 
 class Debts(NamedTuple):
@@ -174,7 +181,8 @@ def _refreshed(reader, previous: KeptState, records: Records, debts: Debts) -> R
                               "reserve": labels([m["ctoken"] for m in markets], j),
                               "side": labels(["collateral", "debt"], np.repeat([0, 1], [len(lent), len(mine)])),
                               "amount": np.concatenate([lent_amount, owed]),
-                              "raw": text(pa.concat_arrays([decimal_strings(raw), wideint.decimal_text(owed_limbs)]))})
+                              "raw": text(pa.concat_arrays([decimal_strings(raw), wideint.decimal_text(owed_limbs)]))},
+                             copy=False)       # every column is new here: none copied
     return Refreshed({"positions": positions, "accounts": _account_rows(reader, previous, opened, names)},
                      _rewritten(reader, previous, opened & rewritten, records, debts),
                      previous.accounts[again].tolist(), carried=opened & ~rewritten)
@@ -206,10 +214,11 @@ def _account_rows(reader, previous: KeptState, opened: np.ndarray, names) -> pd.
     rows = np.flatnonzero(opened)
     n = len(rows)
     starts = previous.starts[rows]
-    count, _ = previous.ints(starts + 1)
+    narrow = previous.narrow        # no word of these past int64 (_records)
+    count = narrow[starts + 1]
     owner = np.repeat(np.arange(n), count)
-    within = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
-    market, _ = previous.ints(starts[owner] + 2 + within)
+    within = _ranks(count)
+    market = narrow[starts[owner] + 2 + within]
     # each set as one number, its markets as digits (base: one more than the markets), where it fits
     # in 64 bits; otherwise the sets as rows
     base, width, ends = len(markets) + 1, int(count.max(initial=0)), np.cumsum(count)
@@ -225,9 +234,17 @@ def _account_rows(reader, previous: KeptState, opened: np.ndarray, names) -> pd.
         entered = np.full((n, width + 1), -1, dtype=np.int64)     # -1 past each set
         entered[owner, within] = market
         _, first, which = np.unique(entered, axis=0, return_index=True, return_inverse=True)
-    quoted = [f'"{m["ctoken"]}"' for m in markets]
-    params = ['{"entered": [' + ", ".join([quoted[j] for j in market[end - c:end].tolist()]) + "]}"
-              for end, c in zip(ends[first].tolist(), count[first].tolist(), strict=True)]
+    # each set's JSON (as json.dumps writes it), by Arrow: its quoted cTokens joined
+    quoted = pa.array([f'"{m["ctoken"]}"' for m in markets], type=pa.string())
+    sets = quoted.take(market[np.repeat(ends[first] - count[first], count[first]) + _ranks(count[first])])
+    offsets = np.concatenate([[0], np.cumsum(count[first])]).astype(np.int32)
+    params = pc.binary_join_element_wise(pa.scalar('{"entered": ['), pc.binary_join(
+        pa.ListArray.from_arrays(pa.array(offsets), sets), ", "), pa.scalar("]}"), "")
     return pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
                          "account": labels(names, rows), "category": np.zeros(n, dtype=np.int64),
-                         "params": labels(params, which.reshape(-1))})
+                         "params": labels(params, which.reshape(-1))}, copy=False)
+
+
+def _ranks(count: np.ndarray) -> np.ndarray:
+    """0, 1, ... count[i] - 1 for each i in turn."""
+    return np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
