@@ -1,11 +1,13 @@
 """Compound V2's untouched accounts at a rescan's block, computed from their kept words
-(:func:`protocols.compound_v2.lens.rows_from_figures`) at once over arrays.
+(:func:`protocols.compound_v2.lens.rows_from_figures`) at once over arrays, with no Python
+integer per word.
 
-The words come as int64 columns (:meth:`analyzer.kept.KeptState.ints`): markets, flags,
-cToken balances and borrow indices fit, and so do most borrows; the 18-decimal principals past
-2^63 (about 9.2 tokens: 6,462 of 14,831 borrows on mainnet-scale) are the only words taken as
-Python integers (:meth:`analyzer.kept.KeptState.values`), and the only borrows computed with them.
-"""
+The words are read as the state holds them (:attr:`analyzer.kept.KeptState.narrow`, int64):
+markets, flags, cToken balances and indices fit. Borrows are taken as limbs
+(:meth:`analyzer.kept.KeptState.limbs`, :mod:`analyzer.wideint`): the 18-decimal principals past
+2^63 (about 9.2 tokens: 6,462 of 14,831 borrows on mainnet-scale) as every other, each computed
+at the new index exactly (:func:`protocols.compound_v2.quotients.floor_quotients`), its amount
+and text from its limbs."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pyarrow.compute as pc
 from analyzer import wideint
 from analyzer.errors import ContagionError
 from analyzer.kept import KeptState, Refreshed, objects
-from analyzer.textcolumns import arrow_text, decimal_strings, labels, repeated, text
+from analyzer.textcolumns import decimal_strings, labels, repeated, text
 from protocols.compound_v2 import lens
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
 from protocols.compound_v2.lens import MASK_BITS, RECORD, market_tag
@@ -174,12 +176,13 @@ def _refreshed(reader, previous: KeptState, records: Records, debts: Debts) -> R
     where = np.concatenate([lent, debts.where[mine]])
     j = market[where]
     n = len(where)
-    names = arrow_text(previous.accounts)      # converted once, labelling every side
+    # labels taken from large_string (the snapshot's string columns hold it: none cast again)
+    names = _large(previous.accounts)      # converted once, labelling every side
     positions = pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
                               "account": labels(names, owner[where]),
-                              "asset": labels([m["underlying"] for m in markets], j),
-                              "reserve": labels([m["ctoken"] for m in markets], j),
-                              "side": labels(["collateral", "debt"], np.repeat([0, 1], [len(lent), len(mine)])),
+                              "asset": labels(_large([m["underlying"] for m in markets]), j),
+                              "reserve": labels(_large([m["ctoken"] for m in markets]), j),
+                              "side": labels(_large(["collateral", "debt"]), np.repeat([0, 1], [len(lent), len(mine)])),
                               "amount": np.concatenate([lent_amount, owed]),
                               "raw": text(pa.concat_arrays([decimal_strings(raw), wideint.decimal_text(owed_limbs)]))},
                              copy=False)       # every column is new here: none copied
@@ -239,7 +242,7 @@ def _account_rows(reader, previous: KeptState, opened: np.ndarray, names) -> pd.
     sets = quoted.take(market[np.repeat(ends[first] - count[first], count[first]) + _ranks(count[first])])
     offsets = np.concatenate([[0], np.cumsum(count[first])]).astype(np.int32)
     params = pc.binary_join_element_wise(pa.scalar('{"entered": ['), pc.binary_join(
-        pa.ListArray.from_arrays(pa.array(offsets), sets), ", "), pa.scalar("]}"), "")
+        pa.ListArray.from_arrays(pa.array(offsets), sets), ", "), pa.scalar("]}"), "").cast(pa.large_string())
     return pd.DataFrame({"protocol": repeated(PROTOCOL, n), "market": repeated(reader.comptroller, n),
                          "account": labels(names, rows), "category": np.zeros(n, dtype=np.int64),
                          "params": labels(params, which.reshape(-1))}, copy=False)
@@ -248,3 +251,7 @@ def _account_rows(reader, previous: KeptState, opened: np.ndarray, names) -> pd.
 def _ranks(count: np.ndarray) -> np.ndarray:
     """0, 1, ... count[i] - 1 for each i in turn."""
     return np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+
+
+def _large(texts) -> pa.LargeStringArray:
+    return pa.array(texts, type=pa.large_string())
