@@ -380,9 +380,25 @@ class Snapshot:
     # ---- validation ----
     def validate(self) -> Snapshot:
         """Raise ContagionError naming the first problem found; return self when sound."""
+        allowed = self._validate_keys()
+        self._validate_assets(allowed)
+        self._validate_positions(allowed)
+        self._validate_options()
+        for name in ("markets", "accounts"):
+            category = self.table(name)["category"]
+            if ((category < 0) | (category > MAX_CATEGORY)).any():
+                raise ContagionError(f"{name}: category must be within 0..{MAX_CATEGORY}, got "
+                                     f"{category[(category < 0) | (category > MAX_CATEGORY)].iloc[0]}")
+        for name, col in JSON_COLUMNS:
+            _check_json_objects(name, col, self.table(name)[col])
+        self._validate_meta()
+        return self
+
+    def _validate_keys(self) -> dict[str, np.ndarray]:
+        """No two rows of a table share a key (:data:`KEYS`); returns each position's asset and side
+        as its place among the allowed values (one Arrow pass each), by column, where every value is
+        allowed: the duplicate check hashes these codes, not the texts again."""
         pos = self.positions
-        # each position's asset and side as its place among the allowed values (one Arrow pass each):
-        # both checked so, and the duplicate check hashes these codes, not the texts again
         allowed = {col: codes for col, values in (("asset", self.assets["address"].tolist()), ("side", SIDES))
                    if col in pos.columns and (codes := _places_in(pos[col], values)) is not None}
         for name, keys in KEYS.items():
@@ -390,6 +406,11 @@ class Snapshot:
             if has_duplicate_keys(frame, keys, allowed if name == "positions" else None):
                 row = frame.loc[frame.duplicated(list(keys), keep=False)].iloc[0]
                 raise ContagionError(f"{name}: duplicate key {', '.join(f'{k}={row[k]}' for k in keys)}")
+        return allowed
+
+    def _validate_assets(self, allowed: dict[str, np.ndarray]) -> None:
+        """Assets priced and sized soundly, and every table's asset among them (positions' assets
+        already found so by :meth:`_validate_keys` where ``allowed`` has them)."""
         assets = set(self.assets["address"])
         prices = self.assets.set_index("address")["price_usd"]
         bad_price = prices[~np.isfinite(prices) | (prices < 0)]
@@ -406,6 +427,11 @@ class Snapshot:
             unknown = set(values.unique()) - assets
             if unknown:
                 raise ContagionError(f"{name}: {col} {sorted(unknown)[0]} is not in the assets table")
+
+    def _validate_positions(self, allowed: dict[str, np.ndarray]) -> None:
+        """Positions' sides known, amounts finite and non-negative, raw texts non-negative integers;
+        options' sizes, collateral and strikes finite and non-negative."""
+        pos = self.positions
         if "side" not in allowed and (~pos["side"].isin(SIDES)).any():
             raise ContagionError(f"positions: side must be one of {SIDES}, got {pos.loc[~pos['side'].isin(SIDES), 'side'].iloc[0]!r}")
         for name, cols in (("positions", ("amount",)), ("options", ("size", "collateral", "strike"))):
@@ -420,6 +446,9 @@ class Snapshot:
             bad = ~digits.fill_null(False).to_numpy(zero_copy_only=False)
             if bad.any():
                 raise ContagionError(f"positions: raw must be a non-negative integer string, got {pos['raw'][bad].iloc[0]!r}")
+
+    def _validate_options(self) -> None:
+        """Options' and option instruments' kinds, sides, figures and assets."""
         opts = self.options
         if (~opts["kind"].isin(OPTION_KINDS)).any() or (~opts["side"].isin(OPTION_SIDES)).any():
             raise ContagionError("options: kind must be call|put and side long|short")
@@ -434,17 +463,8 @@ class Snapshot:
         unknown = set(inst["asset"]) - set(self.assets["address"])
         if unknown:
             raise ContagionError(f"option_instruments: asset {sorted(unknown)[0]} is not in the assets table")
-        for name in ("markets", "accounts"):
-            category = self.table(name)["category"]
-            if ((category < 0) | (category > MAX_CATEGORY)).any():
-                raise ContagionError(f"{name}: category must be within 0..{MAX_CATEGORY}, got "
-                                     f"{category[(category < 0) | (category > MAX_CATEGORY)].iloc[0]}")
         if (opts["expiry"] < 0).any() or (opts["position_id"] < 0).any():
             raise ContagionError("options: expiry (unix seconds) and position_id must be non-negative")
-        for name, col in JSON_COLUMNS:
-            _check_json_objects(name, col, self.table(name)[col])
-        self._validate_meta()
-        return self
 
     def _validate_meta(self) -> None:
         for key in META_INTEGERS + META_OPTIONAL_INTEGERS:
