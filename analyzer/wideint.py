@@ -337,6 +337,17 @@ _BELOW_DOUBLE = np.uint64((1 << 11) - 1)
 _MARGIN = np.uint64(8)
 
 
+def near_midpoint(quotient: np.ndarray) -> np.ndarray:
+    """Per extended-precision quotient (x86's 80-bit long double, within 3 of its ulps of the
+    exact one): may its rounding to float64 differ from the exact quotient's, its 11 significand
+    bits below a double's within ``_MARGIN`` of a midpoint between two doubles; every one where
+    there is no extended precision."""
+    if not EXTENDED:
+        return np.ones(len(quotient), dtype=bool)
+    below = quotient.view(np.uint64)[::2] & _BELOW_DOUBLE
+    return below - (_MIDPOINT - _MARGIN) <= np.uint64(2) * _MARGIN
+
+
 def quotient_floats(limbs: np.ndarray, decimals: np.ndarray) -> np.ndarray:
     """float64 of ``value / 10^decimals`` per value, correctly rounded as Python's int / int.
     Below 2^53 a value and 10^d (d ≤ 22) are exact floats, and one IEEE division rounds their
@@ -363,8 +374,7 @@ def quotient_floats(limbs: np.ndarray, decimals: np.ndarray) -> np.ndarray:
     if EXTENDED:        # below 10^16 each half is exact: one rounding in the product, one in the sum
         value = top[where].astype(LONG) * LONG(1e16) + bottom[where].astype(LONG)
         quotient = value / _LONG_POWERS[np.minimum(scale, len(_LONG_POWERS) - 1)]
-        significand = quotient.view(np.uint64)[::2]
-        python |= (significand & _BELOW_DOUBLE) - (_MIDPOINT - _MARGIN) <= np.uint64(2) * _MARGIN
+        python |= near_midpoint(quotient)
         out[where] = quotient.astype(np.float64)
     else:
         python[:] = True
@@ -373,3 +383,32 @@ def quotient_floats(limbs: np.ndarray, decimals: np.ndarray) -> np.ndarray:
         exact = to_ints(np.take(padded, again, axis=1))
         out[again] = [v / 10**d for v, d in zip(exact.tolist(), decimals[again].tolist(), strict=True)]
     return out
+
+
+def floor_quotients(limbs: np.ndarray, divisors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``value // divisor`` per value, exactly, over limbs (:mod:`analyzer.wideint`; a borrow's
+    ``principal × borrowIndex`` over its interestIndex): (the quotients' limbs, which of them are
+    exact: those whose divisor is in (0, 2^62); the others, Python integers, by the caller).
+
+    Long division, a limb at a time: the remainder so far times 10^8 plus the next limb (below
+    ``divisor × 10^8``) over the divisor, estimated in float64 (the quotient's limb is below
+    10^8 < 2^27 and the estimate within 2^-51 of it, relatively: within one), then corrected by
+    the remainder ``remainder × 10^8 + limb − estimate × divisor``, exact from its low 64 bits:
+    it lies in [−divisor, 2 divisor)."""
+    divisors = np.asarray(divisors, dtype=np.int64)
+    ok = (divisors > 0) & (divisors < 2**62)
+    safe = np.where(ok, divisors, 1)
+    divisor, inverse = safe.astype(np.uint64), 1.0 / safe.astype(np.float64)
+    remainder = np.zeros(limbs.shape[1], dtype=np.uint64)
+    out = np.empty_like(limbs)
+    for i in range(len(limbs) - 1, -1, -1):
+        digit = np.floor((remainder.astype(np.float64) * BASE + limbs[i].astype(np.float64)) * inverse).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            left = (remainder * _BASE + limbs[i] - digit * divisor).view(np.int64)
+        under, over = left < 0, left >= safe
+        digit += over.view(np.uint8)
+        digit -= under.view(np.uint8)
+        left += (under.view(np.int8) - over.view(np.int8)) * safe
+        out[i] = digit
+        remainder = left.view(np.uint64)
+    return out, ok

@@ -11,7 +11,7 @@ import numpy as np
 from analyzer import wideint
 from analyzer.kept import objects
 from analyzer.textcolumns import split_decimal_strings
-from protocols.compound_v2.quotients import floor_quotients
+from analyzer.wideint import floor_quotients
 
 
 def borrows_now(principal: list[int], now: list[int], kept: list[int]) -> tuple[list[int], list[bool]]:

@@ -12,7 +12,7 @@ position in 200 on x86; every one where long double is double), and those are co
 Python integers (:func:`reference`).
 
 A borrow at a new index (``principal × borrowIndex // interestIndex``) is exact over limbs
-(:mod:`analyzer.wideint`): :func:`floor_quotients`."""
+(:func:`analyzer.wideint.floor_quotients`)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from analyzer.wideint import EXTENDED
-
-LONG = np.longdouble
+from analyzer.wideint import LONG, near_midpoint
 
 
 def reference(values: Sequence[int], factors: Sequence[int], divisor: int) -> np.ndarray:
@@ -45,52 +43,8 @@ def product_quotients(values: np.ndarray, factors: Sequence[int], group: np.ndar
     quotient = extended * high.astype(LONG)[group]
     quotient += extended * low.astype(LONG)[group]
     rounded = quotient.astype(np.float64)
-    if EXTENDED:        # within a unit of the last place of the exact quotient: a margin of 8 leaves room
-        below = quotient.view(np.uint64)[::2] & _BELOW_DOUBLE
-        unsure = below - (_MIDPOINT - _MARGIN) <= 2 * _MARGIN
-    else:
-        unsure = np.ones(len(values), dtype=bool)
+    unsure = near_midpoint(quotient)    # within a unit of the last place of the exact quotient
     if unsure.any():
         where = np.flatnonzero(unsure)
         rounded[where] = reference(values[where].tolist(), [factors[k] for k in group[where].tolist()], divisor)
     return rounded
-
-
-# x86's 80-bit extended precision (as analyzer.wideint.quotient_floats reads it): the significand's
-# 11 bits below a double's tell how near a midpoint between two doubles the quotient is
-_MIDPOINT = np.uint64(1 << 10)
-_BELOW_DOUBLE = np.uint64((1 << 11) - 1)
-_MARGIN = np.uint64(8)
-
-
-def floor_quotients(limbs: np.ndarray, divisors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``value // divisor`` per value, exactly, over limbs (:mod:`analyzer.wideint`; a borrow's
-    ``principal × borrowIndex`` over its interestIndex): (the quotients' limbs, which of them are
-    exact: those whose divisor is in (0, 2^62); the others, Python integers, by the caller).
-
-    Long division, a limb at a time: the remainder so far times 10^8 plus the next limb (below
-    ``divisor × 10^8``) over the divisor, estimated in float64 (the quotient's limb is below
-    10^8 < 2^27 and the estimate within 2^-51 of it, relatively: within one), then corrected by
-    the remainder ``remainder × 10^8 + limb − estimate × divisor``, exact from its low 64 bits:
-    it lies in [−divisor, 2 divisor)."""
-    divisors = np.asarray(divisors, dtype=np.int64)
-    ok = (divisors > 0) & (divisors < 2**62)
-    safe = np.where(ok, divisors, 1)
-    divisor, inverse = safe.astype(np.uint64), 1.0 / safe.astype(np.float64)
-    remainder = np.zeros(limbs.shape[1], dtype=np.uint64)
-    out = np.empty_like(limbs)
-    for i in range(len(limbs) - 1, -1, -1):
-        digit = np.floor((remainder.astype(np.float64) * LIMB + limbs[i].astype(np.float64)) * inverse).astype(np.uint64)
-        with np.errstate(over="ignore"):
-            left = (remainder * _LIMB + limbs[i] - digit * divisor).view(np.int64)
-        under, over = left < 0, left >= safe
-        digit += over.view(np.uint8)
-        digit -= under.view(np.uint8)
-        left += (under.view(np.int8) - over.view(np.int8)) * safe
-        out[i] = digit
-        remainder = left.view(np.uint64)
-    return out, ok
-
-
-LIMB = 10**8        # analyzer.wideint's base
-_LIMB = np.uint64(LIMB)

@@ -6,7 +6,7 @@ The words are read as the state holds them (:attr:`analyzer.kept.KeptState.narro
 markets, flags, cToken balances and indices fit. Borrows are taken as limbs
 (:meth:`analyzer.kept.KeptState.limbs`, :mod:`analyzer.wideint`): the 18-decimal principals past
 2^63 (about 9.2 tokens: 6,462 of 14,831 borrows on mainnet-scale) as every other, each computed
-at the new index exactly (:func:`protocols.compound_v2.quotients.floor_quotients`), its amount
+at the new index exactly (:func:`analyzer.wideint.floor_quotients`), its amount
 and text from its limbs."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from analyzer.textcolumns import decimal_strings, labels, repeated, text
 from protocols.compound_v2 import lens
 from protocols.compound_v2.constants import MANTISSA, PROTOCOL
 from protocols.compound_v2.lens import MASK_BITS, RECORD, market_tag
-from protocols.compound_v2.quotients import floor_quotients, product_quotients
+from protocols.compound_v2.quotients import product_quotients
 
 FLOAT_POWERS_OF_TEN = np.array([float(10**d) for d in range(78)])   # as Python divides a float by 10**d
 
@@ -115,7 +115,7 @@ def _debts(reader, previous: KeptState, records: Records) -> Debts:
     computed = np.flatnonzero(paired & ~records.again[owner])
     now = [i or 0 for i in indexes]
     product = wideint.scaled_quotients(wideint.taken(limbs, computed), now, [0] * len(now), market[computed], 0)
-    quotient, exact = floor_quotients(product, kept_index[computed])
+    quotient, exact = wideint.floor_quotients(product, kept_index[computed])
     if not exact.all():         # an interestIndex past 2^62 (or no extended precision): Python integers
         slow = np.flatnonzero(~exact)
         ints = wideint.to_ints(wideint.taken(product, slow)) // kept_index[computed[slow]].astype(object)
