@@ -108,6 +108,9 @@ def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ContagionError(f"{option} {path}: exists and is not a folder")
+    here = Path.cwd().resolve()
+    if path.resolve() in (here, *here.parents):     # a run's folder is replaced whole (staged_folder)
+        raise ContagionError(f"{option} {path}: is the current folder or holds it; name another folder with {option}")
     ancestor = path
     while not ancestor.exists():
         if ancestor.parent == ancestor:

@@ -38,6 +38,16 @@ def snapshot_dir(tmp_path) -> Path:
     return small_snapshot().write(tmp_path / "snapshot")
 
 
+def test_an_output_folder_that_holds_the_current_folder_is_refused(capsys, monkeypatch, snapshot_dir):
+    """`contagion graph snapshot` run beside the snapshot writes "beside the snapshot": the current
+    folder, which a run cannot replace whole; refused (one line, naming --out), nothing written."""
+    monkeypatch.chdir(snapshot_dir.parent)
+    before = files_under(snapshot_dir.parent)
+    assert "is the current folder or holds it" in run(capsys, "graph", "snapshot")
+    assert "--out" in run(capsys, "simulate", "snapshot", "--shock", "TKN1=-30%", "--out", "..")
+    assert files_under(snapshot_dir.parent) == before
+
+
 @pytest.mark.parametrize(("url", "says"), [
     ("not a url", "spaces"), ("ftp://node.example", "unsupported scheme"), ("http://", "no host"),
     ("http://127.0.0.1:99999", "port"), ("http://127.0.0.1:0", "port"), ("127.0.0.1:8545", "scheme"),
