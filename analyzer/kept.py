@@ -14,7 +14,7 @@ beside them, which a reader's refresh takes as int64 columns or as exact limbs
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
 from typing import Any, NamedTuple
@@ -430,3 +430,65 @@ class Refreshed:
     state: KeptState
     again: list[str]
     carried: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class KeptRows:
+    """An earlier scan's positions rows of one market's untouched accounts, as codes: what a
+    rescan carries to its block (:meth:`protocols.base.Reader.carry_accounts`), their texts kept
+    as they were (:mod:`analyzer.carry`).
+
+    Attributes
+    ----------
+    owner : numpy.ndarray
+        int64 per row: its account's place in the kept state given beside these rows.
+    asset, reserve : numpy.ndarray
+        int64 per row: the row's ``asset`` as a place in :attr:`assets`, its ``reserve`` in
+        :attr:`reserves`.
+    debt : numpy.ndarray
+        bool per row: the row's side is ``"debt"`` (else ``"collateral"``).
+    assets, reserves : list of str
+        The distinct texts of the rows' ``asset`` and ``reserve`` columns (as in the table).
+    """
+
+    owner: np.ndarray
+    asset: np.ndarray
+    reserve: np.ndarray
+    debt: np.ndarray
+    assets: list[str]
+    reserves: list[str]
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A plugin's answer for the rows a rescan carries (:meth:`protocols.base.Reader.carry_accounts`).
+
+    Attributes
+    ----------
+    amount : numpy.ndarray
+        float64 per row of the :class:`KeptRows` given: the position's ``amount`` at this block.
+    raw : pyarrow.Array
+        Text per row: its ``raw`` at this block (a non-negative integer's decimal text).
+    again : numpy.ndarray
+        bool per kept account: read in full at this block (its earlier rows are dropped, whatever
+        ``amount`` and ``raw`` hold for them): an account whose rows would change shape (a balance
+        come to zero, one that grows at its own rate), or that the plugin cannot compute.
+    changed : numpy.ndarray or None
+        bool per kept account: those whose kept words at this block differ from the ones given,
+        their new words in ``state`` (in order); None: every kept word is unchanged.
+    state : KeptState
+        The new words of the ``changed`` accounts.
+    params : pyarrow.Array or None
+        Per kept account: its ``accounts`` row's ``params`` text at this block, where it changes
+        with the block (taken only for the accounts that have an accounts row); None: unchanged.
+    """
+
+    amount: np.ndarray
+    raw: Any
+    again: np.ndarray
+    changed: np.ndarray | None = None
+    state: KeptState = field(default_factory=KeptState.empty)
+    params: Any = None

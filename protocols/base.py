@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from analyzer.kept import KeptState, Refreshed
+from analyzer.kept import Carried, KeptRows, KeptState, Refreshed
 from analyzer.model import Table
 
 if TYPE_CHECKING:
@@ -197,6 +197,17 @@ class Reader(ABC):
         over arrays, with their kept words at this block and the accounts that must be read again.
         Default: every one is read again."""
         return Refreshed({}, KeptState.empty(), previous.accounts.tolist())
+
+    def carry_accounts(self, kept: KeptState, rows: KeptRows) -> Carried | None:
+        """Incremental rescans, when the earlier scan's tables are cached (:mod:`analyzer.carry`):
+        ``kept`` holds the accounts no :meth:`change_events` event named since, with their words,
+        and ``rows`` their positions rows at the earlier block, as codes. Returns each row's
+        ``amount`` and ``raw`` at this block, computed at once over arrays from the kept words and
+        this block's market data (every other column of a row, and an account's row, is carried
+        as it was), and the accounts that must be read again. The rows of an account not read
+        again must be exactly its earlier rows' keys: one whose rows would change (a balance come
+        to zero) is read again. None (default): not supported (:meth:`refresh_accounts`)."""
+        return None
 
     @abstractmethod
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
