@@ -461,6 +461,18 @@ class KeptRows:
     def __len__(self) -> int:
         return len(self.owner)
 
+    @classmethod
+    def of(cls, kept: KeptState, positions: pd.DataFrame) -> KeptRows:
+        """The rows of ``positions`` (one market's table) whose account ``kept`` holds, as codes,
+        by plain Python lookups: for tests and checks (a rescan has the codes stored beside the
+        earlier tables)."""
+        place = {account: i for i, account in enumerate(kept.accounts.tolist())}
+        mine = positions[positions["account"].map(place.__contains__).astype(bool)]
+        assets, reserves = sorted(set(mine["asset"])), sorted(set(mine["reserve"]))
+        codes = lambda values, texts: np.array([texts.index(v) for v in values], dtype=np.int64)  # noqa: E731
+        return cls(np.array([place[a] for a in mine["account"]], dtype=np.int64), codes(mine["asset"], assets),
+                   codes(mine["reserve"], reserves), (mine["side"] == "debt").to_numpy(dtype=bool), assets, reserves)
+
 
 @dataclass(frozen=True)
 class Carried:
