@@ -40,7 +40,10 @@ class KeptState:
     Attributes
     ----------
     accounts : numpy.ndarray
-        Checksummed addresses (object array of str).
+        Checksummed addresses (object array of str). A state may be built of their ASCII bytes
+        (a fixed-width bytes array, as a rescan loads them: :mod:`analyzer.carry`): made Python
+        strings when first asked for (10^5 of them: 40 ms), kept as bytes by :meth:`take` and
+        :meth:`concat` (:attr:`names`).
     lengths : numpy.ndarray
         int64, the number of words of each account.
     narrow : numpy.ndarray
@@ -61,7 +64,7 @@ class KeptState:
                  wide_negative: np.ndarray | None = None):
         """Of ``words`` (Python integers), or of ``narrow``, ``wide_at`` and the wide words, as
         Python integers (``wide``) or as the limbs of their sizes and their signs."""
-        self.accounts = accounts
+        self._accounts = accounts
         self.lengths = lengths
         self._held: _Held | None = None
         if words is not None:
@@ -90,12 +93,14 @@ class KeptState:
 
     @classmethod
     def concat(cls, parts: Iterable[KeptState]) -> KeptState:
-        parts = [p for p in parts if len(p.accounts)]
+        parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty()
         if len(parts) == 1:
             return parts[0]
-        return cls._of(np.concatenate([p.accounts for p in parts]), np.concatenate([p.lengths for p in parts]),
+        as_bytes = all(p.names.dtype.kind == "S" for p in parts)
+        return cls._of(np.concatenate([p.names if as_bytes else p.accounts for p in parts]),
+                       np.concatenate([p.lengths for p in parts]),
                        _joined([p._form() for p in parts]))
 
     @classmethod
@@ -143,7 +148,19 @@ class KeptState:
                        _joined(parts))
 
     def __len__(self) -> int:
-        return len(self.accounts)
+        return len(self.lengths)
+
+    @property
+    def accounts(self) -> np.ndarray:
+        if self._accounts.dtype.kind == "S":
+            self._accounts = self._accounts.astype("U").astype(object)
+        return self._accounts
+
+    @property
+    def names(self) -> np.ndarray:
+        """The accounts as given: Python strings (object array), or ASCII bytes (fixed width)
+        where the state was built of those and no caller has asked for :attr:`accounts`."""
+        return self._accounts
 
     @property
     def starts(self) -> np.ndarray:
@@ -239,10 +256,10 @@ class KeptState:
         mask = np.repeat(rows, self.lengths)
         words = self.__dict__.get("words")
         if words is not None:
-            return KeptState(self.accounts[rows], self.lengths[rows], words[mask])
+            return KeptState(self.names[rows], self.lengths[rows], words[mask])
         held = self._form()
         kept = mask[held.wide_at]
-        return KeptState._of(self.accounts[rows], self.lengths[rows],
+        return KeptState._of(self.names[rows], self.lengths[rows],
                              _Held(held.narrow[mask], (np.cumsum(mask) - 1)[held.wide_at[kept]],
                                    held.wide_limbs[:, kept], held.wide_negative[kept]))
 
@@ -264,7 +281,7 @@ class KeptState:
         account): (the account row of each record, the position of its first word in ``words``)."""
         first = np.broadcast_to(np.asarray(first, dtype=np.int64), self.lengths.shape)
         count = (self.lengths - first) // width
-        owner = np.repeat(np.arange(len(self.accounts)), count)
+        owner = np.repeat(np.arange(len(self)), count)
         within = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
         return owner, (self.starts + first)[owner] + width * within
 
