@@ -40,7 +40,10 @@ class KeptState:
     Attributes
     ----------
     accounts : numpy.ndarray
-        Checksummed addresses (object array of str).
+        Checksummed addresses (object array of str). A state may be built of their ASCII bytes
+        (a fixed-width bytes array, as a rescan loads them: :mod:`analyzer.carry`): made Python
+        strings when first asked for (10^5 of them: 40 ms), kept as bytes by :meth:`take` and
+        :meth:`concat` (:attr:`names`).
     lengths : numpy.ndarray
         int64, the number of words of each account.
     narrow : numpy.ndarray
@@ -61,7 +64,7 @@ class KeptState:
                  wide_negative: np.ndarray | None = None):
         """Of ``words`` (Python integers), or of ``narrow``, ``wide_at`` and the wide words, as
         Python integers (``wide``) or as the limbs of their sizes and their signs."""
-        self.accounts = accounts
+        self._accounts = accounts
         self.lengths = lengths
         self._held: _Held | None = None
         if words is not None:
@@ -90,12 +93,14 @@ class KeptState:
 
     @classmethod
     def concat(cls, parts: Iterable[KeptState]) -> KeptState:
-        parts = [p for p in parts if len(p.accounts)]
+        parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty()
         if len(parts) == 1:
             return parts[0]
-        return cls._of(np.concatenate([p.accounts for p in parts]), np.concatenate([p.lengths for p in parts]),
+        as_bytes = all(p.names.dtype.kind == "S" for p in parts)
+        return cls._of(np.concatenate([p.names if as_bytes else p.accounts for p in parts]),
+                       np.concatenate([p.lengths for p in parts]),
                        _joined([p._form() for p in parts]))
 
     @classmethod
@@ -115,6 +120,26 @@ class KeptState:
         a list, then bytes: the lengths and the words as int64 (0 for the wide ones), where the
         wide ones are, their sizes' limbs as uint32 and their signs."""
         return _stored(self.accounts.tolist(), self.lengths, self._form())
+
+    def to_named_chunk(self, width: int) -> dict[str, Any] | None:
+        """:meth:`to_chunk` with the accounts as one run of ASCII bytes, ``width`` each (``names``),
+        read back without a Python string per account (:meth:`from_named_chunk`); None when an
+        account is not ``width`` ASCII bytes."""
+        names = fixed_width(self.names, width)
+        if names is None:
+            return None
+        return dict(_stored([], self.lengths, self._form()), accounts=None, names=names.tobytes(), width=width)
+
+    @classmethod
+    def from_named_chunk(cls, chunk: Any) -> KeptState | None:
+        """The state stored by :meth:`to_named_chunk`, its accounts as bytes (:attr:`names`); None
+        when ``chunk`` is not one (damaged, older)."""
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("names"), bytes) or \
+                not isinstance(chunk.get("width"), int) or chunk["width"] < 1 or len(chunk["names"]) % chunk["width"]:
+            return None
+        names = np.frombuffer(chunk["names"], dtype=f"S{chunk['width']}")
+        found = _parts(chunk, len(names))
+        return None if found is None else cls._of(names, found[0], found[1])
 
     @classmethod
     def from_chunk(cls, chunk: Any) -> KeptState | None:
@@ -143,7 +168,19 @@ class KeptState:
                        _joined(parts))
 
     def __len__(self) -> int:
-        return len(self.accounts)
+        return len(self.lengths)
+
+    @property
+    def accounts(self) -> np.ndarray:
+        if self._accounts.dtype.kind == "S":
+            self._accounts = self._accounts.astype("U").astype(object)
+        return self._accounts
+
+    @property
+    def names(self) -> np.ndarray:
+        """The accounts as given: Python strings (object array), or ASCII bytes (fixed width)
+        where the state was built of those and no caller has asked for :attr:`accounts`."""
+        return self._accounts
 
     @property
     def starts(self) -> np.ndarray:
@@ -239,10 +276,10 @@ class KeptState:
         mask = np.repeat(rows, self.lengths)
         words = self.__dict__.get("words")
         if words is not None:
-            return KeptState(self.accounts[rows], self.lengths[rows], words[mask])
+            return KeptState(self.names[rows], self.lengths[rows], words[mask])
         held = self._form()
         kept = mask[held.wide_at]
-        return KeptState._of(self.accounts[rows], self.lengths[rows],
+        return KeptState._of(self.names[rows], self.lengths[rows],
                              _Held(held.narrow[mask], (np.cumsum(mask) - 1)[held.wide_at[kept]],
                                    held.wide_limbs[:, kept], held.wide_negative[kept]))
 
@@ -264,9 +301,22 @@ class KeptState:
         account): (the account row of each record, the position of its first word in ``words``)."""
         first = np.broadcast_to(np.asarray(first, dtype=np.int64), self.lengths.shape)
         count = (self.lengths - first) // width
-        owner = np.repeat(np.arange(len(self.accounts)), count)
+        owner = np.repeat(np.arange(len(self)), count)
         within = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
         return owner, (self.starts + first)[owner] + width * within
+
+
+def fixed_width(names: np.ndarray, width: int) -> np.ndarray | None:
+    """Account names (Python strings, or bytes of one width) as ASCII bytes of ``width`` each (a
+    numpy ``S`` array: ordered, searched and stored as bytes); None when one is not ``width``
+    ASCII characters."""
+    if names.dtype.kind == "S":
+        return names if names.dtype.itemsize == width or not len(names) else None
+    listed = names.tolist()
+    joined = "".join(listed)
+    if len(joined) != width * len(listed) or not joined.isascii() or any(len(n) != width for n in listed):
+        return None
+    return np.frombuffer(joined.encode(), dtype=f"S{width}") if listed else np.zeros(0, dtype=f"S{width}")
 
 
 def objects(values: Sequence[int]) -> np.ndarray:
@@ -357,11 +407,16 @@ def _stored(accounts: list[str], lengths: Sequence[int] | np.ndarray, held: _Hel
             "wide": limbs.astype(LIMB).tobytes(), "negative": held.wide_negative.astype(np.uint8).tobytes()}
 
 
-def _parts(chunk: Any) -> tuple[np.ndarray, _Held] | None:
-    """A stored state's lengths and words, checked against each other; None when ``chunk`` is
-    not a stored state of this format."""
-    if not isinstance(chunk, dict) or chunk.get("kept") != FORMAT or not isinstance(chunk.get("accounts"), list):
+def _parts(chunk: Any, accounts: int | None = None) -> tuple[np.ndarray, _Held] | None:
+    """A stored state's lengths and words, checked against each other and against its accounts
+    (a list, or ``accounts`` of them stored otherwise); None when ``chunk`` is not a stored state
+    of this format."""
+    if not isinstance(chunk, dict) or chunk.get("kept") != FORMAT:
         return None
+    if accounts is None:
+        if not isinstance(chunk.get("accounts"), list):
+            return None
+        accounts = len(chunk["accounts"])
     binary = [b for b in (chunk.get(key) for key in ("lengths", "words", "wide_at", "wide", "negative"))
               if isinstance(b, bytes)]
     rows = chunk.get("limbs")
@@ -373,7 +428,7 @@ def _parts(chunk: Any) -> tuple[np.ndarray, _Held] | None:
         return None
     limbs = np.frombuffer(binary[3], dtype=LIMB).reshape(rows, count)
     negative = np.frombuffer(binary[4], dtype=np.uint8)
-    if len(lengths) != len(chunk["accounts"]) or (len(lengths) and int(lengths.min()) < 0) or \
+    if len(lengths) != accounts or (len(lengths) and int(lengths.min()) < 0) or \
             int(lengths.sum()) != len(words):
         return None
     if count and not (int(wide_at[0]) >= 0 and int(wide_at[-1]) < len(words) and (np.diff(wide_at) > 0).all()
