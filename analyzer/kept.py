@@ -121,6 +121,26 @@ class KeptState:
         wide ones are, their sizes' limbs as uint32 and their signs."""
         return _stored(self.accounts.tolist(), self.lengths, self._form())
 
+    def to_named_chunk(self, width: int) -> dict[str, Any] | None:
+        """:meth:`to_chunk` with the accounts as one run of ASCII bytes, ``width`` each (``names``),
+        read back without a Python string per account (:meth:`from_named_chunk`); None when an
+        account is not ``width`` ASCII bytes."""
+        names = fixed_width(self.names, width)
+        if names is None:
+            return None
+        return dict(_stored([], self.lengths, self._form()), accounts=None, names=names.tobytes(), width=width)
+
+    @classmethod
+    def from_named_chunk(cls, chunk: Any) -> KeptState | None:
+        """The state stored by :meth:`to_named_chunk`, its accounts as bytes (:attr:`names`); None
+        when ``chunk`` is not one (damaged, older)."""
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("names"), bytes) or \
+                not isinstance(chunk.get("width"), int) or chunk["width"] < 1 or len(chunk["names"]) % chunk["width"]:
+            return None
+        names = np.frombuffer(chunk["names"], dtype=f"S{chunk['width']}")
+        found = _parts(chunk, len(names))
+        return None if found is None else cls._of(names, found[0], found[1])
+
     @classmethod
     def from_chunk(cls, chunk: Any) -> KeptState | None:
         """The state stored by :meth:`to_chunk`; None when ``chunk`` is not one (damaged, older)."""
@@ -286,6 +306,19 @@ class KeptState:
         return owner, (self.starts + first)[owner] + width * within
 
 
+def fixed_width(names: np.ndarray, width: int) -> np.ndarray | None:
+    """Account names (Python strings, or bytes of one width) as ASCII bytes of ``width`` each (a
+    numpy ``S`` array: ordered, searched and stored as bytes); None when one is not ``width``
+    ASCII characters."""
+    if names.dtype.kind == "S":
+        return names if names.dtype.itemsize == width or not len(names) else None
+    listed = names.tolist()
+    joined = "".join(listed)
+    if len(joined) != width * len(listed) or not joined.isascii() or any(len(n) != width for n in listed):
+        return None
+    return np.frombuffer(joined.encode(), dtype=f"S{width}") if listed else np.zeros(0, dtype=f"S{width}")
+
+
 def objects(values: Sequence[int]) -> np.ndarray:
     """Python integers as an object array (never a fixed-width numpy integer: words reach 2^256)."""
     out = np.empty(len(values), dtype=object)
@@ -374,11 +407,16 @@ def _stored(accounts: list[str], lengths: Sequence[int] | np.ndarray, held: _Hel
             "wide": limbs.astype(LIMB).tobytes(), "negative": held.wide_negative.astype(np.uint8).tobytes()}
 
 
-def _parts(chunk: Any) -> tuple[np.ndarray, _Held] | None:
-    """A stored state's lengths and words, checked against each other; None when ``chunk`` is
-    not a stored state of this format."""
-    if not isinstance(chunk, dict) or chunk.get("kept") != FORMAT or not isinstance(chunk.get("accounts"), list):
+def _parts(chunk: Any, accounts: int | None = None) -> tuple[np.ndarray, _Held] | None:
+    """A stored state's lengths and words, checked against each other and against its accounts
+    (a list, or ``accounts`` of them stored otherwise); None when ``chunk`` is not a stored state
+    of this format."""
+    if not isinstance(chunk, dict) or chunk.get("kept") != FORMAT:
         return None
+    if accounts is None:
+        if not isinstance(chunk.get("accounts"), list):
+            return None
+        accounts = len(chunk["accounts"])
     binary = [b for b in (chunk.get(key) for key in ("lengths", "words", "wide_at", "wide", "negative"))
               if isinstance(b, bytes)]
     rows = chunk.get("limbs")
@@ -390,7 +428,7 @@ def _parts(chunk: Any) -> tuple[np.ndarray, _Held] | None:
         return None
     limbs = np.frombuffer(binary[3], dtype=LIMB).reshape(rows, count)
     negative = np.frombuffer(binary[4], dtype=np.uint8)
-    if len(lengths) != len(chunk["accounts"]) or (len(lengths) and int(lengths.min()) < 0) or \
+    if len(lengths) != accounts or (len(lengths) and int(lengths.min()) < 0) or \
             int(lengths.sum()) != len(words):
         return None
     if count and not (int(wide_at[0]) >= 0 and int(wide_at[-1]) < len(words) and (np.diff(wide_at) > 0).all()
