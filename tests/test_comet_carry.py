@@ -57,40 +57,51 @@ def silent_moves(rng: random.Random, principals: dict, now: dict) -> dict[str, l
     return moves
 
 
-def tampered(rng: random.Random, positions: pd.DataFrame, untouched: list[str], state: dict) -> \
-        tuple[pd.DataFrame, dict[str, list[str]]]:
+def tampered(rng: random.Random, positions: pd.DataFrame, untouched: list[str], state: dict,
+             principals: dict) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """Earlier rows that are not those of the accounts' words: a row dropped (a source with no
-    row), a collateral row added where the account holds none, one of an asset the market does
-    not list instead, one given a reserve, a row twice (rows with no source, or one source's twice)."""
-    kinds = ("dropped", "added", "unknown asset", "reserve", "twice")
+    row), a collateral row added where the account holds none, a base supply where it has no
+    principal, one of an asset the market does not list instead, one given a reserve, one
+    collateral given the debt side, a row twice (rows with no source, or one source's twice)."""
+    kinds = ("dropped", "added", "unknown asset", "reserve", "debt", "twice")
     chosen = rng.sample(untouched, 5 * len(kinds))
     cases = {kind: chosen[5 * k:5 * k + 5] for k, kind in enumerate(kinds)}
+    cases["base added"] = rng.sample([a for a in untouched if principals[a] == 0 and a not in chosen], 5)
     drop = [positions.index[positions["account"] == a][0] for a in cases["dropped"]]
     extra = []
     for account in cases["added"]:
         held = set(positions["asset"][positions["account"] == account])
         free = [a["asset"] for a in state["assets"] if a["asset"] not in held]
         extra.append((account, free[0] if free else "0x" + "99" * 20, "", "collateral"))
+    extra += [(a, state["base_token"], "", "collateral") for a in cases["base added"]]
     positions = positions.copy()
     first = {kind: [positions.index[positions["account"] == a][0] for a in cases[kind]]
              for kind in ("unknown asset", "reserve")}     # the base row where there is one
     positions.loc[first["unknown asset"], "asset"] = "0x" + "99" * 20
     positions.loc[first["reserve"], "reserve"] = "0x" + "77" * 20
+    collateral = positions["asset"] != state["base_token"]
+    cases["debt"] = [a for a in cases["debt"] if ((positions["account"] == a) & collateral).any()]
+    positions.loc[[positions.index[(positions["account"] == a) & collateral][0] for a in cases["debt"]], "side"] = "debt"
     twice = positions[positions["account"].isin(cases["twice"])].drop_duplicates("account")
     added = pd.DataFrame(extra, columns=["account", "asset", "reserve", "side"])
     return pd.concat([positions.drop(index=drop), added, twice], ignore_index=True), cases
 
 
 @pytest.mark.parametrize("names", ["strings", "ASCII bytes, through a chunk"])
-def test_carried_rows_are_the_full_reads_rows_at_this_block(monkeypatch, names):
+def test_carried_rows_are_the_full_reads_rows_at_this_block(names):
+    """Earlier rows (shuffled) of accounts some of whose principals moved with no event, some of
+    whose rows are not their words': exactly the accounts whose rows the full read at this block
+    gives otherwise are read again (and those the refresh reads again); every other row has the
+    full read's amount (bit for bit) and raw text, every other account its params, and the
+    accounts whose principal moved their new words."""
     rng = random.Random(43)
     state = market_state()
     words, principals, now = untouched_accounts(rng)
     moves = silent_moves(rng, principals, now)
-    reader, asked = fake_reader(monkeypatch, state, now)
+    reader, asked = fake_reader(state, now)
     earlier = full_read(reader, words)
     untouched = [a for a in words if now[a] == principals[a]]
-    positions, cases = tampered(rng, earlier["positions"], untouched, state)
+    positions, cases = tampered(rng, earlier["positions"], untouched, state, principals)
     # two accounts the refresh reads again: an assetsIn past a uint16, one more collateral than listed
     odd = {ODD[0]: [5, 2**70, 0, 0, 0, 1, 0, 0], ODD[1]: [5, 1, 0, 0, 0, 1, 0, 0, 7]}
     now.update(dict.fromkeys(ODD, 5))
@@ -145,12 +156,12 @@ def test_carried_rows_are_the_full_reads_rows_at_this_block(monkeypatch, names):
         == [[now[a], words[a][1], 0, 0, 0, *words[a][5:]] for a in moved]
 
 
-def test_accounts_refresh_would_read_again_are_read_again(monkeypatch):
+def test_accounts_refresh_would_read_again_are_read_again():
     """Without lens calls the principals cannot be read again: every borrower and every account
     with no principal is read again (as the refresh reads them), the suppliers are carried."""
     state = market_state()
     words, principals, now = untouched_accounts(random.Random(5), 600)
-    reader, _ = fake_reader(monkeypatch, state, now)
+    reader, _ = fake_reader(state, now)
     earlier = full_read(reader, words)
     kept = KeptState.from_state(words)
     reader.ctx.lens = None
@@ -160,9 +171,22 @@ def test_accounts_refresh_would_read_again_are_read_again(monkeypatch):
     assert carried.changed is None and 0 < (~carried.again).sum() < len(words)
 
 
-def test_no_rows_and_no_accounts(monkeypatch):
-    reader, _ = fake_reader(monkeypatch, market_state(), {})
+def test_no_rows_and_no_accounts():
+    reader, _ = fake_reader(market_state(), {})
     empty = KeptState.from_state({})
     carried = comet_carry.carry_accounts(reader, empty, KeptRows.of(empty, pd.DataFrame(
         columns=["account", "asset", "reserve", "side"])))
     assert len(carried.amount) == len(carried.raw) == len(carried.again) == len(carried.params) == 0
+
+
+def test_addresses_as_ascii_bytes_are_packed_as_their_strings():
+    """A kept state's names as ASCII bytes go to the principals lens as the same 20 bytes each
+    as the checksummed strings; a digit that is not hex, or no 0x, is refused."""
+    rng = random.Random(2)
+    accounts = [f"0x{rng.getrandbits(160):040x}" for _ in range(300)] + ["0x" + "aB" * 20]
+    packed = comet_lens.packed_addresses(np.array(accounts, dtype="S42"))
+    assert packed == b"".join(bytes.fromhex(a[2:]) for a in accounts) == comet_lens.packed_addresses(accounts)
+    assert comet_lens.packed_addresses(np.array([], dtype="S42")) == b""
+    for bad in ("0x" + "g" * 40, "1x" + "a" * 40):
+        with pytest.raises(ValueError):
+            comet_lens.packed_addresses(np.array([accounts[0], bad], dtype="S42"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import types
 
 import numpy as np
 import pytest
@@ -232,7 +233,7 @@ def market_state() -> dict:
     """A market state as :meth:`CometReader.market_state` gives it (indices accrued, three collaterals)."""
     assets = [{**info, "asset": f"0x{k + 1:040x}"} for k, info in enumerate(ASSETS)]
     return {**STATE, "assets": assets, "supply_index": 10**15 + 123_457, "borrow_index": 10**15 + 987_653,
-            "base_token": "0x" + "ba" * 20, "decimals": [18, 18, 8, 6]}
+            "base_token": "0x" + "ba" * 20, "decimals": [6, 18, 8, 6]}
 
 
 def untouched_accounts(rng: random.Random, count: int = 3000) -> tuple[dict, dict, dict]:
@@ -257,18 +258,23 @@ def untouched_accounts(rng: random.Random, count: int = 3000) -> tuple[dict, dic
     return rows, principals, now
 
 
-def fake_reader(monkeypatch, state: dict, now: dict) -> tuple[object, list[str]]:
-    """A reader of ``state`` whose principals lens answers ``now``, and the accounts it was asked for."""
-    import types
-
-    reader = types.SimpleNamespace(comet="0x" + "c0" * 20, _lens_state=state, ctx=types.SimpleNamespace(lens=object()))
+def fake_reader(state: dict, now: dict) -> tuple[types.SimpleNamespace, list[str]]:
+    """A reader of ``state`` whose node answers the principals lens (through ``userBasic``: no
+    slot proven) with ``now`` (as it is when asked), and the accounts it was asked for, as the
+    calldata names them."""
     asked: list[str] = []
 
-    def read(_, accounts):
-        asked.extend(accounts)
-        return b"".join(now[a].to_bytes(16, "big", signed=True) for a in accounts)
+    def lens(code, calldata):
+        assert calldata[:4] == comet_lens.PRINCIPALS_SELECTOR
+        accounts = {bytes.fromhex(a[2:]): a for a in now}
+        count = int.from_bytes(calldata[68:100], "big") // 20
+        batch = [accounts[calldata[100 + 20 * k:120 + 20 * k]] for k in range(count)]
+        asked.extend(batch)
+        return bytes(64) + (16 * count).to_bytes(32, "big") + \
+            b"".join(now[a].to_bytes(16, "big", signed=True) for a in batch)
 
-    monkeypatch.setattr(comet_lens, "principals", read)
+    reader = types.SimpleNamespace(comet="0x" + "c0" * 20, _lens_state=state, _user_basic_slot=None,
+                                   ctx=types.SimpleNamespace(lens=lens))
     return reader, asked
 
 
@@ -286,7 +292,7 @@ def test_a_refresh_of_untouched_accounts_gives_the_full_reads_rows(monkeypatch, 
 
     rows, principals, now = untouched_accounts(random.Random(41))
     moved = [a for a in rows if now[a] != principals[a]]
-    reader, asked = fake_reader(monkeypatch, market_state(), now)
+    reader, asked = fake_reader(market_state(), now)
     earlier = comet_lens.rows_from_lens(reader, list(rows), list(rows.values()))
     previous = KeptState.from_state(rows) if kept == "lens words" else \
         KeptState.from_chunks([KeptState.chunk_of(earlier["_state"])])

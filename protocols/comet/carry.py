@@ -7,10 +7,12 @@ an account whose rows no longer match its sources is read again in full."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from analyzer import wideint
 from analyzer.kept import Carried, KeptRows, KeptState
 from protocols.comet import lens, refresh
+from protocols.comet.refresh import AtBlock
 
 
 def carry_accounts(reader, kept: KeptState, rows: KeptRows) -> Carried:
@@ -19,40 +21,53 @@ def carry_accounts(reader, kept: KeptState, rows: KeptRows) -> Carried:
 
     The sources at this block (:func:`protocols.comet.refresh.at_block`) are each account's base
     balance (the principal's present value, a debt when the principal is negative; none when it is
-    zero) and each collateral balance that is not zero, keyed ``account · (n + 1) + asset`` (asset
-    0 the base, ``i + 1`` collateral ``i``, of ``n``): a dense table of every key gives each row's
-    source. An account is read again when ``at_block`` says so, when it has nothing open, when one
-    of its rows has no source of its asset and side (a principal whose sign flipped or came to
-    zero, a balance come to zero, an asset the market no longer lists, a reserve Comet never
-    writes) or when one of its sources has no row or two (a balance come from zero): its rows
-    are then not those of its words."""
+    zero), numbered as the account, and each collateral balance that is not zero, numbered after
+    them (:func:`_sources`). Amounts and texts are computed per source and taken per row. An
+    account is read again when ``at_block`` says so, when it has nothing open, when one of its
+    rows has no source (a principal whose sign flipped or came to zero, a balance come to zero, an
+    asset the market does not list, a reserve Comet never writes) or when one of its sources has
+    no row or two (a balance come from zero): its rows are then not those of its words."""
     now = refresh.at_block(reader, kept)
-    state = now.state
-    width = len(state["assets"]) + 1
+    state, accounts = now.state, len(kept)
     size, negative = now.principal.limbs()
     value = lens.present_values(size, negative, state["supply_index"], state["borrow_index"])
-    based = np.flatnonzero(now.keep & ~wideint.is_zero(value))
-    owner = np.concatenate([based, now.owner])
-    which = np.concatenate([np.zeros(len(based), dtype=np.int64), now.asset + 1])
-    debt = np.concatenate([negative[based], np.zeros(len(now.owner), dtype=bool)])
-    source = np.full(len(kept) * width, -1, dtype=np.int64)
-    source[owner * width + which] = np.arange(len(owner))
-    code = _asset_codes(state, rows)
-    valid = code >= 0
-    at = np.where(valid, source[rows.owner * width + np.where(valid, code, 0)], -1)
-    matched = (at >= 0) & (np.append(debt, False)[at] == rows.debt)
-    at[~matched] = len(owner)           # past the sources: a zero balance, for the rows dropped
+    based = now.keep & ~wideint.is_zero(value)
+    at = _sources(now, based, negative, rows)
+    count = np.bincount(at[at >= 0], minlength=accounts + len(now.owner))
     again = ~now.keep
-    again[rows.owner[~matched]] = True
-    again[owner[np.bincount(at, minlength=len(owner) + 1)[:-1] != 1]] = True
-    raw = wideint.taken(lens.stacked([wideint.taken(value, based), now.amount,
-                                      np.zeros((1, 1), dtype=np.uint64)]), at)
-    amount, text = refresh.amounts(state, raw, np.append(which, 0)[at])
+    again[rows.owner[at < 0]] = True
+    again[based & (count[:accounts] != 1)] = True
+    again[now.owner[count[accounts:] != 1]] = True
+    base_amount, base_raw = refresh.amounts(state, value, np.zeros(accounts, dtype=np.int64))
+    held_amount, held_raw = refresh.amounts(state, now.amount, now.asset + 1)
+    at[at < 0] = 0                      # any source: the row's account is read again
     flagged = refresh.liquidatable(state, now.principal, now.owner, now.asset, now.amount)
     changed = now.changed & ~again
-    return Carried(amount, text, again, changed if changed.any() else None,
-                   refresh.kept_words(kept.names, now, changed, width - 1),
+    return Carried(np.concatenate([base_amount, held_amount])[at],
+                   pa.concat_arrays([base_raw, held_raw]).take(pa.array(at)), again,
+                   changed if changed.any() else None,
+                   refresh.kept_words(kept.names, now, changed, len(state["assets"])) if changed.any()
+                   else KeptState.empty(),
                    refresh.params(now.principal, now.assets_in, flagged))
+
+
+def _sources(now: AtBlock, based: np.ndarray, negative: np.ndarray, rows: KeptRows) -> np.ndarray:
+    """Per row: its source at this block, -1 for none. A base row's is its account's base balance
+    (numbered as the account) where the account has one of the row's side (``based``, debt where
+    ``negative``); a collateral row's is the balance of its account and asset that is not zero
+    (numbered after the accounts, in ``now``'s order), found through a table of every account and
+    asset (their balances are by asset then account)."""
+    accounts, assets = len(now.keep), len(now.state["assets"])
+    code = _asset_codes(now.state, rows)
+    base = (code == 0) & based[rows.owner] & (negative[rows.owner] == rows.debt)
+    at = np.where(base, rows.owner, -1)
+    held = (code > 0) & ~rows.debt
+    entry = np.full(accounts * assets + 1, -1, dtype=np.int32)     # the last: none, for the other rows
+    entry[now.asset * accounts + now.owner] = np.arange(len(now.owner), dtype=np.int32)
+    found = entry[np.where(held, (code - 1) * accounts + rows.owner, accounts * assets)]
+    mine = held & (found >= 0)
+    at[mine] = accounts + found[mine]
+    return at
 
 
 def _asset_codes(state: dict, rows: KeptRows) -> np.ndarray:

@@ -158,10 +158,9 @@ def principals_now(reader, accounts: np.ndarray, principal: Ints, unseen: np.nda
     rows = np.flatnonzero(unseen)
     if not len(rows):
         return principal, moved
-    names = accounts[rows]
-    if names.dtype.kind == "S":     # a state of ASCII bytes (analyzer.kept.KeptState.names)
-        names = names.astype("U")
-    packed = lens.principals(reader, names.tolist()) if reader.ctx.lens is not None else None
+    names = accounts[rows]          # strings, or ASCII bytes (analyzer.kept.KeptState.names)
+    packed = lens.principals(reader, names if names.dtype.kind == "S" else names.tolist()) \
+        if reader.ctx.lens is not None else None
     if packed is None:
         return None
     read = Ints.of_int128s(packed)
