@@ -12,6 +12,7 @@ import json
 import operator
 from collections.abc import Sequence
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -233,11 +234,8 @@ def _ray_mul(version: str):
 
 
 def refresh_accounts(reader, previous: KeptState) -> Refreshed:
-    """Untouched accounts at this block, at once over arrays: each kept scaled balance times this
-    block's normalized income (aTokens) or variable debt (debt tokens), the reserve's rule of
-    the pool's version (:func:`balances`: what ``balanceOf`` computes). Read again in full: an
-    account with stable debt (its balance grows at its own rate), one holding a reserve past the
-    pool's list, one whose balance came to zero (its rows would change shape).
+    """Untouched accounts at this block, at once over arrays: their rows of each kept record's
+    balance at this block (:func:`kept_balances`, which names the accounts read again in full).
 
     The balances are exact wide integers as numpy limbs (:mod:`analyzer.wideint`), their text and
     floats written from the limbs: on mainnet-scale (115,639 positions, half past 2^64) a sixth
@@ -245,16 +243,7 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     from protocols.aave_v3.reader import PROTOCOL
 
     reserves = reader.reserves()
-    owner, at = previous.entries(2, 3)
-    code, odd = previous.ints(at)      # a record's reserve and kind (odd: past int64, never a lens's)
-    scaled, negative = previous.limbs(at + 1)
-    index, kind = code // 3, code % 3
-    again = np.zeros(len(previous), dtype=bool)
-    again[owner[(kind == 2) | (index >= len(reserves)) | (index < 0) | odd | negative]] = True
-    index = np.minimum(index.clip(0), len(reserves) - 1)
-    # read once per reader: the accounts the rescan reads in full use them too (with_balances)
-    balance = balances(reader.version, normalized_indices(reader), scaled, index, kind.clip(0, 1))
-    again[owner[wideint.is_zero(balance)]] = True
+    owner, index, kind, balance, again = kept_balances(reader, previous)
     if again.any():
         keep = np.flatnonzero(~again[owner])
         owner, index, kind, balance = owner[keep], index[keep], kind[keep], wideint.taken(balance, keep)
@@ -270,6 +259,39 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     # computes it from the scaled one), so they are kept by reference, none written again
     return Refreshed({"positions": positions, "accounts": accounts}, KeptState.empty(),
                      previous.accounts[again].tolist(), carried=~again)
+
+
+class KeptBalances(NamedTuple):
+    """Every record of kept accounts (a reserve's aToken or debt-token balance) at this block
+    (:func:`kept_balances`); a record of an account read ``again`` holds what it may."""
+
+    owner: np.ndarray       # int64 per record: its account's place in the kept state
+    index: np.ndarray       # int64 per record: its reserve's place in ``reserves()``
+    kind: np.ndarray        # int64 per record: 0 aToken, 1 variable debt
+    balance: np.ndarray     # per record: ``balanceOf`` at this block, limbs (analyzer.wideint)
+    again: np.ndarray       # bool per kept account: read again in full
+
+
+def kept_balances(reader, kept: KeptState) -> KeptBalances:
+    """Each kept record's balance at this block: its scaled balance times this block's
+    normalized income (aTokens) or variable debt (debt tokens), by the pool version's rule
+    (:func:`balances`: what ``balanceOf`` computes). Read again: an account with stable debt (its
+    balance grows at its own rate), one holding a reserve past the pool's list or with a word no
+    lens writes (past int64, negative), one whose balance came to zero (its rows would change
+    shape). What both rescans of untouched accounts compute (:func:`refresh_accounts`,
+    :func:`protocols.aave_v3.carry.carry_accounts`)."""
+    reserves = reader.reserves()
+    owner, at = kept.entries(2, 3)
+    code, odd = kept.ints(at)      # a record's reserve and kind (odd: past int64, never a lens's)
+    scaled, negative = kept.limbs(at + 1)
+    index, kind = code // 3, code % 3
+    again = np.zeros(len(kept), dtype=bool)
+    again[owner[(kind == 2) | (index >= len(reserves)) | (index < 0) | odd | negative]] = True
+    index, kind = np.minimum(index.clip(0), len(reserves) - 1), kind.clip(0, 1)
+    # read once per reader: the accounts the rescan reads in full use them too (with_balances)
+    balance = balances(reader.version, normalized_indices(reader), scaled, index, kind)
+    again[owner[wideint.is_zero(balance)]] = True
+    return KeptBalances(owner, index, kind, balance, again)
 
 
 def _account_rows(reader, previous: KeptState, names, owner: np.ndarray, index: np.ndarray,

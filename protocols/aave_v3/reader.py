@@ -21,10 +21,10 @@ from eth_utils import event_abi_to_log_topic, to_checksum_address
 
 from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
-from analyzer.kept import KeptState, Refreshed
+from analyzer.kept import Carried, KeptRows, KeptState, Refreshed
 from analyzer.model import raw_to_amount
 from analyzer.multicall import MULTICALL3_ADDRESS, Call
-from protocols.aave_v3 import abi, lens
+from protocols.aave_v3 import abi, carry, lens
 from protocols.aave_v3.emodes import in_bitmap, read_emode_categories
 from protocols.aave_v3.versions import (
     at_least,
@@ -238,6 +238,9 @@ class AaveV3Reader(Reader):
 
     def refresh_accounts(self, previous: KeptState) -> Refreshed:
         return lens.refresh_accounts(self, previous)
+
+    def carry_accounts(self, kept: KeptState, rows: KeptRows) -> Carried:
+        return carry.carry_accounts(self, kept, rows)
 
     def kept_holdings(self, kept: KeptState) -> dict[str, list[str]] | None:
         return lens.kept_holdings(self, kept)

@@ -19,11 +19,11 @@ from eth_utils import keccak, to_checksum_address
 
 from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
-from analyzer.kept import KeptState, Refreshed
+from analyzer.kept import Carried, KeptRows, KeptState, Refreshed
 from analyzer.model import raw_to_amount
 from analyzer.multicall import Call
 from protocols.base import AccountEvents, EventField, Reader, Rows
-from protocols.compound_v2 import lens, refresh
+from protocols.compound_v2 import carry, lens, refresh
 from protocols.compound_v2.constants import MANTISSA, NATIVE_ASSET, PROTOCOL
 from protocols.compound_v2.profiles import EventSpec, profile
 
@@ -340,6 +340,9 @@ class CompoundV2Reader(Reader):
 
     def refresh_accounts(self, previous: KeptState) -> Refreshed:
         return refresh.refresh_accounts(self, previous)
+
+    def carry_accounts(self, kept: KeptState, rows: KeptRows) -> Carried:
+        return carry.carry_accounts(self, kept, rows)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts

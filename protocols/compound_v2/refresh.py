@@ -41,15 +41,34 @@ def refresh_accounts(reader, previous: KeptState) -> Refreshed:
     ``borrowIndex()``), are read again in full."""
     if reader.ctx.lens is None:
         return Refreshed({}, KeptState.empty(), previous.accounts.tolist())
+    found = at_block(reader, previous)
+    refreshed = _refreshed(reader, found.kept, found.records, found.debts)
+    carried = np.zeros(len(found.stale), dtype=bool)     # over the accounts before the stale ones were taken out
+    carried[~found.stale] = refreshed.carried
+    return Refreshed(refreshed.tables, refreshed.state, previous.accounts[found.stale].tolist() + refreshed.again,
+                     carried)
+
+
+class AtBlock(NamedTuple):
+    """Kept accounts at a rescan's block (:func:`at_block`): ``stale``, over the accounts given,
+    those kept under another market list (or layout); ``kept``, the others (taken alone when
+    there are stale ones); their ``records`` and ``debts`` at this block."""
+
+    stale: np.ndarray
+    kept: KeptState
+    records: Records
+    debts: Debts
+
+
+def at_block(reader, previous: KeptState) -> AtBlock:
+    """The records of the accounts of ``previous`` kept under this block's market list and their
+    borrows at this block (balances that moved read again through the lens): what both the
+    refresh and the carry (:mod:`protocols.compound_v2.carry`) compute their rows of."""
     markets = reader.markets()
     stale = previous.narrow[previous.starts] != market_tag(markets)     # a wide tag is 0 there: stale too
-    gone, previous = previous.accounts[stale].tolist(), previous.take(~stale) if stale.any() else previous
-    records = _records(previous, len(markets))
-    debts = _debts(reader, previous, records)
-    refreshed = _refreshed(reader, previous, records, debts)
-    carried = np.zeros(len(stale), dtype=bool)     # over the accounts before the stale ones were taken out
-    carried[~stale] = refreshed.carried
-    return Refreshed(refreshed.tables, refreshed.state, gone + refreshed.again, carried)
+    kept = previous.take(~stale) if stale.any() else previous
+    records = _records(kept, len(markets))
+    return AtBlock(stale, kept, records, _debts(reader, kept, records))
 
 
 class Records(NamedTuple):
@@ -162,17 +181,11 @@ def _refreshed(reader, previous: KeptState, records: Records, debts: Debts) -> R
     opened[owner[balance != 0]] = True
     opened[owner[debts.where[debt]]] = True
     opened &= ~again
-    rewritten = np.zeros(len(previous), dtype=bool)
-    rewritten[owner[debts.where[debts.moved]]] = True
-    decimals = np.array([m["underlying_decimals"] for m in markets], dtype=np.int64)
+    rewritten = moved_accounts(records, debts, len(previous))
     lent = np.flatnonzero((balance != 0) & opened[owner])
-    raw, j = balance[lent], market[lent]
-    # cToken balance × exchangeRateStored / 1e18 / 10^decimals, as rows_from_figures
-    underlying = product_quotients(raw, [m["exchange_rate_mantissa"] for m in markets], j, MANTISSA)
-    lent_amount = underlying / FLOAT_POWERS_OF_TEN[decimals[j]]
+    lent_amount, lent_raw = lent_values(markets, balance[lent], market[lent])
     mine = np.flatnonzero(debt & opened[owner[debts.where]])
-    owed_limbs = wideint.taken(debts.limbs, mine)
-    owed = wideint.quotient_floats(owed_limbs, decimals[market[debts.where[mine]]])  # balance / 10^decimals
+    owed, owed_raw = owed_values(markets, wideint.taken(debts.limbs, mine), market[debts.where[mine]])
     where = np.concatenate([lent, debts.where[mine]])
     j = market[where]
     n = len(where)
@@ -184,14 +197,38 @@ def _refreshed(reader, previous: KeptState, records: Records, debts: Debts) -> R
                               "reserve": labels(_large([m["ctoken"] for m in markets]), j),
                               "side": labels(_large(["collateral", "debt"]), np.repeat([0, 1], [len(lent), len(mine)])),
                               "amount": np.concatenate([lent_amount, owed]),
-                              "raw": text(pa.concat_arrays([decimal_strings(raw), wideint.decimal_text(owed_limbs)]))},
+                              "raw": text(pa.concat_arrays([lent_raw, owed_raw]))},
                              copy=False)       # every column is new here: none copied
     return Refreshed({"positions": positions, "accounts": _account_rows(reader, previous, opened, names)},
-                     _rewritten(reader, previous, opened & rewritten, records, debts),
+                     rewritten_words(reader, previous, opened & rewritten, records, debts),
                      previous.accounts[again].tolist(), carried=opened & ~rewritten)
 
 
-def _rewritten(reader, previous: KeptState, rows: np.ndarray, records: Records, debts: Debts) -> KeptState:
+def lent_values(markets: list[dict], balance: np.ndarray, market: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    """Collateral positions' ``amount`` and ``raw`` (Arrow text) of their cToken ``balance``
+    (int64) in ``market``: cToken balance × exchangeRateStored / 1e18 / 10^decimals, and the
+    cToken balance, as :func:`protocols.compound_v2.lens.rows_from_figures`."""
+    decimals = np.array([m["underlying_decimals"] for m in markets], dtype=np.int64)
+    underlying = product_quotients(balance, [m["exchange_rate_mantissa"] for m in markets], market, MANTISSA)
+    return underlying / FLOAT_POWERS_OF_TEN[decimals[market]], decimal_strings(balance)
+
+
+def owed_values(markets: list[dict], limbs: np.ndarray, market: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    """Debt positions' ``amount`` and ``raw`` (Arrow text) of their borrow balances (``limbs``,
+    :mod:`analyzer.wideint`) in ``market``: balance / 10^decimals, and the balance."""
+    decimals = np.array([m["underlying_decimals"] for m in markets], dtype=np.int64)
+    return wideint.quotient_floats(limbs, decimals[market]), wideint.decimal_text(limbs)
+
+
+def moved_accounts(records: Records, debts: Debts, count: int) -> np.ndarray:
+    """A mask over the ``count`` accounts of ``records``: those with a borrow kept as a balance
+    and read again (its market's index moved), whose kept words change."""
+    moved = np.zeros(count, dtype=bool)
+    moved[records.owner[debts.where[debts.moved]]] = True
+    return moved
+
+
+def rewritten_words(reader, previous: KeptState, rows: np.ndarray, records: Records, debts: Debts) -> KeptState:
     """The kept words of the accounts ``rows`` (those with a moved borrow), taken alone (not a
     copy of every account's), each moved borrow's record written: its balance now and the
     market's ``borrowIndex`` now."""
