@@ -50,9 +50,11 @@ def same_bits(got: dict, want: dict) -> None:
         assert got[key][1] == raw, key
 
 
-def test_random_books_carry_the_full_reads_values_at_the_later_block(monkeypatch):
+@pytest.mark.parametrize("listed", [5, 70])
+def test_random_books_carry_the_full_reads_values_at_the_later_block(monkeypatch, listed):
     # as test_compound_v2_refresh's random books: principals past 2^63 and 2^100, pairs and
-    # balances (their index moved or not), rows given shuffled
+    # balances (their index moved or not), rows given shuffled; in 5 markets, or in the last 5
+    # of 70 (past a set of markets in 64 bits: rows are searched)
     rng = random.Random(23)
     decimals = [18, 6, 8, 18, 18]
     index_before = [rng.randrange(10**18, 2**61) for _ in decimals]
@@ -60,10 +62,13 @@ def test_random_books_carry_the_full_reads_values_at_the_later_block(monkeypatch
     index_after[3] = index_before[3]        # a market whose index did not move
     before = [market(k, decimals[k], rng.randrange(10**14, 10**27), index_before[k]) for k in range(len(decimals))]
     after = [market(k, decimals[k], rng.randrange(10**14, 10**27), index_after[k]) for k in range(len(decimals))]
+    unused = [market(k, 18, 10**26, 10**18) for k in range(len(decimals), listed)]
+    before, after = unused + before, unused + after
+    first = len(unused)     # the place of market 0 in the list
     figures_before, figures_after, pairs, fresh = {}, {}, {}, {}
     for n in range(500):
         account = f"0x{0x1000 + n:040x}"
-        entered = rng.sample(range(len(decimals)), rng.randrange(0, 4))
+        entered = [first + j for j in rng.sample(range(len(decimals)), rng.randrange(0, 4))]
         held_before, held_after, proven = {}, {}, {}
         for j in rng.sample(range(len(decimals)), rng.randrange(1, 4)):
             ctoken_balance = rng.choice([0, rng.randrange(1, 2 ** rng.randrange(1, 63))])
@@ -72,22 +77,22 @@ def test_random_books_carry_the_full_reads_values_at_the_later_block(monkeypatch
                 continue
             if borrowed and rng.random() < 0.7:     # kept as its pair (principal, interestIndex)
                 interest_index = rng.randrange(10**18, index_before[j] + 1)
-                proven[j] = (borrowed, interest_index)
+                proven[first + j] = (borrowed, interest_index)
                 now = borrowed * index_after[j] // interest_index
             elif borrowed and index_after[j] != index_before[j]:    # a balance, read again at the new index
                 now = borrowed + rng.randrange(0, 10**6)
-                fresh[(account, j)] = now
+                fresh[(account, first + j)] = now
             else:
                 now = borrowed
-            held_before[j] = (ctoken_balance, borrowed, 0)
-            held_after[j] = (ctoken_balance, now, after[j]["exchange_rate_mantissa"])
+            held_before[first + j] = (ctoken_balance, borrowed, 0)
+            held_after[first + j] = (ctoken_balance, now, after[first + j]["exchange_rate_mantissa"])
         figures_before[account] = (entered, held_before)
         figures_after[account] = (entered, held_after)
         if proven:
             pairs[account] = proven
     earlier = lens.rows_from_figures(reader(before), figures_before, pairs)
     monkeypatch.setattr(lens, "borrows_stored", lambda _reader, moved: [
-        [fresh[(a, j)] for j in range(len(decimals)) if mask >> j & 1] for a, mask in moved.items()])
+        [fresh[(a, j)] for j in range(listed) if mask >> j & 1] for a, mask in moved.items()])
     kept = KeptState.from_state(earlier["_state"])
     rows = KeptRows.of(kept, shuffled(earlier["positions"]))
     carried = carry.carry_accounts(reader(after), kept, rows)
@@ -128,19 +133,43 @@ def book(monkeypatch, fresh_balance: int | None = 7 * 10**18):
     return earlier, KeptState.from_state(earlier["_state"])
 
 
+def book_at_later_block() -> dict[tuple[str, str, str], tuple[float, str]]:
+    """The full read's values of :func:`book`'s rows at the later block: each pair at market 1's
+    index now (principal × 2e18 / 1e18), the balance as the lens gives it."""
+    figures = {x: ([0, 1], {0: (10**8 + k, 0, AFTER[0]["exchange_rate_mantissa"]),
+                            1: (0, (5 * 10**6 + k) * 2, AFTER[1]["exchange_rate_mantissa"])})
+               for k, x in enumerate(ACCOUNTS[:-1])}
+    figures[ACCOUNTS[-1]] = ([0], {0: (10**9, 7 * 10**18, AFTER[0]["exchange_rate_mantissa"])})
+    return expected_values(lens.rows_from_figures(reader(AFTER), figures, {})["positions"])
+
+
 def again_of(kept: KeptState, carried) -> list[str]:
     return kept.accounts[carried.again].tolist()
 
 
 def test_a_book_with_nothing_odd_carries_every_account(monkeypatch):
     earlier, kept = book(monkeypatch)
-    carried = carry.carry_accounts(reader(AFTER), kept, KeptRows.of(kept, shuffled(earlier["positions"])))
+    rows = KeptRows.of(kept, shuffled(earlier["positions"]))
+    carried = carry.carry_accounts(reader(AFTER), kept, rows)
     assert again_of(kept, carried) == []
+    same_bits(carried_values(kept, rows, carried), book_at_later_block())
     assert carried.params is None
     # the balance read again: its words change, with the balance and market 0's index now
     assert kept.accounts[carried.changed].tolist() == [ACCOUNTS[-1]]
     assert carried.state.words.tolist() == [earlier["_state"][ACCOUNTS[-1]][0], 1, 0,
                                             0, 10**9, 7 * 10**18, AFTER[0]["borrow_index"], 0]
+
+
+def test_records_kept_out_of_market_order_are_found(monkeypatch):
+    earlier, _ = book(monkeypatch)
+    state = {a: list(w) for a, w in earlier["_state"].items()}
+    a = ACCOUNTS[0]
+    state[a] = state[a][:4] + state[a][9:] + state[a][4:9]      # its market-1 record first
+    kept = KeptState.from_state(state)
+    rows = KeptRows.of(kept, shuffled(earlier["positions"]))
+    carried = carry.carry_accounts(reader(AFTER), kept, rows)
+    assert again_of(kept, carried) == []
+    same_bits(carried_values(kept, rows, carried), book_at_later_block())
 
 
 def test_accounts_the_refresh_reads_again_are_read_again(monkeypatch):
@@ -190,12 +219,8 @@ def test_accounts_whose_rows_and_records_differ_are_read_again(monkeypatch):
     carried = carry.carry_accounts(reader(AFTER), kept, kept_rows)
     assert again_of(kept, carried) == [a, b, c, d, e, f]
     # the others' rows are carried with the full read's values
-    figures = {x: ([0, 1], {0: (10**8 + k, 0, AFTER[0]["exchange_rate_mantissa"]),
-                            1: (0, (5 * 10**6 + k) * 2, AFTER[1]["exchange_rate_mantissa"])})
-               for k, x in enumerate(ACCOUNTS[:-1])}
-    figures[ACCOUNTS[-1]] = ([0], {0: (10**9, 7 * 10**18, AFTER[0]["exchange_rate_mantissa"])})
-    want = expected_values(lens.rows_from_figures(reader(AFTER), figures, {})["positions"])
-    same_bits(carried_values(kept, kept_rows, carried), {k: v for k, v in want.items() if k[0] in ACCOUNTS[6:]})
+    same_bits(carried_values(kept, kept_rows, carried),
+              {k: v for k, v in book_at_later_block().items() if k[0] in ACCOUNTS[6:]})
 
 
 def test_a_debt_row_where_nothing_is_borrowed_is_read_again(monkeypatch):
