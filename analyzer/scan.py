@@ -28,7 +28,7 @@ from eth_utils import is_address, to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
 
-from analyzer import __version__
+from analyzer import __version__, carry
 from analyzer.books import Market, deployments_for
 from analyzer.chain import redact_url
 from analyzer.discovery import CHUNK_BLOCKS, ChunkFiles, discover, load_log_span, save_log_span
@@ -39,7 +39,18 @@ from analyzer.model import Snapshot, empty_table
 from analyzer.multicall import Call, CallResult, multicall
 from analyzer.paths import cache_dir, plugin_packages, source_digest
 from analyzer.rpc import RetryingProvider, RpcClient
-from analyzer.scan_chunks import EXCLUDED, ChunkCache, ScanStats, digest, incremental_plan, scan_protocol
+from analyzer.scan_chunks import (
+    EXCLUDED,
+    MAX_REFERENCES,
+    ChunkCache,
+    Plan,
+    ScanStats,
+    digest,
+    incremental_plan,
+    kept_state_and_refers,
+    read_state,
+    scan_protocol,
+)
 from protocols.base import Plugin, ReadContext
 
 __all__ = ["ScanStats", "read_accounts_file", "reader_digest", "scan"]
@@ -399,19 +410,36 @@ def _scan_market(run: _Run, market: Market, snapshot: Snapshot) -> Snapshot:
     reader = plugin.reader(dataclasses.replace(run.ctx, assets=known), deployment)
     # a plugin with one market keeps its plain name in progress and stats
     label = plugin.name if sum(m.plugin is plugin for m in run.markets) == 1 else f"{plugin.name} {market.name}"
-    refreshed: dict[str, pd.DataFrame] = {}
-    targets = run.accounts
+    plan = None
     if run.since_block is not None and run.chain_cache is not None:
         earlier = ChunkCache(run.chain_cache / str(run.since_block) / plugin.name / key)   # the key of `cache`
         plan = incremental_plan(run.client, reader, earlier, cache, run.chain_cache, plugin.name, reader_digest(plugin),
                                 label,
                                 run.since_block, run.block, run.chunk_blocks, run.log_range, run.report, run.stats,
                                 run.accounts, header=run.header)
-        if plan is not None:
-            refreshed, targets = plan
     discovered = functools.partial(_discover_accounts, run, reader, plugin, start, label)
-    return scan_protocol(label, reader, cache, targets, discovered, start, run.block, run.chunk_accounts,
-                          run.workers, run.report, run.stats, refreshed)
+    part = scan_protocol(label, reader, cache, run.accounts if plan is None else plan.targets, discovered, start,
+                         run.block, run.chunk_accounts, run.workers, run.report, run.stats,
+                         None if plan is None else plan.tables)
+    if run.accounts is None and not carry.stored(cache):
+        _store_carried(run, cache, part, plan)
+    return part
+
+
+def _store_carried(run: _Run, cache: ChunkCache, part: Snapshot, plan: Plan | None) -> None:
+    """A market's tables kept with its state at this block, for a later rescan to carry
+    (:mod:`analyzer.carry`): from the rescan's carried rows and the accounts it read, else from
+    the state the scan's chunks kept (none where they kept none: a reader without rescans)."""
+    tables = {name: part.table(name) for name in ACCOUNT_TABLES}
+    if plan is not None and plan.carried is not None:
+        fresh = read_state(cache, plan.targets, run.chunk_accounts)
+        if fresh is not None:
+            refers = plan.carried.earlier.refers + 1 if plan.carried.earlier.refers < MAX_REFERENCES else 0
+            carry.store_rescan(cache, plan.carried, tables, fresh, refers)
+        return
+    found = kept_state_and_refers(cache)
+    if found is not None:
+        carry.store_scan(cache, tables, *found)
 
 
 def account_picking(events, plugin: Plugin) -> list[str] | str:

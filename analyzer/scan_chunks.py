@@ -13,11 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from analyzer import carry
 from analyzer.atomic import atomic_write_bytes
 from analyzer.discovery import ChunkFiles, DiscoveryStats, discover
 from analyzer.kept import KeptState, Refreshed, last_of_each
@@ -39,6 +40,7 @@ class ScanStats:
     accounts: dict[str, int] = field(default_factory=dict)
     discovery: DiscoveryStats = field(default_factory=DiscoveryStats)
     accounts_refreshed: dict[str, int] = field(default_factory=dict)   # computed from an earlier scan's state
+    accounts_carried: dict[str, int] = field(default_factory=dict)     # of those, their rows carried (analyzer.carry)
     requests: dict[str, int] = field(default_factory=dict)
 
 
@@ -108,16 +110,23 @@ def kept_state(cache: ChunkCache) -> KeptState | None:
     """The accounts' kept words of a finished scan in ``cache``: each chunk of positions has its
     state beside it (written first), and a rescan's computed accounts theirs (``kept-from-*``);
     None when a chunk kept none (read without the lens, or by an older version)."""
-    found = _kept_state(cache)
+    found = kept_state_and_refers(cache)
     return None if found is None else found[0]
 
 
-def _kept_state(cache: ChunkCache) -> tuple[KeptState, int] | None:
+def kept_state_and_refers(cache: ChunkCache) -> tuple[KeptState, int] | None:
     """:func:`kept_state` and how many earlier blocks it refers to (a rescan's ``kept-from-*``
-    chunk may keep its untouched accounts by reference: :func:`incremental_plan`). The stored
-    states of every block referred to are made one KeptState at once, then the accounts each
-    reference drops are left out in one pass (not each earlier block's state built, then less
-    its dropped accounts, block by block)."""
+    chunk may keep its untouched accounts by reference: :func:`incremental_plan`): the one stored
+    with the block's carried tables (:mod:`analyzer.carry`), else the stored states of every
+    block referred to made one KeptState at once, then the accounts each reference drops left
+    out in one pass (not each earlier block's state built, then less its dropped accounts,
+    block by block)."""
+    carried = carry.load(cache)
+    return (carried.kept, carried.refers) if carried is not None else _kept_pieces_state(cache)
+
+
+def _kept_pieces_state(cache: ChunkCache) -> tuple[KeptState, int] | None:
+    """:func:`kept_state_and_refers` of the stored states (chunks and references), not carried tables."""
     found = _kept_pieces(cache, 0, frozenset())
     if found is None:
         return None
@@ -148,7 +157,7 @@ Pieces = list[tuple[Any, frozenset[str], int | None]]    # stored states, each w
 
 
 def _kept_pieces(cache: ChunkCache, depth: int, gone: frozenset[str]) -> tuple[Pieces, int] | None:
-    """The stored states :func:`_kept_state` joins, in turn, each with the accounts left out of it
+    """The stored states :func:`kept_state_and_refers` joins, in turn, each with the accounts left out of it
     (``gone``: those dropped by the references that lead to it) and the reference at the top it
     comes through (None: this block's own); and how many blocks the deepest reference goes back."""
     pieces: Pieces = []
@@ -175,20 +184,33 @@ def _kept_pieces(cache: ChunkCache, depth: int, gone: frozenset[str]) -> tuple[P
     return (pieces, refers) if pieces else None
 
 
+class Plan(NamedTuple):
+    """A market's rescan (:func:`incremental_plan`): the frames of the accounts computed without
+    reading (``positions``, ``accounts``), the accounts to read, and the carried tables it
+    started from (None: computed by ``refresh_accounts``)."""
+
+    tables: dict[str, pd.DataFrame]
+    targets: list[str]
+    carried: carry.Carry | None
+
+
 def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, chain_cache: Path, name: str,
                      picking: str, label: str, since_block: int, block: int, chunk_blocks: int, log_range: int,
                      report, stats: ScanStats, accounts: Sequence[str] | None = None,
-                     header: Callable[[int], dict] | None = None):
-    """(frames of the accounts computed without reading, accounts to read) for a rescan from
-    ``since_block``; None when the protocol declares no change events or the cache kept no state
-    at that block. With an account list, only those accounts are considered. ``name``: the
-    plugin (its cache of change logs, keyed by ``picking``: the version of the reader that picks
-    the accounts out of them); ``label``: the market (stats and progress); ``header``: a block's
-    header (default ``client.block``; a scan's asks each block once for all its markets)."""
+                     header: Callable[[int], dict] | None = None) -> Plan | None:
+    """A rescan from ``since_block`` (:class:`Plan`): the earlier block's carried tables
+    (:mod:`analyzer.carry`) where they are stored and the plugin carries, else its kept state
+    refreshed (:meth:`protocols.base.Reader.refresh_accounts`); None when the protocol declares
+    no change events or the cache kept no state at that block. With an account list, only those
+    accounts are considered (never carried). ``name``: the plugin (its cache of change logs,
+    keyed by ``picking``: the version of the reader that picks the accounts out of them);
+    ``label``: the market (stats and progress); ``header``: a block's header (default
+    ``client.block``; a scan's asks each block once for all its markets)."""
     events = reader.change_events()
     if events is None or not 0 <= since_block <= block:
         return None
-    found = _kept_state(earlier)
+    carried = carry.load(earlier)
+    found = (carried.kept, carried.refers) if carried is not None else _kept_pieces_state(earlier)
     if found is None:
         return None     # no earlier scan here, or one that kept no state (read without the lens)
     previous, refers = found
@@ -199,6 +221,13 @@ def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, cha
     touched = set(discover(client, events, since_block + 1, block, files, chunk_blocks=chunk_blocks,
                            max_range=log_range, stats=stats.discovery,
                            progress=lambda done, total: report(f"{label} changes", done, total), holdings=held))
+    plan = None if carried is None or accounts is not None else carry.plan(reader, carried, touched)
+    if plan is not None and carried is not None:
+        if held is not None:
+            reader.holdings = _holdings(reader, carried.kept, plan.read, held, carried.places(plan.read))
+        cache.put(f"{KEPT}{since_block}", _referring_chunk(plan, since_block, block))
+        stats.accounts_refreshed[label] = stats.accounts_carried[label] = int(plan.carried.sum())
+        return Plan(plan.tables(), plan.read, plan)
     if accounts is not None:
         wanted = set(accounts)      # as the readers name them: checksummed (discovery, account files)
         touched &= wanted
@@ -206,21 +235,43 @@ def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, cha
     untouched = previous.without(touched)
     refreshed = reader.refresh_accounts(untouched)
     if held is not None:
-        read = touched | set(refreshed.again)
+        read = sorted(touched | set(refreshed.again))
         reader.holdings = _holdings(reader, previous, read, held)
     # a later rescan from this block starts from these (the accounts read have theirs beside their rows)
     cache.put(f"{KEPT}{since_block}", _kept_chunk(refreshed, untouched, touched, since_block, block,
                                                    by_reference=accounts is None and refers < MAX_REFERENCES))
     stats.accounts_refreshed[label] = len(untouched) - len(refreshed.again)
-    return refreshed.tables, sorted(touched | set(refreshed.again))
+    return Plan(refreshed.tables, sorted(touched | set(refreshed.again)), None)
 
 
-def _holdings(reader, previous: KeptState, read: set[str], since: dict[str, set[str]]) -> dict[str, list[str]] | None:
+def _referring_chunk(plan: carry.Carry, since_block: int, block: int) -> dict:
+    """The ``kept-from-*`` chunk of a carrying rescan (what a rescan that does not carry reads,
+    :func:`kept_state_and_refers`): the earlier state less the accounts read or changed, then the changed
+    words, by reference while the earlier one refers back fewer than ``MAX_REFERENCES`` blocks."""
+    answer = plan.answer
+    taken = plan.earlier.kept.take(plan.untouched)
+    changed = np.zeros(len(taken), dtype=bool) if answer.changed is None else answer.changed
+    moved = changed & ~answer.again
+    renewed = answer.state.take(moved[answer.changed]) if answer.changed is not None else KeptState.empty()
+    if plan.earlier.refers < MAX_REFERENCES and since_block < block:
+        dropped = sorted(set(plan.read) | set(carry.decoded(taken.names[moved])))
+        return {"base": since_block, "dropped": dropped, "changed": renewed.to_chunk()}
+    return KeptState.concat([taken.take(~answer.again & ~changed), renewed]).to_chunk()
+
+
+def _holdings(reader, previous: KeptState, read: list[str], since: dict[str, set[str]],
+              places: np.ndarray | None = None) -> dict[str, list[str]] | None:
     """The holdings of the accounts a rescan reads in full: those each had at the earlier block
     (:meth:`protocols.base.Reader.kept_holdings`) and those the change events show since (a
-    holding becomes non-zero only through one); None where the reader cannot say (read in full)."""
-    kept = reader.kept_holdings(previous.take(np.fromiter(map(read.__contains__, previous.accounts.tolist()), dtype=bool,
-                                                          count=len(previous))))
+    holding becomes non-zero only through one); None where the reader cannot say (read in full).
+    ``places``: each read account's place in ``previous`` (-1: none), where known."""
+    if places is None:
+        wanted = set(read)
+        mask = np.fromiter(map(wanted.__contains__, previous.accounts.tolist()), dtype=bool, count=len(previous))
+    else:
+        mask = np.zeros(len(previous), dtype=bool)
+        mask[places[places >= 0]] = True
+    kept = reader.kept_holdings(previous.take(mask))
     if kept is None:
         return None
     out = {account: set(kept.get(account, ())) | since.get(account, set()) for account in read}
@@ -299,12 +350,23 @@ def _cached(cache: ChunkCache, name: str, read, stats: ScanStats) -> Any:
     return value
 
 
+def _chunks(targets: list[str], chunk_accounts: int) -> tuple[list[list[str]], list[str]]:
+    """``targets`` in chunks of ``chunk_accounts``, and each chunk's name in the cache."""
+    chunks = [targets[i:i + chunk_accounts] for i in range(0, len(targets), chunk_accounts)]
+    return chunks, [accounts_digest(chunk) for chunk in chunks]
+
+
+def read_state(cache: ChunkCache, targets: list[str], chunk_accounts: int) -> KeptState | None:
+    """The kept words of ``targets`` as :func:`_read_positions` read them in ``cache``; None
+    where a chunk kept none."""
+    return KeptState.from_chunks(cache.get(STATE + name) for name in _chunks(targets, chunk_accounts)[1])
+
+
 def _read_positions(reader, cache: ChunkCache, targets: list[str], chunk_accounts: int, workers: int,
                     report, stats: ScanStats) -> list[Rows]:
     """The rows of ``targets`` in chunks of ``chunk_accounts``: each from the cache or read (with
     ``workers`` concurrent reads) and kept; ``report(accounts done)`` after each."""
-    chunks = [targets[i:i + chunk_accounts] for i in range(0, len(targets), chunk_accounts)]
-    names = [accounts_digest(chunk) for chunk in chunks]
+    chunks, names = _chunks(targets, chunk_accounts)
     results: list[Rows | None] = [cache.get(f"positions-{name}") for name in names]
     todo = [index for index, rows in enumerate(results) if rows is None]
     stats.chunks_cached += len(chunks) - len(todo)

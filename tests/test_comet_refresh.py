@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import types
 
 import numpy as np
 import pytest
@@ -228,6 +229,55 @@ def test_market_state_in_two_rounds_accrues_to_the_blocks_time(chain_checkpoint,
         monkeypatch.undo()
 
 
+def market_state() -> dict:
+    """A market state as :meth:`CometReader.market_state` gives it (indices accrued, three collaterals)."""
+    assets = [{**info, "asset": f"0x{k + 1:040x}"} for k, info in enumerate(ASSETS)]
+    return {**STATE, "assets": assets, "supply_index": 10**15 + 123_457, "borrow_index": 10**15 + 987_653,
+            "base_token": "0x" + "ba" * 20, "decimals": [6, 18, 8, 6]}
+
+
+def untouched_accounts(rng: random.Random, count: int = 3000) -> tuple[dict, dict, dict]:
+    """Accounts' lens rows at an earlier block (account -> words, principal in two's complement),
+    their principals then and now: a borrower (or an account with none) may have moved without an
+    event (every seventh), across int64, 2^64, int104 and 18-decimal sizes."""
+    rows, principals, now = {}, {}, {}
+    for k in range(count):
+        principal = rng.choice([-1, 1]) * rng.choice([rng.getrandbits(rng.choice([1, 20, 53, 63, 64, 90, 103])),
+                                                     rng.choice(EDGES[:13])])
+        principal = rng.choice([principal, principal, 0])
+        held = [rng.choice([0, 0, rng.getrandbits(rng.choice([1, 40, 64, 80, 120]))]) for _ in ASSETS]
+        if principal < 0 and not any(held):
+            held[0] = rng.getrandbits(90) + 1
+        if principal == 0 and not any(held):
+            continue                                # the lens gives no row: nothing open
+        account = f"0x{k:040X}"
+        assets_in = sum(1 << i for i, amount in enumerate(held) if amount)
+        rows[account] = [principal % 2**256, assets_in, 0, 0, 0, *held]
+        principals[account] = principal
+        now[account] = -rng.getrandbits(rng.choice([30, 70, 100])) - 1 if principal <= 0 and k % 7 == 0 else principal
+    return rows, principals, now
+
+
+def fake_reader(state: dict, now: dict) -> tuple[types.SimpleNamespace, list[str]]:
+    """A reader of ``state`` whose node answers the principals lens (through ``userBasic``: no
+    slot proven) with ``now`` (as it is when asked), and the accounts it was asked for, as the
+    calldata names them."""
+    asked: list[str] = []
+
+    def lens(code, calldata):
+        assert calldata[:4] == comet_lens.PRINCIPALS_SELECTOR
+        accounts = {bytes.fromhex(a[2:]): a for a in now}
+        count = int.from_bytes(calldata[68:100], "big") // 20
+        batch = [accounts[calldata[100 + 20 * k:120 + 20 * k]] for k in range(count)]
+        asked.extend(batch)
+        return bytes(64) + (16 * count).to_bytes(32, "big") + \
+            b"".join(now[a].to_bytes(16, "big", signed=True) for a in batch)
+
+    reader = types.SimpleNamespace(comet="0x" + "c0" * 20, _lens_state=state, _user_basic_slot=None,
+                                   ctx=types.SimpleNamespace(lens=lens))
+    return reader, asked
+
+
 @pytest.mark.parametrize("kept", ["lens words", "the full read's kept words, through a chunk"])
 def test_a_refresh_of_untouched_accounts_gives_the_full_reads_rows(monkeypatch, kept):
     """Untouched accounts computed by the refresh (int64 words and limbs: analyzer.wideint) give
@@ -238,39 +288,11 @@ def test_a_refresh_of_untouched_accounts_gives_the_full_reads_rows(monkeypatch, 
     words the full read keeps (signed) as a rescan loads them (int64 and the wide ones beside).
     Borrowers whose principal the node now gives otherwise (a silent base transfer) are computed
     at it and are the only accounts whose words are kept again."""
-    import types
-
     from analyzer.kept import KeptState
 
-    rng = random.Random(41)
-    assets = [{**info, "asset": f"0x{k + 1:040x}"} for k, info in enumerate(ASSETS)]
-    state = {**STATE, "assets": assets, "supply_index": 10**15 + 123_457, "borrow_index": 10**15 + 987_653,
-             "base_token": "0x" + "ba" * 20, "decimals": [18, 18, 8, 6]}
-    rows, principals, now = {}, {}, {}
-    for k in range(3000):
-        principal = rng.choice([-1, 1]) * rng.choice([rng.getrandbits(rng.choice([1, 20, 53, 63, 64, 90, 103])),
-                                                     rng.choice(EDGES[:13])])
-        principal = rng.choice([principal, principal, 0])
-        held = [rng.choice([0, 0, rng.getrandbits(rng.choice([1, 40, 64, 80, 120]))]) for _ in assets]
-        if principal < 0 and not any(held):
-            held[0] = rng.getrandbits(90) + 1
-        if principal == 0 and not any(held):
-            continue                                # the lens gives no row: nothing open
-        account = f"0x{k:040X}"
-        assets_in = sum(1 << i for i, amount in enumerate(held) if amount)
-        rows[account] = [principal % 2**256, assets_in, 0, 0, 0, *held]
-        principals[account] = principal
-        # a borrower (or an account with none) may have moved without an event: now another principal
-        now[account] = -rng.getrandbits(rng.choice([30, 70, 100])) - 1 if principal <= 0 and k % 7 == 0 else principal
+    rows, principals, now = untouched_accounts(random.Random(41))
     moved = [a for a in rows if now[a] != principals[a]]
-    reader = types.SimpleNamespace(comet="0x" + "c0" * 20, _lens_state=state, ctx=types.SimpleNamespace(lens=object()))
-    asked = []
-
-    def read(_, accounts):
-        asked.extend(accounts)
-        return b"".join(now[a].to_bytes(16, "big", signed=True) for a in accounts)
-
-    monkeypatch.setattr(comet_lens, "principals", read)
+    reader, asked = fake_reader(market_state(), now)
     earlier = comet_lens.rows_from_lens(reader, list(rows), list(rows.values()))
     previous = KeptState.from_state(rows) if kept == "lens words" else \
         KeptState.from_chunks([KeptState.chunk_of(earlier["_state"])])

@@ -8,6 +8,7 @@ untouched account is computed, not read)."""
 
 from __future__ import annotations
 
+import binascii
 import logging
 import operator
 from collections.abc import Callable, Sequence
@@ -141,8 +142,9 @@ def rows_from_lens(reader, accounts: Sequence[str], rows: Sequence[list[int]]) -
     return {"positions": positions, "accounts": account_rows, "_state": kept}  # type: ignore[dict-item]
 
 
-def principals(reader, accounts: Sequence[str]) -> bytes | None:
-    """``userBasic(account).principal`` of ``accounts`` (checksummed), packed: 16 bytes each, two's
+def principals(reader, accounts: Sequence[str] | np.ndarray) -> bytes | None:
+    """``userBasic(account).principal`` of ``accounts`` (checksummed, or their ASCII bytes:
+    :func:`packed_addresses`), packed: 16 bytes each, two's
     complement big-endian (:meth:`protocols.comet.ints.Ints.of_int128s`), 20 bytes per account in;
     None when the node has no lens calls. Read from Comet's storage (``CometPrincipalSlots``: a
     word per account, no call) once the ``userBasic`` slot is proven for the reader
@@ -154,13 +156,13 @@ def principals(reader, accounts: Sequence[str]) -> bytes | None:
     return _principals_read(reader, accounts, slot)
 
 
-def _principals_read(reader, accounts: Sequence[str], slot: int | None = None) -> bytes | None:
+def _principals_read(reader, accounts: Sequence[str] | np.ndarray, slot: int | None = None) -> bytes | None:
     """The principals of ``accounts``, packed (:func:`principals`), through the getter lens
     (``slot`` None) or from the ``userBasic`` mapping at ``slot``, in batches halved when the node
     runs out of gas (:func:`analyzer.lens.in_batches`)."""
     lens = reader.ctx.lens
     comet = bytes(12) + bytes.fromhex(reader.comet[2:])
-    users = bytes.fromhex("".join(accounts).replace("0x", ""))
+    users = packed_addresses(accounts)
     if slot is None:
         code, codes = principals_code(), None
         head = PRINCIPALS_SELECTOR + comet + (64).to_bytes(32, "big")
@@ -186,7 +188,7 @@ def _principals_read(reader, accounts: Sequence[str], slot: int | None = None) -
     return b"".join(raw[96:96 + int.from_bytes(raw[64:96], "big")] for raw in answers)
 
 
-def user_basic_slot(reader, accounts: Sequence[str]) -> int | None:
+def user_basic_slot(reader, accounts: Sequence[str] | np.ndarray) -> int | None:
     """The slot of Comet's ``userBasic`` mapping, proven once per reader: the first
     :data:`CHECKED` of ``accounts`` (spread over them) read from each of :data:`USER_BASIC_SLOTS` in turn, the first
     slot whose principals equal ``userBasic``'s (through the getter lens) for all of them, one at
@@ -195,8 +197,8 @@ def user_basic_slot(reader, accounts: Sequence[str]) -> int | None:
     if "_user_basic_slot" in reader.__dict__:
         return reader._user_basic_slot
     reader._user_basic_slot = None
-    sample = list(accounts[::max(1, len(accounts) // CHECKED)][:CHECKED])     # spread over them
-    truth = _principals_read(reader, sample) if sample else None
+    sample = accounts[::max(1, len(accounts) // CHECKED)][:CHECKED]     # spread over them
+    truth = _principals_read(reader, sample) if len(sample) else None
     if truth is None or not any(truth):
         return None
     for slot in USER_BASIC_SLOTS:
@@ -207,6 +209,18 @@ def user_basic_slot(reader, accounts: Sequence[str]) -> int | None:
     log.warning("comet %s: no userBasic slot of %s gives the getter's principals: reading them through "
                 "the getter", reader.comet, USER_BASIC_SLOTS)
     return None
+
+
+def packed_addresses(accounts: Sequence[str] | np.ndarray) -> bytes:
+    """20 bytes per account, of ``0x`` and 40 hex digits each: Python strings, or their ASCII bytes
+    as a fixed-width array (:attr:`analyzer.kept.KeptState.names`), whose digits are decoded at
+    once (no string made per account). A digit that is not hex raises ValueError."""
+    if isinstance(accounts, np.ndarray) and accounts.dtype.kind == "S":
+        rows = np.ascontiguousarray(accounts, dtype="S42").view(np.uint8).reshape(len(accounts), 42)
+        if len(rows) and not (rows[:, :2] == np.frombuffer(b"0x", dtype=np.uint8)).all():
+            raise ValueError("an address without its 0x")
+        return binascii.unhexlify(np.ascontiguousarray(rows[:, 2:]).tobytes())
+    return bytes.fromhex("".join(accounts).replace("0x", ""))
 
 
 def chosen(texts: list[str], flags: np.ndarray) -> pa.StringArray:

@@ -15,11 +15,11 @@ from eth_utils import event_signature_to_log_topic, to_checksum_address
 
 from analyzer.discovery import checksum
 from analyzer.errors import ContagionError
-from analyzer.kept import KeptState, Refreshed
+from analyzer.kept import Carried, KeptRows, KeptState, Refreshed
 from analyzer.model import raw_to_amount
 from analyzer.multicall import MULTICALL3_ADDRESS, Call, CallResult
 from protocols.base import AccountEvents, EventField, Reader, Rows
-from protocols.comet import exact, lens, refresh
+from protocols.comet import carry, exact, lens, refresh
 
 PROTOCOL = "comet"
 ASSET_INFO = "(uint8,address,address,uint64,uint64,uint64,uint64,uint128)"
@@ -252,6 +252,9 @@ class CometReader(Reader):
 
     def refresh_accounts(self, previous: KeptState) -> Refreshed:
         return refresh.refresh_accounts(self, previous)
+
+    def carry_accounts(self, kept: KeptState, rows: KeptRows) -> Carried:
+        return carry.carry_accounts(self, kept, rows)
 
     def read_accounts(self, accounts: Sequence[str]) -> Rows:
         through_lens = lens.read_accounts(self, accounts)   # one eth_call per hundreds of accounts

@@ -1,0 +1,136 @@
+"""Rescans that carry the earlier scan's tables (analyzer.carry): the carried tables stored after
+a scan hold exactly its rows and kept words, aligned; and a rescan that carries them, through a
+plugin answer computed independently (carry_by_refresh: the plugin's refresh_accounts frames
+looked up row by row in Python), equals a full scan at its block, and so does a rescan of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from analyzer import carry
+from analyzer.books import market_of
+from analyzer.devnet.scenario import account_address
+from analyzer.kept import Carried, KeptRows, KeptState
+from analyzer.multicall import Call
+from analyzer.scan import ScanStats, scan
+from analyzer.scan_chunks import ChunkCache, _kept_pieces_state
+from protocols import plugins
+from tests.conftest import requires_anvil
+from tests.test_scan import tables_equal
+from tests.test_scan_incremental import send
+
+
+def carry_by_refresh(reader, kept: KeptState, rows: KeptRows) -> Carried:
+    """A plugin's answer made of its refresh_accounts frames, each row looked up by its texts."""
+    refreshed = reader.refresh_accounts(kept)
+    names = kept.accounts.tolist()
+    found = {}
+    positions = refreshed.tables.get("positions", pd.DataFrame(columns=["account"]))
+    for row in positions.itertuples(index=False):
+        found[(row.account, row.asset, row.reserve, row.side)] = (row.amount, row.raw)
+    again = set(refreshed.again)
+    amount, raw = [], []
+    for owner, asset, reserve, debt in zip(rows.owner.tolist(), rows.asset.tolist(), rows.reserve.tolist(),
+                                           rows.debt.tolist(), strict=True):
+        key = (names[owner], rows.assets[asset], rows.reserves[reserve], "debt" if debt else "collateral")
+        value = found.pop(key, None)
+        if value is None:
+            again.add(names[owner])
+            value = (0.0, "0")
+        amount.append(value[0])
+        raw.append(value[1])
+    again |= {key[0] for key in found}      # a row the refresh gives that the earlier table had not
+    accounts = refreshed.tables.get("accounts", pd.DataFrame(columns=["account", "params"]))
+    params = dict(zip(accounts["account"], accounts["params"], strict=True))
+    changed = None
+    state = KeptState.empty()
+    if refreshed.carried is not None or len(refreshed.state):
+        words = {a: w for a, w in zip(refreshed.state.accounts.tolist(), _words(refreshed.state), strict=True)}
+        changed = np.array([n in words for n in names], dtype=bool)
+        state = KeptState.from_state({n: words[n] for n in names if n in words})
+    return Carried(np.array(amount, dtype=np.float64), pa.array(raw, type=pa.string()),
+                   np.array([n in again for n in names], dtype=bool), changed, state,
+                   pa.array([params.get(n, "") for n in names], type=pa.string()))
+
+
+def by_account(state: KeptState) -> dict[str, list[int]]:
+    return dict(zip(state.accounts.tolist(), _words(state), strict=True))
+
+
+def _words(state: KeptState) -> list[list[int]]:
+    words = state.words.tolist()
+    return [words[s:s + n] for s, n in zip(state.starts.tolist(), state.lengths.tolist(), strict=True)]
+
+
+@pytest.fixture
+def carrying(monkeypatch):
+    """Every lender's reader carries through carry_by_refresh."""
+    for name in ("aave-v3", "compound-v2", "comet"):
+        monkeypatch.setattr(plugins()[name].reader, "carry_accounts", carry_by_refresh)
+
+
+def stored_rows_equal(cache: ChunkCache, snapshot, protocol: str, market: str) -> None:
+    """The carried tables stored at a scan's block hold the scan's rows of the market, and each
+    row's owner is its account's place in the kept state stored with them."""
+    carried = carry.load(cache)
+    assert carried is not None
+    names = carried.kept.accounts.tolist()
+    for name in carry.CARRIED:
+        table = carried.tables[name]
+        mine = snapshot.table(name)
+        mine = mine[(mine["protocol"] == protocol) & (mine["market"] == market)]
+        got = carry.frame_of(table)
+        key = list(mine.columns)
+        pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True).astype(object),
+                                      mine.sort_values(key).reset_index(drop=True).astype(object))
+        owner = table.column("owner").to_pylist()
+        assert [names[o] for o in owner] == table.column("account").to_pylist()
+    # the kept state stored is the one the chunks hold, account for account
+    assert sorted(names) == [names[i] for i in carried.order.tolist()]
+
+
+def stored_tables_hold(tmp_path, chain_id: int, block: int, snapshot) -> None:
+    """Every market's carried tables at ``block`` hold the snapshot's rows (stored_rows_equal)."""
+    markets = {(p, m) for p, m in zip(snapshot.positions["protocol"], snapshot.positions["market"], strict=True)}
+    folders = list((tmp_path / str(chain_id) / str(block)).glob("*/*"))
+    assert len(folders) == len(markets) == 4
+    for folder in folders:
+        carried = carry.load(ChunkCache(folder))
+        assert carried is not None, folder
+        market = carried.tables["positions"].column("market")[0].as_py()
+        stored_rows_equal(ChunkCache(folder), snapshot, folder.parent.name, market)
+
+
+@requires_anvil
+def test_a_carrying_rescan_and_its_rescan_equal_full_scans(chain_checkpoint, tmp_path, carrying):
+    devnet = chain_checkpoint
+    w3, lenders = devnet.w3, [plugins()[n] for n in ("aave-v3", "compound-v2", "comet")]
+    compound, comet = market_of(devnet.book, "compound-v2"), market_of(devnet.book, "comet", "cUSDCv3")["comet"]
+    c_usdc = compound["markets"]["USDC"]["cToken"]
+    since = w3.eth.block_number
+    first = scan(devnet.url, lenders, book=devnet.book, block=since, cache_dir=tmp_path)
+    stored_tables_hold(tmp_path, w3.eth.chain_id, since, first)
+    silent = [account_address(x) for x in ("comet-8", "comet-7", "pop-0")]
+    for days in (30, 1):
+        # a borrow accrues Compound's USDC market; Comet base transfers no event names the borrowers of
+        send(w3, account_address("pop-5"), Call(c_usdc, "borrow(uint256)(uint256)", (10**6,)))
+        send(w3, silent[0], Call(comet, "transfer(address,uint256)(bool)", (silent[1], 1000 * 10**6)))
+        send(w3, account_address("comet-lender-1"), Call(comet, "transfer(address,uint256)(bool)", (silent[2], 10**8)))
+        w3.provider.make_request("evm_increaseTime", [days * 86400])
+        w3.provider.make_request("anvil_mine", ["0x3"])
+        block = w3.eth.block_number
+        stats = ScanStats()
+        rescan = scan(devnet.url, lenders, book=devnet.book, block=block, cache_dir=tmp_path, since_block=since,
+                      stats=stats)
+        tables_equal(rescan, scan(devnet.url, lenders, book=devnet.book, block=block, cache_dir=None, use_lens=False))
+        assert stats.accounts_carried == stats.accounts_refreshed and sum(stats.accounts_carried.values()) > 50
+        stored_tables_hold(tmp_path, w3.eth.chain_id, block, rescan)
+        # the state a rescan that does not carry reads at this block (kept-from-* chunks by
+        # reference) is the carried one, word for word
+        for folder in (tmp_path / str(w3.eth.chain_id) / str(block)).glob("*/*"):
+            kept, _ = _kept_pieces_state(ChunkCache(folder))
+            assert by_account(kept) == by_account(carry.load(ChunkCache(folder)).kept)
+        since = block
