@@ -22,8 +22,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any as Buffer  # a bytes-like object (typing.Buffer is Python 3.12)
 
 from analyzer.errors import ContagionError
 
@@ -37,8 +38,9 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> Path:
-    """Write ``data`` to ``path`` atomically (fsync, then rename over the target).
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | Sequence[Buffer], *, durable: bool = True) -> Path:
+    """Write ``data`` (bytes, or buffers written in turn) to ``path`` atomically (fsync, then
+    rename over the target).
 
     The file gets the mode an ordinary ``open()`` would give (0666 less the umask), not
     mkstemp's private 0600, so a report can be shared. ``durable=False`` skips the fsync: the
@@ -55,7 +57,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = 
         raise ContagionError(f"{path}: cannot write there ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            parts: Sequence[Buffer] = [data] if isinstance(data, bytes) else data
+            for part in parts:
+                handle.write(part)
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())

@@ -20,16 +20,20 @@ and of scans of an account list.
 
 from __future__ import annotations
 
+import json
 import logging
+import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from analyzer.atomic import atomic_write_bytes
 from analyzer.kept import Carried, KeptRows, KeptState, fixed_width
 from analyzer.model import SIDES
 from analyzer.textcolumns import labels, repeated, text
@@ -38,7 +42,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 2
 NAME_WIDTH = 42     # a checksummed address: "0x" and 40 hex digits
-CARRIED_NAME = "carried"    # the ChunkCache entry of a market's carried rows and kept state
+FILE_NAME = "carried.arrays"    # a market's carried rows and kept state, in its cache folder
 CODES = ("owner", "asset", "reserve", "holder", "category")     # int64 columns as stored
 
 
@@ -141,35 +145,34 @@ def _name_texts(names: np.ndarray) -> pa.Array:
 
 def stored(cache) -> bool:
     """Whether ``cache`` holds carried rows."""
-    return cache.root is not None and (cache.root / f"{CARRIED_NAME}{cache.SUFFIX}").is_file()
+    return cache.root is not None and (cache.root / FILE_NAME).is_file()
 
 
 def load(cache) -> CarriedTables | None:
-    """The carried rows stored in ``cache`` (a :class:`analyzer.scan_chunks.ChunkCache`); None
-    when there are none, or they are damaged or of another format."""
-    if cache.root is None:
+    """The carried rows stored in ``cache`` (a :class:`analyzer.scan_chunks.ChunkCache`), their
+    arrays mapped from the file as they are; None when there are none, or they are damaged or of
+    another format."""
+    found = None if cache.root is None else read_arrays(cache.root / FILE_NAME)
+    if found is None:
         return None
-    head = cache.get(CARRIED_NAME)
-    if not isinstance(head, dict) or head.get("carried") != FORMAT or not isinstance(head.get("kept"), dict):
-        return None
-    kept = KeptState.from_named_chunk(head["kept"])
+    head, arrays = found
+    kept = KeptState.from_arrays({key.removeprefix("kept_"): a for key, a in arrays.items() if key.startswith("kept_")})
     texts: list[Any] = [head.get(key) for key in ("protocol", "market")]
     lists: list[Any] = [head.get(key) for key in ("assets", "reserves")]
-    binary: list[Any] = [head.get(key) for key in (*CODES, "order", "debt", "params_offsets", "params_data")]
-    if kept is None or not all(isinstance(t, str) for t in texts) or not all(isinstance(v, list) for v in lists) or \
-            not all(isinstance(b, bytes) for b in binary) or not isinstance(head.get("refers"), int) or \
-            any(len(b) % 8 for b in (*binary[:6], binary[7])):
+    if head.get("carried") != FORMAT or kept is None or not all(isinstance(t, str) for t in texts) or \
+            not all(isinstance(v, list) for v in lists) or not isinstance(head.get("refers"), int) or \
+            any(arrays.get(key) is None or arrays[key].dtype != np.int64 for key in (*CODES, "order", "params_offsets")):
         return None
-    owner, asset, reserve, holder, category, order, offsets = (np.frombuffer(b, dtype=np.int64)
-                                                                for b in (*binary[:6], binary[7]))
-    debt = np.frombuffer(binary[6], dtype=np.uint8)
-    sizes = {len(owner), len(asset), len(reserve), len(debt)}, {len(holder), len(category), len(offsets) - 1}
-    if len(sizes[0]) != 1 or len(sizes[1]) != 1 or len(order) != len(kept) or \
+    owner, asset, reserve, holder, category, order, offsets = (arrays[key] for key in (*CODES, "order", "params_offsets"))
+    debt, data = arrays.get("debt"), arrays.get("params_data")
+    if debt is None or data is None or debt.dtype != np.uint8 or data.dtype != np.uint8 or \
+            len({len(owner), len(asset), len(reserve), len(debt)}) != 1 or \
+            len({len(holder), len(category), len(offsets) - 1}) != 1 or len(order) != len(kept) or \
             not _within(owner, len(kept)) or not _within(holder, len(kept)) or not _within(order, len(kept)) or \
             not _within(asset, len(lists[0])) or not _within(reserve, len(lists[1])) or int(debt.max(initial=0)) > 1 or \
-            int(offsets[0]) != 0 or int(offsets[-1]) != len(binary[8]) or (np.diff(offsets) < 0).any():
+            int(offsets[0]) != 0 or int(offsets[-1]) != len(data) or (np.diff(offsets) < 0).any():
         return None
-    params = pa.LargeStringArray.from_buffers(len(holder), pa.py_buffer(offsets), pa.py_buffer(binary[8]))
+    params = pa.LargeStringArray.from_buffers(len(holder), pa.py_buffer(offsets), pa.py_buffer(data))
     rows = CarriedRows(owner, asset, reserve, debt.astype(bool), holder, category, params)
     return CarriedTables(kept, order, texts[0], texts[1], lists[0], lists[1], rows, head["refers"])
 
@@ -179,26 +182,73 @@ def _within(codes: np.ndarray, count: int) -> bool:
 
 
 def store(cache, carried: CarriedTables) -> None:
-    """Store ``carried`` in ``cache`` as one chunk (no fsync: a damaged one is read as missing,
-    and the rescan reads in full)."""
-    if cache.root is None:
-        return
-    chunk = carried.kept.to_named_chunk(NAME_WIDTH)
-    if chunk is None:
+    """Store ``carried`` in ``cache`` as one file of arrays (no fsync: a damaged one is read as
+    missing, and the rescan reads in full)."""
+    names = fixed_width(carried.kept.names, NAME_WIDTH)
+    if cache.root is None or names is None:
         return
     rows = carried.rows
     params = rows.params.cast(pa.large_string())
     params = pa.concat_arrays([params]) if params.offset else params     # its buffers from its first row
     offsets = np.frombuffer(params.buffers()[1], dtype=np.int64)[:len(params) + 1]
+    first, end = (int(offsets[0]), int(offsets[-1])) if len(offsets) else (0, 0)
     data = params.buffers()[2]
-    first, end = int(offsets[0]), int(offsets[-1])
-    cache.put(CARRIED_NAME, {
-        "carried": FORMAT, "kept": chunk, "refers": carried.refers, "protocol": carried.protocol,
-        "market": carried.market, "assets": carried.assets, "reserves": carried.reserves,
-        **{key: np.asarray(getattr(rows, key), dtype=np.int64).tobytes() for key in CODES},
-        "order": np.asarray(carried.order, dtype=np.int64).tobytes(), "debt": rows.debt.astype(np.uint8).tobytes(),
-        "params_offsets": (offsets - first).tobytes(),
-        "params_data": b"" if data is None else memoryview(data)[first:end].tobytes()})
+    kept = {f"kept_{key}": value for key, value in carried.kept.arrays().items() if key != "names"}
+    write_arrays(cache.root / FILE_NAME, {
+        "carried": FORMAT, "refers": carried.refers, "protocol": carried.protocol, "market": carried.market,
+        "assets": carried.assets, "reserves": carried.reserves, "name_width": NAME_WIDTH}, {
+        "kept_names": names, **kept, **{key: np.asarray(getattr(rows, key), dtype=np.int64) for key in CODES},
+        "order": np.asarray(carried.order, dtype=np.int64), "debt": rows.debt.astype(np.uint8),
+        "params_offsets": offsets - first,
+        "params_data": np.frombuffer(data, dtype=np.uint8)[first:end] if data is not None else np.zeros(0, np.uint8)})
+
+
+MAGIC = b"contagion-arrays\n"
+
+
+def write_arrays(path: Path, head: dict, arrays: dict[str, np.ndarray]) -> None:
+    """``head`` (JSON) and ``arrays`` in one file, each array's bytes as they are (no copy into
+    one buffer first), 8-byte aligned: read back mapped (:func:`read_arrays`)."""
+    places: list[list] = []
+    parts: list[Any] = []
+    at = 0
+    for key, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        places.append([key, array.dtype.str, list(array.shape), at])
+        parts.append(array.reshape(-1).view(np.uint8).data)
+        pad = -array.nbytes % 8
+        parts.append(b"\0" * pad)
+        at += array.nbytes + pad
+    header = json.dumps({"head": head, "arrays": places}).encode()
+    header += b" " * (-(len(MAGIC) + 8 + len(header)) % 8)
+    atomic_write_bytes(path, [MAGIC, len(header).to_bytes(8, "little"), header, *parts], durable=False)
+
+
+def read_arrays(path: Path) -> tuple[dict, dict[str, np.ndarray]] | None:
+    """What :func:`write_arrays` wrote, the arrays mapped from the file (read-only); None when the
+    file is missing or not whole."""
+    try:
+        with open(path, "rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    start = len(MAGIC) + 8
+    if len(mapped) < start or mapped[:len(MAGIC)] != MAGIC:
+        return None
+    size = int.from_bytes(mapped[len(MAGIC):start], "little")
+    try:
+        found = json.loads(mapped[start:start + size])
+        base = start + size
+        arrays = {}
+        for key, dtype, shape, at in found["arrays"]:
+            kind = np.dtype(dtype)
+            count = int(np.prod(shape))
+            if base + at + count * kind.itemsize > len(mapped):
+                return None
+            arrays[key] = np.frombuffer(mapped, dtype=kind, count=count, offset=base + at).reshape(shape)
+        return found["head"], arrays
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def names_of(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:

@@ -139,6 +139,35 @@ class KeptState:
         found = _parts(chunk, len(names))
         return None if found is None else cls._of(names, found[0], found[1])
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The state as arrays (names as bytes, :meth:`from_arrays`): lengths and words as int64,
+        the wide words' places, their sizes' limbs (rows of uint32) and signs."""
+        held = self._form()
+        return {"names": self.names, "lengths": np.asarray(self.lengths, dtype=INT64),
+                "words": np.asarray(held.narrow, dtype=INT64), "wide_at": np.asarray(held.wide_at, dtype=INT64),
+                "wide": wideint.trimmed(held.wide_limbs).astype(LIMB),
+                "negative": held.wide_negative.astype(np.uint8)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> KeptState | None:
+        """The state of :meth:`arrays` (as read back: the arrays are used as they are); None
+        when they do not fit together."""
+        try:
+            names, lengths, words, wide_at, limbs, negative = (
+                arrays[key] for key in ("names", "lengths", "words", "wide_at", "wide", "negative"))
+        except KeyError:
+            return None
+        count = len(wide_at)
+        if names.dtype.kind not in "SO" or lengths.dtype != INT64 or words.dtype != INT64 or wide_at.dtype != INT64 or \
+                limbs.dtype != LIMB or limbs.ndim != 2 or limbs.shape[1] != count or len(limbs) < 1 or \
+                negative.dtype != np.uint8 or len(negative) != count or len(lengths) != len(names) or \
+                (len(lengths) and int(lengths.min()) < 0) or int(lengths.sum()) != len(words):
+            return None
+        if count and not (int(wide_at[0]) >= 0 and int(wide_at[-1]) < len(words) and (np.diff(wide_at) > 0).all()
+                          and (limbs < wideint.BASE).all() and int(negative.max()) <= 1):
+            return None
+        return cls._of(names, lengths, _Held(words, wide_at, limbs.astype(np.uint64), negative.astype(bool)))
+
     @classmethod
     def from_chunk(cls, chunk: Any) -> KeptState | None:
         """The state stored by :meth:`to_chunk`; None when ``chunk`` is not one (damaged, older)."""
