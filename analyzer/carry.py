@@ -1,17 +1,19 @@
-"""Rescans that carry the earlier scan's tables instead of building every row again.
+"""Rescans that carry the earlier scan's rows instead of building every row again.
 
-A market's scan ends by storing its tables with its kept state, aligned (:func:`store`): the
-kept accounts' names (fixed-width ASCII bytes) with an order that sorts them, their words
-(:class:`analyzer.kept.KeptState`), and the market's positions and accounts rows as Arrow, each
-row with its account's place among the kept (``owner``). A rescan from that block
-(:func:`plan`) loads them, finds the accounts the change events named by binary search, asks
-the plugin for every other account's rows' ``amount`` and ``raw`` at its block
+A market's scan ends by storing its rows as codes with its kept state, aligned (:func:`store`):
+the kept accounts' names (fixed-width ASCII bytes) with an order that sorts them, their words
+(:class:`analyzer.kept.KeptState`), and per positions row its account's place among the kept
+(``owner``), its asset and reserve as places in short lists and its side; per accounts row its
+account's place, its category and its ``params`` text. A rescan from that block (:func:`plan`)
+loads them, finds the accounts the change events named by binary search, asks the plugin for
+every other account's rows' ``amount`` and ``raw`` at its block
 (:meth:`protocols.base.Reader.carry_accounts`: arrays in, arrays out, no text but ``raw``), and
 reads in full only the named accounts and those the plugin cannot compute. :meth:`Carry.tables`
-gives the carried rows, every other column as it was; :func:`store_after` stores them with the
-rows read for the next rescan. Nothing here names a protocol.
+labels the carried rows from their codes (every column as it was, but ``amount`` and ``raw``, and
+``params`` where the plugin gives them); :func:`store_rescan` stores them with the rows read for
+the next rescan. Nothing here names a protocol.
 
-The stored state also stays readable the way rescans read it before (``kept-from-*`` chunks by
+The kept state also stays readable the way rescans read it before (``kept-from-*`` chunks by
 reference, :func:`analyzer.scan_chunks.incremental_plan`), the path of plugins that do not carry
 and of scans of an account list.
 """
@@ -20,31 +22,59 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from analyzer.atomic import atomic_write_bytes
 from analyzer.kept import Carried, KeptRows, KeptState, fixed_width
-from analyzer.model import TABLES
+from analyzer.model import SIDES
+from analyzer.textcolumns import labels, repeated, text
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 NAME_WIDTH = 42     # a checksummed address: "0x" and 40 hex digits
-KEPT_NAME = "carried-kept"      # the ChunkCache entry of the kept state, written last: the tables are whole
-TABLE_FILE = "carried-{}.arrow"
-CARRIED = ("positions", "accounts")
+CARRIED_NAME = "carried"    # the ChunkCache entry of a market's carried rows and kept state
+CODES = ("owner", "asset", "reserve", "holder", "category")     # int64 columns as stored
+
+
+@dataclass(frozen=True)
+class CarriedRows:
+    """A market's positions and accounts rows as codes.
+
+    Attributes
+    ----------
+    owner, asset, reserve, debt : numpy.ndarray
+        Per positions row: its account's place in the kept state (int64), its asset's and
+        reserve's places in :attr:`CarriedTables.assets` and ``reserves`` (int64), whether its side
+        is ``"debt"`` (bool).
+    holder, category : numpy.ndarray
+        Per accounts row: its account's place in the kept state, its category (int64).
+    params : pyarrow.LargeStringArray
+        Per accounts row: its ``params`` text.
+    """
+
+    owner: np.ndarray
+    asset: np.ndarray
+    reserve: np.ndarray
+    debt: np.ndarray
+    holder: np.ndarray
+    category: np.ndarray
+    params: pa.Array
+
+    def taken(self, rows: np.ndarray, accounts: np.ndarray) -> CarriedRows:
+        """The positions ``rows`` and the accounts rows ``accounts`` (places)."""
+        return CarriedRows(self.owner[rows], self.asset[rows], self.reserve[rows], self.debt[rows],
+                           self.holder[accounts], self.category[accounts], self.params.take(pa.array(accounts)))
 
 
 @dataclass(frozen=True)
 class CarriedTables:
-    """A market's tables at one block with its kept state, aligned.
+    """A market's rows at one block as codes, with its kept state, aligned.
 
     Attributes
     ----------
@@ -52,12 +82,12 @@ class CarriedTables:
         Every kept account's words, its accounts as bytes (:attr:`KeptState.names`).
     order : numpy.ndarray
         int64: ``kept.names[order]`` ascending (binary search of accounts).
-    tables : dict
-        ``positions`` and ``accounts`` as Arrow tables: the snapshot's columns (text as large
-        strings), then ``owner`` (int64: the row's account's place in ``kept``); positions also
-        ``asset_code`` and ``reserve_code`` (int64: places in ``assets``, ``reserves``).
+    protocol, market : str
+        The market's rows' ``protocol`` and ``market``.
     assets, reserves : list of str
-        The texts the positions' codes stand for.
+        The texts the positions' asset and reserve codes stand for.
+    rows : CarriedRows
+        The rows.
     refers : int
         How many earlier blocks the ``kept-from-*`` chunk at this block refers through
         (:data:`analyzer.scan_chunks.MAX_REFERENCES`).
@@ -65,9 +95,11 @@ class CarriedTables:
 
     kept: KeptState
     order: np.ndarray
-    tables: dict[str, pa.Table]
+    protocol: str
+    market: str
     assets: list[str]
     reserves: list[str]
+    rows: CarriedRows
     refers: int
 
     def places(self, accounts: Sequence[str]) -> np.ndarray:
@@ -82,93 +114,91 @@ class CarriedTables:
         at = self.order[np.minimum(np.searchsorted(names, wanted, sorter=self.order), len(names) - 1)]
         return np.where(names[at] == wanted, at, -1)
 
+    def frames(self, rows: CarriedRows, amount: np.ndarray, raw: pa.Array) -> dict[str, pd.DataFrame]:
+        """``rows`` (codes of this table's) as the snapshot's frames, with positions' ``amount`` and ``raw``."""
+        names = _name_texts(self.kept.names)
+        n, m = len(rows.owner), len(rows.holder)
+        positions = pd.DataFrame({
+            "protocol": repeated(self.protocol, n), "market": repeated(self.market, n),
+            "account": text(names.take(pa.array(rows.owner))),
+            "asset": labels(pa.array(self.assets, type=pa.string()), rows.asset),
+            "reserve": labels(pa.array(self.reserves, type=pa.string()), rows.reserve),
+            "side": labels(SIDES, rows.debt.astype(np.int64)), "amount": amount, "raw": text(raw)}, copy=False)
+        accounts = pd.DataFrame({
+            "protocol": repeated(self.protocol, m), "market": repeated(self.market, m),
+            "account": text(names.take(pa.array(rows.holder))), "category": rows.category,
+            "params": text(rows.params)}, copy=False)
+        return {"positions": positions, "accounts": accounts}
+
+
+def _name_texts(names: np.ndarray) -> pa.Array:
+    """Fixed-width bytes as Arrow strings, sharing their buffer."""
+    names = np.ascontiguousarray(names)
+    width = names.dtype.itemsize
+    offsets = (np.arange(len(names) + 1, dtype=np.int64) * width)
+    return pa.LargeStringArray.from_buffers(len(names), pa.py_buffer(offsets), pa.py_buffer(names.view(np.uint8)))
+
 
 def stored(cache) -> bool:
-    """Whether ``cache`` holds carried tables (whole: their kept state is written last)."""
-    return cache.root is not None and (cache.root / f"{KEPT_NAME}{cache.SUFFIX}").is_file()
+    """Whether ``cache`` holds carried rows."""
+    return cache.root is not None and (cache.root / f"{CARRIED_NAME}{cache.SUFFIX}").is_file()
 
 
 def load(cache) -> CarriedTables | None:
-    """The carried tables stored in ``cache`` (a :class:`analyzer.scan_chunks.ChunkCache`); None
+    """The carried rows stored in ``cache`` (a :class:`analyzer.scan_chunks.ChunkCache`); None
     when there are none, or they are damaged or of another format."""
     if cache.root is None:
         return None
-    head = cache.get(KEPT_NAME)
+    head = cache.get(CARRIED_NAME)
     if not isinstance(head, dict) or head.get("carried") != FORMAT or not isinstance(head.get("kept"), dict):
         return None
     kept = KeptState.from_named_chunk(head["kept"])
-    order = head.get("order")
-    assets, reserves = head.get("assets"), head.get("reserves")
-    if kept is None or not isinstance(order, bytes) or len(order) != 8 * len(kept) or \
-            not isinstance(head.get("refers"), int) or not isinstance(assets, list) or not isinstance(reserves, list):
+    texts: list[Any] = [head.get(key) for key in ("protocol", "market")]
+    lists: list[Any] = [head.get(key) for key in ("assets", "reserves")]
+    binary: list[Any] = [head.get(key) for key in (*CODES, "order", "debt", "params_offsets", "params_data")]
+    if kept is None or not all(isinstance(t, str) for t in texts) or not all(isinstance(v, list) for v in lists) or \
+            not all(isinstance(b, bytes) for b in binary) or not isinstance(head.get("refers"), int) or \
+            any(len(b) % 8 for b in (*binary[:6], binary[7])):
         return None
-    tables = {}
-    for name in CARRIED:
-        table = _read_table(cache.root / TABLE_FILE.format(name))
-        if table is None or table.num_rows != head.get(name) or table.schema != schema(name):
-            return None
-        bounds = [("owner", len(kept))] + ([("asset_code", len(assets)), ("reserve_code", len(reserves))]
-                                           if name == "positions" else [])
-        for col, count in bounds:
-            codes = table.column(col).to_numpy()
-            if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= count):
-                return None
-        tables[name] = table
-    return CarriedTables(kept, np.frombuffer(order, dtype=np.int64), tables, assets, reserves, head["refers"])
+    owner, asset, reserve, holder, category, order, offsets = (np.frombuffer(b, dtype=np.int64)
+                                                                for b in (*binary[:6], binary[7]))
+    debt = np.frombuffer(binary[6], dtype=np.uint8)
+    sizes = {len(owner), len(asset), len(reserve), len(debt)}, {len(holder), len(category), len(offsets) - 1}
+    if len(sizes[0]) != 1 or len(sizes[1]) != 1 or len(order) != len(kept) or \
+            not _within(owner, len(kept)) or not _within(holder, len(kept)) or not _within(order, len(kept)) or \
+            not _within(asset, len(lists[0])) or not _within(reserve, len(lists[1])) or int(debt.max(initial=0)) > 1 or \
+            int(offsets[0]) != 0 or int(offsets[-1]) != len(binary[8]) or (np.diff(offsets) < 0).any():
+        return None
+    params = pa.LargeStringArray.from_buffers(len(holder), pa.py_buffer(offsets), pa.py_buffer(binary[8]))
+    rows = CarriedRows(owner, asset, reserve, debt.astype(bool), holder, category, params)
+    return CarriedTables(kept, order, texts[0], texts[1], lists[0], lists[1], rows, head["refers"])
 
 
-def _read_table(path: Path) -> pa.Table | None:
-    try:
-        with pa.memory_map(str(path)) as source:
-            return pa.ipc.open_file(source).read_all()
-    except (OSError, pa.ArrowException):
-        return None
+def _within(codes: np.ndarray, count: int) -> bool:
+    return not len(codes) or (int(codes.min()) >= 0 and int(codes.max()) < count)
 
 
 def store(cache, carried: CarriedTables) -> None:
-    """Store ``carried`` in ``cache``: the tables first, the kept state last (its presence says
-    the tables are whole). No fsync: a damaged file is read as missing (a full rescan)."""
+    """Store ``carried`` in ``cache`` as one chunk (no fsync: a damaged one is read as missing,
+    and the rescan reads in full)."""
     if cache.root is None:
         return
     chunk = carried.kept.to_named_chunk(NAME_WIDTH)
     if chunk is None:
         return
-    for name in CARRIED:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_file(sink, carried.tables[name].schema) as writer:
-            writer.write_table(carried.tables[name])
-        atomic_write_bytes(cache.root / TABLE_FILE.format(name), sink.getvalue().to_pybytes(), durable=False)
-    cache.put(KEPT_NAME, {"carried": FORMAT, "kept": chunk, "order": np.asarray(carried.order, dtype=np.int64).tobytes(),
-                          "refers": carried.refers, "assets": carried.assets, "reserves": carried.reserves,
-                          **{name: carried.tables[name].num_rows for name in CARRIED}})
-
-
-CODES = {"positions": ("owner", "asset_code", "reserve_code"), "accounts": ("owner",)}
-
-
-def schema(name: str) -> pa.Schema:
-    """The stored columns of table ``name``: the snapshot's (text as large strings), then its codes."""
-    arrow = {"string": pa.large_string(), "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_()}
-    return pa.schema([*((col, arrow[dtype]) for col, dtype in TABLES[name].items()),
-                      *((col, pa.int64()) for col in CODES[name])])
-
-
-def arrow_table(name: str, frame: pd.DataFrame, *codes: np.ndarray) -> pa.Table:
-    """A snapshot table's frame with each row's codes (:data:`CODES`), in the stored columns."""
-    columns = [_whole(frame[col].array) if TABLES[name][col] == "string" else pa.array(frame[col].to_numpy())
-               for col in TABLES[name]]
-    return pa.Table.from_arrays([*columns, *(pa.array(c, type=pa.int64()) for c in codes)],
-                                names=[*TABLES[name], *CODES[name]]).cast(schema(name))
-
-
-def frame_of(table: pa.Table) -> pd.DataFrame:
-    """A stored table's rows as the snapshot's frame (its text columns Arrow-backed, as read)."""
-    name = "positions" if "side" in table.column_names else "accounts"
-    out: dict[str, Any] = {}
-    for col, dtype in TABLES[name].items():
-        column = table.column(col)
-        out[col] = pd.arrays.ArrowStringArray(column) if dtype == "string" else column.to_numpy()
-    return pd.DataFrame(out, copy=False)
+    rows = carried.rows
+    params = rows.params.cast(pa.large_string())
+    params = pa.concat_arrays([params]) if params.offset else params     # its buffers from its first row
+    offsets = np.frombuffer(params.buffers()[1], dtype=np.int64)[:len(params) + 1]
+    data = params.buffers()[2]
+    first, end = int(offsets[0]), int(offsets[-1])
+    cache.put(CARRIED_NAME, {
+        "carried": FORMAT, "kept": chunk, "refers": carried.refers, "protocol": carried.protocol,
+        "market": carried.market, "assets": carried.assets, "reserves": carried.reserves,
+        **{key: np.asarray(getattr(rows, key), dtype=np.int64).tobytes() for key in CODES},
+        "order": np.asarray(carried.order, dtype=np.int64).tobytes(), "debt": rows.debt.astype(np.uint8).tobytes(),
+        "params_offsets": (offsets - first).tobytes(),
+        "params_data": b"" if data is None else memoryview(data)[first:end].tobytes()})
 
 
 def names_of(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
@@ -194,7 +224,7 @@ def names_of(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
 
 @dataclass(frozen=True)
 class Carry:
-    """One market's rescan from carried tables: the rows carried and the accounts read in full.
+    """One market's rescan from carried rows: the rows carried and the accounts read in full.
 
     Attributes
     ----------
@@ -202,6 +232,8 @@ class Carry:
         The earlier block's.
     untouched : numpy.ndarray
         bool per earlier kept account: no event named it (the accounts the plugin was given).
+    state : KeptState
+        Their kept words (as given to the plugin).
     given : numpy.ndarray
         int64, ascending: the earlier positions rows of the untouched accounts (the rows the
         plugin was given, in this order).
@@ -216,77 +248,87 @@ class Carry:
 
     earlier: CarriedTables
     untouched: np.ndarray
+    state: KeptState
     given: np.ndarray
     answer: Carried
     carried: np.ndarray
     read: list[str]
 
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """:attr:`arrow_tables` as the snapshot's frames."""
-        return {name: frame_of(table) for name, table in self.arrow_tables.items()}
-
     @cached_property
-    def arrow_tables(self) -> dict[str, pa.Table]:
-        """The carried rows at this block, as stored (their codes still the earlier block's): every
-        column as it was, but positions' ``amount`` and ``raw``, and accounts' ``params`` where
-        the plugin gives them."""
-        positions = self.earlier.tables["positions"]
-        owner = positions.column("owner").to_numpy()
-        chosen = self.carried[owner[self.given]]      # of the rows given: those of accounts carried
-        positions = positions.take(pa.array(self.given[chosen]))
-        amount = pa.array(np.asarray(self.answer.amount, dtype=np.float64)[chosen])
-        raw = _texts(self.answer.raw).filter(pa.array(chosen))
-        positions = positions.set_column(positions.schema.get_field_index("amount"), "amount", amount)
-        positions = positions.set_column(positions.schema.get_field_index("raw"), "raw", raw)
-        accounts = self.earlier.tables["accounts"]
-        owner = accounts.column("owner").to_numpy()
-        keep = np.flatnonzero(self.carried[owner])
-        accounts = accounts.take(pa.array(keep))
+    def rows(self) -> tuple[CarriedRows, np.ndarray, pa.Array]:
+        """The carried rows (codes of the earlier block's), and their ``amount`` and ``raw`` at this
+        block; accounts rows with ``params`` at this block where the plugin gives them."""
+        earlier = self.earlier.rows
+        chosen = self.carried[earlier.owner[self.given]]      # of the rows given: those of accounts carried
+        accounts = np.flatnonzero(self.carried[earlier.holder])
+        rows = earlier.taken(self.given[chosen], accounts)
         if self.answer.params is not None:      # per untouched account, in order
             among = np.cumsum(self.untouched) - 1
-            params = _texts(self.answer.params).take(pa.array(among[owner[keep]]))
-            accounts = accounts.set_column(accounts.schema.get_field_index("params"), "params", params)
-        return {"positions": positions, "accounts": accounts}
+            rows = replace(rows, params=_texts(self.answer.params).take(pa.array(among[earlier.holder[accounts]])))
+        amount = np.asarray(self.answer.amount, dtype=np.float64)[chosen]
+        return rows, amount, _texts(self.answer.raw).filter(pa.array(chosen))
 
+    @cached_property
+    def changed(self) -> np.ndarray:
+        """bool per untouched account: its rows carried, its words changed (the plugin's ``state``)."""
+        if self.answer.changed is None:
+            return np.zeros(len(self.state), dtype=bool)
+        return self.answer.changed & ~self.answer.again
 
-def _whole(values: Any) -> pa.Array:
-    """A frame's column (or Arrow strings) as one Arrow array."""
-    array = pa.array(values)
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    @cached_property
+    def renewed(self) -> KeptState:
+        """The new words of :attr:`changed` accounts, in order."""
+        if self.answer.changed is None:
+            return KeptState.empty()
+        return self.answer.state.take(~self.answer.again[self.answer.changed])
+
+    @cached_property
+    def kept_now(self) -> tuple[KeptState, np.ndarray]:
+        """The carried accounts' kept words at this block: those unchanged, then the changed ones'
+        new words; and each earlier kept account's place among them (-1: not carried)."""
+        same = ~self.answer.again & ~self.changed
+        kept = KeptState.concat([self.state.take(same), self.renewed])
+        place = np.full(len(self.state), -1, dtype=np.int64)
+        place[same] = np.arange(int(same.sum()))
+        place[self.changed] = int(same.sum()) + np.arange(int(self.changed.sum()))
+        new_of = np.full(len(self.carried), -1, dtype=np.int64)
+        new_of[self.untouched] = place
+        return kept, new_of
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The carried rows at this block as the snapshot's frames: every column as it was, but
+        positions' ``amount`` and ``raw`` (and accounts' ``params`` where the plugin gives them)."""
+        return self.earlier.frames(*self.rows)
 
 
 def _texts(values: Any) -> pa.Array:
-    """A plugin's text column (Arrow strings, or a pandas Arrow-backed column) as large strings."""
-    return _whole(values).cast(pa.large_string())
+    """A text column (Arrow strings, or a pandas Arrow-backed column) as one array of large strings."""
+    array = pa.array(values)
+    return (array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array).cast(pa.large_string())
 
 
 def plan(reader, earlier: CarriedTables, touched: set[str]) -> Carry | None:
-    """The rescan of one market from ``earlier`` (its carried tables at the block rescanned
-    from), given the accounts the change events named since (``touched``): the plugin's answer
-    for the others (:meth:`protocols.base.Reader.carry_accounts`), and the accounts to read in
-    full; None where the plugin does not carry (:meth:`protocols.base.Reader.refresh_accounts`)."""
-    kept = earlier.kept
+    """The rescan of one market from ``earlier`` (its carried rows at the block rescanned from),
+    given the accounts the change events named since (``touched``): the plugin's answer for the
+    others (:meth:`protocols.base.Reader.carry_accounts`), and the accounts to read in full;
+    None where the plugin does not carry (:meth:`protocols.base.Reader.refresh_accounts`)."""
+    kept, rows = earlier.kept, earlier.rows
     named = np.zeros(len(kept), dtype=bool)
     place = earlier.places(sorted(touched))
     named[place[place >= 0]] = True
     untouched = ~named
-    positions = earlier.tables["positions"]
-    owner = positions.column("owner").to_numpy()
-    given = np.flatnonzero(untouched[owner])
+    given = np.flatnonzero(untouched[rows.owner])
     among = np.cumsum(untouched) - 1
-    rows = KeptRows(among[owner[given]], positions.column("asset_code").to_numpy()[given],
-                    positions.column("reserve_code").to_numpy()[given],
-                    positions.column("side").to_numpy(zero_copy_only=False)[given] == "debt",
-                    earlier.assets, earlier.reserves)
     taken = kept.take(untouched)
-    answer = reader.carry_accounts(taken, rows)
+    answer = reader.carry_accounts(taken, KeptRows(among[rows.owner[given]], rows.asset[given], rows.reserve[given],
+                                                   rows.debt[given], earlier.assets, earlier.reserves))
     if answer is None:
         return None
-    _check_answer(answer, len(taken), len(rows))
+    _check_answer(answer, len(taken), len(given))
     carried = np.zeros(len(kept), dtype=bool)
     carried[np.flatnonzero(untouched)[~answer.again]] = True
     again = decoded(taken.names[answer.again])
-    return Carry(earlier, untouched, given, answer, carried, sorted(touched | set(again)))
+    return Carry(earlier, untouched, taken, given, answer, carried, sorted(touched | set(again)))
 
 
 def decoded(names: np.ndarray) -> list[str]:
@@ -304,45 +346,38 @@ def _check_answer(answer: Carried, accounts: int, rows: int) -> None:
         raise ValueError(f"carry_accounts answered in the wrong shapes ({accounts} accounts, {rows} rows)")
 
 
-# --- storing a block's tables ---------------------------------------------------------------------
+# --- storing a block's rows -----------------------------------------------------------------------
 
 def store_rescan(cache, carry: Carry, part_tables: dict[str, pd.DataFrame], fresh: KeptState, refers: int) -> None:
-    """Store a carrying rescan's tables at its block (``cache``): ``part_tables``, the market's
+    """Store a carrying rescan's rows at its block (``cache``): ``part_tables``, the market's
     rows (those read in full first, then the carried ones: :func:`analyzer.scan_chunks.scan_protocol`),
     with the kept state of this block: the carried accounts' words (the plugin's where they
     changed), then the words of the accounts read (``fresh``). Not stored where an account read
     has rows but no words (the next rescan reads in full)."""
-    earlier, answer = carry.earlier, carry.answer
-    changed = np.zeros(len(carry.carried), dtype=bool)
-    if answer.changed is not None:
-        changed[np.flatnonzero(carry.untouched)[answer.changed]] = True
-    same = carry.carried & ~changed
-    moved = carry.carried & changed
-    # the plugin's new words, of the changed accounts it computed (not those it reads again)
-    renewed = answer.state.take(~answer.again[answer.changed]) if answer.changed is not None else KeptState.empty()
-    kept = KeptState.concat([earlier.kept.take(same), renewed, fresh])
+    earlier = carry.earlier
+    carried_now, new_of = carry.kept_now
+    kept = KeptState.concat([carried_now, fresh])
     names = fixed_width(kept.names, NAME_WIDTH)
     if names is None:
         return
-    new_of = np.full(len(carry.carried), -1, dtype=np.int64)
-    new_of[same] = np.arange(int(same.sum()))
-    new_of[moved] = int(same.sum()) + np.arange(int(moved.sum()))
-    fresh_place = {name: int(same.sum() + moved.sum()) + i for i, name in enumerate(decoded(fresh.names))}
-    carried = carry.arrow_tables
-    tables, assets, reserves = {}, list(earlier.assets), list(earlier.reserves)
-    for name in CARRIED:
-        frame = part_tables[name]
-        read = frame.iloc[:len(frame) - carried[name].num_rows]
-        owner = np.array([fresh_place.get(a, -1) for a in read["account"].tolist()], dtype=np.int64)
-        if (owner < 0).any():
-            return
-        codes = [owner]
-        if name == "positions":
-            codes += [_codes(read["asset"].tolist(), assets), _codes(read["reserve"].tolist(), reserves)]
-        old = carried[name].set_column(carried[name].schema.get_field_index("owner"), "owner",
-                                       pa.array(new_of[carried[name].column("owner").to_numpy()]))
-        tables[name] = pa.concat_tables([arrow_table(name, read, *codes), old])
-    store(cache, CarriedTables(kept, _order(names), tables, assets, reserves, refers))
+    fresh_place = {name: len(carried_now) + i for i, name in enumerate(decoded(fresh.names))}
+    carried = carry.rows[0]
+    positions, accounts = (part_tables[name].iloc[:len(part_tables[name]) - count]
+                           for name, count in (("positions", len(carried.owner)), ("accounts", len(carried.holder))))
+    owner, holder = ([fresh_place.get(a, -1) for a in frame["account"].tolist()] for frame in (positions, accounts))
+    if min(owner, default=0) < 0 or min(holder, default=0) < 0:
+        return
+    assets, reserves = list(earlier.assets), list(earlier.reserves)
+    read = CarriedRows(np.array(owner, dtype=np.int64), _codes(positions["asset"].tolist(), assets),
+                       _codes(positions["reserve"].tolist(), reserves),
+                       (positions["side"] == "debt").to_numpy(dtype=bool), np.array(holder, dtype=np.int64),
+                       accounts["category"].to_numpy(dtype=np.int64), _texts(accounts["params"].array))
+    rows = CarriedRows(np.concatenate([read.owner, new_of[carried.owner]]), np.concatenate([read.asset, carried.asset]),
+                       np.concatenate([read.reserve, carried.reserve]), np.concatenate([read.debt, carried.debt]),
+                       np.concatenate([read.holder, new_of[carried.holder]]),
+                       np.concatenate([read.category, carried.category]),
+                       pa.concat_arrays([read.params, carried.params.cast(pa.large_string())]))
+    store(cache, CarriedTables(kept, _order(names), earlier.protocol, earlier.market, assets, reserves, rows, refers))
 
 
 def _codes(values: list[str], texts: list[str]) -> np.ndarray:
@@ -363,9 +398,9 @@ def _order(names: np.ndarray) -> np.ndarray:
 
 
 def store_scan(cache, part_tables: dict[str, pd.DataFrame], kept: KeptState, refers: int) -> None:
-    """Store a market's tables (``part_tables``) with its kept state at its block (``cache``),
+    """Store a market's rows (``part_tables``) with its kept state at its block (``cache``),
     found by name: after a full scan, or a rescan that did not carry. Not stored where a row's
-    account has no kept words, or an account is kept twice."""
+    account has no kept words, an account is kept twice, or the rows are not of one market."""
     names = fixed_width(kept.names, NAME_WIDTH)
     if names is None:
         return
@@ -373,21 +408,38 @@ def store_scan(cache, part_tables: dict[str, pd.DataFrame], kept: KeptState, ref
     ranked = names[order]
     if len(ranked) > 1 and (ranked[1:] == ranked[:-1]).any():
         return
-    tables, lists = {}, {}
-    for name in CARRIED:
-        frame = part_tables[name]
-        rows = names_of(_whole(frame["account"].array))
-        if rows is None:
-            return
-        at = order[np.minimum(np.searchsorted(names, rows, sorter=order), max(len(names) - 1, 0))] \
-            if len(names) else np.zeros(len(rows), dtype=np.int64)
-        if len(rows) and (not len(names) or (names[at] != rows).any()):
-            return
-        codes = [at]
-        if name == "positions":
-            for col in ("asset", "reserve"):
-                encoded = _whole(frame[col].array).dictionary_encode()
-                lists[col] = encoded.dictionary.to_pylist()
-                codes.append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
-        tables[name] = arrow_table(name, frame, *codes)
-    store(cache, CarriedTables(kept, order, tables, lists["asset"], lists["reserve"], refers))
+    positions, accounts = part_tables["positions"], part_tables["accounts"]
+    markets = pd.concat([positions[["protocol", "market"]], accounts[["protocol", "market"]]]).drop_duplicates()
+    sides = positions["side"].to_numpy(dtype=object)
+    if len(markets) > 1 or not np.isin(sides, SIDES).all():
+        return
+    places = [_places(names, order, frame["account"]) for frame in (positions, accounts)]
+    if places[0] is None or places[1] is None:
+        return
+    asset, reserve = (_whole(positions[col].array).dictionary_encode() for col in ("asset", "reserve"))
+    rows = CarriedRows(places[0], _indices(asset), _indices(reserve), sides == "debt", places[1],
+                       accounts["category"].to_numpy(dtype=np.int64), _texts(accounts["params"].array))
+    protocol, market = markets.iloc[0].tolist() if len(markets) else ("", "")
+    store(cache, CarriedTables(kept, order, protocol, market, asset.dictionary.to_pylist(),
+                               reserve.dictionary.to_pylist(), rows, refers))
+
+
+def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _places(names: np.ndarray, order: np.ndarray, accounts: pd.Series) -> np.ndarray | None:
+    """Each of ``accounts``' place in ``names`` (sorted by ``order``); None where one is not there."""
+    wanted = names_of(_whole(accounts.array))
+    if wanted is None or (len(wanted) and not len(names)):
+        return None
+    if not len(wanted):
+        return np.zeros(0, dtype=np.int64)
+    at = order[np.minimum(np.searchsorted(names, wanted, sorter=order), len(names) - 1)]
+    return at if (names[at] == wanted).all() else None
+
+
+def _whole(values: Any) -> pa.Array:
+    """A frame's column as one Arrow array."""
+    array = pa.array(values)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array

@@ -98,9 +98,7 @@ class KeptState:
             return cls.empty()
         if len(parts) == 1:
             return parts[0]
-        as_bytes = all(p.names.dtype.kind == "S" for p in parts)
-        return cls._of(np.concatenate([p.names if as_bytes else p.accounts for p in parts]),
-                       np.concatenate([p.lengths for p in parts]),
+        return cls._of(_names_joined([p.names for p in parts]), np.concatenate([p.lengths for p in parts]),
                        _joined([p._form() for p in parts]))
 
     @classmethod
@@ -304,6 +302,18 @@ class KeptState:
         owner = np.repeat(np.arange(len(self)), count)
         within = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
         return owner, (self.starts + first)[owner] + width * within
+
+
+def _names_joined(parts: list[np.ndarray]) -> np.ndarray:
+    """Account names of several states as one array: as bytes where some are bytes and the others
+    fit their width (strings made bytes, not the bytes strings), else as strings."""
+    widths = {p.dtype.itemsize for p in parts if p.dtype.kind == "S"}
+    if len(widths) == 1:
+        width = widths.pop()
+        as_bytes = [fixed_width(p, width) for p in parts]
+        if all(b is not None for b in as_bytes):
+            return np.concatenate(as_bytes)      # type: ignore[arg-type]  # none is None
+    return np.concatenate([p.astype("U").astype(object) if p.dtype.kind == "S" else p for p in parts])
 
 
 def fixed_width(names: np.ndarray, width: int) -> np.ndarray | None:

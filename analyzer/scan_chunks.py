@@ -246,17 +246,13 @@ def incremental_plan(client, reader, earlier: ChunkCache, cache: ChunkCache, cha
 
 def _referring_chunk(plan: carry.Carry, since_block: int, block: int) -> dict:
     """The ``kept-from-*`` chunk of a carrying rescan (what a rescan that does not carry reads,
-    :func:`kept_state_and_refers`): the earlier state less the accounts read or changed, then the changed
-    words, by reference while the earlier one refers back fewer than ``MAX_REFERENCES`` blocks."""
-    answer = plan.answer
-    taken = plan.earlier.kept.take(plan.untouched)
-    changed = np.zeros(len(taken), dtype=bool) if answer.changed is None else answer.changed
-    moved = changed & ~answer.again
-    renewed = answer.state.take(moved[answer.changed]) if answer.changed is not None else KeptState.empty()
+    :func:`kept_state_and_refers`): the earlier state less the accounts read or changed, then the
+    changed words, by reference while the earlier one refers back fewer than ``MAX_REFERENCES``
+    blocks; else the carried accounts' words in full."""
     if plan.earlier.refers < MAX_REFERENCES and since_block < block:
-        dropped = sorted(set(plan.read) | set(carry.decoded(taken.names[moved])))
-        return {"base": since_block, "dropped": dropped, "changed": renewed.to_chunk()}
-    return KeptState.concat([taken.take(~answer.again & ~changed), renewed]).to_chunk()
+        dropped = sorted(set(plan.read) | set(carry.decoded(plan.state.names[plan.changed])))
+        return {"base": since_block, "dropped": dropped, "changed": plan.renewed.to_chunk()}
+    return plan.kept_now[0].to_chunk()
 
 
 def _holdings(reader, previous: KeptState, read: list[str], since: dict[str, set[str]],
