@@ -2,7 +2,9 @@
 earlier scan, computed at this block from the words that scan kept and this block's market state,
 at once over arrays. The kept words are taken as :class:`analyzer.kept.KeptState` holds them,
 int64 and the few wider ones beside (:class:`protocols.comet.ints.Ints`), and leave as limbs
-(:mod:`analyzer.wideint`), floats and Arrow text: no Python integer or string per account."""
+(:mod:`analyzer.wideint`), floats and Arrow text: no Python integer or string per account. A rescan
+that carries the earlier scan's tables (:mod:`protocols.comet.carry`) computes its accounts with the
+same pieces: :func:`at_block`, :func:`liquidatable`, :func:`params`, :func:`amounts`, :func:`kept_words`."""
 
 from __future__ import annotations
 
