@@ -22,7 +22,12 @@ def carry_accounts(reader, kept: KeptState, rows: KeptRows) -> Carried:
     record, a row of an asset that is no reserve of the pool or that names a reserve, which
     Aave's rows never do): no row is carried that its kept record does not prove. A row and a
     record meet on the account and ``reserve · 2 + side`` (0 an aToken / collateral, 1 variable
-    debt / debt; :func:`_records_of`), the rows in any order."""
+    debt / debt; :func:`_records_of`), the rows in any order.
+
+    On mainnet-scale (59,431 accounts, 115,639 rows) 38-41 ms of thread CPU where
+    :func:`~protocols.aave_v3.lens.refresh_accounts` takes 60-67 ms: nearly all of it the
+    balances as limbs, their products, floats and text (:mod:`analyzer.wideint`); finding the
+    rows' records 3-4 ms."""
     reserves = reader.reserves()
     found = kept_balances(reader, kept)
     again = found.again
