@@ -144,8 +144,9 @@ def _name_texts(names: np.ndarray) -> pa.Array:
 
 
 def stored(cache) -> bool:
-    """Whether ``cache`` holds carried rows."""
-    return cache.root is not None and (cache.root / FILE_NAME).is_file()
+    """Whether ``cache`` holds carried rows of this format (a file of another is written over)."""
+    found = None if cache.root is None else read_arrays(cache.root / FILE_NAME)
+    return found is not None and found[0].get("carried") == FORMAT
 
 
 def load(cache) -> CarriedTables | None:
@@ -172,6 +173,9 @@ def load(cache) -> CarriedTables | None:
             not _within(asset, len(lists[0])) or not _within(reserve, len(lists[1])) or int(debt.max(initial=0)) > 1 or \
             int(offsets[0]) != 0 or int(offsets[-1]) != len(data) or (np.diff(offsets) < 0).any():
         return None
+    ranked = kept.names[order]
+    if kept.names.dtype != np.dtype(f"S{NAME_WIDTH}") or (ranked[1:] <= ranked[:-1]).any():
+        return None     # the order does not sort the names, each once: a lookup could miss one
     params = pa.LargeStringArray.from_buffers(len(holder), pa.py_buffer(offsets), pa.py_buffer(data))
     rows = CarriedRows(owner, asset, reserve, debt.astype(bool), holder, category, params)
     return CarriedTables(kept, order, texts[0], texts[1], lists[0], lists[1], rows, head["refers"])
@@ -389,6 +393,8 @@ def _check_answer(answer: Carried, accounts: int, rows: int) -> None:
     """A plugin's answer in the shapes :class:`analyzer.kept.Carried` says (a plugin's fault as
     an error naming it, never a snapshot of misaligned rows)."""
     shapes = [len(answer.amount) == rows, len(answer.raw) == rows, np.shape(answer.again) == (accounts,),
+              np.asarray(answer.again).dtype == bool,
+              answer.changed is None or np.asarray(answer.changed).dtype == bool,
               answer.params is None or len(answer.params) == accounts,
               answer.changed is None or (np.shape(answer.changed) == (accounts,)
                                          and int(np.count_nonzero(answer.changed)) == len(answer.state))]

@@ -65,6 +65,7 @@ class KeptState:
         """Of ``words`` (Python integers), or of ``narrow``, ``wide_at`` and the wide words, as
         Python integers (``wide``) or as the limbs of their sizes and their signs."""
         self._accounts = accounts
+        self._decoded: np.ndarray | None = None     # the names as strings, when asked for
         self.lengths = lengths
         self._held: _Held | None = None
         if words is not None:
@@ -199,14 +200,16 @@ class KeptState:
 
     @property
     def accounts(self) -> np.ndarray:
-        if self._accounts.dtype.kind == "S":
-            self._accounts = self._accounts.astype("U").astype(object)
-        return self._accounts
+        if self._accounts.dtype.kind != "S":
+            return self._accounts
+        if self._decoded is None:
+            self._decoded = self._accounts.astype("U").astype(object)
+        return self._decoded
 
     @property
     def names(self) -> np.ndarray:
         """The accounts as given: Python strings (object array), or ASCII bytes (fixed width)
-        where the state was built of those and no caller has asked for :attr:`accounts`."""
+        where the state was built of those."""
         return self._accounts
 
     @property

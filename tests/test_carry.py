@@ -141,3 +141,32 @@ def test_a_carrying_rescan_and_its_rescan_equal_full_scans(chain_checkpoint, tmp
             kept, _ = _kept_pieces_state(ChunkCache(folder))
             assert by_account(kept) == by_account(carry.load(ChunkCache(folder)).kept)
         since = block
+
+
+def test_stored_arrays_read_back_and_damage_reads_as_missing(tmp_path):
+    names = np.array(sorted(f"0x{i:040x}" for i in range(5)), dtype=object)
+    kept = KeptState.from_lists(names.tolist(), [2, 1, 0, 3, 1], [1, 2**70, -3, 4, 5, -(2**90), 7])
+    rows = carry.CarriedRows(np.array([0, 1, 3, 4]), np.array([0, 1, 0, 0]), np.array([0, 0, 0, 0]),
+                             np.array([False, True, False, True]), np.array([0, 4]), np.array([1, 0]),
+                             pa.array(['{"a": 1}', "{}"], type=pa.large_string()))
+    carried = carry.CarriedTables(kept, np.arange(5), "p", "m", ["A", "B"], [""], rows, 3)
+    cache = ChunkCache(tmp_path)
+    carry.store(cache, carried)
+    back = carry.load(cache)
+    assert back is not None and carry.stored(cache)
+    assert by_account(back.kept) == by_account(kept) and back.refers == 3 and back.assets == ["A", "B"]
+    assert back.rows.owner.tolist() == [0, 1, 3, 4] and back.rows.debt.tolist() == [False, True, False, True]
+    assert back.rows.params.to_pylist() == ['{"a": 1}', "{}"]
+    assert back.places([names[3], "0x" + "f" * 40, "nope"]).tolist() == [3, -1, -1]
+    frames = back.frames(back.rows, np.arange(4.0), pa.array(["0", "1", "2", "3"]))
+    assert frames["positions"]["account"].tolist() == [names[i] for i in (0, 1, 3, 4)]
+    assert frames["positions"]["side"].tolist() == ["collateral", "debt", "collateral", "debt"]
+    assert frames["accounts"]["params"].tolist() == ['{"a": 1}', "{}"]
+    path = tmp_path / carry.FILE_NAME
+    whole = path.read_bytes()
+    for cut in (len(whole) - 9, len(whole) // 2, 20):      # cut short: missing, never a misread
+        path.write_bytes(whole[:cut])
+        assert carry.load(cache) is None and not carry.stored(cache)
+    # an order that does not sort the names: a lookup could miss a touched account, so none is used
+    carry.store(cache, carry.CarriedTables(kept, np.array([1, 0, 2, 3, 4]), "p", "m", ["A", "B"], [""], rows, 3))
+    assert carry.load(cache) is None
