@@ -6,15 +6,13 @@ again; only the words of a borrow kept as a balance and read again change."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from analyzer.kept import KeptRows, KeptState
 from protocols.compound_v2 import carry, lens
-from tests.test_compound_v2_refresh import market, reader
+from tests.test_compound_v2_refresh import market, random_book, reader, without_unused_indices
 
 BEFORE = [market(0, 18, 200_000_000_000_000_000_000_000_000, 10**18), market(1, 6, 204_000_000_000_000, 2 * 10**18),
           market(2, 8, 20_000_000_000_000_000, 10**18)]
@@ -55,66 +53,24 @@ def test_random_books_carry_the_full_reads_values_at_the_later_block(monkeypatch
     # as test_compound_v2_refresh's random books: principals past 2^63 and 2^100, pairs and
     # balances (their index moved or not), rows given shuffled; in 5 markets, or in the last 5
     # of 70 (past a set of markets in 64 bits: rows are searched)
-    rng = random.Random(23)
-    decimals = [18, 6, 8, 18, 18]
-    index_before = [rng.randrange(10**18, 2**61) for _ in decimals]
-    index_after = [i + rng.randrange(0, i // 1000) for i in index_before]
-    index_after[3] = index_before[3]        # a market whose index did not move
-    before = [market(k, decimals[k], rng.randrange(10**14, 10**27), index_before[k]) for k in range(len(decimals))]
-    after = [market(k, decimals[k], rng.randrange(10**14, 10**27), index_after[k]) for k in range(len(decimals))]
-    unused = [market(k, 18, 10**26, 10**18) for k in range(len(decimals), listed)]
-    before, after = unused + before, unused + after
-    first = len(unused)     # the place of market 0 in the list
-    figures_before, figures_after, pairs, fresh = {}, {}, {}, {}
-    for n in range(500):
-        account = f"0x{0x1000 + n:040x}"
-        entered = [first + j for j in rng.sample(range(len(decimals)), rng.randrange(0, 4))]
-        held_before, held_after, proven = {}, {}, {}
-        for j in rng.sample(range(len(decimals)), rng.randrange(1, 4)):
-            ctoken_balance = rng.choice([0, rng.randrange(1, 2 ** rng.randrange(1, 63))])
-            borrowed = rng.choice([0, rng.randrange(1, 2 ** rng.randrange(1, 110))])
-            if not (ctoken_balance or borrowed):
-                continue
-            if borrowed and rng.random() < 0.7:     # kept as its pair (principal, interestIndex)
-                interest_index = rng.randrange(10**18, index_before[j] + 1)
-                proven[first + j] = (borrowed, interest_index)
-                now = borrowed * index_after[j] // interest_index
-            elif borrowed and index_after[j] != index_before[j]:    # a balance, read again at the new index
-                now = borrowed + rng.randrange(0, 10**6)
-                fresh[(account, first + j)] = now
-            else:
-                now = borrowed
-            held_before[first + j] = (ctoken_balance, borrowed, 0)
-            held_after[first + j] = (ctoken_balance, now, after[first + j]["exchange_rate_mantissa"])
-        figures_before[account] = (entered, held_before)
-        figures_after[account] = (entered, held_after)
-        if proven:
-            pairs[account] = proven
-    earlier = lens.rows_from_figures(reader(before), figures_before, pairs)
-    monkeypatch.setattr(lens, "borrows_stored", lambda _reader, moved: [
-        [fresh[(a, j)] for j in range(listed) if mask >> j & 1] for a, mask in moved.items()])
+    book = random_book(23, 500, listed)
+    earlier = lens.rows_from_figures(reader(book.before), book.figures_before, book.pairs)
+    monkeypatch.setattr(lens, "borrows_stored", book.borrows_stored)
     kept = KeptState.from_state(earlier["_state"])
     rows = KeptRows.of(kept, shuffled(earlier["positions"]))
-    carried = carry.carry_accounts(reader(after), kept, rows)
-    expected = lens.rows_from_figures(reader(after), figures_after, pairs)
+    carried = carry.carry_accounts(reader(book.after), kept, rows)
+    expected = lens.rows_from_figures(reader(book.after), book.figures_after, book.pairs)
     assert not carried.again.any()
     assert len(rows) == len(expected["positions"]["account"]) > 900
     same_bits(carried_values(kept, rows, carried), expected_values(expected["positions"]))
     # the accounts with a balance read again change: their words are the full read's (the index
     # kept beside no borrow aside), in kept order
     assert carried.changed is not None
-    moved = sorted({a for a, _ in fresh})
+    moved = sorted({a for a, _ in book.fresh})
     assert kept.accounts[carried.changed].tolist() == carried.state.accounts.tolist() == moved
     words, ends = carried.state.words.tolist(), np.cumsum(carried.state.lengths).tolist()
     for account, count, end in zip(moved, carried.state.lengths.tolist(), ends, strict=True):
         assert without_unused_indices(words[end - count:end]) == without_unused_indices(expected["_state"][account])
-
-
-def without_unused_indices(words: list[int]) -> list[int | None]:
-    """Kept words (rows_from_figures) with the index of each record without a borrow as None."""
-    first = 2 + words[1]
-    return words[:first] + [None if k % 5 == 3 and not words[first + k - 1] else w
-                            for k, w in enumerate(words[first:])]
 
 
 ACCOUNTS = [f"0x{k:040x}" for k in range(0xA0, 0xA9)]

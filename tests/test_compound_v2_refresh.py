@@ -6,6 +6,7 @@ moved, read again, written with the new balance and index."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -72,22 +73,46 @@ def test_refreshed_rows_are_the_full_reads_and_only_moved_borrows_are_written_ag
     assert np.array_equal(refreshed.state.words, np.array(expected["_state"][a], dtype=object))
 
 
-def test_random_books_equal_the_full_read_at_the_later_block(monkeypatch):
-    # 18-decimal principals past 2^63 (and past 2^100), interest indices from 1e18 to 2^62, cToken
-    # balances, borrows kept as pairs and as balances (their market's index moved or not); the
-    # expected rows are the full read's (rows_from_figures, Python integers) of each borrow at the
-    # later block: principal × borrowIndex // interestIndex, or the balance the lens returns
-    rng = random.Random(17)
+@dataclass
+class RandomBook:
+    """A random Compound V2 book (:func:`random_book`): the markets at the earlier and the later
+    block, each account's figures at both (``rows_from_figures``' input), the borrows kept as pairs,
+    and the balances the lens gives at the later block for the borrows kept as balances whose
+    market's index moved, by (account, market's place in the list)."""
+
+    before: list[dict]
+    after: list[dict]
+    figures_before: dict
+    figures_after: dict
+    pairs: dict
+    fresh: dict[tuple[str, int], int]
+
+    def borrows_stored(self, _reader, moved: dict[str, int]) -> list[list[int]]:
+        """A fake ``lens.borrows_stored``: each moved account's fresh balances, in market order."""
+        return [[self.fresh[(a, j)] for j in range(len(self.after)) if mask >> j & 1] for a, mask in moved.items()]
+
+
+def random_book(seed: int, accounts: int, listed: int = 5) -> RandomBook:
+    """Accounts with cToken balances and borrows in 5 markets of 18, 6, 8, 18 and 18 decimals (the
+    last ``listed`` - 5 unused markets listed before them: the used ones' places are offset):
+    18-decimal principals past 2^63 (and past 2^100), interest indices from 1e18 to 2^62, borrows
+    kept as pairs (principal, interestIndex) and as balances (their market's index moved or not,
+    market 3's did not). Each account's borrow at the later block is computed here in Python
+    integers: principal × borrowIndex // interestIndex, or the balance the lens returns."""
+    rng = random.Random(seed)
     decimals = [18, 6, 8, 18, 18]
     index_before = [rng.randrange(10**18, 2**61) for _ in decimals]
     index_after = [i + rng.randrange(0, i // 1000) for i in index_before]
     index_after[3] = index_before[3]        # a market whose index did not move
     before = [market(k, decimals[k], rng.randrange(10**14, 10**27), index_before[k]) for k in range(len(decimals))]
     after = [market(k, decimals[k], rng.randrange(10**14, 10**27), index_after[k]) for k in range(len(decimals))]
+    unused = [market(k, 18, 10**26, 10**18) for k in range(len(decimals), listed)]
+    before, after = unused + before, unused + after
+    first = len(unused)     # the place of market 0 in the list
     figures_before, figures_after, pairs, fresh = {}, {}, {}, {}
-    for n in range(400):
+    for n in range(accounts):
         account = f"0x{0x1000 + n:040x}"
-        entered = rng.sample(range(len(decimals)), rng.randrange(0, 4))     # in any order, or none
+        entered = [first + j for j in rng.sample(range(len(decimals)), rng.randrange(0, 4))]   # any order, or none
         held_before, held_after, proven = {}, {}, {}
         for j in rng.sample(range(len(decimals)), rng.randrange(1, 4)):
             ctoken_balance = rng.choice([0, rng.randrange(1, 2 ** rng.randrange(1, 63))])
@@ -96,26 +121,30 @@ def test_random_books_equal_the_full_read_at_the_later_block(monkeypatch):
                 continue
             if borrowed and rng.random() < 0.7:     # kept as its pair (principal, interestIndex)
                 interest_index = rng.randrange(10**18, index_before[j] + 1)
-                proven[j] = (borrowed, interest_index)
+                proven[first + j] = (borrowed, interest_index)
                 now = borrowed * index_after[j] // interest_index
             elif borrowed and index_after[j] != index_before[j]:    # a balance, read again at the new index
                 now = borrowed + rng.randrange(0, 10**6)
-                fresh[(account, j)] = now
+                fresh[(account, first + j)] = now
             else:
                 now = borrowed
-            held_before[j] = (ctoken_balance, borrowed, 0)
-            held_after[j] = (ctoken_balance, now, after[j]["exchange_rate_mantissa"])
+            held_before[first + j] = (ctoken_balance, borrowed, 0)
+            held_after[first + j] = (ctoken_balance, now, after[first + j]["exchange_rate_mantissa"])
         figures_before[account] = (entered, held_before)
         figures_after[account] = (entered, held_after)
         if proven:
             pairs[account] = proven
-    earlier = lens.rows_from_figures(reader(before), figures_before, pairs)
+    return RandomBook(before, after, figures_before, figures_after, pairs, fresh)
 
-    def borrows_stored(_reader, moved):
-        return [[fresh[(a, j)] for j in range(len(decimals)) if mask >> j & 1] for a, mask in moved.items()]
-    monkeypatch.setattr(lens, "borrows_stored", borrows_stored)
-    refreshed = refresh.refresh_accounts(reader(after), KeptState.from_state(earlier["_state"]))
-    expected = lens.rows_from_figures(reader(after), figures_after, pairs)
+
+def test_random_books_equal_the_full_read_at_the_later_block(monkeypatch):
+    # random books (random_book): the expected rows are the full read's (rows_from_figures,
+    # Python integers) of each borrow at the later block
+    book = random_book(17, 400)
+    earlier = lens.rows_from_figures(reader(book.before), book.figures_before, book.pairs)
+    monkeypatch.setattr(lens, "borrows_stored", book.borrows_stored)
+    refreshed = refresh.refresh_accounts(reader(book.after), KeptState.from_state(earlier["_state"]))
+    expected = lens.rows_from_figures(reader(book.after), book.figures_after, book.pairs)
     assert refreshed.again == []
     for name in ("positions", "accounts"):
         got = refreshed.tables[name].astype(object)
@@ -128,7 +157,7 @@ def test_random_books_equal_the_full_read_at_the_later_block(monkeypatch):
     words, ends = refreshed.state.words.tolist(), np.cumsum(refreshed.state.lengths).tolist()
     written = {a: words[end - n:end] for a, n, end in zip(refreshed.state.accounts.tolist(),
                                                             refreshed.state.lengths.tolist(), ends, strict=True)}
-    assert set(written) == {a for a, _ in fresh}
+    assert set(written) == {a for a, _ in book.fresh}
     assert {a: without_unused_indices(w) for a, w in written.items()} == \
         {a: without_unused_indices(expected["_state"][a]) for a in written}
 
