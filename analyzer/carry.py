@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzer.atomic import atomic_write_bytes
 from analyzer.kept import Carried, KeptRows, KeptState, fixed_width
@@ -465,19 +466,26 @@ def store_scan(cache, part_tables: dict[str, pd.DataFrame], kept: KeptState, ref
     if len(ranked) > 1 and (ranked[1:] == ranked[:-1]).any():
         return
     positions, accounts = part_tables["positions"], part_tables["accounts"]
-    markets = pd.concat([positions[["protocol", "market"]], accounts[["protocol", "market"]]]).drop_duplicates()
-    sides = positions["side"].to_numpy(dtype=object)
-    if len(markets) > 1 or not np.isin(sides, SIDES).all():
-        return
+    first = positions if len(positions) else accounts
+    protocol, market = (str(first[col].iloc[0]) if len(first) else "" for col in ("protocol", "market"))
+    side = _whole(positions["side"].array)
+    debt = pc.equal(side, "debt").to_numpy(zero_copy_only=False)
+    if not all(_all_equal(frame[col], value) for frame in (positions, accounts)
+               for col, value in (("protocol", protocol), ("market", market))) or \
+            not (debt | pc.equal(side, "collateral").to_numpy(zero_copy_only=False)).all():
+        return      # rows of more than one market, or a side neither collateral nor debt
     places = [_places(names, order, frame["account"]) for frame in (positions, accounts)]
     if places[0] is None or places[1] is None:
         return
     asset, reserve = (_whole(positions[col].array).dictionary_encode() for col in ("asset", "reserve"))
-    rows = CarriedRows(places[0], _indices(asset), _indices(reserve), sides == "debt", places[1],
+    rows = CarriedRows(places[0], _indices(asset), _indices(reserve), debt, places[1],
                        accounts["category"].to_numpy(dtype=np.int64), _texts(accounts["params"].array))
-    protocol, market = markets.iloc[0].tolist() if len(markets) else ("", "")
     store(cache, CarriedTables(kept, order, protocol, market, asset.dictionary.to_pylist(),
                                reserve.dictionary.to_pylist(), rows, refers))
+
+
+def _all_equal(column: pd.Series, value: str) -> bool:
+    return not len(column) or bool(pc.all(pc.equal(_whole(column.array), value)).as_py())
 
 
 def _indices(encoded: pa.DictionaryArray) -> np.ndarray:

@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzer import wideint
 
@@ -354,11 +356,18 @@ def fixed_width(names: np.ndarray, width: int) -> np.ndarray | None:
     ASCII characters."""
     if names.dtype.kind == "S":
         return names if names.dtype.itemsize == width or not len(names) else None
-    listed = names.tolist()
-    joined = "".join(listed)
-    if len(joined) != width * len(listed) or not joined.isascii() or any(len(n) != width for n in listed):
+    if not len(names):
+        return np.zeros(0, dtype=f"S{width}")
+    try:    # Arrow's strings: every one of ``width`` bytes where every offset steps by it
+        texts = pa.array(names, type=pa.string())
+    except (pa.ArrowException, TypeError):
         return None
-    return np.frombuffer(joined.encode(), dtype=f"S{width}") if listed else np.zeros(0, dtype=f"S{width}")
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[:len(texts) + 1]
+    data = texts.buffers()[2]
+    if texts.null_count or data is None or not (np.diff(offsets) == width).all() or \
+            not pc.all(pc.string_is_ascii(texts)).as_py():
+        return None
+    return np.frombuffer(data, dtype=f"S{width}", count=len(texts), offset=int(offsets[0]))
 
 
 def objects(values: Sequence[int]) -> np.ndarray:
