@@ -379,7 +379,7 @@ def plan(reader, earlier: CarriedTables, touched: set[str]) -> Carry | None:
                                                    rows.debt[given], earlier.assets, earlier.reserves))
     if answer is None:
         return None
-    _check_answer(answer, len(taken), len(given))
+    _check_answer(type(reader).__name__, answer, len(taken), len(given))
     carried = np.zeros(len(kept), dtype=bool)
     carried[np.flatnonzero(untouched)[~answer.again]] = True
     again = decoded(taken.names[answer.again])
@@ -390,7 +390,7 @@ def decoded(names: np.ndarray) -> list[str]:
     return names.astype("U").tolist() if names.dtype.kind == "S" else names.tolist()
 
 
-def _check_answer(answer: Carried, accounts: int, rows: int) -> None:
+def _check_answer(reader: str, answer: Carried, accounts: int, rows: int) -> None:
     """A plugin's answer in the shapes :class:`analyzer.kept.Carried` says (a plugin's fault as
     an error naming it, never a snapshot of misaligned rows)."""
     shapes = [len(answer.amount) == rows, len(answer.raw) == rows, np.shape(answer.again) == (accounts,),
@@ -400,7 +400,7 @@ def _check_answer(answer: Carried, accounts: int, rows: int) -> None:
               answer.changed is None or (np.shape(answer.changed) == (accounts,)
                                          and int(np.count_nonzero(answer.changed)) == len(answer.state))]
     if not all(shapes):
-        raise ValueError(f"carry_accounts answered in the wrong shapes ({accounts} accounts, {rows} rows)")
+        raise ValueError(f"{reader}.carry_accounts answered in the wrong shapes ({accounts} accounts, {rows} rows)")
 
 
 # --- storing a block's rows -----------------------------------------------------------------------

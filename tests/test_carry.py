@@ -170,3 +170,24 @@ def test_stored_arrays_read_back_and_damage_reads_as_missing(tmp_path):
     # an order that does not sort the names: a lookup could miss a touched account, so none is used
     carry.store(cache, carry.CarriedTables(kept, np.array([1, 0, 2, 3, 4]), "p", "m", ["A", "B"], [""], rows, 3))
     assert carry.load(cache) is None
+
+
+def test_an_answer_of_the_wrong_shape_is_refused_naming_the_reader():
+    kept = KeptState.from_lists([f"0x{i:040x}" for i in range(3)], [1, 1, 1], [5, 6, 7])
+    rows = carry.CarriedRows(np.array([0, 2]), np.array([0, 0]), np.array([0, 0]), np.array([False, True]),
+                             np.array([0]), np.array([0]), pa.array(["{}"], type=pa.large_string()))
+    earlier = carry.CarriedTables(KeptState.from_arrays(dict(kept.arrays(), names=carry.fixed_width(
+        kept.names, carry.NAME_WIDTH))), np.arange(3), "p", "m", ["A"], [""], rows, 0)
+
+    class Short:
+        def carry_accounts(self, kept, rows):     # one amount for two rows
+            return Carried(np.zeros(1), pa.array(["1"]), np.zeros(len(kept), dtype=bool))
+
+    class Counted:
+        def carry_accounts(self, kept, rows):     # again as counts, not booleans
+            return Carried(np.zeros(len(rows)), pa.array(["1"] * len(rows)), np.zeros(len(kept), dtype=np.int64))
+
+    for reader in (Short(), Counted()):
+        with pytest.raises(ValueError, match=f"{type(reader).__name__}.carry_accounts answered in the wrong shapes"):
+            carry.plan(reader, earlier, set())
+    assert carry.plan(type("Declines", (), {"carry_accounts": lambda self, k, r: None})(), earlier, set()) is None
