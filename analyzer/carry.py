@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.atomic import atomic_write_bytes
-from analyzer.kept import Carried, KeptRows, KeptState, fixed_width
+from analyzer.kept import Carried, KeptRows, KeptState, fixed_width, fixed_width_texts
 from analyzer.model import SIDES
 from analyzer.textcolumns import labels, repeated, text
 
@@ -109,15 +109,14 @@ class CarriedTables:
 
     def places(self, accounts: Sequence[str]) -> np.ndarray:
         """Each account's place in ``kept`` (int64), -1 where it holds none."""
-        wanted = fixed_width(np.asarray(list(accounts), dtype=object), NAME_WIDTH)
-        if wanted is None:      # a name of another shape: looked up one by one
-            return np.array([self.places([a])[0] if len(a) == NAME_WIDTH and a.isascii() else -1 for a in accounts],
-                            dtype=np.int64)
-        names = self.kept.names
-        if not len(names) or not len(wanted):
-            return np.full(len(wanted), -1, dtype=np.int64)
-        at = self.order[np.minimum(np.searchsorted(names, wanted, sorter=self.order), len(names) - 1)]
-        return np.where(names[at] == wanted, at, -1)
+        listed = list(accounts)
+        wanted = fixed_width(np.asarray(listed, dtype=object), NAME_WIDTH)
+        if wanted is None:      # some name of another shape: none of those is kept
+            shaped = [len(a) == NAME_WIDTH and a.isascii() for a in listed]
+            out = np.full(len(listed), -1, dtype=np.int64)
+            out[np.flatnonzero(shaped)] = self.places([a for a, ok in zip(listed, shaped, strict=True) if ok])
+            return out
+        return _find(self.kept.names, self.order, wanted)
 
     def frames(self, rows: CarriedRows, amount: np.ndarray, raw: pa.Array) -> dict[str, pd.DataFrame]:
         """``rows`` (codes of this table's) as the snapshot's frames, with positions' ``amount`` and ``raw``."""
@@ -256,25 +255,6 @@ def read_arrays(path: Path) -> tuple[dict, dict[str, np.ndarray]] | None:
         return None
 
 
-def names_of(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
-    """A text column of account names as ``NAME_WIDTH`` bytes each (zero-copy where every name
-    has that width); None where one has not."""
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    out = [np.zeros(0, dtype=f"S{NAME_WIDTH}")]
-    for chunk in chunks:
-        if not len(chunk):
-            continue
-        if chunk.null_count:
-            return None
-        large = pa.types.is_large_string(chunk.type)
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if large else np.int32)[
-            chunk.offset:chunk.offset + len(chunk) + 1]
-        if not (np.diff(offsets) == NAME_WIDTH).all():
-            return None
-        out.append(np.frombuffer(chunk.buffers()[2], dtype=f"S{NAME_WIDTH}", count=len(chunk), offset=int(offsets[0])))
-    return np.concatenate(out)
-
-
 # --- a rescan's carried rows ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -358,8 +338,7 @@ class Carry:
 
 def _texts(values: Any) -> pa.Array:
     """A text column (Arrow strings, or a pandas Arrow-backed column) as one array of large strings."""
-    array = pa.array(values)
-    return (array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array).cast(pa.large_string())
+    return _whole(values).cast(pa.large_string())
 
 
 def plan(reader, earlier: CarriedTables, touched: set[str]) -> Carry | None:
@@ -494,13 +473,17 @@ def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
 
 def _places(names: np.ndarray, order: np.ndarray, accounts: pd.Series) -> np.ndarray | None:
     """Each of ``accounts``' place in ``names`` (sorted by ``order``); None where one is not there."""
-    wanted = names_of(_whole(accounts.array))
-    if wanted is None or (len(wanted) and not len(names)):
-        return None
-    if not len(wanted):
-        return np.zeros(0, dtype=np.int64)
+    wanted = fixed_width_texts(_whole(accounts.array), NAME_WIDTH)
+    found = None if wanted is None else _find(names, order, wanted)
+    return None if found is None or (found < 0).any() else found
+
+
+def _find(names: np.ndarray, order: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Each of ``wanted``'s place in ``names`` (bytes, sorted by ``order``), -1 where it is not there."""
+    if not len(names) or not len(wanted):
+        return np.full(len(wanted), -1, dtype=np.int64)
     at = order[np.minimum(np.searchsorted(names, wanted, sorter=order), len(names) - 1)]
-    return at if (names[at] == wanted).all() else None
+    return np.where(names[at] == wanted, at, -1)
 
 
 def _whole(values: Any) -> pa.Array:

@@ -356,18 +356,30 @@ def fixed_width(names: np.ndarray, width: int) -> np.ndarray | None:
     ASCII characters."""
     if names.dtype.kind == "S":
         return names if names.dtype.itemsize == width or not len(names) else None
-    if not len(names):
-        return np.zeros(0, dtype=f"S{width}")
-    try:    # Arrow's strings: every one of ``width`` bytes where every offset steps by it
+    try:
         texts = pa.array(names, type=pa.string())
     except (pa.ArrowException, TypeError):
         return None
-    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[:len(texts) + 1]
-    data = texts.buffers()[2]
-    if texts.null_count or data is None or not (np.diff(offsets) == width).all() or \
-            not pc.all(pc.string_is_ascii(texts)).as_py():
-        return None
-    return np.frombuffer(data, dtype=f"S{width}", count=len(texts), offset=int(offsets[0]))
+    return fixed_width_texts(texts, width) if pc.all(pc.string_is_ascii(texts)).as_py() is not False else None
+
+
+def fixed_width_texts(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray | None:
+    """Arrow text as bytes of ``width`` each, read in place where every text has that width (the
+    offsets step by it); None where one has not, or one is missing."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = [np.zeros(0, dtype=f"S{width}")]
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        if chunk.null_count:
+            return None
+        large = pa.types.is_large_string(chunk.type)
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if large else np.int32)[
+            chunk.offset:chunk.offset + len(chunk) + 1]
+        if not (np.diff(offsets) == width).all():
+            return None
+        out.append(np.frombuffer(chunk.buffers()[2], dtype=f"S{width}", count=len(chunk), offset=int(offsets[0])))
+    return np.concatenate(out) if len(out) > 2 else out[-1]
 
 
 def objects(values: Sequence[int]) -> np.ndarray:
